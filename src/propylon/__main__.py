@@ -1,0 +1,3 @@
+from propylon.cli import main
+
+main()

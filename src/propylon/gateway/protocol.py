@@ -1,0 +1,67 @@
+"""The seams between the gateway and the models it reaches.
+
+Requests and responses travel as OpenAI-shaped JSON objects (plain dicts parsed once from the
+wire), so a pass-through to an OpenAI-compatible upstream costs no model round trip. Adapters
+for other wire formats (Anthropic) translate to and from this shape at their edge.
+
+Contract shared by every ``ChatModel``:
+
+* ``complete(request)`` returns one ``chat.completion`` object.
+* ``stream(request)`` is awaited until the upstream has accepted the request *and* produced its
+  first chunk; every failure up to that point is raised from the ``await``, so callers can
+  retry or fall back with nothing sent to their client yet. The returned ``ChatStream`` yields
+  ``chat.completion.chunk`` objects, the first one included. A failure after that is raised from
+  iteration as ``UpstreamStreamInterrupted``. Whoever awaited ``stream`` must ``aclose()`` the
+  stream (or exhaust it); closing releases the upstream connection.
+* Errors are ``propylon.errors`` classes only; transport exceptions never cross this seam.
+
+The gateway itself is a ``ChatModel`` whose ``request["model"]`` is a public model name, so
+RAG and background runs call models through it and get routing, retries and fallback for free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+JSONObject = dict[str, Any]
+
+
+class ChatStream(Protocol):
+    """An open stream of ``chat.completion.chunk`` objects."""
+
+    def __aiter__(self) -> AsyncIterator[JSONObject]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """Something that answers OpenAI-shaped chat requests."""
+
+    async def complete(self, request: JSONObject) -> JSONObject: ...
+
+    async def stream(self, request: JSONObject) -> ChatStream: ...
+
+
+@dataclass(slots=True)
+class Embeddings:
+    """Vectors for a batch of texts, in input order, and the tokens the provider counted."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+    model: str = ""
+    extra: JSONObject = field(default_factory=dict)
+
+
+@runtime_checkable
+class EmbeddingModel(Protocol):
+    """Something that turns texts into vectors.
+
+    ``embed`` receives at least one text and returns one vector per text, in order.
+    ``request`` carries the rest of the OpenAI embeddings body (``dimensions``, ``user``…)
+    for adapters that pass it on; implementations ignore what they do not support.
+    """
+
+    async def embed(self, texts: list[str], request: JSONObject | None = None) -> Embeddings: ...

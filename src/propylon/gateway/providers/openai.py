@@ -1,0 +1,116 @@
+"""OpenAI-compatible upstreams: OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp, Groq, Together…
+
+The request body is relayed as the client sent it, with only ``model`` replaced by the
+deployment's upstream model name and Propylon's own extension field removed. Transport errors
+are translated into ``propylon.errors`` here, once, by ``translate_transport_errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from propylon.errors import (
+    UpstreamError,
+    UpstreamStreamInterrupted,
+)
+from propylon.gateway.protocol import ChatStream, Embeddings, JSONObject
+from propylon.gateway.providers.transport import (
+    client_timeout,
+    open_sse_stream,
+    post_json,
+)
+from propylon.settings import DeploymentConfig
+
+EXTENSION_FIELD = "propylon"
+
+
+class OpenAIProvider:
+    """Chat and embeddings against one OpenAI-compatible deployment."""
+
+    def __init__(self, deployment: DeploymentConfig, session: aiohttp.ClientSession) -> None:
+        if not deployment.base_url:
+            raise ValueError(f"deployment {deployment.display_name} needs a base_url")
+        self._session = session
+        self._model = deployment.model or ""
+        self.name = deployment.display_name
+        base = deployment.base_url.rstrip("/")
+        query = f"?api-version={deployment.api_version}" if deployment.api_version else ""
+        self._chat_url = f"{base}/chat/completions{query}"
+        self._embeddings_url = f"{base}/embeddings{query}"
+        self._headers = {"Content-Type": "application/json"}
+        key = deployment.api_key()
+        if key is not None:
+            if deployment.api_version:  # Azure authenticates with an api-key header
+                self._headers["api-key"] = key.get_secret_value()
+            else:
+                self._headers["Authorization"] = f"Bearer {key.get_secret_value()}"
+        self._timeout = client_timeout(deployment)
+
+    def _body(self, request: JSONObject, **extra: Any) -> bytes:
+        body = {k: v for k, v in request.items() if k != EXTENSION_FIELD}
+        body["model"] = self._model
+        body.update(extra)
+        return orjson.dumps(body)
+
+    async def complete(self, request: JSONObject) -> JSONObject:
+        return await self._post(self._chat_url, self._body(request, stream=False))
+
+    async def _post(self, url: str, data: bytes) -> JSONObject:
+        return await post_json(
+            self._session,
+            url,
+            data=data,
+            headers=self._headers,
+            timeout=self._timeout,
+            name=self.name,
+        )
+
+    async def stream(self, request: JSONObject) -> ChatStream:
+        data = self._body(request, stream=True)
+        return await open_sse_stream(
+            self._session,
+            self._chat_url,
+            data=data,
+            headers=self._headers,
+            timeout=self._timeout,
+            name=self.name,
+            parse=_openai_events,
+        )
+
+    async def embed(self, texts: list[str], request: JSONObject | None = None) -> Embeddings:
+        extra = {k: v for k, v in (request or {}).items() if k in ("dimensions", "user")}
+        data = orjson.dumps({"model": self._model, "input": texts, **extra})
+        body = await self._post(self._embeddings_url, data)
+        try:
+            items = sorted(body["data"], key=lambda item: int(item["index"]))
+            vectors = [[float(x) for x in item["embedding"]] for item in items]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UpstreamError(f"{self.name} returned a malformed embeddings body") from exc
+        if len(vectors) != len(texts):
+            raise UpstreamError(f"{self.name} returned {len(vectors)} vectors for {len(texts)}")
+        usage = body.get("usage") or {}
+        return Embeddings(vectors, int(usage.get("prompt_tokens", 0)), str(body.get("model", "")))
+
+
+async def _openai_events(lines: AsyncIterator[bytes], name: str) -> AsyncIterator[JSONObject]:
+    """Chunks from an OpenAI SSE body; ends at ``[DONE]``, raises if the body ends before it."""
+    async for line in lines:
+        if not line.startswith(b"data:"):
+            continue  # comments, event names, keep-alives
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            return
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamStreamInterrupted(f"{name} sent an unreadable stream event") from exc
+        if isinstance(chunk, dict) and "error" in chunk:
+            message = str((chunk.get("error") or {}).get("message", "upstream stream error"))
+            raise UpstreamStreamInterrupted(f"{name}: {message}")
+        if isinstance(chunk, dict):
+            yield chunk
+    raise UpstreamStreamInterrupted(f"{name} closed the stream before it finished")

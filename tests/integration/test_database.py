@@ -1,0 +1,89 @@
+"""The database layer against a real PostgreSQL: migrations, embedded mode, DATABASE_URL mode."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import psycopg
+import pytest
+
+from propylon.db.database import Database
+from propylon.db.embedded import EmbeddedPostgres
+from propylon.db.migrator import Migration, bundled_migrations, migrate
+from tests.support.servers import serve_app
+
+
+async def test_a_fresh_database_migrates_cleanly_and_only_once(database_url: str) -> None:
+    db = Database(database_url)
+    await db.open()
+    try:
+        applied = await migrate(db)
+        assert [m.version for m in applied] == [m.version for m in bundled_migrations()]
+        assert await migrate(db) == []
+        async with db.connection() as conn:
+            cur = await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            row = await cur.fetchone()
+        assert row is not None
+    finally:
+        await db.close()
+
+
+async def test_concurrent_migrations_apply_each_file_once(database_url: str) -> None:
+    dbs = [Database(database_url), Database(database_url)]
+    for db in dbs:
+        await db.open()
+    try:
+        results = await asyncio.gather(*(migrate(db) for db in dbs))
+        assert sorted(len(r) for r in results) == [0, len(bundled_migrations())]
+    finally:
+        for db in dbs:
+            await db.close()
+
+
+async def test_a_failing_migration_leaves_nothing_half_applied(database_url: str) -> None:
+    db = Database(database_url)
+    await db.open()
+    try:
+        await migrate(db)
+        broken = Migration(9999, "broken", "CREATE TABLE half_done (x int); SELECT 1/0;")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await migrate(db, [broken])
+        async with db.connection() as conn:
+            cur = await conn.execute("SELECT to_regclass('half_done') AS t")
+            assert (await cur.fetchone()) == {"t": None}
+            cur = await conn.execute("SELECT 1 FROM schema_migrations WHERE version = 9999")
+            assert await cur.fetchone() is None
+    finally:
+        await db.close()
+
+
+async def test_embedded_database_keeps_its_data_across_restarts(tmp_path: Path) -> None:
+    for attempt in range(2):
+        embedded = EmbeddedPostgres(tmp_path / "data")
+        url = await embedded.start()
+        db = Database(url)
+        await db.open()
+        try:
+            async with db.connection() as conn:
+                if attempt == 0:
+                    await conn.execute("CREATE TABLE kept (v text)")
+                    await conn.execute("INSERT INTO kept VALUES ('still here')")
+                else:
+                    cur = await conn.execute("SELECT v FROM kept")
+                    assert await cur.fetchall() == [{"v": "still here"}]
+        finally:
+            await db.close()
+            await embedded.stop()
+
+
+async def test_serve_uses_database_url_when_set(database_url: str, tmp_path: Path) -> None:
+    async with (
+        serve_app(database_url=database_url, data_dir=tmp_path / "unused") as server,
+        aiohttp.ClientSession() as http,
+        http.get(f"{server.url}/readyz") as resp,
+    ):
+        assert resp.status == 200
+        assert await resp.json() == {"status": "ready", "database": "ok"}
+    assert not (tmp_path / "unused").exists(), "no embedded database is started"

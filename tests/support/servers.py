@@ -1,0 +1,50 @@
+"""Run Propylon in the test's event loop, served by uvicorn on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from propylon.app import create_app
+from propylon.settings import Settings, load_settings
+
+
+@dataclass(frozen=True, slots=True)
+class AppServer:
+    url: str
+    settings: Settings
+
+    @property
+    def v1(self) -> str:
+        return f"{self.url}/v1"
+
+
+@asynccontextmanager
+async def serve_uvicorn(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app on 127.0.0.1 with a free port; yield its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                await task  # re-raise the startup failure
+                raise RuntimeError("uvicorn stopped before it started")
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@asynccontextmanager
+async def serve_app(**overrides: Any) -> AsyncIterator[AppServer]:
+    settings = load_settings(None, **overrides)
+    async with serve_uvicorn(create_app(settings)) as url:
+        yield AppServer(url, settings)
