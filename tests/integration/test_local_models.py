@@ -1,0 +1,81 @@
+"""The offline default: `make run`'s config answers chat and embeddings with no key, no network."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import openai
+import pytest
+
+from propylon.settings import load_settings
+from tests.support.databases import PostgresServer, create_database
+from tests.support.servers import serve_app
+
+LOCAL_CONFIG = Path(__file__).parents[2] / "config" / "local.yaml"
+
+
+@pytest.fixture(scope="module")
+async def local_sdk(pg_server: PostgresServer) -> AsyncIterator[openai.AsyncOpenAI]:
+    models = load_settings(LOCAL_CONFIG).models
+    async with (
+        serve_app(database_url=await create_database(pg_server), models=models) as server,
+        openai.AsyncOpenAI(base_url=server.v1, api_key="k", max_retries=0) as sdk,
+    ):
+        yield sdk
+
+
+async def test_local_embeddings_reproduce_sentence_transformers(
+    local_sdk: openai.AsyncOpenAI,
+) -> None:
+    result = await local_sdk.embeddings.create(
+        model="local/all-MiniLM-L6-v2",
+        input=[
+            "A man is eating food.",
+            "A man is eating a piece of bread.",
+            "The girl is carrying a baby.",
+        ],
+    )
+    food, bread, baby = (np.asarray(d.embedding) for d in result.data)
+    assert len(food) == 384
+    assert float(food @ bread) == pytest.approx(0.755, abs=0.005)
+    assert float(food @ baby) == pytest.approx(-0.105, abs=0.01)
+    assert result.usage.prompt_tokens > 0
+
+
+async def test_local_extractive_answers_from_context_with_a_citation(
+    local_sdk: openai.AsyncOpenAI,
+) -> None:
+    reply = await local_sdk.chat.completions.create(
+        model="local/extractive",
+        messages=[
+            {
+                "role": "system",
+                "content": "Paris is the capital of France. The Eiffel Tower is 330 metres tall.",
+            },
+            {"role": "user", "content": "How tall is the Eiffel Tower?"},
+        ],
+    )
+    content = reply.choices[0].message.content or ""
+    assert "330 metres" in content
+    assert "[1]" in content
+
+
+async def test_local_extractive_says_plainly_it_is_not_generative(
+    local_sdk: openai.AsyncOpenAI,
+) -> None:
+    stream = await local_sdk.chat.completions.create(
+        model="local/extractive", messages=[{"role": "user", "content": "Hello"}], stream=True
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert "no generative" in text.lower() or "generative chat model" in text
+
+
+async def test_context_window_is_checked_before_any_call(local_sdk: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await local_sdk.chat.completions.create(
+            model="local/extractive",
+            messages=[{"role": "user", "content": "word " * 9000}],
+        )
+    assert caught.value.code == "context_length_exceeded"
