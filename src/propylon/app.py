@@ -19,7 +19,12 @@ from propylon.db.connect import open_database
 from propylon.db.migrator import migrate
 from propylon.gateway.circuit_breaker import CircuitBreaker
 from propylon.gateway.context_window import ContextWindowCheck
-from propylon.gateway.protocol import ChatModel, EmbeddingModel
+from propylon.gateway.protocol import (
+    ChatModel,
+    ChatService,
+    EmbeddingModel,
+    EmbeddingService,
+)
 from propylon.gateway.providers import ProviderContext, build_adapter
 from propylon.gateway.registry import ModelRegistry
 from propylon.gateway.retry import RetryPolicy
@@ -99,7 +104,17 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                 open_local_models(settings)
             )
         gateway = build_gateway(settings, ctx)
-        yield Services(settings=settings, database=database, gateway=gateway)
+        # The request path, outermost first; each layer wraps the next and satisfies the
+        # same ChatService / EmbeddingService protocol.
+        chat: ChatService = gateway
+        embeddings: EmbeddingService = gateway
+        yield Services(
+            settings=settings,
+            database=database,
+            gateway=gateway,
+            chat=chat,
+            embeddings=embeddings,
+        )
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -1,7 +1,8 @@
 """What happened on one gateway call, filled in as the call proceeds.
 
-The HTTP layer creates one per request and renders it as response headers; observability
-records it. Inner callers (RAG, runs) may pass their own or none.
+The HTTP layer creates one per request and renders it as response headers; each layer of the
+request path (limits, cache, guard, gateway) writes what it did into it; observability records
+it. Inner callers (RAG, runs) may pass their own or none.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from propylon.principal import Principal
 
 
 @dataclass(slots=True)
@@ -22,15 +25,27 @@ class Attempt:
 class CallInfo:
     """The route a request took, and what it cost."""
 
+    principal: Principal | None = None
+    request_id: str | None = None
+    endpoint: str = "chat"  # "chat" | "embeddings" | "rag"
+    metadata: dict[str, Any] | None = None
     started: float = field(default_factory=time.perf_counter)
     requested_model: str | None = None
     deployment: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     usage: dict[str, Any] | None = None
     first_token_at: float | None = None
+    upstream_ms: float = 0.0  # time spent waiting on upstreams (for gateway overhead)
+    cache_status: str | None = None  # "hit-exact" | "hit-semantic" | "miss" | "bypass"
+    cache_similarity: float | None = None
+    guard: dict[str, Any] = field(default_factory=dict)
+    cost: float | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     def record_attempt(self, deployment: str, outcome: str, started: float) -> None:
-        self.attempts.append(Attempt(deployment, outcome, (time.perf_counter() - started) * 1000.0))
+        elapsed = (time.perf_counter() - started) * 1000.0
+        self.upstream_ms += elapsed
+        self.attempts.append(Attempt(deployment, outcome, elapsed))
 
     def record_skip(self, deployment: str) -> None:
         self.attempts.append(Attempt(deployment, "skipped", 0.0))
@@ -49,4 +64,9 @@ class CallInfo:
             )
         if self.deployment is not None:
             out["x-propylon-deployment"] = self.deployment
+        if self.cache_status is not None:
+            out["x-propylon-cache"] = self.cache_status
+        if self.cache_similarity is not None:
+            out["x-propylon-cache-similarity"] = f"{self.cache_similarity:.4f}"
+        out.update(self.response_headers)
         return out

@@ -17,13 +17,18 @@ Contract shared by every ``ChatModel``:
 
 The gateway itself is a ``ChatModel`` whose ``request["model"]`` is a public model name, so
 RAG and background runs call models through it and get routing, retries and fallback for free.
+The layers around the gateway (limits, cache, guard, request log) are ``ChatService`` wrappers:
+each satisfies the same protocol as the thing it wraps.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from propylon.gateway.call import CallInfo
 
 JSONObject = dict[str, Any]
 
@@ -65,3 +70,22 @@ class EmbeddingModel(Protocol):
     """
 
     async def embed(self, texts: list[str], request: JSONObject | None = None) -> Embeddings: ...
+
+
+class ChatService(Protocol):
+    """A ``ChatModel`` that also takes the call's ``CallInfo``: the gateway and every layer
+    wrapped around it (limits, cache, guard, request log). Each layer reads the principal from
+    ``call`` and writes what it did into it, then delegates to the layer it wraps.
+    Satisfies ``ChatModel`` too, since ``call`` is optional."""
+
+    async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject: ...
+
+    async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream: ...
+
+
+class EmbeddingService(Protocol):
+    """An ``EmbeddingModel`` that also takes the call's ``CallInfo`` (see ``ChatService``)."""
+
+    async def embed(
+        self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
+    ) -> Embeddings: ...

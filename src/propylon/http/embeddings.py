@@ -11,16 +11,17 @@ from starlette.responses import Response
 
 from propylon.errors import InvalidRequest
 from propylon.gateway.call import CallInfo
-from propylon.http.chat import _BODY_DOC
+from propylon.http.auth import authenticate
 from propylon.http.context import services
 from propylon.http.json import json_response, read_json_object
+from propylon.http.openapi import JSON_OBJECT_BODY
 
 router = APIRouter()
 
 MAX_INPUTS = 2048
 
 
-@router.post("/v1/embeddings", openapi_extra=_BODY_DOC, tags=["gateway"])
+@router.post("/v1/embeddings", openapi_extra=JSON_OBJECT_BODY, tags=["gateway"])
 async def create_embeddings(request: Request) -> Response:
     """OpenAI-compatible embeddings, as floats or base64 little-endian float32."""
     svc = services(request)
@@ -31,8 +32,8 @@ async def create_embeddings(request: Request) -> Response:
         raise InvalidRequest(
             "`encoding_format` must be `float` or `base64`.", param="encoding_format"
         )
-    call = request.state.call = CallInfo()
-    result = await svc.gateway.embed(texts, body, call)
+    call = request.state.call = CallInfo(principal=await authenticate(request))
+    result = await svc.embeddings.embed(texts, body, call)
     data = [
         {"object": "embedding", "index": i, "embedding": _encode(vector, encoding)}
         for i, vector in enumerate(result.vectors)
