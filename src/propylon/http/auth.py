@@ -1,18 +1,48 @@
 """Who is calling: every `/v1` route starts by authenticating its request.
 
-Placeholder until tenants and API keys land (issue 4): every caller is the local default
-tenant. The access-control work replaces the body of ``authenticate`` with a key lookup.
+``Authorization: Bearer <key>``. Missing or unknown key → 401 ``invalid_api_key`` (also while
+the database is down: keys are held in memory, see ``propylon.access.directory``); revoked →
+403 ``api_key_revoked``. ``/admin/`` routes call ``authenticate_admin``: the configured admin
+key, or an API key with the ``admin`` feature (any other key → 403).
 """
 
 from __future__ import annotations
 
+import hmac
+
 from starlette.requests import Request
 
+from propylon.errors import PermissionDenied
+from propylon.http.context import services
 from propylon.principal import Principal
 
-_LOCAL = Principal(tenant_id="00000000-0000-0000-0000-000000000000", tenant_name="default")
+_ADMIN = Principal(tenant_id="", tenant_name="admin", features=frozenset({"admin"}), is_admin=True)
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
 
 
 async def authenticate(request: Request) -> Principal:
     """The principal of this request; raises ``AuthenticationFailed`` / ``PermissionDenied``."""
-    return _LOCAL
+    return await services(request).keys.authenticate(bearer_token(request))
+
+
+async def authenticate_admin(request: Request) -> Principal:
+    """The admin key or an API key with the ``admin`` feature; 401 / 403 otherwise."""
+    token = bearer_token(request)
+    admin_key = services(request).settings.admin_key
+    if (
+        token is not None
+        and admin_key is not None
+        and hmac.compare_digest(token.encode(), admin_key.get_secret_value().encode())
+    ):
+        return _ADMIN
+    principal = await authenticate(request)
+    if not principal.is_admin:
+        raise PermissionDenied("This API key may not use the admin API.", code="admin_required")
+    return principal

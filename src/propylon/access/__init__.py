@@ -1,0 +1,1 @@
+"""Access and traffic control: tenants, API keys, scopes, rate limits and budgets."""

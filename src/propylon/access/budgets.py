@@ -1,0 +1,84 @@
+"""Budgets: tokens and cost per period, per key and per tenant, and the price table."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Period = Literal["day", "month"]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Most tokens and US dollars spent per calendar ``period`` (UTC); ``None``: no cap."""
+
+    period: Period = "month"
+    tokens: int | None = None
+    cost_usd: float | None = None
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any] | None) -> Budget:
+        raw = raw or {}
+        period = raw.get("period", "month")
+        if period not in ("day", "month"):
+            raise ValueError(f"a budget period is `day` or `month`, not {period!r}")
+        tokens = raw.get("tokens")
+        cost = raw.get("cost_usd")
+        if (tokens is not None and int(tokens) < 0) or (cost is not None and float(cost) < 0):
+            raise ValueError("a budget cannot be negative")
+        return cls(
+            period=period,
+            tokens=None if tokens is None else int(tokens),
+            cost_usd=None if cost is None else float(cost),
+        )
+
+    @property
+    def is_set(self) -> bool:
+        return self.tokens is not None or self.cost_usd is not None
+
+    def to_json(self) -> dict[str, Any]:
+        if not self.is_set:
+            return {}
+        out: dict[str, Any] = {"period": self.period}
+        if self.tokens is not None:
+            out["tokens"] = self.tokens
+        if self.cost_usd is not None:
+            out["cost_usd"] = self.cost_usd
+        return out
+
+    def start(self, today: dt.date) -> dt.date:
+        """The first day of the period that contains ``today``."""
+        return today if self.period == "day" else today.replace(day=1)
+
+    def refusal(self, spent_tokens: int, spent_cost: float, tokens: int, cost: float) -> str | None:
+        """Why spending ``tokens`` / ``cost`` more would break this budget, or ``None``."""
+        if self.tokens is not None and spent_tokens + tokens > self.tokens:
+            return f"{spent_tokens} of {self.tokens} tokens this {self.period} already spent"
+        if self.cost_usd is not None and spent_cost + cost > self.cost_usd:
+            return f"${spent_cost:.4f} of ${self.cost_usd:.4f} this {self.period} already spent"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """US dollars per million prompt and completion tokens."""
+
+    input_per_million: float = 0.0
+    output_per_million: float = 0.0
+
+
+class PriceTable:
+    """The cost of a call from the model's entry in the configured price table (0 if absent)."""
+
+    def __init__(self, prices: Mapping[str, Price]) -> None:
+        self._prices = dict(prices)
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        price = self._prices.get(model)
+        if price is None:
+            return 0.0
+        return (
+            prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million
+        ) / 1_000_000

@@ -1,0 +1,176 @@
+"""`propylon tenants …` and `propylon keys …`: the admin operations from the shell.
+
+They act on the same database as `serve` (``--data-dir``'s embedded PostgreSQL, attached
+safely while `serve` runs, or ``DATABASE_URL``), migrate it first if needed, and notify
+every running `serve` of each change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from propylon.access.budgets import Budget
+from propylon.access.limits import Limits
+from propylon.access.store import AccessStore
+from propylon.errors import PropylonError
+from propylon.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+tenants_app = typer.Typer(no_args_is_help=True, help="Tenants: create and list.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke, usage.")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config file (or PROPYLON_CONFIG).", dir_okay=False),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Directory of the embedded database (PROPYLON_DATA_DIR)."),
+]
+RpmOpt = Annotated[int | None, typer.Option("--rpm", help="Requests per minute.", min=1)]
+TpmOpt = Annotated[int | None, typer.Option("--tpm", help="Tokens per minute.", min=1)]
+BudgetTokensOpt = Annotated[
+    int | None, typer.Option("--budget-tokens", help="Tokens per budget period.", min=0)
+]
+BudgetCostOpt = Annotated[
+    float | None, typer.Option("--budget-usd", help="US dollars per budget period.", min=0)
+]
+PeriodOpt = Annotated[str, typer.Option("--budget-period", help="`day` or `month` (UTC).")]
+
+
+def _run(
+    config: Path | None, data_dir: Path | None, work: Callable[[AccessStore], Awaitable[T]]
+) -> T:
+    from propylon.db.connect import open_database
+    from propylon.db.migrator import migrate
+
+    try:
+        settings: Settings = load_settings(config, data_dir=data_dir)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+    async def _go() -> T:
+        async with open_database(settings) as database:
+            await migrate(database)
+            return await work(AccessStore(database))
+
+    try:
+        return asyncio.run(_go())
+    except PropylonError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _echo(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def _budget(period: str, tokens: int | None, cost: float | None) -> Budget:
+    try:
+        return Budget.parse({"period": period, "tokens": tokens, "cost_usd": cost})
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@tenants_app.command("create")
+def tenants_create(
+    name: Annotated[str, typer.Argument(help="Tenant name.")],
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    budget_tokens: BudgetTokensOpt = None,
+    budget_usd: BudgetCostOpt = None,
+    budget_period: PeriodOpt = "month",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create a tenant with optional limits and budget."""
+    budget = _budget(budget_period, budget_tokens, budget_usd)
+    _echo(_run(config, data_dir, lambda s: s.create_tenant(name, Limits(rpm, tpm), budget)))
+
+
+@tenants_app.command("list")
+def tenants_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """List tenants with their active key count."""
+    _echo(_run(config, data_dir, lambda s: s.list_tenants()))
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name (created if missing).")],
+    name: Annotated[str, typer.Option("--name", help="A label for the key.")] = "",
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Allowed model (repeat); default: all.")
+    ] = None,
+    feature: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--feature",
+            help="chat, embeddings, rag, admin (repeat); default: chat, embeddings, rag.",
+        ),
+    ] = None,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    budget_tokens: BudgetTokensOpt = None,
+    budget_usd: BudgetCostOpt = None,
+    budget_period: PeriodOpt = "month",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create a key and print it. It is shown this once: only its hash is stored."""
+    budget = _budget(budget_period, budget_tokens, budget_usd)
+    key, record = _run(
+        config,
+        data_dir,
+        lambda s: s.create_key(
+            tenant,
+            name=name,
+            models=model,
+            features=feature,
+            limits=Limits(rpm, tpm),
+            budget=budget,
+        ),
+    )
+    typer.echo(
+        f"Created key {record.prefix}… for tenant {record.tenant_name!r} ({record.id}).", err=True
+    )
+    typer.echo("Store it now; it cannot be shown again:", err=True)
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant.")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List keys (prefixes, scopes, limits; never the keys)."""
+    records = _run(config, data_dir, lambda s: s.keys(tenant_name=tenant))
+    _echo([r.describe() for r in records])
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ref: Annotated[str, typer.Argument(help="Key id, display prefix or name.")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Revoke a key; running servers refuse it at once."""
+    _echo(_run(config, data_dir, lambda s: s.revoke(ref)).describe())
+
+
+@keys_app.command("usage")
+def keys_usage(
+    ref: Annotated[str, typer.Argument(help="Key id, display prefix or name.")],
+    days: Annotated[int, typer.Option(help="Days shown, latest first.", min=1)] = 31,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Requests, tokens and cost of a key per UTC day."""
+    _echo(_run(config, data_dir, lambda s: s.usage(ref, days)))

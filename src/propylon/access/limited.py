@@ -1,0 +1,336 @@
+"""``LimitsLayer``: scopes, rate limits and budgets around the chat and embedding services.
+
+It sits inside the guard and outside the cache. For every call made with an API key it:
+
+1. checks the key's scopes: the feature (``chat``, ``embeddings``, ``rag``) and the model
+   (models served only by the local offline provider are open to every key) → 403;
+2. estimates the tokens (prompt counted with ``TokenCounter``; completion = ``max_tokens``
+   or the configured estimate) and refuses a call that would break the key's or tenant's
+   budget → 429 ``insufficient_quota``, before any upstream call;
+3. reserves one request and the estimated tokens from the key's and tenant's RPM/TPM
+   buckets, all or nothing → 429 ``rate_limit_exceeded`` with ``Retry-After``;
+4. after the call, settles the token buckets with the real usage (giving back or taking
+   more), records the spend, and sets ``call.cost``.
+
+The ``x-ratelimit-*`` headers go into ``call.response_headers`` on success and refusal.
+Calls without a key (internal callers) pass straight through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from propylon.access.budgets import PriceTable
+from propylon.access.directory import KeyDirectory
+from propylon.access.keys import KeyRecord
+from propylon.access.limits import Charge, Limits, RateLimiter, rate_limit_headers
+from propylon.access.store import AccessStore
+from propylon.access.usage import UsageRecorder
+from propylon.errors import PermissionDenied, QuotaExceeded, RateLimited
+from propylon.gateway.call import CallInfo
+from propylon.gateway.protocol import (
+    ChatService,
+    ChatStream,
+    Embeddings,
+    EmbeddingService,
+    JSONObject,
+)
+from propylon.tokens import TokenCounter
+
+log = logging.getLogger(__name__)
+
+Resolve = Callable[[str, str], str]  # (requested model, kind) -> public name; raises 404
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPolicy:
+    """What the configuration says about calls whose key sets nothing itself."""
+
+    default_limits: Limits = field(default_factory=Limits)
+    completion_estimate: int = 256
+    prices: PriceTable = field(default_factory=lambda: PriceTable({}))
+    open_models: frozenset[str] = frozenset()  # served locally: allowed for every key
+
+
+class LimitsLayer:
+    """A ``ChatService`` and ``EmbeddingService`` that enforces access before delegating."""
+
+    def __init__(
+        self,
+        chat: ChatService,
+        embeddings: EmbeddingService,
+        *,
+        directory: KeyDirectory,
+        store: AccessStore,
+        usage: UsageRecorder,
+        limiter: RateLimiter,
+        counter: TokenCounter,
+        resolve: Resolve,
+        policy: AccessPolicy,
+        today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
+    ) -> None:
+        self._chat = chat
+        self._embeddings = embeddings
+        self._directory = directory
+        self._store = store
+        self._usage = usage
+        self._limiter = limiter
+        self._counter = counter
+        self._resolve = resolve
+        self._policy = policy
+        self._today = today
+
+    async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject:
+        admission = await self._admit_chat(request, call)
+        if admission is None:
+            return await self._chat.complete(request, call)
+        try:
+            result = await self._chat.complete(request, call)
+        except BaseException:
+            await admission.settle(0, 0)
+            raise
+        usage = result.get("usage") if isinstance(result.get("usage"), dict) else None
+        prompt, completion = _usage_tokens(usage)
+        if usage is None:
+            prompt = admission.prompt_estimate
+            completion = self._count(_answer_text(result), admission.model)
+        await admission.settle(prompt, completion)
+        return result
+
+    async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
+        admission = await self._admit_chat(request, call)
+        if admission is None:
+            return await self._chat.stream(request, call)
+        try:
+            inner = await self._chat.stream(request, call)
+        except BaseException:
+            await admission.settle(0, 0)
+            raise
+        return _SettlingStream(inner, admission, self._count)
+
+    async def embed(
+        self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
+    ) -> Embeddings:
+        model = (request or {}).get("model")
+        admission = None
+        if isinstance(model, str) and _has_key(call):
+            feature = "rag" if call is not None and call.endpoint == "rag" else "embeddings"
+            estimate = sum(self._count(t, model) for t in texts)
+            admission = await self._admit(call, feature, model, "embeddings", estimate, 0)
+        if admission is None:
+            return await self._embeddings.embed(texts, request, call)
+        try:
+            result = await self._embeddings.embed(texts, request, call)
+        except BaseException:
+            await admission.settle(0, 0)
+            raise
+        await admission.settle(result.prompt_tokens, 0)
+        return result
+
+    async def _admit_chat(self, request: JSONObject, call: CallInfo | None) -> _Admission | None:
+        model = request.get("model")
+        if not isinstance(model, str) or not _has_key(call):
+            return None  # the gateway's validation answers malformed requests
+        feature = call.endpoint if call is not None and call.endpoint == "rag" else "chat"
+        messages = request.get("messages")
+        prompt = self._counter.count_messages(
+            messages if isinstance(messages, list) else [], model, request.get("tools")
+        )
+        limit = request.get("max_completion_tokens", request.get("max_tokens"))
+        completion = limit if isinstance(limit, int) and limit > 0 else None
+        return await self._admit(
+            call,
+            feature,
+            model,
+            "chat",
+            prompt,
+            completion if completion is not None else self._policy.completion_estimate,
+        )
+
+    async def _admit(
+        self,
+        call: CallInfo | None,
+        feature: str,
+        requested: str,
+        kind: str,
+        prompt: int,
+        completion: int,
+    ) -> _Admission | None:
+        if call is None or call.principal is None or call.principal.key_id is None:
+            return None
+        principal = call.principal
+        record = self._directory.record(call.principal.key_id)
+        if record is None:
+            return None
+        if not principal.has_feature(feature):
+            raise PermissionDenied(
+                f"This API key may not use `{feature}`.", code="feature_not_allowed"
+            )
+        model = self._resolve(requested, kind)
+        if model not in self._policy.open_models and not principal.can_use_model(model):
+            raise PermissionDenied(
+                f"This API key may not use the model `{model}`.",
+                param="model",
+                code="model_not_allowed",
+            )
+        await self._check_budget(record, model, prompt, completion)
+        limits = record.limits.or_else(self._policy.default_limits)
+        charges = _charges(f"k:{record.id}", limits, prompt + completion)
+        charges += _charges(f"t:{record.tenant_id}", record.tenant_limits, prompt + completion)
+        if charges:
+            decision = await self._limiter.acquire(charges)
+            call.response_headers.update(rate_limit_headers(decision.states))
+            if not decision.allowed:
+                raise RateLimited(
+                    "Rate limit reached for this API key or its tenant; retry after "
+                    f"{decision.retry_after_s:.1f} s.",
+                    retry_after=decision.retry_after_s,
+                )
+        return _Admission(self, record, call, model, charges, prompt, prompt + completion)
+
+    async def _check_budget(
+        self, record: KeyRecord, model: str, prompt: int, completion: int
+    ) -> None:
+        if not (record.budget.is_set or record.tenant_budget.is_set):
+            return
+        try:
+            spent = await self._store.spend(record, self._today())
+        except (psycopg.Error, OSError) as exc:
+            log.warning("budget check skipped: database unavailable", extra={"error": str(exc)})
+            return
+        tokens = prompt + completion
+        cost = self._policy.prices.cost(model, prompt, completion)
+        # Spend this process has counted but not written yet (see access.usage).
+        key_tokens, key_cost, tenant_tokens, tenant_cost = self._usage.pending(record)
+        for owner, budget, spent_tokens, spent_cost in (
+            (
+                "API key",
+                record.budget,
+                int(spent["key_tokens"]) + key_tokens,
+                float(spent["key_cost"]) + key_cost,
+            ),
+            (
+                "tenant",
+                record.tenant_budget,
+                int(spent["tenant_tokens"]) + tenant_tokens,
+                float(spent["tenant_cost"]) + tenant_cost,
+            ),
+        ):
+            why = budget.refusal(int(spent_tokens), float(spent_cost), tokens, cost)
+            if why is not None:
+                raise QuotaExceeded(
+                    f"You exceeded the current quota of this {owner} ({why}); "
+                    "this request would go over it."
+                )
+
+    def _count(self, text: str, model: str) -> int:
+        return self._counter.count_text(text, model) if text else 0
+
+    async def _settle(self, admission: _Admission, prompt: int, completion: int) -> None:
+        delta = prompt + completion - admission.reserved
+        tokens = [c for c in admission.charges if c.kind == "tokens"]
+        if delta and tokens:
+            adjusted = [Charge(c.key, c.kind, c.limit, delta, c.period_s) for c in tokens]
+            decision = await self._limiter.adjust(adjusted)
+            admission.call.response_headers.update(rate_limit_headers(decision.states))
+        cost = self._policy.prices.cost(admission.model, prompt, completion)
+        admission.call.cost = cost
+        self._usage.add(admission.record, prompt, completion, cost)
+
+
+@dataclass(slots=True)
+class _Admission:
+    """A call let through: what it reserved, to settle once with the real usage."""
+
+    layer: LimitsLayer
+    record: KeyRecord
+    call: CallInfo
+    model: str
+    charges: list[Charge]
+    prompt_estimate: int
+    reserved: int
+    settled: bool = False
+
+    async def settle(self, prompt: int, completion: int) -> None:
+        if not self.settled:
+            self.settled = True
+            await self.layer._settle(self, prompt, completion)
+
+
+class _SettlingStream:
+    """Relays chunks; when closed, settles with the usage chunk or the counted answer."""
+
+    def __init__(
+        self, inner: ChatStream, admission: _Admission, count: Callable[[str, str], int]
+    ) -> None:
+        self._inner = inner
+        self._iterator: AsyncIterator[JSONObject] | None = None
+        self._admission = admission
+        self._count = count
+        self._usage: dict[str, Any] | None = None
+        self._text: list[str] = []
+
+    def __aiter__(self) -> _SettlingStream:
+        return self
+
+    async def __anext__(self) -> JSONObject:
+        if self._iterator is None:
+            self._iterator = self._inner.__aiter__()
+        chunk = await self._iterator.__anext__()
+        if isinstance(chunk.get("usage"), dict):
+            self._usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            content = (choice.get("delta") or {}).get("content")
+            if isinstance(content, str):
+                self._text.append(content)
+        return chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            if self._usage is not None:
+                prompt, completion = _usage_tokens(self._usage)
+            else:
+                prompt = self._admission.prompt_estimate
+                completion = self._count("".join(self._text), self._admission.model)
+            await self._admission.settle(prompt, completion)
+
+
+def _has_key(call: CallInfo | None) -> bool:
+    return call is not None and call.principal is not None and call.principal.key_id is not None
+
+
+def _charges(owner: str, limits: Limits, tokens: int) -> list[Charge]:
+    out: list[Charge] = []
+    if limits.rpm is not None:
+        out.append(Charge(f"{owner}:rpm", "requests", limits.rpm, 1))
+    if limits.tpm is not None:
+        out.append(Charge(f"{owner}:tpm", "tokens", limits.tpm, tokens))
+    return out
+
+
+def _usage_tokens(usage: dict[str, Any] | None) -> tuple[int, int]:
+    if not usage:
+        return 0, 0
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    return (
+        prompt if isinstance(prompt, int) else 0,
+        completion if isinstance(completion, int) else 0,
+    )
+
+
+def _answer_text(result: JSONObject) -> str:
+    parts = []
+    for choice in result.get("choices") or ():
+        content = (choice.get("message") or {}).get("content")
+        if isinstance(content, str):
+            parts.append(content)
+    return "".join(parts)

@@ -1,0 +1,181 @@
+"""Rate limits: the ``RateLimiter`` seam and its in-process implementation.
+
+Limits are GCRA (the generic cell rate algorithm: a token bucket kept as one timestamp per
+bucket) with a cost argument, so one algorithm serves requests per minute (cost 1) and
+tokens per minute (cost = estimated tokens). A bucket of ``limit`` per ``period_s`` refills
+continuously at ``limit / period_s`` and holds at most ``limit``: a burst of ``limit`` is
+admitted at once, then one unit every ``period_s / limit`` seconds.
+
+``MemoryRateLimiter`` is for a single process (``REDIS_URL`` unset); ``RedisRateLimiter``
+(``redis_limiter.py``) shares buckets between replicas with one atomic Lua script.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+Kind = Literal["requests", "tokens"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Requests and tokens per minute; ``None`` means unlimited."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any] | None) -> Limits:
+        raw = raw or {}
+        return cls(rpm=_positive(raw.get("rpm")), tpm=_positive(raw.get("tpm")))
+
+    def to_json(self) -> dict[str, int]:
+        return {k: v for k, v in (("rpm", self.rpm), ("tpm", self.tpm)) if v is not None}
+
+    def or_else(self, default: Limits) -> Limits:
+        return Limits(
+            rpm=self.rpm if self.rpm is not None else default.rpm,
+            tpm=self.tpm if self.tpm is not None else default.tpm,
+        )
+
+
+def _positive(value: Any) -> int | None:
+    if value is None:
+        return None
+    number = int(value)
+    if number <= 0:
+        raise ValueError(f"a limit must be a positive integer, not {value!r}")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """``cost`` units taken from the bucket ``key`` holding ``limit`` per ``period_s``."""
+
+    key: str
+    kind: Kind
+    limit: int
+    cost: int
+    period_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    """What a bucket holds after a decision, for the ``x-ratelimit-*`` headers."""
+
+    kind: Kind
+    limit: int
+    remaining: int
+    reset_s: float  # seconds until the bucket is full again
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    retry_after_s: float = 0.0  # when refused: seconds until the same charges would pass
+    states: tuple[BucketState, ...] = ()
+
+
+class RateLimiter(Protocol):
+    """Buckets shared by everything that uses the same limiter.
+
+    * ``acquire(charges)`` is all or nothing: when every bucket can pay its charge, all of
+      them are charged and the decision is allowed; otherwise none is charged, and
+      ``retry_after_s`` says when the same charges would pass. A charge larger than its
+      bucket's whole limit is refused with ``retry_after_s`` equal to the period. Concurrent
+      acquires never over-admit, whichever process they come from (for a shared limiter).
+    * ``adjust(charges)`` settles an earlier acquire: a positive cost takes more (the bucket
+      may go into debt, delaying later acquires), a negative one gives back (never past
+      full). It never refuses.
+    * Both return the buckets' states after the operation. Failures of a shared backend are
+      the implementation's to handle (fail open or closed); callers see only decisions or
+      ``propylon.errors`` exceptions.
+    """
+
+    async def acquire(self, charges: Sequence[Charge]) -> Decision: ...
+
+    async def adjust(self, charges: Sequence[Charge]) -> Decision: ...
+
+
+class MemoryRateLimiter:
+    """GCRA buckets in this process's memory (a single node). ``clock`` is for tests."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._tat: dict[str, float] = {}  # theoretical arrival time per bucket
+
+    async def acquire(self, charges: Sequence[Charge]) -> Decision:
+        now = self._clock()
+        self._forget_full(now)
+        proposed: list[float] = []
+        retry = 0.0
+        for charge in charges:
+            interval = charge.period_s / charge.limit
+            new = max(self._tat.get(charge.key, now), now) + charge.cost * interval
+            if charge.cost > charge.limit:
+                retry = max(retry, charge.period_s)
+            elif new - now > charge.period_s:
+                retry = max(retry, new - charge.period_s - now)
+            proposed.append(new)
+        if retry > 0:
+            states = [self._state(c, max(self._tat.get(c.key, now), now), now) for c in charges]
+            return Decision(False, retry, tuple(states))
+        for charge, new in zip(charges, proposed, strict=True):
+            self._tat[charge.key] = new
+        return Decision(
+            True, 0.0, tuple(self._state(c, t, now) for c, t in zip(charges, proposed, strict=True))
+        )
+
+    async def adjust(self, charges: Sequence[Charge]) -> Decision:
+        now = self._clock()
+        states = []
+        for charge in charges:
+            interval = charge.period_s / charge.limit
+            new = max(max(self._tat.get(charge.key, now), now) + charge.cost * interval, now)
+            self._tat[charge.key] = new
+            states.append(self._state(charge, new, now))
+        return Decision(True, 0.0, tuple(states))
+
+    @staticmethod
+    def _state(charge: Charge, tat: float, now: float) -> BucketState:
+        return bucket_state(charge, tat - now)
+
+    def _forget_full(self, now: float) -> None:
+        # Buckets whose TAT has passed are full: dropping them bounds memory.
+        if len(self._tat) > 10_000:
+            self._tat = {k: t for k, t in self._tat.items() if t > now}
+
+
+def bucket_state(charge: Charge, backlog_s: float) -> BucketState:
+    """The state of a bucket whose theoretical arrival time is ``backlog_s`` ahead of now."""
+    interval = charge.period_s / charge.limit
+    backlog_s = max(backlog_s, 0.0)
+    remaining = math.floor((charge.period_s - backlog_s) / interval + 1e-9)
+    return BucketState(charge.kind, charge.limit, max(0, min(charge.limit, remaining)), backlog_s)
+
+
+def rate_limit_headers(states: Sequence[BucketState]) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers from the tightest bucket of each kind."""
+    out: dict[str, str] = {}
+    for kind in ("requests", "tokens"):
+        mine = [s for s in states if s.kind == kind]
+        if not mine:
+            continue
+        tight = min(mine, key=lambda s: (s.remaining, -s.reset_s))
+        out[f"x-ratelimit-limit-{kind}"] = str(tight.limit)
+        out[f"x-ratelimit-remaining-{kind}"] = str(tight.remaining)
+        out[f"x-ratelimit-reset-{kind}"] = duration(tight.reset_s)
+    return out
+
+
+def duration(seconds: float) -> str:
+    """A duration the way OpenAI writes it: ``20ms``, ``1s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    whole = math.ceil(seconds)
+    minutes, secs = divmod(whole, 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"

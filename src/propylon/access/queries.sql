@@ -1,0 +1,76 @@
+-- Named queries of the access part; loaded once by access/queries.py.
+
+-- name: create_tenant
+INSERT INTO tenants (name, limits, budget) VALUES (%(name)s, %(limits)s, %(budget)s)
+RETURNING id, name, limits, budget, created_at;
+
+-- name: ensure_tenant
+WITH made AS (
+    INSERT INTO tenants (name) VALUES (%(name)s)
+    ON CONFLICT (name) DO NOTHING
+    RETURNING id, name, limits, budget, created_at
+)
+SELECT * FROM made
+UNION ALL
+SELECT id, name, limits, budget, created_at FROM tenants WHERE name = %(name)s;
+
+-- name: list_tenants
+SELECT t.id, t.name, t.limits, t.budget, t.created_at,
+       count(k.id) FILTER (WHERE k.revoked_at IS NULL) AS active_keys
+FROM tenants t LEFT JOIN api_keys k ON k.tenant_id = t.id
+GROUP BY t.id ORDER BY t.name;
+
+-- name: create_key
+INSERT INTO api_keys (tenant_id, name, prefix, key_hash, models, features, limits, budget)
+VALUES (%(tenant_id)s, %(name)s, %(prefix)s, %(key_hash)s, %(models)s, %(features)s,
+        %(limits)s, %(budget)s)
+RETURNING id;
+
+-- name: key_records
+SELECT k.id, k.tenant_id, t.name AS tenant_name, k.name, k.prefix, k.key_hash, k.models,
+       k.features, k.limits, k.budget, t.limits AS tenant_limits, t.budget AS tenant_budget,
+       k.created_at, k.revoked_at
+FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+WHERE (%(key_id)s::uuid IS NULL OR k.id = %(key_id)s::uuid)
+  AND (%(tenant_id)s::uuid IS NULL OR k.tenant_id = %(tenant_id)s::uuid)
+  AND (%(key_hash)s::bytea IS NULL OR k.key_hash = %(key_hash)s::bytea)
+  AND (%(tenant_name)s::text IS NULL OR t.name = %(tenant_name)s::text)
+ORDER BY t.name, k.created_at;
+
+-- name: find_keys
+SELECT k.id FROM api_keys k
+WHERE k.id::text = %(ref)s OR k.prefix = %(ref)s OR k.name = %(ref)s;
+
+-- name: revoke_key
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+WHERE id = %(key_id)s
+RETURNING id, tenant_id;
+
+-- name: notify
+SELECT pg_notify('propylon_access', %(payload)s);
+
+-- name: record_usage
+INSERT INTO key_usage (key_id, tenant_id, day, requests, prompt_tokens, completion_tokens, cost_usd)
+VALUES (%(key_id)s, %(tenant_id)s, %(day)s, %(requests)s,
+        %(prompt_tokens)s, %(completion_tokens)s, %(cost_usd)s)
+ON CONFLICT (key_id, day) DO UPDATE SET
+    requests = key_usage.requests + excluded.requests,
+    prompt_tokens = key_usage.prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = key_usage.completion_tokens + excluded.completion_tokens,
+    cost_usd = key_usage.cost_usd + excluded.cost_usd;
+
+-- name: spend
+SELECT
+    coalesce(sum(prompt_tokens + completion_tokens)
+             FILTER (WHERE key_id = %(key_id)s AND day >= %(key_since)s), 0) AS key_tokens,
+    coalesce(sum(cost_usd) FILTER (WHERE key_id = %(key_id)s AND day >= %(key_since)s), 0)
+        AS key_cost,
+    coalesce(sum(prompt_tokens + completion_tokens) FILTER (WHERE day >= %(tenant_since)s), 0)
+        AS tenant_tokens,
+    coalesce(sum(cost_usd) FILTER (WHERE day >= %(tenant_since)s), 0) AS tenant_cost
+FROM key_usage
+WHERE tenant_id = %(tenant_id)s AND day >= least(%(key_since)s, %(tenant_since)s);
+
+-- name: key_usage
+SELECT day, requests, prompt_tokens, completion_tokens, cost_usd
+FROM key_usage WHERE key_id = %(key_id)s ORDER BY day DESC LIMIT %(days)s;

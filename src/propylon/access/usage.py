@@ -1,0 +1,124 @@
+"""Spend recorded off the request path.
+
+Every admitted request adds its tokens and cost to an in-memory tally per (key, day); a
+background task writes the tally in one transaction about once a second, keys in a fixed
+order so replicas never deadlock. Writing one row per request on the hot path made every
+request of a key queue on that row's lock (measured: ~51 requests/s per key at 50 concurrent).
+
+Budget checks add the tally not yet written, so one process never overshoots a budget by what
+it has not flushed; across replicas, a budget can be overshot by at most one flush interval of
+the other replicas' traffic (see docs/operations.md). A failed write keeps the tally for the
+next attempt; closing flushes what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+
+from propylon.access.keys import KeyRecord
+from propylon.access.store import AccessStore, UsageRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Tally:
+    tenant_id: str
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class UsageRecorder:
+    """Accumulates spend per (key, day) and writes it in the background."""
+
+    def __init__(
+        self,
+        store: AccessStore,
+        *,
+        interval_s: float = 1.0,
+        today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
+    ) -> None:
+        self._store = store
+        self._interval_s = interval_s
+        self._today = today
+        self._pending: dict[tuple[str, dt.date], _Tally] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def add(self, record: KeyRecord, prompt: int, completion: int, cost: float) -> None:
+        """Count one request; never blocks."""
+        tally = self._pending.setdefault((record.id, self._today()), _Tally(record.tenant_id))
+        tally.requests += 1
+        tally.prompt_tokens += prompt
+        tally.completion_tokens += completion
+        tally.cost_usd += cost
+
+    def pending(self, record: KeyRecord) -> tuple[int, float, int, float]:
+        """Unwritten (key tokens, key cost, tenant tokens, tenant cost) of this process."""
+        key_tokens = tenant_tokens = 0
+        key_cost = tenant_cost = 0.0
+        for (key_id, _), tally in self._pending.items():
+            if tally.tenant_id != record.tenant_id:
+                continue
+            tokens = tally.prompt_tokens + tally.completion_tokens
+            tenant_tokens += tokens
+            tenant_cost += tally.cost_usd
+            if key_id == record.id:
+                key_tokens += tokens
+                key_cost += tally.cost_usd
+        return key_tokens, key_cost, tenant_tokens, tenant_cost
+
+    async def flush(self) -> None:
+        """Write the tally now (in key order); on failure keep it for the next flush."""
+        async with self._lock:
+            batch, self._pending = self._pending, {}
+            if not batch:
+                return
+            rows = [
+                UsageRow(
+                    key,
+                    day,
+                    t.tenant_id,
+                    t.requests,
+                    t.prompt_tokens,
+                    t.completion_tokens,
+                    t.cost_usd,
+                )
+                for (key, day), t in sorted(batch.items())
+            ]
+            try:
+                await self._store.record_usage_rows(rows)
+            except (psycopg.Error, OSError) as exc:
+                log.warning(
+                    "spend not written yet: database unavailable", extra={"error": str(exc)}
+                )
+                for (key, day), tally in batch.items():
+                    merged = self._pending.setdefault((key, day), _Tally(tally.tenant_id))
+                    merged.requests += tally.requests
+                    merged.prompt_tokens += tally.prompt_tokens
+                    merged.completion_tokens += tally.completion_tokens
+                    merged.cost_usd += tally.cost_usd
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="propylon-usage-recorder")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            await self.flush()

@@ -1,0 +1,62 @@
+"""`propylon tenants …` and `propylon keys …` on the database `serve` uses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from propylon.access.keys import looks_like_key
+from tests.support.processes import run_propylon
+
+pytestmark = pytest.mark.slow
+
+
+async def test_tenants_and_keys_from_the_command_line(database_url: str) -> None:
+    env = {"DATABASE_URL": database_url}
+    made = json.loads(await run_propylon("tenants", "create", "acme", "--rpm", "60", env=env))
+    assert made["name"] == "acme"
+    assert made["limits"] == {"rpm": 60}
+
+    # `keys create` makes the tenant when it does not exist yet, and prints only the key.
+    key = (
+        await run_propylon(
+            "keys",
+            "create",
+            "--tenant",
+            "newco",
+            "--name",
+            "ci",
+            "--model",
+            "gpt-4o",
+            "--tpm",
+            "1000",
+            "--budget-usd",
+            "5",
+            env=env,
+        )
+    ).strip()
+    assert looks_like_key(key)
+
+    tenants = json.loads(await run_propylon("tenants", "list", env=env))
+    assert [(t["name"], t["active_keys"]) for t in tenants] == [("acme", 0), ("newco", 1)]
+
+    [listed] = json.loads(await run_propylon("keys", "list", "--tenant", "newco", env=env))
+    assert listed["prefix"] == key[:12]
+    assert listed["models"] == ["gpt-4o"]
+    assert listed["limits"] == {"tpm": 1000}
+    assert listed["budget"] == {"period": "month", "cost_usd": 5.0}
+    assert key not in json.dumps(listed)
+
+    usage = json.loads(await run_propylon("keys", "usage", key[:12], env=env))
+    assert usage["days"] == []
+
+    revoked = json.loads(await run_propylon("keys", "revoke", "ci", env=env))
+    assert revoked["revoked_at"] is not None
+    tenants = json.loads(await run_propylon("tenants", "list", env=env))
+    assert {t["name"]: t["active_keys"] for t in tenants}["newco"] == 0
+
+
+async def test_an_unknown_key_reference_is_a_clear_error(database_url: str) -> None:
+    with pytest.raises(RuntimeError, match="No API key matches 'nothing'"):
+        await run_propylon("keys", "revoke", "nothing", env={"DATABASE_URL": database_url})
