@@ -1,4 +1,5 @@
-"""Structured JSON logs on stderr, one object per line."""
+"""Structured JSON logs on stderr, one object per line, with the request id of the HTTP
+request being served (``request_id``) when there is one."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import time
 from typing import Any
 
 import orjson
+
+from propylon.observe.context import current_request
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -23,6 +26,9 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        ctx = current_request.get()
+        if ctx is not None:
+            out["request_id"] = ctx.request_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_") and key != "color_message":
                 out[key] = value

@@ -1,0 +1,164 @@
+"""Reading the request log back: ``GET /v1/logs`` filters and their query."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from psycopg.types.json import Jsonb
+
+from propylon.db.database import Database
+from propylon.errors import InvalidRequest
+from propylon.observe.queries import query
+from propylon.principal import Principal
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+_STATUS_CLASSES = {"2xx": 2, "3xx": 3, "4xx": 4, "5xx": 5}
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    """Which records to list, newest first. ``tenant_id`` is honoured for admins only."""
+
+    since: datetime
+    until: datetime
+    model: str | None = None
+    status: int | None = None
+    status_class: int | None = None
+    failed: bool | None = None
+    cache_status: str | None = None
+    metadata: dict[str, Any] | None = None
+    request_id: str | None = None
+    tenant_id: str | None = None
+    before_id: int | None = None
+    limit: int = DEFAULT_LIMIT
+
+    @classmethod
+    def from_params(
+        cls, params: Iterable[tuple[str, str]], now: datetime | None = None
+    ) -> LogFilter:
+        """Parse query parameters: ``since``/``until`` (ISO 8601 or epoch seconds), ``model``,
+        ``status`` (``200``, ``4xx``, ``error``, ``ok``), ``cache_status``, ``request_id``,
+        ``tenant_id``, ``metadata.<key>=<value>`` (repeatable) or ``metadata=<JSON object>``,
+        ``before`` (the ``id`` to page from) and ``limit`` (1–500)."""
+        now = now or datetime.now(UTC)
+        values: dict[str, str] = {}
+        metadata: dict[str, Any] = {}
+        for key, value in params:
+            if key.startswith("metadata."):
+                metadata[key.removeprefix("metadata.")] = value
+            elif key == "metadata":
+                metadata.update(_json_object(value))
+            else:
+                values[key] = value
+        status = values.get("status")
+        code, status_class, failed = _status(status) if status else (None, None, None)
+        return cls(
+            since=_time(values["since"], "since") if "since" in values else now - timedelta(days=1),
+            until=_time(values["until"], "until")
+            if "until" in values
+            else now + timedelta(minutes=1),
+            model=values.get("model"),
+            status=code,
+            status_class=status_class,
+            failed=failed,
+            cache_status=values.get("cache_status"),
+            metadata=metadata or None,
+            request_id=values.get("request_id"),
+            tenant_id=values.get("tenant_id"),
+            before_id=_int(values["before"], "before") if "before" in values else None,
+            limit=_limit(values.get("limit")),
+        )
+
+
+async def list_logs(database: Database, principal: Principal, filter: LogFilter) -> dict[str, Any]:
+    """One page of the caller's records (every tenant's for an admin), newest first."""
+    tenant = filter.tenant_id if principal.is_admin else principal.tenant_id
+    params = {
+        "since": filter.since,
+        "until": filter.until,
+        "tenant_id": tenant,
+        "model": filter.model,
+        "status": filter.status,
+        "status_class": filter.status_class,
+        "failed": filter.failed,
+        "cache_status": filter.cache_status,
+        "metadata": Jsonb(filter.metadata) if filter.metadata is not None else None,
+        "request_id": filter.request_id,
+        "before_id": filter.before_id,
+        "limit": filter.limit + 1,
+    }
+    async with database.connection() as conn:
+        cur = await conn.execute(query("list_logs"), params)
+        rows = await cur.fetchall()
+    has_more = len(rows) > filter.limit
+    data = [_render(row) for row in rows[: filter.limit]]
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": has_more,
+        "next_before": data[-1]["id"] if has_more else None,
+    }
+
+
+def _render(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out["created_at"] = row["created_at"].isoformat()
+    return out
+
+
+def _status(value: str) -> tuple[int | None, int | None, bool | None]:
+    if value in _STATUS_CLASSES:
+        return None, _STATUS_CLASSES[value], None
+    if value in ("error", "ok"):
+        return None, None, value == "error"
+    code = _int(value, "status")
+    if not 100 <= code <= 599:
+        raise InvalidRequest(
+            "`status` must be an HTTP status, 2xx…5xx, error or ok.", param="status"
+        )
+    return code, None, None
+
+
+def _time(value: str, name: str) -> datetime:
+    try:
+        parsed = (
+            datetime.fromtimestamp(float(value), UTC)
+            if value.replace(".", "", 1).isdigit()
+            else datetime.fromisoformat(value)
+        )
+    except ValueError:
+        raise InvalidRequest(
+            f"`{name}` must be an ISO 8601 time or epoch seconds.", param=name
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidRequest(f"`{name}` must be an integer.", param=name) from None
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_LIMIT
+    limit = _int(value, "limit")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidRequest(f"`limit` must be between 1 and {MAX_LIMIT}.", param="limit")
+    return limit
+
+
+def _json_object(value: str) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise InvalidRequest("`metadata` must be a JSON object.", param="metadata")
+    return parsed

@@ -1,0 +1,215 @@
+"""Prometheus metrics, in a registry owned by one app (never the process-global one).
+
+Label values are bounded: models and deployments outside the configuration become
+``other``, statuses are HTTP codes, and nothing a caller chooses freely (user ids, prompts,
+metadata) is ever a label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from propylon.gateway.circuit_breaker import BreakerState, CircuitBreaker
+from propylon.observe.record import RequestRecord
+
+log = logging.getLogger(__name__)
+
+OTHER = "other"
+NONE = "none"
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+_JOB_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
+_ENDPOINTS = frozenset({"chat", "embeddings", "rag"})
+_CACHE_STATUSES = frozenset({"hit-exact", "hit-semantic", "miss", "bypass"})
+# Refusals by Propylon itself (not an upstream's 429).
+_REFUSALS = frozenset({"rate_limit_exceeded", "insufficient_quota"})
+
+ScrapeHook = Callable[[], Awaitable[None]]
+
+
+class JobMetrics(Protocol):
+    """What the job queue reports: its depth (or feed it from a scrape hook) and each job."""
+
+    def queue_depth(self, queue: str, depth: int) -> None: ...
+
+    def job_finished(self, kind: str, outcome: str, seconds: float) -> None: ...
+
+
+class Metrics:
+    """Every Propylon series, registered in ``self.registry``.
+
+    ``observe(record)`` counts one finished request; the job queue reports through the
+    ``JobMetrics`` methods; breaker states and the request log's buffer are read at scrape
+    time. ``add_scrape_hook`` lets a part refresh a gauge (e.g. a queue depth query) just
+    before each scrape.
+    """
+
+    def __init__(self, models: Iterable[str] = (), deployments: Iterable[str] = ()) -> None:
+        self.registry = CollectorRegistry()
+        self._models = frozenset(models)
+        self._deployments = frozenset(deployments)
+        self._hooks: list[ScrapeHook] = []
+        r = self.registry
+        self.requests = Counter(
+            "propylon_requests",
+            "Requests by endpoint, requested model, serving deployment and HTTP status.",
+            ["endpoint", "model", "deployment", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "propylon_request_duration_seconds",
+            "Total latency of requests, as the client saw it.",
+            ["endpoint", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "propylon_time_to_first_token_seconds",
+            "Time to the first streamed chunk.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "propylon_gateway_overhead_seconds",
+            "Time spent in Propylon per request, waiting on upstreams excluded.",
+            ["endpoint"],
+            buckets=_OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "propylon_tokens",
+            "Tokens by model and type (prompt, completion, cached).",
+            ["model", "type"],
+            registry=r,
+        )
+        self.cost = Counter("propylon_cost_usd", "Cost in USD by model.", ["model"], registry=r)
+        self.cache = Counter(
+            "propylon_cache_requests",
+            "Response cache outcomes: hit-exact, hit-semantic, miss, bypass.",
+            ["status"],
+            registry=r,
+        )
+        self.refusals = Counter(
+            "propylon_rate_limit_refusals",
+            "Requests refused by Propylon's own rate limits and budgets, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.job_depth = Gauge(
+            "propylon_job_queue_depth", "Jobs waiting, by queue.", ["queue"], registry=r
+        )
+        self.job_duration = Histogram(
+            "propylon_job_duration_seconds",
+            "Duration of finished jobs, by kind and outcome.",
+            ["kind", "outcome"],
+            buckets=_JOB_BUCKETS,
+            registry=r,
+        )
+
+    def observe(self, record: RequestRecord) -> None:
+        """Count one finished request."""
+        endpoint = record.endpoint if record.endpoint in _ENDPOINTS else OTHER
+        model = self._model(record.requested_model)
+        deployment = self._deployment(record.deployment)
+        self.requests.labels(endpoint, model, deployment, str(record.status)).inc()
+        self.latency.labels(endpoint, model).observe(record.latency_ms / 1000.0)
+        if record.overhead_ms is not None:
+            self.overhead.labels(endpoint).observe(max(record.overhead_ms, 0.0) / 1000.0)
+        if record.ttft_ms is not None:
+            self.ttft.labels(model).observe(record.ttft_ms / 1000.0)
+        for kind, value in (
+            ("prompt", record.prompt_tokens),
+            ("completion", record.completion_tokens),
+            ("cached", record.cached_tokens),
+        ):
+            if value:
+                self.tokens.labels(model, kind).inc(value)
+        if record.cost_usd:
+            self.cost.labels(model).inc(record.cost_usd)
+        if record.cache_status is not None:
+            status = record.cache_status if record.cache_status in _CACHE_STATUSES else OTHER
+            self.cache.labels(status).inc()
+        if record.error_code in _REFUSALS:
+            self.refusals.labels(record.error_code).inc()
+
+    # JobMetrics
+    def queue_depth(self, queue: str, depth: int) -> None:
+        self.job_depth.labels(queue).set(depth)
+
+    def job_finished(self, kind: str, outcome: str, seconds: float) -> None:
+        self.job_duration.labels(kind, outcome).observe(seconds)
+
+    def watch_breakers(self, source: Callable[[], Mapping[str, CircuitBreaker]]) -> None:
+        """Export every deployment's breaker state, read at scrape time."""
+        self.registry.register(_BreakerCollector(source))
+
+    def watch_request_log(self, pending: Callable[[], int], dropped: Callable[[], int]) -> None:
+        """Export the request log's buffer size and drops, read at scrape time."""
+        self.registry.register(_RequestLogCollector(pending, dropped))
+
+    def add_scrape_hook(self, hook: ScrapeHook) -> None:
+        """Run ``hook`` (bounded to 2 s) before each scrape, e.g. to refresh a gauge."""
+        self._hooks.append(hook)
+
+    async def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        for hook in self._hooks:
+            try:
+                await asyncio.wait_for(hook(), 2.0)
+            except Exception as exc:
+                log.warning("metrics scrape hook failed", extra={"error": repr(exc)})
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def _model(self, name: str | None) -> str:
+        if name is None:
+            return NONE
+        return name if name in self._models else OTHER
+
+    def _deployment(self, name: str | None) -> str:
+        if name is None:
+            return NONE
+        return name if name in self._deployments else OTHER
+
+
+class _BreakerCollector(Collector):
+    def __init__(self, source: Callable[[], Mapping[str, CircuitBreaker]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "propylon_circuit_breaker_state",
+            "1 for the current state of each deployment's breaker (closed, open, half_open).",
+            labels=["deployment", "state"],
+        )
+        for name, breaker in sorted(self._source().items()):
+            current = breaker.state
+            for state in BreakerState:
+                family.add_metric([name, state.value], 1.0 if state is current else 0.0)
+        yield family
+
+
+class _RequestLogCollector(Collector):
+    def __init__(self, pending: Callable[[], int], dropped: Callable[[], int]) -> None:
+        self._pending = pending
+        self._dropped = dropped
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "propylon_request_log_pending",
+            "Request log records in memory, waiting to be written.",
+            value=self._pending(),
+        )
+        yield CounterMetricFamily(
+            "propylon_request_log_dropped",
+            "Request log records dropped because the buffer was full.",
+            value=self._dropped(),
+        )

@@ -1,0 +1,94 @@
+"""The observe part as the composition root builds it: request log, metrics, tracer, and the
+wrappers and queries the rest of Propylon uses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from opentelemetry.trace import Tracer, TracerProvider
+
+from propylon.db.database import Database
+from propylon.gateway.circuit_breaker import CircuitBreaker
+from propylon.gateway.protocol import ChatService, EmbeddingService
+from propylon.observe.logs_query import LogFilter, list_logs
+from propylon.observe.metrics import Metrics
+from propylon.observe.recorded import RecordedChat, RecordedEmbeddings, Recorder
+from propylon.observe.request_log import RequestLog
+from propylon.observe.stats import request_stats
+from propylon.observe.tracing import TracedLayer, open_tracing
+from propylon.principal import Principal
+from propylon.settings import Settings
+
+
+@dataclass(slots=True)
+class Observability:
+    """Everything observe offers the app. ``record_chat`` / ``record_embeddings`` wrap the
+    request path (outermost); ``traced`` wraps one inner layer in a child span."""
+
+    database: Database
+    request_log: RequestLog
+    metrics: Metrics
+    recorder: Recorder
+    tracer: Tracer
+    access_log: bool = True
+
+    def record_chat(self, inner: ChatService) -> ChatService:
+        return RecordedChat(inner, self.recorder)
+
+    def record_embeddings(self, inner: EmbeddingService) -> EmbeddingService:
+        return RecordedEmbeddings(inner, self.recorder)
+
+    def traced(self, inner: Any, layer: str) -> Any:
+        """``inner`` (a ChatService or EmbeddingService) inside a ``propylon.<layer>`` span."""
+        return TracedLayer(inner, self.tracer, layer)
+
+    def watch_breakers(self, source: Callable[[], Mapping[str, CircuitBreaker]]) -> None:
+        self.metrics.watch_breakers(source)
+
+    async def logs(self, principal: Principal, filter: LogFilter) -> dict[str, Any]:
+        return await list_logs(self.database, principal, filter)
+
+    async def stats(
+        self, principal: Principal, window: timedelta, tenant_id: str | None = None
+    ) -> dict[str, Any]:
+        return await request_stats(self.database, principal, window, tenant_id=tenant_id)
+
+
+@asynccontextmanager
+async def open_observability(
+    settings: Settings, database: Database, *, tracer_provider: TracerProvider | None = None
+) -> AsyncIterator[Observability]:
+    """Start the request log's writer and the tracer; stop them (flushing) on exit."""
+    config = settings.observe
+    models = _model_names(settings)
+    deployments = {d.display_name: d.provider for m in settings.models for d in m.deployments}
+    with open_tracing(tracer_provider) as tracer:
+        metrics = Metrics(models=models, deployments=deployments)
+        request_log = RequestLog(
+            database,
+            buffer_size=config.buffer_size,
+            batch_size=config.batch_size,
+            flush_interval_s=config.flush_interval_s,
+            max_content_chars=config.max_content_chars,
+            retention_days=config.retention_days,
+            retention_interval_s=config.retention_interval_s,
+        )
+        metrics.watch_request_log(lambda: request_log.pending, lambda: request_log.dropped)
+        recorder = Recorder(request_log, metrics, config, tracer, providers=deployments)
+        await request_log.start()
+        try:
+            yield Observability(
+                database, request_log, metrics, recorder, tracer, access_log=config.access_log
+            )
+        finally:
+            await request_log.stop()
+
+
+def _model_names(settings: Settings) -> Iterable[str]:
+    for model in settings.models:
+        yield model.name
+        yield from model.aliases

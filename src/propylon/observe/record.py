@@ -1,0 +1,152 @@
+"""One row of the request log, as captured on the request path and rendered off it.
+
+Capturing a record only copies references (the request's messages, the response) and
+numbers; serialising, redacting, hashing and truncating the content happen in ``to_row``,
+which the request log's background task calls when it writes a batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+from propylon.gateway.call import Attempt
+from propylon.observe.redaction import redact
+
+ContentPolicy = Literal["full", "hashed", "off"]
+
+COLUMNS = (
+    "created_at",
+    "request_id",
+    "tenant_id",
+    "key_id",
+    "key_prefix",
+    "endpoint",
+    "stream",
+    "requested_model",
+    "deployment",
+    "attempts",
+    "attempt_count",
+    "status",
+    "error_type",
+    "error_code",
+    "content_policy",
+    "prompt",
+    "response",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "overhead_ms",
+    "upstream_ms",
+    "cache_status",
+    "cache_similarity",
+    "guard",
+    "metadata",
+)
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What happened to one ``/v1`` request."""
+
+    request_id: str
+    created_at: float  # epoch seconds, when the request arrived
+    endpoint: str
+    status: int
+    latency_ms: float
+    tenant_id: str | None = None
+    key_id: str | None = None
+    key_prefix: str | None = None
+    stream: bool = False
+    requested_model: str | None = None
+    deployment: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    error_type: str | None = None
+    error_code: str | None = None
+    content_policy: ContentPolicy = "off"
+    prompt: Any = None  # the raw messages / inputs; rendered by ``to_row``
+    response: Any = None  # the answer's text, or its message objects
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    cost_usd: float | None = None
+    ttft_ms: float | None = None
+    overhead_ms: float | None = None
+    upstream_ms: float | None = None
+    cache_status: str | None = None
+    cache_similarity: float | None = None
+    guard: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error_type is not None
+
+    def to_row(self, max_chars: int) -> tuple[Any, ...]:
+        """The record as a row of ``COLUMNS``: JSON as text, content per its policy."""
+        return (
+            datetime.fromtimestamp(self.created_at, UTC),
+            self.request_id,
+            self.tenant_id,
+            self.key_id,
+            self.key_prefix,
+            self.endpoint,
+            self.stream,
+            self.requested_model,
+            self.deployment,
+            _json(
+                [
+                    {
+                        "deployment": a.deployment,
+                        "outcome": a.outcome,
+                        "ms": round(a.duration_ms, 2),
+                    }
+                    for a in self.attempts
+                ]
+            ),
+            sum(1 for a in self.attempts if a.outcome != "skipped"),
+            self.status,
+            self.error_type,
+            self.error_code,
+            self.content_policy,
+            render_content(self.prompt, self.content_policy, max_chars),
+            render_content(self.response, self.content_policy, max_chars),
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cached_tokens,
+            self.cost_usd,
+            round(self.latency_ms, 3),
+            _round(self.ttft_ms),
+            _round(self.overhead_ms),
+            _round(self.upstream_ms),
+            self.cache_status,
+            self.cache_similarity,
+            _json(self.guard) if self.guard else None,
+            _json(self.metadata) if self.metadata is not None else None,
+        )
+
+
+def render_content(value: Any, policy: ContentPolicy, max_chars: int) -> str | None:
+    """Content as stored: redacted and cut (``full``), a SHA-256 (``hashed``), or nothing."""
+    if value is None or policy == "off":
+        return None
+    text = value if isinstance(value, str) else _json(value)
+    if policy == "hashed":
+        return "sha256:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+    # Cut before redacting (bounded work), with slack so a secret at the edge is still matched.
+    return redact(text[: max_chars + 256])[:max_chars]
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

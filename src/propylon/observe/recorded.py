@@ -1,0 +1,446 @@
+"""The outermost layer of the request path: times each call and records it.
+
+``RecordedChat`` / ``RecordedEmbeddings`` wrap the rest of the request path (guard, limits,
+cache, gateway). When a call ends (returned, raised, or its stream finished or was closed)
+the ``Recorder`` builds one ``RequestRecord`` from the ``CallInfo`` the inner layers filled
+in, hands it to the request log (an in-memory append) and the metrics, and sets the GenAI
+attributes on the request's span.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+from opentelemetry import trace
+from opentelemetry.trace import Span, Tracer
+
+from propylon.errors import InvalidRequest, PropylonError
+from propylon.gateway.call import CallInfo
+from propylon.gateway.protocol import ChatService, ChatStream, Embeddings, EmbeddingService
+from propylon.observe.context import RequestContext, current_request
+from propylon.observe.metrics import Metrics
+from propylon.observe.record import ContentPolicy, RequestRecord
+from propylon.observe.request_log import RequestLog
+from propylon.observe.tracing import (
+    call_attributes,
+    request_attributes,
+    response_attributes,
+)
+from propylon.settings import ModelPrice, ObserveSettings
+
+JSONObject = dict[str, Any]
+METADATA_HEADER = "x-propylon-metadata"
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/embeddings": "embeddings"}
+_MAX_METADATA_KEYS = 32
+
+
+def parse_metadata(header: str | None, body: Any) -> dict[str, Any] | None:
+    """The caller's labels: the ``x-propylon-metadata`` header (a JSON object) overlaid by the
+    request body's ``metadata`` object. At most 32 keys are kept."""
+    merged: dict[str, Any] = {}
+    if header:
+        try:
+            parsed = orjson.loads(header)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise InvalidRequest(
+                f"The `{METADATA_HEADER}` header must be a JSON object.", param=METADATA_HEADER
+            )
+        merged.update(parsed)
+    if isinstance(body, dict):
+        merged.update(body)
+    if not merged:
+        return None
+    if len(merged) > _MAX_METADATA_KEYS:
+        merged = dict(list(merged.items())[:_MAX_METADATA_KEYS])
+    return merged
+
+
+class Recorder:
+    """Builds the record of a finished call and hands it on (log, metrics, span)."""
+
+    def __init__(
+        self,
+        request_log: RequestLog,
+        metrics: Metrics,
+        settings: ObserveSettings,
+        tracer: Tracer,
+        providers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.request_log = request_log
+        self.metrics = metrics
+        self.tracer = tracer
+        self._settings = settings
+        self._prices: Mapping[str, ModelPrice] = settings.prices
+        self._providers = providers or {}
+
+    def begin(self, call: CallInfo, request: JSONObject) -> RequestContext | None:
+        """Claim the current HTTP request's record; fill in the call's id, model, metadata."""
+        ctx = current_request.get()
+        if call.requested_model is None and isinstance(request.get("model"), str):
+            call.requested_model = request["model"]  # known even if no layer reaches the gateway
+        if call.metadata is None:
+            # May raise (malformed header): the request is then recorded by the middleware.
+            header = ctx.metadata_header if ctx is not None else None
+            call.metadata = parse_metadata(header, request.get("metadata"))
+        if ctx is not None:
+            ctx.recorded = True
+            if call.request_id is None:
+                call.request_id = ctx.request_id
+        return ctx
+
+    def policy(self, call: CallInfo) -> ContentPolicy:
+        principal = call.principal
+        overrides = self._settings.tenant_content_logging
+        if principal is not None and overrides:
+            chosen = overrides.get(principal.tenant_id) or overrides.get(principal.tenant_name)
+            if chosen is not None:
+                return chosen
+        return self._settings.content_logging
+
+    def finish(
+        self,
+        call: CallInfo,
+        ctx: RequestContext | None,
+        span: Span,
+        *,
+        endpoint: str,
+        stream: bool = False,
+        prompt: Any = None,
+        response: Any = None,
+        error: BaseException | None = None,
+        ttft_ms: float | None = None,
+        extra_upstream_ms: float = 0.0,
+        client_ms: float = 0.0,
+        client_closed: bool = False,
+    ) -> RequestRecord:
+        """One record for the call, submitted; the span gets the GenAI attributes."""
+        now = time.perf_counter()
+        started = ctx.started if ctx is not None else call.started
+        latency_ms = (now - started) * 1000.0
+        upstream_ms = call.upstream_ms + extra_upstream_ms
+        status, error_type, error_code = _outcome(error)
+        if client_closed and error is None:
+            status, error_code = 499 if not stream else 200, "client_disconnected"
+        usage = call.usage or {}
+        prompt_tokens = _int(usage.get("prompt_tokens"))
+        completion_tokens = _int(usage.get("completion_tokens"))
+        details = usage.get("prompt_tokens_details")
+        cached_tokens = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
+        if call.cost is None:
+            call.cost = self._cost(call, prompt_tokens, completion_tokens, cached_tokens)
+        principal = call.principal
+        policy = self.policy(call)
+        record = RequestRecord(
+            request_id=call.request_id or (ctx.request_id if ctx else ""),
+            created_at=(ctx.started_wall if ctx is not None else time.time() - latency_ms / 1e3),
+            endpoint=endpoint,
+            status=status,
+            latency_ms=latency_ms,
+            tenant_id=principal.tenant_id if principal else None,
+            key_id=principal.key_id if principal else None,
+            key_prefix=principal.key_prefix if principal else None,
+            stream=stream,
+            requested_model=call.requested_model,
+            deployment=call.deployment,
+            attempts=call.attempts,
+            error_type=error_type,
+            error_code=error_code,
+            content_policy=policy,
+            prompt=prompt if policy != "off" else None,
+            response=response if policy != "off" else None,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cached_tokens=cached_tokens,
+            cost_usd=call.cost,
+            ttft_ms=ttft_ms,
+            overhead_ms=max(latency_ms - upstream_ms - client_ms, 0.0),
+            upstream_ms=upstream_ms,
+            cache_status=call.cache_status,
+            cache_similarity=call.cache_similarity,
+            guard=call.guard or None,
+            metadata=call.metadata,
+        )
+        self.request_log.submit(record)
+        self.metrics.observe(record)
+        if span.is_recording():
+            attributes = call_attributes(call)
+            provider = self._providers.get(call.deployment or "")
+            if provider is not None:
+                attributes["gen_ai.provider.name"] = provider
+            if error_type is not None:
+                attributes["error.type"] = error_code or error_type
+            span.set_attributes(attributes)
+        return record
+
+    def finish_unserved(
+        self,
+        ctx: RequestContext,
+        call: CallInfo | None,
+        status: int,
+        error_type: str | None,
+        error_code: str | None,
+    ) -> RequestRecord:
+        """The record of a request that never reached the request path (refused by its route:
+        bad JSON, failed authentication…). Called by the HTTP middleware."""
+        latency_ms = (time.perf_counter() - ctx.started) * 1000.0
+        principal = call.principal if call is not None else None
+        record = RequestRecord(
+            request_id=ctx.request_id,
+            created_at=ctx.started_wall,
+            endpoint=ENDPOINTS.get(ctx.path, ctx.path),
+            status=status,
+            latency_ms=latency_ms,
+            tenant_id=principal.tenant_id if principal else None,
+            key_id=principal.key_id if principal else None,
+            key_prefix=principal.key_prefix if principal else None,
+            error_type=error_type,
+            error_code=error_code,
+            overhead_ms=latency_ms,
+            upstream_ms=0.0,
+        )
+        self.request_log.submit(record)
+        self.metrics.observe(record)
+        return record
+
+    def _cost(
+        self,
+        call: CallInfo,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
+        cached_tokens: int | None,
+    ) -> float | None:
+        if call.cache_status is not None and call.cache_status.startswith("hit"):
+            return 0.0  # served from the cache: no upstream was paid
+        price = self._prices.get(call.requested_model or "")
+        if price is None or (prompt_tokens is None and completion_tokens is None):
+            return None
+        cached = cached_tokens or 0
+        fresh = max((prompt_tokens or 0) - cached, 0)
+        cached_price = price.cached_input if price.cached_input is not None else price.input
+        return (
+            fresh * price.input + cached * cached_price + (completion_tokens or 0) * price.output
+        ) / 1e6
+
+
+class RecordedChat:
+    """Records every chat call of the layers it wraps (see module docstring)."""
+
+    def __init__(self, inner: ChatService, recorder: Recorder) -> None:
+        self._inner = inner
+        self._recorder = recorder
+
+    async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject:
+        call = call or CallInfo()
+        recorder = self._recorder
+        ctx = recorder.begin(call, request)
+        with recorder.tracer.start_as_current_span(
+            _span_name("chat", request), attributes=request_attributes("chat", request)
+        ) as span:
+            try:
+                result = await self._inner.complete(request, call)
+            except BaseException as exc:
+                recorder.finish(
+                    call, ctx, span, endpoint="chat", prompt=request.get("messages"), error=exc
+                )
+                raise
+            if call.usage is None and isinstance(result.get("usage"), dict):
+                call.usage = result["usage"]  # e.g. an answer served from the cache
+            if span.is_recording():
+                span.set_attributes(response_attributes(result))
+            recorder.finish(
+                call,
+                ctx,
+                span,
+                endpoint="chat",
+                prompt=request.get("messages"),
+                response=_answer(result),
+            )
+            return result
+
+    async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
+        call = call or CallInfo()
+        recorder = self._recorder
+        ctx = recorder.begin(call, request)
+        span = recorder.tracer.start_span(
+            _span_name("chat", request), attributes=request_attributes("chat", request)
+        )
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                inner = await self._inner.stream(request, call)
+        except BaseException as exc:
+            recorder.finish(
+                call,
+                ctx,
+                span,
+                endpoint="chat",
+                stream=True,
+                prompt=request.get("messages"),
+                error=exc,
+            )
+            span.end()
+            raise
+        started = ctx.started if ctx is not None else call.started
+        ttft_ms = (time.perf_counter() - started) * 1000.0
+        return _RecordedStream(inner, recorder, call, ctx, span, request, ttft_ms)
+
+
+class _RecordedStream:
+    """Passes chunks through, collecting the answer and the time spent waiting on either
+    side; the record is completed when the stream ends, fails or is closed."""
+
+    def __init__(
+        self,
+        inner: ChatStream,
+        recorder: Recorder,
+        call: CallInfo,
+        ctx: RequestContext | None,
+        span: Span,
+        request: JSONObject,
+        ttft_ms: float,
+    ) -> None:
+        self._inner = inner
+        self._recorder = recorder
+        self._call = call
+        self._ctx = ctx
+        self._span = span
+        self._request = request
+        self._ttft_ms = ttft_ms
+        self._pieces: list[str] = []
+        self._tools: dict[int, list[str]] = {}
+        self._upstream_s = 0.0  # waiting for the next chunk
+        self._client_s = 0.0  # suspended at `yield` while the client is written to
+        self._done = False
+
+    def __aiter__(self) -> AsyncIterator[JSONObject]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[JSONObject]:
+        iterator = self._inner.__aiter__()
+        clock = time.perf_counter
+        try:
+            while True:
+                waited = clock()
+                try:
+                    chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+                got = clock()
+                self._upstream_s += got - waited
+                self._collect(chunk)
+                yield chunk
+                self._client_s += clock() - got
+        except (Exception, asyncio.CancelledError) as exc:
+            self._finish(error=exc)
+            raise
+        self._finish()
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._finish(client_closed=True)
+
+    def _collect(self, chunk: JSONObject) -> None:
+        choices = chunk.get("choices")
+        if not choices:
+            return
+        delta = choices[0].get("delta") or {}
+        content = delta.get("content")
+        if content:
+            self._pieces.append(content)
+        for tool in delta.get("tool_calls") or ():
+            function = tool.get("function") or {}
+            piece = (function.get("name") or "") + (function.get("arguments") or "")
+            self._tools.setdefault(tool.get("index", 0), []).append(piece)
+
+    def _finish(self, error: BaseException | None = None, client_closed: bool = False) -> None:
+        if self._done:
+            return
+        self._done = True
+        if isinstance(error, asyncio.CancelledError):
+            error, client_closed = None, True  # the client went away mid-stream
+        response: Any = "".join(self._pieces)
+        if self._tools:
+            response = {
+                "content": response,
+                "tool_calls": ["".join(p) for _, p in sorted(self._tools.items())],
+            }
+        self._recorder.finish(
+            self._call,
+            self._ctx,
+            self._span,
+            endpoint="chat",
+            stream=True,
+            prompt=self._request.get("messages"),
+            response=response,
+            error=error,
+            ttft_ms=self._ttft_ms,
+            extra_upstream_ms=self._upstream_s * 1000.0,
+            client_ms=self._client_s * 1000.0,
+            client_closed=client_closed,
+        )
+        self._span.end()
+
+
+class RecordedEmbeddings:
+    """Records every embeddings call of the layers it wraps."""
+
+    def __init__(self, inner: EmbeddingService, recorder: Recorder) -> None:
+        self._inner = inner
+        self._recorder = recorder
+
+    async def embed(
+        self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
+    ) -> Embeddings:
+        call = call or CallInfo(endpoint="embeddings")
+        recorder = self._recorder
+        body = request or {}
+        ctx = recorder.begin(call, body)
+        with recorder.tracer.start_as_current_span(
+            _span_name("embeddings", body), attributes=request_attributes("embeddings", body)
+        ) as span:
+            try:
+                result = await self._inner.embed(texts, request, call)
+            except BaseException as exc:
+                recorder.finish(call, ctx, span, endpoint="embeddings", prompt=texts, error=exc)
+                raise
+            if call.usage is None:
+                call.usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": 0}
+            recorder.finish(call, ctx, span, endpoint="embeddings", prompt=texts)
+            return result
+
+
+def _outcome(error: BaseException | None) -> tuple[int, str | None, str | None]:
+    """HTTP status, OpenAI error type and code of a call's ending."""
+    if error is None:
+        return 200, None, None
+    if isinstance(error, PropylonError):
+        return error.http_status, error.error_type, error.code
+    if isinstance(error, asyncio.CancelledError):
+        return 499, None, "client_disconnected"
+    return 500, "server_error", "internal_error"
+
+
+def _answer(result: JSONObject) -> Any:
+    """The answer's text when there is one plain message; else the messages."""
+    choices = result.get("choices") or []
+    if len(choices) == 1 and isinstance(choices[0], dict):
+        message = choices[0].get("message") or {}
+        if isinstance(message.get("content"), str) and not message.get("tool_calls"):
+            return message["content"]
+    return [c.get("message") for c in choices if isinstance(c, dict)]
+
+
+def _span_name(operation: str, request: JSONObject) -> str:
+    model = request.get("model")
+    return f"{operation} {model}" if isinstance(model, str) else operation
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

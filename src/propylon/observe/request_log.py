@@ -1,0 +1,185 @@
+"""The request log's writer: a bounded buffer flushed to PostgreSQL in batches, off the
+request path.
+
+``submit`` is all a request pays: an append to an in-memory deque, never I/O. A background
+task writes batches with ``COPY``. When the database is slow or down, records wait in the
+buffer (at most ``buffer_size``) and are written once it answers again; past the bound new
+records are dropped and counted (``dropped``, exported as a metric), so a request never
+blocks or fails because of its record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from itertools import islice
+from typing import Any
+
+from psycopg import sql
+
+from propylon.db.database import Database
+from propylon.observe.queries import query
+from propylon.observe.record import COLUMNS, RequestRecord
+
+log = logging.getLogger(__name__)
+
+_COPY = sql.SQL("COPY request_log ({}) FROM STDIN").format(
+    sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+)
+_MAX_BACKOFF_S = 5.0
+_WRITE_TIMEOUT_S = 30.0
+_DELETE_SLICE = 10_000
+
+
+class RequestLog:
+    """Buffers records and writes them from one background task (``start`` / ``stop``)."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        buffer_size: int = 10_000,
+        batch_size: int = 500,
+        flush_interval_s: float = 1.0,
+        max_content_chars: int = 32_768,
+        retention_days: float = 30.0,
+        retention_interval_s: float = 3600.0,
+    ) -> None:
+        self._db = database
+        self._buffer: deque[RequestRecord] = deque()
+        self._capacity = buffer_size
+        self._batch_size = batch_size
+        self._interval = flush_interval_s
+        self._max_chars = max_content_chars
+        self._retention_s = retention_days * 86400.0
+        self._retention_interval = retention_interval_s
+        self._wake = asyncio.Event()
+        self._writing = asyncio.Lock()  # one writer: batches leave the buffer in order
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+        self.dropped = 0  # records refused because the buffer was full
+        self.written = 0
+        self.failed_writes = 0
+
+    @property
+    def pending(self) -> int:
+        """Records waiting to be written."""
+        return len(self._buffer)
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def submit(self, record: RequestRecord) -> None:
+        """Queue ``record`` for writing; drops (and counts) it when the buffer is full."""
+        buffer = self._buffer
+        if len(buffer) >= self._capacity:
+            self.dropped += 1
+            return
+        buffer.append(record)
+        if len(buffer) >= self._batch_size and not self._wake.is_set():
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="propylon-request-log")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop the background task, then write what is pending within ``timeout``."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            await asyncio.wait_for(self.flush(), timeout)
+        except Exception as exc:
+            log.warning(
+                "request log: records lost at shutdown",
+                extra={"lost": self.pending, "error": repr(exc)},
+            )
+
+    async def flush(self) -> int:
+        """Write every pending record now; return how many were written."""
+        total = 0
+        async with self._writing:
+            while self._buffer:
+                total += await self._write_batch()
+        return total
+
+    async def delete_expired(self) -> int:
+        """Delete rows older than the retention period, in slices; return how many."""
+        if self._retention_s <= 0:
+            return 0
+        deleted = 0
+        while True:
+            async with self._db.connection(timeout=5.0) as conn:
+                cur = await conn.execute(
+                    query("delete_expired"),
+                    {"older_than_s": self._retention_s, "limit": _DELETE_SLICE},
+                )
+                count = cur.rowcount
+            deleted += count
+            if count < _DELETE_SLICE:
+                return deleted
+
+    async def _run(self) -> None:
+        delay = self._interval
+        failures = 0
+        next_retention = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception as exc:
+                failures += 1
+                self.failed_writes += 1
+                delay = min(self._interval * 2**failures, max(_MAX_BACKOFF_S, self._interval))
+                if not self._failing:
+                    log.warning(
+                        "request log: database unavailable; records wait in memory",
+                        extra={"pending": self.pending, "error": repr(exc)},
+                    )
+                self._failing = True
+                continue
+            if self._failing:
+                log.info("request log: database back; buffered records written")
+            self._failing = False
+            failures = 0
+            delay = self._interval
+            if time.monotonic() >= next_retention:
+                next_retention = time.monotonic() + self._retention_interval
+                try:
+                    await self.delete_expired()
+                except Exception as exc:
+                    log.warning("request log: retention failed", extra={"error": repr(exc)})
+
+    async def _write_batch(self) -> int:
+        batch = list(islice(self._buffer, self._batch_size))
+        rows: list[tuple[Any, ...]] = []
+        for index, record in enumerate(batch):
+            try:
+                rows.append(record.to_row(self._max_chars))
+            except Exception:
+                log.exception("request log: unrenderable record", extra={"id": record.request_id})
+            if index % 64 == 63:
+                await asyncio.sleep(0)  # rendering is CPU: let requests run between slices
+        await asyncio.wait_for(self._copy(rows), _WRITE_TIMEOUT_S)
+        # Only now leave the buffer: a failed write keeps them for the next try.
+        for _ in batch:
+            self._buffer.popleft()
+        self.written += len(rows)
+        return len(rows)
+
+    async def _copy(self, rows: list[tuple[Any, ...]]) -> None:
+        async with (
+            self._db.connection(timeout=5.0) as conn,
+            conn.cursor() as cur,
+            cur.copy(_COPY) as copy,
+        ):
+            for row in rows:
+                await copy.write_row(row)

@@ -1,0 +1,123 @@
+"""Aggregates of the request log over a window: ``GET /v1/stats``."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from propylon.db.database import Database
+from propylon.errors import InvalidRequest
+from propylon.observe.queries import query
+from propylon.principal import Principal
+
+MAX_WINDOW = timedelta(days=31)
+_WINDOW = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_window(value: str | None) -> timedelta:
+    """``15m``, ``1h``, ``7d``… (default ``1h``, at most 31 days)."""
+    if value is None:
+        return timedelta(hours=1)
+    match = _WINDOW.match(value.strip())
+    if not match:
+        raise InvalidRequest("`window` must look like 15m, 1h or 7d.", param="window")
+    window = timedelta(**{_UNITS[match[2]]: int(match[1])})
+    if not timedelta(0) < window <= MAX_WINDOW:
+        raise InvalidRequest("`window` must be between 1s and 31d.", param="window")
+    return window
+
+
+async def request_stats(
+    database: Database,
+    principal: Principal,
+    window: timedelta,
+    *,
+    tenant_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Rates, percentiles, cache hit rates, tokens and cost for the caller's tenant (every
+    tenant, or ``tenant_id``, for an admin) over the ``window`` ending ``now``."""
+    until = now or datetime.now(UTC)
+    since = until - window
+    params = {
+        "since": since,
+        "until": until,
+        "tenant_id": tenant_id if principal.is_admin else principal.tenant_id,
+    }
+    async with database.connection() as conn:
+        summary = await (await conn.execute(query("stats_summary"), params)).fetchone()
+        minutes = await (await conn.execute(query("stats_per_minute"), params)).fetchall()
+        groups = await (await conn.execute(query("stats_groups"), params)).fetchall()
+    assert summary is not None
+    requests = int(summary["requests"])
+    lookups = int(summary["cache_lookups"])
+    return {
+        "object": "stats",
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "window_s": window.total_seconds(),
+        "requests": requests,
+        "requests_per_minute": requests / (window.total_seconds() / 60.0),
+        "error_rate": _ratio(summary["errors"], requests),
+        "latency_ms": _percentiles(summary, "latency", (50, 95, 99)),
+        "ttft_ms": _percentiles(summary, "ttft", (50, 95, 99)),
+        "overhead_ms": _percentiles(summary, "overhead", (50, 95)),
+        "cache": {
+            "lookups": lookups,
+            "hit_rate": _ratio(
+                int(summary["cache_exact_hits"]) + int(summary["cache_semantic_hits"]), lookups
+            ),
+            "exact_hit_rate": _ratio(summary["cache_exact_hits"], lookups),
+            "semantic_hit_rate": _ratio(summary["cache_semantic_hits"], lookups),
+        },
+        "tokens": {
+            "prompt": int(summary["prompt_tokens"]),
+            "completion": int(summary["completion_tokens"]),
+            "cached": int(summary["cached_tokens"]),
+        },
+        "cost_usd": float(summary["cost_usd"]),
+        "per_minute": [
+            {
+                "minute": row["minute"].isoformat(),
+                "requests": int(row["requests"]),
+                "errors": int(row["errors"]),
+            }
+            for row in minutes
+        ],
+        "by_key": [{"key_prefix": g["key_prefix"], **_group(g)} for g in groups if g["by_key"]],
+        "by_model": [{"model": g["requested_model"], **_group(g)} for g in groups if g["by_model"]],
+        "by_prompt_version": [
+            {"prompt_name": g["prompt_name"], "prompt_version": g["prompt_version"], **_group(g)}
+            for g in groups
+            if g["by_prompt"] and (g["prompt_name"] is not None or g["prompt_version"] is not None)
+        ],
+    }
+
+
+def _group(row: dict[str, Any]) -> dict[str, Any]:
+    requests = int(row["requests"])
+    return {
+        "requests": requests,
+        "error_rate": _ratio(row["errors"], requests),
+        "latency_ms_p50": _float(row["latency_p50"]),
+        "latency_ms_p95": _float(row["latency_p95"]),
+        "ttft_ms_p50": _float(row["ttft_p50"]),
+        "cache_hit_rate": _ratio(row["cache_hits"], int(row["cache_lookups"])),
+        "prompt_tokens": int(row["prompt_tokens"]),
+        "completion_tokens": int(row["completion_tokens"]),
+        "cost_usd": float(row["cost_usd"]),
+    }
+
+
+def _percentiles(row: dict[str, Any], name: str, points: tuple[int, ...]) -> dict[str, Any]:
+    return {f"p{p}": _float(row[f"{name}_p{p}"]) for p in points}
+
+
+def _ratio(part: Any, whole: int) -> float | None:
+    return int(part) / whole if whole else None
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,214 @@
+"""OpenTelemetry traces with the GenAI semantic conventions.
+
+Tracing is configured by the standard ``OTEL_*`` variables: it exports when
+``OTEL_TRACES_EXPORTER`` (``otlp`` or ``console``) or an ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``
+is set, and ``OTEL_SDK_DISABLED`` is not ``true``; the SDK itself reads the rest
+(``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``, ``OTEL_BSP_*``,
+``OTEL_EXPORTER_OTLP_HEADERS``…). Otherwise spans go to the global tracer provider, a no-op
+unless the host application installed one. A provider handed in explicitly (tests, embedding
+applications) wins over both.
+
+Spans: one per ``/v1`` request (``chat gpt-4o-mini``, from ``recorded.py``), a child per
+layer that is wrapped in ``TracedLayer`` (``propylon.cache``, ``propylon.limits``…), and a
+client span per provider attempt (``gateway/service.py``). The conventions have no attribute
+for a gateway cache, so hits carry ``propylon.cache.status`` and
+``propylon.cache.similarity``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Tracer, TracerProvider
+
+from propylon.gateway.protocol import ChatService, ChatStream, Embeddings, EmbeddingService
+
+if TYPE_CHECKING:
+    from propylon.gateway.call import CallInfo
+
+log = logging.getLogger(__name__)
+
+TRACER_NAME = "propylon"
+JSONObject = dict[str, Any]
+
+# OpenAI request fields -> GenAI request attributes.
+_REQUEST_ATTRIBUTES = {
+    "max_tokens": "gen_ai.request.max_tokens",
+    "max_completion_tokens": "gen_ai.request.max_tokens",
+    "temperature": "gen_ai.request.temperature",
+    "top_p": "gen_ai.request.top_p",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+    "seed": "gen_ai.request.seed",
+}
+
+
+def _env_enabled(env: Mapping[str, str]) -> bool:
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter == "none":
+        return False
+    return bool(
+        exporter
+        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+@contextmanager
+def open_tracing(
+    provider: TracerProvider | None = None, env: Mapping[str, str] | None = None
+) -> Iterator[Tracer]:
+    """The tracer for this app: from ``provider``, else from ``OTEL_*``, else the global one.
+    A provider built here from the environment is flushed and shut down on exit."""
+    if provider is not None:
+        yield provider.get_tracer(TRACER_NAME)
+        return
+    environ = os.environ if env is None else env
+    if not _env_enabled(environ):
+        yield trace.get_tracer(TRACER_NAME)
+        return
+    sdk_provider = _sdk_provider(environ)
+    try:
+        yield sdk_provider.get_tracer(TRACER_NAME)
+    finally:
+        sdk_provider.shutdown()
+
+
+def _sdk_provider(env: Mapping[str, str]) -> Any:
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SpanExporter,
+    )
+
+    attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: "propylon"}
+    provider = SDKTracerProvider(resource=Resource.create(attributes))
+    for name in (env.get("OTEL_TRACES_EXPORTER") or "otlp").split(","):
+        exporter: SpanExporter
+        name = name.strip().lower()
+        if name == "console":
+            exporter = ConsoleSpanExporter()
+        elif name == "otlp":
+            protocol = env.get(
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
+            )
+            if protocol and protocol != "http/protobuf":
+                log.warning(
+                    "tracing: only the http/protobuf OTLP protocol is bundled; using it",
+                    extra={"requested": protocol},
+                )
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter()
+        else:
+            log.warning("tracing: unknown OTEL_TRACES_EXPORTER ignored", extra={"name": name})
+            continue
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def request_attributes(operation: str, request: JSONObject | None) -> dict[str, Any]:
+    """GenAI attributes known before the call: operation, model, sampling parameters."""
+    attributes: dict[str, Any] = {"gen_ai.operation.name": operation}
+    if not request:
+        return attributes
+    model = request.get("model")
+    if isinstance(model, str):
+        attributes["gen_ai.request.model"] = model
+    for field, name in _REQUEST_ATTRIBUTES.items():
+        value = request.get(field)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            attributes[name] = value
+    return attributes
+
+
+def response_attributes(response: JSONObject | None) -> dict[str, Any]:
+    """GenAI attributes of a ``chat.completion``: id, model, finish reasons."""
+    if not response:
+        return {}
+    attributes: dict[str, Any] = {}
+    if isinstance(response.get("id"), str):
+        attributes["gen_ai.response.id"] = response["id"]
+    if isinstance(response.get("model"), str):
+        attributes["gen_ai.response.model"] = response["model"]
+    reasons = [
+        c["finish_reason"]
+        for c in response.get("choices") or ()
+        if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)
+    ]
+    if reasons:
+        attributes["gen_ai.response.finish_reasons"] = reasons
+    return attributes
+
+
+def call_attributes(call: CallInfo) -> dict[str, Any]:
+    """What the layers wrote into ``call``: route, cache, usage, cost."""
+    attributes: dict[str, Any] = {"propylon.attempts": call.calls}
+    if call.deployment is not None:
+        attributes["propylon.deployment"] = call.deployment
+    if call.cache_status is not None:
+        attributes["propylon.cache.status"] = call.cache_status
+        attributes["propylon.cache.hit"] = call.cache_status.startswith("hit")
+    if call.cache_similarity is not None:
+        attributes["propylon.cache.similarity"] = call.cache_similarity
+    usage = call.usage or {}
+    for field, name in (
+        ("prompt_tokens", "gen_ai.usage.input_tokens"),
+        ("completion_tokens", "gen_ai.usage.output_tokens"),
+    ):
+        if isinstance(usage.get(field), int):
+            attributes[name] = usage[field]
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+        attributes["gen_ai.usage.cache_read.input_tokens"] = details["cached_tokens"]
+    if call.cost is not None:
+        attributes["propylon.cost_usd"] = call.cost
+    return attributes
+
+
+class TracedLayer:
+    """A child span (``propylon.<layer>``) around one layer of the request path.
+
+    Wrap a layer where it is composed (``TracedLayer(CacheLayer(...), tracer, "cache")``); the
+    span covers that layer and everything inside it, so the spans nest like the layers do.
+    """
+
+    def __init__(self, inner: Any, tracer: Tracer, layer: str) -> None:
+        self._inner = inner
+        self._tracer = tracer
+        self._name = f"propylon.{layer}"
+
+    async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject:
+        inner: ChatService = self._inner
+        with self._tracer.start_as_current_span(self._name) as span:
+            result = await inner.complete(request, call)
+            if call is not None:
+                span.set_attributes(call_attributes(call))
+            return result
+
+    async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
+        inner: ChatService = self._inner
+        with self._tracer.start_as_current_span(self._name) as span:
+            result = await inner.stream(request, call)
+            if call is not None:
+                span.set_attributes(call_attributes(call))
+            return result
+
+    async def embed(
+        self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
+    ) -> Embeddings:
+        inner: EmbeddingService = self._inner
+        with self._tracer.start_as_current_span(self._name) as span:
+            result = await inner.embed(texts, request, call)
+            if call is not None:
+                span.set_attributes(call_attributes(call))
+            return result

@@ -1,0 +1,114 @@
+"""Helpers of the observability tests: a served app with fast request-log flushes, plain
+HTTP calls, and waiting for records to reach the request log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+from opentelemetry.trace import TracerProvider
+
+from propylon.app import create_app
+from propylon.settings import load_settings
+from propylon.testing import FakeUpstream
+from tests.support.servers import AppServer, serve_uvicorn
+
+ADMIN = "admin-secret-for-observe-tests"
+PRICES = {"gpt-test": {"input": 2.0, "output": 8.0}}  # USD per million tokens
+
+
+def models(upstream: FakeUpstream) -> list[dict[str, Any]]:
+    base = f"{upstream.base_url}/v1"
+    return [
+        {
+            "name": "gpt-test",
+            "deployments": [{"provider": "openai", "base_url": base, "model": "fake-gpt"}],
+        },
+        {
+            "name": "embed-test",
+            "kind": "embeddings",
+            "deployments": [{"provider": "openai", "base_url": base, "model": "fake-embedding"}],
+        },
+    ]
+
+
+@asynccontextmanager
+async def serve(
+    database_url: str,
+    upstream: FakeUpstream,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    observe: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> AsyncIterator[AppServer]:
+    """Propylon on ``database_url`` with `gpt-test` and `embed-test`, a key of tenant `test`,
+    and a request log flushed every 50 ms."""
+    settings = load_settings(
+        None,
+        database_url=database_url,
+        models=models(upstream),
+        admin_key=ADMIN,
+        observe={"flush_interval_s": 0.05, "prices": PRICES, **(observe or {})},
+        **overrides,
+    )
+    app = create_app(settings, tracer_provider=tracer_provider)
+    async with serve_uvicorn(app) as url:
+        key, _ = await app.state.services.access.create_key("test")
+        yield AppServer(url, settings, key, app)
+
+
+class Reply:
+    def __init__(self, status: int, headers: CIMultiDict[str], body: Any) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+async def call(
+    server: AppServer,
+    method: str,
+    path: str,
+    *,
+    key: str | None = "",
+    json: Any = None,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """One HTTP call; ``key=""`` uses the server's test key, ``None`` sends none."""
+    sent = dict(headers or {})
+    chosen = server.api_key if key == "" else key
+    if chosen is not None:
+        sent["Authorization"] = f"Bearer {chosen}"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, f"{server.url}{path}", json=json, data=data, headers=sent) as resp,
+    ):
+        raw = await resp.read()
+        body: Any
+        try:
+            body = await resp.json(content_type=None)
+        except ValueError:
+            body = raw.decode()
+        return Reply(resp.status, CIMultiDict(resp.headers), body)
+
+
+async def chat(server: AppServer, content: str = "hello there", **fields: Any) -> Reply:
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": content}], **fields}
+    return await call(server, "POST", "/v1/chat/completions", json=body)
+
+
+async def records(
+    server: AppServer, expected: int, query: str = "", *, key: str | None = ADMIN
+) -> list[dict[str, Any]]:
+    """The request log's records matching ``query``, once at least ``expected`` are there
+    (waits up to 30 s for the background writer)."""
+    for _ in range(600):
+        reply = await call(server, "GET", f"/v1/logs?limit=500&{query}", key=key)
+        assert reply.status == 200, reply.body
+        data: list[dict[str, Any]] = reply.body["data"]
+        if len(data) >= expected:
+            return data
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"only {len(data)} of {expected} records arrived for {query!r}")

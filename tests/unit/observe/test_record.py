@@ -1,0 +1,56 @@
+"""A record's content is stored per the policy: full (redacted, cut), hashed, or off."""
+
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+
+from propylon.gateway.call import Attempt
+from propylon.observe.record import COLUMNS, RequestRecord, render_content
+
+MESSAGES = [{"role": "user", "content": "my key is sk-abcdefghijklmnopqrstuvwx"}]
+
+
+def test_full_content_is_json_with_secrets_redacted() -> None:
+    stored = render_content(MESSAGES, "full", 10_000)
+    assert stored is not None
+    assert orjson.loads(stored) == [{"role": "user", "content": "my key is [REDACTED]"}]
+
+
+def test_full_content_is_cut_to_the_limit() -> None:
+    assert render_content("x" * 100, "full", 10) == "x" * 10
+
+
+def test_hashed_content_is_a_sha256_of_the_json() -> None:
+    expected = hashlib.sha256(orjson.dumps(MESSAGES)).hexdigest()
+    assert render_content(MESSAGES, "hashed", 10) == f"sha256:{expected}"
+
+
+def test_off_keeps_nothing() -> None:
+    assert render_content(MESSAGES, "off", 10_000) is None
+
+
+def test_a_row_holds_every_column_in_order() -> None:
+    record = RequestRecord(
+        request_id="r1",
+        created_at=0.0,
+        endpoint="chat",
+        status=200,
+        latency_ms=12.3456,
+        attempts=[Attempt("a", "upstream_error", 1.0), Attempt("b", "skipped", 0.0)],
+        metadata={"prompt_version": "v1"},
+        content_policy="full",
+        prompt=MESSAGES,
+        response="an answer",
+    )
+    row = dict(zip(COLUMNS, record.to_row(1000), strict=True))
+    assert row["attempt_count"] == 1, "skipped deployments are not calls"
+    assert orjson.loads(row["attempts"])[0] == {
+        "deployment": "a",
+        "outcome": "upstream_error",
+        "ms": 1.0,
+    }
+    assert row["metadata"] == '{"prompt_version":"v1"}'
+    assert row["response"] == "an answer"
+    assert row["created_at"].isoformat() == "1970-01-01T00:00:00+00:00"
