@@ -1,0 +1,246 @@
+"""``CachedChatService``: the cache layer of the request path, wrapped around the gateway.
+
+For each request it reads the caller's controls (``control.py``), computes the key
+(``key.py``), tries the exact cache, then the semantic cache, and only then calls the layer it
+wraps; a complete answer is stored on the way back (a stream once it has finished cleanly).
+It writes ``cache_status`` (``hit-exact`` | ``hit-semantic`` | ``miss`` | ``bypass``) and
+``cache_similarity`` into the ``CallInfo``.
+
+Never fails a request because of the cache: a Redis outage, a slow or failing database and
+an embedder error are all misses, logged and counted in ``stats``. Only a malformed
+``propylon.cache`` extension is the caller's error (400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import orjson
+
+from propylon.gateway.cache.assembler import CACHEABLE_FINISH, CompletionAssembler
+from propylon.gateway.cache.control import CacheDirective, cache_directive
+from propylon.gateway.cache.exact import ExactCache
+from propylon.gateway.cache.key import CacheKey, cache_key
+from propylon.gateway.cache.replay import ReplayedStream
+from propylon.gateway.cache.semantic import SemanticCache
+from propylon.gateway.cache.stats import CacheStats
+from propylon.gateway.call import CallInfo
+from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
+from propylon.settings import CacheSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Plan:
+    key: CacheKey
+    directive: CacheDirective
+    threshold: float
+    semantic: bool
+    embedding: list[float] | None = None
+
+
+class CachedChatService:
+    """A ``ChatService`` that serves repeated and paraphrased requests from the cache."""
+
+    def __init__(
+        self,
+        inner: ChatService,
+        *,
+        settings: CacheSettings,
+        exact: ExactCache,
+        semantic: SemanticCache | None,
+        resolve_model: Callable[[str], str],
+        stats: CacheStats | None = None,
+    ) -> None:
+        self._inner = inner
+        self._settings = settings
+        self._exact = exact
+        self._semantic = semantic
+        self._resolve = resolve_model
+        self.stats = stats or CacheStats()
+
+    async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject:
+        call = call or CallInfo()
+        plan = self._plan(request, call)
+        if plan is not None and plan.directive.lookup:
+            cached = await self._lookup(plan, call)
+            if cached is not None:
+                return cached
+        result = await self._inner.complete(request, call)
+        if plan is not None and plan.directive.store:
+            await self._store(plan, result)
+        return result
+
+    async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
+        call = call or CallInfo()
+        plan = self._plan(request, call)
+        if plan is not None and plan.directive.lookup:
+            cached = await self._lookup(plan, call)
+            if cached is not None:
+                options = request.get("stream_options")
+                usage = isinstance(options, dict) and options.get("include_usage") is True
+                return ReplayedStream(cached, include_usage=usage)
+        stream = await self._inner.stream(request, call)
+        if plan is None or not plan.directive.store:
+            return stream
+        return _RecordingStream(stream, plan, self)
+
+    async def purge(self, *, tenant_id: str | None = None, model: str | None = None) -> JSONObject:
+        """Delete cached answers of a tenant, a model (public name or alias), or both."""
+        if model is not None:
+            # A model no longer configured may still have entries under its name.
+            with contextlib.suppress(Exception):
+                model = self._resolve(model)
+        exact = await self._exact.purge(tenant_id=tenant_id, model=model)
+        semantic = (
+            await self._semantic.purge(tenant_id=tenant_id, model=model) if self._semantic else 0
+        )
+        log.info(
+            "cache purged",
+            extra={"tenant_id": tenant_id, "model": model, "exact": exact, "semantic": semantic},
+        )
+        return {"exact": exact, "semantic": semantic}
+
+    async def aclose(self) -> None:
+        await self._exact.aclose()
+
+    def _plan(self, request: JSONObject, call: CallInfo) -> _Plan | None:
+        """The key and orders for this request, or None (bypass: ``cache_status`` set)."""
+        directive = cache_directive(request, call.cache_control, self._settings)
+        principal = call.principal
+        name = request.get("model")
+        plan = None
+        if not directive.bypass and principal is not None and isinstance(name, str):
+            try:
+                model = self._resolve(name)
+                key = cache_key(
+                    request,
+                    tenant_id=principal.tenant_id,
+                    model=model,
+                    salt=self._settings.model_salts.get(model, ""),
+                )
+            except Exception:
+                key = None  # unknown model or malformed request: the gateway will say so
+            if key is not None:
+                threshold = directive.threshold or self._settings.semantic_thresholds.get(
+                    model, self._settings.semantic_threshold
+                )
+                semantic = (
+                    directive.semantic
+                    and self._semantic is not None
+                    and key.question is not None
+                    and 0 < len(key.question) <= self._settings.semantic_max_chars
+                )
+                plan = _Plan(key, directive, threshold, semantic)
+        if plan is None or not directive.lookup:
+            call.cache_status = "bypass"
+            self.stats.bypasses += 1
+        else:
+            call.cache_status = "miss"
+        return plan
+
+    async def _lookup(self, plan: _Plan, call: CallInfo) -> JSONObject | None:
+        cached = await self._exact.get(plan.key)
+        if cached is not None:
+            call.cache_status = "hit-exact"
+            call.usage = None  # nothing was spent
+            self.stats.hits_exact += 1
+            return cached
+        if plan.semantic and self._semantic is not None:
+            hit = await self._semantic_lookup(self._semantic, plan)
+            if hit is not None:
+                call.cache_status = "hit-semantic"
+                call.cache_similarity = hit[1]
+                call.usage = None
+                self.stats.hits_semantic += 1
+                return hit[0]
+        self.stats.misses += 1
+        return None
+
+    async def _semantic_lookup(
+        self, semantic: SemanticCache, plan: _Plan
+    ) -> tuple[JSONObject, float] | None:
+        assert plan.key.question is not None
+        stage = "embedder"
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._settings.semantic_timeout_s):
+                plan.embedding = await semantic.embed(plan.key.question)
+                stage = "database"
+                found = await semantic.find(
+                    plan.key, plan.key.question, plan.embedding, plan.threshold
+                )
+        except Exception as exc:
+            self._failed("timeout" if isinstance(exc, TimeoutError) else stage, "lookup", exc)
+            return None
+        self.stats.rejected += found.rejected
+        log.debug(
+            "semantic lookup",
+            extra={
+                "best_similarity": found.best_similarity,
+                "hit": found.hit is not None,
+                "ms": (time.perf_counter() - started) * 1000,
+            },
+        )
+        return (found.hit.response, found.hit.similarity) if found.hit else None
+
+    async def _store(self, plan: _Plan, response: JSONObject) -> None:
+        choices = response.get("choices")
+        if not choices or any(c.get("finish_reason") not in CACHEABLE_FINISH for c in choices):
+            return
+        if len(orjson.dumps(response)) > self._settings.max_entry_bytes:
+            return
+        ttl = plan.directive.ttl_s
+        await self._exact.put(plan.key, response, ttl)
+        self.stats.stores += 1
+        if not plan.semantic or self._semantic is None:
+            return
+        assert plan.key.question is not None
+        stage = "embedder"
+        try:
+            async with asyncio.timeout(self._settings.semantic_timeout_s):
+                if plan.embedding is None:
+                    plan.embedding = await self._semantic.embed(plan.key.question)
+                stage = "database"
+                await self._semantic.add(plan.key, plan.key.question, plan.embedding, response, ttl)
+        except Exception as exc:
+            self._failed("timeout" if isinstance(exc, TimeoutError) else stage, "store", exc)
+
+    def _failed(self, source: str, op: str, exc: BaseException) -> None:
+        self.stats.errors[source] += 1
+        log.warning(
+            "semantic cache %s failed (%s); served as a miss",
+            op,
+            source,
+            extra={"error": repr(exc)},
+        )
+
+
+class _RecordingStream:
+    """Passes a live stream through and caches the answer once it has finished cleanly."""
+
+    def __init__(self, inner: ChatStream, plan: _Plan, cache: CachedChatService) -> None:
+        self._inner = inner
+        self._plan = plan
+        self._cache = cache
+
+    def __aiter__(self) -> AsyncIterator[JSONObject]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[JSONObject]:
+        assembler = CompletionAssembler()
+        async for chunk in self._inner:
+            assembler.add(chunk)
+            yield chunk
+        completion = assembler.completion()
+        if completion is not None:
+            await self._cache._store(self._plan, completion)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -1,0 +1,40 @@
+-- Named queries of the semantic cache (loaded once by queries.py).
+-- {vector} is the embedding's SQL type: vector(384) / vector(1536), which have an HNSW
+-- index (see migration 0006), or plain vector for other sizes.
+
+-- name: search
+SELECT id, question, response,
+       1 - (embedding::{vector} <=> %(embedding)s::{vector}) AS similarity
+FROM cache_entries
+WHERE tenant_id = %(tenant_id)s AND model = %(model)s AND scope = %(scope)s
+  AND embedder = %(embedder)s AND dims = {dims} AND expires_at > now()
+ORDER BY embedding::{vector} <=> %(embedding)s::{vector}
+LIMIT %(limit)s;
+
+-- name: insert
+INSERT INTO cache_entries
+    (tenant_id, model, scope, embedder, dims, question, embedding, response, expires_at)
+VALUES (%(tenant_id)s, %(model)s, %(scope)s, %(embedder)s, %(dims)s, %(question)s,
+        %(embedding)s::vector, %(response)s::jsonb, now() + make_interval(secs => %(ttl_s)s));
+
+-- name: record_lookup
+INSERT INTO cache_lookups
+    (tenant_id, model, embedder, threshold, best_similarity, outcome, entry_id, reason)
+VALUES (%(tenant_id)s, %(model)s, %(embedder)s, %(threshold)s, %(best_similarity)s,
+        %(outcome)s, %(entry_id)s, %(reason)s);
+
+-- name: purge
+DELETE FROM cache_entries
+WHERE (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
+  AND (%(model)s::text IS NULL OR model = %(model)s);
+
+-- name: sweep_expired
+DELETE FROM cache_entries
+WHERE id IN (SELECT id FROM cache_entries WHERE expires_at <= now() LIMIT 1000);
+
+-- name: sweep_lookups
+DELETE FROM cache_lookups
+WHERE id IN (SELECT id FROM cache_lookups WHERE at < now() - interval '30 days' LIMIT 1000);
+
+-- name: pgvector_version
+SELECT extversion FROM pg_extension WHERE extname = 'vector';

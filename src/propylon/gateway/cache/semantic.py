@@ -1,0 +1,191 @@
+"""The semantic cache: answers found by the meaning of the last user message.
+
+Entries live in PostgreSQL + pgvector (migration 0006). A search never leaves its hard scope
+(tenant, resolved model, and the hash of everything else in the request: system prompt,
+tools, sampling parameters, preceding turns, version salt), so the only difference it may
+bridge is the wording of the question. The nearest candidates above the threshold then pass
+the second check (``Verifier``) or are refused. Every lookup, hit or miss, is recorded with
+its best similarity in ``cache_lookups`` so thresholds can be tuned from real traffic.
+
+The gateway imports no database driver: the store receives any object with psycopg's
+``connection()`` / ``execute`` shape (``SQLDatabase``), built by the composition root.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from propylon.gateway.cache.key import CacheKey
+from propylon.gateway.cache.queries import queries
+from propylon.gateway.cache.verifier import Verifier
+from propylon.gateway.protocol import EmbeddingModel, JSONObject
+
+log = logging.getLogger(__name__)
+
+INDEXED_DIMS = frozenset({384, 1536})  # sizes with an HNSW index in migration 0006
+CANDIDATES = 4  # near neighbours handed to the second check
+SWEEP_EVERY = 200  # inserts between two sweeps of expired rows
+
+
+class SQLCursor(Protocol):
+    async def fetchall(self) -> list[Any]: ...
+
+
+class SQLConnection(Protocol):
+    async def execute(self, query: Any, params: Any = ...) -> Any: ...
+
+
+class SQLDatabase(Protocol):
+    """What the store needs of ``propylon.db.database.Database``."""
+
+    def connection(
+        self, timeout: float | None = None
+    ) -> AbstractAsyncContextManager[SQLConnection]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticHit:
+    entry_id: int
+    similarity: float
+    response: JSONObject
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """The outcome of one search: a hit, or the best similarity seen (None: empty scope)."""
+
+    hit: SemanticHit | None
+    best_similarity: float | None
+    rejected: int = 0  # candidates above the threshold refused by the second check
+    reason: str | None = None  # why the last of them was refused
+
+
+class SemanticCache:
+    """Embeds questions, searches and stores entries. Methods raise on failure; the caller
+    (``CachedChatService``) turns every failure into a miss."""
+
+    def __init__(
+        self,
+        database: SQLDatabase,
+        embedder: EmbeddingModel,
+        *,
+        embedder_id: str,
+        embed_request: JSONObject | None = None,
+        verifier: Verifier | None = None,
+        record_lookups: bool = True,
+    ) -> None:
+        self._db = database
+        self._embedder = embedder
+        self.embedder_id = embedder_id
+        self._embed_request = embed_request
+        self._verifier = verifier
+        self._record = record_lookups
+        self._inserts = 0
+        self._iterative_scan: bool | None = None  # known after the first search
+
+    async def embed(self, question: str) -> list[float]:
+        result = await self._embedder.embed([question], self._embed_request)
+        return [float(x) for x in result.vectors[0]]
+
+    async def find(
+        self, key: CacheKey, question: str, embedding: list[float], threshold: float
+    ) -> Lookup:
+        dims = len(embedding)
+        vector = f"vector({dims})" if dims in INDEXED_DIMS else "vector"
+        search = queries()["search"].format(vector=vector, dims=dims)
+        params = {
+            "tenant_id": key.tenant_id,
+            "model": key.model,
+            "scope": key.scope,
+            "embedder": self.embedder_id,
+            "embedding": _literal(embedding),
+            "limit": CANDIDATES,
+        }
+        async with self._db.connection() as conn:
+            if self._iterative_scan is None:
+                cursor = await conn.execute(queries()["pgvector_version"])
+                row = (await cursor.fetchall() or [{"extversion": "0"}])[0]
+                self._iterative_scan = _version(row["extversion"]) >= (0, 8)
+            if self._iterative_scan:
+                # A filtered HNSW scan must keep looking until it finds rows in scope
+                # (pgvector >= 0.8; older ones may return fewer neighbours than exist).
+                await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            cursor = await conn.execute(search, params)
+            rows = await cursor.fetchall()
+            lookup = self._choose(question, rows, threshold)
+            if self._record:
+                await conn.execute(
+                    queries()["record_lookup"],
+                    {
+                        "tenant_id": key.tenant_id,
+                        "model": key.model,
+                        "embedder": self.embedder_id,
+                        "threshold": threshold,
+                        "best_similarity": lookup.best_similarity,
+                        "outcome": _outcome(lookup),
+                        "entry_id": lookup.hit.entry_id if lookup.hit else None,
+                        "reason": lookup.reason,
+                    },
+                )
+        return lookup
+
+    async def add(
+        self, key: CacheKey, question: str, embedding: list[float], response: JSONObject, ttl_s: int
+    ) -> None:
+        params = {
+            "tenant_id": key.tenant_id,
+            "model": key.model,
+            "scope": key.scope,
+            "embedder": self.embedder_id,
+            "dims": len(embedding),
+            "question": question,
+            "embedding": _literal(embedding),
+            "response": orjson.dumps(response).decode(),
+            "ttl_s": ttl_s,
+        }
+        async with self._db.connection() as conn:
+            await conn.execute(queries()["insert"], params)
+            self._inserts += 1
+            if self._inserts % SWEEP_EVERY == 0:
+                await conn.execute(queries()["sweep_expired"])
+                await conn.execute(queries()["sweep_lookups"])
+
+    async def purge(self, *, tenant_id: str | None = None, model: str | None = None) -> int:
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                queries()["purge"], {"tenant_id": tenant_id, "model": model}
+            )
+            return int(cursor.rowcount)
+
+    def _choose(self, question: str, rows: list[Any], threshold: float) -> Lookup:
+        best = float(rows[0]["similarity"]) if rows else None
+        rejected, why = 0, None
+        for row in rows:
+            similarity = float(row["similarity"])
+            if similarity < threshold:
+                break
+            reason = self._verifier.refusal(question, row["question"]) if self._verifier else None
+            if reason is None:
+                hit = SemanticHit(int(row["id"]), similarity, row["response"])
+                return Lookup(hit, best, rejected, why)
+            rejected, why = rejected + 1, reason
+        return Lookup(None, best, rejected, why)
+
+
+def _outcome(lookup: Lookup) -> str:
+    if lookup.hit is not None:
+        return "hit"
+    return "rejected" if lookup.rejected else "miss"
+
+
+def _literal(embedding: list[float]) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in embedding) + "]"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())

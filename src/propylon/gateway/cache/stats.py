@@ -1,0 +1,31 @@
+"""Counters of what the cache did, read by the metrics exporter and the admin API."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """Monotonic counters since start. ``errors`` is keyed by source: ``redis``, ``database``,
+    ``embedder``, ``timeout``; every error was served as a miss."""
+
+    hits_exact: int = 0
+    hits_semantic: int = 0
+    misses: int = 0
+    bypasses: int = 0
+    stores: int = 0
+    rejected: int = 0  # semantic candidates refused by the second check
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "hits_exact": self.hits_exact,
+            "hits_semantic": self.hits_semantic,
+            "misses": self.misses,
+            "bypasses": self.bypasses,
+            "stores": self.stores,
+            "rejected": self.rejected,
+            "errors": dict(self.errors),
+        }

@@ -1,0 +1,438 @@
+"""The response cache over real HTTP: exact and semantic hits, hard scopes, per-request
+control, streams replayed to the official SDK, Redis failing mid-test, and admin purges."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from propylon.testing import Behaviour, FakeUpstream, Fault
+from tests.support.servers import AppServer, serve_app
+
+ADMIN = "admin-secret-for-tests"
+CHAT = "/v1/chat/completions"
+QUESTION = "How do I reverse a list in Python?"
+
+
+@dataclass(frozen=True, slots=True)
+class Cached:
+    """Propylon with the cache on, and one API key in each of two tenants."""
+
+    server: AppServer
+    key: str
+    tenant_id: str
+    other_key: str
+
+    async def chat(
+        self, body: dict[str, Any], *, key: str | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{self.server.v1}/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {key or self.key}", **(headers or {})},
+            ) as response,
+        ):
+            return response.status, dict(response.headers), await response.json()
+
+    async def admin(self, method: str, path: str) -> tuple[int, dict[str, Any]]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(
+                method, f"{self.server.url}{path}", headers={"Authorization": f"Bearer {ADMIN}"}
+            ) as response,
+        ):
+            return response.status, await response.json()
+
+
+def ask(content: str = QUESTION, **fields: Any) -> dict[str, Any]:
+    return {
+        "model": "gpt-test",
+        "messages": [{"role": "user", "content": content}],
+        "temperature": 0,
+        **fields,
+    }
+
+
+def models(upstream: FakeUpstream) -> list[dict[str, Any]]:
+    deployment = {"provider": "openai", "base_url": f"{upstream.base_url}/v1"}
+    return [
+        {"name": "gpt-test", "aliases": ["gpt-alias"], "deployments": [deployment]},
+        {"name": "gpt-other", "deployments": [deployment]},
+        {"name": "embed-test", "kind": "embeddings", "deployments": [deployment]},
+    ]
+
+
+@asynccontextmanager
+async def cached_gateway(
+    database_url: str, upstream: FakeUpstream, **settings: Any
+) -> AsyncIterator[Cached]:
+    # A generous lookup budget: a loaded test machine must not turn hits into misses.
+    cache = {"semantic_timeout_s": 10.0, **settings.pop("cache", {})}
+    async with serve_app(
+        database_url=database_url, models=models(upstream), admin_key=ADMIN, cache=cache, **settings
+    ) as server:
+        keys = []
+        async with aiohttp.ClientSession() as http:
+            for tenant in ("acme", "globex"):
+                async with http.post(
+                    f"{server.url}/admin/keys",
+                    json={"tenant": tenant},
+                    headers={"Authorization": f"Bearer {ADMIN}"},
+                ) as response:
+                    assert response.status == 201, await response.text()
+                    keys.append(await response.json())
+        yield Cached(server, keys[0]["key"], keys[0]["tenant_id"], keys[1]["key"])
+
+
+@pytest.fixture
+async def cached(database_url: str, upstream: FakeUpstream) -> AsyncIterator[Cached]:
+    async with cached_gateway(database_url, upstream) as gateway:
+        yield gateway
+
+
+def upstream_calls(upstream: FakeUpstream) -> int:
+    return upstream.calls.get(CHAT, 0)
+
+
+async def test_same_request_twice_is_served_from_cache_without_an_upstream_call(
+    cached: Cached, upstream: FakeUpstream
+) -> None:
+    status, headers, first = await cached.chat(ask())
+    assert status == 200
+    assert headers["x-propylon-cache"] == "miss"
+    calls = upstream_calls(upstream)
+
+    status, headers, second = await cached.chat(ask())
+    assert status == 200
+    assert headers["x-propylon-cache"] == "hit-exact"
+    assert upstream_calls(upstream) == calls, "a hit never reaches the upstream"
+    assert second == first
+
+
+async def test_an_alias_shares_the_entries_of_its_model(
+    cached: Cached, upstream: FakeUpstream
+) -> None:
+    await cached.chat(ask())
+    _, headers, _ = await cached.chat(ask(model="gpt-alias"))
+    assert headers["x-propylon-cache"] == "hit-exact"
+
+
+async def test_a_paraphrase_is_a_semantic_hit(cached: Cached, upstream: FakeUpstream) -> None:
+    _, _, first = await cached.chat(ask("How do I reverse a list in Python?"))
+    calls = upstream_calls(upstream)
+
+    _, headers, second = await cached.chat(ask("How can I reverse a list in Python?"))
+    assert headers["x-propylon-cache"] == "hit-semantic"
+    assert float(headers["x-propylon-cache-similarity"]) > 0.95
+    assert second["choices"] == first["choices"]
+    assert upstream_calls(upstream) == calls
+
+
+async def test_a_negated_question_is_not_served_the_answer_of_the_original(
+    cached: Cached,
+) -> None:
+    await cached.chat(ask("Is it safe to eat raw eggs?"))
+    _, headers, _ = await cached.chat(ask("Is it not safe to eat raw eggs?"))
+    assert headers["x-propylon-cache"] == "miss", "0.99 cosine, refused by the second check"
+
+
+def with_system(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **body,
+        "messages": [{"role": "system", "content": "Answer in French."}, *body["messages"]],
+    }
+
+
+def with_history(body: dict[str, Any]) -> dict[str, Any]:
+    earlier = [
+        {"role": "user", "content": "I use Rust."},
+        {"role": "assistant", "content": "Noted."},
+    ]
+    return {**body, "messages": [*earlier, *body["messages"]]}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(with_system, id="another system prompt"),
+        pytest.param(with_history, id="other preceding turns"),
+        pytest.param(lambda b: {**b, "model": "gpt-other"}, id="another model"),
+        pytest.param(lambda b: {**b, "temperature": 0, "max_tokens": 5}, id="max_tokens"),
+        pytest.param(lambda b: {**b, "seed": 7}, id="a seed"),
+        pytest.param(lambda b: {**b, "response_format": {"type": "json_object"}}, id="json mode"),
+        pytest.param(
+            lambda b: {
+                **b,
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {"name": "f", "parameters": {"type": "object"}},
+                    }
+                ],
+            },
+            id="tools",
+        ),
+    ],
+)
+async def test_the_same_question_in_another_scope_misses(
+    cached: Cached, upstream: FakeUpstream, change: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    await cached.chat(ask())
+    calls = upstream_calls(upstream)
+    _, headers, _ = await cached.chat(change(ask()))
+    assert headers["x-propylon-cache"] == "miss"
+    assert upstream_calls(upstream) == calls + 1
+
+
+async def test_another_tenant_never_sees_a_cached_answer(
+    cached: Cached, upstream: FakeUpstream
+) -> None:
+    await cached.chat(ask())
+    await cached.chat(ask("What is the capital of France?"))
+    _, headers, _ = await cached.chat(ask(), key=cached.other_key)
+    assert headers["x-propylon-cache"] == "miss"
+    paraphrase = ask("What is the capital city of France?")
+    _, headers, _ = await cached.chat(paraphrase, key=cached.other_key)
+    assert headers["x-propylon-cache"] == "miss"
+    _, headers, _ = await cached.chat(paraphrase)
+    assert headers["x-propylon-cache"] == "hit-semantic", "the owner's paraphrase does hit"
+
+
+async def test_a_nondeterministic_request_bypasses_the_cache_unless_it_opts_in(
+    cached: Cached, upstream: FakeUpstream
+) -> None:
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "Write a poem"}]}
+    for _ in range(2):
+        _, headers, _ = await cached.chat(body)
+        assert headers["x-propylon-cache"] == "bypass"
+
+    opted_in = {**body, "propylon": {"cache": {"enabled": True}}}
+    _, headers, _ = await cached.chat(opted_in)
+    assert headers["x-propylon-cache"] == "miss"
+    _, headers, _ = await cached.chat(opted_in)
+    assert headers["x-propylon-cache"] == "hit-exact"
+
+
+async def test_cache_control_no_cache_skips_the_lookup_and_no_store_writes_nothing(
+    cached: Cached, upstream: FakeUpstream
+) -> None:
+    _, headers, _ = await cached.chat(ask(), headers={"Cache-Control": "no-store"})
+    assert headers["x-propylon-cache"] == "miss"
+    _, headers, _ = await cached.chat(ask(), headers={"Cache-Control": "no-cache"})
+    assert headers["x-propylon-cache"] == "bypass", "no-store stored nothing; no-cache skipped"
+    _, headers, _ = await cached.chat(ask())
+    assert headers["x-propylon-cache"] == "hit-exact", "no-cache still stored the fresh answer"
+
+
+async def test_semantic_can_be_switched_off_and_the_threshold_raised_per_request(
+    cached: Cached,
+) -> None:
+    await cached.chat(ask("What is the capital of France?"))
+    paraphrase = "What is the capital city of France?"  # 0.962 cosine
+    probe = {"Cache-Control": "no-store"}  # so the probes leave no entries of their own
+    off = {"cache": {"semantic": False}}
+    _, headers, _ = await cached.chat(ask(paraphrase, propylon=off), headers=probe)
+    assert headers["x-propylon-cache"] == "miss"
+    strict = {"cache": {"semantic_threshold": 0.99}}
+    _, headers, _ = await cached.chat(ask(paraphrase, propylon=strict), headers=probe)
+    assert headers["x-propylon-cache"] == "miss"
+    _, headers, _ = await cached.chat(ask(paraphrase), headers=probe)
+    assert headers["x-propylon-cache"] == "hit-semantic"
+
+
+@pytest.mark.parametrize(
+    ("extension", "param"),
+    [
+        ({"cache": {"ttl": -1}}, "propylon.cache.ttl"),
+        ({"cache": {"semantic_threshold": 1.5}}, "propylon.cache.semantic_threshold"),
+        ({"cache": {"colour": "blue"}}, "propylon.cache.colour"),
+        ({"cache": "yes"}, "propylon.cache"),
+    ],
+)
+async def test_a_malformed_cache_extension_is_a_400_naming_the_field(
+    cached: Cached, extension: dict[str, Any], param: str
+) -> None:
+    status, _, body = await cached.chat(ask(propylon=extension))
+    assert status == 400
+    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["param"] == param
+
+
+async def test_a_stream_replayed_from_cache_reads_like_a_live_one_in_the_sdk(
+    cached: Cached, upstream: FakeUpstream
+) -> None:
+    async def streamed(sdk: openai.AsyncOpenAI) -> tuple[str, str | None, int | None, str]:
+        response = await sdk.chat.completions.with_raw_response.create(
+            model="gpt-test",
+            messages=[{"role": "user", "content": QUESTION}],
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        text, finish, tokens = "", None, None
+        async for chunk in response.parse():
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                finish = choice.finish_reason or finish
+            if chunk.usage is not None:
+                tokens = chunk.usage.completion_tokens
+        return text, finish, tokens, response.headers["x-propylon-cache"]
+
+    async with openai.AsyncOpenAI(
+        base_url=cached.server.v1, api_key=cached.key, max_retries=0
+    ) as sdk:
+        live = await streamed(sdk)
+        calls = upstream_calls(upstream)
+        replayed = await streamed(sdk)
+        plain = await sdk.chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": QUESTION}], temperature=0
+        )
+    assert live[3] == "miss"
+    assert replayed[3] == "hit-exact"
+    assert replayed[:3] == live[:3]
+    assert live[0] and live[1] == "stop" and live[2]
+    assert plain.choices[0].message.content == live[0], "a streamed answer serves plain requests"
+    assert upstream_calls(upstream) == calls
+
+
+async def test_requests_succeed_as_misses_when_redis_stops_mid_test(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    async with (
+        TcpProxy(6379) as redis,
+        cached_gateway(
+            database_url,
+            upstream,
+            redis_url=f"redis://127.0.0.1:{redis.port}/0",
+            cache={"redis_prefix": f"test:{uuid.uuid4().hex}:", "semantic": False},
+        ) as gateway,
+    ):
+        await gateway.chat(ask())
+        _, headers, _ = await gateway.chat(ask())
+        assert headers["x-propylon-cache"] == "hit-exact", "served from Redis"
+
+        await redis.stop()
+        for _ in range(2):
+            status, headers, body = await gateway.chat(ask())
+            assert status == 200
+            assert headers["x-propylon-cache"] == "miss"
+            assert body["choices"][0]["message"]["content"]
+        _, stats = await gateway.admin("GET", "/admin/cache/stats")
+        assert stats["errors"]["redis"] >= 1
+
+
+async def test_an_embedder_failure_is_a_miss_not_an_error(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    async with cached_gateway(
+        database_url, upstream, cache={"semantic_embedder": "embed-test"}
+    ) as gateway:
+        await gateway.chat(ask())
+        # The fake upstream embeds bags of words: 7 of 8 words shared is about 0.87 cosine.
+        loose = {"cache": {"semantic_threshold": 0.8}}
+        _, headers, _ = await gateway.chat(
+            ask("How can I reverse a list in Python?", propylon=loose)
+        )
+        assert headers["x-propylon-cache"] == "hit-semantic", "embedded through the gateway"
+
+        upstream.set_behaviour(
+            Behaviour(faults=(Fault(kind="status", status=500, endpoints=("/v1/embeddings",)),))
+        )
+        status, headers, _ = await gateway.chat(ask("Tell me how to reverse a Python list"))
+        assert status == 200
+        assert headers["x-propylon-cache"] == "miss"
+        _, stats = await gateway.admin("GET", "/admin/cache/stats")
+        assert stats["errors"]["embedder"] >= 1
+
+
+async def test_a_lookup_slower_than_its_budget_is_a_miss(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    async with cached_gateway(
+        database_url, upstream, cache={"semantic_timeout_s": 0.000001}
+    ) as gateway:
+        status, headers, _ = await gateway.chat(ask())
+        assert (status, headers["x-propylon-cache"]) == (200, "miss")
+        _, stats = await gateway.admin("GET", "/admin/cache/stats")
+        assert stats["errors"]["timeout"] >= 1
+
+
+async def test_purging_a_tenant_or_a_model_empties_their_entries(
+    cached: Cached, upstream: FakeUpstream
+) -> None:
+    await cached.chat(ask())
+    status, purged = await cached.admin("DELETE", f"/admin/cache/tenants/{cached.tenant_id}")
+    assert status == 200
+    assert purged["purged"] == {"exact": 1, "semantic": 1}
+    _, headers, _ = await cached.chat(ask())
+    assert headers["x-propylon-cache"] == "miss"
+
+    status, purged = await cached.admin("DELETE", "/admin/cache/models/gpt-alias")
+    assert (status, purged["purged"]) == (200, {"exact": 1, "semantic": 1})
+    _, headers, _ = await cached.chat(ask("How can I reverse a list in Python?"))
+    assert headers["x-propylon-cache"] == "miss"
+
+
+async def test_purge_needs_the_admin_key(cached: Cached) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.delete(
+            f"{cached.server.url}/admin/cache/models/gpt-test",
+            headers={"Authorization": f"Bearer {cached.key}"},
+        ) as response,
+    ):
+        assert response.status == 403
+        assert (await response.json())["error"]["code"] == "admin_required"
+
+
+class TcpProxy:
+    """Forwards a loopback port to a local service until ``stop()``, which closes the port
+    and every connection through it: the service, as the client sees it, has died."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target = target_port
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    async def __aenter__(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))

@@ -1,0 +1,106 @@
+"""The semantic cache's store on a real PostgreSQL + pgvector: scope, expiry, and the record
+of every lookup kept for threshold tuning."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from propylon.db.database import Database
+from propylon.db.migrator import migrate
+from propylon.gateway.cache.key import cache_key
+from propylon.gateway.cache.semantic import SemanticCache
+from propylon.gateway.cache.verifier import Verifier
+from propylon.gateway.protocol import Embeddings
+
+
+class Letters:
+    """384-dimensional letter counts: a text and its near copies land close together."""
+
+    async def embed(self, texts: list[str], request: dict[str, Any] | None = None) -> Embeddings:
+        out = []
+        for text in texts:
+            v = np.zeros(384, dtype=np.float32)
+            for ch in text.lower():
+                v[ord(ch) % 384] += 1
+            out.append((v / np.linalg.norm(v)).tolist())
+        return Embeddings(out, prompt_tokens=0)
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url)
+    await db.open()
+    await migrate(db)
+    yield db
+    await db.close()
+
+
+def key(question: str, tenant: str = "t1", system: str | None = None) -> Any:
+    messages = [{"role": "system", "content": system}] if system else []
+    body = {"model": "m", "messages": [*messages, {"role": "user", "content": question}]}
+    return cache_key(body, tenant_id=tenant, model="m")
+
+
+async def store(cache: SemanticCache, question: str, **scope: Any) -> None:
+    k = key(question, **scope)
+    answer = {"choices": [{"message": {"content": f"answer to {question}"}}]}
+    await cache.add(k, question, await cache.embed(question), answer, ttl_s=60)
+
+
+async def lookup(cache: SemanticCache, question: str, **scope: Any) -> Any:
+    k = key(question, **scope)
+    return await cache.find(k, question, await cache.embed(question), threshold=0.9)
+
+
+async def lookups(database: Database) -> list[dict[str, Any]]:
+    async with database.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT outcome, best_similarity, reason FROM cache_lookups ORDER BY id"
+        )
+        return list(await cursor.fetchall())
+
+
+async def test_finds_a_close_question_only_inside_its_scope(database: Database) -> None:
+    cache = SemanticCache(database, Letters(), embedder_id="letters")
+    await store(cache, "what is the boiling point of water")
+
+    found = await lookup(cache, "what is the boiling point of water?")
+    assert found.hit is not None and found.hit.similarity > 0.99
+    assert found.hit.response["choices"][0]["message"]["content"].startswith("answer to")
+    assert (await lookup(cache, "what is the boiling point of water?", tenant="t2")).hit is None
+    other_system = await lookup(cache, "what is the boiling point of water?", system="Be brief")
+    assert other_system.hit is None and other_system.best_similarity is None
+
+
+async def test_an_expired_entry_is_never_served(database: Database) -> None:
+    cache = SemanticCache(database, Letters(), embedder_id="letters")
+    await store(cache, "what is the boiling point of water")
+    async with database.connection() as conn:
+        await conn.execute("UPDATE cache_entries SET expires_at = now() - interval '1 second'")
+    assert (await lookup(cache, "what is the boiling point of water")).hit is None
+
+
+async def test_every_lookup_is_recorded_with_its_best_similarity(database: Database) -> None:
+    cache = SemanticCache(database, Letters(), embedder_id="letters", verifier=Verifier())
+    await store(cache, "is the boiling point of water 100 degrees")
+    await lookup(cache, "is the boiling point of water 100 degrees?")
+    await lookup(cache, "is the boiling point of water 90 degrees?")
+    await lookup(cache, "something else entirely, unrelated to all of it")
+
+    hit, rejected, miss = await lookups(database)
+    assert hit["outcome"] == "hit" and hit["best_similarity"] > 0.99
+    assert (rejected["outcome"], rejected["reason"]) == ("rejected", "numbers")
+    assert miss["outcome"] == "miss" and miss["best_similarity"] < 0.9
+
+
+async def test_purge_by_tenant_and_by_model(database: Database) -> None:
+    cache = SemanticCache(database, Letters(), embedder_id="letters")
+    await store(cache, "first question")
+    await store(cache, "second question", tenant="t2")
+    assert await cache.purge(tenant_id="t1") == 1
+    assert await cache.purge(model="m") == 1
+    assert await cache.purge(model="m") == 0

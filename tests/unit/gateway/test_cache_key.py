@@ -1,0 +1,58 @@
+"""Cache keys: equal requests share a key; anything that changes the answer changes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from propylon.gateway.cache.key import cache_key, last_question
+
+
+def request(**fields: Any) -> dict[str, Any]:
+    return {"model": "m", "messages": [{"role": "user", "content": "Hi there"}], **fields}
+
+
+def key(body: dict[str, Any], tenant: str = "t1", salt: str = "") -> Any:
+    return cache_key(body, tenant_id=tenant, model="m", salt=salt)
+
+
+def test_fields_that_do_not_change_the_answer_do_not_change_the_key() -> None:
+    plain = key(request(temperature=0))
+    assert key(request(temperature=0.0, stream=True, user="u", propylon={"cache": {}})) == plain
+    assert key({**request(temperature=0), "metadata": {"a": 1}, "model": "alias"}) == plain
+
+
+def test_sampling_tenant_and_salt_change_the_exact_key_and_the_scope() -> None:
+    base = key(request(temperature=0))
+    for other in (
+        key(request(temperature=0.5)),
+        key(request(temperature=0, seed=1)),
+        key(request(temperature=0), tenant="t2"),
+        key(request(temperature=0), salt="v2"),
+    ):
+        assert other.exact != base.exact
+        assert other.scope != base.scope
+
+
+def test_rewording_the_last_question_keeps_the_scope() -> None:
+    a = key(request())
+    b = key({**request(), "messages": [{"role": "user", "content": "Hello there"}]})
+    assert a.exact != b.exact
+    assert a.scope == b.scope
+    assert (a.question, b.question) == ("Hi there", "Hello there")
+
+
+def test_the_system_prompt_and_earlier_turns_are_part_of_the_scope() -> None:
+    plain = key(request())
+    system = {"role": "system", "content": "Be terse."}
+    assert key({**request(), "messages": [system, *request()["messages"]]}).scope != plain.scope
+
+
+def test_only_a_trailing_text_user_message_is_a_question() -> None:
+    assert (
+        last_question({"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]}]})
+        == "a"
+    )
+    image = {"type": "image_url", "image_url": {"url": "data:"}}
+    assert last_question({"messages": [{"role": "user", "content": [image]}]}) is None
+    assert last_question({"messages": [{"role": "assistant", "content": "x"}]}) is None
+    assert last_question({"messages": "nonsense"}) is None
