@@ -1,0 +1,233 @@
+"""``scan(text, source) -> Verdict``: heuristics first, then the classifier when they are not
+decisive, with separate thresholds for user input and retrieved text.
+
+This is the detector's public API: the guard stage of the request path calls it on every
+user and tool message, and the context engine can call it on retrieved chunks
+(``source="retrieved"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from propylon.gateway.protocol import EmbeddingModel
+from propylon.guard import heuristics
+from propylon.guard.classifier import InjectionClassifier
+from propylon.guard.features import LEXICAL_SIZE, lexical_features, units
+from propylon.settings import GuardSettings
+
+Source = Literal["user", "retrieved"]
+Label = Literal["benign", "suspicious", "injection"]
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Scores at or above ``flag`` are suspicious; at or above ``block``, an injection."""
+
+    flag: float
+    block: float
+
+    def label(self, score: float) -> Label:
+        if score >= self.block:
+            return "injection"
+        return "suspicious" if score >= self.flag else "benign"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the detector concluded about one text."""
+
+    source: Source
+    label: Label
+    score: float  # max(heuristic_score, classifier_score)
+    heuristic_score: float
+    classifier_score: float | None  # None when the heuristics were decisive or it is off
+    signals: tuple[str, ...]  # "family:rule" of every heuristic that fired
+
+    @property
+    def is_injection(self) -> bool:
+        return self.label == "injection"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "label": self.label,
+            "score": round(self.score, 4),
+            "heuristic_score": round(self.heuristic_score, 4),
+            "classifier_score": None
+            if self.classifier_score is None
+            else round(self.classifier_score, 4),
+            "signals": list(self.signals),
+        }
+
+
+# Without the classifier, a score is the heuristics' alone: one strong rule blocks.
+HEURISTIC_THRESHOLDS: dict[str, Thresholds] = {
+    "user": Thresholds(flag=0.5, block=0.85),
+    "retrieved": Thresholds(flag=0.5, block=0.85),
+}
+
+
+def calibrated_thresholds(
+    classifier: InjectionClassifier | None,
+    overrides: dict[str, dict[str, float | None]] | None = None,
+) -> dict[str, Thresholds]:
+    """The thresholds calibrated at training time (stored with the weights), or the
+    heuristics-only ones, with any explicitly configured value taking precedence."""
+    out: dict[str, Thresholds] = {}
+    stored = classifier.metadata.get("thresholds", {}) if classifier is not None else {}
+    for source, fallback in HEURISTIC_THRESHOLDS.items():
+        base = stored.get(source, {})
+        given = (overrides or {}).get(source, {})
+        flag = given.get("flag") or base.get("flag", fallback.flag)
+        block = given.get("block") or base.get("block", fallback.block)
+        out[source] = Thresholds(flag=float(flag), block=float(block))
+    return out
+
+
+class InjectionDetector:
+    """Scores texts for prompt injection.
+
+    ``classifier`` and ``embedder`` are optional: without them only the heuristics run.
+    Verdicts are cached by text (conversations resend their history every turn, so most
+    messages of a request were already scored).
+    """
+
+    def __init__(
+        self,
+        classifier: InjectionClassifier | None,
+        embedder: EmbeddingModel | None,
+        thresholds: dict[str, Thresholds] | None = None,
+        *,
+        max_windows: int = 32,
+        cache_size: int = 4096,
+    ) -> None:
+        self._classifier = classifier if embedder is not None else None
+        self._embedder = embedder
+        self.thresholds = thresholds or calibrated_thresholds(self._classifier)
+        self._max_windows = max_windows
+        self._cache: OrderedDict[bytes, Verdict] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def scan(self, text: str, source: Source = "user", *, classify: bool = True) -> Verdict:
+        """The verdict on one text (``classify=False``: the heuristics alone)."""
+        (verdict,) = await self.scan_many([text], source, classify=classify)
+        return verdict
+
+    async def scan_many(
+        self, texts: list[str], source: Source = "user", *, classify: bool = True
+    ) -> list[Verdict]:
+        """Verdicts on several texts, embedding every window that needs it in one batch."""
+        thresholds = self.thresholds[source]
+        classify = classify and self._classifier is not None
+        keys = [_key(source, classify, text) for text in texts]
+        out: list[Verdict | None] = [self._cached(key) for key in keys]
+        pending: list[tuple[int, list[heuristics.Signal], list[str]]] = []
+        for i, text in enumerate(texts):
+            if out[i] is not None:
+                continue
+            signals = heuristics.scan(text)
+            h = heuristics.heuristic_score(signals)
+            if not classify or h >= thresholds.block or not text.strip():
+                out[i] = _verdict(source, thresholds, h, None, signals)
+            else:
+                pending.append((i, signals, units(text, source, self._max_windows)))
+        if pending:
+            scores = await self._classify([w for _, _, ws in pending for w in ws], source)
+            offset = 0
+            for i, signals, ws in pending:
+                c = float(scores[offset : offset + len(ws)].max())
+                offset += len(ws)
+                out[i] = _verdict(
+                    source, thresholds, heuristics.heuristic_score(signals), c, signals
+                )
+        verdicts = [v for v in out if v is not None]
+        for key, verdict in zip(keys, verdicts, strict=True):
+            self._remember(key, verdict)
+        return verdicts
+
+    async def _classify(self, texts: list[str], source: Source) -> np.ndarray[Any, Any]:
+        assert self._classifier is not None and self._embedder is not None
+        embedded = await self._embedder.embed(texts)
+        vectors = np.asarray(embedded.vectors, dtype=np.float32)
+        lexical = np.zeros((len(texts), LEXICAL_SIZE), dtype=np.float32)
+        for row, text in enumerate(texts):
+            lexical[row] = lexical_features(text, heuristics.scan(text))
+        return self._classifier.probability(vectors, lexical, source)
+
+    def _cached(self, key: bytes) -> Verdict | None:
+        verdict = self._cache.get(key)
+        if verdict is not None:
+            self._cache.move_to_end(key)
+        return verdict
+
+    def _remember(self, key: bytes, verdict: Verdict) -> None:
+        self._cache[key] = verdict
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+
+def _key(source: str, classify: bool, text: str) -> bytes:
+    return hashlib.blake2b(
+        f"{source}\0{classify:d}\0{text}".encode("utf-8", "surrogatepass"), digest_size=16
+    ).digest()
+
+
+def _verdict(
+    source: Source,
+    thresholds: Thresholds,
+    h: float,
+    c: float | None,
+    signals: list[heuristics.Signal],
+) -> Verdict:
+    score = max(h, c if c is not None else 0.0)
+    return Verdict(
+        source=source,
+        label=thresholds.label(score),
+        score=score,
+        heuristic_score=h,
+        classifier_score=c,
+        signals=tuple(dict.fromkeys(f"{s.family}:{s.rule}" for s in signals)),
+    )
+
+
+@asynccontextmanager
+async def open_detector(
+    settings: GuardSettings, embedder: EmbeddingModel | None, *, threads: int = 1
+) -> AsyncIterator[InjectionDetector]:
+    """The detector the guard stage runs: shipped weights, and the local MiniLM (loaded here,
+    about 0.3 s, unless ``embedder`` is one already running). Heuristics only when
+    ``settings.classifier`` is off."""
+    overrides: dict[str, dict[str, float | None]] = {
+        "user": {"flag": settings.user_flag_threshold, "block": settings.user_block_threshold},
+        "retrieved": {
+            "flag": settings.retrieved_flag_threshold,
+            "block": settings.retrieved_block_threshold,
+        },
+    }
+    if not settings.classifier:
+        thresholds = calibrated_thresholds(None, overrides)
+        yield InjectionDetector(None, None, thresholds, max_windows=settings.max_windows)
+        return
+    from propylon.local.minilm import MiniLMEmbedder
+
+    classifier = await asyncio.to_thread(InjectionClassifier.load)
+    thresholds = calibrated_thresholds(classifier, overrides)
+    owned = None
+    if embedder is None:
+        owned = await asyncio.to_thread(MiniLMEmbedder.load, threads=threads)
+        embedder = owned
+    try:
+        yield InjectionDetector(classifier, embedder, thresholds, max_windows=settings.max_windows)
+    finally:
+        if owned is not None:
+            owned.close()

@@ -1,0 +1,42 @@
+"""Output checks: secrets and the canary are found in whole answers and across stream pieces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from propylon.guard.canary import place_canary
+from propylon.guard.output_scan import OutputScanner
+
+KEY = "sk-proj-" + "a1B2c3D4e5F6g7H8i9J0" * 2
+
+
+def test_finds_an_openai_key_and_the_canary() -> None:
+    scanner = OutputScanner(canary="CANARY-93f1c2", secrets=True)
+    assert scanner.check(f"Sure, the key is {KEY}.") is not None
+    finding = scanner.check("my marker is CANARY-93f1c2 ok")
+    assert finding is not None and finding.code == "canary_leaked"
+    assert scanner.check("An ordinary answer about sk-learn and risk-taking.") is None
+
+
+def test_a_key_split_across_stream_pieces_is_caught() -> None:
+    check = OutputScanner(canary=None, secrets=True).stream()
+    pieces = ["Here ", "it is: ", KEY[:10], KEY[10:25], KEY[25:], " done"]
+    findings = [check.feed(piece) for piece in pieces]
+    assert findings[:3] == [None, None, None]
+    assert any(f is not None and f.code == "secret_leaked" for f in findings[3:])
+
+
+def test_canary_goes_into_system_prompts_only() -> None:
+    request: dict[str, Any] = {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "You are helpful."},
+            {"role": "user", "content": "hi"},
+        ],
+    }
+    placed = place_canary(request, "CANARY-1")
+    assert "CANARY-1" in placed["messages"][0]["content"]
+    assert placed["messages"][1] == {"role": "user", "content": "hi"}
+    assert "CANARY-1" not in request["messages"][0]["content"], "the caller's dict is untouched"
+    no_system = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    assert place_canary(no_system, "CANARY-1") is no_system
