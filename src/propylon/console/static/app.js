@@ -1,0 +1,390 @@
+// Propylon web console: plain ES modules, no build step. It only calls the public API with the
+// signed-in key, so it can do nothing the key could not do with curl.
+
+const state = { key: sessionStorage.getItem("propylon.key") || "", collection: null, history: [], sockets: [] };
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------- API ---
+
+async function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${state.key}`, ...(options.headers || {}) };
+  if (options.json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(options.json);
+  }
+  const response = await fetch(path, { ...options, headers });
+  const text = await response.text();
+  const body = text ? JSON.parse(text) : {};
+  if (!response.ok) {
+    const message = body.error ? body.error.message : `HTTP ${response.status}`;
+    throw Object.assign(new Error(message), { status: response.status, body });
+  }
+  return body;
+}
+
+function socket(path, onMessage) {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}${path}?api_key=${encodeURIComponent(state.key)}`);
+  ws.onmessage = (event) => onMessage(JSON.parse(event.data));
+  state.sockets.push(ws);
+  return ws;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : String(child ?? ""));
+  return node;
+}
+
+// ------------------------------------------------------------ sign in ---
+
+async function signIn(key) {
+  state.key = key;
+  try {
+    await api("/v1/models");
+  } catch (error) {
+    state.key = "";
+    sessionStorage.removeItem("propylon.key");
+    $("signin-error").textContent = error.message;
+    return;
+  }
+  sessionStorage.setItem("propylon.key", key);
+  $("signin").hidden = true;
+  $("tabs").hidden = false;
+  $("who").textContent = `key ${key.slice(0, 10)}…`;
+  showTab("dashboard");
+}
+
+$("signin-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  signIn($("api-key").value.trim());
+});
+
+function showTab(name) {
+  for (const button of document.querySelectorAll("#tabs button")) {
+    button.classList.toggle("active", button.dataset.tab === name);
+  }
+  for (const section of document.querySelectorAll(".tab")) section.hidden = section.id !== name;
+  ({ dashboard: loadStats, collections: loadCollections, playground: loadModels, jobs: renderJobs })[name]();
+}
+
+for (const button of document.querySelectorAll("#tabs button")) {
+  button.addEventListener("click", () => showTab(button.dataset.tab));
+}
+
+// ---------------------------------------------------------- dashboard ---
+
+const pct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)} %`);
+const ms = (x) => (x === null || x === undefined ? "–" : `${x.toFixed(1)} ms`);
+
+async function loadStats() {
+  let stats;
+  try {
+    stats = await api(`/v1/stats?window=${$("window").value}`);
+  } catch (error) {
+    $("cards").replaceChildren(el("p", { class: "error" }, error.message));
+    return;
+  }
+  const cards = [
+    ["Requests", stats.requests],
+    ["Requests / min", stats.requests_per_minute.toFixed(2)],
+    ["Latency p50", ms(stats.latency_ms.p50)],
+    ["Latency p95", ms(stats.latency_ms.p95)],
+    ["Cache hit rate", pct(stats.cache.hit_rate)],
+    ["Error rate", pct(stats.error_rate)],
+    ["Spend", `$${stats.cost_usd.toFixed(4)}`],
+  ];
+  $("cards").replaceChildren(
+    ...cards.map(([label, value]) => el("div", { class: "card" }, el("div", { class: "value" }, value), el("div", { class: "label" }, label))),
+  );
+  lineChart($("chart-rpm"), stats.per_minute.map((p) => [p.minute.slice(11, 16), p.requests]));
+  barChart($("chart-latency"), Object.entries(stats.latency_ms).map(([k, v]) => [k, v || 0]));
+  barChart($("chart-spend-key"), stats.by_key.map((g) => [g.key_prefix || "?", g.cost_usd]));
+  barChart($("chart-spend-model"), stats.by_model.map((g) => [g.model || "?", g.cost_usd]));
+}
+
+$("refresh-stats").addEventListener("click", loadStats);
+$("window").addEventListener("change", loadStats);
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function barChart(target, points) {
+  target.replaceChildren();
+  if (!points.length) return target.append(svg("text", { x: 10, y: 20 }, "no data in this window"));
+  const max = Math.max(...points.map((p) => p[1]), 1e-9);
+  const width = 560 / points.length;
+  points.forEach(([label, value], i) => {
+    const height = (value / max) * 105;
+    target.append(svg("rect", { x: 30 + i * width, y: 130 - height, width: width * 0.7, height, fill: "#2f6fde" }));
+    target.append(svg("text", { x: 30 + i * width, y: 145 }, String(label).slice(0, 14)));
+    target.append(svg("text", { x: 30 + i * width, y: 125 - height }, Number(value).toPrecision(3)));
+  });
+}
+
+function lineChart(target, points) {
+  target.replaceChildren();
+  if (!points.length) return target.append(svg("text", { x: 10, y: 20 }, "no data in this window"));
+  const max = Math.max(...points.map((p) => p[1]), 1);
+  const step = points.length > 1 ? 540 / (points.length - 1) : 0;
+  const path = points.map(([, v], i) => `${i ? "L" : "M"}${40 + i * step},${130 - (v / max) * 120}`).join(" ");
+  target.append(svg("path", { d: path, fill: "none", stroke: "#2f6fde", "stroke-width": 2 }));
+  points.forEach(([, v], i) => target.append(svg("circle", { cx: 40 + i * step, cy: 130 - (v / max) * 120, r: 3, fill: "#2f6fde" })));
+  target.append(svg("text", { x: 2, y: 14 }, String(max)));
+  target.append(svg("text", { x: 40, y: 150 }, points[0][0]));
+  target.append(svg("text", { x: 540, y: 150 }, points[points.length - 1][0]));
+}
+
+// -------------------------------------------------------- collections ---
+
+async function loadCollections() {
+  const list = await api("/v1/collections");
+  $("collection-list").replaceChildren(
+    ...list.data.map((c) =>
+      el("li", { class: state.collection?.id === c.id ? "active" : "", onclick: () => openCollection(c) }, c.name),
+    ),
+  );
+}
+
+$("new-collection").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const created = await api("/v1/collections", { method: "POST", json: { name: $("collection-name").value.trim() } });
+  $("collection-name").value = "";
+  await loadCollections();
+  openCollection(created);
+});
+
+const progressRows = new Map(); // document id -> <progress>
+
+async function openCollection(collection) {
+  state.collection = collection;
+  $("collection-title").textContent = collection.name;
+  $("upload").hidden = false;
+  for (const ws of state.sockets) ws.close();
+  state.sockets = [];
+  await loadDocuments();
+  socket(`/v1/collections/${collection.id}/events`, onJobEvent);
+  loadCollections();
+}
+
+async function loadDocuments() {
+  const docs = await api(`/v1/collections/${state.collection.id}/documents`);
+  progressRows.clear();
+  $("documents").tBodies[0].replaceChildren(
+    ...docs.data.map((d) => {
+      const bar = el("progress", { max: 1, value: d.status === "ready" ? 1 : 0 });
+      progressRows.set(d.job_id, bar);
+      return el("tr", { "data-document": d.id },
+        el("td", {}, d.filename || d.external_id || d.id),
+        el("td", { class: `state-${d.status}` }, d.status),
+        el("td", {}, d.chunk_count ?? ""),
+        el("td", {}, bar));
+    }),
+  );
+}
+
+// Feed messages are a snapshot {type: "snapshot", job} or an event {type, job_id, state, …}.
+function jobOf(event) {
+  if (event.job) return event.job;
+  const known = jobs.get(event.job_id) || { kind: "job" };
+  return { ...known, ...event, id: event.job_id };
+}
+
+function onJobEvent(event) {
+  if (event.type === "error") return;
+  const job = jobOf(event);
+  if (!job || !job.id) return;
+  rememberJob(job);
+  const bar = progressRows.get(job.id);
+  if (bar) {
+    const fraction = job.state === "succeeded" ? 1 : job.progress?.fraction ?? 0;
+    bar.value = fraction;
+    bar.title = `${job.state} ${job.stage || ""} ${(fraction * 100).toFixed(0)} %`;
+    bar.dataset.state = job.state;
+  }
+  $("upload-progress").textContent = `${job.kind} ${job.state}${job.stage ? ` (${job.stage})` : ""} ${((job.progress?.fraction ?? 0) * 100).toFixed(0)} %`;
+  if (["succeeded", "failed", "cancelled"].includes(job.state)) loadDocuments();
+}
+
+$("upload").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const file = $("upload-file").files[0];
+  const form = new FormData();
+  form.append("file", file);
+  const accepted = await api(`/v1/collections/${state.collection.id}/documents`, { method: "POST", body: form });
+  $("upload-progress").textContent = accepted.duplicate ? "already ingested" : `queued job ${accepted.job_id}`;
+  await loadDocuments();
+});
+
+// --------------------------------------------------------- playground ---
+
+async function loadModels() {
+  const [models, collections] = await Promise.all([api("/v1/models"), api("/v1/collections")]);
+  const options = [
+    ...models.data.filter((m) => (m.kind || "chat") === "chat").map((m) => m.id),
+    ...collections.data.map((c) => `rag/${c.name}`),
+  ];
+  const current = $("model").value;
+  $("model").replaceChildren(...options.map((id) => el("option", { value: id }, id)));
+  if (options.includes(current)) $("model").value = current;
+}
+
+$("clear-chat").addEventListener("click", () => {
+  state.history = [];
+  $("transcript").replaceChildren();
+});
+
+function addMessage(role, text) {
+  const body = el("div", { class: "body" }, text);
+  $("transcript").append(el("div", { class: `msg ${role}` }, el("div", { class: "role" }, role), body));
+  return body;
+}
+
+$("ask").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const question = $("question").value.trim();
+  if (!question) return;
+  $("question").value = "";
+  addMessage("user", question);
+  state.history.push({ role: "user", content: question });
+  const target = addMessage("assistant", "");
+  target.classList.add("streaming");
+  let answer = "";
+  let extension = null;
+  try {
+    const response = await fetch("/v1/chat/completions", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${state.key}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ model: $("model").value, messages: state.history, stream: true }),
+    });
+    if (!response.ok) {
+      const body = await response.json();
+      throw new Error(body.error?.message || `HTTP ${response.status}`);
+    }
+    for await (const data of sseData(response)) {
+      if (data.error) throw new Error(data.error.message);
+      const delta = data.choices?.[0]?.delta?.content;
+      if (delta) {
+        answer += delta;
+        target.textContent = answer;
+      }
+      if (data.propylon) extension = data.propylon;
+    }
+  } catch (error) {
+    target.append(el("div", { class: "error" }, error.message));
+  }
+  target.classList.remove("streaming");
+  target.classList.add("done");
+  renderCitations(target, answer, extension);
+  state.history.push({ role: "assistant", content: answer });
+});
+
+async function* sseData(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const event = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      for (const line of event.split("\n")) {
+        if (!line.startsWith("data:")) continue;
+        const payload = line.slice(5).trim();
+        if (payload === "[DONE]") return;
+        yield JSON.parse(payload);
+      }
+    }
+  }
+}
+
+// Turn "[n]" markers into links that open the cited passage.
+function renderCitations(target, answer, extension) {
+  const citations = extension?.citations || [];
+  if (!citations.length) return;
+  const byNumber = new Map();
+  for (const c of citations) {
+    const n = c.number ?? c.source ?? c.index;
+    if (!byNumber.has(n)) byNumber.set(n, c);
+  }
+  target.replaceChildren();
+  let last = 0;
+  for (const match of answer.matchAll(/\[(\d+)\]/g)) {
+    target.append(answer.slice(last, match.index));
+    const citation = byNumber.get(Number(match[1]));
+    target.append(
+      citation
+        ? el("a", { class: "cite", href: "#", "data-cite": match[1], onclick: (e) => { e.preventDefault(); openPassage(citation); } }, match[0])
+        : match[0],
+    );
+    last = match.index + match[0].length;
+  }
+  target.append(answer.slice(last));
+}
+
+async function openPassage(citation) {
+  const title = citation.document_title || citation.filename || citation.document_id || `source ${citation.source}`;
+  $("passage-title").textContent = `${title}${citation.page ? `, page ${citation.page}` : ""}`;
+  const text = citation.quote || citation.text || "";
+  $("passage-text").replaceChildren(el("mark", {}, text));
+  $("passage").hidden = false;
+}
+
+$("close-passage").addEventListener("click", () => ($("passage").hidden = true));
+
+// ------------------------------------------------------------- jobs ---
+
+const jobs = new Map();
+function rememberJob(job) {
+  jobs.set(job.id, job);
+  if (!$("jobs").hidden) renderJobs();
+}
+
+async function renderJobs() {
+  const jobItems = [...jobs.values()].map((job) =>
+    el("li", { onclick: () => followJob(job.id) }, `${job.kind} ${job.id.slice(0, 8)}`, el("span", { class: `state-${job.state}` }, job.state)),
+  );
+  let runItems = [];
+  try {
+    const runs = await api("/v1/runs");
+    runItems = runs.data.map((run) =>
+      el("li", { class: "run", onclick: () => followRun(run.id) }, `run ${run.kind} ${run.id.slice(0, 8)}`, el("span", { class: `state-${run.state}` }, run.state)),
+    );
+  } catch (error) {
+    runItems = [el("li", { class: "error" }, error.message)];
+  }
+  $("job-list").replaceChildren(...runItems, ...jobItems);
+}
+
+function followRun(id) {
+  $("job-title").textContent = `Events of run ${id}`;
+  $("job-events").replaceChildren();
+  socket(`/v1/runs/${id}/events`, (event) => {
+    const detail = event.type === "token" ? JSON.stringify(event.data.text) : event.data?.step || event.data?.error || "";
+    $("job-events").append(el("li", { value: event.id }, `${event.type} ${detail}`));
+  });
+}
+
+function followJob(id) {
+  $("job-title").textContent = `Events of ${id}`;
+  $("job-events").replaceChildren();
+  socket(`/v1/jobs/${id}/events`, (event) => {
+    const job = jobOf(event);
+    $("job-events").append(el("li", {}, `${event.type || "event"} ${job.state || ""} ${job.stage || ""} ${job.progress?.fraction ?? ""}`));
+  });
+}
+
+if (state.key) signIn(state.key);

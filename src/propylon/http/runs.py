@@ -1,0 +1,87 @@
+"""Background runs over HTTP: start (202), poll, list, cancel, and follow live over a
+WebSocket that resumes after the last event id a client saw (`?last_event_id=N` or the
+`Last-Event-ID` header), across gateway restarts."""
+
+from __future__ import annotations
+
+import contextlib
+
+from fastapi import APIRouter, Request, WebSocket
+from starlette.responses import Response
+from starlette.websockets import WebSocketDisconnect
+
+from propylon.errors import InvalidRequest, PropylonError
+from propylon.http.auth import authenticate
+from propylon.http.context import services
+from propylon.http.json import json_response, read_json_object
+from propylon.http.openapi import JSON_OBJECT_BODY
+from propylon.services import Services
+
+router = APIRouter(tags=["runs"])
+
+
+@router.post("/v1/runs", openapi_extra=JSON_OBJECT_BODY)
+async def create_run(request: Request) -> Response:
+    """Accept a chat request, a RAG answer or a chain of steps; 202 with the run id."""
+    principal = await authenticate(request)
+    svc = services(request)
+    body = await read_json_object(request, svc.settings.max_body_bytes)
+    run = await svc.runs.create(principal, body)
+    return json_response(run, status=202)
+
+
+@router.get("/v1/runs")
+async def list_runs(request: Request) -> Response:
+    principal = await authenticate(request)
+    runs = await services(request).runs.list_recent(principal.tenant_id)
+    return json_response({"object": "list", "data": runs})
+
+
+@router.get("/v1/runs/{run_id}")
+async def get_run(run_id: str, request: Request) -> Response:
+    """State, step results, partial output and the final result."""
+    principal = await authenticate(request)
+    return json_response(await services(request).runs.get(principal.tenant_id, run_id))
+
+
+@router.post("/v1/runs/{run_id}/cancel")
+async def cancel_run(run_id: str, request: Request) -> Response:
+    """Stop the run, in the middle of a generation if need be."""
+    principal = await authenticate(request)
+    return json_response(await services(request).runs.cancel(principal.tenant_id, run_id))
+
+
+@router.websocket("/v1/runs/{run_id}/events")
+async def run_events(websocket: WebSocket, run_id: str) -> None:
+    """Every event after `last_event_id` (default 0), each `{"id", "type", "data"}`, in order;
+    closed with 1000 after the run's last event."""
+    await websocket.accept()
+    running: Services = websocket.app.state.services
+    try:
+        principal = await running.keys.authenticate(_token(websocket))
+        after = _last_event_id(websocket)
+        async for event in running.runs.follow(principal.tenant_id, run_id, after):
+            await websocket.send_json(event)
+        await websocket.close(1000)
+    except PropylonError as exc:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await websocket.send_json({"type": "error", **exc.to_dict()})
+            await websocket.close(4000 + exc.http_status)
+    except WebSocketDisconnect:
+        return
+
+
+def _token(websocket: WebSocket) -> str | None:
+    header = websocket.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return websocket.query_params.get("api_key")
+
+
+def _last_event_id(websocket: WebSocket) -> int:
+    raw = websocket.query_params.get("last_event_id") or websocket.headers.get("last-event-id")
+    if raw is None:
+        return 0
+    if not raw.isdigit():
+        raise InvalidRequest("`last_event_id` must be a non-negative integer.")
+    return int(raw)

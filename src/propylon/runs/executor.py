@@ -1,0 +1,162 @@
+"""Runs a run's steps on a worker, as the handler of `run` jobs.
+
+Each step gets a timeout and a number of retries (`timeout_s`, `retries`); every stage of the
+run is an event in its log. Cancelling the job cancels the step in flight, mid-generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from propylon.db.database import Database
+from propylon.db.named_queries import named_queries
+from propylon.errors import JobFailed, PropylonError
+from propylon.gateway.protocol import ChatService
+from propylon.jobs.handler import JobContext
+from propylon.principal import Principal
+from propylon.rag.search import SearchService
+from propylon.runs.events import RunEventLog
+from propylon.runs.spec import render
+from propylon.runs.steps import STEPS, Detector, StepContext
+
+DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_RETRIES = 1
+
+
+def principal_from_json(data: dict[str, Any]) -> Principal:
+    models = data.get("models")
+    return Principal(
+        tenant_id=data["tenant_id"],
+        tenant_name=data.get("tenant_name", ""),
+        key_id=data.get("key_id"),
+        key_prefix=data.get("key_prefix"),
+        features=frozenset(data.get("features", ())),
+        models=frozenset(models) if models is not None else None,
+        is_admin=bool(data.get("is_admin", False)),
+    )
+
+
+class RunExecutor:
+    """The `run` job handler."""
+
+    def __init__(
+        self,
+        database: Database,
+        chat: ChatService,
+        search: SearchService | None = None,
+        detector: Detector | None = None,
+    ) -> None:
+        self._database = database
+        self._chat = chat
+        self._search = search
+        self._detector = detector
+
+    async def __call__(self, job: JobContext) -> dict[str, Any]:
+        run_id = str(job.payload["run_id"])
+        run = await self._load(run_id)
+        log = RunEventLog(self._database, run_id)
+        ctx = StepContext(
+            run_id=run_id,
+            principal=principal_from_json(run["principal"]),
+            database=self._database,
+            chat=self._chat,
+            search=self._search,
+            detector=self._detector,
+            log=log,
+        )
+        steps: dict[str, dict[str, Any]] = {}
+        await self._save(run_id, "running", steps, "")
+        await log.append("run_started", {"attempt": job.attempt})
+        try:
+            for step in run["spec"]["steps"]:
+                await job.raise_if_cancelled()
+                steps[step["name"]] = {"state": "running", "kind": step["kind"]}
+                await self._save(run_id, "running", steps, "")
+                output = await self._step(ctx, step, steps)
+                ctx.outputs[step["name"]] = output
+                steps[step["name"]] = {"state": "succeeded", "kind": step["kind"], "output": output}
+                await log.append("step_succeeded", {"step": step["name"], "output": output})
+        except asyncio.CancelledError:
+            await asyncio.shield(self._finish(run_id, log, "cancelled", steps, None, None))
+            raise
+        except PropylonError as exc:
+            await self._finish(run_id, log, "failed", steps, None, exc.message)
+            raise JobFailed(exc.message) from exc
+        last = run["spec"]["steps"][-1]["name"]
+        result = {"output": ctx.outputs[last], "steps": ctx.outputs}
+        await self._finish(run_id, log, "succeeded", steps, result, None)
+        return {"run_id": run_id}
+
+    async def _step(
+        self, ctx: StepContext, step: dict[str, Any], steps: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        name, kind = step["name"], step["kind"]
+        timeout = float(step.get("timeout_s", DEFAULT_TIMEOUT_S))
+        retries = int(step.get("retries", DEFAULT_RETRIES))
+        params = render(step, ctx.outputs)
+        for attempt in range(retries + 1):
+            steps[name]["attempts"] = attempt + 1
+            await ctx.log.append(
+                "step_started", {"step": name, "kind": kind, "attempt": attempt + 1}
+            )
+            try:
+                async with asyncio.timeout(timeout):
+                    return await STEPS[kind](ctx, name, params)
+            except TimeoutError:
+                error = f"step `{name}` timed out after {timeout:g} s"
+            except PropylonError as exc:
+                if not exc.retryable:
+                    raise JobFailed(f"step `{name}` failed: {exc.message}") from exc
+                error = f"step `{name}` failed: {exc.message}"
+            if attempt < retries:
+                await ctx.log.append("step_retry", {"step": name, "error": error})
+                await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
+        steps[name]["state"] = "failed"
+        raise JobFailed(error)
+
+    async def _load(self, run_id: str) -> dict[str, Any]:
+        async with self._database.connection() as conn:
+            cur = await conn.execute(
+                named_queries("propylon.runs")["get_run_for_worker"], {"run_id": run_id}
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise JobFailed(f"run {run_id} does not exist")
+        return dict(row)
+
+    async def _save(
+        self,
+        run_id: str,
+        state: str,
+        steps: dict[str, Any],
+        output: str | None,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        async with self._database.connection() as conn:
+            await conn.execute(
+                named_queries("propylon.runs")["update_run"],
+                {
+                    "run_id": run_id,
+                    "state": state,
+                    "steps": Jsonb(steps),
+                    "output": output,
+                    "result": Jsonb(result) if result is not None else None,
+                    "error": error,
+                },
+            )
+
+    async def _finish(
+        self,
+        run_id: str,
+        log: RunEventLog,
+        state: str,
+        steps: dict[str, Any],
+        result: dict[str, Any] | None,
+        error: str | None,
+    ) -> None:
+        await self._save(run_id, state, steps, None, result, error)
+        await log.append(f"run_{state}", {"error": error} if error else {"result": result})

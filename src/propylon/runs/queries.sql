@@ -1,0 +1,50 @@
+-- name: insert_run
+INSERT INTO runs (tenant_id, kind, spec, principal)
+VALUES (%(tenant_id)s, %(kind)s, %(spec)s, %(principal)s)
+RETURNING id;
+
+-- name: attach_job
+UPDATE runs SET job_id = %(job_id)s WHERE id = %(run_id)s;
+
+-- name: get_run
+SELECT r.*, j.state AS job_state, j.reason AS job_reason
+FROM runs r LEFT JOIN jobs j ON j.id = r.job_id
+WHERE r.id = %(run_id)s AND r.tenant_id = %(tenant_id)s;
+
+-- name: get_run_for_worker
+SELECT * FROM runs WHERE id = %(run_id)s;
+
+-- name: list_runs
+SELECT r.*, j.state AS job_state, j.reason AS job_reason
+FROM runs r LEFT JOIN jobs j ON j.id = r.job_id
+WHERE r.tenant_id = %(tenant_id)s
+ORDER BY r.created_at DESC
+LIMIT %(limit)s;
+
+-- name: update_run
+UPDATE runs
+SET state = %(state)s, steps = %(steps)s, output = coalesce(%(output)s, output),
+    result = %(result)s,
+    error = %(error)s, updated_at = now(),
+    finished_at = CASE WHEN %(state)s IN ('succeeded', 'failed', 'cancelled') THEN now() END
+WHERE id = %(run_id)s;
+
+-- name: next_seq
+SELECT coalesce(max(seq), 0) AS seq FROM run_events WHERE run_id = %(run_id)s;
+
+-- name: append_event
+INSERT INTO run_events (run_id, seq, type, data) VALUES (%(run_id)s, %(seq)s, %(type)s, %(data)s);
+
+-- name: events_after
+SELECT seq, type, data FROM run_events
+WHERE run_id = %(run_id)s AND seq > %(after)s
+ORDER BY seq
+LIMIT %(limit)s;
+
+-- name: set_output
+UPDATE runs SET output = %(output)s, updated_at = now() WHERE id = %(run_id)s;
+
+-- name: document_slice
+SELECT substr(d.text, %(start)s + 1, %(length)s) AS slice
+FROM documents d JOIN collections c ON c.id = d.collection_id
+WHERE d.id = %(document_id)s AND c.tenant_id = %(tenant_id)s;

@@ -1,0 +1,141 @@
+"""Background runs: accepted at once, executed by a worker as a durable `run` job, followed by
+polling (`get`) or by the ordered event log (`follow`)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from propylon.db.database import Database
+from propylon.db.named_queries import named_queries
+from propylon.errors import NotFound
+from propylon.jobs.queue import JobQueue
+from propylon.principal import Principal
+from propylon.runs import events
+from propylon.runs.spec import normalise
+
+JOB_KIND = "run"
+
+
+def _q(name: str) -> Any:
+    return named_queries("propylon.runs")[name]
+
+
+def _principal_json(principal: Principal) -> dict[str, Any]:
+    return {
+        "tenant_id": principal.tenant_id,
+        "tenant_name": principal.tenant_name,
+        "key_id": principal.key_id,
+        "key_prefix": principal.key_prefix,
+        "features": sorted(principal.features),
+        "models": sorted(principal.models) if principal.models is not None else None,
+        "is_admin": principal.is_admin,
+    }
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _view(row: dict[str, Any]) -> dict[str, Any]:
+    state = row["state"]
+    job_state = row.get("job_state")
+    # A worker that died or a job cancelled before it started leaves the run row behind.
+    if state in ("queued", "running") and job_state in ("failed", "cancelled"):
+        state = job_state
+    return {
+        "id": str(row["id"]),
+        "object": "run",
+        "kind": row["kind"],
+        "state": state,
+        "job_id": str(row["job_id"]) if row["job_id"] else None,
+        "steps": row["steps"],
+        "partial_output": row["output"],
+        "result": row["result"],
+        "error": row["error"] or (row.get("job_reason") if state == "failed" else None),
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+        "finished_at": row["finished_at"].isoformat() if row["finished_at"] else None,
+    }
+
+
+class RunService:
+    def __init__(self, database: Database, jobs: JobQueue, *, max_attempts: int = 2) -> None:
+        self._database = database
+        self._jobs = jobs
+        self._max_attempts = max_attempts
+
+    async def create(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        """Validate, store and enqueue; the run is visible to workers when this commits."""
+        kind, steps = normalise(body)
+        async with self._database.connection() as conn:
+            cur = await conn.execute(
+                _q("insert_run"),
+                {
+                    "tenant_id": principal.tenant_id,
+                    "kind": kind,
+                    "spec": Jsonb({"steps": steps}),
+                    "principal": Jsonb(_principal_json(principal)),
+                },
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            run_id = str(row["id"])
+            job_id = await self._jobs.enqueue(
+                tenant_id=principal.tenant_id,
+                kind=JOB_KIND,
+                payload={"run_id": run_id},
+                max_attempts=self._max_attempts,
+                conn=conn,
+            )
+            await conn.execute(_q("attach_job"), {"run_id": run_id, "job_id": job_id})
+        return await self.get(principal.tenant_id, run_id)
+
+    async def get(self, tenant_id: str, run_id: str) -> dict[str, Any]:
+        return _view(await self._row(tenant_id, run_id))
+
+    async def list_recent(self, tenant_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        async with self._database.connection() as conn:
+            cur = await conn.execute(_q("list_runs"), {"tenant_id": tenant_id, "limit": limit})
+            return [_view(row) for row in await cur.fetchall()]
+
+    async def cancel(self, tenant_id: str, run_id: str) -> dict[str, Any]:
+        row = await self._row(tenant_id, run_id)
+        if row["job_id"] is not None:
+            await self._jobs.cancel(tenant_id, str(row["job_id"]))
+        for _ in range(40):  # the worker records the cancellation within moments
+            view = await self.get(tenant_id, run_id)
+            if view["state"] in events.TERMINAL:
+                return view
+            await asyncio.sleep(0.05)
+        return await self.get(tenant_id, run_id)
+
+    async def follow(
+        self, tenant_id: str, run_id: str, after: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The run's events after id ``after``, live, until it ends (404 for another tenant)."""
+        await self._row(tenant_id, run_id)
+
+        async def state() -> str:
+            return str((await self.get(tenant_id, run_id))["state"])
+
+        async for event in events.follow(self._database, run_id, after, state):
+            yield event
+
+    async def _row(self, tenant_id: str, run_id: str) -> dict[str, Any]:
+        row = None
+        if _is_uuid(run_id):  # anything else is simply not a run of this tenant
+            async with self._database.connection() as conn:
+                cur = await conn.execute(_q("get_run"), {"run_id": run_id, "tenant_id": tenant_id})
+                row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"No run `{run_id}`.", param="run_id", code="run_not_found")
+        return dict(row)

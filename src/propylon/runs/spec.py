@@ -1,0 +1,107 @@
+"""What a run does: `POST /v1/runs` bodies normalised to a list of named steps.
+
+    {"type": "chat",   "request": {chat completion body}}
+    {"type": "answer", "collection": "docs", "question": "…"}
+    {"type": "chain",  "steps": [{"name": "retrieve", "kind": "search", …}, …]}
+
+Every step may carry `timeout_s` (default 120) and `retries` (default 1). String fields of a
+step may refer to earlier steps' outputs as `{{steps.NAME.FIELD}}`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from propylon.errors import InvalidRequest
+
+MAX_STEPS = 20
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "model": ("request",),
+    "answer": ("collection", "question"),
+    "search": ("collection", "query"),
+    "guard": ("text",),
+    "verify_citations": ("step",),
+}
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_REF = re.compile(r"\{\{\s*steps\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_]+)\s*\}\}")
+
+
+def normalise(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The run's kind and its steps; a malformed body is a 400 naming the field."""
+    kind = body.get("type")
+    steps: Any
+    if kind == "chat":
+        request = body.get("request")
+        if not isinstance(request, dict):
+            raise InvalidRequest("`request` must be a chat completion body.", param="request")
+        steps = [{"name": "chat", "kind": "model", "request": request}]
+    elif kind == "answer":
+        steps = [
+            {
+                "name": "answer",
+                "kind": "answer",
+                "collection": body.get("collection"),
+                "question": body.get("question"),
+            }
+        ]
+    elif kind == "chain":
+        steps = body.get("steps")
+        if not isinstance(steps, list) or not steps:
+            raise InvalidRequest("`steps` must be a non-empty array.", param="steps")
+        if len(steps) > MAX_STEPS:
+            raise InvalidRequest(f"A chain has at most {MAX_STEPS} steps.", param="steps")
+    else:
+        raise InvalidRequest("`type` must be `chat`, `answer` or `chain`.", param="type")
+    seen: set[str] = set()
+    for index, step in enumerate(steps):
+        _check_step(index, step, seen)
+    return kind, [dict(step) for step in steps]
+
+
+def _check_step(index: int, step: Any, seen: set[str]) -> None:
+    where = f"steps[{index}]"
+    if not isinstance(step, dict):
+        raise InvalidRequest(f"`{where}` must be an object.", param=where)
+    name = step.get("name")
+    if not isinstance(name, str) or not _NAME.match(name) or name in seen:
+        raise InvalidRequest(
+            f"`{where}.name` must be a unique name of letters, digits, `_` or `-`.",
+            param=f"{where}.name",
+        )
+    seen.add(name)
+    kind = step.get("kind")
+    if kind not in KIND_FIELDS:
+        raise InvalidRequest(
+            f"`{where}.kind` must be one of {', '.join(KIND_FIELDS)}.", param=f"{where}.kind"
+        )
+    for field in KIND_FIELDS[kind]:
+        value = step.get(field)
+        wanted = dict if field == "request" else str
+        if not isinstance(value, wanted) or (wanted is str and not value):
+            raise InvalidRequest(
+                f"`{where}.{field}` is required for a `{kind}` step.", param=f"{where}.{field}"
+            )
+    if kind == "verify_citations" and step["step"] not in seen - {name}:
+        raise InvalidRequest(f"`{where}.step` must name an earlier step.", param=f"{where}.step")
+    for field, low, high in (("timeout_s", 0.1, 3600), ("retries", 0, 5)):
+        value = step.get(field)
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise InvalidRequest(
+                f"`{where}.{field}` must be a number in [{low}, {high}].", param=f"{where}.{field}"
+            )
+
+
+def render(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
+    """``value`` with every ``{{steps.NAME.FIELD}}`` replaced by that earlier output."""
+    if isinstance(value, str):
+        return _REF.sub(lambda m: str(outputs.get(m[1], {}).get(m[2], "")), value)
+    if isinstance(value, list):
+        return [render(item, outputs) for item in value]
+    if isinstance(value, dict):
+        return {key: render(item, outputs) for key, item in value.items()}
+    return value

@@ -1,0 +1,112 @@
+"""The web console in real headless Chromium (Debian's package, driven by Playwright): sign in,
+upload a document and watch its ingestion reach 100 %, ask the collection a question, see the
+answer stream in with a citation, and open the cited passage. Screenshots go to
+test-artifacts/console/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from propylon.settings import load_settings
+from tests.support.servers import AppServer, serve_app
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parents[2] / "test-artifacts" / "console"
+LOCAL_CONFIG = Path(__file__).parents[2] / "config" / "local.yaml"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+HANDBOOK = """# Travel handbook
+
+## Refunds
+
+Refund requests must be filed within 30 days of the trip. Refunds are paid to the original
+card within five business days.
+
+## Luggage
+
+Each traveller may check one bag of up to 23 kilograms. Oversized items cost 40 euros extra.
+"""
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must install Debian's chromium (see .ci/run)")
+    pytest.skip("Debian's chromium is not installed", allow_module_level=True)
+
+
+@pytest.fixture
+async def console_app(database_url: str) -> AsyncIterator[AppServer]:
+    models = load_settings(LOCAL_CONFIG).models
+    async with serve_app(
+        database_url=database_url, models=models, jobs={"in_process_worker": True}
+    ) as server:
+        yield server
+
+
+async def test_upload_watch_progress_ask_and_open_a_citation(
+    console_app: AppServer, tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    handbook = tmp_path / "handbook.md"
+    handbook.write_text(HANDBOOK)
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            await page.goto(console_app.url + "/")
+            await page.fill("#api-key", console_app.api_key)
+            await page.click("#signin-form button[type=submit]")
+            await expect(page.locator("#tabs")).to_be_visible()
+            await expect(page.locator("#cards .card").first).to_be_visible()
+            await page.screenshot(path=str(ARTIFACTS / "1-dashboard.png"))
+
+            await page.click("button[data-tab=collections]")
+            await page.fill("#collection-name", "handbook")
+            await page.click("#new-collection button[type=submit]")
+            await expect(page.locator("#collection-title")).to_have_text("handbook")
+            await page.set_input_files("#upload-file", str(handbook))
+            await page.click("#upload button[type=submit]")
+            ready = page.locator("#documents tbody td.state-ready")
+            await expect(ready).to_have_count(1, timeout=60_000)
+            bar = page.locator("#documents tbody progress")
+            assert await bar.get_attribute("value") == "1", "progress reached 100 %"
+            await page.screenshot(path=str(ARTIFACTS / "2-ingested.png"))
+
+            await page.click("button[data-tab=playground]")
+            await page.select_option("#model", "rag/handbook")
+            await page.fill("#question", "How many days do I have to file a refund request?")
+            await page.click("#send")
+            answer = page.locator(".msg.assistant .body.done")
+            await expect(answer).to_contain_text("30 days", timeout=60_000)
+            citation = answer.locator("a.cite").first
+            await expect(citation).to_be_visible()
+            await page.screenshot(path=str(ARTIFACTS / "3-answer.png"))
+
+            await citation.click()
+            await expect(page.locator("#passage")).to_be_visible()
+            await expect(page.locator("#passage-text")).to_contain_text("30 days")
+            await page.screenshot(path=str(ARTIFACTS / "4-citation.png"))
+
+            await page.click("button[data-tab=dashboard]")
+            await page.click("#refresh-stats")
+            await expect(page.locator("#cards .card .value").first).not_to_have_text("0")
+            await page.screenshot(path=str(ARTIFACTS / "5-dashboard-after.png"))
+        finally:
+            await browser.close()

@@ -1,0 +1,275 @@
+"""Background runs: accepted at once, executed by a worker, followed by polling or WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from propylon.testing import Behaviour, FakeUpstream
+from tests.support.databases import PostgresServer, create_database
+from tests.support.servers import AppServer, serve_app
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+FAST_JOBS = {
+    "in_process_worker": True,
+    "lease_s": 2.0,
+    "heartbeat_s": 0.3,
+    "reap_interval_s": 0.3,
+    "poll_interval_s": 0.2,
+    "retry_base_s": 0.1,
+}
+
+
+def models(upstream: FakeUpstream) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "gpt-test",
+            "deployments": [{"provider": "openai", "base_url": f"{upstream.base_url}/v1"}],
+        }
+    ]
+
+
+@pytest.fixture(scope="module")
+async def shared_upstream() -> AsyncIterator[FakeUpstream]:
+    async with FakeUpstream() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+async def shared_app(
+    pg_server: PostgresServer, shared_upstream: FakeUpstream
+) -> AsyncIterator[AppServer]:
+    """One app for the module: starting the whole stack per test would dominate the run."""
+    database_url = await create_database(pg_server)
+    async with serve_app(
+        database_url=database_url, models=models(shared_upstream), jobs=FAST_JOBS
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def upstream(shared_upstream: FakeUpstream) -> FakeUpstream:
+    shared_upstream.set_behaviour(Behaviour())
+    return shared_upstream
+
+
+@pytest.fixture
+def runs_app(shared_app: AppServer, upstream: FakeUpstream) -> AppServer:
+    return shared_app
+
+
+def chat_run(text: str = "tell me a story") -> dict[str, Any]:
+    return {
+        "type": "chat",
+        "request": {"model": "gpt-test", "messages": [{"role": "user", "content": text}]},
+    }
+
+
+async def call(
+    server: AppServer, method: str, path: str, body: Any = None, key: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {key or server.api_key}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, f"{server.v1}{path}", json=body, headers=headers) as resp,
+    ):
+        return resp.status, await resp.json()
+
+
+async def wait_for(server: AppServer, run_id: str, states: set[str]) -> dict[str, Any]:
+    for _ in range(300):
+        _, run = await call(server, "GET", f"/runs/{run_id}")
+        if run["state"] in states:
+            return run
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run never reached {states}: {run}")
+
+
+async def events(
+    server: AppServer, run_id: str, after: int | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Read the run's event feed (all of it, or the first ``limit`` events)."""
+    url = f"{server.url.replace('http', 'ws')}/v1/runs/{run_id}/events"
+    if after is not None:
+        url += f"?last_event_id={after}"
+    got: list[dict[str, Any]] = []
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(url, headers={"Authorization": f"Bearer {server.api_key}"}) as ws,
+    ):
+        async for message in ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            got.append(message.json())
+            if limit is not None and len(got) >= limit:
+                break
+    return got
+
+
+async def test_a_run_is_accepted_at_once_and_completes_while_the_client_polls(
+    runs_app: AppServer,
+) -> None:
+    status, run = await call(runs_app, "POST", "/runs", chat_run())
+    assert status == 202
+    assert run["state"] in {"queued", "running"}
+    done = await wait_for(runs_app, run["id"], TERMINAL)
+    assert done["state"] == "succeeded", done
+    output = done["result"]["output"]
+    assert output["text"]
+    assert done["partial_output"] == output["text"]
+    assert done["steps"]["chat"]["state"] == "succeeded"
+
+
+async def test_the_websocket_gets_ordered_events_that_add_up_to_the_answer(
+    runs_app: AppServer,
+) -> None:
+    _, run = await call(runs_app, "POST", "/runs", chat_run())
+    feed = await events(runs_app, run["id"])
+    assert [e["id"] for e in feed] == list(range(1, len(feed) + 1)), "ids in order, no gaps"
+    kinds = [e["type"] for e in feed]
+    assert kinds[0] == "run_started"
+    assert kinds[1] == "step_started"
+    assert kinds[-2:] == ["step_succeeded", "run_succeeded"]
+    tokens = "".join(e["data"]["text"] for e in feed if e["type"] == "token")
+    done = await wait_for(runs_app, run["id"], TERMINAL)
+    assert tokens == done["result"]["output"]["text"]
+
+
+async def test_reconnecting_with_the_last_event_id_resumes_with_nothing_lost_or_repeated(
+    runs_app: AppServer, upstream: FakeUpstream
+) -> None:
+    upstream.set_behaviour(Behaviour(completion_tokens=40, tokens_per_second=200))
+    _, run = await call(runs_app, "POST", "/runs", chat_run())
+    first = await events(runs_app, run["id"], limit=3)
+    rest = await events(runs_app, run["id"], after=first[-1]["id"])
+    whole = await events(runs_app, run["id"], after=0)
+    assert first + rest == whole
+
+
+async def test_events_resume_across_a_gateway_restart(
+    pg_server: PostgresServer, upstream: FakeUpstream
+) -> None:
+    database_url = await create_database(pg_server)
+    settings: dict[str, Any] = {
+        "database_url": database_url,
+        "models": models(upstream),
+        "jobs": FAST_JOBS,
+    }
+    async with serve_app(**settings) as before:
+        _, run = await call(before, "POST", "/runs", chat_run())
+        await wait_for(before, run["id"], TERMINAL)
+        seen = await events(before, run["id"], limit=2)
+    async with serve_app(**settings) as after:
+        # A key of the same tenant: the first server's key still works on the second.
+        after_view = AppServer(after.url, after.settings, before.api_key, after.app)
+        rest = await events(after_view, run["id"], after=seen[-1]["id"])
+        whole = await events(after_view, run["id"], after=0)
+    assert seen + rest == whole
+    assert whole[-1]["type"] == "run_succeeded"
+
+
+async def test_cancel_stops_a_run_in_the_middle_of_generation(
+    runs_app: AppServer, upstream: FakeUpstream
+) -> None:
+    upstream.set_behaviour(Behaviour(completion_tokens=400, tokens_per_second=40))  # ~10 s
+    _, run = await call(runs_app, "POST", "/runs", chat_run())
+    head = await events(runs_app, run["id"], limit=4)  # generation has begun
+    assert any(e["type"] == "token" for e in head)
+    status, cancelled = await call(runs_app, "POST", f"/runs/{run['id']}/cancel")
+    assert status == 200
+    assert cancelled["state"] == "cancelled"
+    feed = await events(runs_app, run["id"])
+    assert feed[-1]["type"] == "run_cancelled"
+    generated = "".join(e["data"]["text"] for e in feed if e["type"] == "token")
+    assert len(generated.split()) < 400, "stopped before the upstream finished"
+
+
+async def test_a_chain_passes_outputs_between_steps(runs_app: AppServer) -> None:
+    chain = {
+        "type": "chain",
+        "steps": [
+            {
+                "name": "first",
+                "kind": "model",
+                "request": {
+                    "model": "gpt-test",
+                    "messages": [{"role": "user", "content": "alpha"}],
+                },
+            },
+            {
+                "name": "second",
+                "kind": "model",
+                "request": {
+                    "model": "gpt-test",
+                    "messages": [{"role": "user", "content": "Echo {{steps.first.text}}"}],
+                },
+            },
+        ],
+    }
+    _, run = await call(runs_app, "POST", "/runs", chain)
+    done = await wait_for(runs_app, run["id"], TERMINAL)
+    assert done["state"] == "succeeded", done
+    assert set(done["steps"]) == {"first", "second"}
+    sent = done["result"]["steps"]["first"]["text"]
+    assert sent
+
+
+async def test_a_step_that_times_out_fails_the_run_with_its_reason(
+    runs_app: AppServer, upstream: FakeUpstream
+) -> None:
+    upstream.set_behaviour(Behaviour(latency_ms=3000))
+    body = chat_run()
+    body = {
+        "type": "chain",
+        "steps": [
+            {
+                "name": "slow",
+                "kind": "model",
+                "request": body["request"],
+                "timeout_s": 0.3,
+                "retries": 1,
+            },
+        ],
+    }
+    _, run = await call(runs_app, "POST", "/runs", body)
+    done = await wait_for(runs_app, run["id"], TERMINAL)
+    assert done["state"] == "failed"
+    assert "timed out" in done["error"]
+    feed = await events(runs_app, run["id"])
+    assert "step_retry" in [e["type"] for e in feed], "retried once before failing"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"type": "dance"}, "type"),
+        ({"type": "chat"}, "request"),
+        ({"type": "chain", "steps": []}, "steps"),
+        ({"type": "chain", "steps": [{"name": "a", "kind": "teleport"}]}, "steps[0].kind"),
+        ({"type": "chain", "steps": [{"name": "a", "kind": "guard"}]}, "steps[0].text"),
+        (
+            {"type": "chain", "steps": [{"name": "v", "kind": "verify_citations", "step": "x"}]},
+            "steps[0].step",
+        ),
+    ],
+)
+async def test_a_malformed_run_is_refused_with_a_clear_error(
+    runs_app: AppServer, body: dict[str, Any], param: str
+) -> None:
+    status, error = await call(runs_app, "POST", "/runs", body)
+    assert status == 400
+    assert error["error"]["param"] == param
+
+
+async def test_another_tenants_run_is_not_found(runs_app: AppServer) -> None:
+    _, run = await call(runs_app, "POST", "/runs", chat_run())
+    other, _ = await runs_app.app.state.services.access.create_key("someone-else")
+    status, error = await call(runs_app, "GET", f"/runs/{run['id']}", key=other)
+    assert status == 404
+    assert error["error"]["code"] == "run_not_found"
+    status, _ = await call(runs_app, "GET", "/runs/not-a-uuid")
+    assert status == 404
