@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import re
-from functools import cache
-from importlib.resources import files
+from typing import LiteralString
 
-_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+from propylon.db.named_queries import named_queries
 
 
-@cache
-def queries() -> dict[str, str]:
+def queries() -> dict[str, LiteralString]:
     """Every named query of ``queries.sql``, read once."""
-    text = files("propylon.gateway.cache").joinpath("queries.sql").read_text(encoding="utf-8")
-    parts = _NAME.split(text)[1:]
-    return {name: body.strip() for name, body in zip(parts[::2], parts[1::2], strict=True)}
+    return named_queries("propylon.gateway.cache")
