@@ -1,0 +1,83 @@
+"""Builds the context engine's parts from the settings (called by the composition root)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from propylon.db.database import Database
+from propylon.gateway.protocol import EmbeddingService
+from propylon.rag.bm25 import BM25Index, BM25Params
+from propylon.rag.chunking import ChunkingConfig, CountTokens
+from propylon.rag.collections import CollectionDefaults, CollectionService, JobEnqueuer
+from propylon.rag.embedding import ChunkEmbedder
+from propylon.rag.ingest import IngestionHandler, IngestLimits
+from propylon.rag.parsing import ParseLimits
+from propylon.rag.store import CollectionStore
+from propylon.settings import RagSettings, Settings
+from propylon.tokens import TokenCounter
+
+CHUNK_ENCODING_MODEL = "text-embedding-3-small"  # any cl100k_base model: chunk budgets use it
+
+
+def build_store(settings: RagSettings, database: Database) -> CollectionStore:
+    return CollectionStore(
+        database, BM25Index(params=BM25Params(settings.bm25_k1, settings.bm25_b))
+    )
+
+
+def build_collection_service(
+    settings: RagSettings, database: Database, jobs: JobEnqueuer
+) -> CollectionService:
+    return CollectionService(
+        build_store(settings, database),
+        jobs,
+        CollectionDefaults(
+            embedding_model=settings.embedding_model,
+            chunking=ChunkingConfig(settings.chunk_max_tokens, settings.chunk_overlap_tokens),
+            max_upload_bytes=settings.max_upload_bytes,
+            max_attempts=settings.max_attempts,
+        ),
+    )
+
+
+def build_ingestion_handler(
+    settings: Settings, database: Database, embeddings: EmbeddingService
+) -> IngestionHandler:
+    rag = settings.rag
+    return IngestionHandler(
+        build_store(rag, database),
+        ChunkEmbedder(
+            embeddings, batch_size=rag.embed_batch_size, weights_for=weights_lookup(settings)
+        ),
+        token_counter(),
+        IngestLimits(
+            parse=ParseLimits(
+                max_pages=rag.max_pages,
+                max_decompressed_bytes=rag.max_decompressed_bytes,
+                max_chars=rag.max_chars,
+                parse_timeout_s=rag.parse_timeout_s,
+            ),
+            embed_timeout_s=rag.embed_timeout_s,
+        ),
+    )
+
+
+def token_counter() -> CountTokens:
+    encoding = TokenCounter().encoding_for(CHUNK_ENCODING_MODEL)
+    return lambda text: len(encoding.encode_ordinary(text))
+
+
+def weights_lookup(settings: Settings) -> Callable[[str], str | None]:
+    """The weights hash of a public embeddings model served only by the bundled MiniLM."""
+
+    def lookup(model: str) -> str | None:
+        for config in settings.models:
+            if model != config.name and model not in config.aliases:
+                continue
+            if all(d.provider == "local" for d in config.deployments):
+                from propylon.local.minilm import WEIGHTS_SHA256
+
+                return WEIGHTS_SHA256
+        return None
+
+    return lookup

@@ -1,0 +1,163 @@
+"""The ingestion job: uploaded bytes → text → chunks → vectors → stored, searchable chunks.
+
+``IngestionHandler`` is a job handler (``propylon.jobs.handler``): the worker calls it with a
+``JobContext`` whose payload names one upload. Stages, reported as progress: ``parsing``
+(pages), ``chunking``, ``embedding`` (chunks), ``storing``. The chunk swap and the job's
+success commit in one transaction, so a worker killed at any point leaves either the old
+chunks or the new ones, and a re-run never stores a document twice.
+
+A document that cannot be read (unsupported, damaged, encrypted, empty, over a limit) fails
+its job at once with the reason, and the document records it; other errors are retried by
+the queue, and the document is marked failed when the last attempt fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from propylon.errors import PropylonError, ServiceUnavailable
+from propylon.jobs.handler import JobCancelled, JobContext
+from propylon.rag.chunking import Chunker, ChunkingConfig, CountTokens
+from propylon.rag.embedding import ChunkEmbedder
+from propylon.rag.parsing import ParseLimits, extract
+from propylon.rag.store import CollectionStore, Conn, StoredVersion
+
+log = logging.getLogger(__name__)
+
+INGEST_KIND = "rag.ingest"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    parse: ParseLimits = field(default_factory=ParseLimits)
+    embed_timeout_s: float = 600.0
+
+
+class IngestionHandler:
+    """Runs ``rag.ingest`` jobs; payload ``{"upload_id", "document_id", "max_attempts"}``."""
+
+    def __init__(
+        self,
+        store: CollectionStore,
+        embedder: ChunkEmbedder,
+        count_tokens: CountTokens,
+        limits: IngestLimits | None = None,
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._count_tokens = count_tokens
+        self._limits = limits or IngestLimits()
+
+    async def __call__(self, ctx: JobContext) -> dict[str, Any] | None:
+        upload_id = str(ctx.payload["upload_id"])
+        upload = await self._store.load_upload(upload_id)
+        if upload is None:
+            # Deleted with its document, or superseded by a newer upload already stored.
+            return {"document_id": ctx.payload.get("document_id"), "skipped": "superseded"}
+        document_id = str(upload["document_id"])
+        await self._store.set_status(document_id, "processing")
+        try:
+            return await self._ingest(ctx, upload)
+        except (JobCancelled, asyncio.CancelledError):
+            await self._store.set_status(document_id, "failed", "Ingestion was cancelled.")
+            raise
+        except PropylonError as exc:
+            final = not exc.retryable or ctx.attempt >= int(ctx.payload.get("max_attempts", 1))
+            await self._record_failure(document_id, exc.message, ctx.attempt, final=final)
+            raise
+        except Exception as exc:
+            final = ctx.attempt >= int(ctx.payload.get("max_attempts", 1))
+            await self._record_failure(document_id, str(exc), ctx.attempt, final=final)
+            raise
+
+    async def _ingest(self, ctx: JobContext, upload: dict[str, Any]) -> dict[str, Any]:
+        content = bytes(upload["content"])
+
+        async def on_page(number: int, total: int | None) -> None:
+            await ctx.raise_if_cancelled()
+            await ctx.progress(
+                stage="parsing",
+                fraction=number / total if total else None,
+                counters={"pages": number},
+            )
+
+        await ctx.progress(stage="parsing", fraction=0.0, counters={"bytes": len(content)})
+        parsed = await extract(
+            content,
+            filename=upload["filename"],
+            media_type=upload["declared_type"],
+            limits=self._limits.parse,
+            on_page=on_page,
+        )
+        await ctx.raise_if_cancelled()
+        await ctx.progress(stage="chunking", fraction=0.0, counters={"chars": len(parsed.text)})
+        config = ChunkingConfig(**upload["chunking"])
+        chunks = Chunker(config, self._count_tokens).chunk(parsed)
+        await asyncio.sleep(0)
+
+        async def on_batch(done: int, total: int) -> None:
+            await ctx.progress(
+                stage="embedding", fraction=done / total, counters={"chunks": done, "of": total}
+            )
+
+        await ctx.progress(stage="embedding", fraction=0.0, counters={"chunks": 0})
+        try:
+            async with asyncio.timeout(self._limits.embed_timeout_s):
+                embedded = await self._embedder.embed(
+                    [chunk.text for chunk in chunks],
+                    model=upload["embedding_model"],
+                    tenant_id=ctx.tenant_id,
+                    on_batch=on_batch,
+                )
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"Embedding took longer than {self._limits.embed_timeout_s:g} s."
+            ) from None
+        await ctx.progress(stage="storing", fraction=0.0, counters={"chunks": len(chunks)})
+        result = {
+            "document_id": str(upload["document_id"]),
+            "chunks": len(chunks),
+            "pages": parsed.page_count,
+            "chars": len(parsed.text),
+        }
+
+        async def complete(conn: Conn) -> None:
+            await ctx.complete_in(conn, result)
+
+        stored = await self._store.replace_chunks(
+            StoredVersion(
+                document_id=str(upload["document_id"]),
+                collection_id=str(upload["collection_id"]),
+                upload_id=str(upload["upload_id"]),
+                sha256=upload["sha256"],
+                size_bytes=len(content),
+                filename=upload["filename"],
+                media_type=parsed.media_type,
+                text=parsed.text,
+                page_count=parsed.page_count,
+                chunks=chunks,
+                vectors=embedded.vectors,
+                model_id=embedded.model_id,
+                weights=embedded.weights,
+            ),
+            on_commit=complete,
+        )
+        if not stored:
+            result["skipped"] = "superseded"
+        return result
+
+    async def _record_failure(
+        self, document_id: str, reason: str, attempt: int, *, final: bool
+    ) -> None:
+        try:
+            if final:
+                await self._store.set_status(document_id, "failed", reason)
+            else:
+                await self._store.set_status(
+                    document_id, "queued", f"Attempt {attempt} failed, retrying: {reason}"
+                )
+        except Exception:  # the job's own failure matters more than this bookkeeping
+            log.exception("could not record the failure of document %s", document_id)

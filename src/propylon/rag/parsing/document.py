@@ -1,0 +1,131 @@
+"""What a parser produces: one extracted text, its blocks and its pages.
+
+Parsers yield ``PageBreak`` and ``Block`` items; ``DocumentBuilder`` joins the blocks into one
+text (blocks separated by a blank line), NFKC-normalised, and records where each block and
+each page starts. Chunk offsets are offsets into that text, so citations can point back into it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Literal
+
+from propylon.rag.errors import DocumentLimitExceeded
+
+BlockKind = Literal["heading", "paragraph", "table", "code"]
+
+# Controls other than tab and line feed; U+0002 and U+FFFE are PDFium's soft-hyphen markers,
+# removed earlier with the line break that follows them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]")
+_TRAILING_SPACE = re.compile(r"[ \t]+\n")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+@dataclass(frozen=True, slots=True)
+class PageBreak:
+    """The blocks that follow are on page ``number`` (1-based) of ``total``."""
+
+    number: int
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A heading, paragraph, table or code block as the parser found it."""
+
+    kind: BlockKind
+    text: str
+    level: int = 0  # heading level, 1 = top
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A block's place in the extracted text: ``text[start:end]``."""
+
+    kind: BlockKind
+    start: int
+    end: int
+    level: int = 0
+
+
+@dataclass(slots=True)
+class ParsedDocument:
+    """The extracted text of one document and its structure."""
+
+    text: str
+    spans: list[Span]
+    page_starts: list[int] = field(default_factory=list)  # offset where page i + 1 starts
+    media_type: str = "text/plain"
+
+    @property
+    def page_count(self) -> int | None:
+        return len(self.page_starts) or None
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding ``offset``, or ``None`` for a format without pages."""
+        if not self.page_starts:
+            return None
+        return max(1, bisect_right(self.page_starts, offset))
+
+
+def clean_text(text: str) -> str:
+    """NFKC, no control characters, no trailing spaces, at most one blank line in a row."""
+    text = unicodedata.normalize("NFKC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _CONTROL.sub("", text)
+    text = _TRAILING_SPACE.sub("\n", text)
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+class DocumentBuilder:
+    """Assembles parser output into a ``ParsedDocument``."""
+
+    def __init__(self, media_type: str, *, max_chars: int) -> None:
+        self._parts: list[str] = []
+        self._length = 0
+        self._spans: list[Span] = []
+        self._page_starts: list[int] = []
+        self._media_type = media_type
+        self._max_chars = max_chars
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    def page(self, number: int) -> None:
+        # A page with no text still starts somewhere: at the next block's offset.
+        while len(self._page_starts) < number:
+            self._page_starts.append(self._length + (2 if self._length else 0))
+
+    def add(self, block: Block) -> None:
+        text = clean_text(block.text)
+        if not text:
+            return
+        if self._parts:
+            self._parts.append("\n\n")
+            self._length += 2
+        start = self._length
+        self._parts.append(text)
+        self._length += len(text)
+        self._spans.append(Span(block.kind, start, self._length, block.level))
+        if self._length > self._max_chars:
+            raise DocumentLimitExceeded(
+                f"The extracted text is longer than the limit of {self._max_chars:,} characters."
+            )
+
+    def build(self) -> ParsedDocument:
+        text = "".join(self._parts)
+        starts = [min(start, len(text)) for start in self._page_starts]
+        return ParsedDocument(text, self._spans, starts, self._media_type)
+
+
+@dataclass(frozen=True, slots=True)
+class ParseLimits:
+    """Bounds on one document's parse, from the ingestion settings."""
+
+    max_pages: int = 2000
+    max_decompressed_bytes: int = 200 * 1024 * 1024
+    max_chars: int = 20_000_000
+    parse_timeout_s: float = 300.0

@@ -1,0 +1,146 @@
+"""PDF text, page by page, with PDFium (pypdfium2) and pypdf as the fallback.
+
+PDFium keeps the reading order of multi-column layouts and marks the hyphen of a word broken
+across lines with U+0002 (U+FFFE in pypdfium2's text), which is removed together with the
+line break so the word comes back whole. Lines repeated at the top or bottom of most pages
+(running headers, footers, page numbers) are dropped. Each page is loaded, read and closed
+before the next, so memory stays flat however long the document is.
+
+PDFium is not thread-safe: this runs on the worker's own thread, never in a thread pool.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import Counter
+from collections.abc import Iterator
+
+import pypdfium2 as pdfium
+
+from propylon.rag.errors import CorruptDocument, DocumentLimitExceeded, EncryptedDocument
+from propylon.rag.parsing.document import Block, PageBreak, ParseLimits
+
+_SOFT_HYPHEN = re.compile(r"[\x02\ufffe]\r?\n?")
+_DIGITS = re.compile(r"\d+")
+_PARAGRAPH_GAP = re.compile(r"\n\s*\n")
+EDGE_LINES = 2  # lines at the top and at the bottom of a page that may be running heads
+MIN_REPEATS = 3  # pages a line must appear on before it counts as a running head
+MAX_HEAD_WORDS_MASKED = 5
+
+
+def parse_pdf(data: bytes, limits: ParseLimits) -> Iterator[Block | PageBreak]:
+    """Pages of ``data`` as paragraphs; falls back to pypdf when PDFium cannot open it."""
+    try:
+        document = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        if "password" in str(exc).lower():
+            raise EncryptedDocument(
+                "The PDF is encrypted with a password; upload an unencrypted copy."
+            ) from None
+        yield from _parse_with_pypdf(data, limits)
+        return
+    try:
+        yield from _pages(_pdfium_pages(document, limits), len(document))
+    finally:
+        document.close()
+
+
+def _check_pages(count: int, limits: ParseLimits) -> None:
+    if count > limits.max_pages:
+        raise DocumentLimitExceeded(
+            f"The PDF has {count:,} pages; the limit is {limits.max_pages:,}."
+        )
+
+
+def _pdfium_pages(document: pdfium.PdfDocument, limits: ParseLimits) -> Iterator[str]:
+    _check_pages(len(document), limits)
+    for index in range(len(document)):
+        page = document[index]
+        try:
+            textpage = page.get_textpage()
+            try:
+                yield textpage.get_text_range()
+            finally:
+                textpage.close()
+        finally:
+            page.close()
+
+
+def _parse_with_pypdf(data: bytes, limits: ParseLimits) -> Iterator[Block | PageBreak]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise EncryptedDocument(
+                "The PDF is encrypted with a password; upload an unencrypted copy."
+            )
+        count = len(reader.pages)
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        raise CorruptDocument(f"The PDF is damaged and cannot be read: {exc}.") from None
+    _check_pages(count, limits)
+
+    def texts() -> Iterator[str]:
+        for page in reader.pages:
+            try:
+                yield page.extract_text() or ""
+            except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+                raise CorruptDocument(f"A page of the PDF is damaged: {exc}.") from None
+
+    yield from _pages(texts(), count)
+
+
+def _pages(texts: Iterator[str], count: int) -> Iterator[Block | PageBreak]:
+    """Paragraphs of each page, without running heads.
+
+    Running heads are recognised from the first pages' edges (with digits masked, so "Page 3"
+    and "Page 4" are the same line), learnt as the pages stream past: a line seen at an edge of
+    ``MIN_REPEATS`` pages — or of every page of a shorter document — is dropped from then on,
+    and earlier pages are held back only until that decision can be made.
+    """
+    threshold = min(MIN_REPEATS, count) if count > 1 else 2  # a one-page PDF has no heads
+    seen: Counter[str] = Counter()
+    held: list[tuple[int, list[str]]] = []
+    for number, raw in enumerate(texts, start=1):
+        lines = _SOFT_HYPHEN.sub("", raw).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        for key in {_edge_key(lines[i]) for i in _edges(lines)}:
+            if key:
+                seen[key] += 1
+        held.append((number, lines))
+        if number >= threshold:
+            repeated = {key for key, times in seen.items() if times >= threshold}
+            for held_number, held_lines in held:
+                yield from _page_blocks(held_number, count, held_lines, repeated)
+            held.clear()
+    repeated = {key for key, times in seen.items() if times >= threshold}
+    for held_number, held_lines in held:
+        yield from _page_blocks(held_number, count, held_lines, repeated)
+
+
+def _edges(lines: list[str]) -> set[int]:
+    """Indices of the first and last non-blank lines of a page."""
+    content = [i for i, line in enumerate(lines) if line.strip()]
+    return set(content[:EDGE_LINES] + content[-EDGE_LINES:])
+
+
+def _edge_key(line: str) -> str:
+    """A line as a running head is recognised: page numbers vary, so digits are masked in
+    short lines ("Page 3 of 9", "12 | Journal"); longer lines must repeat exactly."""
+    words = line.split()
+    key = " ".join(words).lower()
+    return _DIGITS.sub("#", key) if len(words) <= MAX_HEAD_WORDS_MASKED else key
+
+
+def _page_blocks(
+    number: int, count: int, lines: list[str], repeated: set[str]
+) -> Iterator[Block | PageBreak]:
+    yield PageBreak(number, count)
+    edges = _edges(lines)
+    kept = [
+        line for i, line in enumerate(lines) if not (i in edges and _edge_key(line) in repeated)
+    ]
+    for paragraph in _PARAGRAPH_GAP.split("\n".join(kept)):
+        if paragraph.strip():
+            yield Block("paragraph", paragraph)

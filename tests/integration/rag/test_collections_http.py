@@ -1,0 +1,167 @@
+"""Collections and documents over real HTTP, ingested by the in-process worker with the
+bundled MiniLM: upload, follow the job, read the document; duplicates, failures, tenants."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support import documents
+from tests.support.job_rig import FAST
+from tests.support.servers import AppServer, serve_app
+
+MINILM = {
+    "name": "local/all-MiniLM-L6-v2",
+    "kind": "embeddings",
+    "deployments": [{"provider": "local", "model": "all-MiniLM-L6-v2"}],
+}
+
+
+@pytest.fixture
+async def server(database_url: str) -> AsyncIterator[AppServer]:
+    jobs = {**FAST.model_dump(), "lease_s": 10.0, "in_process_worker": True}
+    async with serve_app(
+        database_url=database_url, models=[MINILM], jobs=jobs, guard={"enabled": False}
+    ) as app:
+        yield app
+
+
+@pytest.fixture
+async def http(server: AppServer) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(server.v1 + "/", headers=server.headers) as session:
+        yield session
+
+
+async def wait_for_job(http: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
+    for _ in range(600):
+        async with http.get(f"jobs/{job_id}") as response:
+            job: dict[str, Any] = await response.json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return job
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+async def upload(
+    http: aiohttp.ClientSession, collection: str, content: bytes, filename: str, **fields: str
+) -> tuple[int, dict[str, Any]]:
+    form = aiohttp.FormData()
+    form.add_field("file", content, filename=filename)
+    for name, value in fields.items():
+        form.add_field(name, value)
+    async with http.post(f"collections/{collection}/documents", data=form) as response:
+        return response.status, await response.json()
+
+
+async def test_upload_a_docx_and_follow_its_ingestion(
+    server: AppServer, http: aiohttp.ClientSession
+) -> None:
+    async with http.post("collections", json={"name": "handbook"}) as response:
+        assert response.status == 201
+        collection = await response.json()
+    assert collection["embedding_model"] == "local/all-MiniLM-L6-v2"
+    assert collection["chunking"] == {"max_tokens": 200, "overlap_tokens": 32}
+
+    report = documents.docx_with_table()  # the bytes carry a timestamp: make them once
+    status, accepted = await upload(
+        http, collection["id"], report, "report.docx",
+        metadata='{"team": "finance"}', external_id="report",
+    )  # fmt: skip
+    assert status == 202 and accepted["job_id"] and accepted["duplicate"] is False
+    job = await wait_for_job(http, accepted["job_id"])
+    assert job["state"] == "succeeded", job
+    assert job["result"]["chunks"] >= 1
+    assert {"parsing", "chunking", "embedding", "storing"} <= set(job["stages"])
+
+    async with http.get(f"collections/handbook/documents/{accepted['id']}") as response:
+        document = await response.json()
+    assert document["status"] == "ready"
+    assert document["metadata"] == {"team": "finance"}
+    assert document["external_id"] == "report"
+    assert document["chunk_count"] == job["result"]["chunks"]
+
+    async with http.get("collections/handbook") as response:
+        refreshed = await response.json()
+    assert refreshed["embedding_model_id"] == "all-MiniLM-L6-v2"
+    assert len(refreshed["embedding_weights"]) == 64
+
+    status, again = await upload(http, "handbook", report, "copy.docx")
+    assert status == 200 and again["duplicate"] is True and again["id"] == accepted["id"]
+
+
+async def test_json_text_upload_and_listing(http: aiohttp.ClientSession) -> None:
+    await http.post("collections", json={"name": "notes"})
+    async with http.post(
+        "collections/notes/documents", json={"text": "Plain words about owls.", "external_id": "n1"}
+    ) as response:
+        assert response.status == 202
+        accepted = await response.json()
+    assert (await wait_for_job(http, accepted["job_id"]))["state"] == "succeeded"
+    async with http.get("collections/notes/documents") as response:
+        listed = await response.json()
+    assert [d["external_id"] for d in listed["data"]] == ["n1"]
+    async with http.delete(f"collections/notes/documents/{accepted['id']}") as response:
+        assert response.status == 200
+    async with http.get(f"collections/notes/documents/{accepted['id']}") as response:
+        assert response.status == 404
+
+
+async def test_a_corrupt_file_fails_its_job_with_the_reason(http: aiohttp.ClientSession) -> None:
+    await http.post("collections", json={"name": "broken"})
+    status, accepted = await upload(http, "broken", b"%PDF-1.5 truncated nonsense", "x.pdf")
+    assert status == 202
+    job = await wait_for_job(http, accepted["job_id"])
+    assert job["state"] == "failed"
+    assert job["attempts"] == 1
+    assert "damaged" in job["reason"]
+    async with http.get(f"collections/broken/documents/{accepted['id']}") as response:
+        document = await response.json()
+    assert document["status"] == "failed" and "damaged" in document["error"]
+
+
+async def test_requests_that_cannot_be_served(http: aiohttp.ClientSession) -> None:
+    async with http.post("collections", json={"name": "dup"}) as response:
+        assert response.status == 201
+    async with http.post("collections", json={"name": "dup"}) as response:
+        assert response.status == 409
+        assert (await response.json())["error"]["code"] == "collection_exists"
+    async with http.post("collections", json={"name": "bad name!"}) as response:
+        assert response.status == 400
+        assert (await response.json())["error"]["param"] == "name"
+    async with http.post("collections/dup/documents", json={"text": ""}) as response:
+        assert response.status == 400
+    no_file = aiohttp.MultipartWriter("form-data")
+    no_file.append("1").set_content_disposition("form-data", name="external_id")
+    async with http.post("collections/dup/documents", data=no_file) as r:
+        assert r.status == 400
+        assert (await r.json())["error"]["param"] == "file"
+    async with http.get("collections/missing") as response:
+        assert response.status == 404
+        assert (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_another_tenants_collection_is_404(
+    server: AppServer, http: aiohttp.ClientSession
+) -> None:
+    async with http.post("collections", json={"name": "private"}) as response:
+        collection = await response.json()
+    other_key, _ = await server.app.state.services.access.create_key("other-tenant")
+    headers = {"Authorization": f"Bearer {other_key}"}
+    async with aiohttp.ClientSession(server.v1 + "/", headers=headers) as other:
+        for path in (f"collections/{collection['id']}", "collections/private"):
+            async with other.get(path) as response:
+                assert response.status == 404
+        async with other.post(
+            f"collections/{collection['id']}/documents", json={"text": "sneaky"}
+        ) as response:
+            assert response.status == 404
+        async with other.get("collections") as response:
+            assert (await response.json())["data"] == []
+        async with other.delete(f"collections/{collection['id']}") as response:
+            assert response.status == 404
+    async with http.get(f"collections/{collection['id']}") as response:
+        assert response.status == 200

@@ -1,0 +1,57 @@
+"""`propylon ingest`: walks folders, uploads over HTTP, follows the jobs, skips what is in."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from propylon.rag.ingest_client import IngestClient, find_files
+from tests.integration.rag.test_collections_http import server  # noqa: F401  (fixture)
+from tests.support import documents
+from tests.support.servers import AppServer
+
+
+def make_folder(root: Path) -> Path:
+    (root / "sub").mkdir(parents=True)
+    (root / "report.pdf").write_bytes(documents.pdf([["Owls hunt at night."], ["Bats too."]]))
+    (root / "sub" / "table.docx").write_bytes(documents.docx_with_table())
+    (root / "notes.md").write_text("# Notes\n\nSome notes.\n")
+    (root / "broken.pdf").write_bytes(b"%PDF-1.4 junk")
+    (root / "picture.png").write_bytes(b"\x89PNG not ingested")
+    (root / ".hidden.txt").write_text("skipped")
+    return root
+
+
+def test_folders_are_walked_for_readable_files(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "docs")
+    assert [external_id for _, external_id in find_files([root])] == [
+        "broken.pdf",
+        "notes.md",
+        "report.pdf",
+        "sub/table.docx",
+    ]
+
+
+async def test_ingest_reports_each_file_and_skips_them_the_second_time(
+    server: AppServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    root = make_folder(tmp_path / "docs")
+    output = io.StringIO()
+    client = IngestClient(server.url, server.api_key, Console(file=output, width=120))
+
+    first = await client.run([root], "library")
+    assert (first.succeeded, first.skipped) == (3, 0)
+    assert list(first.failed) == ["broken.pdf"]
+    assert "damaged" in first.failed["broken.pdf"]
+    assert "sub/table.docx" in output.getvalue()
+
+    (root / "broken.pdf").unlink()
+    second = await client.run([root], "library")
+    assert (second.uploaded, second.skipped, second.failed) == (0, 3, {})
+
+    (root / "notes.md").write_text("# Notes\n\nChanged notes.\n")
+    third = await client.run([root], "library")
+    assert (third.succeeded, third.skipped) == (1, 2)
