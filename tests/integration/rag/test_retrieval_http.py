@@ -1,0 +1,464 @@
+"""Search, answers with citations and conversations over real HTTP, on documents ingested by
+the in-process worker with the bundled MiniLM, answered by the local extractive model."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from propylon.gateway.call import CallInfo
+from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
+from propylon.rag.answer import Answerer, AnswerOptions, AnswerRequest, ModelInfo
+from propylon.rag.conversations import TRUNCATION_MARKER, ConversationStore
+from propylon.services import Services
+from propylon.tokens import TokenCounter
+from tests.support.databases import PostgresServer, create_database
+from tests.support.job_rig import FAST
+from tests.support.servers import AppServer, serve_app
+
+LOCAL_MODELS = [
+    {
+        "name": "local/all-MiniLM-L6-v2",
+        "kind": "embeddings",
+        "deployments": [{"provider": "local", "model": "all-MiniLM-L6-v2"}],
+    },
+    {
+        "name": "local/extractive",
+        "context_window": 8192,
+        "deployments": [{"provider": "local", "model": "extractive"}],
+    },
+]
+
+VOLCANOES = """# Geology
+
+## Volcanoes
+
+Mount Etna is an active stratovolcano on the east coast of Sicily. It is one of the most active
+volcanoes in the world and erupts almost every year.
+
+Lava from Etna has destroyed the town of Nicolosi several times. The volcano is about 3,357
+metres high, and its height changes with each eruption.
+
+## Glaciers
+
+Glaciers form where snow accumulates faster than it melts. The Aletsch Glacier in Switzerland
+is the largest glacier in the Alps, about 23 kilometres long.
+"""
+
+BAKING = """# Kitchen notes
+
+Sourdough bread rises because of wild yeast and lactic acid bacteria in the starter. A
+starter must be fed flour and water every day to stay active.
+
+Bake the loaf at 250 degrees Celsius for twenty minutes with steam, then lower the oven to
+220 degrees for another twenty-five minutes until the crust is dark brown.
+"""
+
+ROCKETS = """Rocket engines produce thrust by expelling hot exhaust gas through a nozzle. The
+Saturn V first stage burned kerosene and liquid oxygen in five F-1 engines.
+"""
+
+
+@dataclass
+class Rig:
+    server: AppServer
+    other_key: str
+    collection_id: str
+    documents: dict[str, str]  # name -> document id
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.server.app.state.services
+        return services
+
+
+async def _wait(http: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
+    for _ in range(600):
+        async with http.get(f"jobs/{job_id}") as response:
+            job: dict[str, Any] = await response.json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return job
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+@pytest.fixture(scope="module")
+async def rig(pg_server: PostgresServer) -> AsyncIterator[Rig]:
+    jobs = {**FAST.model_dump(), "lease_s": 10.0, "in_process_worker": True}
+    async with serve_app(
+        database_url=await create_database(pg_server),
+        models=LOCAL_MODELS,
+        jobs=jobs,
+        guard={"enabled": False},  # the guard has its own tests; here it would only cost time
+    ) as server:
+        other_key, _ = await server.app.state.services.access.create_key("other")
+        async with aiohttp.ClientSession(server.v1 + "/", headers=server.headers) as http:
+            async with http.post(
+                "collections",
+                json={"name": "kb", "chunking": {"max_tokens": 40, "overlap_tokens": 8}},
+            ) as response:
+                assert response.status == 201
+                collection = await response.json()
+            async with http.post("collections", json={"name": "space"}) as response:
+                assert response.status == 201
+            docs: dict[str, str] = {}
+            for name, text, team, where in (
+                ("volcanoes", VOLCANOES, "geo", "kb"),
+                ("baking", BAKING, "food", "kb"),
+                ("rockets", ROCKETS, "space", "space"),
+            ):
+                body = {"text": text, "filename": f"{name}.md", "metadata": {"team": team}}
+                async with http.post(f"collections/{where}/documents", json=body) as response:
+                    assert response.status == 202, await response.text()
+                    accepted = await response.json()
+                job = await _wait(http, accepted["job_id"])
+                assert job["state"] == "succeeded", job
+                docs[name] = accepted["id"]
+        yield Rig(server, other_key, collection["id"], docs)
+
+
+@pytest.fixture
+async def http(rig: Rig) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(rig.server.v1 + "/", headers=rig.server.headers) as session:
+        yield session
+
+
+async def search(
+    http: aiohttp.ClientSession, path: str, body: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    async with http.post(path, json=body) as response:
+        return response.status, await response.json()
+
+
+async def document_text(rig: Rig, document_id: str) -> str:
+    async with rig.services.database.connection() as conn:
+        cur = await conn.execute("SELECT text FROM documents WHERE id = %s", (document_id,))
+        row = await cur.fetchone()
+    assert row is not None
+    return str(row["text"])
+
+
+@pytest.mark.parametrize("mode", ["dense", "keyword", "hybrid"])
+async def test_each_search_mode_finds_the_passage_with_its_place_in_the_document(
+    rig: Rig, http: aiohttp.ClientSession, mode: str
+) -> None:
+    status, body = await search(
+        http, "collections/kb/search", {"query": "How tall is Mount Etna?", "mode": mode}
+    )
+    assert status == 200, body
+    assert body["mode"] == mode
+    best = body["data"][0]
+    assert best["document_id"] == rig.documents["volcanoes"]
+    assert "Etna" in best["text"]
+    text = await document_text(rig, best["document_id"])
+    assert text[best["char_start"] : best["char_end"]] == best["text"]
+    assert best["heading_path"][-1] == "Volcanoes"
+    assert best["page"] is None or best["page"] >= 1
+    assert "risk_score" in best
+    scores = [hit["score"] for hit in body["data"]]
+    assert scores == sorted(scores, reverse=True)
+    if mode == "hybrid":
+        assert best["scores"]["dense"] is not None and best["scores"]["keyword"] is not None
+
+
+async def test_dense_search_finds_meaning_without_shared_words(
+    rig: Rig, http: aiohttp.ClientSession
+) -> None:
+    status, body = await search(
+        http,
+        "collections/kb/search",
+        {"query": "fermenting dough with a culture", "mode": "dense", "top_k": 1},
+    )
+    assert status == 200
+    assert [hit["document_id"] for hit in body["data"]] == [rig.documents["baking"]]
+
+
+async def test_keyword_search_with_no_matching_term_finds_nothing(
+    http: aiohttp.ClientSession,
+) -> None:
+    status, body = await search(
+        http, "collections/kb/search", {"query": "xylophone", "mode": "keyword"}
+    )
+    assert status == 200 and body["data"] == []
+
+
+@pytest.mark.parametrize("mode", ["dense", "keyword", "hybrid"])
+async def test_a_metadata_filter_keeps_only_matching_documents(
+    rig: Rig, http: aiohttp.ClientSession, mode: str
+) -> None:
+    status, body = await search(
+        http,
+        "collections/kb/search",
+        {"query": "Etna volcano bread oven", "mode": mode, "filter": {"team": "food"}},
+    )
+    assert status == 200
+    assert body["data"]
+    assert {hit["document_id"] for hit in body["data"]} == {rig.documents["baking"]}
+    assert all(hit["metadata"] == {"team": "food"} for hit in body["data"])
+
+
+async def test_top_k_limits_the_results(http: aiohttp.ClientSession) -> None:
+    status, body = await search(http, "collections/kb/search", {"query": "the", "top_k": 2})
+    assert status == 200 and len(body["data"]) <= 2
+
+
+async def test_tenant_wide_search_spans_the_chosen_collections(
+    rig: Rig, http: aiohttp.ClientSession
+) -> None:
+    status, body = await search(
+        http, "search", {"collections": ["kb", "space"], "query": "rocket engine thrust"}
+    )
+    assert status == 200
+    assert body["data"][0]["document_id"] == rig.documents["rockets"]
+    status, body = await search(
+        http, "search", {"collections": ["kb"], "query": "rocket engine thrust"}
+    )
+    assert rig.documents["rockets"] not in {hit["document_id"] for hit in body["data"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"query": ""}, "query"),
+        ({"query": "x", "mode": "fuzzy"}, "mode"),
+        ({"query": "x", "top_k": 0}, "top_k"),
+        ({"query": "x", "filter": [1]}, "filter"),
+    ],
+)
+async def test_a_bad_search_request_is_a_400_naming_the_field(
+    http: aiohttp.ClientSession, body: dict[str, Any], param: str
+) -> None:
+    status, error = await search(http, "collections/kb/search", body)
+    assert status == 400
+    assert error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["param"] == param
+
+
+async def test_another_tenants_collection_is_404_everywhere(rig: Rig) -> None:
+    headers = {"Authorization": f"Bearer {rig.other_key}"}
+    async with aiohttp.ClientSession(rig.server.v1 + "/", headers=headers) as other:
+        for path, body in (
+            ("collections/kb/search", {"query": "Etna"}),
+            (f"collections/{rig.collection_id}/search", {"query": "Etna"}),
+            ("search", {"collections": [rig.collection_id], "query": "Etna"}),
+            (f"collections/{rig.collection_id}/answer", {"question": "How tall is Etna?"}),
+        ):
+            status, error = await search(other, path, body)
+            assert status == 404, (path, error)
+            assert error["error"]["code"] == "not_found" or error["error"]["type"]
+        sdk = openai.AsyncOpenAI(base_url=rig.server.v1, api_key=rig.other_key, max_retries=0)
+        async with sdk:
+            with pytest.raises(openai.NotFoundError):
+                await sdk.chat.completions.create(
+                    model=f"rag/{rig.collection_id}",
+                    messages=[{"role": "user", "content": "How tall is Etna?"}],
+                )
+
+
+async def assert_citations_point_at_quotes(rig: Rig, citations: list[dict[str, Any]]) -> None:
+    assert citations
+    for citation in citations:
+        text = await document_text(rig, citation["document_id"])
+        assert citation["quote"]
+        assert text[citation["start"] : citation["end"]] == citation["quote"]
+        assert citation["chunk_id"] in citation["chunk_ids"]
+
+
+async def test_an_answer_cites_sentences_at_their_offsets_in_the_document(
+    rig: Rig, http: aiohttp.ClientSession
+) -> None:
+    status, body = await search(
+        http, "collections/kb/answer", {"question": "How high is the volcano Etna?"}
+    )
+    assert status == 200, body
+    assert body["object"] == "rag.answer"
+    assert "3,357" in body["answer"] and "[1]" in body["answer"]
+    await assert_citations_point_at_quotes(rig, body["citations"])
+    assert body["citations"][0]["document_id"] == rig.documents["volcanoes"]
+    usage = body["usage"]
+    assert usage["context_tokens"] > 0 and usage["question_tokens"] > 0
+    assert usage["history_tokens"] == 0
+
+
+async def test_the_openai_sdk_gets_an_answer_with_citations_from_a_rag_model(
+    rig: Rig,
+) -> None:
+    async with openai.AsyncOpenAI(
+        base_url=rig.server.v1, api_key=rig.server.api_key, max_retries=0
+    ) as sdk:
+        reply = await sdk.chat.completions.create(
+            model="rag/kb",
+            messages=[{"role": "user", "content": "How long is the Aletsch Glacier?"}],
+        )
+        assert reply.model == "rag/kb"
+        assert "23 kilometres" in (reply.choices[0].message.content or "")
+        extension = (reply.model_extra or {})["propylon"]
+        await assert_citations_point_at_quotes(rig, extension["citations"])
+
+        stream = await sdk.chat.completions.create(
+            model=f"rag/{rig.collection_id}",
+            messages=[{"role": "user", "content": "How long is the Aletsch Glacier?"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        content, citations = "", []
+        async for chunk in stream:
+            assert chunk.model == f"rag/{rig.collection_id}"
+            if chunk.choices and chunk.choices[0].delta.content:
+                content += chunk.choices[0].delta.content
+            if chunk.choices and chunk.choices[0].finish_reason:
+                citations = (chunk.model_extra or {})["propylon"]["citations"]
+        assert "23 kilometres" in content
+        assert chunk.usage is not None and chunk.usage.prompt_tokens > 0
+        await assert_citations_point_at_quotes(rig, citations)
+
+
+async def test_other_models_pass_through_the_rag_layer(rig: Rig) -> None:
+    async with openai.AsyncOpenAI(
+        base_url=rig.server.v1, api_key=rig.server.api_key, max_retries=0
+    ) as sdk:
+        reply = await sdk.chat.completions.create(
+            model="local/extractive",
+            messages=[
+                {"role": "system", "content": "The sky is blue."},
+                {"role": "user", "content": "What colour is the sky?"},
+            ],
+        )
+        assert reply.model == "local/extractive"
+        with pytest.raises(openai.NotFoundError):
+            await sdk.chat.completions.create(
+                model="rag/no-such-collection", messages=[{"role": "user", "content": "hi"}]
+            )
+
+
+class Recording:
+    """A chat service that records every request it forwards."""
+
+    def __init__(self, inner: ChatService) -> None:
+        self.inner = inner
+        self.requests: list[JSONObject] = []
+
+    async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject:
+        self.requests.append(request)
+        return await self.inner.complete(request, call)
+
+    async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
+        self.requests.append(request)
+        return await self.inner.stream(request, call)
+
+
+async def test_a_long_conversation_stays_inside_the_window_and_keeps_the_latest_turns(
+    rig: Rig, http: aiohttp.ClientSession
+) -> None:
+    window = 900
+    services = rig.services
+    recording = Recording(services.chat)
+    answerer = Answerer(
+        services.database,
+        services.search,
+        recording,
+        ConversationStore(services.database),
+        TokenCounter(),
+        lambda name: ModelInfo(name, window, "extractive", local=True),
+        AnswerOptions(answer_max_tokens=128, history_share=0.4),
+    )
+    principal = await services.keys.authenticate(rig.server.api_key)
+    conversation = str(uuid.uuid4())
+    counter = TokenCounter()
+    questions = [
+        f"Question number {n}: "
+        + "tell me more about volcanoes and glaciers please " * 6
+        + "How high is Etna?"
+        for n in range(14)
+    ]
+    answers: list[str] = []
+    for n, question in enumerate(questions):
+        result = await answerer.answer(
+            principal,
+            AnswerRequest("kb", question, conversation_id=conversation, model="local/extractive"),
+        )
+        answers.append(result["answer"])
+        sent = recording.requests[-1]
+        prompt = counter.count_messages(sent["messages"], "extractive")
+        assert prompt + sent["max_tokens"] <= window, (n, prompt)
+        assert result["usage"]["prompt_tokens_planned"] == prompt
+        history = sent["messages"][1:-1]
+        if n >= 1:  # the latest exchange is always there verbatim
+            assert history[-2:] == [
+                {"role": "user", "content": questions[n - 1]},
+                {"role": "assistant", "content": answers[n - 1]},
+            ]
+        assert sent["messages"][-1]["content"].endswith(question)
+        usage = result["usage"]
+        assert usage["history_tokens"] >= 0 and usage["context_tokens"] > 0
+    assert usage["history"]["compacted_turns"] > 0
+    assert usage["history"]["compaction"] == "truncated"
+    summary = history[0]
+    assert summary["role"] == "system"
+    assert TRUNCATION_MARKER.split("{")[0] in summary["content"]
+    # The conversation is the tenant's: another tenant cannot use or delete it.
+    headers = {"Authorization": f"Bearer {rig.other_key}"}
+    async with (
+        aiohttp.ClientSession(rig.server.v1 + "/", headers=headers) as other,
+        other.delete(f"conversations/{conversation}") as response,
+    ):
+        assert response.status == 404
+    async with http.delete(f"conversations/{conversation}") as response:
+        assert response.status == 200
+
+
+async def test_answers_over_http_keep_a_server_side_conversation(
+    http: aiohttp.ClientSession,
+) -> None:
+    conversation = str(uuid.uuid4())
+    for question in ("How high is Etna?", "And how long is the Aletsch Glacier?"):
+        status, body = await search(
+            http, "collections/kb/answer", {"question": question, "conversation_id": conversation}
+        )
+        assert status == 200, body
+        assert body["conversation_id"] == conversation
+    assert body["usage"]["history_tokens"] > 0
+    assert body["usage"]["history"]["verbatim_turns"] == 2
+    status, error = await search(
+        http, "collections/kb/answer", {"question": "x", "conversation_id": "not-a-uuid"}
+    )
+    assert status == 400 and error["error"]["param"] == "conversation_id"
+
+
+async def test_a_key_without_the_rag_feature_is_refused_with_403(rig: Rig) -> None:
+    key, _ = await rig.services.access.create_key("test", features=["chat"])
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(rig.server.v1 + "/", headers=headers) as chat_only:
+        status, error = await search(chat_only, "collections/kb/search", {"query": "Etna"})
+        assert status == 403 and error["error"]["type"]
+    async with openai.AsyncOpenAI(base_url=rig.server.v1, api_key=key, max_retries=0) as sdk:
+        with pytest.raises(openai.PermissionDeniedError):
+            await sdk.chat.completions.create(
+                model="rag/kb", messages=[{"role": "user", "content": "How tall is Etna?"}]
+            )
+
+
+@pytest.mark.parametrize(
+    ("model", "messages", "param"),
+    [
+        ("rag/", [{"role": "user", "content": "hi"}], "model"),
+        ("rag/kb", [{"role": "system", "content": "no question here"}], "messages"),
+    ],
+)
+async def test_a_bad_rag_chat_request_is_a_400(
+    rig: Rig, model: str, messages: list[dict[str, str]], param: str
+) -> None:
+    async with openai.AsyncOpenAI(
+        base_url=rig.server.v1, api_key=rig.server.api_key, max_retries=0
+    ) as sdk:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await sdk.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
+    body = caught.value.body
+    assert isinstance(body, dict) and body.get("param") == param
