@@ -158,5 +158,7 @@ class RunExecutor:
         result: dict[str, Any] | None,
         error: str | None,
     ) -> None:
-        await self._save(run_id, state, steps, None, result, error)
+        # The terminal event is written before the terminal state: a follower that sees the
+        # state ended reads the log once more and so can never miss the last event.
         await log.append(f"run_{state}", {"error": error} if error else {"result": result})
+        await self._save(run_id, state, steps, None, result, error)
