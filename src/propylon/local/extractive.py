@@ -100,6 +100,14 @@ class _Answer:
         }
 
 
+def _is_heading(text: str) -> bool:
+    """A title line ("## Refunds", "Refunds"): it names a topic but answers nothing."""
+    stripped = text.strip()
+    if stripped.startswith("#"):
+        return True
+    return len(stripped.split()) <= 4 and stripped[-1:] not in (".", "!", "?", ":", ";")
+
+
 def estimate_tokens(text: str) -> int:
     """About four characters per token: OpenAI's rule of thumb for English text."""
     return (len(text) + 3) // 4
@@ -209,6 +217,7 @@ class ExtractiveChatModel:
             Citation(source.number, source.text[start:end], start, end)
             for source in context.sources
             for start, end in split_sentences(source.text)
+            if not _is_heading(source.text[start:end])
         ]
         scores = await relevance(
             context.question,

@@ -472,3 +472,10 @@ async def test_ranks_a_few_thousand_words_well_within_50_ms() -> None:
     citations = reply["propylon"]["citations"]
     assert citations
     assert all(c["text"] in system for c in citations)
+
+
+async def test_headings_are_never_quoted_as_answers() -> None:
+    context = "## Refunds\n\nRefunds\n\nRefund requests must be filed within 30 days of the trip."
+    reply = await ExtractiveChatModel().complete(ask("How do refunds work?", system=context))
+    quoted = [c["text"] for c in reply["propylon"]["citations"]]
+    assert quoted == ["Refund requests must be filed within 30 days of the trip."]
