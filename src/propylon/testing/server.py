@@ -15,7 +15,7 @@ import asyncio
 import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -53,6 +53,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    query: dict[str, str] = field(default_factory=dict)
 
 
 class FakeUpstream:
@@ -189,6 +190,7 @@ class FakeUpstream:
             path=request.path,
             headers={key.lower(): value for key, value in request.headers.items()},
             body=body if isinstance(body, dict) else {},
+            query=dict(request.query),
         )
         if not isinstance(body, dict):
             raise invalid_request("We could not parse the JSON body of your request.")
