@@ -1,0 +1,72 @@
+"""`propylon bench` runs end to end and writes its section without touching anyone else's.
+
+A smoke test of the plumbing only: the numbers of a quick run mean nothing and are not checked.
+The bench uses the test session's PostgreSQL (``PROPYLON_BENCH_DATABASE_URL``) instead of
+starting an embedded one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+OTHER = """\
+<!-- bench:ingestion:start -->
+written by another command, kept as is
+<!-- bench:ingestion:end -->
+"""
+
+
+async def run_bench(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """`python -m propylon bench ARGS…`; on a (very generous) timeout, SIGTERM it: the bench
+    then stops every process it started."""
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "propylon", "bench", *args),
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 600)
+    except TimeoutError:
+        proc.terminate()
+        out, _ = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")
+
+
+async def test_quick_gateway_bench_writes_its_section_and_keeps_the_others(
+    tmp_path: Path, database_url: str
+) -> None:
+    output = tmp_path / "benchmarks.md"
+    output.write_text("# Benchmarks\n\nhand-written intro\n\n" + OTHER)
+    code, out = await run_bench(
+        *("--quick", "--only", "gateway", "--output", str(output)),
+        env={"PROPYLON_BENCH_DATABASE_URL": database_url},
+    )
+    assert code == 0, out[-3000:]
+
+    text = output.read_text()
+    start, end = (
+        text.index("<!-- bench:gateway:start -->"),
+        text.index("<!-- bench:gateway:end -->"),
+    )
+    section = text[start:end]
+    for row in ("CPU per proxied request", "latency p50", "throughput", "first SSE event"):
+        assert row in section
+    assert "Failed requests: none." in section
+    assert "hand-written intro" in text
+    assert OTHER in text
+
+
+async def test_unknown_benchmark_name_is_refused(tmp_path: Path) -> None:
+    code, out = await run_bench("--only", "nonsense", "--output", str(tmp_path / "b.md"))
+    assert code == 2
+    assert "unknown benchmark" in out
+    assert not (tmp_path / "b.md").exists()
