@@ -8,15 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
 from fastapi import FastAPI
+from opentelemetry.trace import Tracer, TracerProvider
 
 from propylon import __version__
+from propylon.access.budgets import Price, PriceTable
+from propylon.access.directory import KeyDirectory
+from propylon.access.limited import AccessPolicy, LimitsLayer
+from propylon.access.limits import Limits, MemoryRateLimiter, RateLimiter
+from propylon.access.metrics import RedisLimiterCollector
+from propylon.access.redis_limiter import RedisRateLimiter
+from propylon.access.store import AccessStore
+from propylon.access.usage import UsageRecorder
 from propylon.db.connect import open_database
+from propylon.db.database import Database
 from propylon.db.migrator import migrate
+from propylon.gateway.cache.cached import CachedChatService
+from propylon.gateway.cache.exact import ExactCache, MemoryExactCache
+from propylon.gateway.cache.exact_redis import RedisExactCache
+from propylon.gateway.cache.semantic import SemanticCache
+from propylon.gateway.cache.stats import CacheStats
+from propylon.gateway.cache.verifier import Verifier
 from propylon.gateway.circuit_breaker import CircuitBreaker
 from propylon.gateway.context_window import ContextWindowCheck
 from propylon.gateway.protocol import (
@@ -30,8 +47,38 @@ from propylon.gateway.registry import ModelRegistry
 from propylon.gateway.retry import RetryPolicy
 from propylon.gateway.router import Deployment
 from propylon.gateway.service import Gateway
-from propylon.http import chat, embeddings, health, models
+from propylon.guard.detector import InjectionDetector, open_detector
+from propylon.guard.guarded import GuardedChatService
+from propylon.http import (
+    admin,
+    cache_admin,
+    chat,
+    collections,
+    console,
+    embeddings,
+    health,
+    jobs,
+    logs,
+    metrics,
+    models,
+    rag,
+    runs,
+)
 from propylon.http.errors import install_error_handlers
+from propylon.http.request_context import RequestContextMiddleware
+from propylon.jobs.feeds import JobFeeds
+from propylon.jobs.handler import Handler, Handlers
+from propylon.jobs.progress import ProgressHub
+from propylon.jobs.queue import JobQueue
+from propylon.jobs.worker import Worker
+from propylon.observe.observability import open_observability
+from propylon.rag.chat import RagChatService
+from propylon.rag.engine import build_collection_service, build_ingestion_handler
+from propylon.rag.ingest import INGEST_KIND
+from propylon.rag.retrieval import build_retrieval
+from propylon.runs.executor import RunExecutor
+from propylon.runs.service import JOB_KIND as RUN_KIND
+from propylon.runs.service import RunService
 from propylon.services import Services
 from propylon.settings import Settings
 from propylon.tokens import TokenCounter
@@ -39,7 +86,9 @@ from propylon.tokens import TokenCounter
 log = logging.getLogger(__name__)
 
 
-def build_gateway(settings: Settings, ctx: ProviderContext) -> Gateway:
+def build_gateway(
+    settings: Settings, ctx: ProviderContext, tracer: Tracer | None = None
+) -> Gateway:
     """One adapter and one circuit breaker per configured deployment, grouped by model."""
     registry = ModelRegistry(settings.models)
     chat: dict[str, list[Deployment[ChatModel]]] = {}
@@ -62,11 +111,44 @@ def build_gateway(settings: Settings, ctx: ProviderContext) -> Gateway:
         embeddings,
         retry=RetryPolicy(**settings.retry.model_dump()),
         context_window=ContextWindowCheck(TokenCounter()),
+        tracer=tracer,
+    )
+
+
+def build_limiter(settings: Settings) -> RateLimiter:
+    """Shared buckets in Redis when ``redis_url`` is set; this process's memory otherwise."""
+    if settings.redis_url is None:
+        return MemoryRateLimiter()
+    return RedisRateLimiter(
+        settings.redis_url.get_secret_value(),
+        prefix=settings.access.redis_prefix,
+        fail_open=settings.access.redis_fail_open,
+        timeout_s=settings.access.redis_timeout_s,
+        max_connections=settings.access.redis_connections,
+    )
+
+
+def access_policy(settings: Settings) -> AccessPolicy:
+    """Defaults for keys that set nothing, the price table, and the models open to every key."""
+    return AccessPolicy(
+        default_limits=Limits(settings.access.default_rpm, settings.access.default_tpm),
+        completion_estimate=settings.access.completion_estimate,
+        prices=PriceTable(
+            {name: Price(p.input, p.output) for name, p in settings.observe.prices.items()}
+        ),
+        open_models=frozenset(
+            m.name for m in settings.models if all(d.provider == "local" for d in m.deployments)
+        ),
     )
 
 
 def _uses_local_models(settings: Settings) -> bool:
-    return any(d.provider == "local" for m in settings.models for d in m.deployments)
+    """Local deployments, or the semantic cache on the local MiniLM: one instance serves all
+    (and the guard, which is handed ``ctx.local_embeddings``)."""
+    cache = settings.cache
+    return any(d.provider == "local" for m in settings.models for d in m.deployments) or (
+        cache.enabled and cache.semantic and cache.semantic_embedder is None
+    )
 
 
 @asynccontextmanager
@@ -83,8 +165,95 @@ async def open_local_models(settings: Settings) -> AsyncIterator[tuple[ChatModel
 
 
 @asynccontextmanager
-async def build_services(settings: Settings) -> AsyncIterator[Services]:
-    """Start every part in dependency order; stop them in reverse."""
+async def open_cache(
+    settings: Settings,
+    gateway: Gateway,
+    database: Database,
+    local_embedder: EmbeddingModel | None,
+) -> AsyncIterator[CachedChatService]:
+    """The cache layer around the gateway: exact in Redis (or this process), semantic in
+    pgvector with the local MiniLM or the configured embeddings model."""
+    config = settings.cache
+    stats = CacheStats()
+    exact: ExactCache = (
+        RedisExactCache(
+            settings.redis_url.get_secret_value(),
+            prefix=config.redis_prefix,
+            timeout_s=config.redis_timeout_s,
+            retry_s=config.redis_retry_s,
+            stats=stats,
+        )
+        if settings.redis_url is not None
+        else MemoryExactCache(config.exact_max_entries)
+    )
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(exact.aclose)
+        semantic = None
+        if config.enabled and config.semantic:
+            if config.semantic_embedder is not None:
+                embedder: EmbeddingModel = gateway
+                embedder_id = f"model:{config.semantic_embedder}"
+            elif local_embedder is not None:
+                embedder, embedder_id = local_embedder, "local:all-MiniLM-L6-v2"
+            else:
+                _, embedder = await stack.enter_async_context(open_local_models(settings))
+                embedder_id = "local:all-MiniLM-L6-v2"
+            semantic = SemanticCache(
+                database,
+                embedder,
+                embedder_id=embedder_id,
+                embed_request={"model": config.semantic_embedder}
+                if config.semantic_embedder
+                else None,
+                verifier=Verifier() if config.semantic_verify else None,
+                record_lookups=config.record_lookups,
+            )
+        yield CachedChatService(
+            gateway,
+            settings=config,
+            exact=exact,
+            semantic=semantic,
+            resolve_model=lambda name: gateway.registry.resolve(name, kind="chat").name,
+            stats=stats,
+        )
+
+
+HandlerFactory = Callable[[Services], Handlers]
+"""Builds a handler table from the running services (``job_handlers``; tests pass their own)."""
+
+
+def job_handlers(services: Services) -> dict[str, Handler]:
+    """The handler table: job kind -> handler, built once per process from its services.
+
+    Workers claim only the kinds listed here (see ``propylon.jobs.handler`` for the contract).
+    """
+    return {
+        INGEST_KIND: build_ingestion_handler(
+            services.settings, services.database, services.embeddings
+        ),
+        RUN_KIND: RunExecutor(services.database, services.chat, services.search, services.detector),
+    }
+
+
+def runs_in_process_worker(settings: Settings) -> bool:
+    """`propylon serve` runs a worker too: as configured, else with the embedded database."""
+    configured = settings.jobs.in_process_worker
+    return settings.embedded_database if configured is None else configured
+
+
+@asynccontextmanager
+async def build_services(
+    settings: Settings,
+    *,
+    worker: bool = False,
+    handlers: HandlerFactory | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> AsyncIterator[Services]:
+    """Start every part in dependency order; stop them in reverse.
+
+    With ``worker``, a job worker runs in this process with the table ``handlers`` builds
+    (default: ``job_handlers``) — `propylon worker`, and `propylon serve --with-worker`.
+    """
     async with AsyncExitStack() as stack:
         database = await stack.enter_async_context(open_database(settings))
         if settings.migrate_on_start:
@@ -103,26 +272,141 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             ctx.local_chat, ctx.local_embeddings = await stack.enter_async_context(
                 open_local_models(settings)
             )
-        gateway = build_gateway(settings, ctx)
+        # Request log writer, metrics and tracer (OTEL_* or ``tracer_provider``).
+        observe = await stack.enter_async_context(
+            open_observability(settings, database, tracer_provider=tracer_provider)
+        )
+        gateway = build_gateway(settings, ctx, observe.tracer)
+        observe.watch_breakers(gateway.breakers)
         # The request path, outermost first; each layer wraps the next and satisfies the
         # same ChatService / EmbeddingService protocol.
-        chat: ChatService = gateway
-        embeddings: EmbeddingService = gateway
-        yield Services(
+        store = AccessStore(database)
+        keys = KeyDirectory(store, lookup_timeout_s=settings.access.key_lookup_timeout_s)
+        await keys.start()
+        stack.push_async_callback(keys.close)
+        if not len(keys):
+            log.warning(
+                "no API keys yet: create one with `propylon keys create --tenant default` "
+                "(same --config / --data-dir / DATABASE_URL as serve), then send it as "
+                "`Authorization: Bearer <key>`"
+            )
+        limiter = build_limiter(settings)
+        if isinstance(limiter, RedisRateLimiter):
+            stack.push_async_callback(limiter.close)
+            observe.metrics.registry.register(RedisLimiterCollector(limiter))
+        cache = await stack.enter_async_context(
+            open_cache(settings, gateway, database, ctx.local_embeddings)
+        )
+        usage = UsageRecorder(store, interval_s=settings.access.usage_flush_s)
+        await usage.start()
+        stack.push_async_callback(usage.close)
+        limited = LimitsLayer(
+            observe.traced(cache, "cache"),
+            gateway,
+            directory=keys,
+            store=store,
+            usage=usage,
+            limiter=limiter,
+            counter=TokenCounter(),
+            resolve=lambda name, kind: gateway.registry.resolve(name, kind=kind).name,
+            policy=access_policy(settings),
+        )
+        limited = observe.traced(limited, "limits")
+        chat: ChatService = limited
+        detector: InjectionDetector | None = None
+        if settings.guard.enabled:
+            detector = await stack.enter_async_context(
+                open_detector(settings.guard, ctx.local_embeddings, threads=settings.local_threads)
+            )
+            chat = GuardedChatService(limited, detector, settings.guard)
+        chat = observe.record_chat(chat)  # outermost: the request log sees every outcome
+        embeddings: EmbeddingService = observe.record_embeddings(limited)
+        # `rag/<collection>` models: answered over a collection, calling the chain above.
+        retrieval = build_retrieval(settings, database, chat, embeddings, gateway.registry)
+        chat = RagChatService(chat, retrieval.answers)
+        hub = ProgressHub(database.url)  # the process's one LISTEN connection for job events
+        await hub.start()
+        stack.push_async_callback(hub.close)
+        job_queue = JobQueue(database, hub, cancel_wait_s=settings.jobs.cancel_wait_s)
+        services = Services(
             settings=settings,
             database=database,
             gateway=gateway,
             chat=chat,
             embeddings=embeddings,
+            keys=keys,
+            access=store,
+            usage=usage,
+            limiter=limiter,
+            cache=cache,
+            jobs=job_queue,
+            job_feeds=JobFeeds(job_queue, hub),
+            observe=observe,
+            collections=build_collection_service(settings.rag, database, job_queue),
+            search=retrieval.search,
+            answers=retrieval.answers,
+            detector=detector,
+            runs=RunService(database, job_queue),
         )
+        if worker:
+            table = (handlers or job_handlers)(services)
+            await stack.enter_async_context(
+                running_worker(Worker(database, hub, table, settings.jobs))
+            )
+        yield services
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The HTTP application; its lifespan owns every running part."""
+@asynccontextmanager
+async def running_worker(worker: Worker) -> AsyncIterator[Worker]:
+    """Run ``worker`` in the background; on exit, stop it cleanly (see ``Worker.run``)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop), name="propylon-worker")
+
+    def report(done: asyncio.Task[None]) -> None:
+        if not stop.is_set() and not done.cancelled():
+            log.error("the job worker stopped unexpectedly", exc_info=done.exception())
+
+    task.add_done_callback(report)
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await task
+
+
+async def run_worker(
+    settings: Settings, handlers: HandlerFactory | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """`propylon worker`: run jobs until SIGTERM/SIGINT (or ``stop``), then stop cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with build_services(settings, worker=True, handlers=handlers):
+            log.info("worker ready")
+            await stop.wait()
+            log.info("worker stopping")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    handlers: HandlerFactory | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    """The HTTP application; its lifespan owns every running part (and the in-process job
+    worker, when ``runs_in_process_worker``; tests pass their own ``handlers``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with build_services(settings) as services:
+        worker = runs_in_process_worker(settings)
+        async with build_services(
+            settings, worker=worker, handlers=handlers, tracer_provider=tracer_provider
+        ) as services:
             app.state.services = services
             yield
 
@@ -134,6 +418,22 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    for module in (health, models, chat, embeddings):
+    app.add_middleware(RequestContextMiddleware)
+    for module in (
+        health,
+        models,
+        chat,
+        embeddings,
+        admin,
+        cache_admin,
+        jobs,
+        logs,
+        metrics,
+        collections,
+        rag,
+        runs,
+        console,
+    ):
         app.include_router(module.router)
+    app.mount("/console", console.static_files(), name="console")
     return app

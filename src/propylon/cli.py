@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from propylon import __version__
+from propylon.access.commands import keys_app, tenants_app
 from propylon.settings import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -36,6 +37,14 @@ def serve(
     data_dir: DataDirOpt = None,
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Bind port.")] = None,
+    with_worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--with-worker/--no-worker",
+            help="Also run background jobs in this process (default: on with the embedded "
+            "database, off with DATABASE_URL).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAI-compatible gateway and the rest)."""
     import uvicorn
@@ -44,6 +53,8 @@ def serve(
     from propylon.observe.logging import configure_logging
 
     settings = _settings(config, data_dir=data_dir, host=host, port=port)
+    if with_worker is not None:
+        settings.jobs.in_process_worker = with_worker
     configure_logging(settings.log_level)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -62,8 +73,8 @@ def serve(
 
 @app.command()
 def worker(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
-    """Run background jobs until SIGTERM."""
-    from propylon.jobs.worker import run_worker
+    """Run background jobs until SIGTERM (running jobs get `jobs.shutdown_grace_s` to finish)."""
+    from propylon.app import run_worker
     from propylon.observe.logging import configure_logging
 
     settings = _settings(config, data_dir=data_dir)
@@ -117,6 +128,36 @@ def fake_upstream(
 
 
 @app.command()
+def bench(
+    only: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated families, e.g. `gateway,cold_start` (default: all)."),
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="Short runs: a smoke test, no measurement.")] = False,
+    output: Annotated[
+        Path, typer.Option(help="Markdown file whose bench sections are rewritten.")
+    ] = Path("docs/benchmarks.md"),
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Benchmark Propylon against its baseline in the same run (source checkout only)."""
+    import shlex
+    import sys
+
+    checkout = Path(__file__).resolve().parents[2]
+    if not (checkout / "bench" / "suite.py").is_file():
+        raise typer.BadParameter("`propylon bench` needs a source checkout (its bench/ folder)")
+    sys.path.insert(0, str(checkout))
+    from bench.suite import run_cli
+
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    command = shlex.join(["propylon", "bench", *sys.argv[2:]])
+    try:
+        run_cli(names, quick=quick, output=output, data_dir=data_dir, command=command)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command()
 def version() -> None:
     """Print Propylon's version."""
     typer.echo(__version__)
@@ -134,6 +175,220 @@ def config_docs(
         typer.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
+
+
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
+
+eval_app = typer.Typer(no_args_is_help=True, help="Measure quality on local datasets.")
+app.add_typer(eval_app, name="eval")
+guard_app = typer.Typer(no_args_is_help=True, help="The prompt-injection detector.")
+app.add_typer(guard_app, name="guard")
+
+DataOpt = Annotated[
+    Path, typer.Option("--data", help="The shared datasets directory.", file_okay=False)
+]
+
+
+@guard_app.command("train")
+def guard_train(
+    data: DataOpt = Path("../shared/data"),
+    output: Annotated[
+        Path | None, typer.Option(help="Weights file to write (default: the shipped one).")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
+) -> None:
+    """Retrain the injection classifier from the public datasets (about two minutes)."""
+    from importlib.resources import files
+
+    from propylon.guard.training import train
+    from propylon.local.minilm import MiniLMEmbedder
+
+    target = output or Path(str(files("propylon.guard") / "weights" / "classifier.npz"))
+    embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
+    try:
+        classifier = train(data, embedder)
+    finally:
+        embedder.close()
+    classifier.save(target)
+    typer.echo(f"wrote {target}; thresholds {classifier.metadata['thresholds']}")
+
+
+@eval_app.command("guard")
+def eval_guard(
+    data: DataOpt = Path("../shared/data"),
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Markdown file whose 'Prompt-injection detection' section is replaced."),
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="Weights to evaluate (default: the shipped ones).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="At most this many examples per set (a smoke run).")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
+) -> None:
+    """Prompt-injection detection: accuracy, precision, recall and FPR on held-out data."""
+    from propylon.guard import evaluation
+    from propylon.guard.classifier import InjectionClassifier
+    from propylon.guard.detector import InjectionDetector
+    from propylon.local.minilm import MiniLMEmbedder
+
+    sets = evaluation.eval_sets(data, limit)
+    embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
+    try:
+        detector = InjectionDetector(InjectionClassifier.load(weights), embedder)
+        rows = asyncio.run(evaluation.evaluate(detector, sets))
+    finally:
+        embedder.close()
+    thresholds = {s: (t.flag, t.block) for s, t in detector.thresholds.items()}
+    section = evaluation.render_markdown(rows, thresholds)
+    typer.echo(section)
+    if output is not None:
+        evaluation.write_section(output, section)
+
+
+@eval_app.command("cache")
+def eval_cache(
+    dataset: Annotated[
+        Path, typer.Option(help="The paraphrase-pairs directory (mock_data.json, sts-*.csv).")
+    ] = Path("../shared/data/paraphrase-pairs"),
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Markdown file whose 'Semantic cache precision' section is replaced."),
+    ] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
+) -> None:
+    """Semantic cache: paraphrases answered and wrong hits across thresholds."""
+    from propylon.gateway.cache import evaluation
+    from propylon.local.minilm import MODEL_ID, MiniLMEmbedder
+
+    if not (dataset / "mock_data.json").is_file():
+        raise typer.BadParameter(f"no mock_data.json in {dataset}", param_hint="--dataset")
+    pairs = evaluation.load_pairs(dataset)
+    embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
+    try:
+        rows = asyncio.run(evaluation.evaluate(pairs, embedder))
+    finally:
+        embedder.close()
+    section = evaluation.render_markdown(rows, evaluation.choose_threshold(rows), MODEL_ID)
+    typer.echo(section)
+    if output is not None:
+        evaluation.write_section(output, section)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
+    collection: Annotated[str, typer.Option("--collection", help="Collection name or id.")],
+    url: Annotated[
+        str, typer.Option(envvar="PROPYLON_URL", help="The running Propylon server.")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None, typer.Option(envvar="PROPYLON_API_KEY", help="API key (tenant) to use.")
+    ] = None,
+    create: Annotated[bool, typer.Option(help="Create the collection when missing.")] = True,
+) -> None:
+    """Upload files (folders are walked) and follow their ingestion; skips what is in."""
+    from propylon.rag.ingest_client import IngestClient, IngestCommandError
+
+    try:
+        outcome = asyncio.run(IngestClient(url, api_key).run(paths, collection, create=create))
+    except IngestCommandError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except OSError as exc:
+        typer.echo(f"cannot reach {url}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"{outcome.succeeded} ingested, {outcome.skipped} already there, "
+        f"{len(outcome.failed)} failed"
+    )
+    for name, reason in outcome.failed.items():
+        typer.echo(f"  failed: {name}: {reason}", err=True)
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
+@eval_app.command("bm25")
+def eval_bm25(
+    dataset: Annotated[
+        Path, typer.Option(help="A BEIR dataset directory (corpus.jsonl.gz, queries, qrels).")
+    ] = Path("../shared/data/scifact"),
+    max_documents: Annotated[
+        int | None, typer.Option(help="Index only the judged documents and this many in all.")
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """BM25 in PostgreSQL vs `bm25s` (nDCG@10 on the test queries; bm25s is a dev extra)."""
+    from propylon.db.connect import open_database
+    from propylon.db.migrator import migrate as apply
+    from propylon.rag.bm25 import BM25Params
+    from propylon.rag.bm25_eval import BM25Report, evaluate_bm25, load_beir
+
+    if not (dataset / "corpus.jsonl.gz").is_file():
+        raise typer.BadParameter(f"no corpus.jsonl.gz in {dataset}", param_hint="--dataset")
+    settings = _settings(config, data_dir=data_dir)
+    data = load_beir(dataset, max_documents=max_documents)
+
+    async def _run() -> BM25Report:
+        async with open_database(settings) as database:
+            await apply(database)
+            params = BM25Params(settings.rag.bm25_k1, settings.rag.bm25_b)
+            return await evaluate_bm25(database, data, params=params)
+
+    report = asyncio.run(_run())
+    reference = report.bm25s_ndcg_at_10
+    typer.echo(
+        f"documents {report.documents}, queries {report.queries}\n"
+        f"PostgreSQL BM25 nDCG@10 {report.ndcg_at_10:.4f}\n"
+        + (
+            f"bm25s          nDCG@10 {reference:.4f}  (difference {report.difference:.4f})\n"
+            if reference is not None
+            else "bm25s not installed: no comparison\n"
+        )
+        + f"index {report.index_s:.1f} s, {report.queries} searches {report.search_s:.1f} s"
+    )
+    if report.difference is not None and report.difference > 0.01:
+        raise typer.Exit(1)
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset: Annotated[
+        Path, typer.Option(help="A BEIR dataset directory (corpus.jsonl.gz, queries, qrels).")
+    ] = Path("../shared/data/scifact"),
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Markdown file whose 'Retrieval quality' section is replaced."),
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 2,
+    citation_queries: Annotated[
+        int | None, typer.Option(help="Answer at most this many claims in the citation check.")
+    ] = None,
+) -> None:
+    """Search quality (nDCG@10, recall@10/100: dense, BM25, hybrid) and the citation check."""
+    from propylon.rag import evaluation
+
+    if not (dataset / "corpus.jsonl.gz").is_file():
+        raise typer.BadParameter(f"no corpus.jsonl.gz in {dataset}", param_hint="--dataset")
+    settings = _settings(config, data_dir=data_dir)
+    report = asyncio.run(
+        evaluation.run(
+            settings,
+            dataset,
+            threads=threads,
+            citation_queries=citation_queries,
+            progress=lambda message: typer.echo(message, err=True),
+        )
+    )
+    section = evaluation.render_markdown(report, "propylon eval retrieval")
+    typer.echo(section)
+    if output is not None:
+        evaluation.write_section(output, section)
 
 
 def main() -> None:

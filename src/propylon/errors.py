@@ -17,6 +17,7 @@ and the gateway's retry policy reads ``retryable`` instead of matching classes.
     │   └── ModelNotFound              404 model_not_found
     ├── RateLimited                    429 rate_limit_exceeded   (Retry-After)
     ├── QuotaExceeded                  429 insufficient_quota
+    ├── JobFailed                      500 job_failed            (a job handler gave up)
     ├── ServiceUnavailable             503 service_unavailable   (Retry-After, retryable)
     │   └── AllDeploymentsUnavailable  503 all_deployments_unavailable
     └── UpstreamError                  502 upstream_error        (retryable)
@@ -131,6 +132,14 @@ class QuotaExceeded(PropylonError):
     status = 429
     error_type = "insufficient_quota"
     default_code = "insufficient_quota"
+
+
+class JobFailed(PropylonError):
+    """A job handler's verdict that retrying cannot help (corrupt file, empty parse…).
+
+    The job fails at once; the message becomes its ``reason``."""
+
+    default_code = "job_failed"
 
 
 class ServiceUnavailable(PropylonError):

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from propylon.access.directory import KeyDirectory
+from propylon.access.limits import RateLimiter
+from propylon.access.store import AccessStore
+from propylon.access.usage import UsageRecorder
 from propylon.db.database import Database
+from propylon.gateway.cache.cached import CachedChatService
 from propylon.gateway.protocol import ChatService, EmbeddingService
 from propylon.gateway.service import Gateway
+from propylon.guard.detector import InjectionDetector
+from propylon.jobs.feeds import JobFeeds
+from propylon.jobs.queue import JobQueue
+from propylon.observe.observability import Observability
+from propylon.rag.answer import Answerer
+from propylon.rag.collections import CollectionService
+from propylon.rag.search import SearchService
+from propylon.runs.service import RunService
 from propylon.settings import Settings
 
 
@@ -24,3 +37,16 @@ class Services:
     gateway: Gateway
     chat: ChatService
     embeddings: EmbeddingService
+    keys: KeyDirectory
+    access: AccessStore
+    usage: UsageRecorder  # spend counted per request, written in the background
+    limiter: RateLimiter  # ``failures`` counts Redis outages when it is a RedisRateLimiter
+    cache: CachedChatService  # purge, and ``stats`` counters (hits, misses, errors by source)
+    jobs: JobQueue  # enqueue, get, cancel background jobs
+    job_feeds: JobFeeds  # live job events (WebSocket feeds)
+    observe: Observability  # request log, metrics, tracer; /v1/logs and /v1/stats queries
+    collections: CollectionService  # collections and documents; uploads enqueue ingestion
+    search: SearchService  # dense / keyword / hybrid search over a tenant's collections
+    answers: Answerer  # answers with citations, conversations (`rag/<collection>` models)
+    detector: InjectionDetector | None  # prompt-injection scans (None: guard disabled)
+    runs: RunService  # background runs: chat, RAG answers and chains as durable jobs

@@ -135,6 +135,417 @@ class BreakerSettings(BaseModel):
     )
 
 
+class CacheSettings(BaseModel):
+    """The response cache in front of the gateway: exact (hash of the request) and semantic
+    (embedding of the last user message, searched inside a hard scope)."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = Field(default=True, description="Look up and store chat responses.")
+    ttl_s: int = Field(default=3600, ge=1, description="Seconds a cached answer is served.")
+    max_ttl_s: int = Field(
+        default=7 * 86400,
+        ge=1,
+        description="Longest TTL a request may ask for (`propylon.cache.ttl`).",
+    )
+    nondeterministic: bool = Field(
+        default=False,
+        description="Also cache requests that are not deterministic (no `temperature: 0` and no "
+        "`seed`). Off: such requests are cached only when they opt in.",
+    )
+    exact_max_entries: int = Field(
+        default=10_000, ge=1, description="Entries of the in-process exact cache (without Redis)."
+    )
+    max_entry_bytes: int = Field(
+        default=256 * 1024, ge=1, description="Larger responses are not cached."
+    )
+    redis_prefix: str = Field(
+        default="propylon:cache:", description="Prefix of the exact cache's keys in `redis_url`."
+    )
+    redis_timeout_s: float = Field(
+        default=0.1, gt=0, description="Seconds one Redis operation may take before it is a miss."
+    )
+    redis_retry_s: float = Field(
+        default=5.0, ge=0, description="After a Redis failure, seconds it is skipped (misses)."
+    )
+    semantic: bool = Field(
+        default=True, description="Serve answers to paraphrases of cached questions."
+    )
+    semantic_embedder: str | None = Field(
+        default=None,
+        description="Embeddings model (a configured `kind: embeddings` model) for the semantic "
+        "cache. Unset: the local all-MiniLM-L6-v2.",
+    )
+    semantic_threshold: float = Field(
+        default=0.94,
+        gt=0,
+        le=1,
+        description="Cosine similarity a cached question needs to be served to a new one "
+        "(see docs/benchmarks.md, Semantic cache precision).",
+    )
+    semantic_thresholds: dict[str, float] = Field(
+        default_factory=dict, description="Per-model thresholds (public model name -> similarity)."
+    )
+    semantic_verify: bool = Field(
+        default=True,
+        description="Second check on a semantic candidate: refuse it when numbers, negations or "
+        "names differ from the question's.",
+    )
+    semantic_timeout_s: float = Field(
+        default=0.5, gt=0, description="Budget of one semantic lookup (embedding + search)."
+    )
+    semantic_max_chars: int = Field(
+        default=2000, ge=1, description="Longer last user messages skip the semantic cache."
+    )
+    record_lookups: bool = Field(
+        default=True,
+        description="Record the best similarity of every semantic lookup (`cache_lookups`) to "
+        "tune thresholds from real traffic.",
+    )
+    model_salts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Version salt per public model name; changing it invalidates that model's "
+        "cached answers.",
+    )
+
+
+class JobsSettings(BaseModel):
+    """The durable job queue and its workers (see docs/architecture.md, Jobs)."""
+
+    model_config = {"extra": "forbid"}
+
+    in_process_worker: bool | None = Field(
+        default=None,
+        description="Run a worker inside `propylon serve`. Unset: on with the embedded database "
+        "(no `DATABASE_URL`), off otherwise (run `propylon worker` processes).",
+    )
+    concurrency: int = Field(default=4, ge=1, description="Jobs one worker runs at once.")
+    lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A running job's lease; a worker silent this long (killed, frozen) loses "
+        "the job, which is then run again.",
+    )
+    heartbeat_s: float = Field(
+        default=5.0, gt=0, description="How often a worker renews the leases of its jobs."
+    )
+    reap_interval_s: float = Field(
+        default=5.0, gt=0, description="How often a worker requeues jobs whose lease expired."
+    )
+    poll_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Longest wait between looks for due jobs (new jobs wake workers at once).",
+    )
+    retry_base_s: float = Field(
+        default=2.0, ge=0, description="Backoff before a failed job's 2nd attempt; doubles."
+    )
+    retry_max_s: float = Field(default=300.0, ge=0, description="Cap on one backoff.")
+    shutdown_grace_s: float = Field(
+        default=8.0,
+        ge=0,
+        description="On SIGTERM, seconds running jobs may finish before they are requeued.",
+    )
+    cancel_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="`POST /v1/jobs/{id}/cancel` waits this long for a running job to stop.",
+    )
+    progress_interval_s: float = Field(
+        default=0.2,
+        ge=0,
+        description="Progress updates within one stage are written at most this often.",
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> JobsSettings:
+        if self.heartbeat_s >= self.lease_s:
+            raise ValueError("jobs.heartbeat_s must be shorter than jobs.lease_s")
+        return self
+
+
+class ModelPrice(BaseModel):
+    """What one model costs, in USD per million tokens."""
+
+    model_config = {"extra": "forbid"}
+
+    input: float = Field(ge=0, description="USD per million prompt tokens.")
+    output: float = Field(ge=0, description="USD per million completion tokens.")
+    cached_input: float | None = Field(
+        default=None, ge=0, description="USD per million cached prompt tokens; unset: `input`."
+    )
+
+
+class ObserveSettings(BaseModel):
+    """The request log, metrics and traces."""
+
+    model_config = {"extra": "forbid"}
+
+    content_logging: Literal["full", "hashed", "off"] = Field(
+        default="full",
+        description="What the request log keeps of prompts and responses: `full` (secrets "
+        "redacted), `hashed` (SHA-256 only) or `off`.",
+    )
+    tenant_content_logging: dict[str, Literal["full", "hashed", "off"]] = Field(
+        default_factory=dict,
+        description="Per-tenant override of `content_logging` (tenant id or name -> policy).",
+    )
+    max_content_chars: int = Field(
+        default=32_768, ge=0, description="Prompts and responses are cut to this many characters."
+    )
+    buffer_size: int = Field(
+        default=10_000,
+        ge=1,
+        description="Records held in memory while waiting to be written (e.g. database down); "
+        "past it new records are dropped and counted.",
+    )
+    batch_size: int = Field(default=500, ge=1, description="Records written by one COPY.")
+    flush_interval_s: float = Field(
+        default=1.0, gt=0, description="Seconds between writes of the request log."
+    )
+    retention_days: float = Field(
+        default=30, ge=0, description="Request log rows older than this are deleted; 0: kept."
+    )
+    retention_interval_s: float = Field(
+        default=3600, gt=0, description="Seconds between two retention deletions."
+    )
+    access_log: bool = Field(default=True, description="One JSON log line per HTTP request.")
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="Price per public model name, for the cost of each request.",
+    )
+
+
+class AccessSettings(BaseModel):
+    """API keys, rate limits and budgets (per-key and per-tenant values live in the database)."""
+
+    model_config = {"extra": "forbid"}
+
+    default_rpm: int | None = Field(
+        default=None,
+        gt=0,
+        description="Requests per minute of a key that sets none; unset: no cap.",
+    )
+    default_tpm: int | None = Field(
+        default=None, gt=0, description="Tokens per minute of a key that sets none; unset: no cap."
+    )
+    completion_estimate: int = Field(
+        default=256,
+        ge=0,
+        description="Completion tokens reserved for a chat request without `max_tokens`; "
+        "settled with the real usage afterwards.",
+    )
+    redis_fail_open: bool = Field(
+        default=True,
+        description="With Redis unreachable: admit requests (true, with a warning and a "
+        "counter) or refuse them with 503 (false).",
+    )
+    redis_prefix: str = Field(
+        default="propylon:rl:", description="Prefix of the rate-limit keys in Redis."
+    )
+    redis_timeout_s: float = Field(
+        default=0.5, gt=0, description="Seconds to wait for Redis before it counts as down."
+    )
+    redis_connections: int = Field(
+        default=16, ge=1, description="Connections to Redis per process for rate limits."
+    )
+    key_lookup_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds to look up a key not yet in memory; past it the key is unknown (401).",
+    )
+    usage_flush_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often spend counted in memory is written to the database.",
+    )
+
+
+class GuardPolicy(BaseModel):
+    """What the guard does with a verdict, for one route or tenant."""
+
+    model_config = {"extra": "forbid"}
+
+    user_action: Literal["block", "flag", "sanitize", "off"] = Field(
+        default="block",
+        description="On a high-confidence injection in user messages: `block` (400 "
+        "`prompt_injection_detected`), `flag` (pass, record), `sanitize` (strip hidden "
+        "characters and the offending sentences, pass), `off` (do not scan). Suspicious "
+        "scores below the block threshold are always only flagged.",
+    )
+    retrieved_action: Literal["block", "flag", "sanitize", "off"] = Field(
+        default="flag",
+        description="The same for retrieved text reaching the model (`tool` messages).",
+    )
+    canary: bool = Field(
+        default=True, description="Place the canary (when one is set) in system prompts."
+    )
+    output_checks: bool = Field(
+        default=True, description="Scan answers for leaked secrets and the canary."
+    )
+
+
+class GuardSettings(BaseModel):
+    """Prompt-injection detection, canary tokens and output checks (the guard stage)."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = Field(default=True, description="Run the guard stage at all.")
+    classifier: bool = Field(
+        default=True,
+        description="Run the MiniLM classifier after the heuristics (about 5 ms of CPU per "
+        "short new message; verdicts are cached by text). Off: heuristics only.",
+    )
+    retrieved_classifier: bool = Field(
+        default=False,
+        description="Also run the classifier on retrieved text inside requests (tool results, "
+        "context-engine sources): one embedding per line or sentence, about 5 ms each. Off: "
+        "heuristics only there; score documents once, at ingestion, with the detector instead.",
+    )
+    user_flag_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="User-input score from which a message is flagged. Unset: the value "
+        "calibrated when the weights were trained.",
+    )
+    user_block_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="User-input score of a high-confidence injection. Unset: calibrated.",
+    )
+    retrieved_flag_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Retrieved-text score from which it is flagged. Unset: calibrated.",
+    )
+    retrieved_block_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Retrieved-text score of a high-confidence injection. Unset: calibrated.",
+    )
+    default: GuardPolicy = Field(
+        default_factory=GuardPolicy, description="Policy of routes and tenants not listed."
+    )
+    routes: dict[str, GuardPolicy] = Field(
+        default_factory=dict, description="Policy per route (`chat`, `rag`…)."
+    )
+    tenants: dict[str, GuardPolicy] = Field(
+        default_factory=dict,
+        description="Policy per tenant id or name; wins over the route's.",
+    )
+    canary: SecretStr | None = Field(
+        default=None,
+        description="Secret canary token placed in system prompts; an answer containing it "
+        "is withheld (400 `canary_leaked`) and logged. Unset: no canary.",
+    )
+    max_windows: int = Field(
+        default=32,
+        ge=1,
+        description="Windows of one long message the classifier reads (600 characters each "
+        "for user input, 250 for retrieved text); the heuristics read the whole message.",
+    )
+
+
+class RagSettings(BaseModel):
+    """The context engine: collections, document ingestion and keyword search."""
+
+    model_config = {"extra": "forbid"}
+
+    embedding_model: str = Field(
+        default="local/all-MiniLM-L6-v2",
+        description="Embeddings model (a configured `kind: embeddings` model) of new "
+        "collections; vectors must have 384 dimensions.",
+    )
+    chunk_max_tokens: int = Field(
+        default=200,
+        ge=16,
+        description="Default chunk size in tokens (cl100k) of new collections. MiniLM reads "
+        "at most 256 word pieces, about 220 such tokens.",
+    )
+    chunk_overlap_tokens: int = Field(
+        default=32, ge=0, description="Default overlap between consecutive chunks, in tokens."
+    )
+    embed_batch_size: int = Field(
+        default=64, ge=1, le=2048, description="Chunks sent in one embeddings call."
+    )
+    max_upload_bytes: int = Field(
+        default=50 * 1024 * 1024, gt=0, description="Largest document accepted for ingestion."
+    )
+    max_pages: int = Field(default=2000, ge=1, description="Most pages of one PDF.")
+    max_decompressed_bytes: int = Field(
+        default=200 * 1024 * 1024,
+        gt=0,
+        description="Largest total uncompressed size of a DOCX (a ZIP archive: zip bombs).",
+    )
+    max_chars: int = Field(
+        default=20_000_000, gt=0, description="Most characters of extracted text per document."
+    )
+    parse_timeout_s: float = Field(
+        default=300.0, gt=0, description="Seconds the parsing stage of one document may take."
+    )
+    embed_timeout_s: float = Field(
+        default=900.0, gt=0, description="Seconds the embedding stage of one document may take."
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="Runs of an ingestion job before it fails for good."
+    )
+    bm25_k1: float = Field(default=1.5, gt=0, description="BM25 term-frequency saturation.")
+    bm25_b: float = Field(
+        default=0.75, ge=0, le=1, description="BM25 length normalisation (0: none)."
+    )
+
+
+class RetrievalSettings(BaseModel):
+    """Search, answers with citations and conversations over collections (`rag/…` models)."""
+
+    model_config = {"extra": "forbid"}
+
+    answer_model: str = Field(
+        default="local/extractive",
+        description="Chat model that writes answers (called through the gateway chain).",
+    )
+    fusion: Literal["rrf", "weighted", "zscore"] = Field(
+        default="zscore",
+        description="Hybrid fusion: reciprocal-rank fusion, or a weighted sum of scores "
+        "normalised per query (min-max: `weighted`; z-scores: `zscore`).",
+    )
+    rrf_k: int = Field(default=60, ge=1, description="RRF constant k in 1 / (k + rank).")
+    dense_weight: float = Field(
+        default=0.45,
+        ge=0,
+        le=1,
+        description="Share of the dense (cosine) side in hybrid fusion; BM25 gets the rest. "
+        "The default was tuned on SciFact's train queries (docs/benchmarks.md).",
+    )
+    candidates: int = Field(
+        default=100, ge=1, le=1000, description="Hits taken from each side before fusing."
+    )
+    top_k: int = Field(default=8, ge=1, le=100, description="Default hits of a search or answer.")
+    default_context_window: int = Field(
+        default=8192, ge=256, description="Window assumed for a model that declares none."
+    )
+    max_context_tokens: int = Field(
+        default=6000, ge=64, description="Most tokens of retrieved text put in one prompt."
+    )
+    answer_max_tokens: int = Field(
+        default=512, ge=16, description="Tokens reserved for (and asked of) the answer."
+    )
+    history_share: float = Field(
+        default=0.35,
+        gt=0,
+        lt=1,
+        description="Most of the prompt budget given to conversation history; older turns "
+        "beyond it are compacted.",
+    )
+    keep_turns: int = Field(
+        default=2, ge=1, description="Latest turns always kept verbatim (budget permitting)."
+    )
+
+
 class Settings(BaseSettings):
     """Propylon's configuration."""
 
@@ -190,6 +601,32 @@ class Settings(BaseSettings):
     )
     models: list[ModelConfig] = Field(
         default_factory=list, description="Public models and their deployments (YAML)."
+    )
+    jobs: JobsSettings = Field(
+        default_factory=JobsSettings, description="Background jobs and workers (see below)."
+    )
+    cache: CacheSettings = Field(
+        default_factory=CacheSettings, description="Response cache (see below)."
+    )
+    observe: ObserveSettings = Field(
+        default_factory=ObserveSettings,
+        description="Request log, metrics and traces (see below).",
+    )
+    access: AccessSettings = Field(
+        default_factory=AccessSettings,
+        description="API keys, rate limits and budgets (see below).",
+    )
+    guard: GuardSettings = Field(
+        default_factory=GuardSettings,
+        description="Prompt-injection detection, canary and output checks (see below).",
+    )
+    rag: RagSettings = Field(
+        default_factory=RagSettings,
+        description="Context engine: ingestion limits, chunking and embedding defaults, BM25.",
+    )
+    retrieval: RetrievalSettings = Field(
+        default_factory=RetrievalSettings,
+        description="Context engine: hybrid search, answers with citations, conversations.",
     )
 
     @field_validator("data_dir")

@@ -8,13 +8,7 @@ from pydantic import AliasChoices, BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from propylon.settings import (
-    BreakerSettings,
-    DeploymentConfig,
-    ModelConfig,
-    RetrySettings,
-    Settings,
-)
+from propylon.settings import DeploymentConfig, ModelConfig, Settings
 
 HEADER = """# Configuration
 
@@ -66,8 +60,10 @@ def _table(model: type[BaseModel], *, env: bool) -> list[str]:
 
 def render_configuration_docs() -> str:
     parts: list[Any] = [HEADER, "## Settings", "", *_table(Settings, env=True), ""]
-    parts += ["## `retry`", "", *_table(RetrySettings, env=False), ""]
-    parts += ["## `breaker`", "", *_table(BreakerSettings, env=False), ""]
+    for name, field in Settings.model_fields.items():  # every nested section: retry, jobs…
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            parts += [f"## `{name}`", "", *_table(section, env=False), ""]
     parts += ["## `models[]`: a public model", "", *_table(ModelConfig, env=False), ""]
     parts += [
         "## `models[].deployments[]`: an upstream serving it",

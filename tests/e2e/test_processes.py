@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import yaml
 
-from tests.support.processes import free_port, propylon_process, wait_http
+from tests.support.processes import free_port, propylon_process, run_propylon, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,12 @@ async def test_sdk_talks_to_serve_relaying_from_fake_upstream_with_embedded_db(
 
     async with propylon_process(*args, log=tmp_path / "serve-1.log"):
         await wait_http(f"{base}/readyz")
-        async with openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="k", max_retries=0) as sdk:
+        # The CLI attaches to the embedded database `serve` is running and prints a new key.
+        created = await run_propylon(
+            "keys", "create", "--tenant", "e2e", "--data-dir", str(data_dir)
+        )
+        key = created.strip()
+        async with openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0) as sdk:
             reply = await sdk.chat.completions.create(
                 model="gpt-e2e", messages=[{"role": "user", "content": "hello there"}]
             )

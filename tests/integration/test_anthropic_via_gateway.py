@@ -53,7 +53,7 @@ async def claude(
     ]
     async with (
         serve_app(database_url=database_url, models=models) as server,
-        openai.AsyncOpenAI(base_url=server.v1, api_key="k", max_retries=0) as sdk,
+        openai.AsyncOpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0) as sdk,
     ):
         yield sdk
 

@@ -22,7 +22,9 @@ MESSAGES: list[ChatCompletionMessageParam] = [
 
 @asynccontextmanager
 async def client(gateway: AppServer) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=gateway.v1, api_key="test-key", max_retries=0) as sdk:
+    async with openai.AsyncOpenAI(
+        base_url=gateway.v1, api_key=gateway.api_key, max_retries=0
+    ) as sdk:
         yield sdk
 
 
@@ -130,7 +132,7 @@ async def post(gateway: AppServer, body: bytes | str) -> tuple[int, dict[str, ob
         http.post(
             f"{gateway.v1}/chat/completions",
             data=body,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **gateway.headers},
         ) as resp,
     ):
         return resp.status, await resp.json()

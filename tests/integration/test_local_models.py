@@ -21,7 +21,7 @@ async def local_sdk(pg_server: PostgresServer) -> AsyncIterator[openai.AsyncOpen
     models = load_settings(LOCAL_CONFIG).models
     async with (
         serve_app(database_url=await create_database(pg_server), models=models) as server,
-        openai.AsyncOpenAI(base_url=server.v1, api_key="k", max_retries=0) as sdk,
+        openai.AsyncOpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0) as sdk,
     ):
         yield sdk
 

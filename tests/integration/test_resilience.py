@@ -56,7 +56,11 @@ async def ha(
 async def chat(server: AppServer, stream: bool = False) -> tuple[int, dict[str, str], bytes]:
     async with (
         aiohttp.ClientSession() as http,
-        http.post(f"{server.v1}/chat/completions", json={**BODY, "stream": stream}) as resp,
+        http.post(
+            f"{server.v1}/chat/completions",
+            json={**BODY, "stream": stream},
+            headers=server.headers,
+        ) as resp,
     ):
         return resp.status, dict(resp.headers), await resp.read()
 

@@ -39,6 +39,21 @@ async def wait_http(url: str, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
+async def run_propylon(*args: str, env: dict[str, str] | None = None) -> str:
+    """Run `python -m propylon ARGS…` to completion; its stdout (raises if it failed)."""
+    proc = await asyncio.create_subprocess_exec(
+        *PROPYLON,
+        *args,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"propylon {' '.join(args)} failed: {err.decode()}")
+    return out.decode()
+
+
 @asynccontextmanager
 async def propylon_process(
     *args: str, env: dict[str, str] | None = None, log: Path | None = None

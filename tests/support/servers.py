@@ -18,10 +18,17 @@ from propylon.settings import Settings, load_settings
 class AppServer:
     url: str
     settings: Settings
+    api_key: str = ""  # a key of tenant `test` (chat, embeddings, rag), made at start
+    app: Any = None
 
     @property
     def v1(self) -> str:
         return f"{self.url}/v1"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header every `/v1` call needs."""
+        return {"Authorization": f"Bearer {self.api_key}"}
 
 
 @asynccontextmanager
@@ -46,5 +53,7 @@ async def serve_uvicorn(app: Any) -> AsyncIterator[str]:
 @asynccontextmanager
 async def serve_app(**overrides: Any) -> AsyncIterator[AppServer]:
     settings = load_settings(None, **overrides)
-    async with serve_uvicorn(create_app(settings)) as url:
-        yield AppServer(url, settings)
+    app = create_app(settings)
+    async with serve_uvicorn(app) as url:
+        key, _ = await app.state.services.access.create_key("test")
+        yield AppServer(url, settings, key, app)

@@ -29,6 +29,7 @@ class CallInfo:
     request_id: str | None = None
     endpoint: str = "chat"  # "chat" | "embeddings" | "rag"
     metadata: dict[str, Any] | None = None
+    cache_control: str | None = None  # the request's Cache-Control header (no-cache, no-store)
     started: float = field(default_factory=time.perf_counter)
     requested_model: str | None = None
     deployment: str | None = None

@@ -13,6 +13,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Tracer
+
 from propylon.errors import (
     AllDeploymentsUnavailable,
     InvalidRequest,
@@ -47,6 +50,7 @@ class Gateway:
         retry: RetryPolicy | None = None,
         context_window: ContextWindowCheck | None = None,
         sleep: Sleep = asyncio.sleep,
+        tracer: Tracer | None = None,
     ) -> None:
         self._registry = registry
         self._chat = chat
@@ -55,6 +59,7 @@ class Gateway:
         self._retry = retry or RetryPolicy()
         self._context_window = context_window
         self._sleep = sleep
+        self._tracer = tracer or trace.get_tracer("propylon.gateway")
 
     @property
     def registry(self) -> ModelRegistry:
@@ -141,7 +146,7 @@ class Gateway:
                 started = time.perf_counter()
                 attempted = True
                 try:
-                    result = await invoke(deployment)
+                    result = await self._attempt(model, deployment, invoke)
                 except PropylonError as exc:
                     call.record_attempt(deployment.name, exc.code or "error", started)
                     if not exc.retryable:
@@ -169,6 +174,30 @@ class Gateway:
                 retry_after=max(wait, 1.0),
             )
         raise last
+
+    async def _attempt(
+        self,
+        model: ModelConfig,
+        deployment: Deployment[A],
+        invoke: Callable[[Deployment[A]], Awaitable[T]],
+    ) -> T:
+        """One upstream call, in a client span with the GenAI attributes."""
+        config = deployment.config
+        with self._tracer.start_as_current_span(
+            f"{model.kind} {config.model or model.name}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": model.kind,
+                "gen_ai.provider.name": config.provider,
+                "gen_ai.request.model": config.model or model.name,
+                "propylon.deployment": deployment.name,
+            },
+        ) as span:
+            try:
+                return await invoke(deployment)
+            except PropylonError as exc:
+                span.set_attribute("error.type", exc.code or type(exc).__name__)
+                raise
 
 
 class _WatchedStream:

@@ -20,7 +20,10 @@ async def chat_completions(request: Request) -> Response:
     """OpenAI-compatible chat completions, streamed when `stream` is true."""
     svc = services(request)
     body = await read_json_object(request, svc.settings.max_body_bytes)
-    call = request.state.call = CallInfo(principal=await authenticate(request))
+    call = request.state.call = CallInfo(
+        principal=await authenticate(request),
+        cache_control=request.headers.get("cache-control"),
+    )
     if body.get("stream") is True:
         stream = await svc.chat.stream(body, call)
         return StreamingResponse(
