@@ -23,6 +23,7 @@ class FakeJobContext:
     payload: dict[str, Any]
     tenant_id: str = "00000000-0000-0000-0000-000000000000"
     attempt: int = 1
+    max_attempts: int = 3
     job_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     kind: str = "rag.ingest"
     collection_id: str | None = None
