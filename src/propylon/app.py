@@ -74,7 +74,7 @@ from propylon.jobs.worker import Worker
 from propylon.observe.observability import open_observability
 from propylon.rag.chat import RagChatService
 from propylon.rag.engine import build_collection_service, build_ingestion_handler
-from propylon.rag.ingest import INGEST_KIND
+from propylon.rag.ingest import INGEST_KIND, RiskScreen
 from propylon.rag.retrieval import build_retrieval
 from propylon.runs.executor import RunExecutor
 from propylon.runs.service import JOB_KIND as RUN_KIND
@@ -229,10 +229,26 @@ def job_handlers(services: Services) -> dict[str, Handler]:
     """
     return {
         INGEST_KIND: build_ingestion_handler(
-            services.settings, services.database, services.embeddings
+            services.settings,
+            services.database,
+            services.embeddings,
+            risk_screen(services.detector, services.settings),
         ),
         RUN_KIND: RunExecutor(services.database, services.chat, services.search, services.detector),
     }
+
+
+def risk_screen(detector: InjectionDetector | None, settings: Settings) -> RiskScreen | None:
+    """Scores ingested chunks with the guard's detector, as retrieved (untrusted) text."""
+    if detector is None:
+        return None
+    classify = settings.guard.retrieved_classifier
+
+    async def screen(texts: list[str]) -> list[float | None]:
+        verdicts = await detector.scan_many(texts, "retrieved", classify=classify)
+        return [verdict.score for verdict in verdicts]
+
+    return screen
 
 
 def runs_in_process_worker(settings: Settings) -> bool:

@@ -504,6 +504,14 @@ class RetrievalSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
+    exclude_risk_at: float | None = Field(
+        default=0.81,
+        ge=0,
+        le=1,
+        description="Chunks whose prompt-injection risk score (set at ingestion by the guard) "
+        "is at least this are left out of answers (still shown, with their score, in search "
+        "results); null keeps them. 0.81 is the guard's block threshold for retrieved text.",
+    )
     answer_model: str = Field(
         default="local/extractive",
         description="Chat model that writes answers (called through the gateway chain).",

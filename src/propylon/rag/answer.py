@@ -81,6 +81,7 @@ class AnswerOptions:
     answer_max_tokens: int = 512
     history_share: float = 0.35
     keep_turns: int = 2
+    exclude_risk_at: float | None = 0.81  # chunks this likely to be injections stay out
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +206,10 @@ class Answerer:
                 request.question, request.top_k or options.top_k, request.mode, request.filter
             ),
         )
+        threshold = options.exclude_risk_at
+        risky = [h for h in hits if threshold is not None and (h.risk_score or 0.0) >= threshold]
+        left_out = {h.chunk_id for h in risky}
+        hits = [h for h in hits if h.chunk_id not in left_out]
         passages = merge_neighbours(hits)
         await self._fill_text(passages)
         marker = self._marker
@@ -231,6 +236,7 @@ class Answerer:
             "context_tokens": context_tokens,
             "question_tokens": question_tokens,
             "reserved_for_answer": options.answer_max_tokens,
+            "excluded_risky_chunks": [h.chunk_id for h in risky],
             "history": {
                 "verbatim_turns": len(plan.verbatim),
                 "compacted_turns": plan.compacted_turns,

@@ -10,7 +10,7 @@ from propylon.rag.bm25 import BM25Index, BM25Params
 from propylon.rag.chunking import ChunkingConfig, CountTokens
 from propylon.rag.collections import CollectionDefaults, CollectionService, JobEnqueuer
 from propylon.rag.embedding import ChunkEmbedder
-from propylon.rag.ingest import IngestionHandler, IngestLimits
+from propylon.rag.ingest import IngestionHandler, IngestLimits, RiskScreen
 from propylon.rag.parsing import ParseLimits
 from propylon.rag.store import CollectionStore
 from propylon.settings import RagSettings, Settings
@@ -41,7 +41,10 @@ def build_collection_service(
 
 
 def build_ingestion_handler(
-    settings: Settings, database: Database, embeddings: EmbeddingService
+    settings: Settings,
+    database: Database,
+    embeddings: EmbeddingService,
+    screen: RiskScreen | None = None,
 ) -> IngestionHandler:
     rag = settings.rag
     return IngestionHandler(
@@ -59,6 +62,7 @@ def build_ingestion_handler(
             ),
             embed_timeout_s=rag.embed_timeout_s,
         ),
+        screen,
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,10 @@ class IngestLimits:
     embed_timeout_s: float = 600.0
 
 
+RiskScreen = Callable[[list[str]], Awaitable[Sequence[float | None]]]
+"""Scores texts for prompt injection (0 = benign … 1 = certain), one score per text."""
+
+
 class IngestionHandler:
     """Runs ``rag.ingest`` jobs; payload ``{"upload_id", "document_id", "max_attempts"}``."""
 
@@ -45,11 +50,13 @@ class IngestionHandler:
         embedder: ChunkEmbedder,
         count_tokens: CountTokens,
         limits: IngestLimits | None = None,
+        screen: RiskScreen | None = None,
     ) -> None:
         self._store = store
         self._embedder = embedder
         self._count_tokens = count_tokens
         self._limits = limits or IngestLimits()
+        self._screen = screen
 
     async def __call__(self, ctx: JobContext) -> dict[str, Any] | None:
         upload_id = str(ctx.payload["upload_id"])
@@ -116,6 +123,12 @@ class IngestionHandler:
             raise ServiceUnavailable(
                 f"Embedding took longer than {self._limits.embed_timeout_s:g} s."
             ) from None
+        risks: list[float | None] | None = None
+        if self._screen is not None:
+            # Indirect prompt injection: every chunk gets a risk score, shown in search
+            # results; answers leave out chunks over the policy's threshold.
+            await ctx.progress(stage="screening", fraction=0.0, counters={"chunks": len(chunks)})
+            risks = list(await self._screen([chunk.text for chunk in chunks]))
         await ctx.progress(stage="storing", fraction=0.0, counters={"chunks": len(chunks)})
         result = {
             "document_id": str(upload["document_id"]),
@@ -142,6 +155,7 @@ class IngestionHandler:
                 vectors=embedded.vectors,
                 model_id=embedded.model_id,
                 weights=embedded.weights,
+                risks=risks,
             ),
             on_commit=complete,
         )

@@ -63,6 +63,7 @@ def build_retrieval(
             answer_max_tokens=config.answer_max_tokens,
             history_share=config.history_share,
             keep_turns=config.keep_turns,
+            exclude_risk_at=config.exclude_risk_at,
         ),
         marker,
     )

@@ -41,6 +41,7 @@ class StoredVersion:
     vectors: Sequence[Sequence[float]]
     model_id: str
     weights: str | None
+    risks: Sequence[float | None] | None = None  # injection risk per chunk, when screened
 
 
 class CollectionStore:
@@ -225,8 +226,10 @@ class CollectionStore:
         cur = await conn.execute(QUERIES["chunk_ids_reserve"], {"n": len(version.chunks)})
         ids = [int(row["id"]) for row in await cur.fetchall()]
         postings: list[tuple[int, Counter[str], int]] = []
+        risks = version.risks or [None] * len(version.chunks)
+        rows = zip(ids, version.chunks, version.vectors, risks, strict=True)
         async with conn.cursor().copy(QUERIES["copy_chunks"]) as copy:
-            for chunk_id, chunk, vector in zip(ids, version.chunks, version.vectors, strict=True):
+            for chunk_id, chunk, vector, risk in rows:
                 counts, length = self.bm25.term_counts(chunk.text)
                 postings.append((chunk_id, counts, length))
                 await copy.write_row(
@@ -246,6 +249,7 @@ class CollectionStore:
                         _vector_literal(vector) if vector else None,
                         version.model_id,
                         version.weights,
+                        risk,
                     )
                 )
         await self.bm25.add(conn, version.collection_id, postings)
