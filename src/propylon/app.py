@@ -344,6 +344,12 @@ async def build_services(
         await hub.start()
         stack.push_async_callback(hub.close)
         job_queue = JobQueue(database, hub, cancel_wait_s=settings.jobs.cancel_wait_s)
+
+        async def refresh_queue_depth() -> None:
+            for kind, depth in (await job_queue.queued_by_kind()).items():
+                observe.metrics.queue_depth(kind, depth)
+
+        observe.metrics.add_scrape_hook(refresh_queue_depth)
         services = Services(
             settings=settings,
             database=database,
@@ -367,7 +373,9 @@ async def build_services(
         if worker:
             table = (handlers or job_handlers)(services)
             await stack.enter_async_context(
-                running_worker(Worker(database, hub, table, settings.jobs))
+                running_worker(
+                    Worker(database, hub, table, settings.jobs, outcomes=observe.metrics)
+                )
             )
         yield services
 

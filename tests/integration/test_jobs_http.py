@@ -245,3 +245,25 @@ async def test_collection_feed_of_another_tenant_shows_nothing(
         await server.enqueue("echo", collection_id="c1")  # alpha's c1, not beta's
         with pytest.raises(asyncio.TimeoutError):
             await ws.receive_json(timeout=1.0)
+
+
+async def test_metrics_show_queue_depth_and_finished_jobs(database_url: str) -> None:
+    """The queue's depth is read at scrape time; each job a worker ends is counted."""
+    from propylon.settings import load_settings
+    from tests.support.servers import serve_uvicorn
+
+    async def echo(ctx: Any) -> dict[str, Any]:
+        return {"echo": ctx.payload}
+
+    settings = load_settings(None, database_url=database_url, jobs={"in_process_worker": True})
+    app = create_app(settings, handlers=lambda services: {"echo": echo})
+    tenant = "11111111-1111-1111-1111-111111111111"
+    async with serve_uvicorn(app) as url:
+        queue = app.state.services.jobs
+        job = await queue.enqueue(tenant_id=tenant, kind="echo", payload={})
+        await queue.wait(tenant, job, timeout=10)
+        await queue.enqueue(tenant_id=tenant, kind="not-handled", payload={})
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
+            text = await resp.text()
+    assert 'propylon_job_duration_seconds_count{kind="echo",outcome="succeeded"} 1.0' in text
+    assert 'queue="not-handled"} 1.0' in text

@@ -184,3 +184,6 @@ RETURNING jobs.*
 
 -- name: notify
 SELECT pg_notify('propylon_jobs', %(payload)s)
+
+-- name: queued_by_kind
+SELECT kind, count(*) AS queued FROM jobs WHERE state = 'queued' GROUP BY kind;

@@ -20,6 +20,7 @@ from propylon.db.database import Database
 from propylon.errors import InvalidRequest, NotFound
 from propylon.jobs import store
 from propylon.jobs.progress import ProgressHub
+from propylon.jobs.queries import query
 from propylon.jobs.view import TERMINAL_STATES, JobView
 
 
@@ -67,6 +68,12 @@ class JobQueue:
                 if view is not None:
                     return view.id
         raise RuntimeError("could not enqueue or find a duplicate job")  # pragma: no cover
+
+    async def queued_by_kind(self) -> dict[str, int]:
+        """How many jobs of each kind wait to be claimed (for the queue-depth gauge)."""
+        async with self._database.connection() as conn:
+            cur = await conn.execute(query("queued_by_kind"))
+            return {str(row["kind"]): int(row["queued"]) for row in await cur.fetchall()}
 
     async def get(self, tenant_id: str, job_id: str) -> JobView:
         """The job; ``NotFound`` when it does not exist or belongs to another tenant."""

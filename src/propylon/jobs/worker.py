@@ -17,7 +17,7 @@ import random
 import socket
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from psycopg.types.json import Jsonb
 
@@ -34,6 +34,12 @@ from propylon.settings import JobsSettings
 log = logging.getLogger(__name__)
 
 
+class JobOutcomes(Protocol):
+    """Where a worker reports each job attempt it ends (e.g. Prometheus metrics)."""
+
+    def job_finished(self, kind: str, outcome: str, seconds: float) -> None: ...
+
+
 class Worker:
     """Runs the jobs whose kinds it has handlers for, until told to stop."""
 
@@ -45,8 +51,10 @@ class Worker:
         settings: JobsSettings,
         *,
         worker_id: str | None = None,
+        outcomes: JobOutcomes | None = None,
     ) -> None:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._outcomes = outcomes
         self._database = database
         self._hub = hub
         self._handlers = dict(handlers)
@@ -131,22 +139,30 @@ class Worker:
         )
 
     async def _run(self, ctx: RunningJob, handler_task: asyncio.Task[Any]) -> None:
+        started = time.monotonic()
+        outcome: str | None = None
         try:
             try:
                 result = await handler_task
             except (asyncio.CancelledError, JobCancelled) as exc:
                 if ctx.stop_reason is not None:
                     await self._stopped(ctx)
+                    outcome = {"cancel": "cancelled", "shutdown": "released"}.get(
+                        ctx.stop_reason, "lease_lost"
+                    )
                 elif not handler_task.done():
                     raise  # this task itself was cancelled: not ours to record
                 else:  # the handler cancelled itself, unasked: an ordinary failure
-                    await self._failed(ctx, RuntimeError(f"the handler was cancelled ({exc!r})"))
+                    error = RuntimeError(f"the handler was cancelled ({exc!r})")
+                    outcome = await self._failed(ctx, error)
             except LeaseLost:
                 log.warning("job lost its lease", extra={"job_id": ctx.job_id})
+                outcome = "lease_lost"
             except Exception as exc:
-                await self._failed(ctx, exc)
+                outcome = await self._failed(ctx, exc)
             else:
                 await self._succeeded(ctx, result)
+                outcome = "succeeded"
         except Exception as exc:  # recording the outcome failed; the reaper will requeue it
             log.warning(
                 "recording a job outcome failed", extra={"job_id": ctx.job_id, "error": str(exc)}
@@ -154,6 +170,8 @@ class Worker:
         finally:
             self._running.pop(ctx.job_id, None)
             self._wake.set()
+            if outcome is not None and self._outcomes is not None:
+                self._outcomes.job_finished(ctx.kind, outcome, time.monotonic() - started)
 
     async def _succeeded(self, ctx: RunningJob, result: Any) -> None:
         if result is not None and not isinstance(result, dict):
@@ -165,18 +183,20 @@ class Worker:
             await store.change_one(conn, "succeed", params, "state")
         log.info("job succeeded", extra={"job_id": ctx.job_id})
 
-    async def _failed(self, ctx: RunningJob, exc: BaseException) -> None:
+    async def _failed(self, ctx: RunningJob, exc: BaseException) -> str:
+        """Record a failure: final ("failed") or to be retried ("retry")."""
         final = isinstance(exc, PropylonError) and not exc.retryable
         reason = exc.message if isinstance(exc, PropylonError) else f"{type(exc).__name__}: {exc}"
         async with self._database.connection() as conn:
             if final or ctx.attempt >= ctx.max_attempts:
                 await store.change_one(conn, "fail", {**ctx.fence, "reason": reason}, "state")
                 log.warning("job failed", extra={"job_id": ctx.job_id, "reason": reason})
-            else:
-                delay = self.backoff(ctx.attempt)
-                params = {**ctx.fence, "reason": reason, "delay_s": delay}
-                await store.change_one(conn, "retry", params, "state")
-                log.info("job will retry", extra={"job_id": ctx.job_id, "delay_s": delay})
+                return "failed"
+            delay = self.backoff(ctx.attempt)
+            params = {**ctx.fence, "reason": reason, "delay_s": delay}
+            await store.change_one(conn, "retry", params, "state")
+            log.info("job will retry", extra={"job_id": ctx.job_id, "delay_s": delay})
+            return "retry"
 
     def backoff(self, attempt: int) -> float:
         """Seconds before the next attempt: doubling from ``retry_base_s``, capped, jittered."""
