@@ -504,6 +504,11 @@ class RetrievalSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
+    spotlighting: Literal["datamark", "delimit"] = Field(
+        default="datamark",
+        description="How retrieved text is marked as untrusted in RAG prompts: `delimit` "
+        "fences it in <source> blocks; `datamark` also joins its words with ˆ.",
+    )
     exclude_risk_at: float | None = Field(
         default=0.81,
         ge=0,

@@ -367,6 +367,11 @@ def _text(content: Any) -> str:
     raise InvalidRequest("message content must be a string or a list of parts", param="messages")
 
 
+# The datamark a RAG prompt may join source words with (``propylon.rag.prompt.Datamark``);
+# one character for one space, so offsets into the unmarked text are offsets into the original.
+_DATAMARK = "\u02c6"
+
+
 def _labelled(text: str) -> tuple[list[tuple[int | None, str]], str]:
     """The labelled sources in ``text`` (number if given, raw text), and the text outside."""
     found: list[tuple[int | None, str]] = []
@@ -375,7 +380,8 @@ def _labelled(text: str) -> tuple[list[tuple[int | None, str]], str]:
     for block in _SOURCE_BLOCK.finditer(text):
         outside.append(text[position : block.start()])
         number = _SOURCE_ID.search(block.group(1))
-        found.append((int(number.group(1)) if number else None, block.group(2)))
+        body = block.group(2).replace(_DATAMARK, " ")  # spotlighting marks words, not meaning
+        found.append((int(number.group(1)) if number else None, body))
         position = block.end()
     outside.append(text[position:])
     rest = "\n\n".join(outside)

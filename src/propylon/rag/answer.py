@@ -49,6 +49,7 @@ from propylon.rag.prompt import (
     fence_one,
     source_block,
     system_prompt,
+    unmark,
     user_message,
 )
 from propylon.rag.retrieval_queries import QUERIES
@@ -358,6 +359,7 @@ def map_citation(source: FencedSource, quote: str, start: Any) -> dict[str, Any]
         if text[lead + start : lead + start + len(quote)] == quote:
             at = lead + start
     if at < 0:
+        quote = unmark(quote)  # a model may quote datamarked text as it saw it
         at = text.find(quote) if quote else -1
     if at < 0:
         return None

@@ -10,7 +10,7 @@ from propylon.gateway.registry import ModelRegistry
 from propylon.rag.answer import Answerer, AnswerOptions, ModelInfo
 from propylon.rag.bm25 import BM25Index, BM25Params
 from propylon.rag.conversations import ConversationStore
-from propylon.rag.prompt import PassageMarker
+from propylon.rag.prompt import MARKERS, PassageMarker
 from propylon.rag.search import FusionParams, SearchService
 from propylon.settings import Settings
 from propylon.tokens import TokenCounter
@@ -65,6 +65,6 @@ def build_retrieval(
             keep_turns=config.keep_turns,
             exclude_risk_at=config.exclude_risk_at,
         ),
-        marker,
+        marker or MARKERS[config.spotlighting],
     )
     return Retrieval(search, answers)
