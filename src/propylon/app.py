@@ -461,3 +461,14 @@ def create_app(
         app.include_router(module.router)
     app.mount("/console", console.static_files(), name="console")
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one `propylon serve --workers N` process: settings from the environment
+    (the parent wrote its flags there), built once in that process."""
+    from propylon.observe.logging import configure_logging
+    from propylon.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

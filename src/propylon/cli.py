@@ -45,6 +45,14 @@ def serve(
             "database, off with DATABASE_URL).",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes sharing the port. Rate limits stay exact across them only "
+            "with REDIS_URL (otherwise each process counts alone).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (OpenAI-compatible gateway and the rest)."""
     import uvicorn
@@ -56,6 +64,9 @@ def serve(
     if with_worker is not None:
         settings.jobs.in_process_worker = with_worker
     configure_logging(settings.log_level)
+    if workers > 1:
+        _serve_processes(settings, config, with_worker, workers)
+        return
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings),
@@ -69,6 +80,44 @@ def serve(
         )
     )
     server.run()
+
+
+def _serve_processes(
+    settings: Settings, config: Path | None, with_worker: bool | None, workers: int
+) -> None:
+    """Several server processes on one port: each rebuilds these settings from the
+    environment (app factory), shares the database and, with REDIS_URL, the limits."""
+    import logging
+    import os
+
+    import uvicorn
+
+    overrides = {
+        "PROPYLON_CONFIG": str(config.resolve()) if config is not None else None,
+        "PROPYLON_DATA_DIR": str(settings.data_dir.resolve()),
+        "PROPYLON_HOST": settings.host,
+        "PROPYLON_PORT": str(settings.port),
+        "PROPYLON_JOBS__IN_PROCESS_WORKER": (
+            None if with_worker is None else str(with_worker).lower()
+        ),
+    }
+    os.environ.update({name: value for name, value in overrides.items() if value is not None})
+    if settings.redis_url is None:
+        logging.getLogger(__name__).warning(
+            "--workers without REDIS_URL: rate limits are counted per process, not shared"
+        )
+    uvicorn.run(
+        "propylon.app:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
 
 
 @app.command()
