@@ -94,6 +94,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("ingestion", "bench.ingestion", "ingestion overhead over the raw embedder"),
         Benchmark("search", "bench.search", "hybrid search p95 at 100,000 chunks"),
         Benchmark("profile", "bench.profile", "py-spy profile of the gateway under load"),
+        Benchmark("soak", "bench.soak", "10 minutes of mixed load: RSS growth", default=False),
     )
 }
 """Every family, in the order a full run takes them."""
