@@ -105,8 +105,14 @@ async def test_upload_watch_progress_ask_and_open_a_citation(
             await page.screenshot(path=str(ARTIFACTS / "4-citation.png"))
 
             await page.click("button[data-tab=dashboard]")
-            await page.click("#refresh-stats")
-            await expect(page.locator("#cards .card .value").first).not_to_have_text("0")
+            # The request log is written in the background: refresh until it shows up.
+            requests = page.locator("#cards .card .value").first
+            for _ in range(30):
+                await page.click("#refresh-stats")
+                await page.wait_for_timeout(500)
+                if (await requests.text_content()) not in ("0", None):
+                    break
+            await expect(requests).not_to_have_text("0")
             await page.screenshot(path=str(ARTIFACTS / "5-dashboard-after.png"))
         finally:
             await browser.close()

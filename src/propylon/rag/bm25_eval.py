@@ -182,6 +182,7 @@ async def index_corpus(
                         None,
                         None,
                         None,
+                        None,  # risk_score: the eval corpus is not screened
                     )
                 )
         await store.bm25.add(conn, collection_id, postings)

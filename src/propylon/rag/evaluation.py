@@ -212,7 +212,7 @@ async def index(
             literal = "[" + ",".join(repr(float(x)) for x in vector) + "]"
             rows.append(
                 (chunk_id, collection_id, str(document["id"]), 0, text, 0, len(text), None, None,
-                 [], length, length, literal, EMBEDDING_MODEL, None)
+                 [], length, length, literal, EMBEDDING_MODEL, None, None)
             )  # fmt: skip
             chunk_to_doc[chunk_id] = doc_id
         async with conn.cursor().copy(STORE_QUERIES["copy_chunks"]) as copy:
