@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,15 +13,26 @@ from starlette.responses import Response
 from propylon.errors import InvalidRequest, NotFound, PropylonError
 from propylon.gateway.call import CallInfo
 from propylon.http.json import json_response
+from propylon.observe.redaction import redact
 
 log = logging.getLogger(__name__)
 
 _HTTP_TYPES = {404: NotFound, 405: InvalidRequest}
 
 
+def public_error(error: PropylonError) -> dict[str, Any]:
+    """The OpenAI error body, its message cleared of anything that looks like a secret: an
+    upstream may echo the provider key it was sent, and that key is ours, not the client's."""
+    body = error.to_dict()
+    body["error"]["message"] = redact(body["error"]["message"])
+    return body
+
+
 def render_error(error: PropylonError, headers: dict[str, str] | None = None) -> Response:
     return json_response(
-        error.to_dict(), status=error.http_status, headers={**error.headers(), **(headers or {})}
+        public_error(error),
+        status=error.http_status,
+        headers={**error.headers(), **(headers or {})},
     )
 
 

@@ -22,6 +22,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from propylon.errors import PropylonError
 from propylon.http.auth import authenticate
 from propylon.http.context import services
+from propylon.http.errors import public_error
 from propylon.http.json import json_response
 from propylon.principal import Principal
 from propylon.services import Services
@@ -80,7 +81,9 @@ async def _stream(websocket: WebSocket, feed: Feed) -> None:
         await _close(websocket, 1000)
     except PropylonError as error:
         with contextlib.suppress(Exception):
-            await websocket.send_text(orjson.dumps({"type": "error", **error.to_dict()}).decode())
+            await websocket.send_text(
+                orjson.dumps({"type": "error", **public_error(error)}).decode()
+            )
         await _close(websocket, 4000 + error.http_status)
     except WebSocketDisconnect:
         return

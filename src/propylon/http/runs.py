@@ -13,6 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 from propylon.errors import InvalidRequest, PropylonError
 from propylon.http.auth import authenticate
 from propylon.http.context import services
+from propylon.http.errors import public_error
 from propylon.http.json import json_response, read_json_object
 from propylon.http.openapi import JSON_OBJECT_BODY
 from propylon.services import Services
@@ -65,7 +66,7 @@ async def run_events(websocket: WebSocket, run_id: str) -> None:
         await websocket.close(1000)
     except PropylonError as exc:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await websocket.send_json({"type": "error", **exc.to_dict()})
+            await websocket.send_json({"type": "error", **public_error(exc)})
             await websocket.close(4000 + exc.http_status)
     except WebSocketDisconnect:
         return

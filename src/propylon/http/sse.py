@@ -14,6 +14,7 @@ import orjson
 
 from propylon.errors import PropylonError
 from propylon.gateway.protocol import ChatStream
+from propylon.http.errors import public_error
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,6 @@ async def sse_body(stream: ChatStream) -> AsyncIterator[bytes]:
         yield DONE
     except PropylonError as exc:
         log.warning("stream ended with an error", extra={"code": exc.code})
-        yield event(exc.to_dict())
+        yield event(public_error(exc))
     finally:
         await stream.aclose()
