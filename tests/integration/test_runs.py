@@ -273,3 +273,25 @@ async def test_another_tenants_run_is_not_found(runs_app: AppServer) -> None:
     assert error["error"]["code"] == "run_not_found"
     status, _ = await call(runs_app, "GET", "/runs/not-a-uuid")
     assert status == 404
+
+
+async def test_the_event_feed_refuses_another_tenants_run_and_a_bad_event_id(
+    runs_app: AppServer,
+) -> None:
+    _, run = await call(runs_app, "POST", "/runs", chat_run())
+    other, _ = await runs_app.app.state.services.access.create_key("feed-stranger")
+    base = f"{runs_app.url.replace('http', 'ws')}/v1/runs/{run['id']}/events"
+    for url, key, code in (
+        (base, other, 4404),
+        (f"{base}?last_event_id=minus-one", runs_app.api_key, 4400),
+    ):
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(url, headers={"Authorization": f"Bearer {key}"}) as ws,
+        ):
+            message = await ws.receive_json()
+            closing = await ws.receive()
+        assert message["type"] == "error"
+        assert message["error"]["type"] == "invalid_request_error"
+        assert closing.type == aiohttp.WSMsgType.CLOSE
+        assert closing.data == code

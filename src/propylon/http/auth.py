@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
 from propylon.errors import PermissionDenied
 from propylon.http.context import services
@@ -19,8 +19,9 @@ from propylon.principal import Principal
 _ADMIN = Principal(tenant_id="", tenant_name="admin", features=frozenset({"admin"}), is_admin=True)
 
 
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+def bearer_token(connection: HTTPConnection) -> str | None:
+    """The key of ``Authorization: Bearer <key>`` (HTTP requests and WebSockets alike)."""
+    header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
         return None

@@ -4,19 +4,15 @@ WebSocket that resumes after the last event id a client saw (`?last_event_id=N` 
 
 from __future__ import annotations
 
-import contextlib
-
 from fastapi import APIRouter, Request, WebSocket
 from starlette.responses import Response
-from starlette.websockets import WebSocketDisconnect
 
-from propylon.errors import InvalidRequest, PropylonError
+from propylon.errors import InvalidRequest
 from propylon.http.auth import authenticate
 from propylon.http.context import services
-from propylon.http.errors import public_error
 from propylon.http.json import json_response, read_json_object
 from propylon.http.openapi import JSON_OBJECT_BODY
-from propylon.services import Services
+from propylon.http.websocket import serve_feed
 
 router = APIRouter(tags=["runs"])
 
@@ -56,27 +52,10 @@ async def cancel_run(run_id: str, request: Request) -> Response:
 async def run_events(websocket: WebSocket, run_id: str) -> None:
     """Every event after `last_event_id` (default 0), each `{"id", "type", "data"}`, in order;
     closed with 1000 after the run's last event."""
-    await websocket.accept()
-    running: Services = websocket.app.state.services
-    try:
-        principal = await running.keys.authenticate(_token(websocket))
-        after = _last_event_id(websocket)
-        async for event in running.runs.follow(principal.tenant_id, run_id, after):
-            await websocket.send_json(event)
-        await websocket.close(1000)
-    except PropylonError as exc:
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await websocket.send_json({"type": "error", **public_error(exc)})
-            await websocket.close(4000 + exc.http_status)
-    except WebSocketDisconnect:
-        return
-
-
-def _token(websocket: WebSocket) -> str | None:
-    header = websocket.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return websocket.query_params.get("api_key")
+    await serve_feed(
+        websocket,
+        lambda s, p: s.runs.follow(p.tenant_id, run_id, _last_event_id(websocket)),
+    )
 
 
 def _last_event_id(websocket: WebSocket) -> int:

@@ -1,0 +1,83 @@
+"""Live feeds over WebSockets (job events, run events): one way to authenticate and fail.
+
+A WebSocket authenticates like every `/v1` route (`Authorization: Bearer <key>`), or with
+`?api_key=<key>` for browsers, which cannot set headers on a WebSocket. A failure is sent as one
+`{"type": "error", "error": {...}}` message in OpenAI's shape, then the socket is closed with
+code 4000 + the HTTP status (4400, 4401, 4403, 4404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from fastapi import WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from propylon.errors import PropylonError
+from propylon.http.auth import bearer_token
+from propylon.http.errors import public_error
+from propylon.principal import Principal
+from propylon.services import Services
+
+Feed = Callable[[Services, Principal], AsyncIterator[dict[str, Any]]]
+
+
+async def serve_feed(websocket: WebSocket, feed: Feed) -> None:
+    """Authenticate, then send every event of ``feed`` until it ends (close 1000) or the
+    client leaves; a ``PropylonError`` is reported as the module docstring says."""
+    await websocket.accept()
+    running: Services = websocket.app.state.services
+    try:
+        principal = await running.keys.authenticate(_token(websocket))
+        sender = asyncio.create_task(_send_all(websocket, feed(running, principal)))
+        reader = asyncio.create_task(_until_disconnect(websocket))
+        done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (sender, reader):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+            await reader
+        if sender not in done:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await sender
+            return
+        await sender  # re-raises a PropylonError (e.g. 404) to report it below
+        await _close(websocket, 1000)
+    except PropylonError as error:
+        with contextlib.suppress(Exception):
+            await websocket.send_text(
+                orjson.dumps({"type": "error", **public_error(error)}).decode()
+            )
+        await _close(websocket, 4000 + error.http_status)
+    except WebSocketDisconnect:
+        return
+
+
+async def _send_all(websocket: WebSocket, events: AsyncIterator[dict[str, Any]]) -> None:
+    try:
+        async for event in events:
+            await websocket.send_text(orjson.dumps(event).decode())
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+async def _close(websocket: WebSocket, code: int) -> None:
+    if websocket.application_state != WebSocketState.DISCONNECTED:
+        with contextlib.suppress(Exception):
+            await websocket.close(code)
+
+
+def _token(websocket: WebSocket) -> str | None:
+    return bearer_token(websocket) or websocket.query_params.get("api_key") or None
