@@ -22,7 +22,7 @@ from propylon.db.database import Database
 from propylon.rag.bm25 import BM25Index, BM25Params
 from propylon.rag.chunking import Chunk
 from propylon.rag.queries import QUERIES
-from propylon.rag.store import CollectionStore
+from propylon.rag.store import CollectionStore, NewChunk
 
 EVAL_TENANT = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 Qrels = dict[str, dict[str, int]]
@@ -139,14 +139,11 @@ async def evaluate_bm25(
 async def index_corpus(
     store: CollectionStore, collection_id: str, corpus: dict[str, str]
 ) -> dict[int, str]:
-    """One document with one chunk per corpus entry, in a single transaction."""
-    chunk_to_doc: dict[int, str] = {}
+    """One document with one chunk per corpus entry, in a single transaction; chunk id ->
+    corpus id."""
     async with store.database.connection() as conn:
-        postings = []
-        cur = await conn.execute(QUERIES["chunk_ids_reserve"], {"n": len(corpus)})
-        ids = [int(row["id"]) for row in await cur.fetchall()]
-        rows = []
-        for chunk_id, (doc_id, text) in zip(ids, corpus.items(), strict=True):
+        new: list[NewChunk] = []
+        for doc_id, text in corpus.items():
             document = await store.insert_document(
                 conn,
                 {
@@ -158,34 +155,11 @@ async def index_corpus(
                     "metadata": {},
                 },
             )
-            counts, length = store.bm25.term_counts(text)
-            postings.append((chunk_id, counts, length))
+            _, length = store.bm25.term_counts(text)
             chunk = Chunk(0, 0, len(text), text, None, None, (), length)
-            rows.append((chunk_id, str(document["id"]), chunk, length))
-            chunk_to_doc[chunk_id] = doc_id
-        async with conn.cursor().copy(QUERIES["copy_chunks"]) as copy:
-            for chunk_id, document_id, chunk, length in rows:
-                await copy.write_row(
-                    (
-                        chunk_id,
-                        collection_id,
-                        document_id,
-                        0,
-                        chunk.text,
-                        0,
-                        chunk.end,
-                        None,
-                        None,
-                        [],
-                        chunk.token_count,
-                        length,
-                        None,
-                        None,
-                        None,
-                        None,  # risk_score: the eval corpus is not screened
-                    )
-                )
-        await store.bm25.add(conn, collection_id, postings)
+            new.append(NewChunk(str(document["id"]), chunk))
+        ids = await store.insert_chunks(conn, collection_id, new)
+    chunk_to_doc = dict(zip(ids, corpus, strict=True))
     async with store.database.connection() as conn:
         await conn.execute(QUERIES["bm25_analyze"])
     return chunk_to_doc

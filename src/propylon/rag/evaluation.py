@@ -43,8 +43,8 @@ from propylon.principal import Principal
 from propylon.rag.answer import Answerer, AnswerOptions, AnswerRequest, ModelInfo
 from propylon.rag.bm25 import BM25Index
 from propylon.rag.bm25_eval import BeirData, Qrels, load_beir, ndcg_at_k
+from propylon.rag.chunking import Chunk
 from propylon.rag.conversations import ConversationStore
-from propylon.rag.queries import QUERIES as STORE_QUERIES
 from propylon.rag.retrieval_queries import QUERIES
 from propylon.rag.search import (
     CollectionRef,
@@ -54,7 +54,7 @@ from propylon.rag.search import (
     SearchService,
     fuse,
 )
-from propylon.rag.store import CollectionStore
+from propylon.rag.store import CollectionStore, NewChunk
 from propylon.tokens import TokenCounter
 
 EVAL_TENANT = "eeeeeeee-eeee-eeee-eeee-eeeeeeeeeeee"
@@ -185,13 +185,9 @@ async def index(
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cache, ids=np.array(ids), vectors=np.asarray(vectors, dtype=np.float32))
-    chunk_to_doc: dict[int, str] = {}
     async with database.connection() as conn:
-        cur = await conn.execute(STORE_QUERIES["chunk_ids_reserve"], {"n": len(ids)})
-        chunk_ids = [int(row["id"]) for row in await cur.fetchall()]
-        rows: list[tuple[Any, ...]] = []
-        postings = []
-        for chunk_id, doc_id, vector in zip(chunk_ids, ids, vectors, strict=True):
+        new: list[NewChunk] = []
+        for doc_id, vector in zip(ids, vectors, strict=True):
             text = corpus[doc_id]
             document = await store.insert_document(
                 conn,
@@ -207,19 +203,11 @@ async def index(
             await conn.execute(
                 QUERIES["eval_document_ready"], {"document_id": document["id"], "text": text}
             )
-            counts, length = store.bm25.term_counts(text)
-            postings.append((chunk_id, counts, length))
-            literal = "[" + ",".join(repr(float(x)) for x in vector) + "]"
-            rows.append(
-                (chunk_id, collection_id, str(document["id"]), 0, text, 0, len(text), None, None,
-                 [], length, length, literal, EMBEDDING_MODEL, None, None)
-            )  # fmt: skip
-            chunk_to_doc[chunk_id] = doc_id
-        async with conn.cursor().copy(STORE_QUERIES["copy_chunks"]) as copy:
-            for row in rows:
-                await copy.write_row(row)
-        await store.bm25.add(conn, collection_id, postings)
-    return chunk_to_doc
+            _, length = store.bm25.term_counts(text)
+            chunk = Chunk(0, 0, len(text), text, None, None, (), length)
+            new.append(NewChunk(str(document["id"]), chunk, vector, EMBEDDING_MODEL))
+        chunk_ids = await store.insert_chunks(conn, collection_id, new)
+    return dict(zip(chunk_ids, ids, strict=True))
 
 
 async def evaluate(

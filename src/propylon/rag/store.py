@@ -44,6 +44,18 @@ class StoredVersion:
     risks: Sequence[float | None] | None = None  # injection risk per chunk, when screened
 
 
+@dataclass(frozen=True, slots=True)
+class NewChunk:
+    """One chunk to store: its document, text and place, and what was computed for it."""
+
+    document_id: str
+    chunk: Chunk
+    vector: Sequence[float] | None = None
+    model_id: str | None = None
+    weights: str | None = None
+    risk: float | None = None
+
+
 class CollectionStore:
     def __init__(self, database: Database, bm25: BM25Index) -> None:
         self.database = database
@@ -221,22 +233,38 @@ class CollectionStore:
             return True
 
     async def _insert_chunks(self, conn: Conn, version: StoredVersion) -> None:
-        if not version.chunks:
-            return
-        cur = await conn.execute(QUERIES["chunk_ids_reserve"], {"n": len(version.chunks)})
+        risks = version.risks or [None] * len(version.chunks)
+        rows = zip(version.chunks, version.vectors, risks, strict=True)
+        await self.insert_chunks(
+            conn,
+            version.collection_id,
+            [
+                NewChunk(
+                    version.document_id, chunk, vector, version.model_id, version.weights, risk
+                )
+                for chunk, vector, risk in rows
+            ],
+        )
+
+    async def insert_chunks(
+        self, conn: Conn, collection_id: str, chunks: Sequence[NewChunk]
+    ) -> list[int]:
+        """COPY ``chunks`` into the collection and index them for BM25; their new ids."""
+        if not chunks:
+            return []
+        cur = await conn.execute(QUERIES["chunk_ids_reserve"], {"n": len(chunks)})
         ids = [int(row["id"]) for row in await cur.fetchall()]
         postings: list[tuple[int, Counter[str], int]] = []
-        risks = version.risks or [None] * len(version.chunks)
-        rows = zip(ids, version.chunks, version.vectors, risks, strict=True)
         async with conn.cursor().copy(QUERIES["copy_chunks"]) as copy:
-            for chunk_id, chunk, vector, risk in rows:
+            for chunk_id, new in zip(ids, chunks, strict=True):
+                chunk = new.chunk
                 counts, length = self.bm25.term_counts(chunk.text)
                 postings.append((chunk_id, counts, length))
                 await copy.write_row(
                     (
                         chunk_id,
-                        version.collection_id,
-                        version.document_id,
+                        collection_id,
+                        new.document_id,
                         chunk.ordinal,
                         chunk.text,
                         chunk.start,
@@ -246,13 +274,14 @@ class CollectionStore:
                         list(chunk.heading_path),
                         chunk.token_count,
                         length,
-                        _vector_literal(vector) if vector else None,
-                        version.model_id,
-                        version.weights,
-                        risk,
+                        _vector_literal(new.vector) if new.vector else None,
+                        new.model_id,
+                        new.weights,
+                        new.risk,
                     )
                 )
-        await self.bm25.add(conn, version.collection_id, postings)
+        await self.bm25.add(conn, collection_id, postings)
+        return ids
 
 
 def _vector_literal(vector: Sequence[float]) -> str:
