@@ -1,22 +1,7 @@
-"""The context engine's SQL, loaded once from ``queries.sql`` (``-- name: x`` sections)."""
+"""The context engine's SQL, from ``queries.sql`` (``-- name: x`` sections)."""
 
 from __future__ import annotations
 
-import re
-from importlib.resources import files
-from typing import LiteralString, cast
+from propylon.db.named_queries import named_queries
 
-_NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
-
-
-def _load() -> dict[str, LiteralString]:
-    text = files("propylon.rag").joinpath("queries.sql").read_text(encoding="utf-8")
-    parts = _NAME.split(text)
-    # The file is ours and static: its queries are literal SQL, never built from input.
-    return {
-        name: cast(LiteralString, body.strip())
-        for name, body in zip(parts[1::2], parts[2::2], strict=True)
-    }
-
-
-QUERIES: dict[str, LiteralString] = _load()
+QUERIES = named_queries("propylon.rag")
