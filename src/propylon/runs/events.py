@@ -57,6 +57,7 @@ async def follow(
     ``run_state`` is an async callable returning the run's current state; polling the log is
     what makes resumption exact (no event lives only in memory).
     """
+    ended = False
     while True:
         async with database.connection() as conn:
             cur = await conn.execute(
@@ -68,14 +69,9 @@ async def follow(
             yield {"id": after, "type": row["type"], "data": row["data"]}
         if rows:
             continue
-        if await run_state() in TERMINAL:
-            # One more read: events written just before the state changed.
-            async with database.connection() as conn:
-                cur = await conn.execute(
-                    _q("events_after"), {"run_id": run_id, "after": after, "limit": 500}
-                )
-                rest = await cur.fetchall()
-            for row in rest:
-                yield {"id": int(row["seq"]), "type": row["type"], "data": row["data"]}
+        if ended:
             return
-        await asyncio.sleep(poll_s)
+        # Ended: read once more, for events written just before the state changed.
+        ended = await run_state() in TERMINAL
+        if not ended:
+            await asyncio.sleep(poll_s)
