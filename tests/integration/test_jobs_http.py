@@ -133,7 +133,7 @@ async def test_websocket_sends_snapshot_then_stage_and_progress_events_in_order(
     server: JobsServer, http: aiohttp.ClientSession
 ) -> None:
     stages = ["parsing", "chunking", "embedding"]
-    job_id = await server.enqueue("steps", {"stages": stages})
+    job_id = await server.enqueue("steps", {"stages": stages, "hold": True})
     polled: list[tuple[str, str | None]] = []
     received: list[dict[str, Any]] = []
     async with http.ws_connect(
@@ -156,6 +156,7 @@ async def test_websocket_sends_snapshot_then_stage_and_progress_events_in_order(
             polled.append((body["state"], body["stage"]))
             assert body["seq"] >= event["seq"]
             assert body["progress"]["counters"] == {"items": 2}
+        server.gates.gate("finish").set()
         while True:
             event = await ws.receive_json(timeout=10)
             received.append(event)
