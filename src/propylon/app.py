@@ -15,14 +15,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import aiohttp
 from fastapi import FastAPI
 from opentelemetry.trace import Tracer, TracerProvider
+from prometheus_client import CollectorRegistry
 
 from propylon import __version__
 from propylon.access.budgets import Price, PriceTable
 from propylon.access.directory import KeyDirectory
 from propylon.access.limited import AccessPolicy, LimitsLayer
 from propylon.access.limits import Limits, MemoryRateLimiter, RateLimiter
-from propylon.access.metrics import RedisLimiterCollector
-from propylon.access.redis_limiter import RedisRateLimiter
 from propylon.access.store import AccessStore
 from propylon.access.usage import UsageRecorder
 from propylon.db.connect import open_database
@@ -30,7 +29,6 @@ from propylon.db.database import Database
 from propylon.db.migrator import migrate
 from propylon.gateway.cache.cached import CachedChatService
 from propylon.gateway.cache.exact import ExactCache, MemoryExactCache
-from propylon.gateway.cache.exact_redis import RedisExactCache
 from propylon.gateway.cache.semantic import SemanticCache
 from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.cache.verifier import Verifier
@@ -71,6 +69,7 @@ from propylon.jobs.handler import Handler, Handlers
 from propylon.jobs.progress import ProgressHub
 from propylon.jobs.queue import JobQueue
 from propylon.jobs.worker import Worker
+from propylon.local.memory import release_free_memory
 from propylon.observe.observability import open_observability
 from propylon.rag.chat import RagChatService
 from propylon.rag.engine import build_collection_service, build_ingestion_handler
@@ -115,17 +114,32 @@ def build_gateway(
     )
 
 
-def build_limiter(settings: Settings) -> RateLimiter:
-    """Shared buckets in Redis when ``redis_url`` is set; this process's memory otherwise."""
+@asynccontextmanager
+async def open_limiter(
+    settings: Settings, registry: CollectorRegistry
+) -> AsyncIterator[RateLimiter]:
+    """Shared buckets in Redis when ``redis_url`` is set; this process's memory otherwise.
+
+    ``redis`` is imported only in the first case: it adds 8 MB to the RSS of every process.
+    """
     if settings.redis_url is None:
-        return MemoryRateLimiter()
-    return RedisRateLimiter(
+        yield MemoryRateLimiter()
+        return
+    from propylon.access.metrics import RedisLimiterCollector
+    from propylon.access.redis_limiter import RedisRateLimiter
+
+    limiter = RedisRateLimiter(
         settings.redis_url.get_secret_value(),
         prefix=settings.access.redis_prefix,
         fail_open=settings.access.redis_fail_open,
         timeout_s=settings.access.redis_timeout_s,
         max_connections=settings.access.redis_connections,
     )
+    registry.register(RedisLimiterCollector(limiter))
+    try:
+        yield limiter
+    finally:
+        await limiter.close()
 
 
 def access_policy(settings: Settings) -> AccessPolicy:
@@ -175,17 +189,19 @@ async def open_cache(
     pgvector with the local MiniLM or the configured embeddings model."""
     config = settings.cache
     stats = CacheStats()
-    exact: ExactCache = (
-        RedisExactCache(
+    exact: ExactCache
+    if settings.redis_url is not None:
+        from propylon.gateway.cache.exact_redis import RedisExactCache  # redis only when used
+
+        exact = RedisExactCache(
             settings.redis_url.get_secret_value(),
             prefix=config.redis_prefix,
             timeout_s=config.redis_timeout_s,
             retry_s=config.redis_retry_s,
             stats=stats,
         )
-        if settings.redis_url is not None
-        else MemoryExactCache(config.exact_max_entries)
-    )
+    else:
+        exact = MemoryExactCache(config.exact_max_entries)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(exact.aclose)
         semantic = None
@@ -306,10 +322,7 @@ async def build_services(
                 "(same --config / --data-dir / DATABASE_URL as serve), then send it as "
                 "`Authorization: Bearer <key>`"
             )
-        limiter = build_limiter(settings)
-        if isinstance(limiter, RedisRateLimiter):
-            stack.push_async_callback(limiter.close)
-            observe.metrics.registry.register(RedisLimiterCollector(limiter))
+        limiter = await stack.enter_async_context(open_limiter(settings, observe.metrics.registry))
         cache = await stack.enter_async_context(
             open_cache(settings, gateway, database, ctx.local_embeddings)
         )
@@ -377,6 +390,7 @@ async def build_services(
                     Worker(database, hub, table, settings.jobs, outcomes=observe.metrics)
                 )
             )
+        release_free_memory()  # what loading the models and the imports left free in the heap
         yield services
 
 

@@ -7,7 +7,9 @@ nothing is ever fetched at run time.
 The file stores each weight as ``Cast(int8) * scale``. onnxruntime's constant folding (part of
 the default ``ORT_ENABLE_ALL`` level, set explicitly below) turns those into fp32 initializers
 once, when the session is built; without it every query dequantises 23M weights again and a
-short query costs 20-50 ms of CPU instead of about 4 ms.
+short query costs 20-50 ms of CPU instead of about 4 ms. The embedding tables are the exception:
+``onnx_edit.gather_rows_first`` rewrites them (exactly) to dequantise only the rows a query
+reads, so they stay int8 in memory.
 
 Vectors match sentence-transformers: inputs truncated to 256 word pieces (the model's
 ``max_seq_length``, special tokens included), mean pooling over the attention mask, then L2
@@ -29,6 +31,8 @@ from numpy.typing import NDArray
 from tokenizers import Encoding, Tokenizer
 
 from propylon.gateway.protocol import Embeddings
+from propylon.local.memory import release_free_memory
+from propylon.local.onnx_edit import gather_rows_first
 
 MODEL_ID = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
@@ -95,8 +99,12 @@ class MiniLMEmbedder:
         tokenizer_json = read_verified(
             files("propylon.local") / "assets" / "tokenizer.json", TOKENIZER_SHA256
         )
+        weights, _ = gather_rows_first(weights)  # exact; the embedding tables stay int8
+        session = _session(weights, threads)
+        del weights
+        release_free_memory()  # the session's build leaves ~75 MB free in the heap
         return cls(
-            _session(weights, threads),
+            session,
             _tokenizer(tokenizer_json.decode("utf-8")),
             max_batch=max_batch,
             weights_sha256=WEIGHTS_SHA256,

@@ -67,8 +67,10 @@ def build_ingestion_handler(
 
 
 def token_counter() -> CountTokens:
-    encoding = TokenCounter().encoding_for(CHUNK_ENCODING_MODEL)
-    return lambda text: len(encoding.encode_ordinary(text))
+    """Counts a chunk's tokens. The encoding loads on the first count, in a worker that
+    ingests, rather than when any worker starts: it holds about 22 MB."""
+    counter = TokenCounter()
+    return lambda text: counter.count_text(text, CHUNK_ENCODING_MODEL)
 
 
 def weights_lookup(settings: Settings) -> Callable[[str], str | None]:

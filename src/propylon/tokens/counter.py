@@ -129,12 +129,17 @@ def _build_encoding(name: str, spec: _EncodingSpec) -> tiktoken.Encoding:
         if line:
             token, rank = line.split()
             ranks[base64.b64decode(token)] = int(rank)
-    return tiktoken.Encoding(
+    encoding = tiktoken.Encoding(
         name,
         pat_str=spec.pat_str,
         mergeable_ranks=ranks,
         special_tokens=spec.special_tokens,
     )
+    # The Rust core keeps its own copy of the ranks; tiktoken's Python object keeps the dict
+    # only to pickle itself, which we never do. Dropping it frees 15 MB (cl100k_base) and
+    # 27 MB (o200k_base) of RSS.
+    encoding._mergeable_ranks = {}
+    return encoding
 
 
 class TokenCounter:

@@ -1,0 +1,233 @@
+"""Keep MiniLM's embedding tables in int8: one exact rewrite of the ONNX graph at load time.
+
+The shipped model stores every weight as ``Cast(int8) * scale``, and onnxruntime's constant
+folding turns each into an fp32 initializer when the session is built (see ``minilm.py``). For
+the matrices of the layers that is what makes a query cost 4 ms instead of 20-50 ms; for the
+word-embedding table it only costs memory: 30,522 × 384 weights of which a query reads a few
+rows, held as 45 MB of fp32 instead of 11 MB of int8.
+
+``gather_rows_first`` rewrites every ``Gather(Mul(Cast(q), scale), ids)`` whose scale has one
+value per row into ``Mul(Cast(Gather(q, ids)), Gather(scale, ids))``: the same multiplications
+of the same numbers, only on the rows the query reads, so the outputs are bit for bit the same
+(tested) and constant folding has nothing left to expand. Measured: the session's RSS falls
+from 116 MB to 83 MB, the CPU per query is unchanged.
+
+The ``onnx`` package is not a dependency: this module reads and writes the few protobuf fields
+it needs (ONNX's ``ModelProto`` → ``GraphProto`` → ``NodeProto`` / ``TensorProto`` /
+``ValueInfoProto``) and copies every other byte through untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Protobuf wire types, and the ONNX field numbers used here (onnx/onnx.proto3).
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+_MODEL_GRAPH = 7
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_VALUE_INFO = 1, 5, 13
+_NODE_INPUT, _NODE_OUTPUT, _NODE_NAME, _NODE_OP_TYPE = 1, 2, 3, 4
+_TENSOR_DIMS, _TENSOR_NAME = 1, 8
+_VALUE_INFO_NAME = 1
+
+
+class MalformedModel(ValueError):
+    """The bytes are not a protobuf message this module can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    number: int
+    wire: int
+    start: int  # of the key
+    value_start: int  # of the payload (after the length, for length-delimited fields)
+    end: int
+    value: int = 0  # varint fields
+
+
+def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise MalformedModel("truncated or overlong varint")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(buf: memoryview) -> list[_Field]:
+    out: list[_Field] = []
+    pos = 0
+    while pos < len(buf):
+        start = pos
+        key, pos = _read_varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        value = 0
+        if wire == _VARINT:
+            value, pos = _read_varint(buf, pos)
+            value_start = start
+        elif wire == _LEN:
+            length, value_start = _read_varint(buf, pos)
+            pos = value_start + length
+        elif wire == _I64:
+            value_start, pos = pos, pos + 8
+        elif wire == _I32:
+            value_start, pos = pos, pos + 4
+        else:
+            raise MalformedModel(f"unsupported wire type {wire}")
+        if pos > len(buf):
+            raise MalformedModel("field runs past the end of its message")
+        out.append(_Field(number, wire, start, value_start, pos, value))
+    return out
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _length_delimited(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | _LEN) + _varint(len(payload)) + payload
+
+
+def _text(buf: memoryview, field: _Field) -> str:
+    return bytes(buf[field.value_start : field.end]).decode("utf-8")
+
+
+@dataclass(slots=True)
+class _Node:
+    field: _Field  # the node's field in the graph
+    inputs: list[str]
+    outputs: list[str]
+    op_type: str
+    rest: bytes  # attributes, domain…: every field but inputs, outputs, name and op type
+
+    def encode(self, inputs: list[str], outputs: list[str], name: str) -> bytes:
+        payload = b"".join(
+            [
+                *(_length_delimited(_NODE_INPUT, i.encode()) for i in inputs),
+                *(_length_delimited(_NODE_OUTPUT, o.encode()) for o in outputs),
+                _length_delimited(_NODE_NAME, name.encode()),
+                _length_delimited(_NODE_OP_TYPE, self.op_type.encode()),
+                self.rest,
+            ]
+        )
+        return _length_delimited(_GRAPH_NODE, payload)
+
+
+def _node(buf: memoryview, field: _Field) -> _Node:
+    body = buf[field.value_start : field.end]
+    node = _Node(field, [], [], "", b"")
+    rest: list[bytes] = []
+    for f in _fields(body):
+        if f.number == _NODE_INPUT and f.wire == _LEN:
+            node.inputs.append(_text(body, f))
+        elif f.number == _NODE_OUTPUT and f.wire == _LEN:
+            node.outputs.append(_text(body, f))
+        elif f.number == _NODE_OP_TYPE and f.wire == _LEN:
+            node.op_type = _text(body, f)
+        elif f.number != _NODE_NAME:
+            rest.append(bytes(body[f.start : f.end]))
+    node.rest = b"".join(rest)
+    return node
+
+
+def _tensor_dims(buf: memoryview, field: _Field) -> tuple[str, list[int]]:
+    body = buf[field.value_start : field.end]
+    name, dims = "", []
+    for f in _fields(body):
+        if f.number == _TENSOR_NAME and f.wire == _LEN:
+            name = _text(body, f)
+        elif f.number == _TENSOR_DIMS and f.wire == _VARINT:
+            dims.append(f.value)
+        elif f.number == _TENSOR_DIMS and f.wire == _LEN:  # packed
+            pos = f.value_start
+            while pos < f.end:
+                dim, pos = _read_varint(body, pos)
+                dims.append(dim)
+    return name, dims
+
+
+def gather_rows_first(model: bytes) -> tuple[bytes, int]:
+    """``model`` with every dequantise-then-gather turned into gather-then-dequantise (see
+    the module docstring), and how many were rewritten. Unchanged bytes when none matches."""
+    buf = memoryview(model)
+    top = _fields(buf)
+    graph_field = next((f for f in top if f.number == _MODEL_GRAPH and f.wire == _LEN), None)
+    if graph_field is None:
+        return model, 0
+    graph = buf[graph_field.value_start : graph_field.end]
+    fields = _fields(graph)
+    nodes = [_node(graph, f) for f in fields if f.number == _GRAPH_NODE and f.wire == _LEN]
+    dims = dict(
+        _tensor_dims(graph, f) for f in fields if f.number == _GRAPH_INITIALIZER and f.wire == _LEN
+    )
+    producer = {out: node for node in nodes for out in node.outputs}
+    readers: dict[str, int] = {}
+    for node in nodes:
+        for name in node.inputs:
+            readers[name] = readers.get(name, 0) + 1
+
+    replaced: dict[int, bytes] = {}  # field start -> new bytes (b"" removes the field)
+    dropped_values: set[str] = set()
+    rewritten = 0
+    for gather in nodes:
+        if gather.op_type != "Gather" or len(gather.inputs) != 2 or len(gather.outputs) != 1:
+            continue
+        table, ids = gather.inputs
+        mul = producer.get(table)
+        if mul is None or mul.op_type != "Mul" or len(mul.inputs) != 2:
+            continue
+        cast_out, scale = mul.inputs
+        cast = producer.get(cast_out)
+        if cast is None or cast.op_type != "Cast" or len(cast.inputs) != 1:
+            continue
+        quantized = cast.inputs[0]
+        rows = dims.get(quantized, [])
+        if (
+            len(rows) != 2
+            or dims.get(scale) != [rows[0], 1]
+            or readers.get(table) != 1
+            or readers.get(cast_out) != 1
+        ):
+            continue
+        prefix = f"{table}__rows"
+        replaced[cast.field.start] = b""
+        replaced[mul.field.start] = b""
+        replaced[gather.field.start] = b"".join(
+            [
+                gather.encode([quantized, ids], [f"{prefix}_q"], f"{prefix}_gather_q"),
+                gather.encode([scale, ids], [f"{prefix}_scale"], f"{prefix}_gather_scale"),
+                cast.encode([f"{prefix}_q"], [f"{prefix}_f"], f"{prefix}_cast"),
+                mul.encode(
+                    [f"{prefix}_f", f"{prefix}_scale"], list(gather.outputs), f"{prefix}_mul"
+                ),
+            ]
+        )
+        dropped_values.update((table, cast_out))
+        rewritten += 1
+    if not rewritten:
+        return model, 0
+    for f in fields:
+        if f.number == _GRAPH_VALUE_INFO and f.wire == _LEN:
+            body = graph[f.value_start : f.end]
+            names = [_text(body, v) for v in _fields(body) if v.number == _VALUE_INFO_NAME]
+            if names and names[0] in dropped_values:
+                replaced[f.start] = b""
+    new_graph = b"".join(
+        replaced.get(f.start, graph[f.start : f.end]) for f in fields
+    )  # nodes stay in order: each rewrite takes the place of its Gather, after its inputs
+    out = b"".join(
+        _length_delimited(_MODEL_GRAPH, new_graph) if f is graph_field else buf[f.start : f.end]
+        for f in top
+    )
+    return out, rewritten

@@ -1,0 +1,18 @@
+"""Libraries only some processes use are imported when used, not by every `propylon serve`
+(each adds megabytes of RSS and start-up time: see docs/benchmarks.md, cold start)."""
+
+import subprocess
+import sys
+
+LAZY = ("redis", "pypdfium2", "lxml", "docx", "selectolax")
+
+
+def test_the_app_imports_redis_and_the_document_parsers_only_when_used() -> None:
+    code = (
+        "import sys, propylon.app, propylon.cli; "
+        f"print(','.join(m for m in {LAZY!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == ""
