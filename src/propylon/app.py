@@ -63,6 +63,7 @@ from propylon.http import (
     runs,
 )
 from propylon.http.errors import install_error_handlers
+from propylon.http.hot_routes import HotRoutes
 from propylon.http.request_context import RequestContextMiddleware
 from propylon.jobs.feeds import JobFeeds
 from propylon.jobs.handler import Handler, Handlers
@@ -456,6 +457,14 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
+    # Added first, so it runs inside the request context (ids, overhead header, access log).
+    app.add_middleware(
+        HotRoutes,
+        routes={
+            "/v1/chat/completions": chat.chat_completions,
+            "/v1/embeddings": embeddings.create_embeddings,
+        },
+    )
     app.add_middleware(RequestContextMiddleware)
     for module in (
         health,

@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Tracer
 
 from propylon.errors import (
@@ -59,7 +58,7 @@ class Gateway:
         self._retry = retry or RetryPolicy()
         self._context_window = context_window
         self._sleep = sleep
-        self._tracer = tracer or trace.get_tracer("propylon.gateway")
+        self._tracer = tracer  # None: tracing is off, no span is made
 
     @property
     def registry(self) -> ModelRegistry:
@@ -183,6 +182,8 @@ class Gateway:
     ) -> T:
         """One upstream call, in a client span with the GenAI attributes."""
         config = deployment.config
+        if self._tracer is None:
+            return await invoke(deployment)
         with self._tracer.start_as_current_span(
             f"{model.kind} {config.model or model.name}",
             kind=SpanKind.CLIENT,

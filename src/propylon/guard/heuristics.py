@@ -187,6 +187,81 @@ _COMPILED = {
     for family, rules in _RULES.items()
 }
 
+# The words a rule's match can start with, for rules that start with a whole word (the
+# pattern opens with ``\b(?:word|…)`` followed by a space, a comma or a hyphen). An ASCII text
+# none of whose words is listed cannot match the rule, so it is not run: most prompts contain
+# none of these words, and running all 23 patterns costs 36 µs on a short prompt. Rules left
+# out (``dan``: "do anything now" needs no word boundary, "danmode" is one word;
+# ``german_reveal``: any word starting with "zeig"…) always run. A test checks that the
+# filtered scan equals the full one on every text of the evaluation sets.
+_TRIGGERS: dict[str, tuple[str, ...]] = {
+    "ignore_previous": (
+        "ignore",
+        "disregard",
+        "forget",
+        "skip",
+        "override",
+        "bypass",
+        "drop",
+        "abandon",
+        "neglect",
+    ),
+    "forget_everything": ("forget", "ignore", "disregard"),
+    "ignore_the_above": ("ignore", "disregard", "forget"),
+    "new_instructions": ("new", "updated", "real", "actual", "secret"),
+    "now_new_tasks": ("now", "next"),
+    "from_now_on": ("from",),
+    "instead_say": ("instead", "rather"),
+    "german_override": ("vergiss", "ignoriere", "ignorieren", "vergessen", "missachte"),
+    "german_said_before": ("alle", "alles", "allem"),
+    "german_new_tasks": ("neue", "weitere"),
+    "stop_obey": ("stop", "cease"),
+    "developer_mode": ("developer", "god", "debug", "admin", "sudo", "jailbreak"),
+    "jailbreak_word": ("jail", "jailbreak", "jailbreaken", "jailbreaked", "jailbreaking"),
+    "no_restrictions": ("without", "free", "no", "ignore"),
+    "unrestricted_persona": ("pretend", "act", "behave", "imagine"),
+    "no_longer_ai": ("you",),
+    "stay_in_character": ("stay", "remain"),
+    "reveal_prompt": (
+        "reveal",
+        "print",
+        "show",
+        "display",
+        "output",
+        "repeat",
+        "tell",
+        "give",
+        "write",
+        "leak",
+        "dump",
+        "share",
+        "list",
+    ),
+    "what_instructions": ("what",),
+    "your_initial_instructions": ("your",),
+    "repeat_above": (
+        "repeat",
+        "print",
+        "output",
+        "spell",
+        "spellcheck",
+        "translate",
+        "summarise",
+        "summarize",
+    ),
+}
+_RULE_LIST = [
+    (family, name, weight, pattern)
+    for family, rules in _COMPILED.items()
+    for name, weight, pattern in rules
+]
+_ALWAYS = frozenset(i for i, rule in enumerate(_RULE_LIST) if rule[1] not in _TRIGGERS)
+_BY_WORD: dict[str, frozenset[int]] = {}
+for _index, (_family, _name, _weight, _pattern) in enumerate(_RULE_LIST):
+    for _word in _TRIGGERS.get(_name, ()):
+        _BY_WORD[_word] = _BY_WORD.get(_word, frozenset()) | {_index}
+_LETTERS = re.compile(r"[a-z]+")
+
 # Zero-width and other format characters that render as nothing.
 _INVISIBLE = re.compile("[\u180e\u200b-\u200d\u2060-\u2064\u034f]")
 # Byte-order marks and soft hyphens are everywhere in scraped text: removed, never counted.
@@ -208,6 +283,8 @@ def strip_hidden(text: str) -> str:
 
 def scan(text: str) -> list[Signal]:
     """Every signal that fires on ``text``, its decoded payloads included."""
+    if text.isascii():  # nothing hidden, nothing NFKC would change
+        return _phrases(text) + _encoded(text)
     signals = _hidden_unicode(text)
     visible = unicodedata.normalize("NFKC", strip_hidden(text))
     signals += _phrases(visible)
@@ -225,12 +302,19 @@ def heuristic_score(signals: list[Signal]) -> float:
 
 def _phrases(text: str) -> list[Signal]:
     flat = " ".join(text.split())
+    if flat.isascii():  # case-insensitive matching of non-ASCII text is not plain lower()
+        chosen = set(_ALWAYS)
+        for word in set(_LETTERS.findall(flat.lower())):
+            chosen.update(_BY_WORD.get(word, ()))
+        candidates = sorted(chosen)
+    else:
+        candidates = list(range(len(_RULE_LIST)))
     out: list[Signal] = []
-    for family, rules in _COMPILED.items():
-        for name, weight, pattern in rules:
-            match = pattern.search(flat)
-            if match:
-                out.append(Signal(family, name, weight, match.group(0)[:80]))
+    for index in candidates:
+        family, name, weight, pattern = _RULE_LIST[index]
+        match = pattern.search(flat)
+        if match:
+            out.append(Signal(family, name, weight, match.group(0)[:80]))
     return out
 
 

@@ -63,6 +63,18 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return render_error(PropylonError("The server failed to handle this request."))
 
 
+async def error_response(request: Request, exc: Exception) -> Response:
+    """The response ``install_error_handlers`` gives for ``exc``, for code that runs outside
+    FastAPI's exception middleware (``http/hot_routes.py``)."""
+    if isinstance(exc, PropylonError):
+        return await _propylon_error(request, exc)
+    if isinstance(exc, HTTPException):
+        return await _http_error(request, exc)
+    if isinstance(exc, RequestValidationError):
+        return await _validation_error(request, exc)
+    return await _unexpected(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PropylonError, _propylon_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import Protocol
+from typing import Protocol, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from propylon.gateway.circuit_breaker import BreakerState, CircuitBreaker
@@ -33,6 +34,7 @@ _CACHE_STATUSES = frozenset({"hit-exact", "hit-semantic", "miss", "bypass"})
 _REFUSALS = frozenset({"rate_limit_exceeded", "insufficient_quota"})
 
 ScrapeHook = Callable[[], Awaitable[None]]
+_M = TypeVar("_M", bound=MetricWrapperBase)
 
 
 class JobMetrics(Protocol):
@@ -57,6 +59,7 @@ class Metrics:
         self._models = frozenset(models)
         self._deployments = frozenset(deployments)
         self._hooks: list[ScrapeHook] = []
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
         r = self.registry
         self.requests = Counter(
             "propylon_requests",
@@ -120,26 +123,38 @@ class Metrics:
         endpoint = record.endpoint if record.endpoint in _ENDPOINTS else OTHER
         model = self._model(record.requested_model)
         deployment = self._deployment(record.deployment)
-        self.requests.labels(endpoint, model, deployment, str(record.status)).inc()
-        self.latency.labels(endpoint, model).observe(record.latency_ms / 1000.0)
+        child = self._child
+        child(self.requests, endpoint, model, deployment, str(record.status)).inc()
+        child(self.latency, endpoint, model).observe(record.latency_ms / 1000.0)
         if record.overhead_ms is not None:
-            self.overhead.labels(endpoint).observe(max(record.overhead_ms, 0.0) / 1000.0)
+            child(self.overhead, endpoint).observe(max(record.overhead_ms, 0.0) / 1000.0)
         if record.ttft_ms is not None:
-            self.ttft.labels(model).observe(record.ttft_ms / 1000.0)
+            child(self.ttft, model).observe(record.ttft_ms / 1000.0)
         for kind, value in (
             ("prompt", record.prompt_tokens),
             ("completion", record.completion_tokens),
             ("cached", record.cached_tokens),
         ):
             if value:
-                self.tokens.labels(model, kind).inc(value)
+                child(self.tokens, model, kind).inc(value)
         if record.cost_usd:
-            self.cost.labels(model).inc(record.cost_usd)
+            child(self.cost, model).inc(record.cost_usd)
         if record.cache_status is not None:
             status = record.cache_status if record.cache_status in _CACHE_STATUSES else OTHER
-            self.cache.labels(status).inc()
+            child(self.cache, status).inc()
         if record.error_code in _REFUSALS:
-            self.refusals.labels(record.error_code).inc()
+            child(self.refusals, record.error_code).inc()
+
+    def _child(self, metric: _M, *values: str) -> _M:
+        """``metric.labels(*values)``, remembered: prometheus_client checks the values and
+        takes a lock on every call (about 1.5 µs, six times a request). Every label value
+        here comes from a closed set (known models and deployments, else ``other``), so the
+        memo stays small."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return cast(_M, found)
 
     # JobMetrics
     def queue_depth(self, queue: str, depth: int) -> None:

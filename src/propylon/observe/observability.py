@@ -33,7 +33,7 @@ class Observability:
     request_log: RequestLog
     metrics: Metrics
     recorder: Recorder
-    tracer: Tracer
+    tracer: Tracer | None  # None: tracing is off
     access_log: bool = True
 
     def record_chat(self, inner: ChatService) -> ChatService:
@@ -43,7 +43,10 @@ class Observability:
         return RecordedEmbeddings(inner, self.recorder)
 
     def traced(self, inner: Any, layer: str) -> Any:
-        """``inner`` (a ChatService or EmbeddingService) inside a ``propylon.<layer>`` span."""
+        """``inner`` (a ChatService or EmbeddingService) inside a ``propylon.<layer>`` span;
+        ``inner`` itself when tracing is off."""
+        if self.tracer is None:
+            return inner
         return TracedLayer(inner, self.tracer, layer)
 
     def watch_breakers(self, source: Callable[[], Mapping[str, CircuitBreaker]]) -> None:

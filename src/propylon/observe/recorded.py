@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from opentelemetry import trace
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace import INVALID_SPAN, Span, Tracer
 
 from propylon.errors import InvalidRequest, PropylonError
 from propylon.gateway.call import CallInfo
@@ -26,9 +26,13 @@ from propylon.observe.metrics import Metrics
 from propylon.observe.record import ContentPolicy, RequestRecord
 from propylon.observe.request_log import RequestLog
 from propylon.observe.tracing import (
+    NO_SPAN,
     call_attributes,
     request_attributes,
     response_attributes,
+)
+from propylon.observe.tracing import (
+    span as span_of,
 )
 from propylon.settings import ModelPrice, ObserveSettings
 
@@ -69,7 +73,7 @@ class Recorder:
         request_log: RequestLog,
         metrics: Metrics,
         settings: ObserveSettings,
-        tracer: Tracer,
+        tracer: Tracer | None,
         providers: Mapping[str, str] | None = None,
     ) -> None:
         self.request_log = request_log
@@ -239,8 +243,10 @@ class RecordedChat:
         call = call or CallInfo()
         recorder = self._recorder
         ctx = recorder.begin(call, request)
-        with recorder.tracer.start_as_current_span(
-            _span_name("chat", request), attributes=request_attributes("chat", request)
+        with span_of(
+            recorder.tracer,
+            _span_name("chat", request),
+            lambda: request_attributes("chat", request),
         ) as span:
             try:
                 result = await self._inner.complete(request, call)
@@ -267,11 +273,16 @@ class RecordedChat:
         call = call or CallInfo()
         recorder = self._recorder
         ctx = recorder.begin(call, request)
-        span = recorder.tracer.start_span(
-            _span_name("chat", request), attributes=request_attributes("chat", request)
+        tracer = recorder.tracer
+        span = (
+            tracer.start_span(
+                _span_name("chat", request), attributes=request_attributes("chat", request)
+            )
+            if tracer is not None
+            else INVALID_SPAN
         )
         try:
-            with trace.use_span(span, end_on_exit=False):
+            with trace.use_span(span, end_on_exit=False) if tracer is not None else NO_SPAN:
                 inner = await self._inner.stream(request, call)
         except BaseException as exc:
             recorder.finish(
@@ -402,8 +413,10 @@ class RecordedEmbeddings:
         recorder = self._recorder
         body = request or {}
         ctx = recorder.begin(call, body)
-        with recorder.tracer.start_as_current_span(
-            _span_name("embeddings", body), attributes=request_attributes("embeddings", body)
+        with span_of(
+            recorder.tracer,
+            _span_name("embeddings", body),
+            lambda: request_attributes("embeddings", body),
         ) as span:
             try:
                 result = await self._inner.embed(texts, request, call)

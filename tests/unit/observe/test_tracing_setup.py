@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 
-from propylon.observe.tracing import _env_enabled, open_tracing, request_attributes
+from propylon.observe.tracing import _env_enabled, open_tracing, request_attributes, span
 
 
 @pytest.mark.parametrize(
@@ -25,20 +26,33 @@ def test_otel_variables_decide_whether_traces_are_exported(
     assert _env_enabled(env) is enabled
 
 
-def test_without_otel_variables_spans_go_to_the_global_provider() -> None:
+def test_without_otel_variables_or_a_global_provider_tracing_is_off() -> None:
     with open_tracing(env={}) as tracer:
-        span = tracer.start_span("x")
-        assert not span.is_recording(), "the global provider is a no-op unless installed"
-        span.end()
-    assert trace.get_tracer_provider() is not None
+        assert tracer is None
+        with span(tracer, "x", attributes=lambda: pytest.fail("not computed")) as current:
+            assert current is trace.INVALID_SPAN
+            assert trace.get_current_span() is trace.INVALID_SPAN  # nothing attached
+
+
+def test_a_global_provider_installed_by_the_host_application_gets_the_spans(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    installed = SDKTracerProvider()
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: installed)
+    with open_tracing(env={}) as tracer:
+        assert tracer is not None
+        with span(tracer, "x", attributes=lambda: {"a": 1}) as current:
+            assert current.is_recording()
+            assert trace.get_current_span() is current
 
 
 def test_an_otlp_endpoint_builds_an_sdk_provider_that_records() -> None:
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_SERVICE_NAME": "p"}
     with open_tracing(env=env) as tracer:
-        span = tracer.start_span("x")
-        assert span.is_recording()
-        span.end()
+        assert tracer is not None
+        started = tracer.start_span("x")
+        assert started.is_recording()
+        started.end()
 
 
 def test_request_attributes_follow_the_genai_conventions() -> None:
