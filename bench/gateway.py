@@ -15,6 +15,8 @@ Run alone: ``python -m bench.gateway [--quick] [--output docs/benchmarks.md]``.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from bench.document import stamp
 from bench.keys import BenchKey, bench_key
 from bench.load import Latencies, Target, Throughput, percentile
 from bench.processes import (
+    GATEWAY_CORE,
     Proc,
     cpu_seconds,
     embedded_database,
@@ -39,6 +42,7 @@ from bench.processes import (
     pin_self,
     pinning_note,
     rss_mb,
+    spawn,
 )
 from bench.suite import Options, Section, main_for
 from propylon import __version__
@@ -47,6 +51,10 @@ CONCURRENCY = 50
 BLOCK_MAX_S = 4.0
 """Longest a block of sequential requests may run, so a slow machine still finishes."""
 SLOW_UPSTREAM_MS = 100.0
+CLASSIFIER_OFF = "PROPYLON_GUARD__CLASSIFIER"
+HOT_PATH: dict[str, str | None] = {CLASSIFIER_OFF: "false"}
+"""Issue 11's hot path: auth, limits, cache lookup, routing and request log. The guard's
+heuristics stay on; its MiniLM classifier is off here and measured apart (default rows)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +122,8 @@ class Results:
     rss_idle_mb: float = 0.0
     rss_loaded_mb: float = 0.0
     cache_status: str = "?"
+    defaults: Side | None = None  # sequential, guard classifier on
+    bare: Side | None = None  # sequential, through the bare Starlette + aiohttp proxy
 
 
 @dataclass(slots=True)
@@ -123,6 +133,8 @@ class Rig:
     gateway: Proc
     upstream: Proc
     upstream_url: str
+    database_url: str
+    config: Path
     through: Target
     direct: Target
     through_stream: Target
@@ -264,12 +276,14 @@ async def open_rig(options: Options) -> AsyncIterator[tuple[Rig, BenchKey]]:
         fake_upstream(workdir) as (upstream_url, upstream),
     ):
         config = write_config(workdir, upstream_url)
-        async with gateway(workdir, config, database_url) as (gateway_url, gw):
+        async with gateway(workdir, config, database_url, env=HOT_PATH) as (gateway_url, gw):
             key = await bench_key(gateway_url)
             rig = Rig(
                 gateway=gw,
                 upstream=upstream,
                 upstream_url=upstream_url,
+                database_url=database_url,
+                config=config,
                 through=load.chat_target(gateway_url, "bench-chat", key=key.value),
                 direct=load.chat_target(upstream_url, "fake-gpt", key=key.value),
                 through_stream=load.chat_target(
@@ -284,9 +298,68 @@ async def open_rig(options: Options) -> AsyncIterator[tuple[Rig, BenchKey]]:
             yield rig, key
 
 
+async def _sequential_side(proc: Proc, target: Target, options: Options, n: int) -> Side:
+    """``n`` sequential requests to ``target`` after a warm-up, with ``proc``'s CPU."""
+    side = Side()
+    async with load.client(1) as one:
+        await load.sequential(one, target, options.scaled(200, 10), max_s=BLOCK_MAX_S)
+        cpu0 = cpu_seconds(proc.pid)
+        side.latencies = await load.sequential(
+            one, target, options.scaled(n, 40), max_s=3 * BLOCK_MAX_S
+        )
+        side.cpu_s = cpu_seconds(proc.pid) - cpu0
+    side.requests = len(side.latencies.ms)
+    return side
+
+
+async def measure_defaults(rig: Rig, options: Options) -> Side:
+    """Sequential requests through a second gateway with the guard's classifier on (the
+    default), so the report also shows what the default settings cost."""
+    env: dict[str, str | None] = {CLASSIFIER_OFF: None}
+    async with gateway(
+        options.workdir, rig.config, rig.database_url, name="gateway-defaults", env=env
+    ) as (url, proc):
+        key = await bench_key(url)
+        target = load.chat_target(url, "bench-chat", key=key.value)
+        return await _sequential_side(proc, target, options, 1000)
+
+
+async def measure_bare_proxy(rig: Rig, options: Options) -> Side:
+    """Sequential requests through ``bench/bare_proxy.py`` on the gateway's core: the floor."""
+    port = free_port()
+    args = [sys.executable, "-m", "bench.bare_proxy", str(port), rig.upstream_url]
+    log = options.workdir / f"bare-proxy-{port}.log"
+    async with spawn(args, log=log, core=GATEWAY_CORE) as proc:
+        target = load.chat_target(f"http://127.0.0.1:{port}", "fake-gpt", key="bench")
+        await wait_ready_post(target, proc)
+        return await _sequential_side(proc, target, options, 2000)
+
+
+async def wait_ready_post(target: Target, proc: Proc, timeout_s: float = 30.0) -> None:
+    """Until ``target`` answers 200 (the bare proxy has no readiness route)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with load.client(1) as http:
+        while True:
+            if proc.process.returncode is not None:
+                raise RuntimeError(f"bare proxy exited:\n{proc.tail()}")
+            try:
+                async with http.post(
+                    target.url, data=target.payload(), headers=target.headers
+                ) as r:
+                    if r.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"bare proxy not ready:\n{proc.tail()}")
+            await asyncio.sleep(0.05)
+
+
 async def run(options: Options) -> Section:
     async with open_rig(options) as (rig, key):
         results = await measure(rig, options)
+        results.defaults = await measure_defaults(rig, options)
+        results.bare = await measure_bare_proxy(rig, options)
     return Section("gateway", render(results, options, key))
 
 
@@ -297,6 +370,72 @@ def _sent(pair: Pair) -> str:
 
 def _ms(value: float) -> str:
     return f"{value:.2f} ms"
+
+
+def _default_rows(res: Results) -> list[tuple[str, str, str, str, str, str]]:
+    """Context rows: the floor (bare proxy), and the default settings (classifier on)."""
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    direct_p50 = res.sequential.direct.latencies.pct(50)
+    if res.bare is not None:
+        bare = res.bare
+        rows += [
+            (
+                "floor: bare Starlette + aiohttp proxy, CPU per request, sequential",
+                _ms(bare.cpu_ms_per_request()) + " (bare proxy)",
+                "",
+                "",
+                "(context)",
+                "",
+            ),
+            (
+                "floor: bare Starlette + aiohttp proxy, latency p50, sequential",
+                _ms(bare.latencies.pct(50)),
+                _ms(direct_p50),
+                f"+{_ms(bare.latencies.pct(50) - direct_p50)}",
+                "(context)",
+                "",
+            ),
+        ]
+    side = res.defaults
+    if side is None:
+        return rows
+    added = side.latencies.pct(50) - direct_p50
+    return [
+        *rows,
+        (
+            "… default settings (guard classifier on): CPU per request, sequential",
+            _ms(side.cpu_ms_per_request()) + " (gateway)",
+            "",
+            "",
+            "(context)",
+            "",
+        ),
+        (
+            "… default settings (guard classifier on): latency p50, sequential",
+            _ms(side.latencies.pct(50)),
+            _ms(res.sequential.direct.latencies.pct(50)),
+            f"+{_ms(added)}",
+            "(context)",
+            "",
+        ),
+    ]
+
+
+def _defaults_note(res: Results) -> str:
+    note = ""
+    if res.bare is not None:
+        note += (
+            "- Floor rows: `bench/bare_proxy.py` (Starlette on uvicorn with the same settings, "
+            "one route relaying to the fake upstream with aiohttp; nothing else) on the "
+            f"gateway's core, {res.bare.requests} sequential requests.\n"
+        )
+    if res.defaults is None:
+        return note
+    return note + (
+        "- Default settings rows: a second `propylon serve` on the same database, started "
+        f"without `{CLASSIFIER_OFF}`, so the guard's MiniLM classifier scores each new user "
+        f"message; {res.defaults.requests} sequential requests, after the rest.\n"
+    )
 
 
 def render(res: Results, options: Options, key: BenchKey) -> str:
@@ -393,6 +532,7 @@ def render(res: Results, options: Options, key: BenchKey) -> str:
             g["fail_fast"].text,
             g["fail_fast"].verdict(res.fail_fast.pct(99)),
         ),
+        *_default_rows(res),
         (
             "gateway RSS: idle / after the load above",
             f"{res.rss_idle_mb:.0f} MB / {res.rss_loaded_mb:.0f} MB",
@@ -413,6 +553,8 @@ def render(res: Results, options: Options, key: BenchKey) -> str:
         + slow.direct.errors,
         "stream": fb.through.errors + fb.direct.errors,
         "fail-fast (not 503)": res.fail_fast.errors,
+        "default settings": res.defaults.errors if res.defaults is not None else 0,
+        "bare proxy": res.bare.errors if res.bare is not None else 0,
     }
     failed = ", ".join(f"{k}: {v}" for k, v in errors.items() if v) or "none"
     quick = " **Quick run: too short for the numbers to mean anything.**" if options.quick else ""
@@ -429,6 +571,9 @@ How it was measured:
 - Propylon {__version__}: `propylon serve` (one worker, uvloop + httptools, the request path as
   `app.py` composes it) relays the model `bench-chat` to `propylon fake-upstream`, which
   answers at once (16 tokens); an embedded PostgreSQL 18 holds the state.
+- Hot path as issue 11 defines it (auth, limits, cache lookup, routing, request log): the
+  bench starts this gateway with `{CLASSIFIER_OFF}=false`, so the guard runs its heuristics
+  but not its MiniLM classifier; the two "default settings" rows measure the classifier on.
 - {environment_note()} {pinning_note()} {key.note}
 - Sequential: {_sent(seq)} requests on one kept-alive connection, in
   {options.scaled(4, 1)} rounds alternating which side goes first. The gateway's own overhead
@@ -445,7 +590,7 @@ How it was measured:
   verdicts, responses) serves a repeat. The request is not deterministic (no `temperature: 0`,
   no `seed`), so the response cache lets it through (`x-propylon-cache: {res.cache_status}`);
   hit latency is the cache family's.
-- Failed requests: {failed}.
+{_defaults_note(res)}- Failed requests: {failed}.
 """
     return notes
 

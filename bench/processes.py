@@ -212,12 +212,23 @@ async def fake_upstream(workdir: Path, *extra: str) -> AsyncIterator[tuple[str, 
 
 @asynccontextmanager
 async def gateway(
-    workdir: Path, config: Path, database_url: str, *, name: str = "gateway"
+    workdir: Path,
+    config: Path,
+    database_url: str,
+    *,
+    name: str = "gateway",
+    env: Mapping[str, str | None] | None = None,
 ) -> AsyncIterator[tuple[str, Proc]]:
-    """``propylon serve`` on the gateway core, ready; yields its root URL and the process."""
+    """``propylon serve`` on the gateway core, ready; yields its root URL and the process.
+    ``env`` is laid over this process's environment (None removes a variable)."""
     port = free_port()
     args = propylon("serve", "--config", str(config), "--port", str(port))
-    env = {"DATABASE_URL": database_url, "PROPYLON_ADMIN_KEY": ADMIN_KEY, **SINGLE_NODE}
+    env = {
+        "DATABASE_URL": database_url,
+        "PROPYLON_ADMIN_KEY": ADMIN_KEY,
+        **SINGLE_NODE,
+        **(env or {}),
+    }
     async with spawn(args, log=workdir / f"{name}-{port}.log", core=GATEWAY_CORE, env=env) as proc:
         url = f"http://127.0.0.1:{port}"
         await wait_ready(f"{url}/readyz", proc)

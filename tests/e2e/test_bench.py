@@ -58,7 +58,14 @@ async def test_quick_gateway_bench_writes_its_section_and_keeps_the_others(
         text.index("<!-- bench:gateway:end -->"),
     )
     section = text[start:end]
-    for row in ("CPU per proxied request", "latency p50", "throughput", "first SSE event"):
+    for row in (
+        "CPU per proxied request",
+        "latency p50",
+        "throughput",
+        "first SSE event",
+        "default settings (guard classifier on)",
+        "floor: bare Starlette + aiohttp proxy",
+    ):
         assert row in section
     assert "Failed requests: none." in section
     assert "hand-written intro" in text
