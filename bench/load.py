@@ -42,13 +42,23 @@ class Target:
         return self.body.replace(MARKER, b"#%08d" % (next(_SERIAL) % 100_000_000))
 
 
-def chat_target(root: str, model: str, *, stream: bool = False, key: str | None = None) -> Target:
-    """A small chat completion (one short user message) against ``root/v1``."""
-    body = {
+def chat_target(
+    root: str,
+    model: str,
+    *,
+    stream: bool = False,
+    key: str | None = None,
+    deterministic: bool = False,
+) -> Target:
+    """A small chat completion (one short user message) against ``root/v1``;
+    ``deterministic`` adds ``temperature: 0``, which makes the response cache look it up."""
+    body: dict[str, object] = {
         "model": model,
         "messages": [{"role": "user", "content": f"Say hello to request {MARKER.decode()}."}],
         "max_tokens": 16,
     }
+    if deterministic:
+        body["temperature"] = 0
     if stream:
         body["stream"] = True
     headers = {"Content-Type": "application/json"}

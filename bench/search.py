@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
 
 import numpy as np
 
@@ -25,7 +24,7 @@ from propylon.db.migrator import migrate
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import Embeddings, JSONObject
 from propylon.rag.bm25 import BM25Index
-from propylon.rag.queries import QUERIES
+from propylon.rag.chunking import Chunk
 from propylon.rag.search import (
     CollectionRef,
     FusionParams,
@@ -33,6 +32,7 @@ from propylon.rag.search import (
     SearchRequest,
     SearchService,
 )
+from propylon.rag.store import CollectionStore, NewChunk
 
 TENANT = "bbbbbbbb-0000-0000-0000-000000000007"
 DIMS = 384
@@ -63,7 +63,7 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 
 
 async def _populate(
-    database: Database, bm25: BM25Index, chunks: int, rng: np.random.Generator
+    database: Database, store: CollectionStore, chunks: int, rng: np.random.Generator
 ) -> tuple[str, np.ndarray]:
     centres = _unit(rng.standard_normal((CLUSTERS, DIMS)))
     async with database.connection() as conn:
@@ -97,21 +97,25 @@ async def _populate(
                 doc = await cur.fetchone()
                 assert doc is not None
                 documents.append(str(doc["id"]))
-            cur = await conn.execute(QUERIES["chunk_ids_reserve"], {"n": n})
-            ids = [int(r["id"]) for r in await cur.fetchall()]
-            postings = []
-            async with conn.cursor().copy(QUERIES["copy_chunks"]) as copy:
-                for i, chunk_id in enumerate(ids):
-                    text = " ".join(f"w{w}" for w in words[i])
-                    counts: Counter[str] = Counter(f"w{w}" for w in words[i])
-                    postings.append((chunk_id, counts, WORDS_PER_CHUNK))
-                    literal = "[" + ",".join(f"{x:.5f}" for x in vectors[i]) + "]"
-                    await copy.write_row(
-                        (chunk_id, collection_id, documents[i % len(documents)], done + i, text,
-                         0, len(text), None, None, [], WORDS_PER_CHUNK, WORDS_PER_CHUNK,
-                         literal, "bench", None)
-                    )  # fmt: skip
-            await bm25.add(conn, collection_id, postings)
+            new = [
+                NewChunk(
+                    document_id=documents[i % len(documents)],
+                    chunk=Chunk(
+                        ordinal=done + i,
+                        start=0,
+                        end=len(text),
+                        text=text,
+                        page=None,
+                        page_end=None,
+                        heading_path=(),
+                        token_count=WORDS_PER_CHUNK,
+                    ),
+                    vector=vectors[i].tolist(),
+                    model_id="bench",
+                )
+                for i, text in enumerate(" ".join(f"w{w}" for w in row) for row in words)
+            ]
+            await store.insert_chunks(conn, collection_id, new)
         done += n
     return collection_id, centres
 
@@ -131,7 +135,9 @@ async def run(options: Options) -> Section:
         try:
             await migrate(database)
             started = time.perf_counter()
-            collection_id, centres = await _populate(database, bm25, chunks, rng)
+            collection_id, centres = await _populate(
+                database, CollectionStore(database, bm25), chunks, rng
+            )
             load_s = time.perf_counter() - started
             query_vectors = _unit(
                 centres[rng.integers(0, CLUSTERS, queries)]

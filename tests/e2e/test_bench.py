@@ -63,7 +63,7 @@ async def test_quick_gateway_bench_writes_its_section_and_keeps_the_others(
         "latency p50",
         "throughput",
         "first SSE event",
-        "default settings (guard classifier on)",
+        "default settings (guard classifier, semantic cache)",
         "floor: bare Starlette + aiohttp proxy",
     ):
         assert row in section
@@ -77,3 +77,19 @@ async def test_unknown_benchmark_name_is_refused(tmp_path: Path) -> None:
     assert code == 2
     assert "unknown benchmark" in out
     assert not (tmp_path / "b.md").exists()
+
+
+async def test_quick_search_bench_stores_its_corpus_the_way_ingestion_does(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The search family writes its synthetic chunks through `CollectionStore.insert_chunks`:
+    a schema change that breaks it fails here, not in the next full bench run."""
+    output = tmp_path / "benchmarks.md"
+    code, out = await run_bench(
+        *("--quick", "--only", "search", "--output", str(output)),
+        env={"PROPYLON_BENCH_DATABASE_URL": database_url},
+    )
+    assert code == 0, out[-3000:]
+    section = output.read_text()
+    assert "<!-- bench:search:start -->" in section
+    assert "Hybrid p95 at 3,000 chunks" in section
