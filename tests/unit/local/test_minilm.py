@@ -128,3 +128,30 @@ def test_load_refuses_a_tampered_tokenizer(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr("propylon.local.minilm.TOKENIZER_SHA256", "0" * 64)
     with pytest.raises(ModelFileCorrupted, match=r"tokenizer\.json"):
         MiniLMEmbedder.load()
+
+
+async def test_a_single_short_text_embedded_twice_runs_the_model_once(
+    embedder: MiniLMEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+    real = embedder._embed
+
+    def counting(texts: list[str]) -> tuple[np.ndarray, int]:
+        calls.append(texts)
+        return real(texts)
+
+    monkeypatch.setattr(embedder, "_embed", counting)
+    first = await embedder.embed(["What does the memo remember?"])
+    first.vectors[0][0] = 99.0  # the caller's copy: the memo must not change
+    second = await embedder.embed(["What does the memo remember?"])
+    assert len(calls) == 1
+    assert second.vectors[0][0] != 99.0
+    assert second.prompt_tokens == first.prompt_tokens
+    np.testing.assert_allclose(
+        second.vectors[0], embedder.embed_sync(["What does the memo remember?"])[0], atol=1e-6
+    )
+    await embedder.embed(["one", "two"])  # batches are not remembered
+    await embedder.embed(["one", "two"])
+    await embedder.embed(["x" * 2_001])  # nor long texts
+    await embedder.embed(["x" * 2_001])
+    assert len(calls) == 6  # embed_sync above, two batches, two long texts
