@@ -59,8 +59,8 @@ def environment_note() -> str:
         n for n in os.environ if (n.startswith("PROPYLON_") or n == "PGOPTIONS") and n not in secret
     )
     if not names:
-        return "No `PROPYLON_*` variables set: default settings."
-    return "Set in the environment: " + ", ".join(f"`{n}={os.environ[n]}`" for n in names) + "."
+        return "No `PROPYLON_*` variable set in the shell."
+    return "Set in the shell: " + ", ".join(f"`{n}={os.environ[n]}`" for n in names) + "."
 
 
 def pin_self() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench import load
 from bench.document import stamp
-from bench.gateway import CONCURRENCY, open_rig
+from bench.gateway import CONCURRENCY, hot_path_note, open_rig
 from bench.processes import cpu_seconds, environment_note, pinning_note
 from bench.suite import Options, Section, main_for
 from propylon import __version__
@@ -180,7 +180,8 @@ def render(p: Profile, options: Options) -> str:
 py-spy {RATE_HZ} Hz, `--nonblocking`, on the gateway process while {CONCURRENCY} clients sent
 non-streamed chat requests to an instant fake upstream for {p.seconds:.0f} s:
 {p.requests:,} requests, {cpu_ms:.2f} ms CPU per request (`/proc`), {s.total:,} busy samples.
-Propylon {__version__}. {environment_note()} {pinning_note()}
+Propylon {__version__}, the gateway family's hot path ({hot_path_note()}).
+{environment_note()} {pinning_note()}
 "≈ CPU per request" spreads the measured CPU per request by the share of samples. The first
 table charges each sample to one owner, so it adds up to 100 %: the innermost Propylon file on
 the stack, with the libraries it called (its psycopg, aiohttp, logging…); samples with no
