@@ -385,53 +385,31 @@ def _ms(value: float) -> str:
     return f"{value:.2f} ms"
 
 
-def _default_rows(res: Results) -> list[tuple[str, str, str, str, str, str]]:
-    """Context rows: the floor (bare proxy), and the default settings (classifier on)."""
-    rows: list[tuple[str, str, str, str, str, str]] = []
-    direct_p50 = res.sequential.direct.latencies.pct(50)
-    if res.bare is not None:
-        bare = res.bare
-        rows += [
-            (
-                "floor: bare Starlette + aiohttp proxy, CPU per request, sequential",
-                _ms(bare.cpu_ms_per_request()) + " (bare proxy)",
-                "",
-                "",
-                "(context)",
-                "",
-            ),
-            (
-                "floor: bare Starlette + aiohttp proxy, latency p50, sequential",
-                _ms(bare.latencies.pct(50)),
-                _ms(direct_p50),
-                f"+{_ms(bare.latencies.pct(50) - direct_p50)}",
-                "(context)",
-                "",
-            ),
-        ]
-    side = res.defaults
-    if side is None:
-        return rows
-    added = side.latencies.pct(50) - direct_p50
+Row = tuple[str, str, str, str, str, str]
+
+
+def _sequential_rows(label: str, side: Side, who: str, direct_p50: float) -> list[Row]:
+    """Two context rows for a side measured sequentially: its CPU and its added p50."""
+    p50 = side.latencies.pct(50)
+    cpu = f"{_ms(side.cpu_ms_per_request())} ({who})"
+    added = f"+{_ms(p50 - direct_p50)}"
     return [
-        *rows,
-        (
-            "… default settings (guard classifier, semantic cache): CPU per request, sequential",
-            _ms(side.cpu_ms_per_request()) + " (gateway)",
-            "",
-            "",
-            "(context)",
-            "",
-        ),
-        (
-            "… default settings (guard classifier, semantic cache): latency p50, sequential",
-            _ms(side.latencies.pct(50)),
-            _ms(res.sequential.direct.latencies.pct(50)),
-            f"+{_ms(added)}",
-            "(context)",
-            "",
-        ),
+        (f"{label}: CPU per request, sequential", cpu, "", "", "(context)", ""),
+        (f"{label}: latency p50, sequential", _ms(p50), _ms(direct_p50), added, "(context)", ""),
     ]
+
+
+def _default_rows(res: Results) -> list[Row]:
+    """Context rows: the floor (bare proxy), and the default settings (classifier on)."""
+    direct_p50 = res.sequential.direct.latencies.pct(50)
+    rows: list[Row] = []
+    if res.bare is not None:
+        label = "floor: bare Starlette + aiohttp proxy"
+        rows += _sequential_rows(label, res.bare, "bare proxy", direct_p50)
+    if res.defaults is not None:
+        label = "… default settings (guard classifier, semantic cache)"
+        rows += _sequential_rows(label, res.defaults, "gateway", direct_p50)
+    return rows
 
 
 def _defaults_note(res: Results) -> str:
