@@ -4,9 +4,10 @@ It sits inside the guard and outside the cache. For every call made with an API 
 
 1. checks the key's scopes: the feature (``chat``, ``embeddings``, ``rag``) and the model
    (models served only by the local offline provider are open to every key) → 403;
-2. estimates the tokens (prompt counted with ``TokenCounter``; completion = ``max_tokens``
-   or the configured estimate) and refuses a call that would break the key's or tenant's
-   budget → 429 ``insufficient_quota``, before any upstream call;
+2. estimates the tokens (prompt counted with ``TokenCounter``, only when a TPM limit or a
+   budget needs it; completion = ``max_tokens`` or the configured estimate) and refuses a
+   call that would break the key's or tenant's budget → 429 ``insufficient_quota``, before
+   any upstream call;
 3. reserves one request and the estimated tokens from the key's and tenant's RPM/TPM
    buckets, all or nothing → 429 ``rate_limit_exceeded`` with ``Retry-After``;
 4. after the call, settles the token buckets with the real usage (giving back or taking
@@ -98,7 +99,7 @@ class LimitsLayer:
         usage = result.get("usage") if isinstance(result.get("usage"), dict) else None
         prompt, completion = _usage_tokens(usage)
         if usage is None:
-            prompt = admission.prompt_estimate
+            prompt = admission.prompt_estimate()
             completion = self._count(_answer_text(result), admission.model)
         await admission.settle(prompt, completion)
         return result
@@ -121,8 +122,14 @@ class LimitsLayer:
         admission = None
         if isinstance(model, str) and _has_key(call):
             feature = "rag" if call is not None and call.endpoint == "rag" else "embeddings"
-            estimate = sum(self._count(t, model) for t in texts)
-            admission = await self._admit(call, feature, model, "embeddings", estimate, 0)
+            admission = await self._admit(
+                call,
+                feature,
+                model,
+                "embeddings",
+                lambda: sum(self._count(t, model) for t in texts),
+                0,
+            )
         if admission is None:
             return await self._embeddings.embed(texts, request, call)
         try:
@@ -139,9 +146,12 @@ class LimitsLayer:
             return None  # the gateway's validation answers malformed requests
         feature = call.endpoint if call is not None and call.endpoint == "rag" else "chat"
         messages = request.get("messages")
-        prompt = self._counter.count_messages(
-            messages if isinstance(messages, list) else [], model, request.get("tools")
-        )
+
+        def prompt() -> int:
+            return self._counter.count_messages(
+                messages if isinstance(messages, list) else [], model, request.get("tools")
+            )
+
         limit = request.get("max_completion_tokens", request.get("max_tokens"))
         completion = limit if isinstance(limit, int) and limit > 0 else None
         return await self._admit(
@@ -159,9 +169,11 @@ class LimitsLayer:
         feature: str,
         requested: str,
         kind: str,
-        prompt: int,
+        prompt: Callable[[], int],
         completion: int,
     ) -> _Admission | None:
+        """``prompt`` counts the prompt's tokens: called only when a token limit or a budget
+        needs the estimate now (counting a long prompt costs tenths of a millisecond)."""
         if call is None or call.principal is None or call.principal.key_id is None:
             return None
         principal = call.principal
@@ -179,10 +191,19 @@ class LimitsLayer:
                 param="model",
                 code="model_not_allowed",
             )
-        await self._check_budget(record, model, prompt, completion)
         limits = record.limits.or_else(self._policy.default_limits)
-        charges = _charges(f"k:{record.id}", limits, prompt + completion)
-        charges += _charges(f"t:{record.tenant_id}", record.tenant_limits, prompt + completion)
+        counted: int | None = None
+        if (
+            limits.tpm is not None
+            or record.tenant_limits.tpm is not None
+            or record.budget.is_set
+            or record.tenant_budget.is_set
+        ):
+            counted = prompt()
+            await self._check_budget(record, model, counted, completion)
+        tokens = (counted or 0) + completion  # charged only under a TPM limit, so counted
+        charges = _charges(f"k:{record.id}", limits, tokens)
+        charges += _charges(f"t:{record.tenant_id}", record.tenant_limits, tokens)
         if charges:
             decision = await self._limiter.acquire(charges)
             call.response_headers.update(rate_limit_headers(decision.states))
@@ -192,7 +213,7 @@ class LimitsLayer:
                     f"{decision.retry_after_s:.1f} s.",
                     retry_after=decision.retry_after_s,
                 )
-        return _Admission(self, record, call, model, charges, prompt, prompt + completion)
+        return _Admission(self, record, call, model, charges, prompt, counted, tokens)
 
     async def _check_budget(
         self, record: KeyRecord, model: str, prompt: int, completion: int
@@ -253,9 +274,16 @@ class _Admission:
     call: CallInfo
     model: str
     charges: list[Charge]
-    prompt_estimate: int
+    count_prompt: Callable[[], int]
+    counted_prompt: int | None  # None: not counted yet (no token limit or budget needed it)
     reserved: int
     settled: bool = False
+
+    def prompt_estimate(self) -> int:
+        """The prompt's tokens by our count, for an answer that came without usage."""
+        if self.counted_prompt is None:
+            self.counted_prompt = self.count_prompt()
+        return self.counted_prompt
 
     async def settle(self, prompt: int, completion: int) -> None:
         if not self.settled:
@@ -298,7 +326,7 @@ class _SettlingStream:
             if self._usage is not None:
                 prompt, completion = _usage_tokens(self._usage)
             else:
-                prompt = self._admission.prompt_estimate
+                prompt = self._admission.prompt_estimate()
                 completion = self._count("".join(self._text), self._admission.model)
             await self._admission.settle(prompt, completion)
 
