@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from propylon.gateway.call import CallInfo
 from propylon.http.auth import authenticate
 from propylon.http.context import services
 from propylon.http.json import json_response, read_json_object
 from propylon.http.openapi import JSON_OBJECT_BODY
-from propylon.http.sse import HEADERS, sse_body
+from propylon.http.sse import HEADERS, EventStreamResponse, sse_body
 
 router = APIRouter()
 
@@ -26,7 +26,7 @@ async def chat_completions(request: Request) -> Response:
     )
     if body.get("stream") is True:
         stream = await svc.chat.stream(body, call)
-        return StreamingResponse(
+        return EventStreamResponse(
             sse_body(stream),
             media_type="text/event-stream",
             headers={**HEADERS, **call.headers()},

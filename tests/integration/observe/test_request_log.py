@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import orjson
 import pytest
 
@@ -87,6 +89,32 @@ async def test_a_streamed_request_is_recorded_when_its_stream_ends(server: AppSe
     assert record["completion_tokens"] == usage["completion_tokens"]
     assert record["ttft_ms"] is not None and 0 < record["ttft_ms"] <= record["latency_ms"]
     assert 0 <= record["overhead_ms"] <= record["latency_ms"]
+
+
+async def test_a_client_leaving_mid_stream_is_recorded_and_the_upstream_released(
+    server: AppServer, upstream: FakeUpstream
+) -> None:
+    """The upstream would stream for 4 s; the client reads one event and leaves. The record
+    (status 200, ``client_disconnected``) comes long before the upstream would have ended."""
+    upstream.set_behaviour(Behaviour(completion_tokens=400, tokens_per_second=100))
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "a long story"}]}
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    started = time.monotonic()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{server.url}/v1/chat/completions", json={**body, "stream": True}, headers=headers
+        ) as resp,
+    ):
+        assert resp.status == 200
+        request_id = resp.headers["x-request-id"]
+        first = await resp.content.readline()
+        assert first.startswith(b"data: {")
+    # Leaving the block closed the connection mid-stream.
+    (record,) = await records(server, 1, f"request_id={request_id}")
+    assert record["stream"] is True
+    assert (record["status"], record["error_code"]) == (200, "client_disconnected")
+    assert time.monotonic() - started < 3.0, "the stream was not stopped when the client left"
 
 
 async def test_embeddings_are_recorded_without_their_vectors(server: AppServer) -> None:
