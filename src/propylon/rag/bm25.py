@@ -20,10 +20,12 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import Stemmer
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
 
 from propylon.rag.queries import QUERIES
 
@@ -119,19 +121,34 @@ class BM25Index:
         limit: int = 10,
     ) -> list[KeywordHit]:
         """The ``limit`` best chunks of the collection for ``query``, best first."""
-        terms = self.analyzer.terms(query)
+        return await self.search_terms(conn, collection_id, self.analyzer.terms(query), limit=limit)
+
+    async def search_terms(
+        self,
+        conn: AsyncConnection[DictRow],
+        collection_id: str,
+        terms: list[str],
+        *,
+        limit: int = 10,
+        metadata_filter: dict[str, Any] | None = None,
+    ) -> list[KeywordHit]:
+        """``search`` for terms already analysed (one analysis for several collections),
+        optionally only over chunks whose document metadata contains ``metadata_filter``."""
         if not terms:
             return []
-        cur = await conn.execute(
-            QUERIES["bm25_search"],
-            {
-                "collection_id": collection_id,
-                "terms": terms,
-                "k1": self.params.k1,
-                "b": self.params.b,
-                "limit": limit,
-            },
-        )
+        params: dict[str, Any] = {
+            "collection_id": collection_id,
+            "terms": terms,
+            "k1": self.params.k1,
+            "b": self.params.b,
+            "limit": limit,
+        }
+        if metadata_filter:
+            params["filter"] = Jsonb(metadata_filter)
+            top = QUERIES["bm25_top_filtered"]
+        else:
+            top = QUERIES["bm25_top"]
+        cur = await conn.execute(QUERIES["bm25_scored"] + "\n" + top, params)
         return [
             KeywordHit(int(row["chunk_id"]), float(row["score"])) for row in await cur.fetchall()
         ]

@@ -147,7 +147,10 @@ FROM (SELECT count(*) AS n, coalesce(sum(term_count), 0) AS total
       FROM chunks WHERE document_id = %(document_id)s) gone
 WHERE s.collection_id = %(collection_id)s
 
--- name: bm25_search
+-- name: bm25_scored
+-- Lucene BM25 (k1, b) of every chunk of the collection holding a query term. The first half
+-- of a keyword search: `BM25Index.search_terms` follows it with `bm25_top` or
+-- `bm25_top_filtered`, so the formula is written once.
 WITH stats AS (
     SELECT chunk_count::float8 AS n,
            term_total::float8 / greatest(chunk_count, 1) AS avgdl
@@ -160,13 +163,26 @@ WITH stats AS (
     JOIN chunk_terms p ON p.collection_id = %(collection_id)s AND p.term = q.term
 ), df AS (
     SELECT term, count(*)::float8 AS df FROM postings GROUP BY term
+), scored AS (
+    SELECT p.chunk_id,
+           sum(p.qtf * ln(1.0 + (s.n - df.df + 0.5) / (df.df + 0.5))
+               * p.tf / (p.tf + %(k1)s * (1.0 - %(b)s + %(b)s * p.doc_length / s.avgdl))) AS score
+    FROM postings p JOIN df USING (term) CROSS JOIN stats s
+    GROUP BY p.chunk_id
 )
-SELECT p.chunk_id,
-       sum(p.qtf * ln(1.0 + (s.n - df.df + 0.5) / (df.df + 0.5))
-           * p.tf / (p.tf + %(k1)s * (1.0 - %(b)s + %(b)s * p.doc_length / s.avgdl))) AS score
-FROM postings p JOIN df USING (term) CROSS JOIN stats s
-GROUP BY p.chunk_id
-ORDER BY score DESC, p.chunk_id
+
+-- name: bm25_top
+SELECT chunk_id, score FROM scored
+ORDER BY score DESC, chunk_id
+LIMIT %(limit)s
+
+-- name: bm25_top_filtered
+-- Only chunks whose document metadata contains the filter; IDF and average length stay those
+-- of the whole collection.
+SELECT sc.chunk_id, sc.score
+FROM scored sc JOIN chunks c ON c.id = sc.chunk_id JOIN documents d ON d.id = c.document_id
+WHERE d.metadata @> %(filter)s::jsonb
+ORDER BY sc.score DESC, sc.chunk_id
 LIMIT %(limit)s
 
 -- name: bm25_analyze

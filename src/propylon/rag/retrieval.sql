@@ -17,34 +17,6 @@ LIMIT %(limit)s
 SELECT set_config('hnsw.ef_search', %(ef_search)s, true),
        set_config('hnsw.iterative_scan', 'relaxed_order', true)
 
--- name: bm25_search_filtered
--- Lucene BM25 (as in queries.sql `bm25_search`), over the chunks whose document metadata
--- contains the filter; IDF and average length stay those of the whole collection.
-WITH stats AS (
-    SELECT chunk_count::float8 AS n,
-           term_total::float8 / greatest(chunk_count, 1) AS avgdl
-    FROM bm25_stats WHERE collection_id = %(collection_id)s
-), query AS (
-    SELECT term, count(*)::float8 AS qtf FROM unnest(%(terms)s::text[]) AS term GROUP BY term
-), postings AS (
-    SELECT p.term, p.chunk_id, p.tf, p.doc_length, q.qtf
-    FROM query q
-    JOIN chunk_terms p ON p.collection_id = %(collection_id)s AND p.term = q.term
-), df AS (
-    SELECT term, count(*)::float8 AS df FROM postings GROUP BY term
-), scored AS (
-    SELECT p.chunk_id,
-           sum(p.qtf * ln(1.0 + (s.n - df.df + 0.5) / (df.df + 0.5))
-               * p.tf / (p.tf + %(k1)s * (1.0 - %(b)s + %(b)s * p.doc_length / s.avgdl))) AS score
-    FROM postings p JOIN df USING (term) CROSS JOIN stats s
-    GROUP BY p.chunk_id
-)
-SELECT sc.chunk_id, sc.score
-FROM scored sc JOIN chunks c ON c.id = sc.chunk_id JOIN documents d ON d.id = c.document_id
-WHERE d.metadata @> %(filter)s::jsonb
-ORDER BY sc.score DESC, sc.chunk_id
-LIMIT %(limit)s
-
 -- name: chunk_rows
 SELECT c.id AS chunk_id, c.collection_id, c.document_id, c.ordinal, c.text, c.char_start,
        c.char_end, c.page, c.page_end, c.heading_path, c.risk_score, d.external_id, d.filename,

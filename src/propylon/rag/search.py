@@ -253,22 +253,10 @@ class SearchService:
             return []
         async with self._database.connection() as conn:
             for c in collections:
-                if not request.filter:
-                    hits = await self._bm25.search(conn, c.id, request.query, limit=limit)
-                    ranked += [(hit.chunk_id, hit.score) for hit in hits]
-                    continue
-                cur = await conn.execute(
-                    QUERIES["bm25_search_filtered"],
-                    {
-                        "collection_id": c.id,
-                        "terms": terms,
-                        "k1": self._bm25.params.k1,
-                        "b": self._bm25.params.b,
-                        "filter": Jsonb(request.filter),
-                        "limit": limit,
-                    },
+                hits = await self._bm25.search_terms(
+                    conn, c.id, terms, limit=limit, metadata_filter=request.filter
                 )
-                ranked += [(int(r["chunk_id"]), float(r["score"])) for r in await cur.fetchall()]
+                ranked += [(hit.chunk_id, hit.score) for hit in hits]
         ranked.sort(key=lambda item: (-item[1], item[0]))
         return ranked[:limit]
 
