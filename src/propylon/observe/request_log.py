@@ -2,7 +2,10 @@
 request path.
 
 ``submit`` is all a request pays: an append to an in-memory deque, never I/O. A background
-task writes batches with ``COPY``. When the database is slow or down, records wait in the
+task writes batches with ``COPY``, once per ``flush_interval_s`` (sooner when a full batch is
+waiting). A write takes what was pending when it began: records submitted meanwhile wait for
+the next one (before, the writer went on while records kept arriving, and steady sequential
+traffic cost a ``COPY`` every third request). When the database is slow or down, records wait in the
 buffer (at most ``buffer_size``) and are written once it answers again; past the bound new
 records are dropped and counted (``dropped``, exported as a metric), so a request never
 blocks or fails because of its record.
@@ -62,6 +65,7 @@ class RequestLog:
         self._failing = False
         self.dropped = 0  # records refused because the buffer was full
         self.written = 0
+        self.writes = 0  # COPY statements run
         self.failed_writes = 0
 
     @property
@@ -94,7 +98,7 @@ class RequestLog:
                 await self._task
             self._task = None
         try:
-            await asyncio.wait_for(self.flush(), timeout)
+            await asyncio.wait_for(self._drain(), timeout)
         except Exception as exc:
             log.warning(
                 "request log: records lost at shutdown",
@@ -102,12 +106,20 @@ class RequestLog:
             )
 
     async def flush(self) -> int:
-        """Write every pending record now; return how many were written."""
+        """Write the records pending now, not those submitted meanwhile; return how many were
+        written."""
         total = 0
         async with self._writing:
-            while self._buffer:
-                total += await self._write_batch()
+            left = len(self._buffer)
+            while left > 0 and self._buffer:
+                taken, written = await self._write_batch(min(left, self._batch_size))
+                left -= taken
+                total += written
         return total
+
+    async def _drain(self) -> None:
+        while self._buffer:
+            await self.flush()
 
     async def delete_expired(self) -> int:
         """Delete rows older than the retention period, in slices; return how many."""
@@ -158,8 +170,10 @@ class RequestLog:
                 except Exception as exc:
                     log.warning("request log: retention failed", extra={"error": repr(exc)})
 
-    async def _write_batch(self) -> int:
-        batch = list(islice(self._buffer, self._batch_size))
+    async def _write_batch(self, size: int) -> tuple[int, int]:
+        """Write the first ``size`` records; return how many left the buffer and how many of
+        them were written (an unrenderable record is logged and skipped)."""
+        batch = list(islice(self._buffer, size))
         rows: list[tuple[Any, ...]] = []
         for index, record in enumerate(batch):
             try:
@@ -173,7 +187,8 @@ class RequestLog:
         for _ in batch:
             self._buffer.popleft()
         self.written += len(rows)
-        return len(rows)
+        self.writes += 1
+        return len(batch), len(rows)
 
     async def _copy(self, rows: list[tuple[Any, ...]]) -> None:
         async with (
