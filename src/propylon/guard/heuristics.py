@@ -187,14 +187,22 @@ _COMPILED = {
     for family, rules in _RULES.items()
 }
 
-# The words a rule's match can start with, for rules that start with a whole word (the
-# pattern opens with ``\b(?:word|…)`` followed by a space, a comma or a hyphen). An ASCII text
-# none of whose words is listed cannot match the rule, so it is not run: most prompts contain
-# none of these words, and running all 23 patterns costs 36 µs on a short prompt. Rules left
-# out (``dan``: "do anything now" needs no word boundary, "danmode" is one word;
-# ``german_reveal``: any word starting with "zeig"…) always run. A test checks that the
-# filtered scan equals the full one on every text of the evaluation sets.
+# Words every match of a rule contains whole (mostly the words it can start with: the pattern
+# opens with ``\b(?:word|…)`` followed by a space, a comma or a hyphen). An ASCII text none of
+# whose words is listed cannot match the rule, so it is not run: most prompts contain none of
+# these words, and running all 23 patterns costs 36 µs on a short prompt. ``dan`` ends in a
+# whole word or is one word ("DANmode"), and its "do anything now" holds "anything" whole;
+# ``german_reveal`` has "deine", "ihre", "den" or "die" between two spaces. A test checks that
+# the filtered scan equals the full one on every text of the evaluation sets.
+_DAN_PERSONAS = ("dan", "stan", "dude", "aim")
+_DAN_ENDINGS = ("mode", "prompt", "jailbreak")
 _TRIGGERS: dict[str, tuple[str, ...]] = {
+    "dan": (
+        *_DAN_ENDINGS,
+        *(persona + ending for persona in _DAN_PERSONAS for ending in _DAN_ENDINGS),
+        "anything",
+    ),
+    "german_reveal": ("deine", "ihre", "den", "die"),
     "ignore_previous": (
         "ignore",
         "disregard",
@@ -273,6 +281,9 @@ _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[\s:]?){12,}(?![0-9A-Fa-f])
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
 )
+_LEET_DIGIT = re.compile(r"[013457]")
+# At a word's start: the word holds a leet digit and a word character that is not a digit.
+_LEET_RUN = re.compile(r"\b(?=\w*[013457])(?=\w*[^\W\d])")
 _LEETY_WORD = re.compile(r"\b\w*[a-z]\w*[013457@$]\w*\b|\b\w*[013457@$]\w*[a-z]\w*\b", re.I)
 
 
@@ -356,8 +367,17 @@ def _encoded(text: str) -> list[Signal]:
     return out
 
 
+def _maybe_leet(text: str) -> bool:
+    """False only when ``_LEETY_WORD`` cannot match: its digit forms need a word holding one of
+    0 1 3 4 5 7 and a letter, its other forms an ``@`` or a ``$``. ``_LEETY_WORD`` costs
+    10-20 µs on a short prompt (it backtracks at every word); this, 0.5-4 µs."""
+    if "@" in text or "$" in text:
+        return True
+    return _LEET_DIGIT.search(text) is not None and _LEET_RUN.search(text) is not None
+
+
 def _encoded_leet(text: str) -> list[Signal]:
-    if not _LEETY_WORD.search(text):
+    if not _maybe_leet(text) or not _LEETY_WORD.search(text):
         return []
     plain = _LEETY_WORD.sub(lambda m: m.group(0).lower().translate(_LEET), text)
     if plain == text:

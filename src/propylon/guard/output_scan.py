@@ -22,6 +22,9 @@ SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
     "stripe_key": re.compile(r"\b[sr]k_live_[0-9A-Za-z]{20,}"),
     "private_key": re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"),
 }
+# Every match of a pattern above holds one of these literals. One search for them passes most
+# answers (none holds any) in 1-2 µs, where the eight patterns cost ~30 µs on a short answer.
+_LITERALS = re.compile(r"sk-|[sr]k_live_|AKIA|ASIA|gh[pousr]_|github_pat_|xox|AIza|-----BEGIN ")
 # Longest text a pattern needs to see at once; the streaming check keeps this much history.
 _TAIL = 256
 
@@ -52,6 +55,8 @@ class OutputScanner:
         """The first thing in ``text`` that must not reach the client, if any."""
         if self._canary is not None and self._canary in text:
             return Finding("canary")
+        if not self._patterns or not _LITERALS.search(text):
+            return None
         for name, pattern in self._patterns.items():
             if pattern.search(text):
                 return Finding(name)

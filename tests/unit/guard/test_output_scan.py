@@ -40,3 +40,32 @@ def test_canary_goes_into_system_prompts_only() -> None:
     assert "CANARY-1" not in request["messages"][0]["content"], "the caller's dict is untouched"
     no_system = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     assert place_canary(no_system, "CANARY-1") is no_system
+
+
+SAMPLES = {
+    "openai_key": ["sk-" + "Ab3_" * 6, "sk-svcacct-" + "x9" * 12],
+    "anthropic_key": ["sk-ant-api03-" + "Zz9-" * 6],
+    "aws_access_key": ["AKIA" + "ABCDEFGH23456789", "ASIA" + "Q" * 16],
+    "github_token": ["ghp_" + "a1" * 18, "ghs_" + "Z" * 36, "github_pat_" + "b_2" * 14],
+    "slack_token": ["xoxb-1234-5678-abcdEFGH"],
+    "google_api_key": ["AIza" + "Sy-_9" * 7],
+    "stripe_key": ["sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc", "rk_live_" + "q" * 24],
+    "private_key": ["-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----"],
+}
+
+
+def test_every_secret_shape_is_found_past_the_literal_prefilter() -> None:
+    """The scanner runs its patterns only on answers holding one of their literals: each shape
+    is still found, alone and inside prose."""
+    from propylon.guard.output_scan import SECRET_PATTERNS
+
+    scanner = OutputScanner(canary=None, secrets=False)
+    assert scanner.check(SAMPLES["openai_key"][0]) is None  # secrets off: nothing looked for
+    scanner = OutputScanner(canary=None, secrets=True)
+    assert set(SAMPLES) == set(SECRET_PATTERNS)
+    for kind, samples in SAMPLES.items():
+        for sample in samples:
+            assert SECRET_PATTERNS[kind].search(sample), (kind, sample)
+            for text in (sample, f"Here you are: {sample}\nAnything else?"):
+                finding = scanner.check(text)
+                assert finding is not None and finding.code == "secret_leaked", (kind, text)
