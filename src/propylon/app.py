@@ -70,7 +70,7 @@ from propylon.jobs.handler import Handler, Handlers
 from propylon.jobs.progress import ProgressHub
 from propylon.jobs.queue import JobQueue
 from propylon.jobs.worker import Worker
-from propylon.local.memory import release_free_memory
+from propylon.local.memory import release_free_memory, settle_heap
 from propylon.observe.observability import open_observability
 from propylon.rag.chat import RagChatService
 from propylon.rag.engine import build_collection_service, build_ingestion_handler
@@ -423,6 +423,7 @@ async def run_worker(
         loop.add_signal_handler(sig, stop.set)
     try:
         async with build_services(settings, worker=True, handlers=handlers):
+            settle_heap()
             log.info("worker ready")
             await stop.wait()
             log.info("worker stopping")
@@ -436,9 +437,11 @@ def create_app(
     *,
     handlers: HandlerFactory | None = None,
     tracer_provider: TracerProvider | None = None,
+    settle: bool = False,
 ) -> FastAPI:
     """The HTTP application; its lifespan owns every running part (and the in-process job
-    worker, when ``runs_in_process_worker``; tests pass their own ``handlers``)."""
+    worker, when ``runs_in_process_worker``; tests pass their own ``handlers``). ``settle``:
+    the process is a server, ``settle_heap()`` once started (``propylon serve``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -447,6 +450,8 @@ def create_app(
             settings, worker=worker, handlers=handlers, tracer_provider=tracer_provider
         ) as services:
             app.state.services = services
+            if settle:
+                settle_heap()
             yield
 
     app = FastAPI(
@@ -494,4 +499,4 @@ def app_from_environment() -> FastAPI:
 
     settings = load_settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    return create_app(settings, settle=True)

@@ -69,7 +69,7 @@ def serve(
         return
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings),
+            create_app(settings, settle=True),
             host=settings.host,
             port=settings.port,
             loop="uvloop",
