@@ -4,12 +4,15 @@
 cache, gateway). When a call ends (returned, raised, or its stream finished or was closed)
 the ``Recorder`` builds one ``RequestRecord`` from the ``CallInfo`` the inner layers filled
 in, hands it to the request log (an in-memory append) and the metrics, and sets the GenAI
-attributes on the request's span.
+attributes on the request's span. A call that succeeded is timed when it ends and recorded on
+the event loop's next turn, once its response has been handed to the server
+(``Recorder.finish_soon``), unless its span is recording.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -122,9 +125,11 @@ class Recorder:
         extra_upstream_ms: float = 0.0,
         client_ms: float = 0.0,
         client_closed: bool = False,
+        ended: float | None = None,
     ) -> RequestRecord:
-        """One record for the call, submitted; the span gets the GenAI attributes."""
-        now = time.perf_counter()
+        """One record for the call, submitted; the span gets the GenAI attributes. ``ended``:
+        the ``perf_counter`` time the call ended, when that was before now."""
+        now = ended if ended is not None else time.perf_counter()
         started = ctx.started if ctx is not None else call.started
         latency_ms = (now - started) * 1000.0
         upstream_ms = call.upstream_ms + extra_upstream_ms
@@ -181,6 +186,21 @@ class Recorder:
                 attributes["error.type"] = error_code or error_type
             span.set_attributes(attributes)
         return record
+
+    def finish_soon(
+        self, call: CallInfo, ctx: RequestContext | None, span: Span, **fields: Any
+    ) -> None:
+        """``finish`` once the response is on its way: the call's end is taken now, the record
+        and the metrics (~50 µs) are made on the event loop's next turn, after the response
+        has been handed to the server, so the client does not wait for them. A recording span
+        is finished now: its attributes must be set before it ends."""
+        if span.is_recording():
+            self.finish(call, ctx, span, **fields)
+            return
+        ended = time.perf_counter()
+        asyncio.get_running_loop().call_soon(
+            functools.partial(self.finish, call, ctx, span, ended=ended, **fields)
+        )
 
     def finish_unserved(
         self,
@@ -259,7 +279,7 @@ class RecordedChat:
                 call.usage = result["usage"]  # e.g. an answer served from the cache
             if span.is_recording():
                 span.set_attributes(response_attributes(result))
-            recorder.finish(
+            recorder.finish_soon(
                 call,
                 ctx,
                 span,
@@ -382,7 +402,7 @@ class _RecordedStream:
                 "content": response,
                 "tool_calls": ["".join(p) for _, p in sorted(self._tools.items())],
             }
-        self._recorder.finish(
+        self._recorder.finish_soon(
             self._call,
             self._ctx,
             self._span,
@@ -425,7 +445,7 @@ class RecordedEmbeddings:
                 raise
             if call.usage is None:
                 call.usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": 0}
-            recorder.finish(call, ctx, span, endpoint="embeddings", prompt=texts)
+            recorder.finish_soon(call, ctx, span, endpoint="embeddings", prompt=texts)
             return result
 
 
