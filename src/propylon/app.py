@@ -63,7 +63,7 @@ from propylon.http import (
     runs,
 )
 from propylon.http.errors import install_error_handlers
-from propylon.http.hot_routes import HotRoutes
+from propylon.http.hot_routes import FrontedFastAPI, HotRoutes
 from propylon.http.request_context import RequestContextMiddleware
 from propylon.jobs.feeds import JobFeeds
 from propylon.jobs.handler import Handler, Handlers
@@ -454,7 +454,7 @@ def create_app(
                 settle_heap()
             yield
 
-    app = FastAPI(
+    app = FrontedFastAPI(
         title="Propylon",
         version=__version__,
         lifespan=lifespan,
@@ -462,15 +462,13 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
-    # Added first, so it runs inside the request context (ids, overhead header, access log).
-    app.add_middleware(
-        HotRoutes,
-        routes={
-            "/v1/chat/completions": chat.chat_completions,
-            "/v1/embeddings": embeddings.create_embeddings,
-        },
-    )
-    app.add_middleware(RequestContextMiddleware)
+    hot = {
+        "/v1/chat/completions": chat.chat_completions,
+        "/v1/embeddings": embeddings.create_embeddings,
+    }
+    # Every request: its context (ids, overhead header, access log), then the hot routes,
+    # then FastAPI for everything else.
+    app.set_front(lambda fastapi: RequestContextMiddleware(HotRoutes(fastapi, hot)))
     for module in (
         health,
         models,
