@@ -63,22 +63,6 @@ def environment_note() -> str:
     return "Set in the shell: " + ", ".join(f"`{n}={os.environ[n]}`" for n in names) + "."
 
 
-REFERENCE_LOOP = 3_000_000
-
-
-def reference_cpu_ms() -> float:
-    """CPU milliseconds of a fixed pure-Python loop in this process: the machine's speed at
-    this moment. On a shared virtual machine it drifts (here: 400 to 700 ms within one
-    afternoon), and every CPU and latency figure drifts with it; the reports quote it so runs
-    can be compared."""
-    started = time.process_time()
-    total = 0
-    for i in range(REFERENCE_LOOP):
-        total += i * i
-    assert total > 0
-    return (time.process_time() - started) * 1000.0
-
-
 def pin_self() -> None:
     """Put the load generator on its core (threads started later inherit it)."""
     if can_pin():
