@@ -418,6 +418,9 @@ def _default_rows(res: Results) -> list[Row]:
                 "",
             )
         )
+    if res.defaults is not None:
+        label = "… default settings (guard classifier, semantic cache)"
+        rows += _sequential_rows(label, res.defaults, "gateway", direct_p50)
     return rows
 
 
