@@ -17,10 +17,13 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import aiohttp
 
 from bench import load
 from bench.document import stamp
@@ -39,6 +42,7 @@ class Profile:
     requests: int
     cpu_s: float
     seconds: float
+    native: list[tuple[str, float]] | None = None  # perf: share of samples per library
 
 
 _LOOP_FRAMES = ("Runner.run", "run_until_complete", "BaseEventLoop.run_forever")
@@ -139,12 +143,59 @@ async def record(options: Options) -> Profile | None:
         cpu1 = cpu_seconds(rig.gateway.pid)
         if await spy_proc.wait() != 0 or not output.exists():
             raise RuntimeError("py-spy failed (is ptrace allowed here?)")
+        native = await record_native(options, rig.gateway.pid, rig.through, http, seconds)
     return Profile(
         summary=summarise(output.read_text()),
         requests=done.completed + done.errors,
         cpu_s=cpu1 - cpu0,
         seconds=done.seconds,
+        native=native,
     )
+
+
+_DSO_LINE = re.compile(r"^\s*(?P<pct>\d+(?:\.\d+)?)%\s+(?P<dso>\S.*?)\s*$")
+
+
+def parse_dso_report(text: str) -> list[tuple[str, float]]:
+    """``perf report --sort dso`` lines (``  76.06%  libpython3.11.so.1.0``) as (library, %)."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        match = _DSO_LINE.match(line)
+        if match:
+            out.append((match.group("dso"), float(match.group("pct"))))
+    return out
+
+
+async def record_native(
+    options: Options, pid: int, target: load.Target, http: aiohttp.ClientSession, seconds: int
+) -> list[tuple[str, float]] | None:
+    """A second window of the same load under ``perf record`` (software clock, no hardware
+    counters needed): the share of the gateway's samples in each native library, the Python
+    interpreter included. None without ``perf`` (or without the right to use it)."""
+    perf = shutil.which("perf")
+    if perf is None:
+        return None
+    data = options.workdir / "perf.data"
+    recorder = await asyncio.create_subprocess_exec(
+        *(perf, "record", "-F", "999", "-p", str(pid), "-o", str(data)),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.sleep(0.3)
+    await load.closed_loop(http, target, concurrency=CONCURRENCY, seconds=seconds - 0.5)
+    recorder.send_signal(signal.SIGINT)
+    await recorder.wait()  # 130 after SIGINT is its normal end
+    if not data.exists():
+        return None
+    report = await asyncio.create_subprocess_exec(
+        *(perf, "report", "-i", str(data), "--no-children", "--sort", "dso", "--stdio"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    text, _ = await report.communicate()
+    return parse_dso_report(text.decode(errors="replace")) or None
 
 
 async def run(options: Options) -> Section:
@@ -194,7 +245,27 @@ for the core.
 {table("Propylon's files, inclusive (on the stack)", s.files.most_common(14))}
 
 {table("on top of the stack (self time)", s.leaves.most_common(16))}
-"""
+{native_table(p, cpu_ms)}"""
+
+
+def native_table(p: Profile, cpu_ms: float) -> str:
+    """The perf table, or why there is none."""
+    if not p.native:
+        return "\nNo native profile (`perf` is not installed here, or not allowed).\n"
+    lines = [
+        "",
+        "Native code, from a second window of the same load under `perf record -F 999` "
+        "(software clock): the share of the gateway's samples in each library. "
+        "`libpython` is the interpreter running all the Python above; the kernel's share is "
+        "sockets, epoll and scheduling.",
+        "",
+        "| library | share of samples | ≈ CPU per request |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| `{dso}` | {pct:.1f} % | {cpu_ms * pct / 100:.2f} ms |" for dso, pct in p.native[:12]
+    ]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

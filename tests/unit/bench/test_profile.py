@@ -28,3 +28,28 @@ def test_profile_summary_drops_frames_above_the_event_loop_and_groups_by_package
     assert summary.owners["propylon/gateway/providers/openai.py"] == 3
     assert summary.owners["outside Propylon: json"] == 1
     assert summary.leaves["`_post` (propylon/gateway/providers/openai.py)"] == 3
+
+
+def test_perf_dso_report_is_read_as_library_shares() -> None:
+    from bench.profile import parse_dso_report
+
+    text = "\n".join(
+        [
+            "# Samples: 12K of event 'cpu-clock:ppp'",
+            "#",
+            "# Overhead  Shared Object",
+            "# ........  ....................",
+            "#",
+            "    76.06%  libpython3.11.so.1.0",
+            "    12.50%  [kernel.kallsyms]",
+            "     0.40%  orjson.cpython-311-x86_64-linux-gnu.so",
+            "",
+            "#",
+            "# (Tip: use --sort)",
+        ]
+    )
+    assert parse_dso_report(text) == [
+        ("libpython3.11.so.1.0", 76.06),
+        ("[kernel.kallsyms]", 12.5),
+        ("orjson.cpython-311-x86_64-linux-gnu.so", 0.4),
+    ]
