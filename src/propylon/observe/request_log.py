@@ -5,10 +5,10 @@ request path.
 task writes batches with ``COPY``, once per ``flush_interval_s`` (sooner when a full batch is
 waiting). A write takes what was pending when it began: records submitted meanwhile wait for
 the next one (before, the writer went on while records kept arriving, and steady sequential
-traffic cost a ``COPY`` every third request). When the database is slow or down, records wait in the
-buffer (at most ``buffer_size``) and are written once it answers again; past the bound new
-records are dropped and counted (``dropped``, exported as a metric), so a request never
-blocks or fails because of its record.
+traffic cost a ``COPY`` every third request). When the database is slow or down, records
+wait in the buffer (at most ``buffer_size``) and are written once it answers again; past the
+bound new records are dropped and counted (``dropped``, exported as a metric), so a request
+never blocks or fails because of its record.
 """
 
 from __future__ import annotations
