@@ -56,3 +56,12 @@ def test_only_a_trailing_text_user_message_is_a_question() -> None:
     assert last_question({"messages": [{"role": "user", "content": [image]}]}) is None
     assert last_question({"messages": [{"role": "assistant", "content": "x"}]}) is None
     assert last_question({"messages": "nonsense"}) is None
+
+
+def test_without_a_semantic_cache_only_the_exact_key_is_made() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "What is RAG?"}]}
+    full = cache_key(body, tenant_id="t", model="m")
+    exact_only = cache_key(body, tenant_id="t", model="m", semantic=False)
+    assert exact_only.exact == full.exact  # the same exact-cache entry either way
+    assert full.question == "What is RAG?" and full.scope != full.exact
+    assert exact_only.question is None and exact_only.scope == exact_only.exact

@@ -124,6 +124,7 @@ class CachedChatService:
                     tenant_id=principal.tenant_id,
                     model=model,
                     salt=self._settings.model_salts.get(model, ""),
+                    semantic=directive.semantic and self._semantic is not None,
                 )
             except Exception:
                 key = None  # unknown model or malformed request: the gateway will say so

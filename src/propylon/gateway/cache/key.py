@@ -38,12 +38,15 @@ class CacheKey:
     question: str | None  # the last user message's text; None: no semantic lookup
 
 
-def cache_key(request: JSONObject, *, tenant_id: str, model: str, salt: str = "") -> CacheKey:
-    """The key of ``request`` once its model is resolved to the public name ``model``."""
+def cache_key(
+    request: JSONObject, *, tenant_id: str, model: str, salt: str = "", semantic: bool = True
+) -> CacheKey:
+    """The key of ``request`` once its model is resolved to the public name ``model``.
+    ``semantic=False`` (no semantic cache to ask): the exact key alone, no scope or question."""
     body = {k: _canonical(v) for k, v in request.items() if k not in IGNORED_FIELDS}
     head = {"tenant": tenant_id, "model": model, "salt": salt}
     exact = _digest({**head, "request": body})
-    question = last_question(request)
+    question = last_question(request) if semantic else None
     if question is None:
         return CacheKey(tenant_id, model, exact, exact, None)
     messages = list(body["messages"])
