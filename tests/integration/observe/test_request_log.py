@@ -302,3 +302,24 @@ async def test_hashed_and_off_policies_keep_no_content(
     assert "private" not in hashed["prompt"] + hashed["response"]
     assert off["content_policy"] == "off"
     assert (off["prompt"], off["response"]) == (None, None)
+
+
+async def test_an_unexpected_error_off_the_hot_routes_is_a_500_with_its_request_id(
+    server: AppServer,
+) -> None:
+    """FastAPI's error middleware answers inside the request context (``FrontedFastAPI``):
+    the 500 is OpenAI-shaped, carries ``x-request-id``, and its record says why."""
+
+    async def boom() -> None:
+        raise RuntimeError("kaput")
+
+    server.app.add_api_route("/v1/boom", boom, methods=["POST"])
+    reply = await call(server, "POST", "/v1/boom", json={})
+    assert reply.status == 500
+    assert reply.body["error"]["type"] == "server_error"
+    assert "kaput" not in str(reply.body)  # the cause stays in the server's log
+    request_id = reply.headers["x-request-id"]
+    assert "x-propylon-overhead-ms" in reply.headers
+    (record,) = await records(server, 1, f"request_id={request_id}")
+    assert record["status"] == 500
+    assert (record["error_type"], record["error_code"]) == ("server_error", "internal_error")
