@@ -6,14 +6,13 @@ import asyncio
 import time
 
 from propylon.db.database import Database
-from propylon.db.migrator import migrate
 from propylon.observe.record import RequestRecord
 from propylon.observe.request_log import RequestLog
 
 
-def record(n: int) -> RequestRecord:
+def record(request_id: str) -> RequestRecord:
     return RequestRecord(
-        request_id=f"steady-{n}",
+        request_id=request_id,
         created_at=time.time(),
         endpoint="chat",
         status=200,
@@ -21,48 +20,36 @@ def record(n: int) -> RequestRecord:
     )
 
 
-async def test_steady_traffic_is_written_once_per_interval(database_url: str) -> None:
+async def test_steady_traffic_is_written_once_per_interval(migrated_database: Database) -> None:
     """Records arrive every 2 ms for 1.5 s while the writer flushes every 0.5 s. Each write
     takes what was pending when it began; before, it went on writing whatever arrived during
     its own COPY, and sequential traffic cost a COPY every few requests (hundreds here)."""
-    database = Database(database_url)
-    await database.open()
-    try:
-        await migrate(database)
-        log = RequestLog(database, flush_interval_s=0.5)
-        await log.start()
-        submitted = 0
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
-            log.submit(record(submitted))
-            submitted += 1
-            await asyncio.sleep(0.002)
-        await log.stop()
-        async with database.connection() as conn:
-            cur = await conn.execute(
-                "SELECT count(*) AS n FROM request_log WHERE request_id LIKE 'steady-%'"
-            )
-            stored = (await cur.fetchone() or {"n": 0})["n"]
-    finally:
-        await database.close()
+    log = RequestLog(migrated_database, flush_interval_s=0.5)
+    await log.start()
+    submitted = 0
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        log.submit(record(f"steady-{submitted}"))
+        submitted += 1
+        await asyncio.sleep(0.002)
+    await log.stop()
+    async with migrated_database.connection() as conn:
+        cur = await conn.execute("SELECT count(*) AS n FROM request_log")  # a new database
+        stored = (await cur.fetchone() or {"n": 0})["n"]
     assert submitted > 200
     assert stored == submitted and log.written == submitted  # nothing lost at stop
     assert log.writes <= 6  # one per interval (3-4) and the final one at stop
 
 
-async def test_a_flush_writes_what_was_pending_when_it_began(database_url: str) -> None:
-    database = Database(database_url)
-    await database.open()
-    try:
-        await migrate(database)
-        log = RequestLog(database, batch_size=2)
-        for n in range(5):
-            log.submit(record(1000 + n))
-        flushing = asyncio.create_task(log.flush())
-        await asyncio.sleep(0)  # the flush has begun: it counted 5
-        log.submit(record(2000))
-        assert await flushing == 5  # in three COPYs of at most 2
-        assert (log.pending, log.writes) == (1, 3)
-        assert await log.flush() == 1
-    finally:
-        await database.close()
+async def test_a_flush_writes_what_was_pending_when_it_began(
+    migrated_database: Database,
+) -> None:
+    log = RequestLog(migrated_database, batch_size=2)
+    for n in range(5):
+        log.submit(record(f"pending-{n}"))
+    flushing = asyncio.create_task(log.flush())
+    await asyncio.sleep(0)  # the flush has begun: it counted 5
+    log.submit(record("pending-late"))
+    assert await flushing == 5  # in three COPYs of at most 2
+    assert (log.pending, log.writes) == (1, 3)
+    assert await log.flush() == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from propylon.db.database import Database
-from propylon.db.migrator import migrate
 from propylon.observe.record import RequestRecord
 from propylon.observe.request_log import RequestLog
 
@@ -22,33 +21,21 @@ def record(request_id: str, age_days: float) -> RequestRecord:
     )
 
 
-async def test_rows_past_retention_are_deleted(database_url: str) -> None:
-    database = Database(database_url)
-    await database.open()
-    try:
-        await migrate(database)
-        log = RequestLog(database, retention_days=30)
-        for request_id, age in (("old-1", 45), ("old-2", 31), ("recent", 29), ("now", 0)):
-            log.submit(record(request_id, age))
-        assert await log.flush() == 4
+async def test_rows_past_retention_are_deleted(migrated_database: Database) -> None:
+    log = RequestLog(migrated_database, retention_days=30)
+    for request_id, age in (("old-1", 45), ("old-2", 31), ("recent", 29), ("now", 0)):
+        log.submit(record(request_id, age))
+    assert await log.flush() == 4
 
-        assert await log.delete_expired() == 2
-        async with database.connection() as conn:
-            cur = await conn.execute("SELECT request_id FROM request_log ORDER BY id")
-            kept = [row["request_id"] for row in await cur.fetchall()]
-    finally:
-        await database.close()
+    assert await log.delete_expired() == 2
+    async with migrated_database.connection() as conn:
+        cur = await conn.execute("SELECT request_id FROM request_log ORDER BY id")
+        kept = [row["request_id"] for row in await cur.fetchall()]
     assert kept == ["recent", "now"]
 
 
-async def test_zero_retention_keeps_everything(database_url: str) -> None:
-    database = Database(database_url)
-    await database.open()
-    try:
-        await migrate(database)
-        log = RequestLog(database, retention_days=0)
-        log.submit(record("ancient", 3650))
-        await log.flush()
-        assert await log.delete_expired() == 0
-    finally:
-        await database.close()
+async def test_zero_retention_keeps_everything(migrated_database: Database) -> None:
+    log = RequestLog(migrated_database, retention_days=0)
+    log.submit(record("ancient", 3650))
+    await log.flush()
+    assert await log.delete_expired() == 0
