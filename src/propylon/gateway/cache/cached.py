@@ -125,7 +125,7 @@ class CachedChatService:
                     model=model,
                     salt=self._settings.model_salts.get(model, ""),
                     semantic=directive.semantic and self._semantic is not None,
-                )
+                )  # without a semantic cache to ask, ``key.question`` is None
             except Exception:
                 key = None  # unknown model or malformed request: the gateway will say so
             if key is not None:
@@ -133,9 +133,7 @@ class CachedChatService:
                     model, self._settings.semantic_threshold
                 )
                 semantic = (
-                    directive.semantic
-                    and self._semantic is not None
-                    and key.question is not None
+                    key.question is not None
                     and 0 < len(key.question) <= self._settings.semantic_max_chars
                 )
                 plan = _Plan(key, directive, threshold, semantic)
