@@ -224,7 +224,9 @@ async def open_cache(
                 else None,
                 verifier=Verifier() if config.semantic_verify else None,
                 record_lookups=config.record_lookups,
+                stats=stats,
             )
+            stack.push_async_callback(semantic.aclose)  # writes what is queued
         yield CachedChatService(
             gateway,
             settings=config,

@@ -87,3 +87,36 @@ async def test_serve_uses_database_url_when_set(database_url: str, tmp_path: Pat
         assert resp.status == 200
         assert await resp.json() == {"status": "ready", "database": "ok"}
     assert not (tmp_path / "unused").exists(), "no embedded database is started"
+
+
+async def test_autocommit_connections_go_back_to_the_pool_transactional(database_url: str) -> None:
+    db = Database(database_url, min_size=1, max_size=1)  # one connection: the same each time
+    await db.open()
+    try:
+        async with db.autocommit() as conn:
+            await conn.execute("CREATE TABLE t (n int)")
+            await conn.execute("INSERT INTO t VALUES (1)")  # committed at once
+        async with db.connection() as conn:
+            assert not conn.autocommit
+            await conn.execute("INSERT INTO t VALUES (2)")
+            await conn.rollback()
+        async with db.connection() as conn:
+            cur = await conn.execute("SELECT array_agg(n) AS ns FROM t")
+            assert (await cur.fetchall())[0]["ns"] == [1], "the transaction was rolled back"
+    finally:
+        await db.close()
+
+
+async def test_every_pooled_connection_scans_hnsw_iteratively(database_url: str) -> None:
+    """A filtered HNSW search (the semantic cache's scope) must not stop short of its rows."""
+    db = Database(database_url, min_size=2, max_size=2)
+    await db.open()
+    try:
+        await migrate(db)  # loads pgvector after the pool's connections were made
+        async with db.autocommit() as first, db.autocommit() as second:  # both connections
+            for conn in (first, second):
+                await conn.execute("SELECT '[1,2]'::vector")
+                cur = await conn.execute("SHOW hnsw.iterative_scan")
+                assert (await cur.fetchall())[0]["hnsw.iterative_scan"] == "strict_order"
+    finally:
+        await db.close()

@@ -56,12 +56,19 @@ async def lookup(cache: SemanticCache, question: str, **scope: Any) -> Any:
     return await cache.find(k, question, await cache.embed(question), threshold=0.9)
 
 
-async def lookups(database: Database) -> list[dict[str, Any]]:
+async def lookups(cache: SemanticCache, database: Database) -> list[dict[str, Any]]:
+    await cache.writes.flush()
     async with database.connection() as conn:
         cursor = await conn.execute(
             "SELECT outcome, best_similarity, reason FROM cache_lookups ORDER BY id"
         )
         return list(await cursor.fetchall())
+
+
+async def entries(database: Database) -> int:
+    async with database.connection() as conn:
+        cursor = await conn.execute("SELECT count(*) AS n FROM cache_entries")
+        return int((await cursor.fetchall())[0]["n"])
 
 
 async def test_finds_a_close_question_only_inside_its_scope(database: Database) -> None:
@@ -76,9 +83,27 @@ async def test_finds_a_close_question_only_inside_its_scope(database: Database) 
     assert other_system.hit is None and other_system.best_similarity is None
 
 
+async def test_an_entry_is_found_before_and_after_it_is_written(database: Database) -> None:
+    cache = SemanticCache(database, Letters(), embedder_id="letters", write_delay_s=60.0)
+    await store(cache, "what is the boiling point of water")
+    assert await entries(database) == 0, "the answer did not wait for the write"
+
+    queued = await lookup(cache, "what is the boiling point of water?")
+    assert queued.hit is not None and queued.hit.entry_id is None and queued.hit.similarity > 0.99
+    assert (await lookup(cache, "what is the boiling point of water?", tenant="t2")).hit is None
+
+    await cache.aclose()  # writes what is queued
+    assert await entries(database) == 1
+    written = await lookup(cache, "what is the boiling point of water?")
+    assert written.hit is not None and written.hit.entry_id is not None
+    assert written.hit.response == queued.hit.response
+    await cache.aclose()
+
+
 async def test_an_expired_entry_is_never_served(database: Database) -> None:
     cache = SemanticCache(database, Letters(), embedder_id="letters")
     await store(cache, "what is the boiling point of water")
+    await cache.writes.flush()
     async with database.connection() as conn:
         await conn.execute("UPDATE cache_entries SET expires_at = now() - interval '1 second'")
     assert (await lookup(cache, "what is the boiling point of water")).hit is None
@@ -91,7 +116,7 @@ async def test_every_lookup_is_recorded_with_its_best_similarity(database: Datab
     await lookup(cache, "is the boiling point of water 90 degrees?")
     await lookup(cache, "something else entirely, unrelated to all of it")
 
-    hit, rejected, miss = await lookups(database)
+    hit, rejected, miss = await lookups(cache, database)
     assert hit["outcome"] == "hit" and hit["best_similarity"] > 0.99
     assert (rejected["outcome"], rejected["reason"]) == ("rejected", "numbers")
     assert miss["outcome"] == "miss" and miss["best_similarity"] < 0.9

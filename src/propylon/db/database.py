@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+# Session defaults every pooled connection starts with. A filtered HNSW scan (a semantic-cache
+# search confined to its tenant and scope) must keep walking the graph until it has found
+# rows that pass the filter: pgvector >= 0.8 does that with ``iterative_scan``; older ones
+# ignore the setting. Set once per connection here, not per query: a search needs no
+# transaction of its own and runs as one statement. Queries wanting another order (RAG's
+# ``relaxed_order``) set it locally.
+SESSION_DEFAULTS = "SELECT set_config('hnsw.iterative_scan', 'strict_order', false)"
 
 
 class Database:
@@ -22,6 +34,7 @@ class Database:
             open=False,
             kwargs={"row_factory": dict_row},
             connection_class=AsyncConnection[DictRow],
+            configure=_configure,
             name="propylon",
         )
 
@@ -39,6 +52,25 @@ class Database:
         async with self._pool.connection(timeout=timeout) as conn:
             yield conn
 
+    @asynccontextmanager
+    async def autocommit(
+        self, timeout: float | None = None
+    ) -> AsyncIterator[AsyncConnection[DictRow]]:
+        """A pooled connection in autocommit mode: each statement is its own transaction, so
+        a lone read costs one round trip instead of three (``BEGIN``, the query, ``COMMIT``).
+        """
+        async with self._pool.connection(timeout=timeout) as conn:
+            await conn.set_autocommit(True)
+            try:
+                yield conn
+            finally:
+                try:
+                    await conn.set_autocommit(False)
+                except Exception:
+                    # Never hand an autocommit connection back to callers expecting a
+                    # transaction: a closed connection is discarded by the pool.
+                    await conn.close()
+
     async def ping(self, timeout: float = 2.0) -> bool:
         """True when a query round-trips within ``timeout`` seconds."""
         try:
@@ -47,3 +79,15 @@ class Database:
             return True
         except Exception:
             return False
+
+
+async def _configure(conn: AsyncConnection[DictRow]) -> None:
+    """Apply ``SESSION_DEFAULTS`` to a new connection, leaving it idle."""
+    try:
+        await conn.execute(SESSION_DEFAULTS)
+        await conn.commit()
+    except psycopg.Error as exc:
+        # A server whose pgvector reserves the ``hnsw`` prefix without this setting (< 0.8,
+        # loaded at start): searches work, only a filtered one may return fewer neighbours.
+        await conn.rollback()
+        log.debug("session defaults not applied", extra={"error": repr(exc)})

@@ -108,6 +108,8 @@ class CachedChatService:
         return {"exact": exact, "semantic": semantic}
 
     async def aclose(self) -> None:
+        if self._semantic is not None:
+            await self._semantic.aclose()  # writes the queued entries
         await self._exact.aclose()
 
     def _plan(self, request: JSONObject, call: CallInfo) -> _Plan | None:

@@ -35,6 +35,3 @@ WHERE id IN (SELECT id FROM cache_entries WHERE expires_at <= now() LIMIT 1000);
 -- name: sweep_lookups
 DELETE FROM cache_lookups
 WHERE id IN (SELECT id FROM cache_lookups WHERE at < now() - interval '30 days' LIMIT 1000);
-
--- name: pgvector_version
-SELECT extversion FROM pg_extension WHERE extname = 'vector';

@@ -7,6 +7,11 @@ bridge is the wording of the question. The nearest candidates above the threshol
 the second check (``Verifier``) or are refused. Every lookup, hit or miss, is recorded with
 its best similarity in ``cache_lookups`` so thresholds can be tuned from real traffic.
 
+A search is one statement in autocommit (the pool's connections already carry
+``hnsw.iterative_scan``, see ``db/database.py``). Writes never delay the answer: new entries
+and lookup records go through ``WriteBehind`` (``writes.py``), and until an entry is written a
+search in this process finds it in the queue.
+
 The gateway imports no database driver: the store receives any object with psycopg's
 ``connection()`` / ``execute`` shape (``SQLDatabase``), built by the composition root.
 """
@@ -14,6 +19,7 @@ The gateway imports no database driver: the store receives any object with psyco
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,7 +28,9 @@ import orjson
 
 from propylon.gateway.cache.key import CacheKey
 from propylon.gateway.cache.queries import queries
+from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.cache.verifier import Verifier
+from propylon.gateway.cache.writes import PendingEntry, WriteBehind
 from propylon.gateway.protocol import EmbeddingModel, JSONObject
 
 log = logging.getLogger(__name__)
@@ -39,6 +47,8 @@ class SQLCursor(Protocol):
 class SQLConnection(Protocol):
     async def execute(self, query: Any, params: Any = ...) -> Any: ...
 
+    def cursor(self) -> Any: ...
+
 
 class SQLDatabase(Protocol):
     """What the store needs of ``propylon.db.database.Database``."""
@@ -47,10 +57,14 @@ class SQLDatabase(Protocol):
         self, timeout: float | None = None
     ) -> AbstractAsyncContextManager[SQLConnection]: ...
 
+    def autocommit(
+        self, timeout: float | None = None
+    ) -> AbstractAsyncContextManager[SQLConnection]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class SemanticHit:
-    entry_id: int
+    entry_id: int | None  # None: an entry of this process not yet written
     similarity: float
     response: JSONObject
 
@@ -78,6 +92,8 @@ class SemanticCache:
         embed_request: JSONObject | None = None,
         verifier: Verifier | None = None,
         record_lookups: bool = True,
+        write_delay_s: float = 0.05,
+        stats: CacheStats | None = None,
     ) -> None:
         self._db = database
         self._embedder = embedder
@@ -86,7 +102,7 @@ class SemanticCache:
         self._verifier = verifier
         self._record = record_lookups
         self._inserts = 0
-        self._iterative_scan: bool | None = None  # known after the first search
+        self.writes = WriteBehind(self._write, delay_s=write_delay_s, stats=stats)
 
     async def embed(self, question: str) -> list[float]:
         result = await self._embedder.embed([question], self._embed_request)
@@ -106,37 +122,34 @@ class SemanticCache:
             "embedding": _literal(embedding),
             "limit": CANDIDATES,
         }
-        async with self._db.connection() as conn:
-            if self._iterative_scan is None:
-                cursor = await conn.execute(queries()["pgvector_version"])
-                row = (await cursor.fetchall() or [{"extversion": "0"}])[0]
-                self._iterative_scan = _version(row["extversion"]) >= (0, 8)
-            if self._iterative_scan:
-                # A filtered HNSW scan must keep looking until it finds rows in scope
-                # (pgvector >= 0.8; older ones may return fewer neighbours than exist).
-                await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+        # Taken before the search: an entry leaves the queue only once committed, so it is
+        # either here or visible to the search.
+        queued = self._queued(key, embedding)
+        async with self._db.autocommit() as conn:
             cursor = await conn.execute(search, params)
             rows = await cursor.fetchall()
-            lookup = self._choose(question, rows, threshold)
-            if self._record:
-                await conn.execute(
-                    queries()["record_lookup"],
-                    {
-                        "tenant_id": key.tenant_id,
-                        "model": key.model,
-                        "embedder": self.embedder_id,
-                        "threshold": threshold,
-                        "best_similarity": lookup.best_similarity,
-                        "outcome": _outcome(lookup),
-                        "entry_id": lookup.hit.entry_id if lookup.hit else None,
-                        "reason": lookup.reason,
-                    },
-                )
+        if queued:
+            rows = sorted([*rows, *queued], key=lambda r: -float(r["similarity"]))[:CANDIDATES]
+        lookup = self._choose(question, rows, threshold)
+        if self._record:
+            self.writes.add_lookup(
+                {
+                    "tenant_id": key.tenant_id,
+                    "model": key.model,
+                    "embedder": self.embedder_id,
+                    "threshold": threshold,
+                    "best_similarity": lookup.best_similarity,
+                    "outcome": _outcome(lookup),
+                    "entry_id": lookup.hit.entry_id if lookup.hit else None,
+                    "reason": lookup.reason,
+                }
+            )
         return lookup
 
     async def add(
         self, key: CacheKey, question: str, embedding: list[float], response: JSONObject, ttl_s: int
     ) -> None:
+        """Queue the entry: written soon after, found by this process's searches meanwhile."""
         params = {
             "tenant_id": key.tenant_id,
             "model": key.model,
@@ -148,19 +161,49 @@ class SemanticCache:
             "response": orjson.dumps(response).decode(),
             "ttl_s": ttl_s,
         }
-        async with self._db.connection() as conn:
-            await conn.execute(queries()["insert"], params)
-            self._inserts += 1
-            if self._inserts % SWEEP_EVERY == 0:
-                await conn.execute(queries()["sweep_expired"])
-                await conn.execute(queries()["sweep_lookups"])
+        self.writes.add_entry(PendingEntry(key, question, embedding, params))
 
     async def purge(self, *, tenant_id: str | None = None, model: str | None = None) -> int:
+        await self.writes.flush()  # what is queued is cached already: purge it too
         async with self._db.connection() as conn:
             cursor = await conn.execute(
                 queries()["purge"], {"tenant_id": tenant_id, "model": model}
             )
             return int(cursor.rowcount)
+
+    async def aclose(self) -> None:
+        """Write the queued entries and lookup records."""
+        await self.writes.close()
+
+    async def _write(self, entries: list[dict[str, Any]], lookups: list[dict[str, Any]]) -> None:
+        async with self._db.connection() as conn, conn.cursor() as cursor:
+            if entries:
+                await cursor.executemany(queries()["insert"], entries)
+            if lookups:
+                await cursor.executemany(queries()["record_lookup"], lookups)
+            before, self._inserts = self._inserts, self._inserts + len(entries)
+            if self._inserts // SWEEP_EVERY > before // SWEEP_EVERY:
+                await conn.execute(queries()["sweep_expired"])
+                await conn.execute(queries()["sweep_lookups"])
+
+    def _queued(self, key: CacheKey, embedding: list[float]) -> list[dict[str, Any]]:
+        """The queued entries in ``key``'s scope, as search rows (no id yet)."""
+        rows = []
+        for entry in self.writes.pending_entries():
+            k = entry.key
+            if (k.tenant_id, k.model, k.scope) != (key.tenant_id, key.model, key.scope):
+                continue
+            if len(entry.embedding) != len(embedding):
+                continue
+            rows.append(
+                {
+                    "id": None,
+                    "question": entry.question,
+                    "response": orjson.loads(entry.params["response"]),  # the caller's own copy
+                    "similarity": _cosine(entry.embedding, embedding),
+                }
+            )
+        return rows
 
     def _choose(self, question: str, rows: list[Any], threshold: float) -> Lookup:
         best = float(rows[0]["similarity"]) if rows else None
@@ -171,7 +214,8 @@ class SemanticCache:
                 break
             reason = self._verifier.refusal(question, row["question"]) if self._verifier else None
             if reason is None:
-                hit = SemanticHit(int(row["id"]), similarity, row["response"])
+                entry_id = None if row["id"] is None else int(row["id"])
+                hit = SemanticHit(entry_id, similarity, row["response"])
                 return Lookup(hit, best, rejected, why)
             rejected, why = rejected + 1, reason
         return Lookup(None, best, rejected, why)
@@ -187,5 +231,7 @@ def _literal(embedding: list[float]) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in embedding) + "]"
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(".") if part.isdigit())
+def _cosine(a: list[float], b: list[float]) -> float:
+    """pgvector's ``1 - (a <=> b)``."""
+    norms = math.sqrt(math.fsum(x * x for x in a) * math.fsum(y * y for y in b))
+    return math.fsum(x * y for x, y in zip(a, b, strict=True)) / norms if norms else 0.0

@@ -17,6 +17,7 @@ class CacheStats:
     bypasses: int = 0
     stores: int = 0
     rejected: int = 0  # semantic candidates refused by the second check
+    dropped: int = 0  # semantic entries and lookup records dropped: database away, queue full
     errors: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, object]:
@@ -27,5 +28,6 @@ class CacheStats:
             "bypasses": self.bypasses,
             "stores": self.stores,
             "rejected": self.rejected,
+            "dropped": self.dropped,
             "errors": dict(self.errors),
         }
