@@ -88,15 +88,16 @@ async def test_an_entry_is_found_before_and_after_it_is_written(database: Databa
     await store(cache, "what is the boiling point of water")
     assert await entries(database) == 0, "the answer did not wait for the write"
 
-    queued = await lookup(cache, "what is the boiling point of water?")
-    assert queued.hit is not None and queued.hit.entry_id is None and queued.hit.similarity > 0.99
+    queued = await lookup(cache, "what is the boiling point of water??")
+    assert queued.hit is not None and queued.hit.entry_id is None and queued.hit.similarity > 0.95
     assert (await lookup(cache, "what is the boiling point of water?", tenant="t2")).hit is None
 
     await cache.aclose()  # writes what is queued
     assert await entries(database) == 1
-    written = await lookup(cache, "what is the boiling point of water?")
+    written = await lookup(cache, "what is the boiling point of water??")
     assert written.hit is not None and written.hit.entry_id is not None
     assert written.hit.response == queued.hit.response
+    assert queued.hit.similarity == pytest.approx(written.hit.similarity, abs=1e-5), "as pgvector"
     await cache.aclose()
 
 

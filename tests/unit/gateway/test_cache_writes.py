@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from propylon.gateway.cache.key import cache_key
+from propylon.gateway.cache.semantic import Embedding
 from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.cache.writes import PendingEntry, WriteBehind
 
@@ -27,7 +28,7 @@ class Store:
 def entry(question: str) -> PendingEntry:
     body = {"model": "m", "messages": [{"role": "user", "content": question}]}
     key = cache_key(body, tenant_id="t", model="m")
-    return PendingEntry(key, question, [1.0, 0.0], {"question": question})
+    return PendingEntry(key, question, Embedding.of([1.0, 0.0]), {"question": question})
 
 
 async def wait_until(predicate: Any, timeout: float = 5.0) -> None:

@@ -27,7 +27,7 @@ from propylon.gateway.cache.control import CacheDirective, cache_directive
 from propylon.gateway.cache.exact import ExactCache
 from propylon.gateway.cache.key import CacheKey, cache_key
 from propylon.gateway.cache.replay import ReplayedStream
-from propylon.gateway.cache.semantic import SemanticCache
+from propylon.gateway.cache.semantic import Embedding, SemanticCache
 from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
@@ -42,7 +42,7 @@ class _Plan:
     directive: CacheDirective
     threshold: float
     semantic: bool
-    embedding: list[float] | None = None
+    embedding: Embedding | None = None
 
 
 class CachedChatService:

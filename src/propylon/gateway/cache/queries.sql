@@ -3,7 +3,8 @@
 -- index (see migration 0006), or plain vector for other sizes.
 
 -- name: search
-SELECT id, question, response,
+-- The response as text: parsed only for the candidate that is served, not for every one.
+SELECT id, question, response::text AS response,
        1 - (embedding::{vector} <=> %(embedding)s::{vector}) AS similarity
 FROM cache_entries
 WHERE tenant_id = %(tenant_id)s AND model = %(model)s AND scope = %(scope)s

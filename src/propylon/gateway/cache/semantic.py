@@ -19,12 +19,13 @@ The gateway imports no database driver: the store receives any object with psyco
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
+from numpy.typing import NDArray
 
 from propylon.gateway.cache.key import CacheKey
 from propylon.gateway.cache.queries import queries
@@ -60,6 +61,27 @@ class SQLDatabase(Protocol):
     def autocommit(
         self, timeout: float | None = None
     ) -> AbstractAsyncContextManager[SQLConnection]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Embedding:
+    """A question's vector, with its pgvector text form made once for the search and the
+    insert."""
+
+    values: NDArray[np.float32]
+    literal: str
+
+    @classmethod
+    def of(cls, values: list[float]) -> Embedding:
+        return cls(np.asarray(values, dtype=np.float32), _literal(values))
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def similarity(self, other: Embedding) -> float:
+        """pgvector's ``1 - (a <=> b)``: the cosine."""
+        norms = float(np.linalg.norm(self.values) * np.linalg.norm(other.values))
+        return float(self.values @ other.values) / norms if norms else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +126,12 @@ class SemanticCache:
         self._inserts = 0
         self.writes = WriteBehind(self._write, delay_s=write_delay_s, stats=stats)
 
-    async def embed(self, question: str) -> list[float]:
+    async def embed(self, question: str) -> Embedding:
         result = await self._embedder.embed([question], self._embed_request)
-        return [float(x) for x in result.vectors[0]]
+        return Embedding.of(result.vectors[0])
 
     async def find(
-        self, key: CacheKey, question: str, embedding: list[float], threshold: float
+        self, key: CacheKey, question: str, embedding: Embedding, threshold: float
     ) -> Lookup:
         dims = len(embedding)
         vector = f"vector({dims})" if dims in INDEXED_DIMS else "vector"
@@ -119,7 +141,7 @@ class SemanticCache:
             "model": key.model,
             "scope": key.scope,
             "embedder": self.embedder_id,
-            "embedding": _literal(embedding),
+            "embedding": embedding.literal,
             "limit": CANDIDATES,
         }
         # Taken before the search: an entry leaves the queue only once committed, so it is
@@ -147,7 +169,7 @@ class SemanticCache:
         return lookup
 
     async def add(
-        self, key: CacheKey, question: str, embedding: list[float], response: JSONObject, ttl_s: int
+        self, key: CacheKey, question: str, embedding: Embedding, response: JSONObject, ttl_s: int
     ) -> None:
         """Queue the entry: written soon after, found by this process's searches meanwhile."""
         params = {
@@ -157,7 +179,7 @@ class SemanticCache:
             "embedder": self.embedder_id,
             "dims": len(embedding),
             "question": question,
-            "embedding": _literal(embedding),
+            "embedding": embedding.literal,
             "response": orjson.dumps(response).decode(),
             "ttl_s": ttl_s,
         }
@@ -186,7 +208,7 @@ class SemanticCache:
                 await conn.execute(queries()["sweep_expired"])
                 await conn.execute(queries()["sweep_lookups"])
 
-    def _queued(self, key: CacheKey, embedding: list[float]) -> list[dict[str, Any]]:
+    def _queued(self, key: CacheKey, embedding: Embedding) -> list[dict[str, Any]]:
         """The queued entries in ``key``'s scope, as search rows (no id yet)."""
         rows = []
         for entry in self.writes.pending_entries():
@@ -199,8 +221,8 @@ class SemanticCache:
                 {
                     "id": None,
                     "question": entry.question,
-                    "response": orjson.loads(entry.params["response"]),  # the caller's own copy
-                    "similarity": _cosine(entry.embedding, embedding),
+                    "response": entry.params["response"],
+                    "similarity": embedding.similarity(entry.embedding),
                 }
             )
         return rows
@@ -215,7 +237,7 @@ class SemanticCache:
             reason = self._verifier.refusal(question, row["question"]) if self._verifier else None
             if reason is None:
                 entry_id = None if row["id"] is None else int(row["id"])
-                hit = SemanticHit(entry_id, similarity, row["response"])
+                hit = SemanticHit(entry_id, similarity, orjson.loads(row["response"]))
                 return Lookup(hit, best, rejected, why)
             rejected, why = rejected + 1, reason
         return Lookup(None, best, rejected, why)
@@ -229,9 +251,3 @@ def _outcome(lookup: Lookup) -> str:
 
 def _literal(embedding: list[float]) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in embedding) + "]"
-
-
-def _cosine(a: list[float], b: list[float]) -> float:
-    """pgvector's ``1 - (a <=> b)``."""
-    norms = math.sqrt(math.fsum(x * x for x in a) * math.fsum(y * y for y in b))
-    return math.fsum(x * y for x, y in zip(a, b, strict=True)) / norms if norms else 0.0

@@ -19,10 +19,13 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from propylon.gateway.cache.key import CacheKey
 from propylon.gateway.cache.stats import CacheStats
+
+if TYPE_CHECKING:
+    from propylon.gateway.cache.semantic import Embedding
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ class PendingEntry:
 
     key: CacheKey
     question: str
-    embedding: list[float]
+    embedding: Embedding
     params: dict[str, Any] = field(repr=False)  # the INSERT's, the response serialised
 
 
