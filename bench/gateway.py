@@ -430,10 +430,10 @@ def _defaults_note(res: Results) -> str:
         note += (
             "- Floor rows: `bench/bare_proxy.py` (Starlette on uvicorn with the same settings, "
             "one route relaying to the fake upstream with aiohttp; nothing else) on the "
-            f"gateway's core, {res.bare.requests} sequential requests. This shared virtual "
-            "machine's speed drifts through the day (the direct baseline's p50 from 0.33 to "
-            "0.8 ms; a tight pure-Python loop does not show it, so it is not the CPU's clock), "
-            "and every figure with it: the ratio row, gateway over floor, moves less.\n"
+            f"gateway's core, {res.bare.requests} sequential requests. Absolute figures "
+            "depend on the host (the CPU and kernel build in the line above: the bare proxy "
+            "cost 0.32 to 0.76 ms of CPU per request on three virtual machines of the same "
+            "size), and the ratio row, gateway over floor, moves less.\n"
         )
     if res.defaults is None:
         return note

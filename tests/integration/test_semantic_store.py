@@ -130,3 +130,21 @@ async def test_purge_by_tenant_and_by_model(database: Database) -> None:
     assert await cache.purge(tenant_id="t1") == 1
     assert await cache.purge(model="m") == 1
     assert await cache.purge(model="m") == 0
+
+
+async def test_an_answer_postgresql_refuses_is_dropped_without_holding_back_the_others(
+    database: Database,
+) -> None:
+    cache = SemanticCache(database, Letters(), embedder_id="letters", write_delay_s=60.0)
+    poison = {"choices": [{"message": {"content": "a NUL \u0000 jsonb cannot hold"}}]}
+    question = "what is the boiling point of water"
+    await cache.add(key(question), question, await cache.embed(question), poison, ttl_s=60)
+    await store(cache, "what is the melting point of ice")
+    nul_question = "a question with a \x00 in it"
+    await store(cache, nul_question)  # not even queued: its search fails the same way
+
+    await cache.writes.flush()
+    assert await entries(database) == 1
+    assert cache.writes.refused == 1 and cache.writes.pending == 0
+    assert (await lookup(cache, "what is the melting point of ice?")).hit is not None
+    await cache.aclose()

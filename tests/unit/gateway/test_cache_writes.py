@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from propylon.gateway.cache.key import cache_key
 from propylon.gateway.cache.semantic import Embedding
 from propylon.gateway.cache.stats import CacheStats
@@ -95,3 +97,63 @@ async def test_close_writes_what_is_pending_and_reports_what_it_could_not() -> N
     lost.add_lookup({"outcome": "miss"})
     await lost.close(timeout=1.0)  # logs the loss, does not raise
     assert lost.pending == 1
+
+
+class Refused(Exception):
+    """What psycopg raises for a row PostgreSQL refuses: an error with a SQLSTATE."""
+
+    sqlstate = "22P05"  # untranslatable character (a \u0000 in jsonb)
+
+
+async def test_a_row_the_database_refuses_is_dropped_and_the_others_written() -> None:
+    written: list[str] = []
+
+    async def write(entries: list[dict[str, Any]], lookups: list[dict[str, Any]]) -> None:
+        if any(e["question"] == "bad" for e in entries):
+            raise Refused("unsupported Unicode escape sequence")
+        written.extend(e["question"] for e in entries)
+
+    stats = CacheStats()
+    writes = WriteBehind(
+        write, delay_s=60.0, stats=stats, row_error=lambda exc: isinstance(exc, Refused)
+    )
+    for question in ("good", "bad", "also good"):
+        writes.add_entry(entry(question))
+    await writes.flush()
+    assert written == ["good", "also good"]
+    assert (writes.pending, writes.refused, stats.errors["database"]) == (0, 1, 1)
+    await writes.close()
+
+
+async def test_an_unavailable_database_is_not_mistaken_for_a_bad_row() -> None:
+    store = Store()
+    store.down = True
+    writes = WriteBehind(store.write, delay_s=60.0, row_error=lambda exc: isinstance(exc, Refused))
+    writes.add_entry(entry("a"))
+    writes.add_entry(entry("b"))
+    with pytest.raises(ConnectionError):
+        await writes.flush()
+    assert (writes.pending, writes.refused) == (2, 0)
+    store.down = False
+    await writes.close()
+
+
+async def test_rows_dropped_by_a_full_queue_during_a_write_do_not_shift_the_queue() -> None:
+    release = asyncio.Event()
+    written: list[str] = []
+
+    async def slow(entries: list[dict[str, Any]], lookups: list[dict[str, Any]]) -> None:
+        await release.wait()
+        written.extend(e["question"] for e in entries)
+
+    writes = WriteBehind(slow, delay_s=60.0, capacity=2)
+    writes.add_entry(entry("one"))
+    writes.add_entry(entry("two"))
+    flushing = asyncio.create_task(writes.flush())
+    await asyncio.sleep(0)
+    writes.add_entry(entry("three"))  # full: "one" is dropped while the write is under way
+    release.set()
+    await flushing
+    assert written == ["one", "two"]
+    assert [e.question for e in writes.pending_entries()] == ["three"]
+    await writes.close()

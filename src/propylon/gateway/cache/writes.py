@@ -8,7 +8,9 @@ through the pending entries (``pending_entries``), and an entry leaves the queue
 transaction has committed. Other replicas see it once written, ``delay_s`` later.
 
 When the database is down rows wait (at most ``capacity``, then the oldest are dropped and
-counted) and are written once it answers again; ``close`` writes what is left.
+counted) and are written once it answers again; ``close`` writes what is left. A row the
+database refuses for its data (``row_error``) is found by writing the batch row by row, and
+dropped, so it cannot hold the others back.
 """
 
 from __future__ import annotations
@@ -56,8 +58,10 @@ class WriteBehind:
         delay_s: float = 0.05,
         capacity: int = 10_000,
         stats: CacheStats | None = None,
+        row_error: Callable[[BaseException], bool] = lambda exc: False,
     ) -> None:
         self._write = write
+        self._row_error = row_error
         self._stats = stats or CacheStats()
         self._delay = delay_s
         self._capacity = capacity
@@ -68,6 +72,7 @@ class WriteBehind:
         self._task: asyncio.Task[None] | None = None
         self._failing = False
         self.dropped = 0
+        self.refused = 0  # rows the database refused for their data (``row_error``)
         self.writes = 0  # transactions committed
         self.failed_writes = 0
 
@@ -91,15 +96,41 @@ class WriteBehind:
             entries, lookups = list(self._entries), list(self._lookups)
             if not entries and not lookups:
                 return
-            await asyncio.wait_for(
-                self._write([e.params for e in entries], lookups), _WRITE_TIMEOUT_S
-            )
-            # Only now leave the queue: until committed, searches here still find them.
-            for _ in entries:
-                self._entries.popleft()
-            for _ in lookups:
-                self._lookups.popleft()
+            try:
+                await self._write_rows(entries, lookups)
+            except Exception as exc:
+                if not self._row_error(exc):
+                    raise
+                await self._one_by_one(entries, lookups)
             self.writes += 1
+
+    async def _write_rows(self, entries: list[PendingEntry], lookups: list[dict[str, Any]]) -> None:
+        await asyncio.wait_for(self._write([e.params for e in entries], lookups), _WRITE_TIMEOUT_S)
+        # Only now leave the queue: until committed, searches here still find them.
+        _forget(self._entries, entries)
+        _forget(self._lookups, lookups)
+
+    async def _one_by_one(self, entries: list[PendingEntry], lookups: list[dict[str, Any]]) -> None:
+        """A row the database refuses (its data, not its availability) must not hold the
+        others back for ever: each is written alone, and the refused ones are dropped."""
+        rows: list[tuple[list[PendingEntry], list[dict[str, Any]]]] = [
+            *(([e], []) for e in entries),
+            *(([], [lookup]) for lookup in lookups),
+        ]
+        for alone in rows:
+            try:
+                await self._write_rows(*alone)
+            except Exception as exc:
+                if not self._row_error(exc):
+                    raise
+                _forget(self._entries, alone[0])
+                _forget(self._lookups, alone[1])
+                self.refused += 1
+                self._stats.errors["database"] += 1
+                log.warning(
+                    "semantic cache: a row refused by the database was dropped",
+                    extra={"error": repr(exc)},
+                )
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the background task, then write what is pending within ``timeout``."""
@@ -154,3 +185,11 @@ class WriteBehind:
                 log.info("semantic cache: database back; pending entries written")
             self._failing = False
             failures = 0
+
+
+def _forget(queue: deque[Any], written: list[Any]) -> None:
+    """Drop ``written`` from the head of ``queue``: they are its oldest items, less any a full
+    queue dropped meanwhile, and newer ones were only appended."""
+    ids = {id(item) for item in written}
+    while queue and id(queue[0]) in ids:
+        queue.popleft()
