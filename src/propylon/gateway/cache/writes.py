@@ -149,7 +149,8 @@ class WriteBehind:
 
     def _push(self, queue: deque[Any], item: Any) -> None:
         if self.pending >= self._capacity:
-            # The database has been away long enough to fill the queue: keep the newest.
+            # The database has been away long enough to fill the queue: drop the oldest,
+            # lookup records (telemetry) before entries.
             (self._lookups if self._lookups else self._entries).popleft()
             self.dropped += 1
             self._stats.dropped += 1
