@@ -53,6 +53,7 @@ BLOCK_MAX_S = 4.0
 SLOW_UPSTREAM_MS = 100.0
 CLASSIFIER_OFF = "PROPYLON_GUARD__CLASSIFIER"
 SEMANTIC_OFF = "PROPYLON_CACHE__SEMANTIC"
+INT8 = "PROPYLON_LOCAL_INT8"
 HOT_PATH: dict[str, str | None] = {CLASSIFIER_OFF: "false", SEMANTIC_OFF: "false"}
 """Issue 11's hot path: auth, limits, cache lookup, routing and request log. Requests are
 deterministic, so the exact cache looks each one up (a miss) and stores its answer. The two
@@ -132,6 +133,7 @@ class Results:
     rss_loaded_mb: float = 0.0
     cache_status: str = "?"
     defaults: Side | None = None  # sequential, guard classifier on
+    defaults_int8: Side | None = None  # the same, MiniLM with int8 kernels (``local_int8``)
     bare: Side | None = None  # sequential, through the bare Starlette + aiohttp proxy
 
 
@@ -323,13 +325,18 @@ async def _sequential_side(proc: Proc, target: Target, options: Options, n: int)
     return side
 
 
-async def measure_defaults(rig: Rig, options: Options) -> Side:
+async def measure_defaults(rig: Rig, options: Options, *, int8: bool = False) -> Side:
     """Sequential requests through a second gateway with the guard's classifier on (the
-    default), so the report also shows what the default settings cost."""
+    default), so the report also shows what the default settings cost; ``int8``: with
+    ``PROPYLON_LOCAL_INT8=true`` as well."""
     env: dict[str, str | None] = {CLASSIFIER_OFF: None, SEMANTIC_OFF: None}
-    async with gateway(
-        options.workdir, rig.config, rig.database_url, name="gateway-defaults", env=env
-    ) as (url, proc):
+    if int8:
+        env[INT8] = "true"
+    name = "gateway-defaults-int8" if int8 else "gateway-defaults"
+    async with gateway(options.workdir, rig.config, rig.database_url, name=name, env=env) as (
+        url,
+        proc,
+    ):
         key = await bench_key(url)
         target = load.chat_target(url, "bench-chat", key=key.value, deterministic=True)
         return await _sequential_side(proc, target, options, 1000)
@@ -372,6 +379,7 @@ async def run(options: Options) -> Section:
     async with open_rig(options) as (rig, key):
         results = await measure(rig, options)
         results.defaults = await measure_defaults(rig, options)
+        results.defaults_int8 = await measure_defaults(rig, options, int8=True)
         results.bare = await measure_bare_proxy(rig, options)
     return Section("gateway", render(results, options, key))
 
@@ -421,6 +429,9 @@ def _default_rows(res: Results) -> list[Row]:
     if res.defaults is not None:
         label = "… default settings (guard classifier, semantic cache)"
         rows += _sequential_rows(label, res.defaults, "gateway", direct_p50)
+    if res.defaults_int8 is not None:
+        label = "… default settings, MiniLM with int8 kernels (`local_int8`)"
+        rows += _sequential_rows(label, res.defaults_int8, "gateway", direct_p50)
     return rows
 
 
@@ -441,7 +452,10 @@ def _defaults_note(res: Results) -> str:
         "- Default settings rows: a second `propylon serve` on the same database, started "
         f"without `{CLASSIFIER_OFF}` and `{SEMANTIC_OFF}`, so each new user message is "
         "embedded by the guard's classifier and, on a miss, by the semantic cache (then a "
-        f"pgvector search); {res.defaults.requests} sequential requests, after the rest.\n"
+        f"pgvector search); {res.defaults.requests} sequential requests, after the rest. "
+        f"The int8 rows: a third, also with `{INT8}=true` (the local embedding model's layers "
+        "on int8 kernels; its vectors are within cosine 0.99 of the default ones, see "
+        "the analysis).\n"
     )
 
 
@@ -561,6 +575,7 @@ def render(res: Results, options: Options, key: BenchKey) -> str:
         "stream": fb.through.errors + fb.direct.errors,
         "fail-fast (not 503)": res.fail_fast.errors,
         "default settings": res.defaults.errors if res.defaults is not None else 0,
+        "int8": res.defaults_int8.errors if res.defaults_int8 is not None else 0,
         "bare proxy": res.bare.errors if res.bare is not None else 0,
     }
     failed = ", ".join(f"{k}: {v}" for k, v in errors.items() if v) or "none"

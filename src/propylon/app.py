@@ -85,6 +85,8 @@ from propylon.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
+LOCAL_EMBEDDER_ID = "local:all-MiniLM-L6-v2"  # the semantic cache's name for the local MiniLM
+
 
 def build_gateway(
     settings: Settings, ctx: ProviderContext, tracer: Tracer | None = None
@@ -172,7 +174,9 @@ async def open_local_models(settings: Settings) -> AsyncIterator[tuple[ChatModel
     from propylon.local.extractive import ExtractiveChatModel
     from propylon.local.minilm import MiniLMEmbedder
 
-    embedder = await asyncio.to_thread(MiniLMEmbedder.load, threads=settings.local_threads)
+    embedder = await asyncio.to_thread(
+        MiniLMEmbedder.load, threads=settings.local_threads, int8=settings.local_int8
+    )
     try:
         yield ExtractiveChatModel(embedder), embedder
     finally:
@@ -211,10 +215,12 @@ async def open_cache(
                 embedder: EmbeddingModel = gateway
                 embedder_id = f"model:{config.semantic_embedder}"
             elif local_embedder is not None:
-                embedder, embedder_id = local_embedder, "local:all-MiniLM-L6-v2"
+                embedder, embedder_id = local_embedder, LOCAL_EMBEDDER_ID
             else:
                 _, embedder = await stack.enter_async_context(open_local_models(settings))
-                embedder_id = "local:all-MiniLM-L6-v2"
+                embedder_id = LOCAL_EMBEDDER_ID
+            if config.semantic_embedder is None and settings.local_int8:
+                embedder_id += "+int8"  # other vectors: never compared with the default's
             semantic = SemanticCache(
                 database,
                 embedder,
@@ -348,7 +354,12 @@ async def build_services(
         detector: InjectionDetector | None = None
         if settings.guard.enabled:
             detector = await stack.enter_async_context(
-                open_detector(settings.guard, ctx.local_embeddings, threads=settings.local_threads)
+                open_detector(
+                    settings.guard,
+                    ctx.local_embeddings,
+                    threads=settings.local_threads,
+                    int8=settings.local_int8,
+                )
             )
             chat = GuardedChatService(limited, detector, settings.guard)
         chat = observe.record_chat(chat)  # outermost: the request log sees every outcome

@@ -237,6 +237,12 @@ app.add_typer(guard_app, name="guard")
 DataOpt = Annotated[
     Path, typer.Option("--data", help="The shared datasets directory.", file_okay=False)
 ]
+Int8Opt = Annotated[
+    bool,
+    typer.Option(
+        "--int8", help="The local embedding model with int8 kernels (setting `local_int8`)."
+    ),
+]
 
 
 @guard_app.command("train")
@@ -277,6 +283,7 @@ def eval_guard(
         int | None, typer.Option(help="At most this many examples per set (a smoke run).")
     ] = None,
     threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
+    int8: Int8Opt = False,
 ) -> None:
     """Prompt-injection detection: accuracy, precision, recall and FPR on held-out data."""
     from propylon.guard import evaluation
@@ -285,7 +292,7 @@ def eval_guard(
     from propylon.local.minilm import MiniLMEmbedder
 
     sets = evaluation.eval_sets(data, limit)
-    embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
+    embedder = MiniLMEmbedder.load(threads=threads, max_batch=32, int8=int8)
     try:
         detector = InjectionDetector(InjectionClassifier.load(weights), embedder)
         rows = asyncio.run(evaluation.evaluate(detector, sets))
@@ -308,6 +315,7 @@ def eval_cache(
         typer.Option(help="Markdown file whose 'Semantic cache precision' section is replaced."),
     ] = None,
     threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
+    int8: Int8Opt = False,
 ) -> None:
     """Semantic cache: paraphrases answered and wrong hits across thresholds."""
     from propylon.gateway.cache import evaluation
@@ -316,7 +324,7 @@ def eval_cache(
     if not (dataset / "mock_data.json").is_file():
         raise typer.BadParameter(f"no mock_data.json in {dataset}", param_hint="--dataset")
     pairs = evaluation.load_pairs(dataset)
-    embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
+    embedder = MiniLMEmbedder.load(threads=threads, max_batch=32, int8=int8)
     try:
         rows = asyncio.run(evaluation.evaluate(pairs, embedder))
     finally:
@@ -418,6 +426,7 @@ def eval_retrieval(
     citation_queries: Annotated[
         int | None, typer.Option(help="Answer at most this many claims in the citation check.")
     ] = None,
+    int8: Int8Opt = False,
 ) -> None:
     """Search quality (nDCG@10, recall@10/100: dense, BM25, hybrid) and the citation check."""
     from propylon.rag import evaluation
@@ -430,6 +439,7 @@ def eval_retrieval(
             settings,
             dataset,
             threads=threads,
+            int8=int8 or settings.local_int8,
             citation_queries=citation_queries,
             progress=lambda message: typer.echo(message, err=True),
         )

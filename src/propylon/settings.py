@@ -606,6 +606,14 @@ class Settings(BaseSettings):
     local_threads: int = Field(
         default=1, ge=1, description="CPU threads of the local embedding model."
     )
+    local_int8: bool = Field(
+        default=False,
+        description="Run the local embedding model's 36 weight matrices with int8 kernels: "
+        "about half the CPU per embedding, vectors within cosine 0.99 of the default ones "
+        "(docs/benchmarks.md, 'int8 kernels'). The guard's thresholds and the semantic cache's "
+        "were fitted on the default vectors; semantic-cache entries of either kind are kept "
+        "apart; chunks already stored are not re-embedded.",
+    )
     retry: RetrySettings = Field(
         default_factory=RetrySettings, description="Retry policy (see below)."
     )

@@ -79,3 +79,23 @@ async def test_context_window_is_checked_before_any_call(local_sdk: openai.Async
             messages=[{"role": "user", "content": "word " * 9000}],
         )
     assert caught.value.code == "context_length_exceeded"
+
+
+async def test_local_int8_serves_vectors_close_to_the_default_ones(
+    local_sdk: openai.AsyncOpenAI, pg_server: PostgresServer
+) -> None:
+    texts = ["A man is eating food.", "The girl is carrying a baby."]
+    default = await local_sdk.embeddings.create(model="local/all-MiniLM-L6-v2", input=texts)
+    models = load_settings(LOCAL_CONFIG).models
+    async with (
+        serve_app(
+            database_url=await create_database(pg_server), models=models, local_int8=True
+        ) as server,
+        openai.AsyncOpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0) as sdk,
+    ):
+        int8 = await sdk.embeddings.create(model="local/all-MiniLM-L6-v2", input=texts)
+        semantic = server.app.state.services.cache._semantic
+        assert semantic is not None and semantic.embedder_id.endswith("+int8")
+    for a, b in zip(default.data, int8.data, strict=True):
+        cosine = float(np.asarray(a.embedding) @ np.asarray(b.embedding))
+        assert 0.99 < cosine < 0.99999, "close, and not the same vectors: int8 kernels ran"

@@ -202,7 +202,11 @@ def _verdict(
 
 @asynccontextmanager
 async def open_detector(
-    settings: GuardSettings, embedder: EmbeddingModel | None, *, threads: int = 1
+    settings: GuardSettings,
+    embedder: EmbeddingModel | None,
+    *,
+    threads: int = 1,
+    int8: bool = False,
 ) -> AsyncIterator[InjectionDetector]:
     """The detector the guard stage runs: shipped weights, and the local MiniLM (loaded here,
     about 0.3 s, unless ``embedder`` is one already running). Heuristics only when
@@ -224,7 +228,7 @@ async def open_detector(
     thresholds = calibrated_thresholds(classifier, overrides)
     owned = None
     if embedder is None:
-        owned = await asyncio.to_thread(MiniLMEmbedder.load, threads=threads)
+        owned = await asyncio.to_thread(MiniLMEmbedder.load, threads=threads, int8=int8)
         embedder = owned
     try:
         yield InjectionDetector(classifier, embedder, thresholds, max_windows=settings.max_windows)

@@ -463,6 +463,7 @@ async def run(
     dataset: Path,
     *,
     threads: int = 2,
+    int8: bool = False,
     citation_queries: int | None = None,
     progress: Any = None,
 ) -> Report:
@@ -474,7 +475,7 @@ async def run(
 
     config = settings.retrieval
     default = FusionParams(config.fusion, config.rrf_k, config.dense_weight, CANDIDATES)
-    embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
+    embedder = MiniLMEmbedder.load(threads=threads, max_batch=32, int8=int8)
     try:
         async with open_database(settings) as database:
             await migrate(database)
@@ -486,7 +487,9 @@ async def run(
                 default=default,
                 citation_queries=citation_queries,
                 progress=progress,
-                cache=Path(settings.data_dir) / "eval" / f"{dataset.name}-minilm-vectors.npz",
+                cache=Path(settings.data_dir)
+                / "eval"
+                / f"{dataset.name}-minilm{'-int8' if int8 else ''}-vectors.npz",
             )
     finally:
         embedder.close()

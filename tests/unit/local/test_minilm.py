@@ -11,6 +11,7 @@ from propylon.local.minilm import (
     MAX_SEQ_LENGTH,
     MiniLMEmbedder,
     ModelFileCorrupted,
+    batches,
     read_verified,
 )
 
@@ -155,3 +156,12 @@ async def test_a_single_short_text_embedded_twice_runs_the_model_once(
     await embedder.embed(["x" * 2_001])  # nor long texts
     await embedder.embed(["x" * 2_001])
     assert len(calls) == 6  # embed_sync above, two batches, two long texts
+
+
+def test_batches_keep_long_texts_alone_and_group_short_ones() -> None:
+    # Larger batches run out of the CPU's caches: at most MAX_BATCH_TOKENS padded pieces.
+    assert batches([256, 10, 256, 12], max_batch=16) == [[1, 3], [0], [2]]
+    assert batches([40] * 7, max_batch=16) == [[0, 1, 2, 3, 4, 5], [6]]  # 6 x 40 <= 256
+    assert batches([5] * 5, max_batch=2) == [[0, 1], [2, 3], [4]]
+    assert batches([300], max_batch=16) == [[0]]  # a text over the budget still goes alone
+    assert batches([], max_batch=16) == []
