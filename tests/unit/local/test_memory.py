@@ -31,7 +31,8 @@ def test_after_settling_a_full_collection_skips_what_was_alive() -> None:
     frozen = settle_heap()
     after = min(full_collection_ms() for _ in range(3))
     assert frozen >= len(kept)
-    assert gc.get_freeze_count() == frozen
+    # Frozen objects can still die by reference counting (an earlier test's leftovers).
+    assert len(kept) <= gc.get_freeze_count() <= frozen
     assert after < before / 3, (before, after)
     # Objects made afterwards are collected as usual.
     cycle: list[object] = []
