@@ -28,7 +28,8 @@ it needs (ONNX's ``ModelProto`` → ``GraphProto`` → ``NodeProto`` / ``TensorP
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 # Protobuf wire types, and the ONNX field numbers used here (onnx/onnx.proto3).
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -169,6 +170,35 @@ def _tensor_dims(buf: memoryview, field: _Field) -> tuple[str, list[int]]:
     return name, dims
 
 
+@dataclass(frozen=True, slots=True)
+class _Dequantized:
+    """``value`` = ``Mul(Cast(quantized), scale)``: its two nodes and two initializers."""
+
+    value: str
+    mul: _Node
+    cast: _Node
+    quantized: str
+    scale: str
+
+
+@dataclass(slots=True)
+class _Edits:
+    """Node fields to replace (by field start; ``b""`` removes one) and the values whose
+    value infos go with them."""
+
+    replaced: dict[int, bytes] = field(default_factory=dict)
+    dropped_values: set[str] = field(default_factory=set)
+    count: int = 0
+
+    def rewrite(self, node: _Node, found: _Dequantized, new: bytes) -> None:
+        """``node`` becomes ``new``, and the Mul and Cast that fed it go."""
+        self.replaced[found.cast.field.start] = b""
+        self.replaced[found.mul.field.start] = b""
+        self.replaced[node.field.start] = new
+        self.dropped_values.update((found.value, found.cast.outputs[0]))
+        self.count += 1
+
+
 _CONTRIB = "com.microsoft"  # onnxruntime's contrib operators
 _CONTRIB_DOMAIN = _length_delimited(_NODE_DOMAIN, _CONTRIB.encode())
 
@@ -209,9 +239,17 @@ class _Graph:
         producer = {out: node for node in nodes for out in node.outputs}
         return cls(buf, top, graph_field, body, fields, nodes, dims, producer, readers)
 
-    def dequantized(self, value: str) -> tuple[_Node, _Node, str, str] | None:
-        """``value`` = ``Mul(Cast(q), scale)`` of two initializers read nowhere else: the Mul,
-        the Cast, ``q`` and ``scale``."""
+    def dequantizing(self, op_type: str, position: int) -> Iterator[tuple[_Node, _Dequantized]]:
+        """Each ``op_type`` node (two inputs, one output) whose input at ``position`` is
+        ``Mul(Cast(q), scale)`` of two initializers, computed for it alone."""
+        for node in self.nodes:
+            if node.op_type != op_type or len(node.inputs) != 2 or len(node.outputs) != 1:
+                continue
+            found = self._dequantized(node.inputs[position])
+            if found is not None:
+                yield node, found
+
+    def _dequantized(self, value: str) -> _Dequantized | None:
         mul = self.producer.get(value)
         if mul is None or mul.op_type != "Mul" or len(mul.inputs) != 2:
             return None
@@ -224,14 +262,12 @@ class _Graph:
             return None
         if self.readers.get(value) != 1 or self.readers.get(cast_out) != 1:
             return None
-        return mul, cast, quantized, scale
+        return _Dequantized(value, mul, cast, quantized, scale)
 
-    def rebuild(
-        self, replaced: dict[int, bytes], dropped_values: set[str], extra_top: bytes = b""
-    ) -> bytes:
-        """The model with node fields replaced (by field start; ``b""`` removes one), the value
-        infos of ``dropped_values`` removed, and ``extra_top`` appended to the model."""
-        replaced = dict(replaced)
+    def rebuild(self, edits: _Edits, extra_top: bytes = b"") -> bytes:
+        """The model with ``edits`` applied and ``extra_top`` appended to it."""
+        replaced = dict(edits.replaced)
+        dropped_values = edits.dropped_values
         for f in self.fields:
             if f.number == _GRAPH_VALUE_INFO and f.wire == _LEN:
                 body = self.body[f.value_start : f.end]
@@ -268,36 +304,28 @@ def gather_rows_first(model: bytes) -> tuple[bytes, int]:
     graph = _Graph.read(model)
     if graph is None:
         return model, 0
-    replaced: dict[int, bytes] = {}  # field start -> new bytes (b"" removes the field)
-    dropped_values: set[str] = set()
-    for gather in graph.nodes:
-        if gather.op_type != "Gather" or len(gather.inputs) != 2 or len(gather.outputs) != 1:
+    edits = _Edits()
+    for gather, found in graph.dequantizing("Gather", 0):
+        rows = graph.dims[found.quantized]
+        if len(rows) != 2 or graph.dims[found.scale] != [rows[0], 1]:
             continue
         table, ids = gather.inputs
-        found = graph.dequantized(table)
-        if found is None:
-            continue
-        mul, cast, quantized, scale = found
-        rows = graph.dims[quantized]
-        if len(rows) != 2 or graph.dims[scale] != [rows[0], 1]:
-            continue
         prefix = f"{table}__rows"
-        replaced[cast.field.start] = b""
-        replaced[mul.field.start] = b""
-        replaced[gather.field.start] = b"".join(
+        mul, cast = found.mul, found.cast
+        new = b"".join(
             [
-                gather.encode([quantized, ids], [f"{prefix}_q"], f"{prefix}_gather_q"),
-                gather.encode([scale, ids], [f"{prefix}_scale"], f"{prefix}_gather_scale"),
+                gather.encode([found.quantized, ids], [f"{prefix}_q"], f"{prefix}_gather_q"),
+                gather.encode([found.scale, ids], [f"{prefix}_scale"], f"{prefix}_gather_scale"),
                 cast.encode([f"{prefix}_q"], [f"{prefix}_f"], f"{prefix}_cast"),
                 mul.encode(
                     [f"{prefix}_f", f"{prefix}_scale"], list(gather.outputs), f"{prefix}_mul"
                 ),
             ]
         )
-        dropped_values.update((table, cast.outputs[0]))
-    if not dropped_values:
+        edits.rewrite(gather, found, new)
+    if not edits.count:
         return model, 0
-    return graph.rebuild(replaced, dropped_values), len(dropped_values) // 2
+    return graph.rebuild(edits), edits.count
 
 
 def integer_matmuls(model: bytes) -> tuple[bytes, int]:
@@ -308,31 +336,23 @@ def integer_matmuls(model: bytes) -> tuple[bytes, int]:
     graph = _Graph.read(model)
     if graph is None:
         return model, 0
-    replaced: dict[int, bytes] = {}
-    dropped_values: set[str] = set()
-    for matmul in graph.nodes:
-        if matmul.op_type != "MatMul" or len(matmul.inputs) != 2 or len(matmul.outputs) != 1:
+    edits = _Edits()
+    for matmul, found in graph.dequantizing("MatMul", 1):
+        shape = graph.dims[found.quantized]
+        if len(shape) != 2 or graph.dims[found.scale] not in ([1, shape[1]], [shape[1]]):
             continue
-        x, weights = matmul.inputs
-        found = graph.dequantized(weights)
-        if found is None:
-            continue
-        mul, cast, quantized, scale = found
-        shape = graph.dims[quantized]
-        if len(shape) != 2 or graph.dims[scale] not in ([1, shape[1]], [shape[1]]):
-            continue
-        replaced[cast.field.start] = b""
-        replaced[mul.field.start] = b""
         integer = _Node(matmul.field, [], [], "DynamicQuantizeMatMul", _CONTRIB_DOMAIN)
-        replaced[matmul.field.start] = integer.encode(
-            [x, quantized, scale], list(matmul.outputs), f"{weights}__integer"
+        new = integer.encode(
+            [matmul.inputs[0], found.quantized, found.scale],
+            list(matmul.outputs),
+            f"{found.value}__integer",
         )
-        dropped_values.update((weights, cast.outputs[0]))
-    if not dropped_values:
+        edits.rewrite(matmul, found, new)
+    if not edits.count:
         return model, 0
     opset = b""
     if not graph.imports(_CONTRIB):
         declared = _length_delimited(_OPSET_DOMAIN, _CONTRIB.encode())
         declared += _varint(_OPSET_VERSION << 3 | _VARINT) + _varint(1)
         opset = _length_delimited(_MODEL_OPSET_IMPORT, declared)
-    return graph.rebuild(replaced, dropped_values, opset), len(dropped_values) // 2
+    return graph.rebuild(edits, opset), edits.count

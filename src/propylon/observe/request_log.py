@@ -23,6 +23,7 @@ from typing import Any
 
 from psycopg import sql
 
+from propylon.background import stop_then_drain
 from propylon.db.database import Database
 from propylon.observe.queries import query
 from propylon.observe.record import COLUMNS, RequestRecord
@@ -92,18 +93,15 @@ class RequestLog:
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop the background task, then write what is pending within ``timeout``."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        try:
-            await asyncio.wait_for(self._drain(), timeout)
-        except Exception as exc:
-            log.warning(
-                "request log: records lost at shutdown",
-                extra={"lost": self.pending, "error": repr(exc)},
-            )
+        task, self._task = self._task, None
+        await stop_then_drain(
+            task,
+            self._drain,
+            timeout=timeout,
+            lost=lambda: self.pending,
+            log=log,
+            message="request log: records lost at shutdown",
+        )
 
     async def flush(self) -> int:
         """Write the records pending now, not those submitted meanwhile; return how many were

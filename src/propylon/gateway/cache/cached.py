@@ -107,11 +107,6 @@ class CachedChatService:
         )
         return {"exact": exact, "semantic": semantic}
 
-    async def aclose(self) -> None:
-        if self._semantic is not None:
-            await self._semantic.aclose()  # writes the queued entries
-        await self._exact.aclose()
-
     def _plan(self, request: JSONObject, call: CallInfo) -> _Plan | None:
         """The key and orders for this request, or None (bypass: ``cache_status`` set)."""
         directive = cache_directive(request, call.cache_control, self._settings)

@@ -16,13 +16,13 @@ dropped, so it cannot hold the others back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from propylon.background import stop_then_drain
 from propylon.gateway.cache.key import CacheKey
 from propylon.gateway.cache.stats import CacheStats
 
@@ -134,18 +134,15 @@ class WriteBehind:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the background task, then write what is pending within ``timeout``."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        try:
-            await asyncio.wait_for(self.flush(), timeout)
-        except Exception as exc:
-            log.warning(
-                "semantic cache: rows lost at shutdown",
-                extra={"lost": self.pending, "error": repr(exc)},
-            )
+        task, self._task = self._task, None
+        await stop_then_drain(
+            task,
+            self.flush,
+            timeout=timeout,
+            lost=lambda: self.pending,
+            log=log,
+            message="semantic cache: rows lost at shutdown",
+        )
 
     def _push(self, queue: deque[Any], item: Any) -> None:
         if self.pending >= self._capacity:
