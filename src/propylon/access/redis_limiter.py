@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from propylon.access.limits import Charge, Decision, bucket_state
 from propylon.errors import ServiceUnavailable
