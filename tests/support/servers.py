@@ -36,7 +36,7 @@ async def serve_uvicorn(app: Any) -> AsyncIterator[str]:
     """Serve an ASGI app on 127.0.0.1 with a free port; yield its base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(_serve(server))
     try:
         while not server.started:
             if task.done():
@@ -48,6 +48,18 @@ async def serve_uvicorn(app: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+async def _serve(server: uvicorn.Server) -> None:
+    """uvicorn exits the process (``SystemExit(3)``) when the app fails to start. Inside a test
+    that must be an ordinary failure: a SystemExit escaping a fixture's teardown leaves pytest's
+    fixture cache behind, and later tests then reuse the failed test's database."""
+    try:
+        await server.serve()
+    except SystemExit as exit_:
+        raise RuntimeError(
+            f"uvicorn exited with code {exit_.code}: the app failed to start"
+        ) from None
 
 
 @asynccontextmanager
