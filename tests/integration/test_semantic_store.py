@@ -3,7 +3,7 @@ of every lookup kept for threshold tuning."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,25 @@ async def database(database_url: str) -> AsyncIterator[Database]:
     await db.close()
 
 
+Caches = Callable[..., SemanticCache]
+
+
+@pytest.fixture
+async def caches(database: Database) -> AsyncIterator[Caches]:
+    """Makes semantic caches on the test's database; closes them (their write-behind tasks
+    included) before the test ends, so nothing of one test writes during another."""
+    made: list[SemanticCache] = []
+
+    def make(**options: Any) -> SemanticCache:
+        cache = SemanticCache(database, Letters(), embedder_id="letters", **options)
+        made.append(cache)
+        return cache
+
+    yield make
+    for cache in made:
+        await cache.aclose()
+
+
 def key(question: str, tenant: str = "t1", system: str | None = None) -> Any:
     messages = [{"role": "system", "content": system}] if system else []
     body = {"model": "m", "messages": [*messages, {"role": "user", "content": question}]}
@@ -71,8 +90,10 @@ async def entries(database: Database) -> int:
         return int((await cursor.fetchall())[0]["n"])
 
 
-async def test_finds_a_close_question_only_inside_its_scope(database: Database) -> None:
-    cache = SemanticCache(database, Letters(), embedder_id="letters")
+async def test_finds_a_close_question_only_inside_its_scope(
+    database: Database, caches: Caches
+) -> None:
+    cache = caches()
     await store(cache, "what is the boiling point of water")
 
     found = await lookup(cache, "what is the boiling point of water?")
@@ -83,8 +104,10 @@ async def test_finds_a_close_question_only_inside_its_scope(database: Database) 
     assert other_system.hit is None and other_system.best_similarity is None
 
 
-async def test_an_entry_is_found_before_and_after_it_is_written(database: Database) -> None:
-    cache = SemanticCache(database, Letters(), embedder_id="letters", write_delay_s=60.0)
+async def test_an_entry_is_found_before_and_after_it_is_written(
+    database: Database, caches: Caches
+) -> None:
+    cache = caches(write_delay_s=60.0)
     await store(cache, "what is the boiling point of water")
     assert await entries(database) == 0, "the answer did not wait for the write"
 
@@ -101,8 +124,8 @@ async def test_an_entry_is_found_before_and_after_it_is_written(database: Databa
     await cache.aclose()
 
 
-async def test_an_expired_entry_is_never_served(database: Database) -> None:
-    cache = SemanticCache(database, Letters(), embedder_id="letters")
+async def test_an_expired_entry_is_never_served(database: Database, caches: Caches) -> None:
+    cache = caches()
     await store(cache, "what is the boiling point of water")
     await cache.writes.flush()
     async with database.connection() as conn:
@@ -110,8 +133,10 @@ async def test_an_expired_entry_is_never_served(database: Database) -> None:
     assert (await lookup(cache, "what is the boiling point of water")).hit is None
 
 
-async def test_every_lookup_is_recorded_with_its_best_similarity(database: Database) -> None:
-    cache = SemanticCache(database, Letters(), embedder_id="letters", verifier=Verifier())
+async def test_every_lookup_is_recorded_with_its_best_similarity(
+    database: Database, caches: Caches
+) -> None:
+    cache = caches(verifier=Verifier())
     await store(cache, "is the boiling point of water 100 degrees")
     await lookup(cache, "is the boiling point of water 100 degrees?")
     await lookup(cache, "is the boiling point of water 90 degrees?")
@@ -123,8 +148,8 @@ async def test_every_lookup_is_recorded_with_its_best_similarity(database: Datab
     assert miss["outcome"] == "miss" and miss["best_similarity"] < 0.9
 
 
-async def test_purge_by_tenant_and_by_model(database: Database) -> None:
-    cache = SemanticCache(database, Letters(), embedder_id="letters")
+async def test_purge_by_tenant_and_by_model(database: Database, caches: Caches) -> None:
+    cache = caches()
     await store(cache, "first question")
     await store(cache, "second question", tenant="t2")
     assert await cache.purge(tenant_id="t1") == 1
@@ -133,9 +158,9 @@ async def test_purge_by_tenant_and_by_model(database: Database) -> None:
 
 
 async def test_an_answer_postgresql_refuses_is_dropped_without_holding_back_the_others(
-    database: Database,
+    database: Database, caches: Caches
 ) -> None:
-    cache = SemanticCache(database, Letters(), embedder_id="letters", write_delay_s=60.0)
+    cache = caches(write_delay_s=60.0)
     poison = {"choices": [{"message": {"content": "a NUL \u0000 jsonb cannot hold"}}]}
     question = "what is the boiling point of water"
     await cache.add(key(question), question, await cache.embed(question), poison, ttl_s=60)

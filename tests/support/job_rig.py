@@ -28,7 +28,7 @@ FAST = JobsSettings(
     retry_base_s=0.2,
     retry_max_s=1.0,
     shutdown_grace_s=0.5,
-    cancel_wait_s=5.0,
+    cancel_wait_s=30.0,  # generous: a cancel answers as soon as the job has stopped
     progress_interval_s=0.0,
 )
 
@@ -81,7 +81,7 @@ async def job_rig(database_url: str) -> AsyncIterator[JobRig]:
         async with database.connection() as conn:
             await conn.execute(RECORD_TABLES)
         await hub.start()
-        yield JobRig(database, hub, JobQueue(database, hub, cancel_wait_s=5.0), Gates())
+        yield JobRig(database, hub, JobQueue(database, hub, cancel_wait_s=30.0), Gates())
     finally:
         await hub.close()
         await database.close()
