@@ -94,9 +94,9 @@ async def test_a_streamed_request_is_recorded_when_its_stream_ends(server: AppSe
 async def test_a_client_leaving_mid_stream_is_recorded_and_the_upstream_released(
     server: AppServer, upstream: FakeUpstream
 ) -> None:
-    """The upstream would stream for 4 s; the client reads one event and leaves. The record
+    """The upstream would stream for 40 s; the client reads one event and leaves. The record
     (status 200, ``client_disconnected``) comes long before the upstream would have ended."""
-    upstream.set_behaviour(Behaviour(completion_tokens=400, tokens_per_second=100))
+    upstream.set_behaviour(Behaviour(completion_tokens=400, tokens_per_second=10))
     body = {"model": "gpt-test", "messages": [{"role": "user", "content": "a long story"}]}
     headers = {"Authorization": f"Bearer {server.api_key}"}
     started = time.monotonic()
@@ -114,7 +114,8 @@ async def test_a_client_leaving_mid_stream_is_recorded_and_the_upstream_released
     (record,) = await records(server, 1, f"request_id={request_id}")
     assert record["stream"] is True
     assert (record["status"], record["error_code"]) == (200, "client_disconnected")
-    assert time.monotonic() - started < 3.0, "the stream was not stopped when the client left"
+    # Half the stream's length: only a stream left running to its end could take that long.
+    assert time.monotonic() - started < 20.0, "the stream was not stopped when the client left"
 
 
 async def test_embeddings_are_recorded_without_their_vectors(server: AppServer) -> None:

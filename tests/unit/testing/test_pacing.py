@@ -41,7 +41,7 @@ async def test_tokens_per_second_paces_the_stream(
     async with http.post(upstream.base_url + "/v1/chat/completions", json=STREAM) as response:
         await response.read()
 
-    assert 0.045 <= time.monotonic() - started < 2.0
+    assert 0.045 <= time.monotonic() - started < 20.0  # paced, and not stuck
 
 
 async def test_non_streamed_answer_waits_for_the_whole_generation(
@@ -54,4 +54,4 @@ async def test_non_streamed_answer_waits_for_the_whole_generation(
     async with http.post(upstream.base_url + "/v1/chat/completions", json=body) as response:
         await response.read()
 
-    assert 0.07 <= time.monotonic() - started < 2.0
+    assert 0.07 <= time.monotonic() - started < 20.0  # paced, and not stuck
