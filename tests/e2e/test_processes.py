@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.support.processes import free_port, propylon_process, run_propylon, wait_http
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -95,12 +96,11 @@ async def test_worker_connects_and_stops_cleanly_on_sigterm(
 ) -> None:
     log = tmp_path / "worker.log"
     async with propylon_process("worker", env={"DATABASE_URL": database_url}, log=log) as proc:
-        for _ in range(200):
-            if b"worker ready" in log.read_bytes():
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError(f"worker never became ready: {log.read_text()}")
+
+        async def ready() -> bool | None:
+            return True if b"worker ready" in log.read_bytes() else None
+
+        await eventually(ready, "the worker to log 'worker ready'")
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
     assert b"worker stopping" in log.read_bytes()

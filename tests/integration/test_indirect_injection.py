@@ -3,8 +3,8 @@ shown in search results, and answers leave risky chunks out."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -14,6 +14,7 @@ from propylon.settings import load_settings
 from tests.integration.test_local_models import LOCAL_CONFIG
 from tests.support.databases import PostgresServer, create_database
 from tests.support.servers import AppServer, serve_app
+from tests.support.waiting import finished
 
 BENIGN = "The office opens at nine in the morning. Visitors sign in at the front desk."
 INJECTED = (
@@ -46,11 +47,8 @@ async def office(pg_server: PostgresServer) -> AsyncIterator[tuple[AppServer, di
                 f"/collections/{collection['id']}/documents",
                 {"text": text, "filename": name},
             )
-            for _ in range(300):
-                job = await call(server, "GET", f"/jobs/{doc['job_id']}")
-                if job["state"] in {"succeeded", "failed"}:
-                    break
-                await asyncio.sleep(0.1)
+            path = f"/jobs/{doc['job_id']}"
+            job = await finished(partial(call, server, "GET", path), f"{name} to be ingested")
             assert job["state"] == "succeeded", job
             assert "screening" in job["stages"]
         yield server, collection

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from propylon.testing import Behaviour, FakeUpstream
 from tests.support.databases import PostgresServer, create_database
 from tests.support.servers import AppServer, serve_app
+from tests.support.waiting import finished
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 FAST_JOBS = {
@@ -81,12 +81,10 @@ async def call(
 
 
 async def wait_for(server: AppServer, run_id: str, states: set[str]) -> dict[str, Any]:
-    for _ in range(300):
-        _, run = await call(server, "GET", f"/runs/{run_id}")
-        if run["state"] in states:
-            return run
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"run never reached {states}: {run}")
+    async def fetch() -> dict[str, Any]:
+        return (await call(server, "GET", f"/runs/{run_id}"))[1]
+
+    return await finished(fetch, f"run {run_id} to reach {states}", frozenset(states))
 
 
 async def events(

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +15,7 @@ from propylon.testing import FakeUpstream
 from tests.integration.test_local_models import LOCAL_CONFIG
 from tests.support.databases import PostgresServer, create_database
 from tests.support.servers import AppServer, serve_app
+from tests.support.waiting import eventually, finished
 
 SECRET = "The launch code of tenant B is 7-ALPHA-9."
 
@@ -33,6 +33,9 @@ class Tenant:
             http.request(method, f"{self.server.v1}{path}", json=body, headers=all_headers) as resp,
         ):
             return resp.status, await resp.json(), dict(resp.headers)
+
+    async def get(self, path: str) -> dict[str, Any]:
+        return (await self.call("GET", path))[1]
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +62,9 @@ async def world(pg_server: PostgresServer) -> AsyncIterator[dict[str, Any]]:
             _, document, _ = await b.call(
                 "POST", f"/collections/{collection['id']}/documents", {"text": SECRET}
             )
-            for _ in range(200):
-                _, job, _ = await b.call("GET", f"/jobs/{document['job_id']}")
-                if job["state"] in {"succeeded", "failed"}:
-                    break
-                await asyncio.sleep(0.1)
+            job = await finished(
+                lambda: b.get(f"/jobs/{document['job_id']}"), "the secret to be ingested"
+            )
             assert job["state"] == "succeeded", job
             _, answer, _ = await b.call(
                 "POST",
@@ -169,12 +170,12 @@ async def test_conversations_of_another_tenant_are_not_found(world: dict[str, An
 
 async def test_logs_of_another_tenant_are_never_shown(world: dict[str, Any]) -> None:
     a, b = world["a"], world["b"]
-    for _ in range(100):  # the request log is written in the background
+
+    async def written() -> dict[str, Any] | None:  # the request log is written in the background
         _, own, _ = await b.call("GET", "/logs")
-        if own["data"]:
-            break
-        await asyncio.sleep(0.1)
-    assert own["data"], "tenant B has records to hide"
+        return own if own["data"] else None
+
+    own = await eventually(written, "tenant B's request log records")
     b_tenant = own["data"][0]["tenant_id"]
     status, logs, _ = await a.call("GET", "/logs")
     assert status == 200

@@ -3,7 +3,6 @@ HTTP calls, and waiting for records to reach the request log."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +15,7 @@ from propylon.app import create_app
 from propylon.settings import load_settings
 from propylon.testing import FakeUpstream
 from tests.support.servers import AppServer, serve_uvicorn
+from tests.support.waiting import eventually
 
 ADMIN = "admin-secret-for-observe-tests"
 PRICES = {"gpt-test": {"input": 2.0, "output": 8.0}}  # USD per million tokens
@@ -104,11 +104,11 @@ async def records(
 ) -> list[dict[str, Any]]:
     """The request log's records matching ``query``, once at least ``expected`` are there
     (waits up to 30 s for the background writer)."""
-    for _ in range(600):
+
+    async def arrived() -> list[dict[str, Any]] | None:
         reply = await call(server, "GET", f"/v1/logs?limit=500&{query}", key=key)
         assert reply.status == 200, reply.body
         data: list[dict[str, Any]] = reply.body["data"]
-        if len(data) >= expected:
-            return data
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"only {len(data)} of {expected} records arrived for {query!r}")
+        return data if len(data) >= expected else None
+
+    return await eventually(arrived, f"{expected} records for {query!r}")

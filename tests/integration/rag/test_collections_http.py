@@ -3,7 +3,6 @@ bundled MiniLM: upload, follow the job, read the document; duplicates, failures,
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from tests.support import documents
 from tests.support.job_rig import FAST
 from tests.support.servers import AppServer, serve_app
+from tests.support.waiting import finished
 
 MINILM = {
     "name": "local/all-MiniLM-L6-v2",
@@ -37,13 +37,12 @@ async def http(server: AppServer) -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def wait_for_job(http: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
-    for _ in range(600):
+    async def fetch() -> dict[str, Any]:
         async with http.get(f"jobs/{job_id}") as response:
             job: dict[str, Any] = await response.json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
             return job
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+    return await finished(fetch, f"job {job_id} to finish")
 
 
 async def upload(

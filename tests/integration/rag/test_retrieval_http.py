@@ -3,7 +3,6 @@ the in-process worker with the bundled MiniLM, answered by the local extractive 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from propylon.tokens import TokenCounter
 from tests.support.databases import PostgresServer, create_database
 from tests.support.job_rig import FAST
 from tests.support.servers import AppServer, serve_app
+from tests.support.waiting import finished
 
 LOCAL_MODELS = [
     {
@@ -80,13 +80,12 @@ class Rig:
 
 
 async def _wait(http: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
-    for _ in range(600):
+    async def fetch() -> dict[str, Any]:
         async with http.get(f"jobs/{job_id}") as response:
             job: dict[str, Any] = await response.json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
             return job
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
+
+    return await finished(fetch, f"job {job_id} to finish")
 
 
 @pytest.fixture(scope="module")

@@ -69,7 +69,8 @@ def test_filtered_scan_equals_the_full_scan(monkeypatch: pytest.MonkeyPatch) -> 
     full = [heuristics.scan(text) for text in texts]
     differing = [t for t, a, b in zip(texts, filtered, full, strict=True) if a != b]
     assert differing == []
-    assert sum(1 for signals in full if signals) > 20  # the corpus does exercise the rules
+    # The corpus does exercise the rules (the crafted texts alone, without ../shared/data: 16).
+    assert sum(1 for signals in full if signals) > (20 if DATA.is_dir() else 10)
 
 
 def test_every_trigger_word_is_written_in_its_rule() -> None:
