@@ -3,6 +3,8 @@ the app served by uvicorn on a loopback port."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,15 +20,35 @@ from tests.support.databases import create_database
 from tests.support.servers import AppServer, serve_app
 
 
+def _postgres_dir() -> Iterator[Path]:
+    """A directory for an embedded PostgreSQL, outside pytest's ``/tmp/pytest-of-<user>``.
+
+    Run as root, pgserver starts PostgreSQL as its own system user and opens the path for it;
+    every pytest session that starts on the machine resets ``pytest-of-<user>`` to mode 0700,
+    and a server below it then loses its data directory and shuts down within a minute (two
+    test runs at once killed each other's databases that way)."""
+    path = Path(tempfile.mkdtemp(prefix="propylon-test-pg-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_server(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[PostgresServer]:
+def pg_server() -> Iterator[PostgresServer]:
     """A real PostgreSQL 18 + pgvector for the whole test session (stands in for any server
     reachable through DATABASE_URL)."""
-    server = get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
-    yield server
-    server.cleanup()
+    for path in _postgres_dir():
+        server = get_server(path / "pg", cleanup_mode="delete")
+        yield server
+        server.cleanup()
+
+
+@pytest.fixture
+def postgres_dir() -> Iterator[Path]:
+    """An empty directory where a test may start an embedded PostgreSQL of its own (a data
+    dir for `propylon serve`, say); removed afterwards."""
+    yield from _postgres_dir()
 
 
 @pytest.fixture
@@ -36,8 +58,8 @@ async def database_url(pg_server: PostgresServer) -> str:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
+def data_dir(postgres_dir: Path) -> Path:
+    return postgres_dir / "data"
 
 
 @pytest.fixture

@@ -53,10 +53,9 @@ def write_config(tmp_path: Path, upstream: str) -> Path:
 
 
 async def test_sdk_talks_to_serve_relaying_from_fake_upstream_with_embedded_db(
-    tmp_path: Path, fake_upstream_url: str
+    tmp_path: Path, data_dir: Path, fake_upstream_url: str
 ) -> None:
     config = write_config(tmp_path, fake_upstream_url)
-    data_dir = tmp_path / "data"
     port = free_port()
     args = ("serve", "--config", str(config), "--data-dir", str(data_dir), "--port", str(port))
     base = f"http://127.0.0.1:{port}"
@@ -79,7 +78,7 @@ async def test_sdk_talks_to_serve_relaying_from_fake_upstream_with_embedded_db(
             text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
             assert text
         # Leave a mark in the embedded database to find after a restart.
-        uri = f"postgresql://postgres:@/postgres?host={data_dir.resolve() / 'pg'}"
+        uri = f"postgresql://postgres:@/postgres?host={data_dir / 'pg'}"
         async with await psycopg.AsyncConnection.connect(uri, autocommit=True) as conn:
             await conn.execute("CREATE TABLE e2e_mark (v text)")
             await conn.execute("INSERT INTO e2e_mark VALUES ('survives')")

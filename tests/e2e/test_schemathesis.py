@@ -19,7 +19,7 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 MIN_CASES = 1000
 
 
-async def test_no_generated_request_gets_a_server_error(tmp_path: Path) -> None:
+async def test_no_generated_request_gets_a_server_error(tmp_path: Path, data_dir: Path) -> None:
     upstream_port, port = free_port(), free_port()
     config = tmp_path / "propylon.yaml"
     config.write_text(
@@ -39,7 +39,6 @@ async def test_no_generated_request_gets_a_server_error(tmp_path: Path) -> None:
             }
         )
     )
-    data_dir = tmp_path / "data"
     common = ("--config", str(config), "--data-dir", str(data_dir))
     base = f"http://127.0.0.1:{port}"
     async with (

@@ -59,9 +59,9 @@ async def test_a_failing_migration_leaves_nothing_half_applied(database_url: str
         await db.close()
 
 
-async def test_embedded_database_keeps_its_data_across_restarts(tmp_path: Path) -> None:
+async def test_embedded_database_keeps_its_data_across_restarts(data_dir: Path) -> None:
     for attempt in range(2):
-        embedded = EmbeddedPostgres(tmp_path / "data")
+        embedded = EmbeddedPostgres(data_dir)
         url = await embedded.start()
         db = Database(url)
         await db.open()

@@ -22,9 +22,9 @@ with warnings.catch_warnings():
 
 
 @pytest.fixture
-async def own_postgres(tmp_path: Path) -> AsyncIterator[PostgresServer]:
+async def own_postgres(postgres_dir: Path) -> AsyncIterator[PostgresServer]:
     """A PostgreSQL of this test's own, which the test stops and starts again."""
-    server = await asyncio.to_thread(get_server, tmp_path / "pg", cleanup_mode="delete")
+    server = await asyncio.to_thread(get_server, postgres_dir / "pg", cleanup_mode="delete")
     yield server
     await asyncio.to_thread(server.cleanup)
 
