@@ -65,6 +65,7 @@ from propylon.http import (
 from propylon.http.errors import install_error_handlers
 from propylon.http.hot_routes import FrontedFastAPI, HotRoutes
 from propylon.http.request_context import RequestContextMiddleware
+from propylon.http.storable_text import RefuseUnstorableText
 from propylon.jobs.feeds import JobFeeds
 from propylon.jobs.handler import Handler, Handlers
 from propylon.jobs.progress import ProgressHub
@@ -396,7 +397,9 @@ async def build_services(
             answers=retrieval.answers,
             detector=detector,
             runs=RunService(database, job_queue),
+            writers=[observe.request_log.loop, usage.loop, *cache.writers],
         )
+        observe.metrics.watch_writers(lambda: services.writers)
         if worker:
             table = (handlers or job_handlers)(services)
             await stack.enter_async_context(
@@ -479,9 +482,11 @@ def create_app(
         "/v1/chat/completions": chat.chat_completions,
         "/v1/embeddings": embeddings.create_embeddings,
     }
-    # Every request: its context (ids, overhead header, access log), then the hot routes,
-    # then FastAPI for everything else.
-    app.set_front(lambda fastapi: RequestContextMiddleware(HotRoutes(fastapi, hot)))
+    # Every request: its context (ids, overhead header, access log), a NUL in its path or
+    # query refused, then the hot routes, then FastAPI for everything else.
+    app.set_front(
+        lambda fastapi: RequestContextMiddleware(RefuseUnstorableText(HotRoutes(fastapi, hot)))
+    )
     for module in (
         health,
         models,
