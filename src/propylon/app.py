@@ -34,6 +34,7 @@ from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.cache.verifier import Verifier
 from propylon.gateway.circuit_breaker import CircuitBreaker
 from propylon.gateway.context_window import ContextWindowCheck
+from propylon.gateway.preflight import PreflightChat
 from propylon.gateway.protocol import (
     ChatModel,
     ChatService,
@@ -112,6 +113,7 @@ def build_gateway(
         registry,
         chat,
         embeddings,
+        max_messages=settings.max_messages,
         retry=RetryPolicy(**settings.retry.model_dump()),
         context_window=ContextWindowCheck(TokenCounter()),
         tracer=tracer,
@@ -339,19 +341,9 @@ async def build_services(
         usage = UsageRecorder(store, interval_s=settings.access.usage_flush_s)
         await usage.start()
         stack.push_async_callback(usage.close)
-        limited = LimitsLayer(
-            observe.traced(cache, "cache"),
-            gateway,
-            directory=keys,
-            store=store,
-            usage=usage,
-            limiter=limiter,
-            counter=TokenCounter(),
-            resolve=lambda name, kind: gateway.registry.resolve(name, kind=kind).name,
-            policy=access_policy(settings),
-        )
-        limited = observe.traced(limited, "limits")
-        chat: ChatService = limited
+        # Cheapest refusals first: shape and message count, then keys and rate limits, then
+        # the context window and the breakers, and only then the guard's classifier.
+        inner: ChatService = observe.traced(cache, "cache")
         detector: InjectionDetector | None = None
         if settings.guard.enabled:
             detector = await stack.enter_async_context(
@@ -362,7 +354,21 @@ async def build_services(
                     int8=settings.local_int8,
                 )
             )
-            chat = GuardedChatService(limited, detector, settings.guard)
+            guarded = GuardedChatService(inner, detector, settings.guard)
+            inner = PreflightChat(guarded, gateway.check_route)
+        limited = LimitsLayer(
+            inner,
+            gateway,
+            directory=keys,
+            store=store,
+            usage=usage,
+            limiter=limiter,
+            counter=TokenCounter(),
+            resolve=lambda name, kind: gateway.registry.resolve(name, kind=kind).name,
+            policy=access_policy(settings),
+        )
+        limited = observe.traced(limited, "limits")
+        chat: ChatService = PreflightChat(limited, gateway.check_request)
         chat = observe.record_chat(chat)  # outermost: the request log sees every outcome
         embeddings: EmbeddingService = observe.record_embeddings(limited)
         # `rag/<collection>` models: answered over a collection, calling the chain above.

@@ -600,6 +600,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, gt=0, description="Largest JSON request body accepted."
     )
+    max_messages: int = Field(
+        default=2048,
+        ge=1,
+        description="Most `messages` a chat request may carry (OpenAI's limit); more is a 400 "
+        "before any token is counted or any message embedded.",
+    )
     upstream_connection_limit: int = Field(
         default=1000, ge=1, description="Open connections to upstreams, across hosts."
     )
