@@ -384,6 +384,7 @@ async def build_services(
                 observe.metrics.queue_depth(kind, depth)
 
         observe.metrics.add_scrape_hook(refresh_queue_depth)
+        collections = build_collection_service(settings.rag, database, job_queue)
         services = Services(
             settings=settings,
             database=database,
@@ -398,11 +399,11 @@ async def build_services(
             jobs=job_queue,
             job_feeds=JobFeeds(job_queue, hub),
             observe=observe,
-            collections=build_collection_service(settings.rag, database, job_queue),
+            collections=collections,
             search=retrieval.search,
             answers=retrieval.answers,
             detector=detector,
-            runs=RunService(database, job_queue),
+            runs=RunService(database, job_queue, find_collection=collections.get),
             writers=[observe.request_log.loop, usage.loop, *cache.writers],
         )
         observe.metrics.watch_writers(lambda: services.writers)
