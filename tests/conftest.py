@@ -3,6 +3,7 @@ the app served by uvicorn on a loopback port."""
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,6 +28,15 @@ def pg_server(
     server = get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
     yield server
     server.cleanup()
+
+
+@pytest.fixture
+async def own_postgres(tmp_path: Path) -> AsyncIterator[PostgresServer]:
+    """A PostgreSQL of this test's own, which the test stops and starts again (``stop``;
+    ``restart_postgres``)."""
+    server = await asyncio.to_thread(get_server, tmp_path / "pg", cleanup_mode="delete")
+    yield server
+    await asyncio.to_thread(server.cleanup)
 
 
 @pytest.fixture

@@ -588,6 +588,13 @@ class Settings(BaseSettings):
     )
     db_pool_min: int = Field(default=1, ge=0, description="Minimum database connections.")
     db_pool_max: int = Field(default=10, ge=1, description="Maximum database connections.")
+    db_acquire_timeout_s: float = Field(
+        default=1.5,
+        gt=0,
+        description="Longest wait for a pooled database connection. When the database is "
+        "down, database-backed routes answer 503 with `Retry-After` after this long instead "
+        "of hanging.",
+    )
     migrate_on_start: bool = Field(
         default=True, description="Apply pending migrations when `serve` starts."
     )
