@@ -485,7 +485,16 @@ class RagSettings(BaseModel):
         default=20_000_000, gt=0, description="Most characters of extracted text per document."
     )
     parse_timeout_s: float = Field(
-        default=300.0, gt=0, description="Seconds the parsing stage of one document may take."
+        default=300.0,
+        gt=0,
+        description="Seconds the parsing stage of one document may take; its process is killed "
+        "after this (plus 2 s).",
+    )
+    parse_memory_mb: int = Field(
+        default=2048,
+        ge=256,
+        description="Address space of the process that parses one document (RLIMIT_AS); a file "
+        "needing more fails its job.",
     )
     embed_timeout_s: float = Field(
         default=900.0, gt=0, description="Seconds the embedding stage of one document may take."
