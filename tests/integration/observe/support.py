@@ -4,6 +4,7 @@ HTTP calls, and waiting for records to reach the request log."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +14,7 @@ from multidict import CIMultiDict
 from opentelemetry.trace import TracerProvider
 
 from propylon.app import create_app
+from propylon.observe.record import RequestRecord
 from propylon.settings import load_settings
 from propylon.testing import FakeUpstream
 from tests.support.servers import AppServer, serve_uvicorn
@@ -112,3 +114,15 @@ async def records(
             return data
         await asyncio.sleep(0.05)
     raise AssertionError(f"only {len(data)} of {expected} records arrived for {query!r}")
+
+
+def record(request_id: str, **fields: Any) -> RequestRecord:
+    """A chat record made now, with ``fields``."""
+    return RequestRecord(
+        request_id=request_id,
+        created_at=time.time(),
+        endpoint="chat",
+        status=200,
+        latency_ms=1.0,
+        **fields,
+    )

@@ -11,10 +11,9 @@ import aiohttp
 import orjson
 
 from propylon.db.database import Database
-from propylon.observe.record import RequestRecord
 from propylon.observe.request_log import RequestLog
 from propylon.testing import FakeUpstream
-from tests.integration.observe.support import ADMIN, call, chat, serve
+from tests.integration.observe.support import ADMIN, call, chat, record, serve
 from tests.support.servers import AppServer
 
 
@@ -69,17 +68,6 @@ async def test_a_nul_in_a_chat_message_is_logged_escaped_and_the_next_thousand_a
         request_log = services.observe.request_log
         assert (request_log.refused, request_log.dropped, request_log.failed_writes) == (0, 0, 0)
         assert request_log.loop.healthy
-
-
-def record(request_id: str, **fields: Any) -> RequestRecord:
-    return RequestRecord(
-        request_id=request_id,
-        created_at=time.time(),
-        endpoint="chat",
-        status=200,
-        latency_ms=1.0,
-        **fields,
-    )
 
 
 async def test_a_row_the_database_refuses_is_dropped_alone_and_the_writer_goes_on(
