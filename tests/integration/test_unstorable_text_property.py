@@ -1,6 +1,7 @@
-"""Property: a NUL or a lone surrogate in a string field of a route is never a 5xx. In a JSON
-body either is a 400; in the URL a NUL is a 400, and a lone surrogate (percent-encoded) is
-decoded by the server into U+FFFD, an ordinary character: any non-5xx answer."""
+"""Property: a NUL or a lone surrogate in a string field of a route is never a 5xx. In a
+JSON body either is a 400 naming the field; in the URL a NUL is a 400, and a lone surrogate
+(percent-encoded) is decoded by the server into U+FFFD, an ordinary character: any non-5xx
+answer."""
 
 from __future__ import annotations
 
@@ -102,8 +103,10 @@ async def test_a_hostile_string_in_a_json_body_is_a_400(
         aiohttp.ClientSession() as http,
         http.post(f"{server.url}{path}", data=raw, headers=headers) as resp,
     ):
-        reply = await resp.text()
+        reply = await resp.json(content_type=None)
     assert resp.status == 400, (path, text, reply)
+    assert reply["error"]["code"] == "unstorable_text", reply  # a NUL or a surrogate alike
+    assert reply["error"]["param"], reply  # the field is named
 
 
 @settings(

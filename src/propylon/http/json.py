@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -42,9 +43,21 @@ async def read_json_object(
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "surrogate" in str(exc):
+            _name_the_surrogate(raw)
         raise InvalidJSON(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise InvalidJSON("The request body must be a JSON object.")
     if not keep_text:
         check_storable(body)
     return body
+
+
+def _name_the_surrogate(raw: bytes) -> None:
+    """orjson refuses a lone surrogate (``"\\udc80"``) without saying where; the standard
+    library reads it, so the 400 can name the field, as for a NUL. Only on this error path."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return
+    check_storable(body)
