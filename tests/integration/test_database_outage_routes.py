@@ -16,13 +16,14 @@ from tests.support.databases import PostgresServer, create_database, restart_pos
 
 async def request(
     http: aiohttp.ClientSession, method: str, url: str, key: str, body: Any = None
-) -> tuple[int, dict[str, str], float]:
+) -> tuple[int, dict[str, Any], float]:
+    """Status, headers (and the JSON body as ``"body"``) and seconds taken."""
     started = time.perf_counter()
     async with http.request(
         method, url, json=body, headers={"Authorization": f"Bearer {key}"}
     ) as resp:
-        await resp.read()
-        return resp.status, dict(resp.headers), time.perf_counter() - started
+        payload = await resp.json(content_type=None)
+        return resp.status, {**resp.headers, "body": payload}, time.perf_counter() - started
 
 
 async def test_routes_answer_503_fast_while_the_database_is_down_and_recover_after(
@@ -55,6 +56,12 @@ async def test_routes_answer_503_fast_while_the_database_is_down_and_recover_aft
             assert int(headers["Retry-After"]) >= 1
             # The issue's bound (before: a 30 s hang, then a 500); the acquire timeout is 1.5 s.
             assert seconds < 2.0 + 1.0, (route, seconds)
+        feed = f"{server.url.replace('http', 'ws')}/v1/jobs/{upload[1]['body']['job_id']}/events"
+        async with http.ws_connect(feed, headers={"Authorization": f"Bearer {tenant}"}) as ws:
+            message = await ws.receive_json(timeout=10)
+            closing = await ws.receive(timeout=10)
+        assert message["error"]["code"] == "database_unavailable"
+        assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 4503)
 
         await restart_postgres(own_postgres)
         back = time.perf_counter()
