@@ -3,6 +3,7 @@ the app served by uvicorn on a loopback port."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import warnings
@@ -49,6 +50,15 @@ def postgres_dir() -> Iterator[Path]:
     """An empty directory where a test may start an embedded PostgreSQL of its own (a data
     dir for `propylon serve`, say); removed afterwards."""
     yield from _postgres_dir()
+
+
+@pytest.fixture
+async def own_postgres(postgres_dir: Path) -> AsyncIterator[PostgresServer]:
+    """A PostgreSQL of this test's own, which the test stops and starts again (``stop``;
+    ``restart_postgres``)."""
+    server = await asyncio.to_thread(get_server, postgres_dir / "pg", cleanup_mode="delete")
+    yield server
+    await asyncio.to_thread(server.cleanup)
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.cache.verifier import Verifier
 from propylon.gateway.circuit_breaker import CircuitBreaker
 from propylon.gateway.context_window import ContextWindowCheck
+from propylon.gateway.preflight import PreflightChat
 from propylon.gateway.protocol import (
     ChatModel,
     ChatService,
@@ -65,6 +66,7 @@ from propylon.http import (
 from propylon.http.errors import install_error_handlers
 from propylon.http.hot_routes import FrontedFastAPI, HotRoutes
 from propylon.http.request_context import RequestContextMiddleware
+from propylon.http.storable_text import RefuseUnstorableText
 from propylon.jobs.feeds import JobFeeds
 from propylon.jobs.handler import Handler, Handlers
 from propylon.jobs.progress import ProgressHub
@@ -111,6 +113,7 @@ def build_gateway(
         registry,
         chat,
         embeddings,
+        max_messages=settings.max_messages,
         retry=RetryPolicy(**settings.retry.model_dump()),
         context_window=ContextWindowCheck(TokenCounter()),
         tracer=tracer,
@@ -338,19 +341,9 @@ async def build_services(
         usage = UsageRecorder(store, interval_s=settings.access.usage_flush_s)
         await usage.start()
         stack.push_async_callback(usage.close)
-        limited = LimitsLayer(
-            observe.traced(cache, "cache"),
-            gateway,
-            directory=keys,
-            store=store,
-            usage=usage,
-            limiter=limiter,
-            counter=TokenCounter(),
-            resolve=lambda name, kind: gateway.registry.resolve(name, kind=kind).name,
-            policy=access_policy(settings),
-        )
-        limited = observe.traced(limited, "limits")
-        chat: ChatService = limited
+        # Cheapest refusals first: shape and message count, then keys and rate limits, then
+        # the context window and the breakers, and only then the guard's classifier.
+        inner: ChatService = observe.traced(cache, "cache")
         detector: InjectionDetector | None = None
         if settings.guard.enabled:
             detector = await stack.enter_async_context(
@@ -361,7 +354,21 @@ async def build_services(
                     int8=settings.local_int8,
                 )
             )
-            chat = GuardedChatService(limited, detector, settings.guard)
+            guarded = GuardedChatService(inner, detector, settings.guard)
+            inner = PreflightChat(guarded, gateway.check_route)
+        limited = LimitsLayer(
+            inner,
+            gateway,
+            directory=keys,
+            store=store,
+            usage=usage,
+            limiter=limiter,
+            counter=TokenCounter(),
+            resolve=lambda name, kind: gateway.registry.resolve(name, kind=kind).name,
+            policy=access_policy(settings),
+        )
+        limited = observe.traced(limited, "limits")
+        chat: ChatService = PreflightChat(limited, gateway.check_request)
         chat = observe.record_chat(chat)  # outermost: the request log sees every outcome
         embeddings: EmbeddingService = observe.record_embeddings(limited)
         # `rag/<collection>` models: answered over a collection, calling the chain above.
@@ -377,6 +384,7 @@ async def build_services(
                 observe.metrics.queue_depth(kind, depth)
 
         observe.metrics.add_scrape_hook(refresh_queue_depth)
+        collections = build_collection_service(settings.rag, database, job_queue)
         services = Services(
             settings=settings,
             database=database,
@@ -391,12 +399,14 @@ async def build_services(
             jobs=job_queue,
             job_feeds=JobFeeds(job_queue, hub),
             observe=observe,
-            collections=build_collection_service(settings.rag, database, job_queue),
+            collections=collections,
             search=retrieval.search,
             answers=retrieval.answers,
             detector=detector,
-            runs=RunService(database, job_queue),
+            runs=RunService(database, job_queue, find_collection=collections.get),
+            writers=[observe.request_log.loop, usage.loop, *cache.writers],
         )
+        observe.metrics.watch_writers(lambda: services.writers)
         if worker:
             table = (handlers or job_handlers)(services)
             await stack.enter_async_context(
@@ -479,9 +489,11 @@ def create_app(
         "/v1/chat/completions": chat.chat_completions,
         "/v1/embeddings": embeddings.create_embeddings,
     }
-    # Every request: its context (ids, overhead header, access log), then the hot routes,
-    # then FastAPI for everything else.
-    app.set_front(lambda fastapi: RequestContextMiddleware(HotRoutes(fastapi, hot)))
+    # Every request: its context (ids, overhead header, access log), a NUL in its path or
+    # query refused, then the hot routes, then FastAPI for everything else.
+    app.set_front(
+        lambda fastapi: RequestContextMiddleware(RefuseUnstorableText(HotRoutes(fastapi, hot)))
+    )
     for module in (
         health,
         models,

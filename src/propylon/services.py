@@ -8,6 +8,7 @@ from propylon.access.directory import KeyDirectory
 from propylon.access.limits import RateLimiter
 from propylon.access.store import AccessStore
 from propylon.access.usage import UsageRecorder
+from propylon.background import WriterLoop
 from propylon.db.database import Database
 from propylon.gateway.cache.cached import CachedChatService
 from propylon.gateway.protocol import ChatService, EmbeddingService
@@ -50,3 +51,4 @@ class Services:
     answers: Answerer  # answers with citations, conversations (`rag/<collection>` models)
     detector: InjectionDetector | None  # prompt-injection scans (None: guard disabled)
     runs: RunService  # background runs: chat, RAG answers and chains as durable jobs
+    writers: list[WriterLoop]  # the background writers (request log, usage, cache): /readyz

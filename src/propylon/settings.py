@@ -485,7 +485,16 @@ class RagSettings(BaseModel):
         default=20_000_000, gt=0, description="Most characters of extracted text per document."
     )
     parse_timeout_s: float = Field(
-        default=300.0, gt=0, description="Seconds the parsing stage of one document may take."
+        default=300.0,
+        gt=0,
+        description="Seconds the parsing stage of one document may take; its process is killed "
+        "after this (plus 2 s).",
+    )
+    parse_memory_mb: int = Field(
+        default=2048,
+        ge=256,
+        description="Address space of the process that parses one document (RLIMIT_AS); a file "
+        "needing more fails its job.",
     )
     embed_timeout_s: float = Field(
         default=900.0, gt=0, description="Seconds the embedding stage of one document may take."
@@ -588,6 +597,13 @@ class Settings(BaseSettings):
     )
     db_pool_min: int = Field(default=1, ge=0, description="Minimum database connections.")
     db_pool_max: int = Field(default=10, ge=1, description="Maximum database connections.")
+    db_acquire_timeout_s: float = Field(
+        default=1.5,
+        gt=0,
+        description="Longest wait for a pooled database connection. When the database is "
+        "down, database-backed routes answer 503 with `Retry-After` after this long instead "
+        "of hanging.",
+    )
     migrate_on_start: bool = Field(
         default=True, description="Apply pending migrations when `serve` starts."
     )
@@ -599,6 +615,12 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, gt=0, description="Largest JSON request body accepted."
+    )
+    max_messages: int = Field(
+        default=2048,
+        ge=1,
+        description="Most `messages` a chat request may carry (OpenAI's limit); more is a 400 "
+        "before any token is counted or any message embedded.",
     )
     upstream_connection_limit: int = Field(
         default=1000, ge=1, description="Open connections to upstreams, across hosts."

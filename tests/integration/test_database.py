@@ -85,7 +85,9 @@ async def test_serve_uses_database_url_when_set(database_url: str, tmp_path: Pat
         http.get(f"{server.url}/readyz") as resp,
     ):
         assert resp.status == 200
-        assert await resp.json() == {"status": "ready", "database": "ok"}
+        body = await resp.json()
+        assert (body["status"], body["database"]) == ("ready", "ok")
+        assert set(body["writers"].values()) == {"ok"} and "request_log" in body["writers"]
     assert not (tmp_path / "unused").exists(), "no embedded database is started"
 
 

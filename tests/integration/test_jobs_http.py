@@ -212,39 +212,54 @@ async def test_websocket_refusals_say_why_and_close_with_the_status(
         assert closing.data == code
 
 
+async def collection(server: JobsServer, name: str) -> str:
+    """A real collection of tenant alpha: the feed refuses an unknown one."""
+    row = await server.services.collections.create(server.tenant_id, name=name)
+    return str(row["id"])
+
+
 async def test_collection_feed_carries_only_that_collections_jobs(
     server: JobsServer, http: aiohttp.ClientSession
 ) -> None:
-    earlier = await server.enqueue("echo", collection_id="c1")
+    c1, c2 = await collection(server, "c1"), await collection(server, "c2")
+    earlier = await server.enqueue("echo", collection_id=c1)
     await server.queue.wait(server.tenant_id, earlier, 20)
     async with http.ws_connect(
-        server.ws("/v1/collections/c1/events"), headers=server.headers()
+        server.ws("/v1/collections/c1/events"),
+        headers=server.headers(),  # by name, or id
     ) as ws:
         snapshot = await ws.receive_json(timeout=10)
         assert snapshot["type"] == "snapshot"
         assert snapshot["job"]["id"] == earlier
-        elsewhere = await server.enqueue("echo", collection_id="c2")
-        here = await server.enqueue("echo", collection_id="c1")
+        elsewhere = await server.enqueue("echo", collection_id=c2)
+        here = await server.enqueue("echo", collection_id=c1)
         states: list[str] = []
         while "succeeded" not in states:
             event = await ws.receive_json(timeout=10)
             assert event["job_id"] == here, event
-            assert event["collection_id"] == "c1"
+            assert event["collection_id"] == c1
             states.append(event["state"])
         assert states[0] == "queued"
         assert "running" in states
     assert (await server.queue.wait(server.tenant_id, elsewhere, 20)).state == "succeeded"
 
 
-async def test_collection_feed_of_another_tenant_shows_nothing(
-    server: JobsServer, http: aiohttp.ClientSession
+@pytest.mark.parametrize("whose", ["another tenant's", "nonexistent"])
+async def test_collection_feed_of_another_tenant_or_none_closes_with_4404(
+    server: JobsServer, http: aiohttp.ClientSession, whose: str
 ) -> None:
+    """As the job and run feeds do; before, the socket stayed open and silent."""
+    c1 = await collection(server, "c1")
+    ref = c1 if whose == "another tenant's" else "00000000-0000-0000-0000-000000000000"
     async with http.ws_connect(
-        server.ws("/v1/collections/c1/events"), headers=server.headers(server.other_key)
+        server.ws(f"/v1/collections/{ref}/events"), headers=server.headers(server.other_key)
     ) as ws:
-        await server.enqueue("echo", collection_id="c1")  # alpha's c1, not beta's
-        with pytest.raises(asyncio.TimeoutError):
-            await ws.receive_json(timeout=1.0)
+        message = await ws.receive_json(timeout=10)
+        assert message["type"] == "error"
+        assert message["error"]["code"] == "not_found"
+        closing = await ws.receive(timeout=10)
+        assert closing.type == aiohttp.WSMsgType.CLOSE
+        assert closing.data == 4404
 
 
 async def test_metrics_show_queue_depth_and_finished_jobs(database_url: str) -> None:

@@ -293,3 +293,28 @@ async def test_the_event_feed_refuses_another_tenants_run_and_a_bad_event_id(
         assert message["error"]["type"] == "invalid_request_error"
         assert closing.type == aiohttp.WSMsgType.CLOSE
         assert closing.data == code
+
+
+async def test_a_run_over_another_tenants_or_an_unknown_collection_is_not_found(
+    runs_app: AppServer,
+) -> None:
+    """A 404 at once, not a 202 and a run that fails later."""
+    services = runs_app.app.state.services
+    owner, record = await services.access.create_key("collection-owner")
+    tenant = record.principal().tenant_id
+    theirs = await services.collections.create(tenant, name="private-docs")
+    for ref in (str(theirs["id"]), "private-docs", "no-such-collection"):
+        answer = {"type": "answer", "collection": ref, "question": "what is inside?"}
+        status, error = await call(runs_app, "POST", "/runs", answer)
+        assert status == 404, error
+        assert error["error"]["param"] == "collection"
+        search = {
+            "type": "chain",
+            "steps": [{"name": "look", "kind": "search", "collection": ref, "query": "q"}],
+        }
+        status, error = await call(runs_app, "POST", "/runs", search)
+        assert status == 404, error
+        assert error["error"]["param"] == "steps[0].collection"
+    mine = {"type": "answer", "collection": "private-docs", "question": "what is inside?"}
+    status, run = await call(runs_app, "POST", "/runs", mine, key=owner)
+    assert status == 202, run  # the owner's own collection is accepted

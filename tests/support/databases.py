@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 import warnings
 
@@ -22,3 +23,9 @@ async def create_database(server: PostgresServer) -> str:
         await conn.execute(f'CREATE DATABASE "{name}"')
     uri: str = server.get_uri(database=name)
     return uri
+
+
+async def restart_postgres(server: PostgresServer) -> None:
+    """Start a stopped ``server`` again, as an operator would."""
+    with server._lock:
+        await asyncio.to_thread(server.ensure_postgres_running)

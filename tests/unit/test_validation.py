@@ -54,3 +54,10 @@ def test_malformed_requests_name_the_offending_param(patch: dict[str, Any], para
     with pytest.raises(InvalidRequest) as caught:
         validate_chat_request({**GOOD, **patch})
     assert caught.value.param == param
+
+
+def test_too_many_messages_are_refused_before_any_is_looked_at() -> None:
+    messages: list[object] = [None] * 3  # malformed: a count past the limit wins
+    with pytest.raises(InvalidRequest) as refused:
+        validate_chat_request({"model": "m", "messages": messages}, max_messages=2)
+    assert (refused.value.param, refused.value.code) == ("messages", "array_above_max_length")

@@ -1,6 +1,7 @@
 """``LimitsLayer``: scopes, rate limits and budgets around the chat and embedding services.
 
-It sits inside the guard and outside the cache. For every call made with an API key it:
+It sits outside the guard and the cache (see ``gateway/preflight.py`` for the order). For every
+call made with an API key it:
 
 1. checks the key's scopes: the feature (``chat``, ``embeddings``, ``rag``) and the model
    (models served only by the local offline provider are open to every key) → 403;

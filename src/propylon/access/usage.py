@@ -8,22 +8,21 @@ request of a key queue on that row's lock (measured: ~51 requests/s per key at 5
 Budget checks add the tally not yet written, so one process never overshoots a budget by what
 it has not flushed; across replicas, a budget can be overshot by at most one flush interval of
 the other replicas' traffic (see docs/operations.md). A failed write keeps the tally for the
-next attempt; closing flushes what is left.
+next attempt; a row the database refuses for its data is dropped alone and counted; closing
+flushes what is left. The loop, its backoff and its supervision are the shared ``WriterLoop``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import psycopg
 
 from propylon.access.keys import KeyRecord
 from propylon.access.store import AccessStore, UsageRow
+from propylon.background import WriterLoop, write_isolating_refused
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +47,10 @@ class UsageRecorder:
         today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
     ) -> None:
         self._store = store
-        self._interval_s = interval_s
         self._today = today
         self._pending: dict[tuple[str, dt.date], _Tally] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one flush at a time: rows go in key order
+        self.loop = WriterLoop("usage", self.flush, log=log, interval_s=interval_s)
 
     def add(self, record: KeyRecord, prompt: int, completion: int, cost: float) -> None:
         """Count one request; never blocks."""
@@ -78,47 +76,45 @@ class UsageRecorder:
         return key_tokens, key_cost, tenant_tokens, tenant_cost
 
     async def flush(self) -> None:
-        """Write the tally now (in key order); on failure keep it for the next flush."""
+        """Write the tally now (in key order); on failure keep it for the next flush and
+        raise."""
         async with self._lock:
-            batch, self._pending = self._pending, {}
-            if not batch:
-                return
-            rows = [
-                UsageRow(
-                    key,
-                    day,
-                    t.tenant_id,
-                    t.requests,
-                    t.prompt_tokens,
-                    t.completion_tokens,
-                    t.cost_usd,
-                )
-                for (key, day), t in sorted(batch.items())
-            ]
-            try:
-                await self._store.record_usage_rows(rows)
-            except (psycopg.Error, OSError) as exc:
-                log.warning(
-                    "spend not written yet: database unavailable", extra={"error": str(exc)}
-                )
-                for (key, day), tally in batch.items():
-                    merged = self._pending.setdefault((key, day), _Tally(tally.tenant_id))
-                    merged.requests += tally.requests
-                    merged.prompt_tokens += tally.prompt_tokens
-                    merged.completion_tokens += tally.completion_tokens
-                    merged.cost_usd += tally.cost_usd
+            await self._flush()
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, {}
+        if not batch:
+            return
+        rows = [
+            UsageRow(
+                key, day, t.tenant_id, t.requests, t.prompt_tokens, t.completion_tokens, t.cost_usd
+            )
+            for (key, day), t in sorted(batch.items())
+        ]
+        written: set[tuple[str, dt.date]] = set()
+
+        async def write(some: Sequence[UsageRow]) -> None:
+            await self._store.record_usage_rows(list(some))
+            written.update((row.key_id, row.day) for row in some)
+
+        def refused(row: UsageRow, exc: BaseException) -> None:
+            written.add((row.key_id, row.day))
+            self.loop.count_refused(exc)
+
+        try:
+            await write_isolating_refused(rows, write, refused)
+        finally:
+            for (key, day), tally in batch.items():
+                if (key, day) in written:
+                    continue
+                merged = self._pending.setdefault((key, day), _Tally(tally.tenant_id))
+                merged.requests += tally.requests
+                merged.prompt_tokens += tally.prompt_tokens
+                merged.completion_tokens += tally.completion_tokens
+                merged.cost_usd += tally.cost_usd
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="propylon-usage-recorder")
+        self.loop.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            await self.flush()
+        await self.loop.stop(self.flush, timeout=5.0, lost=lambda: len(self._pending))

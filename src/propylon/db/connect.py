@@ -20,7 +20,12 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
             embedded = EmbeddedPostgres(settings.data_dir)
             url = await embedded.start()
             stack.push_async_callback(embedded.stop)
-        database = Database(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        database = Database(
+            url,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            acquire_timeout_s=settings.db_acquire_timeout_s,
+        )
         await database.open()
         stack.push_async_callback(database.close)
         yield database

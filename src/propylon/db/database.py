@@ -1,4 +1,13 @@
-"""The async connection pool every part of Propylon shares."""
+"""The async connection pool every part of Propylon shares.
+
+Built to fail fast and recover fast when the database goes away: a connection is waited for
+at most ``acquire_timeout_s`` (then the HTTP layer answers 503 with ``Retry-After``, see
+``unavailable``); every connection is checked when it is handed out, so the dead ones a
+restarted server leaves in the pool are discarded instead of failing a request; and the pool
+gives up reconnecting after ``_RECONNECT_S`` and starts afresh on the next demand, so its
+back-off (doubling from 1 s) never grows past a few seconds: once the database is back, the
+next request reconnects.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +18,14 @@ from contextlib import asynccontextmanager
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from propylon.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
+
+_RECONNECT_S = 3.0
+_RETRY_AFTER_S = 2.0
 
 # Session defaults every pooled connection starts with. A filtered HNSW scan (a semantic-cache
 # search confined to its tenant and scope) must keep walking the graph until it has found
@@ -25,7 +39,14 @@ SESSION_DEFAULTS = "SELECT set_config('hnsw.iterative_scan', 'strict_order', fal
 class Database:
     """A psycopg 3 pool. Connections hand out rows as dicts and autocommit off."""
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        acquire_timeout_s: float = 30.0,
+    ) -> None:
         self.url = url
         self._pool: AsyncConnectionPool[AsyncConnection[DictRow]] = AsyncConnectionPool(
             url,
@@ -35,6 +56,10 @@ class Database:
             kwargs={"row_factory": dict_row},
             connection_class=AsyncConnection[DictRow],
             configure=_configure,
+            check=AsyncConnectionPool.check_connection,
+            timeout=acquire_timeout_s,
+            reconnect_timeout=_RECONNECT_S,
+            reconnect_failed=_reconnect_failed,
             name="propylon",
         )
 
@@ -79,6 +104,26 @@ class Database:
             return True
         except Exception:
             return False
+
+
+UNAVAILABLE: tuple[type[Exception], ...] = (PoolTimeout, psycopg.OperationalError)
+"""The driver's errors that say the database cannot be reached (``unavailable``)."""
+
+
+def unavailable(exc: BaseException) -> ServiceUnavailable | None:
+    """``exc`` as the 503 a client should see when it says the database cannot be reached (no
+    pooled connection in time, a connection lost), else ``None``."""
+    if isinstance(exc, UNAVAILABLE):
+        return ServiceUnavailable(
+            "The database is unavailable; try again shortly.",
+            code="database_unavailable",
+            retry_after=_RETRY_AFTER_S,
+        )
+    return None
+
+
+async def _reconnect_failed(pool: AsyncConnectionPool[AsyncConnection[DictRow]]) -> None:
+    log.warning("database unreachable; reconnecting on the next request")
 
 
 async def _configure(conn: AsyncConnection[DictRow]) -> None:

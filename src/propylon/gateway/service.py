@@ -22,7 +22,7 @@ from propylon.errors import (
     UpstreamStreamInterrupted,
 )
 from propylon.gateway.call import CallInfo
-from propylon.gateway.circuit_breaker import CircuitBreaker
+from propylon.gateway.circuit_breaker import BreakerState, CircuitBreaker
 from propylon.gateway.context_window import ContextWindowCheck
 from propylon.gateway.protocol import ChatModel, ChatStream, EmbeddingModel, Embeddings, JSONObject
 from propylon.gateway.registry import ModelRegistry
@@ -48,6 +48,7 @@ class Gateway:
         router: Router | None = None,
         retry: RetryPolicy | None = None,
         context_window: ContextWindowCheck | None = None,
+        max_messages: int = 2048,
         sleep: Sleep = asyncio.sleep,
         tracer: Tracer | None = None,
     ) -> None:
@@ -57,6 +58,7 @@ class Gateway:
         self._router = router or Router()
         self._retry = retry or RetryPolicy()
         self._context_window = context_window
+        self._max_messages = max_messages
         self._sleep = sleep
         self._tracer = tracer  # None: tracing is off, no span is made
 
@@ -108,13 +110,41 @@ class Gateway:
             model, self._embeddings[model.name], call, lambda a: a.embed(texts, request)
         )
 
-    def _prepare(self, request: JSONObject, call: CallInfo) -> ModelConfig:
-        validate_chat_request(request)
-        call.requested_model = request["model"]
+    def check_request(self, request: JSONObject) -> None:
+        """The cheapest refusals, run first on the request path (``PreflightChat``): the
+        request's shape and its message count. Nothing is counted or embedded yet."""
+        validate_chat_request(request, max_messages=self._max_messages)
+
+    def check_route(self, request: JSONObject) -> ModelConfig:
+        """What the gateway would refuse before calling out, for a request ``check_request``
+        passed: an unknown model, a prompt past the context window, every deployment's breaker
+        open. Run before the guard's classifier (``PreflightChat``) and again here."""
+        model = self._fitting_model(request)
+        deployments = self._chat[model.name]
+        if deployments and all(d.breaker.state is BreakerState.OPEN for d in deployments):
+            raise self._unavailable(model, deployments)
+        return model
+
+    def _fitting_model(self, request: JSONObject) -> ModelConfig:
         model = self._registry.resolve(request["model"], kind="chat")
         if self._context_window is not None:
             self._context_window.check(model, request)
         return model
+
+    def _prepare(self, request: JSONObject, call: CallInfo) -> ModelConfig:
+        self.check_request(request)
+        call.requested_model = request["model"]
+        return self._fitting_model(request)  # open breakers: skipped (and shown) by routing
+
+    def _unavailable(
+        self, model: ModelConfig, deployments: Sequence[Deployment[A]]
+    ) -> AllDeploymentsUnavailable:
+        wait = min(d.breaker.retry_after() for d in deployments)
+        return AllDeploymentsUnavailable(
+            f"Every deployment of `{model.name}` is failing and temporarily skipped; "
+            "try again shortly.",
+            retry_after=max(wait, 1.0),
+        )
 
     async def _route(
         self,
@@ -166,12 +196,7 @@ class Gateway:
                 call.deployment = deployment.name
                 return result
         if last is None or not attempted:
-            wait = min(d.breaker.retry_after() for d in deployments)
-            raise AllDeploymentsUnavailable(
-                f"Every deployment of `{model.name}` is failing and temporarily skipped; "
-                "try again shortly.",
-                retry_after=max(wait, 1.0),
-            )
+            raise self._unavailable(model, deployments)
         raise last
 
     async def _attempt(

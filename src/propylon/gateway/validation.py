@@ -19,8 +19,9 @@ _NUMBER_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-def validate_chat_request(body: dict[str, Any]) -> None:
-    """Raise ``InvalidRequest`` naming the first field that is wrong."""
+def validate_chat_request(body: dict[str, Any], *, max_messages: int = 2048) -> None:
+    """Raise ``InvalidRequest`` naming the first field that is wrong; the message count is
+    checked before any message is looked at."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("`model` is required and must be a non-empty string.", param="model")
@@ -28,6 +29,12 @@ def validate_chat_request(body: dict[str, Any]) -> None:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest(
             "`messages` is required and must be a non-empty array.", param="messages"
+        )
+    if len(messages) > max_messages:
+        raise InvalidRequest(
+            f"`messages` has {len(messages)} items; at most {max_messages} are accepted.",
+            param="messages",
+            code="array_above_max_length",
         )
     for index, message in enumerate(messages):
         _validate_message(index, message)

@@ -19,7 +19,7 @@ router = APIRouter()
 async def chat_completions(request: Request) -> Response:
     """OpenAI-compatible chat completions, streamed when `stream` is true."""
     svc = services(request)
-    body = await read_json_object(request, svc.settings.max_body_bytes)
+    body = await read_json_object(request, svc.settings.max_body_bytes, keep_text=True)
     call = request.state.call = CallInfo(
         principal=await authenticate(request),
         cache_control=request.headers.get("cache-control"),

@@ -22,6 +22,7 @@ from propylon.http.context import services
 from propylon.http.json import json_response, read_json_object
 from propylon.http.openapi import JSON_OBJECT_BODY
 from propylon.principal import Principal
+from propylon.storable import check_storable
 
 router = APIRouter(tags=["collections"])
 
@@ -149,6 +150,7 @@ async def _upload_fields(request: Request, max_bytes: int) -> dict[str, Any]:
         content = await upload.read(max_bytes + 1)
         metadata = form.get("metadata")
         external_id = form.get("external_id")
+        check_storable({"filename": upload.filename, "external_id": external_id})
         return {
             "content": content,
             "filename": upload.filename,
@@ -169,6 +171,7 @@ def _metadata_field(raw: str) -> dict[str, Any] | None:
         value = None
     if not isinstance(value, dict):
         raise InvalidRequest("`metadata` must be a JSON object.", param="metadata")
+    check_storable(value, "metadata")
     return value
 
 

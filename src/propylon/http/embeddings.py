@@ -25,7 +25,7 @@ MAX_INPUTS = 2048
 async def create_embeddings(request: Request) -> Response:
     """OpenAI-compatible embeddings, as floats or base64 little-endian float32."""
     svc = services(request)
-    body = await read_json_object(request, svc.settings.max_body_bytes)
+    body = await read_json_object(request, svc.settings.max_body_bytes, keep_text=True)
     texts = _texts(body.get("input"))
     encoding = body.get("encoding_format", "float")
     if encoding not in ("float", "base64"):

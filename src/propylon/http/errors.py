@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from propylon.db.database import UNAVAILABLE, unavailable
 from propylon.errors import InvalidRequest, NotFound, PropylonError
 from propylon.gateway.call import CallInfo
 from propylon.http.json import json_response
@@ -58,6 +59,14 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return render_error(InvalidRequest(message, param=loc))
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    down = unavailable(exc)
+    if down is None:
+        return await _unexpected(request, exc)
+    log.warning("database unavailable", extra={"path": request.url.path, "error": repr(exc)})
+    return render_error(down)  # 503 with Retry-After, not a 30 s hang and a 500
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", extra={"path": request.url.path})
     return render_error(PropylonError("The server failed to handle this request."))
@@ -72,11 +81,13 @@ async def error_response(request: Request, exc: Exception) -> Response:
         return await _http_error(request, exc)
     if isinstance(exc, RequestValidationError):
         return await _validation_error(request, exc)
-    return await _unexpected(request, exc)
+    return await _database_unavailable(request, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PropylonError, _propylon_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for kind in UNAVAILABLE:  # handled like the above: the connection stays usable
+        app.add_exception_handler(kind, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

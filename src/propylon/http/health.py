@@ -19,7 +19,14 @@ async def healthz() -> Response:
 
 @router.get("/readyz", tags=["health"])
 async def readyz(request: Request) -> Response:
-    """The database answers; otherwise 503 so a load balancer routes elsewhere."""
-    if await services(request).database.ping():
-        return json_response({"status": "ready", "database": "ok"})
-    return json_response({"status": "not ready", "database": "unreachable"}, status=503)
+    """The database answers and every background writer can write; otherwise 503 so a load
+    balancer routes elsewhere (and the body says which)."""
+    svc = services(request)
+    database = await svc.database.ping()
+    failing = sorted(w.name for w in svc.writers if not w.healthy)
+    body = {
+        "status": "ready" if database and not failing else "not ready",
+        "database": "ok" if database else "unreachable",
+        "writers": {w.name: "ok" if w.healthy else "failing" for w in svc.writers},
+    }
+    return json_response(body, status=200 if database and not failing else 503)

@@ -6,6 +6,9 @@ The WebSockets authenticate and report failures as ``http/websocket.py`` describ
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 from fastapi import APIRouter, Request, WebSocket
 from starlette.responses import Response
 
@@ -13,6 +16,8 @@ from propylon.http.auth import authenticate
 from propylon.http.context import services
 from propylon.http.json import json_response
 from propylon.http.websocket import serve_feed
+from propylon.principal import Principal
+from propylon.services import Services
 
 router = APIRouter()
 
@@ -41,7 +46,14 @@ async def job_events(websocket: WebSocket, job_id: str) -> None:
 
 @router.websocket("/v1/collections/{collection_id}/events")
 async def collection_events(websocket: WebSocket, collection_id: str) -> None:
-    """Snapshots of the collection's recent jobs, then every event of its jobs."""
-    await serve_feed(
-        websocket, lambda s, p: s.job_feeds.follow_collection(p.tenant_id, collection_id)
-    )
+    """Snapshots of the collection's recent jobs, then every event of its jobs; another
+    tenant's or an unknown collection is closed with 4404, like the job and run feeds."""
+
+    async def feed(svc: Services, principal: Principal) -> AsyncIterator[dict[str, Any]]:
+        collection = await svc.collections.get(principal.tenant_id, collection_id)
+        async for event in svc.job_feeds.follow_collection(
+            principal.tenant_id, str(collection["id"])
+        ):
+            yield event
+
+    await serve_feed(websocket, feed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -9,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from propylon.errors import InvalidJSON, RequestTooLarge
+from propylon.storable import check_storable
 
 
 def json_response(
@@ -19,8 +21,12 @@ def json_response(
     )
 
 
-async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object, read once; 413 past ``max_bytes``, 400 if not JSON."""
+async def read_json_object(
+    request: Request, max_bytes: int, *, keep_text: bool = False
+) -> dict[str, Any]:
+    """The request body as a JSON object, read once; 413 past ``max_bytes``, 400 if not JSON,
+    400 naming the field when a string holds what PostgreSQL cannot store (a NUL) — unless
+    ``keep_text``: the gateway's bodies go upstream as sent, and the log escapes them."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise RequestTooLarge(f"The request body is larger than {max_bytes} bytes.")
@@ -37,7 +43,21 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "surrogate" in str(exc):
+            _name_the_surrogate(raw)
         raise InvalidJSON(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise InvalidJSON("The request body must be a JSON object.")
+    if not keep_text:
+        check_storable(body)
     return body
+
+
+def _name_the_surrogate(raw: bytes) -> None:
+    """orjson refuses a lone surrogate (``"\\udc80"``) without saying where; the standard
+    library reads it, so the 400 can name the field, as for a NUL. Only on this error path."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return
+    check_storable(body)

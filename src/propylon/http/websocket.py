@@ -3,7 +3,7 @@
 A WebSocket authenticates like every `/v1` route (`Authorization: Bearer <key>`), or with
 `?api_key=<key>` for browsers, which cannot set headers on a WebSocket. A failure is sent as one
 `{"type": "error", "error": {...}}` message in OpenAI's shape, then the socket is closed with
-code 4000 + the HTTP status (4400, 4401, 4403, 4404).
+code 4000 + the HTTP status (4400, 4401, 4403, 4404; 4503 while the database is away).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import orjson
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from propylon.db.database import UNAVAILABLE, unavailable
 from propylon.errors import PropylonError
 from propylon.http.auth import bearer_token
 from propylon.http.errors import public_error
@@ -47,13 +48,19 @@ async def serve_feed(websocket: WebSocket, feed: Feed) -> None:
         await sender  # re-raises a PropylonError (e.g. 404) to report it below
         await _close(websocket, 1000)
     except PropylonError as error:
-        with contextlib.suppress(Exception):
-            await websocket.send_text(
-                orjson.dumps({"type": "error", **public_error(error)}).decode()
-            )
-        await _close(websocket, 4000 + error.http_status)
+        await _refuse(websocket, error)
     except WebSocketDisconnect:
         return
+    except UNAVAILABLE as exc:  # the database is away: 4503, as a route answers 503
+        down = unavailable(exc)
+        assert down is not None
+        await _refuse(websocket, down)
+
+
+async def _refuse(websocket: WebSocket, error: PropylonError) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.send_text(orjson.dumps({"type": "error", **public_error(error)}).decode())
+    await _close(websocket, 4000 + error.http_status)
 
 
 async def _send_all(websocket: WebSocket, events: AsyncIterator[dict[str, Any]]) -> None:

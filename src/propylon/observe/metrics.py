@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
+from propylon.background import WriterLoop
 from propylon.gateway.circuit_breaker import BreakerState, CircuitBreaker
 from propylon.observe.record import RequestRecord
 
@@ -171,6 +172,10 @@ class Metrics:
         """Export the request log's buffer size and drops, read at scrape time."""
         self.registry.register(_RequestLogCollector(pending, dropped))
 
+    def watch_writers(self, source: Callable[[], Iterable[WriterLoop]]) -> None:
+        """Export each background writer's health, refusals and restarts at scrape time."""
+        self.registry.register(_WriterCollector(source))
+
     def add_scrape_hook(self, hook: ScrapeHook) -> None:
         """Run ``hook`` (bounded to 2 s) before each scrape, e.g. to refresh a gauge."""
         self._hooks.append(hook)
@@ -228,3 +233,36 @@ class _RequestLogCollector(Collector):
             "Request log records dropped because the buffer was full.",
             value=self._dropped(),
         )
+
+
+class _WriterCollector(Collector):
+    def __init__(self, source: Callable[[], Iterable[WriterLoop]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        failing = GaugeMetricFamily(
+            "propylon_writer_failing",
+            "1 while a background writer cannot write (its rows wait in memory).",
+            labels=["writer"],
+        )
+        failed = CounterMetricFamily(
+            "propylon_writer_failed_writes",
+            "Background writes that failed (an outage); retried with a capped backoff.",
+            labels=["writer"],
+        )
+        refused = CounterMetricFamily(
+            "propylon_writer_refused_rows",
+            "Rows a background writer dropped because the database refused their data.",
+            labels=["writer"],
+        )
+        restarts = CounterMetricFamily(
+            "propylon_writer_restarts",
+            "Times a background writer's loop died and was restarted.",
+            labels=["writer"],
+        )
+        for writer in self._source():
+            failing.add_metric([writer.name], 0.0 if writer.healthy else 1.0)
+            failed.add_metric([writer.name], writer.failed_writes)
+            refused.add_metric([writer.name], writer.refused)
+            restarts.add_metric([writer.name], writer.restarts)
+        yield from (failing, failed, refused, restarts)

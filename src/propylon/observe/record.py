@@ -8,6 +8,7 @@ which the request log's background task calls when it writes a batch.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -15,7 +16,8 @@ from typing import Any, Literal
 import orjson
 
 from propylon.gateway.call import Attempt
-from propylon.observe.redaction import redact
+from propylon.observe.redaction import REDACTED, redact
+from propylon.storable import escape_unstorable
 
 ContentPolicy = Literal["full", "hashed", "off"]
 
@@ -90,8 +92,9 @@ class RequestRecord:
         return self.error_type is not None
 
     def to_row(self, max_chars: int) -> tuple[Any, ...]:
-        """The record as a row of ``COLUMNS``: JSON as text, content per its policy."""
-        return (
+        """The record as a row of ``COLUMNS``: JSON as text, content per its policy, every
+        text with what PostgreSQL cannot store (NUL, lone surrogates) escaped."""
+        row = (
             datetime.fromtimestamp(self.created_at, UTC),
             self.request_id,
             self.tenant_id,
@@ -129,8 +132,9 @@ class RequestRecord:
             self.cache_status,
             self.cache_similarity,
             _json(self.guard) if self.guard else None,
-            _json(self.metadata) if self.metadata is not None else None,
+            _redacted_json(self.metadata) if self.metadata is not None else None,
         )
+        return tuple(escape_unstorable(v) if isinstance(v, str) else v for v in row)
 
 
 def render_content(value: Any, policy: ContentPolicy, max_chars: int) -> str | None:
@@ -145,7 +149,31 @@ def render_content(value: Any, policy: ContentPolicy, max_chars: int) -> str | N
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:
+        # orjson refuses lone surrogates; the standard library escapes them (``\udc80``).
+        return json.dumps(value, default=str)
+
+
+def _redacted_json(metadata: dict[str, Any]) -> str:
+    """The caller's labels as JSON with key-shaped strings (and ``"api_key": …`` values)
+    replaced: a key sent as a label is not stored either. Should a replacement span two
+    strings and break the JSON, every label that holds a secret is replaced whole."""
+    text = _json(metadata)
+    redacted = redact(text)
+    if redacted == text:
+        return text
+    try:
+        orjson.loads(redacted)
+    except orjson.JSONDecodeError:
+        return _json({k: REDACTED if _holds_secret(v) else v for k, v in metadata.items()})
+    return redacted
+
+
+def _holds_secret(value: Any) -> bool:
+    text = _json(value)
+    return redact(text) != text
 
 
 def _round(value: float | None) -> float | None:

@@ -38,6 +38,7 @@ from propylon.observe.tracing import (
     span as span_of,
 )
 from propylon.settings import ModelPrice, ObserveSettings
+from propylon.storable import check_storable
 
 JSONObject = dict[str, Any]
 METADATA_HEADER = "x-propylon-metadata"
@@ -63,6 +64,7 @@ def parse_metadata(header: str | None, body: Any) -> dict[str, Any] | None:
         merged.update(body)
     if not merged:
         return None
+    check_storable(merged, "metadata")
     if len(merged) > _MAX_METADATA_KEYS:
         merged = dict(list(merged.items())[:_MAX_METADATA_KEYS])
     return merged

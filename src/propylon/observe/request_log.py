@@ -8,22 +8,24 @@ the next one (before, the writer went on while records kept arriving, and steady
 traffic cost a ``COPY`` every third request). When the database is slow or down, records
 wait in the buffer (at most ``buffer_size``) and are written once it answers again; past the
 bound new records are dropped and counted (``dropped``, exported as a metric), so a request
-never blocks or fails because of its record.
+never blocks or fails because of its record. A record the database refuses for its data is
+dropped alone and counted (``refused``); the loop, its backoff and its supervision are the
+shared ``WriterLoop``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from itertools import islice
 from typing import Any
 
 from psycopg import sql
 
-from propylon.background import stop_then_drain
+from propylon.background import WriterLoop, write_isolating_refused
 from propylon.db.database import Database
 from propylon.observe.queries import query
 from propylon.observe.record import COLUMNS, RequestRecord
@@ -33,7 +35,6 @@ log = logging.getLogger(__name__)
 _COPY = sql.SQL("COPY request_log ({}) FROM STDIN").format(
     sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
 )
-_MAX_BACKOFF_S = 5.0
 _WRITE_TIMEOUT_S = 30.0
 _DELETE_SLICE = 10_000
 
@@ -60,14 +61,27 @@ class RequestLog:
         self._max_chars = max_content_chars
         self._retention_s = retention_days * 86400.0
         self._retention_interval = retention_interval_s
-        self._wake = asyncio.Event()
         self._writing = asyncio.Lock()  # one writer: batches leave the buffer in order
-        self._task: asyncio.Task[None] | None = None
-        self._failing = False
+        self._next_retention = 0.0
+        self.loop = WriterLoop(
+            "request_log",
+            self.flush,
+            log=log,
+            interval_s=flush_interval_s,
+            after_flush=self._maybe_delete_expired,
+        )
         self.dropped = 0  # records refused because the buffer was full
         self.written = 0
         self.writes = 0  # COPY statements run
-        self.failed_writes = 0
+
+    @property
+    def failed_writes(self) -> int:
+        return self.loop.failed_writes
+
+    @property
+    def refused(self) -> int:
+        """Records dropped because the database refused their data."""
+        return self.loop.refused
 
     @property
     def pending(self) -> int:
@@ -85,23 +99,15 @@ class RequestLog:
             self.dropped += 1
             return
         buffer.append(record)
-        if len(buffer) >= self._batch_size and not self._wake.is_set():
-            self._wake.set()
+        if len(buffer) >= self._batch_size and self.loop.running:
+            self.loop.wake()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="propylon-request-log")
+        self.loop.start()
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop the background task, then write what is pending within ``timeout``."""
-        task, self._task = self._task, None
-        await stop_then_drain(
-            task,
-            self._drain,
-            timeout=timeout,
-            lost=lambda: self.pending,
-            log=log,
-            message="request log: records lost at shutdown",
-        )
+        await self.loop.stop(self._drain, timeout=timeout, lost=lambda: self.pending)
 
     async def flush(self) -> int:
         """Write the records pending now, not those submitted meanwhile; return how many were
@@ -135,38 +141,14 @@ class RequestLog:
             if count < _DELETE_SLICE:
                 return deleted
 
-    async def _run(self) -> None:
-        delay = self._interval
-        failures = 0
-        next_retention = time.monotonic()
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-            self._wake.clear()
-            try:
-                await self.flush()
-            except Exception as exc:
-                failures += 1
-                self.failed_writes += 1
-                delay = min(self._interval * 2**failures, max(_MAX_BACKOFF_S, self._interval))
-                if not self._failing:
-                    log.warning(
-                        "request log: database unavailable; records wait in memory",
-                        extra={"pending": self.pending, "error": repr(exc)},
-                    )
-                self._failing = True
-                continue
-            if self._failing:
-                log.info("request log: database back; buffered records written")
-            self._failing = False
-            failures = 0
-            delay = self._interval
-            if time.monotonic() >= next_retention:
-                next_retention = time.monotonic() + self._retention_interval
-                try:
-                    await self.delete_expired()
-                except Exception as exc:
-                    log.warning("request log: retention failed", extra={"error": repr(exc)})
+    async def _maybe_delete_expired(self) -> None:
+        if time.monotonic() < self._next_retention:
+            return
+        self._next_retention = time.monotonic() + self._retention_interval
+        try:
+            await self.delete_expired()
+        except Exception as exc:
+            log.warning("request log: retention failed", extra={"error": repr(exc)})
 
     async def _write_batch(self, size: int) -> tuple[int, int]:
         """Write the first ``size`` records; return how many left the buffer and how many of
@@ -180,15 +162,25 @@ class RequestLog:
                 log.exception("request log: unrenderable record", extra={"id": record.request_id})
             if index % 64 == 63:
                 await asyncio.sleep(0)  # rendering is CPU: let requests run between slices
-        await asyncio.wait_for(self._copy(rows), _WRITE_TIMEOUT_S)
+        refused = 0
+
+        def drop(row: tuple[Any, ...], exc: BaseException) -> None:
+            nonlocal refused
+            refused += 1
+            self.loop.count_refused(exc)
+
+        await write_isolating_refused(rows, self._copy, drop)
         # Only now leave the buffer: a failed write keeps them for the next try.
         for _ in batch:
             self._buffer.popleft()
-        self.written += len(rows)
+        self.written += len(rows) - refused
         self.writes += 1
-        return len(batch), len(rows)
+        return len(batch), len(rows) - refused
 
-    async def _copy(self, rows: list[tuple[Any, ...]]) -> None:
+    async def _copy(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        await asyncio.wait_for(self._copy_now(rows), _WRITE_TIMEOUT_S)
+
+    async def _copy_now(self, rows: Sequence[tuple[Any, ...]]) -> None:
         async with (
             self._db.connection(timeout=5.0) as conn,
             conn.cursor() as cur,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -67,15 +67,29 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+FindCollection = Callable[[str, str], Awaitable[object]]
+"""(tenant id, id or name) -> the collection; raises ``NotFound`` for another tenant's."""
+
+
 class RunService:
-    def __init__(self, database: Database, jobs: JobQueue, *, max_attempts: int = 2) -> None:
+    def __init__(
+        self,
+        database: Database,
+        jobs: JobQueue,
+        *,
+        max_attempts: int = 2,
+        find_collection: FindCollection | None = None,
+    ) -> None:
         self._database = database
         self._jobs = jobs
         self._max_attempts = max_attempts
+        self._find_collection = find_collection
 
     async def create(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
-        """Validate, store and enqueue; the run is visible to workers when this commits."""
+        """Validate, store and enqueue; the run is visible to workers when this commits. A
+        step naming a collection the tenant does not have is a 404 now, not a failed run."""
         kind, steps = normalise(body)
+        await self._check_collections(principal.tenant_id, kind, steps)
         async with self._database.connection() as conn:
             cur = await conn.execute(
                 _q("insert_run"),
@@ -101,6 +115,21 @@ class RunService:
 
     async def get(self, tenant_id: str, run_id: str) -> dict[str, Any]:
         return _view(await self._row(tenant_id, run_id))
+
+    async def _check_collections(
+        self, tenant_id: str, kind: str, steps: list[dict[str, Any]]
+    ) -> None:
+        if self._find_collection is None:
+            return
+        for index, step in enumerate(steps):
+            ref = step.get("collection")
+            if not isinstance(ref, str) or "{{" in ref:  # a reference: known only when it runs
+                continue
+            try:
+                await self._find_collection(tenant_id, ref)
+            except NotFound as exc:
+                param = "collection" if kind == "answer" else f"steps[{index}].collection"
+                raise NotFound(exc.message, param=param, code=exc.code) from None
 
     async def list_recent(self, tenant_id: str, limit: int = 50) -> list[dict[str, Any]]:
         async with self._database.connection() as conn:

@@ -3,6 +3,7 @@ HTTP calls, and waiting for records to reach the request log."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +13,7 @@ from multidict import CIMultiDict
 from opentelemetry.trace import TracerProvider
 
 from propylon.app import create_app
+from propylon.observe.record import RequestRecord
 from propylon.settings import load_settings
 from propylon.testing import FakeUpstream
 from tests.support.servers import AppServer, serve_uvicorn
@@ -103,7 +105,7 @@ async def records(
     server: AppServer, expected: int, query: str = "", *, key: str | None = ADMIN
 ) -> list[dict[str, Any]]:
     """The request log's records matching ``query``, once at least ``expected`` are there
-    (waits up to 30 s for the background writer)."""
+    (waits for the background writer)."""
 
     async def arrived() -> list[dict[str, Any]] | None:
         reply = await call(server, "GET", f"/v1/logs?limit=500&{query}", key=key)
@@ -112,3 +114,15 @@ async def records(
         return data if len(data) >= expected else None
 
     return await eventually(arrived, f"{expected} records for {query!r}")
+
+
+def record(request_id: str, **fields: Any) -> RequestRecord:
+    """A chat record made now, with ``fields``."""
+    return RequestRecord(
+        request_id=request_id,
+        created_at=time.time(),
+        endpoint="chat",
+        status=200,
+        latency_ms=1.0,
+        **fields,
+    )

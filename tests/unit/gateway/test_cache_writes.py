@@ -114,9 +114,7 @@ async def test_a_row_the_database_refuses_is_dropped_and_the_others_written() ->
         written.extend(e["question"] for e in entries)
 
     stats = CacheStats()
-    writes = WriteBehind(
-        write, delay_s=60.0, stats=stats, row_error=lambda exc: isinstance(exc, Refused)
-    )
+    writes = WriteBehind(write, delay_s=60.0, stats=stats)
     for question in ("good", "bad", "also good"):
         writes.add_entry(entry(question))
     await writes.flush()
@@ -128,7 +126,7 @@ async def test_a_row_the_database_refuses_is_dropped_and_the_others_written() ->
 async def test_an_unavailable_database_is_not_mistaken_for_a_bad_row() -> None:
     store = Store()
     store.down = True
-    writes = WriteBehind(store.write, delay_s=60.0, row_error=lambda exc: isinstance(exc, Refused))
+    writes = WriteBehind(store.write, delay_s=60.0)
     writes.add_entry(entry("a"))
     writes.add_entry(entry("b"))
     with pytest.raises(ConnectionError):

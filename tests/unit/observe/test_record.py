@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import orjson
 
@@ -54,3 +55,36 @@ def test_a_row_holds_every_column_in_order() -> None:
     assert row["metadata"] == '{"prompt_version":"v1"}'
     assert row["response"] == "an answer"
     assert row["created_at"].isoformat() == "1970-01-01T00:00:00+00:00"
+
+
+def row_of(**fields: Any) -> dict[str, object]:
+    """The stored row of a chat record with ``fields``, by column."""
+    record = RequestRecord(
+        request_id="r", created_at=0.0, endpoint="chat", status=200, latency_ms=1.0, **fields
+    )
+    return dict(zip(COLUMNS, record.to_row(10_000), strict=True))
+
+
+def test_a_key_sent_as_metadata_is_not_stored_verbatim() -> None:
+    key = "ppl_" + "a1b2c3d4" * 4
+    stored = row_of(
+        metadata={"api_key": key, "note": f"use {key}", "nested": {"token": "hunter2hunter2"}}
+    )["metadata"]
+    assert isinstance(stored, str) and key not in stored and "hunter2hunter2" not in stored
+    assert orjson.loads(stored)["note"] == "use [REDACTED]"
+
+
+def test_text_postgresql_cannot_store_is_escaped_in_every_column() -> None:
+    row = row_of(
+        requested_model="gpt\x00",
+        content_policy="full",
+        prompt=[{"role": "user", "content": "a\udc80b"}],  # orjson refuses lone surrogates
+        response="x\x00y",
+    )
+    assert row["requested_model"] == "gpt\\u0000"
+    assert row["response"] == "x\\u0000y"
+    assert isinstance(row["prompt"], str) and "\\udc80" in row["prompt"]
+    for value in row.values():
+        if isinstance(value, str):
+            value.encode("utf-8")  # storable: no lone surrogate left
+            assert "\x00" not in value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import zipfile
 
@@ -45,14 +46,17 @@ async def test_pdf_words_hyphenated_across_lines_come_back_whole() -> None:
     assert "hyphenated word" in parsed.text
 
 
-async def test_pdf_parse_reports_each_page() -> None:
+async def test_pdf_parse_reports_its_pages_in_order_up_to_the_last() -> None:
+    """The parsing process reports a page a few times a second at most (each is a progress
+    write), always the first and the last."""
     seen: list[tuple[int, int | None]] = []
 
     async def on_page(number: int, total: int | None) -> None:
         seen.append((number, total))
 
     await extract(documents.pdf([["one"], ["two"], ["three"]]), on_page=on_page)
-    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert seen[0] == (1, 3) and seen[-1] == (3, 3)
+    assert seen == sorted(seen)
 
 
 async def test_docx_tables_stay_in_place_and_headings_are_kept() -> None:
@@ -163,3 +167,35 @@ async def test_docx_zip_bomb_is_refused_before_inflating() -> None:
         archive.writestr("word/document.xml", b"<a>" + b" " * 5_000_000 + b"</a>")
     with pytest.raises(DocumentLimitExceeded, match="expands"):
         await extract(buffer.getvalue(), limits=ParseLimits(max_decompressed_bytes=1_000_000))
+
+
+async def test_a_parse_that_hangs_is_killed_at_its_time_limit() -> None:
+    """200,000 nested `<div>`: minutes inside one lexbor call, which no check between items
+    can interrupt; the parsing process is killed instead, and the caller's loop ran on."""
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        with pytest.raises(DocumentLimitExceeded, match="longer than the limit of 1 s"):
+            await extract(documents.nested_html(200_000), limits=ParseLimits(parse_timeout_s=1))
+    finally:
+        ticker.cancel()
+    assert ticks >= 10  # the event loop was never blocked (3 s at 50 ms a tick: ~60)
+
+
+async def test_a_zip_bomb_lying_about_its_size_is_refused_without_inflating_it() -> None:
+    with pytest.raises(CorruptDocument, match="Bad CRC-32"):
+        await extract(documents.lying_zip_bomb(64 * 1024 * 1024), filename="bomb.docx")
+
+
+async def test_a_parse_over_its_memory_limit_fails_with_the_reason() -> None:
+    data = documents.docx_of_tiny_paragraphs(60 * 1024 * 1024)
+    limits = ParseLimits(max_memory_bytes=512 * 1024 * 1024)
+    with pytest.raises(DocumentLimitExceeded, match="more memory than the limit of 512 MB"):
+        await extract(data, filename="paragraphs.docx", limits=limits)

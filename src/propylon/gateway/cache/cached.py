@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from propylon.background import WriterLoop
 from propylon.gateway.cache.assembler import CACHEABLE_FINISH, CompletionAssembler
 from propylon.gateway.cache.control import CacheDirective, cache_directive
 from propylon.gateway.cache.exact import ExactCache
@@ -64,6 +65,11 @@ class CachedChatService:
         self._semantic = semantic
         self._resolve = resolve_model
         self.stats = stats or CacheStats()
+
+    @property
+    def writers(self) -> list[WriterLoop]:
+        """The background writers of this layer (the semantic cache's write-behind)."""
+        return [] if self._semantic is None else [self._semantic.writes.loop]
 
     async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject:
         call = call or CallInfo()

@@ -124,9 +124,7 @@ class SemanticCache:
         self._verifier = verifier
         self._record = record_lookups
         self._inserts = 0
-        self.writes = WriteBehind(
-            self._write, delay_s=write_delay_s, stats=stats, row_error=_refused_for_its_data
-        )
+        self.writes = WriteBehind(self._write, delay_s=write_delay_s, stats=stats)
 
     async def embed(self, question: str) -> Embedding:
         result = await self._embedder.embed([question], self._embed_request)
@@ -255,10 +253,3 @@ def _outcome(lookup: Lookup) -> str:
 
 def _literal(embedding: list[float]) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in embedding) + "]"
-
-
-def _refused_for_its_data(exc: BaseException) -> bool:
-    """A database error about the row itself (SQLSTATE class 22, data exception, or 23,
-    integrity), not about reaching the database. Read off the error, no driver imported."""
-    sqlstate = getattr(exc, "sqlstate", None)
-    return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")

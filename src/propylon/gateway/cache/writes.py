@@ -9,8 +9,9 @@ transaction has committed. Other replicas see it once written, ``delay_s`` later
 
 When the database is down rows wait (at most ``capacity``, then the oldest are dropped and
 counted) and are written once it answers again; ``close`` writes what is left. A row the
-database refuses for its data (``row_error``) is found by writing the batch row by row, and
-dropped, so it cannot hold the others back.
+database refuses for its data is found by writing the batch row by row, and dropped, so it
+cannot hold the others back. The loop, its backoff and its supervision are the shared
+``WriterLoop``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from propylon.background import stop_then_drain
+from propylon.background import WriterLoop, write_isolating_refused
 from propylon.gateway.cache.key import CacheKey
 from propylon.gateway.cache.stats import CacheStats
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_MAX_BACKOFF_S = 5.0
 _WRITE_TIMEOUT_S = 30.0
 
 
@@ -46,6 +46,7 @@ class PendingEntry:
 
 
 Writer = Callable[[list[dict[str, Any]], list[dict[str, Any]]], Awaitable[None]]
+Row = tuple[list[PendingEntry], list[dict[str, Any]]]  # one entry or one lookup, alone
 
 
 class WriteBehind:
@@ -58,23 +59,27 @@ class WriteBehind:
         delay_s: float = 0.05,
         capacity: int = 10_000,
         stats: CacheStats | None = None,
-        row_error: Callable[[BaseException], bool] = lambda exc: False,
     ) -> None:
         self._write = write
-        self._row_error = row_error
         self._stats = stats or CacheStats()
-        self._delay = delay_s
         self._capacity = capacity
         self._entries: deque[PendingEntry] = deque()
         self._lookups: deque[dict[str, Any]] = deque()
-        self._wake = asyncio.Event()
         self._writing = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._failing = False
+        self.loop = WriterLoop(
+            "semantic_cache_writes", self._flush_counted, log=log, interval_s=None, linger_s=delay_s
+        )
         self.dropped = 0
-        self.refused = 0  # rows the database refused for their data (``row_error``)
         self.writes = 0  # transactions committed
-        self.failed_writes = 0
+
+    @property
+    def refused(self) -> int:
+        """Rows dropped because the database refused their data."""
+        return self.loop.refused
+
+    @property
+    def failed_writes(self) -> int:
+        return self.loop.failed_writes
 
     @property
     def pending(self) -> int:
@@ -96,53 +101,37 @@ class WriteBehind:
             entries, lookups = list(self._entries), list(self._lookups)
             if not entries and not lookups:
                 return
-            try:
-                await self._write_rows(entries, lookups)
-            except Exception as exc:
-                if not self._row_error(exc):
-                    raise
-                await self._one_by_one(entries, lookups)
+            alone: list[Row] = [
+                *(([e], []) for e in entries),
+                *(([], [lookup]) for lookup in lookups),
+            ]
+            await write_isolating_refused(alone, self._write_rows, self._refused)
             self.writes += 1
 
-    async def _write_rows(self, entries: list[PendingEntry], lookups: list[dict[str, Any]]) -> None:
+    async def _flush_counted(self) -> None:
+        try:
+            await self.flush()
+        except Exception:
+            self._stats.errors["database"] += 1  # GET /admin/cache/stats
+            raise
+
+    async def _write_rows(self, rows: Sequence[Row]) -> None:
+        entries = [e for row in rows for e in row[0]]
+        lookups = [lookup for row in rows for lookup in row[1]]
         await asyncio.wait_for(self._write([e.params for e in entries], lookups), _WRITE_TIMEOUT_S)
         # Only now leave the queue: until committed, searches here still find them.
         _forget(self._entries, entries)
         _forget(self._lookups, lookups)
 
-    async def _one_by_one(self, entries: list[PendingEntry], lookups: list[dict[str, Any]]) -> None:
-        """A row the database refuses (its data, not its availability) must not hold the
-        others back for ever: each is written alone, and the refused ones are dropped."""
-        rows: list[tuple[list[PendingEntry], list[dict[str, Any]]]] = [
-            *(([e], []) for e in entries),
-            *(([], [lookup]) for lookup in lookups),
-        ]
-        for alone in rows:
-            try:
-                await self._write_rows(*alone)
-            except Exception as exc:
-                if not self._row_error(exc):
-                    raise
-                _forget(self._entries, alone[0])
-                _forget(self._lookups, alone[1])
-                self.refused += 1
-                self._stats.errors["database"] += 1
-                log.warning(
-                    "semantic cache: a row refused by the database was dropped",
-                    extra={"error": repr(exc)},
-                )
+    def _refused(self, row: Row, exc: BaseException) -> None:
+        _forget(self._entries, row[0])
+        _forget(self._lookups, row[1])
+        self._stats.errors["database"] += 1
+        self.loop.count_refused(exc)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the background task, then write what is pending within ``timeout``."""
-        task, self._task = self._task, None
-        await stop_then_drain(
-            task,
-            self.flush,
-            timeout=timeout,
-            lost=lambda: self.pending,
-            log=log,
-            message="semantic cache: rows lost at shutdown",
-        )
+        await self.loop.stop(self.flush, timeout=timeout, lost=lambda: self.pending)
 
     def _push(self, queue: deque[Any], item: Any) -> None:
         if self.pending >= self._capacity:
@@ -152,37 +141,7 @@ class WriteBehind:
             self.dropped += 1
             self._stats.dropped += 1
         queue.append(item)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="propylon-semantic-cache-writes"
-            )
-        self._wake.set()
-
-    async def _run(self) -> None:
-        failures = 0
-        while True:
-            await self._wake.wait()
-            backoff = min(max(self._delay, 0.05) * 2**failures, _MAX_BACKOFF_S)
-            await asyncio.sleep(backoff if failures else self._delay)
-            self._wake.clear()
-            try:
-                await self.flush()
-            except Exception as exc:
-                failures = min(failures + 1, 10)
-                self.failed_writes += 1
-                self._stats.errors["database"] += 1
-                self._wake.set()  # try again, later
-                if not self._failing:
-                    log.warning(
-                        "semantic cache: database unavailable; new entries wait in memory",
-                        extra={"pending": self.pending, "error": repr(exc)},
-                    )
-                self._failing = True
-                continue
-            if self._failing:
-                log.info("semantic cache: database back; pending entries written")
-            self._failing = False
-            failures = 0
+        self.loop.wake()
 
 
 def _forget(queue: deque[Any], written: list[Any]) -> None:

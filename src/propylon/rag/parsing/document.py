@@ -129,3 +129,4 @@ class ParseLimits:
     max_decompressed_bytes: int = 200 * 1024 * 1024
     max_chars: int = 20_000_000
     parse_timeout_s: float = 300.0
+    max_memory_bytes: int = 2 * 1024 * 1024 * 1024  # the parsing process's address space

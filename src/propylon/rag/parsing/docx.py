@@ -1,7 +1,8 @@
 """Word documents (.docx) with python-docx: paragraphs and tables in body order.
 
-A .docx is a ZIP archive, so its declared uncompressed size is checked before anything is
-inflated: a small upload must not expand into gigabytes (a "zip bomb").
+A .docx is a ZIP archive: before python-docx reads it, every member is inflated once, counting
+the bytes that really come out against ``max_decompressed_bytes`` (a "zip bomb" may lie about
+its sizes in its headers), in chunks, so the check itself holds one chunk in memory.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 
 import docx
@@ -59,14 +61,22 @@ def _unique_cells(cells: list[str]) -> list[str]:
     return out
 
 
+_CHUNK = 1024 * 1024
+
+
 def _check_archive(data: bytes, limits: ParseLimits) -> None:
+    budget = limits.max_decompressed_bytes
+    total = 0
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            total = sum(info.file_size for info in archive.infolist())
-    except zipfile.BadZipFile as exc:
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    while chunk := member.read(_CHUNK):
+                        total += len(chunk)
+                        if total > budget:
+                            raise DocumentLimitExceeded(
+                                f"The Word document expands to more than {budget:,} bytes "
+                                "(the limit)."
+                            )
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         raise CorruptDocument(f"The Word document is damaged: {exc}.") from None
-    if total > limits.max_decompressed_bytes:
-        raise DocumentLimitExceeded(
-            f"The Word document expands to {total:,} bytes; the limit is "
-            f"{limits.max_decompressed_bytes:,}."
-        )

@@ -1,16 +1,16 @@
 """From uploaded bytes to a ``ParsedDocument``: sniff the format, run its parser, enforce limits.
 
-Parsers are synchronous generators that yield a page or a block at a time. ``extract`` drives
-one on the event loop's own thread — PDFium must never run in a thread pool — and hands the
-loop back between pages and every few blocks, so heartbeats, progress events and cancellation
-keep flowing during a long parse, and the time limit is checked as it goes.
+Parsers are synchronous generators that yield a page or a block at a time. ``parse_document``
+drives one to the end; it runs in a child process of its own (``isolated.extract``), where a
+native call that never returns, or a file that needs gigabytes, costs that process and not the
+worker. The time limit is checked between items here, and enforced by killing the process
+when a single native call outlasts it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from propylon.errors import PropylonError
 from propylon.rag.errors import CorruptDocument, DocumentLimitExceeded, EmptyDocument
@@ -24,7 +24,6 @@ from propylon.rag.parsing.document import (
 from propylon.rag.parsing.sniff import MEDIA_TYPES, Format, sniff
 
 Parser = Callable[[bytes, ParseLimits], Iterator[Block | PageBreak]]
-OnPage = Callable[[int, int | None], Awaitable[None]]
 
 
 def parser_for(kind: Format) -> Parser:
@@ -51,10 +50,10 @@ def parser_for(kind: Format) -> Parser:
     return parse_text
 
 
-YIELD_EVERY_BLOCKS = 32
+OnPage = Callable[[int, int | None], None]
 
 
-async def extract(
+def parse_document(
     data: bytes,
     *,
     filename: str | None = None,
@@ -62,7 +61,7 @@ async def extract(
     limits: ParseLimits | None = None,
     on_page: OnPage | None = None,
 ) -> ParsedDocument:
-    """The text and structure of ``data``.
+    """The text and structure of ``data``, computed here and now (see ``isolated.extract``).
 
     Raises a ``DocumentRejected`` subclass for an unsupported, damaged, encrypted or empty file
     and for one over a limit; any other failure inside a parser is reported as damage.
@@ -73,22 +72,19 @@ async def extract(
     kind = sniff(data, filename, media_type)
     builder = DocumentBuilder(MEDIA_TYPES[kind], max_chars=limits.max_chars)
     deadline = time.monotonic() + limits.parse_timeout_s
-    blocks = 0
     try:
         for item in parser_for(kind)(data, limits):
             if isinstance(item, PageBreak):
                 builder.page(item.number)
                 if on_page is not None:
-                    await on_page(item.number, item.total)
-                await _pause(deadline, limits)
-                continue
-            builder.add(item)
-            blocks += 1
-            if blocks % YIELD_EVERY_BLOCKS == 0:
-                await _pause(deadline, limits)
-    except PropylonError:
-        raise
-    except (MemoryError, asyncio.CancelledError):
+                    on_page(item.number, item.total)
+            else:
+                builder.add(item)
+            if time.monotonic() > deadline:
+                raise DocumentLimitExceeded(
+                    f"Parsing took longer than the limit of {limits.parse_timeout_s:g} s."
+                )
+    except (PropylonError, MemoryError):
         raise
     except Exception as exc:
         raise CorruptDocument(
@@ -99,11 +95,3 @@ async def extract(
         what = "scanned images without a text layer?" if kind == "pdf" else "no text"
         raise EmptyDocument(f"No text could be extracted from the {kind.upper()} file ({what}).")
     return parsed
-
-
-async def _pause(deadline: float, limits: ParseLimits) -> None:
-    await asyncio.sleep(0)
-    if time.monotonic() > deadline:
-        raise DocumentLimitExceeded(
-            f"Parsing took longer than the limit of {limits.parse_timeout_s:g} s."
-        )

@@ -1,0 +1,64 @@
+"""Text PostgreSQL can store: no NUL character, no lone surrogate.
+
+PostgreSQL refuses both in ``text`` (and ``\\u0000`` in ``jsonb``). Input that is stored as
+given (names, ids, filters, metadata) is checked at the edge and refused with a 400 naming the
+field (``check_storable``); content that must be kept whatever it holds (prompts and answers
+in the request log) is escaped instead (``escape_unstorable``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from propylon.errors import InvalidRequest
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def is_storable(text: str) -> bool:
+    """No NUL and no lone surrogate: one scan, no copy."""
+    return _UNSTORABLE.search(text) is None
+
+
+def escape_unstorable(text: str) -> str:
+    """``text`` with each NUL or lone surrogate written as its JSON escape (``\\u0000``)."""
+    if _UNSTORABLE.search(text) is None:
+        return text
+    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def unstorable_field(value: Any, field: str) -> str | None:
+    """The path (``metadata.owner``, ``messages[2]``) of the first string in ``value``, key or
+    value, that PostgreSQL cannot store; ``None`` when every one can. Iterative: JSON nests
+    deeper than Python recurses."""
+    stack: list[tuple[Any, str]] = [(value, field)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if not is_storable(item):
+                return path
+        elif isinstance(item, dict):
+            children: list[tuple[Any, str]] = []
+            for key, child in item.items():
+                name = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and not is_storable(key):
+                    return path or "(key)"
+                children.append((child, name))
+            stack.extend(reversed(children))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, f"{path}[{i}]") for i, child in reversed(list(enumerate(item))))
+    return None
+
+
+def check_storable(value: Any, field: str = "") -> None:
+    """Raise a 400 naming the first field of ``value`` holding a NUL or a lone surrogate."""
+    found = unstorable_field(value, field)
+    if found is not None:
+        name = escape_unstorable(found if len(found) <= 200 else found[:200] + "…")
+        raise InvalidRequest(
+            f"`{name}` contains a NUL character or a lone surrogate, which cannot be stored; "
+            "remove it.",
+            param=name,
+            code="unstorable_text",
+        )

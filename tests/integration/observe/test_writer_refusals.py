@@ -1,0 +1,122 @@
+"""What PostgreSQL refuses never stops the request log: a NUL in a prompt is stored escaped,
+and a row the database refuses for its data is dropped alone while the writer goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+from propylon.db.database import Database
+from propylon.observe.request_log import RequestLog
+from propylon.testing import FakeUpstream
+from tests.integration.observe.support import ADMIN, call, chat, record, serve
+from tests.support.servers import AppServer
+
+
+async def count_rows(database: Database, where: str = "true") -> int:
+    async with database.connection() as conn:
+        cur = await conn.execute(f"SELECT count(*) AS n FROM request_log WHERE {where}")
+        row = await cur.fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def wait_for_rows(database: Database, expected: int, timeout: float = 60.0) -> int:
+    """Rows in the request log once there are ``expected`` (or the timeout passes)."""
+    deadline = time.monotonic() + timeout
+    while (found := await count_rows(database)) < expected and time.monotonic() < deadline:  # noqa: ASYNC110 - polling the table
+        await asyncio.sleep(0.05)
+    return found
+
+
+async def chat_many(server: AppServer, count: int, concurrency: int = 16) -> list[int]:
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "after the NUL"}]}
+    statuses: list[int] = []
+    gate = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(headers=server.headers) as http:
+
+        async def one() -> None:
+            async with gate, http.post(f"{server.v1}/chat/completions", json=body) as resp:
+                await resp.read()
+                statuses.append(resp.status)
+
+        await asyncio.gather(*(one() for _ in range(count)))
+    return statuses
+
+
+async def test_a_nul_in_a_chat_message_is_logged_escaped_and_the_next_thousand_are_logged(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    async with serve(database_url, upstream) as server:
+        services = server.app.state.services
+        first = await chat(server, "a\x00b")
+        assert first.status == 200
+        assert await chat_many(server, 1000) == [200] * 1000
+
+        database = services.database
+        assert await wait_for_rows(database, 1001) == 1001
+        reply = await call(
+            server, "GET", f"/v1/logs?request_id={first.headers['x-request-id']}", key=ADMIN
+        )
+        (record,) = reply.body["data"]
+        prompt: list[dict[str, Any]] = orjson.loads(record["prompt"])
+        assert prompt[0]["content"] == "a\x00b"  # the JSON text holds it as \u0000
+        assert "\x00" not in record["response"] and "\\u0000" in record["response"]
+        request_log = services.observe.request_log
+        assert (request_log.refused, request_log.dropped, request_log.failed_writes) == (0, 0, 0)
+        assert request_log.loop.healthy
+
+
+async def test_a_row_the_database_refuses_is_dropped_alone_and_the_writer_goes_on(
+    migrated_database: Database,
+) -> None:
+    """``\\u0000`` in jsonb is refused by PostgreSQL itself (SQLSTATE 22P05) however often it
+    is tried: a permanent refusal. Before, the writer retried that batch forever."""
+    log = RequestLog(migrated_database, flush_interval_s=0.02)
+    await log.start()
+    try:
+        log.submit(record("before"))
+        log.submit(record("refused", metadata={"label": "\x00"}))
+        log.submit(record("after"))
+        assert await wait_for_rows(migrated_database, 2) == 2
+        for n in range(100):
+            log.submit(record(f"next-{n}"))
+        assert await wait_for_rows(migrated_database, 102) == 102
+    finally:
+        await log.stop()
+    assert await count_rows(migrated_database, "request_id = 'refused'") == 0
+    assert (log.refused, log.written, log.pending) == (1, 102, 0)
+    assert log.loop.healthy and log.failed_writes == 0
+
+
+async def test_a_writer_that_cannot_write_makes_readyz_fail_and_fires_its_metric(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    async with serve(database_url, upstream, access={"usage_flush_s": 0.05}) as server:
+        services = server.app.state.services
+        store = services.access
+        real = store.record_usage_rows
+
+        async def unavailable(rows: Any) -> None:
+            raise ConnectionError("usage table unreachable")
+
+        store.record_usage_rows = unavailable
+        assert (await chat(server)).status == 200
+        async with asyncio.timeout(30):
+            while services.usage.loop.failed_writes < 2:  # noqa: ASYNC110 - no event to wait on
+                await asyncio.sleep(0.02)
+        ready = await call(server, "GET", "/readyz", key=None)
+        assert ready.status == 503
+        assert ready.body["writers"]["usage"] == "failing"
+        assert ready.body["database"] == "ok"
+        metrics = await call(server, "GET", "/metrics", key=ADMIN)
+        assert 'propylon_writer_failing{writer="usage"} 1.0' in metrics.body
+
+        store.record_usage_rows = real
+        async with asyncio.timeout(30):
+            while not services.usage.loop.healthy:  # noqa: ASYNC110 - no event to wait on
+                await asyncio.sleep(0.02)
+        assert (await call(server, "GET", "/readyz", key=None)).status == 200

@@ -1,0 +1,141 @@
+"""The one background-writer loop: refused rows told from outages, capped backoff,
+supervision, health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import psycopg
+import pytest
+
+from propylon.background import (
+    WriterLoop,
+    backoff_delay,
+    refused_for_its_data,
+    write_isolating_refused,
+)
+
+log = logging.getLogger("test.background")
+
+
+class ServerError(Exception):
+    """An error carrying a SQLSTATE, as psycopg's server-side errors do."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+def client_side_nul() -> Exception:
+    try:
+        psycopg.types.string.StrDumper(str).dump("a\x00b")
+    except Exception as exc:
+        return exc
+    raise AssertionError("psycopg took a NUL")
+
+
+@pytest.mark.parametrize(
+    ("error", "refused"),
+    [
+        (ServerError("22P05"), True),  # untranslatable character (\u0000 in jsonb)
+        (ServerError("22001"), True),  # string too long
+        (ServerError("23505"), True),  # unique violation
+        (ServerError("08006"), False),  # connection failure
+        (ServerError("57P01"), False),  # admin shutdown
+        (client_side_nul(), True),  # psycopg refuses a NUL before sending
+        (UnicodeEncodeError("utf-8", "\udc80", 0, 1, "surrogates not allowed"), True),
+        (psycopg.OperationalError("connection refused"), False),
+        (ConnectionError("down"), False),
+        (TimeoutError(), False),
+    ],
+)
+def test_a_refused_row_is_told_from_an_outage(error: Exception, refused: bool) -> None:
+    assert refused_for_its_data(error) is refused
+
+
+def test_the_backoff_doubles_up_to_its_cap_and_never_overflows() -> None:
+    assert [backoff_delay(n, 0.1, 5.0) for n in range(4)] == [0.1, 0.2, 0.4, 0.8]
+    assert backoff_delay(100, 0.1, 5.0) == 5.0
+    assert backoff_delay(10**6, 1.0, 5.0) == 5.0  # 2**failures overflowed a float past 1,024
+
+
+async def test_only_the_refused_row_is_dropped_and_an_outage_is_raised() -> None:
+    written: list[str] = []
+    dropped: list[str] = []
+
+    async def write(rows: Sequence[str]) -> None:
+        if "bad" in rows:
+            raise ServerError("22021")  # invalid byte sequence
+        written.extend(rows)
+
+    await write_isolating_refused(["a", "bad", "b"], write, lambda row, exc: dropped.append(row))
+    assert (written, dropped) == (["a", "b"], ["bad"])
+
+    async def down(rows: Sequence[str]) -> None:
+        raise ConnectionError("database is down")
+
+    with pytest.raises(ConnectionError):
+        await write_isolating_refused(["a"], down, lambda row, exc: dropped.append(row))
+    assert dropped == ["bad"]
+
+
+async def wait_until(predicate: object, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # type: ignore[operator]  # noqa: ASYNC110 - no event to wait on
+            await asyncio.sleep(0.005)
+
+
+async def test_a_failing_writer_is_unhealthy_and_retries_until_it_writes() -> None:
+    down = True
+    flushed = 0
+
+    async def flush() -> None:
+        nonlocal flushed
+        if down:
+            raise ConnectionError("database is down")
+        flushed += 1
+
+    loop = WriterLoop("test", flush, log=log, interval_s=0.01, max_backoff_s=0.05)
+    loop.start()
+    await wait_until(lambda: loop.failed_writes >= 3)
+    assert not loop.healthy and loop.failing_since is not None
+    down = False
+    await wait_until(lambda: flushed >= 1)
+    assert loop.healthy and loop.failing_since is None
+    await loop.stop(flush, timeout=1.0, lost=lambda: 0)
+
+
+async def test_a_writer_whose_loop_dies_is_restarted() -> None:
+    flushed = 0
+    blown = False
+
+    async def flush() -> None:
+        nonlocal flushed
+        flushed += 1
+
+    async def housekeeping() -> None:
+        nonlocal blown
+        if not blown:
+            blown = True
+            raise OverflowError("a bug outside the flush")
+
+    loop = WriterLoop("test", flush, log=log, interval_s=0.01, after_flush=housekeeping)
+    loop.start()
+    await wait_until(lambda: loop.restarts == 1 and flushed >= 3)
+    assert loop.running and loop.healthy
+    await loop.stop(flush, timeout=1.0, lost=lambda: 0)
+
+
+async def test_stopping_reports_what_is_lost_instead_of_raising(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def down() -> None:
+        raise ConnectionError("database is down")
+
+    loop = WriterLoop("test", down, log=log, interval_s=60.0)
+    loop.start()
+    await loop.stop(down, timeout=1.0, lost=lambda: 7)
+    (lost,) = [r for r in caplog.records if "records lost at shutdown" in r.getMessage()]
+    assert lost.lost == 7  # type: ignore[attr-defined]
