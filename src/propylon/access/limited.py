@@ -5,13 +5,17 @@ It sits inside the guard and outside the cache. For every call made with an API 
 1. checks the key's scopes: the feature (``chat``, ``embeddings``, ``rag``) and the model
    (models served only by the local offline provider are open to every key) → 403;
 2. estimates the tokens (prompt counted with ``TokenCounter``, only when a TPM limit or a
-   budget needs it; completion = ``max_tokens`` or the configured estimate) and refuses a
-   call that would break the key's or tenant's budget → 429 ``insufficient_quota``, before
-   any upstream call;
-3. reserves one request and the estimated tokens from the key's and tenant's RPM/TPM
-   buckets, all or nothing → 429 ``rate_limit_exceeded`` with ``Retry-After``;
-4. after the call, settles the token buckets with the real usage (giving back or taking
-   more), records the spend, and sets ``call.cost``.
+   budget needs it; completion = ``max_tokens`` / ``max_completion_tokens`` or the
+   configured estimate) and their cost; a request whose own reservation exceeds a whole
+   limit or budget → 429 ``insufficient_quota`` saying so;
+3. reserves, in one atomic step shared by every replica, one request and the estimated
+   tokens from the key's and tenant's RPM/TPM buckets and the estimated tokens and dollars
+   from their budgets → 429 ``insufficient_quota`` when a budget cannot hold it (in-flight
+   reservations included, so concurrent calls never overspend), 429
+   ``rate_limit_exceeded`` with ``Retry-After`` when a rate limit is reached;
+4. after the call, records the spend, sets ``call.cost``, and settles every token and
+   budget bucket to the real usage (a failed call gives back all it reserved). Settling
+   never raises: the upstream has been paid.
 
 The ``x-ratelimit-*`` headers go into ``call.response_headers`` on success and refusal.
 Calls without a key (internal callers) pass straight through.
@@ -22,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -193,76 +197,101 @@ class LimitsLayer:
             )
         limits = record.limits.or_else(self._policy.default_limits)
         counted: int | None = None
-        if (
-            limits.tpm is not None
-            or record.tenant_limits.tpm is not None
-            or record.budget.is_set
-            or record.tenant_budget.is_set
-        ):
+        budgeted = record.budget.is_set or record.tenant_budget.is_set
+        if limits.tpm is not None or record.tenant_limits.tpm is not None or budgeted:
             counted = prompt()
-            await self._check_budget(record, model, counted, completion)
-        tokens = (counted or 0) + completion  # charged only under a TPM limit, so counted
+        tokens = (counted or 0) + completion  # charged only under a token limit, so counted
+        cost = self._policy.prices.cost(model, counted or 0, completion)
         charges = _charges(f"k:{record.id}", limits, tokens)
         charges += _charges(f"t:{record.tenant_id}", record.tenant_limits, tokens)
+        owners: dict[str, tuple[str, str]] = {}  # window key -> (whose, what period)
+        if budgeted:
+            for whose, charge, period in await self._budget_charges(record, tokens, cost):
+                charges.append(charge)
+                owners[charge.key] = (whose, period)
+        _refuse_what_cannot_fit(charges, owners, counted or 0, completion)
         if charges:
             decision = await self._limiter.acquire(charges)
             call.response_headers.update(rate_limit_headers(decision.states))
+            if decision.exhausted is not None:
+                whose, period = owners[decision.exhausted.key]
+                raise QuotaExceeded(
+                    f"You exceeded the current quota of this {whose} "
+                    f"({_amount(decision.exhausted, decision.spent)} of "
+                    f"{_amount(decision.exhausted, decision.exhausted.limit)} this {period} "
+                    "already spent or reserved by calls in flight); this request would go over it."
+                )
             if not decision.allowed:
                 raise RateLimited(
                     "Rate limit reached for this API key or its tenant; retry after "
                     f"{decision.retry_after_s:.1f} s.",
                     retry_after=decision.retry_after_s,
                 )
-        return _Admission(self, record, call, model, charges, prompt, counted, tokens)
+        return _Admission(self, record, call, model, charges, prompt, counted, tokens, cost)
 
-    async def _check_budget(
-        self, record: KeyRecord, model: str, prompt: int, completion: int
-    ) -> None:
-        if not (record.budget.is_set or record.tenant_budget.is_set):
-            return
+    async def _budget_charges(
+        self, record: KeyRecord, tokens: int, cost: float
+    ) -> list[tuple[str, Charge, str]]:
+        """The budget windows this call reserves from, starting from the recorded spend."""
         try:
             spent = await self._store.spend(record, self._today())
         except (psycopg.Error, OSError) as exc:
-            log.warning("budget check skipped: database unavailable", extra={"error": str(exc)})
-            return
-        tokens = prompt + completion
-        cost = self._policy.prices.cost(model, prompt, completion)
+            # The shared windows still hold what was reserved; only a window Redis has
+            # forgotten starts from this process's unwritten spend alone.
+            log.warning("budget floor unknown: database unavailable", extra={"error": str(exc)})
+            spent = {"key_tokens": 0, "key_cost": 0.0, "tenant_tokens": 0, "tenant_cost": 0.0}
         # Spend this process has counted but not written yet (see access.usage).
         key_tokens, key_cost, tenant_tokens, tenant_cost = self._usage.pending(record)
-        for owner, budget, spent_tokens, spent_cost in (
+        out: list[tuple[str, Charge, str]] = []
+        for whose, owner, budget, spent_tokens, spent_cost in (
             (
                 "API key",
+                f"k:{record.id}",
                 record.budget,
                 int(spent["key_tokens"]) + key_tokens,
                 float(spent["key_cost"]) + key_cost,
             ),
             (
                 "tenant",
+                f"t:{record.tenant_id}",
                 record.tenant_budget,
                 int(spent["tenant_tokens"]) + tenant_tokens,
                 float(spent["tenant_cost"]) + tenant_cost,
             ),
         ):
-            why = budget.refusal(int(spent_tokens), float(spent_cost), tokens, cost)
-            if why is not None:
-                raise QuotaExceeded(
-                    f"You exceeded the current quota of this {owner} ({why}); "
-                    "this request would go over it."
+            start = budget.start(self._today()).isoformat()
+            # A window outlives its period (the key names the period): 2 days, or 32 for months.
+            ttl = (2 if budget.period == "day" else 32) * 86_400.0
+            key = f"b:{owner}:{budget.period}:{start}"
+            if budget.tokens is not None:
+                charge = Charge(
+                    f"{key}:tokens", "tokens", budget.tokens, tokens, ttl, True, spent_tokens
                 )
+                out.append((whose, charge, budget.period))
+            if budget.cost_usd is not None:
+                charge = Charge(f"{key}:usd", "usd", budget.cost_usd, cost, ttl, True, spent_cost)
+                out.append((whose, charge, budget.period))
+        return out
 
     def _count(self, text: str, model: str) -> int:
         return self._counter.count_text(text, model) if text else 0
 
     async def _settle(self, admission: _Admission, prompt: int, completion: int) -> None:
-        delta = prompt + completion - admission.reserved
-        tokens = [c for c in admission.charges if c.kind == "tokens"]
-        if delta and tokens:
-            adjusted = [Charge(c.key, c.kind, c.limit, delta, c.period_s) for c in tokens]
-            decision = await self._limiter.adjust(adjusted)
-            admission.call.response_headers.update(rate_limit_headers(decision.states))
+        """Record the spend, then move every token and budget bucket from the reservation to
+        the real usage. Never raises: the upstream has been paid (see ``RateLimiter.adjust``)."""
         cost = self._policy.prices.cost(admission.model, prompt, completion)
         admission.call.cost = cost
         self._usage.add(admission.record, prompt, completion, cost)
+        tokens = prompt + completion - admission.reserved
+        dollars = cost - admission.reserved_cost
+        deltas = [
+            replace(c, cost=tokens if c.kind == "tokens" else dollars, floor=0.0)
+            for c in admission.charges
+            if (c.kind == "tokens" and tokens) or (c.kind == "usd" and dollars)
+        ]
+        if deltas:
+            decision = await self._limiter.adjust(deltas)
+            admission.call.response_headers.update(rate_limit_headers(decision.states))
 
 
 @dataclass(slots=True)
@@ -276,7 +305,8 @@ class _Admission:
     charges: list[Charge]
     count_prompt: Callable[[], int]
     counted_prompt: int | None  # None: not counted yet (no token limit or budget needed it)
-    reserved: int
+    reserved: int  # tokens
+    reserved_cost: float  # US dollars
     settled: bool = False
 
     def prompt_estimate(self) -> int:
@@ -342,6 +372,31 @@ def _charges(owner: str, limits: Limits, tokens: int) -> list[Charge]:
     if limits.tpm is not None:
         out.append(Charge(f"{owner}:tpm", "tokens", limits.tpm, tokens))
     return out
+
+
+def _refuse_what_cannot_fit(
+    charges: list[Charge], owners: dict[str, tuple[str, str]], prompt: int, completion: int
+) -> None:
+    """A request whose own reservation is larger than a whole limit or budget could never
+    pass: say so (waiting would not help), naming the limit and the way out."""
+    for charge in charges:
+        if charge.kind == "requests" or charge.cost <= charge.limit:
+            continue
+        if charge.window:
+            whose, period = owners[charge.key]
+            what = f"budget of {_amount(charge, charge.limit)} per {period}"
+        else:
+            whose = "API key" if charge.key.startswith("k:") else "tenant"
+            what = f"limit of {_amount(charge, charge.limit)} per minute"
+        raise QuotaExceeded(
+            f"This request alone reserves {_amount(charge, charge.cost)} ({prompt} prompt "
+            f"tokens + {completion} for the answer, from max_tokens or the default estimate), "
+            f"more than this {whose}'s {what}; lower max_tokens or shorten the prompt."
+        )
+
+
+def _amount(charge: Charge, value: float) -> str:
+    return f"${value:.4f}" if charge.kind == "usd" else f"{int(value)} tokens"
 
 
 def _usage_tokens(usage: dict[str, Any] | None) -> tuple[int, int]:
