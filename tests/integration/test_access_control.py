@@ -7,6 +7,7 @@ Every refusal is checked for its documented status and OpenAI shape:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -374,6 +375,53 @@ async def test_a_tenant_budget_covers_all_its_keys(server: AppServer) -> None:
     assert (await chat(server, second, max_tokens=16)).status == 200  # 36 spent
     refused = await chat(server, first, max_tokens=16)
     assert_openai_error(refused, 429, "insufficient_quota", "insufficient_quota")
+
+
+async def test_concurrent_calls_never_spend_more_than_the_budget_between_them(
+    server: AppServer, upstream: FakeUpstream
+) -> None:
+    created = await request(
+        server,
+        "POST",
+        "/admin/keys",
+        key=ADMIN,
+        json={"tenant": "rush", "budget": {"period": "day", "tokens": 300}},
+    )
+    key = created.body["key"]
+    # Each call reserves ~9 prompt tokens (our count) + 20 and spends 2 + 16: checked, not
+    # reserved, all 50 would pass the check together and spend 900.
+    replies = await asyncio.gather(*(chat(server, key, max_tokens=20) for _ in range(50)))
+    served = [r for r in replies if r.status == 200]
+    for refused in (r for r in replies if r.status != 200):
+        assert_openai_error(refused, 429, "insufficient_quota", "insufficient_quota")
+        assert "already spent or reserved" in refused.error["message"]
+    usage = await request(server, "GET", f"/admin/keys/{created.body['id']}/usage", key=ADMIN)
+    [today] = usage.body["days"]
+    spent = today["prompt_tokens"] + today["completion_tokens"]
+    assert spent <= 300
+    assert today["requests"] == len(served) == upstream.calls["/v1/chat/completions"]
+    assert len(served) >= 300 // 29  # every reservation that fits was admitted
+
+
+@pytest.mark.parametrize(
+    ("spec", "what"),
+    [
+        ({"budget": {"period": "day", "tokens": 100}}, "budget of 100 tokens per day"),
+        ({"budget": {"cost_usd": 0.1}}, "budget of $0.1000 per month"),
+        ({"limits": {"tpm": 100}}, "limit of 100 tokens per minute"),
+    ],
+)
+async def test_a_request_that_cannot_fit_its_own_reservation_is_told_so(
+    server: AppServer, upstream: FakeUpstream, spec: dict[str, Any], what: str
+) -> None:
+    key = await new_key(server, **spec)
+    refused = await chat(server, key, max_tokens=200)
+    assert_openai_error(refused, 429, "insufficient_quota", "insufficient_quota")
+    assert "This request alone reserves" in refused.error["message"]
+    assert what in refused.error["message"]
+    assert "lower max_tokens" in refused.error["message"]
+    assert upstream.calls.get("/v1/chat/completions", 0) == 0
+    assert (await chat(server, key, max_tokens=20)).status == 200, "a smaller one fits"
 
 
 # -- the database down ----------------------------------------------------------------------

@@ -133,22 +133,25 @@ class MemoryRateLimiter:
         now = self._clock()
         self._forget_full(now)
         proposed: list[float] = []
+        seen: dict[str, float] = {}  # a key charged twice in one call is charged the sum
         retry = 0.0
         exhausted: Charge | None = None
         spent_before = 0.0
         for charge in charges:
             if charge.window:
-                spent = self._window(charge, now)
+                spent = seen.get(charge.key, self._window(charge, now))
                 new = max(spent + charge.cost, 0.0)
                 if exhausted is None and charge.cost > 0 and new > charge.limit:
                     exhausted, spent_before = charge, spent
             else:
                 interval = charge.period_s / charge.limit
-                new = max(self._tat.get(charge.key, now), now) + charge.cost * interval
+                tat = seen.get(charge.key, max(self._tat.get(charge.key, now), now))
+                new = tat + charge.cost * interval
                 if charge.cost > charge.limit:
                     retry = max(retry, charge.period_s)
                 elif new - now > charge.period_s:
                     retry = max(retry, new - charge.period_s - now)
+            seen[charge.key] = new
             proposed.append(new)
         if retry > 0 or exhausted is not None:
             states = [
@@ -162,13 +165,16 @@ class MemoryRateLimiter:
     async def adjust(self, charges: Sequence[Charge]) -> Decision:
         now = self._clock()
         proposed = []
+        seen: dict[str, float] = {}
         for charge in charges:
             if charge.window:
-                proposed.append(max(self._window(charge, now) + charge.cost, 0.0))
+                new = max(seen.get(charge.key, self._window(charge, now)) + charge.cost, 0.0)
             else:
                 interval = charge.period_s / charge.limit
-                tat = max(self._tat.get(charge.key, now), now)
-                proposed.append(max(tat + charge.cost * interval, now))
+                tat = seen.get(charge.key, max(self._tat.get(charge.key, now), now))
+                new = max(tat + charge.cost * interval, now)
+            seen[charge.key] = new
+            proposed.append(new)
         return Decision(True, 0.0, self._store(charges, proposed, now))
 
     def _window(self, charge: Charge, now: float) -> float:

@@ -38,18 +38,20 @@ local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local acquire = ARGV[1] == 'acquire'
 local n = #KEYS
 local old, new, window, period, retry, exhausted = {}, {}, {}, {}, 0, 0
+local seen = {}  -- a key charged twice in one call is charged the sum
 for i = 1, n do
   local at = 5 * i - 3
   window[i] = ARGV[at] == 'w'
   period[i] = tonumber(ARGV[at + 1])
   local limit = tonumber(ARGV[at + 2])
   local cost = tonumber(ARGV[at + 3])
-  local stored = tonumber(redis.call('GET', KEYS[i]))
+  local stored = seen[KEYS[i]] or tonumber(redis.call('GET', KEYS[i]))
   if window[i] then
     local spent = math.max(stored or 0, tonumber(ARGV[at + 4]))
     local after = math.max(spent + cost, 0)
     if acquire and cost > 0 and after > limit and exhausted == 0 then exhausted = i end
     old[i], new[i] = spent, after
+    seen[KEYS[i]] = after
   else
     local tat = stored or now
     if tat < now then tat = now end
@@ -63,6 +65,7 @@ for i = 1, n do
       end
     end
     old[i], new[i] = tat, after
+    seen[KEYS[i]] = after
   end
 end
 local function shown(i, values)
