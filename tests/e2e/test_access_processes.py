@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -40,7 +41,9 @@ async def replicas(
                             {"provider": "openai", "base_url": f"{upstream.base_url}/v1"}
                         ],
                     }
-                ]
+                ],
+                # $1000 / $2000 per million tokens: a call of 1 + 16 tokens costs $0.033.
+                "observe": {"prices": {"gpt-e2e": {"input": 1000.0, "output": 2000.0}}},
             }
         )
     )
@@ -94,6 +97,58 @@ async def test_two_replicas_admit_exactly_the_limit_between_them(
     assert statuses.count(200) == limit
     assert statuses.count(429) == 80 - limit  # no 503: Redis answered every time
     assert upstream.calls["/v1/chat/completions"] == limit
+
+
+@pytest.mark.parametrize(
+    ("flags", "error"),
+    [
+        (["--budget-tokens", "300", "--budget-period", "day"], "insufficient_quota"),
+        (["--budget-usd", "0.3"], "insufficient_quota"),
+        (["--tpm", "300"], "rate_limit_exceeded"),
+    ],
+    ids=["token-budget", "dollar-budget", "tpm"],
+)
+async def test_two_replicas_never_spend_more_than_a_budget_between_them(
+    replicas: tuple[list[str], dict[str, str]],
+    upstream: FakeUpstream,
+    flags: list[str],
+    error: str,
+) -> None:
+    urls, env = replicas
+    name = f"k{uuid.uuid4().hex[:8]}"
+    key = (
+        await run_propylon("keys", "create", "--tenant", name, "--name", name, *flags, env=env)
+    ).strip()
+    body = {**BODY, "max_tokens": 20}  # reserves ~9 prompt tokens (our count) + 20
+    headers = {"Authorization": f"Bearer {key}"}
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+
+    async def call(url: str) -> tuple[int, dict[str, Any]]:
+        async with http.post(f"{url}/v1/chat/completions", json=body, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    async with aiohttp.ClientSession() as http:
+        started = time.monotonic()
+        replies = await asyncio.gather(*(call(urls[i % 2]) for i in range(50)))
+        elapsed = time.monotonic() - started
+        for url in urls:  # each replica writes what it has counted before answering
+            async with http.get(f"{url}/admin/keys/{name}/usage", headers=admin) as resp:
+                usage = await resp.json()
+    [today] = usage["days"]
+    served = [r for s, r in replies if s == 200]
+    refused = [r for s, r in replies if s != 200]
+    assert {s for s, _ in replies} <= {200, 429}
+    assert all(r["error"]["code"] == error for r in refused)
+    assert today["requests"] == len(served) == upstream.calls["/v1/chat/completions"]
+    tokens = today["prompt_tokens"] + today["completion_tokens"]
+    if "--tpm" in flags:  # a rate, not an allowance: it refills 5 tokens a second
+        assert tokens <= 300 + 5 * elapsed
+    elif "--budget-usd" in flags:
+        assert today["cost_usd"] <= 0.3
+    else:
+        assert tokens <= 300
+    assert len(served) >= 5, "every reservation that fits is admitted"
+    assert refused, "50 calls of 17 tokens cannot all fit"
 
 
 async def test_a_key_revoked_through_one_replica_is_refused_by_the_other_within_a_second(
