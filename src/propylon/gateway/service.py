@@ -152,6 +152,8 @@ class Gateway:
                         breaker.release()
                         raise
                     breaker.record_failure()
+                    if not self._retry.falls_back(exc):
+                        raise
                     last = exc
                     delay = self._retry.delay(attempt, exc)
                     if delay is None:
