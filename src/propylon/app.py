@@ -322,7 +322,11 @@ async def build_services(
         # The request path, outermost first; each layer wraps the next and satisfies the
         # same ChatService / EmbeddingService protocol.
         store = AccessStore(database)
-        keys = KeyDirectory(store, lookup_timeout_s=settings.access.key_lookup_timeout_s)
+        keys = KeyDirectory(
+            store,
+            lookup_timeout_s=settings.access.key_lookup_timeout_s,
+            reload_s=settings.access.key_reload_s,
+        )
         await keys.start()
         stack.push_async_callback(keys.close)
         if not len(keys):

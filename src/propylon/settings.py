@@ -374,6 +374,12 @@ class AccessSettings(BaseModel):
         gt=0,
         description="Seconds to look up a key not yet in memory; past it the key is unknown (401).",
     )
+    key_reload_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between full reloads of every key, beside the change "
+        "notifications: the longest a missed revocation can go unseen by a replica.",
+    )
     usage_flush_s: float = Field(
         default=1.0,
         gt=0,

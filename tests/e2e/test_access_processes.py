@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 import yaml
 
@@ -174,3 +175,30 @@ async def test_a_key_revoked_through_one_replica_is_refused_by_the_other_within_
     assert "key change listener" not in logs  # the listener never dropped
     assert key[12:] not in logs
     assert ADMIN not in logs
+
+
+async def test_a_revocation_reaches_a_replica_whose_listen_connection_was_killed(
+    replicas: tuple[list[str], dict[str, str]], database_url: str
+) -> None:
+    (first, second), env = replicas
+    key = (await run_propylon("keys", "create", "--tenant", "cut", "--name", "c", env=env)).strip()
+    async with aiohttp.ClientSession() as http:
+        assert [await chat(http, url, key) for url in (first, second)] == [200, 200]
+        conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+        async with conn:
+            cur = await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'propylon-key-listener'"
+                " AND datname = current_database()"
+            )
+            assert len(await cur.fetchall()) == 2, "each replica's LISTEN connection"
+        async with http.post(
+            f"{first}/admin/keys/c/revoke", headers={"Authorization": f"Bearer {ADMIN}"}
+        ) as resp:
+            assert resp.status == 200
+        revoked_at = time.monotonic()
+        while (status := await chat(http, second, key)) == 200:
+            # Reconnecting reloads every key; the periodic reload (30 s) is the last resort.
+            assert time.monotonic() - revoked_at < 5.0, "still served 5 s after revocation"
+            await asyncio.sleep(0.05)
+        assert status == 403
