@@ -18,7 +18,7 @@ from opentelemetry.trace import Tracer, TracerProvider
 from prometheus_client import CollectorRegistry
 
 from propylon import __version__
-from propylon.access.budgets import Price, PriceTable
+from propylon.access.budgets import price_table
 from propylon.access.directory import KeyDirectory
 from propylon.access.limited import AccessPolicy, LimitsLayer
 from propylon.access.limits import Limits, MemoryRateLimiter, RateLimiter
@@ -150,9 +150,8 @@ def access_policy(settings: Settings) -> AccessPolicy:
     return AccessPolicy(
         default_limits=Limits(settings.access.default_rpm, settings.access.default_tpm),
         completion_estimate=settings.access.completion_estimate,
-        prices=PriceTable(
-            {name: Price(p.input, p.output) for name, p in settings.observe.prices.items()}
-        ),
+        cache_hits_count_rpm=settings.access.cache_hits_count_rpm,
+        prices=price_table(settings.observe.prices),
         open_models=frozenset(
             m.name for m in settings.models if all(d.provider == "local" for d in m.deployments)
         ),

@@ -355,6 +355,11 @@ class AccessSettings(BaseModel):
         description="Completion tokens reserved for a chat request without `max_tokens`; "
         "settled with the real usage afterwards.",
     )
+    cache_hits_count_rpm: bool = Field(
+        default=True,
+        description="Whether an answer served from the response cache counts against "
+        "requests-per-minute limits (it never counts against token limits or budgets).",
+    )
     redis_fail_open: bool = Field(
         default=True,
         description="With Redis unreachable: admit requests (true, with a warning and a "

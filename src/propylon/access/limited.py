@@ -59,6 +59,7 @@ class AccessPolicy:
 
     default_limits: Limits = field(default_factory=Limits)
     completion_estimate: int = 256
+    cache_hits_count_rpm: bool = True  # a cache hit never counts against tokens or budgets
     prices: PriceTable = field(default_factory=lambda: PriceTable({}))
     open_models: frozenset[str] = frozenset()  # served locally: allowed for every key
 
@@ -101,11 +102,11 @@ class LimitsLayer:
             await admission.settle(0, 0)
             raise
         usage = result.get("usage") if isinstance(result.get("usage"), dict) else None
-        prompt, completion = _usage_tokens(usage)
+        prompt, completion, cached = _usage_tokens(usage)
         if usage is None:
             prompt = admission.prompt_estimate()
             completion = self._count(_answer_text(result), admission.model)
-        await admission.settle(prompt, completion)
+        await admission.settle(prompt, completion, cached)
         return result
 
     async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
@@ -276,10 +277,16 @@ class LimitsLayer:
     def _count(self, text: str, model: str) -> int:
         return self._counter.count_text(text, model) if text else 0
 
-    async def _settle(self, admission: _Admission, prompt: int, completion: int) -> None:
+    async def _settle(
+        self, admission: _Admission, prompt: int, completion: int, cached: int = 0
+    ) -> None:
         """Record the spend, then move every token and budget bucket from the reservation to
-        the real usage. Never raises: the upstream has been paid (see ``RateLimiter.adjust``)."""
-        cost = self._policy.prices.cost(admission.model, prompt, completion)
+        the real usage. Never raises: the upstream has been paid (see ``RateLimiter.adjust``).
+        An answer served from the cache paid no upstream: it spends nothing."""
+        hit = admission.call.cache_hit
+        if hit:
+            prompt = completion = cached = 0
+        cost = self._policy.prices.cost(admission.model, prompt, completion, cached)
         admission.call.cost = cost
         self._usage.add(admission.record, prompt, completion, cost)
         tokens = prompt + completion - admission.reserved
@@ -289,6 +296,8 @@ class LimitsLayer:
             for c in admission.charges
             if (c.kind == "tokens" and tokens) or (c.kind == "usd" and dollars)
         ]
+        if hit and not self._policy.cache_hits_count_rpm:
+            deltas += [replace(c, cost=-1) for c in admission.charges if c.kind == "requests"]
         if deltas:
             decision = await self._limiter.adjust(deltas)
             admission.call.response_headers.update(rate_limit_headers(decision.states))
@@ -315,10 +324,10 @@ class _Admission:
             self.counted_prompt = self.count_prompt()
         return self.counted_prompt
 
-    async def settle(self, prompt: int, completion: int) -> None:
+    async def settle(self, prompt: int, completion: int, cached: int = 0) -> None:
         if not self.settled:
             self.settled = True
-            await self.layer._settle(self, prompt, completion)
+            await self.layer._settle(self, prompt, completion, cached)
 
 
 class _SettlingStream:
@@ -353,12 +362,13 @@ class _SettlingStream:
         try:
             await self._inner.aclose()
         finally:
+            cached = 0
             if self._usage is not None:
-                prompt, completion = _usage_tokens(self._usage)
+                prompt, completion, cached = _usage_tokens(self._usage)
             else:
                 prompt = self._admission.prompt_estimate()
                 completion = self._count("".join(self._text), self._admission.model)
-            await self._admission.settle(prompt, completion)
+            await self._admission.settle(prompt, completion, cached)
 
 
 def _has_key(call: CallInfo | None) -> bool:
@@ -399,14 +409,18 @@ def _amount(charge: Charge, value: float) -> str:
     return f"${value:.4f}" if charge.kind == "usd" else f"{int(value)} tokens"
 
 
-def _usage_tokens(usage: dict[str, Any] | None) -> tuple[int, int]:
+def _usage_tokens(usage: dict[str, Any] | None) -> tuple[int, int, int]:
+    """Prompt, completion and cached prompt tokens of an OpenAI ``usage`` object."""
     if not usage:
-        return 0, 0
+        return 0, 0, 0
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return (
         prompt if isinstance(prompt, int) else 0,
         completion if isinstance(completion, int) else 0,
+        cached if isinstance(cached, int) else 0,
     )
 
 

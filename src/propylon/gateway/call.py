@@ -42,6 +42,16 @@ class CallInfo:
     guard: dict[str, Any] = field(default_factory=dict)
     cost: float | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
+    # "user": a client's request; "internal": a call Propylon makes for itself (ingestion
+    # embeddings, RAG's inner model calls), recorded apart with the request or job it served.
+    origin: str = "user"
+    parent_id: str | None = None
+    usage_estimated: bool = False  # the upstream gave no usage: tokens counted by us
+
+    @property
+    def cache_hit(self) -> bool:
+        """Served from the response cache: no upstream was called or paid."""
+        return self.cache_status is not None and self.cache_status.startswith("hit")
 
     def record_attempt(self, deployment: str, outcome: str, started: float) -> None:
         elapsed = (time.perf_counter() - started) * 1000.0
