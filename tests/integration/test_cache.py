@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from propylon.testing import Behaviour, FakeUpstream, Fault
+from tests.integration.observe.support import records
 from tests.support.servers import AppServer, serve_app
 from tests.support.tcp_proxy import TcpProxy
 
@@ -45,10 +46,18 @@ class Cached:
             return response.status, dict(response.headers), await response.json()
 
     async def admin(self, method: str, path: str) -> tuple[int, dict[str, Any]]:
+        return await self.admin_json(method, path)
+
+    async def admin_json(
+        self, method: str, path: str, body: Any = None
+    ) -> tuple[int, dict[str, Any]]:
         async with (
             aiohttp.ClientSession() as http,
             http.request(
-                method, f"{self.server.url}{path}", headers={"Authorization": f"Bearer {ADMIN}"}
+                method,
+                f"{self.server.url}{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {ADMIN}"},
             ) as response,
         ):
             return response.status, await response.json()
@@ -393,3 +402,50 @@ async def test_purge_needs_the_admin_key(cached: Cached) -> None:
     ):
         assert response.status == 403
         assert (await response.json())["error"]["code"] == "admin_required"
+
+
+async def test_a_cache_hit_costs_nothing_against_budgets_and_records_what_it_saved(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    prices = {"gpt-test": {"input": 1000.0, "output": 2000.0}}
+    async with cached_gateway(
+        database_url,
+        upstream,
+        observe={"prices": prices, "flush_interval_s": 0.05},
+        cache={"semantic": False},
+    ) as gateway:
+        _, created = await gateway.admin_json(
+            "POST", "/admin/keys", {"tenant": "thrifty", "budget": {"tokens": 10_000}}
+        )
+        key = created["key"]
+        for expected in ("miss", "hit-exact"):
+            status, headers, _ = await gateway.chat(ask(max_tokens=20), key=key)
+            assert (status, headers["x-propylon-cache"]) == (200, expected)
+        _, usage = await gateway.admin("GET", f"/admin/keys/{created['id']}/usage")
+        rows = await records(gateway.server, 2, "limit=2", key=ADMIN)
+        _, stats = await gateway.admin("GET", "/v1/stats?window=1h")
+    [today] = usage["days"]
+    hit, miss = rows  # newest first
+    assert (miss["cache_status"], hit["cache_status"]) == ("miss", "hit-exact")
+    paid = (8 * 1000 + 16 * 2000) / 1e6  # the fake counts words: 8 prompt, 16 answer
+    assert miss["cost_usd"] == pytest.approx(paid) and miss["cost_saved_usd"] is None
+    assert hit["cost_usd"] == 0 and hit["cost_saved_usd"] == pytest.approx(paid)
+    assert today["requests"] == 2
+    assert today["prompt_tokens"] + today["completion_tokens"] == 8 + 16, "the hit spent none"
+    assert today["cost_usd"] == pytest.approx(paid)
+    assert stats["cost_usd"] == pytest.approx(paid)
+    assert stats["cost_saved_usd"] == pytest.approx(paid)
+
+
+@pytest.mark.parametrize(("count", "statuses"), [(True, [200, 200, 429]), (False, [200] * 3)])
+async def test_whether_cache_hits_count_against_requests_per_minute_is_a_setting(
+    database_url: str, upstream: FakeUpstream, count: bool, statuses: list[int]
+) -> None:
+    async with cached_gateway(
+        database_url, upstream, access={"cache_hits_count_rpm": count}, cache={"semantic": False}
+    ) as gateway:
+        _, created = await gateway.admin_json(
+            "POST", "/admin/keys", {"tenant": "hits", "limits": {"rpm": 2}}
+        )
+        seen = [(await gateway.chat(ask(), key=created["key"]))[0] for _ in range(3)]
+    assert seen == statuses
