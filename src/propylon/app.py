@@ -107,12 +107,14 @@ def build_gateway(
                 raise ValueError(
                     f"deployment {config.display_name} of {model.name!r} cannot serve {model.kind}"
                 )
+    counter = TokenCounter()
     return Gateway(
         registry,
         chat,
         embeddings,
         retry=RetryPolicy(**settings.retry.model_dump()),
-        context_window=ContextWindowCheck(TokenCounter()),
+        context_window=ContextWindowCheck(counter),
+        counter=counter,
         tracer=tracer,
     )
 

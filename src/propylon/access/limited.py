@@ -101,12 +101,7 @@ class LimitsLayer:
         except BaseException:
             await admission.settle(0, 0)
             raise
-        usage = result.get("usage") if isinstance(result.get("usage"), dict) else None
-        prompt, completion, cached = _usage_tokens(usage)
-        if usage is None:
-            prompt = admission.prompt_estimate()
-            completion = self._count(_answer_text(result), admission.model)
-        await admission.settle(prompt, completion, cached)
+        await admission.settle_usage(call.usage if call is not None else None)
         return result
 
     async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
@@ -118,7 +113,7 @@ class LimitsLayer:
         except BaseException:
             await admission.settle(0, 0)
             raise
-        return _SettlingStream(inner, admission, self._count)
+        return _SettlingStream(inner, admission)
 
     async def embed(
         self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
@@ -324,6 +319,14 @@ class _Admission:
             self.counted_prompt = self.count_prompt()
         return self.counted_prompt
 
+    async def settle_usage(self, usage: dict[str, Any] | None) -> None:
+        """Settle with an OpenAI ``usage`` (the gateway always records one: the upstream's
+        or its estimate); without any, with the counted prompt alone."""
+        if isinstance(usage, dict):
+            await self.settle(*_usage_tokens(usage))
+        else:
+            await self.settle(self.prompt_estimate(), 0)
+
     async def settle(self, prompt: int, completion: int, cached: int = 0) -> None:
         if not self.settled:
             self.settled = True
@@ -331,44 +334,21 @@ class _Admission:
 
 
 class _SettlingStream:
-    """Relays chunks; when closed, settles with the usage chunk or the counted answer."""
+    """Relays chunks; when closed, settles with the usage the gateway recorded in the call
+    (the upstream's, or its estimate of the text relayed)."""
 
-    def __init__(
-        self, inner: ChatStream, admission: _Admission, count: Callable[[str, str], int]
-    ) -> None:
+    def __init__(self, inner: ChatStream, admission: _Admission) -> None:
         self._inner = inner
-        self._iterator: AsyncIterator[JSONObject] | None = None
         self._admission = admission
-        self._count = count
-        self._usage: dict[str, Any] | None = None
-        self._text: list[str] = []
 
-    def __aiter__(self) -> _SettlingStream:
-        return self
-
-    async def __anext__(self) -> JSONObject:
-        if self._iterator is None:
-            self._iterator = self._inner.__aiter__()
-        chunk = await self._iterator.__anext__()
-        if isinstance(chunk.get("usage"), dict):
-            self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
-            content = (choice.get("delta") or {}).get("content")
-            if isinstance(content, str):
-                self._text.append(content)
-        return chunk
+    def __aiter__(self) -> AsyncIterator[JSONObject]:
+        return self._inner.__aiter__()
 
     async def aclose(self) -> None:
         try:
             await self._inner.aclose()
         finally:
-            cached = 0
-            if self._usage is not None:
-                prompt, completion, cached = _usage_tokens(self._usage)
-            else:
-                prompt = self._admission.prompt_estimate()
-                completion = self._count("".join(self._text), self._admission.model)
-            await self._admission.settle(prompt, completion, cached)
+            await self._admission.settle_usage(self._admission.call.usage)
 
 
 def _has_key(call: CallInfo | None) -> bool:
@@ -422,12 +402,3 @@ def _usage_tokens(usage: dict[str, Any] | None) -> tuple[int, int, int]:
         completion if isinstance(completion, int) else 0,
         cached if isinstance(cached, int) else 0,
     )
-
-
-def _answer_text(result: JSONObject) -> str:
-    parts = []
-    for choice in result.get("choices") or ():
-        content = (choice.get("message") or {}).get("content")
-        if isinstance(content, str):
-            parts.append(content)
-    return "".join(parts)
