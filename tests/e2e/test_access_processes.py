@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psycopg
 import pytest
 import yaml
 
 from propylon.testing import FakeUpstream
+from tests.support.databases import terminate_key_listeners
 from tests.support.processes import free_port, propylon_process, run_propylon, wait_http
 
 pytestmark = pytest.mark.slow
@@ -159,15 +159,7 @@ async def test_a_key_revoked_through_one_replica_is_refused_by_the_other_within_
     key = (await run_propylon("keys", "create", "--tenant", "gone", "--name", "k", env=env)).strip()
     async with aiohttp.ClientSession() as http:
         assert [await chat(http, url, key) for url in (first, second)] == [200, 200]
-        async with http.post(
-            f"{first}/admin/keys/k/revoke", headers={"Authorization": f"Bearer {ADMIN}"}
-        ) as resp:
-            assert resp.status == 200
-        revoked_at = time.monotonic()
-        while (status := await chat(http, second, key)) == 200:
-            assert time.monotonic() - revoked_at < 1.0, "still served a second after revocation"
-            await asyncio.sleep(0.01)
-        assert status == 403
+        await revoke_then_wait_refused(http, first, second, "k", key, within_s=1.0)
         assert await chat(http, first, key) == 403
 
     # Neither process ever wrote a key, whatever they logged at debug level.
@@ -184,21 +176,22 @@ async def test_a_revocation_reaches_a_replica_whose_listen_connection_was_killed
     key = (await run_propylon("keys", "create", "--tenant", "cut", "--name", "c", env=env)).strip()
     async with aiohttp.ClientSession() as http:
         assert [await chat(http, url, key) for url in (first, second)] == [200, 200]
-        conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
-        async with conn:
-            cur = await conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name = 'propylon-key-listener'"
-                " AND datname = current_database()"
-            )
-            assert len(await cur.fetchall()) == 2, "each replica's LISTEN connection"
-        async with http.post(
-            f"{first}/admin/keys/c/revoke", headers={"Authorization": f"Bearer {ADMIN}"}
-        ) as resp:
-            assert resp.status == 200
-        revoked_at = time.monotonic()
-        while (status := await chat(http, second, key)) == 200:
-            # Reconnecting reloads every key; the periodic reload (30 s) is the last resort.
-            assert time.monotonic() - revoked_at < 5.0, "still served 5 s after revocation"
-            await asyncio.sleep(0.05)
-        assert status == 403
+        killed = await terminate_key_listeners(database_url)
+        assert killed == 2, "each replica's LISTEN connection"
+        # Reconnecting reloads every key; the periodic reload (30 s) is the last resort.
+        await revoke_then_wait_refused(http, first, second, "c", key, within_s=5.0)
+
+
+async def revoke_then_wait_refused(
+    http: aiohttp.ClientSession, first: str, second: str, name: str, key: str, within_s: float
+) -> None:
+    """Revoke ``name`` through ``first``; ``second`` must refuse ``key`` within ``within_s``."""
+    async with http.post(
+        f"{first}/admin/keys/{name}/revoke", headers={"Authorization": f"Bearer {ADMIN}"}
+    ) as resp:
+        assert resp.status == 200
+    revoked_at = time.monotonic()
+    while (status := await chat(http, second, key)) == 200:
+        assert time.monotonic() - revoked_at < within_s, f"still served {within_s} s after"
+        await asyncio.sleep(0.01)
+    assert status == 403

@@ -51,13 +51,16 @@ def chat(**fields: object) -> JSONObject:
     }
 
 
-def deployment(base_url: str, **timeouts: float) -> DeploymentConfig:
+def deployment(
+    base_url: str, *, first_token_timeout: float = 5.0, response_timeout: float = 600.0
+) -> DeploymentConfig:
     return DeploymentConfig(
         provider="anthropic",
         base_url=base_url,
         model=UPSTREAM_MODEL,
         api_key_env=KEY_ENV,
-        **timeouts,
+        first_token_timeout=first_token_timeout,
+        response_timeout=response_timeout,
     )
 
 

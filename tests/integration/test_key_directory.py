@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import psycopg
 import pytest
 
 from propylon.access.directory import KeyDirectory
@@ -16,6 +15,7 @@ from propylon.access.store import AccessStore
 from propylon.db.database import Database
 from propylon.db.migrator import migrate
 from propylon.errors import PermissionDenied
+from tests.support.databases import terminate_key_listeners
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ async def test_a_killed_listen_connection_is_replaced_and_revocations_still_arri
     await directory.start()
     try:
         loads = store.full_loads
-        killed = await terminate_listeners(database_url)
+        killed = await terminate_key_listeners(database_url)
         assert killed == 1, "one LISTEN connection, with keepalives, by its application name"
         await store.wait_full_loads(loads + 1)  # reconnected: a full reload, then listening
         store.key_reloaded.clear()
@@ -117,13 +117,3 @@ async def test_a_killed_listen_connection_is_replaced_and_revocations_still_arri
             await directory.authenticate(key)
     finally:
         await directory.close()
-
-
-async def terminate_listeners(database_url: str) -> int:
-    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
-    async with conn:
-        cur = await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE application_name = 'propylon-key-listener' AND datname = current_database()"
-        )
-        return len(await cur.fetchall())
