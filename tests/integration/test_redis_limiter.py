@@ -147,6 +147,23 @@ async def test_redis_down_fails_open_with_a_warning_and_a_count(
     ]
 
 
+async def test_redis_down_under_fail_open_still_refuses_what_recorded_spend_rules_out(
+    prefix: str,
+) -> None:
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{free_port()}/0", prefix=prefix)
+    try:
+        refused = await limiter.acquire([rpm(1), budget(1.0, 0.3, floor=0.8)])
+        admitted = await limiter.acquire([rpm(1), budget(1.0, 0.1, floor=0.8)])
+    finally:
+        await limiter.close()
+    assert (refused.allowed, refused.exhausted, refused.spent) == (
+        False,
+        budget(1.0, 0.3, floor=0.8),
+        0.8,
+    )
+    assert admitted.allowed
+
+
 async def test_redis_down_fails_closed_when_configured(prefix: str) -> None:
     limiter = RedisRateLimiter(f"redis://127.0.0.1:{free_port()}/0", prefix=prefix, fail_open=False)
     started = time.perf_counter()

@@ -202,6 +202,16 @@ class MemoryRateLimiter:
             self._spent = {k: v for k, v in self._spent.items() if v[1] > now}
 
 
+def without_shared_state(charges: Sequence[Charge]) -> Decision:
+    """The decision of a limiter that cannot reach its shared state and fails open: rate
+    limits admit, but a budget still refuses a charge past the spend already recorded (its
+    ``floor``, read from the database), which no outage can make smaller."""
+    for charge in charges:
+        if charge.window and charge.cost > 0 and charge.floor + charge.cost > charge.limit:
+            return Decision(False, 0.0, (), charge, charge.floor)
+    return Decision(True)
+
+
 def bucket_state(charge: Charge, backlog_s: float) -> BucketState:
     """The state of a bucket whose theoretical arrival time is ``backlog_s`` ahead of now."""
     interval = charge.period_s / charge.limit

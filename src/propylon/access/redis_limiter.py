@@ -4,7 +4,8 @@ Lua script per call.
 The script reads Redis's own clock (``TIME``), so replicas with drifting clocks agree, and
 checks and charges all the buckets of one request in a single step: two processes can never
 both take the last unit. When Redis cannot be reached at admission the limiter fails open
-(admits, logs a warning, counts the failure in ``failures``) or closed (503), as configured.
+(admits, logs a warning, counts the failure in ``failures``; budgets still refuse what the
+spend recorded in the database already rules out) or closed (503), as configured.
 Settling never fails: an adjustment Redis does not take is kept (``owed``), counted in
 ``settle_failures``, and applied before the next call that reaches Redis.
 """
@@ -22,7 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from propylon.access.limits import Charge, Decision, bucket_state
+from propylon.access.limits import Charge, Decision, bucket_state, without_shared_state
 from propylon.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class RedisRateLimiter:
         try:
             return await self._run("acquire", charges)
         except (RedisError, OSError) as exc:
-            return self._unavailable(exc)
+            return self._unavailable(exc, charges)
 
     async def adjust(self, charges: Sequence[Charge]) -> Decision:
         await self._repay()
@@ -193,11 +194,11 @@ class RedisRateLimiter:
             self._last_warning = now
             log.warning(message, extra={"error": type(exc).__name__, "fail_open": self.fail_open})
 
-    def _unavailable(self, exc: Exception) -> Decision:
+    def _unavailable(self, exc: Exception, charges: Sequence[Charge]) -> Decision:
         self.failures += 1
         self._warn("redis unavailable for rate limits", exc)
         if self.fail_open:
-            return Decision(True)
+            return without_shared_state(charges)
         raise ServiceUnavailable(
             "Rate limiting is unavailable; try again shortly.", retry_after=1.0
         ) from exc
