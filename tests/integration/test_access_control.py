@@ -445,6 +445,26 @@ async def test_with_the_database_down_unknown_keys_get_401_and_known_keys_work(
             await pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
+async def test_with_the_database_down_budgets_still_hold_what_was_reserved(
+    server: AppServer, database_url: str, pg_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = await new_key(server, budget={"period": "day", "tokens": 60})
+    assert (await chat(server, key, max_tokens=20)).status == 200  # spends 2 + 16
+    name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    async with await psycopg.AsyncConnection.connect(pg_server.get_uri(), autocommit=True) as pg:
+        await pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await pg.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        try:
+            assert (await chat(server, key, max_tokens=20)).status == 200  # 36 spent
+            refused = await chat(server, key, max_tokens=30)  # 36 + ~9 + 30 > 60
+            assert_openai_error(refused, 429, "insufficient_quota", "insufficient_quota")
+        finally:
+            await pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    assert "budget floor unknown: database unavailable" in caplog.text
+
+
 # -- secrets ----------------------------------------------------------------------------------
 
 
