@@ -418,8 +418,8 @@ async def test_a_cache_hit_costs_nothing_against_budgets_and_records_what_it_sav
             "POST", "/admin/keys", {"tenant": "thrifty", "budget": {"tokens": 10_000}}
         )
         key = created["key"]
-        for expected in ("miss", "hit-exact"):
-            status, headers, _ = await gateway.chat(ask(max_tokens=20), key=key)
+        for expected in ("miss", "hit-exact"):  # by an alias: priced by the model's own name
+            status, headers, _ = await gateway.chat(ask(model="gpt-alias", max_tokens=20), key=key)
             assert (status, headers["x-propylon-cache"]) == (200, expected)
         _, usage = await gateway.admin("GET", f"/admin/keys/{created['id']}/usage")
         rows = await records(gateway.server, 2, "limit=2", key=ADMIN)

@@ -32,6 +32,7 @@ class CallInfo:
     cache_control: str | None = None  # the request's Cache-Control header (no-cache, no-store)
     started: float = field(default_factory=time.perf_counter)
     requested_model: str | None = None
+    model: str | None = None  # the public model that answered: aliases resolved (for prices)
     deployment: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     usage: dict[str, Any] | None = None

@@ -126,6 +126,7 @@ class Gateway:
             )
         model = self._registry.resolve(name, kind="embeddings")
         call.requested_model = name
+        call.model = model.name
         return await self._route(
             model, self._embeddings[model.name], call, lambda a: a.embed(texts, request)
         )
@@ -134,6 +135,7 @@ class Gateway:
         validate_chat_request(request)
         call.requested_model = request["model"]
         model = self._registry.resolve(request["model"], kind="chat")
+        call.model = model.name
         if self._context_window is not None:
             self._context_window.check(model, request)
         return model

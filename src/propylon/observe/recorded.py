@@ -256,7 +256,7 @@ class Recorder:
     ) -> tuple[float | None, float | None]:
         """(cost, cost saved): an answer served from the cache paid no upstream and saved
         what its tokens would have cost."""
-        model = call.requested_model
+        model = call.model or call.requested_model  # priced by public name, never an alias
         if not self._prices.priced(model) or (prompt_tokens is None and completion_tokens is None):
             return (0.0 if call.cache_hit else None), None
         cost = self._prices.cost(
