@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -430,19 +431,11 @@ async def test_a_request_that_cannot_fit_its_own_reservation_is_told_so(
 async def test_with_the_database_down_unknown_keys_get_401_and_known_keys_work(
     server: AppServer, database_url: str, pg_server: Any
 ) -> None:
-    name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
-    async with await psycopg.AsyncConnection.connect(pg_server.get_uri(), autocommit=True) as pg:
-        await pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        await pg.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-        )
-        try:
-            for key in (generate_key(), "ppl_garbage", "sk-whatever"):
-                reply = await chat(server, key)
-                assert_openai_error(reply, 401, "invalid_request_error", "invalid_api_key")
-            assert (await chat(server, server.api_key)).status == 200
-        finally:
-            await pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    async with database_down(database_url, pg_server):
+        for key in (generate_key(), "ppl_garbage", "sk-whatever"):
+            reply = await chat(server, key)
+            assert_openai_error(reply, 401, "invalid_request_error", "invalid_api_key")
+        assert (await chat(server, server.api_key)).status == 200
 
 
 async def test_with_the_database_down_budgets_still_hold_what_was_reserved(
@@ -450,6 +443,16 @@ async def test_with_the_database_down_budgets_still_hold_what_was_reserved(
 ) -> None:
     key = await new_key(server, budget={"period": "day", "tokens": 60})
     assert (await chat(server, key, max_tokens=20)).status == 200  # spends 2 + 16
+    async with database_down(database_url, pg_server):
+        assert (await chat(server, key, max_tokens=20)).status == 200  # 36 spent
+        refused = await chat(server, key, max_tokens=30)  # 36 + ~9 + 30 > 60
+        assert_openai_error(refused, 429, "insufficient_quota", "insufficient_quota")
+    assert "budget floor unknown: database unavailable" in caplog.text
+
+
+@asynccontextmanager
+async def database_down(database_url: str, pg_server: Any) -> AsyncIterator[None]:
+    """The test's database refuses every connection, and those open are cut, until exit."""
     name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
     async with await psycopg.AsyncConnection.connect(pg_server.get_uri(), autocommit=True) as pg:
         await pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
@@ -457,12 +460,9 @@ async def test_with_the_database_down_budgets_still_hold_what_was_reserved(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
         )
         try:
-            assert (await chat(server, key, max_tokens=20)).status == 200  # 36 spent
-            refused = await chat(server, key, max_tokens=30)  # 36 + ~9 + 30 > 60
-            assert_openai_error(refused, 429, "insufficient_quota", "insufficient_quota")
+            yield
         finally:
             await pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-    assert "budget floor unknown: database unavailable" in caplog.text
 
 
 # -- secrets ----------------------------------------------------------------------------------
