@@ -71,13 +71,14 @@ WHERE created_at >= %(since)s AND created_at < %(until)s
   AND origin = 'internal';
 
 -- name: stats_per_minute
+-- User traffic, with the internal calls of each minute as their own series.
 SELECT date_trunc('minute', created_at) AS minute,
-       count(*) AS requests,
-       count(*) FILTER (WHERE error_type IS NOT NULL) AS errors
+       count(*) FILTER (WHERE origin = 'user') AS requests,
+       count(*) FILTER (WHERE origin = 'user' AND error_type IS NOT NULL) AS errors,
+       count(*) FILTER (WHERE origin = 'internal') AS internal_requests
 FROM request_log
 WHERE created_at >= %(since)s AND created_at < %(until)s
   AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
-  AND origin = 'user'
 GROUP BY 1
 ORDER BY 1;
 

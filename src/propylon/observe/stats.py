@@ -96,6 +96,7 @@ async def request_stats(
                 "minute": row["minute"].isoformat(),
                 "requests": int(row["requests"]),
                 "errors": int(row["errors"]),
+                "internal_requests": int(row["internal_requests"]),
             }
             for row in minutes
         ],

@@ -138,3 +138,6 @@ async def test_internal_calls_are_recorded_apart_from_user_traffic(
     assert_close(stats["latency_ms"], percentiles(latencies, (50, 95, 99)))
     assert stats["internal"]["requests"] == len(internal)
     assert stats["internal"]["tokens"]["prompt"] > 0
+    minutes = stats["per_minute"]
+    assert sum(m["requests"] for m in minutes) == 3
+    assert sum(m["internal_requests"] for m in minutes) == len(internal)
