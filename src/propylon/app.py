@@ -18,7 +18,7 @@ from opentelemetry.trace import Tracer, TracerProvider
 from prometheus_client import CollectorRegistry
 
 from propylon import __version__
-from propylon.access.budgets import Price, PriceTable
+from propylon.access.budgets import price_table
 from propylon.access.directory import KeyDirectory
 from propylon.access.limited import AccessPolicy, LimitsLayer
 from propylon.access.limits import Limits, MemoryRateLimiter, RateLimiter
@@ -109,13 +109,15 @@ def build_gateway(
                 raise ValueError(
                     f"deployment {config.display_name} of {model.name!r} cannot serve {model.kind}"
                 )
+    counter = TokenCounter()
     return Gateway(
         registry,
         chat,
         embeddings,
         max_messages=settings.max_messages,
         retry=RetryPolicy(**settings.retry.model_dump()),
-        context_window=ContextWindowCheck(TokenCounter()),
+        context_window=ContextWindowCheck(counter),
+        counter=counter,
         tracer=tracer,
     )
 
@@ -153,9 +155,8 @@ def access_policy(settings: Settings) -> AccessPolicy:
     return AccessPolicy(
         default_limits=Limits(settings.access.default_rpm, settings.access.default_tpm),
         completion_estimate=settings.access.completion_estimate,
-        prices=PriceTable(
-            {name: Price(p.input, p.output) for name, p in settings.observe.prices.items()}
-        ),
+        cache_hits_count_rpm=settings.access.cache_hits_count_rpm,
+        prices=price_table(settings.observe.prices),
         open_models=frozenset(
             m.name for m in settings.models if all(d.provider == "local" for d in m.deployments)
         ),
@@ -325,7 +326,11 @@ async def build_services(
         # The request path, outermost first; each layer wraps the next and satisfies the
         # same ChatService / EmbeddingService protocol.
         store = AccessStore(database)
-        keys = KeyDirectory(store, lookup_timeout_s=settings.access.key_lookup_timeout_s)
+        keys = KeyDirectory(
+            store,
+            lookup_timeout_s=settings.access.key_lookup_timeout_s,
+            reload_s=settings.access.key_reload_s,
+        )
         await keys.start()
         stack.push_async_callback(keys.close)
         if not len(keys):

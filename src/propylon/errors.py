@@ -176,8 +176,15 @@ class UpstreamError(PropylonError):
 
 
 class UpstreamTimeout(UpstreamError):
+    """``after_send``: the request had reached the upstream, which may have done (and
+    billed) the work; the retry policy decides whether to try again (``retry.timeouts``)."""
+
     status = 504
     default_code = "upstream_timeout"
+
+    def __init__(self, message: str, *, after_send: bool = True) -> None:
+        super().__init__(message)
+        self.after_send = after_send
 
 
 class UpstreamConnectionError(UpstreamError):

@@ -51,11 +51,24 @@ class DeploymentConfig(BaseModel):
         "`provider/model`.",
     )
     weight: float = Field(default=1.0, gt=0, description="Share of traffic under `weighted`.")
-    connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to connect.")
-    first_token_timeout: float = Field(
-        default=30.0, gt=0, description="Seconds until response headers / the first token."
+    connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to open a connection (nothing sent yet)."
     )
-    total_timeout: float = Field(default=600.0, gt=0, description="Seconds for the whole call.")
+    first_token_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Streams only: seconds from sending the request to the first event.",
+    )
+    idle_timeout: float = Field(
+        default=60.0, gt=0, description="Streams only: longest silence between two events."
+    )
+    response_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        validation_alias=AliasChoices("response_timeout", "total_timeout"),
+        description="Non-streamed calls: seconds from sending the request to the whole "
+        "answer (reasoning models may think for minutes). `total_timeout` is its old name.",
+    )
 
     @property
     def display_name(self) -> str:
@@ -115,6 +128,13 @@ class RetrySettings(BaseModel):
         default=5.0,
         ge=0,
         description="Longest upstream `Retry-After` waited for; longer ones fall back at once.",
+    )
+    timeouts: Literal["retry", "fallback", "fail"] = Field(
+        default="fallback",
+        description="After a first-token or response timeout, when the upstream may have "
+        "done (and billed) the work: `retry` the same deployment like any failure, "
+        "`fallback` to the next deployment only, or `fail` at once. A connect timeout "
+        "(nothing sent) is always retried.",
     )
 
 
@@ -335,6 +355,11 @@ class AccessSettings(BaseModel):
         description="Completion tokens reserved for a chat request without `max_tokens`; "
         "settled with the real usage afterwards.",
     )
+    cache_hits_count_rpm: bool = Field(
+        default=True,
+        description="Whether an answer served from the response cache counts against "
+        "requests-per-minute limits (it never counts against token limits or budgets).",
+    )
     redis_fail_open: bool = Field(
         default=True,
         description="With Redis unreachable: admit requests (true, with a warning and a "
@@ -353,6 +378,12 @@ class AccessSettings(BaseModel):
         default=1.0,
         gt=0,
         description="Seconds to look up a key not yet in memory; past it the key is unknown (401).",
+    )
+    key_reload_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between full reloads of every key, beside the change "
+        "notifications: the longest a missed revocation can go unseen by a replica.",
     )
     usage_flush_s: float = Field(
         default=1.0,

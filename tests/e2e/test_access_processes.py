@@ -11,12 +11,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 import yaml
 
 from propylon.testing import FakeUpstream
+from tests.support.databases import terminate_key_listeners
 from tests.support.processes import free_port, propylon_process, run_propylon, wait_http
 
 pytestmark = pytest.mark.slow
@@ -40,7 +42,9 @@ async def replicas(
                             {"provider": "openai", "base_url": f"{upstream.base_url}/v1"}
                         ],
                     }
-                ]
+                ],
+                # $1000 / $2000 per million tokens: a call of 1 + 16 tokens costs $0.033.
+                "observe": {"prices": {"gpt-e2e": {"input": 1000.0, "output": 2000.0}}},
             }
         )
     )
@@ -97,6 +101,58 @@ async def test_two_replicas_admit_exactly_the_limit_between_them(
     assert upstream.calls["/v1/chat/completions"] == admitted
 
 
+@pytest.mark.parametrize(
+    ("flags", "error"),
+    [
+        (["--budget-tokens", "300", "--budget-period", "day"], "insufficient_quota"),
+        (["--budget-usd", "0.3"], "insufficient_quota"),
+        (["--tpm", "300"], "rate_limit_exceeded"),
+    ],
+    ids=["token-budget", "dollar-budget", "tpm"],
+)
+async def test_two_replicas_never_spend_more_than_a_budget_between_them(
+    replicas: tuple[list[str], dict[str, str]],
+    upstream: FakeUpstream,
+    flags: list[str],
+    error: str,
+) -> None:
+    urls, env = replicas
+    name = f"k{uuid.uuid4().hex[:8]}"
+    key = (
+        await run_propylon("keys", "create", "--tenant", name, "--name", name, *flags, env=env)
+    ).strip()
+    body = {**BODY, "max_tokens": 20}  # reserves ~9 prompt tokens (our count) + 20
+    headers = {"Authorization": f"Bearer {key}"}
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+
+    async def call(url: str) -> tuple[int, dict[str, Any]]:
+        async with http.post(f"{url}/v1/chat/completions", json=body, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    async with aiohttp.ClientSession() as http:
+        started = time.monotonic()
+        replies = await asyncio.gather(*(call(urls[i % 2]) for i in range(50)))
+        elapsed = time.monotonic() - started
+        for url in urls:  # each replica writes what it has counted before answering
+            async with http.get(f"{url}/admin/keys/{name}/usage", headers=admin) as resp:
+                usage = await resp.json()
+    [today] = usage["days"]
+    served = [r for s, r in replies if s == 200]
+    refused = [r for s, r in replies if s != 200]
+    assert {s for s, _ in replies} <= {200, 429}
+    assert all(r["error"]["code"] == error for r in refused)
+    assert today["requests"] == len(served) == upstream.calls["/v1/chat/completions"]
+    tokens = today["prompt_tokens"] + today["completion_tokens"]
+    if "--tpm" in flags:  # a rate, not an allowance: it refills 5 tokens a second
+        assert tokens <= 300 + 5 * elapsed
+    elif "--budget-usd" in flags:
+        assert today["cost_usd"] <= 0.3
+    else:
+        assert tokens <= 300
+    assert len(served) >= 5, "every reservation that fits is admitted"
+    assert refused, "50 calls of 17 tokens cannot all fit"
+
+
 async def test_a_key_revoked_through_one_replica_is_refused_by_the_other_within_seconds(
     replicas: tuple[list[str], dict[str, str]], tmp_path: Path
 ) -> None:
@@ -104,15 +160,7 @@ async def test_a_key_revoked_through_one_replica_is_refused_by_the_other_within_
     key = (await run_propylon("keys", "create", "--tenant", "gone", "--name", "k", env=env)).strip()
     async with aiohttp.ClientSession() as http:
         assert [await chat(http, url, key) for url in (first, second)] == [200, 200]
-        async with http.post(
-            f"{first}/admin/keys/k/revoke", headers={"Authorization": f"Bearer {ADMIN}"}
-        ) as resp:
-            assert resp.status == 200
-        revoked_at = time.monotonic()
-        while (status := await chat(http, second, key)) == 200:
-            assert time.monotonic() - revoked_at < 10.0, "still served 10 s after revocation"
-            await asyncio.sleep(0.01)
-        assert status == 403
+        await revoke_then_wait_refused(http, first, second, "k", key, within_s=10.0)
         assert await chat(http, first, key) == 403
 
     # Neither process ever wrote a key, whatever they logged at debug level.
@@ -120,3 +168,31 @@ async def test_a_key_revoked_through_one_replica_is_refused_by_the_other_within_
     assert "key change listener" not in logs  # the listener never dropped
     assert key[12:] not in logs
     assert ADMIN not in logs
+
+
+async def test_a_revocation_reaches_a_replica_whose_listen_connection_was_killed(
+    replicas: tuple[list[str], dict[str, str]], database_url: str
+) -> None:
+    (first, second), env = replicas
+    key = (await run_propylon("keys", "create", "--tenant", "cut", "--name", "c", env=env)).strip()
+    async with aiohttp.ClientSession() as http:
+        assert [await chat(http, url, key) for url in (first, second)] == [200, 200]
+        killed = await terminate_key_listeners(database_url)
+        assert killed == 2, "each replica's LISTEN connection"
+        # Reconnecting reloads every key; the periodic reload (30 s) is the last resort.
+        await revoke_then_wait_refused(http, first, second, "c", key, within_s=15.0)
+
+
+async def revoke_then_wait_refused(
+    http: aiohttp.ClientSession, first: str, second: str, name: str, key: str, within_s: float
+) -> None:
+    """Revoke ``name`` through ``first``; ``second`` must refuse ``key`` within ``within_s``."""
+    async with http.post(
+        f"{first}/admin/keys/{name}/revoke", headers={"Authorization": f"Bearer {ADMIN}"}
+    ) as resp:
+        assert resp.status == 200
+    revoked_at = time.monotonic()
+    while (status := await chat(http, second, key)) == 200:
+        assert time.monotonic() - revoked_at < within_s, f"still served {within_s} s after"
+        await asyncio.sleep(0.01)
+    assert status == 403

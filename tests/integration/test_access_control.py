@@ -7,8 +7,10 @@ Every refusal is checked for its documented status and OpenAI shape:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -376,12 +378,81 @@ async def test_a_tenant_budget_covers_all_its_keys(server: AppServer) -> None:
     assert_openai_error(refused, 429, "insufficient_quota", "insufficient_quota")
 
 
+async def test_concurrent_calls_never_spend_more_than_the_budget_between_them(
+    server: AppServer, upstream: FakeUpstream
+) -> None:
+    created = await request(
+        server,
+        "POST",
+        "/admin/keys",
+        key=ADMIN,
+        json={"tenant": "rush", "budget": {"period": "day", "tokens": 300}},
+    )
+    key = created.body["key"]
+    # Each call reserves ~9 prompt tokens (our count) + 20 and spends 2 + 16: checked, not
+    # reserved, all 50 would pass the check together and spend 900.
+    replies = await asyncio.gather(*(chat(server, key, max_tokens=20) for _ in range(50)))
+    served = [r for r in replies if r.status == 200]
+    for refused in (r for r in replies if r.status != 200):
+        assert_openai_error(refused, 429, "insufficient_quota", "insufficient_quota")
+        assert "already spent or reserved" in refused.error["message"]
+    usage = await request(server, "GET", f"/admin/keys/{created.body['id']}/usage", key=ADMIN)
+    [today] = usage.body["days"]
+    spent = today["prompt_tokens"] + today["completion_tokens"]
+    assert spent <= 300
+    assert today["requests"] == len(served) == upstream.calls["/v1/chat/completions"]
+    assert len(served) >= 300 // 29  # every reservation that fits was admitted
+
+
+@pytest.mark.parametrize(
+    ("spec", "what"),
+    [
+        ({"budget": {"period": "day", "tokens": 100}}, "budget of 100 tokens per day"),
+        ({"budget": {"cost_usd": 0.1}}, "budget of $0.1000 per month"),
+        ({"limits": {"tpm": 100}}, "limit of 100 tokens per minute"),
+    ],
+)
+async def test_a_request_that_cannot_fit_its_own_reservation_is_told_so(
+    server: AppServer, upstream: FakeUpstream, spec: dict[str, Any], what: str
+) -> None:
+    key = await new_key(server, **spec)
+    refused = await chat(server, key, max_tokens=200)
+    assert_openai_error(refused, 429, "insufficient_quota", "insufficient_quota")
+    assert "This request alone reserves" in refused.error["message"]
+    assert what in refused.error["message"]
+    assert "lower max_tokens" in refused.error["message"]
+    assert upstream.calls.get("/v1/chat/completions", 0) == 0
+    assert (await chat(server, key, max_tokens=20)).status == 200, "a smaller one fits"
+
+
 # -- the database down ----------------------------------------------------------------------
 
 
 async def test_with_the_database_down_unknown_keys_get_401_and_known_keys_work(
     server: AppServer, database_url: str, pg_server: Any
 ) -> None:
+    async with database_down(database_url, pg_server):
+        for key in (generate_key(), "ppl_garbage", "sk-whatever"):
+            reply = await chat(server, key)
+            assert_openai_error(reply, 401, "invalid_request_error", "invalid_api_key")
+        assert (await chat(server, server.api_key)).status == 200
+
+
+async def test_with_the_database_down_budgets_still_hold_what_was_reserved(
+    server: AppServer, database_url: str, pg_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = await new_key(server, budget={"period": "day", "tokens": 60})
+    assert (await chat(server, key, max_tokens=20)).status == 200  # spends 2 + 16
+    async with database_down(database_url, pg_server):
+        assert (await chat(server, key, max_tokens=20)).status == 200  # 36 spent
+        refused = await chat(server, key, max_tokens=30)  # 36 + ~9 + 30 > 60
+        assert_openai_error(refused, 429, "insufficient_quota", "insufficient_quota")
+    assert "budget floor unknown: database unavailable" in caplog.text
+
+
+@asynccontextmanager
+async def database_down(database_url: str, pg_server: Any) -> AsyncIterator[None]:
+    """The test's database refuses every connection, and those open are cut, until exit."""
     name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
     async with await psycopg.AsyncConnection.connect(pg_server.get_uri(), autocommit=True) as pg:
         await pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
@@ -389,10 +460,7 @@ async def test_with_the_database_down_unknown_keys_get_401_and_known_keys_work(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
         )
         try:
-            for key in (generate_key(), "ppl_garbage", "sk-whatever"):
-                reply = await chat(server, key)
-                assert_openai_error(reply, 401, "invalid_request_error", "invalid_api_key")
-            assert (await chat(server, server.api_key)).status == 200
+            yield
         finally:
             await pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 

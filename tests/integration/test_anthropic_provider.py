@@ -51,13 +51,16 @@ def chat(**fields: object) -> JSONObject:
     }
 
 
-def deployment(base_url: str, *, first_token_timeout: float = 5.0) -> DeploymentConfig:
+def deployment(
+    base_url: str, *, first_token_timeout: float = 5.0, response_timeout: float = 600.0
+) -> DeploymentConfig:
     return DeploymentConfig(
         provider="anthropic",
         base_url=base_url,
         model=UPSTREAM_MODEL,
         api_key_env=KEY_ENV,
         first_token_timeout=first_token_timeout,
+        response_timeout=response_timeout,
     )
 
 
@@ -297,13 +300,18 @@ async def test_a_wrong_api_key_is_rejected_not_retried(
     assert "invalid x-api-key" in caught.value.message
 
 
-async def test_no_first_byte_in_time_is_an_upstream_timeout(
+async def test_no_answer_in_time_is_an_upstream_timeout(
     upstream: FakeUpstream, session: aiohttp.ClientSession
 ) -> None:
-    upstream.set_behaviour(Behaviour(latency_ms=2000))
-    provider = AnthropicProvider(deployment(upstream.base_url, first_token_timeout=0.1), session)
-    with pytest.raises(UpstreamTimeout):
+    upstream.set_behaviour(Behaviour(latency_ms=60_000))
+    provider = AnthropicProvider(deployment(upstream.base_url, response_timeout=0.1), session)
+    with pytest.raises(UpstreamTimeout) as caught:
         await provider.complete(chat())
+    assert "0.1 s response timeout" in caught.value.message
+    streaming = AnthropicProvider(deployment(upstream.base_url, first_token_timeout=0.1), session)
+    with pytest.raises(UpstreamTimeout) as caught:
+        await streaming.stream(chat(stream=True))
+    assert "0.1 s first-token timeout" in caught.value.message
 
 
 async def test_a_stream_cut_midway_is_interrupted_after_the_chunks_sent(

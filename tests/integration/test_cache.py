@@ -3,7 +3,6 @@ control, streams replayed to the official SDK, Redis failing mid-test, and admin
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,7 +14,9 @@ import openai
 import pytest
 
 from propylon.testing import Behaviour, FakeUpstream, Fault
+from tests.integration.observe.support import records
 from tests.support.servers import AppServer, serve_app
+from tests.support.tcp_proxy import TcpProxy
 
 ADMIN = "admin-secret-for-tests"
 CHAT = "/v1/chat/completions"
@@ -45,10 +46,18 @@ class Cached:
             return response.status, dict(response.headers), await response.json()
 
     async def admin(self, method: str, path: str) -> tuple[int, dict[str, Any]]:
+        return await self.admin_json(method, path)
+
+    async def admin_json(
+        self, method: str, path: str, body: Any = None
+    ) -> tuple[int, dict[str, Any]]:
         async with (
             aiohttp.ClientSession() as http,
             http.request(
-                method, f"{self.server.url}{path}", headers={"Authorization": f"Bearer {ADMIN}"}
+                method,
+                f"{self.server.url}{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {ADMIN}"},
             ) as response,
         ):
             return response.status, await response.json()
@@ -395,44 +404,48 @@ async def test_purge_needs_the_admin_key(cached: Cached) -> None:
         assert (await response.json())["error"]["code"] == "admin_required"
 
 
-class TcpProxy:
-    """Forwards a loopback port to a local service until ``stop()``, which closes the port
-    and every connection through it: the service, as the client sees it, has died."""
+async def test_a_cache_hit_costs_nothing_against_budgets_and_records_what_it_saved(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    prices = {"gpt-test": {"input": 1000.0, "output": 2000.0}}
+    async with cached_gateway(
+        database_url,
+        upstream,
+        observe={"prices": prices, "flush_interval_s": 0.05},
+        cache={"semantic": False},
+    ) as gateway:
+        _, created = await gateway.admin_json(
+            "POST", "/admin/keys", {"tenant": "thrifty", "budget": {"tokens": 10_000}}
+        )
+        key = created["key"]
+        for expected in ("miss", "hit-exact"):  # by an alias: priced by the model's own name
+            status, headers, _ = await gateway.chat(ask(model="gpt-alias", max_tokens=20), key=key)
+            assert (status, headers["x-propylon-cache"]) == (200, expected)
+        _, usage = await gateway.admin("GET", f"/admin/keys/{created['id']}/usage")
+        rows = await records(gateway.server, 2, "limit=2", key=ADMIN)
+        _, stats = await gateway.admin("GET", "/v1/stats?window=1h")
+    [today] = usage["days"]
+    hit, miss = rows  # newest first
+    assert (miss["cache_status"], hit["cache_status"]) == ("miss", "hit-exact")
+    paid = (8 * 1000 + 16 * 2000) / 1e6  # the fake counts words: 8 prompt, 16 answer
+    assert miss["cost_usd"] == pytest.approx(paid) and miss["cost_saved_usd"] is None
+    assert hit["cost_usd"] == 0 and hit["cost_saved_usd"] == pytest.approx(paid)
+    assert today["requests"] == 2
+    assert today["prompt_tokens"] + today["completion_tokens"] == 8 + 16, "the hit spent none"
+    assert today["cost_usd"] == pytest.approx(paid)
+    assert stats["cost_usd"] == pytest.approx(paid)
+    assert stats["cost_saved_usd"] == pytest.approx(paid)
 
-    def __init__(self, target_port: int) -> None:
-        self._target = target_port
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.port = 0
 
-    async def __aenter__(self) -> TcpProxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.stop()
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for writer in list(self._writers):
-                writer.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
-        self._writers.update((writer, up_writer))
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+@pytest.mark.parametrize(("count", "statuses"), [(True, [200, 200, 429]), (False, [200] * 3)])
+async def test_whether_cache_hits_count_against_requests_per_minute_is_a_setting(
+    database_url: str, upstream: FakeUpstream, count: bool, statuses: list[int]
+) -> None:
+    async with cached_gateway(
+        database_url, upstream, access={"cache_hits_count_rpm": count}, cache={"semantic": False}
+    ) as gateway:
+        _, created = await gateway.admin_json(
+            "POST", "/admin/keys", {"tenant": "hits", "limits": {"rpm": 2}}
+        )
+        seen = [(await gateway.chat(ask(), key=created["key"]))[0] for _ in range(3)]
+    assert seen == statuses

@@ -234,7 +234,7 @@ async def test_upstream_timeout_is_a_504(database_url: str, upstream: FakeUpstre
                 {
                     "provider": "openai",
                     "base_url": f"{upstream.base_url}/v1",
-                    "first_token_timeout": 0.3,
+                    "response_timeout": 0.3,
                 }
             ],
         }

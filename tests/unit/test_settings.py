@@ -75,6 +75,12 @@ def test_api_keys_come_from_the_named_environment_variable(
     assert key.get_secret_value() == "sk-secret"
 
 
+def test_a_deployment_s_old_total_timeout_still_sets_its_response_timeout() -> None:
+    old = {"name": "m", "deployments": [{"provider": "openai", "total_timeout": 42}]}
+    [deployment] = load_settings(None, models=[old]).models[0].deployments
+    assert deployment.response_timeout == 42
+
+
 def test_unknown_keys_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("prot: 1\n")

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from propylon.settings import ModelPrice
+
 Period = Literal["day", "month"]
 
 
@@ -63,22 +65,45 @@ class Budget:
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """US dollars per million prompt and completion tokens."""
+    """US dollars per million prompt, completion and cached prompt tokens."""
 
     input_per_million: float = 0.0
     output_per_million: float = 0.0
+    cached_input_per_million: float | None = None  # None: the same as ``input_per_million``
 
 
 class PriceTable:
-    """The cost of a call from the model's entry in the configured price table (0 if absent)."""
+    """The one place the cost of a call is computed: budgets, the request log, ``/v1/stats``
+    and the metrics all read it from here (0 for a model without a price)."""
 
     def __init__(self, prices: Mapping[str, Price]) -> None:
         self._prices = dict(prices)
 
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
-        price = self._prices.get(model)
+    def priced(self, model: str | None) -> bool:
+        return model in self._prices
+
+    def cost(
+        self, model: str | None, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0
+    ) -> float:
+        """US dollars for the tokens of one call; ``cached_tokens`` are part of the prompt."""
+        price = self._prices.get(model or "")
         if price is None:
             return 0.0
+        cached = min(max(cached_tokens, 0), prompt_tokens)
+        cached_price = (
+            price.cached_input_per_million
+            if price.cached_input_per_million is not None
+            else price.input_per_million
+        )
         return (
-            prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million
+            (prompt_tokens - cached) * price.input_per_million
+            + cached * cached_price
+            + completion_tokens * price.output_per_million
         ) / 1_000_000
+
+
+def price_table(prices: Mapping[str, ModelPrice]) -> PriceTable:
+    """The price table of the configuration (``observe.prices``)."""
+    return PriceTable(
+        {name: Price(p.input, p.output, p.cached_input) for name, p in prices.items()}
+    )

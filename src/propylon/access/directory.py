@@ -2,8 +2,18 @@
 
 At start it LISTENs on ``propylon_access``, then loads every key. Each change made by any
 process (another replica, the CLI) arrives as a notification and reloads that key, so a
-revocation is refused by every replica within milliseconds. A lost listening connection is
-reopened (with a full reload) in the background.
+revocation is refused by every replica within milliseconds. Three things keep that true when
+the listening connection fails:
+
+* TCP keepalives on it, so a connection that died silently (a dropped NAT entry, a failed
+  over database) is noticed in seconds, not the two hours of the kernel's default;
+* a lost connection is reopened in the background, with a full reload;
+* a full reload every ``reload_s`` whatever happens, bounding how long any missed
+  notification can go unseen.
+
+Notifications that arrive while a full load runs are applied again after it: the snapshot may
+have been read before their change committed, and installing it must not resurrect a key
+revoked meanwhile.
 
 Why a full snapshot rather than a short cache: authentication never waits on the database,
 and an unknown key gets 401 even while the database is down. A well-formed key missing from
@@ -20,6 +30,7 @@ import logging
 import time
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from propylon.access.keys import KeyRecord, hash_key, looks_like_key
 from propylon.access.store import CHANNEL, AccessStore
@@ -32,16 +43,33 @@ _MISS_TTL_S = 5.0
 _MAX_MISSES = 10_000
 
 
+# libpq keepalives on the LISTEN connection: a dead peer is noticed after about
+# idle + interval * count = 15 s instead of the kernel's default of about two hours.
+_KEEPALIVES: dict[str, str | int] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 5,
+    "application_name": "propylon-key-listener",
+}
+
+
 class KeyDirectory:
-    def __init__(self, store: AccessStore, *, lookup_timeout_s: float = 1.0) -> None:
+    def __init__(
+        self, store: AccessStore, *, lookup_timeout_s: float = 1.0, reload_s: float = 30.0
+    ) -> None:
         self._store = store
         self._lookup_timeout_s = lookup_timeout_s
+        self._reload_s = reload_s
         self._by_hash: dict[bytes, KeyRecord] = {}
         self._by_id: dict[str, KeyRecord] = {}
         self._misses: dict[bytes, float] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._reloader: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
-        store.observe(self._put)
+        self._full_load = asyncio.Lock()
+        self._changed_during_load: set[str] | None = None  # key ids; None: no full load
+        store.observe(self._put_observed)
 
     async def start(self) -> None:
         """Listen for changes, then load every key; returns once both are done."""
@@ -52,12 +80,14 @@ class KeyDirectory:
             waiter.cancel()
             await self._listener  # re-raise why listening failed
         await self.reload()
+        self._reloader = asyncio.create_task(self._reload_every(), name="propylon-key-reloader")
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        for task in (self._reloader, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -101,13 +131,37 @@ class KeyDirectory:
 
     async def reload(self, *, key_id: str | None = None) -> None:
         """Reload one key, or all of them."""
-        records = await self._store.keys(key_id=key_id)
-        if key_id is None:
-            self._by_hash = {r.key_hash: r for r in records}
-            self._by_id = {r.id: r for r in records}
-        else:
-            for record in records:
+        if key_id is not None:
+            if self._changed_during_load is not None:
+                self._changed_during_load.add(key_id)
+            for record in await self._store.keys(key_id=key_id):
                 self._put(record)
+            return
+        async with self._full_load:
+            self._changed_during_load = set()
+            try:
+                records = await self._store.keys()
+                self._by_hash = {r.key_hash: r for r in records}
+                self._by_id = {r.id: r for r in records}
+            finally:
+                changed, self._changed_during_load = self._changed_during_load, None
+            for changed_id in sorted(changed):  # read again: the snapshot may predate them
+                for record in await self._store.keys(key_id=changed_id):
+                    self._put(record)
+
+    def _put_observed(self, record: KeyRecord) -> None:
+        """A change this process made: applied now, and again after a full load in flight."""
+        if self._changed_during_load is not None:
+            self._changed_during_load.add(record.id)
+        self._put(record)
+
+    async def _reload_every(self) -> None:
+        while True:
+            await asyncio.sleep(self._reload_s)
+            try:
+                await self.reload()
+            except (psycopg.Error, OSError) as exc:
+                log.warning("periodic key reload failed", extra={"error": type(exc).__name__})
 
     def _put(self, record: KeyRecord) -> None:
         self._by_hash[record.key_hash] = record
@@ -128,7 +182,7 @@ class KeyDirectory:
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self._store.database.url, autocommit=True
+                    make_conninfo(self._store.database.url, **_KEEPALIVES), autocommit=True
                 )
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")

@@ -6,13 +6,17 @@ call made with an API key it:
 1. checks the key's scopes: the feature (``chat``, ``embeddings``, ``rag``) and the model
    (models served only by the local offline provider are open to every key) → 403;
 2. estimates the tokens (prompt counted with ``TokenCounter``, only when a TPM limit or a
-   budget needs it; completion = ``max_tokens`` or the configured estimate) and refuses a
-   call that would break the key's or tenant's budget → 429 ``insufficient_quota``, before
-   any upstream call;
-3. reserves one request and the estimated tokens from the key's and tenant's RPM/TPM
-   buckets, all or nothing → 429 ``rate_limit_exceeded`` with ``Retry-After``;
-4. after the call, settles the token buckets with the real usage (giving back or taking
-   more), records the spend, and sets ``call.cost``.
+   budget needs it; completion = ``max_tokens`` / ``max_completion_tokens`` or the
+   configured estimate) and their cost; a request whose own reservation exceeds a whole
+   limit or budget → 429 ``insufficient_quota`` saying so;
+3. reserves, in one atomic step shared by every replica, one request and the estimated
+   tokens from the key's and tenant's RPM/TPM buckets and the estimated tokens and dollars
+   from their budgets → 429 ``insufficient_quota`` when a budget cannot hold it (in-flight
+   reservations included, so concurrent calls never overspend), 429
+   ``rate_limit_exceeded`` with ``Retry-After`` when a rate limit is reached;
+4. after the call, records the spend, sets ``call.cost``, and settles every token and
+   budget bucket to the real usage (a failed call gives back all it reserved). Settling
+   never raises: the upstream has been paid.
 
 The ``x-ratelimit-*`` headers go into ``call.response_headers`` on success and refusal.
 Calls without a key (internal callers) pass straight through.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -56,6 +60,7 @@ class AccessPolicy:
 
     default_limits: Limits = field(default_factory=Limits)
     completion_estimate: int = 256
+    cache_hits_count_rpm: bool = True  # a cache hit never counts against tokens or budgets
     prices: PriceTable = field(default_factory=lambda: PriceTable({}))
     open_models: frozenset[str] = frozenset()  # served locally: allowed for every key
 
@@ -97,12 +102,7 @@ class LimitsLayer:
         except BaseException:
             await admission.settle(0, 0)
             raise
-        usage = result.get("usage") if isinstance(result.get("usage"), dict) else None
-        prompt, completion = _usage_tokens(usage)
-        if usage is None:
-            prompt = admission.prompt_estimate()
-            completion = self._count(_answer_text(result), admission.model)
-        await admission.settle(prompt, completion)
+        await admission.settle_usage(call.usage if call is not None else None)
         return result
 
     async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
@@ -114,7 +114,7 @@ class LimitsLayer:
         except BaseException:
             await admission.settle(0, 0)
             raise
-        return _SettlingStream(inner, admission, self._count)
+        return _SettlingStream(inner, admission)
 
     async def embed(
         self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
@@ -194,76 +194,109 @@ class LimitsLayer:
             )
         limits = record.limits.or_else(self._policy.default_limits)
         counted: int | None = None
-        if (
-            limits.tpm is not None
-            or record.tenant_limits.tpm is not None
-            or record.budget.is_set
-            or record.tenant_budget.is_set
-        ):
+        budgeted = record.budget.is_set or record.tenant_budget.is_set
+        if limits.tpm is not None or record.tenant_limits.tpm is not None or budgeted:
             counted = prompt()
-            await self._check_budget(record, model, counted, completion)
-        tokens = (counted or 0) + completion  # charged only under a TPM limit, so counted
+        tokens = (counted or 0) + completion  # charged only under a token limit, so counted
+        cost = self._policy.prices.cost(model, counted or 0, completion)
         charges = _charges(f"k:{record.id}", limits, tokens)
         charges += _charges(f"t:{record.tenant_id}", record.tenant_limits, tokens)
+        owners: dict[str, tuple[str, str]] = {}  # window key -> (whose, what period)
+        if budgeted:
+            for whose, charge, period in await self._budget_charges(record, tokens, cost):
+                charges.append(charge)
+                owners[charge.key] = (whose, period)
+        _refuse_what_cannot_fit(charges, owners, counted or 0, completion)
         if charges:
             decision = await self._limiter.acquire(charges)
             call.response_headers.update(rate_limit_headers(decision.states))
+            if decision.exhausted is not None:
+                whose, period = owners[decision.exhausted.key]
+                raise QuotaExceeded(
+                    f"You exceeded the current quota of this {whose} "
+                    f"({_amount(decision.exhausted, decision.spent)} of "
+                    f"{_amount(decision.exhausted, decision.exhausted.limit)} this {period} "
+                    "already spent or reserved by calls in flight); this request would go over it."
+                )
             if not decision.allowed:
                 raise RateLimited(
                     "Rate limit reached for this API key or its tenant; retry after "
                     f"{decision.retry_after_s:.1f} s.",
                     retry_after=decision.retry_after_s,
                 )
-        return _Admission(self, record, call, model, charges, prompt, counted, tokens)
+        return _Admission(self, record, call, model, charges, prompt, counted, tokens, cost)
 
-    async def _check_budget(
-        self, record: KeyRecord, model: str, prompt: int, completion: int
-    ) -> None:
-        if not (record.budget.is_set or record.tenant_budget.is_set):
-            return
+    async def _budget_charges(
+        self, record: KeyRecord, tokens: int, cost: float
+    ) -> list[tuple[str, Charge, str]]:
+        """The budget windows this call reserves from, starting from the recorded spend."""
         try:
             spent = await self._store.spend(record, self._today())
         except (psycopg.Error, OSError) as exc:
-            log.warning("budget check skipped: database unavailable", extra={"error": str(exc)})
-            return
-        tokens = prompt + completion
-        cost = self._policy.prices.cost(model, prompt, completion)
+            # The shared windows still hold what was reserved; only a window Redis has
+            # forgotten starts from this process's unwritten spend alone.
+            log.warning("budget floor unknown: database unavailable", extra={"error": str(exc)})
+            spent = {"key_tokens": 0, "key_cost": 0.0, "tenant_tokens": 0, "tenant_cost": 0.0}
         # Spend this process has counted but not written yet (see access.usage).
         key_tokens, key_cost, tenant_tokens, tenant_cost = self._usage.pending(record)
-        for owner, budget, spent_tokens, spent_cost in (
+        out: list[tuple[str, Charge, str]] = []
+        for whose, owner, budget, spent_tokens, spent_cost in (
             (
                 "API key",
+                f"k:{record.id}",
                 record.budget,
                 int(spent["key_tokens"]) + key_tokens,
                 float(spent["key_cost"]) + key_cost,
             ),
             (
                 "tenant",
+                f"t:{record.tenant_id}",
                 record.tenant_budget,
                 int(spent["tenant_tokens"]) + tenant_tokens,
                 float(spent["tenant_cost"]) + tenant_cost,
             ),
         ):
-            why = budget.refusal(int(spent_tokens), float(spent_cost), tokens, cost)
-            if why is not None:
-                raise QuotaExceeded(
-                    f"You exceeded the current quota of this {owner} ({why}); "
-                    "this request would go over it."
+            start = budget.start(self._today()).isoformat()
+            # A window outlives its period (the key names the period): 2 days, or 32 for months.
+            ttl = (2 if budget.period == "day" else 32) * 86_400.0
+            key = f"b:{owner}:{budget.period}:{start}"
+            if budget.tokens is not None:
+                charge = Charge(
+                    f"{key}:tokens", "tokens", budget.tokens, tokens, ttl, True, spent_tokens
                 )
+                out.append((whose, charge, budget.period))
+            if budget.cost_usd is not None:
+                charge = Charge(f"{key}:usd", "usd", budget.cost_usd, cost, ttl, True, spent_cost)
+                out.append((whose, charge, budget.period))
+        return out
 
     def _count(self, text: str, model: str) -> int:
         return self._counter.count_text(text, model) if text else 0
 
-    async def _settle(self, admission: _Admission, prompt: int, completion: int) -> None:
-        delta = prompt + completion - admission.reserved
-        tokens = [c for c in admission.charges if c.kind == "tokens"]
-        if delta and tokens:
-            adjusted = [Charge(c.key, c.kind, c.limit, delta, c.period_s) for c in tokens]
-            decision = await self._limiter.adjust(adjusted)
-            admission.call.response_headers.update(rate_limit_headers(decision.states))
-        cost = self._policy.prices.cost(admission.model, prompt, completion)
+    async def _settle(
+        self, admission: _Admission, prompt: int, completion: int, cached: int = 0
+    ) -> None:
+        """Record the spend, then move every token and budget bucket from the reservation to
+        the real usage. Never raises: the upstream has been paid (see ``RateLimiter.adjust``).
+        An answer served from the cache paid no upstream: it spends nothing."""
+        hit = admission.call.cache_hit
+        if hit:
+            prompt = completion = cached = 0
+        cost = self._policy.prices.cost(admission.model, prompt, completion, cached)
         admission.call.cost = cost
         self._usage.add(admission.record, prompt, completion, cost)
+        tokens = prompt + completion - admission.reserved
+        dollars = cost - admission.reserved_cost
+        deltas = [
+            replace(c, cost=tokens if c.kind == "tokens" else dollars, floor=0.0)
+            for c in admission.charges
+            if (c.kind == "tokens" and tokens) or (c.kind == "usd" and dollars)
+        ]
+        if hit and not self._policy.cache_hits_count_rpm:
+            deltas += [replace(c, cost=-1) for c in admission.charges if c.kind == "requests"]
+        if deltas:
+            decision = await self._limiter.adjust(deltas)
+            admission.call.response_headers.update(rate_limit_headers(decision.states))
 
 
 @dataclass(slots=True)
@@ -277,7 +310,8 @@ class _Admission:
     charges: list[Charge]
     count_prompt: Callable[[], int]
     counted_prompt: int | None  # None: not counted yet (no token limit or budget needed it)
-    reserved: int
+    reserved: int  # tokens
+    reserved_cost: float  # US dollars
     settled: bool = False
 
     def prompt_estimate(self) -> int:
@@ -286,50 +320,36 @@ class _Admission:
             self.counted_prompt = self.count_prompt()
         return self.counted_prompt
 
-    async def settle(self, prompt: int, completion: int) -> None:
+    async def settle_usage(self, usage: dict[str, Any] | None) -> None:
+        """Settle with an OpenAI ``usage`` (the gateway always records one: the upstream's
+        or its estimate); without any, with the counted prompt alone."""
+        if isinstance(usage, dict):
+            await self.settle(*_usage_tokens(usage))
+        else:
+            await self.settle(self.prompt_estimate(), 0)
+
+    async def settle(self, prompt: int, completion: int, cached: int = 0) -> None:
         if not self.settled:
             self.settled = True
-            await self.layer._settle(self, prompt, completion)
+            await self.layer._settle(self, prompt, completion, cached)
 
 
 class _SettlingStream:
-    """Relays chunks; when closed, settles with the usage chunk or the counted answer."""
+    """Relays chunks; when closed, settles with the usage the gateway recorded in the call
+    (the upstream's, or its estimate of the text relayed)."""
 
-    def __init__(
-        self, inner: ChatStream, admission: _Admission, count: Callable[[str, str], int]
-    ) -> None:
+    def __init__(self, inner: ChatStream, admission: _Admission) -> None:
         self._inner = inner
-        self._iterator: AsyncIterator[JSONObject] | None = None
         self._admission = admission
-        self._count = count
-        self._usage: dict[str, Any] | None = None
-        self._text: list[str] = []
 
-    def __aiter__(self) -> _SettlingStream:
-        return self
-
-    async def __anext__(self) -> JSONObject:
-        if self._iterator is None:
-            self._iterator = self._inner.__aiter__()
-        chunk = await self._iterator.__anext__()
-        if isinstance(chunk.get("usage"), dict):
-            self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
-            content = (choice.get("delta") or {}).get("content")
-            if isinstance(content, str):
-                self._text.append(content)
-        return chunk
+    def __aiter__(self) -> AsyncIterator[JSONObject]:
+        return self._inner.__aiter__()
 
     async def aclose(self) -> None:
         try:
             await self._inner.aclose()
         finally:
-            if self._usage is not None:
-                prompt, completion = _usage_tokens(self._usage)
-            else:
-                prompt = self._admission.prompt_estimate()
-                completion = self._count("".join(self._text), self._admission.model)
-            await self._admission.settle(prompt, completion)
+            await self._admission.settle_usage(self._admission.call.usage)
 
 
 def _has_key(call: CallInfo | None) -> bool:
@@ -345,21 +365,41 @@ def _charges(owner: str, limits: Limits, tokens: int) -> list[Charge]:
     return out
 
 
-def _usage_tokens(usage: dict[str, Any] | None) -> tuple[int, int]:
+def _refuse_what_cannot_fit(
+    charges: list[Charge], owners: dict[str, tuple[str, str]], prompt: int, completion: int
+) -> None:
+    """A request whose own reservation is larger than a whole limit or budget could never
+    pass: say so (waiting would not help), naming the limit and the way out."""
+    for charge in charges:
+        if charge.kind == "requests" or charge.cost <= charge.limit:
+            continue
+        if charge.window:
+            whose, period = owners[charge.key]
+            what = f"budget of {_amount(charge, charge.limit)} per {period}"
+        else:
+            whose = "API key" if charge.key.startswith("k:") else "tenant"
+            what = f"limit of {_amount(charge, charge.limit)} per minute"
+        raise QuotaExceeded(
+            f"This request alone reserves {_amount(charge, charge.cost)} ({prompt} prompt "
+            f"tokens + {completion} for the answer, from max_tokens or the default estimate), "
+            f"more than this {whose}'s {what}; lower max_tokens or shorten the prompt."
+        )
+
+
+def _amount(charge: Charge, value: float) -> str:
+    return f"${value:.4f}" if charge.kind == "usd" else f"{int(value)} tokens"
+
+
+def _usage_tokens(usage: dict[str, Any] | None) -> tuple[int, int, int]:
+    """Prompt, completion and cached prompt tokens of an OpenAI ``usage`` object."""
     if not usage:
-        return 0, 0
+        return 0, 0, 0
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return (
         prompt if isinstance(prompt, int) else 0,
         completion if isinstance(completion, int) else 0,
+        cached if isinstance(cached, int) else 0,
     )
-
-
-def _answer_text(result: JSONObject) -> str:
-    parts = []
-    for choice in result.get("choices") or ():
-        content = (choice.get("message") or {}).get("content")
-        if isinstance(content, str):
-            parts.append(content)
-    return "".join(parts)

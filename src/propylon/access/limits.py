@@ -6,6 +6,12 @@ tokens per minute (cost = estimated tokens). A bucket of ``limit`` per ``period_
 continuously at ``limit / period_s`` and holds at most ``limit``: a burst of ``limit`` is
 admitted at once, then one unit every ``period_s / limit`` seconds.
 
+Budgets are the other kind of bucket: a *window* holding a fixed allowance (tokens or
+dollars) for a calendar day or month, never refilled, whose spend starts from at least what
+the database has recorded (``floor``). Both kinds are reserved together, all or nothing, at
+admission, and settled to the real usage when the call ends, so concurrent requests can never
+spend more than a budget between them.
+
 ``MemoryRateLimiter`` is for a single process (``REDIS_URL`` unset); ``RedisRateLimiter``
 (``redis_limiter.py``) shares buckets between replicas with one atomic Lua script.
 """
@@ -18,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-Kind = Literal["requests", "tokens"]
+Kind = Literal["requests", "tokens", "usd"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +60,20 @@ def _positive(value: Any) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Charge:
-    """``cost`` units taken from the bucket ``key`` holding ``limit`` per ``period_s``."""
+    """``cost`` units taken from the bucket ``key`` holding ``limit`` per ``period_s``.
+
+    A ``window`` charge (a budget) draws on a fixed allowance instead: ``limit`` for as long
+    as the bucket lives (``period_s``, renewed by each charge; the caller names a new key for
+    each calendar period), starting from at least ``floor`` already spent.
+    """
 
     key: str
     kind: Kind
-    limit: int
-    cost: int
+    limit: float
+    cost: float
     period_s: float = 60.0
+    window: bool = False
+    floor: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +90,9 @@ class BucketState:
 class Decision:
     allowed: bool
     retry_after_s: float = 0.0  # when refused: seconds until the same charges would pass
-    states: tuple[BucketState, ...] = ()
+    states: tuple[BucketState, ...] = ()  # of the refilling (non-window) buckets, in order
+    exhausted: Charge | None = None  # when refused: the first window whose allowance is spent
+    spent: float = 0.0  # what ``exhausted`` had spent (or reserved) before this charge
 
 
 class RateLimiter(Protocol):
@@ -85,15 +100,17 @@ class RateLimiter(Protocol):
 
     * ``acquire(charges)`` is all or nothing: when every bucket can pay its charge, all of
       them are charged and the decision is allowed; otherwise none is charged, and
-      ``retry_after_s`` says when the same charges would pass. A charge larger than its
+      ``retry_after_s`` says when the same charges would pass, or ``exhausted`` names the
+      window whose allowance is spent (waiting will not help). A charge larger than its
       bucket's whole limit is refused with ``retry_after_s`` equal to the period. Concurrent
       acquires never over-admit, whichever process they come from (for a shared limiter).
     * ``adjust(charges)`` settles an earlier acquire: a positive cost takes more (the bucket
       may go into debt, delaying later acquires), a negative one gives back (never past
-      full). It never refuses.
-    * Both return the buckets' states after the operation. Failures of a shared backend are
-      the implementation's to handle (fail open or closed); callers see only decisions or
-      ``propylon.errors`` exceptions.
+      full, never below nothing spent). It never refuses and never raises: an adjustment
+      a shared backend cannot take now is kept, counted, and applied by a later call.
+    * Both return the refilling buckets' states after the operation. Failures of a shared
+      backend at acquire are the implementation's to handle (fail open or closed); callers
+      see only decisions or ``propylon.errors`` exceptions.
     """
 
     async def acquire(self, charges: Sequence[Charge]) -> Decision: ...
@@ -102,52 +119,97 @@ class RateLimiter(Protocol):
 
 
 class MemoryRateLimiter:
-    """GCRA buckets in this process's memory (a single node). ``clock`` is for tests."""
+    """GCRA buckets and budget windows in this process's memory (a single node).
+
+    ``clock`` is for tests.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._tat: dict[str, float] = {}  # theoretical arrival time per bucket
+        self._tat: dict[str, float] = {}  # theoretical arrival time per refilling bucket
+        self._spent: dict[str, tuple[float, float]] = {}  # window: (spent, expires at)
 
     async def acquire(self, charges: Sequence[Charge]) -> Decision:
         now = self._clock()
         self._forget_full(now)
         proposed: list[float] = []
+        seen: dict[str, float] = {}  # a key charged twice in one call is charged the sum
         retry = 0.0
+        exhausted: Charge | None = None
+        spent_before = 0.0
         for charge in charges:
-            interval = charge.period_s / charge.limit
-            new = max(self._tat.get(charge.key, now), now) + charge.cost * interval
-            if charge.cost > charge.limit:
-                retry = max(retry, charge.period_s)
-            elif new - now > charge.period_s:
-                retry = max(retry, new - charge.period_s - now)
+            if charge.window:
+                spent = seen.get(charge.key, self._window(charge, now))
+                new = max(spent + charge.cost, 0.0)
+                if exhausted is None and charge.cost > 0 and new > charge.limit:
+                    exhausted, spent_before = charge, spent
+            else:
+                interval = charge.period_s / charge.limit
+                tat = seen.get(charge.key, max(self._tat.get(charge.key, now), now))
+                new = tat + charge.cost * interval
+                if charge.cost > charge.limit:
+                    retry = max(retry, charge.period_s)
+                elif new - now > charge.period_s:
+                    retry = max(retry, new - charge.period_s - now)
+            seen[charge.key] = new
             proposed.append(new)
-        if retry > 0:
-            states = [self._state(c, max(self._tat.get(c.key, now), now), now) for c in charges]
-            return Decision(False, retry, tuple(states))
-        for charge, new in zip(charges, proposed, strict=True):
-            self._tat[charge.key] = new
-        return Decision(
-            True, 0.0, tuple(self._state(c, t, now) for c, t in zip(charges, proposed, strict=True))
-        )
+        if retry > 0 or exhausted is not None:
+            states = [
+                bucket_state(c, max(self._tat.get(c.key, now), now) - now)
+                for c in charges
+                if not c.window
+            ]
+            return Decision(False, retry, tuple(states), exhausted, spent_before)
+        return Decision(True, 0.0, self._store(charges, proposed, now))
 
     async def adjust(self, charges: Sequence[Charge]) -> Decision:
         now = self._clock()
-        states = []
+        proposed = []
+        seen: dict[str, float] = {}
         for charge in charges:
-            interval = charge.period_s / charge.limit
-            new = max(max(self._tat.get(charge.key, now), now) + charge.cost * interval, now)
-            self._tat[charge.key] = new
-            states.append(self._state(charge, new, now))
-        return Decision(True, 0.0, tuple(states))
+            if charge.window:
+                new = max(seen.get(charge.key, self._window(charge, now)) + charge.cost, 0.0)
+            else:
+                interval = charge.period_s / charge.limit
+                tat = seen.get(charge.key, max(self._tat.get(charge.key, now), now))
+                new = max(tat + charge.cost * interval, now)
+            seen[charge.key] = new
+            proposed.append(new)
+        return Decision(True, 0.0, self._store(charges, proposed, now))
 
-    @staticmethod
-    def _state(charge: Charge, tat: float, now: float) -> BucketState:
-        return bucket_state(charge, tat - now)
+    def _window(self, charge: Charge, now: float) -> float:
+        spent, expires = self._spent.get(charge.key, (0.0, now))
+        return max(spent if expires > now else 0.0, charge.floor)
+
+    def _store(
+        self, charges: Sequence[Charge], values: Sequence[float], now: float
+    ) -> tuple[BucketState, ...]:
+        states = []
+        for charge, value in zip(charges, values, strict=True):
+            if charge.window:
+                self._spent[charge.key] = (value, now + charge.period_s)
+            else:
+                self._tat[charge.key] = value
+                states.append(bucket_state(charge, value - now))
+        return tuple(states)
 
     def _forget_full(self, now: float) -> None:
-        # Buckets whose TAT has passed are full: dropping them bounds memory.
+        # Buckets whose TAT has passed are full, windows past their end are gone: dropping
+        # them bounds memory.
         if len(self._tat) > 10_000:
             self._tat = {k: t for k, t in self._tat.items() if t > now}
+        if len(self._spent) > 10_000:
+            self._spent = {k: v for k, v in self._spent.items() if v[1] > now}
+
+
+def without_shared_state(charges: Sequence[Charge]) -> Decision:
+    """The decision of a limiter that cannot reach its shared state and fails open: rate
+    limits admit, but a budget still refuses a charge past the spend already recorded (its
+    ``floor``, read from the database), which no outage can make smaller."""
+    for charge in charges:
+        if charge.window and charge.cost > 0 and charge.floor + charge.cost > charge.limit:
+            return Decision(False, 0.0, (), charge, charge.floor)
+    return Decision(True)
 
 
 def bucket_state(charge: Charge, backlog_s: float) -> BucketState:
@@ -155,7 +217,8 @@ def bucket_state(charge: Charge, backlog_s: float) -> BucketState:
     interval = charge.period_s / charge.limit
     backlog_s = max(backlog_s, 0.0)
     remaining = math.floor((charge.period_s - backlog_s) / interval + 1e-9)
-    return BucketState(charge.kind, charge.limit, max(0, min(charge.limit, remaining)), backlog_s)
+    limit = int(charge.limit)
+    return BucketState(charge.kind, limit, max(0, min(limit, remaining)), backlog_s)
 
 
 def rate_limit_headers(states: Sequence[BucketState]) -> dict[str, str]:

@@ -32,6 +32,7 @@ class CallInfo:
     cache_control: str | None = None  # the request's Cache-Control header (no-cache, no-store)
     started: float = field(default_factory=time.perf_counter)
     requested_model: str | None = None
+    model: str | None = None  # the public model that answered: aliases resolved (for prices)
     deployment: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     usage: dict[str, Any] | None = None
@@ -42,6 +43,16 @@ class CallInfo:
     guard: dict[str, Any] = field(default_factory=dict)
     cost: float | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
+    # "user": a client's request; "internal": a call Propylon makes for itself (ingestion
+    # embeddings, RAG's inner model calls), recorded apart with the request or job it served.
+    origin: str = "user"
+    parent_id: str | None = None
+    usage_estimated: bool = False  # the upstream gave no usage: tokens counted by us
+
+    @property
+    def cache_hit(self) -> bool:
+        """Served from the response cache: no upstream was called or paid."""
+        return self.cache_status is not None and self.cache_status.startswith("hit")
 
     def record_attempt(self, deployment: str, outcome: str, started: float) -> None:
         elapsed = (time.perf_counter() - started) * 1000.0

@@ -28,8 +28,16 @@ from propylon.gateway.protocol import ChatModel, ChatStream, EmbeddingModel, Emb
 from propylon.gateway.registry import ModelRegistry
 from propylon.gateway.retry import RetryPolicy
 from propylon.gateway.router import Deployment, Router
+from propylon.gateway.usage import (
+    answer_texts,
+    asking_usage,
+    chunk_texts,
+    estimated_usage,
+    wants_usage,
+)
 from propylon.gateway.validation import validate_chat_request
 from propylon.settings import ModelConfig
+from propylon.tokens import TokenCounter
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -49,6 +57,7 @@ class Gateway:
         retry: RetryPolicy | None = None,
         context_window: ContextWindowCheck | None = None,
         max_messages: int = 2048,
+        counter: TokenCounter | None = None,
         sleep: Sleep = asyncio.sleep,
         tracer: Tracer | None = None,
     ) -> None:
@@ -59,6 +68,7 @@ class Gateway:
         self._retry = retry or RetryPolicy()
         self._context_window = context_window
         self._max_messages = max_messages
+        self._counter = counter or TokenCounter()
         self._sleep = sleep
         self._tracer = tracer  # None: tracing is off, no span is made
 
@@ -78,7 +88,13 @@ class Gateway:
         result = await self._route(
             model, self._chat[model.name], call, lambda a: a.complete(request)
         )
-        call.usage = result.get("usage")
+        usage = result.get("usage")
+        if isinstance(usage, dict):
+            call.usage = usage
+        else:
+            answer = "".join(answer_texts(result))
+            call.usage = estimated_usage(self._counter, request, model.name, answer)
+            call.usage_estimated = True
         return result
 
     async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
@@ -86,14 +102,20 @@ class Gateway:
         model = self._prepare(request, call)
         served: list[Deployment[ChatModel]] = []
 
+        upstream_request = asking_usage(request)  # every token counted, asked for or not
+
         async def open_stream(deployment: Deployment[ChatModel]) -> ChatStream:
-            stream = await deployment.adapter.stream(request)
+            stream = await deployment.adapter.stream(upstream_request)
             served.append(deployment)
             return stream
 
         stream = await self._route_deployments(model, self._chat[model.name], call, open_stream)
         call.first_token_at = time.perf_counter()
-        return _WatchedStream(stream, served[-1].breaker, call)
+
+        def estimate(answer: str) -> dict[str, int]:
+            return estimated_usage(self._counter, request, model.name, answer)
+
+        return _WatchedStream(stream, served[-1].breaker, call, wants_usage(request), estimate)
 
     async def embed(
         self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
@@ -106,6 +128,7 @@ class Gateway:
             )
         model = self._registry.resolve(name, kind="embeddings")
         call.requested_model = name
+        call.model = model.name
         return await self._route(
             model, self._embeddings[model.name], call, lambda a: a.embed(texts, request)
         )
@@ -134,6 +157,8 @@ class Gateway:
     def _prepare(self, request: JSONObject, call: CallInfo) -> ModelConfig:
         self.check_request(request)
         call.requested_model = request["model"]
+        # Named before the context-window check, so a refusal there is recorded with its model.
+        call.model = self._registry.resolve(request["model"], kind="chat").name
         return self._fitting_model(request)  # open breakers: skipped (and shown) by routing
 
     def _unavailable(
@@ -182,6 +207,8 @@ class Gateway:
                         breaker.release()
                         raise
                     breaker.record_failure()
+                    if not self._retry.falls_back(exc):
+                        raise
                     last = exc
                     delay = self._retry.delay(attempt, exc)
                     if delay is None:
@@ -227,12 +254,28 @@ class Gateway:
 
 
 class _WatchedStream:
-    """Passes chunks through; counts a mid-stream break against the deployment's breaker."""
+    """Passes chunks through; counts a mid-stream break against the deployment's breaker.
 
-    def __init__(self, inner: ChatStream, breaker: CircuitBreaker, call: CallInfo) -> None:
+    Records the stream's usage in the call: the upstream's usage chunk (always asked for),
+    dropped from what the client sees unless it asked for it; without one, an estimate of the
+    text relayed (content, tool calls, reasoning), marked ``usage_estimated``.
+    """
+
+    def __init__(
+        self,
+        inner: ChatStream,
+        breaker: CircuitBreaker,
+        call: CallInfo,
+        client_wants_usage: bool,
+        estimate: Callable[[str], dict[str, int]],
+    ) -> None:
         self._inner = inner
         self._breaker = breaker
         self._call = call
+        self._client_wants_usage = client_wants_usage
+        self._estimate = estimate
+        self._texts: list[str] = []
+        self._usage_seen = False
 
     def __aiter__(self) -> AsyncIterator[JSONObject]:
         return self._iterate()
@@ -241,12 +284,29 @@ class _WatchedStream:
         try:
             async for chunk in self._inner:
                 usage = chunk.get("usage")
-                if usage:
+                if isinstance(usage, dict) and usage:
                     self._call.usage = usage
+                    self._call.usage_estimated = False
+                    self._usage_seen = True
+                self._texts.extend(chunk_texts(chunk))
+                if not self._client_wants_usage and "usage" in chunk:
+                    if not chunk.get("choices"):
+                        continue  # the usage-only chunk the client did not ask for
+                    chunk = {k: v for k, v in chunk.items() if k != "usage"}
                 yield chunk
         except UpstreamStreamInterrupted:
             self._breaker.record_failure()
             raise
+        finally:
+            self._settle_usage()
+
+    def _settle_usage(self) -> None:
+        if not self._usage_seen:
+            self._call.usage = self._estimate("".join(self._texts))
+            self._call.usage_estimated = True
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        try:
+            await self._inner.aclose()
+        finally:
+            self._settle_usage()

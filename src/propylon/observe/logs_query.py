@@ -34,6 +34,7 @@ class LogFilter:
     metadata: dict[str, Any] | None = None
     request_id: str | None = None
     tenant_id: str | None = None
+    origin: str | None = None  # "user" | "internal"; None: both
     before_id: int | None = None
     limit: int = DEFAULT_LIMIT
 
@@ -44,7 +45,8 @@ class LogFilter:
         """Parse query parameters: ``since``/``until`` (ISO 8601 or epoch seconds), ``model``,
         ``status`` (``200``, ``4xx``, ``error``, ``ok``), ``cache_status``, ``request_id``,
         ``tenant_id``, ``metadata.<key>=<value>`` (repeatable) or ``metadata=<JSON object>``,
-        ``before`` (the ``id`` to page from) and ``limit`` (1–500)."""
+        ``origin`` (``user`` or ``internal``), ``before`` (the ``id`` to page from) and
+        ``limit`` (1–500)."""
         now = now or datetime.now(UTC)
         values: dict[str, str] = {}
         metadata: dict[str, Any] = {}
@@ -70,6 +72,7 @@ class LogFilter:
             metadata=metadata or None,
             request_id=values.get("request_id"),
             tenant_id=values.get("tenant_id"),
+            origin=_origin(values.get("origin")),
             before_id=_int(values["before"], "before") if "before" in values else None,
             limit=_limit(values.get("limit")),
         )
@@ -89,6 +92,7 @@ async def list_logs(database: Database, principal: Principal, filter: LogFilter)
         "cache_status": filter.cache_status,
         "metadata": Jsonb(filter.metadata) if filter.metadata is not None else None,
         "request_id": filter.request_id,
+        "origin": filter.origin,
         "before_id": filter.before_id,
         "limit": filter.limit + 1,
     }
@@ -109,6 +113,12 @@ def _render(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     out["created_at"] = row["created_at"].isoformat()
     return out
+
+
+def _origin(value: str | None) -> str | None:
+    if value is not None and value not in ("user", "internal"):
+        raise InvalidRequest("`origin` must be `user` or `internal`.", param="origin")
+    return value
 
 
 def _status(value: str) -> tuple[int | None, int | None, bool | None]:

@@ -13,7 +13,8 @@ WHERE id IN (
 SELECT id, created_at, request_id, tenant_id, key_prefix, endpoint, stream, requested_model,
        deployment, attempts, attempt_count, status, error_type, error_code, content_policy,
        prompt, response, prompt_tokens, completion_tokens, cached_tokens, cost_usd, latency_ms,
-       ttft_ms, overhead_ms, upstream_ms, cache_status, cache_similarity, guard, metadata
+       ttft_ms, overhead_ms, upstream_ms, cache_status, cache_similarity, guard, metadata,
+       cost_saved_usd, origin, parent_id, usage_estimated
 FROM request_log
 WHERE created_at >= %(since)s AND created_at < %(until)s
   AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
@@ -24,6 +25,7 @@ WHERE created_at >= %(since)s AND created_at < %(until)s
   AND (%(cache_status)s::text IS NULL OR cache_status = %(cache_status)s)
   AND (%(metadata)s::jsonb IS NULL OR metadata @> %(metadata)s::jsonb)
   AND (%(request_id)s::text IS NULL OR request_id = %(request_id)s)
+  AND (%(origin)s::text IS NULL OR origin = %(origin)s)
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
 ORDER BY id DESC
 LIMIT %(limit)s;
@@ -46,15 +48,34 @@ SELECT count(*) AS requests,
        coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
        coalesce(sum(completion_tokens), 0) AS completion_tokens,
        coalesce(sum(cached_tokens), 0) AS cached_tokens,
+       coalesce(sum(cost_usd), 0) AS cost_usd,
+       coalesce(sum(cost_saved_usd), 0) AS cost_saved_usd
+FROM request_log
+WHERE created_at >= %(since)s AND created_at < %(until)s
+  AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
+  AND origin = 'user';
+
+-- name: stats_internal
+-- Calls Propylon made for itself (ingestion embeddings, RAG's inner model calls): their own
+-- series, never mixed into the user traffic's latency and rates.
+SELECT count(*) AS requests,
+       count(*) FILTER (WHERE error_type IS NOT NULL) AS errors,
+       percentile_cont(0.50) WITHIN GROUP (ORDER BY latency_ms) AS latency_p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS latency_p95,
+       coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+       coalesce(sum(completion_tokens), 0) AS completion_tokens,
        coalesce(sum(cost_usd), 0) AS cost_usd
 FROM request_log
 WHERE created_at >= %(since)s AND created_at < %(until)s
-  AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s);
+  AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
+  AND origin = 'internal';
 
 -- name: stats_per_minute
+-- User traffic, with the internal calls of each minute as their own series.
 SELECT date_trunc('minute', created_at) AS minute,
-       count(*) AS requests,
-       count(*) FILTER (WHERE error_type IS NOT NULL) AS errors
+       count(*) FILTER (WHERE origin = 'user') AS requests,
+       count(*) FILTER (WHERE origin = 'user' AND error_type IS NOT NULL) AS errors,
+       count(*) FILTER (WHERE origin = 'internal') AS internal_requests
 FROM request_log
 WHERE created_at >= %(since)s AND created_at < %(until)s
   AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
@@ -77,13 +98,15 @@ SELECT GROUPING(key_prefix) = 0 AS by_key,
            AS cache_lookups,
        coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
        coalesce(sum(completion_tokens), 0) AS completion_tokens,
-       coalesce(sum(cost_usd), 0) AS cost_usd
+       coalesce(sum(cost_usd), 0) AS cost_usd,
+       coalesce(sum(cost_saved_usd), 0) AS cost_saved_usd
 FROM (
     SELECT *, metadata ->> 'prompt_name' AS prompt_name,
            metadata ->> 'prompt_version' AS prompt_version
     FROM request_log
     WHERE created_at >= %(since)s AND created_at < %(until)s
       AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
+      AND origin = 'user'
 ) AS r
 GROUP BY GROUPING SETS ((key_prefix), (requested_model), (prompt_name, prompt_version))
 ORDER BY requests DESC;

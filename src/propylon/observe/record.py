@@ -43,6 +43,7 @@ COLUMNS = (
     "completion_tokens",
     "cached_tokens",
     "cost_usd",
+    "cost_saved_usd",
     "latency_ms",
     "ttft_ms",
     "overhead_ms",
@@ -51,6 +52,9 @@ COLUMNS = (
     "cache_similarity",
     "guard",
     "metadata",
+    "origin",
+    "parent_id",
+    "usage_estimated",
 )
 
 
@@ -79,6 +83,7 @@ class RequestRecord:
     completion_tokens: int | None = None
     cached_tokens: int | None = None
     cost_usd: float | None = None
+    cost_saved_usd: float | None = None  # a cache hit: what the upstream would have cost
     ttft_ms: float | None = None
     overhead_ms: float | None = None
     upstream_ms: float | None = None
@@ -86,6 +91,9 @@ class RequestRecord:
     cache_similarity: float | None = None
     guard: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    origin: str = "user"  # or "internal": a call Propylon made for itself
+    parent_id: str | None = None  # internal: the request or job it served
+    usage_estimated: bool = False
 
     @property
     def failed(self) -> bool:
@@ -125,6 +133,7 @@ class RequestRecord:
             self.completion_tokens,
             self.cached_tokens,
             self.cost_usd,
+            self.cost_saved_usd,
             round(self.latency_ms, 3),
             _round(self.ttft_ms),
             _round(self.overhead_ms),
@@ -133,6 +142,9 @@ class RequestRecord:
             self.cache_similarity,
             _json(self.guard) if self.guard else None,
             _redacted_json(self.metadata) if self.metadata is not None else None,
+            self.origin,
+            self.parent_id,
+            self.usage_estimated,
         )
         return tuple(escape_unstorable(v) if isinstance(v, str) else v for v in row)
 

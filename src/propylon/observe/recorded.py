@@ -21,10 +21,11 @@ import orjson
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, Tracer
 
+from propylon.access.budgets import price_table
 from propylon.errors import InvalidRequest, PropylonError
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService, ChatStream, Embeddings, EmbeddingService
-from propylon.observe.context import RequestContext, current_request
+from propylon.observe.context import RequestContext, current_request, new_request_id
 from propylon.observe.metrics import Metrics
 from propylon.observe.record import ContentPolicy, RequestRecord
 from propylon.observe.request_log import RequestLog
@@ -37,7 +38,7 @@ from propylon.observe.tracing import (
 from propylon.observe.tracing import (
     span as span_of,
 )
-from propylon.settings import ModelPrice, ObserveSettings
+from propylon.settings import ObserveSettings
 from propylon.storable import check_storable
 
 JSONObject = dict[str, Any]
@@ -85,7 +86,7 @@ class Recorder:
         self.metrics = metrics
         self.tracer = tracer
         self._settings = settings
-        self._prices: Mapping[str, ModelPrice] = settings.prices
+        self._prices = price_table(settings.prices)
         self._providers = providers or {}
 
     def begin(self, call: CallInfo, request: JSONObject) -> RequestContext | None:
@@ -93,6 +94,15 @@ class Recorder:
         ctx = current_request.get()
         if call.requested_model is None and isinstance(request.get("model"), str):
             call.requested_model = request["model"]  # known even if no layer reaches the gateway
+        if call.origin == "internal":
+            # Its own record, timed from its own start, never the HTTP request's.
+            if call.parent_id is None and ctx is not None:
+                call.parent_id = ctx.request_id
+            if call.request_id is None:
+                call.request_id = new_request_id()
+            if call.metadata is None:
+                call.metadata = parse_metadata(None, request.get("metadata"))
+            return None
         if call.metadata is None:
             # May raise (malformed header): the request is then recorded by the middleware.
             header = ctx.metadata_header if ctx is not None else None
@@ -143,8 +153,9 @@ class Recorder:
         completion_tokens = _int(usage.get("completion_tokens"))
         details = usage.get("prompt_tokens_details")
         cached_tokens = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
+        cost, saved = self._cost(call, prompt_tokens, completion_tokens, cached_tokens)
         if call.cost is None:
-            call.cost = self._cost(call, prompt_tokens, completion_tokens, cached_tokens)
+            call.cost = cost
         principal = call.principal
         policy = self.policy(call)
         record = RequestRecord(
@@ -169,6 +180,7 @@ class Recorder:
             completion_tokens=completion_tokens,
             cached_tokens=cached_tokens,
             cost_usd=call.cost,
+            cost_saved_usd=saved,
             ttft_ms=ttft_ms,
             overhead_ms=max(latency_ms - upstream_ms - client_ms, 0.0),
             upstream_ms=upstream_ms,
@@ -176,6 +188,9 @@ class Recorder:
             cache_similarity=call.cache_similarity,
             guard=call.guard or None,
             metadata=call.metadata,
+            origin=call.origin,
+            parent_id=call.parent_id,
+            usage_estimated=call.usage_estimated,
         )
         self.request_log.submit(record)
         self.metrics.observe(record)
@@ -240,18 +255,16 @@ class Recorder:
         prompt_tokens: int | None,
         completion_tokens: int | None,
         cached_tokens: int | None,
-    ) -> float | None:
-        if call.cache_status is not None and call.cache_status.startswith("hit"):
-            return 0.0  # served from the cache: no upstream was paid
-        price = self._prices.get(call.requested_model or "")
-        if price is None or (prompt_tokens is None and completion_tokens is None):
-            return None
-        cached = cached_tokens or 0
-        fresh = max((prompt_tokens or 0) - cached, 0)
-        cached_price = price.cached_input if price.cached_input is not None else price.input
-        return (
-            fresh * price.input + cached * cached_price + (completion_tokens or 0) * price.output
-        ) / 1e6
+    ) -> tuple[float | None, float | None]:
+        """(cost, cost saved): an answer served from the cache paid no upstream and saved
+        what its tokens would have cost."""
+        model = call.model or call.requested_model  # priced by public name, never an alias
+        if not self._prices.priced(model) or (prompt_tokens is None and completion_tokens is None):
+            return (0.0 if call.cache_hit else None), None
+        cost = self._prices.cost(
+            model, prompt_tokens or 0, completion_tokens or 0, cached_tokens or 0
+        )
+        return (0.0, cost) if call.cache_hit else (cost, None)
 
 
 class RecordedChat:

@@ -37,8 +37,9 @@ async def request_stats(
     tenant_id: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Rates, percentiles, cache hit rates, tokens and cost for the caller's tenant (every
-    tenant, or ``tenant_id``, for an admin) over the ``window`` ending ``now``."""
+    """Rates, percentiles, cache hit rates, tokens, cost and cost saved by the cache for the
+    caller's tenant (every tenant, or ``tenant_id``, for an admin) over the ``window`` ending
+    ``now``: user traffic, with the calls Propylon made for itself apart (``internal``)."""
     until = now or datetime.now(UTC)
     since = until - window
     params = {
@@ -50,7 +51,8 @@ async def request_stats(
         summary = await (await conn.execute(query("stats_summary"), params)).fetchone()
         minutes = await (await conn.execute(query("stats_per_minute"), params)).fetchall()
         groups = await (await conn.execute(query("stats_groups"), params)).fetchall()
-    assert summary is not None
+        internal = await (await conn.execute(query("stats_internal"), params)).fetchone()
+    assert summary is not None and internal is not None
     requests = int(summary["requests"])
     lookups = int(summary["cache_lookups"])
     return {
@@ -78,11 +80,23 @@ async def request_stats(
             "cached": int(summary["cached_tokens"]),
         },
         "cost_usd": float(summary["cost_usd"]),
+        "cost_saved_usd": float(summary["cost_saved_usd"]),
+        "internal": {
+            "requests": int(internal["requests"]),
+            "error_rate": _ratio(internal["errors"], int(internal["requests"])),
+            "latency_ms": _percentiles(internal, "latency", (50, 95)),
+            "tokens": {
+                "prompt": int(internal["prompt_tokens"]),
+                "completion": int(internal["completion_tokens"]),
+            },
+            "cost_usd": float(internal["cost_usd"]),
+        },
         "per_minute": [
             {
                 "minute": row["minute"].isoformat(),
                 "requests": int(row["requests"]),
                 "errors": int(row["errors"]),
+                "internal_requests": int(row["internal_requests"]),
             }
             for row in minutes
         ],
@@ -108,6 +122,7 @@ def _group(row: dict[str, Any]) -> dict[str, Any]:
         "prompt_tokens": int(row["prompt_tokens"]),
         "completion_tokens": int(row["completion_tokens"]),
         "cost_usd": float(row["cost_usd"]),
+        "cost_saved_usd": float(row["cost_saved_usd"]),
     }
 
 

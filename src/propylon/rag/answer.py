@@ -300,7 +300,12 @@ class Answerer:
                     ],
                     "max_tokens": max_tokens,
                 },
-                CallInfo(principal=call.principal if call else None, endpoint="rag"),
+                CallInfo(
+                    principal=call.principal if call else None,
+                    endpoint="rag",
+                    origin="internal",
+                    parent_id=call.request_id if call else None,
+                ),
             )
             message = (reply.get("choices") or [{}])[0].get("message") or {}
             return str(message.get("content") or "")

@@ -54,13 +54,18 @@ class ChunkEmbedder:
         model: str,
         tenant_id: str | None = None,
         on_batch: OnBatch | None = None,
+        parent_id: str | None = None,
     ) -> EmbeddedTexts:
+        """Embed ``texts`` in batches: calls Propylon makes for itself (``origin: internal``,
+        recorded apart from user traffic), for the job or request ``parent_id``."""
         vectors: list[list[float]] = []
         model_id = model
         principal = Principal(tenant_id=tenant_id, tenant_name="") if tenant_id else None
         for start in range(0, len(texts), self._batch_size):
             batch = list(texts[start : start + self._batch_size])
-            call = CallInfo(principal=principal, endpoint="rag")
+            call = CallInfo(
+                principal=principal, endpoint="rag", origin="internal", parent_id=parent_id
+            )
             result = await self._service.embed(batch, {"model": model}, call)
             if len(result.vectors) != len(batch):
                 raise InvalidRequest(

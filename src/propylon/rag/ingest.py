@@ -118,6 +118,7 @@ class IngestionHandler:
                     model=upload["embedding_model"],
                     tenant_id=ctx.tenant_id,
                     on_batch=on_batch,
+                    parent_id=f"job:{ctx.job_id}",
                 )
         except TimeoutError:
             raise ServiceUnavailable(

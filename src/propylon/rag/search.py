@@ -226,7 +226,7 @@ class SearchService:
             by_model.setdefault(c.embedding_model, []).append(c.id)
         ranked: Ranked = []
         for model, ids in by_model.items():
-            call = CallInfo(principal=principal, endpoint="rag")
+            call = CallInfo(principal=principal, endpoint="rag", origin="internal")
             result = await self._embeddings.embed([request.query], {"model": model}, call)
             vector = "[" + ",".join(repr(float(x)) for x in result.vectors[0]) + "]"
             async with self._database.connection() as conn:

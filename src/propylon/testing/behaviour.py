@@ -93,6 +93,11 @@ class Behaviour(BaseModel):
     embedding_dimensions: int = Field(
         default=384, ge=1, description="Vector size when the request gives no `dimensions`."
     )
+    report_usage: bool = Field(
+        default=True,
+        description="False: OpenAI-dialect answers carry no `usage` and streams ignore "
+        "`stream_options.include_usage`, as some OpenAI-compatible servers do.",
+    )
     require_api_key: str | None = Field(
         default=None, description="When set, requests bearing another key get 401."
     )

@@ -55,6 +55,18 @@ class Exchange:
         if self.stopping.is_set():
             self.drop(reset=True)
 
+    async def wait_for(self, event: asyncio.Event) -> None:
+        """Wait for ``event``, unless the server stops meanwhile: then drop the connection."""
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        released = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait((stopping, released), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            released.cancel()
+        if self.stopping.is_set():
+            self.drop(reset=True)
+
     def drop(self, *, reset: bool) -> NoReturn:
         """Close the connection without finishing the response.
 

@@ -54,11 +54,15 @@ async def chat_completions(exchange: Exchange) -> web.StreamResponse:
     completion = _answer(body, messages, exchange)
     prompt_tokens = count_tokens(*(text_of(m.get("content")) for m in messages))
     usage = _usage(prompt_tokens, completion.tokens)
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    reports = exchange.behaviour.report_usage
+    include_usage = reports and isinstance(options, dict) and options.get("include_usage") is True
     reply = _Reply(model, include_usage)
     if not stream:
         await exchange.pause(exchange.behaviour.non_stream_delay_s(completion.tokens))
-        return exchange.json(reply.completion(completion, usage))
+        answer = reply.completion(completion, usage)
+        if not reports:
+            del answer["usage"]
+        return exchange.json(answer)
     events = await exchange.open_stream()
     await _stream(events, reply, completion, usage if include_usage else None)
     return await events.close()

@@ -66,6 +66,9 @@ class FakeUpstream:
         self._calls: Counter[str] = Counter()
         self._last: dict[str, RecordedRequest] = {}
         self._stopping = asyncio.Event()
+        self._gate: asyncio.Event | None = None  # set: requests held before answering
+        self._held = 0
+        self._held_changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
 
@@ -132,6 +135,24 @@ class FakeUpstream:
         """The last request to ``endpoint`` (a path such as ``/v1/messages``)."""
         return self._last.get(endpoint)
 
+    def hold(self) -> None:
+        """Hold every request from now on after it is received (and counted in ``calls``)
+        and before it is answered, until ``release()``: a test can act while the upstream is
+        "working" without guessing how long that takes."""
+        if self._gate is None or self._gate.is_set():
+            self._gate = asyncio.Event()
+
+    async def wait_held(self, count: int = 1) -> None:
+        """Wait until ``count`` requests are being held (see ``hold``)."""
+        async with self._held_changed:
+            await self._held_changed.wait_for(lambda: self._held >= count)
+
+    def release(self) -> None:
+        """Answer the held requests, and stop holding new ones."""
+        if self._gate is not None:
+            self._gate.set()
+            self._gate = None
+
     def reset(self) -> None:
         """Forget calls and requests, restore fault budgets and the initial behaviour."""
         self._calls.clear()
@@ -157,6 +178,8 @@ class FakeUpstream:
             exchange.body = await self._record(request)
             exchange.behaviour = _resolve(self._behaviour, request)
             await exchange.pause(exchange.behaviour.latency_ms / 1000)
+            if self._gate is not None:
+                await self._wait_at_gate(exchange, self._gate)
             _authorize(exchange)
             await self._strike_early(exchange)
             return await handler(exchange)
@@ -168,6 +191,15 @@ class FakeUpstream:
             return interrupted.response or web.Response()
         except ConnectionError:
             return web.Response()  # the client left mid-answer; nothing to log
+
+    async def _wait_at_gate(self, exchange: Exchange, gate: asyncio.Event) -> None:
+        async with self._held_changed:
+            self._held += 1
+            self._held_changed.notify_all()
+        try:
+            await exchange.wait_for(gate)
+        finally:
+            self._held -= 1
 
     def _route(self, request: web.Request) -> tuple[Handler, Dialect]:
         variant = _ANTHROPIC_VARIANTS.get(request.path)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 
 from propylon.testing import Behaviour, FakeUpstream, Fault
 from tests.integration.observe.support import ADMIN, call, chat, records, serve
+from tests.support.job_rig import FAST
 
 
 def percentiles(values: list[float], points: tuple[int, ...]) -> dict[str, float]:
@@ -98,3 +100,44 @@ async def test_a_malformed_window_is_refused(database_url: str, upstream: FakeUp
             reply = await call(server, "GET", f"/v1/stats?window={window}")
             assert reply.status == 400, window
             assert reply.body["error"]["param"] == "window"
+
+
+async def test_internal_calls_are_recorded_apart_from_user_traffic(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    jobs = {**FAST.model_dump(), "lease_s": 10.0, "in_process_worker": True}
+    async with serve(database_url, upstream, jobs=jobs, guard={"enabled": False}) as server:
+        created = await call(
+            server, "POST", "/v1/collections", json={"name": "kb", "embedding_model": "embed-test"}
+        )
+        assert created.status == 201, created.body
+        form = aiohttp.FormData()
+        form.add_field("file", b"The Eiffel Tower is 330 metres tall.\n" * 50, filename="a.txt")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{server.v1}/collections/kb/documents", data=form, headers=server.headers
+            ) as resp,
+        ):
+            accepted = await resp.json()
+        assert resp.status == 202, accepted
+        internal = await records(server, 1, "origin=internal")
+        assert (await chat(server, "a user's question")).status == 200
+        user = await records(server, 3, "origin=user")  # create, upload, chat
+        reply = await call(server, "GET", "/v1/stats?window=1h", key=ADMIN)  # every tenant
+    assert {r["parent_id"] for r in internal} == {f"job:{accepted['job_id']}"}
+    assert {r["endpoint"] for r in internal} == {"embeddings"}
+    assert sorted(r["endpoint"] for r in user) == [
+        "/v1/collections",
+        "/v1/collections/kb/documents",
+        "chat",
+    ]
+    stats = reply.body
+    assert stats["requests"] == 3, "user traffic only"
+    latencies = [r["latency_ms"] for r in user]
+    assert_close(stats["latency_ms"], percentiles(latencies, (50, 95, 99)))
+    assert stats["internal"]["requests"] == len(internal)
+    assert stats["internal"]["tokens"]["prompt"] > 0
+    minutes = stats["per_minute"]
+    assert sum(m["requests"] for m in minutes) == 3
+    assert sum(m["internal_requests"] for m in minutes) == len(internal)

@@ -126,3 +126,51 @@ def test_headers_report_the_tightest_bucket_of_each_kind() -> None:
 )
 def test_durations_read_like_openais(seconds: float, text: str) -> None:
     assert duration(seconds) == text
+
+
+# -- budget windows -------------------------------------------------------------------------
+
+
+def budget(limit: float, cost: float, floor: float = 0.0, key: str = "b:k:tokens") -> Charge:
+    return Charge(key, "tokens", limit, cost, 86_400.0, window=True, floor=floor)
+
+
+async def test_a_budget_window_admits_reservations_until_its_allowance_is_reserved(
+    limiter: MemoryRateLimiter,
+) -> None:
+    decisions = [await limiter.acquire([budget(300, 100)]) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    refused = decisions[3]
+    assert refused.exhausted == budget(300, 100)
+    assert refused.spent == 300
+    assert refused.retry_after_s == 0.0, "waiting does not refill a budget"
+
+
+async def test_settling_a_window_gives_back_what_the_call_did_not_use(
+    limiter: MemoryRateLimiter,
+) -> None:
+    assert (await limiter.acquire([budget(300, 200)])).allowed
+    assert not (await limiter.acquire([budget(300, 150)])).allowed
+    await limiter.adjust([budget(300, -180)])  # used 20 of the 200 reserved
+    assert (await limiter.acquire([budget(300, 150)])).allowed
+    await limiter.adjust([budget(300, -10_000)])
+    assert (await limiter.acquire([budget(300, 300)])).allowed, "never below nothing spent"
+
+
+async def test_a_window_starts_from_the_spend_already_recorded(
+    limiter: MemoryRateLimiter,
+) -> None:
+    refused = await limiter.acquire([budget(300, 100, floor=250)])
+    assert refused.exhausted is not None and refused.spent == 250
+    assert (await limiter.acquire([budget(300, 50, floor=250)])).allowed
+
+
+async def test_a_window_refusal_charges_no_other_bucket(limiter: MemoryRateLimiter) -> None:
+    assert not (await limiter.acquire([rpm(1), budget(10, 20)])).allowed
+    assert (await limiter.acquire([rpm(1)])).allowed, "the request was not counted"
+
+
+async def test_a_window_ends_with_its_period(limiter: MemoryRateLimiter, clock: Clock) -> None:
+    assert (await limiter.acquire([budget(300, 300)])).allowed
+    clock.now += 86_400.0
+    assert (await limiter.acquire([budget(300, 300)])).allowed

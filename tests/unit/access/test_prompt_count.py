@@ -39,6 +39,8 @@ class Upstream:
         answer: dict[str, Any] = {"choices": [{"message": {"content": "four words of answer"}}]}
         if self.usage is not None:
             answer["usage"] = self.usage
+            if call is not None:
+                call.usage = self.usage  # as the gateway records it
         return answer
 
     async def stream(self, request: dict[str, Any], call: CallInfo | None = None) -> Any:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from propylon.errors import InvalidRequest, UpstreamError, UpstreamRateLimited
+from propylon.errors import InvalidRequest, UpstreamError, UpstreamRateLimited, UpstreamTimeout
 from propylon.gateway.retry import RetryPolicy
 
 
@@ -26,3 +26,19 @@ def test_retry_after_is_honoured_when_short_and_skipped_when_long() -> None:
     policy = RetryPolicy(attempts=3, max_retry_after_s=2)
     assert policy.delay(0, UpstreamRateLimited("slow down", retry_after=1.5)) == 1.5
     assert policy.delay(0, UpstreamRateLimited("slow down", retry_after=30)) is None
+
+
+def test_a_timeout_after_sending_is_not_retried_by_default_but_falls_back() -> None:
+    policy = RetryPolicy(attempts=3)
+    after_send = UpstreamTimeout("no answer in time")
+    assert policy.delay(0, after_send) is None
+    assert policy.falls_back(after_send)
+    before_send = UpstreamTimeout("no connection in time", after_send=False)
+    assert policy.delay(0, before_send) is not None, "nothing was sent: safe to retry"
+
+
+def test_what_follows_a_timeout_after_sending_is_configurable() -> None:
+    after_send = UpstreamTimeout("no answer in time")
+    assert RetryPolicy(attempts=3, timeouts="retry").delay(0, after_send) is not None
+    assert not RetryPolicy(attempts=3, timeouts="fail").falls_back(after_send)
+    assert RetryPolicy(attempts=3, timeouts="fail").falls_back(UpstreamError("x"))

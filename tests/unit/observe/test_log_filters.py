@@ -57,6 +57,7 @@ def test_status_forms(status: str, expected: tuple[object, ...]) -> None:
         ([("before", "x")], "before"),
         ([("until", "soon")], "until"),
         ([("metadata", "1")], "metadata"),
+        ([("origin", "robots")], "origin"),
     ],
 )
 def test_bad_filters_name_their_parameter(params: list[tuple[str, str]], param: str) -> None:

@@ -98,6 +98,12 @@ async function loadStats() {
     ["Cache hit rate", pct(stats.cache.hit_rate)],
     ["Error rate", pct(stats.error_rate)],
     ["Spend", `$${stats.cost_usd.toFixed(4)}`],
+    ["Saved by the cache", `$${stats.cost_saved_usd.toFixed(4)}`],
+    // Calls Propylon made for itself (ingestion embeddings, RAG's inner calls), kept apart
+    // so they never skew the latency and rates of the traffic above.
+    ["Internal calls", stats.internal.requests],
+    ["Internal latency p95", ms(stats.internal.latency_ms.p95)],
+    ["Internal spend", `$${stats.internal.cost_usd.toFixed(4)}`],
   ];
   $("cards").replaceChildren(
     ...cards.map(([label, value]) => el("div", { class: "card" }, el("div", { class: "value" }, value), el("div", { class: "label" }, label))),

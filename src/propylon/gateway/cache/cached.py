@@ -122,6 +122,7 @@ class CachedChatService:
         if not directive.bypass and principal is not None and isinstance(name, str):
             try:
                 model = self._resolve(name)
+                call.model = model  # a hit never reaches the gateway, which would set it
                 key = cache_key(
                     request,
                     tenant_id=principal.tenant_id,

@@ -26,7 +26,7 @@ from propylon.gateway.providers.anthropic_translation import (
     openai_usage,
 )
 from propylon.gateway.providers.transport import (
-    client_timeout,
+    Timeouts,
     open_sse_stream,
     post_json,
 )
@@ -50,7 +50,7 @@ class AnthropicProvider:
         key = deployment.api_key()
         if key is not None:
             self._headers["x-api-key"] = key.get_secret_value()
-        self._timeout = client_timeout(deployment)
+        self._timeouts = Timeouts.of(deployment)
 
     async def complete(self, request: JSONObject) -> JSONObject:
         message = await post_json(
@@ -58,7 +58,7 @@ class AnthropicProvider:
             self._url,
             data=orjson.dumps(messages_request(request, self._model, stream=False)),
             headers=self._headers,
-            timeout=self._timeout,
+            timeouts=self._timeouts,
             name=self.name,
         )
         return chat_completion(message, created=int(time.time()), name=self.name)
@@ -77,7 +77,7 @@ class AnthropicProvider:
             self._url,
             data=data,
             headers=self._headers,
-            timeout=self._timeout,
+            timeouts=self._timeouts,
             name=self.name,
             parse=parse,
         )

@@ -19,7 +19,7 @@ from propylon.errors import (
 )
 from propylon.gateway.protocol import ChatStream, Embeddings, JSONObject
 from propylon.gateway.providers.transport import (
-    client_timeout,
+    Timeouts,
     open_sse_stream,
     post_json,
 )
@@ -48,7 +48,7 @@ class OpenAIProvider:
                 self._headers["api-key"] = key.get_secret_value()
             else:
                 self._headers["Authorization"] = f"Bearer {key.get_secret_value()}"
-        self._timeout = client_timeout(deployment)
+        self._timeouts = Timeouts.of(deployment)
 
     def _body(self, request: JSONObject, **extra: Any) -> bytes:
         body = {k: v for k, v in request.items() if k != EXTENSION_FIELD}
@@ -65,7 +65,7 @@ class OpenAIProvider:
             url,
             data=data,
             headers=self._headers,
-            timeout=self._timeout,
+            timeouts=self._timeouts,
             name=self.name,
         )
 
@@ -76,7 +76,7 @@ class OpenAIProvider:
             self._chat_url,
             data=data,
             headers=self._headers,
-            timeout=self._timeout,
+            timeouts=self._timeouts,
             name=self.name,
             parse=_openai_events,
         )

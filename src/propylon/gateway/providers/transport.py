@@ -6,8 +6,10 @@ This is the one place that knows aiohttp's exceptions. Everything above it sees
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import aiohttp
 import orjson
@@ -25,22 +27,51 @@ from propylon.settings import DeploymentConfig
 EventParser = Callable[[AsyncIterator[bytes], str], AsyncIterator[JSONObject]]
 
 
-def client_timeout(deployment: DeploymentConfig) -> aiohttp.ClientTimeout:
-    """Connect, time-to-first-byte (and between chunks), and total limits of a deployment."""
-    return aiohttp.ClientTimeout(
-        total=deployment.total_timeout,
-        sock_connect=deployment.connect_timeout,
-        sock_read=deployment.first_token_timeout,
-    )
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """A deployment's timeouts, each bounding one thing (seconds).
+
+    ``connect``: opening a connection; ``first_token`` (streams): from sending the request to
+    the first event; ``idle`` (streams): between two events; ``response`` (non-streamed):
+    from sending the request to the whole answer, which arrives all at once, so no
+    first-token bound can apply to it.
+    """
+
+    connect: float
+    first_token: float
+    idle: float
+    response: float
+
+    @classmethod
+    def of(cls, deployment: DeploymentConfig) -> Timeouts:
+        return cls(
+            deployment.connect_timeout,
+            deployment.first_token_timeout,
+            deployment.idle_timeout,
+            deployment.response_timeout,
+        )
+
+    def whole_answer(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=self.response, sock_connect=self.connect)
+
+    def stream(self) -> aiohttp.ClientTimeout:
+        # first_token and idle are asyncio timeouts around the reads (see open_sse_stream).
+        return aiohttp.ClientTimeout(total=None, sock_connect=self.connect)
 
 
 @asynccontextmanager
-async def translate_transport_errors(name: str) -> AsyncIterator[None]:
-    """Map aiohttp and timeout errors to ``propylon.errors``, most specific first."""
+async def translate_transport_errors(name: str, awaited: str = "") -> AsyncIterator[None]:
+    """Map aiohttp and timeout errors to ``propylon.errors``, most specific first.
+
+    ``awaited`` says what a timeout was waiting for, for its message."""
     try:
         yield
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamTimeout(f"{name} timed out") from exc
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise UpstreamTimeout(
+            f"{name} did not accept a connection in time", after_send=False
+        ) from exc
+    except TimeoutError as exc:  # aiohttp's read timeouts included
+        raise UpstreamTimeout(f"{name} timed out waiting for {awaited or 'an answer'}") from exc
     except aiohttp.ClientPayloadError as exc:
         raise UpstreamConnectionError(f"{name} broke off its response") from exc
     except aiohttp.ClientConnectionError as exc:
@@ -94,13 +125,13 @@ async def post_json(
     *,
     data: bytes,
     headers: Mapping[str, str],
-    timeout: aiohttp.ClientTimeout,
+    timeouts: Timeouts,
     name: str,
 ) -> JSONObject:
     """POST a JSON body and return the JSON object answered; any failure as ``UpstreamError``."""
     async with (
-        translate_transport_errors(name),
-        session.post(url, data=data, headers=headers, timeout=timeout) as resp,
+        translate_transport_errors(name, f"the answer ({timeouts.response:g} s response timeout)"),
+        session.post(url, data=data, headers=headers, timeout=timeouts.whole_answer()) as resp,
     ):
         raw = await resp.read()
         if resp.status >= 400:
@@ -123,11 +154,13 @@ class SSEStream:
         rest: AsyncIterator[JSONObject],
         response: aiohttp.ClientResponse,
         name: str,
+        idle_s: float,
     ) -> None:
         self._first: JSONObject | None = first
         self._rest = rest
         self._response = response
         self._name = name
+        self._idle_s = idle_s
 
     def __aiter__(self) -> AsyncIterator[JSONObject]:
         return self._iterate()
@@ -136,12 +169,18 @@ class SSEStream:
         if self._first is not None:
             first, self._first = self._first, None
             yield first
+        awaited = f"the next event ({self._idle_s:g} s idle timeout)"
         try:
-            async with translate_transport_errors(self._name):
-                async for chunk in self._rest:
+            async with translate_transport_errors(self._name, awaited):
+                while True:
+                    async with asyncio.timeout(self._idle_s):
+                        chunk = await anext(self._rest, None)
+                    if chunk is None:
+                        break
                     yield chunk
                 # Read the end of the body so the keep-alive connection goes back to the pool.
-                await self._response.read()
+                async with asyncio.timeout(self._idle_s):
+                    await self._response.read()
         except UpstreamError as exc:
             if isinstance(exc, UpstreamStreamInterrupted):
                 raise
@@ -159,13 +198,14 @@ async def open_sse_stream(
     *,
     data: bytes,
     headers: Mapping[str, str],
-    timeout: aiohttp.ClientTimeout,
+    timeouts: Timeouts,
     name: str,
     parse: EventParser,
 ) -> SSEStream:
     """POST, check the status, and wait for the first parsed chunk before returning."""
-    async with translate_transport_errors(name):
-        response = await session.post(url, data=data, headers=headers, timeout=timeout)
+    awaited = f"the first event ({timeouts.first_token:g} s first-token timeout)"
+    async with translate_transport_errors(name, awaited), asyncio.timeout(timeouts.first_token):
+        response = await session.post(url, data=data, headers=headers, timeout=timeouts.stream())
         try:
             if response.status >= 400:
                 raw = await response.read()
@@ -181,7 +221,7 @@ async def open_sse_stream(
         except BaseException:
             response.close()
             raise
-    return SSEStream(first, events, response, name)
+    return SSEStream(first, events, response, name, timeouts.idle)
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

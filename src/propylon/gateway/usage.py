@@ -1,0 +1,81 @@
+"""Every token of an answer counted: the text an answer is billed for, and an estimate of its
+usage with the tokenizer when an upstream gives none (the call is then marked estimated).
+
+Billed text is more than ``content``: tool calls (their names and JSON arguments) and
+reasoning text (``reasoning_content``, as DeepSeek and vLLM stream it) are completion tokens
+too. Reasoning a provider keeps hidden can only come from its own usage, which is why
+streams always ask for it (``stream_options.include_usage``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from propylon.gateway.protocol import JSONObject
+from propylon.tokens import TokenCounter
+
+_TEXT_FIELDS = ("content", "reasoning_content", "refusal")
+
+
+def message_texts(message: Any) -> Iterator[str]:
+    """The billed text of one message or stream delta."""
+    if not isinstance(message, dict):
+        return
+    for name in _TEXT_FIELDS:
+        value = message.get(name)
+        if isinstance(value, str):
+            yield value
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            for name in ("name", "arguments"):
+                value = function.get(name)
+                if isinstance(value, str):
+                    yield value
+
+
+def answer_texts(result: JSONObject) -> Iterator[str]:
+    """The billed text of a whole chat completion."""
+    for choice in result.get("choices") or ():
+        if isinstance(choice, dict):
+            yield from message_texts(choice.get("message"))
+
+
+def chunk_texts(chunk: JSONObject) -> Iterator[str]:
+    """The billed text of one streamed chunk."""
+    for choice in chunk.get("choices") or ():
+        if isinstance(choice, dict):
+            yield from message_texts(choice.get("delta"))
+
+
+def estimated_usage(
+    counter: TokenCounter, request: JSONObject, model: str, answer: str
+) -> dict[str, int]:
+    """OpenAI-shaped usage counted with the model's tokenizer."""
+    messages = request.get("messages")
+    tools = request.get("tools")
+    prompt = counter.count_messages(
+        messages if isinstance(messages, list) else [],
+        model,
+        tools if isinstance(tools, list) else None,
+    )
+    completion = counter.count_text(answer, model) if answer else 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def wants_usage(request: JSONObject) -> bool:
+    """Whether the client asked for the usage chunk of a stream."""
+    options = request.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def asking_usage(request: JSONObject) -> JSONObject:
+    """``request`` with ``stream_options.include_usage`` set, as sent upstream."""
+    options = request.get("stream_options")
+    merged = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return {**request, "stream_options": merged}
