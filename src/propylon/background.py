@@ -13,7 +13,6 @@ writes fail (``/readyz`` answers 503 and ``propylon_writer_failing`` reads 1).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -60,6 +59,22 @@ async def write_isolating_refused(
             if not refused_for_its_data(exc):
                 raise
             refused(row, exc)
+
+
+async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait until ``event`` is set (True) or ``timeout`` seconds pass (False).
+
+    Not ``asyncio.wait_for(event.wait(), timeout)``: on Python 3.11 that swallows a
+    cancellation arriving just as the event is set, so a loop stopped by cancelling its task
+    goes on forever (a shutdown that follows ``wake`` with ``cancel`` hung that way).
+    ``asyncio.timeout`` tells its own expiry from a cancellation.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 def backoff_delay(failures: int, base_s: float, cap_s: float) -> float:
@@ -145,9 +160,12 @@ class WriterLoop:
         fails or runs out of time is logged with what is ``lost``, never raised."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Cancelled again until it ends: a cancel can still be swallowed by code the flush
+            # awaits (``asyncio.wait_for`` in a library, on Python 3.11), and a writer that
+            # waits for ``wake`` alone would then wait forever.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=1.0)
         try:
             await asyncio.wait_for(drain(), timeout)
         except Exception as exc:
@@ -172,8 +190,7 @@ class WriterLoop:
             if self.failures:
                 await asyncio.sleep(delay or 0.0)
             else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                await wait_event(self._wake, delay)
                 if self._linger:
                     await asyncio.sleep(self._linger)
             self._wake.clear()

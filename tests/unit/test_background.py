@@ -4,6 +4,7 @@ supervision, health."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -139,3 +140,38 @@ async def test_stopping_reports_what_is_lost_instead_of_raising(
     await loop.stop(down, timeout=1.0, lost=lambda: 7)
     (lost,) = [r for r in caplog.records if "records lost at shutdown" in r.getMessage()]
     assert lost.lost == 7  # type: ignore[attr-defined]
+
+
+async def test_a_stop_that_follows_a_wake_ends_the_task() -> None:
+    """The wake lands and the cancel arrives before the task has run again: the stop still
+    ends it (``asyncio.wait_for`` on Python 3.11 swallowed that cancel and the task ran on)."""
+    flushed = asyncio.Event()
+
+    async def flush() -> None:
+        flushed.set()
+
+    loop = WriterLoop("test", flush, log=logging.getLogger("test"), interval_s=60.0)
+    loop.start()
+    await asyncio.sleep(0)  # the task now waits for a wake
+    loop.wake()
+    await asyncio.sleep(0)  # the wake has landed; the task is due to resume
+    async with asyncio.timeout(10):
+        await loop.stop(flush, timeout=5, lost=lambda: 0)
+    assert not loop.running
+
+
+async def test_a_stop_ends_a_writer_whose_flush_swallowed_the_first_cancel() -> None:
+    started = asyncio.Event()
+
+    async def stubborn() -> None:
+        started.set()
+        # As a library's wait_for may do: the cancel is lost and the task goes on.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+
+    loop = WriterLoop("test", stubborn, log=logging.getLogger("test"), interval_s=None)
+    loop.wake()
+    await started.wait()
+    async with asyncio.timeout(10):
+        await loop.stop(lambda: asyncio.sleep(0), timeout=5, lost=lambda: 0)
+    assert not loop.running

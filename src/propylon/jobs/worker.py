@@ -10,7 +10,6 @@ that lost a job cannot touch it again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 
 from psycopg.types.json import Jsonb
 
+from propylon.background import wait_event
 from propylon.db.database import Database
 from propylon.errors import PropylonError
 from propylon.jobs import store
@@ -105,8 +105,7 @@ class Worker:
                     self._start(view)
             except Exception as exc:  # the database is away: keep the worker, try again
                 log.warning("claiming jobs failed", extra={"error": str(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(wait_s, 0.01))
+            await wait_event(self._wake, max(wait_s, 0.01))
 
     async def _claim(self, kinds: list[str]) -> JobView | None:
         params = {"worker_id": self.id, "lease_s": self._settings.lease_s, "kinds": kinds}

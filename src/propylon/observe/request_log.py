@@ -178,7 +178,8 @@ class RequestLog:
         return len(batch), len(rows) - refused
 
     async def _copy(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        await asyncio.wait_for(self._copy_now(rows), _WRITE_TIMEOUT_S)
+        async with asyncio.timeout(_WRITE_TIMEOUT_S):  # not wait_for: see background.wait_event
+            await self._copy_now(rows)
 
     async def _copy_now(self, rows: Sequence[tuple[Any, ...]]) -> None:
         async with (

@@ -118,7 +118,8 @@ class WriteBehind:
     async def _write_rows(self, rows: Sequence[Row]) -> None:
         entries = [e for row in rows for e in row[0]]
         lookups = [lookup for row in rows for lookup in row[1]]
-        await asyncio.wait_for(self._write([e.params for e in entries], lookups), _WRITE_TIMEOUT_S)
+        async with asyncio.timeout(_WRITE_TIMEOUT_S):  # not wait_for: see background.wait_event
+            await self._write([e.params for e in entries], lookups)
         # Only now leave the queue: until committed, searches here still find them.
         _forget(self._entries, entries)
         _forget(self._lookups, lookups)
