@@ -23,6 +23,7 @@ from propylon.access.directory import KeyDirectory
 from propylon.access.limited import AccessPolicy, LimitsLayer
 from propylon.access.limits import Limits, MemoryRateLimiter, RateLimiter
 from propylon.access.store import AccessStore
+from propylon.access.tickets import SocketTickets
 from propylon.access.usage import UsageRecorder
 from propylon.db.connect import open_database
 from propylon.db.database import Database
@@ -61,6 +62,7 @@ from propylon.http import (
     models,
     rag,
     runs,
+    ws_tickets,
 )
 from propylon.http.errors import install_error_handlers
 from propylon.http.hot_routes import FrontedFastAPI, HotRoutes
@@ -385,6 +387,7 @@ async def build_services(
             embeddings=embeddings,
             keys=keys,
             access=store,
+            tickets=SocketTickets(database, keys),
             usage=usage,
             limiter=limiter,
             cache=cache,
@@ -495,6 +498,7 @@ def create_app(
         collections,
         rag,
         runs,
+        ws_tickets,
         console,
     ):
         app.include_router(module.router)

@@ -74,3 +74,12 @@ WHERE tenant_id = %(tenant_id)s AND day >= least(%(key_since)s, %(tenant_since)s
 -- name: key_usage
 SELECT day, requests, prompt_tokens, completion_tokens, cost_usd
 FROM key_usage WHERE key_id = %(key_id)s ORDER BY day DESC LIMIT %(days)s;
+
+-- name: issue_ticket
+WITH expired AS (DELETE FROM ws_tickets WHERE expires_at < now() - interval '1 minute')
+INSERT INTO ws_tickets (ticket_hash, key_id, expires_at)
+VALUES (%(ticket_hash)s, %(key_id)s, now() + make_interval(secs => %(ttl_s)s));
+
+-- name: redeem_ticket
+DELETE FROM ws_tickets WHERE ticket_hash = %(ticket_hash)s AND expires_at > now()
+RETURNING key_id;

@@ -1,9 +1,15 @@
 """Structured JSON logs on stderr, one object per line, with the request id of the HTTP
-request being served (``request_id``) when there is one."""
+request being served (``request_id``) when there is one.
+
+No query string reaches a log line: uvicorn's records (e.g. `"WebSocket /path?…" [accepted]`)
+have theirs removed by ``StripQueryStrings``, a second line of defence behind refusing keys
+in URLs.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -13,6 +19,26 @@ import orjson
 from propylon.observe.context import current_request
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+_QUERY = re.compile(r"(/[^\s?\"']*)\?[^\s\"']*")
+
+
+def strip_query(text: str) -> str:
+    """``text`` with the query string of every path in it removed."""
+    return _QUERY.sub(r"\1", text) if "?" in text else text
+
+
+class StripQueryStrings(logging.Filter):
+    """Removes query strings from a record's message and arguments (a URL may carry a
+    secret a client should not have put there)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = strip_query(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(strip_query(a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 class JSONFormatter(logging.Formatter):
@@ -58,6 +84,7 @@ def configure_logging(level: str) -> None:
     logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
+    handler.addFilter(StripQueryStrings())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
