@@ -193,9 +193,9 @@ async def test_admin_endpoints_refuse_callers_without_the_admin_key(server: AppS
         assert_openai_error(reply, 403, "permission_error", "admin_required")
 
 
-async def test_a_key_with_the_admin_feature_may_administer(server: AppServer) -> None:
-    admin_key = await new_key(server, features=["admin"])
-    reply = await request(server, "POST", "/admin/tenants", key=admin_key, json={"name": "new"})
+async def test_a_key_with_the_operator_feature_may_administer(server: AppServer) -> None:
+    operator_key = await new_key(server, features=["operator"])
+    reply = await request(server, "POST", "/admin/tenants", key=operator_key, json={"name": "new"})
     assert reply.status == 201, reply.body
 
 

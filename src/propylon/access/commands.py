@@ -112,7 +112,9 @@ def keys_create(
         list[str] | None,
         typer.Option(
             "--feature",
-            help="chat, embeddings, rag, admin (repeat); default: chat, embeddings, rag.",
+            help="Repeat. Model use: chat, embeddings, rag (the default set). logs:read: "
+            "prompts and answers in /v1/logs. admin: administer this key's own tenant. "
+            "operator: administer every tenant (like PROPYLON_ADMIN_KEY).",
         ),
     ] = None,
     rpm: RpmOpt = None,

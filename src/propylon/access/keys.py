@@ -101,7 +101,7 @@ class KeyRecord:
             key_prefix=self.prefix,
             features=self.features & FEATURES,
             models=self.models,
-            is_admin="admin" in self.features,
+            is_operator="operator" in self.features,
         )
 
     def describe(self) -> dict[str, Any]:

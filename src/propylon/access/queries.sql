@@ -39,7 +39,8 @@ ORDER BY t.name, k.created_at;
 
 -- name: find_keys
 SELECT k.id FROM api_keys k
-WHERE k.id::text = %(ref)s OR k.prefix = %(ref)s OR k.name = %(ref)s;
+WHERE (k.id::text = %(ref)s OR k.prefix = %(ref)s OR k.name = %(ref)s)
+  AND (%(tenant_id)s::uuid IS NULL OR k.tenant_id = %(tenant_id)s::uuid);
 
 -- name: revoke_key
 UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())

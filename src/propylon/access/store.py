@@ -143,10 +143,11 @@ class AccessStore:
             cur = await conn.execute(query("key_records"), params)
             return [KeyRecord.from_row(r) for r in await cur.fetchall()]
 
-    async def find_key(self, ref: str) -> KeyRecord:
-        """The key whose id, display prefix or name is ``ref``."""
+    async def find_key(self, ref: str, tenant_id: str | None = None) -> KeyRecord:
+        """The key whose id, display prefix or name is ``ref`` (of ``tenant_id`` only, when
+        given: another tenant's key is not found)."""
         async with self.database.connection() as conn:
-            cur = await conn.execute(query("find_keys"), {"ref": ref})
+            cur = await conn.execute(query("find_keys"), {"ref": ref, "tenant_id": tenant_id})
             rows = await cur.fetchall()
         if not rows:
             raise NotFound(f"No API key matches {ref!r}.", param="key")
@@ -155,16 +156,16 @@ class AccessStore:
         [record] = await self.keys(key_id=str(rows[0]["id"]))
         return record
 
-    async def revoke(self, ref: str) -> KeyRecord:
-        record = await self.find_key(ref)
+    async def revoke(self, ref: str, tenant_id: str | None = None) -> KeyRecord:
+        record = await self.find_key(ref, tenant_id)
         async with self.database.connection() as conn:
             await conn.execute(query("revoke_key"), {"key_id": record.id})
             await conn.execute(query("notify"), {"payload": f"key:{record.id}"})
         [revoked] = await self.keys(key_id=record.id)
         return self._changed(revoked)
 
-    async def usage(self, ref: str, days: int = 31) -> dict[str, Any]:
-        record = await self.find_key(ref)
+    async def usage(self, ref: str, days: int = 31, tenant_id: str | None = None) -> dict[str, Any]:
+        record = await self.find_key(ref, tenant_id)
         async with self.database.connection() as conn:
             cur = await conn.execute(query("key_usage"), {"key_id": record.id, "days": days})
             rows = await cur.fetchall()

@@ -1,9 +1,10 @@
 """Structured JSON logs on stderr, one object per line, with the request id of the HTTP
 request being served (``request_id``) when there is one.
 
-No query string reaches a log line: uvicorn's records (e.g. `"WebSocket /path?…" [accepted]`)
-have theirs removed by ``StripQueryStrings``, a second line of defence behind refusing keys
-in URLs.
+No secret reaches a log line: ``ScrubSecrets`` removes query strings (uvicorn logs
+`"WebSocket /path?…" [accepted]`), bearer tokens and API-key header values (the websockets
+library logs handshake headers at debug level) and anything shaped like a Propylon key: a second
+line of defence behind refusing keys in URLs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from propylon.observe.context import current_request
+from propylon.observe.redaction import redact
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -24,20 +26,22 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"me
 _QUERY = re.compile(r"(/[^\s?\"']*)\?[^\s\"']*")
 
 
-def strip_query(text: str) -> str:
-    """``text`` with the query string of every path in it removed."""
-    return _QUERY.sub(r"\1", text) if "?" in text else text
+def scrub(text: str) -> str:
+    """``text`` without query strings, and with secrets redacted as in the request log."""
+    if "?" in text:
+        text = _QUERY.sub(r"\1", text)
+    return redact(text)
 
 
-class StripQueryStrings(logging.Filter):
-    """Removes query strings from a record's message and arguments (a URL may carry a
-    secret a client should not have put there)."""
+class ScrubSecrets(logging.Filter):
+    """Renders each record's message once and scrubs it (see ``scrub``): a URL may carry a
+    secret a client should not have put there, and libraries log headers at debug level."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = strip_query(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(strip_query(a) if isinstance(a, str) else a for a in record.args)
+        message = record.getMessage()
+        cleaned = scrub(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
         return True
 
 
@@ -84,7 +88,7 @@ def configure_logging(level: str) -> None:
     logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
-    handler.addFilter(StripQueryStrings())
+    handler.addFilter(ScrubSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -35,7 +35,8 @@ def principal_from_json(data: dict[str, Any]) -> Principal:
         key_prefix=data.get("key_prefix"),
         features=frozenset(data.get("features", ())),
         models=frozenset(models) if models is not None else None,
-        is_admin=bool(data.get("is_admin", False)),
+        # `is_admin`: runs queued before there were two kinds of admin (it meant operator).
+        is_operator=bool(data.get("is_operator", data.get("is_admin", False))),
     )
 
 

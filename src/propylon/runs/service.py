@@ -33,7 +33,7 @@ def _principal_json(principal: Principal) -> dict[str, Any]:
         "key_prefix": principal.key_prefix,
         "features": sorted(principal.features),
         "models": sorted(principal.models) if principal.models is not None else None,
-        "is_admin": principal.is_admin,
+        "is_operator": principal.is_operator,
     }
 
 
