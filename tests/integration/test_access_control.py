@@ -15,7 +15,7 @@ import aiohttp
 import psycopg
 import pytest
 
-from propylon.access.keys import generate_key
+from propylon.access.keys import generate_key, new_secret
 from propylon.testing import Behaviour, FakeUpstream
 from tests.support.servers import AppServer, serve_app
 
@@ -119,7 +119,7 @@ async def test_every_v1_endpoint_requires_a_key(
 
 
 @pytest.mark.parametrize(
-    "key", [generate_key(), "ppl_not-a-real-key", "sk-1234567890", "Bearer", "x" * 5000]
+    "key", [generate_key(new_secret()), "ppl_not-a-real-key", "sk-1234567890", "Bearer", "x" * 5000]
 )
 async def test_an_unknown_or_malformed_key_gets_401(
     server: AppServer, upstream: FakeUpstream, key: str
@@ -383,13 +383,15 @@ async def test_with_the_database_down_unknown_keys_get_401_and_known_keys_work(
     server: AppServer, database_url: str, pg_server: Any
 ) -> None:
     name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    # Unknown but made by this server (its check is valid): it would be looked up.
+    unknown = generate_key(await server.app.state.services.access.key_secret())
     async with await psycopg.AsyncConnection.connect(pg_server.get_uri(), autocommit=True) as pg:
         await pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         await pg.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
         )
         try:
-            for key in (generate_key(), "ppl_garbage", "sk-whatever"):
+            for key in (unknown, generate_key(new_secret()), "ppl_garbage", "sk-whatever"):
                 reply = await chat(server, key)
                 assert_openai_error(reply, 401, "invalid_request_error", "invalid_api_key")
             assert (await chat(server, server.api_key)).status == 200

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from propylon.db.database import Database
+from propylon.db.migrator import bundled_migrations, migrate
 from tests.integration.test_access_control import (
     ADMIN,
     assert_openai_error,
@@ -101,3 +103,30 @@ async def test_logs_show_prompts_and_answers_only_with_logs_read(server: AppServ
 async def test_new_keys_come_without_logs_read(server: AppServer) -> None:
     made = await request(server, "POST", "/admin/keys", key=ADMIN, json={"tenant": "acme"})
     assert made.body["features"] == ["chat", "embeddings", "rag"]
+
+
+async def test_the_upgrade_keeps_what_existing_keys_could_do(database_url: str) -> None:
+    """`admin` used to mean every tenant: such keys become operators; every existing key keeps
+    reading logged prompts."""
+    db = Database(database_url)
+    await db.open()
+    try:
+        before = [m for m in bundled_migrations() if m.version < 9]
+        await migrate(db, before)
+        async with db.connection() as conn:
+            cur = await conn.execute("INSERT INTO tenants (name) VALUES ('old') RETURNING id")
+            tenant = await cur.fetchone()
+            assert tenant is not None
+            for n, features in enumerate((["admin"], ["chat", "rag"])):
+                await conn.execute(
+                    "INSERT INTO api_keys (tenant_id, prefix, key_hash, features)"
+                    " VALUES (%s, %s, %s, %s)",
+                    (tenant["id"], f"ppl_{n}", bytes([n]) * 32, features),
+                )
+        await migrate(db)
+        async with db.connection() as conn:
+            cur = await conn.execute("SELECT features FROM api_keys ORDER BY prefix")
+            rows = [r["features"] for r in await cur.fetchall()]
+        assert rows == [["admin", "logs:read", "operator"], ["chat", "logs:read", "rag"]]
+    finally:
+        await db.close()

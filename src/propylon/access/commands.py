@@ -176,3 +176,11 @@ def keys_usage(
 ) -> None:
     """Requests, tokens and cost of a key per UTC day."""
     _echo(_run(config, data_dir, lambda s: s.usage(ref, days)))
+
+
+@keys_app.command("rotate-secret")
+def keys_rotate_secret(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Make a new key secret (the HMAC under which new keys' check characters are made, so
+    forged keys are refused without a lookup). Every existing key keeps working."""
+    generation = _run(config, data_dir, lambda s: s.rotate_key_secret())
+    _echo({"generation": generation})

@@ -84,3 +84,15 @@ VALUES (%(ticket_hash)s, %(key_id)s, now() + make_interval(secs => %(ttl_s)s));
 -- name: redeem_ticket
 DELETE FROM ws_tickets WHERE ticket_hash = %(ticket_hash)s AND expires_at > now()
 RETURNING key_id;
+
+-- name: ensure_key_secret
+INSERT INTO key_secrets (generation, secret) VALUES (1, %(secret)s)
+ON CONFLICT (generation) DO NOTHING;
+
+-- name: current_key_secret
+SELECT generation, secret FROM key_secrets ORDER BY generation DESC LIMIT 1;
+
+-- name: rotate_key_secret
+INSERT INTO key_secrets (generation, secret)
+SELECT coalesce(max(generation), 0) + 1, %(secret)s FROM key_secrets
+RETURNING generation;

@@ -16,7 +16,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from propylon.access.budgets import Budget
-from propylon.access.keys import KeyRecord, display_prefix, generate_key, hash_key
+from propylon.access.keys import KeyRecord, display_prefix, generate_key, hash_key, new_secret
 from propylon.access.limits import Limits
 from propylon.access.queries import query
 from propylon.db.database import Database
@@ -100,8 +100,8 @@ class AccessStore:
                 f"Features must be among {sorted(FEATURES)}; got {sorted(chosen)}.",
                 param="features",
             )
-        key = generate_key()
         async with self.database.connection() as conn:
+            key = generate_key(await _key_secret(conn))
             cur = await conn.execute(query("ensure_tenant"), {"name": _clean_name(tenant)})
             tenant_row = await cur.fetchone()
             assert tenant_row is not None
@@ -123,6 +123,22 @@ class AccessStore:
             await conn.execute(query("notify"), {"payload": f"key:{row['id']}"})
         [record] = await self.keys(key_id=str(row["id"]))
         return key, self._changed(record)
+
+    async def key_secret(self) -> bytes:
+        """The current key secret (made now if this database has none yet)."""
+        async with self.database.connection() as conn:
+            return await _key_secret(conn)
+
+    async def rotate_key_secret(self) -> int:
+        """Make a new key secret and tell every replica; its generation number. New keys are
+        checked under it; every existing key keeps working (keys are found by hash)."""
+        async with self.database.connection() as conn:
+            cur = await conn.execute(query("rotate_key_secret"), {"secret": new_secret()})
+            row = await cur.fetchone()
+            assert row is not None
+            await conn.execute(query("notify"), {"payload": "secret"})
+        generation: int = row["generation"]
+        return generation
 
     async def keys(
         self,
@@ -217,6 +233,14 @@ class AccessStore:
             row = await cur.fetchone()
         assert row is not None
         return dict(row)
+
+
+async def _key_secret(conn: psycopg.AsyncConnection[Any]) -> bytes:
+    await conn.execute(query("ensure_key_secret"), {"secret": new_secret()})
+    cur = await conn.execute(query("current_key_secret"))
+    row = await cur.fetchone()
+    assert row is not None
+    return bytes(row["secret"])
 
 
 def _clean_name(name: str) -> str:
