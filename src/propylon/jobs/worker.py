@@ -24,8 +24,15 @@ from psycopg.types.json import Jsonb
 from propylon.db.database import Database
 from propylon.errors import PropylonError
 from propylon.jobs import store
-from propylon.jobs.context import RunningJob, StopReason
-from propylon.jobs.handler import Handler, Handlers, JobCancelled, JobContext, LeaseLost
+from propylon.jobs.context import RunningJob
+from propylon.jobs.handler import (
+    Handler,
+    Handlers,
+    JobCancelled,
+    JobContext,
+    LeaseLost,
+    StopReason,
+)
 from propylon.jobs.progress import Gap, ProgressHub, Subscription
 from propylon.jobs.queries import query
 from propylon.jobs.view import JobView
@@ -254,6 +261,10 @@ class Worker:
             try:
                 async with self._database.connection() as conn:
                     reaped = await store.change(conn, "reap", {}, "state")
+                    for view in reaped:  # in the same transaction: nothing is left behind
+                        hook = getattr(self._handlers.get(view.kind), "reaped", None)
+                        if hook is not None:
+                            await hook(conn, view.id, view.state, view.reason)
                 for view in reaped:
                     log.warning(
                         "requeued a job whose worker was lost",

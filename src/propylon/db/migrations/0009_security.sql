@@ -30,3 +30,12 @@ SET features = ARRAY(
     ) AS f ORDER BY f
 )
 WHERE NOT ('logs:read' = ANY (features));
+
+-- Documents whose job the reaper ended before it failed them too: they say so now, and their
+-- bytes may be uploaded again.
+UPDATE documents d
+SET status = 'failed', error = coalesce(j.reason, 'The job was ' || j.state || '.'),
+    updated_at = now()
+FROM jobs j
+WHERE j.id::text = d.job_id AND j.state IN ('failed', 'cancelled')
+  AND d.status IN ('queued', 'processing');
