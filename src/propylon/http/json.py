@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Message
 
 from propylon.errors import InvalidJSON, RequestTooLarge
 
@@ -19,19 +20,31 @@ def json_response(
     )
 
 
-async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object, read once; 413 past ``max_bytes``, 400 if not JSON."""
+def limit_body(request: Request, max_bytes: int, message: str) -> Request:
+    """``request`` whose body raises ``RequestTooLarge(message)`` as soon as more than
+    ``max_bytes`` have arrived: at once when ``Content-Length`` says so, else while it streams
+    in (chunked uploads declare no length), so nothing past the limit is read or spooled."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise RequestTooLarge(f"The request body is larger than {max_bytes} bytes.")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise RequestTooLarge(f"The request body is larger than {max_bytes} bytes.")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+        raise RequestTooLarge(message)
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        incoming = await request.receive()
+        if incoming["type"] == "http.request":
+            received += len(incoming.get("body", b""))
+            if received > max_bytes:
+                raise RequestTooLarge(message)
+        return incoming
+
+    return Request(request.scope, receive)
+
+
+async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object, read once; 413 past ``max_bytes``, 400 if not JSON."""
+    too_large = f"The request body is larger than {max_bytes} bytes."
+    raw = await limit_body(request, max_bytes, too_large).body()
     if not raw:
         raise InvalidJSON("The request body is empty; send a JSON object.")
     try:
