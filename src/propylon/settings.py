@@ -446,7 +446,14 @@ class GuardSettings(BaseModel):
         default=32,
         ge=1,
         description="Windows of one long message the classifier reads (600 characters each "
-        "for user input, 250 for retrieved text); the heuristics read the whole message.",
+        "for user input, 250 for retrieved text).",
+    )
+    max_scan_chars: int = Field(
+        default=32_768,
+        ge=1024,
+        description="Characters of one request the guard reads (heuristics and classifier), "
+        "shared among its messages: short messages are read whole, and each long one by its "
+        "beginning and end. Bounds the CPU an oversized prompt costs (about 5 ms per 32 K).",
     )
 
 

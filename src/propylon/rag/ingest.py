@@ -114,8 +114,9 @@ class IngestionHandler:
         await ctx.raise_if_cancelled()
         await ctx.progress(stage="chunking", fraction=0.0, counters={"chars": len(parsed.text)})
         config = ChunkingConfig(**upload["chunking"])
-        chunks = Chunker(config, self._count_tokens).chunk(parsed)
-        await asyncio.sleep(0)
+        # CPU work (tokenising every block): in a thread, so heartbeats and every other job
+        # on this worker's event loop go on meanwhile.
+        chunks = await asyncio.to_thread(Chunker(config, self._count_tokens).chunk, parsed)
 
         async def on_batch(done: int, total: int) -> None:
             await ctx.progress(
