@@ -398,7 +398,7 @@ async def build_services(
             search=retrieval.search,
             answers=retrieval.answers,
             detector=detector,
-            runs=RunService(database, job_queue),
+            runs=RunService(database, job_queue, hub),
         )
         if worker:
             table = (handlers or job_handlers)(services)

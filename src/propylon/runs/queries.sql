@@ -41,8 +41,14 @@ WHERE run_id = %(run_id)s AND seq > %(after)s
 ORDER BY seq
 LIMIT %(limit)s;
 
--- name: set_output
-UPDATE runs SET output = %(output)s, updated_at = now() WHERE id = %(run_id)s;
+-- name: append_output
+-- Append-only: each flush adds its piece (the first piece of an answer starts it over).
+UPDATE runs
+SET output = CASE WHEN %(first)s THEN %(piece)s ELSE output || %(piece)s END, updated_at = now()
+WHERE id = %(run_id)s;
+
+-- name: notify
+SELECT pg_notify('propylon_jobs', %(payload)s);
 
 -- name: document_slice
 SELECT substr(d.text, %(start)s + 1, %(length)s) AS slice

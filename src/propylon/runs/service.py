@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 from propylon.db.database import Database
 from propylon.db.named_queries import named_queries
 from propylon.errors import NotFound
+from propylon.jobs.progress import ProgressHub
 from propylon.jobs.queue import JobQueue
 from propylon.principal import Principal
 from propylon.runs import events
@@ -68,9 +69,12 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class RunService:
-    def __init__(self, database: Database, jobs: JobQueue, *, max_attempts: int = 2) -> None:
+    def __init__(
+        self, database: Database, jobs: JobQueue, hub: ProgressHub, *, max_attempts: int = 2
+    ) -> None:
         self._database = database
         self._jobs = jobs
+        self._hub = hub
         self._max_attempts = max_attempts
 
     async def create(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +131,7 @@ class RunService:
         async def state() -> str:
             return str((await self.get(tenant_id, run_id))["state"])
 
-        async for event in events.follow(self._database, run_id, after, state):
+        async for event in events.follow(self._database, self._hub, run_id, after, state):
             yield event
 
     async def _row(self, tenant_id: str, run_id: str) -> dict[str, Any]:
