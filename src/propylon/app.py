@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
@@ -261,8 +261,28 @@ def job_handlers(services: Services) -> dict[str, Handler]:
             services.embeddings,
             risk_screen(services.detector, services.settings),
         ),
-        RUN_KIND: RunExecutor(services.database, services.chat, services.search, services.detector),
+        RUN_KIND: RunExecutor(
+            services.database,
+            services.chat,
+            services.search,
+            services.detector,
+            key_revoked=key_revoked(services),
+        ),
     }
+
+
+def key_revoked(services: Services) -> Callable[[str], Awaitable[bool]]:
+    """Is the key revoked (or gone)? From memory; a key this process has not heard of yet
+    (made a moment ago elsewhere) is read from the database."""
+
+    async def revoked(key_id: str) -> bool:
+        record = services.keys.record(key_id)
+        if record is None:
+            found = await services.access.keys(key_id=key_id)
+            record = found[0] if found else None
+        return record is None or record.revoked
+
+    return revoked
 
 
 def risk_screen(detector: InjectionDetector | None, settings: Settings) -> RiskScreen | None:

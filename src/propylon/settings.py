@@ -220,6 +220,13 @@ class JobsSettings(BaseModel):
         "(no `DATABASE_URL`), off otherwise (run `propylon worker` processes).",
     )
     concurrency: int = Field(default=4, ge=1, description="Jobs one worker runs at once.")
+    tenant_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Jobs one tenant may have running at once, across every worker. Unset: no "
+        "cap. Either way workers claim fairly: the next job is the oldest due one of the tenant "
+        "with the fewest running, so one tenant's backlog delays others by at most one job.",
+    )
     lease_s: float = Field(
         default=30.0,
         gt=0,

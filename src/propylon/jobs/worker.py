@@ -47,6 +47,9 @@ class JobOutcomes(Protocol):
     def job_finished(self, kind: str, outcome: str, seconds: float) -> None: ...
 
 
+_CLAIM_LOCK = 0x70726F71  # "proq": claims take turns while a per-tenant cap is set
+
+
 class Worker:
     """Runs the jobs whose kinds it has handlers for, until told to stop."""
 
@@ -107,7 +110,9 @@ class Worker:
                 while len(self._running) < self._settings.concurrency and not stop.is_set():
                     view = await self._claim(kinds)
                     if view is None:
-                        wait_s = min(wait_s, await self._next_due(kinds))
+                        due_in = await self._next_due(kinds)
+                        if due_in > 0:  # else due but capped or being claimed: a job event
+                            wait_s = min(wait_s, due_in)  # (one ending) wakes this loop
                         break
                     self._start(view)
             except Exception as exc:  # the database is away: keep the worker, try again
@@ -116,8 +121,16 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), max(wait_s, 0.01))
 
     async def _claim(self, kinds: list[str]) -> JobView | None:
-        params = {"worker_id": self.id, "lease_s": self._settings.lease_s, "kinds": kinds}
+        cap = self._settings.tenant_concurrency
+        params = {
+            "worker_id": self.id,
+            "lease_s": self._settings.lease_s,
+            "kinds": kinds,
+            "tenant_cap": cap,
+        }
         async with self._database.connection() as conn:
+            if cap is not None:
+                await conn.execute(query("claim_lock"), {"lock": _CLAIM_LOCK})
             return await store.change_one(conn, "claim", params, "state")
 
     async def _next_due(self, kinds: list[str]) -> float:

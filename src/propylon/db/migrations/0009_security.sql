@@ -39,3 +39,8 @@ SET status = 'failed', error = coalesce(j.reason, 'The job was ' || j.state || '
 FROM jobs j
 WHERE j.id::text = d.job_id AND j.state IN ('failed', 'cancelled')
   AND d.status IN ('queued', 'processing');
+
+-- The fair claim (jobs/queries.sql: claim): each tenant's due jobs, and its running ones.
+CREATE INDEX IF NOT EXISTS jobs_tenant_queued ON jobs (tenant_id, run_after, created_at)
+    WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS jobs_tenant_running ON jobs (tenant_id) WHERE state = 'running';
