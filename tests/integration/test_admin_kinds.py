@@ -14,11 +14,9 @@ from tests.integration.test_access_control import (
     chat,
     new_key,
     request,
-    server,
 )
+from tests.integration.test_access_control import server as server  # the fixture
 from tests.support.servers import AppServer
-
-__all__ = ["server"]  # the fixture, shared with test_access_control
 
 
 async def key_id(server: AppServer, key: str) -> str:

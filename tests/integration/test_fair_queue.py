@@ -5,19 +5,11 @@ never holds more running jobs than it allows, so the others always find a free s
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
-import pytest
-
-from tests.support.job_rig import JobRig, job_rig
+from tests.support.job_rig import JobRig
+from tests.support.job_rig import rig as rig  # the fixture
 
 BACKLOG = 1000
-
-
-@pytest.fixture
-async def rig(database_url: str) -> AsyncIterator[JobRig]:
-    async with job_rig(database_url) as rig:
-        yield rig
 
 
 async def backlog(rig: JobRig, tenant: str, kind: str, payload: dict[str, float]) -> None:

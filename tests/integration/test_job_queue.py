@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,13 +14,8 @@ from propylon.jobs import store
 from propylon.jobs.context import RunningJob
 from propylon.jobs.feeds import JobFeeds
 from propylon.jobs.handler import JobContext, LeaseLost
-from tests.support.job_rig import TENANT, JobRig, job_rig
-
-
-@pytest.fixture
-async def rig(database_url: str) -> AsyncIterator[JobRig]:
-    async with job_rig(database_url) as rig:
-        yield rig
+from tests.support.job_rig import TENANT, JobRig
+from tests.support.job_rig import rig as rig  # the fixture
 
 
 async def test_job_goes_from_queued_through_running_to_succeeded_with_its_result(

@@ -10,20 +10,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
-
 from propylon.db.database import Database
 from propylon.runs import events
 from propylon.runs.events import RunEventLog
-from tests.support.job_rig import JobRig, job_rig
+from tests.support.job_rig import JobRig
+from tests.support.job_rig import rig as rig  # the fixture
 
 FOLLOWERS = 20
-
-
-@pytest.fixture
-async def rig(database_url: str) -> AsyncIterator[JobRig]:
-    async with job_rig(database_url) as rig:
-        yield rig
 
 
 @asynccontextmanager
