@@ -72,6 +72,7 @@ class Worker:
         self._running: dict[str, tuple[RunningJob, asyncio.Task[Any]]] = {}
         self._runs: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._held_back = False  # due jobs were left unclaimed (tenant caps, or being claimed)
 
     @property
     def running(self) -> int:
@@ -111,8 +112,11 @@ class Worker:
                     view = await self._claim(kinds)
                     if view is None:
                         due_in = await self._next_due(kinds)
-                        if due_in > 0:  # else due but capped or being claimed: a job event
-                            wait_s = min(wait_s, due_in)  # (one ending) wakes this loop
+                        # Due but not claimable (capped, or being claimed): a job ending
+                        # anywhere wakes this loop (``_watch``), rather than polling.
+                        self._held_back = due_in <= 0
+                        if not self._held_back:
+                            wait_s = min(wait_s, due_in)
                         break
                     self._start(view)
             except Exception as exc:  # the database is away: keep the worker, try again
@@ -292,7 +296,9 @@ class Worker:
             if isinstance(item, Gap):
                 self._wake.set()
                 continue
-            if item.get("state") == "queued":
+            if item.get("state") == "queued" or (
+                self._held_back and item.get("state") in ("succeeded", "failed", "cancelled")
+            ):
                 self._wake.set()
             if item.get("cancel_requested") and item.get("state") == "running":
                 self._interrupt(str(item.get("job_id")), "cancel")

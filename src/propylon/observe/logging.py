@@ -72,9 +72,9 @@ class JSONFormatter(logging.Formatter):
             out["request_id"] = ctx.request_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_") and key != "color_message":
-                out[key] = value
+                out[key] = scrub(value) if isinstance(value, str) else value
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = scrub(self.formatException(record.exc_info))
         return orjson.dumps(out, default=str).decode()
 
 

@@ -43,3 +43,18 @@ def test_a_key_anywhere_in_a_message_is_redacted() -> None:
 
 def test_an_ordinary_line_is_left_alone() -> None:
     assert rendered("worker ready: %d jobs", 3) == "worker ready: 3 jobs"
+
+
+def test_extra_fields_and_tracebacks_are_scrubbed_too() -> None:
+    from propylon.observe.logging import JSONFormatter
+
+    try:
+        raise RuntimeError(f"upstream said: bad key {KEY}")
+    except RuntimeError:
+        import sys
+
+        record = logging.LogRecord("x", logging.ERROR, "", 0, "failed", None, sys.exc_info())
+    record.error = f"Authorization: Bearer {KEY}"
+    line = JSONFormatter().format(record)
+    assert KEY not in line
+    assert "REDACTED" in line
