@@ -131,7 +131,10 @@ class InjectionDetector:
         At most ``max_scan_chars`` characters are read in all (see ``excerpts``)."""
         thresholds = self.thresholds[source]
         classify = classify and self._classifier is not None
-        texts = excerpts(texts, self._max_scan_chars)
+        cut = excerpts(texts, self._max_scan_chars)
+        if cut is not texts:  # a long request: the scan below takes milliseconds
+            await asyncio.sleep(0)  # let other requests run first
+        texts = cut
         keys = [_key(source, classify, text) for text in texts]
         out: list[Verdict | None] = [self._cached(key) for key in keys]
         pending: list[tuple[int, list[heuristics.Signal], list[str]]] = []
