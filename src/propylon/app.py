@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from propylon import __version__
 from propylon.access.budgets import Price, PriceTable
 from propylon.access.directory import KeyDirectory
+from propylon.access.keys import KeyRecord
 from propylon.access.limited import AccessPolicy, LimitsLayer
 from propylon.access.limits import Limits, MemoryRateLimiter, RateLimiter
 from propylon.access.store import AccessStore
@@ -399,6 +400,16 @@ async def build_services(
                 observe.metrics.queue_depth(kind, depth)
 
         observe.metrics.add_scrape_hook(refresh_queue_depth)
+        runs = RunService(database, job_queue, hub)
+
+        async def cancel_runs_of(record: KeyRecord) -> None:
+            reason = f"The API key {record.prefix}… was revoked; the run was cancelled."
+            try:
+                await runs.cancel_queued_of_key(record.tenant_id, record.id, reason)
+            except Exception:  # the revocation stands; workers refuse its runs anyway
+                log.exception("could not cancel the queued runs of a revoked key")
+
+        store.on_revoke(cancel_runs_of)  # revocations by CLI: see ``key_revoked``
         services = Services(
             settings=settings,
             database=database,
@@ -418,7 +429,7 @@ async def build_services(
             search=retrieval.search,
             answers=retrieval.answers,
             detector=detector,
-            runs=RunService(database, job_queue, hub),
+            runs=runs,
         )
         if worker:
             table = (handlers or job_handlers)(services)

@@ -122,6 +122,22 @@ class RunService:
             await asyncio.sleep(0.05)
         return await self.get(tenant_id, run_id)
 
+    async def cancel_queued_of_key(self, tenant_id: str, key_id: str, reason: str) -> int:
+        """Cancel every run of the key that no worker has started yet; how many."""
+        async with self._database.connection() as conn:
+            cur = await conn.execute(
+                _q("queued_runs_of_key"), {"tenant_id": tenant_id, "key_id": key_id}
+            )
+            rows = await cur.fetchall()
+        for row in rows:
+            await self._jobs.cancel(tenant_id, str(row["job_id"]))
+        if rows:
+            async with self._database.connection() as conn:
+                await conn.execute(
+                    _q("mark_cancelled"), {"ids": [row["id"] for row in rows], "error": reason}
+                )
+        return len(rows)
+
     async def follow(
         self, tenant_id: str, run_id: str, after: int
     ) -> AsyncIterator[dict[str, Any]]:
