@@ -17,27 +17,31 @@ from propylon.services import Services
 from propylon.testing import FakeUpstream
 from tests.support.servers import serve_app
 
+CHAT = {
+    "type": "chat",
+    "request": {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]},
+}
 
-async def test_a_run_of_a_key_revoked_elsewhere_is_cancelled_by_the_worker_unrun(
-    database_url: str, upstream: FakeUpstream
-) -> None:
-    models = [
+
+def models(upstream: FakeUpstream) -> list[dict[str, Any]]:
+    return [
         {
             "name": "gpt-test",
             "deployments": [{"provider": "openai", "base_url": f"{upstream.base_url}/v1"}],
         }
     ]
+
+
+async def test_a_run_of_a_key_revoked_elsewhere_is_cancelled_by_the_worker_unrun(
+    database_url: str, upstream: FakeUpstream
+) -> None:
     jobs = {"in_process_worker": False, "poll_interval_s": 0.2}
-    async with serve_app(database_url=database_url, models=models, jobs=jobs) as server:
+    async with serve_app(database_url=database_url, models=models(upstream), jobs=jobs) as server:
         services: Services = server.app.state.services
         key, record = await services.access.create_key("acme")
-        body = {
-            "type": "chat",
-            "request": {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]},
-        }
         headers = {"Authorization": f"Bearer {key}"}
         async with aiohttp.ClientSession(headers=headers) as http:
-            async with http.post(f"{server.v1}/runs", json=body) as resp:
+            async with http.post(f"{server.v1}/runs", json=CHAT) as resp:
                 assert resp.status == 202
                 run: dict[str, Any] = await resp.json()
             assert run["state"] == "queued"
@@ -64,28 +68,18 @@ async def test_a_run_of_a_key_revoked_elsewhere_is_cancelled_by_the_worker_unrun
 async def test_revoking_a_key_through_the_api_cancels_its_queued_runs_at_once(
     database_url: str, upstream: FakeUpstream
 ) -> None:
-    models = [
-        {
-            "name": "gpt-test",
-            "deployments": [{"provider": "openai", "base_url": f"{upstream.base_url}/v1"}],
-        }
-    ]
     jobs = {"in_process_worker": False}
     async with serve_app(
-        database_url=database_url, models=models, jobs=jobs, admin_key="admin-for-revoke"
+        database_url=database_url, models=models(upstream), jobs=jobs, admin_key="admin-for-revoke"
     ) as server:
         services: Services = server.app.state.services
         key, record = await services.access.create_key("acme")
         other, _ = await services.access.create_key("acme")
-        body = {
-            "type": "chat",
-            "request": {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]},
-        }
         runs: list[dict[str, Any]] = []
         async with aiohttp.ClientSession() as http:
             for owner in (key, key, other):
                 async with http.post(
-                    f"{server.v1}/runs", json=body, headers={"Authorization": f"Bearer {owner}"}
+                    f"{server.v1}/runs", json=CHAT, headers={"Authorization": f"Bearer {owner}"}
                 ) as resp:
                     assert resp.status == 202
                     runs.append(await resp.json())
