@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
@@ -20,9 +20,11 @@ from prometheus_client import CollectorRegistry
 from propylon import __version__
 from propylon.access.budgets import price_table
 from propylon.access.directory import KeyDirectory
+from propylon.access.keys import KeyRecord
 from propylon.access.limited import AccessPolicy, LimitsLayer
 from propylon.access.limits import Limits, MemoryRateLimiter, RateLimiter
 from propylon.access.store import AccessStore
+from propylon.access.tickets import SocketTickets
 from propylon.access.usage import UsageRecorder
 from propylon.db.connect import open_database
 from propylon.db.database import Database
@@ -62,6 +64,7 @@ from propylon.http import (
     models,
     rag,
     runs,
+    ws_tickets,
 )
 from propylon.http.errors import install_error_handlers
 from propylon.http.hot_routes import FrontedFastAPI, HotRoutes
@@ -263,8 +266,28 @@ def job_handlers(services: Services) -> dict[str, Handler]:
             services.embeddings,
             risk_screen(services.detector, services.settings),
         ),
-        RUN_KIND: RunExecutor(services.database, services.chat, services.search, services.detector),
+        RUN_KIND: RunExecutor(
+            services.database,
+            services.chat,
+            services.search,
+            services.detector,
+            key_revoked=key_revoked(services),
+        ),
     }
+
+
+def key_revoked(services: Services) -> Callable[[str], Awaitable[bool]]:
+    """Is the key revoked (or gone)? From memory; a key this process has not heard of yet
+    (made a moment ago elsewhere) is read from the database."""
+
+    async def revoked(key_id: str) -> bool:
+        record = services.keys.record(key_id)
+        if record is None:
+            found = await services.access.keys(key_id=key_id)
+            record = found[0] if found else None
+        return record is None or record.revoked
+
+    return revoked
 
 
 def risk_screen(detector: InjectionDetector | None, settings: Settings) -> RiskScreen | None:
@@ -390,6 +413,16 @@ async def build_services(
 
         observe.metrics.add_scrape_hook(refresh_queue_depth)
         collections = build_collection_service(settings.rag, database, job_queue)
+        runs = RunService(database, job_queue, hub, find_collection=collections.get)
+
+        async def cancel_runs_of(record: KeyRecord) -> None:
+            reason = f"The API key {record.prefix}… was revoked; the run was cancelled."
+            try:
+                await runs.cancel_queued_of_key(record.tenant_id, record.id, reason)
+            except Exception:  # the revocation stands; workers refuse its runs anyway
+                log.exception("could not cancel the queued runs of a revoked key")
+
+        store.on_revoke(cancel_runs_of)  # revocations by CLI: see ``key_revoked``
         services = Services(
             settings=settings,
             database=database,
@@ -398,6 +431,7 @@ async def build_services(
             embeddings=embeddings,
             keys=keys,
             access=store,
+            tickets=SocketTickets(database, keys),
             usage=usage,
             limiter=limiter,
             cache=cache,
@@ -408,7 +442,7 @@ async def build_services(
             search=retrieval.search,
             answers=retrieval.answers,
             detector=detector,
-            runs=RunService(database, job_queue, find_collection=collections.get),
+            runs=runs,
             writers=[observe.request_log.loop, usage.loop, *cache.writers],
         )
         observe.metrics.watch_writers(lambda: services.writers)
@@ -512,6 +546,7 @@ def create_app(
         collections,
         rag,
         runs,
+        ws_tickets,
         console,
     ):
         app.include_router(module.router)

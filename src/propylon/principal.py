@@ -1,10 +1,20 @@
-"""Who is calling: the tenant and API key a request was authenticated as."""
+"""Who is calling: the tenant and API key a request was authenticated as.
+
+The features of a key, and what each opens (docs/operations.md, "Security model"):
+
+* ``chat``, ``embeddings``, ``rag``: the model routes, and collections, search and runs;
+* ``logs:read``: prompts and answers in ``/v1/logs`` (without it, rows come without content);
+* ``admin``: the admin API for the key's own tenant (its keys, their usage, its cache);
+* ``operator``: the admin API for every tenant, and every tenant's logs and stats. The
+  configured ``PROPYLON_ADMIN_KEY`` is an operator too.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-FEATURES = frozenset({"chat", "embeddings", "rag", "admin"})
+FEATURES = frozenset({"chat", "embeddings", "rag", "logs:read", "admin", "operator"})
+TENANT_FEATURES = FEATURES - {"operator"}  # what a tenant admin may grant
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,10 +31,14 @@ class Principal:
     key_prefix: str | None = None
     features: frozenset[str] = FEATURES
     models: frozenset[str] | None = None
-    is_admin: bool = False
+    is_operator: bool = False
 
     def can_use_model(self, model: str) -> bool:
         return self.models is None or model in self.models
 
     def has_feature(self, feature: str) -> bool:
-        return self.is_admin or feature in self.features
+        return self.is_operator or feature in self.features
+
+    def administers(self, tenant_id: str) -> bool:
+        """May this caller administer ``tenant_id`` (its keys, usage and cache)?"""
+        return self.is_operator or ("admin" in self.features and tenant_id == self.tenant_id)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from propylon.access.directory import KeyDirectory
 from propylon.access.limits import RateLimiter
 from propylon.access.store import AccessStore
+from propylon.access.tickets import SocketTickets
 from propylon.access.usage import UsageRecorder
 from propylon.background import WriterLoop
 from propylon.db.database import Database
@@ -40,6 +41,7 @@ class Services:
     embeddings: EmbeddingService
     keys: KeyDirectory
     access: AccessStore
+    tickets: SocketTickets  # single-use WebSocket tickets (POST /v1/ws-tickets)
     usage: UsageRecorder  # spend counted per request, written in the background
     limiter: RateLimiter  # ``failures`` counts Redis outages when it is a RedisRateLimiter
     cache: CachedChatService  # purge, and ``stats`` counters (hits, misses, errors by source)

@@ -240,6 +240,13 @@ class JobsSettings(BaseModel):
         "(no `DATABASE_URL`), off otherwise (run `propylon worker` processes).",
     )
     concurrency: int = Field(default=4, ge=1, description="Jobs one worker runs at once.")
+    tenant_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Jobs one tenant may have running at once, across every worker. Unset: no "
+        "cap. Either way workers claim fairly: the next job is the oldest due one of the tenant "
+        "with the fewest running, so one tenant's backlog delays others by at most one job.",
+    )
     lease_s: float = Field(
         default=30.0,
         gt=0,
@@ -477,7 +484,14 @@ class GuardSettings(BaseModel):
         default=32,
         ge=1,
         description="Windows of one long message the classifier reads (600 characters each "
-        "for user input, 250 for retrieved text); the heuristics read the whole message.",
+        "for user input, 250 for retrieved text).",
+    )
+    max_scan_chars: int = Field(
+        default=32_768,
+        ge=1024,
+        description="Characters of one request the guard reads (heuristics and classifier), "
+        "shared among its messages: short messages are read whole, and each long one by its "
+        "beginning and end. Bounds the CPU an oversized prompt costs (about 5 ms per 32 K).",
     )
 
 

@@ -12,18 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.job_rig import TENANT, JobRig, job_rig
+from tests.support.job_rig import TENANT, JobRig
+from tests.support.job_rig import rig as rig  # the fixture
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = 50
-
-
-@pytest.fixture
-async def rig(database_url: str) -> AsyncIterator[JobRig]:
-    async with job_rig(database_url) as rig:
-        yield rig
 
 
 @asynccontextmanager

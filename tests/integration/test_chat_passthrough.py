@@ -294,7 +294,8 @@ async def test_client_disconnect_midstream_releases_the_upstream(
     async for _chunk in stream:
         break
     await stream.close()
-    await asyncio.sleep(0.1)
+    # The gateway hung up on the upstream in turn (its answer was 2 s of tokens away).
+    await asyncio.wait_for(upstream.wait_client_left("/v1/chat/completions"), 10)
     # The gateway still serves normally afterwards.
     upstream.set_behaviour(Behaviour())
     reply = await sdk.chat.completions.create(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,13 +13,8 @@ from propylon.jobs import store
 from propylon.jobs.context import RunningJob
 from propylon.jobs.feeds import JobFeeds
 from propylon.jobs.handler import JobContext, LeaseLost
-from tests.support.job_rig import TENANT, JobRig, job_rig
-
-
-@pytest.fixture
-async def rig(database_url: str) -> AsyncIterator[JobRig]:
-    async with job_rig(database_url) as rig:
-        yield rig
+from tests.support.job_rig import TENANT, JobRig
+from tests.support.job_rig import rig as rig  # the fixture
 
 
 async def test_job_goes_from_queued_through_running_to_succeeded_with_its_result(
@@ -89,9 +83,9 @@ async def test_cancelling_a_queued_job_means_it_never_runs(rig: JobRig) -> None:
     job_id = await rig.enqueue("echo")
     view = await rig.queue.cancel(TENANT, job_id)
     assert view.state == "cancelled" and "cancelled" in view.stages
-    async with rig.worker():
-        # A job enqueued after it has run: the worker has passed the cancelled one by.
-        await rig.finished(await rig.enqueue("echo"))
+    later = await rig.enqueue("echo")  # claimed after the cancelled one would have been
+    async with rig.worker(concurrency=1):
+        await rig.finished(later)
     assert await rig.runs(job_id) == []
     # Cancelling again, or a finished job, changes nothing.
     assert (await rig.queue.cancel(TENANT, job_id)).seq == view.seq
@@ -113,7 +107,10 @@ async def test_a_job_of_a_lost_worker_is_requeued_and_run_by_another(rig: JobRig
     # A worker claims the job, then goes silent (as if killed): it never renews its lease.
     async with rig.database.connection() as conn:
         claimed = await store.change_one(
-            conn, "claim", {"worker_id": "ghost", "lease_s": 0.3, "kinds": ["echo"]}, "state"
+            conn,
+            "claim",
+            {"worker_id": "ghost", "lease_s": 0.3, "kinds": ["echo"], "tenant_cap": None},
+            "state",
         )
     assert claimed is not None and claimed.id == job_id
     async with rig.worker():
@@ -125,7 +122,10 @@ async def test_a_worker_that_lost_its_lease_cannot_complete_the_job(rig: JobRig)
     job_id = await rig.enqueue("echo")
     async with rig.database.connection() as conn:
         claimed = await store.change_one(
-            conn, "claim", {"worker_id": "slow", "lease_s": -1, "kinds": ["echo"]}, "state"
+            conn,
+            "claim",
+            {"worker_id": "slow", "lease_s": -1, "kinds": ["echo"], "tenant_cap": None},
+            "state",
         )  # a lease that has already run out: the worker went quiet
     assert claimed is not None
     ghost: JobContext = RunningJob(claimed, rig.database, worker_id="slow", progress_interval_s=0)
@@ -145,7 +145,10 @@ async def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(rig:
     for _ in range(2):
         async with rig.database.connection() as conn:
             assert await store.change_one(
-                conn, "claim", {"worker_id": "doomed", "lease_s": -1, "kinds": ["echo"]}, "state"
+                conn,
+                "claim",
+                {"worker_id": "doomed", "lease_s": -1, "kinds": ["echo"], "tenant_cap": None},
+                "state",
             )  # its lease has already run out
         async with rig.database.connection() as conn:
             await store.change(conn, "reap", {}, "state")
@@ -175,11 +178,10 @@ async def test_dedupe_key_returns_the_live_job_instead_of_a_second_one(rig: JobR
 
 
 async def test_workers_claim_only_the_kinds_they_have_handlers_for(rig: JobRig) -> None:
-    mine = await rig.enqueue("echo")
     other = await rig.enqueue("someone-elses-kind")
-    async with rig.worker():
+    mine = await rig.enqueue("echo")  # younger: the worker has looked past `other` to reach it
+    async with rig.worker(concurrency=1):
         await rig.finished(mine)
-        await rig.finished(await rig.enqueue("echo"))  # the worker has polled again since
     assert (await rig.queue.get(TENANT, other)).state == "queued"
 
 
@@ -200,7 +202,10 @@ async def test_a_worker_without_handlers_claims_nothing_but_still_reaps(rig: Job
     job_id = await rig.enqueue("echo")
     async with rig.database.connection() as conn:
         await store.change_one(
-            conn, "claim", {"worker_id": "ghost", "lease_s": 0.01, "kinds": ["echo"]}, "state"
+            conn,
+            "claim",
+            {"worker_id": "ghost", "lease_s": 0.01, "kinds": ["echo"], "tenant_cap": None},
+            "state",
         )
     async with rig.worker(handlers={}):
         view = await rig.queue.wait(TENANT, job_id, 0.5)

@@ -180,18 +180,71 @@ async def test_websocket_sends_snapshot_then_stage_and_progress_events_in_order(
     assert final["seq"] == events[-1]["seq"]
 
 
-async def test_websocket_accepts_the_key_as_a_query_parameter(
+async def refusal(http: aiohttp.ClientSession, url: str, **connect: Any) -> tuple[str, int]:
+    """The error code of the one message a refused socket gets, and its close code."""
+    async with http.ws_connect(url, **connect) as ws:
+        message = await ws.receive_json(timeout=10)
+        assert message["type"] == "error"
+        closing = await ws.receive(timeout=10)
+        assert closing.type == aiohttp.WSMsgType.CLOSE
+        return message["error"]["code"], closing.data
+
+
+async def ws_ticket(http: aiohttp.ClientSession, server: JobsServer) -> dict[str, Any]:
+    async with http.post(f"{server.url}/v1/ws-tickets", headers=server.headers()) as resp:
+        assert resp.status == 201
+        body: dict[str, Any] = await resp.json()
+        return body
+
+
+async def test_websocket_opens_with_a_ticket_offered_as_subprotocol_once(
     server: JobsServer, http: aiohttp.ClientSession
 ) -> None:
     job_id = await server.enqueue("echo")
     await server.queue.wait(server.tenant_id, job_id, 20)
-    async with http.ws_connect(server.ws(f"/v1/jobs/{job_id}/events?api_key={server.key}")) as ws:
+    ticket = await ws_ticket(http, server)
+    assert ticket["expires_in"] == 30
+    assert ticket["subprotocol"] == f"propylon-ticket.{ticket['ticket']}"
+    protocols = ("propylon", ticket["subprotocol"])
+    url = server.ws(f"/v1/jobs/{job_id}/events")
+    async with http.ws_connect(url, protocols=protocols) as ws:
+        assert ws.protocol == "propylon"
         first = await ws.receive_json(timeout=10)
         assert first["type"] == "snapshot"
         assert first["job"]["state"] == "succeeded"
         closing = await ws.receive(timeout=10)
         assert closing.type == aiohttp.WSMsgType.CLOSE
         assert closing.data == 1000
+    # Single use: the same ticket opens nothing the second time.
+    assert await refusal(http, url, protocols=protocols) == ("invalid_ticket", 4401)
+
+
+@pytest.mark.parametrize(
+    ("spoiled", "refused"),
+    [("expired", ("invalid_ticket", 4401)), ("revoked", ("api_key_revoked", 4403))],
+)
+async def test_a_ticket_is_refused_once_expired_or_its_key_revoked(
+    server: JobsServer, http: aiohttp.ClientSession, spoiled: str, refused: tuple[str, int]
+) -> None:
+    key, record = await server.services.access.create_key("alpha")
+    job_id = await server.enqueue("echo")
+    async with http.post(f"{server.url}/v1/ws-tickets", headers=server.headers(key)) as resp:
+        ticket = await resp.json()
+    if spoiled == "revoked":
+        await server.services.access.revoke(record.id)
+    else:
+        async with server.services.database.connection() as conn:  # as if 30 s had passed
+            await conn.execute("UPDATE ws_tickets SET expires_at = now() - interval '1 second'")
+    url = server.ws(f"/v1/jobs/{job_id}/events")
+    assert await refusal(http, url, protocols=("propylon", ticket["subprotocol"])) == refused
+
+
+async def test_websocket_refuses_a_key_in_the_url(
+    server: JobsServer, http: aiohttp.ClientSession
+) -> None:
+    job_id = await server.enqueue("echo")
+    url = server.ws(f"/v1/jobs/{job_id}/events?api_key={server.key}")
+    assert await refusal(http, url) == ("api_key_in_url", 4401)
 
 
 @pytest.mark.parametrize(
@@ -203,13 +256,8 @@ async def test_websocket_refusals_say_why_and_close_with_the_status(
 ) -> None:
     job_id = await server.enqueue("echo")
     headers = server.headers(server.other_key) if key == "other" else {}
-    async with http.ws_connect(server.ws(f"/v1/jobs/{job_id}/events"), headers=headers) as ws:
-        message = await ws.receive_json(timeout=10)
-        assert message["type"] == "error"
-        assert message["error"]["code"] == error_code
-        closing = await ws.receive(timeout=10)
-        assert closing.type == aiohttp.WSMsgType.CLOSE
-        assert closing.data == code
+    url = server.ws(f"/v1/jobs/{job_id}/events")
+    assert await refusal(http, url, headers=headers) == (error_code, code)
 
 
 async def collection(server: JobsServer, name: str) -> str:

@@ -13,7 +13,7 @@ from psycopg import AsyncConnection
 
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import Embeddings, JSONObject
-from propylon.jobs.handler import JobCancelled
+from propylon.jobs.handler import JobCancelled, StopReason
 
 
 @dataclass
@@ -30,6 +30,12 @@ class FakeJobContext:
     events: list[tuple[str, float | None, dict[str, int] | None]] = field(default_factory=list)
     completed: list[dict[str, Any] | None] = field(default_factory=list)
     cancel_requested: bool = False
+    stop_reason: StopReason | None = None
+    worker_id: str = "fake-worker"
+
+    @property
+    def fence(self) -> dict[str, Any]:
+        return {"id": self.job_id, "worker_id": self.worker_id, "attempt": self.attempt}
 
     async def progress(
         self,

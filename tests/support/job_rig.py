@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from propylon.app import running_worker
 from propylon.db.database import Database
 from propylon.db.migrator import migrate
@@ -85,3 +87,10 @@ async def job_rig(database_url: str) -> AsyncIterator[JobRig]:
     finally:
         await hub.close()
         await database.close()
+
+
+@pytest.fixture
+async def rig(database_url: str) -> AsyncIterator[JobRig]:
+    """The job queue on a fresh database (import this fixture into a test module)."""
+    async with job_rig(database_url) as rig:
+        yield rig

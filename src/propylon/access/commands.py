@@ -112,7 +112,9 @@ def keys_create(
         list[str] | None,
         typer.Option(
             "--feature",
-            help="chat, embeddings, rag, admin (repeat); default: chat, embeddings, rag.",
+            help="Repeat. Model use: chat, embeddings, rag (the default set). logs:read: "
+            "prompts and answers in /v1/logs. admin: administer this key's own tenant. "
+            "operator: administer every tenant (like PROPYLON_ADMIN_KEY).",
         ),
     ] = None,
     rpm: RpmOpt = None,
@@ -174,3 +176,11 @@ def keys_usage(
 ) -> None:
     """Requests, tokens and cost of a key per UTC day."""
     _echo(_run(config, data_dir, lambda s: s.usage(ref, days)))
+
+
+@keys_app.command("rotate-secret")
+def keys_rotate_secret(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Make a new key secret (the HMAC under which new keys' check characters are made, so
+    forged keys are refused without a lookup). Every existing key keeps working."""
+    generation = _run(config, data_dir, lambda s: s.rotate_key_secret())
+    _echo({"generation": generation})

@@ -32,7 +32,7 @@ import time
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from propylon.access.keys import KeyRecord, hash_key, looks_like_key
+from propylon.access.keys import KeyRecord, has_valid_check, hash_key, looks_like_key
 from propylon.access.store import CHANNEL, AccessStore
 from propylon.errors import AuthenticationFailed, PermissionDenied
 from propylon.principal import Principal
@@ -64,6 +64,7 @@ class KeyDirectory:
         self._by_hash: dict[bytes, KeyRecord] = {}
         self._by_id: dict[str, KeyRecord] = {}
         self._misses: dict[bytes, float] = {}
+        self._secret = b""  # the key secret, loaded with the keys
         self._listener: asyncio.Task[None] | None = None
         self._reloader: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -113,7 +114,10 @@ class KeyDirectory:
         record = self._by_hash.get(digest)
         if record is not None:
             return record
-        if self._misses.get(digest, 0.0) > time.monotonic():
+        if (
+            not has_valid_check(token, self._secret)
+            or self._misses.get(digest, 0.0) > time.monotonic()
+        ):
             raise _unknown()
         try:
             found = await self._store.keys(key_hash=digest, timeout=self._lookup_timeout_s)
@@ -130,7 +134,7 @@ class KeyDirectory:
         return self._by_id.get(key_id)
 
     async def reload(self, *, key_id: str | None = None) -> None:
-        """Reload one key, or all of them."""
+        """Reload one key, or all of them (and the key secret)."""
         if key_id is not None:
             if self._changed_during_load is not None:
                 self._changed_during_load.add(key_id)
@@ -141,6 +145,7 @@ class KeyDirectory:
             self._changed_during_load = set()
             try:
                 records = await self._store.keys()
+                self._secret = await self._store.key_secret()
                 self._by_hash = {r.key_hash: r for r in records}
                 self._by_id = {r.id: r for r in records}
             finally:

@@ -1,15 +1,19 @@
 """API keys: how they are made, hashed and told apart from strings that cannot be keys.
 
 A key is ``ppl_`` + 40 random URL-safe characters (240 bits) + a 6-character check. Only the
-SHA-256 of the whole key is stored, with its first 12 characters for display. The check lets
-``looks_like_key`` turn away typos and random strings without any lookup, so they get 401
-at once, database or not.
+SHA-256 of the whole key is stored, with its first 12 characters for display. ``looks_like_key``
+turns away strings without a key's shape. The check is an HMAC of the body under the server's
+key secret (``key_secrets``, made at first start, rotatable), so only this server can make a
+key that passes ``has_valid_check``: a forged key is refused without a database lookup. Keys
+made before the secret existed carry an unkeyed check; they are known to every replica's
+directory (loaded in full at start), so they never need the lookup.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -25,22 +29,34 @@ KEY_LENGTH = len(KEY_PREFIX) + _BODY_LEN + _CHECK_LEN
 DISPLAY_LENGTH = 12
 
 
-def _check(body: str) -> str:
-    return hashlib.sha256(b"propylon-key:" + body.encode()).hexdigest()[:_CHECK_LEN]
+def _check(body: str, secret: bytes) -> str:
+    return hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:_CHECK_LEN]
 
 
-def generate_key() -> str:
-    """A new random key. Show it once; store ``hash_key(key)`` and ``display_prefix(key)``."""
+def new_secret() -> bytes:
+    """A new key secret (32 random bytes)."""
+    return secrets.token_bytes(32)
+
+
+def generate_key(secret: bytes) -> str:
+    """A new random key checked under ``secret``. Show it once; store ``hash_key(key)`` and
+    ``display_prefix(key)``."""
     body = secrets.token_urlsafe(30)
-    return KEY_PREFIX + body + _check(body)
+    return KEY_PREFIX + body + _check(body, secret)
 
 
 def looks_like_key(candidate: str) -> bool:
-    """True when ``candidate`` has a key's shape and check characters (it may still not exist)."""
-    if len(candidate) != KEY_LENGTH or not candidate.startswith(KEY_PREFIX):
-        return False
+    """True when ``candidate`` has a key's length and prefix (it may still be forged)."""
+    return len(candidate) == KEY_LENGTH and candidate.startswith(KEY_PREFIX)
+
+
+def has_valid_check(candidate: str, secret: bytes) -> bool:
+    """True when ``candidate``'s check characters are its HMAC under ``secret``: only this
+    server can have made it (it may still be unknown or revoked)."""
     body = candidate[len(KEY_PREFIX) : len(KEY_PREFIX) + _BODY_LEN]
-    return secrets.compare_digest(candidate[-_CHECK_LEN:], _check(body))
+    return looks_like_key(candidate) and hmac.compare_digest(
+        candidate[-_CHECK_LEN:], _check(body, secret)
+    )
 
 
 def hash_key(key: str) -> bytes:
@@ -101,7 +117,7 @@ class KeyRecord:
             key_prefix=self.prefix,
             features=self.features & FEATURES,
             models=self.models,
-            is_admin="admin" in self.features,
+            is_operator="operator" in self.features,
         )
 
     def describe(self) -> dict[str, Any]:

@@ -39,7 +39,8 @@ ORDER BY t.name, k.created_at;
 
 -- name: find_keys
 SELECT k.id FROM api_keys k
-WHERE k.id::text = %(ref)s OR k.prefix = %(ref)s OR k.name = %(ref)s;
+WHERE (k.id::text = %(ref)s OR k.prefix = %(ref)s OR k.name = %(ref)s)
+  AND (%(tenant_id)s::uuid IS NULL OR k.tenant_id = %(tenant_id)s::uuid);
 
 -- name: revoke_key
 UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
@@ -74,3 +75,24 @@ WHERE tenant_id = %(tenant_id)s AND day >= least(%(key_since)s, %(tenant_since)s
 -- name: key_usage
 SELECT day, requests, prompt_tokens, completion_tokens, cost_usd
 FROM key_usage WHERE key_id = %(key_id)s ORDER BY day DESC LIMIT %(days)s;
+
+-- name: issue_ticket
+WITH expired AS (DELETE FROM ws_tickets WHERE expires_at < now() - interval '1 minute')
+INSERT INTO ws_tickets (ticket_hash, key_id, expires_at)
+VALUES (%(ticket_hash)s, %(key_id)s, now() + make_interval(secs => %(ttl_s)s));
+
+-- name: redeem_ticket
+DELETE FROM ws_tickets WHERE ticket_hash = %(ticket_hash)s AND expires_at > now()
+RETURNING key_id;
+
+-- name: ensure_key_secret
+INSERT INTO key_secrets (generation, secret) VALUES (1, %(secret)s)
+ON CONFLICT (generation) DO NOTHING;
+
+-- name: current_key_secret
+SELECT generation, secret FROM key_secrets ORDER BY generation DESC LIMIT 1;
+
+-- name: rotate_key_secret
+INSERT INTO key_secrets (generation, secret)
+SELECT coalesce(max(generation), 0) + 1, %(secret)s FROM key_secrets
+RETURNING generation;

@@ -8,7 +8,7 @@ change) reloads it at once.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from propylon.access.budgets import Budget
-from propylon.access.keys import KeyRecord, display_prefix, generate_key, hash_key
+from propylon.access.keys import KeyRecord, display_prefix, generate_key, hash_key, new_secret
 from propylon.access.limits import Limits
 from propylon.access.queries import query
 from propylon.db.database import Database
@@ -44,11 +44,17 @@ class AccessStore:
     def __init__(self, database: Database) -> None:
         self.database = database
         self._observers: list[Callable[[KeyRecord], None]] = []
+        self._on_revoke: list[Callable[[KeyRecord], Awaitable[None]]] = []
 
     def observe(self, callback: Callable[[KeyRecord], None]) -> None:
         """Call ``callback`` with each key this store creates or revokes, before returning:
         the process that made a change sees it at once, others through NOTIFY."""
         self._observers.append(callback)
+
+    def on_revoke(self, callback: Callable[[KeyRecord], Awaitable[None]]) -> None:
+        """Await ``callback`` with each key this store revokes (after the revocation is
+        committed): the composition root cancels the key's queued runs with it."""
+        self._on_revoke.append(callback)
 
     def _changed(self, record: KeyRecord) -> KeyRecord:
         for callback in self._observers:
@@ -100,8 +106,8 @@ class AccessStore:
                 f"Features must be among {sorted(FEATURES)}; got {sorted(chosen)}.",
                 param="features",
             )
-        key = generate_key()
         async with self.database.connection() as conn:
+            key = generate_key(await _key_secret(conn))
             cur = await conn.execute(query("ensure_tenant"), {"name": _clean_name(tenant)})
             tenant_row = await cur.fetchone()
             assert tenant_row is not None
@@ -124,6 +130,22 @@ class AccessStore:
         [record] = await self.keys(key_id=str(row["id"]))
         return key, self._changed(record)
 
+    async def key_secret(self) -> bytes:
+        """The current key secret (made now if this database has none yet)."""
+        async with self.database.connection() as conn:
+            return await _key_secret(conn)
+
+    async def rotate_key_secret(self) -> int:
+        """Make a new key secret and tell every replica; its generation number. New keys are
+        checked under it; every existing key keeps working (keys are found by hash)."""
+        async with self.database.connection() as conn:
+            cur = await conn.execute(query("rotate_key_secret"), {"secret": new_secret()})
+            row = await cur.fetchone()
+            assert row is not None
+            await conn.execute(query("notify"), {"payload": "secret"})
+        generation: int = row["generation"]
+        return generation
+
     async def keys(
         self,
         *,
@@ -143,10 +165,11 @@ class AccessStore:
             cur = await conn.execute(query("key_records"), params)
             return [KeyRecord.from_row(r) for r in await cur.fetchall()]
 
-    async def find_key(self, ref: str) -> KeyRecord:
-        """The key whose id, display prefix or name is ``ref``."""
+    async def find_key(self, ref: str, tenant_id: str | None = None) -> KeyRecord:
+        """The key whose id, display prefix or name is ``ref`` (of ``tenant_id`` only, when
+        given: another tenant's key is not found)."""
         async with self.database.connection() as conn:
-            cur = await conn.execute(query("find_keys"), {"ref": ref})
+            cur = await conn.execute(query("find_keys"), {"ref": ref, "tenant_id": tenant_id})
             rows = await cur.fetchall()
         if not rows:
             raise NotFound(f"No API key matches {ref!r}.", param="key")
@@ -155,16 +178,19 @@ class AccessStore:
         [record] = await self.keys(key_id=str(rows[0]["id"]))
         return record
 
-    async def revoke(self, ref: str) -> KeyRecord:
-        record = await self.find_key(ref)
+    async def revoke(self, ref: str, tenant_id: str | None = None) -> KeyRecord:
+        record = await self.find_key(ref, tenant_id)
         async with self.database.connection() as conn:
             await conn.execute(query("revoke_key"), {"key_id": record.id})
             await conn.execute(query("notify"), {"payload": f"key:{record.id}"})
         [revoked] = await self.keys(key_id=record.id)
-        return self._changed(revoked)
+        self._changed(revoked)
+        for callback in self._on_revoke:
+            await callback(revoked)
+        return revoked
 
-    async def usage(self, ref: str, days: int = 31) -> dict[str, Any]:
-        record = await self.find_key(ref)
+    async def usage(self, ref: str, days: int = 31, tenant_id: str | None = None) -> dict[str, Any]:
+        record = await self.find_key(ref, tenant_id)
         async with self.database.connection() as conn:
             cur = await conn.execute(query("key_usage"), {"key_id": record.id, "days": days})
             rows = await cur.fetchall()
@@ -216,6 +242,14 @@ class AccessStore:
             row = await cur.fetchone()
         assert row is not None
         return dict(row)
+
+
+async def _key_secret(conn: psycopg.AsyncConnection[Any]) -> bytes:
+    await conn.execute(query("ensure_key_secret"), {"secret": new_secret()})
+    cur = await conn.execute(query("current_key_secret"))
+    row = await cur.fetchone()
+    assert row is not None
+    return bytes(row["secret"])
 
 
 def _clean_name(name: str) -> str:

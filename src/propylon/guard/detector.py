@@ -108,12 +108,14 @@ class InjectionDetector:
         thresholds: dict[str, Thresholds] | None = None,
         *,
         max_windows: int = 32,
+        max_scan_chars: int = 32_768,
         cache_size: int = 4096,
     ) -> None:
         self._classifier = classifier if embedder is not None else None
         self._embedder = embedder
         self.thresholds = thresholds or calibrated_thresholds(self._classifier)
         self._max_windows = max_windows
+        self._max_scan_chars = max_scan_chars
         self._cache: OrderedDict[bytes, Verdict] = OrderedDict()
         self._cache_size = cache_size
 
@@ -125,9 +127,14 @@ class InjectionDetector:
     async def scan_many(
         self, texts: list[str], source: Source = "user", *, classify: bool = True
     ) -> list[Verdict]:
-        """Verdicts on several texts, embedding every window that needs it in one batch."""
+        """Verdicts on several texts, embedding every window that needs it in one batch.
+        At most ``max_scan_chars`` characters are read in all (see ``excerpts``)."""
         thresholds = self.thresholds[source]
         classify = classify and self._classifier is not None
+        cut = excerpts(texts, self._max_scan_chars)
+        if cut is not texts:  # a long request: the scan below takes milliseconds
+            await asyncio.sleep(0)  # let other requests run first
+        texts = cut
         keys = [_key(source, classify, text) for text in texts]
         out: list[Verdict | None] = [self._cached(key) for key in keys]
         pending: list[tuple[int, list[heuristics.Signal], list[str]]] = []
@@ -176,6 +183,28 @@ class InjectionDetector:
             self._cache.popitem(last=False)
 
 
+def excerpts(texts: list[str], budget: int) -> list[str]:
+    """``texts`` cut to ``budget`` characters in all: the shortest are kept whole while each
+    fits its share of what is left; a longer one keeps its beginning and its end (where
+    instructions usually sit), joined by a newline."""
+    if sum(map(len, texts)) <= budget:
+        return texts
+    allowed = [0] * len(texts)
+    left = budget
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for done, i in enumerate(order):
+        allowed[i] = min(len(texts[i]), left // (len(texts) - done))
+        left -= allowed[i]
+    out = []
+    for text, allowance in zip(texts, allowed, strict=True):
+        if len(text) <= allowance:
+            out.append(text)
+        else:
+            half = allowance // 2
+            out.append(text[:half] + "\n" + text[len(text) - (allowance - half) :])
+    return out
+
+
 def _key(source: str, classify: bool, text: str) -> bytes:
     return hashlib.blake2b(
         f"{source}\0{classify:d}\0{text}".encode("utf-8", "surrogatepass"), digest_size=16
@@ -220,7 +249,13 @@ async def open_detector(
     }
     if not settings.classifier:
         thresholds = calibrated_thresholds(None, overrides)
-        yield InjectionDetector(None, None, thresholds, max_windows=settings.max_windows)
+        yield InjectionDetector(
+            None,
+            None,
+            thresholds,
+            max_windows=settings.max_windows,
+            max_scan_chars=settings.max_scan_chars,
+        )
         return
     from propylon.local.minilm import MiniLMEmbedder
 
@@ -231,7 +266,13 @@ async def open_detector(
         owned = await asyncio.to_thread(MiniLMEmbedder.load, threads=threads, int8=int8)
         embedder = owned
     try:
-        yield InjectionDetector(classifier, embedder, thresholds, max_windows=settings.max_windows)
+        yield InjectionDetector(
+            classifier,
+            embedder,
+            thresholds,
+            max_windows=settings.max_windows,
+            max_scan_chars=settings.max_scan_chars,
+        )
     finally:
         if owned is not None:
             owned.close()

@@ -1,6 +1,8 @@
 """`/admin/`: tenants and API keys. Parse, call the access store, render.
 
-Authorised by ``PROPYLON_ADMIN_KEY`` or an API key with the ``admin`` feature.
+An operator (``PROPYLON_ADMIN_KEY`` or the ``operator`` feature) administers every tenant; a
+key with the ``admin`` feature administers its own tenant: its keys (never granting
+``operator``), their usage and revocation. Another tenant's key is 404 to a tenant admin.
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ from starlette.responses import Response
 from propylon.access.budgets import Budget
 from propylon.access.limits import Limits
 from propylon.errors import InvalidRequest
-from propylon.http.auth import authenticate_admin
+from propylon.http.auth import authenticate_admin, authenticate_operator, operator_required
 from propylon.http.context import services
 from propylon.http.json import json_response, read_json_object
 from propylon.http.openapi import JSON_OBJECT_BODY
+from propylon.principal import TENANT_FEATURES, Principal
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 @router.post("/tenants", openapi_extra=JSON_OBJECT_BODY)
 async def create_tenant(request: Request) -> Response:
-    """Create a tenant: `{"name", "limits": {"rpm", "tpm"}, "budget": {...}}`."""
-    await authenticate_admin(request)
+    """Create a tenant: `{"name", "limits": {"rpm", "tpm"}, "budget": {...}}` (operators)."""
+    await authenticate_operator(request)
     svc = services(request)
     body = await read_json_object(request, svc.settings.max_body_bytes)
     tenant = await svc.access.create_tenant(
@@ -35,21 +38,33 @@ async def create_tenant(request: Request) -> Response:
 
 @router.get("/tenants")
 async def list_tenants(request: Request) -> Response:
-    await authenticate_admin(request)
-    return json_response({"object": "list", "data": await services(request).access.list_tenants()})
+    """Every tenant (operators), or the caller's own (tenant admins)."""
+    principal = await authenticate_admin(request)
+    tenants = await services(request).access.list_tenants()
+    data = [t for t in tenants if principal.administers(t["id"])]
+    return json_response({"object": "list", "data": data})
 
 
 @router.post("/keys", openapi_extra=JSON_OBJECT_BODY)
 async def create_key(request: Request) -> Response:
-    """Create a key (and its tenant when missing). The response holds the key, once."""
-    await authenticate_admin(request)
+    """Create a key (and its tenant when missing). The response holds the key, once.
+    A tenant admin creates keys of its own tenant (`tenant` may be left out), without
+    `operator`."""
+    principal = await authenticate_admin(request)
     svc = services(request)
     body = await read_json_object(request, svc.settings.max_body_bytes)
+    features = _strings(body, "features")
+    if principal.is_operator:
+        tenant = _str(body, "tenant")
+    else:
+        tenant = body.get("tenant") or principal.tenant_name
+        if tenant != principal.tenant_name or not set(features or ()) <= TENANT_FEATURES:
+            raise operator_required()
     key, record = await svc.access.create_key(
-        _str(body, "tenant"),
+        tenant,
         name=str(body.get("name") or ""),
         models=_strings(body, "models"),
-        features=_strings(body, "features"),
+        features=features,
         limits=_policy(Limits, body, "limits"),
         budget=_policy(Budget, body, "budget"),
     )
@@ -58,25 +73,32 @@ async def create_key(request: Request) -> Response:
 
 @router.get("/keys")
 async def list_keys(request: Request, tenant: str | None = None) -> Response:
-    await authenticate_admin(request)
-    records = await services(request).access.keys(tenant_name=tenant)
+    """Keys of every tenant or of `tenant` (operators); of the caller's tenant (tenant admins)."""
+    principal = await authenticate_admin(request)
+    records = await services(request).access.keys(tenant_name=tenant, tenant_id=_scope(principal))
     return json_response({"object": "list", "data": [r.describe() for r in records]})
 
 
 @router.post("/keys/{ref}/revoke")
 async def revoke_key(request: Request, ref: str) -> Response:
     """Revoke a key by id, display prefix or name; every replica refuses it at once."""
-    await authenticate_admin(request)
-    return json_response((await services(request).access.revoke(ref)).describe())
+    principal = await authenticate_admin(request)
+    revoked = await services(request).access.revoke(ref, tenant_id=_scope(principal))
+    return json_response(revoked.describe())
 
 
 @router.get("/keys/{ref}/usage")
 async def key_usage(request: Request, ref: str) -> Response:
     """Requests, tokens and cost of a key per UTC day (latest first)."""
-    await authenticate_admin(request)
+    principal = await authenticate_admin(request)
     svc = services(request)
     await svc.usage.flush()  # include what this process has counted but not written yet
-    return json_response(await svc.access.usage(ref))
+    return json_response(await svc.access.usage(ref, tenant_id=_scope(principal)))
+
+
+def _scope(principal: Principal) -> str | None:
+    """The tenant a caller's key lookups are limited to (None: every tenant)."""
+    return None if principal.is_operator else principal.tenant_id
 
 
 def _str(body: dict[str, Any], field: str) -> str:

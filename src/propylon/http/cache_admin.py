@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from propylon.http.auth import authenticate_admin
+from propylon.http.auth import authenticate_admin, authenticate_operator, operator_required
 from propylon.http.context import services
 from propylon.http.json import json_response
 
@@ -18,8 +18,11 @@ router = APIRouter(prefix="/admin/cache", tags=["admin"])
 
 @router.delete("/tenants/{tenant_id}")
 async def purge_tenant(request: Request, tenant_id: str) -> Response:
-    """Delete every cached answer of one tenant (by tenant id)."""
-    await authenticate_admin(request)
+    """Delete every cached answer of one tenant (by tenant id): operators, or that tenant's
+    admin."""
+    principal = await authenticate_admin(request)
+    if not principal.administers(tenant_id):
+        raise operator_required()
     purged = await services(request).cache.purge(tenant_id=tenant_id)
     return json_response({"tenant_id": tenant_id, "purged": purged})
 
@@ -27,7 +30,7 @@ async def purge_tenant(request: Request, tenant_id: str) -> Response:
 @router.delete("/models/{model}")
 async def purge_model(request: Request, model: str) -> Response:
     """Delete every cached answer of one model (public name or alias), across tenants."""
-    await authenticate_admin(request)
+    await authenticate_operator(request)
     purged = await services(request).cache.purge(model=model)
     return json_response({"model": model, "purged": purged})
 
@@ -35,5 +38,5 @@ async def purge_model(request: Request, model: str) -> Response:
 @router.get("/stats")
 async def cache_stats(request: Request) -> Response:
     """Hits, misses, bypasses, stores, second-check refusals and errors since start."""
-    await authenticate_admin(request)
+    await authenticate_operator(request)
     return json_response(services(request).cache.stats.snapshot())

@@ -16,15 +16,17 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from propylon.errors import InvalidRequest, PermissionDenied, RequestTooLarge
+from propylon.errors import InvalidRequest, PermissionDenied
 from propylon.http.auth import authenticate
 from propylon.http.context import services
-from propylon.http.json import json_response, read_json_object
+from propylon.http.json import json_response, limit_body, read_json_object
 from propylon.http.openapi import JSON_OBJECT_BODY
 from propylon.principal import Principal
 from propylon.storable import check_storable
 
 router = APIRouter(tags=["collections"])
+
+_FORM_OVERHEAD = 64 * 1024  # an upload's body beyond the file: multipart envelope, fields
 
 
 async def _principal(request: Request) -> Principal:
@@ -125,7 +127,7 @@ async def delete_document(collection_id: str, document_id: str, request: Request
 async def _upload_fields(request: Request, max_bytes: int) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
-        body = await read_json_object(request, max_bytes + 64 * 1024)
+        body = await read_json_object(request, max_bytes + _FORM_OVERHEAD)
         text = body.get("text")
         if not isinstance(text, str) or not text.strip():
             raise InvalidRequest(
@@ -139,10 +141,11 @@ async def _upload_fields(request: Request, max_bytes: int) -> dict[str, Any]:
             "external_id": _optional(body, "external_id", str),
             "metadata": _optional(body, "metadata", dict),
         }
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
-        raise RequestTooLarge(f"The file is larger than the upload limit of {max_bytes:,} bytes.")
-    form = await request.form(max_files=1, max_fields=10)
+    too_large = f"The file is larger than the upload limit of {max_bytes:,} bytes."
+    # Counted as it streams (with room for the multipart envelope and the small fields).
+    form = await limit_body(request, max_bytes + _FORM_OVERHEAD, too_large).form(
+        max_files=1, max_fields=10
+    )
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):

@@ -18,9 +18,10 @@ router = APIRouter()
 
 @router.get("/v1/logs", tags=["observability"])
 async def get_logs(request: Request) -> Response:
-    """Recorded requests, newest first: the caller's tenant (every tenant for an admin).
-    Filters: `since`, `until`, `model`, `status`, `cache_status`, `request_id`,
-    `metadata.<key>=<value>`, `tenant_id` (admin); paging with `before` and `limit`."""
+    """Recorded requests, newest first: the caller's tenant (every tenant for an operator).
+    Prompts and answers only for keys with the `logs:read` feature (`content_withheld`
+    otherwise). Filters: `since`, `until`, `model`, `status`, `cache_status`, `request_id`,
+    `metadata.<key>=<value>`, `tenant_id` (operator); paging with `before` and `limit`."""
     principal = await _reader(request)
     query = LogFilter.from_params(request.query_params.multi_items())
     return json_response(await services(request).observe.logs(principal, query))
@@ -38,7 +39,7 @@ async def get_stats(request: Request) -> Response:
 
 
 async def _reader(request: Request) -> Principal:
-    """An API key (its tenant's records), or the admin key (every tenant's)."""
+    """An API key (its tenant's records; an operator key: every tenant's), or the admin key."""
     try:
         return await authenticate(request)
     except AuthenticationFailed:

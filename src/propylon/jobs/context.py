@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from propylon.db.database import Database
 from propylon.jobs import store
-from propylon.jobs.handler import JobCancelled, LeaseLost
+from propylon.jobs.handler import JobCancelled, LeaseLost, StopReason
 from propylon.jobs.view import JobView
-
-StopReason = Literal["cancel", "lease_lost", "shutdown"]
 
 MAX_COUNTERS = 32
 MAX_NAME_CHARS = 40

@@ -17,6 +17,14 @@ Contract:
 - **Cancelling.** ``POST /v1/jobs/{id}/cancel`` makes ``cancelled()`` true and cancels the
   handler's task (``asyncio.CancelledError`` at its next ``await``). Check ``cancelled()`` or call
   ``raise_if_cancelled()`` between CPU-bound steps, which ``await`` nothing.
+- **Fencing.** A write outside ``complete_in`` that must not land after this attempt lost the
+  job (another attempt may be running) carries ``fence`` (the job id, worker id and attempt)
+  and applies only while the job row still matches it. ``stop_reason`` tells why a handler was
+  interrupted: ``cancel`` (asked by a user), ``shutdown`` (its worker is stopping and hands the
+  job back to the queue) or ``lease_lost``.
+- **Reaped.** A handler object may define ``async reaped(conn, job_id, state, reason)``: the
+  reaper calls it, in its own transaction, for each job of that kind it requeued (``queued``) or
+  ended (``failed``, ``cancelled``) because its worker was lost.
 - **Yielding.** The worker's heartbeat runs on the same event loop: a handler must not block it
   for longer than ``jobs.lease_s`` (parse page by page and ``await asyncio.sleep(0)`` between
   pages), or its lease expires and the job is run again elsewhere.
@@ -25,9 +33,11 @@ Contract:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from psycopg import AsyncConnection
+
+StopReason = Literal["cancel", "lease_lost", "shutdown"]
 
 
 class JobCancelled(Exception):
@@ -48,6 +58,13 @@ class JobContext(Protocol):
     collection_id: str | None
     attempt: int  # 1 for the first run
     max_attempts: int  # attempt == max_attempts: the last try; failing now fails the job
+    stop_reason: StopReason | None  # why the handler is being stopped, once it is
+
+    @property
+    def fence(self) -> Mapping[str, Any]:
+        """``{"id", "worker_id", "attempt"}``: matches the job row only while this attempt owns
+        it (see the module docstring)."""
+        ...
 
     async def progress(
         self,

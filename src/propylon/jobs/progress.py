@@ -4,7 +4,8 @@ Every change to a job (queue.py, worker.py) sends ``NOTIFY propylon_jobs`` with 
 event in the same transaction, so the event is delivered exactly when the change is visible.
 ``ProgressHub`` keeps one dedicated ``LISTEN`` connection (not a pool connection) and hands each
 event to the subscribers of its topics: ``job:<id>``, ``collection:<tenant>:<id>`` and ``all``
-(the worker's wake-ups). Subscriber queues are bounded: a slow subscriber, or a lost
+(the worker's wake-ups). Run events (``runs/events.py``, with a ``run_id``) go to
+``run:<id>`` only: they wake no worker. Subscriber queues are bounded: a slow subscriber, or a lost
 connection, receives ``GAP`` instead of the events it missed and re-reads the job's state.
 """
 
@@ -38,6 +39,8 @@ Event = dict[str, Any]
 
 
 def topics_of(event: Event) -> list[str]:
+    if "run_id" in event:
+        return [f"run:{event['run_id']}"]
     topics = ["all", f"job:{event.get('job_id')}"]
     if event.get("collection_id"):
         topics.append(f"collection:{event.get('tenant_id')}:{event['collection_id']}")

@@ -40,6 +40,35 @@ WHERE id = %(id)s AND tenant_id = %(tenant_id)s
 RETURNING *
 
 -- name: claim
+-- Fair: among tenants with a due job of these kinds (found by a loose index scan, one probe
+-- per tenant), the one with the fewest running jobs (and under `tenant_cap`, when set) gives
+-- its oldest due job; ties go to the oldest job. One tenant's backlog therefore delays
+-- another tenant's job by at most one job's duration.
+WITH RECURSIVE tenants AS (
+    (SELECT tenant_id FROM jobs WHERE state = 'queued' ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.tenant_id FROM jobs j
+            WHERE j.state = 'queued' AND j.tenant_id > t.tenant_id
+            ORDER BY j.tenant_id LIMIT 1)
+    FROM tenants t WHERE t.tenant_id IS NOT NULL
+),
+heads AS (
+    SELECT running.n, head.id, head.run_after, head.created_at
+    FROM tenants t
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n FROM jobs r WHERE r.tenant_id = t.tenant_id AND r.state = 'running'
+    ) running
+    CROSS JOIN LATERAL (
+        SELECT q.id, q.run_after, q.created_at FROM jobs q
+        WHERE q.tenant_id = t.tenant_id AND q.state = 'queued' AND q.run_after <= now()
+          AND q.kind = ANY(%(kinds)s)
+        ORDER BY q.run_after, q.created_at
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) head
+    WHERE t.tenant_id IS NOT NULL
+      AND (%(tenant_cap)s::int IS NULL OR running.n < %(tenant_cap)s::int)
+)
 UPDATE jobs SET
     state = 'running',
     attempts = attempts + 1,
@@ -50,14 +79,12 @@ UPDATE jobs SET
     stages = stages || jsonb_build_object('running', now()),
     seq = seq + 1,
     updated_at = now()
-WHERE id = (
-    SELECT id FROM jobs
-    WHERE state = 'queued' AND run_after <= now() AND kind = ANY(%(kinds)s)
-    ORDER BY run_after, created_at
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
-)
+WHERE id = (SELECT id FROM heads ORDER BY n, run_after, created_at LIMIT 1)
 RETURNING *
+
+-- name: claim_lock
+-- With a per-tenant cap, claims take turns, so two cannot both see room for the same slot.
+SELECT pg_advisory_xact_lock(%(lock)s)
 
 -- name: next_due
 SELECT extract(epoch FROM (min(run_after) - now()))::float8 AS wait_s

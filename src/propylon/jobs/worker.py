@@ -24,8 +24,15 @@ from propylon.background import wait_event
 from propylon.db.database import Database
 from propylon.errors import PropylonError
 from propylon.jobs import store
-from propylon.jobs.context import RunningJob, StopReason
-from propylon.jobs.handler import Handler, Handlers, JobCancelled, JobContext, LeaseLost
+from propylon.jobs.context import RunningJob
+from propylon.jobs.handler import (
+    Handler,
+    Handlers,
+    JobCancelled,
+    JobContext,
+    LeaseLost,
+    StopReason,
+)
 from propylon.jobs.progress import Gap, ProgressHub, Subscription
 from propylon.jobs.queries import query
 from propylon.jobs.view import JobView
@@ -38,6 +45,9 @@ class JobOutcomes(Protocol):
     """Where a worker reports each job attempt it ends (e.g. Prometheus metrics)."""
 
     def job_finished(self, kind: str, outcome: str, seconds: float) -> None: ...
+
+
+_CLAIM_LOCK = 0x70726F71  # "proq": claims take turns while a per-tenant cap is set
 
 
 class Worker:
@@ -62,6 +72,7 @@ class Worker:
         self._running: dict[str, tuple[RunningJob, asyncio.Task[Any]]] = {}
         self._runs: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._held_back = False  # due jobs were left unclaimed (tenant caps, or being claimed)
 
     @property
     def running(self) -> int:
@@ -100,7 +111,12 @@ class Worker:
                 while len(self._running) < self._settings.concurrency and not stop.is_set():
                     view = await self._claim(kinds)
                     if view is None:
-                        wait_s = min(wait_s, await self._next_due(kinds))
+                        due_in = await self._next_due(kinds)
+                        # Due but not claimable (capped, or being claimed): a job ending
+                        # anywhere wakes this loop (``_watch``), rather than polling.
+                        self._held_back = due_in <= 0
+                        if not self._held_back:
+                            wait_s = min(wait_s, due_in)
                         break
                     self._start(view)
             except Exception as exc:  # the database is away: keep the worker, try again
@@ -108,8 +124,16 @@ class Worker:
             await wait_event(self._wake, max(wait_s, 0.01))
 
     async def _claim(self, kinds: list[str]) -> JobView | None:
-        params = {"worker_id": self.id, "lease_s": self._settings.lease_s, "kinds": kinds}
+        cap = self._settings.tenant_concurrency
+        params = {
+            "worker_id": self.id,
+            "lease_s": self._settings.lease_s,
+            "kinds": kinds,
+            "tenant_cap": cap,
+        }
         async with self._database.connection() as conn:
+            if cap is not None:
+                await conn.execute(query("claim_lock"), {"lock": _CLAIM_LOCK})
             return await store.change_one(conn, "claim", params, "state")
 
     async def _next_due(self, kinds: list[str]) -> float:
@@ -253,6 +277,10 @@ class Worker:
             try:
                 async with self._database.connection() as conn:
                     reaped = await store.change(conn, "reap", {}, "state")
+                    for view in reaped:  # in the same transaction: nothing is left behind
+                        hook = getattr(self._handlers.get(view.kind), "reaped", None)
+                        if hook is not None:
+                            await hook(conn, view.id, view.state, view.reason)
                 for view in reaped:
                     log.warning(
                         "requeued a job whose worker was lost",
@@ -267,7 +295,9 @@ class Worker:
             if isinstance(item, Gap):
                 self._wake.set()
                 continue
-            if item.get("state") == "queued":
+            if item.get("state") == "queued" or (
+                self._held_back and item.get("state") in ("succeeded", "failed", "cancelled")
+            ):
                 self._wake.set()
             if item.get("cancel_requested") and item.get("state") == "running":
                 self._interrupt(str(item.get("job_id")), "cancel")

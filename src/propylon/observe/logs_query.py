@@ -79,8 +79,9 @@ class LogFilter:
 
 
 async def list_logs(database: Database, principal: Principal, filter: LogFilter) -> dict[str, Any]:
-    """One page of the caller's records (every tenant's for an admin), newest first."""
-    tenant = filter.tenant_id if principal.is_admin else principal.tenant_id
+    """One page of the caller's records (every tenant's for an operator), newest first;
+    without the ``logs:read`` feature, rows come without prompts and answers."""
+    tenant = filter.tenant_id if principal.is_operator else principal.tenant_id
     params = {
         "since": filter.since,
         "until": filter.until,
@@ -100,7 +101,8 @@ async def list_logs(database: Database, principal: Principal, filter: LogFilter)
         cur = await conn.execute(query("list_logs"), params)
         rows = await cur.fetchall()
     has_more = len(rows) > filter.limit
-    data = [_render(row) for row in rows[: filter.limit]]
+    content = principal.has_feature("logs:read")
+    data = [_render(row, content) for row in rows[: filter.limit]]
     return {
         "object": "list",
         "data": data,
@@ -109,9 +111,13 @@ async def list_logs(database: Database, principal: Principal, filter: LogFilter)
     }
 
 
-def _render(row: dict[str, Any]) -> dict[str, Any]:
+def _render(row: dict[str, Any], content: bool) -> dict[str, Any]:
+    """A row as the API shows it; prompts and answers only to keys with ``logs:read``."""
     out = dict(row)
     out["created_at"] = row["created_at"].isoformat()
+    if not content:
+        out["prompt"] = out["response"] = None
+        out["content_withheld"] = True
     return out
 
 

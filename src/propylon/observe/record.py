@@ -153,11 +153,28 @@ def render_content(value: Any, policy: ContentPolicy, max_chars: int) -> str | N
     """Content as stored: redacted and cut (``full``), a SHA-256 (``hashed``), or nothing."""
     if value is None or policy == "off":
         return None
-    text = value if isinstance(value, str) else _json(value)
     if policy == "hashed":
+        text = value if isinstance(value, str) else _json(value)
         return "sha256:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
-    # Cut before redacting (bounded work), with slack so a secret at the edge is still matched.
-    return redact(text[: max_chars + 256])[:max_chars]
+    # Cut before serialising and redacting (bounded work: an 8 MB prompt costs what a short one
+    # does), with slack so a secret at the edge is still matched.
+    limit = max_chars + 256
+    text = value[:limit] if isinstance(value, str) else _json(_clipped(value, limit))
+    return redact(text[:limit])[:max_chars]
+
+
+def _clipped(value: Any, limit: int, depth: int = 0) -> Any:
+    """``value`` with every string cut to ``limit`` characters (no string longer than the
+    stored text can show is serialised)."""
+    if isinstance(value, str):
+        return value[:limit] if len(value) > limit else value
+    if depth > 32:  # deeper than any chat message: left as it is
+        return value
+    if isinstance(value, list):
+        return [_clipped(item, limit, depth + 1) for item in value]
+    if isinstance(value, dict):
+        return {key: _clipped(item, limit, depth + 1) for key, item in value.items()}
+    return value
 
 
 def _json(value: Any) -> str:

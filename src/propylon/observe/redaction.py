@@ -19,6 +19,7 @@ _SECRETS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("sk-", r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}"),  # OpenAI, Anthropic
         ("pk-", r"\bpk-[A-Za-z0-9_\-]{16,}"),
         ("ppl_", r"\bppl_[A-Za-z0-9_\-]{16,}"),  # Propylon's own keys
+        ("propylon-ticket.", r"(?<=propylon-ticket\.)[A-Za-z0-9_\-]+"),  # WebSocket tickets
         ("_", r"\bgh[pousr]_[A-Za-z0-9]{30,}"),  # GitHub
         ("xox", r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"),  # Slack
         ("AKIA", r"\bAKIA[0-9A-Z]{16}\b"),  # AWS access key id

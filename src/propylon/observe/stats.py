@@ -45,7 +45,7 @@ async def request_stats(
     params = {
         "since": since,
         "until": until,
-        "tenant_id": tenant_id if principal.is_admin else principal.tenant_id,
+        "tenant_id": tenant_id if principal.is_operator else principal.tenant_id,
     }
     async with database.connection() as conn:
         summary = await (await conn.execute(query("stats_summary"), params)).fetchone()

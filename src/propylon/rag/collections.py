@@ -153,7 +153,7 @@ class CollectionService:
         async with self._store.database.connection() as conn:
             await self._store.lock_collection(conn, collection_id)
             same = await self._store.find_by_sha256(conn, collection_id, sha256)
-            if same is not None and same["status"] != "failed":
+            if same is not None and _alive(same):
                 return AcceptedDocument(_public(same), same["job_id"], duplicate=True)
             document = same
             if document is None and external_id is not None:
@@ -221,3 +221,10 @@ class CollectionService:
 def _public(row: Row) -> Row:
     """A document row without its text and internal columns."""
     return {k: v for k, v in row.items() if k not in ("text", "pending_upload")}
+
+
+def _alive(document: Row) -> bool:
+    """Ingested, or on its way: not failed, and its job has not ended without it."""
+    return document["status"] == "ready" or (
+        document["status"] != "failed" and not document["job_ended"]
+    )

@@ -9,6 +9,11 @@ chunks or the new ones, and a re-run never stores a document twice.
 A document that cannot be read (unsupported, damaged, encrypted, empty, over a limit) fails
 its job at once with the reason, and the document records it; other errors are retried by
 the queue, and the document is marked failed when the last attempt fails.
+
+Every status write is fenced by the job attempt (``JobContext.fence``): an attempt that lost
+its job (its lease expired, another attempt took over) writes nothing, so it cannot overwrite
+`ready`. A worker shutting down hands the job back and leaves the document `queued`; a job the
+reaper ends (its worker was lost) fails its document with the reason (``reaped``).
 """
 
 from __future__ import annotations
@@ -65,20 +70,27 @@ class IngestionHandler:
             # Deleted with its document, or superseded by a newer upload already stored.
             return {"document_id": ctx.payload.get("document_id"), "skipped": "superseded"}
         document_id = str(upload["document_id"])
-        await self._store.set_status(document_id, "processing")
+        await self._store.set_status(document_id, "processing", fence=ctx.fence)
         try:
             return await self._ingest(ctx, upload)
         except (JobCancelled, asyncio.CancelledError):
-            await self._store.set_status(document_id, "failed", "Ingestion was cancelled.")
+            await self._record_stop(ctx, document_id)
             raise
         except PropylonError as exc:
             final = not exc.retryable or ctx.attempt >= int(ctx.payload.get("max_attempts", 1))
-            await self._record_failure(document_id, exc.message, ctx.attempt, final=final)
+            await self._record_failure(ctx, document_id, exc.message, final=final)
             raise
         except Exception as exc:
             final = ctx.attempt >= int(ctx.payload.get("max_attempts", 1))
-            await self._record_failure(document_id, str(exc), ctx.attempt, final=final)
+            await self._record_failure(ctx, document_id, str(exc), final=final)
             raise
+
+    async def reaped(self, conn: Conn, job_id: str, state: str, reason: str | None) -> None:
+        """The reaper requeued or ended this job (its worker was lost): the document says so."""
+        if state == "queued":
+            await self._store.job_ended(conn, job_id, "queued", f"Retrying: {reason}")
+        else:
+            await self._store.job_ended(conn, job_id, "failed", reason or f"The job was {state}.")
 
     async def _ingest(self, ctx: JobContext, upload: dict[str, Any]) -> dict[str, Any]:
         content = bytes(upload["content"])
@@ -102,8 +114,9 @@ class IngestionHandler:
         await ctx.raise_if_cancelled()
         await ctx.progress(stage="chunking", fraction=0.0, counters={"chars": len(parsed.text)})
         config = ChunkingConfig(**upload["chunking"])
-        chunks = Chunker(config, self._count_tokens).chunk(parsed)
-        await asyncio.sleep(0)
+        # CPU work (tokenising every block): in a thread, so heartbeats and every other job
+        # on this worker's event loop go on meanwhile.
+        chunks = await asyncio.to_thread(Chunker(config, self._count_tokens).chunk, parsed)
 
         async def on_batch(done: int, total: int) -> None:
             await ctx.progress(
@@ -164,15 +177,29 @@ class IngestionHandler:
             result["skipped"] = "superseded"
         return result
 
+    async def _record_stop(self, ctx: JobContext, document_id: str) -> None:
+        if ctx.stop_reason == "lease_lost":
+            return  # another attempt owns the job now; the fence would refuse anyway
+        if ctx.stop_reason == "shutdown":  # the job goes back to the queue, and so does this
+            status, reason = "queued", "The worker stopped; ingestion will resume."
+        else:
+            status, reason = "failed", "Ingestion was cancelled."
+        await self._write_status(ctx, document_id, status, reason)
+
     async def _record_failure(
-        self, document_id: str, reason: str, attempt: int, *, final: bool
+        self, ctx: JobContext, document_id: str, reason: str, *, final: bool
+    ) -> None:
+        if final:
+            await self._write_status(ctx, document_id, "failed", reason)
+        else:
+            await self._write_status(
+                ctx, document_id, "queued", f"Attempt {ctx.attempt} failed, retrying: {reason}"
+            )
+
+    async def _write_status(
+        self, ctx: JobContext, document_id: str, status: str, reason: str
     ) -> None:
         try:
-            if final:
-                await self._store.set_status(document_id, "failed", reason)
-            else:
-                await self._store.set_status(
-                    document_id, "queued", f"Attempt {attempt} failed, retrying: {reason}"
-                )
-        except Exception:  # the job's own failure matters more than this bookkeeping
-            log.exception("could not record the failure of document %s", document_id)
+            await self._store.set_status(document_id, status, reason, fence=ctx.fence)
+        except Exception:  # the job's own outcome matters more than this bookkeeping
+            log.exception("could not record the outcome of document %s", document_id)

@@ -28,12 +28,21 @@ DELETE FROM collections WHERE tenant_id = %(tenant_id)s AND id = %(id)s RETURNIN
 SELECT pg_advisory_xact_lock(hashtextextended(%(collection_id)s::text, 0))
 
 -- name: document_by_sha256
-SELECT d.*, NULL::uuid AS pending_upload FROM documents d
-WHERE d.collection_id = %(collection_id)s AND d.sha256 = %(sha256)s
-UNION ALL
-SELECT d.*, u.id AS pending_upload FROM document_uploads u JOIN documents d ON d.id = u.document_id
-WHERE d.collection_id = %(collection_id)s AND u.sha256 = %(sha256)s
-LIMIT 1
+-- `job_ended`: its job failed or was cancelled (the document may still say `processing` if
+-- that job's worker was lost); such a document is no duplicate: its bytes may come again.
+SELECT found.*, EXISTS (
+    SELECT 1 FROM jobs j
+    WHERE j.id = found.job_id::uuid AND j.state IN ('failed', 'cancelled')
+) AS job_ended
+FROM (
+    SELECT d.*, NULL::uuid AS pending_upload FROM documents d
+    WHERE d.collection_id = %(collection_id)s AND d.sha256 = %(sha256)s
+    UNION ALL
+    SELECT d.*, u.id AS pending_upload
+    FROM document_uploads u JOIN documents d ON d.id = u.document_id
+    WHERE d.collection_id = %(collection_id)s AND u.sha256 = %(sha256)s
+    LIMIT 1
+) found
 
 -- name: document_by_external_id
 SELECT * FROM documents WHERE collection_id = %(collection_id)s AND external_id = %(external_id)s
@@ -65,8 +74,23 @@ JOIN collections c ON c.id = d.collection_id
 WHERE u.id = %(upload_id)s
 
 -- name: document_set_status
+-- Fenced by the job attempt: applies only while the document is this job's and the attempt
+-- still owns the job (its row is share-locked until commit, so the reaper cannot take it
+-- in between). A job row that no longer exists fences nothing.
+WITH owner AS (
+    SELECT worker_id = %(worker_id)s AND attempts = %(attempt)s AND state = 'running' AS ours
+    FROM jobs WHERE id = %(id)s::uuid
+    FOR SHARE
+)
 UPDATE documents SET status = %(status)s, error = %(error)s, updated_at = now()
-WHERE id = %(document_id)s
+WHERE id = %(document_id)s AND job_id = %(id)s::text
+  AND coalesce((SELECT ours FROM owner), true)
+RETURNING id
+
+-- name: document_job_ended
+-- The reaper ended or requeued the document's job (its worker was lost).
+UPDATE documents SET status = %(status)s, error = %(error)s, updated_at = now()
+WHERE job_id = %(job_id)s AND status IN ('queued', 'processing')
 
 -- name: document_lock
 SELECT id FROM documents WHERE id = %(document_id)s FOR UPDATE

@@ -7,7 +7,7 @@ always looked up with its tenant, and documents only through their collection.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,12 +171,30 @@ class CollectionStore:
             cur = await conn.execute(QUERIES["upload_load"], {"upload_id": upload_id})
             return await cur.fetchone()
 
-    async def set_status(self, document_id: str, status: str, error: str | None = None) -> None:
+    async def set_status(
+        self,
+        document_id: str,
+        status: str,
+        error: str | None = None,
+        *,
+        fence: Mapping[str, Any],
+    ) -> bool:
+        """Set the document's status as its job's attempt ``fence`` (``JobContext.fence``);
+        False, and nothing written, when the attempt no longer owns the job or the document
+        has moved on to another job."""
         async with self.database.connection() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 QUERIES["document_set_status"],
-                {"document_id": document_id, "status": status, "error": error},
+                {**fence, "document_id": document_id, "status": status, "error": error},
             )
+            return await cur.fetchone() is not None
+
+    async def job_ended(self, conn: Conn, job_id: str, status: str, error: str | None) -> None:
+        """The reaper requeued or ended ``job_id`` (its worker was lost): its document, unless
+        already ready or failed, says so."""
+        await conn.execute(
+            QUERIES["document_job_ended"], {"job_id": job_id, "status": status, "error": error}
+        )
 
     async def discard_upload(self, upload_id: str) -> None:
         async with self.database.connection() as conn:

@@ -7,6 +7,7 @@ run is an event in its log. Cancelling the job cancels the step in flight, mid-g
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -35,8 +36,13 @@ def principal_from_json(data: dict[str, Any]) -> Principal:
         key_prefix=data.get("key_prefix"),
         features=frozenset(data.get("features", ())),
         models=frozenset(models) if models is not None else None,
-        is_admin=bool(data.get("is_admin", False)),
+        # `is_admin`: runs queued before there were two kinds of admin (it meant operator).
+        is_operator=bool(data.get("is_operator", data.get("is_admin", False))),
     )
+
+
+KeyRevoked = Callable[[str], Awaitable[bool]]
+"""Whether the key (by id) a run was created with has been revoked (or no longer exists)."""
 
 
 class RunExecutor:
@@ -48,19 +54,30 @@ class RunExecutor:
         chat: ChatService,
         search: SearchService | None = None,
         detector: Detector | None = None,
+        key_revoked: KeyRevoked | None = None,
     ) -> None:
         self._database = database
         self._chat = chat
         self._search = search
         self._detector = detector
+        self._key_revoked = key_revoked
 
     async def __call__(self, job: JobContext) -> dict[str, Any]:
         run_id = str(job.payload["run_id"])
         run = await self._load(run_id)
         log = RunEventLog(self._database, run_id)
+        principal = principal_from_json(run["principal"])
+        if (
+            self._key_revoked is not None
+            and principal.key_id is not None
+            and await self._key_revoked(principal.key_id)
+        ):
+            reason = f"The API key {principal.key_prefix}… was revoked; the run was cancelled."
+            await self._finish(run_id, log, "cancelled", {}, None, reason)
+            raise JobFailed(reason)
         ctx = StepContext(
             run_id=run_id,
-            principal=principal_from_json(run["principal"]),
+            principal=principal,
             database=self._database,
             chat=self._chat,
             search=self._search,

@@ -41,10 +41,25 @@ WHERE run_id = %(run_id)s AND seq > %(after)s
 ORDER BY seq
 LIMIT %(limit)s;
 
--- name: set_output
-UPDATE runs SET output = %(output)s, updated_at = now() WHERE id = %(run_id)s;
+-- name: append_output
+-- Append-only: each flush adds its piece (the first piece of an answer starts it over).
+UPDATE runs
+SET output = CASE WHEN %(first)s THEN %(piece)s ELSE output || %(piece)s END, updated_at = now()
+WHERE id = %(run_id)s;
+
+-- name: notify
+SELECT pg_notify('propylon_jobs', %(payload)s);
 
 -- name: document_slice
 SELECT substr(d.text, %(start)s + 1, %(length)s) AS slice
 FROM documents d JOIN collections c ON c.id = d.collection_id
 WHERE d.id = %(document_id)s AND c.tenant_id = %(tenant_id)s;
+
+-- name: queued_runs_of_key
+SELECT r.id, r.job_id FROM runs r JOIN jobs j ON j.id = r.job_id
+WHERE r.tenant_id = %(tenant_id)s AND r.principal->>'key_id' = %(key_id)s
+  AND j.state = 'queued';
+
+-- name: mark_cancelled
+UPDATE runs SET state = 'cancelled', error = %(error)s, updated_at = now(), finished_at = now()
+WHERE id = ANY(%(ids)s) AND state = 'queued';

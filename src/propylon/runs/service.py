@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 from propylon.db.database import Database
 from propylon.db.named_queries import named_queries
 from propylon.errors import NotFound
+from propylon.jobs.progress import ProgressHub
 from propylon.jobs.queue import JobQueue
 from propylon.principal import Principal
 from propylon.runs import events
@@ -33,7 +34,7 @@ def _principal_json(principal: Principal) -> dict[str, Any]:
         "key_prefix": principal.key_prefix,
         "features": sorted(principal.features),
         "models": sorted(principal.models) if principal.models is not None else None,
-        "is_admin": principal.is_admin,
+        "is_operator": principal.is_operator,
     }
 
 
@@ -76,12 +77,14 @@ class RunService:
         self,
         database: Database,
         jobs: JobQueue,
+        hub: ProgressHub,
         *,
         max_attempts: int = 2,
         find_collection: FindCollection | None = None,
     ) -> None:
         self._database = database
         self._jobs = jobs
+        self._hub = hub
         self._max_attempts = max_attempts
         self._find_collection = find_collection
 
@@ -147,6 +150,22 @@ class RunService:
             await asyncio.sleep(0.05)
         return await self.get(tenant_id, run_id)
 
+    async def cancel_queued_of_key(self, tenant_id: str, key_id: str, reason: str) -> int:
+        """Cancel every run of the key that no worker has started yet; how many."""
+        async with self._database.connection() as conn:
+            cur = await conn.execute(
+                _q("queued_runs_of_key"), {"tenant_id": tenant_id, "key_id": key_id}
+            )
+            rows = await cur.fetchall()
+        for row in rows:
+            await self._jobs.cancel(tenant_id, str(row["job_id"]))
+        if rows:
+            async with self._database.connection() as conn:
+                await conn.execute(
+                    _q("mark_cancelled"), {"ids": [row["id"] for row in rows], "error": reason}
+                )
+        return len(rows)
+
     async def follow(
         self, tenant_id: str, run_id: str, after: int
     ) -> AsyncIterator[dict[str, Any]]:
@@ -156,7 +175,7 @@ class RunService:
         async def state() -> str:
             return str((await self.get(tenant_id, run_id))["state"])
 
-        async for event in events.follow(self._database, run_id, after, state):
+        async for event in events.follow(self._database, self._hub, run_id, after, state):
             yield event
 
     async def _row(self, tenant_id: str, run_id: str) -> dict[str, Any]:

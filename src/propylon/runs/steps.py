@@ -70,26 +70,18 @@ async def _generate(ctx: StepContext, name: str, request: dict[str, Any]) -> dic
             extension = chunk.get("propylon") or extension
             usage = chunk.get("usage") or usage
             if pending and time.monotonic() - flushed >= TOKEN_FLUSH_S:
+                await ctx.log.append_output(name, pending, first=not text)
                 text += pending
-                await _tokens(ctx, name, pending, text)
                 pending, flushed = "", time.monotonic()
     finally:
         await stream.aclose()
     if pending:
+        await ctx.log.append_output(name, pending, first=not text)
         text += pending
-        await _tokens(ctx, name, pending, text)
     output: dict[str, Any] = {"text": text, "usage": usage, "deployment": call.deployment}
     if extension:
         output["citations"] = extension.get("citations", [])
     return output
-
-
-async def _tokens(ctx: StepContext, name: str, piece: str, text: str) -> None:
-    await ctx.log.append("token", {"step": name, "text": piece})
-    async with ctx.database.connection() as conn:
-        await conn.execute(
-            named_queries("propylon.runs")["set_output"], {"run_id": ctx.run_id, "output": text}
-        )
 
 
 async def search_step(ctx: StepContext, name: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -65,6 +65,8 @@ class FakeUpstream:
         self._ledger = FaultLedger()
         self._calls: Counter[str] = Counter()
         self._last: dict[str, RecordedRequest] = {}
+        self._left: Counter[str] = Counter()
+        self._left_event = asyncio.Event()
         self._stopping = asyncio.Event()
         self._gate: asyncio.Event | None = None  # set: requests held before answering
         self._held = 0
@@ -131,6 +133,17 @@ class FakeUpstream:
         """Requests received per endpoint path, failed and faulted ones included."""
         return dict(self._calls)
 
+    @property
+    def clients_left(self) -> dict[str, int]:
+        """Answers per endpoint path that the client hung up on before they were complete."""
+        return dict(self._left)
+
+    async def wait_client_left(self, endpoint: str, count: int = 1) -> None:
+        """Return once ``count`` answers to ``endpoint`` were cut short by their client."""
+        while self._left[endpoint] < count:
+            self._left_event.clear()
+            await self._left_event.wait()
+
     def last_request(self, endpoint: str) -> RecordedRequest | None:
         """The last request to ``endpoint`` (a path such as ``/v1/messages``)."""
         return self._last.get(endpoint)
@@ -157,6 +170,7 @@ class FakeUpstream:
         """Forget calls and requests, restore fault budgets and the initial behaviour."""
         self._calls.clear()
         self._last.clear()
+        self._left.clear()
         self.set_behaviour(self._initial)
 
     def make_app(self) -> web.Application:
@@ -189,8 +203,17 @@ class FakeUpstream:
             return response
         except Interrupted as interrupted:
             return interrupted.response or web.Response()
-        except ConnectionError:
-            return web.Response()  # the client left mid-answer; nothing to log
+        except ConnectionError:  # the client left mid-answer; nothing to log
+            self._client_left(request.path)
+            return web.Response()
+        except asyncio.CancelledError:  # aiohttp cancels the handler of a client that left
+            if not self._stopping.is_set():
+                self._client_left(request.path)
+            raise
+
+    def _client_left(self, path: str) -> None:
+        self._left[path] += 1
+        self._left_event.set()
 
     async def _wait_at_gate(self, exchange: Exchange, gate: asyncio.Event) -> None:
         async with self._held_changed:

@@ -6,8 +6,10 @@ import hashlib
 from typing import Any
 
 import orjson
+import pytest
 
 from propylon.gateway.call import Attempt
+from propylon.observe import record
 from propylon.observe.record import COLUMNS, RequestRecord, render_content
 
 MESSAGES = [{"role": "user", "content": "my key is sk-abcdefghijklmnopqrstuvwx"}]
@@ -21,6 +23,23 @@ def test_full_content_is_json_with_secrets_redacted() -> None:
 
 def test_full_content_is_cut_to_the_limit() -> None:
     assert render_content("x" * 100, "full", 10) == "x" * 10
+
+
+def test_a_huge_prompt_is_cut_before_it_is_serialised(monkeypatch: pytest.MonkeyPatch) -> None:
+    serialised: list[int] = []
+    real = record._json
+
+    def spy(value: Any) -> str:
+        text = real(value)
+        serialised.append(len(text))
+        return text
+
+    monkeypatch.setattr(record, "_json", spy)
+    huge = [{"role": "user", "content": "sk-proj-abcdefghijklmnopqrstuvwxyz " + "x" * 8_000_000}]
+    stored = render_content(huge, "full", 1000)
+    assert stored is not None and len(stored) == 1000
+    assert stored.startswith('[{"role":"user","content":"[REDACTED] xxx')
+    assert max(serialised) < 2000
 
 
 def test_hashed_content_is_a_sha256_of_the_json() -> None:
