@@ -347,7 +347,8 @@ def ingest(
     ] = None,
     create: Annotated[bool, typer.Option(help="Create the collection when missing.")] = True,
 ) -> None:
-    """Upload files (folders are walked) and follow their ingestion; skips what is in."""
+    """Upload files (folders are walked) and follow their ingestion; skips what is in and
+    lists the files that are not documents."""
     from propylon.rag.ingest_client import IngestClient, IngestCommandError
 
     try:
@@ -359,8 +360,10 @@ def ingest(
         raise typer.Exit(2) from None
     typer.echo(
         f"{outcome.succeeded} ingested, {outcome.skipped} already there, "
-        f"{len(outcome.failed)} failed"
+        f"{len(outcome.unsupported)} not documents, {len(outcome.failed)} failed"
     )
+    for name, reason in outcome.unsupported.items():
+        typer.echo(f"  not ingested: {name}: {reason}", err=True)
     for name, reason in outcome.failed.items():
         typer.echo(f"  failed: {name}: {reason}", err=True)
     if outcome.failed:

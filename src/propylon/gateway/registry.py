@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from propylon.errors import ModelNotFound
 from propylon.settings import ModelConfig
 
+_ARTICLE = {"chat": "a", "embeddings": "an"}
+
 
 class ModelRegistry:
     """Looks up a configured model by public name or alias."""
@@ -29,7 +31,8 @@ class ModelRegistry:
         if model is None or model.kind != kind:
             known = ", ".join(m.name for m in self._models if m.kind == kind) or "none"
             raise ModelNotFound(
-                f"The model `{name}` does not exist or is not a {kind} model here. "
+                f"The model `{name}` does not exist or is not {_ARTICLE[kind]} {kind} model "
+                "here. "
                 f"Configured {kind} models: {known}.",
                 param="model",
             )
