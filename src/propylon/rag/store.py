@@ -278,6 +278,7 @@ class CollectionStore:
                         new.model_id,
                         new.weights,
                         new.risk,
+                        list(chunk.page_breaks),
                     )
                 )
         await self.bm25.add(conn, collection_id, postings)
