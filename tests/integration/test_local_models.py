@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from propylon.settings import load_settings
+from propylon.tokens import TokenCounter
 from tests.support.databases import PostgresServer, create_database
 from tests.support.servers import serve_app
 
@@ -159,3 +160,32 @@ async def test_local_extractive_quotes_a_list_with_its_lead_in(
     assert quotes[0] == (
         "New employees receive the following equipment:\n- a laptop\n- a phone\n- a badge"
     )
+
+
+async def test_local_embeddings_read_cl100k_token_arrays_as_their_text(
+    local_sdk: openai.AsyncOpenAI,
+) -> None:
+    text = "Owls hunt at night."
+    tokens = TokenCounter().encoding_for("gpt-4").encode(text)  # cl100k_base
+    by_text, by_tokens = [
+        await local_sdk.embeddings.create(model="local/all-MiniLM-L6-v2", input=value)
+        for value in ([text], [tokens])
+    ]
+    assert by_tokens.data[0].embedding == pytest.approx(by_text.data[0].embedding, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("value", "param", "message"),
+    [
+        ([[1, 2], [10**9]], "input[1]", "token 1000000000 is not in cl100k_base"),
+        ([["a"]], "input[0]", "`input` must be a string, an array of strings, a token array"),
+        ([], "input", "`input` is required"),
+    ],
+)
+async def test_a_bad_embeddings_input_is_a_400_naming_the_item(
+    local_sdk: openai.AsyncOpenAI, value: object, param: str, message: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await local_sdk.embeddings.create(model="local/all-MiniLM-L6-v2", input=value)  # type: ignore[arg-type]
+    assert caught.value.param == param
+    assert message in caught.value.message
