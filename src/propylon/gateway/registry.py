@@ -26,6 +26,16 @@ class ModelRegistry:
     def models(self) -> list[ModelConfig]:
         return list(self._models)
 
+    def find(self, name: str) -> ModelConfig:
+        """The model ``name`` names (or aliases), of any kind; ``ModelNotFound`` otherwise."""
+        model = self._by_name.get(name)
+        if model is None:
+            known = ", ".join(m.name for m in self._models) or "none"
+            raise ModelNotFound(
+                f"The model `{name}` does not exist. Configured models: {known}.", param="model"
+            )
+        return model
+
     def resolve(self, name: str, *, kind: str = "chat") -> ModelConfig:
         model = self._by_name.get(name)
         if model is None or model.kind != kind:
