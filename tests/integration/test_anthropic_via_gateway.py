@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
+from openai.types.shared_params import ResponseFormatJSONSchema
 
 from propylon.testing import Behaviour, FakeUpstream
 from tests.support.servers import serve_app
@@ -109,7 +110,7 @@ async def test_anthropic_tool_call_comes_back_as_openai_tool_calls(
     assert "city" in json.loads(call.function.arguments)
 
 
-REPORT_FORMAT = {
+REPORT_FORMAT: ResponseFormatJSONSchema = {
     "type": "json_schema",
     "json_schema": {
         "name": "weather_report",
@@ -128,7 +129,7 @@ async def test_a_json_schema_response_format_is_answered_through_a_forced_tool(
     reply = await claude.chat.completions.create(
         model="claude-test",
         messages=MESSAGES,
-        response_format=REPORT_FORMAT,  # type: ignore[arg-type]
+        response_format=REPORT_FORMAT,
     )
     message = reply.choices[0].message
     answer = json.loads(message.content or "")
@@ -143,7 +144,7 @@ async def test_a_json_schema_response_format_is_answered_through_a_forced_tool(
     stream = await claude.chat.completions.create(
         model="claude-test",
         messages=MESSAGES,
-        response_format=REPORT_FORMAT,  # type: ignore[arg-type]
+        response_format=REPORT_FORMAT,
         stream=True,
     )
     chunks = [chunk async for chunk in stream if chunk.choices]
