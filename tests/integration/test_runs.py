@@ -186,6 +186,13 @@ async def test_cancel_stops_a_run_in_the_middle_of_generation(
     assert feed[-1]["type"] == "run_cancelled"
     generated = "".join(e["data"]["text"] for e in feed if e["type"] == "token")
     assert len(generated.split()) < 400, "stopped before the upstream finished"
+    # The worker records its step's end after the terminal event: wait for it, then look.
+    for _ in range(600):
+        _, view = await call(runs_app, "GET", f"/runs/{run['id']}")
+        if all(step["state"] != "running" for step in view["steps"].values()):
+            break
+        await asyncio.sleep(0.05)
+    assert [step["state"] for step in view["steps"].values()] == ["cancelled"]
 
 
 async def test_a_chain_passes_outputs_between_steps(runs_app: AppServer) -> None:
