@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/local.yaml
+PORT   ?= 8000
 
 .PHONY: run test lint typecheck contracts unit integration bench install docs clean
 
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/propylon serve --config $(CONFIG)
+	$(BIN)/propylon serve --config $(CONFIG) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
