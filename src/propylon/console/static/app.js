@@ -186,7 +186,8 @@ async function loadDocuments() {
       progressRows.set(d.job_id, bar);
       return el("tr", { "data-document": d.id },
         el("td", {}, d.filename || d.external_id || d.id),
-        el("td", { class: `state-${d.status}` }, d.status),
+        el("td", { class: `state-${d.status}` }, d.status,
+          d.error ? el("div", { class: "reason" }, d.error) : ""),
         el("td", {}, d.chunk_count ?? ""),
         el("td", {}, bar));
     }),
