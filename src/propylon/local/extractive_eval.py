@@ -19,6 +19,7 @@ import gzip
 import json
 import math
 import random
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -197,7 +198,7 @@ def render_markdown(dev: Sequence[Score], chosen: Score, held_out: Score, comman
     )
     return f"""## Extractive answers: answered when the sources hold it, refused otherwise
 
-Measured with `{command}`. `local/extractive` (all-MiniLM-L6-v2) with {SOURCES_PER_CASE} sources a
+Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} with `{command}`. `local/extractive` (all-MiniLM-L6-v2) with {SOURCES_PER_CASE} sources a
 question, in a RAG-shaped prompt. Answerable: SciFact claims whose sources include their gold
 abstracts among the abstracts sharing the most rare words with the claim; success is an answer
 quoting a sentence of a gold abstract. Unanswerable: CLINC150/Banking77 user questions (other
