@@ -191,6 +191,7 @@ def render_markdown(dev: Sequence[Score], chosen: Score, held_out: Score, comman
         f"{s.refused_rate:.1%} |"
         for s in dev
     )
+    measured = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     shipped = (
         "the shipped `ANSWER_THRESHOLD`"
         if math.isclose(chosen.threshold, ANSWER_THRESHOLD)
@@ -198,7 +199,7 @@ def render_markdown(dev: Sequence[Score], chosen: Score, held_out: Score, comman
     )
     return f"""## Extractive answers: answered when the sources hold it, refused otherwise
 
-Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} with `{command}`. `local/extractive` (all-MiniLM-L6-v2) with {SOURCES_PER_CASE} sources a
+Measured {measured} with `{command}`. `local/extractive` (all-MiniLM-L6-v2) with {SOURCES_PER_CASE} sources a
 question, in a RAG-shaped prompt. Answerable: SciFact claims whose sources include their gold
 abstracts among the abstracts sharing the most rare words with the claim; success is an answer
 quoting a sentence of a gold abstract. Unanswerable: CLINC150/Banking77 user questions (other
