@@ -199,8 +199,9 @@ def render_markdown(dev: Sequence[Score], chosen: Score, held_out: Score, comman
     )
     return f"""## Extractive answers: answered when the sources hold it, refused otherwise
 
-Measured {measured} with `{command}`. `local/extractive` (all-MiniLM-L6-v2) with {SOURCES_PER_CASE} sources a
-question, in a RAG-shaped prompt. Answerable: SciFact claims whose sources include their gold
+Measured {measured} with `{command}`.
+`local/extractive` (all-MiniLM-L6-v2) with {SOURCES_PER_CASE} sources a question, in a
+RAG-shaped prompt. Answerable: SciFact claims whose sources include their gold
 abstracts among the abstracts sharing the most rare words with the claim; success is an answer
 quoting a sentence of a gold abstract. Unanswerable: CLINC150/Banking77 user questions (other
 topics) over the {SOURCES_PER_CASE} SciFact abstracts nearest to them in words; success is a
