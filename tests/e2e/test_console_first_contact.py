@@ -1,6 +1,7 @@
 """The console's first minutes, at desktop width and on a 390 px phone: the key placeholder
 matches real keys, the icon is served, a document that fails shows why, and no tab is wider
-than the screen. Screenshots go to test-artifacts/console/."""
+than the screen; a citation opens on the passage in its document. Screenshots go to
+test-artifacts/console/."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_console_browser import ARTIFACTS, CHROMIUM, FLAGS
+from tests.e2e.test_console_browser import ARTIFACTS, CHROMIUM, FLAGS, HANDBOOK
 from tests.e2e.test_console_browser import console_app as console_app
 from tests.support.servers import AppServer
 
@@ -58,5 +59,51 @@ async def test_sign_in_see_why_a_document_failed_and_fit_the_screen(
                 scroll = await page.evaluate("document.documentElement.scrollWidth")
                 assert scroll <= width, f"the {tab} tab is {scroll} px wide on a {width} px screen"
                 await page.screenshot(path=str(ARTIFACTS / f"first-contact-{tab}-{viewport}.png"))
+        finally:
+            await browser.close()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+async def test_a_citation_opens_on_the_passage_in_its_document(
+    console_app: AppServer, tmp_path: Path, viewport: str
+) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    width, height = VIEWPORTS[viewport]
+    handbook = tmp_path / "handbook.md"
+    handbook.write_text(HANDBOOK)
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = await browser.new_page(viewport={"width": width, "height": height})
+        try:
+            await page.goto(console_app.url + "/")
+            await page.fill("#api-key", console_app.api_key)
+            await page.click("#signin-form button[type=submit]")
+            await page.click("button[data-tab=collections]")
+            await page.fill("#collection-name", "travel")
+            await page.click("#new-collection button[type=submit]")
+            await expect(page.locator("#collection-title")).to_have_text("travel")
+            await page.set_input_files("#upload-file", str(handbook))
+            await page.click("#upload button[type=submit]")
+            ready = page.locator("#documents tbody td.state-ready")
+            await expect(ready).to_have_count(1, timeout=60_000)
+
+            await page.click("button[data-tab=playground]")
+            await page.select_option("#model", "rag/travel")
+            await page.fill("#question", "How many days do I have to file a refund request?")
+            await page.click("#send")
+            answer = page.locator(".msg.assistant .body.done")
+            await expect(answer).to_contain_text("30 days", timeout=60_000)
+            await answer.locator("a.cite").first.click()
+
+            passage = page.locator("#passage-text")
+            await expect(passage.locator("mark")).to_contain_text("30 days")
+            # Not just the quote again: the text around it, from the document.
+            await expect(passage).to_contain_text("Refunds are paid to the original card")
+            box = await page.locator("#passage").bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+            await page.screenshot(path=str(ARTIFACTS / f"first-contact-passage-{viewport}.png"))
         finally:
             await browser.close()

@@ -126,6 +126,12 @@ SELECT id, collection_id, external_id, filename, media_type, sha256, size_bytes,
 FROM documents
 WHERE collection_id = %(collection_id)s AND id::text = %(document_id)s
 
+-- name: document_text
+-- A window of a document's text; substr counts characters, as citation offsets do.
+SELECT substr(text, %(start)s + 1, %(length)s) AS text, char_length(text) AS total
+FROM documents
+WHERE collection_id = %(collection_id)s AND id = %(document_id)s
+
 -- name: document_delete
 DELETE FROM documents WHERE collection_id = %(collection_id)s AND id = %(document_id)s
 RETURNING id

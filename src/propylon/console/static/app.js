@@ -336,12 +336,33 @@ function renderCitations(target, answer, extension) {
   target.append(answer.slice(last));
 }
 
+const CONTEXT_CHARS = 600; // of the document, shown before and after the quote
+
 async function openPassage(citation) {
   const title = citation.document_title || citation.filename || citation.document_id || `source ${citation.source}`;
   $("passage-title").textContent = `${title}${citation.page ? `, page ${citation.page}` : ""}`;
   const text = citation.quote || citation.text || "";
   $("passage-text").replaceChildren(el("mark", {}, text));
   $("passage").hidden = false;
+  const { collection_id: collection, document_id: documentId, start, end } = citation;
+  if (!collection || !documentId || !Number.isInteger(start) || !Number.isInteger(end)) return;
+  // The passage in its document: the quote marked, with the text around it.
+  const from = Math.max(0, start - CONTEXT_CHARS);
+  try {
+    const span = await api(`/v1/collections/${collection}/documents/${documentId}/text?start=${from}&end=${end + CONTEXT_CHARS}`);
+    const at = start - span.start;
+    const length = end - start;
+    $("passage-text").replaceChildren(
+      span.start > 0 ? "…" : "",
+      span.text.slice(0, at),
+      el("mark", {}, span.text.slice(at, at + length)),
+      span.text.slice(at + length),
+      span.end < span.total ? "…" : "",
+    );
+    $("passage-text").querySelector("mark")?.scrollIntoView({ block: "center" });
+  } catch (error) {
+    $("passage-text").append(el("p", { class: "error" }, error.message));
+  }
 }
 
 $("close-passage").addEventListener("click", () => ($("passage").hidden = true));
