@@ -11,6 +11,7 @@ import pytest
 
 from tests.e2e.test_console_browser import ARTIFACTS, CHROMIUM, FLAGS, HANDBOOK
 from tests.e2e.test_console_browser import console_app as console_app
+from tests.support.console import signed_in_page, upload_to_new_collection
 from tests.support.servers import AppServer
 
 pytestmark = pytest.mark.slow
@@ -32,78 +33,58 @@ async def test_sign_in_see_why_a_document_failed_and_fit_the_screen(
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = await browser.new_page(viewport={"width": width, "height": height})
         try:
+            page = await browser.new_page(viewport={"width": width, "height": height})
             await page.goto(console_app.url + "/")
             assert await page.get_attribute("#api-key", "placeholder") == "ppl_…"
             icon = await page.request.get(console_app.url + "/favicon.ico")
             assert icon.status == 200 and icon.headers["content-type"] == "image/svg+xml"
-
-            await page.fill("#api-key", console_app.api_key)
-            await page.click("#signin-form button[type=submit]")
-            await expect(page.locator("#cards .card").first).to_be_visible()
-
-            await page.click("button[data-tab=collections]")
-            await page.fill("#collection-name", f"inbox-{viewport}")
-            await page.click("#new-collection button[type=submit]")
-            await expect(page.locator("#collection-title")).to_have_text(f"inbox-{viewport}")
-            await page.set_input_files("#upload-file", str(broken))
-            await page.click("#upload button[type=submit]")
-            failed = page.locator("#documents tbody td.state-failed")
-            await expect(failed).to_have_count(1, timeout=60_000)
-            await expect(failed.locator(".reason")).to_contain_text("damaged")
-            await page.screenshot(path=str(ARTIFACTS / f"first-contact-failed-{viewport}.png"))
-
-            for tab in TABS:
-                await page.click(f"button[data-tab={tab}]")
-                scroll = await page.evaluate("document.documentElement.scrollWidth")
-                assert scroll <= width, f"the {tab} tab is {scroll} px wide on a {width} px screen"
-                await page.screenshot(path=str(ARTIFACTS / f"first-contact-{tab}-{viewport}.png"))
         finally:
             await browser.close()
+
+    async with signed_in_page(
+        console_app.url, console_app.api_key, CHROMIUM, FLAGS, width, height
+    ) as page:
+        await upload_to_new_collection(page, f"inbox-{viewport}", broken, "failed")
+        reason = page.locator("#documents tbody td.state-failed .reason")
+        await expect(reason).to_contain_text("damaged")
+        await page.screenshot(path=str(ARTIFACTS / f"first-contact-failed-{viewport}.png"))
+
+        for tab in TABS:
+            await page.click(f"button[data-tab={tab}]")
+            scroll = await page.evaluate("document.documentElement.scrollWidth")
+            assert scroll <= width, f"the {tab} tab is {scroll} px wide on a {width} px screen"
+            await page.screenshot(path=str(ARTIFACTS / f"first-contact-{tab}-{viewport}.png"))
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
 async def test_a_citation_opens_on_the_passage_in_its_document(
     console_app: AppServer, tmp_path: Path, viewport: str
 ) -> None:
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     width, height = VIEWPORTS[viewport]
     handbook = tmp_path / "handbook.md"
     handbook.write_text(HANDBOOK)
 
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = await browser.new_page(viewport={"width": width, "height": height})
-        try:
-            await page.goto(console_app.url + "/")
-            await page.fill("#api-key", console_app.api_key)
-            await page.click("#signin-form button[type=submit]")
-            await page.click("button[data-tab=collections]")
-            await page.fill("#collection-name", "travel")
-            await page.click("#new-collection button[type=submit]")
-            await expect(page.locator("#collection-title")).to_have_text("travel")
-            await page.set_input_files("#upload-file", str(handbook))
-            await page.click("#upload button[type=submit]")
-            ready = page.locator("#documents tbody td.state-ready")
-            await expect(ready).to_have_count(1, timeout=60_000)
+    async with signed_in_page(
+        console_app.url, console_app.api_key, CHROMIUM, FLAGS, width, height
+    ) as page:
+        await upload_to_new_collection(page, "travel", handbook, "ready")
 
-            await page.click("button[data-tab=playground]")
-            await page.select_option("#model", "rag/travel")
-            await page.fill("#question", "How many days do I have to file a refund request?")
-            await page.click("#send")
-            answer = page.locator(".msg.assistant .body.done")
-            await expect(answer).to_contain_text("30 days", timeout=60_000)
-            await answer.locator("a.cite").first.click()
+        await page.click("button[data-tab=playground]")
+        await page.select_option("#model", "rag/travel")
+        await page.fill("#question", "How many days do I have to file a refund request?")
+        await page.click("#send")
+        answer = page.locator(".msg.assistant .body.done")
+        await expect(answer).to_contain_text("30 days", timeout=60_000)
+        await answer.locator("a.cite").first.click()
 
-            passage = page.locator("#passage-text")
-            await expect(passage.locator("mark")).to_contain_text("30 days")
-            # Not just the quote again: the text around it, from the document.
-            await expect(passage).to_contain_text("Refunds are paid to the original card")
-            box = await page.locator("#passage").bounding_box()
-            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
-            await page.screenshot(path=str(ARTIFACTS / f"first-contact-passage-{viewport}.png"))
-        finally:
-            await browser.close()
+        passage = page.locator("#passage-text")
+        await expect(passage.locator("mark")).to_contain_text("30 days")
+        # Not just the quote again: the text around it, from the document.
+        await expect(passage).to_contain_text("Refunds are paid to the original card")
+        box = await page.locator("#passage").bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+        await page.screenshot(path=str(ARTIFACTS / f"first-contact-passage-{viewport}.png"))
