@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from propylon.settings import load_settings
-from tests.support.console import signed_in_page, upload_to_new_collection
+from tests.support.console import ask, signed_in_page, upload_to_new_collection
 from tests.support.servers import AppServer, serve_app
 
 pytestmark = pytest.mark.slow
@@ -77,12 +77,8 @@ async def test_upload_watch_progress_ask_and_open_a_citation(
         assert await bar.get_attribute("value") == "1", "progress reached 100 %"
         await page.screenshot(path=str(ARTIFACTS / "2-ingested.png"))
 
-        await page.click("button[data-tab=playground]")
-        await page.select_option("#model", "rag/handbook")
-        await page.fill("#question", "How many days do I have to file a refund request?")
-        await page.click("#send")
-        answer = page.locator(".msg.assistant .body.done")
-        await expect(answer).to_contain_text("30 days", timeout=60_000)
+        question = "How many days do I have to file a refund request?"
+        answer = await ask(page, "rag/handbook", question, "30 days")
         citation = answer.locator("a.cite").first
         await expect(citation).to_be_visible()
         await page.screenshot(path=str(ARTIFACTS / "3-answer.png"))

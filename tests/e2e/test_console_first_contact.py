@@ -11,7 +11,7 @@ import pytest
 
 from tests.e2e.test_console_browser import ARTIFACTS, CHROMIUM, FLAGS, HANDBOOK
 from tests.e2e.test_console_browser import console_app as console_app
-from tests.support.console import signed_in_page, upload_to_new_collection
+from tests.support.console import ask, signed_in_page, upload_to_new_collection
 from tests.support.servers import AppServer
 
 pytestmark = pytest.mark.slow
@@ -73,12 +73,8 @@ async def test_a_citation_opens_on_the_passage_in_its_document(
     ) as page:
         await upload_to_new_collection(page, "travel", handbook, "ready")
 
-        await page.click("button[data-tab=playground]")
-        await page.select_option("#model", "rag/travel")
-        await page.fill("#question", "How many days do I have to file a refund request?")
-        await page.click("#send")
-        answer = page.locator(".msg.assistant .body.done")
-        await expect(answer).to_contain_text("30 days", timeout=60_000)
+        question = "How many days do I have to file a refund request?"
+        answer = await ask(page, "rag/travel", question, "30 days")
         await answer.locator("a.cite").first.click()
 
         passage = page.locator("#passage-text")

@@ -41,6 +41,19 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+def embeddings_of(
+    server: AppServer, model: str, http: httpx.AsyncClient, *, by_tokens: bool = True
+) -> OpenAIEmbeddings:
+    """LangChain's embeddings client on ``server``; ``by_tokens`` is its default."""
+    return OpenAIEmbeddings(
+        model=model,
+        base_url=server.v1,
+        api_key=SecretStr(server.api_key),
+        http_async_client=http,
+        check_embedding_ctx_length=by_tokens,
+    )
+
+
 @pytest.fixture
 async def local(database_url: str) -> AsyncIterator[AppServer]:
     """Propylon with no configuration: the built-in local models."""
@@ -51,22 +64,11 @@ async def local(database_url: str) -> AsyncIterator[AppServer]:
 async def test_openai_embeddings_with_defaults_embed_what_the_text_would(
     local: AppServer, http: httpx.AsyncClient
 ) -> None:
-    embeddings = OpenAIEmbeddings(
-        model="local/all-MiniLM-L6-v2",
-        base_url=local.v1,
-        api_key=SecretStr(local.api_key),
-        http_async_client=http,
-    )
+    embeddings = embeddings_of(local, "local/all-MiniLM-L6-v2", http)
     texts = ["Owls hunt at night.", "The warranty covers two years of defects."]
     # Sent as token arrays (check_embedding_ctx_length defaults to True), decoded with cl100k.
     from_tokens = await embeddings.aembed_documents(texts)
-    as_text = OpenAIEmbeddings(
-        model="local/all-MiniLM-L6-v2",
-        base_url=local.v1,
-        api_key=SecretStr(local.api_key),
-        check_embedding_ctx_length=False,
-        http_async_client=http,
-    )
+    as_text = embeddings_of(local, "local/all-MiniLM-L6-v2", http, by_tokens=False)
     from_text = await as_text.aembed_documents(texts)
     for a, b in zip(from_tokens, from_text, strict=True):
         assert len(a) == 384
@@ -98,12 +100,7 @@ async def test_chat_openai_answers_through_propylon(
 async def test_token_arrays_reach_an_openai_compatible_upstream_unchanged(
     gateway: AppServer, upstream: FakeUpstream, http: httpx.AsyncClient
 ) -> None:
-    embeddings = OpenAIEmbeddings(
-        model="embed-test",
-        base_url=gateway.v1,
-        api_key=SecretStr(gateway.api_key),
-        http_async_client=http,
-    )
+    embeddings = embeddings_of(gateway, "embed-test", http)
     vectors = await embeddings.aembed_documents(["first text", "second text"])
     assert len(vectors) == 2
     sent = upstream.last_request("/v1/embeddings")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from playwright.async_api import Page
+    from playwright.async_api import Locator, Page
 
 
 @asynccontextmanager
@@ -45,3 +45,17 @@ async def upload_to_new_collection(page: Page, name: str, file: Path, state: str
     await expect(page.locator(f"#documents tbody td.state-{state}")).to_have_count(
         1, timeout=60_000
     )
+
+
+async def ask(page: Page, model: str, question: str, expected: str) -> Locator:
+    """Ask ``question`` of ``model`` in the playground; the finished answer, once it holds
+    ``expected``."""
+    from playwright.async_api import expect
+
+    await page.click("button[data-tab=playground]")
+    await page.select_option("#model", model)
+    await page.fill("#question", question)
+    await page.click("#send")
+    answer = page.locator(".msg.assistant .body.done")
+    await expect(answer).to_contain_text(expected, timeout=60_000)
+    return answer
