@@ -9,8 +9,12 @@ from propylon.gateway.registry import ModelRegistry
 from propylon.settings import ModelConfig
 
 MODELS = [
-    ModelConfig(name="chat-a", aliases=["a"], deployments=[{"provider": "openai"}]),  # type: ignore[list-item]
-    ModelConfig(name="embed-b", kind="embeddings", deployments=[{"provider": "openai"}]),  # type: ignore[list-item]
+    ModelConfig.model_validate(
+        {"name": "chat-a", "aliases": ["a"], "deployments": [{"provider": "openai"}]}
+    ),
+    ModelConfig.model_validate(
+        {"name": "embed-b", "kind": "embeddings", "deployments": [{"provider": "openai"}]}
+    ),
 ]
 
 
