@@ -30,7 +30,7 @@ async def test_serve_without_configuration_answers_chat_and_ingests_a_pdf(tmp_pa
     async with propylon_process(
         "serve", "--port", str(port), cwd=tmp_path, log=tmp_path / "serve.log"
     ):
-        await wait_http(f"{base}/readyz", timeout=120)
+        await wait_http(f"{base}/readyz", timeout=300)  # pgserver has one machine-wide lock
         key = (await run_propylon("keys", "create", "--tenant", "default", cwd=tmp_path)).strip()
         assert looks_like_key(key)
 

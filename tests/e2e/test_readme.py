@@ -178,7 +178,7 @@ class Newcomer:
                 log=log,
             )
         )
-        await wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120)
+        await wait_http(f"http://127.0.0.1:{port}/readyz", timeout=300)
         self.stack.push_async_callback(self.server.aclose)
 
     async def background(self, command: str) -> None:
