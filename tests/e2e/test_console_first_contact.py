@@ -1,7 +1,7 @@
 """The console's first minutes, at desktop width and on a 390 px phone: the key placeholder
-matches real keys, the icon is served, a document that fails shows why, and no tab is wider
-than the screen; a citation opens on the passage in its document. Screenshots go to
-test-artifacts/console/."""
+matches real keys, the icon is served, a document that fails shows why and can be deleted, no
+tab is wider than the screen, signing out forgets the key; a citation opens on the passage in
+its document. Screenshots go to test-artifacts/console/."""
 
 from __future__ import annotations
 
@@ -55,6 +55,18 @@ async def test_sign_in_see_why_a_document_failed_and_fit_the_screen(
             scroll = await page.evaluate("document.documentElement.scrollWidth")
             assert scroll <= width, f"the {tab} tab is {scroll} px wide on a {width} px screen"
             await page.screenshot(path=str(ARTIFACTS / f"first-contact-{tab}-{viewport}.png"))
+
+        # Delete the failed document (confirming), then sign out: the key is forgotten.
+        await page.click("button[data-tab=collections]")
+        page.once("dialog", lambda dialog: dialog.accept())
+        await page.click("#documents tbody button.delete")
+        await expect(page.locator("#documents tbody tr")).to_have_count(0)
+        await page.click("#sign-out")
+        await expect(page.locator("#signin")).to_be_visible()
+        await expect(page.locator("#tabs")).to_be_hidden()
+        await page.reload()
+        await expect(page.locator("#signin")).to_be_visible()
+        assert await page.evaluate("sessionStorage.getItem('propylon.key')") is None
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))

@@ -57,8 +57,22 @@ async function signIn(key) {
   $("signin").hidden = true;
   $("tabs").hidden = false;
   $("who").textContent = `key ${key.slice(0, 10)}…`;
+  $("sign-out").hidden = false;
   showTab("dashboard");
 }
+
+// Forget the key in this tab and show the sign-in form again.
+$("sign-out").addEventListener("click", () => {
+  for (const ws of state.sockets) ws.close();
+  Object.assign(state, { key: "", collection: null, history: [], sockets: [] });
+  sessionStorage.removeItem("propylon.key");
+  for (const section of document.querySelectorAll(".tab")) section.hidden = true;
+  $("tabs").hidden = true;
+  $("sign-out").hidden = true;
+  $("who").textContent = "";
+  $("api-key").value = "";
+  $("signin").hidden = false;
+});
 
 $("signin-form").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -189,9 +203,21 @@ async function loadDocuments() {
         el("td", { class: `state-${d.status}` }, d.status,
           d.error ? el("div", { class: "reason" }, d.error) : ""),
         el("td", {}, d.chunk_count ?? ""),
-        el("td", {}, bar));
+        el("td", {}, bar),
+        el("td", {}, el("button", { type: "button", class: "delete", title: "Delete this document", onclick: () => deleteDocument(d) }, "Delete")));
     }),
   );
+}
+
+async function deleteDocument(document) {
+  const name = document.filename || document.external_id || document.id;
+  if (!window.confirm(`Delete ${name} and its chunks?`)) return;
+  try {
+    await api(`/v1/collections/${state.collection.id}/documents/${document.id}`, { method: "DELETE" });
+  } catch (error) {
+    $("upload-progress").textContent = error.message;
+  }
+  await loadDocuments();
 }
 
 // Feed messages are a snapshot {type: "snapshot", job} or an event {type, job_id, state, …}.
