@@ -1,18 +1,22 @@
 """The console's first minutes, at desktop width and on a 390 px phone: the key placeholder
 matches real keys, the icon is served, a document that fails shows why and can be deleted, no
 tab is wider than the screen, signing out forgets the key; a citation opens on the passage in
-its document. Screenshots go to test-artifacts/console/."""
+its document; the jobs tab lists ingestion jobs after a reload and shows runs end. Screenshots
+go to test-artifacts/console/."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from propylon.testing import Behaviour, FakeUpstream
 from tests.e2e.test_console_browser import ARTIFACTS, CHROMIUM, FLAGS, HANDBOOK
 from tests.e2e.test_console_browser import console_app as console_app
 from tests.support.console import ask, signed_in_page, upload_to_new_collection
-from tests.support.servers import AppServer
+from tests.support.servers import AppServer, serve_app
 
 pytestmark = pytest.mark.slow
 
@@ -96,3 +100,49 @@ async def test_a_citation_opens_on_the_passage_in_its_document(
         box = await page.locator("#passage").bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
         await page.screenshot(path=str(ARTIFACTS / f"first-contact-passage-{viewport}.png"))
+
+
+@pytest.fixture
+async def slow_console(database_url: str) -> AsyncIterator[AppServer]:
+    """The console's server with `slow-gpt`, a fake upstream streaming for about 3 s."""
+    async with FakeUpstream(Behaviour(completion_tokens=60, tokens_per_second=20)) as upstream:
+        slow = {
+            "name": "slow-gpt",
+            "deployments": [{"provider": "openai", "base_url": upstream.base_url + "/v1"}],
+        }
+        async with serve_app(
+            database_url=database_url, models=[slow], jobs={"in_process_worker": True}
+        ) as server:
+            yield server
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+async def test_the_jobs_tab_lists_ingestion_jobs_and_follows_runs_to_their_end(
+    slow_console: AppServer, viewport: str
+) -> None:
+    from playwright.async_api import expect
+
+    width, height = VIEWPORTS[viewport]
+    headers = {"Authorization": f"Bearer {slow_console.api_key}"}
+    async with aiohttp.ClientSession(slow_console.v1 + "/", headers=headers) as http:
+        # Work started elsewhere (another tab, the API): an ingestion job and a slow run.
+        async with http.post("collections", json={"name": "notes"}) as response:
+            assert response.status == 201
+        form = aiohttp.FormData()
+        form.add_field("file", b"Owls hunt at night.", filename="owls.txt")
+        async with http.post("collections/notes/documents", data=form) as response:
+            job_id = (await response.json())["job_id"]
+        chat = {"model": "slow-gpt", "messages": [{"role": "user", "content": "a story"}]}
+        async with http.post("runs", json={"type": "chat", "request": chat}) as response:
+            run_id = (await response.json())["id"]
+
+    async with signed_in_page(
+        slow_console.url, slow_console.api_key, CHROMIUM, FLAGS, width, height
+    ) as page:
+        await page.click("button[data-tab=jobs]")
+        ingestion = page.locator("#job-list li", has_text=f"rag.ingest {job_id[:8]}")
+        await expect(ingestion.locator(".state-succeeded")).to_be_visible(timeout=60_000)
+        run = page.locator("#job-list li.run", has_text=run_id[:8])
+        # Listed while it runs, and shown succeeded once it has, with no reload.
+        await expect(run.locator(".state-succeeded")).to_be_visible(timeout=60_000)
+        await page.screenshot(path=str(ARTIFACTS / f"first-contact-jobs-{viewport}.png"))

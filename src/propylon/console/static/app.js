@@ -396,25 +396,43 @@ $("close-passage").addEventListener("click", () => ($("passage").hidden = true))
 // ------------------------------------------------------------- jobs ---
 
 const jobs = new Map();
+const TERMINAL = ["succeeded", "failed", "cancelled"];
+let jobsRefresh = null;
+
 function rememberJob(job) {
   jobs.set(job.id, job);
-  if (!$("jobs").hidden) renderJobs();
+  if ($("jobs").hidden) return;
+  clearTimeout(jobsRefresh); // one refresh for a burst of progress events
+  jobsRefresh = setTimeout(renderJobs, 300);
 }
 
+// Runs from the API, and the ingestion jobs of each collection's latest documents (so they are
+// listed after a reload too); refreshed while the tab shows something unfinished.
 async function renderJobs() {
-  const jobItems = [...jobs.values()].map((job) =>
-    el("li", { onclick: () => followJob(job.id) }, `${job.kind} ${job.id.slice(0, 8)}`, el("span", { class: `state-${job.state}` }, job.state)),
-  );
+  clearTimeout(jobsRefresh);
   let runItems = [];
+  let unfinished = false;
   try {
-    const runs = await api("/v1/runs");
+    const [runs, collections] = await Promise.all([api("/v1/runs"), api("/v1/collections")]);
     runItems = runs.data.map((run) =>
       el("li", { class: "run", onclick: () => followRun(run.id) }, `run ${run.kind} ${run.id.slice(0, 8)}`, el("span", { class: `state-${run.state}` }, run.state)),
     );
+    unfinished = runs.data.some((run) => !TERMINAL.includes(run.state));
+    const lists = await Promise.all(collections.data.map((c) => api(`/v1/collections/${c.id}/documents?limit=20`)));
+    const missing = lists.flatMap((list) => list.data.map((d) => d.job_id))
+      .filter((id) => id && !TERMINAL.includes(jobs.get(id)?.state));
+    for (const job of await Promise.all(missing.map((id) => api(`/v1/jobs/${id}`).catch(() => null)))) {
+      if (job) jobs.set(job.id, job);
+    }
   } catch (error) {
     runItems = [el("li", { class: "error" }, error.message)];
   }
+  const jobItems = [...jobs.values()].map((job) =>
+    el("li", { onclick: () => followJob(job.id) }, `${job.kind} ${job.id.slice(0, 8)}`, el("span", { class: `state-${job.state}` }, job.state)),
+  );
+  unfinished ||= [...jobs.values()].some((job) => !TERMINAL.includes(job.state));
   $("job-list").replaceChildren(...runItems, ...jobItems);
+  if (unfinished && !$("jobs").hidden) jobsRefresh = setTimeout(renderJobs, 2000);
 }
 
 function followRun(id) {
