@@ -14,6 +14,7 @@ PIP_VERSION := 26.3
 LATEST := .venv-latest
 LOCK_OPTS := --quiet --generate-hashes --allow-unsafe --strip-extras --all-build-deps \
 	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
+PORT   ?= 8000
 
 RUNTIME_STAMP := $(VENV)/.runtime-stamp
 DEV_STAMP     := $(VENV)/.dev-stamp
@@ -45,7 +46,7 @@ install-runtime: $(RUNTIME_STAMP)
 install: $(DEV_STAMP)
 
 run: $(RUNTIME_STAMP)
-	$(BIN)/propylon serve --config $(CONFIG)
+	$(BIN)/propylon serve --config $(CONFIG) --port $(PORT)
 
 test: $(DEV_STAMP)
 	@$(MAKE) --no-print-directory checks

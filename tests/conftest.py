@@ -88,7 +88,8 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
 
 @pytest.fixture
 async def gateway(database_url: str, upstream: FakeUpstream) -> AsyncIterator[AppServer]:
-    """Propylon serving `gpt-test` (and alias `gpt-alias`) from the fake upstream."""
+    """Propylon serving `gpt-test` (and alias `gpt-alias`) from the fake upstream, and no
+    built-in local models."""
     models = [
         {
             "name": "gpt-test",
@@ -109,5 +110,5 @@ async def gateway(database_url: str, upstream: FakeUpstream) -> AsyncIterator[Ap
             ],
         },
     ]
-    async with serve_app(database_url=database_url, models=models) as server:
+    async with serve_app(database_url=database_url, models=models, local_models=False) as server:
         yield server

@@ -335,6 +335,58 @@ def eval_cache(
         evaluation.write_section(output, section)
 
 
+@eval_app.command("extractive")
+def eval_extractive(
+    dataset: Annotated[
+        Path, typer.Option(help="SciFact in BEIR form (corpus.jsonl.gz, queries, qrels).")
+    ] = Path("../shared/data/scifact"),
+    questions: Annotated[
+        Path, typer.Option(help="Off-topic questions, JSON lines with `text` and `split`.")
+    ] = Path("../shared/data/guard-benign-tasks/intent_trigger_words.jsonl"),
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Markdown file whose 'Extractive answers' section is replaced."),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="At most this many dev cases of each kind (held-out: all of them)."),
+    ] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
+) -> None:
+    """local/extractive: answerable questions answered with a gold citation, others refused;
+    threshold chosen on dev, reported on held-out data."""
+    import shlex
+    import sys
+
+    from propylon.local import extractive_eval as evaluation
+    from propylon.local.minilm import MiniLMEmbedder
+    from propylon.report_section import write_section
+
+    if not (dataset / "corpus.jsonl.gz").is_file():
+        raise typer.BadParameter(f"no corpus.jsonl.gz in {dataset}", param_hint="--dataset")
+    if not questions.is_file():
+        raise typer.BadParameter(f"no such file: {questions}", param_hint="--questions")
+    dev_cases = evaluation.load_cases(dataset, questions, "dev", limit)
+    held_out_cases = evaluation.load_cases(dataset, questions, "held_out")
+    minilm = MiniLMEmbedder.load(threads=threads, max_batch=32)
+    embedder = evaluation.CachedEmbedder(minilm)
+
+    async def _run() -> tuple[list[evaluation.Score], evaluation.Score, evaluation.Score]:
+        dev = [await evaluation.score(dev_cases, embedder, t) for t in evaluation.THRESHOLDS]
+        chosen = evaluation.choose(dev)
+        return dev, chosen, await evaluation.score(held_out_cases, embedder, chosen.threshold)
+
+    try:
+        dev, chosen, held_out = asyncio.run(_run())
+    finally:
+        minilm.close()
+    command = shlex.join(["propylon", "eval", "extractive", *sys.argv[3:]])
+    section = evaluation.render_markdown(dev, chosen, held_out, command)
+    typer.echo(section)
+    if output is not None:
+        write_section(output, section, evaluation.SECTION)
+
+
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
@@ -347,7 +399,8 @@ def ingest(
     ] = None,
     create: Annotated[bool, typer.Option(help="Create the collection when missing.")] = True,
 ) -> None:
-    """Upload files (folders are walked) and follow their ingestion; skips what is in."""
+    """Upload files (folders are walked) and follow their ingestion; skips what is in and
+    lists the files that are not documents."""
     from propylon.rag.ingest_client import IngestClient, IngestCommandError
 
     try:
@@ -359,8 +412,10 @@ def ingest(
         raise typer.Exit(2) from None
     typer.echo(
         f"{outcome.succeeded} ingested, {outcome.skipped} already there, "
-        f"{len(outcome.failed)} failed"
+        f"{len(outcome.unsupported)} not documents, {len(outcome.failed)} failed"
     )
+    for name, reason in outcome.unsupported.items():
+        typer.echo(f"  not ingested: {name}: {reason}", err=True)
     for name, reason in outcome.failed.items():
         typer.echo(f"  failed: {name}: {reason}", err=True)
     if outcome.failed:

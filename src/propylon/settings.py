@@ -9,9 +9,11 @@ object once at start; everything else receives it (or the part it needs) as an a
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -690,6 +692,12 @@ class Settings(BaseSettings):
     models: list[ModelConfig] = Field(
         default_factory=list, description="Public models and their deployments (YAML)."
     )
+    local_models: bool = Field(
+        default=True,
+        description="Also serve the built-in local models, `local/extractive` (chat) and "
+        "`local/all-MiniLM-L6-v2` (embeddings), unless `models` names them itself: `propylon "
+        "serve` with no configuration answers chat and ingests documents. Off: only `models`.",
+    )
     jobs: JobsSettings = Field(
         default_factory=JobsSettings, description="Background jobs and workers (see below)."
     )
@@ -733,9 +741,22 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
 
+    @model_validator(mode="after")
+    def _add_local_models(self) -> Settings:
+        if self.local_models:
+            configured = {name for m in self.models for name in (m.name, *m.aliases)}
+            self.models += [m for m in builtin_models() if m.name not in configured]
+        return self
+
     @property
     def embedded_database(self) -> bool:
         return self.database_url is None
+
+
+def builtin_models() -> list[ModelConfig]:
+    """The local models shipped in the package (``propylon/local/models.yaml``)."""
+    text = resources.files("propylon.local").joinpath("models.yaml").read_text("utf-8")
+    return [ModelConfig.model_validate(m) for m in yaml.safe_load(text)["models"]]
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from propylon.access.keys import looks_like_key
-from tests.support.processes import run_propylon
+from tests.support.processes import complete_propylon, run_propylon
 
 pytestmark = pytest.mark.slow
 
@@ -60,3 +61,23 @@ async def test_tenants_and_keys_from_the_command_line(database_url: str) -> None
 async def test_an_unknown_key_reference_is_a_clear_error(database_url: str) -> None:
     with pytest.raises(RuntimeError, match="No API key matches 'nothing'"):
         await run_propylon("keys", "revoke", "nothing", env={"DATABASE_URL": database_url})
+
+
+async def test_keys_create_refuses_a_directory_without_a_database(tmp_path: Path) -> None:
+    # Run where no `propylon serve` ever ran: no new empty database, a clear way out instead.
+    done = await complete_propylon("keys", "create", "--tenant", "default", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert f"no database in {(tmp_path / '.propylon').resolve()}" in done.stderr
+    assert "--create-database" in done.stderr
+    assert not (tmp_path / ".propylon").exists()
+
+
+async def test_keys_create_says_which_database_and_tenant(database_url: str) -> None:
+    done = await complete_propylon(
+        "keys", "create", "--tenant", "acme", env={"DATABASE_URL": database_url}
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Database: DATABASE_URL (" in done.stderr
+    assert "for tenant 'acme'." in done.stderr
+    assert looks_like_key(done.stdout.strip())

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from propylon.settings import load_settings
+from tests.support.console import ask, signed_in_page, upload_to_new_collection
 from tests.support.servers import AppServer, serve_app
 
 pytestmark = pytest.mark.slow
@@ -60,59 +61,40 @@ async def console_app(database_url: str) -> AsyncIterator[AppServer]:
 async def test_upload_watch_progress_ask_and_open_a_citation(
     console_app: AppServer, tmp_path: Path
 ) -> None:
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     handbook = tmp_path / "handbook.md"
     handbook.write_text(HANDBOOK)
 
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = await browser.new_page(viewport={"width": 1280, "height": 900})
-        try:
-            await page.goto(console_app.url + "/")
-            await page.fill("#api-key", console_app.api_key)
-            await page.click("#signin-form button[type=submit]")
-            await expect(page.locator("#tabs")).to_be_visible()
-            await expect(page.locator("#cards .card").first).to_be_visible()
-            await page.screenshot(path=str(ARTIFACTS / "1-dashboard.png"))
+    async with signed_in_page(
+        console_app.url, console_app.api_key, CHROMIUM, FLAGS, 1280, 900
+    ) as page:
+        await page.screenshot(path=str(ARTIFACTS / "1-dashboard.png"))
 
-            await page.click("button[data-tab=collections]")
-            await page.fill("#collection-name", "handbook")
-            await page.click("#new-collection button[type=submit]")
-            await expect(page.locator("#collection-title")).to_have_text("handbook")
-            await page.set_input_files("#upload-file", str(handbook))
-            await page.click("#upload button[type=submit]")
-            ready = page.locator("#documents tbody td.state-ready")
-            await expect(ready).to_have_count(1, timeout=60_000)
-            bar = page.locator("#documents tbody progress")
-            assert await bar.get_attribute("value") == "1", "progress reached 100 %"
-            await page.screenshot(path=str(ARTIFACTS / "2-ingested.png"))
+        await upload_to_new_collection(page, "handbook", handbook, "ready")
+        bar = page.locator("#documents tbody progress")
+        assert await bar.get_attribute("value") == "1", "progress reached 100 %"
+        await page.screenshot(path=str(ARTIFACTS / "2-ingested.png"))
 
-            await page.click("button[data-tab=playground]")
-            await page.select_option("#model", "rag/handbook")
-            await page.fill("#question", "How many days do I have to file a refund request?")
-            await page.click("#send")
-            answer = page.locator(".msg.assistant .body.done")
-            await expect(answer).to_contain_text("30 days", timeout=60_000)
-            citation = answer.locator("a.cite").first
-            await expect(citation).to_be_visible()
-            await page.screenshot(path=str(ARTIFACTS / "3-answer.png"))
+        question = "How many days do I have to file a refund request?"
+        answer = await ask(page, "rag/handbook", question, "30 days")
+        citation = answer.locator("a.cite").first
+        await expect(citation).to_be_visible()
+        await page.screenshot(path=str(ARTIFACTS / "3-answer.png"))
 
-            await citation.click()
-            await expect(page.locator("#passage")).to_be_visible()
-            await expect(page.locator("#passage-text")).to_contain_text("30 days")
-            await page.screenshot(path=str(ARTIFACTS / "4-citation.png"))
+        await citation.click()
+        await expect(page.locator("#passage")).to_be_visible()
+        await expect(page.locator("#passage-text")).to_contain_text("30 days")
+        await page.screenshot(path=str(ARTIFACTS / "4-citation.png"))
 
-            await page.click("button[data-tab=dashboard]")
-            # The request log is written in the background: refresh until it shows up.
-            requests = page.locator("#cards .card .value").first
-            for _ in range(30):
-                await page.click("#refresh-stats")
-                await page.wait_for_timeout(500)
-                if (await requests.text_content()) not in ("0", None):
-                    break
-            await expect(requests).not_to_have_text("0")
-            await page.screenshot(path=str(ARTIFACTS / "5-dashboard-after.png"))
-        finally:
-            await browser.close()
+        await page.click("button[data-tab=dashboard]")
+        # The request log is written in the background: refresh until it shows up.
+        requests = page.locator("#cards .card .value").first
+        for _ in range(30):
+            await page.click("#refresh-stats")
+            await page.wait_for_timeout(500)
+            if (await requests.text_content()) not in ("0", None):
+                break
+        await expect(requests).not_to_have_text("0")
+        await page.screenshot(path=str(ARTIFACTS / "5-dashboard-after.png"))

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
+from openai.types.shared_params import ResponseFormatJSONSchema
 
 from propylon.testing import Behaviour, FakeUpstream
 from tests.support.servers import serve_app
@@ -107,3 +108,71 @@ async def test_anthropic_tool_call_comes_back_as_openai_tool_calls(
     assert call.type == "function"
     assert call.function.name == "get_weather"
     assert "city" in json.loads(call.function.arguments)
+
+
+REPORT_FORMAT: ResponseFormatJSONSchema = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "weather_report",
+        "schema": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "celsius": {"type": "number"}},
+            "required": ["city", "celsius"],
+        },
+    },
+}
+
+
+async def test_a_json_schema_response_format_is_answered_through_a_forced_tool(
+    claude: openai.AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    reply = await claude.chat.completions.create(
+        model="claude-test",
+        messages=MESSAGES,
+        response_format=REPORT_FORMAT,
+    )
+    message = reply.choices[0].message
+    answer = json.loads(message.content or "")
+    assert set(answer) == {"city", "celsius"} and isinstance(answer["celsius"], int | float)
+    assert message.tool_calls is None
+    assert reply.choices[0].finish_reason == "stop"
+    sent = upstream.last_request("/v1/messages")
+    assert sent is not None
+    assert [tool["name"] for tool in sent.body["tools"]] == ["weather_report"]
+    assert sent.body["tool_choice"] == {"type": "tool", "name": "weather_report"}
+
+    stream = await claude.chat.completions.create(
+        model="claude-test",
+        messages=MESSAGES,
+        response_format=REPORT_FORMAT,
+        stream=True,
+    )
+    chunks = [chunk async for chunk in stream if chunk.choices]
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert set(json.loads(streamed)) == {"city", "celsius"}
+    assert not any(c.choices[0].delta.tool_calls for c in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"logprobs": True}, "logprobs"),
+        ({"seed": 7}, "seed"),
+        ({"presence_penalty": 0.5}, "presence_penalty"),
+        ({"response_format": REPORT_FORMAT, "tools": TOOLS}, "response_format"),
+        ({"response_format": {"type": "yaml"}}, "response_format"),
+    ],
+)
+async def test_what_anthropic_cannot_do_is_a_400_naming_the_parameter(
+    claude: openai.AsyncOpenAI, upstream: FakeUpstream, extra: dict[str, object], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await claude.chat.completions.create(
+            model="claude-test",
+            messages=MESSAGES,
+            extra_body=extra,
+        )
+    assert caught.value.param == param
+    assert f"`{param}`" in caught.value.message
+    assert upstream.calls.get("/v1/messages", 0) == 0  # refused before any call

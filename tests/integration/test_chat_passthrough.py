@@ -112,6 +112,18 @@ async def test_models_lists_configured_models(gateway: AppServer, sdk: openai.As
     assert {m.id for m in models.data} == {"gpt-test", "embed-test"}
 
 
+async def test_one_model_is_retrieved_by_name_or_alias(
+    gateway: AppServer, sdk: openai.AsyncOpenAI
+) -> None:
+    model = await sdk.models.retrieve("gpt-alias")
+    assert (model.id, model.object, model.owned_by) == ("gpt-test", "model", "propylon")
+    assert (await sdk.models.retrieve("embed-test")).model_extra == {"kind": "embeddings"}
+    with pytest.raises(openai.NotFoundError) as caught:
+        await sdk.models.retrieve("gpt-nope")
+    assert caught.value.code == "model_not_found"
+    assert "Configured models: gpt-test, embed-test" in caught.value.message
+
+
 async def test_embeddings_are_relayed_in_float_and_base64(
     gateway: AppServer, sdk: openai.AsyncOpenAI
 ) -> None:

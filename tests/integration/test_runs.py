@@ -11,7 +11,7 @@ import pytest
 from propylon.testing import Behaviour, FakeUpstream
 from tests.support.databases import PostgresServer, create_database
 from tests.support.servers import AppServer, serve_app
-from tests.support.waiting import finished
+from tests.support.waiting import eventually, finished
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 FAST_JOBS = {
@@ -184,6 +184,13 @@ async def test_cancel_stops_a_run_in_the_middle_of_generation(
     assert feed[-1]["type"] == "run_cancelled"
     generated = "".join(e["data"]["text"] for e in feed if e["type"] == "token")
     assert len(generated.split()) < 400, "stopped before the upstream finished"
+    # The worker records its step's end after the terminal event: wait for it, then look.
+    async def step_ended() -> dict[str, Any] | None:
+        view = (await call(runs_app, "GET", f"/runs/{run['id']}"))[1]
+        return view if all(s["state"] != "running" for s in view["steps"].values()) else None
+
+    view = await eventually(step_ended, "the cancelled run's step to end")
+    assert [step["state"] for step in view["steps"].values()] == ["cancelled"]
 
 
 async def test_a_chain_passes_outputs_between_steps(runs_app: AppServer) -> None:

@@ -9,6 +9,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -39,24 +40,48 @@ async def wait_http(url: str, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
-async def run_propylon(*args: str, env: dict[str, str] | None = None) -> str:
-    """Run `python -m propylon ARGS…` to completion; its stdout (raises if it failed)."""
+@dataclass(frozen=True)
+class Completed:
+    """A finished `propylon` command."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def complete_propylon(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Completed:
+    """Run `python -m propylon ARGS…` to completion, whatever its exit status."""
     proc = await asyncio.create_subprocess_exec(
         *PROPYLON,
         *args,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
-    if proc.returncode != 0:
-        raise RuntimeError(f"propylon {' '.join(args)} failed: {err.decode()}")
-    return out.decode()
+    assert proc.returncode is not None
+    return Completed(proc.returncode, out.decode(), err.decode())
+
+
+async def run_propylon(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> str:
+    """Run `python -m propylon ARGS…` to completion; its stdout (raises if it failed)."""
+    done = await complete_propylon(*args, env=env, cwd=cwd)
+    if done.returncode != 0:
+        raise RuntimeError(f"propylon {' '.join(args)} failed: {done.stderr}")
+    return done.stdout
 
 
 @asynccontextmanager
 async def propylon_process(
-    *args: str, env: dict[str, str] | None = None, log: Path | None = None
+    *args: str,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+    cwd: Path | None = None,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """Run `python -m propylon ARGS…`; SIGTERM it (then kill) on exit."""
     out = open(log, "wb") if log else asyncio.subprocess.DEVNULL  # noqa: SIM115, ASYNC230
@@ -64,6 +89,7 @@ async def propylon_process(
         *PROPYLON,
         *args,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
         stdout=out,
         stderr=out,
     )

@@ -50,6 +50,26 @@ def test_config_path_from_env(config_file: Path, monkeypatch: pytest.MonkeyPatch
     assert load_settings().models[0].name == "gpt-test"
 
 
+def test_builtin_local_models_are_served_without_any_configuration() -> None:
+    models = {m.name: m.kind for m in load_settings().models}
+    assert models == {"local/extractive": "chat", "local/all-MiniLM-L6-v2": "embeddings"}
+
+
+def test_builtin_local_models_join_configured_ones_unless_turned_off(config_file: Path) -> None:
+    names = [m.name for m in load_settings(config_file).models]
+    assert names == ["gpt-test", "local/extractive", "local/all-MiniLM-L6-v2"]
+    assert [m.name for m in load_settings(config_file, local_models=False).models] == ["gpt-test"]
+
+
+def test_a_configured_model_replaces_its_builtin_namesake() -> None:
+    mine = {"name": "local/extractive", "deployments": [{"provider": "openai"}]}
+    models = load_settings(None, models=[mine]).models
+    assert [(m.name, m.deployments[0].provider) for m in models] == [
+        ("local/extractive", "openai"),
+        ("local/all-MiniLM-L6-v2", "local"),
+    ]
+
+
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="config file not found"):
         load_settings(tmp_path / "absent.yaml")

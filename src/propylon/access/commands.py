@@ -12,6 +12,7 @@ import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 import typer
 
@@ -43,10 +44,22 @@ BudgetCostOpt = Annotated[
     float | None, typer.Option("--budget-usd", help="US dollars per budget period.", min=0)
 ]
 PeriodOpt = Annotated[str, typer.Option("--budget-period", help="`day` or `month` (UTC).")]
+CreateDbOpt = Annotated[
+    bool,
+    typer.Option(
+        "--create-database",
+        help="Create the embedded database in --data-dir when there is none yet (otherwise "
+        "refused: `propylon serve` would not be using it).",
+    ),
+]
 
 
 def _run(
-    config: Path | None, data_dir: Path | None, work: Callable[[AccessStore], Awaitable[T]]
+    config: Path | None,
+    data_dir: Path | None,
+    work: Callable[[AccessStore], Awaitable[T]],
+    *,
+    create_database: bool = False,
 ) -> T:
     from propylon.db.connect import open_database
     from propylon.db.migrator import migrate
@@ -55,6 +68,7 @@ def _run(
         settings: Settings = load_settings(config, data_dir=data_dir)
     except FileNotFoundError as exc:
         raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"Database: {_describe_database(settings, create=create_database)}", err=True)
 
     async def _go() -> T:
         async with open_database(settings) as database:
@@ -66,6 +80,26 @@ def _run(
     except PropylonError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from None
+
+
+def _describe_database(settings: Settings, *, create: bool) -> str:
+    """Which database the command acts on; refuses a new embedded one unless ``create``:
+    run from the wrong directory, a command would otherwise make an empty database whose
+    keys no running server knows."""
+    if settings.database_url is not None:
+        url = urlsplit(settings.database_url.get_secret_value())
+        return f"DATABASE_URL ({url.hostname or 'local socket'}{url.path})"
+    pgdata = (settings.data_dir / "pg").resolve()
+    if not pgdata.is_dir() and not create:
+        typer.echo(
+            f"error: no database in {pgdata.parent}: `propylon serve` keeps its embedded "
+            "database in --data-dir (default ./.propylon, from the directory it was started "
+            "in). Run this command there, pass --data-dir or set DATABASE_URL; "
+            "--create-database makes a new, empty one.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return f"embedded PostgreSQL in {pgdata}"
 
 
 def _echo(value: Any) -> None:
@@ -89,10 +123,18 @@ def tenants_create(
     budget_period: PeriodOpt = "month",
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
+    create_database: CreateDbOpt = False,
 ) -> None:
     """Create a tenant with optional limits and budget."""
     budget = _budget(budget_period, budget_tokens, budget_usd)
-    _echo(_run(config, data_dir, lambda s: s.create_tenant(name, Limits(rpm, tpm), budget)))
+    _echo(
+        _run(
+            config,
+            data_dir,
+            lambda s: s.create_tenant(name, Limits(rpm, tpm), budget),
+            create_database=create_database,
+        )
+    )
 
 
 @tenants_app.command("list")
@@ -124,6 +166,7 @@ def keys_create(
     budget_period: PeriodOpt = "month",
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
+    create_database: CreateDbOpt = False,
 ) -> None:
     """Create a key and print it. It is shown this once: only its hash is stored."""
     budget = _budget(budget_period, budget_tokens, budget_usd)
@@ -138,9 +181,11 @@ def keys_create(
             limits=Limits(rpm, tpm),
             budget=budget,
         ),
+        create_database=create_database,
     )
     typer.echo(
-        f"Created key {record.prefix}… for tenant {record.tenant_name!r} ({record.id}).", err=True
+        f"Created key {record.prefix}… (id {record.id}) for tenant {record.tenant_name!r}.",
+        err=True,
     )
     typer.echo("Store it now; it cannot be shown again:", err=True)
     typer.echo(key)

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from propylon import report_section
 from propylon.guard import datasets
 from propylon.guard.datasets import Example
 from propylon.guard.detector import InjectionDetector
@@ -174,11 +175,4 @@ def render_markdown(rows: list[Row], thresholds: dict[str, tuple[float, float]])
 
 def write_section(path: Path, section: str) -> None:
     """Replace this section between its markers in ``path`` (appended when absent)."""
-    start, end = f"<!-- bench:{SECTION}:start -->", f"<!-- bench:{SECTION}:end -->"
-    block = f"{start}\n{section.strip()}\n{end}"
-    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
+    report_section.write_section(path, section, SECTION)

@@ -115,6 +115,18 @@ async def get_document(collection_id: str, document_id: str, request: Request) -
     return json_response(_document(row))
 
 
+@router.get("/v1/collections/{collection_id}/documents/{document_id}/text")
+async def document_text(collection_id: str, document_id: str, request: Request) -> Response:
+    """``?start=&end=``: that span of the document's extracted text (citation offsets)."""
+    principal = await _principal(request)
+    start = _int_param(request, "start", 0, 0, 10**9)
+    end = _int_param(request, "end", start + 2000, 0, 10**9)
+    row = await services(request).collections.document_text(
+        principal.tenant_id, collection_id, document_id, start, end
+    )
+    return json_response(row)
+
+
 @router.delete("/v1/collections/{collection_id}/documents/{document_id}")
 async def delete_document(collection_id: str, document_id: str, request: Request) -> Response:
     principal = await _principal(request)

@@ -20,5 +20,11 @@ async def console_page() -> Response:
     return FileResponse(f"{STATIC_DIR}/index.html", media_type="text/html")
 
 
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """The console's icon, where browsers look for it unasked."""
+    return FileResponse(f"{STATIC_DIR}/favicon.svg", media_type="image/svg+xml")
+
+
 def static_files() -> StaticFiles:
     return StaticFiles(directory=STATIC_DIR)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -11,6 +10,7 @@ from starlette.responses import Response
 
 from propylon.errors import InvalidRequest
 from propylon.gateway.call import CallInfo
+from propylon.gateway.embedding_input import embedding_texts
 from propylon.http.auth import authenticate
 from propylon.http.context import services
 from propylon.http.json import json_response, read_json_object
@@ -18,15 +18,13 @@ from propylon.http.openapi import JSON_OBJECT_BODY
 
 router = APIRouter()
 
-MAX_INPUTS = 2048
-
 
 @router.post("/v1/embeddings", openapi_extra=JSON_OBJECT_BODY, tags=["gateway"])
 async def create_embeddings(request: Request) -> Response:
     """OpenAI-compatible embeddings, as floats or base64 little-endian float32."""
     svc = services(request)
     body = await read_json_object(request, svc.settings.max_body_bytes, keep_text=True)
-    texts = _texts(body.get("input"))
+    texts = embedding_texts(body.get("input"))
     encoding = body.get("encoding_format", "float")
     if encoding not in ("float", "base64"):
         raise InvalidRequest(
@@ -43,26 +41,6 @@ async def create_embeddings(request: Request) -> Response:
         {"object": "list", "data": data, "model": body["model"], "usage": usage},
         headers=call.headers(),
     )
-
-
-def _texts(value: Any) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise InvalidRequest(
-            "`input` is required: a string or a non-empty array of strings.", param="input"
-        )
-    if len(value) > MAX_INPUTS:
-        raise InvalidRequest(f"`input` holds more than {MAX_INPUTS} items.", param="input")
-    for index, item in enumerate(value):
-        if not isinstance(item, str):
-            raise InvalidRequest(
-                "`input` must hold strings; token arrays are not supported.",
-                param=f"input[{index}]",
-            )
-        if not item:
-            raise InvalidRequest("`input` must not contain empty strings.", param=f"input[{index}]")
-    return value
 
 
 def _encode(vector: list[float], encoding: str) -> list[float] | str:

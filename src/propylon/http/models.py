@@ -1,4 +1,4 @@
-"""`GET /v1/models`: the configured public models."""
+"""`GET /v1/models` and `GET /v1/models/{id}`: the configured public models."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from starlette.responses import Response
 from propylon.http.auth import authenticate
 from propylon.http.context import services
 from propylon.http.json import json_response
+from propylon.settings import ModelConfig
 
 router = APIRouter()
 
@@ -16,8 +17,22 @@ router = APIRouter()
 async def list_models(request: Request) -> Response:
     """Every configured model, in OpenAI's list shape."""
     await authenticate(request)
-    data = [
-        {"id": m.name, "object": "model", "created": 0, "owned_by": "propylon", "kind": m.kind}
-        for m in services(request).gateway.registry.models
-    ]
+    data = [_model(m) for m in services(request).gateway.registry.models]
     return json_response({"object": "list", "data": data})
+
+
+@router.get("/v1/models/{model_id:path}", tags=["gateway"])
+async def retrieve_model(request: Request, model_id: str) -> Response:
+    """One model by name or alias (404 `model_not_found` otherwise), in OpenAI's shape."""
+    await authenticate(request)
+    return json_response(_model(services(request).gateway.registry.find(model_id)))
+
+
+def _model(model: ModelConfig) -> dict[str, object]:
+    return {
+        "id": model.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "propylon",
+        "kind": model.kind,
+    }

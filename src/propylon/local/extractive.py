@@ -52,6 +52,23 @@ _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _QUESTION_MARKER = re.compile(r"(?:^|(?<=\s))question[ \t]*:[ \t]*", re.IGNORECASE)
 _HEADING = re.compile(r"[\w ]{0,40}:")  # "Context:" alone is not a source
 _CONTEXT_ROLES = frozenset({"system", "developer", "user", "tool", "function"})
+_INSTRUCTING_ROLES = frozenset({"system", "developer"})
+# A sentence of a system prompt that tells the model what to do, rather than stating a fact.
+_INSTRUCTION = re.compile(
+    r"(?:you(?:'re|'ll)?|your|as an? (?:ai|assistant|language model)|(?:please\s+)?(?:answer|"
+    r"respond|reply|always|never|do|don't|be|use|keep|act|provide|write|follow|only|cite|"
+    r"ignore|avoid|make|help|assist|refuse|summari[sz]e|translate|format|return|output|think|"
+    r"explain|include|stay|speak|talk|greet|ask|try|remember|note|consider))\b",
+    re.IGNORECASE,
+)
+_ADDRESSED = re.compile(r"\b(?:assistant|chatbot|the user|user's|users)\b", re.IGNORECASE)
+
+ANSWER_THRESHOLD = 0.38
+"""The cosine similarity (all-MiniLM-L6-v2) a context sentence needs with the question before
+it counts as answering it; below it for every sentence, the model says the sources do not
+contain the answer. Chosen on a dev split (SciFact train claims with their abstracts vs
+off-topic CLINC150/Banking77 questions) and reported on held-out data by `propylon eval
+extractive` (docs/benchmarks.md, "Extractive answers")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +77,7 @@ class Source:
 
     number: int
     text: str
+    instructions: bool = False  # from a system prompt: its imperative sentences are not facts
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +126,24 @@ def _is_heading(text: str) -> bool:
     return len(stripped.split()) <= 4 and stripped[-1:] not in (".", "!", "?", ":", ";")
 
 
+def _is_instruction(sentence: str) -> bool:
+    """An imperative or second-person sentence, or one about the assistant or the user."""
+    return bool(_INSTRUCTION.match(sentence.lstrip()) or _ADDRESSED.search(sentence))
+
+
+_LIST_ITEM = re.compile(r"\n[ \t]*(?:[-*•+]|\d{1,3}[.)])[ \t]+[^\n]*")
+
+
+def _whole_list(source: Source, start: int, end: int) -> Citation:
+    """The sentence ``source.text[start:end]``; when it introduces a list ("…:"), with the
+    list's items, which are the answer it announces."""
+    text = source.text
+    if text[start:end].rstrip().endswith(":"):
+        while item := _LIST_ITEM.match(text, end):
+            end = item.end()
+    return Citation(source.number, text[start:end], start, end)
+
+
 def estimate_tokens(text: str) -> int:
     """About four characters per token: OpenAI's rule of thumb for English text."""
     return (len(text) + 3) // 4
@@ -116,9 +152,13 @@ def estimate_tokens(text: str) -> int:
 class ExtractiveChatModel:
     """A ``ChatModel`` that quotes and cites the context sentences that answer the question.
 
-    Sentences are ranked by BM25 over the request's sentences; with an ``embedder``, by a
-    blend of that and cosine similarity to the question, counting similarity only above
-    ``min_similarity``. Token usage comes from ``count_tokens``, else ``estimate_tokens``.
+    Only sentences relevant enough are candidates: with an ``embedder``, a cosine similarity
+    to the question of at least ``answer_threshold``; without one (or when it fails), any
+    sentence sharing a meaningful word with the question, a much weaker test. With none, the
+    answer says the context does not contain the answer.
+    Candidates are ranked by BM25 over the request's sentences; with an ``embedder``, by a
+    blend of that and cosine similarity, counting similarity only above ``min_similarity``.
+    Token usage comes from ``count_tokens``, else ``estimate_tokens``.
     """
 
     def __init__(
@@ -129,6 +169,7 @@ class ExtractiveChatModel:
         max_sentences: int = 3,
         count_tokens: Callable[[str], int] | None = None,
         min_similarity: float = 0.3,
+        answer_threshold: float = ANSWER_THRESHOLD,
     ) -> None:
         if max_sentences < 1:
             raise ValueError("max_sentences must be at least 1")
@@ -137,6 +178,7 @@ class ExtractiveChatModel:
         self._max_sentences = max_sentences
         self._count = count_tokens or estimate_tokens
         self._min_similarity = min_similarity
+        self._answer_threshold = answer_threshold
 
     async def complete(self, request: JSONObject) -> JSONObject:
         answer = await self._answer(request)
@@ -214,23 +256,28 @@ class ExtractiveChatModel:
 
     async def _select(self, context: Context) -> list[Citation]:
         candidates = [
-            Citation(source.number, source.text[start:end], start, end)
+            _whole_list(source, start, end)
             for source in context.sources
             for start, end in split_sentences(source.text)
             if not _is_heading(source.text[start:end])
+            and not (source.instructions and _is_instruction(source.text[start:end]))
         ]
-        scores = await relevance(
-            context.question,
-            [candidate.text for candidate in candidates],
-            self._embedder,
-            min_similarity=self._min_similarity,
+        texts = [candidate.text for candidate in candidates]
+        ranked = await relevance(
+            context.question, texts, self._embedder, min_similarity=self._min_similarity
         )
-        order = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
+        if ranked.similarity is not None:
+            relevant = [value >= self._answer_threshold for value in ranked.similarity]
+        else:
+            relevant = [score > 0.0 for score in ranked.scores]
+        order = sorted(range(len(candidates)), key=lambda i: (-ranked.scores[i], i))
         chosen: list[Citation] = []
         seen: set[str] = set()
         for i in order:
-            if scores[i] <= 0.0 or len(chosen) == self._max_sentences:
+            if len(chosen) == self._max_sentences:
                 break
+            if not relevant[i]:
+                continue
             key = " ".join(candidates[i].text.split()).casefold()
             if key not in seen:
                 seen.add(key)
@@ -337,8 +384,23 @@ def read_context(request: JSONObject) -> Context:
     if labelled:
         sources = _numbered(labelled)
     else:
-        paragraphs = [p for text in [*earlier, final_context] for p in _paragraphs(text)]
-        sources = [Source(number, text) for number, text in enumerate(paragraphs, 1)]
+        earlier_roles = [
+            role in _INSTRUCTING_ROLES
+            for i, (role, _) in enumerate(messages)
+            if role in _CONTEXT_ROLES and (not users or i != users[-1])
+        ]
+        paragraphs = [
+            (instructing, p)
+            for text, instructing in [
+                *zip(earlier, earlier_roles, strict=True),
+                (final_context, False),
+            ]
+            for p in _paragraphs(text)
+        ]
+        sources = [
+            Source(number, text, instructions=instructing)
+            for number, (instructing, text) in enumerate(paragraphs, 1)
+        ]
     return Context(question, sources, [text for _, text in messages])
 
 

@@ -12,6 +12,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,6 +41,7 @@ _SPACE = re.compile(r"\s*")
 _WORD_BEFORE = re.compile(r"[\w.]+\Z")
 _LIST_MARKER = re.compile(r"(?:[-*•+]|\d{1,3}[.)]|#{1,6})[ \t]+")
 _HAS_WORD = re.compile(r"\w")
+_WHOLE_LINE = re.compile(r"[ \t]*(?:\||[-*•+][ \t]|\d{1,3}[.)][ \t])")
 # Word lists read better as text than as a hundred quoted strings.
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof st sr jr vs no nr fig figs approx ca cf al inc ltd co corp dept jan feb"  # noqa: SIM905
@@ -88,6 +90,9 @@ def _ends_sentence(text: str, cut: re.Match[str]) -> bool:
         return True
     if text[following].islower():
         return False
+    line = text.rfind("\n", 0, cut.start()) + 1
+    if _WHOLE_LINE.match(text, line):
+        return False  # a table row or a list item is quoted whole
     if cut.group().startswith(".") and not cut.group().startswith(".."):
         word = _WORD_BEFORE.search(text, max(0, cut.start() - 24), cut.start())
         if word is not None:
@@ -175,14 +180,27 @@ def bm25_scores(
     return scores
 
 
+@dataclass(frozen=True, slots=True)
+class Relevance:
+    """How each sentence relates to a question.
+
+    ``scores``: 0 for not at all, 1 for the best of the request (relative: for ranking).
+    ``similarity``: the cosine similarity of each sentence to the question (absolute: for
+    deciding whether any sentence answers at all); ``None`` without an embedder.
+    """
+
+    scores: list[float]
+    similarity: list[float] | None
+
+
 async def relevance(
     question: str,
     sentences: Sequence[str],
     embedder: EmbeddingModel | None = None,
     *,
     min_similarity: float = 0.3,
-) -> list[float]:
-    """How relevant each sentence is to ``question``: 0 for not at all, 1 for the best.
+) -> Relevance:
+    """How relevant each sentence is to ``question`` (see ``Relevance``).
 
     Without ``embedder``, BM25 alone; with it, a blend with cosine similarity, counted only
     above ``min_similarity`` so that unrelated sentences stay at 0. If the embedder fails,
@@ -190,14 +208,16 @@ async def relevance(
     """
     lexical = _scaled(bm25_scores(terms(question), [terms(sentence) for sentence in sentences]))
     if embedder is None or not sentences:
-        return lexical
-    semantic = await _similarity(embedder, question, sentences, lexical, min_similarity)
-    if semantic is None:
-        return lexical
-    return [
+        return Relevance(lexical, None)
+    cosine = await _similarity(embedder, question, sentences, lexical)
+    if cosine is None:
+        return Relevance(lexical, None)
+    semantic = _scaled([max(0.0, value - min_similarity) for value in cosine])
+    blended = [
         SEMANTIC_WEIGHT * meaning + (1.0 - SEMANTIC_WEIGHT) * words
         for meaning, words in zip(semantic, lexical, strict=True)
     ]
+    return Relevance(blended, cosine)
 
 
 async def _similarity(
@@ -205,8 +225,8 @@ async def _similarity(
     question: str,
     sentences: Sequence[str],
     lexical: list[float],
-    min_similarity: float,
 ) -> list[float] | None:
+    """Cosine similarity of each sentence to the question; 0 for those not embedded."""
     indices = sorted(range(len(sentences)), key=lambda i: -lexical[i])
     indices = indices[:MAX_EMBEDDED_SENTENCES]
     try:
@@ -222,8 +242,8 @@ async def _similarity(
     cosine = (vectors[1:] @ vectors[0]) / (norms[1:] * norms[0])
     similarity = [0.0] * len(sentences)
     for i, value in zip(indices, cosine.tolist(), strict=True):
-        similarity[i] = max(0.0, float(value) - min_similarity)
-    return _scaled(similarity)
+        similarity[i] = float(value)
+    return similarity
 
 
 def _scaled(scores: list[float]) -> list[float]:

@@ -387,7 +387,7 @@ def _citation(
         "chunk_ids": passage.chunk_ids,
         "start": start,
         "end": end,
-        "page": chunk.page,
+        "page": chunk.page_at(start),
         "heading_path": chunk.heading_path,
     }
 

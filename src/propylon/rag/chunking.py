@@ -47,6 +47,7 @@ class Chunk:
     page_end: int | None
     heading_path: tuple[str, ...]
     token_count: int
+    page_breaks: tuple[int, ...] = ()  # document offsets inside the chunk where a page begins
 
 
 @dataclass(slots=True)
@@ -88,6 +89,7 @@ class Chunker:
                         page_end=document.page_at(end - 1),
                         heading_path=section.path,
                         token_count=self._count(text),
+                        page_breaks=tuple(s for s in document.page_starts if start < s < end),
                     )
                 )
         return chunks

@@ -22,6 +22,7 @@ from propylon.rag.ingest import INGEST_KIND
 from propylon.rag.store import CollectionStore, Row
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_TEXT_WINDOW = 20_000  # characters of document text one request may read
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 
@@ -212,6 +213,32 @@ class CollectionService:
         if row is None:
             raise NotFound(f"No document `{document_id}` in this collection.", param="document_id")
         return _public(row)
+
+    async def document_text(
+        self, tenant_id: str, collection_ref: str, document_id: str, start: int, end: int
+    ) -> Row:
+        """``text[start:end]`` of a document (the passage around a citation), clamped to the
+        text; ``total`` is the text's length."""
+        if end < start:
+            raise InvalidRequest("`end` must not be before `start`.", param="end")
+        if end - start > MAX_TEXT_WINDOW:
+            raise InvalidRequest(f"At most {MAX_TEXT_WINDOW:,} characters at a time.", param="end")
+        document = await self.get_document(tenant_id, collection_ref, document_id)
+        row = await self._store.document_text(
+            str(document["collection_id"]), str(document["id"]), start, end - start
+        )
+        if row is None:
+            raise NotFound(f"No document `{document_id}` in this collection.", param="document_id")
+        text, total = row["text"] or "", int(row["total"])
+        begin = min(start, total)
+        return {
+            "object": "document.text",
+            "document_id": str(document["id"]),
+            "start": begin,
+            "end": begin + len(text),
+            "total": total,
+            "text": text,
+        }
 
     async def delete_document(self, tenant_id: str, collection_ref: str, document_id: str) -> None:
         document = await self.get_document(tenant_id, collection_ref, document_id)

@@ -1,6 +1,7 @@
 """Server-side conversations, and keeping their history inside the model's window.
 
-A ``conversation_id`` (a UUID the client picks, or one an answer returned) names a tenant's
+A ``conversation_id`` (``"new"`` to start one, a UUID an answer returned, or a UUID the
+client picks) names a tenant's
 conversation: its turns are stored verbatim (``conversation_turns``). Before each answer the
 history is planned against its token budget:
 
@@ -78,15 +79,25 @@ class HistoryPlan:
         return out
 
 
+NEW_CONVERSATION = "new"
+
+
 def parse_conversation_id(value: Any) -> str | None:
+    """The conversation a request continues; ``"new"`` starts one with a fresh id."""
     if value is None:
         return None
+    if value == NEW_CONVERSATION:
+        return str(uuid.uuid4())
+    message = (
+        '`conversation_id` must be "new" (to start a conversation) or the UUID an earlier '
+        "answer returned."
+    )
     if not isinstance(value, str):
-        raise InvalidRequest("`conversation_id` must be a UUID string.", param="conversation_id")
+        raise InvalidRequest(message, param="conversation_id")
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise InvalidRequest("`conversation_id` must be a UUID.", param="conversation_id") from None
+        raise InvalidRequest(message, param="conversation_id") from None
 
 
 class ConversationStore:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from propylon import report_section
 from propylon.db.database import Database
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatModel, ChatStream, EmbeddingModel, Embeddings, JSONObject
@@ -501,11 +502,4 @@ START, END = "<!-- eval:retrieval:start -->", "<!-- eval:retrieval:end -->"
 def write_section(path: Path, section: str) -> None:
     """Put ``section`` between this evaluation's markers in ``path``; the rest of the file
     (other sections, hand-written prose) is kept. Appended when the markers are absent."""
-    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    begin, end = text.find(START), text.find(END)
-    if begin >= 0 and end > begin:
-        text = text[:begin] + block + text[end + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
+    report_section.replace_between(path, section, START, END)

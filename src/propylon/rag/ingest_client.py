@@ -2,10 +2,11 @@
 
 It talks HTTP to a server (``--url``, ``--api-key``) rather than to the database, so it works
 the same against a laptop's ``make run`` and a remote deployment, with the tenant of the key.
-Folders are walked for the formats Propylon reads; each file's path (relative to the folder
-given) is its ``external_id``, so a changed file replaces its previous version. Files whose
-sha256 the collection already holds are skipped without uploading. Progress bars follow the
-collection's live job events (``WS /v1/collections/{id}/events``).
+Folders are walked for the formats Propylon reads (by extension; files without one by their
+content); other files are reported as not ingested, with the reason. Each file's path
+(relative to the folder given) is its ``external_id``, so a changed file replaces its previous
+version. Files whose sha256 the collection already holds are skipped without uploading.
+Progress bars follow the collection's live job events (``WS /v1/collections/{id}/events``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,10 @@ import aiohttp
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from propylon.rag.errors import DocumentRejected
+from propylon.rag.parsing.sniff import sniff
+
+_SNIFF_BYTES = 64 * 1024
 SUFFIXES = frozenset({".pdf", ".docx", ".html", ".htm", ".xhtml", ".md", ".markdown", ".txt"})
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -43,22 +47,54 @@ class Outcome:
     skipped: int = 0
     succeeded: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # external id -> reason
+    unsupported: dict[str, str] = field(default_factory=dict)  # not uploaded: external id -> why
 
 
-def find_files(paths: list[Path]) -> Iterator[tuple[Path, str]]:
-    """``(path, external_id)`` of every readable file under ``paths``, hidden ones excluded."""
+@dataclass
+class FoundFiles:
+    files: list[tuple[Path, str]] = field(default_factory=list)  # (path, external_id)
+    unsupported: dict[str, str] = field(default_factory=dict)  # external id -> why not
+
+
+def find_files(paths: list[Path]) -> FoundFiles:
+    """Every readable file under ``paths``, hidden ones excluded, and the files left out."""
+    found = FoundFiles()
     for root in paths:
         if not root.exists():
             raise IngestCommandError(f"{root} does not exist")
         if root.is_file():
-            yield root, root.name
+            found.files.append((root, root.name))
             continue
         for path in sorted(root.rglob("*")):
             relative = path.relative_to(root)
-            if any(part.startswith(".") for part in relative.parts):
+            if any(part.startswith(".") for part in relative.parts) or not path.is_file():
                 continue
-            if path.is_file() and path.suffix.lower() in SUFFIXES:
-                yield path, relative.as_posix()
+            reason = _why_not(path)
+            if reason is None:
+                found.files.append((path, relative.as_posix()))
+            else:
+                found.unsupported[relative.as_posix()] = reason
+    return found
+
+
+def _why_not(path: Path) -> str | None:
+    """None for a file to upload; else why it is left out. A file without an extension is
+    judged by its content, as the server does."""
+    suffix = path.suffix.lower()
+    if suffix in SUFFIXES:
+        return None
+    if suffix:
+        return f"`{suffix}` is not a document format Propylon reads"
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    if head.startswith(b"PK") and size > _SNIFF_BYTES:
+        head = path.read_bytes()  # a ZIP's directory is at its end (DOCX)
+    try:
+        sniff(head)
+    except DocumentRejected as exc:
+        return exc.message
+    return None
 
 
 def sha256_of(path: Path) -> str:
@@ -76,15 +112,15 @@ class IngestClient:
         self._console = console or Console(stderr=True)
 
     async def run(self, paths: list[Path], collection: str, *, create: bool = True) -> Outcome:
+        found = find_files(paths)
         files = [
-            FileToIngest(path, external_id, sha256_of(path))
-            for path, external_id in find_files(paths)
+            FileToIngest(path, external_id, sha256_of(path)) for path, external_id in found.files
         ]
         async with aiohttp.ClientSession(self._base, headers=self._headers) as http:
             info = await self._collection(http, collection, create)
             known = await self._known_hashes(http, str(info["id"]))
             todo = [f for f in files if f.sha256 not in known]
-            outcome = Outcome(skipped=len(files) - len(todo))
+            outcome = Outcome(skipped=len(files) - len(todo), unsupported=found.unsupported)
             if not todo:
                 self._console.print(f"{len(files)} file(s), all already ingested.")
                 return outcome

@@ -120,7 +120,7 @@ SELECT nextval(pg_get_serial_sequence('chunks', 'id')) AS id FROM generate_serie
 -- name: copy_chunks
 COPY chunks (id, collection_id, document_id, ordinal, text, char_start, char_end, page, page_end,
              heading_path, token_count, term_count, embedding, embedding_model, embedding_weights,
-             risk_score)
+             risk_score, page_breaks)
 FROM STDIN
 
 -- name: document_mark_ready
@@ -149,6 +149,12 @@ SELECT id, collection_id, external_id, filename, media_type, sha256, size_bytes,
        status, error, job_id, page_count, chunk_count, created_at, updated_at, ingested_at
 FROM documents
 WHERE collection_id = %(collection_id)s AND id::text = %(document_id)s
+
+-- name: document_text
+-- A window of a document's text; substr counts characters, as citation offsets do.
+SELECT substr(text, %(start)s + 1, %(length)s) AS text, char_length(text) AS total
+FROM documents
+WHERE collection_id = %(collection_id)s AND id = %(document_id)s
 
 -- name: document_delete
 DELETE FROM documents WHERE collection_id = %(collection_id)s AND id = %(document_id)s

@@ -16,6 +16,7 @@ tenant's collection is ``NotFound`` (404) and never searched.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -100,6 +101,13 @@ class SearchHit:
     score: float = 0.0
     dense_score: float | None = None
     keyword_score: float | None = None
+    page_breaks: list[int] = field(default_factory=list)
+
+    def page_at(self, offset: int) -> int | None:
+        """The page holding the document offset ``offset`` (inside this chunk)."""
+        if self.page is None:
+            return None
+        return self.page + bisect_right(self.page_breaks, offset)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -277,6 +285,7 @@ class SearchService:
                 char_end=int(r["char_end"]),
                 page=r["page"],
                 page_end=r["page_end"],
+                page_breaks=list(r["page_breaks"] or []),
                 heading_path=list(r["heading_path"] or []),
                 risk_score=r["risk_score"],
                 external_id=r["external_id"],

@@ -153,6 +153,21 @@ class CollectionStore:
             )
             return await cur.fetchone()
 
+    async def document_text(
+        self, collection_id: str, document_id: str, start: int, length: int
+    ) -> Row | None:
+        async with self.database.connection() as conn:
+            cur = await conn.execute(
+                QUERIES["document_text"],
+                {
+                    "collection_id": collection_id,
+                    "document_id": document_id,
+                    "start": start,
+                    "length": length,
+                },
+            )
+            return await cur.fetchone()
+
     async def delete_document(self, collection_id: str, document_id: str) -> bool:
         """Delete a document, its chunks and its postings in one transaction."""
         async with self.database.connection() as conn:
@@ -296,6 +311,7 @@ class CollectionStore:
                         new.model_id,
                         new.weights,
                         new.risk,
+                        list(chunk.page_breaks),
                     )
                 )
         await self.bm25.add(conn, collection_id, postings)

@@ -175,6 +175,9 @@ class RunExecutor:
         result: dict[str, Any] | None,
         error: str | None,
     ) -> None:
+        for step in steps.values():
+            if step["state"] == "running":  # the step in flight ends with its run
+                step["state"] = state
         # The terminal event is written before the terminal state: a follower that sees the
         # state ended reads the log once more and so can never miss the last event.
         await log.append(f"run_{state}", {"error": error} if error else {"result": result})

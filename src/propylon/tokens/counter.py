@@ -178,6 +178,14 @@ class TokenCounter:
         for name in _SPECS:
             _load_encoding(name)
 
+    def decode(self, tokens: list[int], encoding: str) -> str:
+        """The text of ``tokens`` in the named encoding; ``ValueError`` for an unknown id."""
+        loaded = _load_encoding(encoding)
+        bad = next((t for t in tokens if not 0 <= t < loaded.n_vocab), None)
+        if bad is not None:
+            raise ValueError(f"token {bad} is not in {encoding} (0 to {loaded.n_vocab - 1})")
+        return loaded.decode(tokens)
+
     def count_text(self, text: str, model: str) -> int:
         """Tokens in ``text``; special-token strings such as ``<|endoftext|>`` count as text.
         Exact up to ``EXACT_CHARS`` characters, estimated past them."""

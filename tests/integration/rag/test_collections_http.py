@@ -164,3 +164,35 @@ async def test_another_tenants_collection_is_404(
             assert response.status == 404
     async with http.get(f"collections/{collection['id']}") as response:
         assert response.status == 200
+
+
+async def test_a_span_of_a_documents_text_is_read_by_citation_offsets(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with http.post("collections", json={"name": "notes"}) as response:
+        assert response.status == 201
+    text = "Owls hunt at night. Bats do too. Larks sing at dawn."
+    status, accepted = await upload(http, "notes", text.encode(), "notes.txt")
+    assert status == 202
+    assert (await wait_for_job(http, accepted["job_id"]))["state"] == "succeeded"
+    base = f"collections/notes/documents/{accepted['id']}/text"
+
+    async with http.get(f"{base}?start=20&end=32") as response:
+        span = await response.json()
+    assert span == {
+        "object": "document.text",
+        "document_id": accepted["id"],
+        "start": 20,
+        "end": 32,
+        "total": len(text),
+        "text": "Bats do too.",
+    }
+    async with http.get(f"{base}?start=40&end=900") as response:
+        assert (await response.json())["text"] == text[40:]  # clamped to the text
+
+    for query, param in (("start=9&end=3", "end"), ("start=-1", "start"), ("end=x", "end")):
+        async with http.get(f"{base}?{query}") as response:
+            assert response.status == 400, query
+            assert (await response.json())["error"]["param"] == param
+    async with http.get("collections/notes/documents/not-a-document/text") as response:
+        assert response.status == 404

@@ -21,17 +21,28 @@ def make_folder(root: Path) -> Path:
     (root / "broken.pdf").write_bytes(b"%PDF-1.4 junk")
     (root / "picture.png").write_bytes(b"\x89PNG not ingested")
     (root / ".hidden.txt").write_text("skipped")
+    (root / "LICENSE").write_text("Permission is granted to read these notes.\n")
+    (root / "scan").write_bytes(documents.pdf([["A PDF without an extension."]]))
+    (root / "archive").write_bytes(b"\x1f\x8b\x08 gzip, no extension")
     return root
 
 
 def test_folders_are_walked_for_readable_files(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "docs")
-    assert [external_id for _, external_id in find_files([root])] == [
+    found = find_files([root])
+    assert [external_id for _, external_id in found.files] == [
+        "LICENSE",
         "broken.pdf",
         "notes.md",
         "report.pdf",
+        "scan",
         "sub/table.docx",
     ]
+    # Files without an extension are judged by content; the rest left out are named, with why.
+    assert found.unsupported == {
+        "archive": "The file is a gzip archive, which cannot be ingested.",
+        "picture.png": "`.png` is not a document format Propylon reads",
+    }
 
 
 async def test_ingest_reports_each_file_and_skips_them_the_second_time(
@@ -43,15 +54,16 @@ async def test_ingest_reports_each_file_and_skips_them_the_second_time(
     client = IngestClient(server.url, server.api_key, Console(file=output, width=120))
 
     first = await client.run([root], "library")
-    assert (first.succeeded, first.skipped) == (3, 0)
+    assert (first.succeeded, first.skipped) == (5, 0)
+    assert sorted(first.unsupported) == ["archive", "picture.png"]
     assert list(first.failed) == ["broken.pdf"]
     assert "damaged" in first.failed["broken.pdf"]
     assert "sub/table.docx" in output.getvalue()
 
     (root / "broken.pdf").unlink()
     second = await client.run([root], "library")
-    assert (second.uploaded, second.skipped, second.failed) == (0, 3, {})
+    assert (second.uploaded, second.skipped, second.failed) == (0, 5, {})
 
     (root / "notes.md").write_text("# Notes\n\nChanged notes.\n")
     third = await client.run([root], "library")
-    assert (third.succeeded, third.skipped) == (1, 2)
+    assert (third.succeeded, third.skipped) == (1, 4)

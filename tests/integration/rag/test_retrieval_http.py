@@ -416,19 +416,22 @@ async def test_a_long_conversation_stays_inside_the_window_and_keeps_the_latest_
 async def test_answers_over_http_keep_a_server_side_conversation(
     http: aiohttp.ClientSession,
 ) -> None:
-    conversation = str(uuid.uuid4())
+    # "new" starts a conversation; its id comes back to continue it.
+    conversation = "new"
     for question in ("How high is Etna?", "And how long is the Aletsch Glacier?"):
         status, body = await search(
             http, "collections/kb/answer", {"question": question, "conversation_id": conversation}
         )
         assert status == 200, body
-        assert body["conversation_id"] == conversation
+        assert str(uuid.UUID(body["conversation_id"])) == body["conversation_id"]
+        conversation = body["conversation_id"]
     assert body["usage"]["history_tokens"] > 0
     assert body["usage"]["history"]["verbatim_turns"] == 2
     status, error = await search(
         http, "collections/kb/answer", {"question": "x", "conversation_id": "not-a-uuid"}
     )
     assert status == 400 and error["error"]["param"] == "conversation_id"
+    assert '"new"' in error["error"]["message"]
 
 
 async def test_a_key_without_the_rag_feature_is_refused_with_403(rig: Rig) -> None:

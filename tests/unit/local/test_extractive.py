@@ -479,3 +479,12 @@ async def test_headings_are_never_quoted_as_answers() -> None:
     reply = await ExtractiveChatModel().complete(ask("How do refunds work?", system=context))
     quoted = [c["text"] for c in reply["propylon"]["citations"]]
     assert quoted == ["Refund requests must be filed within 30 days of the trip."]
+
+
+def test_a_table_row_and_a_list_item_are_one_sentence_each() -> None:
+    text = "| Plan A | 5 GB. Unlimited calls. | 10 EUR |\n- Cancel online. No fee applies.\nDone."
+    assert [text[s:e] for s, e in split_sentences(text)] == [
+        "| Plan A | 5 GB. Unlimited calls. | 10 EUR |",
+        "Cancel online. No fee applies.",
+        "Done.",
+    ]

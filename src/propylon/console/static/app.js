@@ -60,8 +60,22 @@ async function signIn(key) {
   $("signin").hidden = true;
   $("tabs").hidden = false;
   $("who").textContent = `key ${key.slice(0, 10)}…`;
+  $("sign-out").hidden = false;
   showTab("dashboard");
 }
+
+// Forget the key in this tab and show the sign-in form again.
+$("sign-out").addEventListener("click", () => {
+  for (const ws of state.sockets) ws.close();
+  Object.assign(state, { key: "", collection: null, history: [], sockets: [] });
+  sessionStorage.removeItem("propylon.key");
+  for (const section of document.querySelectorAll(".tab")) section.hidden = true;
+  $("tabs").hidden = true;
+  $("sign-out").hidden = true;
+  $("who").textContent = "";
+  $("api-key").value = "";
+  $("signin").hidden = false;
+});
 
 $("signin-form").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -195,11 +209,24 @@ async function loadDocuments() {
       progressRows.set(d.job_id, bar);
       return el("tr", { "data-document": d.id },
         el("td", {}, d.filename || d.external_id || d.id),
-        el("td", { class: `state-${d.status}` }, d.status),
+        el("td", { class: `state-${d.status}` }, d.status,
+          d.error ? el("div", { class: "reason" }, d.error) : ""),
         el("td", {}, d.chunk_count ?? ""),
-        el("td", {}, bar));
+        el("td", {}, bar),
+        el("td", {}, el("button", { type: "button", class: "delete", title: "Delete this document", onclick: () => deleteDocument(d) }, "Delete")));
     }),
   );
+}
+
+async function deleteDocument(document) {
+  const name = document.filename || document.external_id || document.id;
+  if (!window.confirm(`Delete ${name} and its chunks?`)) return;
+  try {
+    await api(`/v1/collections/${state.collection.id}/documents/${document.id}`, { method: "DELETE" });
+  } catch (error) {
+    $("upload-progress").textContent = error.message;
+  }
+  await loadDocuments();
 }
 
 // Feed messages are a snapshot {type: "snapshot", job} or an event {type, job_id, state, …}.
@@ -344,12 +371,33 @@ function renderCitations(target, answer, extension) {
   target.append(answer.slice(last));
 }
 
+const CONTEXT_CHARS = 600; // of the document, shown before and after the quote
+
 async function openPassage(citation) {
   const title = citation.document_title || citation.filename || citation.document_id || `source ${citation.source}`;
   $("passage-title").textContent = `${title}${citation.page ? `, page ${citation.page}` : ""}`;
   const text = citation.quote || citation.text || "";
   $("passage-text").replaceChildren(el("mark", {}, text));
   $("passage").hidden = false;
+  const { collection_id: collection, document_id: documentId, start, end } = citation;
+  if (!collection || !documentId || !Number.isInteger(start) || !Number.isInteger(end)) return;
+  // The passage in its document: the quote marked, with the text around it.
+  const from = Math.max(0, start - CONTEXT_CHARS);
+  try {
+    const span = await api(`/v1/collections/${collection}/documents/${documentId}/text?start=${from}&end=${end + CONTEXT_CHARS}`);
+    const at = start - span.start;
+    const length = end - start;
+    $("passage-text").replaceChildren(
+      span.start > 0 ? "…" : "",
+      span.text.slice(0, at),
+      el("mark", {}, span.text.slice(at, at + length)),
+      span.text.slice(at + length),
+      span.end < span.total ? "…" : "",
+    );
+    $("passage-text").querySelector("mark")?.scrollIntoView({ block: "center" });
+  } catch (error) {
+    $("passage-text").append(el("p", { class: "error" }, error.message));
+  }
 }
 
 $("close-passage").addEventListener("click", () => ($("passage").hidden = true));
@@ -357,25 +405,43 @@ $("close-passage").addEventListener("click", () => ($("passage").hidden = true))
 // ------------------------------------------------------------- jobs ---
 
 const jobs = new Map();
+const TERMINAL = ["succeeded", "failed", "cancelled"];
+let jobsRefresh = null;
+
 function rememberJob(job) {
   jobs.set(job.id, job);
-  if (!$("jobs").hidden) renderJobs();
+  if ($("jobs").hidden) return;
+  clearTimeout(jobsRefresh); // one refresh for a burst of progress events
+  jobsRefresh = setTimeout(renderJobs, 300);
 }
 
+// Runs from the API, and the ingestion jobs of each collection's latest documents (so they are
+// listed after a reload too); refreshed while the tab shows something unfinished.
 async function renderJobs() {
-  const jobItems = [...jobs.values()].map((job) =>
-    el("li", { onclick: () => followJob(job.id) }, `${job.kind} ${job.id.slice(0, 8)}`, el("span", { class: `state-${job.state}` }, job.state)),
-  );
+  clearTimeout(jobsRefresh);
   let runItems = [];
+  let unfinished = false;
   try {
-    const runs = await api("/v1/runs");
+    const [runs, collections] = await Promise.all([api("/v1/runs"), api("/v1/collections")]);
     runItems = runs.data.map((run) =>
       el("li", { class: "run", onclick: () => followRun(run.id) }, `run ${run.kind} ${run.id.slice(0, 8)}`, el("span", { class: `state-${run.state}` }, run.state)),
     );
+    unfinished = runs.data.some((run) => !TERMINAL.includes(run.state));
+    const lists = await Promise.all(collections.data.map((c) => api(`/v1/collections/${c.id}/documents?limit=20`)));
+    const missing = lists.flatMap((list) => list.data.map((d) => d.job_id))
+      .filter((id) => id && !TERMINAL.includes(jobs.get(id)?.state));
+    for (const job of await Promise.all(missing.map((id) => api(`/v1/jobs/${id}`).catch(() => null)))) {
+      if (job) jobs.set(job.id, job);
+    }
   } catch (error) {
     runItems = [el("li", { class: "error" }, error.message)];
   }
+  const jobItems = [...jobs.values()].map((job) =>
+    el("li", { onclick: () => followJob(job.id) }, `${job.kind} ${job.id.slice(0, 8)}`, el("span", { class: `state-${job.state}` }, job.state)),
+  );
+  unfinished ||= [...jobs.values()].some((job) => !TERMINAL.includes(job.state));
   $("job-list").replaceChildren(...runItems, ...jobItems);
+  if (unfinished && !$("jobs").hidden) jobsRefresh = setTimeout(renderJobs, 2000);
 }
 
 function followRun(id) {

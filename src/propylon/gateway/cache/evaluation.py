@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from propylon import report_section
 from propylon.gateway.cache.semantic import CANDIDATES
 from propylon.gateway.cache.verifier import Verifier
 from propylon.gateway.protocol import EmbeddingModel
@@ -274,13 +275,5 @@ def _same_text(originals: list[str]) -> Callable[[int, int], bool]:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Put ``section`` into the markdown file at ``path`` between its own markers (the
-    convention of ``bench/document.py``), appended when absent; the rest is left alone."""
-    start, end = f"<!-- bench:{SECTION}:start -->", f"<!-- bench:{SECTION}:end -->"
-    block = f"{start}\n{section.strip()}\n{end}"
-    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
+    """Replace this section between its markers in ``path`` (appended when absent)."""
+    report_section.write_section(path, section, SECTION)

@@ -24,6 +24,7 @@ from propylon.gateway.providers.anthropic_translation import (
     finish_reason,
     messages_request,
     openai_usage,
+    response_tool,
 )
 from propylon.gateway.providers.transport import (
     Timeouts,
@@ -61,16 +62,21 @@ class AnthropicProvider:
             timeouts=self._timeouts,
             name=self.name,
         )
-        return chat_completion(message, created=int(time.time()), name=self.name)
+        return chat_completion(
+            message, created=int(time.time()), name=self.name, answer_tool=response_tool(request)
+        )
 
     async def stream(self, request: JSONObject) -> ChatStream:
         data = orjson.dumps(messages_request(request, self._model, stream=True))
         options = request.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         created = int(time.time())
+        answer_tool = response_tool(request)
 
         def parse(lines: AsyncIterator[bytes], name: str) -> AsyncIterator[JSONObject]:
-            return completion_chunks(lines, name, include_usage=include_usage, created=created)
+            return completion_chunks(
+                lines, name, include_usage=include_usage, created=created, answer_tool=answer_tool
+            )
 
         return await open_sse_stream(
             self._session,
@@ -84,9 +90,15 @@ class AnthropicProvider:
 
 
 async def completion_chunks(
-    lines: AsyncIterator[bytes], name: str, *, include_usage: bool, created: int
+    lines: AsyncIterator[bytes],
+    name: str,
+    *,
+    include_usage: bool,
+    created: int,
+    answer_tool: str | None = None,
 ) -> AsyncIterator[JSONObject]:
-    """``chat.completion.chunk`` objects from the lines of an Anthropic event stream.
+    """``chat.completion.chunk`` objects from the lines of an Anthropic event stream; the
+    input of the tool ``answer_tool`` (``response_format``) streams as content.
 
     Ends after ``message_stop`` (with a usage-only chunk first when ``include_usage``);
     an ``error`` event, an unreadable event, or a body ending before ``message_stop``
@@ -106,7 +118,7 @@ async def completion_chunks(
             message = error.get("message") if isinstance(error, dict) else None
             raise UpstreamStreamInterrupted(f"{name}: {message or 'error in the stream'}")
         if kind == "message_start":
-            chunks = _ChunkStream.opened_by(event.get("message"), created)
+            chunks = _ChunkStream.opened_by(event.get("message"), created, answer_tool)
             yield chunks.chunk({"role": "assistant", "content": ""})
         elif chunks is None:
             if kind != "ping":
@@ -142,10 +154,12 @@ class _ChunkStream:
     model: object
     created: int
     usage: JSONObject
+    answer_tool: str | None = None
     tool_indexes: dict[object, int] = field(default_factory=dict)
+    answer_blocks: set[object] = field(default_factory=set)
 
     @classmethod
-    def opened_by(cls, message: object, created: int) -> _ChunkStream:
+    def opened_by(cls, message: object, created: int, answer_tool: str | None) -> _ChunkStream:
         fields = message if isinstance(message, dict) else {}
         usage = fields.get("usage")
         return cls(
@@ -153,6 +167,7 @@ class _ChunkStream:
             model=fields.get("model"),
             created=created,
             usage=dict(usage) if isinstance(usage, dict) else {},
+            answer_tool=answer_tool,
         )
 
     def chunk(self, delta: JSONObject, finish: str | None = None) -> JSONObject:
@@ -181,6 +196,10 @@ class _ChunkStream:
             block = event.get("content_block")
             if not isinstance(block, dict) or block.get("type") != "tool_use":
                 return None  # text arrives in deltas; thinking and server tools stay upstream
+            if self.answer_tool and block.get("name") == self.answer_tool:
+                self.answer_blocks.add(event.get("index"))
+                answer = orjson.dumps(block["input"]).decode() if block.get("input") else ""
+                return self.chunk({"content": answer}) if answer else None
             index = self.tool_indexes.setdefault(event.get("index"), len(self.tool_indexes))
             arguments = orjson.dumps(block["input"]).decode() if block.get("input") else ""
             call = {
@@ -196,6 +215,9 @@ class _ChunkStream:
                 return None
             if delta.get("type") == "text_delta" and delta.get("text"):
                 return self.chunk({"content": delta["text"]})
+            if delta.get("type") == "input_json_delta" and event.get("index") in self.answer_blocks:
+                partial = delta.get("partial_json")
+                return self.chunk({"content": partial}) if partial else None
             tool_index = self.tool_indexes.get(event.get("index"))
             if delta.get("type") == "input_json_delta" and tool_index is not None:
                 partial = delta.get("partial_json")
@@ -209,5 +231,7 @@ class _ChunkStream:
                 self.usage.update({k: v for k, v in usage.items() if v is not None})
             delta = event.get("delta")
             stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
+            if self.answer_blocks and not self.tool_indexes:
+                return self.chunk({}, "stop")  # the forced answer tool is the answer
             return self.chunk({}, finish_reason(stop_reason))
         return None  # ping, content_block_stop, and event types added later

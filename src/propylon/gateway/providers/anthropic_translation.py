@@ -5,15 +5,17 @@
 are translated in ``anthropic``, beside the stream they come from.)
 
 What Anthropic cannot express (``n`` > 1, legacy ``functions``, unknown content parts, tool
-arguments that are not a JSON object) raises ``InvalidRequest`` before anything is sent.
-Sampling fields it has no equivalent for (penalties, ``seed``, ``logprobs``,
-``response_format``) are dropped.
+arguments that are not a JSON object, and the fields of ``UNSUPPORTED``: penalties, ``seed``,
+``logprobs``…) raises ``InvalidRequest`` naming the field before anything is sent: never
+dropped silently. ``response_format`` (``json_schema``, ``json_object``) becomes a forced tool
+whose input is the JSON answer; ``response_tool`` names it so the answer can be turned back
+into message content.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -34,6 +36,27 @@ _FINISH_REASONS = {
     "refusal": "content_filter",
 }
 _TOOL_ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
+RESPONSE_TOOL = "json_response"
+"""The forced tool's name when the ``json_schema`` has none (or only characters Anthropic
+refuses in a tool name)."""
+
+
+def _nonzero(value: object) -> bool:
+    return value is not None and value != 0
+
+
+UNSUPPORTED: dict[str, Callable[[object], bool]] = {
+    "logprobs": lambda value: value is True,
+    "top_logprobs": lambda value: value is not None,
+    "logit_bias": lambda value: bool(value),
+    "presence_penalty": _nonzero,
+    "frequency_penalty": _nonzero,
+    "seed": lambda value: value is not None,
+    "prediction": lambda value: value is not None,
+    "audio": lambda value: value is not None,
+}
+"""OpenAI fields Anthropic's Messages API has no equivalent for, and when a value asks for
+something (``logprobs: false`` asks for nothing)."""
 
 
 # --- OpenAI request -> Anthropic request -------------------------------------------------
@@ -49,6 +72,13 @@ def messages_request(request: JSONObject, model: str, *, stream: bool) -> JSONOb
     n = request.get("n")
     if n is not None and n != 1:
         raise InvalidRequest("This model returns one choice per request: `n` must be 1.", param="n")
+    for param, asks in UNSUPPORTED.items():
+        if asks(request.get(param)):
+            raise InvalidRequest(
+                f"`{param}` is not supported by this model (an Anthropic deployment): leave "
+                "it out, or use a model served by an OpenAI-compatible deployment.",
+                param=param,
+            )
     system, messages = _conversation(request.get("messages"))
     body: JSONObject = {
         "model": model,
@@ -58,6 +88,9 @@ def messages_request(request: JSONObject, model: str, *, stream: bool) -> JSONOb
     if system:
         body["system"] = system
     body.update(_tools(request))
+    if (tool := response_format_tool(request)) is not None:
+        body["tools"] = [tool]
+        body["tool_choice"] = {"type": "tool", "name": tool["name"]}
     body.update(_sampling(request))
     user = request.get("user")
     if isinstance(user, str) and user:
@@ -274,6 +307,54 @@ def _tools(request: JSONObject) -> JSONObject:
     return out
 
 
+def response_format_tool(request: JSONObject) -> JSONObject | None:
+    """The forced tool that carries ``response_format``; ``None`` for text answers."""
+    spec = request.get("response_format")
+    if spec is None:
+        return None
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if kind == "text":
+        return None
+    if kind not in ("json_object", "json_schema") or not isinstance(spec, dict):
+        raise InvalidRequest(
+            "`response_format` must be an object whose `type` is text, json_object or json_schema.",
+            param="response_format",
+        )
+    if request.get("tools"):
+        raise InvalidRequest(
+            "`response_format` with `tools` is not supported by this model (an Anthropic "
+            "deployment answers in JSON through a tool of its own).",
+            param="response_format",
+        )
+    name, schema, description = RESPONSE_TOOL, {"type": "object"}, "The answer, as JSON."
+    if kind == "json_schema":
+        declared = spec.get("json_schema")
+        if not isinstance(declared, dict):
+            raise InvalidRequest(
+                "`response_format.json_schema` must be an object with a `schema`.",
+                param="response_format.json_schema",
+            )
+        schema = declared.get("schema") or schema
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            raise InvalidRequest(
+                "`response_format.json_schema.schema` must be a JSON Schema of `type: "
+                "object` for this model (an Anthropic deployment).",
+                param="response_format.json_schema.schema",
+            )
+        label = declared.get("name")
+        if isinstance(label, str) and label and not _TOOL_ID_UNSAFE.search(label):
+            name = label[:64]
+        if isinstance(declared.get("description"), str):
+            description = declared["description"]
+    return {"name": name, "description": description, "input_schema": schema}
+
+
+def response_tool(request: JSONObject) -> str | None:
+    """The name of the tool whose input is the answer (``response_format``), if any."""
+    tool = response_format_tool(request)
+    return str(tool["name"]) if tool is not None else None
+
+
 def _forced_function(choice: object) -> object:
     function = choice.get("function") if isinstance(choice, dict) else None
     return function.get("name") if isinstance(function, dict) else None
@@ -302,8 +383,11 @@ def _tool(tool: object, where: str) -> JSONObject:
 # --- Anthropic message -> OpenAI completion ----------------------------------------------
 
 
-def chat_completion(message: JSONObject, *, created: int, name: str) -> JSONObject:
-    """The ``chat.completion`` for Anthropic's answer; ``name`` names the upstream in errors."""
+def chat_completion(
+    message: JSONObject, *, created: int, name: str, answer_tool: str | None = None
+) -> JSONObject:
+    """The ``chat.completion`` for Anthropic's answer; ``name`` names the upstream in errors.
+    The input of the tool ``answer_tool`` (``response_format``) is the message content."""
     blocks = message.get("content")
     if message.get("type") != "message" or not isinstance(blocks, list):
         raise UpstreamError(f"{name} returned a body that is not a message")
@@ -314,6 +398,8 @@ def chat_completion(message: JSONObject, *, created: int, name: str) -> JSONObje
             continue
         if block.get("type") == "text":
             texts.append(str(block.get("text", "")))
+        elif block.get("type") == "tool_use" and answer_tool and block.get("name") == answer_tool:
+            texts.append(orjson.dumps(block.get("input") or {}).decode())
         elif block.get("type") == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             calls.append(
@@ -338,7 +424,9 @@ def chat_completion(message: JSONObject, *, created: int, name: str) -> JSONObje
             {
                 "index": 0,
                 "message": reply,
-                "finish_reason": finish_reason(message.get("stop_reason")),
+                "finish_reason": "stop"
+                if answer_tool and not calls
+                else finish_reason(message.get("stop_reason")),
             }
         ],
         "usage": openai_usage(message.get("usage")),

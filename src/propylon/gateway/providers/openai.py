@@ -17,6 +17,7 @@ from propylon.errors import (
     UpstreamError,
     UpstreamStreamInterrupted,
 )
+from propylon.gateway.embedding_input import token_arrays
 from propylon.gateway.protocol import ChatStream, Embeddings, JSONObject
 from propylon.gateway.providers.transport import (
     Timeouts,
@@ -83,7 +84,9 @@ class OpenAIProvider:
 
     async def embed(self, texts: list[str], request: JSONObject | None = None) -> Embeddings:
         extra = {k: v for k, v in (request or {}).items() if k in ("dimensions", "user")}
-        data = orjson.dumps({"model": self._model, "input": texts, **extra})
+        tokens = token_arrays((request or {}).get("input"))
+        relayed = tokens if tokens is not None and len(tokens) == len(texts) else texts
+        data = orjson.dumps({"model": self._model, "input": relayed, **extra})
         body = await self._post(self._embeddings_url, data)
         try:
             items = sorted(body["data"], key=lambda item: int(item["index"]))
