@@ -184,6 +184,7 @@ async def test_cancel_stops_a_run_in_the_middle_of_generation(
     assert feed[-1]["type"] == "run_cancelled"
     generated = "".join(e["data"]["text"] for e in feed if e["type"] == "token")
     assert len(generated.split()) < 400, "stopped before the upstream finished"
+
     # The worker records its step's end after the terminal event: wait for it, then look.
     async def step_ended() -> dict[str, Any] | None:
         view = (await call(runs_app, "GET", f"/runs/{run['id']}"))[1]
