@@ -60,6 +60,7 @@ from propylon.http import (
     metrics,
     models,
     rag,
+    responses,
     runs,
 )
 from propylon.http.errors import install_error_handlers
@@ -76,6 +77,8 @@ from propylon.rag.chat import RagChatService
 from propylon.rag.engine import build_collection_service, build_ingestion_handler
 from propylon.rag.ingest import INGEST_KIND, RiskScreen
 from propylon.rag.retrieval import build_retrieval
+from propylon.responses.service import ResponsesService
+from propylon.responses.store import ResponseStore
 from propylon.runs.executor import RunExecutor
 from propylon.runs.service import JOB_KIND as RUN_KIND
 from propylon.runs.service import RunService
@@ -396,6 +399,7 @@ async def build_services(
             answers=retrieval.answers,
             detector=detector,
             runs=RunService(database, job_queue),
+            responses=ResponsesService(chat, ResponseStore(database)),
         )
         if worker:
             table = (handlers or job_handlers)(services)
@@ -487,6 +491,7 @@ def create_app(
         models,
         chat,
         embeddings,
+        responses,
         admin,
         cache_admin,
         jobs,

@@ -19,6 +19,7 @@ from propylon.observe.observability import Observability
 from propylon.rag.answer import Answerer
 from propylon.rag.collections import CollectionService
 from propylon.rag.search import SearchService
+from propylon.responses.service import ResponsesService
 from propylon.runs.service import RunService
 from propylon.settings import Settings
 
@@ -50,3 +51,4 @@ class Services:
     answers: Answerer  # answers with citations, conversations (`rag/<collection>` models)
     detector: InjectionDetector | None  # prompt-injection scans (None: guard disabled)
     runs: RunService  # background runs: chat, RAG answers and chains as durable jobs
+    responses: ResponsesService  # /v1/responses, translated to `chat`; stored per tenant

@@ -28,6 +28,7 @@ class CallInfo:
     principal: Principal | None = None
     request_id: str | None = None
     endpoint: str = "chat"  # "chat" | "embeddings" | "rag"
+    api: str = "chat"  # the wire API the client spoke: "chat" | "responses" | "messages"
     metadata: dict[str, Any] | None = None
     cache_control: str | None = None  # the request's Cache-Control header (no-cache, no-store)
     started: float = field(default_factory=time.perf_counter)

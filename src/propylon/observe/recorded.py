@@ -41,7 +41,12 @@ from propylon.settings import ModelPrice, ObserveSettings
 
 JSONObject = dict[str, Any]
 METADATA_HEADER = "x-propylon-metadata"
-ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/embeddings": "embeddings"}
+ENDPOINTS = {
+    "/v1/chat/completions": "chat",
+    "/v1/embeddings": "embeddings",
+    "/v1/responses": "responses",
+    "/v1/messages": "messages",
+}
 _MAX_METADATA_KEYS = 32
 
 
@@ -272,7 +277,7 @@ class RecordedChat:
                 result = await self._inner.complete(request, call)
             except BaseException as exc:
                 recorder.finish(
-                    call, ctx, span, endpoint="chat", prompt=request.get("messages"), error=exc
+                    call, ctx, span, endpoint=call.api, prompt=request.get("messages"), error=exc
                 )
                 raise
             if call.usage is None and isinstance(result.get("usage"), dict):
@@ -283,7 +288,7 @@ class RecordedChat:
                 call,
                 ctx,
                 span,
-                endpoint="chat",
+                endpoint=call.api,
                 prompt=request.get("messages"),
                 response=_answer(result),
             )
@@ -309,7 +314,7 @@ class RecordedChat:
                 call,
                 ctx,
                 span,
-                endpoint="chat",
+                endpoint=call.api,
                 stream=True,
                 prompt=request.get("messages"),
                 error=exc,
@@ -406,7 +411,7 @@ class _RecordedStream:
             self._call,
             self._ctx,
             self._span,
-            endpoint="chat",
+            endpoint=self._call.api,
             stream=True,
             prompt=self._request.get("messages"),
             response=response,
