@@ -57,6 +57,7 @@ from propylon.http import (
     health,
     jobs,
     logs,
+    messages,
     metrics,
     models,
     rag,
@@ -72,6 +73,7 @@ from propylon.jobs.progress import ProgressHub
 from propylon.jobs.queue import JobQueue
 from propylon.jobs.worker import Worker
 from propylon.local.memory import release_free_memory, settle_heap
+from propylon.messages.service import MessagesService
 from propylon.observe.observability import open_observability
 from propylon.rag.chat import RagChatService
 from propylon.rag.engine import build_collection_service, build_ingestion_handler
@@ -400,6 +402,11 @@ async def build_services(
             detector=detector,
             runs=RunService(database, job_queue),
             responses=ResponsesService(chat, ResponseStore(database)),
+            messages=MessagesService(
+                chat,
+                TokenCounter(),
+                lambda name: gateway.registry.resolve(name, kind="chat").name,
+            ),
         )
         if worker:
             table = (handlers or job_handlers)(services)
@@ -492,6 +499,7 @@ def create_app(
         chat,
         embeddings,
         responses,
+        messages,
         admin,
         cache_admin,
         jobs,

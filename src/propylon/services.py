@@ -15,6 +15,7 @@ from propylon.gateway.service import Gateway
 from propylon.guard.detector import InjectionDetector
 from propylon.jobs.feeds import JobFeeds
 from propylon.jobs.queue import JobQueue
+from propylon.messages.service import MessagesService
 from propylon.observe.observability import Observability
 from propylon.rag.answer import Answerer
 from propylon.rag.collections import CollectionService
@@ -52,3 +53,4 @@ class Services:
     detector: InjectionDetector | None  # prompt-injection scans (None: guard disabled)
     runs: RunService  # background runs: chat, RAG answers and chains as durable jobs
     responses: ResponsesService  # /v1/responses, translated to `chat`; stored per tenant
+    messages: MessagesService  # /v1/messages (Anthropic), translated to `chat`

@@ -1,8 +1,11 @@
-"""Translation between OpenAI chat completions and Anthropic's Messages API bodies.
+"""Requests and answers, both ways, between OpenAI chat completions and Anthropic Messages.
 
-``messages_request`` builds the body of ``POST /v1/messages`` from an OpenAI chat request;
-``chat_completion`` turns Anthropic's ``message`` into a ``chat.completion``. (Stream events
-are translated in ``anthropic``, beside the stream they come from.)
+Towards Anthropic deployments: ``messages_request`` builds the body of ``POST /v1/messages``
+from an OpenAI chat request; ``chat_completion`` turns Anthropic's ``message`` into a
+``chat.completion``. For Anthropic clients (``POST /v1/messages`` on Propylon):
+``chat_request`` builds the chat request from a Messages body, and ``anthropic_message`` tells
+the ``chat.completion`` as a ``message``; ``anthropic_error`` renders any error in Anthropic's
+shape. (Streams are in ``streams``.)
 
 What Anthropic cannot express (``n`` > 1, legacy ``functions``, unknown content parts, tool
 arguments that are not a JSON object) raises ``InvalidRequest`` before anything is sent.
@@ -18,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from propylon.errors import InvalidRequest, UpstreamError
+from propylon.errors import InvalidRequest, PropylonError, UpstreamError
 from propylon.gateway.protocol import JSONObject
 
 DEFAULT_MAX_TOKENS = 4096
@@ -32,6 +35,23 @@ _FINISH_REASONS = {
     "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
     "refusal": "content_filter",
+}
+_STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
 }
 _TOOL_ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 
@@ -367,3 +387,249 @@ def openai_usage(usage: object) -> JSONObject:
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
     }
+
+
+# --- Anthropic request -> OpenAI request -------------------------------------------------
+
+
+def chat_request(body: JSONObject) -> JSONObject:
+    """The OpenAI chat request for a ``POST /v1/messages`` body (``stream`` left out)."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model: Field required", param="model")
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise InvalidRequest("max_tokens: must be a positive integer", param="max_tokens")
+    messages = _system_messages(body.get("system"))
+    turns = body.get("messages")
+    if not isinstance(turns, list) or not turns:
+        raise InvalidRequest("messages: must be a non-empty array", param="messages")
+    for index, turn in enumerate(turns):
+        messages.extend(_chat_turns(turn, f"messages.{index}"))
+    request: JSONObject = {"model": model, "messages": messages, "max_tokens": max_tokens}
+    for name in ("temperature", "top_p"):
+        if body.get(name) is not None:
+            request[name] = body[name]
+    stop = body.get("stop_sequences")
+    if stop is not None:
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise InvalidRequest(
+                "stop_sequences: must be an array of strings", param="stop_sequences"
+            )
+        if stop:
+            request["stop"] = stop
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        request["user"] = metadata["user_id"]
+    if isinstance(body.get("propylon"), dict):
+        request["propylon"] = body["propylon"]
+    request.update(_chat_tools(body))
+    return request
+
+
+def _system_messages(system: object) -> list[JSONObject]:
+    if system is None or system == "":
+        return []
+    if isinstance(system, str):
+        return [{"role": "system", "content": system}]
+    if isinstance(system, list):
+        texts = [block.get("text") for block in system if isinstance(block, dict)]
+        if len(texts) == len(system) and all(isinstance(text, str) for text in texts):
+            return [{"role": "system", "content": "\n\n".join(str(text) for text in texts)}]
+    raise InvalidRequest("system: must be a string or an array of text blocks", param="system")
+
+
+def _chat_turns(turn: object, where: str) -> list[JSONObject]:
+    """The chat messages of one Anthropic turn: tool results become ``tool`` messages."""
+    if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant"):
+        raise InvalidRequest(f"{where}: must be a user or assistant message", param=where)
+    role, content = turn["role"], turn.get("content")
+    if isinstance(content, str):
+        return [{"role": role, "content": content}]
+    if not isinstance(content, list):
+        raise InvalidRequest(
+            f"{where}.content: must be a string or an array of blocks", param=f"{where}.content"
+        )
+    parts: list[JSONObject] = []
+    calls: list[JSONObject] = []
+    results: list[JSONObject] = []
+    for index, block in enumerate(content):
+        block_where = f"{where}.content.{index}"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if not isinstance(block, dict):
+            raise InvalidRequest(f"{block_where}: must be a content block", param=block_where)
+        if kind == "text" and isinstance(block.get("text"), str):
+            parts.append({"type": "text", "text": block["text"]})
+        elif kind == "image" and role == "user":
+            parts.append(
+                {"type": "image_url", "image_url": {"url": _image_url(block, block_where)}}
+            )
+        elif kind == "tool_use" and role == "assistant":
+            calls.append(_chat_call(block, block_where))
+        elif kind == "tool_result" and role == "user":
+            results.append(_chat_result(block, block_where))
+        elif kind in ("thinking", "redacted_thinking"):
+            continue  # the model's own reasoning; no chat equivalent to send back
+        else:
+            raise InvalidRequest(
+                f"{block_where}: a {kind!r} block is not supported in a {role} message",
+                param=block_where,
+            )
+    out: list[JSONObject] = [*results]
+    if role == "assistant":
+        text = "".join(part["text"] for part in parts)
+        if text or calls:
+            message: JSONObject = {"role": "assistant", "content": text or None}
+            if calls:
+                message["tool_calls"] = calls
+            out.append(message)
+    elif parts:
+        only_text = all(part["type"] == "text" for part in parts)
+        joined = "".join(part["text"] for part in parts) if only_text else parts
+        out.append({"role": "user", "content": joined})
+    return out
+
+
+def _image_url(block: JSONObject, where: str) -> str:
+    source = block.get("source")
+    if isinstance(source, dict):
+        if source.get("type") == "url" and isinstance(source.get("url"), str):
+            return str(source["url"])
+        media, data = source.get("media_type"), source.get("data")
+        if source.get("type") == "base64" and isinstance(media, str) and isinstance(data, str):
+            return f"data:{media};base64,{data}"
+    raise InvalidRequest(f"{where}.source: must be a base64 or url image source", param=where)
+
+
+def _chat_call(block: JSONObject, where: str) -> JSONObject:
+    call_id, name = block.get("id"), block.get("name")
+    if not isinstance(call_id, str) or not isinstance(name, str):
+        raise InvalidRequest(f"{where}: a tool_use block needs an id and a name", param=where)
+    arguments = orjson.dumps(block.get("input") or {}).decode()
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _chat_result(block: JSONObject, where: str) -> JSONObject:
+    call_id = block.get("tool_use_id")
+    if not isinstance(call_id, str):
+        raise InvalidRequest(f"{where}.tool_use_id: Field required", param=f"{where}.tool_use_id")
+    content = block.get("content")
+    if content is None:
+        text = ""
+    elif isinstance(content, str):
+        text = content
+    elif isinstance(content, list) and all(
+        isinstance(part, dict) and isinstance(part.get("text"), str) for part in content
+    ):
+        text = "\n".join(part["text"] for part in content)
+    else:
+        raise InvalidRequest(
+            f"{where}.content: tool results may hold text only here", param=f"{where}.content"
+        )
+    if block.get("is_error") is True:
+        text = f"Error: {text}"
+    return {"role": "tool", "tool_call_id": call_id, "content": text}
+
+
+def _chat_tools(body: JSONObject) -> JSONObject:
+    tools = body.get("tools")
+    out: JSONObject = {}
+    if tools:
+        if not isinstance(tools, list):
+            raise InvalidRequest("tools: must be an array", param="tools")
+        out["tools"] = [_chat_tool(tool, f"tools.{index}") for index, tool in enumerate(tools)]
+    choice = body.get("tool_choice")
+    if choice is None:
+        return out
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if not isinstance(choice, dict) or kind not in ("auto", "any", "tool", "none"):
+        raise InvalidRequest("tool_choice: must be auto, any, tool or none", param="tool_choice")
+    if kind == "tool":
+        if not isinstance(choice.get("name"), str):
+            raise InvalidRequest("tool_choice.name: Field required", param="tool_choice")
+        out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    else:
+        out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[str(kind)]
+    if choice.get("disable_parallel_tool_use") is True and kind != "none":
+        out["parallel_tool_calls"] = False
+    return out
+
+
+def _chat_tool(tool: object, where: str) -> JSONObject:
+    if not isinstance(tool, dict) or tool.get("type", "custom") != "custom":
+        raise InvalidRequest(f"{where}: only custom (function) tools are supported", param=where)
+    name, schema = tool.get("name"), tool.get("input_schema")
+    if not isinstance(name, str) or not name or not isinstance(schema, dict):
+        raise InvalidRequest(f"{where}: a tool needs a name and an input_schema", param=where)
+    function: JSONObject = {"name": name, "parameters": schema}
+    if isinstance(tool.get("description"), str):
+        function["description"] = tool["description"]
+    return {"type": "function", "function": function}
+
+
+# --- OpenAI completion -> Anthropic message ----------------------------------------------
+
+
+def anthropic_message(completion: JSONObject, *, message_id: str, model: str) -> JSONObject:
+    """Anthropic's ``message`` for a ``chat.completion``."""
+    choices = completion.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else {}
+    reply = choice.get("message") if isinstance(choice, dict) else None
+    reply = reply if isinstance(reply, dict) else {}
+    blocks: list[JSONObject] = []
+    if isinstance(reply.get("content"), str) and reply["content"]:
+        blocks.append({"type": "text", "text": reply["content"]})
+    for call in reply.get("tool_calls") or []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            continue
+        try:
+            arguments = orjson.loads(function.get("arguments") or "{}")
+        except orjson.JSONDecodeError:
+            arguments = {"_raw": function.get("arguments")}  # the model's own broken JSON
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id"),
+                "name": function.get("name"),
+                "input": arguments if isinstance(arguments, dict) else {"value": arguments},
+            }
+        )
+    finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": blocks,
+        "stop_reason": stop_reason(finish),
+        "stop_sequence": None,
+        "usage": anthropic_usage(completion.get("usage")),
+    }
+
+
+def stop_reason(finish: object) -> str:
+    """Anthropic's ``stop_reason`` for OpenAI's ``finish_reason``."""
+    return _STOP_REASONS.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
+
+
+def anthropic_usage(usage: object) -> JSONObject:
+    """Anthropic's usage, where input tokens exclude those read from the cache."""
+    counts = usage if isinstance(usage, dict) else {}
+    details = counts.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    cached = cached if isinstance(cached, int) else 0
+    prompt = counts.get("prompt_tokens")
+    completion = counts.get("completion_tokens")
+    return {
+        "input_tokens": max((prompt if isinstance(prompt, int) else 0) - cached, 0),
+        "cache_read_input_tokens": cached,
+        "output_tokens": completion if isinstance(completion, int) else 0,
+    }
+
+
+def anthropic_error(error: PropylonError) -> JSONObject:
+    """Anthropic's error body for ``error`` (the same message and status as OpenAI's)."""
+    status = error.http_status
+    kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": error.message}}
