@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import anthropic
 import openai
 import pytest
+from anthropic.types import MessageParam
 
 from propylon.access.limits import Limits
 from propylon.testing import Behaviour, FakeUpstream
@@ -94,3 +96,66 @@ async def test_an_upstream_failure_before_the_first_byte_is_an_openai_error(
     async with openai_sdk(server) as sdk:
         with pytest.raises(openai.BadRequestError):
             await sdk.responses.create(model="gpt-test", input="hello", stream=True)
+
+
+def anthropic_sdk(server: AppServer, key: str | None = None) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(
+        base_url=server.url, api_key=key or server.api_key, max_retries=0
+    )
+
+
+HELLO: list[MessageParam] = [{"role": "user", "content": "hello there"}]
+
+
+async def test_messages_get_the_keys_rate_limit_in_anthropics_shape(server: AppServer) -> None:
+    key, _ = await server.app.state.services.access.create_key("limited", limits=Limits(rpm=2))
+    async with anthropic_sdk(server, key) as sdk:
+        for _ in range(2):
+            await sdk.messages.create(model="gpt-test", max_tokens=20, messages=HELLO)
+        with pytest.raises(anthropic.RateLimitError) as refused:
+            await sdk.messages.create(model="gpt-test", max_tokens=20, messages=HELLO)
+    body = refused.value.body
+    assert isinstance(body, dict)
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "rate_limit_error"
+    assert refused.value.response.headers["retry-after"]
+    assert refused.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+async def test_messages_carry_the_guard_verdict_and_are_blocked_like_chat(
+    server: AppServer, upstream: FakeUpstream
+) -> None:
+    async with anthropic_sdk(server) as sdk:
+        raw = await sdk.messages.with_raw_response.create(
+            model="gpt-test",
+            max_tokens=20,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+        )
+        assert raw.headers["x-propylon-guard"].startswith("pass; score=")
+        calls = upstream.calls["/v1/chat/completions"]
+        with pytest.raises(anthropic.BadRequestError) as blocked:
+            await sdk.messages.create(
+                model="gpt-test", max_tokens=20, messages=[{"role": "user", "content": INJECTION}]
+            )
+    assert blocked.value.response.headers["x-propylon-guard"].startswith("block; score=")
+    assert "prompt injection" in str(blocked.value).lower()
+    assert upstream.calls["/v1/chat/completions"] == calls, "nothing reached the model"
+
+
+async def test_messages_are_recorded_in_the_request_log(server: AppServer) -> None:
+    async with anthropic_sdk(server) as sdk:
+        raw = await sdk.messages.with_raw_response.create(
+            model="gpt-test", max_tokens=20, messages=HELLO
+        )
+        async with sdk.messages.stream(model="gpt-test", max_tokens=20, messages=HELLO) as stream:
+            await stream.get_final_message()
+    (record,) = await records(server, 1, f"request_id={raw.headers['x-request-id']}")
+    assert record["endpoint"] == "messages"
+    assert record["status"] == 200
+    assert record["requested_model"] == "gpt-test"
+    assert record["prompt_tokens"] > 0
+    rows = await records(server, 2)
+    assert {(row["endpoint"], row["stream"], row["status"]) for row in rows} == {
+        ("messages", False, 200),
+        ("messages", True, 200),
+    }

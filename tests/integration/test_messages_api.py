@@ -244,9 +244,16 @@ async def test_a_stream_broken_midway_ends_with_an_error_event(
     sdk: anthropic.AsyncAnthropic, upstream: FakeUpstream
 ) -> None:
     upstream.set_behaviour(Behaviour(faults=(Fault(kind="stream_cut", after_chunks=3),)))
-    with pytest.raises(anthropic.APIStatusError):
+    seen: list[str] = []
+
+    async def follow() -> None:
         async with sdk.messages.stream(
             model="gpt-test", max_tokens=100, messages=QUESTION
         ) as stream:
-            async for _ in stream:
-                pass
+            async for event in stream:
+                seen.append(event.type)
+
+    with pytest.raises(anthropic.APIStatusError):
+        await follow()
+    assert seen[0] == "message_start"
+    assert "message_stop" not in seen

@@ -171,8 +171,7 @@ async def test_previous_response_id_continues_a_stored_conversation(
     fetched = await sdk.responses.retrieve(first.id)
     assert fetched.id == first.id
     assert fetched.output_text == first.output_text
-    deleted = await sdk.responses.delete(first.id)
-    assert deleted is None  # the SDK returns nothing for a successful delete
+    await sdk.responses.delete(first.id)
     with pytest.raises(openai.NotFoundError) as gone:
         await sdk.responses.retrieve(first.id)
     assert gone.value.code == "response_not_found"
@@ -231,7 +230,7 @@ async def test_unknown_model_is_a_404_in_openai_shape(sdk: openai.AsyncOpenAI) -
 async def test_json_schema_format_is_sent_as_response_format(
     sdk: openai.AsyncOpenAI, upstream: FakeUpstream
 ) -> None:
-    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    schema: dict[str, object] = {"type": "object", "properties": {"city": {"type": "string"}}}
     await sdk.responses.create(
         model="gpt-test",
         input="Name a city",
