@@ -47,6 +47,7 @@ from propylon.gateway.router import Deployment
 from propylon.gateway.service import Gateway
 from propylon.guard.detector import InjectionDetector, open_detector
 from propylon.guard.guarded import GuardedChatService
+from propylon.guard.moderation import Moderator
 from propylon.http import (
     admin,
     cache_admin,
@@ -60,6 +61,7 @@ from propylon.http import (
     messages,
     metrics,
     models,
+    moderations,
     rag,
     responses,
     runs,
@@ -407,6 +409,7 @@ async def build_services(
                 TokenCounter(),
                 lambda name: gateway.registry.resolve(name, kind="chat").name,
             ),
+            moderator=Moderator(detector) if detector is not None else None,
         )
         if worker:
             table = (handlers or job_handlers)(services)
@@ -500,6 +503,7 @@ def create_app(
         embeddings,
         responses,
         messages,
+        moderations,
         admin,
         cache_admin,
         jobs,

@@ -13,6 +13,7 @@ from propylon.gateway.cache.cached import CachedChatService
 from propylon.gateway.protocol import ChatService, EmbeddingService
 from propylon.gateway.service import Gateway
 from propylon.guard.detector import InjectionDetector
+from propylon.guard.moderation import Moderator
 from propylon.jobs.feeds import JobFeeds
 from propylon.jobs.queue import JobQueue
 from propylon.messages.service import MessagesService
@@ -54,3 +55,4 @@ class Services:
     runs: RunService  # background runs: chat, RAG answers and chains as durable jobs
     responses: ResponsesService  # /v1/responses, translated to `chat`; stored per tenant
     messages: MessagesService  # /v1/messages (Anthropic), translated to `chat`
+    moderator: Moderator | None  # /v1/moderations, answered by the guard (None: disabled)

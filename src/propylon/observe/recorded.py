@@ -46,6 +46,8 @@ ENDPOINTS = {
     "/v1/embeddings": "embeddings",
     "/v1/responses": "responses",
     "/v1/messages": "messages",
+    "/v1/messages/count_tokens": "count_tokens",
+    "/v1/moderations": "moderations",
 }
 _MAX_METADATA_KEYS = 32
 
