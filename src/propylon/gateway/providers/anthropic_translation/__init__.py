@@ -1,22 +1,25 @@
 """The one two-way translation between OpenAI chat completions and Anthropic's Messages API.
 
-``bodies``: requests and answers, both ways. ``streams``: event streams, both ways. The
+``requests``: request bodies, both ways. ``answers``: answers, stop reasons, usage and errors,
+both ways. ``streams``: event streams, both ways. The
 Anthropic provider uses the OpenAI -> Anthropic request and Anthropic -> OpenAI answer
 directions; ``POST /v1/messages`` (``propylon.messages``) uses the other two, so a Messages
 client can reach any deployment through the chat request path.
 """
 
-from propylon.gateway.providers.anthropic_translation.bodies import (
-    DEFAULT_MAX_TOKENS,
+from propylon.gateway.providers.anthropic_translation.answers import (
     anthropic_error,
     anthropic_message,
     anthropic_usage,
     chat_completion,
-    chat_request,
     finish_reason,
-    messages_request,
     openai_usage,
     stop_reason,
+)
+from propylon.gateway.providers.anthropic_translation.requests import (
+    DEFAULT_MAX_TOKENS,
+    chat_request,
+    messages_request,
 )
 from propylon.gateway.providers.anthropic_translation.streams import (
     MessageEvents,

@@ -18,7 +18,7 @@ import orjson
 
 from propylon.errors import PropylonError, UpstreamStreamInterrupted
 from propylon.gateway.protocol import ChatStream, JSONObject
-from propylon.gateway.providers.anthropic_translation.bodies import (
+from propylon.gateway.providers.anthropic_translation.answers import (
     anthropic_error,
     anthropic_usage,
     finish_reason,
