@@ -24,6 +24,7 @@ from propylon.access.limited import AccessPolicy, LimitsLayer
 from propylon.access.limits import Limits, MemoryRateLimiter, RateLimiter
 from propylon.access.store import AccessStore
 from propylon.access.usage import UsageRecorder
+from propylon.completions.service import CompletionsService
 from propylon.db.connect import open_database
 from propylon.db.database import Database
 from propylon.db.migrator import migrate
@@ -53,6 +54,7 @@ from propylon.http import (
     cache_admin,
     chat,
     collections,
+    completions,
     console,
     embeddings,
     health,
@@ -410,6 +412,7 @@ async def build_services(
                 lambda name: gateway.registry.resolve(name, kind="chat").name,
             ),
             moderator=Moderator(detector) if detector is not None else None,
+            completions=CompletionsService(chat),
         )
         if worker:
             table = (handlers or job_handlers)(services)
@@ -500,6 +503,7 @@ def create_app(
         health,
         models,
         chat,
+        completions,
         embeddings,
         responses,
         messages,

@@ -8,6 +8,7 @@ from propylon.access.directory import KeyDirectory
 from propylon.access.limits import RateLimiter
 from propylon.access.store import AccessStore
 from propylon.access.usage import UsageRecorder
+from propylon.completions.service import CompletionsService
 from propylon.db.database import Database
 from propylon.gateway.cache.cached import CachedChatService
 from propylon.gateway.protocol import ChatService, EmbeddingService
@@ -56,3 +57,4 @@ class Services:
     responses: ResponsesService  # /v1/responses, translated to `chat`; stored per tenant
     messages: MessagesService  # /v1/messages (Anthropic), translated to `chat`
     moderator: Moderator | None  # /v1/moderations, answered by the guard (None: disabled)
+    completions: CompletionsService  # /v1/completions (legacy), relayed on the chat path

@@ -48,6 +48,7 @@ ENDPOINTS = {
     "/v1/messages": "messages",
     "/v1/messages/count_tokens": "count_tokens",
     "/v1/moderations": "moderations",
+    "/v1/completions": "completions",
 }
 _MAX_METADATA_KEYS = 32
 

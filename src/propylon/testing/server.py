@@ -22,7 +22,7 @@ import orjson
 import pydantic
 from aiohttp import web
 
-from propylon.testing import anthropic_api, openai_api
+from propylon.testing import anthropic_api, completions_api, openai_api
 from propylon.testing.behaviour import Behaviour
 from propylon.testing.dialect import ANTHROPIC, OPENAI, Dialect
 from propylon.testing.exchange import Exchange, Interrupted
@@ -35,6 +35,7 @@ OVERRIDE_HEADER = "x-fake-behaviour"
 
 _ENDPOINTS: dict[str, tuple[str, Handler, Dialect]] = {
     "/v1/chat/completions": ("POST", openai_api.chat_completions, OPENAI),
+    "/v1/completions": ("POST", completions_api.completions, OPENAI),
     "/v1/embeddings": ("POST", openai_api.embeddings, OPENAI),
     "/v1/models": ("GET", openai_api.list_models, OPENAI),
     "/v1/messages": ("POST", anthropic_api.messages, ANTHROPIC),

@@ -1,0 +1,30 @@
+"""`POST /v1/completions`: OpenAI's legacy text completions, relayed to deployments that
+have them, through the chat request path."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from propylon.gateway.call import CallInfo
+from propylon.http.auth import authenticate
+from propylon.http.context import services
+from propylon.http.json import json_response, read_json_object
+from propylon.http.openapi import JSON_OBJECT_BODY
+from propylon.http.sse import HEADERS, EventStreamResponse, sse_body
+
+router = APIRouter(tags=["gateway"])
+
+
+@router.post("/v1/completions", openapi_extra=JSON_OBJECT_BODY)
+async def create_completion(request: Request) -> Response:
+    """A legacy text completion, streamed when `stream` is true."""
+    svc = services(request)
+    body = await read_json_object(request, svc.settings.max_body_bytes)
+    call = request.state.call = CallInfo(principal=await authenticate(request))
+    if body.get("stream") is True:
+        stream = await svc.completions.stream(body, call)
+        return EventStreamResponse(
+            sse_body(stream), media_type="text/event-stream", headers={**HEADERS, **call.headers()}
+        )
+    return json_response(await svc.completions.create(body, call), headers=call.headers())
