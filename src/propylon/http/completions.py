@@ -6,10 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from propylon.gateway.call import CallInfo
-from propylon.http.auth import authenticate
+from propylon.http.api_call import open_call
 from propylon.http.context import services
-from propylon.http.json import json_response, read_json_object
+from propylon.http.json import json_response
 from propylon.http.openapi import JSON_OBJECT_BODY
 from propylon.http.sse import HEADERS, EventStreamResponse, sse_body
 
@@ -20,8 +19,7 @@ router = APIRouter(tags=["gateway"])
 async def create_completion(request: Request) -> Response:
     """A legacy text completion, streamed when `stream` is true."""
     svc = services(request)
-    body = await read_json_object(request, svc.settings.max_body_bytes)
-    call = request.state.call = CallInfo(principal=await authenticate(request))
+    body, call = await open_call(request, "completions")
     if body.get("stream") is True:
         stream = await svc.completions.stream(body, call)
         return EventStreamResponse(

@@ -12,9 +12,9 @@ from starlette.responses import Response
 from propylon.errors import PropylonError
 from propylon.gateway.call import CallInfo
 from propylon.gateway.providers.anthropic_translation import anthropic_error
-from propylon.http.auth import authenticate
+from propylon.http.api_call import open_call
 from propylon.http.context import services
-from propylon.http.json import json_response, read_json_object
+from propylon.http.json import json_response
 from propylon.http.openapi import JSON_OBJECT_BODY
 from propylon.http.sse import HEADERS, EventStreamResponse, typed_sse_body
 
@@ -32,19 +32,8 @@ async def _in_anthropic_shape(
         return json_response(anthropic_error(exc), status=exc.http_status, headers=headers)
 
 
-async def _call(request: Request) -> tuple[dict[str, object], CallInfo]:
-    svc = services(request)
-    body = await read_json_object(request, svc.settings.max_body_bytes)
-    call = request.state.call = CallInfo(
-        principal=await authenticate(request),
-        api="messages",
-        cache_control=request.headers.get("cache-control"),
-    )
-    return body, call
-
-
 async def _create(request: Request) -> Response:
-    body, call = await _call(request)
+    body, call = await open_call(request, "messages")
     messages = services(request).messages
     if body.get("stream") is True:
         events = await messages.stream(body, call)
@@ -57,7 +46,7 @@ async def _create(request: Request) -> Response:
 
 
 async def _count(request: Request) -> Response:
-    body, call = await _call(request)
+    body, call = await open_call(request, "messages")
     return json_response(await services(request).messages.count_tokens(body, call))
 
 

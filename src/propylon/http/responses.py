@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from propylon.gateway.call import CallInfo
+from propylon.http.api_call import open_call
 from propylon.http.auth import authenticate
 from propylon.http.context import services
-from propylon.http.json import json_response, read_json_object
+from propylon.http.json import json_response
 from propylon.http.openapi import JSON_OBJECT_BODY
 from propylon.http.sse import HEADERS, EventStreamResponse, typed_sse_body
 
@@ -19,12 +19,7 @@ router = APIRouter(tags=["gateway"])
 async def create_response(request: Request) -> Response:
     """A model response; with `stream`, its typed events (`response.created` …)."""
     svc = services(request)
-    body = await read_json_object(request, svc.settings.max_body_bytes)
-    call = request.state.call = CallInfo(
-        principal=await authenticate(request),
-        api="responses",
-        cache_control=request.headers.get("cache-control"),
-    )
+    body, call = await open_call(request, "responses")
     if body.get("stream") is True:
         events = await svc.responses.stream(body, call)
         return EventStreamResponse(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from propylon.errors import PropylonError
+from propylon.gateway.chunk_parts import chunk_parts
 from propylon.gateway.protocol import ChatStream, JSONObject
 from propylon.responses.translation import (
     function_call_item,
@@ -90,26 +91,13 @@ class ResponseEvents:
             await stream.aclose()
 
     def _translate(self, chunk: JSONObject) -> list[JSONObject]:
-        if self.model is None:
-            self.model = chunk.get("model")
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = chunk["usage"]
-        choices = chunk.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            return []
-        choice = choices[0]
-        if isinstance(choice.get("finish_reason"), str):
-            self.finish = choice["finish_reason"]
-        delta = choice.get("delta")
-        if not isinstance(delta, dict):
-            return []
-        out: list[JSONObject] = []
-        text = delta.get("content")
-        if isinstance(text, str) and text:
-            out.extend(self._text(text))
-        for call in delta.get("tool_calls") or []:
-            if isinstance(call, dict):
-                out.extend(self._call(call))
+        parts = chunk_parts(chunk)
+        self.model = self.model if self.model is not None else parts.model
+        self.usage = parts.usage or self.usage
+        self.finish = parts.finish or self.finish
+        out: list[JSONObject] = self._text(parts.text) if parts.text else []
+        for call in parts.tool_calls:
+            out.extend(self._call(call))
         return out
 
     def _open(self, item: JSONObject) -> tuple[_Item, JSONObject]:

@@ -32,13 +32,7 @@ async def completions(exchange: Exchange) -> web.StreamResponse:
         prompt = prompt[0]
     if not isinstance(prompt, str):
         raise invalid_request("prompt: must be a string", param="prompt")
-    stream = body.get("stream") is True
-    options = body.get("stream_options")
-    if options is not None and not stream:
-        raise invalid_request(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-            param="stream_options",
-        )
+    stream, include_usage = body_fields.openai_streaming(body)
     limit = body_fields.optional_positive_int(body, "max_tokens") or 16  # OpenAI's default
     stop = body_fields.string_list(body, "stop")
     completion = compose_text(prompt, exchange.behaviour.completion_tokens, limit, stop)
@@ -59,7 +53,6 @@ async def completions(exchange: Exchange) -> web.StreamResponse:
         await exchange.pause(exchange.behaviour.non_stream_delay_s(completion.tokens))
         choice = {"index": 0, "text": completion.text, "logprobs": None, "finish_reason": finish}
         return exchange.json({**envelope, "choices": [choice], "usage": usage})
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
     events = await exchange.open_stream()
 
     def chunk(text: str, finish_reason: str | None) -> bytes:

@@ -12,6 +12,7 @@ client as ``text_completion`` objects (``text_completion``, ``text_chunk``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from propylon.errors import InvalidRequest, UpstreamError
@@ -75,98 +76,66 @@ def completions_body(request: JSONObject, model: str) -> JSONObject:
     return body
 
 
-# --- legacy answers -> chat ----------------------------------------------------------------
+# --- legacy answers <-> chat ---------------------------------------------------------------
 
 
 def chat_completion(answer: JSONObject, name: str) -> JSONObject:
     """A ``chat.completion`` standing for an upstream's ``text_completion``."""
-    choices = answer.get("choices")
-    if not isinstance(choices, list):
+    if not isinstance(answer.get("choices"), list):
         raise UpstreamError(f"{name} returned a body that is not a text completion")
-    return {
-        **_envelope(answer, "chat.completion"),
-        "choices": [
-            {
-                "index": choice.get("index", index),
-                "message": {"role": "assistant", "content": str(choice.get("text") or "")},
-                "logprobs": choice.get("logprobs"),
-                "finish_reason": choice.get("finish_reason"),
-            }
-            for index, choice in enumerate(choices)
-            if isinstance(choice, dict)
-        ],
-    }
+    return _retold(
+        answer,
+        "chat.completion",
+        lambda choice: {"message": {"role": "assistant", "content": str(choice.get("text") or "")}},
+    )
 
 
 def chat_chunk(chunk: JSONObject) -> JSONObject:
     """A ``chat.completion.chunk`` standing for a streamed ``text_completion`` chunk."""
-    choices = chunk.get("choices")
-    return {
-        **_envelope(chunk, "chat.completion.chunk"),
-        "choices": [
-            {
-                "index": choice.get("index", index),
-                "delta": {"content": choice["text"]} if choice.get("text") else {},
-                "logprobs": choice.get("logprobs"),
-                "finish_reason": choice.get("finish_reason"),
-            }
-            for index, choice in enumerate(choices if isinstance(choices, list) else [])
-            if isinstance(choice, dict)
-        ],
-    }
-
-
-# --- chat -> legacy answers ----------------------------------------------------------------
+    return _retold(
+        chunk,
+        "chat.completion.chunk",
+        lambda choice: {"delta": {"content": choice["text"]} if choice.get("text") else {}},
+    )
 
 
 def text_completion(completion: JSONObject) -> JSONObject:
     """The client's ``text_completion`` for the chat path's answer."""
-    choices = completion.get("choices")
-    return {
-        **_envelope(completion, "text_completion"),
-        "choices": [
-            {
-                "index": choice.get("index", index),
-                "text": _text(choice.get("message")),
-                "logprobs": choice.get("logprobs"),
-                "finish_reason": choice.get("finish_reason"),
-            }
-            for index, choice in enumerate(choices if isinstance(choices, list) else [])
-            if isinstance(choice, dict)
-        ],
-    }
+    return _retold(completion, "text_completion", lambda c: {"text": _text(c.get("message"))})
 
 
 def text_chunk(chunk: JSONObject) -> JSONObject:
     """The client's streamed ``text_completion`` chunk for a chat chunk."""
-    choices = chunk.get("choices")
-    return {
-        **_envelope(chunk, "text_completion"),
-        "choices": [
-            {
-                "index": choice.get("index", index),
-                "text": _text(choice.get("delta")),
-                "logprobs": choice.get("logprobs"),
-                "finish_reason": choice.get("finish_reason"),
-            }
-            for index, choice in enumerate(choices if isinstance(choices, list) else [])
-            if isinstance(choice, dict)
-        ],
-    }
+    return _retold(chunk, "text_completion", lambda c: {"text": _text(c.get("delta"))})
 
 
-def _text(message: Any) -> str:
-    content = message.get("content") if isinstance(message, dict) else None
-    return content if isinstance(content, str) else ""
-
-
-def _envelope(source: JSONObject, kind: str) -> JSONObject:
+def _retold(
+    source: JSONObject, kind: str, content: Callable[[JSONObject], JSONObject]
+) -> JSONObject:
+    """``source`` as an object of ``kind``: each choice's ``content`` in the other shape, its
+    index, logprobs (as they came) and finish reason kept."""
     out: JSONObject = {
         "id": source.get("id"),
         "object": kind,
         "created": source.get("created"),
         "model": source.get("model"),
     }
+    choices = source.get("choices")
+    out["choices"] = [
+        {
+            "index": choice.get("index", index),
+            **content(choice),
+            "logprobs": choice.get("logprobs"),
+            "finish_reason": choice.get("finish_reason"),
+        }
+        for index, choice in enumerate(choices if isinstance(choices, list) else [])
+        if isinstance(choice, dict)
+    ]
     if "usage" in source:
         out["usage"] = source["usage"]
     return out
+
+
+def _text(message: Any) -> str:
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, str) else ""

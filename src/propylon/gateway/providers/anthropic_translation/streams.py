@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from propylon.errors import PropylonError, UpstreamStreamInterrupted
+from propylon.gateway.chunk_parts import chunk_parts
 from propylon.gateway.protocol import ChatStream, JSONObject
 from propylon.gateway.providers.anthropic_translation.answers import (
     anthropic_error,
@@ -208,26 +209,15 @@ class MessageEvents:
             await stream.aclose()
 
     def _translate(self, chunk: JSONObject) -> list[JSONObject]:
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = chunk["usage"]
-        choices = chunk.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            return []
-        choice = choices[0]
-        if isinstance(choice.get("finish_reason"), str):
-            self.finish = choice["finish_reason"]
-        delta = choice.get("delta")
-        if not isinstance(delta, dict):
-            return []
+        parts = chunk_parts(chunk)
+        self.usage = parts.usage or self.usage
+        self.finish = parts.finish or self.finish
         out: list[JSONObject] = []
-        text = delta.get("content")
-        if isinstance(text, str) and text:
+        if parts.text:
             if self.block_kind != "text":
                 out.extend(self._start({"type": "text", "text": ""}))
-            out.append(self._delta({"type": "text_delta", "text": text}))
-        for call in delta.get("tool_calls") or []:
-            if not isinstance(call, dict):
-                continue
+            out.append(self._delta({"type": "text_delta", "text": parts.text}))
+        for call in parts.tool_calls:
             index = call.get("index", 0)
             function = call.get("function") if isinstance(call.get("function"), dict) else {}
             assert isinstance(function, dict)
