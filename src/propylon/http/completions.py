@@ -10,7 +10,7 @@ from propylon.http.api_call import open_call
 from propylon.http.context import services
 from propylon.http.json import json_response
 from propylon.http.openapi import JSON_OBJECT_BODY
-from propylon.http.sse import HEADERS, EventStreamResponse, sse_body
+from propylon.http.sse import event_stream_response, sse_body
 
 router = APIRouter(tags=["gateway"])
 
@@ -22,7 +22,5 @@ async def create_completion(request: Request) -> Response:
     body, call = await open_call(request, "completions")
     if body.get("stream") is True:
         stream = await svc.completions.stream(body, call)
-        return EventStreamResponse(
-            sse_body(stream), media_type="text/event-stream", headers={**HEADERS, **call.headers()}
-        )
+        return event_stream_response(sse_body(stream), call.headers())
     return json_response(await svc.completions.create(body, call), headers=call.headers())

@@ -16,7 +16,7 @@ from propylon.http.api_call import open_call
 from propylon.http.context import services
 from propylon.http.json import json_response
 from propylon.http.openapi import JSON_OBJECT_BODY
-from propylon.http.sse import HEADERS, EventStreamResponse, typed_sse_body
+from propylon.http.sse import event_stream_response, typed_sse_body
 
 router = APIRouter(tags=["gateway"])
 
@@ -37,11 +37,7 @@ async def _create(request: Request) -> Response:
     messages = services(request).messages
     if body.get("stream") is True:
         events = await messages.stream(body, call)
-        return EventStreamResponse(
-            typed_sse_body(events),
-            media_type="text/event-stream",
-            headers={**HEADERS, **call.headers()},
-        )
+        return event_stream_response(typed_sse_body(events), call.headers())
     return json_response(await messages.create(body, call), headers=call.headers())
 
 

@@ -10,7 +10,7 @@ from propylon.http.auth import authenticate
 from propylon.http.context import services
 from propylon.http.json import json_response
 from propylon.http.openapi import JSON_OBJECT_BODY
-from propylon.http.sse import HEADERS, EventStreamResponse, typed_sse_body
+from propylon.http.sse import event_stream_response, typed_sse_body
 
 router = APIRouter(tags=["gateway"])
 
@@ -22,11 +22,7 @@ async def create_response(request: Request) -> Response:
     body, call = await open_call(request, "responses")
     if body.get("stream") is True:
         events = await svc.responses.stream(body, call)
-        return EventStreamResponse(
-            typed_sse_body(events),
-            media_type="text/event-stream",
-            headers={**HEADERS, **call.headers()},
-        )
+        return event_stream_response(typed_sse_body(events), call.headers())
     response = await svc.responses.create(body, call)
     return json_response(response, headers=call.headers())
 

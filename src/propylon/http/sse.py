@@ -54,6 +54,13 @@ async def typed_sse_body(events: AsyncGenerator[dict[str, Any], None]) -> AsyncI
         await events.aclose()
 
 
+def event_stream_response(
+    body: AsyncIterator[bytes], headers: dict[str, str]
+) -> EventStreamResponse:
+    """An SSE response of ``body``, with the no-buffering headers and the call's ``headers``."""
+    return EventStreamResponse(body, media_type="text/event-stream", headers={**HEADERS, **headers})
+
+
 class EventStreamResponse(StreamingResponse):
     """Starlette's ``StreamingResponse``, streamed in the request's own task.
 

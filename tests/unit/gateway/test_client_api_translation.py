@@ -3,8 +3,6 @@ legacy completions to and from chat, and the chat chunks told as Anthropic event
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from propylon.errors import InvalidRequest, UpstreamStreamInterrupted
@@ -17,6 +15,7 @@ from propylon.gateway.providers.anthropic_translation import (
     chat_request,
     messages_request,
 )
+from tests.support.chunk_streams import ChunkStream
 
 
 def test_messages_body_becomes_a_chat_request_with_tool_results_as_tool_messages() -> None:
@@ -166,29 +165,12 @@ def test_errors_take_anthropics_types() -> None:
     assert anthropic_error(UpstreamStreamInterrupted("cut"))["error"]["type"] == "api_error"
 
 
-class _Chunks:
-    def __init__(self, chunks: list[JSONObject], fail: bool = False) -> None:
-        self._chunks, self._fail, self.closed = chunks, fail, False
-
-    def __aiter__(self) -> AsyncIterator[JSONObject]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[JSONObject]:
-        for chunk in self._chunks:
-            yield chunk
-        if self._fail:
-            raise UpstreamStreamInterrupted("cut")
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
 def _chunk(delta: JSONObject, finish: str | None = None) -> JSONObject:
     return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
 
 async def test_chat_chunks_become_anthropic_events_text_then_tool() -> None:
-    stream = _Chunks(
+    stream = ChunkStream(
         [
             _chunk({"role": "assistant", "content": ""}),
             _chunk({"content": "Hi"}),
@@ -226,7 +208,7 @@ async def test_chat_chunks_become_anthropic_events_text_then_tool() -> None:
 
 
 async def test_a_stream_failing_midway_ends_with_an_error_event() -> None:
-    stream = _Chunks([_chunk({"content": "Hi"})], fail=True)
+    stream = ChunkStream([_chunk({"content": "Hi"})], fail=True)
     events = [event async for event in MessageEvents("msg_1", "m").events(stream)]
     assert events[-1] == {"type": "error", "error": {"type": "api_error", "message": "cut"}}
     assert stream.closed

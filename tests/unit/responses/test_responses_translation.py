@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from propylon.errors import InvalidRequest, UpstreamStreamInterrupted
+from propylon.errors import InvalidRequest
 from propylon.gateway.protocol import JSONObject
 from propylon.responses.events import ResponseEvents
 from propylon.responses.translation import (
@@ -16,6 +14,7 @@ from propylon.responses.translation import (
     output_items,
     response_object,
 )
+from tests.support.chunk_streams import ChunkStream
 
 
 def test_items_become_chat_turns_with_consecutive_calls_in_one_assistant_turn() -> None:
@@ -106,23 +105,6 @@ def test_a_truncated_answer_is_an_incomplete_response() -> None:
     assert assistant_turn(output) == {"role": "assistant", "content": "Once"}
 
 
-class _Chunks:
-    def __init__(self, chunks: list[JSONObject], fail: bool = False) -> None:
-        self._chunks, self._fail, self.closed = chunks, fail, False
-
-    def __aiter__(self) -> AsyncIterator[JSONObject]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[JSONObject]:
-        for chunk in self._chunks:
-            yield chunk
-        if self._fail:
-            raise UpstreamStreamInterrupted("cut")
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
 async def _no_store(response: JSONObject) -> None:
     return None
 
@@ -133,7 +115,7 @@ async def test_events_are_numbered_and_the_final_response_holds_the_output() -> 
         {"choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}]},
         {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 2}},
     ]
-    stream = _Chunks(chunks)
+    stream = ChunkStream(chunks)
     events = [e async for e in ResponseEvents({"model": "m"}, "resp_1").events(stream, _no_store)]
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     final = events[-1]["response"]
@@ -145,7 +127,7 @@ async def test_events_are_numbered_and_the_final_response_holds_the_output() -> 
 
 
 async def test_a_failure_midway_ends_with_response_failed() -> None:
-    stream = _Chunks([{"choices": [{"index": 0, "delta": {"content": "Hi"}}]}], fail=True)
+    stream = ChunkStream([{"choices": [{"index": 0, "delta": {"content": "Hi"}}]}], fail=True)
     events = [e async for e in ResponseEvents({"model": "m"}, "resp_1").events(stream, _no_store)]
     assert events[-1]["type"] == "response.failed"
     assert events[-1]["response"]["status"] == "failed"
