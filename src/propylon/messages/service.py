@@ -42,7 +42,10 @@ class MessagesService:
     async def create(self, body: JSONObject, call: CallInfo) -> JSONObject:
         request = chat_request(body)
         completion = await self._chat.complete(request, call)
-        return anthropic_message(completion, message_id=_message_id(), model=request["model"])
+        message = anthropic_message(completion, message_id=_message_id(), model=request["model"])
+        if isinstance(completion.get("propylon"), dict):
+            message["propylon"] = completion["propylon"]  # e.g. a RAG answer's citations
+        return message
 
     async def stream(self, body: JSONObject, call: CallInfo) -> AsyncGenerator[JSONObject, None]:
         """The events of a streamed message. Failures before the first chunk are raised here

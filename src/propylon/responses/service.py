@@ -51,6 +51,8 @@ class ResponsesService:
             finish=finish,
             usage=completion.get("usage") if isinstance(completion.get("usage"), dict) else None,
         )
+        if isinstance(completion.get("propylon"), dict):
+            response["propylon"] = completion["propylon"]  # e.g. a RAG answer's citations
         await self._keep(body, call, turns, response)
         return response
 
