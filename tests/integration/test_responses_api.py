@@ -96,6 +96,21 @@ async def test_streamed_response_sends_the_typed_event_sequence(
     assert final.usage.output_tokens > 0
 
 
+async def test_the_sdks_stream_helper_assembles_the_final_response(
+    sdk: openai.AsyncOpenAI,
+) -> None:
+    async with sdk.responses.stream(
+        model="gpt-test", input="What is the weather in Paris?", tools=[WEATHER]
+    ) as stream:
+        text = ""
+        async for event in stream:
+            if event.type == "response.output_text.delta":
+                text += event.delta
+        final = await stream.get_final_response()
+    assert final.output_text == text
+    assert text.startswith("Echo: What is the weather")
+
+
 async def test_function_tool_round_trip(sdk: openai.AsyncOpenAI, upstream: FakeUpstream) -> None:
     first = await sdk.responses.create(
         model="gpt-test",
