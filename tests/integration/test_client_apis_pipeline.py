@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiohttp
 import anthropic
 import openai
 import pytest
@@ -159,3 +160,31 @@ async def test_messages_are_recorded_in_the_request_log(server: AppServer) -> No
         ("messages", False, 200),
         ("messages", True, 200),
     }
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error_type"),
+    [
+        ("/v1/responses", {"model": "gpt-test", "input": "hi"}, "invalid_request_error"),
+        (
+            "/v1/messages",
+            {"model": "gpt-test", "max_tokens": 5, "messages": HELLO},
+            "authentication_error",
+        ),
+        ("/v1/messages/count_tokens", {"model": "gpt-test", "messages": HELLO}, None),
+        ("/v1/completions", {"model": "gpt-test", "prompt": "hi"}, "invalid_request_error"),
+        ("/v1/moderations", {"input": "hi"}, "invalid_request_error"),
+    ],
+)
+async def test_every_new_endpoint_needs_a_key_and_takes_it_as_x_api_key(
+    server: AppServer, path: str, body: dict[str, object], error_type: str | None
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{server.url}{path}", json=body) as anonymous:
+            assert anonymous.status == 401
+            error = (await anonymous.json())["error"]
+            assert error["type"] == (error_type or "authentication_error")
+        async with http.post(
+            f"{server.url}{path}", json=body, headers={"x-api-key": server.api_key}
+        ) as served:
+            assert served.status == 200, await served.text()
