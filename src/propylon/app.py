@@ -26,6 +26,7 @@ from propylon.access.limits import Limits, MemoryRateLimiter, RateLimiter
 from propylon.access.store import AccessStore
 from propylon.access.tickets import SocketTickets
 from propylon.access.usage import UsageRecorder
+from propylon.completions.service import CompletionsService
 from propylon.db.connect import open_database
 from propylon.db.database import Database
 from propylon.db.migrator import migrate
@@ -50,19 +51,24 @@ from propylon.gateway.router import Deployment
 from propylon.gateway.service import Gateway
 from propylon.guard.detector import InjectionDetector, open_detector
 from propylon.guard.guarded import GuardedChatService
+from propylon.guard.moderation import Moderator
 from propylon.http import (
     admin,
     cache_admin,
     chat,
     collections,
+    completions,
     console,
     embeddings,
     health,
     jobs,
     logs,
+    messages,
     metrics,
     models,
+    moderations,
     rag,
+    responses,
     runs,
     ws_tickets,
 )
@@ -76,11 +82,14 @@ from propylon.jobs.progress import ProgressHub
 from propylon.jobs.queue import JobQueue
 from propylon.jobs.worker import Worker
 from propylon.local.memory import release_free_memory, settle_heap
+from propylon.messages.service import MessagesService
 from propylon.observe.observability import open_observability
 from propylon.rag.chat import RagChatService
 from propylon.rag.engine import build_collection_service, build_ingestion_handler
 from propylon.rag.ingest import INGEST_KIND, RiskScreen
 from propylon.rag.retrieval import build_retrieval
+from propylon.responses.service import ResponsesService
+from propylon.responses.store import ResponseStore
 from propylon.runs.executor import RunExecutor
 from propylon.runs.service import JOB_KIND as RUN_KIND
 from propylon.runs.service import RunService
@@ -444,6 +453,14 @@ async def build_services(
             detector=detector,
             runs=runs,
             writers=[observe.request_log.loop, usage.loop, *cache.writers],
+            responses=ResponsesService(chat, ResponseStore(database)),
+            messages=MessagesService(
+                chat,
+                TokenCounter(),
+                lambda name: gateway.registry.resolve(name, kind="chat").name,
+            ),
+            moderator=Moderator(detector) if detector is not None else None,
+            completions=CompletionsService(chat),
         )
         observe.metrics.watch_writers(lambda: services.writers)
         if worker:
@@ -537,7 +554,11 @@ def create_app(
         health,
         models,
         chat,
+        completions,
         embeddings,
+        responses,
+        messages,
+        moderations,
         admin,
         cache_admin,
         jobs,

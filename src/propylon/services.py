@@ -10,17 +10,21 @@ from propylon.access.store import AccessStore
 from propylon.access.tickets import SocketTickets
 from propylon.access.usage import UsageRecorder
 from propylon.background import WriterLoop
+from propylon.completions.service import CompletionsService
 from propylon.db.database import Database
 from propylon.gateway.cache.cached import CachedChatService
 from propylon.gateway.protocol import ChatService, EmbeddingService
 from propylon.gateway.service import Gateway
 from propylon.guard.detector import InjectionDetector
+from propylon.guard.moderation import Moderator
 from propylon.jobs.feeds import JobFeeds
 from propylon.jobs.queue import JobQueue
+from propylon.messages.service import MessagesService
 from propylon.observe.observability import Observability
 from propylon.rag.answer import Answerer
 from propylon.rag.collections import CollectionService
 from propylon.rag.search import SearchService
+from propylon.responses.service import ResponsesService
 from propylon.runs.service import RunService
 from propylon.settings import Settings
 
@@ -54,3 +58,7 @@ class Services:
     detector: InjectionDetector | None  # prompt-injection scans (None: guard disabled)
     runs: RunService  # background runs: chat, RAG answers and chains as durable jobs
     writers: list[WriterLoop]  # the background writers (request log, usage, cache): /readyz
+    responses: ResponsesService  # /v1/responses, translated to `chat`; stored per tenant
+    messages: MessagesService  # /v1/messages (Anthropic), translated to `chat`
+    moderator: Moderator | None  # /v1/moderations, answered by the guard (None: disabled)
+    completions: CompletionsService  # /v1/completions (legacy), relayed on the chat path

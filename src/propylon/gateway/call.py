@@ -28,6 +28,9 @@ class CallInfo:
     principal: Principal | None = None
     request_id: str | None = None
     endpoint: str = "chat"  # "chat" | "embeddings" | "rag"
+    # The wire API the client spoke: "chat" | "responses" | "messages" | "completions" (the
+    # gateway then calls deployments in the legacy completions API).
+    api: str = "chat"
     metadata: dict[str, Any] | None = None
     cache_control: str | None = None  # the request's Cache-Control header (no-cache, no-store)
     started: float = field(default_factory=time.perf_counter)

@@ -50,6 +50,21 @@ class ChatModel(Protocol):
     async def stream(self, request: JSONObject) -> ChatStream: ...
 
 
+@runtime_checkable
+class TextCompletionModel(Protocol):
+    """A deployment that also has OpenAI's legacy ``/v1/completions``.
+
+    Takes the chat request that stands for a legacy one
+    (``providers.text_completions.chat_request``) and answers in chat's shape, with the same
+    contract as ``ChatModel``; the gateway calls these when the call's ``api`` is
+    ``completions``, and only on deployments that have them.
+    """
+
+    async def complete_text(self, request: JSONObject) -> JSONObject: ...
+
+    async def stream_text(self, request: JSONObject) -> ChatStream: ...
+
+
 @dataclass(slots=True)
 class Embeddings:
     """Vectors for a batch of texts, in input order, and the tokens the provider counted."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from opentelemetry.trace import SpanKind, Tracer
 
@@ -24,7 +24,14 @@ from propylon.errors import (
 from propylon.gateway.call import CallInfo
 from propylon.gateway.circuit_breaker import BreakerState, CircuitBreaker
 from propylon.gateway.context_window import ContextWindowCheck
-from propylon.gateway.protocol import ChatModel, ChatStream, EmbeddingModel, Embeddings, JSONObject
+from propylon.gateway.protocol import (
+    ChatModel,
+    ChatStream,
+    EmbeddingModel,
+    Embeddings,
+    JSONObject,
+    TextCompletionModel,
+)
 from propylon.gateway.registry import ModelRegistry
 from propylon.gateway.retry import RetryPolicy
 from propylon.gateway.router import Deployment, Router
@@ -85,9 +92,14 @@ class Gateway:
     async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject:
         call = call or CallInfo()
         model = self._prepare(request, call)
-        result = await self._route(
-            model, self._chat[model.name], call, lambda a: a.complete(request)
-        )
+        if call.api == "completions":
+            result = await self._route(
+                model, self._text_deployments(model), call, lambda a: a.complete_text(request)
+            )
+        else:
+            result = await self._route(
+                model, self._chat[model.name], call, lambda a: a.complete(request)
+            )
         usage = result.get("usage")
         if isinstance(usage, dict):
             call.usage = usage
@@ -100,22 +112,32 @@ class Gateway:
     async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
         call = call or CallInfo()
         model = self._prepare(request, call)
-        served: list[Deployment[ChatModel]] = []
+        breakers: list[CircuitBreaker] = []
 
         upstream_request = asking_usage(request)  # every token counted, asked for or not
 
         async def open_stream(deployment: Deployment[ChatModel]) -> ChatStream:
             stream = await deployment.adapter.stream(upstream_request)
-            served.append(deployment)
+            breakers.append(deployment.breaker)
             return stream
 
-        stream = await self._route_deployments(model, self._chat[model.name], call, open_stream)
+        async def open_text_stream(deployment: Deployment[TextCompletionModel]) -> ChatStream:
+            stream = await deployment.adapter.stream_text(upstream_request)
+            breakers.append(deployment.breaker)
+            return stream
+
+        if call.api == "completions":
+            stream = await self._route_deployments(
+                model, self._text_deployments(model), call, open_text_stream
+            )
+        else:
+            stream = await self._route_deployments(model, self._chat[model.name], call, open_stream)
         call.first_token_at = time.perf_counter()
 
         def estimate(answer: str) -> dict[str, int]:
             return estimated_usage(self._counter, request, model.name, answer)
 
-        return _WatchedStream(stream, served[-1].breaker, call, wants_usage(request), estimate)
+        return _WatchedStream(stream, breakers[-1], call, wants_usage(request), estimate)
 
     async def embed(
         self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
@@ -132,6 +154,21 @@ class Gateway:
         return await self._route(
             model, self._embeddings[model.name], call, lambda a: a.embed(texts, request)
         )
+
+    def _text_deployments(self, model: ModelConfig) -> list[Deployment[TextCompletionModel]]:
+        """The model's deployments that have the legacy completions API (none: a 400)."""
+        found: list[Deployment[TextCompletionModel]] = []
+        for deployment in self._chat[model.name]:
+            if isinstance(deployment.adapter, TextCompletionModel):
+                found.append(cast("Deployment[TextCompletionModel]", deployment))
+        if not found:
+            raise InvalidRequest(
+                f"`{model.name}` has no deployment with the legacy completions API; "
+                "use /v1/chat/completions.",
+                param="model",
+                code="completions_not_supported",
+            )
+        return found
 
     def check_request(self, request: JSONObject) -> None:
         """The cheapest refusals, run first on the request path (``PreflightChat``): the

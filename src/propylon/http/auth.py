@@ -1,12 +1,12 @@
 """Who is calling: every `/v1` route starts by authenticating its request.
 
-``Authorization: Bearer <key>``. Missing or unknown key → 401 ``invalid_api_key`` (also while
-the database is down: keys are held in memory, see ``propylon.access.directory``); revoked →
-403 ``api_key_revoked``. ``/admin/`` routes call ``authenticate_admin``: an operator (the
-configured admin key, or an API key with the ``operator`` feature) or a tenant admin (the
-``admin`` feature, for its own tenant; the routes check which tenant with
-``Principal.administers``); any other key → 403. Routes that span tenants call
-``authenticate_operator``.
+``Authorization: Bearer <key>`` (or ``x-api-key: <key>``, Anthropic's header). Missing or
+unknown key → 401 ``invalid_api_key`` (also while the database is down: keys are held in
+memory, see ``propylon.access.directory``); revoked → 403 ``api_key_revoked``. ``/admin/``
+routes call ``authenticate_admin``: an operator (the configured admin key, or an API key with
+the ``operator`` feature) or a tenant admin (the ``admin`` feature, for its own tenant; the
+routes check which tenant with ``Principal.administers``); any other key → 403. Routes that
+span tenants call ``authenticate_operator``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,11 @@ def bearer_token(connection: HTTPConnection) -> str | None:
 
 
 async def authenticate(request: Request) -> Principal:
-    """The principal of this request; raises ``AuthenticationFailed`` / ``PermissionDenied``."""
-    return await services(request).keys.authenticate(bearer_token(request))
+    """The principal of this request; raises ``AuthenticationFailed`` / ``PermissionDenied``.
+    The key comes from ``Authorization: Bearer`` or, as Anthropic's clients send it,
+    ``x-api-key``."""
+    token = bearer_token(request) or request.headers.get("x-api-key") or None
+    return await services(request).keys.authenticate(token)
 
 
 async def authenticate_admin(request: Request) -> Principal:

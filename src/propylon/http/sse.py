@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 import orjson
 from starlette.responses import StreamingResponse
@@ -40,6 +41,24 @@ async def sse_body(stream: ChatStream) -> AsyncIterator[bytes]:
         yield event(public_error(exc))
     finally:
         await stream.aclose()
+
+
+async def typed_sse_body(events: AsyncGenerator[dict[str, Any], None]) -> AsyncIterator[bytes]:
+    """Encode events named by their ``type`` (the Responses and Messages APIs' streams) as
+    ``event: <type>`` SSE; the generator ends its own stream, failures included, and is
+    closed here whatever happens (a client that leaves closes the upstream stream too)."""
+    try:
+        async for payload in events:
+            yield b"event: " + str(payload["type"]).encode() + b"\n" + event(payload)
+    finally:
+        await events.aclose()
+
+
+def event_stream_response(
+    body: AsyncIterator[bytes], headers: dict[str, str]
+) -> EventStreamResponse:
+    """An SSE response of ``body``, with the no-buffering headers and the call's ``headers``."""
+    return EventStreamResponse(body, media_type="text/event-stream", headers={**HEADERS, **headers})
 
 
 class EventStreamResponse(StreamingResponse):

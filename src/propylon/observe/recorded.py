@@ -43,7 +43,15 @@ from propylon.storable import check_storable
 
 JSONObject = dict[str, Any]
 METADATA_HEADER = "x-propylon-metadata"
-ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/embeddings": "embeddings"}
+ENDPOINTS = {
+    "/v1/chat/completions": "chat",
+    "/v1/embeddings": "embeddings",
+    "/v1/responses": "responses",
+    "/v1/messages": "messages",
+    "/v1/messages/count_tokens": "count_tokens",
+    "/v1/moderations": "moderations",
+    "/v1/completions": "completions",
+}
 _MAX_METADATA_KEYS = 32
 
 
@@ -287,7 +295,7 @@ class RecordedChat:
                 result = await self._inner.complete(request, call)
             except BaseException as exc:
                 recorder.finish(
-                    call, ctx, span, endpoint="chat", prompt=request.get("messages"), error=exc
+                    call, ctx, span, endpoint=call.api, prompt=request.get("messages"), error=exc
                 )
                 raise
             if call.usage is None and isinstance(result.get("usage"), dict):
@@ -298,7 +306,7 @@ class RecordedChat:
                 call,
                 ctx,
                 span,
-                endpoint="chat",
+                endpoint=call.api,
                 prompt=request.get("messages"),
                 response=_answer(result),
             )
@@ -324,7 +332,7 @@ class RecordedChat:
                 call,
                 ctx,
                 span,
-                endpoint="chat",
+                endpoint=call.api,
                 stream=True,
                 prompt=request.get("messages"),
                 error=exc,
@@ -421,7 +429,7 @@ class _RecordedStream:
             self._call,
             self._ctx,
             self._span,
-            endpoint="chat",
+            endpoint=self._call.api,
             stream=True,
             prompt=self._request.get("messages"),
             response=response,

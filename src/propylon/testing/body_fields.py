@@ -41,6 +41,19 @@ def optional_positive_int(body: Mapping[str, Any], name: str) -> int | None:
     return value
 
 
+def openai_streaming(body: Mapping[str, Any]) -> tuple[bool, bool]:
+    """``stream`` and ``stream_options.include_usage``; options without ``stream`` are an
+    error, as OpenAI says."""
+    stream = body.get("stream") is True
+    options = body.get("stream_options")
+    if options is not None and not stream:
+        raise invalid_request(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
+    return stream, isinstance(options, dict) and options.get("include_usage") is True
+
+
 def string_list(body: Mapping[str, Any], name: str) -> list[str]:
     """A field that may be absent, one string, or a list of strings (``stop``)."""
     value = body.get(name)

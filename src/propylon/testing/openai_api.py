@@ -44,18 +44,12 @@ async def chat_completions(exchange: Exchange) -> web.StreamResponse:
     body = exchange.body
     model = body_fields.required_str(body, "model")
     messages = body_fields.required_messages(body)
-    stream = body.get("stream") is True
-    options = body.get("stream_options")
-    if options is not None and not stream:
-        raise invalid_request(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-            param="stream_options",
-        )
+    stream, include_usage = body_fields.openai_streaming(body)
     completion = _answer(body, messages, exchange)
     prompt_tokens = count_tokens(*(text_of(m.get("content")) for m in messages))
     usage = _usage(prompt_tokens, completion.tokens)
     reports = exchange.behaviour.report_usage
-    include_usage = reports and isinstance(options, dict) and options.get("include_usage") is True
+    include_usage = reports and include_usage
     reply = _Reply(model, include_usage)
     if not stream:
         await exchange.pause(exchange.behaviour.non_stream_delay_s(completion.tokens))

@@ -1,5 +1,8 @@
 """``FakeUpstream``: an OpenAI- and Anthropic-compatible LLM server for tests and benchmarks.
 
+It speaks chat completions, legacy completions, the Responses API, embeddings and the model
+list in OpenAI's wire format, and the Messages API in Anthropic's.
+
 Every API request passes one pipeline: record it, resolve its behaviour (server's, with the
 ``x-fake-behaviour`` header's fields over it), wait ``latency_ms``, check the API key, draw a
 fault, then let the endpoint's handler answer. Errors are raised as ``WireError`` and
@@ -22,7 +25,7 @@ import orjson
 import pydantic
 from aiohttp import web
 
-from propylon.testing import anthropic_api, openai_api
+from propylon.testing import anthropic_api, completions_api, openai_api, responses_api
 from propylon.testing.behaviour import Behaviour
 from propylon.testing.dialect import ANTHROPIC, OPENAI, Dialect
 from propylon.testing.exchange import Exchange, Interrupted
@@ -35,6 +38,8 @@ OVERRIDE_HEADER = "x-fake-behaviour"
 
 _ENDPOINTS: dict[str, tuple[str, Handler, Dialect]] = {
     "/v1/chat/completions": ("POST", openai_api.chat_completions, OPENAI),
+    "/v1/completions": ("POST", completions_api.completions, OPENAI),
+    "/v1/responses": ("POST", responses_api.responses, OPENAI),
     "/v1/embeddings": ("POST", openai_api.embeddings, OPENAI),
     "/v1/models": ("GET", openai_api.list_models, OPENAI),
     "/v1/messages": ("POST", anthropic_api.messages, ANTHROPIC),

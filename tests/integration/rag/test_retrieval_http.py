@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 
@@ -464,3 +465,23 @@ async def test_a_bad_rag_chat_request_is_a_400(
             await sdk.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
     body = caught.value.body
     assert isinstance(body, dict) and body.get("param") == param
+
+
+async def test_rag_models_answer_over_the_responses_and_messages_apis_too(rig: Rig) -> None:
+    question = "How long is the Aletsch Glacier?"
+    async with openai.AsyncOpenAI(
+        base_url=rig.server.v1, api_key=rig.server.api_key, max_retries=0
+    ) as sdk:
+        response = await sdk.responses.create(model="rag/kb", input=question)
+        assert "23 kilometres" in response.output_text
+        await assert_citations_point_at_quotes(
+            rig, (response.model_extra or {})["propylon"]["citations"]
+        )
+    async with anthropic.AsyncAnthropic(
+        base_url=rig.server.url, api_key=rig.server.api_key, max_retries=0
+    ) as claude:
+        message = await claude.messages.create(
+            model="rag/kb", max_tokens=200, messages=[{"role": "user", "content": question}]
+        )
+        assert message.content[0].type == "text"
+        assert "23 kilometres" in message.content[0].text

@@ -10,10 +10,10 @@ import pytest
 
 from propylon.errors import InvalidRequest, UpstreamError, UpstreamStreamInterrupted
 from propylon.gateway.protocol import JSONObject
-from propylon.gateway.providers.anthropic import completion_chunks
 from propylon.gateway.providers.anthropic_translation import (
     DEFAULT_MAX_TOKENS,
     chat_completion,
+    completion_chunks,
     messages_request,
 )
 

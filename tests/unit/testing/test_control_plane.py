@@ -159,7 +159,7 @@ async def test_required_api_key_guards_messages_in_anthropic_shape(
 async def test_unknown_v1_path_is_an_openai_404(
     upstream: FakeUpstream, http: aiohttp.ClientSession
 ) -> None:
-    status, error = await post_json(http, upstream.base_url + "/v1/responses", {})
+    status, error = await post_json(http, upstream.base_url + "/v1/assistants", {})
 
     assert status == 404
     assert error["error"]["code"] == "unknown_url"

@@ -19,6 +19,7 @@ from propylon.errors import (
 )
 from propylon.gateway.embedding_input import token_arrays
 from propylon.gateway.protocol import ChatStream, Embeddings, JSONObject
+from propylon.gateway.providers import text_completions
 from propylon.gateway.providers.transport import (
     Timeouts,
     open_sse_stream,
@@ -42,6 +43,7 @@ class OpenAIProvider:
         query = f"?api-version={deployment.api_version}" if deployment.api_version else ""
         self._chat_url = f"{base}/chat/completions{query}"
         self._embeddings_url = f"{base}/embeddings{query}"
+        self._completions_url = f"{base}/completions{query}"
         self._headers = {"Content-Type": "application/json"}
         key = deployment.api_key()
         if key is not None:
@@ -80,6 +82,32 @@ class OpenAIProvider:
             timeouts=self._timeouts,
             name=self.name,
             parse=_openai_events,
+        )
+
+    async def complete_text(self, request: JSONObject) -> JSONObject:
+        """A legacy completion (``POST /completions``), answered in chat's shape."""
+        body = text_completions.completions_body(request, self._model)
+        body["stream"] = False
+        answer = await self._post(self._completions_url, orjson.dumps(body))
+        return text_completions.chat_completion(answer, self.name)
+
+    async def stream_text(self, request: JSONObject) -> ChatStream:
+        """A streamed legacy completion, its chunks in chat's shape."""
+        body = text_completions.completions_body(request, self._model)
+        body["stream"] = True
+
+        async def parse(lines: AsyncIterator[bytes], name: str) -> AsyncIterator[JSONObject]:
+            async for chunk in _openai_events(lines, name):
+                yield text_completions.chat_chunk(chunk)
+
+        return await open_sse_stream(
+            self._session,
+            self._completions_url,
+            data=orjson.dumps(body),
+            headers=self._headers,
+            timeouts=self._timeouts,
+            name=self.name,
+            parse=parse,
         )
 
     async def embed(self, texts: list[str], request: JSONObject | None = None) -> Embeddings:

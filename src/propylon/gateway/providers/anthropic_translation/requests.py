@@ -1,15 +1,17 @@
-"""Translation between OpenAI chat completions and Anthropic's Messages API bodies.
+"""Requests, both ways, between OpenAI chat completions and Anthropic's Messages API.
 
-``messages_request`` builds the body of ``POST /v1/messages`` from an OpenAI chat request;
-``chat_completion`` turns Anthropic's ``message`` into a ``chat.completion``. (Stream events
-are translated in ``anthropic``, beside the stream they come from.)
+``messages_request`` builds the body of ``POST /v1/messages`` for an Anthropic deployment from
+an OpenAI chat request. ``chat_request`` builds the OpenAI chat request for a Messages body
+sent to Propylon's own ``/v1/messages``, so it can take the chat request path.
 
 What Anthropic cannot express (``n`` > 1, legacy ``functions``, unknown content parts, tool
 arguments that are not a JSON object, and the fields of ``UNSUPPORTED``: penalties, ``seed``,
 ``logprobs``…) raises ``InvalidRequest`` naming the field before anything is sent: never
 dropped silently. ``response_format`` (``json_schema``, ``json_object``) becomes a forced tool
 whose input is the JSON answer; ``response_tool`` names it so the answer can be turned back
-into message content.
+into message content (``answers.chat_completion``, ``streams.completion_chunks``). In the
+other direction, what chat cannot carry (``top_k``, thinking blocks, cache-control markers,
+documents) is dropped or, for content, refused.
 """
 
 from __future__ import annotations
@@ -20,21 +22,12 @@ from typing import Any
 
 import orjson
 
-from propylon.errors import InvalidRequest, UpstreamError
+from propylon.errors import InvalidRequest
 from propylon.gateway.protocol import JSONObject
 
 DEFAULT_MAX_TOKENS = 4096
 """Anthropic requires ``max_tokens``; OpenAI clients often leave it out."""
 
-_FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
 _TOOL_ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 RESPONSE_TOOL = "json_response"
 """The forced tool's name when the ``json_schema`` has none (or only characters Anthropic
@@ -380,78 +373,179 @@ def _tool(tool: object, where: str) -> JSONObject:
     return spec
 
 
-# --- Anthropic message -> OpenAI completion ----------------------------------------------
+# --- Anthropic request -> OpenAI request -------------------------------------------------
 
 
-def chat_completion(
-    message: JSONObject, *, created: int, name: str, answer_tool: str | None = None
-) -> JSONObject:
-    """The ``chat.completion`` for Anthropic's answer; ``name`` names the upstream in errors.
-    The input of the tool ``answer_tool`` (``response_format``) is the message content."""
-    blocks = message.get("content")
-    if message.get("type") != "message" or not isinstance(blocks, list):
-        raise UpstreamError(f"{name} returned a body that is not a message")
-    texts: list[str] = []
-    calls: list[JSONObject] = []
-    for block in blocks:
-        if not isinstance(block, dict):
-            continue
-        if block.get("type") == "text":
-            texts.append(str(block.get("text", "")))
-        elif block.get("type") == "tool_use" and answer_tool and block.get("name") == answer_tool:
-            texts.append(orjson.dumps(block.get("input") or {}).decode())
-        elif block.get("type") == "tool_use":
-            arguments = orjson.dumps(block.get("input") or {}).decode()
-            calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": arguments},
-                }
+def chat_request(body: JSONObject) -> JSONObject:
+    """The OpenAI chat request for a ``POST /v1/messages`` body (``stream`` left out)."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model: Field required", param="model")
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise InvalidRequest("max_tokens: must be a positive integer", param="max_tokens")
+    messages = _system_messages(body.get("system"))
+    turns = body.get("messages")
+    if not isinstance(turns, list) or not turns:
+        raise InvalidRequest("messages: must be a non-empty array", param="messages")
+    for index, turn in enumerate(turns):
+        messages.extend(_chat_turns(turn, f"messages.{index}"))
+    request: JSONObject = {"model": model, "messages": messages, "max_tokens": max_tokens}
+    for name in ("temperature", "top_p"):
+        if body.get(name) is not None:
+            request[name] = body[name]
+    stop = body.get("stop_sequences")
+    if stop is not None:
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise InvalidRequest(
+                "stop_sequences: must be an array of strings", param="stop_sequences"
             )
-    reply: JSONObject = {
-        "role": "assistant",
-        "content": "".join(texts) if texts or not calls else None,
-    }
-    if calls:
-        reply["tool_calls"] = calls
-    return {
-        "id": f"chatcmpl-{message.get('id', '')}",
-        "object": "chat.completion",
-        "created": created,
-        "model": message.get("model"),
-        "choices": [
-            {
-                "index": 0,
-                "message": reply,
-                "finish_reason": "stop"
-                if answer_tool and not calls
-                else finish_reason(message.get("stop_reason")),
-            }
-        ],
-        "usage": openai_usage(message.get("usage")),
-    }
+        if stop:
+            request["stop"] = stop
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        request["user"] = metadata["user_id"]
+    if isinstance(body.get("propylon"), dict):
+        request["propylon"] = body["propylon"]
+    request.update(_chat_tools(body))
+    return request
 
 
-def finish_reason(stop_reason: object) -> str:
-    """OpenAI's ``finish_reason`` for Anthropic's ``stop_reason``."""
-    return _FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+def _system_messages(system: object) -> list[JSONObject]:
+    if system is None or system == "":
+        return []
+    if isinstance(system, str):
+        return [{"role": "system", "content": system}]
+    if isinstance(system, list):
+        texts = [block.get("text") for block in system if isinstance(block, dict)]
+        if len(texts) == len(system) and all(isinstance(text, str) for text in texts):
+            return [{"role": "system", "content": "\n\n".join(str(text) for text in texts)}]
+    raise InvalidRequest("system: must be a string or an array of text blocks", param="system")
 
 
-def openai_usage(usage: object) -> JSONObject:
-    """OpenAI's usage, where prompt tokens include those read from and written to the cache."""
-    counts = usage if isinstance(usage, dict) else {}
+def _chat_turns(turn: object, where: str) -> list[JSONObject]:
+    """The chat messages of one Anthropic turn: tool results become ``tool`` messages."""
+    if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant"):
+        raise InvalidRequest(f"{where}: must be a user or assistant message", param=where)
+    role, content = turn["role"], turn.get("content")
+    if isinstance(content, str):
+        return [{"role": role, "content": content}]
+    if not isinstance(content, list):
+        raise InvalidRequest(
+            f"{where}.content: must be a string or an array of blocks", param=f"{where}.content"
+        )
+    parts: list[JSONObject] = []
+    calls: list[JSONObject] = []
+    results: list[JSONObject] = []
+    for index, block in enumerate(content):
+        block_where = f"{where}.content.{index}"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if not isinstance(block, dict):
+            raise InvalidRequest(f"{block_where}: must be a content block", param=block_where)
+        if kind == "text" and isinstance(block.get("text"), str):
+            parts.append({"type": "text", "text": block["text"]})
+        elif kind == "image" and role == "user":
+            parts.append(
+                {"type": "image_url", "image_url": {"url": _image_url(block, block_where)}}
+            )
+        elif kind == "tool_use" and role == "assistant":
+            calls.append(_chat_call(block, block_where))
+        elif kind == "tool_result" and role == "user":
+            results.append(_chat_result(block, block_where))
+        elif kind in ("thinking", "redacted_thinking"):
+            continue  # the model's own reasoning; no chat equivalent to send back
+        else:
+            raise InvalidRequest(
+                f"{block_where}: a {kind!r} block is not supported in a {role} message",
+                param=block_where,
+            )
+    out: list[JSONObject] = [*results]
+    if role == "assistant":
+        text = "".join(part["text"] for part in parts)
+        if text or calls:
+            message: JSONObject = {"role": "assistant", "content": text or None}
+            if calls:
+                message["tool_calls"] = calls
+            out.append(message)
+    elif parts:
+        only_text = all(part["type"] == "text" for part in parts)
+        joined = "".join(part["text"] for part in parts) if only_text else parts
+        out.append({"role": "user", "content": joined})
+    return out
 
-    def count(key: str) -> int:
-        value = counts.get(key)
-        return value if isinstance(value, int) else 0
 
-    cached = count("cache_read_input_tokens")
-    prompt = count("input_tokens") + cached + count("cache_creation_input_tokens")
-    completion = count("output_tokens")
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    }
+def _image_url(block: JSONObject, where: str) -> str:
+    source = block.get("source")
+    if isinstance(source, dict):
+        if source.get("type") == "url" and isinstance(source.get("url"), str):
+            return str(source["url"])
+        media, data = source.get("media_type"), source.get("data")
+        if source.get("type") == "base64" and isinstance(media, str) and isinstance(data, str):
+            return f"data:{media};base64,{data}"
+    raise InvalidRequest(f"{where}.source: must be a base64 or url image source", param=where)
+
+
+def _chat_call(block: JSONObject, where: str) -> JSONObject:
+    call_id, name = block.get("id"), block.get("name")
+    if not isinstance(call_id, str) or not isinstance(name, str):
+        raise InvalidRequest(f"{where}: a tool_use block needs an id and a name", param=where)
+    arguments = orjson.dumps(block.get("input") or {}).decode()
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _chat_result(block: JSONObject, where: str) -> JSONObject:
+    call_id = block.get("tool_use_id")
+    if not isinstance(call_id, str):
+        raise InvalidRequest(f"{where}.tool_use_id: Field required", param=f"{where}.tool_use_id")
+    content = block.get("content")
+    if content is None:
+        text = ""
+    elif isinstance(content, str):
+        text = content
+    elif isinstance(content, list) and all(
+        isinstance(part, dict) and isinstance(part.get("text"), str) for part in content
+    ):
+        text = "\n".join(part["text"] for part in content)
+    else:
+        raise InvalidRequest(
+            f"{where}.content: tool results may hold text only here", param=f"{where}.content"
+        )
+    if block.get("is_error") is True:
+        text = f"Error: {text}"
+    return {"role": "tool", "tool_call_id": call_id, "content": text}
+
+
+def _chat_tools(body: JSONObject) -> JSONObject:
+    tools = body.get("tools")
+    out: JSONObject = {}
+    if tools:
+        if not isinstance(tools, list):
+            raise InvalidRequest("tools: must be an array", param="tools")
+        out["tools"] = [_chat_tool(tool, f"tools.{index}") for index, tool in enumerate(tools)]
+    choice = body.get("tool_choice")
+    if choice is None:
+        return out
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if not isinstance(choice, dict) or kind not in ("auto", "any", "tool", "none"):
+        raise InvalidRequest("tool_choice: must be auto, any, tool or none", param="tool_choice")
+    if kind == "tool":
+        if not isinstance(choice.get("name"), str):
+            raise InvalidRequest("tool_choice.name: Field required", param="tool_choice")
+        out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    else:
+        out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[str(kind)]
+    if choice.get("disable_parallel_tool_use") is True and kind != "none":
+        out["parallel_tool_calls"] = False
+    return out
+
+
+def _chat_tool(tool: object, where: str) -> JSONObject:
+    if not isinstance(tool, dict) or tool.get("type", "custom") != "custom":
+        raise InvalidRequest(f"{where}: only custom (function) tools are supported", param=where)
+    name, schema = tool.get("name"), tool.get("input_schema")
+    if not isinstance(name, str) or not name or not isinstance(schema, dict):
+        raise InvalidRequest(f"{where}: a tool needs a name and an input_schema", param=where)
+    function: JSONObject = {"name": name, "parameters": schema}
+    if isinstance(tool.get("description"), str):
+        function["description"] = tool["description"]
+    return {"type": "function", "function": function}

@@ -1,0 +1,72 @@
+"""Anthropic's Messages API (``POST /v1/messages``), answered by the chat request path.
+
+A Messages body is translated to a chat request by the one two-way translation module
+(``gateway.providers.anthropic_translation``), sent through the same layers as
+``/v1/chat/completions`` (keys and scopes, limits, cache, guard, request log, routing,
+retries, fallback), and the answer told back as Anthropic's ``message`` or event stream.
+Behind it, an Anthropic deployment is spoken to in its own API again by its provider; any
+OpenAI-compatible deployment serves it as well.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncGenerator, Callable
+
+from propylon.errors import PermissionDenied
+from propylon.gateway.call import CallInfo
+from propylon.gateway.protocol import ChatService, JSONObject
+from propylon.gateway.providers.anthropic_translation import (
+    MessageEvents,
+    anthropic_message,
+    chat_request,
+)
+from propylon.tokens import TokenCounter
+
+ResolveModel = Callable[[str], str]
+"""A requested model name -> the public name it resolves to (raises ``ModelNotFound``)."""
+
+
+def _message_id() -> str:
+    return f"msg_{secrets.token_hex(12)}"
+
+
+class MessagesService:
+    """Create messages, streamed or not, and count a request's input tokens."""
+
+    def __init__(self, chat: ChatService, counter: TokenCounter, resolve: ResolveModel) -> None:
+        self._chat = chat
+        self._counter = counter
+        self._resolve = resolve
+
+    async def create(self, body: JSONObject, call: CallInfo) -> JSONObject:
+        request = chat_request(body)
+        completion = await self._chat.complete(request, call)
+        message = anthropic_message(completion, message_id=_message_id(), model=request["model"])
+        if isinstance(completion.get("propylon"), dict):
+            message["propylon"] = completion["propylon"]  # e.g. a RAG answer's citations
+        return message
+
+    async def stream(self, body: JSONObject, call: CallInfo) -> AsyncGenerator[JSONObject, None]:
+        """The events of a streamed message. Failures before the first chunk are raised here
+        (nothing has been sent yet); later ones end the stream with an ``error`` event."""
+        request = chat_request(body)
+        request["stream"] = True
+        request["stream_options"] = {"include_usage": True}
+        stream = await self._chat.stream(request, call)
+        return MessageEvents(_message_id(), request["model"]).events(stream)
+
+    async def count_tokens(self, body: JSONObject, call: CallInfo) -> JSONObject:
+        """``{"input_tokens": n}``, counted offline with the tokenizer the limits use (for
+        Claude models an estimate: Anthropic's tokenizer is not public)."""
+        request = chat_request({"max_tokens": 1, **body})
+        model = self._resolve(request["model"])
+        principal = call.principal
+        if principal is not None and not principal.can_use_model(model):
+            raise PermissionDenied(
+                f"This API key may not use the model `{model}`.",
+                param="model",
+                code="model_not_allowed",
+            )
+        tokens = self._counter.count_messages(request["messages"], model, request.get("tools"))
+        return {"input_tokens": tokens}
