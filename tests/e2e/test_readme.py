@@ -1,7 +1,7 @@
 """The README is a test: its shell and Python examples run, in order, against a fresh server.
 
-The examples run in a scratch copy of the checkout (``config/``, ``docs/``, and this
-checkout's ``.venv``), as a newcomer runs them in theirs. Three things stand in for what a
+The examples run in a scratch copy of the checkout (``config/``, ``docs/``, and the
+running venv), as a newcomer runs them in theirs. Three things stand in for what a
 newcomer does by hand: ``make run [CONFIG=…]`` (re)starts ``propylon serve`` with that
 configuration (``make test`` is this suite, so it is not run again); a command ending in ``&``
 runs in the background until the test ends; and the README's ports (8000 for Propylon, 9100
@@ -17,6 +17,7 @@ import os
 import re
 import shlex
 import shutil
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -225,7 +226,8 @@ async def wait_port(port: int, timeout: float = 30.0) -> None:
 def scratch_checkout(home: Path) -> None:
     for folder in ("config", "docs"):
         shutil.copytree(CHECKOUT / folder, home / folder)
-    (home / ".venv").symlink_to(CHECKOUT / ".venv")
+    # The venv running this suite (``.venv``, or ``.venv-latest`` under ``make test-latest``).
+    (home / ".venv").symlink_to(Path(sys.prefix))
 
 
 def test_readme_examples_are_extracted_in_order_with_here_documents_whole() -> None:
