@@ -4,7 +4,6 @@ the URL), an upload ingested by the in-process worker, a run, the admin API and 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import yaml
 
 from propylon.testing import Behaviour, FakeUpstream
 from tests.support.processes import free_port, propylon_process, wait_http
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -59,14 +59,6 @@ async def call(
         statuses = (expect,) if isinstance(expect, int) else expect
         assert resp.status in statuses, await resp.text()
         return await resp.json(content_type=None)
-
-
-async def until(check: Any, timeout: float = 60.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while (result := await check()) is None:
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.1)
-    return result
 
 
 async def test_a_full_run_leaves_no_key_or_upstream_secret_in_logs_or_request_log(
@@ -173,7 +165,7 @@ async def test_a_full_run_leaves_no_key_or_upstream_secret_in_logs_or_request_lo
             rows = await call(http, "GET", f"{url}/v1/logs?limit=100", key)
             return rows if len(rows["data"]) >= 5 else None
 
-        await until(logged)
+        await eventually(logged, "the request log rows of the run")
 
     secrets = [*keys, ADMIN, PROVIDER_KEY]
     lines = log.read_text().splitlines()

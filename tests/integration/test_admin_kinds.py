@@ -3,7 +3,6 @@ feature) only its own. Prompts and answers in /v1/logs need `logs:read`."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from propylon.db.database import Database
@@ -17,6 +16,7 @@ from tests.integration.test_access_control import (
 )
 from tests.integration.test_access_control import server as server  # the fixture
 from tests.support.servers import AppServer
+from tests.support.waiting import eventually
 
 
 async def key_id(server: AppServer, key: str) -> str:
@@ -82,13 +82,13 @@ async def test_logs_show_prompts_and_answers_only_with_logs_read(server: AppServ
     assert (await chat(server, plain)).status == 200
 
     async def rows(key: str) -> list[dict[str, Any]]:
-        for _ in range(200):  # the request log is written in the background
-            reply = await request(server, "GET", "/v1/logs", key=key)
-            if reply.body["data"]:
-                data: list[dict[str, Any]] = reply.body["data"]
-                return data
-            await asyncio.sleep(0.05)
-        raise AssertionError("no row logged")
+        async def logged() -> list[dict[str, Any]] | None:  # written in the background
+            data: list[dict[str, Any]] = (await request(server, "GET", "/v1/logs", key=key)).body[
+                "data"
+            ]
+            return data or None
+
+        return await eventually(logged, "a request log row")
 
     [withheld] = await rows(plain)
     assert withheld["prompt"] is None and withheld["response"] is None

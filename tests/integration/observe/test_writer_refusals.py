@@ -4,7 +4,6 @@ and a row the database refuses for its data is dropped alone while the writer go
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import aiohttp
@@ -15,6 +14,7 @@ from propylon.observe.request_log import RequestLog
 from propylon.testing import FakeUpstream
 from tests.integration.observe.support import ADMIN, call, chat, record, serve
 from tests.support.servers import AppServer
+from tests.support.waiting import eventually
 
 
 async def count_rows(database: Database, where: str = "true") -> int:
@@ -24,12 +24,14 @@ async def count_rows(database: Database, where: str = "true") -> int:
     return int(row["n"]) if row else 0
 
 
-async def wait_for_rows(database: Database, expected: int, timeout: float = 60.0) -> int:
-    """Rows in the request log once there are ``expected`` (or the timeout passes)."""
-    deadline = time.monotonic() + timeout
-    while (found := await count_rows(database)) < expected and time.monotonic() < deadline:  # noqa: ASYNC110 - polling the table
-        await asyncio.sleep(0.05)
-    return found
+async def wait_for_rows(database: Database, expected: int) -> int:
+    """Rows in the request log, once there are at least ``expected``."""
+
+    async def enough() -> int | None:
+        found = await count_rows(database)
+        return found if found >= expected else None
+
+    return await eventually(enough, f"{expected} request log rows")
 
 
 async def chat_many(server: AppServer, count: int, concurrency: int = 16) -> list[int]:

@@ -7,7 +7,6 @@ event loop never stops for either."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support import documents
+from tests.support import documents, waiting
 from tests.support.job_rig import FAST
 from tests.support.servers import AppServer, serve_app
 
@@ -57,13 +56,12 @@ async def upload(http: aiohttp.ClientSession, content: bytes, filename: str) -> 
 
 
 async def finished(http: aiohttp.ClientSession, document_id: str) -> dict[str, Any]:
-    async with asyncio.timeout(120):
-        while True:
-            async with http.get(f"collections/docs/documents/{document_id}") as response:
-                document: dict[str, Any] = await response.json()
-            if document["status"] in ("ready", "failed"):
-                return document
-            await asyncio.sleep(0.05)
+    async def fetch() -> dict[str, Any]:
+        async with http.get(f"collections/docs/documents/{document_id}") as response:
+            document: dict[str, Any] = await response.json()
+            return {**document, "state": document["status"]}
+
+    return await waiting.finished(fetch, f"document {document_id}", frozenset({"ready", "failed"}))
 
 
 async def test_hostile_files_fail_their_jobs_while_a_normal_document_gets_ready(

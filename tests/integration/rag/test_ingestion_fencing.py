@@ -23,6 +23,7 @@ from propylon.rag.store import CollectionStore
 from tests.integration.rag.conftest import TENANT, count_words
 from tests.support.ingestion import HashEmbeddings
 from tests.support.job_rig import JobRig, job_rig
+from tests.support.waiting import eventually
 
 TEXT = b"# Notes\n\nThe fence keeps stale attempts out.\n"
 
@@ -68,11 +69,11 @@ class Rig:
         state: str = row["state"]
         return state
 
-    async def until_status(self, document_id: str, status: str, timeout: float = 30.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while (await self.document(document_id))["status"] != status:
-            assert asyncio.get_running_loop().time() < deadline, f"never {status}"
-            await asyncio.sleep(0.05)
+    async def until_status(self, document_id: str, status: str) -> None:
+        async def reached() -> bool | None:
+            return True if (await self.document(document_id))["status"] == status else None
+
+        await eventually(reached, f"document {document_id} {status}")
 
 
 @pytest.fixture
