@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -75,6 +75,23 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def stop_tasks(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling again each second.
+
+    One cancel is not enough on Python 3.11: ``asyncio.wait_for`` (psycopg_pool waits for a
+    connection with it) swallows a cancel that arrives as its wait completes, and a loop task
+    then runs on while its stopper waits forever. Errors of the tasks are not raised here.
+    """
+    live = [task for task in tasks if task is not None]
+    while pending := [task for task in live if not task.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=1.0)
+    for task in live:
+        if not task.cancelled():
+            task.exception()  # retrieved: a loop's own failure was logged where it happened
 
 
 def backoff_delay(failures: int, base_s: float, cap_s: float) -> float:
@@ -159,13 +176,7 @@ class WriterLoop:
         """Stop the task, then run ``drain`` for at most ``timeout`` seconds. A drain that
         fails or runs out of time is logged with what is ``lost``, never raised."""
         task, self._task = self._task, None
-        if task is not None:
-            # Cancelled again until it ends: a cancel can still be swallowed by code the flush
-            # awaits (``asyncio.wait_for`` in a library, on Python 3.11), and a writer that
-            # waits for ``wake`` alone would then wait forever.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait([task], timeout=1.0)
+        await stop_tasks(task)
         try:
             await asyncio.wait_for(drain(), timeout)
         except Exception as exc:

@@ -15,6 +15,7 @@ from propylon.background import (
     WriterLoop,
     backoff_delay,
     refused_for_its_data,
+    stop_tasks,
     write_isolating_refused,
 )
 
@@ -175,3 +176,25 @@ async def test_a_stop_ends_a_writer_whose_flush_swallowed_the_first_cancel() -> 
     async with asyncio.timeout(10):
         await loop.stop(lambda: asyncio.sleep(0), timeout=5, lost=lambda: 0)
     assert not loop.running
+
+
+async def test_stop_tasks_ends_a_loop_that_swallows_a_cancel() -> None:
+    """A heartbeat-style loop whose wait swallowed one cancel (as psycopg_pool's
+    ``wait_for`` can) is cancelled again until it ends."""
+    swallowed = 0
+
+    async def loop() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed += 1
+
+    task = asyncio.create_task(loop())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(10):
+        await stop_tasks(task, None)
+    assert task.cancelled() and swallowed == 1

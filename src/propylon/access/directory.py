@@ -25,7 +25,6 @@ snapshot was complete up to the outage, so a key it lacks cannot have been usabl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -34,6 +33,7 @@ from psycopg.conninfo import make_conninfo
 
 from propylon.access.keys import KeyRecord, has_valid_check, hash_key, looks_like_key
 from propylon.access.store import CHANNEL, AccessStore
+from propylon.background import stop_tasks
 from propylon.errors import AuthenticationFailed, PermissionDenied
 from propylon.principal import Principal
 
@@ -84,11 +84,7 @@ class KeyDirectory:
         self._reloader = asyncio.create_task(self._reload_every(), name="propylon-key-reloader")
 
     async def close(self) -> None:
-        for task in (self._reloader, self._listener):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await stop_tasks(self._reloader, self._listener)
 
     def __len__(self) -> int:
         return len(self._by_id)

@@ -12,7 +12,6 @@ connection, receives ``GAP`` instead of the events it missed and re-reads the jo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -20,6 +19,8 @@ from typing import Any, Final
 
 import orjson
 from psycopg import AsyncConnection
+
+from propylon.background import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +91,8 @@ class ProgressHub:
         await asyncio.wait_for(self._ready.wait(), timeout)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_tasks(self._task)
+        self._task = None
 
     @contextmanager
     def subscribe(self, topic: str) -> Iterator[Subscription]:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from psycopg.types.json import Jsonb
 
-from propylon.background import wait_event
+from propylon.background import stop_tasks, wait_event
 from propylon.db.database import Database
 from propylon.errors import PropylonError
 from propylon.jobs import store
@@ -93,9 +93,7 @@ class Worker:
                 await self._claim_loop(stop)
                 await self._drain()
             finally:
-                for task in helpers:
-                    task.cancel()
-                await asyncio.gather(*helpers, return_exceptions=True)
+                await stop_tasks(*helpers)
                 log.info("worker stopped", extra={"worker": self.id})
 
     async def _wake_on(self, stop: asyncio.Event) -> None:
