@@ -281,6 +281,7 @@ def job_handlers(services: Services) -> dict[str, Handler]:
             services.search,
             services.detector,
             key_revoked=key_revoked(services),
+            http_get_hosts=services.settings.agents.hosts_for,
         ),
     }
 

@@ -15,6 +15,7 @@ and the gateway's retry policy reads ``retryable`` instead of matching classes.
     ├── PermissionDenied               403 permission_denied
     ├── NotFound                       404 not_found
     │   └── ModelNotFound              404 model_not_found
+    ├── Conflict                       409 conflict             (not in a state that allows it)
     ├── RateLimited                    429 rate_limit_exceeded   (Retry-After)
     ├── QuotaExceeded                  429 insufficient_quota
     ├── JobFailed                      500 job_failed            (a job handler gave up)
@@ -120,6 +121,15 @@ class NotFound(PropylonError):
 
 class ModelNotFound(NotFound):
     default_code = "model_not_found"
+
+
+class Conflict(PropylonError):
+    """The resource is not in a state that allows the request (e.g. approving a run that
+    waits for nothing)."""
+
+    status = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
 
 
 class RateLimited(PropylonError):

@@ -3,6 +3,7 @@
 The features of a key, and what each opens (docs/operations.md, "Security model"):
 
 * ``chat``, ``embeddings``, ``rag``: the model routes, and collections, search and runs;
+* ``tools:network``: tools that reach beyond Propylon (``http_get``) for agent runs;
 * ``logs:read``: prompts and answers in ``/v1/logs`` (without it, rows come without content);
 * ``admin``: the admin API for the key's own tenant (its keys, their usage, its cache);
 * ``operator``: the admin API for every tenant, and every tenant's logs and stats. The
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FEATURES = frozenset({"chat", "embeddings", "rag", "logs:read", "admin", "operator"})
+FEATURES = frozenset(
+    {"chat", "embeddings", "rag", "tools:network", "logs:read", "admin", "operator"}
+)
 TENANT_FEATURES = FEATURES - {"operator"}  # what a tenant admin may grant
 
 

@@ -293,6 +293,23 @@ class JobsSettings(BaseModel):
         return self
 
 
+class AgentSettings(BaseModel):
+    """Agent runs (`POST /v1/runs` with `"type": "agent"`): what their tools may reach."""
+
+    model_config = {"extra": "forbid"}
+
+    http_get_hosts: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Hosts (`host` or `host:port`) the `http_get` tool may fetch from, by "
+        "tenant name; the entry `*` applies to every tenant. Empty: `http_get` reaches nothing.",
+    )
+
+    def hosts_for(self, tenant_name: str) -> frozenset[str]:
+        return frozenset(self.http_get_hosts.get(tenant_name, [])) | frozenset(
+            self.http_get_hosts.get("*", [])
+        )
+
+
 class ModelPrice(BaseModel):
     """What one model costs, in USD per million tokens."""
 
@@ -723,6 +740,10 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(
         default_factory=RetrievalSettings,
         description="Context engine: hybrid search, answers with citations, conversations.",
+    )
+    agents: AgentSettings = Field(
+        default_factory=AgentSettings,
+        description="Agent runs: the hosts their `http_get` tool may reach (see below).",
     )
 
     @field_validator("data_dir")

@@ -19,7 +19,7 @@ router = APIRouter(tags=["runs"])
 
 @router.post("/v1/runs", openapi_extra=JSON_OBJECT_BODY)
 async def create_run(request: Request) -> Response:
-    """Accept a chat request, a RAG answer or a chain of steps; 202 with the run id."""
+    """Accept a chat request, a RAG answer, a chain of steps or an agent; 202 with the run id."""
     principal = await authenticate(request)
     svc = services(request)
     body = await read_json_object(request, svc.settings.max_body_bytes)
@@ -46,6 +46,31 @@ async def cancel_run(run_id: str, request: Request) -> Response:
     """Stop the run, in the middle of a generation if need be."""
     principal = await authenticate(request)
     return json_response(await services(request).runs.cancel(principal.tenant_id, run_id))
+
+
+@router.post("/v1/runs/{run_id}/approve", openapi_extra=JSON_OBJECT_BODY)
+async def approve_run(run_id: str, request: Request) -> Response:
+    """Let the tool call an agent run waits on go ahead (optional body `{"note": "…"}`)."""
+    return await _decide(request, run_id, approve=True)
+
+
+@router.post("/v1/runs/{run_id}/deny", openapi_extra=JSON_OBJECT_BODY)
+async def deny_run(run_id: str, request: Request) -> Response:
+    """Refuse the tool call an agent run waits on; the model is told, and answers without it."""
+    return await _decide(request, run_id, approve=False)
+
+
+async def _decide(request: Request, run_id: str, *, approve: bool) -> Response:
+    principal = await authenticate(request)
+    svc = services(request)
+    body: dict[str, object] = {}
+    if request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers:
+        body = await read_json_object(request, svc.settings.max_body_bytes)
+    note = body.get("note")
+    if note is not None and not isinstance(note, str):
+        raise InvalidRequest("`note` must be a string.", param="note")
+    run = await svc.runs.decide(principal.tenant_id, run_id, approve=approve, note=note)
+    return json_response(run)
 
 
 @router.websocket("/v1/runs/{run_id}/events")

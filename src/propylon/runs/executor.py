@@ -19,9 +19,11 @@ from propylon.gateway.protocol import ChatService
 from propylon.jobs.handler import JobContext
 from propylon.principal import Principal
 from propylon.rag.search import SearchService
+from propylon.runs.agent import AgentLoop, AgentStopped
 from propylon.runs.events import RunEventLog
 from propylon.runs.spec import render
 from propylon.runs.steps import STEPS, Detector, StepContext
+from propylon.runs.tools import ToolContext
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_RETRIES = 1
@@ -55,12 +57,14 @@ class RunExecutor:
         search: SearchService | None = None,
         detector: Detector | None = None,
         key_revoked: KeyRevoked | None = None,
+        http_get_hosts: Callable[[str], frozenset[str]] | None = None,
     ) -> None:
         self._database = database
         self._chat = chat
         self._search = search
         self._detector = detector
         self._key_revoked = key_revoked
+        self._http_get_hosts = http_get_hosts or (lambda tenant: frozenset())
 
     async def __call__(self, job: JobContext) -> dict[str, Any]:
         run_id = str(job.payload["run_id"])
@@ -84,6 +88,8 @@ class RunExecutor:
             detector=self._detector,
             log=log,
         )
+        if run["kind"] == "agent":
+            return await self._agent(job, ctx, run)
         steps: dict[str, dict[str, Any]] = {}
         await self._save(run_id, "running", steps, "")
         await log.append("run_started", {"attempt": job.attempt})
@@ -104,6 +110,39 @@ class RunExecutor:
             raise JobFailed(exc.message) from exc
         last = run["spec"]["steps"][-1]["name"]
         result = {"output": ctx.outputs[last], "steps": ctx.outputs}
+        await self._finish(run_id, log, "succeeded", steps, result, None)
+        return {"run_id": run_id}
+
+    async def _agent(
+        self, job: JobContext, ctx: StepContext, run: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One attempt at an agent run: resumes from the steps a previous attempt recorded."""
+        run_id, log, spec = ctx.run_id, ctx.log, run["spec"]["agent"]
+        steps: list[dict[str, Any]] = run["steps"] if isinstance(run["steps"], list) else []
+        hosts = self._http_get_hosts(ctx.principal.tenant_name)
+        tools = ToolContext(ctx.principal, self._chat, self._search, hosts, run_id)
+
+        async def save(state: str) -> None:
+            await self._save(run_id, state, steps, None)
+
+        loop = AgentLoop(ctx, tools, spec, steps, save, job)
+        await save("running")
+        await log.append("run_started", {"attempt": job.attempt, "resumed_at_step": len(steps)})
+        try:
+            result = await loop.run()
+        except asyncio.CancelledError:
+            await asyncio.shield(self._finish(run_id, log, "cancelled", steps, None, None))
+            raise
+        except AgentStopped as stop:
+            await self._finish(
+                run_id, log, "failed", steps, {"stop_reason": stop.reason}, stop.message
+            )
+            raise JobFailed(stop.message) from stop
+        except PropylonError as exc:
+            await self._finish(run_id, log, "failed", steps, None, exc.message)
+            raise JobFailed(exc.message) from exc
+        if result is None:  # parked until a person approves or denies a tool call
+            return {"run_id": run_id, "state": "waiting_for_approval"}
         await self._finish(run_id, log, "succeeded", steps, result, None)
         return {"run_id": run_id}
 
@@ -148,7 +187,7 @@ class RunExecutor:
         self,
         run_id: str,
         state: str,
-        steps: dict[str, Any],
+        steps: dict[str, Any] | list[dict[str, Any]],
         output: str | None,
         result: dict[str, Any] | None = None,
         error: str | None = None,
@@ -171,14 +210,17 @@ class RunExecutor:
         run_id: str,
         log: RunEventLog,
         state: str,
-        steps: dict[str, Any],
+        steps: dict[str, Any] | list[dict[str, Any]],
         result: dict[str, Any] | None,
         error: str | None,
     ) -> None:
-        for step in steps.values():
+        for step in steps.values() if isinstance(steps, dict) else steps:
             if step["state"] == "running":  # the step in flight ends with its run
                 step["state"] = state
         # The terminal event is written before the terminal state: a follower that sees the
         # state ended reads the log once more and so can never miss the last event.
-        await log.append(f"run_{state}", {"error": error} if error else {"result": result})
+        data: dict[str, Any] = {"result": result}
+        if error:
+            data = {"error": error, **({"result": result} if result else {})}
+        await log.append(f"run_{state}", data)
         await self._save(run_id, state, steps, None, result, error)

@@ -63,3 +63,15 @@ WHERE r.tenant_id = %(tenant_id)s AND r.principal->>'key_id' = %(key_id)s
 -- name: mark_cancelled
 UPDATE runs SET state = 'cancelled', error = %(error)s, updated_at = now(), finished_at = now()
 WHERE id = ANY(%(ids)s) AND state = 'queued';
+
+-- name: lock_run
+SELECT * FROM runs WHERE id = %(run_id)s AND tenant_id = %(tenant_id)s FOR UPDATE;
+
+-- name: resume_run
+-- A decided approval: the run goes back to the queue with its steps and its next job.
+UPDATE runs SET state = 'queued', steps = %(steps)s, job_id = %(job_id)s, updated_at = now()
+WHERE id = %(run_id)s;
+
+-- name: cancel_waiting_run
+UPDATE runs SET state = 'cancelled', error = %(error)s, updated_at = now(), finished_at = now()
+WHERE id = %(run_id)s AND state = 'waiting_for_approval';

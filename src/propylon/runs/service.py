@@ -12,12 +12,15 @@ from psycopg.types.json import Jsonb
 
 from propylon.db.database import Database
 from propylon.db.named_queries import named_queries
-from propylon.errors import NotFound
+from propylon.errors import Conflict, NotFound, PermissionDenied
 from propylon.jobs.progress import ProgressHub
 from propylon.jobs.queue import JobQueue
 from propylon.principal import Principal
 from propylon.runs import events
+from propylon.runs.agent_spec import normalise_agent
+from propylon.runs.events import RunEventLog
 from propylon.runs.spec import normalise
+from propylon.runs.tools import check_tools
 
 JOB_KIND = "run"
 
@@ -92,6 +95,14 @@ class RunService:
         """Validate, store and enqueue; the run is visible to workers when this commits. A
         step naming a collection the tenant does not have is a 404 now, not a failed run."""
         kind, steps = normalise(body)
+        spec: dict[str, Any] = {"steps": steps}
+        if kind == "agent":
+            spec["agent"] = agent = normalise_agent(body)
+            if not principal.can_use_model(agent["model"]):
+                raise PermissionDenied(
+                    f"This key may not use the model `{agent['model']}`.", param="model"
+                )
+            check_tools(principal, agent["tools"])
         await self._check_collections(principal.tenant_id, kind, steps)
         async with self._database.connection() as conn:
             cur = await conn.execute(
@@ -99,7 +110,7 @@ class RunService:
                 {
                     "tenant_id": principal.tenant_id,
                     "kind": kind,
-                    "spec": Jsonb({"steps": steps}),
+                    "spec": Jsonb(spec),
                     "principal": Jsonb(_principal_json(principal)),
                 },
             )
@@ -139,8 +150,58 @@ class RunService:
             cur = await conn.execute(_q("list_runs"), {"tenant_id": tenant_id, "limit": limit})
             return [_view(row) for row in await cur.fetchall()]
 
+    async def decide(
+        self, tenant_id: str, run_id: str, *, approve: bool, note: str | None = None
+    ) -> dict[str, Any]:
+        """Approve or deny the tool call an agent run waits on; the run is queued again (a
+        denied call is reported to the model, which then answers without it). 409 when the
+        run waits for nothing."""
+        await self._row(tenant_id, run_id)
+        async with self._database.connection() as conn, conn.transaction():
+            cur = await conn.execute(_q("lock_run"), {"run_id": run_id, "tenant_id": tenant_id})
+            row = await cur.fetchone()
+            assert row is not None
+            steps = row["steps"] if isinstance(row["steps"], list) else []
+            waiting = [s for s in steps if s.get("state") == "waiting_for_approval"]
+            if row["state"] != "waiting_for_approval" or not waiting:
+                raise Conflict(
+                    f"Run `{run_id}` is {row['state']}: it waits for no approval.",
+                    param="run_id",
+                    code="run_not_waiting_for_approval",
+                )
+            step = waiting[0]
+            step["state"] = "approved" if approve else "denied"
+            if note:
+                step["note"] = note[:1000]
+            job_id = await self._jobs.enqueue(
+                tenant_id=tenant_id,
+                kind=JOB_KIND,
+                payload={"run_id": run_id},
+                max_attempts=self._max_attempts,
+                conn=conn,
+            )
+            await conn.execute(
+                _q("resume_run"), {"run_id": run_id, "steps": Jsonb(steps), "job_id": job_id}
+            )
+        decision = {"step": steps.index(step), "tool": step.get("name"), "note": note}
+        await RunEventLog(self._database, run_id).append(
+            "approval_granted" if approve else "approval_denied", decision
+        )
+        return await self.get(tenant_id, run_id)
+
     async def cancel(self, tenant_id: str, run_id: str) -> dict[str, Any]:
         row = await self._row(tenant_id, run_id)
+        if row["state"] == "waiting_for_approval":  # no job runs it: end it here
+            async with self._database.connection() as conn:
+                cur = await conn.execute(
+                    _q("cancel_waiting_run"),
+                    {"run_id": run_id, "error": "Cancelled while waiting for an approval."},
+                )
+            if cur.rowcount:
+                await RunEventLog(self._database, run_id).append(
+                    "run_cancelled", {"error": "Cancelled while waiting for an approval."}
+                )
+            return await self.get(tenant_id, run_id)
         if row["job_id"] is not None:
             await self._jobs.cancel(tenant_id, str(row["job_id"]))
         for _ in range(40):  # the worker records the cancellation within moments

@@ -3,6 +3,7 @@
     {"type": "chat",   "request": {chat completion body}}
     {"type": "answer", "collection": "docs", "question": "…"}
     {"type": "chain",  "steps": [{"name": "retrieve", "kind": "search", …}, …]}
+    {"type": "agent",  "model": "…", "input": "…", "tools": […]}   (``agent_spec``)
 
 Every step may carry `timeout_s` (default 120) and `retries` (default 1). String fields of a
 step may refer to earlier steps' outputs as `{{steps.NAME.FIELD}}`.
@@ -45,6 +46,8 @@ def normalise(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                 "question": body.get("question"),
             }
         ]
+    elif kind == "agent":
+        return kind, []
     elif kind == "chain":
         steps = body.get("steps")
         if not isinstance(steps, list) or not steps:
@@ -52,7 +55,7 @@ def normalise(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         if len(steps) > MAX_STEPS:
             raise InvalidRequest(f"A chain has at most {MAX_STEPS} steps.", param="steps")
     else:
-        raise InvalidRequest("`type` must be `chat`, `answer` or `chain`.", param="type")
+        raise InvalidRequest("`type` must be `chat`, `answer`, `chain` or `agent`.", param="type")
     seen: set[str] = set()
     for index, step in enumerate(steps):
         _check_step(index, step, seen)

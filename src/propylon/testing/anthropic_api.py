@@ -22,6 +22,7 @@ from propylon.testing.completion import (
     compose_text,
     compose_tool_call,
     count_tokens,
+    scripted,
     text_of,
 )
 from propylon.testing.event_stream import EventStream
@@ -50,6 +51,7 @@ async def messages(exchange: Exchange) -> web.StreamResponse:
     if system is not None and not isinstance(system, str | list):
         raise invalid_request("system: Input should be a string or a list of text blocks")
     completion = _answer(body, turns, max_tokens, exchange)
+    await exchange.pause(completion.delay_s)
     input_tokens = count_tokens(text_of(system), *(text_of(t.get("content")) for t in turns))
     reply = _Reply(model, input_tokens)
     if body.get("stream") is not True:
@@ -156,6 +158,14 @@ def _answer(
     forced = _forced_tool(body)
     if forced is not None:
         return compose_tool_call(forced[0], forced[1], prompt)
+    names = {
+        tool["name"]
+        for tool in body.get("tools") or []
+        if isinstance(tool, dict) and isinstance(tool.get("name"), str)
+    }
+    script = scripted(turns, exchange.behaviour, names)
+    if script is not None:
+        return script
     stop = body_fields.string_list(body, "stop_sequences")
     return compose_text(prompt, exchange.behaviour.completion_tokens, max_tokens, stop)
 

@@ -73,6 +73,25 @@ class Fault(BaseModel):
         return not self.models or model in self.models
 
 
+class ScriptedTurn(BaseModel):
+    """One answer of a scripted conversation: text, or a call of one tool.
+
+    The answer to a request whose messages hold N assistant turns is ``script[N]``, so an
+    agent loop under test meets the same conversation every time, in either dialect.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str | None = Field(default=None, description="The answer's text.")
+    tool: str | None = Field(
+        default=None, description="Call this tool (it must be among the request's tools)."
+    )
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description="The tool call's arguments."
+    )
+    delay_ms: float = Field(default=0.0, ge=0, description="Extra delay before this answer.")
+
+
 class Behaviour(BaseModel):
     """Everything a test may tune about the fake upstream; defaults answer at once."""
 
@@ -104,6 +123,16 @@ class Behaviour(BaseModel):
     models: tuple[str, ...] = Field(
         default=DEFAULT_MODELS,
         description="Models listed by `GET /v1/models`; any model is served.",
+    )
+    script: tuple[ScriptedTurn, ...] = Field(
+        default=(),
+        description="Answers by turn: a request with N assistant messages gets `script[N]`; "
+        "past its end, the usual echo.",
+    )
+    obey_tool_results: bool = Field(
+        default=False,
+        description="A tool result that says `CALL_TOOL <name> <json arguments>` makes the "
+        "model call that tool, as a model fooled by an injected instruction would.",
     )
     faults: tuple[Fault, ...] = Field(
         default=(),

@@ -10,13 +10,15 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 
+from propylon.testing.behaviour import Behaviour
 from propylon.testing.tool_arguments import sample_arguments
+from propylon.testing.wire_error import invalid_request
 
 Finish = Literal["stop", "length", "stop_sequence", "tool_calls"]
 """Why an answer ended, in neutral words each dialect maps to its own."""
@@ -57,6 +59,7 @@ class Completion:
     finish: Finish
     stop_sequence: str | None = None
     tool_call: ToolCall | None = None
+    delay_s: float = 0.0  # a scripted turn's extra delay before it is sent
 
     @property
     def text(self) -> str:
@@ -95,6 +98,57 @@ def compose_tool_call(name: str, schema: Mapping[str, Any], prompt: str) -> Comp
     return Completion(
         _split(arguments, _JSON_PIECE), "tool_calls", tool_call=ToolCall(name, arguments)
     )
+
+
+_OBEYED = re.compile(r"CALL_TOOL\s+([A-Za-z0-9_.-]+)\s+(\{.*?\})(?:\s|$)", re.DOTALL)
+
+
+def scripted(
+    messages: Sequence[Mapping[str, Any]], behaviour: Behaviour, tools: Collection[str]
+) -> Completion | None:
+    """The scripted answer for this point of the conversation, or None to answer as usual.
+
+    With ``obey_tool_results``, an instruction injected into the latest tool result wins over
+    the script: this fake is the gullible model a defence must hold against.
+    """
+    if behaviour.obey_tool_results and messages:
+        found = _OBEYED.search(_tool_result_text(messages[-1]))
+        if found and found[1] in tools:
+            return _call(found[1], orjson.loads(found[2]), 0.0)
+    turn = sum(1 for message in messages if message.get("role") == "assistant")
+    if turn >= len(behaviour.script):
+        return None
+    step = behaviour.script[turn]
+    if step.tool is None:
+        text = step.text or ""
+        return Completion(_split(text, _PIECE), "stop", delay_s=step.delay_ms / 1000)
+    if step.tool not in tools:
+        raise invalid_request(
+            f"The script calls `{step.tool}`, which is not among the request's tools.",
+            param="tools",
+        )
+    return _call(step.tool, step.arguments, step.delay_ms / 1000)
+
+
+def _call(name: str, arguments: Mapping[str, Any], delay_s: float) -> Completion:
+    text = orjson.dumps(dict(arguments)).decode()
+    return Completion(
+        _split(text, _JSON_PIECE), "tool_calls", tool_call=ToolCall(name, text), delay_s=delay_s
+    )
+
+
+def _tool_result_text(message: Mapping[str, Any]) -> str:
+    """The text of a tool result message (OpenAI `tool` role, Anthropic `tool_result` blocks)."""
+    if message.get("role") == "tool":
+        return text_of(message.get("content"))
+    content = message.get("content")
+    if message.get("role") == "user" and isinstance(content, list):
+        return " ".join(
+            text_of(block)
+            for block in content
+            if isinstance(block, dict) and block.get("type") == "tool_result"
+        )
+    return ""
 
 
 def text_of(content: object) -> str:

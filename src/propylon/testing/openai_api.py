@@ -22,6 +22,7 @@ from propylon.testing.completion import (
     compose_text,
     compose_tool_call,
     count_tokens,
+    scripted,
     text_of,
 )
 from propylon.testing.embedding import as_base64, as_floats, embed
@@ -46,6 +47,7 @@ async def chat_completions(exchange: Exchange) -> web.StreamResponse:
     messages = body_fields.required_messages(body)
     stream, include_usage = body_fields.openai_streaming(body)
     completion = _answer(body, messages, exchange)
+    await exchange.pause(completion.delay_s)
     prompt_tokens = count_tokens(*(text_of(m.get("content")) for m in messages))
     usage = _usage(prompt_tokens, completion.tokens)
     reports = exchange.behaviour.report_usage
@@ -202,11 +204,23 @@ def _answer(
     forced = _forced_tool(body)
     if forced is not None:
         return compose_tool_call(forced[0], forced[1], prompt)
+    script = scripted(messages, exchange.behaviour, _function_names(body))
+    if script is not None:
+        return script
     limit = body_fields.optional_positive_int(body, "max_completion_tokens")
     if limit is None:
         limit = body_fields.optional_positive_int(body, "max_tokens")
     target = exchange.behaviour.completion_tokens
     return compose_text(prompt, target, limit, body_fields.string_list(body, "stop"))
+
+
+def _function_names(body: Mapping[str, Any]) -> set[str]:
+    names = set()
+    for tool in body.get("tools") or []:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            names.add(function["name"])
+    return names
 
 
 def _forced_tool(body: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
