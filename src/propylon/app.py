@@ -63,6 +63,7 @@ from propylon.http import (
     health,
     jobs,
     logs,
+    mcp_servers,
     messages,
     metrics,
     models,
@@ -91,6 +92,7 @@ from propylon.rag.retrieval import build_retrieval
 from propylon.responses.service import ResponsesService
 from propylon.responses.store import ResponseStore
 from propylon.runs.executor import RunExecutor
+from propylon.runs.mcp import McpServers
 from propylon.runs.service import JOB_KIND as RUN_KIND
 from propylon.runs.service import RunService
 from propylon.services import Services
@@ -282,6 +284,7 @@ def job_handlers(services: Services) -> dict[str, Handler]:
             services.detector,
             key_revoked=key_revoked(services),
             http_get_hosts=services.settings.agents.hosts_for,
+            mcp=services.mcp_servers,
         ),
     }
 
@@ -423,7 +426,10 @@ async def build_services(
 
         observe.metrics.add_scrape_hook(refresh_queue_depth)
         collections = build_collection_service(settings.rag, database, job_queue)
-        runs = RunService(database, job_queue, hub, find_collection=collections.get)
+        mcp_servers = McpServers(database, settings.agents.mcp_stdio_commands)
+        runs = RunService(
+            database, job_queue, hub, find_collection=collections.get, mcp=mcp_servers
+        )
 
         async def cancel_runs_of(record: KeyRecord) -> None:
             reason = f"The API key {record.prefix}… was revoked; the run was cancelled."
@@ -453,6 +459,7 @@ async def build_services(
             answers=retrieval.answers,
             detector=detector,
             runs=runs,
+            mcp_servers=mcp_servers,
             writers=[observe.request_log.loop, usage.loop, *cache.writers],
             responses=ResponsesService(chat, ResponseStore(database)),
             messages=MessagesService(
@@ -568,6 +575,7 @@ def create_app(
         collections,
         rag,
         runs,
+        mcp_servers,
         ws_tickets,
         console,
     ):

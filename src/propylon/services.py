@@ -25,6 +25,7 @@ from propylon.rag.answer import Answerer
 from propylon.rag.collections import CollectionService
 from propylon.rag.search import SearchService
 from propylon.responses.service import ResponsesService
+from propylon.runs.mcp import McpServers
 from propylon.runs.service import RunService
 from propylon.settings import Settings
 
@@ -56,7 +57,8 @@ class Services:
     search: SearchService  # dense / keyword / hybrid search over a tenant's collections
     answers: Answerer  # answers with citations, conversations (`rag/<collection>` models)
     detector: InjectionDetector | None  # prompt-injection scans (None: guard disabled)
-    runs: RunService  # background runs: chat, RAG answers and chains as durable jobs
+    runs: RunService  # background runs: chat, RAG answers, chains and agents as durable jobs
+    mcp_servers: McpServers  # the tenants' MCP servers, tool sources for agent runs
     writers: list[WriterLoop]  # the background writers (request log, usage, cache): /readyz
     responses: ResponsesService  # /v1/responses, translated to `chat`; stored per tenant
     messages: MessagesService  # /v1/messages (Anthropic), translated to `chat`

@@ -303,6 +303,11 @@ class AgentSettings(BaseModel):
         description="Hosts (`host` or `host:port`) the `http_get` tool may fetch from, by "
         "tenant name; the entry `*` applies to every tenant. Empty: `http_get` reaches nothing.",
     )
+    mcp_stdio_commands: list[str] = Field(
+        default_factory=list,
+        description="Executables tenants may register as stdio MCP servers (they run on the "
+        "workers, as the worker's user). Empty: only streamable HTTP MCP servers.",
+    )
 
     def hosts_for(self, tenant_name: str) -> frozenset[str]:
         return frozenset(self.http_get_hosts.get(tenant_name, [])) | frozenset(

@@ -123,6 +123,6 @@ async def test_kill_9_after_a_tool_call_resumes_without_calling_the_tool_again(
             kinds = [(s["type"], s["state"]) for s in done["steps"]]
             assert kinds == [("model", "succeeded"), ("tool", "succeeded"), ("model", "succeeded")]
             feed = await events(server, run["id"])
-            starts = [e["data"] for e in feed if e["type"] == "run_started"]
-            assert [s["resumed_at_step"] for s in starts] == [0, 2]
+            starts = [(e["type"], e["data"]) for e in feed if e["type"].startswith("agent_")]
+            assert starts == [("agent_started", {"at_step": 0}), ("agent_resumed", {"at_step": 2})]
             assert sum(1 for e in feed if e["type"] == "tool_started") == 1

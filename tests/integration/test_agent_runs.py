@@ -12,10 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from mcp.server.mcpserver import MCPServer
 
 from propylon.testing import Behaviour, FakeUpstream, ScriptedTurn
 from tests.support.databases import PostgresServer, create_database
-from tests.support.servers import AppServer, serve_app
+from tests.support.servers import AppServer, serve_app, serve_uvicorn
 from tests.support.waiting import finished
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -384,3 +385,67 @@ async def test_a_run_waiting_for_approval_can_be_cancelled(
     assert cancelled["state"] == "cancelled"
     assert site.hits["/never"] == 0
     assert (await events(agents, run_id))[-1]["type"] == "run_cancelled"
+
+
+@pytest.fixture(scope="module")
+async def parts_mcp() -> AsyncIterator[str]:
+    """A real MCP server (the official SDK's), over streamable HTTP on loopback."""
+    server = MCPServer("parts")
+
+    @server.tool()
+    def stock(part: str) -> str:
+        """How many of a part are in stock."""
+        return f"{part}: 42 in stock"
+
+    async with serve_uvicorn(server.streamable_http_app()) as url:
+        yield f"{url}/mcp"
+
+
+async def test_an_mcp_tool_round_trip(
+    agents: AppServer, upstream: FakeUpstream, parts_mcp: str
+) -> None:
+    services = agents.app.state.services
+    admin, _ = await services.access.create_key(
+        "test", features=["chat", "rag", "admin", "tools:network"]
+    )
+    registered = await call(
+        agents, "POST", "/mcp-servers", {"name": "parts", "url": parts_mcp}, key=admin
+    )
+    assert registered["transport"] == "streamable_http"
+    script(
+        upstream,
+        ScriptedTurn(tool="parts__stock", arguments={"part": "valve"}),
+        ScriptedTurn(text="42 valves."),
+    )
+    run_id = await start(
+        agents, admin, model="gpt-agent", input="Valves in stock?", tools=["mcp:parts"]
+    )
+    run = await wait(agents, run_id)
+    assert run["state"] == "succeeded", (run["error"], run["steps"])
+    tool = run["steps"][1]
+    assert (tool["name"], tool["state"]) == ("parts__stock", "succeeded")
+    assert tool["data"]["server"] == "parts" and tool["data"]["tool"] == "stock"
+    sent = upstream.last_request("/v1/chat/completions")
+    assert sent is not None
+    offered = [t["function"] for t in sent.body["tools"]]
+    assert offered[0]["name"] == "parts__stock"
+    assert offered[0]["parameters"]["properties"]["part"]["type"] == "string"
+    assert "valve: 42 in stock" in sent.body["messages"][-1]["content"]
+
+
+async def test_mcp_servers_are_registered_by_tenant_admins_and_checked_when_named(
+    agents: AppServer, operator: str
+) -> None:
+    status, error = await request(
+        agents, "POST", "/mcp-servers", {"name": "x", "url": "http://127.0.0.1:9/mcp"}, operator
+    )
+    assert status == 403, error  # not an admin
+    services = agents.app.state.services
+    admin, _ = await services.access.create_key("test", features=["rag", "admin"])
+    status, error = await request(
+        agents, "POST", "/mcp-servers", {"name": "sh", "command": ["sh", "-c", "x"]}, admin
+    )
+    assert status == 403 and "mcp_stdio_commands" in error["error"]["message"]
+    body = {"type": "agent", "model": "gpt-agent", "input": "hi", "tools": ["mcp:nowhere"]}
+    status, error = await request(agents, "POST", "/runs", body, operator)
+    assert status == 404 and error["error"]["param"] == "tools[0]", error

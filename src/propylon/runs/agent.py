@@ -24,7 +24,7 @@ from propylon.errors import PropylonError
 from propylon.gateway.call import CallInfo
 from propylon.jobs.handler import JobContext
 from propylon.runs.steps import StepContext
-from propylon.runs.tools import BUILT_IN, Tool, ToolContext, ToolFailed, clip
+from propylon.runs.tools import Tool, ToolContext, ToolFailed, clip
 
 RUNNABLE = frozenset({"pending", "running", "approved", "denied"})
 """Tool step states the loop acts on: run it (again, if it was cut short), or report the denial."""
@@ -50,6 +50,7 @@ class AgentLoop:
         ctx: StepContext,
         tools: ToolContext,
         spec: Mapping[str, Any],
+        offered: Mapping[str, tuple[Tool, bool]],
         steps: list[dict[str, Any]],
         save: Save,
         job: JobContext,
@@ -58,8 +59,8 @@ class AgentLoop:
         self._tools = tools
         self._spec = spec
         self._limits: Mapping[str, float] = spec["limits"]
-        self._approval = {t["name"]: t["approval"] == "required" for t in spec["tools"]}
-        self._offered: dict[str, Tool] = {t["name"]: BUILT_IN[t["name"]] for t in spec["tools"]}
+        self._offered = {name: tool for name, (tool, _) in offered.items()}
+        self._approval = {name: approval for name, (_, approval) in offered.items()}
         # A model call cut short by a dead worker is made again; its record goes.
         steps[:] = [s for s in steps if not (s["type"] == "model" and s["state"] == "running")]
         self.steps = steps

@@ -14,16 +14,17 @@ from psycopg.types.json import Jsonb
 
 from propylon.db.database import Database
 from propylon.db.named_queries import named_queries
-from propylon.errors import JobFailed, PropylonError
+from propylon.errors import JobFailed, PropylonError, ServiceUnavailable
 from propylon.gateway.protocol import ChatService
 from propylon.jobs.handler import JobContext
 from propylon.principal import Principal
 from propylon.rag.search import SearchService
 from propylon.runs.agent import AgentLoop, AgentStopped
 from propylon.runs.events import RunEventLog
+from propylon.runs.mcp import McpServers
 from propylon.runs.spec import render
 from propylon.runs.steps import STEPS, Detector, StepContext
-from propylon.runs.tools import ToolContext
+from propylon.runs.tools import BUILT_IN, MCP_PREFIX, Tool, ToolContext
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_RETRIES = 1
@@ -58,6 +59,7 @@ class RunExecutor:
         detector: Detector | None = None,
         key_revoked: KeyRevoked | None = None,
         http_get_hosts: Callable[[str], frozenset[str]] | None = None,
+        mcp: McpServers | None = None,
     ) -> None:
         self._database = database
         self._chat = chat
@@ -65,6 +67,7 @@ class RunExecutor:
         self._detector = detector
         self._key_revoked = key_revoked
         self._http_get_hosts = http_get_hosts or (lambda tenant: frozenset())
+        self._mcp = mcp
 
     async def __call__(self, job: JobContext) -> dict[str, Any]:
         run_id = str(job.payload["run_id"])
@@ -125,10 +128,12 @@ class RunExecutor:
         async def save(state: str) -> None:
             await self._save(run_id, state, steps, None)
 
-        loop = AgentLoop(ctx, tools, spec, steps, save, job)
-        await save("running")
-        await log.append("run_started", {"attempt": job.attempt, "resumed_at_step": len(steps)})
+        await log.append("run_started", {"attempt": job.attempt})
         try:
+            offered = await self._offered(ctx.principal.tenant_id, spec["tools"])
+            loop = AgentLoop(ctx, tools, spec, offered, steps, save, job)
+            await save("running")
+            await log.append("agent_resumed" if steps else "agent_started", {"at_step": len(steps)})
             result = await loop.run()
         except asyncio.CancelledError:
             await asyncio.shield(self._finish(run_id, log, "cancelled", steps, None, None))
@@ -145,6 +150,24 @@ class RunExecutor:
             return {"run_id": run_id, "state": "waiting_for_approval"}
         await self._finish(run_id, log, "succeeded", steps, result, None)
         return {"run_id": run_id}
+
+    async def _offered(
+        self, tenant_id: str, entries: list[dict[str, Any]]
+    ) -> dict[str, tuple[Tool, bool]]:
+        """The tools this run offers its model, by the name the model calls, with whether
+        each waits for an approval; an MCP entry brings all of its server's tools."""
+        offered: dict[str, tuple[Tool, bool]] = {}
+        for entry in entries:
+            approval = entry["approval"] == "required"
+            if entry["name"].startswith(MCP_PREFIX):
+                if self._mcp is None:
+                    raise ServiceUnavailable("MCP tools are not available in this process.")
+                server = entry["name"].removeprefix(MCP_PREFIX)
+                for tool in await self._mcp.tools(tenant_id, server):
+                    offered[tool.name] = (tool, approval)
+            else:
+                offered[entry["name"]] = (BUILT_IN[entry["name"]], approval)
+        return offered
 
     async def _step(
         self, ctx: StepContext, step: dict[str, Any], steps: dict[str, dict[str, Any]]

@@ -75,3 +75,18 @@ WHERE id = %(run_id)s;
 -- name: cancel_waiting_run
 UPDATE runs SET state = 'cancelled', error = %(error)s, updated_at = now(), finished_at = now()
 WHERE id = %(run_id)s AND state = 'waiting_for_approval';
+
+-- name: insert_mcp_server
+INSERT INTO mcp_servers (tenant_id, name, url, command)
+VALUES (%(tenant_id)s, %(name)s, %(url)s, %(command)s)
+ON CONFLICT (tenant_id, name) DO NOTHING
+RETURNING *;
+
+-- name: list_mcp_servers
+SELECT * FROM mcp_servers WHERE tenant_id = %(tenant_id)s ORDER BY name;
+
+-- name: get_mcp_server
+SELECT * FROM mcp_servers WHERE tenant_id = %(tenant_id)s AND name = %(name)s;
+
+-- name: delete_mcp_server
+DELETE FROM mcp_servers WHERE tenant_id = %(tenant_id)s AND name = %(name)s RETURNING id;

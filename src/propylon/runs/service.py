@@ -12,15 +12,16 @@ from psycopg.types.json import Jsonb
 
 from propylon.db.database import Database
 from propylon.db.named_queries import named_queries
-from propylon.errors import Conflict, NotFound, PermissionDenied
+from propylon.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from propylon.jobs.progress import ProgressHub
 from propylon.jobs.queue import JobQueue
 from propylon.principal import Principal
 from propylon.runs import events
 from propylon.runs.agent_spec import normalise_agent
 from propylon.runs.events import RunEventLog
+from propylon.runs.mcp import McpServers
 from propylon.runs.spec import normalise
-from propylon.runs.tools import check_tools
+from propylon.runs.tools import MCP_PREFIX, check_tools
 
 JOB_KIND = "run"
 
@@ -84,12 +85,14 @@ class RunService:
         *,
         max_attempts: int = 2,
         find_collection: FindCollection | None = None,
+        mcp: McpServers | None = None,
     ) -> None:
         self._database = database
         self._jobs = jobs
         self._hub = hub
         self._max_attempts = max_attempts
         self._find_collection = find_collection
+        self._mcp = mcp
 
     async def create(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
         """Validate, store and enqueue; the run is visible to workers when this commits. A
@@ -103,6 +106,7 @@ class RunService:
                     f"This key may not use the model `{agent['model']}`.", param="model"
                 )
             check_tools(principal, agent["tools"])
+            await self._check_mcp_servers(principal.tenant_id, agent["tools"])
         await self._check_collections(principal.tenant_id, kind, steps)
         async with self._database.connection() as conn:
             cur = await conn.execute(
@@ -126,6 +130,17 @@ class RunService:
             )
             await conn.execute(_q("attach_job"), {"run_id": run_id, "job_id": job_id})
         return await self.get(principal.tenant_id, run_id)
+
+    async def _check_mcp_servers(self, tenant_id: str, tools: list[dict[str, Any]]) -> None:
+        for index, entry in enumerate(tools):
+            if not entry["name"].startswith(MCP_PREFIX):
+                continue
+            if self._mcp is None:
+                raise InvalidRequest("MCP tools are not available.", param=f"tools[{index}]")
+            try:
+                await self._mcp.get(tenant_id, entry["name"].removeprefix(MCP_PREFIX))
+            except NotFound as exc:
+                raise NotFound(exc.message, param=f"tools[{index}]", code=exc.code) from None
 
     async def get(self, tenant_id: str, run_id: str) -> dict[str, Any]:
         return _view(await self._row(tenant_id, run_id))

@@ -178,21 +178,28 @@ BUILT_IN: dict[str, Tool] = {
 }
 
 
+MCP_PREFIX = "mcp:"
+"""A tool entry ``mcp:<server>`` offers every tool of that registered MCP server."""
+
+
 def check_tools(principal: Principal, wanted: Sequence[Mapping[str, Any]]) -> None:
-    """Every tool exists and the key may give it to an agent (400 or 403 naming it)."""
+    """Every built-in tool exists and the key may give each tool to an agent (400 or 403
+    naming it); MCP servers are looked up by the caller."""
     for index, entry in enumerate(wanted):
-        tool = BUILT_IN.get(entry["name"])
-        if tool is None:
+        name = entry["name"]
+        tool = BUILT_IN.get(name)
+        if tool is None and not name.startswith(MCP_PREFIX):
             raise InvalidRequest(
-                f"Unknown tool `{entry['name']}`; tools are {sorted(BUILT_IN)}.",
+                f"Unknown tool `{name}`; tools are {sorted(BUILT_IN)} and `mcp:<server>`.",
                 param=f"tools[{index}]",
                 code="unknown_tool",
             )
-        feature = RISK_FEATURE[tool.risk]
+        risk: Risk = tool.risk if tool is not None else "network"
+        feature = RISK_FEATURE[risk]
         if not principal.has_feature(feature):
             raise PermissionDenied(
-                f"This key may not give agents the `{tool.name}` tool ({tool.risk} risk): it "
-                f"needs the `{feature}` feature.",
+                f"This key may not give agents the `{name}` tool ({risk} risk): it needs the "
+                f"`{feature}` feature.",
                 param=f"tools[{index}]",
             )
 

@@ -7,3 +7,15 @@ ALTER TABLE runs DROP CONSTRAINT runs_state_check;
 ALTER TABLE runs ADD CONSTRAINT runs_state_check
     CHECK (state IN ('queued', 'running', 'waiting_for_approval', 'succeeded', 'failed',
                      'cancelled'));
+
+-- MCP servers a tenant registered: their tools can be given to the tenant's agents.
+CREATE TABLE mcp_servers (
+    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id  uuid NOT NULL,
+    name       text NOT NULL,
+    url        text,                -- streamable HTTP endpoint
+    command    jsonb,               -- or a stdio command [executable, arg, …] the operator allows
+    created_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (tenant_id, name),
+    CHECK ((url IS NULL) <> (command IS NULL))
+);
