@@ -447,10 +447,63 @@ async function renderJobs() {
 function followRun(id) {
   $("job-title").textContent = `Events of run ${id}`;
   $("job-events").replaceChildren();
-  socket(`/v1/runs/${id}/events`, (event) => {
-    const detail = event.type === "token" ? JSON.stringify(event.data.text) : event.data?.step || event.data?.error || "";
-    $("job-events").append(el("li", { value: event.id }, `${event.type} ${detail}`));
+  $("agent-steps").replaceChildren();
+  let agent = false;
+  api(`/v1/runs/${id}`).then((run) => {
+    agent = run.kind === "agent";
+    if (agent) renderAgent(run);
   });
+  socket(`/v1/runs/${id}/events`, (event) => {
+    const detail = event.type === "token" ? JSON.stringify(event.data.text) : event.data?.step ?? event.data?.error ?? "";
+    $("job-events").append(el("li", { value: event.id }, `${event.type} ${detail}`));
+    if (agent && event.type !== "token") refreshAgent(id, TERMINAL.includes(event.type.replace("run_", "")));
+  });
+}
+
+// The last event is written just before the run's final state: after it, read until the
+// state has caught up.
+async function refreshAgent(id, ended, tries = 40) {
+  const run = await api(`/v1/runs/${id}`);
+  renderAgent(run);
+  if (ended && !TERMINAL.includes(run.state) && tries > 0) {
+    setTimeout(() => refreshAgent(id, ended, tries - 1), 250);
+  }
+}
+
+// An agent run as its steps: what the model said or asked for, each tool call with its
+// arguments and result, and Approve / Deny on a call that waits for a person.
+function renderAgent(run) {
+  const items = run.steps.map((step, index) => {
+    if (step.type === "model") {
+      const message = step.message || {};
+      const calls = (message.tool_calls || []).map((c) => `${c.function.name}(${c.function.arguments})`);
+      const said = message.content || (calls.length ? `asks for ${calls.join(", ")}` : "…");
+      return el("li", { class: `agent-model state-${step.state}` }, el("strong", {}, "model "), said);
+    }
+    const item = el(
+      "li",
+      { class: `agent-tool state-${step.state}` },
+      el("strong", {}, `${step.name} `),
+      el("code", {}, JSON.stringify(step.arguments)),
+      el("span", { class: `state-${step.state}` }, step.state),
+      step.flagged ? el("p", { class: "error" }, `withheld: prompt injection (${step.flagged.score})`) : "",
+      step.content ? el("pre", {}, step.content.slice(0, 600)) : "",
+    );
+    if (step.state === "waiting_for_approval") {
+      const decide = (verb) => () => api(`/v1/runs/${run.id}/${verb}`, { method: "POST", json: {} })
+        .then(renderAgent)
+        .catch((error) => item.append(el("p", { class: "error" }, error.message)));
+      item.append(
+        el("button", { class: "approve", onclick: decide("approve") }, "Approve"),
+        el("button", { class: "deny", onclick: decide("deny") }, "Deny"),
+      );
+    }
+    item.dataset.step = index;
+    return item;
+  });
+  const outcome = run.state === "succeeded" ? run.result.output.text : run.error || run.state.replaceAll("_", " ");
+  items.push(el("li", { class: `agent-outcome state-${run.state}` }, el("strong", {}, `${run.state}: `), outcome));
+  $("agent-steps").replaceChildren(...items);
 }
 
 function followJob(id) {
