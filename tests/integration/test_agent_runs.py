@@ -17,7 +17,7 @@ from mcp.server.mcpserver import MCPServer
 from propylon.testing import Behaviour, FakeUpstream, ScriptedTurn
 from tests.support.databases import PostgresServer, create_database
 from tests.support.servers import AppServer, serve_app, serve_uvicorn
-from tests.support.waiting import finished
+from tests.support.waiting import eventually, finished
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 FAST_JOBS = {
@@ -449,3 +449,62 @@ async def test_mcp_servers_are_registered_by_tenant_admins_and_checked_when_name
     body = {"type": "agent", "model": "gpt-agent", "input": "hi", "tools": ["mcp:nowhere"]}
     status, error = await request(agents, "POST", "/runs", body, operator)
     assert status == 404 and error["error"]["param"] == "tools[0]", error
+
+
+async def test_run_chain_runs_a_chain_the_runs_author_defined(
+    agents: AppServer, upstream: FakeUpstream, operator: str
+) -> None:
+    script(
+        upstream,
+        ScriptedTurn(tool="run_chain", arguments={"name": "recap", "input": "pump priming"}),
+        ScriptedTurn(text="Recapped."),
+    )
+    recap = [
+        {
+            "name": "say",
+            "kind": "model",
+            "request": {
+                "model": "gpt-agent",
+                "messages": [{"role": "user", "content": "Recap {{steps.input.text}} now"}],
+            },
+        }
+    ]
+    run_id = await start(
+        agents,
+        operator,
+        model="gpt-agent",
+        input="Recap it.",
+        tools=["run_chain"],
+        chains={"recap": recap},
+    )
+    run = await wait(agents, run_id)
+    assert run["state"] == "succeeded", (run["error"], run["steps"])
+    tool = run["steps"][1]
+    assert tool["data"] == {"chain": "recap", "steps": ["say"]}
+    assert "Echo: Recap pump priming now" in tool["content"]  # the chain's model read its input
+    status, error = await request(
+        agents,
+        "POST",
+        "/runs",
+        {"type": "agent", "model": "gpt-agent", "input": "x", "chains": {"bad": []}},
+        operator,
+    )
+    assert status == 400 and error["error"]["param"] == "chains.bad", error
+
+
+async def test_cancel_stops_an_agent_inside_a_model_call(
+    agents: AppServer, upstream: FakeUpstream, operator: str
+) -> None:
+    script(upstream, ScriptedTurn(text="never sent", delay_ms=600_000))
+    run_id = await start(
+        agents, operator, model="gpt-agent", input="Take your time.", tools=["search"]
+    )
+
+    async def in_model_call() -> bool | None:
+        steps = (await call(agents, "GET", f"/runs/{run_id}"))["steps"]
+        return (len(steps) == 1 and steps[0]["state"] == "running") or None
+
+    await eventually(in_model_call, "the agent to be inside its model call")
+    await call(agents, "POST", f"/runs/{run_id}/cancel", key=operator)
+    run = await wait(agents, run_id)
+    assert run["state"] == "cancelled", run

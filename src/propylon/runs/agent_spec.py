@@ -2,7 +2,11 @@
 
     {"type": "agent", "model": "gpt-4o", "instructions": "…", "input": "…",
      "tools": ["search", {"name": "http_get", "approval": "required"}],
-     "limits": {"max_steps": 8, "max_tokens": 20000, "max_cost_usd": 0.5, "max_seconds": 300}}
+     "limits": {"max_steps": 8, "max_tokens": 20000, "max_cost_usd": 0.5, "max_seconds": 300},
+     "chains": {"summarise": [{"name": "s", "kind": "model", "request": {…}}]}}
+
+`chains` are the chains the `run_chain` tool may run, by name: the run's author defines them
+(a model only picks one and gives it an `input`, read by the steps as `{{steps.input.text}}`).
 
 A model decides which tool to call; the worker runs the loop (``propylon.runs.agent``).
 Which tools exist and who may hand them to an agent is ``propylon.runs.tools``.
@@ -13,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from propylon.errors import InvalidRequest
+from propylon.runs.spec import check_chain
 
 LIMITS: dict[str, tuple[float, float, float]] = {
     # name: (default, lowest, highest)
@@ -43,12 +48,18 @@ def normalise_agent(body: dict[str, Any]) -> dict[str, Any]:
     instructions = body.get("instructions", "")
     if not isinstance(instructions, str):
         raise InvalidRequest("`instructions` must be a string.", param="instructions")
+    chains = body.get("chains", {})
+    if not isinstance(chains, dict):
+        raise InvalidRequest("`chains` must map names to arrays of steps.", param="chains")
+    for name, steps in chains.items():
+        check_chain(steps, f"chains.{name}")
     return {
         "model": model,
         "instructions": instructions,
         "input": text,
         "tools": _tools(body.get("tools", [])),
         "limits": _limits(body.get("limits", {})),
+        "chains": chains,
     }
 
 

@@ -123,7 +123,9 @@ class RunExecutor:
         run_id, log, spec = ctx.run_id, ctx.log, run["spec"]["agent"]
         steps: list[dict[str, Any]] = run["steps"] if isinstance(run["steps"], list) else []
         hosts = self._http_get_hosts(ctx.principal.tenant_name)
-        tools = ToolContext(ctx.principal, self._chat, self._search, hosts, run_id)
+        tools = ToolContext(
+            ctx.principal, self._chat, self._search, hosts, run_id, ctx, spec.get("chains", {})
+        )
 
         async def save(state: str) -> None:
             await self._save(run_id, state, steps, None)

@@ -50,20 +50,28 @@ def normalise(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         return kind, []
     elif kind == "chain":
         steps = body.get("steps")
-        if not isinstance(steps, list) or not steps:
-            raise InvalidRequest("`steps` must be a non-empty array.", param="steps")
-        if len(steps) > MAX_STEPS:
-            raise InvalidRequest(f"A chain has at most {MAX_STEPS} steps.", param="steps")
+        check_chain(steps, "steps")
+        return kind, [dict(step) for step in steps]
     else:
         raise InvalidRequest("`type` must be `chat`, `answer`, `chain` or `agent`.", param="type")
     seen: set[str] = set()
     for index, step in enumerate(steps):
-        _check_step(index, step, seen)
+        _check_step(f"steps[{index}]", step, seen)
     return kind, [dict(step) for step in steps]
 
 
-def _check_step(index: int, step: Any, seen: set[str]) -> None:
-    where = f"steps[{index}]"
+def check_chain(steps: Any, where: str) -> None:
+    """A chain's steps, checked; a malformed one is a 400 naming it (``where``: its field)."""
+    if not isinstance(steps, list) or not steps:
+        raise InvalidRequest(f"`{where}` must be a non-empty array of steps.", param=where)
+    if len(steps) > MAX_STEPS:
+        raise InvalidRequest(f"A chain has at most {MAX_STEPS} steps.", param=where)
+    seen: set[str] = {"input"}  # an agent's chain reads its input as {{steps.input.text}}
+    for index, step in enumerate(steps):
+        _check_step(f"{where}[{index}]", step, seen)
+
+
+def _check_step(where: str, step: Any, seen: set[str]) -> None:
     if not isinstance(step, dict):
         raise InvalidRequest(f"`{where}` must be an object.", param=where)
     name = step.get("name")

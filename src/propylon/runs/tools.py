@@ -3,7 +3,8 @@
 A tool has a name, a description and a JSON Schema the model reads, a risk level, and an
 async function. The risk level decides which key may give it to an agent:
 
-* ``read``: reads the tenant's own data (``search``, ``answer``); any key with ``rag``;
+* ``read``: reads the tenant's own data (``search``, ``answer``, ``run_chain`` over the
+  chains the run's author defined); any key with ``rag``;
 * ``network``: reaches beyond Propylon (``http_get``, MCP tools); keys with ``tools:network``.
 
 Every result is text for the model plus data for the run's record; tool results are screened
@@ -13,7 +14,7 @@ by the guard like retrieved text before the model reads them (``propylon.runs.ag
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -24,6 +25,8 @@ from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService
 from propylon.principal import Principal
 from propylon.rag.search import SearchRequest, SearchService
+from propylon.runs.spec import render
+from propylon.runs.steps import STEPS, StepContext
 
 Risk = Literal["read", "network"]
 RISK_FEATURE: dict[Risk, str] = {"read": "rag", "network": "tools:network"}
@@ -52,6 +55,8 @@ class ToolContext:
     search: SearchService | None
     http_hosts: frozenset[str]  # hosts (`host` or `host:port`) `http_get` may fetch from
     run_id: str
+    steps: StepContext | None = None  # what a chain's steps run with (`run_chain`)
+    chains: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 ToolFunction = Callable[[ToolContext, dict[str, Any]], Awaitable[ToolResult]]
@@ -141,6 +146,25 @@ async def _http_get(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
     return ToolResult(text, {"status": status, "url": url, "bytes": len(body)})
 
 
+async def _run_chain(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
+    name = _text(args.get("name"), "name")
+    steps = ctx.chains.get(name)
+    if steps is None:
+        raise ToolFailed(f"there is no chain `{name}`; this run has {sorted(ctx.chains)}.")
+    if ctx.steps is None:
+        raise ToolFailed("chains are not available in this process.")
+    outputs: dict[str, dict[str, Any]] = {"input": {"text": str(args.get("input") or "")}}
+    inner = replace(ctx.steps, outputs=outputs)
+    for step in steps:
+        outputs[step["name"]] = await STEPS[step["kind"]](
+            inner, step["name"], render(step, outputs)
+        )
+    last = outputs[steps[-1]["name"]]
+    text = last.get("text")
+    content = text if isinstance(text, str) else str(last)
+    return ToolResult(content, {"chain": name, "steps": [step["name"] for step in steps]})
+
+
 BUILT_IN: dict[str, Tool] = {
     tool.name: tool
     for tool in (
@@ -166,6 +190,13 @@ BUILT_IN: dict[str, Tool] = {
             ),
             "read",
             _answer,
+        ),
+        Tool(
+            "run_chain",
+            "Run one of this run's named chains of steps on an input; returns its last output.",
+            _object(("name",), name={"type": "string"}, input={"type": "string"}),
+            "read",
+            _run_chain,
         ),
         Tool(
             "http_get",

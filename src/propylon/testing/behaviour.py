@@ -126,8 +126,8 @@ class Behaviour(BaseModel):
     )
     script: tuple[ScriptedTurn, ...] = Field(
         default=(),
-        description="Answers by turn: a request with N assistant messages gets `script[N]`; "
-        "past its end, the usual echo.",
+        description="Answers by turn, for requests that offer tools (an agent's model): a "
+        "request with N assistant messages gets `script[N]`; past its end, the usual echo.",
     )
     obey_tool_results: bool = Field(
         default=False,

@@ -111,6 +111,8 @@ def scripted(
     With ``obey_tool_results``, an instruction injected into the latest tool result wins over
     the script: this fake is the gullible model a defence must hold against.
     """
+    if not tools:  # a script plays an agent's model: requests that offer no tool get the echo
+        return None
     if behaviour.obey_tool_results and messages:
         found = _OBEYED.search(_tool_result_text(messages[-1]))
         if found and found[1] in tools:
