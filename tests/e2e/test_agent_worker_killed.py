@@ -4,7 +4,6 @@ in flight and never repeats a tool call that completed."""
 from __future__ import annotations
 
 import signal
-from collections import Counter
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -12,13 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
 
 from propylon.testing import Behaviour, FakeUpstream, ScriptedTurn
-from tests.integration.test_agent_runs import call, events
+from tests.integration.test_agent_runs import call
+from tests.integration.test_runs import events
 from tests.support.databases import PostgresServer, create_database
 from tests.support.processes import propylon_process
 from tests.support.servers import serve_app
+from tests.support.site import Site, counting_site
 from tests.support.waiting import eventually, finished
 
 pytestmark = pytest.mark.slow
@@ -34,28 +34,15 @@ JOBS = {
 
 
 @pytest.fixture
-async def site() -> AsyncIterator[tuple[str, Counter[str]]]:
-    hits: Counter[str] = Counter()
-
-    async def page(request: web.Request) -> web.Response:
-        hits[request.path] += 1
-        return web.Response(text="The pump ships in a blue box.")
-
-    app = web.Application()
-    app.router.add_get("/{name}", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"127.0.0.1:{port}", hits
-    await runner.cleanup()
+async def site() -> AsyncIterator[Site]:
+    async with counting_site(lambda site, path: "The pump ships in a blue box.") as found:
+        yield found
 
 
 async def test_kill_9_after_a_tool_call_resumes_without_calling_the_tool_again(
-    pg_server: PostgresServer, tmp_path: Path, site: tuple[str, Counter[str]]
+    pg_server: PostgresServer, tmp_path: Path, site: Site
 ) -> None:
-    host, hits = site
+    host, hits = site.host, site.hits
     async with FakeUpstream() as upstream:
         settings: dict[str, Any] = {
             "models": [
