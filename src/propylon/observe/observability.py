@@ -14,6 +14,8 @@ from opentelemetry.trace import Tracer, TracerProvider
 from propylon.db.database import Database
 from propylon.gateway.circuit_breaker import CircuitBreaker
 from propylon.gateway.protocol import ChatService, EmbeddingService
+from propylon.observe.feedback import Feedback, post_feedback
+from propylon.observe.log_detail import log_detail
 from propylon.observe.logs_query import LogFilter, list_logs
 from propylon.observe.metrics import Metrics
 from propylon.observe.recorded import RecordedChat, RecordedEmbeddings, Recorder
@@ -54,6 +56,12 @@ class Observability:
 
     async def logs(self, principal: Principal, filter: LogFilter) -> dict[str, Any]:
         return await list_logs(self.database, principal, filter)
+
+    async def log(self, principal: Principal, log_id: str) -> dict[str, Any]:
+        return await log_detail(self.database, principal, log_id)
+
+    async def feedback(self, principal: Principal, feedback: Feedback) -> dict[str, Any]:
+        return await post_feedback(self.database, principal, feedback, self.request_log.flush)
 
     async def stats(
         self, principal: Principal, window: timedelta, tenant_id: str | None = None

@@ -10,12 +10,16 @@ WHERE id IN (
 );
 
 -- name: list_logs
+-- `q`: free text over prompts and answers (the `request_log_text` index); `guard`: the
+-- guard's action (pass, flag, sanitize, block); feedback: the mean score of the request's.
 SELECT id, created_at, request_id, tenant_id, key_prefix, endpoint, stream, requested_model,
        deployment, attempts, attempt_count, status, error_type, error_code, content_policy,
        prompt, response, prompt_tokens, completion_tokens, cached_tokens, cost_usd, latency_ms,
        ttft_ms, overhead_ms, upstream_ms, cache_status, cache_similarity, guard, metadata,
-       cost_saved_usd, origin, parent_id, usage_estimated
-FROM request_log
+       cost_saved_usd, origin, parent_id, usage_estimated, response_id, headers,
+       (SELECT avg(f.score) FROM feedback f
+        WHERE f.tenant_id = r.tenant_id AND f.request_id = r.request_id) AS feedback_score
+FROM request_log r
 WHERE created_at >= %(since)s AND created_at < %(until)s
   AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
   AND (%(model)s::text IS NULL OR requested_model = %(model)s)
@@ -26,9 +30,58 @@ WHERE created_at >= %(since)s AND created_at < %(until)s
   AND (%(metadata)s::jsonb IS NULL OR metadata @> %(metadata)s::jsonb)
   AND (%(request_id)s::text IS NULL OR request_id = %(request_id)s)
   AND (%(origin)s::text IS NULL OR origin = %(origin)s)
+  AND (%(guard)s::text IS NULL OR guard ->> 'action' = %(guard)s)
+  AND (%(key_prefix)s::text IS NULL OR key_prefix = %(key_prefix)s)
+  AND (%(q)s::text IS NULL
+       OR to_tsvector('simple', coalesce(prompt, '') || ' ' || coalesce(response, ''))
+          @@ plainto_tsquery('simple', %(q)s))
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
 ORDER BY id DESC
 LIMIT %(limit)s;
+
+-- name: get_log
+-- One record by its row id or its request id (the newest of that id), within a tenant.
+SELECT id, created_at, request_id, tenant_id, key_prefix, endpoint, stream, requested_model,
+       deployment, attempts, attempt_count, status, error_type, error_code, content_policy,
+       prompt, response, prompt_tokens, completion_tokens, cached_tokens, cost_usd, latency_ms,
+       ttft_ms, overhead_ms, upstream_ms, cache_status, cache_similarity, guard, metadata,
+       cost_saved_usd, origin, parent_id, usage_estimated, response_id, headers
+FROM request_log
+WHERE (id = %(row_id)s OR request_id = %(request_id)s)
+  AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
+ORDER BY id DESC
+LIMIT 1;
+
+-- name: log_children
+-- The calls Propylon made for a request (RAG's model calls, embeddings), in order.
+SELECT id, created_at, request_id, endpoint, requested_model, deployment, status, error_type,
+       latency_ms, upstream_ms, prompt_tokens, completion_tokens, cost_usd, cache_status,
+       attempts
+FROM request_log
+WHERE parent_id = %(request_id)s AND tenant_id IS NOT DISTINCT FROM %(tenant_id)s
+ORDER BY created_at, id
+LIMIT 200;
+
+-- name: find_request
+-- The request a feedback names, by request id or response id, within the caller's tenant.
+SELECT request_id FROM request_log
+WHERE tenant_id = %(tenant_id)s
+  AND ((%(request_id)s::text IS NOT NULL AND request_id = %(request_id)s)
+       OR (%(response_id)s::text IS NOT NULL AND response_id = %(response_id)s))
+ORDER BY id DESC
+LIMIT 1;
+
+-- name: insert_feedback
+INSERT INTO feedback (tenant_id, request_id, key_prefix, score, kind, comment, metadata)
+VALUES (%(tenant_id)s, %(request_id)s, %(key_prefix)s, %(score)s, %(kind)s, %(comment)s,
+        %(metadata)s)
+RETURNING id, created_at, request_id, score, kind, comment, metadata;
+
+-- name: request_feedback
+SELECT id, created_at, key_prefix, score, kind, comment, metadata
+FROM feedback
+WHERE tenant_id = %(tenant_id)s AND request_id = %(request_id)s
+ORDER BY id;
 
 -- name: stats_summary
 SELECT count(*) AS requests,
