@@ -64,6 +64,20 @@ async def get_stats(request: Request) -> Response:
     return json_response(await services(request).observe.stats(principal, window, tenant))
 
 
+@router.get("/v1/stats/prompt-versions", tags=["observability"])
+async def get_prompt_versions(request: Request) -> Response:
+    """Each version of each prompt (`metadata.prompt_name` / `prompt_version`; one prompt with
+    `prompt_name`) over `window` (default `1h`): volume, latency p50/p95, error rate, tokens
+    and cost per request, cache hit rate, guard flags and mean feedback score."""
+    principal = await _reader(request)
+    params = request.query_params
+    window = parse_window(params.get("window"))
+    versions = await services(request).observe.prompt_versions(
+        principal, window, params.get("prompt_name"), params.get("tenant_id")
+    )
+    return json_response(versions)
+
+
 async def _reader(request: Request) -> Principal:
     """An API key (its tenant's records; an operator key: every tenant's), or the admin key."""
     try:

@@ -20,7 +20,7 @@ from propylon.observe.logs_query import LogFilter, list_logs
 from propylon.observe.metrics import Metrics
 from propylon.observe.recorded import RecordedChat, RecordedEmbeddings, Recorder
 from propylon.observe.request_log import RequestLog
-from propylon.observe.stats import request_stats
+from propylon.observe.stats import prompt_versions, request_stats
 from propylon.observe.tracing import TracedLayer, open_tracing
 from propylon.principal import Principal
 from propylon.settings import Settings
@@ -67,6 +67,17 @@ class Observability:
         self, principal: Principal, window: timedelta, tenant_id: str | None = None
     ) -> dict[str, Any]:
         return await request_stats(self.database, principal, window, tenant_id=tenant_id)
+
+    async def prompt_versions(
+        self,
+        principal: Principal,
+        window: timedelta,
+        prompt_name: str | None = None,
+        tenant_id: str | None = None,
+    ) -> dict[str, Any]:
+        return await prompt_versions(
+            self.database, principal, window, prompt_name=prompt_name, tenant_id=tenant_id
+        )
 
 
 @asynccontextmanager

@@ -124,11 +124,19 @@ WHERE created_at >= %(since)s AND created_at < %(until)s
   AND origin = 'internal';
 
 -- name: stats_per_minute
--- User traffic, with the internal calls of each minute as their own series.
+-- User traffic and its latency percentiles, with the internal calls of each minute as their
+-- own series (never in the percentiles).
 SELECT date_trunc('minute', created_at) AS minute,
        count(*) FILTER (WHERE origin = 'user') AS requests,
        count(*) FILTER (WHERE origin = 'user' AND error_type IS NOT NULL) AS errors,
-       count(*) FILTER (WHERE origin = 'internal') AS internal_requests
+       count(*) FILTER (WHERE origin = 'internal') AS internal_requests,
+       percentile_cont(0.50) WITHIN GROUP (ORDER BY latency_ms)
+           FILTER (WHERE origin = 'user') AS latency_p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
+           FILTER (WHERE origin = 'user') AS latency_p95,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY ttft_ms)
+           FILTER (WHERE origin = 'user') AS ttft_p95,
+       coalesce(sum(cost_saved_usd) FILTER (WHERE origin = 'user'), 0) AS cost_saved_usd
 FROM request_log
 WHERE created_at >= %(since)s AND created_at < %(until)s
   AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
@@ -163,3 +171,36 @@ FROM (
 ) AS r
 GROUP BY GROUPING SETS ((key_prefix), (requested_model), (prompt_name, prompt_version))
 ORDER BY requests DESC;
+
+-- name: prompt_versions
+-- Each version of each prompt (`metadata.prompt_name` / `prompt_version`) over the window:
+-- user traffic only; feedback weighted per feedback, not per request.
+SELECT r.metadata ->> 'prompt_name' AS prompt_name,
+       r.metadata ->> 'prompt_version' AS prompt_version,
+       count(*) AS requests,
+       count(*) FILTER (WHERE r.error_type IS NOT NULL) AS errors,
+       percentile_cont(0.50) WITHIN GROUP (ORDER BY r.latency_ms) AS latency_p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY r.latency_ms) AS latency_p95,
+       avg(r.prompt_tokens) AS prompt_tokens_per_request,
+       avg(r.completion_tokens) AS completion_tokens_per_request,
+       avg(coalesce(r.cost_usd, 0)) AS cost_usd_per_request,
+       count(*) FILTER (WHERE r.cache_status IN ('hit-exact', 'hit-semantic')) AS cache_hits,
+       count(*) FILTER (WHERE r.cache_status IN ('hit-exact', 'hit-semantic', 'miss'))
+           AS cache_lookups,
+       count(*) FILTER (WHERE r.guard ->> 'action' IN ('flag', 'sanitize', 'block'))
+           AS guard_flags,
+       coalesce(sum(f.n), 0) AS feedback_count,
+       sum(f.total) / nullif(sum(f.n), 0) AS feedback_score
+FROM request_log r
+LEFT JOIN LATERAL (
+    SELECT sum(score) AS total, count(*) AS n FROM feedback
+    WHERE feedback.tenant_id = r.tenant_id AND feedback.request_id = r.request_id
+) AS f ON true
+WHERE r.created_at >= %(since)s AND r.created_at < %(until)s
+  AND (%(tenant_id)s::text IS NULL OR r.tenant_id = %(tenant_id)s)
+  AND r.origin = 'user'
+  AND r.metadata ? 'prompt_name'
+  AND (%(prompt_name)s::text IS NULL OR r.metadata ->> 'prompt_name' = %(prompt_name)s)
+GROUP BY 1, 2
+ORDER BY 1, 2
+LIMIT 500;

@@ -97,6 +97,10 @@ async def request_stats(
                 "requests": int(row["requests"]),
                 "errors": int(row["errors"]),
                 "internal_requests": int(row["internal_requests"]),
+                "latency_ms_p50": _float(row["latency_p50"]),
+                "latency_ms_p95": _float(row["latency_p95"]),
+                "ttft_ms_p95": _float(row["ttft_p95"]),
+                "cost_saved_usd": float(row["cost_saved_usd"]),
             }
             for row in minutes
         ],
@@ -136,3 +140,52 @@ def _ratio(part: Any, whole: int) -> float | None:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+async def prompt_versions(
+    database: Database,
+    principal: Principal,
+    window: timedelta,
+    *,
+    prompt_name: str | None = None,
+    tenant_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Each version of each prompt (or of ``prompt_name``) over the ``window``: volume,
+    latency p50/p95, error rate, tokens and cost per request, cache hit rate, guard flags and
+    the mean feedback score."""
+    until = now or datetime.now(UTC)
+    since = until - window
+    params = {
+        "since": since,
+        "until": until,
+        "tenant_id": tenant_id if principal.is_operator else principal.tenant_id,
+        "prompt_name": prompt_name,
+    }
+    async with database.connection() as conn:
+        rows = await (await conn.execute(query("prompt_versions"), params)).fetchall()
+    return {
+        "object": "list",
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "data": [_version(row) for row in rows],
+    }
+
+
+def _version(row: dict[str, Any]) -> dict[str, Any]:
+    requests = int(row["requests"])
+    return {
+        "prompt_name": row["prompt_name"],
+        "prompt_version": row["prompt_version"],
+        "requests": requests,
+        "error_rate": _ratio(row["errors"], requests),
+        "latency_ms_p50": _float(row["latency_p50"]),
+        "latency_ms_p95": _float(row["latency_p95"]),
+        "prompt_tokens_per_request": _float(row["prompt_tokens_per_request"]),
+        "completion_tokens_per_request": _float(row["completion_tokens_per_request"]),
+        "cost_usd_per_request": _float(row["cost_usd_per_request"]),
+        "cache_hit_rate": _ratio(row["cache_hits"], int(row["cache_lookups"])),
+        "guard_flags": int(row["guard_flags"]),
+        "feedback_count": int(row["feedback_count"]),
+        "feedback_score": _float(row["feedback_score"]),
+    }

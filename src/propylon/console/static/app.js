@@ -1,48 +1,9 @@
 // Propylon web console: plain ES modules, no build step. It only calls the public API with the
 // signed-in key, so it can do nothing the key could not do with curl.
 
-const state = { key: sessionStorage.getItem("propylon.key") || "", collection: null, history: [], sockets: [] };
-const $ = (id) => document.getElementById(id);
-
-// ---------------------------------------------------------------- API ---
-
-async function api(path, options = {}) {
-  const headers = { Authorization: `Bearer ${state.key}`, ...(options.headers || {}) };
-  if (options.json !== undefined) {
-    headers["Content-Type"] = "application/json";
-    options.body = JSON.stringify(options.json);
-  }
-  const response = await fetch(path, { ...options, headers });
-  const text = await response.text();
-  const body = text ? JSON.parse(text) : {};
-  if (!response.ok) {
-    const message = body.error ? body.error.message : `HTTP ${response.status}`;
-    throw Object.assign(new Error(message), { status: response.status, body });
-  }
-  return body;
-}
-
-// A browser cannot set Authorization on a WebSocket, and a key in the URL would reach access
-// logs: the socket offers a single-use ticket (valid 30 s) as its subprotocol instead.
-async function socket(path, onMessage) {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ticket = await api("/v1/ws-tickets", { method: "POST" });
-  const ws = new WebSocket(`${scheme}://${location.host}${path}`, ["propylon", ticket.subprotocol]);
-  ws.onmessage = (event) => onMessage(JSON.parse(event.data));
-  state.sockets.push(ws);
-  return ws;
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (name === "class") node.className = value;
-    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value);
-  }
-  for (const child of children) node.append(child instanceof Node ? child : String(child ?? ""));
-  return node;
-}
+import { $, api, el, ms, pct, socket, state } from "./core.js";
+import { lineChart, barChart } from "./charts.js";
+import { loadExplorer, loadVersions, offerFeedback } from "./explorer.js";
 
 // ------------------------------------------------------------ sign in ---
 
@@ -96,8 +57,6 @@ for (const button of document.querySelectorAll("#tabs button")) {
 
 // ---------------------------------------------------------- dashboard ---
 
-const pct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)} %`);
-const ms = (x) => (x === null || x === undefined ? "–" : `${x.toFixed(1)} ms`);
 
 async function loadStats() {
   let stats;
@@ -133,40 +92,6 @@ async function loadStats() {
 
 $("refresh-stats").addEventListener("click", loadStats);
 $("window").addEventListener("change", loadStats);
-
-const SVG = "http://www.w3.org/2000/svg";
-function svg(tag, attrs, text) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function barChart(target, points) {
-  target.replaceChildren();
-  if (!points.length) return target.append(svg("text", { x: 10, y: 20 }, "no data in this window"));
-  const max = Math.max(...points.map((p) => p[1]), 1e-9);
-  const width = 560 / points.length;
-  points.forEach(([label, value], i) => {
-    const height = (value / max) * 105;
-    target.append(svg("rect", { x: 30 + i * width, y: 130 - height, width: width * 0.7, height, fill: "#2f6fde" }));
-    target.append(svg("text", { x: 30 + i * width, y: 145 }, String(label).slice(0, 14)));
-    target.append(svg("text", { x: 30 + i * width, y: 125 - height }, Number(value).toPrecision(3)));
-  });
-}
-
-function lineChart(target, points) {
-  target.replaceChildren();
-  if (!points.length) return target.append(svg("text", { x: 10, y: 20 }, "no data in this window"));
-  const max = Math.max(...points.map((p) => p[1]), 1);
-  const step = points.length > 1 ? 540 / (points.length - 1) : 0;
-  const path = points.map(([, v], i) => `${i ? "L" : "M"}${40 + i * step},${130 - (v / max) * 120}`).join(" ");
-  target.append(svg("path", { d: path, fill: "none", stroke: "#2f6fde", "stroke-width": 2 }));
-  points.forEach(([, v], i) => target.append(svg("circle", { cx: 40 + i * step, cy: 130 - (v / max) * 120, r: 3, fill: "#2f6fde" })));
-  target.append(svg("text", { x: 2, y: 14 }, String(max)));
-  target.append(svg("text", { x: 40, y: 150 }, points[0][0]));
-  target.append(svg("text", { x: 540, y: 150 }, points[points.length - 1][0]));
-}
 
 // -------------------------------------------------------- collections ---
 
