@@ -31,7 +31,7 @@ async def reader_key(server: AppServer, tenant: str = "test") -> str:
     key, _ = await server.app.state.services.access.create_key(
         tenant, features=["chat", "logs:read"]
     )
-    return key
+    return str(key)
 
 
 async def detail(server: AppServer, log_id: str, key: str | None = ADMIN) -> dict[str, Any]:

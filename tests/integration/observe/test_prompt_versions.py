@@ -33,9 +33,7 @@ async def test_versions_are_compared_and_feedback_moves_a_versions_score(
                 json={"request_id": liked.headers["x-request-id"], "score": score},
             )
             assert posted.status == 201, posted.body
-        after = await call(
-            server, "GET", "/v1/stats/prompt-versions?window=1h&prompt_name=support"
-        )
+        after = await call(server, "GET", "/v1/stats/prompt-versions?window=1h&prompt_name=support")
         stats = await call(server, "GET", "/v1/stats?window=1h")
 
     assert before.status == after.status == 200, (before.body, after.body)

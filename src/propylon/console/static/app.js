@@ -1,8 +1,8 @@
 // Propylon web console: plain ES modules, no build step. It only calls the public API with the
 // signed-in key, so it can do nothing the key could not do with curl.
 
-import { $, api, el, ms, pct, socket, state } from "./core.js";
-import { lineChart, barChart } from "./charts.js";
+import { $, api, el, pct, socket, state } from "./core.js";
+import { barChart, formatValue, timeSeries } from "./charts.js";
 import { loadExplorer, loadVersions, offerFeedback } from "./explorer.js";
 
 // ------------------------------------------------------------ sign in ---
@@ -48,7 +48,7 @@ function showTab(name) {
     button.classList.toggle("active", button.dataset.tab === name);
   }
   for (const section of document.querySelectorAll(".tab")) section.hidden = section.id !== name;
-  ({ dashboard: loadStats, collections: loadCollections, playground: loadModels, jobs: renderJobs })[name]();
+  ({ dashboard: loadStats, explorer: loadExplorer, versions: loadVersions, collections: loadCollections, playground: loadModels, jobs: renderJobs })[name]();
 }
 
 for (const button of document.querySelectorAll("#tabs button")) {
@@ -69,25 +69,29 @@ async function loadStats() {
   const cards = [
     ["Requests", stats.requests],
     ["Requests / min", stats.requests_per_minute.toFixed(2)],
-    ["Latency p50", ms(stats.latency_ms.p50)],
-    ["Latency p95", ms(stats.latency_ms.p95)],
+    ["Latency p50", formatValue(stats.latency_ms.p50, "ms")],
+    ["Latency p95", formatValue(stats.latency_ms.p95, "ms")],
     ["Cache hit rate", pct(stats.cache.hit_rate)],
     ["Error rate", pct(stats.error_rate)],
-    ["Spend", `$${stats.cost_usd.toFixed(4)}`],
-    ["Saved by the cache", `$${stats.cost_saved_usd.toFixed(4)}`],
+    ["Spend", formatValue(stats.cost_usd, "usd")],
+    ["Saved by the cache", formatValue(stats.cost_saved_usd, "usd")],
     // Calls Propylon made for itself (ingestion embeddings, RAG's inner calls), kept apart
     // so they never skew the latency and rates of the traffic above.
     ["Internal calls", stats.internal.requests],
-    ["Internal latency p95", ms(stats.internal.latency_ms.p95)],
-    ["Internal spend", `$${stats.internal.cost_usd.toFixed(4)}`],
+    ["Internal latency p95", formatValue(stats.internal.latency_ms.p95, "ms")],
+    ["Internal spend", formatValue(stats.internal.cost_usd, "usd")],
   ];
   $("cards").replaceChildren(
     ...cards.map(([label, value]) => el("div", { class: "card" }, el("div", { class: "value" }, value), el("div", { class: "label" }, label))),
   );
-  lineChart($("chart-rpm"), stats.per_minute.map((p) => [p.minute.slice(11, 16), p.requests]));
-  barChart($("chart-latency"), Object.entries(stats.latency_ms).map(([k, v]) => [k, v || 0]));
-  barChart($("chart-spend-key"), stats.by_key.map((g) => [g.key_prefix || "?", g.cost_usd]));
-  barChart($("chart-spend-model"), stats.by_model.map((g) => [g.model || "?", g.cost_usd]));
+  // User traffic only: internal calls have their own cards and never enter these lines.
+  const times = stats.per_minute.map((p) => p.minute);
+  timeSeries($("chart-rpm"), times, [{ name: "requests", values: stats.per_minute.map((p) => p.requests) }, { name: "internal", values: stats.per_minute.map((p) => p.internal_requests) }], "count");
+  timeSeries($("chart-latency"), times, [{ name: "p50", values: stats.per_minute.map((p) => p.latency_ms_p50) }, { name: "p95", values: stats.per_minute.map((p) => p.latency_ms_p95) }, { name: "TTFT p95", values: stats.per_minute.map((p) => p.ttft_ms_p95) }], "ms");
+  let saved = 0;
+  timeSeries($("chart-saved"), times, [{ name: "saved (cumulative)", values: stats.per_minute.map((p) => (saved += p.cost_saved_usd)) }], "usd");
+  barChart($("chart-spend-key"), stats.by_key.map((g) => [g.key_prefix || "?", g.cost_usd]), "usd");
+  barChart($("chart-spend-model"), stats.by_model.map((g) => [g.model || "?", g.cost_usd]), "usd");
 }
 
 $("refresh-stats").addEventListener("click", loadStats);
@@ -222,12 +226,14 @@ $("ask").addEventListener("submit", async (event) => {
   target.classList.add("streaming");
   let answer = "";
   let extension = null;
+  let requestId = null;
   try {
     const response = await fetch("/v1/chat/completions", {
       method: "POST",
       headers: { Authorization: `Bearer ${state.key}`, "Content-Type": "application/json" },
       body: JSON.stringify({ model: $("model").value, messages: state.history, stream: true }),
     });
+    requestId = response.headers.get("x-request-id");
     if (!response.ok) {
       const body = await response.json();
       throw new Error(body.error?.message || `HTTP ${response.status}`);
@@ -247,6 +253,7 @@ $("ask").addEventListener("submit", async (event) => {
   target.classList.remove("streaming");
   target.classList.add("done");
   renderCitations(target, answer, extension);
+  offerFeedback(target.parentNode, requestId);
   state.history.push({ role: "assistant", content: answer });
 });
 
