@@ -4,7 +4,7 @@ request log, read back and annotated."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from propylon.errors import AuthenticationFailed
 from propylon.http.auth import authenticate, authenticate_admin
@@ -12,6 +12,7 @@ from propylon.http.context import services
 from propylon.http.json import json_response, read_json_object
 from propylon.http.openapi import JSON_OBJECT_BODY
 from propylon.observe.feedback import Feedback
+from propylon.observe.log_export import FORMATS, export_format
 from propylon.observe.logs_query import LogFilter
 from propylon.observe.stats import parse_window
 from propylon.principal import Principal
@@ -29,6 +30,21 @@ async def get_logs(request: Request) -> Response:
     principal = await _reader(request)
     query = LogFilter.from_params(request.query_params.multi_items())
     return json_response(await services(request).observe.logs(principal, query))
+
+
+@router.get("/v1/logs/export", tags=["observability"])
+async def export_logs(request: Request) -> Response:
+    """Every record `GET /v1/logs` would list for the same filters, newest first, as a file:
+    `format=jsonl` (default) or `csv`; at most 1,000,000 rows."""
+    principal = await _reader(request)
+    format = export_format(request.query_params.get("format"))
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "format"]
+    query = LogFilter.from_params(params)
+    body = await services(request).observe.export(principal, query, format)
+    disposition = f'attachment; filename="propylon-requests.{format}"'
+    return StreamingResponse(
+        body, media_type=FORMATS[format], headers={"Content-Disposition": disposition}
+    )
 
 
 @router.get("/v1/logs/{log_id}", tags=["observability"])

@@ -16,6 +16,7 @@ from propylon.gateway.circuit_breaker import CircuitBreaker
 from propylon.gateway.protocol import ChatService, EmbeddingService
 from propylon.observe.feedback import Feedback, post_feedback
 from propylon.observe.log_detail import log_detail
+from propylon.observe.log_export import export_logs
 from propylon.observe.logs_query import LogFilter, list_logs
 from propylon.observe.metrics import Metrics
 from propylon.observe.recorded import RecordedChat, RecordedEmbeddings, Recorder
@@ -56,6 +57,11 @@ class Observability:
 
     async def logs(self, principal: Principal, filter: LogFilter) -> dict[str, Any]:
         return await list_logs(self.database, principal, filter)
+
+    async def export(
+        self, principal: Principal, filter: LogFilter, format: str
+    ) -> AsyncIterator[bytes]:
+        return await export_logs(self.database, principal, filter, format)
 
     async def log(self, principal: Principal, log_id: str) -> dict[str, Any]:
         return await log_detail(self.database, principal, log_id)
@@ -98,6 +104,7 @@ async def open_observability(
             max_content_chars=config.max_content_chars,
             retention_days=config.retention_days,
             retention_interval_s=config.retention_interval_s,
+            tenant_retention_days=config.tenant_retention_days,
         )
         metrics.watch_request_log(lambda: request_log.pending, lambda: request_log.dropped)
         recorder = Recorder(request_log, metrics, config, tracer, providers=deployments)

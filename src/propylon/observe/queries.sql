@@ -1,11 +1,26 @@
 -- The named SQL of the observe part (request log), read once by queries.py.
 
 -- name: delete_expired
--- One bounded slice per statement, so retention never holds long locks.
+-- One bounded slice per statement, so retention never holds long locks. With `tenant_id`:
+-- that tenant's rows (its own retention); without: every other tenant's (`exempt` have their
+-- own).
 DELETE FROM request_log
 WHERE id IN (
     SELECT id FROM request_log
     WHERE created_at < now() - make_interval(secs => %(older_than_s)s)
+      AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
+      AND (%(tenant_id)s::text IS NOT NULL OR tenant_id IS NULL
+           OR NOT (tenant_id = ANY(%(exempt)s::text[])))
+    LIMIT %(limit)s
+);
+
+-- name: delete_expired_feedback
+DELETE FROM feedback
+WHERE id IN (
+    SELECT id FROM feedback
+    WHERE created_at < now() - make_interval(secs => %(older_than_s)s)
+      AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
+      AND (%(tenant_id)s::text IS NOT NULL OR NOT (tenant_id = ANY(%(exempt)s::text[])))
     LIMIT %(limit)s
 );
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 
 from propylon.testing import FakeUpstream
@@ -196,3 +199,30 @@ async def test_the_list_filters_by_guard_key_and_free_text(server: AppServer) ->
     assert withheld.status == 403 and withheld.body["error"]["param"] == "q"
     bad = await call(server, "GET", "/v1/logs?guard=maybe", key=reader)
     assert bad.status == 400 and bad.body["error"]["param"] == "guard"
+
+
+async def test_the_filtered_log_exports_as_jsonl_and_csv(server: AppServer) -> None:
+    reader = await reader_key(server)
+    for content in ("export me, pelican", "export me too", "not this one"):
+        await chat(server, content, metadata={"batch": "x" if "export" in content else "y"})
+    await records(server, 3, "origin=user")
+
+    jsonl = await call(
+        server, "GET", "/v1/logs/export?format=jsonl&metadata.batch=x&origin=user", key=reader
+    )
+    assert jsonl.status == 200, jsonl.body
+    assert jsonl.headers["content-type"].startswith("application/x-ndjson")
+    lines = [orjson.loads(line) for line in jsonl.body.splitlines()]
+    assert len(lines) == 2 and all(r["metadata"] == {"batch": "x"} for r in lines)
+    assert "pelican" in lines[1]["prompt"], "content comes to logs:read keys"
+
+    csv_reply = await call(server, "GET", "/v1/logs/export?format=csv&q=pelican", key=reader)
+    assert csv_reply.status == 200
+    table = list(csv.DictReader(io.StringIO(csv_reply.body)))
+    assert len(table) == 1 and "pelican" in table[0]["prompt"]
+    assert orjson.loads(table[0]["metadata"]) == {"batch": "x"}
+
+    bad = await call(server, "GET", "/v1/logs/export?format=xml", key=reader)
+    assert bad.status == 400 and bad.body["error"]["param"] == "format"
+    withheld = await call(server, "GET", "/v1/logs/export?q=pelican", key=server.api_key)
+    assert withheld.status == 403
