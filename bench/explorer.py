@@ -1,7 +1,8 @@
 """The requests explorer at scale: its first page and filtered queries over many log rows.
 
 Generates request-log rows (10 tenants, 50 keys, 3 models, 7 days, prompts and answers with a
-5,000-word vocabulary, prompt versions, guard verdicts, cache statuses, 2 % errors) in a
+5,000-word vocabulary, prompt versions, guard verdicts, cache statuses, 2 % errors; ids grow
+with time, as the writer's do) in a
 database of its own, server-side (``generate_series``), with every index of the migrations in
 place. Then times the queries the explorer and ``GET /v1/logs`` run (``list_logs`` and
 ``log_detail``, the same code as the API, without HTTP), interleaved, against a baseline
@@ -49,7 +50,7 @@ INSERT INTO request_log (
     deployment, attempts, attempt_count, status, error_type, error_code, content_policy,
     prompt, response, prompt_tokens, completion_tokens, cost_usd, latency_ms, ttft_ms,
     overhead_ms, upstream_ms, cache_status, guard, metadata, origin, response_id, headers)
-SELECT now() - (i::float8 / %(n)s::float8) * interval '7 days',
+SELECT now() - ((%(n)s - i)::float8 / %(n)s::float8) * interval '7 days',
        'req-' || i,
        'tenant-' || (i %% 10),
        'ppl_k' || (i %% 50),
@@ -57,9 +58,9 @@ SELECT now() - (i::float8 / %(n)s::float8) * interval '7 days',
        (ARRAY['gpt-4o', 'gpt-4o-mini', 'claude-haiku'])[1 + i %% 3],
        (ARRAY['openai/gpt-4o', 'openai/gpt-4o-mini', 'anthropic/haiku'])[1 + i %% 3],
        '[{"deployment": "openai/gpt-4o", "outcome": "ok", "ms": 420.5}]', 1,
-       CASE WHEN i %% 50 = 0 THEN 502 ELSE 200 END,
-       CASE WHEN i %% 50 = 0 THEN 'upstream_error' END,
-       CASE WHEN i %% 50 = 0 THEN 'upstream_error' END,
+       CASE WHEN i %% 47 = 0 THEN 502 ELSE 200 END,
+       CASE WHEN i %% 47 = 0 THEN 'upstream_error' END,
+       CASE WHEN i %% 47 = 0 THEN 'upstream_error' END,
        'full',
        '[{"role": "user", "content": "question ' || i || ' about '
            || substr(md5((i %% 5000)::text), 1, 8) || ' and '

@@ -40,13 +40,8 @@ async def request_stats(
     """Rates, percentiles, cache hit rates, tokens, cost and cost saved by the cache for the
     caller's tenant (every tenant, or ``tenant_id``, for an admin) over the ``window`` ending
     ``now``: user traffic, with the calls Propylon made for itself apart (``internal``)."""
-    until = now or datetime.now(UTC)
-    since = until - window
-    params = {
-        "since": since,
-        "until": until,
-        "tenant_id": tenant_id if principal.is_operator else principal.tenant_id,
-    }
+    params = _window(principal, window, tenant_id, now)
+    since, until = params["since"], params["until"]
     async with database.connection() as conn:
         summary = await (await conn.execute(query("stats_summary"), params)).fetchone()
         minutes = await (await conn.execute(query("stats_per_minute"), params)).fetchall()
@@ -114,6 +109,19 @@ async def request_stats(
     }
 
 
+def _window(
+    principal: Principal, window: timedelta, tenant_id: str | None, now: datetime | None
+) -> dict[str, Any]:
+    """The query parameters of a window ending ``now``, in the caller's tenant (an
+    operator's choice of ``tenant_id``, or every tenant)."""
+    until = now or datetime.now(UTC)
+    return {
+        "since": until - window,
+        "until": until,
+        "tenant_id": tenant_id if principal.is_operator else principal.tenant_id,
+    }
+
+
 def _group(row: dict[str, Any]) -> dict[str, Any]:
     requests = int(row["requests"])
     return {
@@ -154,14 +162,8 @@ async def prompt_versions(
     """Each version of each prompt (or of ``prompt_name``) over the ``window``: volume,
     latency p50/p95, error rate, tokens and cost per request, cache hit rate, guard flags and
     the mean feedback score."""
-    until = now or datetime.now(UTC)
-    since = until - window
-    params = {
-        "since": since,
-        "until": until,
-        "tenant_id": tenant_id if principal.is_operator else principal.tenant_id,
-        "prompt_name": prompt_name,
-    }
+    params = {**_window(principal, window, tenant_id, now), "prompt_name": prompt_name}
+    since, until = params["since"], params["until"]
     async with database.connection() as conn:
         rows = await (await conn.execute(query("prompt_versions"), params)).fetchall()
     return {

@@ -12,6 +12,9 @@ CREATE INDEX IF NOT EXISTS request_log_response_id ON request_log (response_id)
     WHERE response_id IS NOT NULL;
 -- The explorer's first page and paging: newest first by id within a tenant.
 CREATE INDEX IF NOT EXISTS request_log_tenant_id_desc ON request_log (tenant_id, id DESC);
+-- `status=error`: errors are rare, so a filter on them would otherwise walk the whole window.
+CREATE INDEX IF NOT EXISTS request_log_tenant_errors ON request_log (tenant_id, id DESC)
+    WHERE error_type IS NOT NULL;
 CREATE INDEX IF NOT EXISTS request_log_parent ON request_log (parent_id)
     WHERE parent_id IS NOT NULL;
 -- Free text over prompts and answers (`q=`): built-in full text search, no extension.
