@@ -74,6 +74,10 @@ async def test_explorer_versions_and_feedback_views(
         await expect(rows).to_have_count(4)
         await page.screenshot(path=str(ARTIFACTS / f"explorer-{name}-2-list.png"), full_page=True)
 
+        await page.fill("#f-metadata", "prompt_version=v1")
+        await page.click("#filters button[type=submit]")
+        await expect(rows).to_have_count(1)
+        await page.fill("#f-metadata", "")
         await page.fill("#f-text", "aardvark")
         await page.click("#filters button[type=submit]")
         await expect(rows).to_have_count(1)

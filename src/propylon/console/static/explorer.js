@@ -16,7 +16,7 @@ function filterQuery() {
   const params = new URLSearchParams({ limit: "50" });
   const minutes = RANGES[$("f-range").value] || 60;
   params.set("since", new Date(Date.now() - minutes * 60_000).toISOString());
-  for (const [id, name] of [["f-model", "model"], ["f-status", "status"], ["f-cache", "cache_status"], ["f-guard", "guard"], ["f-text", "q"]]) {
+  for (const [id, name] of [["f-model", "model"], ["f-status", "status"], ["f-cache", "cache_status"], ["f-guard", "guard"], ["f-key", "key_prefix"], ["f-text", "q"]]) {
     const value = $(id).value.trim();
     if (value) params.set(name, value);
   }
