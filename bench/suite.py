@@ -90,6 +90,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
         Benchmark("cold_start", "bench.cold_start", "process start to /readyz 200, RSS idle"),
         Benchmark("request_log", "bench.request_log", "cost of recording every request"),
+        Benchmark("explorer", "bench.explorer", "requests explorer p95 over many log rows"),
         Benchmark("cache", "bench.cache", "exact- and semantic-hit latency"),
         Benchmark("ingestion", "bench.ingestion", "ingestion overhead over the raw embedder"),
         Benchmark("search", "bench.search", "hybrid search p95 at 100,000 chunks"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
@@ -356,6 +356,10 @@ class ObserveSettings(BaseModel):
     )
     retention_days: float = Field(
         default=30, ge=0, description="Request log rows older than this are deleted; 0: kept."
+    )
+    tenant_retention_days: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="Per-tenant override of `retention_days` (tenant id -> days; 0: kept).",
     )
     retention_interval_s: float = Field(
         default=3600, gt=0, description="Seconds between two retention deletions."

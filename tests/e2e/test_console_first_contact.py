@@ -21,7 +21,7 @@ from tests.support.servers import AppServer, serve_app
 pytestmark = pytest.mark.slow
 
 VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
-TABS = ("dashboard", "collections", "playground", "jobs")
+TABS = ("dashboard", "explorer", "versions", "collections", "playground", "jobs")
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))

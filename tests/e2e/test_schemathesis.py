@@ -53,7 +53,13 @@ async def test_no_generated_request_gets_a_server_error(tmp_path: Path, data_dir
         await wait_http(f"{base}/readyz", timeout=60)
         async with aiohttp.ClientSession() as http, http.get(f"{base}/openapi.json") as resp:
             spec = await resp.json()
-        assert {"/v1/ws-tickets", "/admin/keys", "/v1/logs"} <= set(spec["paths"])
+        assert {
+            "/v1/ws-tickets",
+            "/admin/keys",
+            "/v1/logs",
+            "/v1/logs/{log_id}",
+            "/v1/feedback",
+        } <= set(spec["paths"])
         keys = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -13,15 +13,28 @@ if TYPE_CHECKING:
 
 @asynccontextmanager
 async def signed_in_page(
-    url: str, key: str, chromium: str, flags: list[str], width: int, height: int
+    url: str,
+    key: str,
+    chromium: str,
+    flags: list[str],
+    width: int,
+    height: int,
+    errors: list[str] | None = None,
 ) -> AsyncIterator[Page]:
-    """Headless Chromium on the console at ``url``, signed in with ``key``."""
+    """Headless Chromium on the console at ``url``, signed in with ``key``; console errors
+    and uncaught exceptions are appended to ``errors`` when given."""
     from playwright.async_api import async_playwright, expect
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, args=flags)
         try:
             page = await browser.new_page(viewport={"width": width, "height": height})
+            if errors is not None:
+                page.on(
+                    "console",
+                    lambda m: errors.append(m.text) if m.type == "error" else None,
+                )
+                page.on("pageerror", lambda e: errors.append(str(e)))
             await page.goto(url + "/")
             await page.fill("#api-key", key)
             await page.click("#signin-form button[type=submit]")

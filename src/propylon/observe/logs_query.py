@@ -11,13 +11,15 @@ import orjson
 from psycopg.types.json import Jsonb
 
 from propylon.db.database import Database
-from propylon.errors import InvalidRequest
+from propylon.errors import InvalidRequest, PermissionDenied
 from propylon.observe.queries import query
 from propylon.principal import Principal
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 _STATUS_CLASSES = {"2xx": 2, "3xx": 3, "4xx": 4, "5xx": 5}
+GUARD_ACTIONS = ("pass", "flag", "sanitize", "block", "off")
+MAX_TEXT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,9 @@ class LogFilter:
     request_id: str | None = None
     tenant_id: str | None = None
     origin: str | None = None  # "user" | "internal"; None: both
+    guard: str | None = None  # the guard's action: pass | flag | sanitize | block | off
+    key_prefix: str | None = None
+    text: str | None = None  # free text over prompts and answers
     before_id: int | None = None
     limit: int = DEFAULT_LIMIT
 
@@ -45,8 +50,9 @@ class LogFilter:
         """Parse query parameters: ``since``/``until`` (ISO 8601 or epoch seconds), ``model``,
         ``status`` (``200``, ``4xx``, ``error``, ``ok``), ``cache_status``, ``request_id``,
         ``tenant_id``, ``metadata.<key>=<value>`` (repeatable) or ``metadata=<JSON object>``,
-        ``origin`` (``user`` or ``internal``), ``before`` (the ``id`` to page from) and
-        ``limit`` (1–500)."""
+        ``origin`` (``user`` or ``internal``), ``guard`` (the guard's action), ``key_prefix``,
+        ``q`` (free text over prompts and answers, where content is captured), ``before``
+        (the ``id`` to page from) and ``limit`` (1–500)."""
         now = now or datetime.now(UTC)
         values: dict[str, str] = {}
         metadata: dict[str, Any] = {}
@@ -73,6 +79,9 @@ class LogFilter:
             request_id=values.get("request_id"),
             tenant_id=values.get("tenant_id"),
             origin=_origin(values.get("origin")),
+            guard=_choice(values.get("guard"), "guard", GUARD_ACTIONS),
+            key_prefix=values.get("key_prefix"),
+            text=_text(values.get("q")),
             before_id=_int(values["before"], "before") if "before" in values else None,
             limit=_limit(values.get("limit")),
         )
@@ -82,6 +91,12 @@ async def list_logs(database: Database, principal: Principal, filter: LogFilter)
     """One page of the caller's records (every tenant's for an operator), newest first;
     without the ``logs:read`` feature, rows come without prompts and answers."""
     tenant = filter.tenant_id if principal.is_operator else principal.tenant_id
+    if filter.text is not None and not principal.has_feature("logs:read"):
+        # A search over content is a way of reading it.
+        raise PermissionDenied(
+            "Searching prompts and answers (`q`) needs a key with the `logs:read` feature.",
+            param="q",
+        )
     params = {
         "since": filter.since,
         "until": filter.until,
@@ -94,15 +109,20 @@ async def list_logs(database: Database, principal: Principal, filter: LogFilter)
         "metadata": Jsonb(filter.metadata) if filter.metadata is not None else None,
         "request_id": filter.request_id,
         "origin": filter.origin,
+        "guard": filter.guard,
+        "key_prefix": filter.key_prefix,
+        "q": filter.text,
         "before_id": filter.before_id,
         "limit": filter.limit + 1,
     }
     async with database.connection() as conn:
-        cur = await conn.execute(query("list_logs"), params)
+        # Planned for these values every time: a generic plan of the optional filters
+        # (`x IS NULL OR …`) cannot use their indexes.
+        cur = await conn.execute(query("list_logs"), params, prepare=False)
         rows = await cur.fetchall()
     has_more = len(rows) > filter.limit
     content = principal.has_feature("logs:read")
-    data = [_render(row, content) for row in rows[: filter.limit]]
+    data = [render_log(row, content) for row in rows[: filter.limit]]
     return {
         "object": "list",
         "data": data,
@@ -111,7 +131,7 @@ async def list_logs(database: Database, principal: Principal, filter: LogFilter)
     }
 
 
-def _render(row: dict[str, Any], content: bool) -> dict[str, Any]:
+def render_log(row: dict[str, Any], content: bool) -> dict[str, Any]:
     """A row as the API shows it; prompts and answers only to keys with ``logs:read``."""
     out = dict(row)
     out["created_at"] = row["created_at"].isoformat()
@@ -119,6 +139,20 @@ def _render(row: dict[str, Any], content: bool) -> dict[str, Any]:
         out["prompt"] = out["response"] = None
         out["content_withheld"] = True
     return out
+
+
+def _choice(value: str | None, name: str, allowed: tuple[str, ...]) -> str | None:
+    if value is not None and value not in allowed:
+        raise InvalidRequest(f"`{name}` must be one of {', '.join(allowed)}.", param=name)
+    return value
+
+
+def _text(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    if len(value) > MAX_TEXT:
+        raise InvalidRequest(f"`q` must be at most {MAX_TEXT} characters.", param="q")
+    return value.strip()
 
 
 def _origin(value: str | None) -> str | None:

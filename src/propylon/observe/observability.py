@@ -14,11 +14,14 @@ from opentelemetry.trace import Tracer, TracerProvider
 from propylon.db.database import Database
 from propylon.gateway.circuit_breaker import CircuitBreaker
 from propylon.gateway.protocol import ChatService, EmbeddingService
+from propylon.observe.feedback import Feedback, post_feedback
+from propylon.observe.log_detail import log_detail
+from propylon.observe.log_export import export_logs
 from propylon.observe.logs_query import LogFilter, list_logs
 from propylon.observe.metrics import Metrics
 from propylon.observe.recorded import RecordedChat, RecordedEmbeddings, Recorder
 from propylon.observe.request_log import RequestLog
-from propylon.observe.stats import request_stats
+from propylon.observe.stats import prompt_versions, request_stats
 from propylon.observe.tracing import TracedLayer, open_tracing
 from propylon.principal import Principal
 from propylon.settings import Settings
@@ -55,10 +58,32 @@ class Observability:
     async def logs(self, principal: Principal, filter: LogFilter) -> dict[str, Any]:
         return await list_logs(self.database, principal, filter)
 
+    async def export(
+        self, principal: Principal, filter: LogFilter, format: str
+    ) -> AsyncIterator[bytes]:
+        return await export_logs(self.database, principal, filter, format)
+
+    async def log(self, principal: Principal, log_id: str) -> dict[str, Any]:
+        return await log_detail(self.database, principal, log_id)
+
+    async def feedback(self, principal: Principal, feedback: Feedback) -> dict[str, Any]:
+        return await post_feedback(self.database, principal, feedback, self.request_log.flush)
+
     async def stats(
         self, principal: Principal, window: timedelta, tenant_id: str | None = None
     ) -> dict[str, Any]:
         return await request_stats(self.database, principal, window, tenant_id=tenant_id)
+
+    async def prompt_versions(
+        self,
+        principal: Principal,
+        window: timedelta,
+        prompt_name: str | None = None,
+        tenant_id: str | None = None,
+    ) -> dict[str, Any]:
+        return await prompt_versions(
+            self.database, principal, window, prompt_name=prompt_name, tenant_id=tenant_id
+        )
 
 
 @asynccontextmanager
@@ -79,6 +104,7 @@ async def open_observability(
             max_content_chars=config.max_content_chars,
             retention_days=config.retention_days,
             retention_interval_s=config.retention_interval_s,
+            tenant_retention_days=config.tenant_retention_days,
         )
         metrics.watch_request_log(lambda: request_log.pending, lambda: request_log.dropped)
         recorder = Recorder(request_log, metrics, config, tracer, providers=deployments)

@@ -1,21 +1,40 @@
 -- The named SQL of the observe part (request log), read once by queries.py.
 
 -- name: delete_expired
--- One bounded slice per statement, so retention never holds long locks.
+-- One bounded slice per statement, so retention never holds long locks. With `tenant_id`:
+-- that tenant's rows (its own retention); without: every other tenant's (`exempt` have their
+-- own).
 DELETE FROM request_log
 WHERE id IN (
     SELECT id FROM request_log
     WHERE created_at < now() - make_interval(secs => %(older_than_s)s)
+      AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
+      AND (%(tenant_id)s::text IS NOT NULL OR tenant_id IS NULL
+           OR NOT (tenant_id = ANY(%(exempt)s::text[])))
+    LIMIT %(limit)s
+);
+
+-- name: delete_expired_feedback
+DELETE FROM feedback
+WHERE id IN (
+    SELECT id FROM feedback
+    WHERE created_at < now() - make_interval(secs => %(older_than_s)s)
+      AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
+      AND (%(tenant_id)s::text IS NOT NULL OR NOT (tenant_id = ANY(%(exempt)s::text[])))
     LIMIT %(limit)s
 );
 
 -- name: list_logs
+-- `q`: free text over prompts and answers (the `request_log_text` index); `guard`: the
+-- guard's action (pass, flag, sanitize, block); feedback: the mean score of the request's.
 SELECT id, created_at, request_id, tenant_id, key_prefix, endpoint, stream, requested_model,
        deployment, attempts, attempt_count, status, error_type, error_code, content_policy,
        prompt, response, prompt_tokens, completion_tokens, cached_tokens, cost_usd, latency_ms,
        ttft_ms, overhead_ms, upstream_ms, cache_status, cache_similarity, guard, metadata,
-       cost_saved_usd, origin, parent_id, usage_estimated
-FROM request_log
+       cost_saved_usd, origin, parent_id, usage_estimated, response_id, headers,
+       (SELECT avg(f.score) FROM feedback f
+        WHERE f.tenant_id = r.tenant_id AND f.request_id = r.request_id) AS feedback_score
+FROM request_log r
 WHERE created_at >= %(since)s AND created_at < %(until)s
   AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
   AND (%(model)s::text IS NULL OR requested_model = %(model)s)
@@ -26,9 +45,58 @@ WHERE created_at >= %(since)s AND created_at < %(until)s
   AND (%(metadata)s::jsonb IS NULL OR metadata @> %(metadata)s::jsonb)
   AND (%(request_id)s::text IS NULL OR request_id = %(request_id)s)
   AND (%(origin)s::text IS NULL OR origin = %(origin)s)
+  AND (%(guard)s::text IS NULL OR guard ->> 'action' = %(guard)s)
+  AND (%(key_prefix)s::text IS NULL OR key_prefix = %(key_prefix)s)
+  AND (%(q)s::text IS NULL
+       OR to_tsvector('simple', coalesce(prompt, '') || ' ' || coalesce(response, ''))
+          @@ plainto_tsquery('simple', %(q)s))
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
 ORDER BY id DESC
 LIMIT %(limit)s;
+
+-- name: get_log
+-- One record by its row id or its request id (the newest of that id), within a tenant.
+SELECT id, created_at, request_id, tenant_id, key_prefix, endpoint, stream, requested_model,
+       deployment, attempts, attempt_count, status, error_type, error_code, content_policy,
+       prompt, response, prompt_tokens, completion_tokens, cached_tokens, cost_usd, latency_ms,
+       ttft_ms, overhead_ms, upstream_ms, cache_status, cache_similarity, guard, metadata,
+       cost_saved_usd, origin, parent_id, usage_estimated, response_id, headers
+FROM request_log
+WHERE (id = %(row_id)s OR request_id = %(request_id)s)
+  AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
+ORDER BY id DESC
+LIMIT 1;
+
+-- name: log_children
+-- The calls Propylon made for a request (RAG's model calls, embeddings), in order.
+SELECT id, created_at, request_id, endpoint, requested_model, deployment, status, error_type,
+       latency_ms, upstream_ms, prompt_tokens, completion_tokens, cost_usd, cache_status,
+       attempts
+FROM request_log
+WHERE parent_id = %(request_id)s AND tenant_id IS NOT DISTINCT FROM %(tenant_id)s
+ORDER BY created_at, id
+LIMIT 200;
+
+-- name: find_request
+-- The request a feedback names, by request id or response id, within the caller's tenant.
+SELECT request_id FROM request_log
+WHERE tenant_id = %(tenant_id)s
+  AND ((%(request_id)s::text IS NOT NULL AND request_id = %(request_id)s)
+       OR (%(response_id)s::text IS NOT NULL AND response_id = %(response_id)s))
+ORDER BY id DESC
+LIMIT 1;
+
+-- name: insert_feedback
+INSERT INTO feedback (tenant_id, request_id, key_prefix, score, kind, comment, metadata)
+VALUES (%(tenant_id)s, %(request_id)s, %(key_prefix)s, %(score)s, %(kind)s, %(comment)s,
+        %(metadata)s)
+RETURNING id, created_at, request_id, score, kind, comment, metadata;
+
+-- name: request_feedback
+SELECT id, created_at, key_prefix, score, kind, comment, metadata
+FROM feedback
+WHERE tenant_id = %(tenant_id)s AND request_id = %(request_id)s
+ORDER BY id;
 
 -- name: stats_summary
 SELECT count(*) AS requests,
@@ -71,11 +139,19 @@ WHERE created_at >= %(since)s AND created_at < %(until)s
   AND origin = 'internal';
 
 -- name: stats_per_minute
--- User traffic, with the internal calls of each minute as their own series.
+-- User traffic and its latency percentiles, with the internal calls of each minute as their
+-- own series (never in the percentiles).
 SELECT date_trunc('minute', created_at) AS minute,
        count(*) FILTER (WHERE origin = 'user') AS requests,
        count(*) FILTER (WHERE origin = 'user' AND error_type IS NOT NULL) AS errors,
-       count(*) FILTER (WHERE origin = 'internal') AS internal_requests
+       count(*) FILTER (WHERE origin = 'internal') AS internal_requests,
+       percentile_cont(0.50) WITHIN GROUP (ORDER BY latency_ms)
+           FILTER (WHERE origin = 'user') AS latency_p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
+           FILTER (WHERE origin = 'user') AS latency_p95,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY ttft_ms)
+           FILTER (WHERE origin = 'user') AS ttft_p95,
+       coalesce(sum(cost_saved_usd) FILTER (WHERE origin = 'user'), 0) AS cost_saved_usd
 FROM request_log
 WHERE created_at >= %(since)s AND created_at < %(until)s
   AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
@@ -110,3 +186,36 @@ FROM (
 ) AS r
 GROUP BY GROUPING SETS ((key_prefix), (requested_model), (prompt_name, prompt_version))
 ORDER BY requests DESC;
+
+-- name: prompt_versions
+-- Each version of each prompt (`metadata.prompt_name` / `prompt_version`) over the window:
+-- user traffic only; feedback weighted per feedback, not per request.
+SELECT r.metadata ->> 'prompt_name' AS prompt_name,
+       r.metadata ->> 'prompt_version' AS prompt_version,
+       count(*) AS requests,
+       count(*) FILTER (WHERE r.error_type IS NOT NULL) AS errors,
+       percentile_cont(0.50) WITHIN GROUP (ORDER BY r.latency_ms) AS latency_p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY r.latency_ms) AS latency_p95,
+       avg(r.prompt_tokens) AS prompt_tokens_per_request,
+       avg(r.completion_tokens) AS completion_tokens_per_request,
+       avg(coalesce(r.cost_usd, 0)) AS cost_usd_per_request,
+       count(*) FILTER (WHERE r.cache_status IN ('hit-exact', 'hit-semantic')) AS cache_hits,
+       count(*) FILTER (WHERE r.cache_status IN ('hit-exact', 'hit-semantic', 'miss'))
+           AS cache_lookups,
+       count(*) FILTER (WHERE r.guard ->> 'action' IN ('flag', 'sanitize', 'block'))
+           AS guard_flags,
+       coalesce(sum(f.n), 0) AS feedback_count,
+       sum(f.total) / nullif(sum(f.n), 0) AS feedback_score
+FROM request_log r
+LEFT JOIN LATERAL (
+    SELECT sum(score) AS total, count(*) AS n FROM feedback
+    WHERE feedback.tenant_id = r.tenant_id AND feedback.request_id = r.request_id
+) AS f ON true
+WHERE r.created_at >= %(since)s AND r.created_at < %(until)s
+  AND (%(tenant_id)s::text IS NULL OR r.tenant_id = %(tenant_id)s)
+  AND r.origin = 'user'
+  AND r.metadata ? 'prompt_name'
+  AND (%(prompt_name)s::text IS NULL OR r.metadata ->> 'prompt_name' = %(prompt_name)s)
+GROUP BY 1, 2
+ORDER BY 1, 2
+LIMIT 500;

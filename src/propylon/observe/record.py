@@ -55,6 +55,8 @@ COLUMNS = (
     "origin",
     "parent_id",
     "usage_estimated",
+    "response_id",
+    "headers",
 )
 
 
@@ -94,6 +96,8 @@ class RequestRecord:
     origin: str = "user"  # or "internal": a call Propylon made for itself
     parent_id: str | None = None  # internal: the request or job it served
     usage_estimated: bool = False
+    response_id: str | None = None  # the answer's id as the client saw it (``chatcmpl-…``)
+    headers: dict[str, str] | None = None  # the ``x-propylon-*`` headers the client got
 
     @property
     def failed(self) -> bool:
@@ -145,6 +149,8 @@ class RequestRecord:
             self.origin,
             self.parent_id,
             self.usage_estimated,
+            self.response_id,
+            _json(self.headers) if self.headers else None,
         )
         return tuple(escape_unstorable(v) if isinstance(v, str) else v for v in row)
 

@@ -146,6 +146,7 @@ class Recorder:
         client_ms: float = 0.0,
         client_closed: bool = False,
         ended: float | None = None,
+        response_id: str | None = None,
     ) -> RequestRecord:
         """One record for the call, submitted; the span gets the GenAI attributes. ``ended``:
         the ``perf_counter`` time the call ended, when that was before now."""
@@ -199,6 +200,8 @@ class Recorder:
             origin=call.origin,
             parent_id=call.parent_id,
             usage_estimated=call.usage_estimated,
+            response_id=response_id,
+            headers=call.headers(),
         )
         self.request_log.submit(record)
         self.metrics.observe(record)
@@ -309,6 +312,7 @@ class RecordedChat:
                 endpoint=call.api,
                 prompt=request.get("messages"),
                 response=_answer(result),
+                response_id=_text(result.get("id")),
             )
             return result
 
@@ -367,6 +371,7 @@ class _RecordedStream:
         self._ttft_ms = ttft_ms
         self._pieces: list[str] = []
         self._tools: dict[int, list[str]] = {}
+        self._response_id: str | None = None
         self._upstream_s = 0.0  # waiting for the next chunk
         self._client_s = 0.0  # suspended at `yield` while the client is written to
         self._done = False
@@ -401,6 +406,8 @@ class _RecordedStream:
             self._finish(client_closed=True)
 
     def _collect(self, chunk: JSONObject) -> None:
+        if self._response_id is None:
+            self._response_id = _text(chunk.get("id"))
         choices = chunk.get("choices")
         if not choices:
             return
@@ -438,6 +445,7 @@ class _RecordedStream:
             extra_upstream_ms=self._upstream_s * 1000.0,
             client_ms=self._client_s * 1000.0,
             client_closed=client_closed,
+            response_id=self._response_id,
         )
         self._span.end()
 
@@ -496,6 +504,10 @@ def _answer(result: JSONObject) -> Any:
 def _span_name(operation: str, request: JSONObject) -> str:
     model = request.get("model")
     return f"{operation} {model}" if isinstance(model, str) else operation
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _int(value: Any) -> int | None:

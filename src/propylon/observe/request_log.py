@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -52,6 +52,7 @@ class RequestLog:
         max_content_chars: int = 32_768,
         retention_days: float = 30.0,
         retention_interval_s: float = 3600.0,
+        tenant_retention_days: Mapping[str, float] | None = None,
     ) -> None:
         self._db = database
         self._buffer: deque[RequestRecord] = deque()
@@ -60,6 +61,9 @@ class RequestLog:
         self._interval = flush_interval_s
         self._max_chars = max_content_chars
         self._retention_s = retention_days * 86400.0
+        self._tenant_retention_s = {
+            t: days * 86400.0 for t, days in (tenant_retention_days or {}).items()
+        }
         self._retention_interval = retention_interval_s
         self._writing = asyncio.Lock()  # one writer: batches leave the buffer in order
         self._next_retention = 0.0
@@ -126,16 +130,25 @@ class RequestLog:
             await self.flush()
 
     async def delete_expired(self) -> int:
-        """Delete rows older than the retention period, in slices; return how many."""
-        if self._retention_s <= 0:
-            return 0
+        """Delete rows (and feedback) older than their tenant's retention period, in slices;
+        return how many rows. A period of 0 keeps everything."""
+        exempt = list(self._tenant_retention_s)
+        deleted = 0
+        periods: list[tuple[str | None, float]] = [(None, self._retention_s)]
+        periods += list(self._tenant_retention_s.items())
+        for tenant, older_than_s in periods:
+            if older_than_s <= 0:
+                continue
+            params = {"older_than_s": older_than_s, "tenant_id": tenant, "exempt": exempt}
+            deleted += await self._delete_slices("delete_expired", params)
+            await self._delete_slices("delete_expired_feedback", params)
+        return deleted
+
+    async def _delete_slices(self, name: str, params: dict[str, Any]) -> int:
         deleted = 0
         while True:
             async with self._db.connection(timeout=5.0) as conn:
-                cur = await conn.execute(
-                    query("delete_expired"),
-                    {"older_than_s": self._retention_s, "limit": _DELETE_SLICE},
-                )
+                cur = await conn.execute(query(name), {**params, "limit": _DELETE_SLICE})
                 count = cur.rowcount
             deleted += count
             if count < _DELETE_SLICE:

@@ -40,13 +40,8 @@ async def request_stats(
     """Rates, percentiles, cache hit rates, tokens, cost and cost saved by the cache for the
     caller's tenant (every tenant, or ``tenant_id``, for an admin) over the ``window`` ending
     ``now``: user traffic, with the calls Propylon made for itself apart (``internal``)."""
-    until = now or datetime.now(UTC)
-    since = until - window
-    params = {
-        "since": since,
-        "until": until,
-        "tenant_id": tenant_id if principal.is_operator else principal.tenant_id,
-    }
+    params = _window(principal, window, tenant_id, now)
+    since, until = params["since"], params["until"]
     async with database.connection() as conn:
         summary = await (await conn.execute(query("stats_summary"), params)).fetchone()
         minutes = await (await conn.execute(query("stats_per_minute"), params)).fetchall()
@@ -97,6 +92,10 @@ async def request_stats(
                 "requests": int(row["requests"]),
                 "errors": int(row["errors"]),
                 "internal_requests": int(row["internal_requests"]),
+                "latency_ms_p50": _float(row["latency_p50"]),
+                "latency_ms_p95": _float(row["latency_p95"]),
+                "ttft_ms_p95": _float(row["ttft_p95"]),
+                "cost_saved_usd": float(row["cost_saved_usd"]),
             }
             for row in minutes
         ],
@@ -107,6 +106,19 @@ async def request_stats(
             for g in groups
             if g["by_prompt"] and (g["prompt_name"] is not None or g["prompt_version"] is not None)
         ],
+    }
+
+
+def _window(
+    principal: Principal, window: timedelta, tenant_id: str | None, now: datetime | None
+) -> dict[str, Any]:
+    """The query parameters of a window ending ``now``, in the caller's tenant (an
+    operator's choice of ``tenant_id``, or every tenant)."""
+    until = now or datetime.now(UTC)
+    return {
+        "since": until - window,
+        "until": until,
+        "tenant_id": tenant_id if principal.is_operator else principal.tenant_id,
     }
 
 
@@ -136,3 +148,46 @@ def _ratio(part: Any, whole: int) -> float | None:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+async def prompt_versions(
+    database: Database,
+    principal: Principal,
+    window: timedelta,
+    *,
+    prompt_name: str | None = None,
+    tenant_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Each version of each prompt (or of ``prompt_name``) over the ``window``: volume,
+    latency p50/p95, error rate, tokens and cost per request, cache hit rate, guard flags and
+    the mean feedback score."""
+    params = {**_window(principal, window, tenant_id, now), "prompt_name": prompt_name}
+    since, until = params["since"], params["until"]
+    async with database.connection() as conn:
+        rows = await (await conn.execute(query("prompt_versions"), params)).fetchall()
+    return {
+        "object": "list",
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "data": [_version(row) for row in rows],
+    }
+
+
+def _version(row: dict[str, Any]) -> dict[str, Any]:
+    requests = int(row["requests"])
+    return {
+        "prompt_name": row["prompt_name"],
+        "prompt_version": row["prompt_version"],
+        "requests": requests,
+        "error_rate": _ratio(row["errors"], requests),
+        "latency_ms_p50": _float(row["latency_p50"]),
+        "latency_ms_p95": _float(row["latency_p95"]),
+        "prompt_tokens_per_request": _float(row["prompt_tokens_per_request"]),
+        "completion_tokens_per_request": _float(row["completion_tokens_per_request"]),
+        "cost_usd_per_request": _float(row["cost_usd_per_request"]),
+        "cache_hit_rate": _ratio(row["cache_hits"], int(row["cache_lookups"])),
+        "guard_flags": int(row["guard_flags"]),
+        "feedback_count": int(row["feedback_count"]),
+        "feedback_score": _float(row["feedback_score"]),
+    }

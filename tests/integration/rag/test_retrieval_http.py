@@ -22,7 +22,7 @@ from propylon.tokens import TokenCounter
 from tests.support.databases import PostgresServer, create_database
 from tests.support.job_rig import FAST
 from tests.support.servers import AppServer, serve_app
-from tests.support.waiting import finished
+from tests.support.waiting import eventually, finished
 
 LOCAL_MODELS = [
     {
@@ -485,3 +485,31 @@ async def test_rag_models_answer_over_the_responses_and_messages_apis_too(rig: R
         )
         assert message.content[0].type == "text"
         assert "23 kilometres" in message.content[0].text
+
+
+async def test_a_rag_answer_is_one_request_with_its_inner_calls_under_it(
+    rig: Rig, http: aiohttp.ClientSession
+) -> None:
+    """The explorer's trace of a RAG answer: the user's request, with the calls Propylon made
+    for it (the question's embedding for retrieval, the model's answer) as its children, not
+    as requests of their own."""
+    async with http.post(
+        "chat/completions",
+        json={"model": "rag/kb", "messages": [{"role": "user", "content": "How tall is Etna?"}]},
+    ) as response:
+        assert response.status == 200
+        request_id = response.headers["x-request-id"]
+
+    async def detail() -> dict[str, Any] | None:
+        async with http.get(f"logs/{request_id}") as reply:
+            if reply.status == 404:
+                return None
+            body: dict[str, Any] = await reply.json()
+            return body if body["children"] else None
+
+    shown = await eventually(detail, "the RAG answer's record and its inner calls")
+    assert shown["origin"] == "user" and shown["endpoint"] == "chat"
+    children = shown["children"]
+    assert {c["endpoint"] for c in children} >= {"embeddings"}, children
+    async with http.get(f"logs?origin=user&request_id={children[0]['request_id']}") as reply:
+        assert (await reply.json())["data"] == [], "an inner call is not a user request"

@@ -73,3 +73,22 @@ def test_windows() -> None:
     for bad in ("1w", "0s", "32d", "-1h"):
         with pytest.raises(InvalidRequest):
             parse_window(bad)
+
+
+def test_explorer_filters_are_parsed() -> None:
+    parsed = LogFilter.from_params(
+        [("guard", "flag"), ("key_prefix", "ppl_ab"), ("q", "  refund policy ")], now=NOW
+    )
+    assert (parsed.guard, parsed.key_prefix, parsed.text) == ("flag", "ppl_ab", "refund policy")
+    assert LogFilter.from_params([("q", "   ")], now=NOW).text is None
+
+
+@pytest.mark.parametrize(
+    ("params", "param"), [([("guard", "maybe")], "guard"), ([("q", "x" * 201)], "q")]
+)
+def test_bad_explorer_filters_name_their_parameter(
+    params: list[tuple[str, str]], param: str
+) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        LogFilter.from_params(params, now=NOW)
+    assert refused.value.param == param

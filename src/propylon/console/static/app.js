@@ -1,48 +1,9 @@
 // Propylon web console: plain ES modules, no build step. It only calls the public API with the
 // signed-in key, so it can do nothing the key could not do with curl.
 
-const state = { key: sessionStorage.getItem("propylon.key") || "", collection: null, history: [], sockets: [] };
-const $ = (id) => document.getElementById(id);
-
-// ---------------------------------------------------------------- API ---
-
-async function api(path, options = {}) {
-  const headers = { Authorization: `Bearer ${state.key}`, ...(options.headers || {}) };
-  if (options.json !== undefined) {
-    headers["Content-Type"] = "application/json";
-    options.body = JSON.stringify(options.json);
-  }
-  const response = await fetch(path, { ...options, headers });
-  const text = await response.text();
-  const body = text ? JSON.parse(text) : {};
-  if (!response.ok) {
-    const message = body.error ? body.error.message : `HTTP ${response.status}`;
-    throw Object.assign(new Error(message), { status: response.status, body });
-  }
-  return body;
-}
-
-// A browser cannot set Authorization on a WebSocket, and a key in the URL would reach access
-// logs: the socket offers a single-use ticket (valid 30 s) as its subprotocol instead.
-async function socket(path, onMessage) {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ticket = await api("/v1/ws-tickets", { method: "POST" });
-  const ws = new WebSocket(`${scheme}://${location.host}${path}`, ["propylon", ticket.subprotocol]);
-  ws.onmessage = (event) => onMessage(JSON.parse(event.data));
-  state.sockets.push(ws);
-  return ws;
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (name === "class") node.className = value;
-    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value);
-  }
-  for (const child of children) node.append(child instanceof Node ? child : String(child ?? ""));
-  return node;
-}
+import { $, api, el, pct, socket, state } from "./core.js";
+import { barChart, formatValue, timeSeries } from "./charts.js";
+import { loadExplorer, loadVersions, offerFeedback } from "./explorer.js";
 
 // ------------------------------------------------------------ sign in ---
 
@@ -87,7 +48,7 @@ function showTab(name) {
     button.classList.toggle("active", button.dataset.tab === name);
   }
   for (const section of document.querySelectorAll(".tab")) section.hidden = section.id !== name;
-  ({ dashboard: loadStats, collections: loadCollections, playground: loadModels, jobs: renderJobs })[name]();
+  ({ dashboard: loadStats, explorer: loadExplorer, versions: loadVersions, collections: loadCollections, playground: loadModels, jobs: renderJobs })[name]();
 }
 
 for (const button of document.querySelectorAll("#tabs button")) {
@@ -96,8 +57,6 @@ for (const button of document.querySelectorAll("#tabs button")) {
 
 // ---------------------------------------------------------- dashboard ---
 
-const pct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)} %`);
-const ms = (x) => (x === null || x === undefined ? "–" : `${x.toFixed(1)} ms`);
 
 async function loadStats() {
   let stats;
@@ -110,63 +69,33 @@ async function loadStats() {
   const cards = [
     ["Requests", stats.requests],
     ["Requests / min", stats.requests_per_minute.toFixed(2)],
-    ["Latency p50", ms(stats.latency_ms.p50)],
-    ["Latency p95", ms(stats.latency_ms.p95)],
+    ["Latency p50", formatValue(stats.latency_ms.p50, "ms")],
+    ["Latency p95", formatValue(stats.latency_ms.p95, "ms")],
     ["Cache hit rate", pct(stats.cache.hit_rate)],
     ["Error rate", pct(stats.error_rate)],
-    ["Spend", `$${stats.cost_usd.toFixed(4)}`],
-    ["Saved by the cache", `$${stats.cost_saved_usd.toFixed(4)}`],
+    ["Spend", formatValue(stats.cost_usd, "usd")],
+    ["Saved by the cache", formatValue(stats.cost_saved_usd, "usd")],
     // Calls Propylon made for itself (ingestion embeddings, RAG's inner calls), kept apart
     // so they never skew the latency and rates of the traffic above.
     ["Internal calls", stats.internal.requests],
-    ["Internal latency p95", ms(stats.internal.latency_ms.p95)],
-    ["Internal spend", `$${stats.internal.cost_usd.toFixed(4)}`],
+    ["Internal latency p95", formatValue(stats.internal.latency_ms.p95, "ms")],
+    ["Internal spend", formatValue(stats.internal.cost_usd, "usd")],
   ];
   $("cards").replaceChildren(
     ...cards.map(([label, value]) => el("div", { class: "card" }, el("div", { class: "value" }, value), el("div", { class: "label" }, label))),
   );
-  lineChart($("chart-rpm"), stats.per_minute.map((p) => [p.minute.slice(11, 16), p.requests]));
-  barChart($("chart-latency"), Object.entries(stats.latency_ms).map(([k, v]) => [k, v || 0]));
-  barChart($("chart-spend-key"), stats.by_key.map((g) => [g.key_prefix || "?", g.cost_usd]));
-  barChart($("chart-spend-model"), stats.by_model.map((g) => [g.model || "?", g.cost_usd]));
+  // User traffic only: internal calls have their own cards and never enter these lines.
+  const times = stats.per_minute.map((p) => p.minute);
+  timeSeries($("chart-rpm"), times, [{ name: "requests", values: stats.per_minute.map((p) => p.requests) }, { name: "internal", values: stats.per_minute.map((p) => p.internal_requests) }], "count");
+  timeSeries($("chart-latency"), times, [{ name: "p50", values: stats.per_minute.map((p) => p.latency_ms_p50) }, { name: "p95", values: stats.per_minute.map((p) => p.latency_ms_p95) }, { name: "TTFT p95", values: stats.per_minute.map((p) => p.ttft_ms_p95) }], "ms");
+  let saved = 0;
+  timeSeries($("chart-saved"), times, [{ name: "saved (cumulative)", values: stats.per_minute.map((p) => (saved += p.cost_saved_usd)) }], "usd");
+  barChart($("chart-spend-key"), stats.by_key.map((g) => [g.key_prefix || "?", g.cost_usd]), "usd");
+  barChart($("chart-spend-model"), stats.by_model.map((g) => [g.model || "?", g.cost_usd]), "usd");
 }
 
 $("refresh-stats").addEventListener("click", loadStats);
 $("window").addEventListener("change", loadStats);
-
-const SVG = "http://www.w3.org/2000/svg";
-function svg(tag, attrs, text) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function barChart(target, points) {
-  target.replaceChildren();
-  if (!points.length) return target.append(svg("text", { x: 10, y: 20 }, "no data in this window"));
-  const max = Math.max(...points.map((p) => p[1]), 1e-9);
-  const width = 560 / points.length;
-  points.forEach(([label, value], i) => {
-    const height = (value / max) * 105;
-    target.append(svg("rect", { x: 30 + i * width, y: 130 - height, width: width * 0.7, height, fill: "#2f6fde" }));
-    target.append(svg("text", { x: 30 + i * width, y: 145 }, String(label).slice(0, 14)));
-    target.append(svg("text", { x: 30 + i * width, y: 125 - height }, Number(value).toPrecision(3)));
-  });
-}
-
-function lineChart(target, points) {
-  target.replaceChildren();
-  if (!points.length) return target.append(svg("text", { x: 10, y: 20 }, "no data in this window"));
-  const max = Math.max(...points.map((p) => p[1]), 1);
-  const step = points.length > 1 ? 540 / (points.length - 1) : 0;
-  const path = points.map(([, v], i) => `${i ? "L" : "M"}${40 + i * step},${130 - (v / max) * 120}`).join(" ");
-  target.append(svg("path", { d: path, fill: "none", stroke: "#2f6fde", "stroke-width": 2 }));
-  points.forEach(([, v], i) => target.append(svg("circle", { cx: 40 + i * step, cy: 130 - (v / max) * 120, r: 3, fill: "#2f6fde" })));
-  target.append(svg("text", { x: 2, y: 14 }, String(max)));
-  target.append(svg("text", { x: 40, y: 150 }, points[0][0]));
-  target.append(svg("text", { x: 540, y: 150 }, points[points.length - 1][0]));
-}
 
 // -------------------------------------------------------- collections ---
 
@@ -297,12 +226,14 @@ $("ask").addEventListener("submit", async (event) => {
   target.classList.add("streaming");
   let answer = "";
   let extension = null;
+  let requestId = null;
   try {
     const response = await fetch("/v1/chat/completions", {
       method: "POST",
       headers: { Authorization: `Bearer ${state.key}`, "Content-Type": "application/json" },
       body: JSON.stringify({ model: $("model").value, messages: state.history, stream: true }),
     });
+    requestId = response.headers.get("x-request-id");
     if (!response.ok) {
       const body = await response.json();
       throw new Error(body.error?.message || `HTTP ${response.status}`);
@@ -322,6 +253,7 @@ $("ask").addEventListener("submit", async (event) => {
   target.classList.remove("streaming");
   target.classList.add("done");
   renderCitations(target, answer, extension);
+  offerFeedback(target.parentNode, requestId);
   state.history.push({ role: "assistant", content: answer });
 });
 
