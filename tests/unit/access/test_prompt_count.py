@@ -1,5 +1,5 @@
-"""The limits layer counts a prompt's tokens only when a TPM limit or a budget needs them,
-or when the answer comes without usage; a long prompt costs tenths of a millisecond."""
+"""The limits layer counts a prompt's tokens only when a TPM limit or a budget needs them (a
+long prompt costs tenths of a millisecond); it settles with the call's one ``Spend``."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class Upstream:
         if self.usage is not None:
             answer["usage"] = self.usage
             if call is not None:
-                call.usage = self.usage  # as the gateway records it
+                call.record_usage(self.usage)  # as the gateway records it
         return answer
 
     async def stream(self, request: dict[str, Any], call: CallInfo | None = None) -> Any:
@@ -130,9 +130,11 @@ async def test_a_token_limit_or_a_budget_counts_the_prompt_before_the_call(
     assert counter.prompts == 1
 
 
-async def test_an_answer_without_usage_is_settled_with_the_counted_prompt() -> None:
+async def test_settling_reads_the_calls_spend_and_counts_nothing_more() -> None:
     key = record()
-    limited, counter = layer(key, None)
+    limited, counter = layer(key, USAGE)
     call = chat_call(key)
     await limited.complete(REQUEST, call)
-    assert counter.prompts == 1
+    assert call.spend is not None and call.spend.charged_tokens == 10
+    assert counter.prompts == 0
+    assert limited._usage.pending(key)[0] == 10  # the per-key tally: the same figure
