@@ -62,6 +62,9 @@ class AccessPolicy:
     default_limits: Limits = field(default_factory=Limits)
     completion_estimate: int = 256
     cache_hits_count_rpm: bool = True  # a cache hit never counts against tokens or budgets
+    # Calls Propylon makes for a key (origin "internal": RAG summaries, query embeddings...)
+    # count against its and its tenant's budgets; they are recorded apart either way.
+    internal_counts_against_budget: bool = True
     prices: PriceTable = field(default_factory=lambda: PriceTable({}))
     open_models: frozenset[str] = frozenset()  # served locally: allowed for every key
 
@@ -190,6 +193,8 @@ class LimitsLayer:
         limits = record.limits.or_else(self._policy.default_limits)
         counted: int | None = None
         budgeted = record.budget.is_set or record.tenant_budget.is_set
+        if call.origin == "internal" and not self._policy.internal_counts_against_budget:
+            budgeted = False  # recorded in its own series, never reserved from a budget
         if limits.tpm is not None or record.tenant_limits.tpm is not None or budgeted:
             counted = prompt()
         tokens = (counted or 0) + completion  # charged only under a token limit, so counted
@@ -226,14 +231,18 @@ class LimitsLayer:
     ) -> list[tuple[str, Charge, str]]:
         """The budget windows this call reserves from, starting from the recorded spend."""
         try:
-            spent = await self._store.spend(record, self._today())
+            spent = await self._store.spend(
+                record, self._today(), internal=self._policy.internal_counts_against_budget
+            )
         except (psycopg.Error, OSError) as exc:
             # The shared windows still hold what was reserved; only a window Redis has
             # forgotten starts from this process's unwritten spend alone.
             log.warning("budget floor unknown: database unavailable", extra={"error": str(exc)})
             spent = {"key_tokens": 0, "key_cost": 0.0, "tenant_tokens": 0, "tenant_cost": 0.0}
         # Spend this process has counted but not written yet (see access.usage).
-        key_tokens, key_cost, tenant_tokens, tenant_cost = self._usage.pending(record)
+        key_tokens, key_cost, tenant_tokens, tenant_cost = self._usage.pending(
+            record, internal=self._policy.internal_counts_against_budget
+        )
         out: list[tuple[str, Charge, str]] = []
         for whose, owner, budget, spent_tokens, spent_cost in (
             (
@@ -273,7 +282,11 @@ class LimitsLayer:
         the real usage. Never raises: the upstream has been paid (see ``RateLimiter.adjust``).
         An answer served from the cache paid no upstream: it spends nothing."""
         self._usage.add(
-            admission.record, spend.charged_prompt, spend.charged_completion, spend.charged_usd
+            admission.record,
+            spend.charged_prompt,
+            spend.charged_completion,
+            spend.charged_usd,
+            internal=spend.internal,
         )
         tokens = spend.charged_tokens - admission.reserved
         dollars = spend.charged_usd - admission.reserved_cost

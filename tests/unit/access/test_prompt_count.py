@@ -59,7 +59,7 @@ class Directory:
 
 
 class Store:
-    async def spend(self, record: KeyRecord, day: Any) -> dict[str, float]:
+    async def spend(self, record: KeyRecord, day: Any, **_: Any) -> dict[str, float]:
         return {"key_tokens": 0, "key_cost": 0.0, "tenant_tokens": 0, "tenant_cost": 0.0}
 
 

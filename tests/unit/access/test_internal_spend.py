@@ -1,0 +1,109 @@
+"""Calls Propylon makes for a key (``origin: internal``) are tallied as their own series, and
+count against the key's budget only when ``internal_counts_against_budget`` says so."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from propylon.access.budgets import Budget
+from propylon.access.directory import KeyDirectory
+from propylon.access.keys import KeyRecord
+from propylon.access.limited import AccessPolicy, LimitsLayer
+from propylon.access.limits import Limits, MemoryRateLimiter
+from propylon.access.store import AccessStore
+from propylon.access.usage import UsageRecorder
+from propylon.errors import QuotaExceeded
+from propylon.gateway.call import CallInfo
+from propylon.principal import FEATURES
+from propylon.tokens import TokenCounter
+
+USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+REQUEST = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+KEY = KeyRecord(
+    id="k1",
+    tenant_id="t1",
+    tenant_name="acme",
+    name="ci",
+    prefix="pk-test",
+    key_hash=b"",
+    models=None,
+    features=FEATURES,
+    limits=Limits(),
+    budget=Budget(period="day", tokens=25),
+    tenant_limits=Limits(),
+    tenant_budget=Budget(),
+)
+
+
+class Upstream:
+    """Answers every call with 10 tokens of usage, reported as the gateway reports it."""
+
+    async def complete(self, request: dict[str, Any], call: CallInfo | None = None) -> Any:
+        if call is not None:
+            call.record_usage(USAGE)
+        return {"choices": [{"message": {"content": "ok"}}], "usage": USAGE}
+
+    async def stream(self, request: dict[str, Any], call: CallInfo | None = None) -> Any:
+        raise NotImplementedError
+
+    async def embed(self, texts: list[str], request: Any = None, call: Any = None) -> Any:
+        raise NotImplementedError
+
+
+class Directory:
+    def record(self, key_id: str) -> KeyRecord | None:
+        return KEY if key_id == KEY.id else None
+
+
+class Store:
+    """Nothing written yet: the budget's floor is what this process tallied."""
+
+    async def spend(self, record: KeyRecord, day: Any, *, internal: bool = True) -> Any:
+        return {"key_tokens": 0, "key_cost": 0.0, "tenant_tokens": 0, "tenant_cost": 0.0}
+
+
+def layer(internal_counts: bool) -> tuple[LimitsLayer, UsageRecorder]:
+    store = cast(AccessStore, Store())
+    usage = UsageRecorder(store)
+    upstream = Upstream()
+    limited = LimitsLayer(
+        upstream,
+        upstream,
+        directory=cast(KeyDirectory, Directory()),
+        store=store,
+        usage=usage,
+        limiter=MemoryRateLimiter(),
+        counter=TokenCounter(),
+        resolve=lambda name, kind: name,
+        policy=AccessPolicy(internal_counts_against_budget=internal_counts),
+    )
+    return limited, usage
+
+
+def user() -> CallInfo:
+    return CallInfo(principal=KEY.principal())
+
+
+def internal() -> CallInfo:
+    return CallInfo(principal=KEY.principal(), origin="internal", parent_id="req-1")
+
+
+async def test_internal_spend_counts_against_the_budget_by_default() -> None:
+    assert AccessPolicy().internal_counts_against_budget
+    limited, usage = layer(internal_counts=True)
+    await limited.complete(REQUEST, internal())  # a RAG summary made for the key: 10 tokens
+    await limited.complete(REQUEST, user())  # 20 spent of 25
+    with pytest.raises(QuotaExceeded, match="already spent or reserved"):
+        await limited.complete(REQUEST, user())  # reserves ~13 more: over the budget
+    assert usage.pending(KEY) == (20, 0.0, 20, 0.0)
+
+
+async def test_internal_spend_can_be_left_out_of_the_budget_yet_still_tallied() -> None:
+    limited, usage = layer(internal_counts=False)
+    await limited.complete(REQUEST, internal())
+    await limited.complete(REQUEST, user())  # 10 spent of 25 by the budget's count
+    await limited.complete(REQUEST, user())  # admitted: 20 of 25
+    assert usage.pending(KEY, internal=False)[0] == 20
+    assert usage.pending(KEY, internal=True)[0] == 30, "the internal series is still recorded"
