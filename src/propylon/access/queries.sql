@@ -78,14 +78,14 @@ WHERE tenant_id = %(tenant_id)s AND day >= least(%(key_since)s, %(tenant_since)s
 -- name: key_usage
 -- One row per day: the key's own traffic, and the internal calls made for it as their own series.
 SELECT day,
-       coalesce(sum(requests) FILTER (WHERE origin = 'user'), 0) AS requests,
-       coalesce(sum(prompt_tokens) FILTER (WHERE origin = 'user'), 0) AS prompt_tokens,
-       coalesce(sum(completion_tokens) FILTER (WHERE origin = 'user'), 0) AS completion_tokens,
+       coalesce(sum(requests) FILTER (WHERE origin = 'user'), 0)::bigint AS requests,
+       coalesce(sum(prompt_tokens) FILTER (WHERE origin = 'user'), 0)::bigint AS prompt_tokens,
+       coalesce(sum(completion_tokens) FILTER (WHERE origin = 'user'), 0)::bigint AS completion_tokens,
        coalesce(sum(cost_usd) FILTER (WHERE origin = 'user'), 0) AS cost_usd,
-       coalesce(sum(requests) FILTER (WHERE origin = 'internal'), 0) AS internal_requests,
-       coalesce(sum(prompt_tokens) FILTER (WHERE origin = 'internal'), 0)
+       coalesce(sum(requests) FILTER (WHERE origin = 'internal'), 0)::bigint AS internal_requests,
+       coalesce(sum(prompt_tokens) FILTER (WHERE origin = 'internal'), 0)::bigint
            AS internal_prompt_tokens,
-       coalesce(sum(completion_tokens) FILTER (WHERE origin = 'internal'), 0)
+       coalesce(sum(completion_tokens) FILTER (WHERE origin = 'internal'), 0)::bigint
            AS internal_completion_tokens,
        coalesce(sum(cost_usd) FILTER (WHERE origin = 'internal'), 0) AS internal_cost_usd
 FROM key_usage WHERE key_id = %(key_id)s

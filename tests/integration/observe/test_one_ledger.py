@@ -114,3 +114,39 @@ async def test_log_usage_metrics_and_stats_agree_on_a_mix_of_calls(
     tokens, total_cost = prometheus(metrics.body)  # this process served these calls only
     assert (tokens.get("prompt", 0.0), tokens.get("completion", 0.0)) == (prompt, completion)
     assert total_cost == pytest.approx(cost, rel=1e-9)
+
+
+async def test_a_keys_usage_shows_its_own_traffic_with_internal_calls_apart(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    async with serve(database_url, upstream, guard={"enabled": False}) as server:
+        created = await call(server, "POST", "/admin/keys", key=ADMIN, json={"tenant": "kb"})
+        key, key_id = created.body["key"], created.body["id"]
+        made = await call(
+            server,
+            "POST",
+            "/v1/collections",
+            key=key,
+            json={"name": "kb", "embedding_model": "embed-test"},
+        )
+        assert made.status == 201, made.body
+        body = {"query": "how tall is the tower?", "mode": "dense"}
+        searched = await call(server, "POST", "/v1/collections/kb/search", key=key, json=body)
+        assert searched.status == 200, searched.body  # its query embedding: an internal call
+        asked = await call(
+            server,
+            "POST",
+            "/v1/chat/completions",
+            key=key,
+            json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert asked.status == 200
+        internal = await records(server, 1, "origin=internal")
+        usage = await call(server, "GET", f"/admin/keys/{key_id}/usage", key=ADMIN)
+    [today] = usage.body["days"]
+    [embedding] = internal
+    assert embedding["parent_id"] == searched.headers["x-request-id"]
+    assert today["internal"]["requests"] == 1
+    assert today["internal"]["prompt_tokens"] == embedding["prompt_tokens"] > 0
+    assert today["requests"] == 1, "the key's own traffic: the chat call (routes are not spend)"
+    assert today["prompt_tokens"] > 0
