@@ -20,7 +20,9 @@ call made with an API key it:
    Settling never raises: the upstream has been paid.
 
 The ``x-ratelimit-*`` headers go into ``call.response_headers`` on success and refusal.
-Calls without a key (internal callers) pass straight through.
+Calls without a key (ingestion's embeddings) pass straight through. Calls Propylon makes for a
+key (``origin: internal``) are tallied as their own series, and reserved from budgets only when
+``AccessPolicy.internal_counts_against_budget``.
 """
 
 from __future__ import annotations
