@@ -372,9 +372,10 @@ class AccessSettings(BaseModel):
     internal_counts_against_budget: bool = Field(
         default=True,
         description="Whether the calls Propylon makes for a key's request (`origin: internal`: "
-        "RAG's conversation summaries and query embeddings) count against the key's and its "
-        "tenant's token and dollar budgets. Either way they are recorded as their own series "
-        "in the request log, `/v1/stats` and the key's usage. Default true: they are paid "
+        "RAG's conversation summaries and query embeddings, the embeddings of a document the "
+        "key uploaded) count against the key's and its tenant's token and dollar budgets "
+        "(they never count against RPM/TPM limits). Either way they are recorded as their own "
+        "series in the request log, `/v1/stats` and the key's usage. Default true: they are paid "
         "upstream calls the tenant's requests caused, and a budget caps that spend.",
     )
     redis_fail_open: bool = Field(

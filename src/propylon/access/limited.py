@@ -20,9 +20,10 @@ call made with an API key it:
    Settling never raises: the upstream has been paid.
 
 The ``x-ratelimit-*`` headers go into ``call.response_headers`` on success and refusal.
-Calls without a key (ingestion's embeddings) pass straight through. Calls Propylon makes for a
-key (``origin: internal``) are tallied as their own series, and reserved from budgets only when
-``AccessPolicy.internal_counts_against_budget``.
+Calls without a key pass straight through. Calls Propylon makes for a key (``origin:
+internal``: summaries, query embeddings, the embeddings of a document the key uploaded) are
+tallied as their own series, never held to rate limits (the request that caused them was), and
+reserved from budgets only when ``AccessPolicy.internal_counts_against_budget``.
 """
 
 from __future__ import annotations
@@ -193,16 +194,20 @@ class LimitsLayer:
                 code="model_not_allowed",
             )
         limits = record.limits.or_else(self._policy.default_limits)
+        tenant_limits = record.tenant_limits
         counted: int | None = None
         budgeted = record.budget.is_set or record.tenant_budget.is_set
-        if call.origin == "internal" and not self._policy.internal_counts_against_budget:
-            budgeted = False  # recorded in its own series, never reserved from a budget
-        if limits.tpm is not None or record.tenant_limits.tpm is not None or budgeted:
+        if call.origin == "internal":
+            # Made for a request the rate limits already admitted (or for an ingestion job):
+            # never held to them again; budgets only when the configuration says so.
+            limits = tenant_limits = Limits()
+            budgeted = budgeted and self._policy.internal_counts_against_budget
+        if limits.tpm is not None or tenant_limits.tpm is not None or budgeted:
             counted = prompt()
         tokens = (counted or 0) + completion  # charged only under a token limit, so counted
         cost = self._policy.prices.cost(model, counted or 0, completion)
         charges = _charges(f"k:{record.id}", limits, tokens)
-        charges += _charges(f"t:{record.tenant_id}", record.tenant_limits, tokens)
+        charges += _charges(f"t:{record.tenant_id}", tenant_limits, tokens)
         owners: dict[str, tuple[str, str]] = {}  # window key -> (whose, what period)
         if budgeted:
             for whose, charge, period in await self._budget_charges(record, tokens, cost):
