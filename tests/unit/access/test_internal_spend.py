@@ -3,6 +3,7 @@ count against the key's budget only when ``internal_counts_against_budget`` says
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -14,7 +15,7 @@ from propylon.access.limited import AccessPolicy, LimitsLayer
 from propylon.access.limits import Limits, MemoryRateLimiter
 from propylon.access.store import AccessStore
 from propylon.access.usage import UsageRecorder
-from propylon.errors import QuotaExceeded
+from propylon.errors import QuotaExceeded, RateLimited
 from propylon.gateway.call import CallInfo
 from propylon.principal import FEATURES
 from propylon.tokens import TokenCounter
@@ -53,8 +54,11 @@ class Upstream:
 
 
 class Directory:
+    def __init__(self, key: KeyRecord) -> None:
+        self._key = key
+
     def record(self, key_id: str) -> KeyRecord | None:
-        return KEY if key_id == KEY.id else None
+        return self._key if key_id == self._key.id else None
 
 
 class Store:
@@ -64,14 +68,14 @@ class Store:
         return {"key_tokens": 0, "key_cost": 0.0, "tenant_tokens": 0, "tenant_cost": 0.0}
 
 
-def layer(internal_counts: bool) -> tuple[LimitsLayer, UsageRecorder]:
+def layer(internal_counts: bool, key: KeyRecord = KEY) -> tuple[LimitsLayer, UsageRecorder]:
     store = cast(AccessStore, Store())
     usage = UsageRecorder(store)
     upstream = Upstream()
     limited = LimitsLayer(
         upstream,
         upstream,
-        directory=cast(KeyDirectory, Directory()),
+        directory=cast(KeyDirectory, Directory(key)),
         store=store,
         usage=usage,
         limiter=MemoryRateLimiter(),
@@ -107,3 +111,13 @@ async def test_internal_spend_can_be_left_out_of_the_budget_yet_still_tallied() 
     await limited.complete(REQUEST, user())  # admitted: 20 of 25
     assert usage.pending(KEY, internal=False)[0] == 20
     assert usage.pending(KEY, internal=True)[0] == 30, "the internal series is still recorded"
+
+
+async def test_internal_calls_are_never_held_to_the_keys_rate_limits() -> None:
+    limited, usage = layer(internal_counts=False, key=replace(KEY, limits=Limits(rpm=1)))
+    await limited.complete(REQUEST, user())  # the one request this minute allows
+    for _ in range(3):  # the summaries and embeddings made for it
+        await limited.complete(REQUEST, internal())
+    with pytest.raises(RateLimited):
+        await limited.complete(REQUEST, user())
+    assert usage.pending(KEY, internal=True)[0] == 40
