@@ -97,6 +97,18 @@ async def call(
         return Reply(resp.status, CIMultiDict(resp.headers), body)
 
 
+async def make_collection(server: AppServer, key: str, name: str = "kb") -> None:
+    """A collection embedded with `embed-test`, made with ``key``."""
+    made = await call(
+        server,
+        "POST",
+        "/v1/collections",
+        key=key,
+        json={"name": name, "embedding_model": "embed-test"},
+    )
+    assert made.status == 201, made.body
+
+
 async def chat(server: AppServer, content: str = "hello there", **fields: Any) -> Reply:
     body = {"model": "gpt-test", "messages": [{"role": "user", "content": content}], **fields}
     return await call(server, "POST", "/v1/chat/completions", json=body)

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from propylon.testing import FakeUpstream
-from tests.integration.observe.support import ADMIN, call, serve
+from tests.integration.observe.support import ADMIN, call, make_collection, serve
 from tests.support.job_rig import FAST
 from tests.support.waiting import finished
 
@@ -33,14 +33,7 @@ async def test_an_uploads_embeddings_are_charged_to_the_uploaders_budget_when_co
             server, "POST", "/admin/keys", key=ADMIN, json={"tenant": "kb", "budget": budget}
         )
         key, key_id = created.body["key"], created.body["id"]
-        made = await call(
-            server,
-            "POST",
-            "/v1/collections",
-            key=key,
-            json={"name": "kb", "embedding_model": "embed-test"},
-        )
-        assert made.status == 201, made.body
+        await make_collection(server, key)
         form = aiohttp.FormData()
         form.add_field("file", TEXT, filename="tower.txt")
         async with (

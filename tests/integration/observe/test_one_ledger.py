@@ -10,7 +10,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from propylon.testing import Behaviour, FakeUpstream, Fault
-from tests.integration.observe.support import ADMIN, PRICES, call, records, serve
+from tests.integration.observe.support import (
+    ADMIN,
+    PRICES,
+    call,
+    make_collection,
+    records,
+    serve,
+)
 
 FALLBACK = "gpt-fallback"  # its first deployment refuses connections: answered by the second
 
@@ -122,14 +129,7 @@ async def test_a_keys_usage_shows_its_own_traffic_with_internal_calls_apart(
     async with serve(database_url, upstream, guard={"enabled": False}) as server:
         created = await call(server, "POST", "/admin/keys", key=ADMIN, json={"tenant": "kb"})
         key, key_id = created.body["key"], created.body["id"]
-        made = await call(
-            server,
-            "POST",
-            "/v1/collections",
-            key=key,
-            json={"name": "kb", "embedding_model": "embed-test"},
-        )
-        assert made.status == 201, made.body
+        await make_collection(server, key)
         body = {"query": "how tall is the tower?", "mode": "dense"}
         searched = await call(server, "POST", "/v1/collections/kb/search", key=key, json=body)
         assert searched.status == 200, searched.body  # its query embedding: an internal call

@@ -17,25 +17,12 @@ from propylon.access.store import AccessStore
 from propylon.access.usage import UsageRecorder
 from propylon.errors import QuotaExceeded, RateLimited
 from propylon.gateway.call import CallInfo
-from propylon.principal import FEATURES
 from propylon.tokens import TokenCounter
+from tests.unit.access.fakes import Directory, Store, key_record
 
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 REQUEST = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
-KEY = KeyRecord(
-    id="k1",
-    tenant_id="t1",
-    tenant_name="acme",
-    name="ci",
-    prefix="pk-test",
-    key_hash=b"",
-    models=None,
-    features=FEATURES,
-    limits=Limits(),
-    budget=Budget(period="day", tokens=25),
-    tenant_limits=Limits(),
-    tenant_budget=Budget(),
-)
+KEY = key_record(budget=Budget(period="day", tokens=25))
 
 
 class Upstream:
@@ -51,21 +38,6 @@ class Upstream:
 
     async def embed(self, texts: list[str], request: Any = None, call: Any = None) -> Any:
         raise NotImplementedError
-
-
-class Directory:
-    def __init__(self, key: KeyRecord) -> None:
-        self._key = key
-
-    def record(self, key_id: str) -> KeyRecord | None:
-        return self._key if key_id == self._key.id else None
-
-
-class Store:
-    """Nothing written yet: the budget's floor is what this process tallied."""
-
-    async def spend(self, record: KeyRecord, day: Any, *, internal: bool = True) -> Any:
-        return {"key_tokens": 0, "key_cost": 0.0, "tenant_tokens": 0, "tenant_cost": 0.0}
 
 
 def layer(internal_counts: bool, key: KeyRecord = KEY) -> tuple[LimitsLayer, UsageRecorder]:

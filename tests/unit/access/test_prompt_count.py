@@ -16,8 +16,9 @@ from propylon.access.store import AccessStore
 from propylon.access.usage import UsageRecorder
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import Embeddings
-from propylon.principal import FEATURES
 from propylon.tokens import TokenCounter
+from tests.unit.access.fakes import Directory, Store
+from tests.unit.access.fakes import key_record as record
 
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 
@@ -48,39 +49,6 @@ class Upstream:
 
     async def embed(self, texts: list[str], request: Any = None, call: Any = None) -> Embeddings:
         return Embeddings(vectors=[[0.0]] * len(texts), prompt_tokens=len(texts))
-
-
-class Directory:
-    def __init__(self, record: KeyRecord) -> None:
-        self._record = record
-
-    def record(self, key_id: str) -> KeyRecord | None:
-        return self._record if key_id == self._record.id else None
-
-
-class Store:
-    async def spend(self, record: KeyRecord, day: Any, **_: Any) -> dict[str, float]:
-        return {"key_tokens": 0, "key_cost": 0.0, "tenant_tokens": 0, "tenant_cost": 0.0}
-
-
-NO_LIMITS, NO_BUDGET = Limits(), Budget()
-
-
-def record(limits: Limits = NO_LIMITS, budget: Budget = NO_BUDGET) -> KeyRecord:
-    return KeyRecord(
-        id="k1",
-        tenant_id="t1",
-        tenant_name="acme",
-        name="ci",
-        prefix="pk-test",
-        key_hash=b"",
-        models=None,
-        features=FEATURES,
-        limits=limits,
-        budget=budget,
-        tenant_limits=Limits(),
-        tenant_budget=Budget(),
-    )
 
 
 def layer(key: KeyRecord, usage: dict[str, int] | None) -> tuple[LimitsLayer, CountingCounter]:
