@@ -213,7 +213,13 @@ class LimitsLayer:
             for whose, charge, period in await self._budget_charges(record, tokens, cost):
                 charges.append(charge)
                 owners[charge.key] = (whose, period)
-        _refuse_what_cannot_fit(charges, owners, counted or 0, completion)
+        way_out = (
+            "raise the budget, or leave Propylon's own calls out of budgets "
+            "(access.internal_counts_against_budget: false)"
+            if call.origin == "internal"
+            else "lower max_tokens or shorten the prompt"
+        )
+        _refuse_what_cannot_fit(charges, owners, counted or 0, completion, way_out)
         if charges:
             decision = await self._limiter.acquire(charges)
             call.response_headers.update(rate_limit_headers(decision.states))
@@ -361,7 +367,11 @@ def _charges(owner: str, limits: Limits, tokens: int) -> list[Charge]:
 
 
 def _refuse_what_cannot_fit(
-    charges: list[Charge], owners: dict[str, tuple[str, str]], prompt: int, completion: int
+    charges: list[Charge],
+    owners: dict[str, tuple[str, str]],
+    prompt: int,
+    completion: int,
+    way_out: str,
 ) -> None:
     """A request whose own reservation is larger than a whole limit or budget could never
     pass: say so (waiting would not help), naming the limit and the way out."""
@@ -377,7 +387,7 @@ def _refuse_what_cannot_fit(
         raise QuotaExceeded(
             f"This request alone reserves {_amount(charge, charge.cost)} ({prompt} prompt "
             f"tokens + {completion} for the answer, from max_tokens or the default estimate), "
-            f"more than this {whose}'s {what}; lower max_tokens or shorten the prompt."
+            f"more than this {whose}'s {what}; {way_out}."
         )
 
 

@@ -57,7 +57,7 @@ async def test_an_uploads_embeddings_are_charged_to_the_uploaders_budget_when_co
     print(f"counted={counted}: job {view['state']}: {view['reason']}")
     if counted:
         assert view["state"] == "failed"
-        assert "budget" in str(view["reason"]), view
+        assert "internal_counts_against_budget" in str(view["reason"]), view
         assert usage.body["days"] == [] or usage.body["days"][0]["internal"]["prompt_tokens"] <= 20
     else:
         assert view["state"] == "succeeded", view
