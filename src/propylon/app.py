@@ -170,6 +170,7 @@ def access_policy(settings: Settings) -> AccessPolicy:
         default_limits=Limits(settings.access.default_rpm, settings.access.default_tpm),
         completion_estimate=settings.access.completion_estimate,
         cache_hits_count_rpm=settings.access.cache_hits_count_rpm,
+        internal_counts_against_budget=settings.access.internal_counts_against_budget,
         prices=price_table(settings.observe.prices),
         open_models=frozenset(
             m.name for m in settings.models if all(d.provider == "local" for d in m.deployments)

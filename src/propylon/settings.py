@@ -395,6 +395,15 @@ class AccessSettings(BaseModel):
         description="Whether an answer served from the response cache counts against "
         "requests-per-minute limits (it never counts against token limits or budgets).",
     )
+    internal_counts_against_budget: bool = Field(
+        default=True,
+        description="Whether the calls Propylon makes for a key's request (`origin: internal`: "
+        "RAG's conversation summaries and query embeddings, the embeddings of a document the "
+        "key uploaded) count against the key's and its tenant's token and dollar budgets "
+        "(they never count against RPM/TPM limits). Either way they are recorded as their own "
+        "series in the request log, `/v1/stats` and the key's usage. Default true: they are paid "
+        "upstream calls the tenant's requests caused, and a budget caps that spend.",
+    )
     redis_fail_open: bool = Field(
         default=True,
         description="With Redis unreachable: admit requests (true, with a warning and a "

@@ -14,12 +14,16 @@ call made with an API key it:
    from their budgets → 429 ``insufficient_quota`` when a budget cannot hold it (in-flight
    reservations included, so concurrent calls never overspend), 429
    ``rate_limit_exceeded`` with ``Retry-After`` when a rate limit is reached;
-4. after the call, records the spend, sets ``call.cost``, and settles every token and
-   budget bucket to the real usage (a failed call gives back all it reserved). Settling
-   never raises: the upstream has been paid.
+4. after the call, records its spend (``access.spend.spend_of``: the one figure the request
+   log, metrics and ``/v1/stats`` read too) and settles every token and budget bucket to it
+   (a call that used nothing gives back all it reserved; a cache hit spends nothing).
+   Settling never raises: the upstream has been paid.
 
 The ``x-ratelimit-*`` headers go into ``call.response_headers`` on success and refusal.
-Calls without a key (internal callers) pass straight through.
+Calls without a key pass straight through. Calls Propylon makes for a key (``origin:
+internal``: summaries, query embeddings, the embeddings of a document the key uploaded) are
+tallied as their own series, never held to rate limits (the request that caused them was), and
+reserved from budgets only when ``AccessPolicy.internal_counts_against_budget``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import psycopg
 
@@ -36,6 +39,7 @@ from propylon.access.budgets import PriceTable
 from propylon.access.directory import KeyDirectory
 from propylon.access.keys import KeyRecord
 from propylon.access.limits import Charge, Limits, RateLimiter, rate_limit_headers
+from propylon.access.spend import Spend, spend_of
 from propylon.access.store import AccessStore
 from propylon.access.usage import UsageRecorder
 from propylon.errors import PermissionDenied, QuotaExceeded, RateLimited
@@ -61,6 +65,9 @@ class AccessPolicy:
     default_limits: Limits = field(default_factory=Limits)
     completion_estimate: int = 256
     cache_hits_count_rpm: bool = True  # a cache hit never counts against tokens or budgets
+    # Calls Propylon makes for a key (origin "internal": RAG summaries, query embeddings...)
+    # count against its and its tenant's budgets; they are recorded apart either way.
+    internal_counts_against_budget: bool = True
     prices: PriceTable = field(default_factory=lambda: PriceTable({}))
     open_models: frozenset[str] = frozenset()  # served locally: allowed for every key
 
@@ -98,12 +105,9 @@ class LimitsLayer:
         if admission is None:
             return await self._chat.complete(request, call)
         try:
-            result = await self._chat.complete(request, call)
-        except BaseException:
-            await admission.settle(0, 0)
-            raise
-        await admission.settle_usage(call.usage if call is not None else None)
-        return result
+            return await self._chat.complete(request, call)
+        finally:
+            await admission.settle()
 
     async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
         admission = await self._admit_chat(request, call)
@@ -112,7 +116,7 @@ class LimitsLayer:
         try:
             inner = await self._chat.stream(request, call)
         except BaseException:
-            await admission.settle(0, 0)
+            await admission.settle()
             raise
         return _SettlingStream(inner, admission)
 
@@ -134,12 +138,9 @@ class LimitsLayer:
         if admission is None:
             return await self._embeddings.embed(texts, request, call)
         try:
-            result = await self._embeddings.embed(texts, request, call)
-        except BaseException:
-            await admission.settle(0, 0)
-            raise
-        await admission.settle(result.prompt_tokens, 0)
-        return result
+            return await self._embeddings.embed(texts, request, call)
+        finally:
+            await admission.settle()
 
     async def _admit_chat(self, request: JSONObject, call: CallInfo | None) -> _Admission | None:
         model = request.get("model")
@@ -193,20 +194,32 @@ class LimitsLayer:
                 code="model_not_allowed",
             )
         limits = record.limits.or_else(self._policy.default_limits)
+        tenant_limits = record.tenant_limits
         counted: int | None = None
         budgeted = record.budget.is_set or record.tenant_budget.is_set
-        if limits.tpm is not None or record.tenant_limits.tpm is not None or budgeted:
+        if call.origin == "internal":
+            # Made for a request the rate limits already admitted (or for an ingestion job):
+            # never held to them again; budgets only when the configuration says so.
+            limits = tenant_limits = Limits()
+            budgeted = budgeted and self._policy.internal_counts_against_budget
+        if limits.tpm is not None or tenant_limits.tpm is not None or budgeted:
             counted = prompt()
         tokens = (counted or 0) + completion  # charged only under a token limit, so counted
         cost = self._policy.prices.cost(model, counted or 0, completion)
         charges = _charges(f"k:{record.id}", limits, tokens)
-        charges += _charges(f"t:{record.tenant_id}", record.tenant_limits, tokens)
+        charges += _charges(f"t:{record.tenant_id}", tenant_limits, tokens)
         owners: dict[str, tuple[str, str]] = {}  # window key -> (whose, what period)
         if budgeted:
             for whose, charge, period in await self._budget_charges(record, tokens, cost):
                 charges.append(charge)
                 owners[charge.key] = (whose, period)
-        _refuse_what_cannot_fit(charges, owners, counted or 0, completion)
+        way_out = (
+            "raise the budget, or leave Propylon's own calls out of budgets "
+            "(access.internal_counts_against_budget: false)"
+            if call.origin == "internal"
+            else "lower max_tokens or shorten the prompt"
+        )
+        _refuse_what_cannot_fit(charges, owners, counted or 0, completion, way_out)
         if charges:
             decision = await self._limiter.acquire(charges)
             call.response_headers.update(rate_limit_headers(decision.states))
@@ -224,21 +237,25 @@ class LimitsLayer:
                     f"{decision.retry_after_s:.1f} s.",
                     retry_after=decision.retry_after_s,
                 )
-        return _Admission(self, record, call, model, charges, prompt, counted, tokens, cost)
+        return _Admission(self, record, call, model, charges, tokens, cost)
 
     async def _budget_charges(
         self, record: KeyRecord, tokens: int, cost: float
     ) -> list[tuple[str, Charge, str]]:
         """The budget windows this call reserves from, starting from the recorded spend."""
         try:
-            spent = await self._store.spend(record, self._today())
+            spent = await self._store.spend(
+                record, self._today(), internal=self._policy.internal_counts_against_budget
+            )
         except (psycopg.Error, OSError) as exc:
             # The shared windows still hold what was reserved; only a window Redis has
             # forgotten starts from this process's unwritten spend alone.
             log.warning("budget floor unknown: database unavailable", extra={"error": str(exc)})
             spent = {"key_tokens": 0, "key_cost": 0.0, "tenant_tokens": 0, "tenant_cost": 0.0}
         # Spend this process has counted but not written yet (see access.usage).
-        key_tokens, key_cost, tenant_tokens, tenant_cost = self._usage.pending(record)
+        key_tokens, key_cost, tenant_tokens, tenant_cost = self._usage.pending(
+            record, internal=self._policy.internal_counts_against_budget
+        )
         out: list[tuple[str, Charge, str]] = []
         for whose, owner, budget, spent_tokens, spent_cost in (
             (
@@ -273,26 +290,25 @@ class LimitsLayer:
     def _count(self, text: str, model: str) -> int:
         return self._counter.count_text(text, model) if text else 0
 
-    async def _settle(
-        self, admission: _Admission, prompt: int, completion: int, cached: int = 0
-    ) -> None:
+    async def _settle(self, admission: _Admission, spend: Spend) -> None:
         """Record the spend, then move every token and budget bucket from the reservation to
         the real usage. Never raises: the upstream has been paid (see ``RateLimiter.adjust``).
         An answer served from the cache paid no upstream: it spends nothing."""
-        hit = admission.call.cache_hit
-        if hit:
-            prompt = completion = cached = 0
-        cost = self._policy.prices.cost(admission.model, prompt, completion, cached)
-        admission.call.cost = cost
-        self._usage.add(admission.record, prompt, completion, cost)
-        tokens = prompt + completion - admission.reserved
-        dollars = cost - admission.reserved_cost
+        self._usage.add(
+            admission.record,
+            spend.charged_prompt,
+            spend.charged_completion,
+            spend.charged_usd,
+            internal=spend.internal,
+        )
+        tokens = spend.charged_tokens - admission.reserved
+        dollars = spend.charged_usd - admission.reserved_cost
         deltas = [
             replace(c, cost=tokens if c.kind == "tokens" else dollars, floor=0.0)
             for c in admission.charges
             if (c.kind == "tokens" and tokens) or (c.kind == "usd" and dollars)
         ]
-        if hit and not self._policy.cache_hits_count_rpm:
+        if spend.cache_hit and not self._policy.cache_hits_count_rpm:
             deltas += [replace(c, cost=-1) for c in admission.charges if c.kind == "requests"]
         if deltas:
             decision = await self._limiter.adjust(deltas)
@@ -308,35 +324,20 @@ class _Admission:
     call: CallInfo
     model: str
     charges: list[Charge]
-    count_prompt: Callable[[], int]
-    counted_prompt: int | None  # None: not counted yet (no token limit or budget needed it)
     reserved: int  # tokens
     reserved_cost: float  # US dollars
     settled: bool = False
 
-    def prompt_estimate(self) -> int:
-        """The prompt's tokens by our count, for an answer that came without usage."""
-        if self.counted_prompt is None:
-            self.counted_prompt = self.count_prompt()
-        return self.counted_prompt
-
-    async def settle_usage(self, usage: dict[str, Any] | None) -> None:
-        """Settle with an OpenAI ``usage`` (the gateway always records one: the upstream's
-        or its estimate); without any, with the counted prompt alone."""
-        if isinstance(usage, dict):
-            await self.settle(*_usage_tokens(usage))
-        else:
-            await self.settle(self.prompt_estimate(), 0)
-
-    async def settle(self, prompt: int, completion: int, cached: int = 0) -> None:
+    async def settle(self) -> None:
+        """Settle once, with the call's ``Spend`` (nothing used: all reserved is given back)."""
         if not self.settled:
             self.settled = True
-            await self.layer._settle(self, prompt, completion, cached)
+            await self.layer._settle(self, spend_of(self.call, self.layer._policy.prices))
 
 
 class _SettlingStream:
-    """Relays chunks; when closed, settles with the usage the gateway recorded in the call
-    (the upstream's, or its estimate of the text relayed)."""
+    """Relays chunks; when closed, settles with the call's spend (from the usage the gateway
+    recorded: the upstream's, or its estimate of the text relayed)."""
 
     def __init__(self, inner: ChatStream, admission: _Admission) -> None:
         self._inner = inner
@@ -349,7 +350,7 @@ class _SettlingStream:
         try:
             await self._inner.aclose()
         finally:
-            await self._admission.settle_usage(self._admission.call.usage)
+            await self._admission.settle()
 
 
 def _has_key(call: CallInfo | None) -> bool:
@@ -366,7 +367,11 @@ def _charges(owner: str, limits: Limits, tokens: int) -> list[Charge]:
 
 
 def _refuse_what_cannot_fit(
-    charges: list[Charge], owners: dict[str, tuple[str, str]], prompt: int, completion: int
+    charges: list[Charge],
+    owners: dict[str, tuple[str, str]],
+    prompt: int,
+    completion: int,
+    way_out: str,
 ) -> None:
     """A request whose own reservation is larger than a whole limit or budget could never
     pass: say so (waiting would not help), naming the limit and the way out."""
@@ -382,24 +387,9 @@ def _refuse_what_cannot_fit(
         raise QuotaExceeded(
             f"This request alone reserves {_amount(charge, charge.cost)} ({prompt} prompt "
             f"tokens + {completion} for the answer, from max_tokens or the default estimate), "
-            f"more than this {whose}'s {what}; lower max_tokens or shorten the prompt."
+            f"more than this {whose}'s {what}; {way_out}."
         )
 
 
 def _amount(charge: Charge, value: float) -> str:
     return f"${value:.4f}" if charge.kind == "usd" else f"{int(value)} tokens"
-
-
-def _usage_tokens(usage: dict[str, Any] | None) -> tuple[int, int, int]:
-    """Prompt, completion and cached prompt tokens of an OpenAI ``usage`` object."""
-    if not usage:
-        return 0, 0, 0
-    prompt = usage.get("prompt_tokens")
-    completion = usage.get("completion_tokens")
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return (
-        prompt if isinstance(prompt, int) else 0,
-        completion if isinstance(completion, int) else 0,
-        cached if isinstance(cached, int) else 0,
-    )

@@ -51,16 +51,18 @@ RETURNING id, tenant_id;
 SELECT pg_notify('propylon_access', %(payload)s);
 
 -- name: record_usage
-INSERT INTO key_usage (key_id, tenant_id, day, requests, prompt_tokens, completion_tokens, cost_usd)
-VALUES (%(key_id)s, %(tenant_id)s, %(day)s, %(requests)s,
+INSERT INTO key_usage (key_id, tenant_id, day, origin, requests, prompt_tokens,
+                       completion_tokens, cost_usd)
+VALUES (%(key_id)s, %(tenant_id)s, %(day)s, %(origin)s, %(requests)s,
         %(prompt_tokens)s, %(completion_tokens)s, %(cost_usd)s)
-ON CONFLICT (key_id, day) DO UPDATE SET
+ON CONFLICT (key_id, day, origin) DO UPDATE SET
     requests = key_usage.requests + excluded.requests,
     prompt_tokens = key_usage.prompt_tokens + excluded.prompt_tokens,
     completion_tokens = key_usage.completion_tokens + excluded.completion_tokens,
     cost_usd = key_usage.cost_usd + excluded.cost_usd;
 
 -- name: spend
+-- What the budgets count: user traffic, and internal calls when %(internal)s.
 SELECT
     coalesce(sum(prompt_tokens + completion_tokens)
              FILTER (WHERE key_id = %(key_id)s AND day >= %(key_since)s), 0) AS key_tokens,
@@ -70,11 +72,24 @@ SELECT
         AS tenant_tokens,
     coalesce(sum(cost_usd) FILTER (WHERE day >= %(tenant_since)s), 0) AS tenant_cost
 FROM key_usage
-WHERE tenant_id = %(tenant_id)s AND day >= least(%(key_since)s, %(tenant_since)s);
+WHERE tenant_id = %(tenant_id)s AND day >= least(%(key_since)s, %(tenant_since)s)
+  AND (origin = 'user' OR %(internal)s);
 
 -- name: key_usage
-SELECT day, requests, prompt_tokens, completion_tokens, cost_usd
-FROM key_usage WHERE key_id = %(key_id)s ORDER BY day DESC LIMIT %(days)s;
+-- One row per day: the key's own traffic, and the internal calls made for it as their own series.
+SELECT day,
+       coalesce(sum(requests) FILTER (WHERE origin = 'user'), 0)::bigint AS requests,
+       coalesce(sum(prompt_tokens) FILTER (WHERE origin = 'user'), 0)::bigint AS prompt_tokens,
+       coalesce(sum(completion_tokens) FILTER (WHERE origin = 'user'), 0)::bigint AS completion_tokens,
+       coalesce(sum(cost_usd) FILTER (WHERE origin = 'user'), 0) AS cost_usd,
+       coalesce(sum(requests) FILTER (WHERE origin = 'internal'), 0)::bigint AS internal_requests,
+       coalesce(sum(prompt_tokens) FILTER (WHERE origin = 'internal'), 0)::bigint
+           AS internal_prompt_tokens,
+       coalesce(sum(completion_tokens) FILTER (WHERE origin = 'internal'), 0)::bigint
+           AS internal_completion_tokens,
+       coalesce(sum(cost_usd) FILTER (WHERE origin = 'internal'), 0) AS internal_cost_usd
+FROM key_usage WHERE key_id = %(key_id)s
+GROUP BY day ORDER BY day DESC LIMIT %(days)s;
 
 -- name: issue_ticket
 WITH expired AS (DELETE FROM ws_tickets WHERE expires_at < now() - interval '1 minute')

@@ -34,6 +34,7 @@ class UsageRow:
     key_id: str
     day: dt.date
     tenant_id: str
+    origin: str  # "user" | "internal"
     requests: int
     prompt_tokens: int
     completion_tokens: int
@@ -203,6 +204,12 @@ class AccessStore:
                     "prompt_tokens": r["prompt_tokens"],
                     "completion_tokens": r["completion_tokens"],
                     "cost_usd": float(r["cost_usd"]),
+                    "internal": {
+                        "requests": r["internal_requests"],
+                        "prompt_tokens": r["internal_prompt_tokens"],
+                        "completion_tokens": r["internal_completion_tokens"],
+                        "cost_usd": float(r["internal_cost_usd"]),
+                    },
                 }
                 for r in rows
             ],
@@ -218,6 +225,7 @@ class AccessStore:
                         "key_id": row.key_id,
                         "tenant_id": row.tenant_id,
                         "day": row.day,
+                        "origin": row.origin,
                         "requests": row.requests,
                         "prompt_tokens": row.prompt_tokens,
                         "completion_tokens": row.completion_tokens,
@@ -227,8 +235,11 @@ class AccessStore:
                 ],
             )
 
-    async def spend(self, record: KeyRecord, today: dt.date) -> dict[str, Any]:
-        """Tokens and cost spent by the key and its tenant in their budgets' periods."""
+    async def spend(
+        self, record: KeyRecord, today: dt.date, *, internal: bool = True
+    ) -> dict[str, Any]:
+        """Tokens and cost spent by the key and its tenant in their budgets' periods; the
+        calls Propylon made for them (``origin: internal``) only when ``internal``."""
         async with self.database.connection(timeout=1.0) as conn:
             cur = await conn.execute(
                 query("spend"),
@@ -237,6 +248,7 @@ class AccessStore:
                     "tenant_id": record.tenant_id,
                     "key_since": record.budget.start(today),
                     "tenant_since": record.tenant_budget.start(today),
+                    "internal": internal,
                 },
             )
             row = await cur.fetchone()

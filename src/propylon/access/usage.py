@@ -1,6 +1,7 @@
 """Spend recorded off the request path.
 
-Every admitted request adds its tokens and cost to an in-memory tally per (key, day); a
+Every admitted request adds its tokens and cost to an in-memory tally per (key, day, origin:
+the key's own traffic, or the calls Propylon made for it); a
 background task writes the tally in one transaction about once a second, keys in a fixed
 order so replicas never deadlock. Writing one row per request on the hot path made every
 request of a key queue on that row's lock (measured: ~51 requests/s per key at 50 concurrent).
@@ -37,7 +38,7 @@ class _Tally:
 
 
 class UsageRecorder:
-    """Accumulates spend per (key, day) and writes it in the background."""
+    """Accumulates spend per (key, day, origin) and writes it in the background."""
 
     def __init__(
         self,
@@ -48,24 +49,36 @@ class UsageRecorder:
     ) -> None:
         self._store = store
         self._today = today
-        self._pending: dict[tuple[str, dt.date], _Tally] = {}
+        self._pending: dict[tuple[str, dt.date, str], _Tally] = {}
         self._lock = asyncio.Lock()  # one flush at a time: rows go in key order
         self.loop = WriterLoop("usage", self.flush, log=log, interval_s=interval_s)
 
-    def add(self, record: KeyRecord, prompt: int, completion: int, cost: float) -> None:
-        """Count one request; never blocks."""
-        tally = self._pending.setdefault((record.id, self._today()), _Tally(record.tenant_id))
+    def add(
+        self,
+        record: KeyRecord,
+        prompt: int,
+        completion: int,
+        cost: float,
+        *,
+        internal: bool = False,
+    ) -> None:
+        """Count one request (``internal``: a call Propylon made for the key); never blocks."""
+        origin = "internal" if internal else "user"
+        tally = self._pending.setdefault(
+            (record.id, self._today(), origin), _Tally(record.tenant_id)
+        )
         tally.requests += 1
         tally.prompt_tokens += prompt
         tally.completion_tokens += completion
         tally.cost_usd += cost
 
-    def pending(self, record: KeyRecord) -> tuple[int, float, int, float]:
-        """Unwritten (key tokens, key cost, tenant tokens, tenant cost) of this process."""
+    def pending(self, record: KeyRecord, *, internal: bool = True) -> tuple[int, float, int, float]:
+        """Unwritten (key tokens, key cost, tenant tokens, tenant cost) of this process; the
+        internal calls' only when ``internal``."""
         key_tokens = tenant_tokens = 0
         key_cost = tenant_cost = 0.0
-        for (key_id, _), tally in self._pending.items():
-            if tally.tenant_id != record.tenant_id:
+        for (key_id, _, origin), tally in self._pending.items():
+            if tally.tenant_id != record.tenant_id or (origin == "internal" and not internal):
                 continue
             tokens = tally.prompt_tokens + tally.completion_tokens
             tenant_tokens += tokens
@@ -87,27 +100,34 @@ class UsageRecorder:
             return
         rows = [
             UsageRow(
-                key, day, t.tenant_id, t.requests, t.prompt_tokens, t.completion_tokens, t.cost_usd
+                key,
+                day,
+                t.tenant_id,
+                origin,
+                t.requests,
+                t.prompt_tokens,
+                t.completion_tokens,
+                t.cost_usd,
             )
-            for (key, day), t in sorted(batch.items())
+            for (key, day, origin), t in sorted(batch.items())
         ]
-        written: set[tuple[str, dt.date]] = set()
+        written: set[tuple[str, dt.date, str]] = set()
 
         async def write(some: Sequence[UsageRow]) -> None:
             await self._store.record_usage_rows(list(some))
-            written.update((row.key_id, row.day) for row in some)
+            written.update((row.key_id, row.day, row.origin) for row in some)
 
         def refused(row: UsageRow, exc: BaseException) -> None:
-            written.add((row.key_id, row.day))
+            written.add((row.key_id, row.day, row.origin))
             self.loop.count_refused(exc)
 
         try:
             await write_isolating_refused(rows, write, refused)
         finally:
-            for (key, day), tally in batch.items():
-                if (key, day) in written:
+            for slot, tally in batch.items():
+                if slot in written:
                     continue
-                merged = self._pending.setdefault((key, day), _Tally(tally.tenant_id))
+                merged = self._pending.setdefault(slot, _Tally(tally.tenant_id))
                 merged.requests += tally.requests
                 merged.prompt_tokens += tally.prompt_tokens
                 merged.completion_tokens += tally.completion_tokens

@@ -1,17 +1,24 @@
-"""What happened on one gateway call, filled in as the call proceeds.
+"""What happened on one gateway call: the facts the layers report as the call proceeds.
 
 The HTTP layer creates one per request and renders it as response headers; each layer of the
-request path (limits, cache, guard, gateway) writes what it did into it; observability records
-it. Inner callers (RAG, runs) may pass their own or none.
+request path reports what it did (the gateway: the route and the usage, ``record_usage``; the
+cache: ``served_from_cache``; the guard: its verdicts; the limits: their headers). What the call
+spent is not a fact any layer writes: once the call has ended, ``access.spend.spend_of``
+computes it once from these facts into the frozen ``spend`` that the limiter, the usage tally,
+the request log, the metrics and ``/v1/stats`` all read. Inner callers (RAG, runs) may pass
+their own or none.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from propylon.principal import Principal
+
+if TYPE_CHECKING:
+    from propylon.access.spend import Spend
 
 
 @dataclass(slots=True)
@@ -44,18 +51,31 @@ class CallInfo:
     cache_status: str | None = None  # "hit-exact" | "hit-semantic" | "miss" | "bypass"
     cache_similarity: float | None = None
     guard: dict[str, Any] = field(default_factory=dict)
-    cost: float | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     # "user": a client's request; "internal": a call Propylon makes for itself (ingestion
     # embeddings, RAG's inner model calls), recorded apart with the request or job it served.
     origin: str = "user"
     parent_id: str | None = None
     usage_estimated: bool = False  # the upstream gave no usage: tokens counted by us
+    spend: Spend | None = None  # set once, when the call has ended (``access.spend.spend_of``)
 
     @property
     def cache_hit(self) -> bool:
         """Served from the response cache: no upstream was called or paid."""
         return self.cache_status is not None and self.cache_status.startswith("hit")
+
+    def record_usage(self, usage: dict[str, Any] | None, *, estimated: bool = False) -> None:
+        """The answer's OpenAI ``usage``: the upstream's, or ours when ``estimated``."""
+        self.usage = usage
+        self.usage_estimated = estimated
+
+    def served_from_cache(self, status: str, usage: Any, similarity: float | None = None) -> None:
+        """The cache answered (``status``: ``hit-exact`` / ``hit-semantic``): no upstream was
+        paid; ``usage`` is the cached answer's, kept to price what the hit saved."""
+        self.cache_status = status
+        self.cache_similarity = similarity
+        self.usage = usage if isinstance(usage, dict) else None
+        self.usage_estimated = False
 
     def record_attempt(self, deployment: str, outcome: str, started: float) -> None:
         elapsed = (time.perf_counter() - started) * 1000.0

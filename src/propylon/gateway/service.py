@@ -102,11 +102,11 @@ class Gateway:
             )
         usage = result.get("usage")
         if isinstance(usage, dict):
-            call.usage = usage
+            call.record_usage(usage)
         else:
             answer = "".join(answer_texts(result))
-            call.usage = estimated_usage(self._counter, request, model.name, answer)
-            call.usage_estimated = True
+            estimate = estimated_usage(self._counter, request, model.name, answer)
+            call.record_usage(estimate, estimated=True)
         return result
 
     async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
@@ -151,9 +151,11 @@ class Gateway:
         model = self._registry.resolve(name, kind="embeddings")
         call.requested_model = name
         call.model = model.name
-        return await self._route(
+        result = await self._route(
             model, self._embeddings[model.name], call, lambda a: a.embed(texts, request)
         )
+        call.record_usage({"prompt_tokens": result.prompt_tokens, "completion_tokens": 0})
+        return result
 
     def _text_deployments(self, model: ModelConfig) -> list[Deployment[TextCompletionModel]]:
         """The model's deployments that have the legacy completions API (none: a 400)."""
@@ -322,8 +324,7 @@ class _WatchedStream:
             async for chunk in self._inner:
                 usage = chunk.get("usage")
                 if isinstance(usage, dict) and usage:
-                    self._call.usage = usage
-                    self._call.usage_estimated = False
+                    self._call.record_usage(usage)
                     self._usage_seen = True
                 self._texts.extend(chunk_texts(chunk))
                 if not self._client_wants_usage and "usage" in chunk:
@@ -339,8 +340,7 @@ class _WatchedStream:
 
     def _settle_usage(self) -> None:
         if not self._usage_seen:
-            self._call.usage = self._estimate("".join(self._texts))
-            self._call.usage_estimated = True
+            self._call.record_usage(self._estimate("".join(self._texts)), estimated=True)
 
     async def aclose(self) -> None:
         try:

@@ -86,7 +86,9 @@ async def add_document(collection_id: str, request: Request) -> Response:
     principal = await _principal(request)
     svc = services(request)
     fields = await _upload_fields(request, svc.settings.rag.max_upload_bytes)
-    accepted = await svc.collections.add_document(principal.tenant_id, collection_id, **fields)
+    accepted = await svc.collections.add_document(
+        principal.tenant_id, collection_id, key_id=principal.key_id, **fields
+    )
     body = {
         **_document(accepted.document),
         "job_id": accepted.job_id,

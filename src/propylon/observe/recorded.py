@@ -3,7 +3,8 @@
 ``RecordedChat`` / ``RecordedEmbeddings`` wrap the rest of the request path (guard, limits,
 cache, gateway). When a call ends (returned, raised, or its stream finished or was closed)
 the ``Recorder`` builds one ``RequestRecord`` from the ``CallInfo`` the inner layers filled
-in, hands it to the request log (an in-memory append) and the metrics, and sets the GenAI
+in and the call's ``Spend`` (``access.spend``: the same figures the limiter settled with),
+hands it to the request log (an in-memory append) and the metrics, and sets the GenAI
 attributes on the request's span. A call that succeeded is timed when it ends and recorded on
 the event loop's next turn, once its response has been handed to the server
 (``Recorder.finish_soon``), unless its span is recording.
@@ -22,6 +23,7 @@ from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, Tracer
 
 from propylon.access.budgets import price_table
+from propylon.access.spend import spend_of
 from propylon.errors import InvalidRequest, PropylonError
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService, ChatStream, Embeddings, EmbeddingService
@@ -157,14 +159,7 @@ class Recorder:
         status, error_type, error_code = _outcome(error)
         if client_closed and error is None:
             status, error_code = 499 if not stream else 200, "client_disconnected"
-        usage = call.usage or {}
-        prompt_tokens = _int(usage.get("prompt_tokens"))
-        completion_tokens = _int(usage.get("completion_tokens"))
-        details = usage.get("prompt_tokens_details")
-        cached_tokens = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
-        cost, saved = self._cost(call, prompt_tokens, completion_tokens, cached_tokens)
-        if call.cost is None:
-            call.cost = cost
+        spend = spend_of(call, self._prices)
         principal = call.principal
         policy = self.policy(call)
         record = RequestRecord(
@@ -185,11 +180,11 @@ class Recorder:
             content_policy=policy,
             prompt=prompt if policy != "off" else None,
             response=response if policy != "off" else None,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cached_tokens=cached_tokens,
-            cost_usd=call.cost,
-            cost_saved_usd=saved,
+            prompt_tokens=spend.prompt_tokens,
+            completion_tokens=spend.completion_tokens,
+            cached_tokens=spend.cached_tokens,
+            cost_usd=spend.cost_usd,
+            cost_saved_usd=spend.saved_usd,
             ttft_ms=ttft_ms,
             overhead_ms=max(latency_ms - upstream_ms - client_ms, 0.0),
             upstream_ms=upstream_ms,
@@ -199,7 +194,7 @@ class Recorder:
             metadata=call.metadata,
             origin=call.origin,
             parent_id=call.parent_id,
-            usage_estimated=call.usage_estimated,
+            usage_estimated=spend.estimated,
             response_id=response_id,
             headers=call.headers(),
         )
@@ -260,23 +255,6 @@ class Recorder:
         self.metrics.observe(record)
         return record
 
-    def _cost(
-        self,
-        call: CallInfo,
-        prompt_tokens: int | None,
-        completion_tokens: int | None,
-        cached_tokens: int | None,
-    ) -> tuple[float | None, float | None]:
-        """(cost, cost saved): an answer served from the cache paid no upstream and saved
-        what its tokens would have cost."""
-        model = call.model or call.requested_model  # priced by public name, never an alias
-        if not self._prices.priced(model) or (prompt_tokens is None and completion_tokens is None):
-            return (0.0 if call.cache_hit else None), None
-        cost = self._prices.cost(
-            model, prompt_tokens or 0, completion_tokens or 0, cached_tokens or 0
-        )
-        return (0.0, cost) if call.cache_hit else (cost, None)
-
 
 class RecordedChat:
     """Records every chat call of the layers it wraps (see module docstring)."""
@@ -301,8 +279,6 @@ class RecordedChat:
                     call, ctx, span, endpoint=call.api, prompt=request.get("messages"), error=exc
                 )
                 raise
-            if call.usage is None and isinstance(result.get("usage"), dict):
-                call.usage = result["usage"]  # e.g. an answer served from the cache
             if span.is_recording():
                 span.set_attributes(response_attributes(result))
             recorder.finish_soon(
@@ -474,8 +450,8 @@ class RecordedEmbeddings:
             except BaseException as exc:
                 recorder.finish(call, ctx, span, endpoint="embeddings", prompt=texts, error=exc)
                 raise
-            if call.usage is None:
-                call.usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": 0}
+            if call.usage is None:  # an embeddings service that is not the gateway
+                call.record_usage({"prompt_tokens": result.prompt_tokens, "completion_tokens": 0})
             recorder.finish_soon(call, ctx, span, endpoint="embeddings", prompt=texts)
             return result
 

@@ -196,7 +196,7 @@ def response_attributes(response: JSONObject | None) -> dict[str, Any]:
 
 
 def call_attributes(call: CallInfo) -> dict[str, Any]:
-    """What the layers wrote into ``call``: route, cache, usage, cost."""
+    """What the layers reported into ``call``: route, cache; and its spend: usage, cost."""
     attributes: dict[str, Any] = {"propylon.attempts": call.calls}
     if call.deployment is not None:
         attributes["propylon.deployment"] = call.deployment
@@ -205,18 +205,16 @@ def call_attributes(call: CallInfo) -> dict[str, Any]:
         attributes["propylon.cache.hit"] = call.cache_status.startswith("hit")
     if call.cache_similarity is not None:
         attributes["propylon.cache.similarity"] = call.cache_similarity
-    usage = call.usage or {}
-    for field, name in (
-        ("prompt_tokens", "gen_ai.usage.input_tokens"),
-        ("completion_tokens", "gen_ai.usage.output_tokens"),
-    ):
-        if isinstance(usage.get(field), int):
-            attributes[name] = usage[field]
-    details = usage.get("prompt_tokens_details")
-    if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
-        attributes["gen_ai.usage.cache_read.input_tokens"] = details["cached_tokens"]
-    if call.cost is not None:
-        attributes["propylon.cost_usd"] = call.cost
+    spend = call.spend  # set once the call has ended
+    if spend is not None:
+        for value, name in (
+            (spend.prompt_tokens, "gen_ai.usage.input_tokens"),
+            (spend.completion_tokens, "gen_ai.usage.output_tokens"),
+            (spend.cached_tokens, "gen_ai.usage.cache_read.input_tokens"),
+            (spend.cost_usd, "propylon.cost_usd"),
+        ):
+            if value is not None:
+                attributes[name] = value
     return attributes
 
 

@@ -141,8 +141,11 @@ class CollectionService:
         media_type: str | None = None,
         external_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        key_id: str | None = None,
     ) -> AcceptedDocument:
-        """Store the upload and enqueue its ingestion, unless the same bytes are already in."""
+        """Store the upload and enqueue its ingestion, unless the same bytes are already in.
+        ``key_id``: the API key that uploaded it, whose budget the embeddings are charged to
+        (``access.internal_counts_against_budget``)."""
         limit = self._defaults.max_upload_bytes
         if len(content) > limit:
             raise RequestTooLarge(f"The file is larger than the upload limit of {limit:,} bytes.")
@@ -190,6 +193,7 @@ class CollectionService:
                     "upload_id": upload_id,
                     "document_id": document_id,
                     "max_attempts": self._defaults.max_attempts,
+                    "key_id": key_id,
                 },
                 collection_id=collection_id,
                 max_attempts=self._defaults.max_attempts,

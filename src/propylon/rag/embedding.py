@@ -55,12 +55,16 @@ class ChunkEmbedder:
         tenant_id: str | None = None,
         on_batch: OnBatch | None = None,
         parent_id: str | None = None,
+        key_id: str | None = None,
     ) -> EmbeddedTexts:
         """Embed ``texts`` in batches: calls Propylon makes for itself (``origin: internal``,
-        recorded apart from user traffic), for the job or request ``parent_id``."""
+        recorded apart from user traffic), for the job or request ``parent_id``, charged to
+        the key ``key_id`` (the uploader's) when given."""
         vectors: list[list[float]] = []
         model_id = model
-        principal = Principal(tenant_id=tenant_id, tenant_name="") if tenant_id else None
+        principal = (
+            Principal(tenant_id=tenant_id, tenant_name="", key_id=key_id) if tenant_id else None
+        )
         for start in range(0, len(texts), self._batch_size):
             batch = list(texts[start : start + self._batch_size])
             call = CallInfo(

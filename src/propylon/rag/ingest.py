@@ -47,7 +47,8 @@ RiskScreen = Callable[[list[str]], Awaitable[Sequence[float | None]]]
 
 
 class IngestionHandler:
-    """Runs ``rag.ingest`` jobs; payload ``{"upload_id", "document_id", "max_attempts"}``."""
+    """Runs ``rag.ingest`` jobs; payload ``{"upload_id", "document_id", "max_attempts",
+    "key_id"}`` (the uploading key, charged for the embeddings; absent for older jobs)."""
 
     def __init__(
         self,
@@ -132,6 +133,7 @@ class IngestionHandler:
                     tenant_id=ctx.tenant_id,
                     on_batch=on_batch,
                     parent_id=f"job:{ctx.job_id}",
+                    key_id=_str_or_none(ctx.payload.get("key_id")),
                 )
         except TimeoutError:
             raise ServiceUnavailable(
@@ -203,3 +205,7 @@ class IngestionHandler:
             await self._store.set_status(document_id, status, reason, fence=ctx.fence)
         except Exception:  # the job's own outcome matters more than this bookkeeping
             log.exception("could not record the outcome of document %s", document_id)
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

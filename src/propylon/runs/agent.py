@@ -111,7 +111,7 @@ class AgentLoop:
             state="succeeded",
             message=message,
             usage=response.get("usage") or {},
-            cost=call.cost or 0.0,
+            cost=(call.spend.cost_usd if call.spend is not None else None) or 0.0,
             duration_s=time.monotonic() - started,
         )
         calls = [self._tool_step(tool_call) for tool_call in message.get("tool_calls") or ()]

@@ -45,14 +45,15 @@ async def serve(
     *,
     tracer_provider: TracerProvider | None = None,
     observe: dict[str, Any] | None = None,
+    more_models: list[dict[str, Any]] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[AppServer]:
-    """Propylon on ``database_url`` with `gpt-test` and `embed-test`, a key of tenant `test`,
-    and a request log flushed every 50 ms."""
+    """Propylon on ``database_url`` with `gpt-test` and `embed-test` (and ``more_models``), a
+    key of tenant `test`, and a request log flushed every 50 ms."""
     settings = load_settings(
         None,
         database_url=database_url,
-        models=models(upstream),
+        models=[*models(upstream), *(more_models or [])],
         admin_key=ADMIN,
         observe={"flush_interval_s": 0.05, "prices": PRICES, **(observe or {})},
         **overrides,
@@ -94,6 +95,18 @@ async def call(
         except ValueError:
             body = raw.decode()
         return Reply(resp.status, CIMultiDict(resp.headers), body)
+
+
+async def make_collection(server: AppServer, key: str, name: str = "kb") -> None:
+    """A collection embedded with `embed-test`, made with ``key``."""
+    made = await call(
+        server,
+        "POST",
+        "/v1/collections",
+        key=key,
+        json={"name": name, "embedding_model": "embed-test"},
+    )
+    assert made.status == 201, made.body
 
 
 async def chat(server: AppServer, content: str = "hello there", **fields: Any) -> Reply:

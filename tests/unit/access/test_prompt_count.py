@@ -1,5 +1,5 @@
-"""The limits layer counts a prompt's tokens only when a TPM limit or a budget needs them,
-or when the answer comes without usage; a long prompt costs tenths of a millisecond."""
+"""The limits layer counts a prompt's tokens only when a TPM limit or a budget needs them (a
+long prompt costs tenths of a millisecond); it settles with the call's one ``Spend``."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from propylon.access.store import AccessStore
 from propylon.access.usage import UsageRecorder
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import Embeddings
-from propylon.principal import FEATURES
 from propylon.tokens import TokenCounter
+from tests.unit.access.fakes import Directory, Store
+from tests.unit.access.fakes import key_record as record
 
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 
@@ -40,7 +41,7 @@ class Upstream:
         if self.usage is not None:
             answer["usage"] = self.usage
             if call is not None:
-                call.usage = self.usage  # as the gateway records it
+                call.record_usage(self.usage)  # as the gateway records it
         return answer
 
     async def stream(self, request: dict[str, Any], call: CallInfo | None = None) -> Any:
@@ -48,39 +49,6 @@ class Upstream:
 
     async def embed(self, texts: list[str], request: Any = None, call: Any = None) -> Embeddings:
         return Embeddings(vectors=[[0.0]] * len(texts), prompt_tokens=len(texts))
-
-
-class Directory:
-    def __init__(self, record: KeyRecord) -> None:
-        self._record = record
-
-    def record(self, key_id: str) -> KeyRecord | None:
-        return self._record if key_id == self._record.id else None
-
-
-class Store:
-    async def spend(self, record: KeyRecord, day: Any) -> dict[str, float]:
-        return {"key_tokens": 0, "key_cost": 0.0, "tenant_tokens": 0, "tenant_cost": 0.0}
-
-
-NO_LIMITS, NO_BUDGET = Limits(), Budget()
-
-
-def record(limits: Limits = NO_LIMITS, budget: Budget = NO_BUDGET) -> KeyRecord:
-    return KeyRecord(
-        id="k1",
-        tenant_id="t1",
-        tenant_name="acme",
-        name="ci",
-        prefix="pk-test",
-        key_hash=b"",
-        models=None,
-        features=FEATURES,
-        limits=limits,
-        budget=budget,
-        tenant_limits=Limits(),
-        tenant_budget=Budget(),
-    )
 
 
 def layer(key: KeyRecord, usage: dict[str, int] | None) -> tuple[LimitsLayer, CountingCounter]:
@@ -130,9 +98,11 @@ async def test_a_token_limit_or_a_budget_counts_the_prompt_before_the_call(
     assert counter.prompts == 1
 
 
-async def test_an_answer_without_usage_is_settled_with_the_counted_prompt() -> None:
+async def test_settling_reads_the_calls_spend_and_counts_nothing_more() -> None:
     key = record()
-    limited, counter = layer(key, None)
+    limited, counter = layer(key, USAGE)
     call = chat_call(key)
     await limited.complete(REQUEST, call)
-    assert counter.prompts == 1
+    assert call.spend is not None and call.spend.charged_tokens == 10
+    assert counter.prompts == 0
+    assert limited._usage.pending(key)[0] == 10  # the per-key tally: the same figure

@@ -151,16 +151,13 @@ class CachedChatService:
     async def _lookup(self, plan: _Plan, call: CallInfo) -> JSONObject | None:
         cached = await self._exact.get(plan.key)
         if cached is not None:
-            call.cache_status = "hit-exact"
-            call.usage = None  # nothing was spent
+            call.served_from_cache("hit-exact", cached.get("usage"))
             self.stats.hits_exact += 1
             return cached
         if plan.semantic and self._semantic is not None:
             hit = await self._semantic_lookup(self._semantic, plan)
             if hit is not None:
-                call.cache_status = "hit-semantic"
-                call.cache_similarity = hit[1]
-                call.usage = None
+                call.served_from_cache("hit-semantic", hit[0].get("usage"), hit[1])
                 self.stats.hits_semantic += 1
                 return hit[0]
         self.stats.misses += 1

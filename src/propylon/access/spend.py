@@ -1,0 +1,87 @@
+"""What one finished call spent, computed in one place.
+
+Layers report facts while a call runs (``CallInfo``: the usage the upstream gave or the
+gateway estimated, whether the cache served it, the model that answered, the call's origin).
+When the call has ended, ``spend_of`` turns those facts into one frozen ``Spend`` and keeps it
+on the call, so every reader sees the same figures: the limiter settles buckets and budgets
+with it, the usage tally (per-key spend) adds it, the request log, the metrics and therefore
+``/v1/stats`` record it. Computing it a second time returns the first result.
+
+A cache hit spent nothing: 0 tokens and 0 dollars, in budgets, token limits, the request log,
+the metrics and ``/v1/stats`` alike; what the cached answer's tokens would have cost is kept as
+``saved_usd``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from propylon.access.budgets import PriceTable
+
+if TYPE_CHECKING:
+    from propylon.gateway.call import CallInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """The tokens and dollars of one finished call, as every reader sees them."""
+
+    prompt_tokens: int | None  # spent (a cache hit: 0); None: no usage known
+    completion_tokens: int | None
+    cached_tokens: int | None  # of the prompt, served from the upstream's own cache
+    cost_usd: float | None  # spent (a cache hit: 0); None: no price or no usage known
+    saved_usd: float | None  # a cache hit: what the cached answer's tokens would have cost
+    cache_hit: bool
+    estimated: bool  # the upstream gave no usage: tokens counted by us
+    internal: bool  # a call Propylon made for itself (``origin: internal``)
+
+    @property
+    def charged_prompt(self) -> int:
+        """Prompt tokens charged to token limits and budgets (unknown: none)."""
+        return self.prompt_tokens or 0
+
+    @property
+    def charged_completion(self) -> int:
+        return self.completion_tokens or 0
+
+    @property
+    def charged_tokens(self) -> int:
+        return self.charged_prompt + self.charged_completion
+
+    @property
+    def charged_usd(self) -> float:
+        return self.cost_usd or 0.0
+
+
+def spend_of(call: CallInfo, prices: PriceTable) -> Spend:
+    """The call's ``Spend``, made from its final facts on first use and the same afterwards.
+    Call it only once the call has ended (answer returned, stream closed, or raised)."""
+    if call.spend is not None:
+        return call.spend
+    usage: dict[str, Any] = call.usage or {}
+    prompt = _int(usage.get("prompt_tokens"))
+    completion = _int(usage.get("completion_tokens"))
+    details = usage.get("prompt_tokens_details")
+    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
+    model = call.model or call.requested_model  # priced by public name, never an alias
+    cost: float | None = None
+    if prices.priced(model) and (prompt is not None or completion is not None):
+        cost = prices.cost(model, prompt or 0, completion or 0, cached or 0)
+    hit = call.cache_hit
+    spend = Spend(
+        prompt_tokens=0 if hit else prompt,
+        completion_tokens=0 if hit else completion,
+        cached_tokens=0 if hit and cached is not None else cached,
+        cost_usd=0.0 if hit else cost,
+        saved_usd=cost if hit else None,
+        cache_hit=hit,
+        estimated=call.usage_estimated,
+        internal=call.origin == "internal",
+    )
+    call.spend = spend
+    return spend
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
