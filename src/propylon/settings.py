@@ -102,8 +102,10 @@ class ModelConfig(BaseModel):
     context_window: int | None = Field(
         default=None, gt=0, description="Tokens the model accepts (prompt + completion)."
     )
-    kind: Literal["chat", "embeddings"] = Field(
-        default="chat", description="What the model serves."
+    kind: Literal["chat", "embeddings", "rerank"] = Field(
+        default="chat",
+        description="What the model serves: chat, embeddings, or `rerank` (`POST /v1/rerank`: "
+        "deployments that speak the Cohere/Jina/vLLM `/rerank` API, or `local`).",
     )
 
     @model_validator(mode="after")
@@ -613,6 +615,19 @@ class RetrievalSettings(BaseModel):
     keep_turns: int = Field(
         default=2, ge=1, description="Latest turns always kept verbatim (budget permitting)."
     )
+    reranker: str | None = Field(
+        default=None,
+        description="A `kind: rerank` model that reorders the best `rerank_candidates` hits "
+        "of every search and RAG answer (before the context budget), called through the "
+        "gateway chain; null: hits stay in fusion order. See docs/benchmarks.md for what the "
+        "built-in `local/minilm-rerank` does to retrieval quality before turning it on.",
+    )
+    rerank_candidates: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Hits (after fusion) handed to `reranker`; at least `top_k` are.",
+    )
 
 
 class Settings(BaseSettings):
@@ -694,8 +709,10 @@ class Settings(BaseSettings):
     )
     local_models: bool = Field(
         default=True,
-        description="Also serve the built-in local models, `local/extractive` (chat) and "
-        "`local/all-MiniLM-L6-v2` (embeddings), unless `models` names them itself: `propylon "
+        description="Also serve the built-in local models, `local/extractive` (chat), "
+        "`local/all-MiniLM-L6-v2` (embeddings) and `local/minilm-rerank` (rerank: MiniLM "
+        "similarity blended with BM25, not a cross-encoder), unless `models` names them "
+        "itself: `propylon "
         "serve` with no configuration answers chat and ingests documents. Off: only `models`.",
     )
     jobs: JobsSettings = Field(

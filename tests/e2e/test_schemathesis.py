@@ -39,7 +39,17 @@ async def test_no_generated_request_gets_a_server_error(tmp_path: Path, data_dir
                                 "base_url": f"http://127.0.0.1:{upstream_port}/v1",
                             }
                         ],
-                    }
+                    },
+                    {
+                        "name": "rerank-test",
+                        "kind": "rerank",
+                        "deployments": [
+                            {
+                                "provider": "openai",
+                                "base_url": f"http://127.0.0.1:{upstream_port}/v1",
+                            }
+                        ],
+                    },
                 ]
             }
         )
@@ -53,7 +63,7 @@ async def test_no_generated_request_gets_a_server_error(tmp_path: Path, data_dir
         await wait_http(f"{base}/readyz", timeout=60)
         async with aiohttp.ClientSession() as http, http.get(f"{base}/openapi.json") as resp:
             spec = await resp.json()
-        assert {"/v1/ws-tickets", "/admin/keys", "/v1/logs"} <= set(spec["paths"])
+        assert {"/v1/ws-tickets", "/admin/keys", "/v1/logs", "/v1/rerank"} <= set(spec["paths"])
         keys = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

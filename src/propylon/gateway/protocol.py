@@ -87,6 +87,29 @@ class EmbeddingModel(Protocol):
     async def embed(self, texts: list[str], request: JSONObject | None = None) -> Embeddings: ...
 
 
+@dataclass(slots=True)
+class Ranking:
+    """Documents ordered by relevance to a query: ``(index in the request, relevance score)``,
+    best first (at most ``top_n`` of them when the request set it), and the tokens counted."""
+
+    results: list[tuple[int, float]]
+    tokens: int
+    model: str = ""
+
+
+@runtime_checkable
+class RerankModel(Protocol):
+    """Something that orders documents by relevance to a query (Cohere/Jina/vLLM ``/rerank``).
+
+    ``rerank`` receives a non-empty query and at least one document; ``request`` carries the
+    rest of the body (``top_n``…). Scores are comparable within one call only.
+    """
+
+    async def rerank(
+        self, query: str, documents: list[str], request: JSONObject | None = None
+    ) -> Ranking: ...
+
+
 class ChatService(Protocol):
     """A ``ChatModel`` that also takes the call's ``CallInfo``: the gateway and every layer
     wrapped around it (limits, cache, guard, request log). Each layer reads the principal from
@@ -104,3 +127,15 @@ class EmbeddingService(Protocol):
     async def embed(
         self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
     ) -> Embeddings: ...
+
+
+class RerankService(Protocol):
+    """A ``RerankModel`` that also takes the call's ``CallInfo`` (see ``ChatService``)."""
+
+    async def rerank(
+        self,
+        query: str,
+        documents: list[str],
+        request: JSONObject | None = None,
+        call: CallInfo | None = None,
+    ) -> Ranking: ...

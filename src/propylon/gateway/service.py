@@ -1,9 +1,9 @@
-"""The gateway: one service that routes chat and embeddings requests to deployments.
+"""The gateway: one service that routes chat, embeddings and rerank requests to deployments.
 
 It composes small parts — the router (order of deployments), the retry policy (same deployment
 again?), a circuit breaker per deployment (skip it without a call?) — and satisfies
-``ChatModel`` and ``EmbeddingModel`` itself (``request["model"]`` is a public model name), so
-the rest of Propylon calls models through it and inherits all of that.
+``ChatModel``, ``EmbeddingModel`` and ``RerankModel`` itself (``request["model"]`` is a public
+model name), so the rest of Propylon calls models through it and inherits all of that.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from propylon.gateway.protocol import (
     EmbeddingModel,
     Embeddings,
     JSONObject,
+    Ranking,
+    RerankModel,
     TextCompletionModel,
 )
 from propylon.gateway.registry import ModelRegistry
@@ -60,6 +62,7 @@ class Gateway:
         chat: Mapping[str, Sequence[Deployment[ChatModel]]],
         embeddings: Mapping[str, Sequence[Deployment[EmbeddingModel]]],
         *,
+        rerank: Mapping[str, Sequence[Deployment[RerankModel]]] | None = None,
         router: Router | None = None,
         retry: RetryPolicy | None = None,
         context_window: ContextWindowCheck | None = None,
@@ -71,6 +74,7 @@ class Gateway:
         self._registry = registry
         self._chat = chat
         self._embeddings = embeddings
+        self._rerank = rerank or {}
         self._router = router or Router()
         self._retry = retry or RetryPolicy()
         self._context_window = context_window
@@ -87,6 +91,7 @@ class Gateway:
         """Every deployment's breaker by display name (for metrics and admin views)."""
         out = {d.name: d.breaker for group in self._chat.values() for d in group}
         out.update({d.name: d.breaker for group in self._embeddings.values() for d in group})
+        out.update({d.name: d.breaker for group in self._rerank.values() for d in group})
         return out
 
     async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject:
@@ -143,17 +148,34 @@ class Gateway:
         self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
     ) -> Embeddings:
         call = call or CallInfo()
+        model = self._named_model(request, call, "embeddings")
+        return await self._route(
+            model, self._embeddings[model.name], call, lambda a: a.embed(texts, request)
+        )
+
+    async def rerank(
+        self,
+        query: str,
+        documents: list[str],
+        request: JSONObject | None = None,
+        call: CallInfo | None = None,
+    ) -> Ranking:
+        call = call or CallInfo()
+        model = self._named_model(request, call, "rerank")
+        return await self._route(
+            model, self._rerank[model.name], call, lambda a: a.rerank(query, documents, request)
+        )
+
+    def _named_model(self, request: JSONObject | None, call: CallInfo, kind: str) -> ModelConfig:
         name = (request or {}).get("model")
         if not isinstance(name, str) or not name:
             raise InvalidRequest(
                 "`model` is required and must be a non-empty string.", param="model"
             )
-        model = self._registry.resolve(name, kind="embeddings")
+        model = self._registry.resolve(name, kind=kind)
         call.requested_model = name
         call.model = model.name
-        return await self._route(
-            model, self._embeddings[model.name], call, lambda a: a.embed(texts, request)
-        )
+        return model
 
     def _text_deployments(self, model: ModelConfig) -> list[Deployment[TextCompletionModel]]:
         """The model's deployments that have the legacy completions API (none: a 400)."""
