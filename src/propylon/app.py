@@ -418,7 +418,9 @@ async def build_services(
         embeddings: EmbeddingService = observe.record_embeddings(limited)
         reranker: RerankService = observe.record_rerank(limited)
         # `rag/<collection>` models: answered over a collection, calling the chain above.
-        retrieval = build_retrieval(settings, database, chat, embeddings, gateway.registry)
+        retrieval = build_retrieval(
+            settings, database, chat, embeddings, gateway.registry, reranker=reranker
+        )
         chat = RagChatService(chat, retrieval.answers)
         hub = ProgressHub(database.url)  # the process's one LISTEN connection for job events
         await hub.start()

@@ -76,6 +76,7 @@ def test_a_configured_model_replaces_its_builtin_namesake() -> None:
     assert [(m.name, m.deployments[0].provider) for m in models] == [
         ("local/extractive", "openai"),
         ("local/all-MiniLM-L6-v2", "local"),
+        ("local/minilm-rerank", "local"),
     ]
 
 

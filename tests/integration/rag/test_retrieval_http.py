@@ -17,6 +17,7 @@ from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
 from propylon.rag.answer import Answerer, AnswerOptions, AnswerRequest, ModelInfo
 from propylon.rag.conversations import TRUNCATION_MARKER, ConversationStore
+from propylon.rag.search import RerankParams
 from propylon.services import Services
 from propylon.tokens import TokenCounter
 from tests.support.databases import PostgresServer, create_database
@@ -221,6 +222,31 @@ async def test_tenant_wide_search_spans_the_chosen_collections(
         http, "search", {"collections": ["kb"], "query": "rocket engine thrust"}
     )
     assert rig.documents["rockets"] not in {hit["document_id"] for hit in body["data"]}
+
+
+async def test_a_reranker_reorders_the_candidates_and_a_failing_one_is_skipped(
+    rig: Rig, http: aiohttp.ClientSession
+) -> None:
+    query = {"query": "How tall is Mount Etna?", "mode": "hybrid", "top_k": 3}
+    search_service = rig.services.search
+    try:
+        search_service.rerank = RerankParams("local/minilm-rerank", candidates=10)
+        status, body = await search(http, "collections/kb/search", query)
+        assert status == 200, body
+        hits = body["data"]
+        assert len(hits) == 3
+        assert hits[0]["document_id"] == rig.documents["volcanoes"]
+        assert all(hit["scores"]["rerank"] == hit["score"] for hit in hits)
+        scores = [hit["score"] for hit in hits]
+        assert scores == sorted(scores, reverse=True)
+
+        search_service.rerank = RerankParams("no-such-reranker", candidates=10)
+        status, body = await search(http, "collections/kb/search", query)
+        assert status == 200, body  # the second stage failed; the first stage's order stands
+        assert body["data"][0]["document_id"] == rig.documents["volcanoes"]
+        assert all(hit["scores"]["rerank"] is None for hit in body["data"])
+    finally:
+        search_service.rerank = None
 
 
 @pytest.mark.parametrize(
