@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from propylon.errors import InvalidRequest
+from propylon.gateway.citations import extension_citations, file_citations
 from propylon.gateway.protocol import JSONObject
 
 _PASSED = (
@@ -258,7 +259,8 @@ def output_items(completion: JSONObject) -> tuple[list[JSONObject], str | None]:
     items: list[JSONObject] = []
     text = message.get("content")
     if isinstance(text, str) and text:
-        items.append(message_item(new_id("msg"), text))
+        annotations = file_citations(extension_citations(completion), text)
+        items.append(message_item(new_id("msg"), text, annotations=annotations))
     for call in message.get("tool_calls") or []:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
@@ -274,13 +276,18 @@ def output_items(completion: JSONObject) -> tuple[list[JSONObject], str | None]:
     return items, finish if isinstance(finish, str) else None
 
 
-def message_item(item_id: str, text: str, status: str = "completed") -> JSONObject:
+def message_item(
+    item_id: str,
+    text: str,
+    status: str = "completed",
+    annotations: list[JSONObject] | None = None,
+) -> JSONObject:
     return {
         "type": "message",
         "id": item_id,
         "status": status,
         "role": "assistant",
-        "content": [{"type": "output_text", "text": text, "annotations": []}]
+        "content": [{"type": "output_text", "text": text, "annotations": annotations or []}]
         if status == "completed"
         else [],
     }
