@@ -65,6 +65,36 @@ class TextCompletionModel(Protocol):
     async def stream_text(self, request: JSONObject) -> ChatStream: ...
 
 
+@runtime_checkable
+class NativeMessagesModel(Protocol):
+    """A deployment that speaks Anthropic's Messages API natively (passthrough).
+
+    ``complete_messages`` sends a Messages body as the client wrote it (``model`` replaced)
+    and answers with the ``chat.completion`` standing for the reply, the reply itself kept
+    in ``["propylon"]["native"]`` (``native_answer``) so ``/v1/messages`` returns it
+    unchanged: fields chat cannot carry (``top_k``, thinking, ``cache_control``) survive.
+    The gateway calls it when the call's ``api`` is ``messages`` and the request carries
+    the native body (``native_body``); other deployments get the translated chat request.
+    """
+
+    async def complete_messages(self, body: JSONObject) -> JSONObject: ...
+
+
+NATIVE = "native"  # the key under a request's or answer's ``propylon`` extension
+
+
+def native_body(request: JSONObject) -> JSONObject | None:
+    """The client's own body a translated request carries for passthrough, if any."""
+    extension = request.get("propylon")
+    native = extension.get(NATIVE) if isinstance(extension, dict) else None
+    return native if isinstance(native, dict) else None
+
+
+def native_answer(completion: JSONObject) -> JSONObject | None:
+    """The upstream's own answer a passthrough completion carries, if any."""
+    return native_body(completion)
+
+
 @dataclass(slots=True)
 class Embeddings:
     """Vectors for a batch of texts, in input order, and the tokens the provider counted."""

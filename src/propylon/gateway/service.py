@@ -30,9 +30,11 @@ from propylon.gateway.protocol import (
     EmbeddingModel,
     Embeddings,
     JSONObject,
+    NativeMessagesModel,
     Ranking,
     RerankModel,
     TextCompletionModel,
+    native_body,
 )
 from propylon.gateway.registry import ModelRegistry
 from propylon.gateway.retry import RetryPolicy
@@ -102,9 +104,14 @@ class Gateway:
                 model, self._text_deployments(model), call, lambda a: a.complete_text(request)
             )
         else:
-            result = await self._route(
-                model, self._chat[model.name], call, lambda a: a.complete(request)
-            )
+            native = native_body(request) if call.api == "messages" else None
+
+            async def invoke(adapter: ChatModel) -> JSONObject:
+                if native is not None and isinstance(adapter, NativeMessagesModel):
+                    return await adapter.complete_messages(native)  # passthrough
+                return await adapter.complete(request)
+
+            result = await self._route(model, self._chat[model.name], call, invoke)
         usage = result.get("usage")
         if isinstance(usage, dict):
             call.usage = usage
