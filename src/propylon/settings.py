@@ -52,6 +52,13 @@ class DeploymentConfig(BaseModel):
         description="Display name of the deployment in headers and logs; defaults to "
         "`provider/model`.",
     )
+    native_apis: list[Literal["responses"]] = Field(
+        default_factory=list,
+        description="Client APIs this OpenAI-compatible upstream speaks itself: `responses` "
+        "forwards `POST /v1/responses` bodies as they come (passthrough: Responses-only "
+        "fields such as `reasoning`, `include`, `truncation` survive) instead of translating "
+        "them through chat. Anthropic deployments always take `/v1/messages` natively.",
+    )
     weight: float = Field(default=1.0, gt=0, description="Share of traffic under `weighted`.")
     connect_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to open a connection (nothing sent yet)."

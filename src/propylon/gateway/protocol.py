@@ -66,18 +66,22 @@ class TextCompletionModel(Protocol):
 
 
 @runtime_checkable
-class NativeMessagesModel(Protocol):
-    """A deployment that speaks Anthropic's Messages API natively (passthrough).
+class NativeModel(Protocol):
+    """A deployment that speaks some client APIs natively (passthrough).
 
-    ``complete_messages`` sends a Messages body as the client wrote it (``model`` replaced)
-    and answers with the ``chat.completion`` standing for the reply, the reply itself kept
-    in ``["propylon"]["native"]`` (``native_answer``) so ``/v1/messages`` returns it
-    unchanged: fields chat cannot carry (``top_k``, thinking, ``cache_control``) survive.
-    The gateway calls it when the call's ``api`` is ``messages`` and the request carries
-    the native body (``native_body``); other deployments get the translated chat request.
+    ``native_apis`` names them (``messages``: Anthropic's; ``responses``: OpenAI's).
+    ``complete_native(api, body)`` sends the client's body as it came (``model`` replaced)
+    and answers with the ``chat.completion`` standing for the reply (for limits, cache,
+    guard and the request log), the reply itself kept in ``["propylon"]["native"]``
+    (``native_answer``) so the API's endpoint returns it unchanged: fields chat cannot carry
+    (``top_k``, thinking, ``cache_control``, ``reasoning``…) survive. The gateway calls it when
+    the call's ``api`` is one of ``native_apis`` and the request carries the client's body
+    (``native_body``); other deployments of the model get the translated chat request.
     """
 
-    async def complete_messages(self, body: JSONObject) -> JSONObject: ...
+    native_apis: frozenset[str]
+
+    async def complete_native(self, api: str, body: JSONObject) -> JSONObject: ...
 
 
 NATIVE = "native"  # the key under a request's or answer's ``propylon`` extension

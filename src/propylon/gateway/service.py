@@ -30,7 +30,7 @@ from propylon.gateway.protocol import (
     EmbeddingModel,
     Embeddings,
     JSONObject,
-    NativeMessagesModel,
+    NativeModel,
     Ranking,
     RerankModel,
     TextCompletionModel,
@@ -104,11 +104,15 @@ class Gateway:
                 model, self._text_deployments(model), call, lambda a: a.complete_text(request)
             )
         else:
-            native = native_body(request) if call.api == "messages" else None
+            native = native_body(request)
 
             async def invoke(adapter: ChatModel) -> JSONObject:
-                if native is not None and isinstance(adapter, NativeMessagesModel):
-                    return await adapter.complete_messages(native)  # passthrough
+                if (
+                    native is not None
+                    and isinstance(adapter, NativeModel)
+                    and call.api in adapter.native_apis
+                ):
+                    return await adapter.complete_native(call.api, native)  # passthrough
                 return await adapter.complete(request)
 
             result = await self._route(model, self._chat[model.name], call, invoke)

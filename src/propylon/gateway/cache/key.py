@@ -24,10 +24,12 @@ from propylon.gateway.protocol import JSONObject, native_body
 IGNORED_FIELDS = frozenset(
     {"model", "stream", "stream_options", "user", "metadata", "store", "service_tier", "propylon"}
 )
-# Fields of a native Messages body the chat request already carries (the question among them).
+# Fields of a native Messages or Responses body the chat request already carries (the
+# question among them).
 _TRANSLATED = frozenset(
     {"model", "messages", "system", "max_tokens", "temperature", "top_p", "stop_sequences"}
-    | {"tools", "tool_choice", "metadata", "stream"}
+    | {"tools", "tool_choice", "metadata", "stream", "input", "instructions", "text"}
+    | {"max_output_tokens", "store", "previous_response_id"}
 )
 _QUESTION_SLOT = "\x00question\x00"
 

@@ -37,6 +37,8 @@ API_VERSION = "2023-06-01"
 class AnthropicProvider:
     """Chat against one Anthropic deployment, and Messages passed through natively."""
 
+    native_apis = frozenset({"messages"})
+
     def __init__(self, deployment: DeploymentConfig, session: aiohttp.ClientSession) -> None:
         self._session = session
         self._model = deployment.model or ""
@@ -63,7 +65,7 @@ class AnthropicProvider:
             message, created=int(time.time()), name=self.name, answer_tool=response_tool(request)
         )
 
-    async def complete_messages(self, body: JSONObject) -> JSONObject:
+    async def complete_native(self, api: str, body: JSONObject) -> JSONObject:
         """A client's Messages body sent as it is (``model`` replaced, Propylon's extension
         removed); the chat completion standing for the reply carries the reply itself."""
         native = {k: v for k, v in body.items() if k not in ("propylon", "stream")}

@@ -18,13 +18,14 @@ from propylon.errors import (
     UpstreamStreamInterrupted,
 )
 from propylon.gateway.embedding_input import token_arrays
-from propylon.gateway.protocol import ChatStream, Embeddings, JSONObject, Ranking
+from propylon.gateway.protocol import NATIVE, ChatStream, Embeddings, JSONObject, Ranking
 from propylon.gateway.providers import text_completions
 from propylon.gateway.providers.transport import (
     Timeouts,
     open_sse_stream,
     post_json,
 )
+from propylon.responses import translation as responses_translation
 from propylon.settings import DeploymentConfig
 
 EXTENSION_FIELD = "propylon"
@@ -45,6 +46,8 @@ class OpenAIProvider:
         self._embeddings_url = f"{base}/embeddings{query}"
         self._completions_url = f"{base}/completions{query}"
         self._rerank_url = f"{base}/rerank{query}"
+        self._responses_url = f"{base}/responses{query}"
+        self.native_apis = frozenset(deployment.native_apis)
         self._headers = {"Content-Type": "application/json"}
         key = deployment.api_key()
         if key is not None:
@@ -126,6 +129,16 @@ class OpenAIProvider:
             raise UpstreamError(f"{self.name} returned {len(vectors)} vectors for {len(texts)}")
         usage = body.get("usage") or {}
         return Embeddings(vectors, int(usage.get("prompt_tokens", 0)), str(body.get("model", "")))
+
+    async def complete_native(self, api: str, body: JSONObject) -> JSONObject:
+        """A client's ``/v1/responses`` body sent as it is (``native_apis: [responses]``);
+        the chat completion standing for the reply carries the reply itself."""
+        native = {k: v for k, v in body.items() if k not in (EXTENSION_FIELD, "stream")}
+        native["model"] = self._model
+        answer = await self._post(self._responses_url, orjson.dumps(native))
+        completion = responses_translation.chat_completion(answer)
+        completion[EXTENSION_FIELD] = {NATIVE: answer}
+        return completion
 
     async def rerank(
         self, query: str, documents: list[str], request: JSONObject | None = None
