@@ -43,6 +43,8 @@ from propylon.gateway.protocol import (
     ChatService,
     EmbeddingModel,
     EmbeddingService,
+    RerankModel,
+    RerankService,
 )
 from propylon.gateway.providers import ProviderContext, build_adapter
 from propylon.gateway.registry import ModelRegistry
@@ -69,6 +71,7 @@ from propylon.http import (
     models,
     moderations,
     rag,
+    rerank,
     responses,
     runs,
     ws_tickets,
@@ -111,6 +114,7 @@ def build_gateway(
     registry = ModelRegistry(settings.models)
     chat: dict[str, list[Deployment[ChatModel]]] = {}
     embeddings: dict[str, list[Deployment[EmbeddingModel]]] = {}
+    rerank: dict[str, list[Deployment[RerankModel]]] = {}
     for model in registry.models:
         for config in model.deployments:
             adapter = build_adapter(config, ctx)
@@ -119,6 +123,8 @@ def build_gateway(
                 chat.setdefault(model.name, []).append(Deployment(config, adapter, breaker))
             elif model.kind == "embeddings" and isinstance(adapter, EmbeddingModel):
                 embeddings.setdefault(model.name, []).append(Deployment(config, adapter, breaker))
+            elif model.kind == "rerank" and isinstance(adapter, RerankModel):
+                rerank.setdefault(model.name, []).append(Deployment(config, adapter, breaker))
             else:
                 raise ValueError(
                     f"deployment {config.display_name} of {model.name!r} cannot serve {model.kind}"
@@ -128,6 +134,7 @@ def build_gateway(
         registry,
         chat,
         embeddings,
+        rerank=rerank,
         max_messages=settings.max_messages,
         retry=RetryPolicy(**settings.retry.model_dump()),
         context_window=ContextWindowCheck(counter),
@@ -401,6 +408,7 @@ async def build_services(
         limited = LimitsLayer(
             inner,
             gateway,
+            reranker=gateway,
             directory=keys,
             store=store,
             usage=usage,
@@ -413,8 +421,11 @@ async def build_services(
         chat: ChatService = PreflightChat(limited, gateway.check_request)
         chat = observe.record_chat(chat)  # outermost: the request log sees every outcome
         embeddings: EmbeddingService = observe.record_embeddings(limited)
+        reranker: RerankService = observe.record_rerank(limited)
         # `rag/<collection>` models: answered over a collection, calling the chain above.
-        retrieval = build_retrieval(settings, database, chat, embeddings, gateway.registry)
+        retrieval = build_retrieval(
+            settings, database, chat, embeddings, gateway.registry, reranker=reranker
+        )
         chat = RagChatService(chat, retrieval.answers)
         hub = ProgressHub(database.url)  # the process's one LISTEN connection for job events
         await hub.start()
@@ -446,6 +457,7 @@ async def build_services(
             gateway=gateway,
             chat=chat,
             embeddings=embeddings,
+            rerank=reranker,
             keys=keys,
             access=store,
             tickets=SocketTickets(database, keys),
@@ -568,6 +580,7 @@ def create_app(
         responses,
         messages,
         moderations,
+        rerank,
         admin,
         cache_admin,
         jobs,

@@ -466,6 +466,44 @@ def eval_bm25(
         raise typer.Exit(1)
 
 
+@eval_app.command("rerank")
+def eval_rerank(
+    dataset: Annotated[
+        Path, typer.Option(help="A BEIR dataset directory (corpus.jsonl.gz, queries, qrels).")
+    ] = Path("../shared/data/scifact"),
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Markdown file whose 'Reranking' section is replaced."),
+    ] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 2,
+    candidates: Annotated[int, typer.Option(help="First-stage hits handed to the reranker.")] = 20,
+    queries: Annotated[
+        int | None, typer.Option(help="Only the first N test claims (file order).")
+    ] = None,
+) -> None:
+    """nDCG@10 and recall@10 of BM25 alone and reranked by `local/minilm-rerank`."""
+    from propylon.rag import rerank_eval
+
+    if not (dataset / "corpus.jsonl.gz").is_file():
+        raise typer.BadParameter(f"no corpus.jsonl.gz in {dataset}", param_hint="--dataset")
+    report = asyncio.run(
+        rerank_eval.run(
+            dataset,
+            threads=threads,
+            candidates=candidates,
+            queries=queries,
+            progress=lambda message: typer.echo(message, err=True),
+        )
+    )
+    command = f"propylon eval rerank --candidates {candidates}" + (
+        f" --queries {queries}" if queries else ""
+    )
+    section = rerank_eval.render_markdown(report, command)
+    typer.echo(section)
+    if output is not None:
+        rerank_eval.write_section(output, section)
+
+
 @eval_app.command("retrieval")
 def eval_retrieval(
     dataset: Annotated[

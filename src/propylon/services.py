@@ -13,7 +13,7 @@ from propylon.background import WriterLoop
 from propylon.completions.service import CompletionsService
 from propylon.db.database import Database
 from propylon.gateway.cache.cached import CachedChatService
-from propylon.gateway.protocol import ChatService, EmbeddingService
+from propylon.gateway.protocol import ChatService, EmbeddingService, RerankService
 from propylon.gateway.service import Gateway
 from propylon.guard.detector import InjectionDetector
 from propylon.guard.moderation import Moderator
@@ -34,8 +34,8 @@ from propylon.settings import Settings
 class Services:
     """Everything a route handler may call. Built by ``build_services``; never at import.
 
-    ``chat`` and ``embeddings`` are the outermost layers of the request path (the gateway
-    wrapped by limits, cache, guard and the request log); routes call those, never
+    ``chat``, ``embeddings`` and ``rerank`` are the outermost layers of the request path (the
+    gateway wrapped by limits, cache, guard and the request log); routes call those, never
     ``gateway`` directly.
     """
 
@@ -44,6 +44,7 @@ class Services:
     gateway: Gateway
     chat: ChatService
     embeddings: EmbeddingService
+    rerank: RerankService  # /v1/rerank and `retrieval.reranker`: limits and request log
     keys: KeyDirectory
     access: AccessStore
     tickets: SocketTickets  # single-use WebSocket tickets (POST /v1/ws-tickets)

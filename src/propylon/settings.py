@@ -52,6 +52,13 @@ class DeploymentConfig(BaseModel):
         description="Display name of the deployment in headers and logs; defaults to "
         "`provider/model`.",
     )
+    native_apis: list[Literal["responses"]] = Field(
+        default_factory=list,
+        description="Client APIs this OpenAI-compatible upstream speaks itself: `responses` "
+        "forwards `POST /v1/responses` bodies as they come (passthrough: Responses-only "
+        "fields such as `reasoning`, `include`, `truncation` survive) instead of translating "
+        "them through chat. Anthropic deployments always take `/v1/messages` natively.",
+    )
     weight: float = Field(default=1.0, gt=0, description="Share of traffic under `weighted`.")
     connect_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to open a connection (nothing sent yet)."
@@ -102,8 +109,10 @@ class ModelConfig(BaseModel):
     context_window: int | None = Field(
         default=None, gt=0, description="Tokens the model accepts (prompt + completion)."
     )
-    kind: Literal["chat", "embeddings"] = Field(
-        default="chat", description="What the model serves."
+    kind: Literal["chat", "embeddings", "rerank"] = Field(
+        default="chat",
+        description="What the model serves: chat, embeddings, or `rerank` (`POST /v1/rerank`: "
+        "deployments that speak the Cohere/Jina/vLLM `/rerank` API, or `local`).",
     )
 
     @model_validator(mode="after")
@@ -648,6 +657,19 @@ class RetrievalSettings(BaseModel):
     keep_turns: int = Field(
         default=2, ge=1, description="Latest turns always kept verbatim (budget permitting)."
     )
+    reranker: str | None = Field(
+        default=None,
+        description="A `kind: rerank` model that reorders the best `rerank_candidates` hits "
+        "of every search and RAG answer (before the context budget), called through the "
+        "gateway chain; null: hits stay in fusion order. See docs/benchmarks.md for what the "
+        "built-in `local/minilm-rerank` does to retrieval quality before turning it on.",
+    )
+    rerank_candidates: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Hits (after fusion) handed to `reranker`; at least `top_k` are.",
+    )
 
 
 class Settings(BaseSettings):
@@ -729,8 +751,10 @@ class Settings(BaseSettings):
     )
     local_models: bool = Field(
         default=True,
-        description="Also serve the built-in local models, `local/extractive` (chat) and "
-        "`local/all-MiniLM-L6-v2` (embeddings), unless `models` names them itself: `propylon "
+        description="Also serve the built-in local models, `local/extractive` (chat), "
+        "`local/all-MiniLM-L6-v2` (embeddings) and `local/minilm-rerank` (rerank: MiniLM "
+        "similarity blended with BM25, not a cross-encoder), unless `models` names them "
+        "itself: `propylon "
         "serve` with no configuration answers chat and ingests documents. Off: only `models`.",
     )
     jobs: JobsSettings = Field(

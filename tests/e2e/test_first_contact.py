@@ -44,7 +44,11 @@ async def test_serve_without_configuration_answers_chat_and_ingests_a_pdf(tmp_pa
 
         async with openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0) as sdk:
             listed = {m.id async for m in sdk.models.list()}
-            assert listed == {"local/extractive", "local/all-MiniLM-L6-v2"}
+            assert listed == {
+                "local/extractive",
+                "local/all-MiniLM-L6-v2",
+                "local/minilm-rerank",
+            }
             reply = await sdk.chat.completions.create(
                 model="local/extractive",
                 messages=[

@@ -39,7 +39,17 @@ async def test_no_generated_request_gets_a_server_error(tmp_path: Path, data_dir
                                 "base_url": f"http://127.0.0.1:{upstream_port}/v1",
                             }
                         ],
-                    }
+                    },
+                    {
+                        "name": "rerank-test",
+                        "kind": "rerank",
+                        "deployments": [
+                            {
+                                "provider": "openai",
+                                "base_url": f"http://127.0.0.1:{upstream_port}/v1",
+                            }
+                        ],
+                    },
                 ]
             }
         )
@@ -59,6 +69,7 @@ async def test_no_generated_request_gets_a_server_error(tmp_path: Path, data_dir
             "/v1/logs",
             "/v1/logs/{log_id}",
             "/v1/feedback",
+            "/v1/rerank",
         } <= set(spec["paths"])
         keys = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -257,3 +257,33 @@ async def test_a_stream_broken_midway_ends_with_an_error_event(
         await follow()
     assert seen[0] == "message_start"
     assert "message_stop" not in seen
+
+
+async def test_an_anthropic_deployment_gets_the_body_itself_and_fields_chat_loses_survive(
+    sdk: anthropic.AsyncAnthropic, upstream: FakeUpstream
+) -> None:
+    system: Any = [
+        {"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}
+    ]
+    for model, path in UPSTREAM_PATH.items():
+        raw = await sdk.messages.with_raw_response.create(
+            model=model,
+            max_tokens=50,
+            system=system,
+            messages=QUESTION,
+            extra_body={"top_k": 5},  # Anthropic's; this SDK version has no argument for it
+        )
+        message = await raw.parse()
+        assert message.model == model
+        assert message.content[0].type == "text"
+        sent = upstream.last_request(path)
+        assert sent is not None
+        if model == "claude-test":  # passthrough: the body as the client wrote it
+            assert sent.body["top_k"] == 5
+            assert sent.body["system"] == system
+            assert sent.body["model"] == "fake-claude"
+            assert "propylon" not in sent.body
+        else:  # translated: chat has no top_k
+            assert "top_k" not in sent.body
+        assert raw.headers["x-propylon-guard"].startswith("pass")
+        assert message.usage.input_tokens > 0

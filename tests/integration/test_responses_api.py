@@ -16,7 +16,7 @@ from openai.types.responses import FunctionToolParam
 from propylon.testing import FakeUpstream
 from tests.integration.observe.support import serve
 from tests.support.databases import create_database
-from tests.support.servers import AppServer
+from tests.support.servers import AppServer, serve_app
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR at import
@@ -299,3 +299,41 @@ async def test_with_the_database_down_answers_still_come_and_lookups_get_503(
             await sdk.responses.create(
                 model="gpt-test", input="again", previous_response_id=stored.id
             )
+
+
+async def test_a_deployment_that_speaks_responses_gets_the_body_itself(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    base = f"{upstream.base_url}/v1"
+    models = [
+        {
+            "name": "native-gpt",
+            "deployments": [
+                {
+                    "provider": "openai",
+                    "base_url": base,
+                    "model": "fake-gpt",
+                    "native_apis": ["responses"],
+                }
+            ],
+        }
+    ]
+    async with (
+        serve_app(database_url=database_url, models=models) as server,
+        openai.AsyncOpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0) as sdk,
+    ):
+        raw = await sdk.responses.with_raw_response.create(
+            model="native-gpt", input="Tell me a story", truncation="auto", store=True
+        )
+        response = raw.parse()
+        assert response.model == "native-gpt"
+        assert response.output_text.startswith("Echo: Tell me a story")
+        assert response.usage is not None and response.usage.input_tokens == 4
+        sent = upstream.last_request("/v1/responses")
+        assert sent is not None
+        assert sent.body["truncation"] == "auto"  # a Responses-only field survived
+        assert sent.body["model"] == "fake-gpt"
+        assert upstream.last_request("/v1/chat/completions") is None
+        assert raw.headers["x-propylon-guard"].startswith("pass")
+        stored = await sdk.responses.retrieve(response.id)  # kept here too
+        assert stored.output_text == response.output_text

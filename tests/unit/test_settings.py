@@ -52,12 +52,21 @@ def test_config_path_from_env(config_file: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_builtin_local_models_are_served_without_any_configuration() -> None:
     models = {m.name: m.kind for m in load_settings().models}
-    assert models == {"local/extractive": "chat", "local/all-MiniLM-L6-v2": "embeddings"}
+    assert models == {
+        "local/extractive": "chat",
+        "local/all-MiniLM-L6-v2": "embeddings",
+        "local/minilm-rerank": "rerank",
+    }
 
 
 def test_builtin_local_models_join_configured_ones_unless_turned_off(config_file: Path) -> None:
     names = [m.name for m in load_settings(config_file).models]
-    assert names == ["gpt-test", "local/extractive", "local/all-MiniLM-L6-v2"]
+    assert names == [
+        "gpt-test",
+        "local/extractive",
+        "local/all-MiniLM-L6-v2",
+        "local/minilm-rerank",
+    ]
     assert [m.name for m in load_settings(config_file, local_models=False).models] == ["gpt-test"]
 
 
@@ -67,6 +76,7 @@ def test_a_configured_model_replaces_its_builtin_namesake() -> None:
     assert [(m.name, m.deployments[0].provider) for m in models] == [
         ("local/extractive", "openai"),
         ("local/all-MiniLM-L6-v2", "local"),
+        ("local/minilm-rerank", "local"),
     ]
 
 

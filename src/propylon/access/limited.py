@@ -1,9 +1,11 @@
-"""``LimitsLayer``: scopes, rate limits and budgets around the chat and embedding services.
+"""``LimitsLayer``: scopes, rate limits and budgets around the chat, embedding and rerank
+services.
 
 It sits outside the guard and the cache (see ``gateway/preflight.py`` for the order). For every
 call made with an API key it:
 
-1. checks the key's scopes: the feature (``chat``, ``embeddings``, ``rag``) and the model
+1. checks the key's scopes: the feature (``chat``, ``embeddings``, ``rag``; rerank is
+   an ``embeddings`` call, so keys made before it existed keep working) and the model
    (models served only by the local offline provider are open to every key) → 403;
 2. estimates the tokens (prompt counted with ``TokenCounter``, only when a TPM limit or a
    budget needs it; completion = ``max_tokens`` / ``max_completion_tokens`` or the
@@ -30,8 +32,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import psycopg
 
@@ -50,10 +53,14 @@ from propylon.gateway.protocol import (
     Embeddings,
     EmbeddingService,
     JSONObject,
+    Ranking,
+    RerankService,
 )
 from propylon.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 Resolve = Callable[[str, str], str]  # (requested model, kind) -> public name; raises 404
 
@@ -73,13 +80,15 @@ class AccessPolicy:
 
 
 class LimitsLayer:
-    """A ``ChatService`` and ``EmbeddingService`` that enforces access before delegating."""
+    """A ``ChatService``, ``EmbeddingService`` and ``RerankService`` that enforces access
+    before delegating."""
 
     def __init__(
         self,
         chat: ChatService,
         embeddings: EmbeddingService,
         *,
+        reranker: RerankService | None = None,
         directory: KeyDirectory,
         store: AccessStore,
         usage: UsageRecorder,
@@ -91,6 +100,7 @@ class LimitsLayer:
     ) -> None:
         self._chat = chat
         self._embeddings = embeddings
+        self._reranker = reranker
         self._directory = directory
         self._store = store
         self._usage = usage
@@ -123,22 +133,53 @@ class LimitsLayer:
     async def embed(
         self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
     ) -> Embeddings:
+        return await self._admitted(
+            call,
+            request,
+            "embeddings",
+            texts,
+            lambda: self._embeddings.embed(texts, request, call),
+        )
+
+    async def rerank(
+        self,
+        query: str,
+        documents: list[str],
+        request: JSONObject | None = None,
+        call: CallInfo | None = None,
+    ) -> Ranking:
+        if self._reranker is None:
+            raise RuntimeError("LimitsLayer was built without a reranker")
+        reranker = self._reranker
+        return await self._admitted(
+            call,
+            request,
+            "rerank",
+            [query, *documents],
+            lambda: reranker.rerank(query, documents, request, call),
+        )
+
+    async def _admitted(
+        self,
+        call: CallInfo | None,
+        request: JSONObject | None,
+        kind: str,
+        texts: list[str],
+        run: Callable[[], Awaitable[R]],
+    ) -> R:
+        """An embeddings or rerank call: admitted on its input tokens (no completion), then
+        settled with the call's spend (the tokens the provider counted, recorded on the call)."""
         model = (request or {}).get("model")
         admission = None
         if isinstance(model, str) and _has_key(call):
             feature = "rag" if call is not None and call.endpoint == "rag" else "embeddings"
             admission = await self._admit(
-                call,
-                feature,
-                model,
-                "embeddings",
-                lambda: sum(self._count(t, model) for t in texts),
-                0,
+                call, feature, model, kind, lambda: sum(self._count(t, model) for t in texts), 0
             )
         if admission is None:
-            return await self._embeddings.embed(texts, request, call)
+            return await run()
         try:
-            return await self._embeddings.embed(texts, request, call)
+            return await run()
         finally:
             await admission.settle()
 

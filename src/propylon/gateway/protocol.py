@@ -65,6 +65,40 @@ class TextCompletionModel(Protocol):
     async def stream_text(self, request: JSONObject) -> ChatStream: ...
 
 
+@runtime_checkable
+class NativeModel(Protocol):
+    """A deployment that speaks some client APIs natively (passthrough).
+
+    ``native_apis`` names them (``messages``: Anthropic's; ``responses``: OpenAI's).
+    ``complete_native(api, body)`` sends the client's body as it came (``model`` replaced)
+    and answers with the ``chat.completion`` standing for the reply (for limits, cache,
+    guard and the request log), the reply itself kept in ``["propylon"]["native"]``
+    (``native_answer``) so the API's endpoint returns it unchanged: fields chat cannot carry
+    (``top_k``, thinking, ``cache_control``, ``reasoning``…) survive. The gateway calls it when
+    the call's ``api`` is one of ``native_apis`` and the request carries the client's body
+    (``native_body``); other deployments of the model get the translated chat request.
+    """
+
+    native_apis: frozenset[str]
+
+    async def complete_native(self, api: str, body: JSONObject) -> JSONObject: ...
+
+
+NATIVE = "native"  # the key under a request's or answer's ``propylon`` extension
+
+
+def native_body(request: JSONObject) -> JSONObject | None:
+    """The client's own body a translated request carries for passthrough, if any."""
+    extension = request.get("propylon")
+    native = extension.get(NATIVE) if isinstance(extension, dict) else None
+    return native if isinstance(native, dict) else None
+
+
+def native_answer(completion: JSONObject) -> JSONObject | None:
+    """The upstream's own answer a passthrough completion carries, if any."""
+    return native_body(completion)
+
+
 @dataclass(slots=True)
 class Embeddings:
     """Vectors for a batch of texts, in input order, and the tokens the provider counted."""
@@ -87,6 +121,29 @@ class EmbeddingModel(Protocol):
     async def embed(self, texts: list[str], request: JSONObject | None = None) -> Embeddings: ...
 
 
+@dataclass(slots=True)
+class Ranking:
+    """Documents ordered by relevance to a query: ``(index in the request, relevance score)``,
+    best first (at most ``top_n`` of them when the request set it), and the tokens counted."""
+
+    results: list[tuple[int, float]]
+    tokens: int
+    model: str = ""
+
+
+@runtime_checkable
+class RerankModel(Protocol):
+    """Something that orders documents by relevance to a query (Cohere/Jina/vLLM ``/rerank``).
+
+    ``rerank`` receives a non-empty query and at least one document; ``request`` carries the
+    rest of the body (``top_n``…). Scores are comparable within one call only.
+    """
+
+    async def rerank(
+        self, query: str, documents: list[str], request: JSONObject | None = None
+    ) -> Ranking: ...
+
+
 class ChatService(Protocol):
     """A ``ChatModel`` that also takes the call's ``CallInfo``: the gateway and every layer
     wrapped around it (limits, cache, guard, request log). Each layer reads the principal from
@@ -104,3 +161,15 @@ class EmbeddingService(Protocol):
     async def embed(
         self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
     ) -> Embeddings: ...
+
+
+class RerankService(Protocol):
+    """A ``RerankModel`` that also takes the call's ``CallInfo`` (see ``ChatService``)."""
+
+    async def rerank(
+        self,
+        query: str,
+        documents: list[str],
+        request: JSONObject | None = None,
+        call: CallInfo | None = None,
+    ) -> Ranking: ...

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from propylon.errors import ModelNotFound
 from propylon.settings import ModelConfig
 
-_ARTICLE = {"chat": "a", "embeddings": "an"}
+_ARTICLE = {"chat": "a", "embeddings": "an", "rerank": "a"}
 
 
 class ModelRegistry:

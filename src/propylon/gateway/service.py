@@ -1,9 +1,9 @@
-"""The gateway: one service that routes chat and embeddings requests to deployments.
+"""The gateway: one service that routes chat, embeddings and rerank requests to deployments.
 
 It composes small parts — the router (order of deployments), the retry policy (same deployment
 again?), a circuit breaker per deployment (skip it without a call?) — and satisfies
-``ChatModel`` and ``EmbeddingModel`` itself (``request["model"]`` is a public model name), so
-the rest of Propylon calls models through it and inherits all of that.
+``ChatModel``, ``EmbeddingModel`` and ``RerankModel`` itself (``request["model"]`` is a public
+model name), so the rest of Propylon calls models through it and inherits all of that.
 """
 
 from __future__ import annotations
@@ -30,7 +30,11 @@ from propylon.gateway.protocol import (
     EmbeddingModel,
     Embeddings,
     JSONObject,
+    NativeModel,
+    Ranking,
+    RerankModel,
     TextCompletionModel,
+    native_body,
 )
 from propylon.gateway.registry import ModelRegistry
 from propylon.gateway.retry import RetryPolicy
@@ -60,6 +64,7 @@ class Gateway:
         chat: Mapping[str, Sequence[Deployment[ChatModel]]],
         embeddings: Mapping[str, Sequence[Deployment[EmbeddingModel]]],
         *,
+        rerank: Mapping[str, Sequence[Deployment[RerankModel]]] | None = None,
         router: Router | None = None,
         retry: RetryPolicy | None = None,
         context_window: ContextWindowCheck | None = None,
@@ -71,6 +76,7 @@ class Gateway:
         self._registry = registry
         self._chat = chat
         self._embeddings = embeddings
+        self._rerank = rerank or {}
         self._router = router or Router()
         self._retry = retry or RetryPolicy()
         self._context_window = context_window
@@ -87,6 +93,7 @@ class Gateway:
         """Every deployment's breaker by display name (for metrics and admin views)."""
         out = {d.name: d.breaker for group in self._chat.values() for d in group}
         out.update({d.name: d.breaker for group in self._embeddings.values() for d in group})
+        out.update({d.name: d.breaker for group in self._rerank.values() for d in group})
         return out
 
     async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject:
@@ -97,9 +104,18 @@ class Gateway:
                 model, self._text_deployments(model), call, lambda a: a.complete_text(request)
             )
         else:
-            result = await self._route(
-                model, self._chat[model.name], call, lambda a: a.complete(request)
-            )
+            native = native_body(request)
+
+            async def invoke(adapter: ChatModel) -> JSONObject:
+                if (
+                    native is not None
+                    and isinstance(adapter, NativeModel)
+                    and call.api in adapter.native_apis
+                ):
+                    return await adapter.complete_native(call.api, native)  # passthrough
+                return await adapter.complete(request)
+
+            result = await self._route(model, self._chat[model.name], call, invoke)
         usage = result.get("usage")
         if isinstance(usage, dict):
             call.record_usage(usage)
@@ -143,19 +159,38 @@ class Gateway:
         self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
     ) -> Embeddings:
         call = call or CallInfo()
-        name = (request or {}).get("model")
-        if not isinstance(name, str) or not name:
-            raise InvalidRequest(
-                "`model` is required and must be a non-empty string.", param="model"
-            )
-        model = self._registry.resolve(name, kind="embeddings")
-        call.requested_model = name
-        call.model = model.name
+        model = self._named_model(request, call, "embeddings")
         result = await self._route(
             model, self._embeddings[model.name], call, lambda a: a.embed(texts, request)
         )
         call.record_usage({"prompt_tokens": result.prompt_tokens, "completion_tokens": 0})
         return result
+
+    async def rerank(
+        self,
+        query: str,
+        documents: list[str],
+        request: JSONObject | None = None,
+        call: CallInfo | None = None,
+    ) -> Ranking:
+        call = call or CallInfo()
+        model = self._named_model(request, call, "rerank")
+        ranking = await self._route(
+            model, self._rerank[model.name], call, lambda a: a.rerank(query, documents, request)
+        )
+        call.record_usage({"prompt_tokens": ranking.tokens, "completion_tokens": 0})
+        return ranking
+
+    def _named_model(self, request: JSONObject | None, call: CallInfo, kind: str) -> ModelConfig:
+        name = (request or {}).get("model")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest(
+                "`model` is required and must be a non-empty string.", param="model"
+            )
+        model = self._registry.resolve(name, kind=kind)
+        call.requested_model = name
+        call.model = model.name
+        return model
 
     def _text_deployments(self, model: ModelConfig) -> list[Deployment[TextCompletionModel]]:
         """The model's deployments that have the legacy completions API (none: a 400)."""

@@ -191,6 +191,7 @@ class Relevance:
 
     scores: list[float]
     similarity: list[float] | None
+    tokens: int = 0  # word pieces the embedder counted (0 without one)
 
 
 async def relevance(
@@ -209,15 +210,16 @@ async def relevance(
     lexical = _scaled(bm25_scores(terms(question), [terms(sentence) for sentence in sentences]))
     if embedder is None or not sentences:
         return Relevance(lexical, None)
-    cosine = await _similarity(embedder, question, sentences, lexical)
-    if cosine is None:
+    found = await _similarity(embedder, question, sentences, lexical)
+    if found is None:
         return Relevance(lexical, None)
+    cosine, tokens = found
     semantic = _scaled([max(0.0, value - min_similarity) for value in cosine])
     blended = [
         SEMANTIC_WEIGHT * meaning + (1.0 - SEMANTIC_WEIGHT) * words
         for meaning, words in zip(semantic, lexical, strict=True)
     ]
-    return Relevance(blended, cosine)
+    return Relevance(blended, cosine, tokens)
 
 
 async def _similarity(
@@ -225,8 +227,9 @@ async def _similarity(
     question: str,
     sentences: Sequence[str],
     lexical: list[float],
-) -> list[float] | None:
-    """Cosine similarity of each sentence to the question; 0 for those not embedded."""
+) -> tuple[list[float], int] | None:
+    """Cosine similarity of each sentence to the question (0 for those not embedded), and the
+    tokens embedded."""
     indices = sorted(range(len(sentences)), key=lambda i: -lexical[i])
     indices = indices[:MAX_EMBEDDED_SENTENCES]
     try:
@@ -243,7 +246,7 @@ async def _similarity(
     similarity = [0.0] * len(sentences)
     for i, value in zip(indices, cosine.tolist(), strict=True):
         similarity[i] = float(value)
-    return similarity
+    return similarity, embedded.prompt_tokens
 
 
 def _scaled(scores: list[float]) -> list[float]:

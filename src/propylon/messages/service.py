@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, Callable
 
 from propylon.errors import PermissionDenied
 from propylon.gateway.call import CallInfo
-from propylon.gateway.protocol import ChatService, JSONObject
+from propylon.gateway.protocol import NATIVE, ChatService, JSONObject, native_answer
 from propylon.gateway.providers.anthropic_translation import (
     MessageEvents,
     anthropic_message,
@@ -40,11 +40,20 @@ class MessagesService:
         self._resolve = resolve
 
     async def create(self, body: JSONObject, call: CallInfo) -> JSONObject:
+        """A message. The chat request stands for it on the request path (limits, cache,
+        guard, log); an Anthropic deployment is sent the body itself (passthrough) and its
+        reply is returned as it came, with the public model name."""
         request = chat_request(body)
+        native = {k: v for k, v in body.items() if k not in ("stream", "propylon")}
+        request["propylon"] = {**request.get("propylon", {}), NATIVE: native}
         completion = await self._chat.complete(request, call)
+        passed = native_answer(completion)
+        if passed is not None:
+            return {**passed, "model": request["model"]}
         message = anthropic_message(completion, message_id=_message_id(), model=request["model"])
-        if isinstance(completion.get("propylon"), dict):
-            message["propylon"] = completion["propylon"]  # e.g. a RAG answer's citations
+        extension = completion.get("propylon")
+        if isinstance(extension, dict):
+            message["propylon"] = extension  # e.g. a RAG answer's citations
         return message
 
     async def stream(self, body: JSONObject, call: CallInfo) -> AsyncGenerator[JSONObject, None]:

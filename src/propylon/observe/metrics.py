@@ -29,7 +29,9 @@ NONE = "none"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 _JOB_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
-_ENDPOINTS = frozenset({"chat", "embeddings", "rag", "responses", "messages", "completions"})
+_ENDPOINTS = frozenset(
+    {"chat", "embeddings", "rag", "responses", "messages", "completions", "rerank"}
+)
 _CACHE_STATUSES = frozenset({"hit-exact", "hit-semantic", "miss", "bypass"})
 # Refusals by Propylon itself (not an upstream's 429).
 _REFUSALS = frozenset({"rate_limit_exceeded", "insufficient_quota"})

@@ -13,13 +13,13 @@ from opentelemetry.trace import Tracer, TracerProvider
 
 from propylon.db.database import Database
 from propylon.gateway.circuit_breaker import CircuitBreaker
-from propylon.gateway.protocol import ChatService, EmbeddingService
+from propylon.gateway.protocol import ChatService, EmbeddingService, RerankService
 from propylon.observe.feedback import Feedback, post_feedback
 from propylon.observe.log_detail import log_detail
 from propylon.observe.log_export import export_logs
 from propylon.observe.logs_query import LogFilter, list_logs
 from propylon.observe.metrics import Metrics
-from propylon.observe.recorded import RecordedChat, RecordedEmbeddings, Recorder
+from propylon.observe.recorded import RecordedChat, RecordedEmbeddings, RecordedRerank, Recorder
 from propylon.observe.request_log import RequestLog
 from propylon.observe.stats import prompt_versions, request_stats
 from propylon.observe.tracing import TracedLayer, open_tracing
@@ -44,6 +44,9 @@ class Observability:
 
     def record_embeddings(self, inner: EmbeddingService) -> EmbeddingService:
         return RecordedEmbeddings(inner, self.recorder)
+
+    def record_rerank(self, inner: RerankService) -> RerankService:
+        return RecordedRerank(inner, self.recorder)
 
     def traced(self, inner: Any, layer: str) -> Any:
         """``inner`` (a ChatService or EmbeddingService) inside a ``propylon.<layer>`` span;

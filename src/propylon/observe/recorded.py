@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import orjson
 from opentelemetry import trace
@@ -26,7 +26,14 @@ from propylon.access.budgets import price_table
 from propylon.access.spend import spend_of
 from propylon.errors import InvalidRequest, PropylonError
 from propylon.gateway.call import CallInfo
-from propylon.gateway.protocol import ChatService, ChatStream, Embeddings, EmbeddingService
+from propylon.gateway.protocol import (
+    ChatService,
+    ChatStream,
+    Embeddings,
+    EmbeddingService,
+    Ranking,
+    RerankService,
+)
 from propylon.observe.context import RequestContext, current_request, new_request_id
 from propylon.observe.metrics import Metrics
 from propylon.observe.record import ContentPolicy, RequestRecord
@@ -44,6 +51,7 @@ from propylon.settings import ObserveSettings
 from propylon.storable import check_storable
 
 JSONObject = dict[str, Any]
+R = TypeVar("R")
 METADATA_HEADER = "x-propylon-metadata"
 ENDPOINTS = {
     "/v1/chat/completions": "chat",
@@ -53,6 +61,7 @@ ENDPOINTS = {
     "/v1/messages/count_tokens": "count_tokens",
     "/v1/moderations": "moderations",
     "/v1/completions": "completions",
+    "/v1/rerank": "rerank",
 }
 _MAX_METADATA_KEYS = 32
 
@@ -437,23 +446,66 @@ class RecordedEmbeddings:
         self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
     ) -> Embeddings:
         call = call or CallInfo(endpoint="embeddings")
-        recorder = self._recorder
-        body = request or {}
-        ctx = recorder.begin(call, body)
-        with span_of(
-            recorder.tracer,
-            _span_name("embeddings", body),
-            lambda: request_attributes("embeddings", body),
-        ) as span:
-            try:
-                result = await self._inner.embed(texts, request, call)
-            except BaseException as exc:
-                recorder.finish(call, ctx, span, endpoint="embeddings", prompt=texts, error=exc)
-                raise
-            if call.usage is None:  # an embeddings service that is not the gateway
-                call.record_usage({"prompt_tokens": result.prompt_tokens, "completion_tokens": 0})
-            recorder.finish_soon(call, ctx, span, endpoint="embeddings", prompt=texts)
-            return result
+        return await _recorded(
+            self._recorder,
+            call,
+            request or {},
+            "embeddings",
+            texts,
+            lambda: self._inner.embed(texts, request, call),
+            lambda result: result.prompt_tokens,
+        )
+
+
+class RecordedRerank:
+    """Records every rerank call of the layers it wraps (endpoint ``rerank``)."""
+
+    def __init__(self, inner: RerankService, recorder: Recorder) -> None:
+        self._inner = inner
+        self._recorder = recorder
+
+    async def rerank(
+        self,
+        query: str,
+        documents: list[str],
+        request: JSONObject | None = None,
+        call: CallInfo | None = None,
+    ) -> Ranking:
+        call = call or CallInfo(endpoint="rerank")
+        return await _recorded(
+            self._recorder,
+            call,
+            request or {},
+            "rerank",
+            {"query": query, "documents": documents},
+            lambda: self._inner.rerank(query, documents, request, call),
+            lambda result: result.tokens,
+        )
+
+
+async def _recorded(
+    recorder: Recorder,
+    call: CallInfo,
+    body: JSONObject,
+    endpoint: str,
+    prompt: Any,
+    run: Callable[[], Awaitable[R]],
+    tokens: Callable[[R], int],
+) -> R:
+    """One record (and span) for a call whose usage is input tokens only."""
+    ctx = recorder.begin(call, body)
+    with span_of(
+        recorder.tracer, _span_name(endpoint, body), lambda: request_attributes(endpoint, body)
+    ) as span:
+        try:
+            result = await run()
+        except BaseException as exc:
+            recorder.finish(call, ctx, span, endpoint=endpoint, prompt=prompt, error=exc)
+            raise
+        if call.usage is None:  # a service that is not the gateway
+            call.record_usage({"prompt_tokens": tokens(result), "completion_tokens": 0})
+        recorder.finish_soon(call, ctx, span, endpoint=endpoint, prompt=prompt)
+        return result
 
 
 def _outcome(error: BaseException | None) -> tuple[int, str | None, str | None]:

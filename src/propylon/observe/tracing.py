@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace import (
@@ -37,7 +37,14 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
-from propylon.gateway.protocol import ChatService, ChatStream, Embeddings, EmbeddingService
+from propylon.gateway.protocol import (
+    ChatService,
+    ChatStream,
+    Embeddings,
+    EmbeddingService,
+    Ranking,
+    RerankService,
+)
 
 if TYPE_CHECKING:
     from propylon.gateway.call import CallInfo
@@ -45,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRACER_NAME = "propylon"
+T = TypeVar("T")
 JSONObject = dict[str, Any]
 
 # OpenAI request fields -> GenAI request attributes.
@@ -232,26 +240,31 @@ class TracedLayer:
 
     async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject:
         inner: ChatService = self._inner
-        with self._tracer.start_as_current_span(self._name) as span:
-            result = await inner.complete(request, call)
-            if call is not None:
-                span.set_attributes(call_attributes(call))
-            return result
+        return await self._spanned(lambda: inner.complete(request, call), call)
 
     async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
         inner: ChatService = self._inner
-        with self._tracer.start_as_current_span(self._name) as span:
-            result = await inner.stream(request, call)
-            if call is not None:
-                span.set_attributes(call_attributes(call))
-            return result
+        return await self._spanned(lambda: inner.stream(request, call), call)
 
     async def embed(
         self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
     ) -> Embeddings:
         inner: EmbeddingService = self._inner
+        return await self._spanned(lambda: inner.embed(texts, request, call), call)
+
+    async def rerank(
+        self,
+        query: str,
+        documents: list[str],
+        request: JSONObject | None = None,
+        call: CallInfo | None = None,
+    ) -> Ranking:
+        inner: RerankService = self._inner
+        return await self._spanned(lambda: inner.rerank(query, documents, request, call), call)
+
+    async def _spanned(self, run: Callable[[], Awaitable[T]], call: CallInfo | None) -> T:
         with self._tracer.start_as_current_span(self._name) as span:
-            result = await inner.embed(texts, request, call)
+            result = await run()
             if call is not None:
                 span.set_attributes(call_attributes(call))
             return result

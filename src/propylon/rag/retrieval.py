@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from propylon.db.database import Database
-from propylon.gateway.protocol import ChatService, EmbeddingService
+from propylon.gateway.protocol import ChatService, EmbeddingService, RerankService
 from propylon.gateway.registry import ModelRegistry
 from propylon.rag.answer import Answerer, AnswerOptions, ModelInfo
 from propylon.rag.bm25 import BM25Index, BM25Params
 from propylon.rag.conversations import ConversationStore
 from propylon.rag.prompt import MARKERS, PassageMarker
-from propylon.rag.search import FusionParams, SearchService
+from propylon.rag.search import FusionParams, RerankParams, SearchService
 from propylon.settings import Settings
 from propylon.tokens import TokenCounter
 
@@ -29,14 +29,23 @@ def build_retrieval(
     embeddings: EmbeddingService,
     registry: ModelRegistry,
     marker: PassageMarker | None = None,
+    reranker: RerankService | None = None,
 ) -> Retrieval:
-    """``chat`` and ``embeddings`` are the request path's services (the gateway chain)."""
+    """``chat``, ``embeddings`` and ``reranker`` are the request path's services (the gateway
+    chain). A ``retrieval.reranker`` that is not a configured rerank model fails here, at
+    start-up."""
     config = settings.retrieval
+    rerank = None
+    if config.reranker is not None:
+        model = registry.resolve(config.reranker, kind="rerank")
+        rerank = RerankParams(model.name, config.rerank_candidates)
     search = SearchService(
         database,
         embeddings,
         BM25Index(params=BM25Params(settings.rag.bm25_k1, settings.rag.bm25_b)),
         FusionParams(config.fusion, config.rrf_k, config.dense_weight, config.candidates),
+        reranker=reranker,
+        rerank=rerank,
     )
 
     def describe(name: str) -> ModelInfo:

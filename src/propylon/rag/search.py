@@ -8,6 +8,11 @@
   normalised per query, min-max (``weighted``) or to z-scores (``zscore``); a side that missed
   a chunk contributes its lowest normalised score.
 
+With a reranker (``retrieval.reranker``), the best ``candidates`` hits of the chosen mode are
+handed to that rerank model (through the gateway chain, as the caller's internal call) and
+returned in its order, ``score`` being its relevance score; if the reranker fails, the hits
+keep the mode's order (logged), so search never fails for want of a second stage.
+
 ``filter`` is a JSON object matched against ``documents.metadata`` by containment
 (``{"lang": "en", "tags": ["a"]}`` matches documents whose metadata has ``lang = "en"`` and a
 ``tags`` array containing ``"a"``). Every collection is looked up with the tenant, so another
@@ -16,6 +21,7 @@ tenant's collection is ``NotFound`` (404) and never searched.
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,9 +30,9 @@ from typing import Any, Literal
 from psycopg.types.json import Jsonb
 
 from propylon.db.database import Database
-from propylon.errors import InvalidRequest, NotFound
+from propylon.errors import InvalidRequest, NotFound, PropylonError
 from propylon.gateway.call import CallInfo
-from propylon.gateway.protocol import EmbeddingService
+from propylon.gateway.protocol import EmbeddingService, RerankService
 from propylon.principal import Principal
 from propylon.rag.bm25 import BM25Index
 from propylon.rag.retrieval_queries import QUERIES
@@ -36,6 +42,8 @@ Fusion = Literal["rrf", "weighted", "zscore"]
 MODES: tuple[Mode, ...] = ("dense", "keyword", "hybrid")
 MAX_TOP_K = 100
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class FusionParams:
@@ -43,6 +51,14 @@ class FusionParams:
     rrf_k: int = 60
     dense_weight: float = 0.45
     candidates: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class RerankParams:
+    """The second stage: ``model`` (a rerank model) reorders the best ``candidates`` hits."""
+
+    model: str
+    candidates: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +117,7 @@ class SearchHit:
     score: float = 0.0
     dense_score: float | None = None
     keyword_score: float | None = None
+    rerank_score: float | None = None
     page_breaks: list[int] = field(default_factory=list)
 
     def page_at(self, offset: int) -> int | None:
@@ -127,7 +144,11 @@ class SearchHit:
             "risk_score": self.risk_score,
             "metadata": self.metadata,
             "score": self.score,
-            "scores": {"dense": self.dense_score, "keyword": self.keyword_score},
+            "scores": {
+                "dense": self.dense_score,
+                "keyword": self.keyword_score,
+                "rerank": self.rerank_score,
+            },
         }
 
 
@@ -150,11 +171,16 @@ class SearchService:
         embeddings: EmbeddingService,
         bm25: BM25Index,
         fusion: FusionParams | None = None,
+        *,
+        reranker: RerankService | None = None,
+        rerank: RerankParams | None = None,
     ) -> None:
         self._database = database
         self._embeddings = embeddings
         self._bm25 = bm25
         self.fusion = fusion or FusionParams()
+        self._reranker = reranker
+        self.rerank = rerank  # None: no second stage
 
     async def resolve(self, tenant_id: str, refs: Sequence[str]) -> list[CollectionRef]:
         """The tenant's collections named (by id or name) in ``refs``; any unknown is 404."""
@@ -185,14 +211,16 @@ class SearchService:
         self, principal: Principal | None, collections: list[CollectionRef], request: SearchRequest
     ) -> list[SearchHit]:
         fusion = request.fusion or self.fusion
-        want = request.top_k if request.mode != "hybrid" else max(fusion.candidates, request.top_k)
+        rerank = self.rerank if self._reranker is not None else None
+        keep = max(request.top_k, rerank.candidates) if rerank is not None else request.top_k
+        want = keep if request.mode != "hybrid" else max(fusion.candidates, keep)
         dense, keyword = await self.rankings(principal, collections, request, want)
         if request.mode == "dense":
-            ranked = dense[: request.top_k]
+            ranked = dense[:keep]
         elif request.mode == "keyword":
-            ranked = keyword[: request.top_k]
+            ranked = keyword[:keep]
         else:
-            ranked = fuse(dense, keyword, fusion)[: request.top_k]
+            ranked = fuse(dense, keyword, fusion)[:keep]
         hits = await self._rows([chunk_id for chunk_id, _ in ranked])
         dense_scores, keyword_scores = dict(dense), dict(keyword)
         out: list[SearchHit] = []
@@ -204,6 +232,35 @@ class SearchService:
             hit.dense_score = dense_scores.get(chunk_id)
             hit.keyword_score = keyword_scores.get(chunk_id)
             out.append(hit)
+        if rerank is not None and out:
+            out = await self._reranked(principal, request.query, out, rerank)
+        return out[: request.top_k]
+
+    async def _reranked(
+        self, principal: Principal | None, query: str, hits: list[SearchHit], rerank: RerankParams
+    ) -> list[SearchHit]:
+        """``hits`` in the rerank model's order; in their own order if it fails."""
+        reranker = self._reranker
+        if reranker is None:
+            return hits
+        call = CallInfo(principal=principal, endpoint="rag", origin="internal")
+        try:
+            ranking = await reranker.rerank(
+                query, [hit.text for hit in hits], {"model": rerank.model}, call
+            )
+        except PropylonError as exc:
+            log.warning("reranker %s failed; hits kept in search order: %s", rerank.model, exc)
+            return hits
+        out: list[SearchHit] = []
+        ranked: set[int] = set()
+        for index, score in ranking.results:
+            if index in ranked:
+                continue
+            ranked.add(index)
+            hit = hits[index]
+            hit.rerank_score = hit.score = score
+            out.append(hit)
+        out += [hit for index, hit in enumerate(hits) if index not in ranked]
         return out
 
     async def rankings(

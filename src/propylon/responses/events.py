@@ -2,7 +2,8 @@
 
 The order is OpenAI's: ``response.created``, ``response.in_progress``, then per output item
 ``response.output_item.added`` → deltas (``response.output_text.delta`` inside a
-``content_part``, or ``response.function_call_arguments.delta``) → the matching ``.done``
+``content_part``, or ``response.function_call_arguments.delta``) → a RAG answer's citations
+as ``response.output_text.annotation.added`` (``file_citation``) → the matching ``.done``
 events → ``response.output_item.done``, and last ``response.completed`` with the whole
 response. A failure after the first event ends the stream with ``response.failed`` (the
 response with ``status: failed`` and its ``error``), never with a silent stop.
@@ -17,6 +18,7 @@ from typing import Any
 
 from propylon.errors import PropylonError
 from propylon.gateway.chunk_parts import chunk_parts
+from propylon.gateway.citations import extension_citations, file_citations
 from propylon.gateway.protocol import ChatStream, JSONObject
 from propylon.responses.translation import (
     function_call_item,
@@ -50,6 +52,7 @@ class ResponseEvents:
     model: object = None
     finish: str | None = None
     usage: dict[str, Any] | None = None
+    citations: list[JSONObject] = field(default_factory=list)  # a RAG answer's, at its end
 
     def _event(self, kind: str, **fields: Any) -> JSONObject:
         event = {"type": kind, "sequence_number": self.sequence, **fields}
@@ -95,6 +98,7 @@ class ResponseEvents:
         self.model = self.model if self.model is not None else parts.model
         self.usage = parts.usage or self.usage
         self.finish = parts.finish or self.finish
+        self.citations = extension_citations(chunk) or self.citations
         out: list[JSONObject] = self._text(parts.text) if parts.text else []
         for call in parts.tool_calls:
             out.extend(self._call(call))
@@ -172,7 +176,19 @@ class ResponseEvents:
         for opened in self.items:
             item, text = opened.item, "".join(opened.text)
             if item["type"] == "message":
-                part = {"type": "output_text", "text": text, "annotations": []}
+                annotations = file_citations(self.citations, text)
+                for number, annotation in enumerate(annotations):
+                    out.append(
+                        self._event(
+                            "response.output_text.annotation.added",
+                            item_id=item["id"],
+                            output_index=opened.index,
+                            content_index=0,
+                            annotation_index=number,
+                            annotation=annotation,
+                        )
+                    )
+                part = {"type": "output_text", "text": text, "annotations": annotations}
                 out.append(
                     self._event(
                         "response.output_text.done",
@@ -184,7 +200,7 @@ class ResponseEvents:
                     )
                 )
                 out.append(self._part_event("response.content_part.done", opened, part))
-                opened.item = message_item(item["id"], text)
+                opened.item = message_item(item["id"], text, annotations=annotations)
             else:
                 out.append(
                     self._event(

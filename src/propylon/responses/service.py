@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator
 
 from propylon.errors import InvalidRequest
 from propylon.gateway.call import CallInfo
-from propylon.gateway.protocol import ChatService, JSONObject
+from propylon.gateway.protocol import NATIVE, ChatService, JSONObject, native_answer
 from propylon.responses.events import ResponseEvents
 from propylon.responses.store import ResponseStore
 from propylon.responses.translation import (
@@ -39,7 +39,15 @@ class ResponsesService:
     async def create(self, body: JSONObject, call: CallInfo) -> JSONObject:
         """A non-streamed response."""
         request, turns = await self._prepare(body, call)
+        if body.get("previous_response_id") is None:  # the upstream knows no stored turns
+            native = {k: v for k, v in body.items() if k not in ("stream", "propylon")}
+            request["propylon"] = {**(request.get("propylon") or {}), NATIVE: native}
         completion = await self._chat.complete(request, call)
+        passed = native_answer(completion)
+        if passed is not None:  # a deployment that speaks Responses answered in it
+            response = {**passed, "model": body.get("model")}
+            await self._keep(body, call, turns, response)
+            return response
         output, finish = output_items(completion)
         response = response_object(
             body,

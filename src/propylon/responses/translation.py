@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from propylon.errors import InvalidRequest
+from propylon.gateway.citations import extension_citations, file_citations
 from propylon.gateway.protocol import JSONObject
 
 _PASSED = (
@@ -258,7 +259,8 @@ def output_items(completion: JSONObject) -> tuple[list[JSONObject], str | None]:
     items: list[JSONObject] = []
     text = message.get("content")
     if isinstance(text, str) and text:
-        items.append(message_item(new_id("msg"), text))
+        annotations = file_citations(extension_citations(completion), text)
+        items.append(message_item(new_id("msg"), text, annotations=annotations))
     for call in message.get("tool_calls") or []:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
@@ -274,13 +276,18 @@ def output_items(completion: JSONObject) -> tuple[list[JSONObject], str | None]:
     return items, finish if isinstance(finish, str) else None
 
 
-def message_item(item_id: str, text: str, status: str = "completed") -> JSONObject:
+def message_item(
+    item_id: str,
+    text: str,
+    status: str = "completed",
+    annotations: list[JSONObject] | None = None,
+) -> JSONObject:
     return {
         "type": "message",
         "id": item_id,
         "status": status,
         "role": "assistant",
-        "content": [{"type": "output_text", "text": text, "annotations": []}]
+        "content": [{"type": "output_text", "text": text, "annotations": annotations or []}]
         if status == "completed"
         else [],
     }
@@ -391,3 +398,50 @@ def assistant_turn(output: list[JSONObject]) -> JSONObject | None:
     if calls:
         turn["tool_calls"] = calls
     return turn
+
+
+def chat_completion(response: JSONObject) -> JSONObject:
+    """The ``chat.completion`` standing for an upstream's own Responses answer (passthrough):
+    its text and function calls, and its usage in chat's shape, for the request path's
+    layers (guard, cache, ledger, request log)."""
+    text: list[str] = []
+    calls: list[JSONObject] = []
+    output = response.get("output")
+    for item in output if isinstance(output, list) else []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "message":
+            for part in item.get("content") or []:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    text.append(part["text"])
+        elif item.get("type") == "function_call":
+            calls.append(
+                {
+                    "id": item.get("call_id"),
+                    "type": "function",
+                    "function": {"name": item.get("name"), "arguments": item.get("arguments")},
+                }
+            )
+    message: JSONObject = {"role": "assistant", "content": "".join(text) or None}
+    if calls:
+        message["tool_calls"] = calls
+    usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
+    assert isinstance(usage, dict)
+    details = usage.get("input_tokens_details")
+    cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
+    finish = "tool_calls" if calls else "stop"
+    if response.get("status") == "incomplete":
+        finish = "length"
+    return {
+        "id": response.get("id"),
+        "object": "chat.completion",
+        "created": response.get("created_at"),
+        "model": response.get("model"),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": {
+            "prompt_tokens": int(usage.get("input_tokens") or 0),
+            "completion_tokens": int(usage.get("output_tokens") or 0),
+            "total_tokens": int(usage.get("total_tokens") or 0),
+            "prompt_tokens_details": {"cached_tokens": int(cached or 0)},
+        },
+    }

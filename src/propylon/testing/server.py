@@ -1,7 +1,8 @@
 """``FakeUpstream``: an OpenAI- and Anthropic-compatible LLM server for tests and benchmarks.
 
 It speaks chat completions, legacy completions, the Responses API, embeddings and the model
-list in OpenAI's wire format, and the Messages API in Anthropic's.
+list in OpenAI's wire format, rerank in the shape vLLM, Jina and Cohere share, and the
+Messages API in Anthropic's.
 
 Every API request passes one pipeline: record it, resolve its behaviour (server's, with the
 ``x-fake-behaviour`` header's fields over it), wait ``latency_ms``, check the API key, draw a
@@ -25,7 +26,13 @@ import orjson
 import pydantic
 from aiohttp import web
 
-from propylon.testing import anthropic_api, completions_api, openai_api, responses_api
+from propylon.testing import (
+    anthropic_api,
+    completions_api,
+    openai_api,
+    rerank_api,
+    responses_api,
+)
 from propylon.testing.behaviour import Behaviour
 from propylon.testing.dialect import ANTHROPIC, OPENAI, Dialect
 from propylon.testing.exchange import Exchange, Interrupted
@@ -41,6 +48,7 @@ _ENDPOINTS: dict[str, tuple[str, Handler, Dialect]] = {
     "/v1/completions": ("POST", completions_api.completions, OPENAI),
     "/v1/responses": ("POST", responses_api.responses, OPENAI),
     "/v1/embeddings": ("POST", openai_api.embeddings, OPENAI),
+    "/v1/rerank": ("POST", rerank_api.rerank, OPENAI),
     "/v1/models": ("GET", openai_api.list_models, OPENAI),
     "/v1/messages": ("POST", anthropic_api.messages, ANTHROPIC),
 }

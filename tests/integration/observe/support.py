@@ -48,12 +48,12 @@ async def serve(
     more_models: list[dict[str, Any]] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[AppServer]:
-    """Propylon on ``database_url`` with `gpt-test` and `embed-test` (and ``more_models``), a
-    key of tenant `test`, and a request log flushed every 50 ms."""
+    """Propylon on ``database_url`` with `gpt-test` and `embed-test` (or ``models=``; and
+    ``more_models``), a key of tenant `test`, and a request log flushed every 50 ms."""
     settings = load_settings(
         None,
         database_url=database_url,
-        models=[*models(upstream), *(more_models or [])],
+        models=[*(overrides.pop("models", None) or models(upstream)), *(more_models or [])],
         admin_key=ADMIN,
         observe={"flush_interval_s": 0.05, "prices": PRICES, **(observe or {})},
         **overrides,

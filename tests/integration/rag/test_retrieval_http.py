@@ -17,6 +17,7 @@ from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
 from propylon.rag.answer import Answerer, AnswerOptions, AnswerRequest, ModelInfo
 from propylon.rag.conversations import TRUNCATION_MARKER, ConversationStore
+from propylon.rag.search import RerankParams
 from propylon.services import Services
 from propylon.tokens import TokenCounter
 from tests.support.databases import PostgresServer, create_database
@@ -221,6 +222,31 @@ async def test_tenant_wide_search_spans_the_chosen_collections(
         http, "search", {"collections": ["kb"], "query": "rocket engine thrust"}
     )
     assert rig.documents["rockets"] not in {hit["document_id"] for hit in body["data"]}
+
+
+async def test_a_reranker_reorders_the_candidates_and_a_failing_one_is_skipped(
+    rig: Rig, http: aiohttp.ClientSession
+) -> None:
+    query = {"query": "How tall is Mount Etna?", "mode": "hybrid", "top_k": 3}
+    search_service = rig.services.search
+    try:
+        search_service.rerank = RerankParams("local/minilm-rerank", candidates=10)
+        status, body = await search(http, "collections/kb/search", query)
+        assert status == 200, body
+        hits = body["data"]
+        assert len(hits) == 3
+        assert hits[0]["document_id"] == rig.documents["volcanoes"]
+        assert all(hit["scores"]["rerank"] == hit["score"] for hit in hits)
+        scores = [hit["score"] for hit in hits]
+        assert scores == sorted(scores, reverse=True)
+
+        search_service.rerank = RerankParams("no-such-reranker", candidates=10)
+        status, body = await search(http, "collections/kb/search", query)
+        assert status == 200, body  # the second stage failed; the first stage's order stands
+        assert body["data"][0]["document_id"] == rig.documents["volcanoes"]
+        assert all(hit["scores"]["rerank"] is None for hit in body["data"])
+    finally:
+        search_service.rerank = None
 
 
 @pytest.mark.parametrize(
@@ -513,3 +539,70 @@ async def test_a_rag_answer_is_one_request_with_its_inner_calls_under_it(
     assert {c["endpoint"] for c in children} >= {"embeddings"}, children
     async with http.get(f"logs?origin=user&request_id={children[0]['request_id']}") as reply:
         assert (await reply.json())["data"] == [], "an inner call is not a user request"
+
+
+def _annotations(response: Any) -> list[dict[str, Any]]:
+    """The annotations of a response's first output text, as plain objects."""
+    part = response.output[0].content[0]
+    assert part.type == "output_text"
+    return [annotation.model_dump() for annotation in part.annotations]
+
+
+async def test_responses_carry_rag_citations_as_file_citation_annotations(rig: Rig) -> None:
+    question = "How long is the Aletsch Glacier?"
+    async with openai.AsyncOpenAI(
+        base_url=rig.server.v1, api_key=rig.server.api_key, max_retries=0
+    ) as sdk:
+        response = await sdk.responses.create(model="rag/kb", input=question)
+        annotations = _annotations(response)
+        cited = (response.model_extra or {})["propylon"]["citations"]
+        assert [a["file_id"] for a in annotations] == [c["document_id"] for c in cited]
+        first = annotations[0]
+        assert first["type"] == "file_citation"
+        assert first["filename"] == "volcanoes.md"
+        assert response.output_text[: first["index"]].endswith("[1]")
+
+        added: list[dict[str, Any]] = []
+        text_done_after_annotations = False
+        async with sdk.responses.stream(model="rag/kb", input=question) as stream:
+            async for event in stream:
+                if event.type == "response.output_text.annotation.added":
+                    assert event.annotation_index == len(added)
+                    assert event.annotation is not None
+                    added.append(event.annotation.model_dump())
+                elif event.type == "response.output_text.done":
+                    text_done_after_annotations = bool(added)
+            final = await stream.get_final_response()
+    assert text_done_after_annotations
+    assert added == annotations
+    assert _annotations(final) == annotations
+
+
+async def test_messages_carry_rag_citations_as_char_locations(rig: Rig) -> None:
+    question = "How long is the Aletsch Glacier?"
+    async with anthropic.AsyncAnthropic(
+        base_url=rig.server.url, api_key=rig.server.api_key, max_retries=0
+    ) as claude:
+        message = await claude.messages.create(
+            model="rag/kb", max_tokens=200, messages=[{"role": "user", "content": question}]
+        )
+        block = message.content[0]
+        assert block.type == "text" and block.citations
+        citation = block.citations[0]
+        assert citation.type == "char_location"
+        assert citation.document_title == "volcanoes.md"
+        document = await document_text(rig, rig.documents["volcanoes"])
+        located = document[citation.start_char_index : citation.end_char_index]
+        assert located == citation.cited_text and "23 kilometres" in located
+
+        deltas: list[dict[str, Any]] = []
+        async with claude.messages.stream(
+            model="rag/kb", max_tokens=200, messages=[{"role": "user", "content": question}]
+        ) as stream:
+            async for event in stream:
+                if event.type == "content_block_delta" and event.delta.type == "citations_delta":
+                    deltas.append(event.delta.citation.model_dump())
+            streamed = await stream.get_final_message()
+    assert deltas == [c.model_dump() for c in block.citations]
+    first = streamed.content[0]
+    assert first.type == "text" and first.citations == block.citations

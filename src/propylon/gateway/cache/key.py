@@ -19,10 +19,17 @@ from typing import Any
 
 import orjson
 
-from propylon.gateway.protocol import JSONObject
+from propylon.gateway.protocol import JSONObject, native_body
 
 IGNORED_FIELDS = frozenset(
     {"model", "stream", "stream_options", "user", "metadata", "store", "service_tier", "propylon"}
+)
+# Fields of a native Messages or Responses body the chat request already carries (the
+# question among them).
+_TRANSLATED = frozenset(
+    {"model", "messages", "system", "max_tokens", "temperature", "top_p", "stop_sequences"}
+    | {"tools", "tool_choice", "metadata", "stream", "input", "instructions", "text"}
+    | {"max_output_tokens", "store", "previous_response_id"}
 )
 _QUESTION_SLOT = "\x00question\x00"
 
@@ -44,6 +51,9 @@ def cache_key(
     """The key of ``request`` once its model is resolved to the public name ``model``.
     ``semantic=False`` (no semantic cache to ask): the exact key alone, no scope or question."""
     body = {k: _canonical(v) for k, v in request.items() if k not in IGNORED_FIELDS}
+    native = native_body(request)
+    if native is not None:  # a passthrough's fields chat cannot carry (``top_k``, thinking…)
+        body["native"] = {k: _canonical(v) for k, v in native.items() if k not in _TRANSLATED}
     head = {"tenant": tenant_id, "model": model, "salt": salt}
     exact = _digest({**head, "request": body})
     question = last_question(request) if semantic else None

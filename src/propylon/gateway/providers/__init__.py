@@ -1,8 +1,8 @@
 """Provider adapters, registered by type name.
 
 A provider type is a factory that turns one deployment's configuration into an adapter that
-satisfies ``ChatModel`` and/or ``EmbeddingModel``. Adding a provider is one module and one
-row in ``PROVIDERS``.
+satisfies ``ChatModel``, ``EmbeddingModel`` and/or ``RerankModel``. Adding a provider is one
+module and one row in ``PROVIDERS``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from propylon.gateway.protocol import ChatModel, EmbeddingModel
+from propylon.gateway.protocol import ChatModel, EmbeddingModel, RerankModel
 from propylon.gateway.providers.anthropic import AnthropicProvider
 from propylon.gateway.providers.openai import OpenAIProvider
+from propylon.local.reranker import LocalReranker
 from propylon.settings import DeploymentConfig
 
 
@@ -27,7 +28,7 @@ class ProviderContext:
     local_embeddings: EmbeddingModel | None = None
 
 
-Adapter = ChatModel | EmbeddingModel
+Adapter = ChatModel | EmbeddingModel | RerankModel
 ProviderFactory = Callable[[DeploymentConfig, ProviderContext], Adapter]
 
 
@@ -40,12 +41,19 @@ def _anthropic(deployment: DeploymentConfig, ctx: ProviderContext) -> Adapter:
 
 
 def _local(deployment: DeploymentConfig, ctx: ProviderContext) -> Adapter:
-    """The offline models: `extractive` answers, `all-MiniLM-L6-v2` embeddings."""
+    """The offline models: `extractive` answers, `all-MiniLM-L6-v2` embeddings, and
+    `minilm-rerank` (MiniLM similarity blended with BM25: see ``local.reranker``)."""
     name = (deployment.model or "").removeprefix("local/")
-    model = {"extractive": ctx.local_chat, "all-MiniLM-L6-v2": ctx.local_embeddings}.get(name)
+    embedder = ctx.local_embeddings
+    model: Adapter | None = {
+        "extractive": ctx.local_chat,
+        "all-MiniLM-L6-v2": embedder,
+        "minilm-rerank": LocalReranker(embedder) if embedder is not None else None,
+    }.get(name)
     if model is None:
         raise ValueError(
-            f"unknown local model {deployment.model!r}; known: extractive, all-MiniLM-L6-v2"
+            f"unknown local model {deployment.model!r}; "
+            "known: extractive, all-MiniLM-L6-v2, minilm-rerank"
         )
     return model
 

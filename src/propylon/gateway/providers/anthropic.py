@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 
-from propylon.gateway.protocol import ChatStream, JSONObject
+from propylon.gateway.protocol import NATIVE, ChatStream, JSONObject
 from propylon.gateway.providers.anthropic_translation import (
     chat_completion,
     completion_chunks,
@@ -35,7 +35,9 @@ API_VERSION = "2023-06-01"
 
 
 class AnthropicProvider:
-    """Chat against one Anthropic deployment."""
+    """Chat against one Anthropic deployment, and Messages passed through natively."""
+
+    native_apis = frozenset({"messages"})
 
     def __init__(self, deployment: DeploymentConfig, session: aiohttp.ClientSession) -> None:
         self._session = session
@@ -62,6 +64,23 @@ class AnthropicProvider:
         return chat_completion(
             message, created=int(time.time()), name=self.name, answer_tool=response_tool(request)
         )
+
+    async def complete_native(self, api: str, body: JSONObject) -> JSONObject:
+        """A client's Messages body sent as it is (``model`` replaced, Propylon's extension
+        removed); the chat completion standing for the reply carries the reply itself."""
+        native = {k: v for k, v in body.items() if k not in ("propylon", "stream")}
+        native["model"] = self._model
+        message = await post_json(
+            self._session,
+            self._url,
+            data=orjson.dumps(native),
+            headers=self._headers,
+            timeouts=self._timeouts,
+            name=self.name,
+        )
+        completion = chat_completion(message, created=int(time.time()), name=self.name)
+        completion["propylon"] = {NATIVE: message}
+        return completion
 
     async def stream(self, request: JSONObject) -> ChatStream:
         data = orjson.dumps(messages_request(request, self._model, stream=True))

@@ -18,20 +18,21 @@ from propylon.errors import (
     UpstreamStreamInterrupted,
 )
 from propylon.gateway.embedding_input import token_arrays
-from propylon.gateway.protocol import ChatStream, Embeddings, JSONObject
+from propylon.gateway.protocol import NATIVE, ChatStream, Embeddings, JSONObject, Ranking
 from propylon.gateway.providers import text_completions
 from propylon.gateway.providers.transport import (
     Timeouts,
     open_sse_stream,
     post_json,
 )
+from propylon.responses import translation as responses_translation
 from propylon.settings import DeploymentConfig
 
 EXTENSION_FIELD = "propylon"
 
 
 class OpenAIProvider:
-    """Chat and embeddings against one OpenAI-compatible deployment."""
+    """Chat, embeddings and rerank against one OpenAI-compatible deployment."""
 
     def __init__(self, deployment: DeploymentConfig, session: aiohttp.ClientSession) -> None:
         if not deployment.base_url:
@@ -44,6 +45,9 @@ class OpenAIProvider:
         self._chat_url = f"{base}/chat/completions{query}"
         self._embeddings_url = f"{base}/embeddings{query}"
         self._completions_url = f"{base}/completions{query}"
+        self._rerank_url = f"{base}/rerank{query}"
+        self._responses_url = f"{base}/responses{query}"
+        self.native_apis = frozenset(deployment.native_apis)
         self._headers = {"Content-Type": "application/json"}
         key = deployment.api_key()
         if key is not None:
@@ -125,6 +129,43 @@ class OpenAIProvider:
             raise UpstreamError(f"{self.name} returned {len(vectors)} vectors for {len(texts)}")
         usage = body.get("usage") or {}
         return Embeddings(vectors, int(usage.get("prompt_tokens", 0)), str(body.get("model", "")))
+
+    async def complete_native(self, api: str, body: JSONObject) -> JSONObject:
+        """A client's ``/v1/responses`` body sent as it is (``native_apis: [responses]``);
+        the chat completion standing for the reply carries the reply itself."""
+        native = {k: v for k, v in body.items() if k not in (EXTENSION_FIELD, "stream")}
+        native["model"] = self._model
+        answer = await self._post(self._responses_url, orjson.dumps(native))
+        completion = responses_translation.chat_completion(answer)
+        completion[EXTENSION_FIELD] = {NATIVE: answer}
+        return completion
+
+    async def rerank(
+        self, query: str, documents: list[str], request: JSONObject | None = None
+    ) -> Ranking:
+        """``POST /rerank`` as vLLM, Jina, Cohere and LiteLLM serve it."""
+        top_n = (request or {}).get("top_n")
+        body: JSONObject = {"model": self._model, "query": query, "documents": documents}
+        if top_n is not None:
+            body["top_n"] = top_n
+        answer = await self._post(self._rerank_url, orjson.dumps(body))
+        try:
+            results = [
+                (int(item["index"]), float(item["relevance_score"])) for item in answer["results"]
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UpstreamError(f"{self.name} returned a malformed rerank body") from exc
+        if any(not 0 <= index < len(documents) for index, _ in results):
+            raise UpstreamError(f"{self.name} ranked a document that was not sent")
+        results.sort(key=lambda item: (-item[1], item[0]))
+        usage = answer.get("usage")
+        tokens = (
+            usage.get("total_tokens", usage.get("prompt_tokens"))
+            if isinstance(usage, dict)
+            else None
+        )
+        counted = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else 0
+        return Ranking(results, counted, str(answer.get("model", "")))
 
 
 async def _openai_events(lines: AsyncIterator[bytes], name: str) -> AsyncIterator[JSONObject]:

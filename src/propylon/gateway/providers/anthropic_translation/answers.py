@@ -11,6 +11,7 @@ from __future__ import annotations
 import orjson
 
 from propylon.errors import PropylonError, UpstreamError
+from propylon.gateway.citations import char_locations, extension_citations
 from propylon.gateway.protocol import JSONObject
 
 _FINISH_REASONS = {
@@ -129,7 +130,11 @@ def anthropic_message(completion: JSONObject, *, message_id: str, model: str) ->
     reply = reply if isinstance(reply, dict) else {}
     blocks: list[JSONObject] = []
     if isinstance(reply.get("content"), str) and reply["content"]:
-        blocks.append({"type": "text", "text": reply["content"]})
+        block: JSONObject = {"type": "text", "text": reply["content"]}
+        citations = extension_citations(completion)
+        if citations:
+            block["citations"] = char_locations(citations)  # a RAG answer's
+        blocks.append(block)
     for call in reply.get("tool_calls") or []:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):

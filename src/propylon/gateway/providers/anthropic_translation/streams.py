@@ -18,6 +18,7 @@ import orjson
 
 from propylon.errors import PropylonError, UpstreamStreamInterrupted
 from propylon.gateway.chunk_parts import chunk_parts
+from propylon.gateway.citations import char_locations, extension_citations
 from propylon.gateway.protocol import ChatStream, JSONObject
 from propylon.gateway.providers.anthropic_translation.answers import (
     anthropic_error,
@@ -192,6 +193,7 @@ class MessageEvents:
     tools: dict[int, int] = field(default_factory=dict)  # chat tool index -> block index
     finish: str | None = None
     usage: dict[str, Any] | None = None
+    citations: list[JSONObject] = field(default_factory=list)  # a RAG answer's, at its end
 
     async def events(self, stream: ChatStream) -> AsyncGenerator[JSONObject, None]:
         """Every event of the message; closes ``stream`` whatever happens."""
@@ -212,6 +214,9 @@ class MessageEvents:
             async for chunk in stream:
                 for event in self._translate(chunk):
                     yield event
+            if self.block_kind == "text":
+                for citation in char_locations(self.citations):
+                    yield self._delta({"type": "citations_delta", "citation": citation})
             if self.block >= 0:
                 yield {"type": "content_block_stop", "index": self.block}
             usage = anthropic_usage(self.usage)
@@ -230,6 +235,7 @@ class MessageEvents:
         parts = chunk_parts(chunk)
         self.usage = parts.usage or self.usage
         self.finish = parts.finish or self.finish
+        self.citations = extension_citations(chunk) or self.citations
         out: list[JSONObject] = []
         if parts.text:
             if self.block_kind != "text":
