@@ -12,12 +12,11 @@ import pytest
 
 from tests.e2e.test_console_browser import ARTIFACTS, CHROMIUM, FLAGS
 from tests.e2e.test_console_browser import console_app as console_app
+from tests.e2e.test_console_first_contact import VIEWPORTS
 from tests.support.console import signed_in_page, upload_to_new_collection
 from tests.support.servers import AppServer
 
 pytestmark = pytest.mark.slow
-
-VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
 
 
 async def _status(server: AppServer, path: str) -> int:
