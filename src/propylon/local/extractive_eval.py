@@ -28,13 +28,14 @@ from typing import Literal
 
 from propylon.gateway.protocol import EmbeddingModel, Embeddings, JSONObject
 from propylon.local.extractive import ANSWER_THRESHOLD, ExtractiveChatModel
-from propylon.local.sentences import terms
+from propylon.local.sentences import NEIGHBOUR_WEIGHT, SOURCE_WEIGHT, terms
 
 Split = Literal["dev", "held_out"]
 SOURCES_PER_CASE = 5
 SECTION = "extractive"
 GOAL_REFUSED = 0.90
 GOAL_ANSWERED = 0.85
+LENGTHS = (("≤ 8 words", 8), ("9-14 words", 14), ("≥ 15 words", 10**9))
 SYSTEM = (
     "Answer the question using only the sources below. Cite each statement with [n]. If the "
     "sources do not contain the answer, say so."
@@ -46,6 +47,13 @@ class Case:
     question: str
     documents: list[tuple[str, str]]  # (document id, abstract), as numbered sources 1..n
     gold: frozenset[str]  # empty: the sources cannot answer
+    kind: str = "SciFact claim"  # where the question comes from: the report's groups
+
+    @property
+    def length(self) -> str:
+        """The question's length group in the report."""
+        words = len(self.question.split())
+        return next(name for name, most in LENGTHS if words <= most)
 
     def request(self) -> JSONObject:
         blocks = "\n".join(
@@ -60,6 +68,19 @@ class Case:
 
 
 @dataclass(frozen=True, slots=True)
+class Outcome:
+    """One case's result: for an answerable one, answered citing gold (and first quote from
+    gold); for an unanswerable one, refused."""
+
+    kind: str
+    length: str
+    answerable: bool
+    success: bool
+    answered: bool = False
+    first_gold: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Score:
     threshold: float
     answerable: int
@@ -67,6 +88,9 @@ class Score:
     answered: int  # answered at all
     unanswerable: int
     refused: int
+    first_gold: int = 0  # answered, the first quote from a gold abstract
+    cpu_ms: float = 0.0  # CPU time per answer, embedding included when not cached
+    outcomes: tuple[Outcome, ...] = ()
 
     @property
     def answered_gold_rate(self) -> float:
@@ -115,7 +139,7 @@ def load_cases(
         gold[query_id].add(doc_id)
     wanted = "train" if split == "dev" else "dev"
     off_topic = [
-        row["text"]
+        (row["text"], str(row.get("source", "off-topic")))
         for row in map(json.loads, questions.read_text("utf-8").splitlines())
         if row.get("split") == wanted
     ]
@@ -131,9 +155,10 @@ def load_cases(
         ids = ids[:SOURCES_PER_CASE]
         rng.shuffle(ids)  # where the gold abstract sits is no hint
         cases.append(Case(claims[query_id], [(d, corpus.abstracts[d]) for d in ids], golds))
-    for question in off_topic[:limit]:
+    for question, origin in off_topic[:limit]:
         ids = corpus.nearest(question, SOURCES_PER_CASE, frozenset())
-        cases.append(Case(question, [(d, corpus.abstracts[d]) for d in ids], frozenset()))
+        documents = [(d, corpus.abstracts[d]) for d in ids]
+        cases.append(Case(question, documents, frozenset(), f"{origin} question"))
     return cases
 
 
@@ -155,18 +180,35 @@ class CachedEmbedder:
 async def score(cases: Sequence[Case], embedder: EmbeddingModel, threshold: float) -> Score:
     """Run the model with ``threshold`` over ``cases``."""
     model = ExtractiveChatModel(embedder, answer_threshold=threshold)
-    answerable = answered = answered_gold = unanswerable = refused = 0
+    outcomes: list[Outcome] = []
+    started = time.process_time()
     for case in cases:
         reply = await model.complete(case.request())
-        cited = {case.documents[c["source"] - 1][0] for c in reply["propylon"]["citations"]}
-        if case.gold:
-            answerable += 1
-            answered += bool(cited)
-            answered_gold += bool(cited & case.gold)
-        else:
-            unanswerable += 1
-            refused += not cited
-    return Score(threshold, answerable, answered_gold, answered, unanswerable, refused)
+        quoted = [case.documents[c["source"] - 1][0] for c in reply["propylon"]["citations"]]
+        outcomes.append(
+            Outcome(
+                case.kind,
+                case.length,
+                answerable=bool(case.gold),
+                success=bool(set(quoted) & case.gold) if case.gold else not quoted,
+                answered=bool(quoted),
+                first_gold=bool(quoted) and quoted[0] in case.gold,
+            )
+        )
+    cpu_ms = 1000 * (time.process_time() - started) / max(1, len(cases))
+    answerable = [o for o in outcomes if o.answerable]
+    unanswerable = [o for o in outcomes if not o.answerable]
+    return Score(
+        threshold,
+        len(answerable),
+        sum(o.success for o in answerable),
+        sum(o.answered for o in answerable),
+        len(unanswerable),
+        sum(o.success for o in unanswerable),
+        sum(o.first_gold for o in answerable),
+        cpu_ms,
+        tuple(outcomes),
+    )
 
 
 THRESHOLDS = tuple(round(0.20 + 0.02 * i, 2) for i in range(21))  # 0.20 … 0.60
@@ -186,6 +228,10 @@ def render_markdown(dev: Sequence[Score], chosen: Score, held_out: Score, comman
     def met(value: float, goal: float) -> str:
         return "met" if value >= goal else "**missed**"
 
+    groups = "\n".join(
+        f"| {label} | {len(items)} | {_rate(items)} |"
+        for label, items in _groups(held_out.outcomes)
+    )
     rows = "\n".join(
         f"| {s.threshold:.2f} | {s.answered_gold_rate:.1%} | {s.answered / s.answerable:.1%} | "
         f"{s.refused_rate:.1%} |"
@@ -207,6 +253,11 @@ quoting a sentence of a gold abstract. Unanswerable: CLINC150/Banking77 user que
 topics) over the {SOURCES_PER_CASE} SciFact abstracts nearest to them in words; success is a
 refusal ("the provided context does not contain an answer").
 
+Quotes: up to three sentences with a cosine similarity of at least the threshold, the best of
+each source first, ranked by cosine similarity plus {NEIGHBOUR_WEIGHT} × the best of the
+sentences beside it plus {SOURCE_WEIGHT} × its source's topicality (the mean of the source's
+three best), weights chosen on the dev split (`propylon.local.sentences`).
+
 Threshold chosen on the **dev** split ({dev[0].answerable} SciFact train claims,
 {dev[0].unanswerable} questions of the train split): {chosen.threshold:.2f}, {shipped}.
 
@@ -217,11 +268,22 @@ Threshold chosen on the **dev** split ({dev[0].answerable} SciFact train claims,
 {met(held_out.answered_gold_rate, GOAL_ANSWERED)} |
 | answerable, answered at all | {held_out.answerable} | \
 {held_out.answered / held_out.answerable:.1%} ({held_out.answered}) | | |
+| answerable, first quote from a gold abstract | {held_out.answerable} | \
+{held_out.first_gold / held_out.answerable:.1%} ({held_out.first_gold}) | | |
 | unanswerable, refused | {held_out.unanswerable} | {held_out.refused_rate:.1%} \
 ({held_out.refused}) | ≥ {GOAL_REFUSED:.0%} | {met(held_out.refused_rate, GOAL_REFUSED)} |
+| CPU time per answer, embedding its sentences included | {len(held_out.outcomes)} | \
+{held_out.cpu_ms:.0f} ms | | |
 
 Held-out: the {held_out.answerable} SciFact test claims with gold abstracts and the \
 {held_out.unanswerable} questions of the dev split, never used to choose the threshold.
+
+Held-out split by kind and length of question (success: answered citing a gold abstract
+for claims, refused for the other questions):
+
+| held-out group | cases | success |
+|---|---:|---:|
+{groups}
 
 Dev split, by threshold (cosine similarity the best sentence needs):
 
@@ -229,3 +291,22 @@ Dev split, by threshold (cosine similarity the best sentence needs):
 |---:|---:|---:|---:|
 {rows}
 """
+
+
+def _groups(outcomes: Sequence[Outcome]) -> list[tuple[str, list[Outcome]]]:
+    """The outcomes by kind, then each kind by length (lengths in ``LENGTHS`` order)."""
+    kinds = sorted({o.kind for o in outcomes}, key=lambda k: (k != "SciFact claim", k))
+    groups: list[tuple[str, list[Outcome]]] = []
+    for kind in kinds:
+        of_kind = [o for o in outcomes if o.kind == kind]
+        groups.append((f"{kind}s, all", of_kind))
+        for length, _ in LENGTHS:
+            of_length = [o for o in of_kind if o.length == length]
+            if of_length:
+                groups.append((f"{kind}s, {length}", of_length))
+    return groups
+
+
+def _rate(outcomes: Sequence[Outcome]) -> str:
+    succeeded = sum(o.success for o in outcomes)
+    return f"{succeeded / len(outcomes):.1%} ({succeeded})" if outcomes else "–"

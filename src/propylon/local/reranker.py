@@ -12,7 +12,7 @@ and no GPU; use a real reranker deployment (vLLM, Jina, Cohere) for quality.
 from __future__ import annotations
 
 from propylon.gateway.protocol import EmbeddingModel, JSONObject, Ranking
-from propylon.local.sentences import relevance
+from propylon.local.sentences import blended_relevance
 
 MODEL_ID = "local/minilm-rerank"
 
@@ -26,7 +26,7 @@ class LocalReranker:
     async def rerank(
         self, query: str, documents: list[str], request: JSONObject | None = None
     ) -> Ranking:
-        found = await relevance(query, documents, self._embedder)
+        found = await blended_relevance(query, documents, self._embedder)
         ranked = sorted(enumerate(found.scores), key=lambda item: (-item[1], item[0]))
         top_n = (request or {}).get("top_n")
         if isinstance(top_n, int) and top_n > 0:

@@ -488,3 +488,57 @@ def test_a_table_row_and_a_list_item_are_one_sentence_each() -> None:
         "Cancel online. No fee applies.",
         "Done.",
     ]
+
+
+class TableEmbedder:
+    """Gives each text the cosine similarity to the question that its table says."""
+
+    def __init__(self, question: str, similarity: dict[str, float]) -> None:
+        self._question = question
+        self._similarity = similarity
+
+    async def embed(self, texts: list[str], request: JSONObject | None = None) -> Embeddings:
+        def vector(text: str) -> list[float]:
+            if text == self._question:
+                return [1.0, 0.0]
+            value = self._similarity[text]
+            return [value, (1.0 - value * value) ** 0.5]
+
+        return Embeddings([vector(text) for text in texts], len(texts))
+
+
+def labelled(question: str, *sources: list[str]) -> JSONObject:
+    blocks = "\n".join(
+        f'<source id="{n}">{" ".join(sentences)}</source>' for n, sentences in enumerate(sources, 1)
+    )
+    return ask(question, system=f"Answer from the sources.\n\n{blocks}")
+
+
+async def test_quotes_the_best_sentence_of_each_relevant_source_before_a_second_of_any() -> None:
+    question = "Do owls hunt at night?"
+    owls = ["Owls hunt at night.", "Owls fly without a sound.", "Owls eat mice and voles."]
+    bats = ["Bats also hunt in the dark."]
+    similarity = dict(zip([*owls, *bats], [0.9, 0.85, 0.8, 0.6], strict=True))
+    model = ExtractiveChatModel(TableEmbedder(question, similarity), max_sentences=2)
+    completion = await model.complete(labelled(question, owls, bats))
+    quoted = [(c["source"], c["text"]) for c in completion["propylon"]["citations"]]
+    assert quoted == [(1, "Owls hunt at night."), (2, "Bats also hunt in the dark.")]
+
+    # With no other relevant source, the further quotes come from the same one.
+    three = ExtractiveChatModel(TableEmbedder(question, similarity), max_sentences=3)
+    completion = await three.complete(labelled(question, owls))
+    assert [c["text"] for c in completion["propylon"]["citations"]] == owls
+
+
+async def test_a_sentence_among_on_topic_neighbours_outranks_a_stray_match() -> None:
+    question = "When was the bridge opened?"
+    stray = [
+        "The museum shop sells postcards.",
+        "A bridge was opened in a novel.",
+        "Tea is 3 euros.",
+    ]
+    passage = ["The bridge took four years to build.", "It opened in 1932.", "Its span is 503 m."]
+    similarity = dict(zip([*stray, *passage], [0.0, 0.70, 0.0, 0.55, 0.66, 0.5], strict=True))
+    model = ExtractiveChatModel(TableEmbedder(question, similarity), max_sentences=1)
+    completion = await model.complete(labelled(question, stray, passage))
+    assert completion["propylon"]["citations"][0]["text"] == "It opened in 1932."

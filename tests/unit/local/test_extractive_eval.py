@@ -7,7 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from propylon.cli import app
-from propylon.local.extractive_eval import Score, choose, render_markdown
+from propylon.local.extractive_eval import Case, Outcome, Score, choose, render_markdown
 
 
 def score(threshold: float, gold: int, refused: int) -> Score:
@@ -39,3 +39,19 @@ def test_a_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", "extractive", "--dataset", str(tmp_path)])
     assert result.exit_code == 2
     assert "no corpus.jsonl.gz" in result.output
+
+
+def test_the_report_gives_held_out_results_by_kind_and_length() -> None:
+    assert Case("Owls hunt at night?", [], frozenset()).length == "≤ 8 words"
+    assert Case(" ".join(["word"] * 15), [], frozenset()).length == "≥ 15 words"
+    outcomes = (
+        Outcome("SciFact claim", "9-14 words", answerable=True, success=True, answered=True),
+        Outcome("SciFact claim", "9-14 words", answerable=True, success=False, answered=True),
+        Outcome("banking77 question", "≤ 8 words", answerable=False, success=True),
+    )
+    held_out = Score(0.38, 2, 1, 2, 1, 1, 1, 12.5, outcomes)
+    text = render_markdown([held_out], held_out, held_out, "propylon eval extractive")
+    assert "| SciFact claims, 9-14 words | 2 | 50.0% (1) |" in text
+    assert "| banking77 questions, ≤ 8 words | 1 | 100.0% (1) |" in text
+    assert "| answerable, first quote from a gold abstract | 2 | 50.0% (1) | | |" in text
+    assert "| CPU time per answer, embedding its sentences included | 3 | 12 ms | | |" in text

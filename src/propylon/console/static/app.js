@@ -121,13 +121,50 @@ const progressRows = new Map(); // document id -> <progress>
 async function openCollection(collection) {
   state.collection = collection;
   $("collection-title").textContent = collection.name;
+  $("collection-message").textContent = "";
+  $("collection-message").className = "";
   $("upload").hidden = false;
+  $("delete-collection").hidden = false;
   for (const ws of state.sockets) ws.close();
   state.sockets = [];
   await loadDocuments();
   socket(`/v1/collections/${collection.id}/events`, onJobEvent);
   loadCollections();
 }
+
+function closeCollection() {
+  for (const ws of state.sockets) ws.close();
+  state.sockets = [];
+  state.collection = null;
+  progressRows.clear();
+  $("collection-title").textContent = "Select a collection";
+  $("upload").hidden = true;
+  $("delete-collection").hidden = true;
+  $("upload-progress").textContent = "";
+  $("documents").tBodies[0].replaceChildren();
+}
+
+// The collection with its documents, chunks and index, once confirmed. A collection already
+// gone (deleted from another tab, say) is said so and dropped from the list.
+$("delete-collection").addEventListener("click", async () => {
+  const collection = state.collection;
+  if (!collection) return;
+  const documents = $("documents").tBodies[0].rows.length;
+  const what = documents === 1 ? "its document" : `its ${documents} documents`;
+  if (!window.confirm(`Delete the collection ${collection.name} with ${what}? This cannot be undone.`)) return;
+  const message = $("collection-message");
+  try {
+    await api(`/v1/collections/${collection.id}`, { method: "DELETE" });
+    closeCollection();
+    message.className = "";
+    message.textContent = `Deleted the collection ${collection.name}.`;
+  } catch (error) {
+    if (error.status === 404) closeCollection();
+    message.className = "error";
+    message.textContent = `Could not delete ${collection.name}: ${error.message}`;
+  }
+  await loadCollections();
+});
 
 async function loadDocuments() {
   const docs = await api(`/v1/collections/${state.collection.id}/documents`);
