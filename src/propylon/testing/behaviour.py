@@ -105,6 +105,11 @@ class Behaviour(BaseModel):
         default=DEFAULT_MODELS,
         description="Models listed by `GET /v1/models`; any model is served.",
     )
+    leak_system_prompt: bool = Field(
+        default=False,
+        description="Answer chat completions (OpenAI dialect) with the request's system "
+        "prompt word for word, as a model fooled by a prompt-extraction attack does.",
+    )
     faults: tuple[Fault, ...] = Field(
         default=(),
         description="Checked in order; the first matching fault with budget left strikes.",
