@@ -51,6 +51,7 @@ from propylon.gateway.router import Deployment
 from propylon.gateway.service import Gateway
 from propylon.guard.detector import InjectionDetector, open_detector
 from propylon.guard.guarded import GuardedChatService
+from propylon.guard.leaks import LeakCheckedChatService
 from propylon.guard.moderation import Moderator
 from propylon.http import (
     admin,
@@ -249,8 +250,13 @@ async def open_cache(
                 stats=stats,
             )
             stack.push_async_callback(semantic.aclose)  # writes what is queued
+        # Below the cache: the per-request canary never enters a cache key, and only answers
+        # that passed the leak checks are stored.
+        inner: ChatService = gateway
+        if settings.guard.enabled:
+            inner = LeakCheckedChatService(gateway, settings.guard)
         yield CachedChatService(
-            gateway,
+            inner,
             settings=config,
             exact=exact,
             semantic=semantic,

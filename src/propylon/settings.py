@@ -418,10 +418,21 @@ class GuardPolicy(BaseModel):
         description="The same for retrieved text reaching the model (`tool` messages).",
     )
     canary: bool = Field(
-        default=True, description="Place the canary (when one is set) in system prompts."
+        default=True,
+        description="Append a fresh random canary (and `guard.canary`, when set) to every "
+        "request's system prompt; an answer containing it is withheld (400 `canary_leaked`). "
+        "The client never sees the canary.",
     )
     output_checks: bool = Field(
-        default=True, description="Scan answers for leaked secrets and the canary."
+        default=True,
+        description="Scan answers for leaked secrets, the canaries and passages of the system "
+        "prompt. Off: none of the output checks, and no canary.",
+    )
+    leak_overlap_words: int = Field(
+        default=12,
+        ge=0,
+        description="An answer repeating this many consecutive words of the system prompt "
+        "(case and punctuation aside) is withheld (400 `system_prompt_leaked`). 0: off.",
     )
 
 
@@ -479,8 +490,9 @@ class GuardSettings(BaseModel):
     )
     canary: SecretStr | None = Field(
         default=None,
-        description="Secret canary token placed in system prompts; an answer containing it "
-        "is withheld (400 `canary_leaked`) and logged. Unset: no canary.",
+        description="A fixed canary token placed in system prompts next to the per-request "
+        "one (to find leaks in logs elsewhere); an answer containing it is withheld (400 "
+        "`canary_leaked`) and logged. Unset: only the per-request canary.",
     )
     max_windows: int = Field(
         default=32,
