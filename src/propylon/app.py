@@ -34,7 +34,7 @@ from propylon.gateway.cache.cached import CachedChatService
 from propylon.gateway.cache.exact import ExactCache, MemoryExactCache
 from propylon.gateway.cache.semantic import SemanticCache
 from propylon.gateway.cache.stats import CacheStats
-from propylon.gateway.cache.verifier import Verifier
+from propylon.gateway.cache.verifier import JudgeWeights, Verifier
 from propylon.gateway.circuit_breaker import CircuitBreaker
 from propylon.gateway.context_window import ContextWindowCheck
 from propylon.gateway.preflight import PreflightChat
@@ -245,7 +245,11 @@ async def open_cache(
                 embed_request={"model": config.semantic_embedder}
                 if config.semantic_embedder
                 else None,
-                verifier=Verifier() if config.semantic_verify else None,
+                verifier=Verifier(
+                    JudgeWeights.load(), min_probability=config.semantic_min_probability
+                )
+                if config.semantic_verify
+                else None,
                 record_lookups=config.record_lookups,
                 stats=stats,
             )

@@ -199,19 +199,45 @@ class CacheSettings(BaseModel):
         "cache. Unset: the local all-MiniLM-L6-v2.",
     )
     semantic_threshold: float = Field(
-        default=0.94,
+        default=0.80,
         gt=0,
         le=1,
-        description="Cosine similarity a cached question needs to be served to a new one "
-        "(see docs/benchmarks.md, Semantic cache precision).",
+        description="Cosine similarity from which a cached question is a candidate for a new "
+        "one; the second check (`semantic_verify`) then decides (see docs/benchmarks.md, "
+        "Semantic cache precision).",
     )
     semantic_thresholds: dict[str, float] = Field(
         default_factory=dict, description="Per-model thresholds (public model name -> similarity)."
     )
     semantic_verify: bool = Field(
         default=True,
-        description="Second check on a semantic candidate: refuse it when numbers, negations or "
-        "names differ from the question's.",
+        description="Second check on a semantic candidate: a model fitted on labelled question "
+        "pairs weighs the cosine with numbers, negation, question word, names, shared words "
+        "and lengths, and refuses candidates unlikely to have the same answer. Off: cosine "
+        "alone decides (raise `semantic_threshold` then).",
+    )
+    semantic_min_probability: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Probability of 'same answer' the second check needs. Unset: the value "
+        "chosen with the shipped weights (at most 0.5 % of hits wrong on their dev pairs).",
+    )
+    semantic_verify_share: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Share of would-be semantic hits answered by the upstream anyway and "
+        "compared with the cached answer (vCache's sampling). The client gets the fresh "
+        "answer; `/v1/stats` reports the share that disagreed (`semantic_observed_wrong_rate`), "
+        "and an entry caught disagreeing is no longer served to other wordings by this process.",
+    )
+    semantic_agreement: float = Field(
+        default=0.90,
+        gt=0,
+        le=1,
+        description="Cosine of the two answers' embeddings from which a sampled verification "
+        "counts them as the same answer (identical texts always agree).",
     )
     semantic_timeout_s: float = Field(
         default=0.5, gt=0, description="Budget of one semantic lookup (embedding + search)."

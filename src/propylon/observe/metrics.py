@@ -30,7 +30,9 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 _OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 _JOB_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
 _ENDPOINTS = frozenset({"chat", "embeddings", "rag", "responses", "messages", "completions"})
-_CACHE_STATUSES = frozenset({"hit-exact", "hit-semantic", "miss", "bypass"})
+_CACHE_STATUSES = frozenset(
+    {"hit-exact", "hit-semantic", "miss", "bypass", "verify-agree", "verify-wrong"}
+)
 # Refusals by Propylon itself (not an upstream's 429).
 _REFUSALS = frozenset({"rate_limit_exceeded", "insufficient_quota"})
 
@@ -98,7 +100,8 @@ class Metrics:
         self.cost = Counter("propylon_cost_usd", "Cost in USD by model.", ["model"], registry=r)
         self.cache = Counter(
             "propylon_cache_requests",
-            "Response cache outcomes: hit-exact, hit-semantic, miss, bypass.",
+            "Response cache outcomes: hit-exact, hit-semantic, miss, bypass, verify-agree, "
+            "verify-wrong (a sampled semantic hit answered by the upstream, and the verdict).",
             ["status"],
             registry=r,
         )
