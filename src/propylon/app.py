@@ -176,6 +176,16 @@ def access_policy(settings: Settings) -> AccessPolicy:
     )
 
 
+def _local_model_names(settings: Settings) -> frozenset[str]:
+    """Names and aliases of the models served only by local deployments."""
+    return frozenset(
+        name
+        for m in settings.models
+        if all(d.provider == "local" for d in m.deployments)
+        for name in (m.name, *m.aliases)
+    )
+
+
 def _uses_local_models(settings: Settings) -> bool:
     """Local deployments, or the semantic cache on the local MiniLM: one instance serves all
     (and the guard, which is handed ``ctx.local_embeddings``)."""
@@ -258,7 +268,9 @@ async def open_cache(
         # that passed the leak checks are stored.
         inner: ChatService = gateway
         if settings.guard.enabled:
-            inner = LeakCheckedChatService(gateway, settings.guard)
+            inner = LeakCheckedChatService(
+                gateway, settings.guard, quoting_models=_local_model_names(settings)
+            )
         yield CachedChatService(
             inner,
             settings=config,

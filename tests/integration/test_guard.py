@@ -280,3 +280,21 @@ async def test_an_injection_inside_a_rag_source_is_flagged_not_blocked(
             model="gpt-test", messages=messages
         )
     assert raw.headers["x-propylon-guard"].startswith("flag")
+
+
+async def test_local_extractive_may_quote_a_system_prompt_that_is_not_secret(
+    database_url: str,
+) -> None:
+    system = "Refunds are paid back to the original card within ten working days of the request."
+    async with (
+        serve_app(database_url=database_url, models=[], local_models=True) as server,
+        openai.AsyncOpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0) as sdk,
+    ):
+        reply = await sdk.chat.completions.create(
+            model="local/extractive",
+            messages=[
+                {"role": "system", "content": system},
+                {"role": "user", "content": "How are refunds paid back?"},
+            ],
+        )
+    assert system in (reply.choices[0].message.content or ""), "quoting its context is its job"

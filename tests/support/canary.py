@@ -5,13 +5,11 @@ tests that check the rest of the prompt went through unchanged compare it withou
 
 from __future__ import annotations
 
-import re
-
-_LINE = re.compile(r"\n\n\[Confidential marker PYL-[0-9a-f]{16}\. [^\]]*\]")
+from propylon.guard.canary import strip_canaries
 
 
 def without_canary(text: str) -> str:
-    """``text`` with the canary line removed; asserts there was exactly one."""
-    stripped, count = _LINE.subn("", text)
-    assert count == 1, f"expected one canary line in {text!r}"
+    """``text`` with the canary line removed; asserts there was one."""
+    stripped = strip_canaries(text)
+    assert stripped != text and "PYL-" in text, f"expected a canary line in {text!r}"
     return stripped

@@ -9,7 +9,8 @@ stores has passed its checks. For each call, under the policy of its tenant or r
   the system prompt on the way to the model; the client never sees it, in the request log or
   the answer;
 * the answer is checked for the canaries, for any run of ``leak_overlap_words`` words of the
-  system prompt, and for credential shapes (``output_scan.py``). A leak withholds the answer:
+  system prompt (not for models that answer by quoting their context, ``local/extractive``),
+  and for credential shapes (``output_scan.py``). A leak withholds the answer:
   400 ``canary_leaked`` / ``system_prompt_leaked`` / ``secret_leaked``, or, once a stream has
   started, an error event in its place (the chunk holding the leak is never sent).
 """
@@ -49,9 +50,19 @@ def policy_for(settings: GuardSettings, call: CallInfo) -> GuardPolicy:
 class LeakCheckedChatService:
     """Canaries into system prompts on the way in; leaks withheld on the way out."""
 
-    def __init__(self, inner: ChatService, settings: GuardSettings) -> None:
+    def __init__(
+        self,
+        inner: ChatService,
+        settings: GuardSettings,
+        *,
+        quoting_models: frozenset[str] = frozenset(),
+    ) -> None:
         self._inner = inner
         self._settings = settings
+        # Models that answer by quoting their context verbatim (``local/extractive``): the
+        # overlap check would withhold their every answer from a system prompt; they keep
+        # secret system prompts out of their context themselves.
+        self._quoting = quoting_models
         fixed = settings.canary.get_secret_value() if settings.canary is not None else None
         self._fixed = (fixed,) if fixed else ()
 
@@ -84,7 +95,7 @@ class LeakCheckedChatService:
             if policy.canary:
                 canaries = (new_canary(), *self._fixed)
                 request = place_canary(request, *canaries)
-            if policy.leak_overlap_words:
+            if policy.leak_overlap_words and request.get("model") not in self._quoting:
                 overlap = PromptOverlap(system, policy.leak_overlap_words)
         return request, OutputScanner(canaries=canaries, secrets=True, overlap=overlap)
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from propylon.errors import InvalidRequest
 from propylon.gateway.protocol import ChatStream, EmbeddingModel, JSONObject
+from propylon.guard.canary import strip_canaries
 from propylon.local.sentences import relevance, split_sentences
 
 _WORDS_PER_CHUNK = 4
@@ -380,8 +381,7 @@ def read_context(request: JSONObject) -> Context:
     """The question and the numbered sources of a chat request (see the module docstring)."""
     read = _messages(request)
     messages = [
-        (role, "" if role in _INSTRUCTING_ROLES and _SECRET.search(text) else text)
-        for role, text in read
+        (role, _unless_secret(text) if role in _INSTRUCTING_ROLES else text) for role, text in read
     ]
     users = [i for i, (role, _) in enumerate(messages) if role == "user"]
     final = messages[users[-1]][1] if users else ""
@@ -417,6 +417,12 @@ def read_context(request: JSONObject) -> Context:
             for number, (instructing, text) in enumerate(paragraphs, 1)
         ]
     return Context(question, sources, [text for _, text in read])
+
+
+def _unless_secret(text: str) -> str:
+    """A system prompt without the guard's canary line, or nothing if it says it is secret."""
+    text = strip_canaries(text)
+    return "" if _SECRET.search(text) else text
 
 
 def _messages(request: Any) -> list[tuple[str, str]]:

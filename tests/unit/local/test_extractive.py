@@ -519,3 +519,14 @@ async def test_an_ordinary_system_prompt_is_still_context() -> None:
         ask("How long do customers have for a refund?", system=REFUND)
     )
     assert REFUND in content_of(completion)
+
+
+async def test_the_guards_canary_line_is_neither_context_nor_a_sign_of_secrecy() -> None:
+    from propylon.guard.canary import new_canary, place_canary
+
+    request = place_canary(
+        ask("How long do customers have for a refund?", system=REFUND), new_canary()
+    )
+    completion = await ExtractiveChatModel().complete(request)
+    assert REFUND in content_of(completion)
+    assert "PYL-" not in content_of(completion)
