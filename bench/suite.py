@@ -92,6 +92,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("request_log", "bench.request_log", "cost of recording every request"),
         Benchmark("explorer", "bench.explorer", "requests explorer p95 over many log rows"),
         Benchmark("cache", "bench.cache", "exact- and semantic-hit latency"),
+        Benchmark("leak_checks", "bench.leak_checks", "default-settings CPU of the leak checks"),
         Benchmark("ingestion", "bench.ingestion", "ingestion overhead over the raw embedder"),
         Benchmark("search", "bench.search", "hybrid search p95 at 100,000 chunks"),
         Benchmark("profile", "bench.profile", "py-spy profile of the gateway under load"),

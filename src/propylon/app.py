@@ -34,7 +34,7 @@ from propylon.gateway.cache.cached import CachedChatService
 from propylon.gateway.cache.exact import ExactCache, MemoryExactCache
 from propylon.gateway.cache.semantic import SemanticCache
 from propylon.gateway.cache.stats import CacheStats
-from propylon.gateway.cache.verifier import Verifier
+from propylon.gateway.cache.verifier import JudgeWeights, Verifier
 from propylon.gateway.circuit_breaker import CircuitBreaker
 from propylon.gateway.context_window import ContextWindowCheck
 from propylon.gateway.preflight import PreflightChat
@@ -53,6 +53,7 @@ from propylon.gateway.router import Deployment
 from propylon.gateway.service import Gateway
 from propylon.guard.detector import InjectionDetector, open_detector
 from propylon.guard.guarded import GuardedChatService
+from propylon.guard.leaks import LeakCheckedChatService
 from propylon.guard.moderation import Moderator
 from propylon.http import (
     admin,
@@ -185,6 +186,16 @@ def access_policy(settings: Settings) -> AccessPolicy:
     )
 
 
+def _local_model_names(settings: Settings) -> frozenset[str]:
+    """Names and aliases of the models served only by local deployments."""
+    return frozenset(
+        name
+        for m in settings.models
+        if all(d.provider == "local" for d in m.deployments)
+        for name in (m.name, *m.aliases)
+    )
+
+
 def _uses_local_models(settings: Settings) -> bool:
     """Local deployments, or the semantic cache on the local MiniLM: one instance serves all
     (and the guard, which is handed ``ctx.local_embeddings``)."""
@@ -254,13 +265,24 @@ async def open_cache(
                 embed_request={"model": config.semantic_embedder}
                 if config.semantic_embedder
                 else None,
-                verifier=Verifier() if config.semantic_verify else None,
+                verifier=Verifier(
+                    JudgeWeights.load(), min_probability=config.semantic_min_probability
+                )
+                if config.semantic_verify
+                else None,
                 record_lookups=config.record_lookups,
                 stats=stats,
             )
             stack.push_async_callback(semantic.aclose)  # writes what is queued
+        # Below the cache: the per-request canary never enters a cache key, and only answers
+        # that passed the leak checks are stored.
+        inner: ChatService = gateway
+        if settings.guard.enabled:
+            inner = LeakCheckedChatService(
+                gateway, settings.guard, quoting_models=_local_model_names(settings)
+            )
         yield CachedChatService(
-            gateway,
+            inner,
             settings=config,
             exact=exact,
             semantic=semantic,

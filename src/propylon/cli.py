@@ -307,30 +307,38 @@ def eval_guard(
 
 @eval_app.command("cache")
 def eval_cache(
-    dataset: Annotated[
-        Path, typer.Option(help="The paraphrase-pairs directory (mock_data.json, sts-*.csv).")
-    ] = Path("../shared/data/paraphrase-pairs"),
+    data: Annotated[
+        Path, typer.Option(help="The shared data directory (paraphrase-pairs/, pairs-*/).")
+    ] = Path("../shared/data"),
     output: Annotated[
         Path | None,
         typer.Option(help="Markdown file whose 'Semantic cache precision' section is replaced."),
     ] = None,
+    fit: Annotated[
+        Path | None,
+        typer.Option(help="Also write the judge's weights, fitted on every source, here."),
+    ] = None,
     threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
     int8: Int8Opt = False,
 ) -> None:
-    """Semantic cache: paraphrases answered and wrong hits across thresholds."""
-    from propylon.gateway.cache import evaluation
+    """Semantic cache: wrong hits and answered paraphrases on held-out pair sources."""
+    from propylon.gateway.cache import evaluation, pair_sets
     from propylon.local.minilm import MODEL_ID, MiniLMEmbedder
 
-    if not (dataset / "mock_data.json").is_file():
-        raise typer.BadParameter(f"no mock_data.json in {dataset}", param_hint="--dataset")
-    pairs = evaluation.load_pairs(dataset)
+    pairs = pair_sets.load(data)
+    if not pairs:
+        raise typer.BadParameter(f"no pair sources in {data}", param_hint="--data")
     embedder = MiniLMEmbedder.load(threads=threads, max_batch=32, int8=int8)
     try:
-        rows = asyncio.run(evaluation.evaluate(pairs, embedder))
+        prepared = asyncio.run(evaluation.prepare(pairs, embedder))
     finally:
         embedder.close()
-    section = evaluation.render_markdown(rows, evaluation.choose_threshold(rows), MODEL_ID)
+    results = evaluation.leave_one_source_out(prepared)
+    weights = evaluation.shipped(prepared)
+    section = evaluation.render_markdown(results, weights, MODEL_ID)
     typer.echo(section)
+    if fit is not None:
+        fit.write_bytes(weights.to_json(embedder=MODEL_ID, command="propylon eval cache --fit"))
     if output is not None:
         evaluation.write_section(output, section)
 

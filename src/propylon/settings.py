@@ -208,19 +208,45 @@ class CacheSettings(BaseModel):
         "cache. Unset: the local all-MiniLM-L6-v2.",
     )
     semantic_threshold: float = Field(
-        default=0.94,
+        default=0.80,
         gt=0,
         le=1,
-        description="Cosine similarity a cached question needs to be served to a new one "
-        "(see docs/benchmarks.md, Semantic cache precision).",
+        description="Cosine similarity from which a cached question is a candidate for a new "
+        "one; the second check (`semantic_verify`) then decides (see docs/benchmarks.md, "
+        "Semantic cache precision).",
     )
     semantic_thresholds: dict[str, float] = Field(
         default_factory=dict, description="Per-model thresholds (public model name -> similarity)."
     )
     semantic_verify: bool = Field(
         default=True,
-        description="Second check on a semantic candidate: refuse it when numbers, negations or "
-        "names differ from the question's.",
+        description="Second check on a semantic candidate: a model fitted on labelled question "
+        "pairs weighs the cosine with numbers, negation, question word, names, shared words "
+        "and lengths, and refuses candidates unlikely to have the same answer. Off: cosine "
+        "alone decides (raise `semantic_threshold` then).",
+    )
+    semantic_min_probability: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Probability of 'same answer' the second check needs. Unset: the value "
+        "chosen with the shipped weights (at most 0.5 % of hits wrong on their dev pairs).",
+    )
+    semantic_verify_share: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Share of would-be semantic hits answered by the upstream anyway and "
+        "compared with the cached answer (vCache's sampling). The client gets the fresh "
+        "answer; `/v1/stats` reports the share that disagreed (`semantic_observed_wrong_rate`), "
+        "and an entry caught disagreeing is no longer served to other wordings by this process.",
+    )
+    semantic_agreement: float = Field(
+        default=0.90,
+        gt=0,
+        le=1,
+        description="Cosine of the two answers' embeddings from which a sampled verification "
+        "counts them as the same answer (identical texts always agree).",
     )
     semantic_timeout_s: float = Field(
         default=0.5, gt=0, description="Budget of one semantic lookup (embedding + search)."
@@ -462,10 +488,21 @@ class GuardPolicy(BaseModel):
         description="The same for retrieved text reaching the model (`tool` messages).",
     )
     canary: bool = Field(
-        default=True, description="Place the canary (when one is set) in system prompts."
+        default=True,
+        description="Append a fresh random canary (and `guard.canary`, when set) to every "
+        "request's system prompt; an answer containing it is withheld (400 `canary_leaked`). "
+        "The client never sees the canary.",
     )
     output_checks: bool = Field(
-        default=True, description="Scan answers for leaked secrets and the canary."
+        default=True,
+        description="Scan answers for leaked secrets, the canaries and passages of the system "
+        "prompt. Off: none of the output checks, and no canary.",
+    )
+    leak_overlap_words: int = Field(
+        default=12,
+        ge=0,
+        description="An answer repeating this many consecutive words of the system prompt "
+        "(case and punctuation aside) is withheld (400 `system_prompt_leaked`). 0: off.",
     )
 
 
@@ -523,8 +560,9 @@ class GuardSettings(BaseModel):
     )
     canary: SecretStr | None = Field(
         default=None,
-        description="Secret canary token placed in system prompts; an answer containing it "
-        "is withheld (400 `canary_leaked`) and logged. Unset: no canary.",
+        description="A fixed canary token placed in system prompts next to the per-request "
+        "one (to find leaks in logs elsewhere); an answer containing it is withheld (400 "
+        "`canary_leaked`) and logged. Unset: only the per-request canary.",
     )
     max_windows: int = Field(
         default=32,

@@ -85,8 +85,14 @@ def models(upstream: FakeUpstream) -> list[dict[str, Any]]:
 async def cached_gateway(
     database_url: str, upstream: FakeUpstream, **settings: Any
 ) -> AsyncIterator[Cached]:
-    # A generous lookup budget: a loaded test machine must not turn hits into misses.
-    cache = {"semantic_timeout_s": 10.0, **settings.pop("cache", {})}
+    # A generous lookup budget: a loaded test machine must not turn hits into misses. The
+    # shipped judge serves only near-identical wordings (docs/benchmarks.md); these tests are
+    # about the cache's mechanics, so it is loosened to serve close paraphrases.
+    cache = {
+        "semantic_timeout_s": 10.0,
+        "semantic_min_probability": 0.4,
+        **settings.pop("cache", {}),
+    }
     async with serve_app(
         database_url=database_url, models=models(upstream), admin_key=ADMIN, cache=cache, **settings
     ) as server:
@@ -210,7 +216,7 @@ async def test_another_tenant_never_sees_a_cached_answer(
     await cached.chat(ask("What is the capital of France?"))
     _, headers, _ = await cached.chat(ask(), key=cached.other_key)
     assert headers["x-propylon-cache"] == "miss"
-    paraphrase = ask("What is the capital city of France?")
+    paraphrase = ask("What's the capital of France?")
     _, headers, _ = await cached.chat(paraphrase, key=cached.other_key)
     assert headers["x-propylon-cache"] == "miss"
     _, headers, _ = await cached.chat(paraphrase)
@@ -247,12 +253,12 @@ async def test_semantic_can_be_switched_off_and_the_threshold_raised_per_request
     cached: Cached,
 ) -> None:
     await cached.chat(ask("What is the capital of France?"))
-    paraphrase = "What is the capital city of France?"  # 0.962 cosine
+    paraphrase = "What's the capital of France?"  # 0.9935 cosine
     probe = {"Cache-Control": "no-store"}  # so the probes leave no entries of their own
     off = {"cache": {"semantic": False}}
     _, headers, _ = await cached.chat(ask(paraphrase, propylon=off), headers=probe)
     assert headers["x-propylon-cache"] == "miss"
-    strict = {"cache": {"semantic_threshold": 0.99}}
+    strict = {"cache": {"semantic_threshold": 0.999}}
     _, headers, _ = await cached.chat(ask(paraphrase, propylon=strict), headers=probe)
     assert headers["x-propylon-cache"] == "miss"
     _, headers, _ = await cached.chat(ask(paraphrase), headers=probe)
@@ -449,3 +455,46 @@ async def test_whether_cache_hits_count_against_requests_per_minute_is_a_setting
         )
         seen = [(await gateway.chat(ask(), key=created["key"]))[0] for _ in range(3)]
     assert seen == statuses
+
+
+async def test_a_sampled_semantic_hit_is_answered_by_the_upstream_and_its_verdict_counted(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    upstream.set_behaviour(Behaviour(completion_tokens=1))  # "Echo:" whatever the wording
+    settings = {"semantic_verify_share": 1.0}
+    async with cached_gateway(
+        database_url, upstream, cache=settings, observe={"flush_interval_s": 0.05}
+    ) as gateway:
+        await gateway.chat(ask("How do I reverse a list in Python?"))
+        calls = upstream_calls(upstream)
+        _, headers, _ = await gateway.chat(ask("How can I reverse a list in Python?"))
+        assert headers["x-propylon-cache"] == "verify-agree"
+        assert upstream_calls(upstream) == calls + 1, "sampled: the upstream answered"
+        await records(gateway.server, 2, "limit=2", key=ADMIN)
+        _, stats = await gateway.admin("GET", "/v1/stats?window=1h")
+        _, counters = await gateway.admin("GET", "/admin/cache/stats")
+    assert stats["cache"]["semantic_verified"] == 1
+    assert stats["cache"]["semantic_observed_wrong_rate"] == 0.0
+    assert (counters["verified"], counters["observed_wrong_rate"]) == (1, 0.0)
+
+
+async def test_an_entry_whose_sampled_answer_disagreed_is_not_served_to_other_wordings(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    settings = {"semantic_verify_share": 1.0, "semantic_agreement": 0.999}
+    async with cached_gateway(
+        database_url, upstream, cache=settings, observe={"flush_interval_s": 0.05}
+    ) as gateway:
+        await gateway.chat(ask("How do I reverse a list in Python?"))
+        probe = {"Cache-Control": "no-store"}  # only the first question has an entry
+        _, headers, _ = await gateway.chat(
+            ask("How can I reverse a list in Python?"), headers=probe
+        )
+        assert headers["x-propylon-cache"] == "verify-wrong"
+        _, headers, _ = await gateway.chat(
+            ask("How can I reverse a list in Python?"), headers=probe
+        )
+        assert headers["x-propylon-cache"] == "miss", "the entry is distrusted"
+        await records(gateway.server, 3, "limit=3", key=ADMIN)
+        _, stats = await gateway.admin("GET", "/v1/stats?window=1h")
+    assert stats["cache"]["semantic_observed_wrong_rate"] == 1.0

@@ -13,7 +13,7 @@ from propylon.db.database import Database
 from propylon.db.migrator import migrate
 from propylon.gateway.cache.key import cache_key
 from propylon.gateway.cache.semantic import SemanticCache
-from propylon.gateway.cache.verifier import Verifier
+from propylon.gateway.cache.verifier import JudgeWeights, Verifier
 from propylon.gateway.protocol import Embeddings
 
 
@@ -136,7 +136,7 @@ async def test_an_expired_entry_is_never_served(database: Database, caches: Cach
 async def test_every_lookup_is_recorded_with_its_best_similarity(
     database: Database, caches: Caches
 ) -> None:
-    cache = caches(verifier=Verifier())
+    cache = caches(verifier=Verifier(JudgeWeights.load()))
     await store(cache, "is the boiling point of water 100 degrees")
     await lookup(cache, "is the boiling point of water 100 degrees?")
     await lookup(cache, "is the boiling point of water 90 degrees?")
@@ -144,7 +144,7 @@ async def test_every_lookup_is_recorded_with_its_best_similarity(
 
     hit, rejected, miss = await lookups(cache, database)
     assert hit["outcome"] == "hit" and hit["best_similarity"] > 0.99
-    assert (rejected["outcome"], rejected["reason"]) == ("rejected", "numbers")
+    assert (rejected["outcome"], rejected["reason"]) == ("rejected", "numbers_differ")
     assert miss["outcome"] == "miss" and miss["best_similarity"] < 0.9
 
 

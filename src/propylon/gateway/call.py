@@ -48,7 +48,8 @@ class CallInfo:
     usage: dict[str, Any] | None = None
     first_token_at: float | None = None
     upstream_ms: float = 0.0  # time spent waiting on upstreams (for gateway overhead)
-    cache_status: str | None = None  # "hit-exact" | "hit-semantic" | "miss" | "bypass"
+    # "hit-exact" | "hit-semantic" | "miss" | "bypass" | "verify-agree" | "verify-wrong"
+    cache_status: str | None = None
     cache_similarity: float | None = None
     guard: dict[str, Any] = field(default_factory=dict)
     response_headers: dict[str, str] = field(default_factory=dict)

@@ -3,9 +3,8 @@
 Before the call: user messages are scanned as ``user`` text and tool results as
 ``retrieved`` text; the worst verdict decides, under the policy of the call's tenant or route,
 whether the request is blocked (400 ``prompt_injection_detected``), sanitised, or passed and
-flagged. The canary, when configured, is appended to system prompts. After the call: the answer
-is checked for leaked secrets and the canary; a streamed answer is checked as it accumulates
-and ends with an error event when a check trips.
+flagged. The output checks (canaries, system-prompt overlap, secrets) live in ``leaks.py``,
+below the response cache.
 
 Every call gets ``x-propylon-guard`` (``pass``, ``flag``, ``sanitize``, ``block``, ``off``,
 with the score and the signals) and ``call.guard``, which the request log records.
@@ -16,22 +15,18 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from propylon.errors import PromptInjectionDetected
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
 from propylon.guard import heuristics
-from propylon.guard.canary import place_canary
 from propylon.guard.detector import InjectionDetector, Source, Verdict
-from propylon.guard.messages import text_of, untrusted_pieces
-from propylon.guard.output_scan import Finding, OutputScanner
+from propylon.guard.leaks import HEADER, policy_for
+from propylon.guard.messages import untrusted_pieces
 from propylon.settings import GuardPolicy, GuardSettings
 
 log = logging.getLogger(__name__)
-
-HEADER = "x-propylon-guard"
 
 
 class GuardedChatService:
@@ -43,38 +38,22 @@ class GuardedChatService:
         self._inner = inner
         self._detector = detector
         self._settings = settings
-        canary = settings.canary.get_secret_value() if settings.canary is not None else None
-        self._canary = canary
-        self._scanner = OutputScanner(canary=canary, secrets=True)
 
     def policy(self, call: CallInfo) -> GuardPolicy:
         """The tenant's policy if it has one, else the route's, else the default."""
-        principal = call.principal
-        if principal is not None:
-            for key in (principal.tenant_id, principal.tenant_name):
-                if key in self._settings.tenants:
-                    return self._settings.tenants[key]
-        return self._settings.routes.get(call.endpoint, self._settings.default)
+        return policy_for(self._settings, call)
 
     async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject:
         call = call if call is not None else CallInfo()
         policy = self.policy(call)
         request = await self._inspect(request, call, policy)
-        response = await self._inner.complete(request, call)
-        if policy.output_checks:
-            finding = self._scanner.check(_answer_text(response))
-            if finding is not None:
-                raise self._withheld(call, finding)
-        return response
+        return await self._inner.complete(request, call)
 
     async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
         call = call if call is not None else CallInfo()
         policy = self.policy(call)
         request = await self._inspect(request, call, policy)
-        stream = await self._inner.stream(request, call)
-        if not policy.output_checks:
-            return stream
-        return _CheckedStream(stream, self, call)
+        return await self._inner.stream(request, call)
 
     async def _inspect(
         self, request: JSONObject, call: CallInfo, policy: GuardPolicy
@@ -138,41 +117,7 @@ class GuardedChatService:
         if sanitise and isinstance(messages, list):
             messages = [_sanitised(m) if i in sanitise else m for i, m in enumerate(messages)]
             request = {**request, "messages": messages}
-        if self._canary is not None and policy.canary:
-            request = place_canary(request, self._canary)
         return request
-
-    def _withheld(self, call: CallInfo, finding: Finding) -> PromptInjectionDetected:
-        call.guard["output"] = {"blocked": finding.kind}
-        call.response_headers[HEADER] = f"block; output={finding.kind}"
-        log.warning("answer withheld by output check", extra={"finding": finding.kind})
-        what = "the system prompt's canary" if finding.kind == "canary" else "a secret key"
-        return PromptInjectionDetected(
-            f"The answer was withheld: it contained {what}.", code=finding.code
-        )
-
-
-class _CheckedStream:
-    """Passes chunks on until the accumulated answer trips an output check."""
-
-    def __init__(self, inner: ChatStream, guard: GuardedChatService, call: CallInfo) -> None:
-        self._inner = inner
-        self._guard = guard
-        self._call = call
-        self._check = guard._scanner.stream()
-
-    def __aiter__(self) -> AsyncIterator[JSONObject]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[JSONObject]:
-        async for chunk in self._inner:
-            finding = self._check.feed(_delta_text(chunk))
-            if finding is not None:
-                raise self._guard._withheld(self._call, finding)
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 def _header(outcome: str, verdict: Verdict | None) -> str:
@@ -206,27 +151,3 @@ def _sanitised(message: Any) -> Any:
         ]
         return {**message, "content": parts}
     return message
-
-
-def _answer_text(response: JSONObject) -> str:
-    pieces: list[str] = []
-    for choice in response.get("choices") or []:
-        message = choice.get("message") or {} if isinstance(choice, dict) else {}
-        pieces.append(text_of(message.get("content")))
-        for tool_call in message.get("tool_calls") or []:
-            function = tool_call.get("function") or {} if isinstance(tool_call, dict) else {}
-            pieces.append(str(function.get("arguments") or ""))
-    return "\n".join(pieces)
-
-
-def _delta_text(chunk: JSONObject) -> str:
-    pieces: list[str] = []
-    for choice in chunk.get("choices") or []:
-        delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
-        content = delta.get("content")
-        if isinstance(content, str):
-            pieces.append(content)
-        for tool_call in delta.get("tool_calls") or []:
-            function = tool_call.get("function") or {} if isinstance(tool_call, dict) else {}
-            pieces.append(str(function.get("arguments") or ""))
-    return "".join(pieces)

@@ -15,6 +15,9 @@ Where the context is found:
 * Otherwise the paragraphs of the system, developer, tool and earlier user messages, numbered
   1..n in order. Assistant messages are never context: quoting the model's own earlier
   answers back would be circular.
+* A system or developer message that says it is secret or confidential (or forbids revealing
+  itself) is never context, labelled sources in it included: asked "what is the password?",
+  the model must not quote it.
 
 The question is the last user message. When it carries sources too, or several paragraphs,
 the question is the text after ``Question:`` if there is one, else its last paragraph with a
@@ -37,6 +40,7 @@ from typing import Any
 
 from propylon.errors import InvalidRequest
 from propylon.gateway.protocol import ChatStream, EmbeddingModel, JSONObject
+from propylon.guard.canary import strip_canaries
 from propylon.local.sentences import relevance, split_sentences
 
 _WORDS_PER_CHUNK = 4
@@ -59,6 +63,14 @@ _INSTRUCTION = re.compile(
     r"respond|reply|always|never|do|don't|be|use|keep|act|provide|write|follow|only|cite|"
     r"ignore|avoid|make|help|assist|refuse|summari[sz]e|translate|format|return|output|think|"
     r"explain|include|stay|speak|talk|greet|ask|try|remember|note|consider))\b",
+    re.IGNORECASE,
+)
+# A system prompt that asks to be kept from the user: none of it may be quoted.
+_SECRET = re.compile(
+    r"\b(?:secret|confidential|classified|internal[- ]only|"
+    r"(?:never|not|don't|do not|must not|mustn't|cannot|can't)\s+(?:\w+\s+){0,3}?"
+    r"(?:reveal|share|disclose|repeat|tell|divulge|leak|expose|print|show)|"
+    r"(?:not|never) be (?:revealed|shared|disclosed|repeated))\b",
     re.IGNORECASE,
 )
 _ADDRESSED = re.compile(r"\b(?:assistant|chatbot|the user|user's|users)\b", re.IGNORECASE)
@@ -379,7 +391,10 @@ def _include_usage(request: JSONObject) -> bool:
 
 def read_context(request: JSONObject) -> Context:
     """The question and the numbered sources of a chat request (see the module docstring)."""
-    messages = _messages(request)
+    read = _messages(request)
+    messages = [
+        (role, _unless_secret(text) if role in _INSTRUCTING_ROLES else text) for role, text in read
+    ]
     users = [i for i, (role, _) in enumerate(messages) if role == "user"]
     final = messages[users[-1]][1] if users else ""
     earlier = [
@@ -413,7 +428,13 @@ def read_context(request: JSONObject) -> Context:
             Source(number, text, instructions=instructing)
             for number, (instructing, text) in enumerate(paragraphs, 1)
         ]
-    return Context(question, sources, [text for _, text in messages])
+    return Context(question, sources, [text for _, text in read])
+
+
+def _unless_secret(text: str) -> str:
+    """A system prompt without the guard's canary line, or nothing if it says it is secret."""
+    text = strip_canaries(text)
+    return "" if _SECRET.search(text) else text
 
 
 def _messages(request: Any) -> list[tuple[str, str]]:

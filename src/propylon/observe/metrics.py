@@ -32,7 +32,9 @@ _JOB_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
 _ENDPOINTS = frozenset(
     {"chat", "embeddings", "rag", "responses", "messages", "completions", "rerank"}
 )
-_CACHE_STATUSES = frozenset({"hit-exact", "hit-semantic", "miss", "bypass"})
+_CACHE_STATUSES = frozenset(
+    {"hit-exact", "hit-semantic", "miss", "bypass", "verify-agree", "verify-wrong"}
+)
 # Refusals by Propylon itself (not an upstream's 429).
 _REFUSALS = frozenset({"rate_limit_exceeded", "insufficient_quota"})
 
@@ -100,7 +102,8 @@ class Metrics:
         self.cost = Counter("propylon_cost_usd", "Cost in USD by model.", ["model"], registry=r)
         self.cache = Counter(
             "propylon_cache_requests",
-            "Response cache outcomes: hit-exact, hit-semantic, miss, bypass.",
+            "Response cache outcomes: hit-exact, hit-semantic, miss, bypass, verify-agree, "
+            "verify-wrong (a sampled semantic hit answered by the upstream, and the verdict).",
             ["status"],
             registry=r,
         )

@@ -111,8 +111,12 @@ SELECT count(*) AS requests,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY overhead_ms) AS overhead_p95,
        count(*) FILTER (WHERE cache_status = 'hit-exact') AS cache_exact_hits,
        count(*) FILTER (WHERE cache_status = 'hit-semantic') AS cache_semantic_hits,
-       count(*) FILTER (WHERE cache_status IN ('hit-exact', 'hit-semantic', 'miss'))
+       count(*) FILTER (WHERE cache_status IN ('hit-exact', 'hit-semantic', 'miss',
+                                               'verify-agree', 'verify-wrong'))
            AS cache_lookups,
+       count(*) FILTER (WHERE cache_status IN ('verify-agree', 'verify-wrong'))
+           AS cache_verified,
+       count(*) FILTER (WHERE cache_status = 'verify-wrong') AS cache_verified_wrong,
        coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
        coalesce(sum(completion_tokens), 0) AS completion_tokens,
        coalesce(sum(cached_tokens), 0) AS cached_tokens,
@@ -170,7 +174,8 @@ SELECT GROUPING(key_prefix) = 0 AS by_key,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS latency_p95,
        percentile_cont(0.50) WITHIN GROUP (ORDER BY ttft_ms) AS ttft_p50,
        count(*) FILTER (WHERE cache_status IN ('hit-exact', 'hit-semantic')) AS cache_hits,
-       count(*) FILTER (WHERE cache_status IN ('hit-exact', 'hit-semantic', 'miss'))
+       count(*) FILTER (WHERE cache_status IN ('hit-exact', 'hit-semantic', 'miss',
+                                               'verify-agree', 'verify-wrong'))
            AS cache_lookups,
        coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
        coalesce(sum(completion_tokens), 0) AS completion_tokens,

@@ -68,6 +68,12 @@ async def request_stats(
             ),
             "exact_hit_rate": _ratio(summary["cache_exact_hits"], lookups),
             "semantic_hit_rate": _ratio(summary["cache_semantic_hits"], lookups),
+            # Would-be semantic hits sampled and answered by the upstream instead: the share
+            # whose answers disagreed estimates how often a semantic hit is wrong.
+            "semantic_verified": int(summary["cache_verified"]),
+            "semantic_observed_wrong_rate": _ratio(
+                summary["cache_verified_wrong"], int(summary["cache_verified"])
+            ),
         },
         "tokens": {
             "prompt": int(summary["prompt_tokens"]),

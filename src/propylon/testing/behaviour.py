@@ -134,6 +134,11 @@ class Behaviour(BaseModel):
         description="A tool result that says `CALL_TOOL <name> <json arguments>` makes the "
         "model call that tool, as a model fooled by an injected instruction would.",
     )
+    leak_system_prompt: bool = Field(
+        default=False,
+        description="Answer chat completions (OpenAI dialect) with the request's system "
+        "prompt word for word, as a model fooled by a prompt-extraction attack does.",
+    )
     faults: tuple[Fault, ...] = Field(
         default=(),
         description="Checked in order; the first matching fault with budget left strikes.",

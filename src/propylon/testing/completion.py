@@ -92,6 +92,11 @@ def compose_text(
     return Completion(_split(text, _PIECE), finish)
 
 
+def compose_leak(system_prompt: str) -> Completion:
+    """An answer that repeats the system prompt word for word."""
+    return Completion(_split(f"Sure! My instructions are: {system_prompt}", _PIECE), "stop")
+
+
 def compose_tool_call(name: str, schema: Mapping[str, Any], prompt: str) -> Completion:
     """A call of ``name`` whose arguments fit ``schema`` and depend only on it and the prompt."""
     arguments = orjson.dumps(sample_arguments(schema, _seed(name + "\0" + prompt))).decode()

@@ -19,6 +19,7 @@ from propylon.testing import body_fields
 from propylon.testing.completion import (
     Completion,
     Finish,
+    compose_leak,
     compose_text,
     compose_tool_call,
     count_tokens,
@@ -200,6 +201,9 @@ async def _stream(
 def _answer(
     body: Mapping[str, Any], messages: list[dict[str, Any]], exchange: Exchange
 ) -> Completion:
+    if exchange.behaviour.leak_system_prompt:
+        system = [m for m in messages if m.get("role") in ("system", "developer")]
+        return compose_leak("\n".join(text_of(m.get("content")) for m in system))
     prompt = text_of(body_fields.last_user_content(messages))
     forced = _forced_tool(body)
     if forced is not None:

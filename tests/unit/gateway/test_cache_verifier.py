@@ -1,34 +1,77 @@
-"""The second check refuses candidates that embeddings rate close but mean otherwise."""
+"""The second check: a fitted judge refuses candidates that embeddings rate close but that
+ask something else, and lets paraphrases through."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from propylon.gateway.cache.verifier import Verifier
+from propylon.gateway.cache.pair_features import NAMES, Text, features
+from propylon.gateway.cache.verifier import JudgeWeights, Verifier
 
 
-@pytest.mark.parametrize(
-    ("question", "candidate", "reason"),
-    [
-        ("Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?", "negation"),
-        ("Why doesn't my code compile?", "Why does my code compile?", "negation"),
-        ("Stocks close 0.39% higher", "Stocks close 2.47% higher", "numbers"),
-        ("Chinese shares close higher", "Chinese shares close lower", "direction"),
-        ("News for Friday", "News for Tuesday", "calendar"),
-    ],
-)
-def test_refuses_opposite_meanings(question: str, candidate: str, reason: str) -> None:
-    assert Verifier().refusal(question, candidate) == reason
+@pytest.fixture(scope="module")
+def verifier() -> Verifier:
+    return Verifier(JudgeWeights.load())
 
 
 @pytest.mark.parametrize(
     ("question", "candidate"),
     [
-        ("How do I reverse a list in Python?", "How can I reverse a list in Python?"),
-        ("What is the capital of France?", "What's the capital city of France?"),
-        ("You may want to read chapter 5", "You can look at chapter 5"),
-        ("Prices went higher in 2020", "In 2020 prices rose higher"),
+        ("Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?"),
+        ("Why doesn't my code compile?", "Why does my code compile?"),
+        ("Transfer $200 from savings to checking", "Transfer $250 from savings to checking"),
+        ("Transfer 20 from savings to checking", "Transfer 20 from checking to savings"),
+        ("What is the capital of Peru?", "What is the capital of Chile?"),
+        ("How do I open a new account?", "How do I close my account?"),
     ],
 )
-def test_lets_paraphrases_through(question: str, candidate: str) -> None:
-    assert Verifier().refusal(question, candidate) is None
+def test_refuses_questions_with_another_answer(
+    verifier: Verifier, question: str, candidate: str
+) -> None:
+    assert verifier.refusal(question, candidate, 0.99) is not None, "whatever the cosine"
+
+
+@pytest.mark.parametrize(
+    ("question", "candidate", "similarity"),
+    [
+        ("How do I reverse a list in Python?", "How can I reverse a list in Python?", 0.97),
+        ("What is the capital of France?", "What's the capital of France?", 0.96),
+        ("I need twenty dollars sent to Bob", "I need 20 dollars sent to Bob", 0.93),
+    ],
+)
+def test_lets_paraphrases_through(question: str, candidate: str, similarity: float) -> None:
+    shipped = Verifier(JudgeWeights.load())
+    assert shipped.refusal(question, candidate, 0.995) is None
+    assert shipped.probability(question, candidate, similarity) > 0.3
+    loosened = Verifier(JudgeWeights.load(), min_probability=0.3)
+    assert loosened.refusal(question, candidate, similarity) is None
+
+
+def test_features_read_numbers_names_negation_and_order() -> None:
+    x = dict(
+        zip(
+            NAMES,
+            features(
+                Text.of("Why can't I send 20 euros to Anna from savings?"),
+                Text.of("Why can I send twenty euros from Anna to savings?"),
+                0.9,
+            ),
+            strict=True,
+        )
+    )
+    assert x["closeness"] == pytest.approx(-np.log(0.1))
+    assert x["numbers_differ"] == 0.0, "20 and twenty are one number"
+    assert x["negation_differs"] == 1.0
+    assert x["names_differ"] == 0.0
+    assert x["content_jaccard"] == 1.0 and x["order_swapped"] == 1.0, "to Anna, from Anna"
+
+
+def test_weights_round_trip_and_refuse_other_features(tmp_path: object) -> None:
+    weights = JudgeWeights.load()
+    again = JudgeWeights.from_json(weights.to_json())
+    assert (
+        np.allclose(again.coef, weights.coef) and again.min_probability == weights.min_probability
+    )
+    with pytest.raises(ValueError, match="rebuild"):
+        JudgeWeights.from_json(b'{"features": ["similarity"]}')

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from propylon.guard.canary import place_canary
-from propylon.guard.output_scan import OutputScanner
+from propylon.guard.output_scan import Finding, OutputScanner
 
 KEY = "sk-proj-" + "a1B2c3D4e5F6g7H8i9J0" * 2
 
 
 def test_finds_an_openai_key_and_the_canary() -> None:
-    scanner = OutputScanner(canary="CANARY-93f1c2", secrets=True)
+    scanner = OutputScanner(canaries=("CANARY-93f1c2",), secrets=True)
     assert scanner.check(f"Sure, the key is {KEY}.") is not None
     finding = scanner.check("my marker is CANARY-93f1c2 ok")
     assert finding is not None and finding.code == "canary_leaked"
@@ -19,7 +19,7 @@ def test_finds_an_openai_key_and_the_canary() -> None:
 
 
 def test_a_key_split_across_stream_pieces_is_caught() -> None:
-    check = OutputScanner(canary=None, secrets=True).stream()
+    check = OutputScanner(secrets=True).stream()
     pieces = ["Here ", "it is: ", KEY[:10], KEY[10:25], KEY[25:], " done"]
     findings = [check.feed(piece) for piece in pieces]
     assert findings[:3] == [None, None, None]
@@ -59,9 +59,9 @@ def test_every_secret_shape_is_found_past_the_literal_prefilter() -> None:
     is still found, alone and inside prose."""
     from propylon.guard.output_scan import SECRET_PATTERNS
 
-    scanner = OutputScanner(canary=None, secrets=False)
+    scanner = OutputScanner(secrets=False)
     assert scanner.check(SAMPLES["openai_key"][0]) is None  # secrets off: nothing looked for
-    scanner = OutputScanner(canary=None, secrets=True)
+    scanner = OutputScanner(secrets=True)
     assert set(SAMPLES) == set(SECRET_PATTERNS)
     for kind, samples in SAMPLES.items():
         for sample in samples:
@@ -69,3 +69,37 @@ def test_every_secret_shape_is_found_past_the_literal_prefilter() -> None:
             for text in (sample, f"Here you are: {sample}\nAnything else?"):
                 finding = scanner.check(text)
                 assert finding is not None and finding.code == "secret_leaked", (kind, text)
+
+
+SYSTEM = (
+    "You are the billing assistant of Acme. Never offer refunds above 50 euros without a "
+    "manager's approval, and never mention the internal discount code WINTER-77 to customers."
+)
+
+
+def test_a_run_of_twelve_system_prompt_words_is_a_leak_whatever_the_case_and_punctuation() -> None:
+    from propylon.guard.output_scan import PromptOverlap
+
+    scanner = OutputScanner(secrets=True, overlap=PromptOverlap(SYSTEM, 12))
+    quoted = "My rules: NEVER offer refunds above 50 euros, without a manager's approval and so on"
+    finding = scanner.check(quoted)
+    assert finding is not None and finding.code == "system_prompt_leaked"
+    assert scanner.check("Refunds above 50 euros need a manager's approval.") is None
+    assert scanner.check("I am the billing assistant of Acme; how can I help?") is None
+
+
+def test_a_system_prompt_leak_split_across_stream_pieces_is_caught() -> None:
+    from propylon.guard.output_scan import PromptOverlap
+
+    check = OutputScanner(secrets=True, overlap=PromptOverlap(SYSTEM, 12)).stream()
+    words = f"Sure. {SYSTEM}".split(" ")
+    findings = [check.feed(w + " ") for w in words]
+    first = next(i for i, f in enumerate(findings) if f is not None)
+    assert findings[first] == Finding("system_prompt")
+    assert first == 12, "caught at the twelfth word of the prompt, not later"
+
+
+def test_every_request_gets_its_own_canary() -> None:
+    from propylon.guard.canary import new_canary
+
+    assert len({new_canary() for _ in range(100)}) == 100

@@ -6,6 +6,12 @@ wraps; a complete answer is stored on the way back (a stream once it has finishe
 It writes ``cache_status`` (``hit-exact`` | ``hit-semantic`` | ``miss`` | ``bypass``) and
 ``cache_similarity`` into the ``CallInfo``.
 
+A share of would-be semantic hits (``semantic_verify_share``) is answered by the upstream
+anyway, and the fresh answer compared with the cached one (the sampling of vCache, arXiv
+2502.03771): ``cache_status`` becomes ``verify-agree`` or ``verify-wrong``, ``/v1/stats``
+reports the observed wrong rate, and an entry that disagreed is not served to other wordings
+again by this process.
+
 Never fails a request because of the cache: a Redis outage, a slow or failing database and
 an embedder error are all misses, logged and counted in ``stats``. Only a malformed
 ``propylon.cache`` extension is the caller's error (400).
@@ -16,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -28,7 +36,7 @@ from propylon.gateway.cache.control import CacheDirective, cache_directive
 from propylon.gateway.cache.exact import ExactCache
 from propylon.gateway.cache.key import CacheKey, cache_key
 from propylon.gateway.cache.replay import ReplayedStream
-from propylon.gateway.cache.semantic import Embedding, SemanticCache
+from propylon.gateway.cache.semantic import Embedding, SemanticCache, SemanticHit
 from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
@@ -44,6 +52,7 @@ class _Plan:
     threshold: float
     semantic: bool
     embedding: Embedding | None = None
+    sampled: SemanticHit | None = None  # a would-be hit the upstream answers for comparison
 
 
 class CachedChatService:
@@ -58,8 +67,10 @@ class CachedChatService:
         semantic: SemanticCache | None,
         resolve_model: Callable[[str], str],
         stats: CacheStats | None = None,
+        sample: Callable[[], float] = random.random,
     ) -> None:
         self._inner = inner
+        self._sample = sample
         self._settings = settings
         self._exact = exact
         self._semantic = semantic
@@ -79,8 +90,8 @@ class CachedChatService:
             if cached is not None:
                 return cached
         result = await self._inner.complete(request, call)
-        if plan is not None and plan.directive.store:
-            await self._store(plan, result)
+        if plan is not None:
+            await self._finished(plan, result, call)
         return result
 
     async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
@@ -93,9 +104,9 @@ class CachedChatService:
                 usage = isinstance(options, dict) and options.get("include_usage") is True
                 return ReplayedStream(cached, include_usage=usage)
         stream = await self._inner.stream(request, call)
-        if plan is None or not plan.directive.store:
+        if plan is None or not (plan.directive.store or plan.sampled):
             return stream
-        return _RecordingStream(stream, plan, self)
+        return _RecordingStream(stream, plan, self, call)
 
     async def purge(self, *, tenant_id: str | None = None, model: str | None = None) -> JSONObject:
         """Delete cached answers of a tenant, a model (public name or alias), or both."""
@@ -156,16 +167,18 @@ class CachedChatService:
             return cached
         if plan.semantic and self._semantic is not None:
             hit = await self._semantic_lookup(self._semantic, plan)
+            if hit is not None and self._sample() < self._settings.semantic_verify_share:
+                plan.sampled = hit  # the upstream answers; ``_finished`` compares
+                call.cache_similarity = hit.similarity
+                return None
             if hit is not None:
-                call.served_from_cache("hit-semantic", hit[0].get("usage"), hit[1])
+                call.served_from_cache("hit-semantic", hit.response.get("usage"), hit.similarity)
                 self.stats.hits_semantic += 1
-                return hit[0]
+                return hit.response
         self.stats.misses += 1
         return None
 
-    async def _semantic_lookup(
-        self, semantic: SemanticCache, plan: _Plan
-    ) -> tuple[JSONObject, float] | None:
+    async def _semantic_lookup(self, semantic: SemanticCache, plan: _Plan) -> SemanticHit | None:
         assert plan.key.question is not None
         stage = "embedder"
         started = time.perf_counter()
@@ -188,7 +201,39 @@ class CachedChatService:
                 "ms": (time.perf_counter() - started) * 1000,
             },
         )
-        return (found.hit.response, found.hit.similarity) if found.hit else None
+        return found.hit
+
+    async def _finished(self, plan: _Plan, response: JSONObject, call: CallInfo) -> None:
+        """A complete answer from the upstream: compared if sampled, stored if allowed."""
+        if plan.sampled is not None:
+            await self._verify(plan.sampled, response, call)
+        if plan.directive.store:
+            await self._store(plan, response)
+
+    async def _verify(self, hit: SemanticHit, response: JSONObject, call: CallInfo) -> None:
+        cached, fresh = _answer(hit.response), _answer(response)
+        agree = cached == fresh
+        if not agree and self._semantic is not None:
+            try:
+                async with asyncio.timeout(self._settings.semantic_timeout_s):
+                    a = await self._semantic.embed(cached)
+                    b = await self._semantic.embed(fresh)
+            except Exception as exc:
+                self._failed(
+                    "timeout" if isinstance(exc, TimeoutError) else "embedder", "verify", exc
+                )
+                return
+            agree = a.similarity(b) >= self._settings.semantic_agreement
+        call.cache_status = "verify-agree" if agree else "verify-wrong"
+        self.stats.verified += 1
+        if not agree:
+            self.stats.verified_wrong += 1
+            if hit.entry_id is not None and self._semantic is not None:
+                self._semantic.distrust(hit.entry_id)
+            log.info(
+                "sampled semantic hit disagreed with the upstream",
+                extra={"entry_id": hit.entry_id, "similarity": hit.similarity},
+            )
 
     async def _store(self, plan: _Plan, response: JSONObject) -> None:
         choices = response.get("choices")
@@ -225,10 +270,13 @@ class CachedChatService:
 class _RecordingStream:
     """Passes a live stream through and caches the answer once it has finished cleanly."""
 
-    def __init__(self, inner: ChatStream, plan: _Plan, cache: CachedChatService) -> None:
+    def __init__(
+        self, inner: ChatStream, plan: _Plan, cache: CachedChatService, call: CallInfo
+    ) -> None:
         self._inner = inner
         self._plan = plan
         self._cache = cache
+        self._call = call
 
     def __aiter__(self) -> AsyncIterator[JSONObject]:
         return self._iterate()
@@ -240,7 +288,17 @@ class _RecordingStream:
             yield chunk
         completion = assembler.completion()
         if completion is not None:
-            await self._cache._store(self._plan, completion)
+            await self._cache._finished(self._plan, completion, self._call)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _answer(response: JSONObject) -> str:
+    """The answer's text, case and spacing aside: what two answers must share to be equal."""
+    texts = []
+    for choice in response.get("choices") or []:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        texts.append(content if isinstance(content, str) else "")
+    return re.sub(r"\s+", " ", " ".join(texts)).strip().lower()

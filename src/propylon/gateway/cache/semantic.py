@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 INDEXED_DIMS = frozenset({384, 1536})  # sizes with an HNSW index in migration 0006
 CANDIDATES = 4  # near neighbours handed to the second check
 SWEEP_EVERY = 200  # inserts between two sweeps of expired rows
+DISTRUSTED_MAX = 10_000  # entries remembered as wrong for other wordings (oldest forgotten)
 
 
 class SQLCursor(Protocol):
@@ -124,6 +125,7 @@ class SemanticCache:
         self._verifier = verifier
         self._record = record_lookups
         self._inserts = 0
+        self._distrusted: dict[int, None] = {}  # insertion-ordered set
         self.writes = WriteBehind(self._write, delay_s=write_delay_s, stats=stats)
 
     async def embed(self, question: str) -> Embedding:
@@ -167,6 +169,13 @@ class SemanticCache:
                 }
             )
         return lookup
+
+    def distrust(self, entry_id: int) -> None:
+        """Serve this entry only to its own wording from now on (a sampled verification
+        found its answer wrong for another)."""
+        self._distrusted[entry_id] = None
+        if len(self._distrusted) > DISTRUSTED_MAX:
+            del self._distrusted[next(iter(self._distrusted))]
 
     async def add(
         self, key: CacheKey, question: str, embedding: Embedding, response: JSONObject, ttl_s: int
@@ -236,7 +245,14 @@ class SemanticCache:
             similarity = float(row["similarity"])
             if similarity < threshold:
                 break
-            reason = self._verifier.refusal(question, row["question"]) if self._verifier else None
+            if row["id"] is not None and int(row["id"]) in self._distrusted:
+                rejected, why = rejected + 1, "distrusted"
+                continue
+            reason = (
+                self._verifier.refusal(question, row["question"], similarity)
+                if self._verifier
+                else None
+            )
             if reason is None:
                 entry_id = None if row["id"] is None else int(row["id"])
                 hit = SemanticHit(entry_id, similarity, orjson.loads(row["response"]))

@@ -18,6 +18,8 @@ class CacheStats:
     stores: int = 0
     rejected: int = 0  # semantic candidates refused by the second check
     dropped: int = 0  # semantic entries and lookup records dropped: database away, queue full
+    verified: int = 0  # would-be semantic hits answered by the upstream and compared
+    verified_wrong: int = 0  # of those, the answers that disagreed
     errors: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, object]:
@@ -29,5 +31,8 @@ class CacheStats:
             "stores": self.stores,
             "rejected": self.rejected,
             "dropped": self.dropped,
+            "verified": self.verified,
+            "verified_wrong": self.verified_wrong,
+            "observed_wrong_rate": self.verified_wrong / self.verified if self.verified else None,
             "errors": dict(self.errors),
         }

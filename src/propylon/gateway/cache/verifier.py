@@ -1,126 +1,105 @@
-"""The second check on a semantic candidate: cheap lexical tests for the differences
-sentence embeddings are known to blur.
+"""The second check on a semantic candidate: is it the same question, with the same answer?
 
-A question and its negation, two dates, two percentages or "higher" against "lower" often
-score above 0.9 cosine. The candidate is refused when the two questions disagree on:
+A near neighbour by cosine is only a candidate. ``Verifier`` reads both questions
+(``pair_features.py``). A difference that changes the answer whatever the wording (another
+number, numbers or roles swapped, a negation, an antonym, another name, words added to one
+side only) refuses the candidate outright; otherwise a logistic model fitted on labelled
+pairs turns the cosine, the shared words and word order and the lengths into the probability
+that the cached answer is right for the new question. Below ``min_probability`` the candidate
+is refused, and the reason names the veto, or the feature that pulled hardest against it.
 
-* numbers (digits, with their decimals and units glued on: ``4.14``, ``0.28%``, ``2013``);
-* negation (``not``, ``never``, ``n't``, ``without``…: present in one, absent in the other);
-* direction: one says ``higher`` (``before``, ``up``…) where the other says its opposite;
-* calendar names (weekdays, months, as capitalised words).
-
-Measured in docs/benchmarks.md ("Semantic cache precision").
+The weights are a small JSON asset (``weights/judge.json``) rebuilt by
+``propylon eval cache --fit weights/judge.json``; their ``min_probability`` was chosen on the
+dev split of the fitting sources, and docs/benchmarks.md ("Semantic cache precision")
+reports the error on pair sources the model never saw.
 """
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|\d+(?:[.,:/]\d+)*%?")
-_NUMBER = re.compile(r"\d")
-_NEGATIONS = frozenset(
-    {
-        "not",
-        "never",
-        "none",
-        "nobody",
-        "nothing",
-        "neither",
-        "nor",
-        "cannot",
-        "isnt",
-        "dont",
-        "doesnt",
-        "didnt",
-        "wont",
-        "cant",
-    }
-)
-_OPPOSITES = (
-    ("higher", "lower"),
-    ("up", "down"),
-    ("rise", "fall"),
-    ("rises", "falls"),
-    ("rose", "fell"),
-    ("east", "west"),
-    ("north", "south"),
-    ("acquitted", "convicted"),
-    ("continues", "lifts"),
-    ("gone", "back"),
-    ("gain", "loss"),
-    ("increase", "decrease"),
-    ("more", "less"),
-    ("most", "least"),
-    ("before", "after"),
-    ("above", "below"),
-    ("max", "min"),
-    ("maximum", "minimum"),
-    ("first", "last"),
-    ("best", "worst"),
-    ("buy", "sell"),
-    ("open", "close"),
-    ("opens", "closes"),
-    ("win", "lose"),
-    ("enable", "disable"),
-    ("allow", "deny"),
-    ("true", "false"),
-    ("add", "remove"),
-    ("import", "export"),
-    ("input", "output"),
-    ("largest", "smallest"),
-    ("fastest", "slowest"),
-)
-_CALENDAR = re.compile(
-    r"\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|January|February|March|"
-    r"April|May|June|July|August|September|October|November|December|"
-    r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\b"
-)
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from propylon.gateway.cache.pair_features import NAMES, VETO_COLUMNS, Text, features
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeWeights:
+    """A fitted logistic model over ``pair_features.NAMES`` (standardised inputs)."""
+
+    mean: NDArray[np.float64]
+    scale: NDArray[np.float64]
+    coef: NDArray[np.float64]
+    bias: float
+    min_probability: float
+
+    def logit(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return ((x - self.mean) / self.scale) @ self.coef + self.bias
+
+    def to_json(self, **extra: object) -> bytes:
+        return orjson.dumps(
+            {
+                "features": list(NAMES),
+                "mean": self.mean.round(6).tolist(),
+                "scale": self.scale.round(6).tolist(),
+                "coef": self.coef.round(6).tolist(),
+                "bias": round(self.bias, 6),
+                "min_probability": round(self.min_probability, 4),
+                **extra,
+            },
+            option=orjson.OPT_INDENT_2,
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes) -> JudgeWeights:
+        raw = orjson.loads(data)
+        if list(raw["features"]) != list(NAMES):
+            raise ValueError("judge weights were fitted on other features; rebuild them")
+        return cls(
+            np.asarray(raw["mean"], dtype=np.float64),
+            np.asarray(raw["scale"], dtype=np.float64),
+            np.asarray(raw["coef"], dtype=np.float64),
+            float(raw["bias"]),
+            float(raw["min_probability"]),
+        )
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> JudgeWeights:
+        """The shipped weights, or those at ``path``."""
+        if path is None:
+            data = resources.files("propylon.gateway.cache").joinpath("weights/judge.json")
+            return cls.from_json(data.read_bytes())
+        return cls.from_json(path.read_bytes())
 
 
 class Verifier:
-    """``refusal(question, candidate)``: None when the candidate may be served, else why not."""
+    """``refusal(question, candidate, similarity)``: None when the candidate may be served,
+    else why not (the feature that weighed most against it)."""
 
-    def refusal(self, question: str, candidate: str) -> str | None:
-        a, b = _words(question), _words(candidate)
-        if _numbers(a) != _numbers(b):
-            return "numbers"
-        if _negated(a) != _negated(b):
-            return "negation"
-        if _opposed(a, b):
-            return "direction"
-        if set(_CALENDAR.findall(question)) != set(_CALENDAR.findall(candidate)):
-            return "calendar"
-        return None
+    def __init__(self, weights: JudgeWeights, *, min_probability: float | None = None) -> None:
+        self.weights = weights
+        self.min_probability = (
+            weights.min_probability if min_probability is None else min_probability
+        )
+        self._logit_floor = float(np.log(self.min_probability / (1 - self.min_probability)))
 
+    def probability(self, question: str, candidate: str, similarity: float) -> float:
+        """The model's probability of "same answer" (0 when a veto fires)."""
+        x = features(Text.of(question), Text.of(candidate), similarity)
+        if any(x[column] for column in VETO_COLUMNS):
+            return 0.0
+        return float(1 / (1 + np.exp(-self.weights.logit(x))))
 
-def _words(text: str) -> set[str]:
-    return set(_tokens(text))
-
-
-def _tokens(text: str) -> list[str]:
-    lowered = text.lower().replace("’", "'")
-    out: list[str] = []
-    for word in _WORD.findall(lowered):
-        if word.endswith("n't"):
-            out += [word[:-3], "not"]
-        else:
-            out.append(word.replace("'", ""))
-    return out
-
-
-def _numbers(words: set[str]) -> set[str]:
-    return {w.replace(",", "") for w in words if _NUMBER.search(w)}
-
-
-def _opposed(a: set[str], b: set[str]) -> bool:
-    """One says x where the other says its opposite (and neither says both)."""
-    for x, y in _OPPOSITES:
-        if (x in a and y in b and y not in a and x not in b) or (
-            y in a and x in b and x not in a and y not in b
-        ):
-            return True
-    return False
-
-
-def _negated(words: set[str]) -> bool:
-    return bool(words & _NEGATIONS)
+    def refusal(self, question: str, candidate: str, similarity: float) -> str | None:
+        x = features(Text.of(question), Text.of(candidate), similarity)
+        for column in VETO_COLUMNS:
+            if x[column]:
+                return NAMES[column]
+        if float(self.weights.logit(x)) >= self._logit_floor:
+            return None
+        pull = (x - self.weights.mean) / self.weights.scale * self.weights.coef
+        return NAMES[int(np.argmin(pull))]
