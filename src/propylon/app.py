@@ -528,7 +528,8 @@ def create_app(
 ) -> FastAPI:
     """The HTTP application; its lifespan owns every running part (and the in-process job
     worker, when ``runs_in_process_worker``; tests pass their own ``handlers``). ``settle``:
-    the process is a server, ``settle_heap()`` once started (``propylon serve``)."""
+    the process is a server (``propylon serve``): token encodings are loaded and
+    ``settle_heap()`` runs once started."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -538,6 +539,9 @@ def create_app(
         ) as services:
             app.state.services = services
             if settle:
+                # Loading an encoding takes 0.2-1 s: in a thread now, not on the event loop
+                # of the first request that counts tokens (a stall for every request).
+                await asyncio.to_thread(TokenCounter().preload)
                 settle_heap()
             yield
 
