@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,3 +233,21 @@ async def gateway(
         url = f"http://127.0.0.1:{port}"
         await wait_ready(f"{url}/readyz", proc)
         yield url, proc
+
+
+@asynccontextmanager
+async def served_on_fake_upstream(
+    options: Options, write_config: Callable[[Path, str], Path], name: str
+) -> AsyncIterator[tuple[str, Proc, str]]:
+    """The run's database, a fake upstream and a ready `propylon serve` with the config
+    ``write_config(workdir, upstream_url)`` writes; yields its root URL, its process and an
+    API key of tenant ``bench``."""
+    from bench.keys import bench_key
+
+    async with (
+        embedded_database(options) as database_url,
+        fake_upstream(options.workdir) as (upstream_url, _),
+    ):
+        config = write_config(options.workdir, upstream_url)
+        async with gateway(options.workdir, config, database_url, name=name) as (url, proc):
+            yield url, proc, (await bench_key(url)).value

@@ -20,9 +20,9 @@ from prometheus_client import CollectorRegistry
 from propylon import __version__
 from propylon.access.budgets import price_table
 from propylon.access.directory import KeyDirectory
-from propylon.access.keys import KeyRecord
 from propylon.access.limited import AccessPolicy, LimitsLayer
 from propylon.access.limits import Limits, MemoryRateLimiter, RateLimiter
+from propylon.access.revocation import KeyRevocation
 from propylon.access.store import AccessStore
 from propylon.access.tickets import SocketTickets
 from propylon.access.usage import UsageRecorder
@@ -319,6 +319,22 @@ def job_handlers(services: Services) -> dict[str, Handler]:
     }
 
 
+@asynccontextmanager
+async def open_key_revocation(
+    settings: Settings, store: AccessStore
+) -> AsyncIterator[KeyRevocation]:
+    """``KeyRevocation`` for ``propylon keys revoke``: the runs and job queue of ``serve``
+    over the CLI's database, with its own job-event listener (a queued run cancelled by a
+    worker in between is waited for as ``cancel`` waits for it in ``serve``)."""
+    hub = ProgressHub(store.database.url)
+    await hub.start()
+    try:
+        jobs = JobQueue(store.database, hub, cancel_wait_s=settings.jobs.cancel_wait_s)
+        yield KeyRevocation(store, RunService(store.database, jobs, hub))
+    finally:
+        await hub.close()
+
+
 def key_revoked(services: Services) -> Callable[[str], Awaitable[bool]]:
     """Is the key revoked (or gone)? From memory; a key this process has not heard of yet
     (made a moment ago elsewhere) is read from the database."""
@@ -464,15 +480,6 @@ async def build_services(
         runs = RunService(
             database, job_queue, hub, find_collection=collections.get, mcp=mcp_servers
         )
-
-        async def cancel_runs_of(record: KeyRecord) -> None:
-            reason = f"The API key {record.prefix}… was revoked; the run was cancelled."
-            try:
-                await runs.cancel_queued_of_key(record.tenant_id, record.id, reason)
-            except Exception:  # the revocation stands; workers refuse its runs anyway
-                log.exception("could not cancel the queued runs of a revoked key")
-
-        store.on_revoke(cancel_runs_of)  # revocations by CLI: see ``key_revoked``
         services = Services(
             settings=settings,
             database=database,
@@ -482,6 +489,7 @@ async def build_services(
             rerank=reranker,
             keys=keys,
             access=store,
+            revocation=KeyRevocation(store, runs),
             tickets=SocketTickets(database, keys),
             usage=usage,
             limiter=limiter,
@@ -563,7 +571,8 @@ def create_app(
 ) -> FastAPI:
     """The HTTP application; its lifespan owns every running part (and the in-process job
     worker, when ``runs_in_process_worker``; tests pass their own ``handlers``). ``settle``:
-    the process is a server, ``settle_heap()`` once started (``propylon serve``)."""
+    the process is a server (``propylon serve``): token encodings are loaded and
+    ``settle_heap()`` runs once started."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -573,6 +582,9 @@ def create_app(
         ) as services:
             app.state.services = services
             if settle:
+                # Loading an encoding takes 0.2-1 s: in a thread now, not on the event loop
+                # of the first request that counts tokens (a stall for every request).
+                await asyncio.to_thread(TokenCounter().preload)
                 settle_heap()
             yield
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from propylon.access.directory import KeyDirectory
 from propylon.access.limits import RateLimiter
+from propylon.access.revocation import KeyRevocation
 from propylon.access.store import AccessStore
 from propylon.access.tickets import SocketTickets
 from propylon.access.usage import UsageRecorder
@@ -47,6 +48,7 @@ class Services:
     rerank: RerankService  # /v1/rerank and `retrieval.reranker`: limits and request log
     keys: KeyDirectory
     access: AccessStore
+    revocation: KeyRevocation  # revoke a key and cancel its queued runs (API and CLI alike)
     tickets: SocketTickets  # single-use WebSocket tickets (POST /v1/ws-tickets)
     usage: UsageRecorder  # spend counted per request, written in the background
     limiter: RateLimiter  # ``failures`` counts Redis outages when it is a RedisRateLimiter

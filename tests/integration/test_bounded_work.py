@@ -2,15 +2,17 @@
 bounded, so an 8 MB prompt (refused by the context-window check after the guard and the token
 limit have read it) adds less than 50 ms to the p99 latency of concurrent small requests.
 
-The p99 is compared with a baseline measured the same way just before, so the load of a
-shared test machine cancels out; the heap is settled as `propylon serve` does, so a full
-collection of the test process's objects does not pass for a stall. Unbounded, the same
-request held the event loop for about 5 s (2.1 s counting tokens, 2.8 s of guard scans)."""
+The p99 is compared with a baseline measured the same way just before (200 samples each), so
+the load of a shared test machine cancels out; the process posting the 8 MB is started, with
+the body read, before either (forking the test process is not the server's cost); the heap is
+settled as `propylon serve` does, so a full collection of the test process's objects does not
+pass for a stall. Unbounded, the same request held the event loop for about 5 s (2.1 s
+counting tokens, 2.8 s of guard scans); what is left is decoding the 8 MB of JSON (see the
+`bounded_work` section of docs/benchmarks.md)."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ import pytest
 
 from propylon.local.memory import settle_heap
 from propylon.testing import FakeUpstream
+from propylon.testing.poster import Poster
 from tests.support.servers import AppServer, serve_app
 
 
@@ -52,32 +55,7 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-POST = """
-import json, sys, urllib.error, urllib.request
-url, path, key = sys.argv[1:4]
-data = open(path, "rb").read()
-req = urllib.request.Request(url, data=data, method="POST", headers={
-    "Authorization": "Bearer " + key, "Content-Type": "application/json"})
-try:
-    with urllib.request.urlopen(req, timeout=120) as resp:
-        print(resp.status, "")
-except urllib.error.HTTPError as err:
-    print(err.code, json.loads(err.read())["error"]["code"])
-"""
-
-
-async def post_from_another_process(
-    url: str, body: bytes, headers: dict[str, str], tmp_path: Path
-) -> tuple[int, str]:
-    path = tmp_path / "big.json"
-    path.write_bytes(body)
-    key = headers["Authorization"].removeprefix("Bearer ")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", POST, url, str(path), key, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    status, code = out.decode().split()
-    return int(status), code
+SAMPLES = 200  # small requests in each phase (4 loops): p99 is the 2nd slowest of 200
 
 
 async def test_an_8_mb_request_adds_under_50_ms_to_the_p99_of_small_requests(
@@ -92,6 +70,8 @@ async def test_an_8_mb_request_adds_under_50_ms_to_the_p99_of_small_requests(
     assert 7_900_000 < len(big) < 8 * 1024 * 1024  # 8 MB, under the body limit
     headers = {**server.headers, "Content-Type": "application/json"}
     url = f"{server.v1}/chat/completions"
+    # Started before measuring: forking this process and writing 8 MB are the test's costs.
+    poster = await Poster.ready(url, big, server.api_key, tmp_path)
     latencies: list[float] = []
     done = asyncio.Event()
 
@@ -108,22 +88,23 @@ async def test_an_8_mb_request_adds_under_50_ms_to_the_p99_of_small_requests(
             await one_small()
         settle_heap()
         latencies.clear()
-        await asyncio.gather(*(repeat(one_small, 25) for _ in range(4)))
+        await asyncio.gather(*(repeat(one_small, SAMPLES // 4) for _ in range(4)))
         baseline = p99(latencies)
         latencies.clear()
 
-        async def small_loop() -> None:
-            while not done.is_set():
+        async def small_loop() -> None:  # as many samples as the baseline, the 8 MB among them
+            while not done.is_set() or len(latencies) < SAMPLES:
                 await one_small()
 
         loops = [asyncio.create_task(small_loop()) for _ in range(4)]
-        try:  # from another process: this loop's time is the server's and the small ones'
-            status, code = await post_from_another_process(url, big, headers, tmp_path)
+        try:
+            status, code = await poster.post()
         finally:
             done.set()
             await asyncio.gather(*loops)
 
     assert (status, code) == (400, "context_length_exceeded")
-    assert len(latencies) >= 4
-    during = p99(latencies)
-    assert during - baseline < 50.0, (baseline, sorted(latencies)[-10:])
+    assert len(latencies) >= SAMPLES
+    # The 2nd slowest, as the baseline's p99 of 200: more samples here make it only stricter.
+    during = sorted(latencies)[-2]
+    assert during - baseline < 50.0, (baseline, during, sorted(latencies)[-6:])

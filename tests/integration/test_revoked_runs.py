@@ -1,13 +1,18 @@
 """A run queued by a key that is revoked before a worker reaches it is cancelled, not run: the
-model is never called on the revoked key's behalf. Revoked through the admin API, the key's
-queued runs are cancelled at once; revoked by the CLI (another process), the worker that
-reaches one refuses it."""
+model is never called on the revoked key's behalf. Revoked through the admin API or by
+`propylon keys revoke` (another process), the key's queued runs are cancelled at once, by the
+same ``KeyRevocation``; a run that escaped that (claimed in between, or a revocation written
+by an older release) is refused by the worker that reaches it."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from typing import Any
 
 import aiohttp
+import pytest
 
 from propylon.access.store import AccessStore
 from propylon.app import job_handlers, running_worker
@@ -45,7 +50,7 @@ async def test_a_run_of_a_key_revoked_elsewhere_is_cancelled_by_the_worker_unrun
                 assert resp.status == 202
                 run: dict[str, Any] = await resp.json()
             assert run["state"] == "queued"
-            # As `propylon keys revoke` does, from another process: no hook of this server's.
+            # Only the key's row, from another process: its runs are left to the workers.
             await AccessStore(services.database).revoke(record.id)
 
             hub = ProgressHub(database_url)
@@ -65,8 +70,28 @@ async def test_a_run_of_a_key_revoked_elsewhere_is_cancelled_by_the_worker_unrun
     assert upstream.calls.get("/v1/chat/completions", 0) == 0
 
 
-async def test_revoking_a_key_through_the_api_cancels_its_queued_runs_at_once(
-    database_url: str, upstream: FakeUpstream
+async def revoke_with_the_cli(database_url: str, key_id: str) -> None:
+    """`propylon keys revoke` in its own process, on the server's database."""
+    env = {**os.environ, "DATABASE_URL": database_url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "propylon",
+        "keys",
+        "revoke",
+        key_id,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert key_id in out.decode()
+
+
+@pytest.mark.parametrize("by", ["api", "cli"])
+async def test_revoking_a_key_cancels_its_queued_runs_at_once(
+    database_url: str, upstream: FakeUpstream, by: str
 ) -> None:
     jobs = {"in_process_worker": False}
     async with serve_app(
@@ -83,11 +108,14 @@ async def test_revoking_a_key_through_the_api_cancels_its_queued_runs_at_once(
                 ) as resp:
                     assert resp.status == 202
                     runs.append(await resp.json())
-            async with http.post(
-                f"{server.url}/admin/keys/{record.id}/revoke",
-                headers={"Authorization": "Bearer admin-for-revoke"},
-            ) as resp:
-                assert resp.status == 200
+            if by == "cli":
+                await revoke_with_the_cli(database_url, record.id)
+            else:
+                async with http.post(
+                    f"{server.url}/admin/keys/{record.id}/revoke",
+                    headers={"Authorization": "Bearer admin-for-revoke"},
+                ) as resp:
+                    assert resp.status == 200
         states = [(await services.runs.get(record.tenant_id, r["id"])) for r in runs]
     assert [s["state"] for s in states] == ["cancelled", "cancelled", "queued"]
     assert "revoked" in states[0]["error"]

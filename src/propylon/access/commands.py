@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import typer
 
 from propylon.access.budgets import Budget
+from propylon.access.keys import KeyRecord
 from propylon.access.limits import Limits
 from propylon.access.store import AccessStore
 from propylon.errors import PropylonError
@@ -61,6 +62,18 @@ def _run(
     *,
     create_database: bool = False,
 ) -> T:
+    return _run_with_settings(
+        config, data_dir, lambda store, _: work(store), create_database=create_database
+    )
+
+
+def _run_with_settings(
+    config: Path | None,
+    data_dir: Path | None,
+    work: Callable[[AccessStore, Settings], Awaitable[T]],
+    *,
+    create_database: bool = False,
+) -> T:
     from propylon.db.connect import open_database
     from propylon.db.migrator import migrate
 
@@ -73,7 +86,7 @@ def _run(
     async def _go() -> T:
         async with open_database(settings) as database:
             await migrate(database)
-            return await work(AccessStore(database))
+            return await work(AccessStore(database), settings)
 
     try:
         return asyncio.run(_go())
@@ -208,8 +221,15 @@ def keys_revoke(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Revoke a key; running servers refuse it at once."""
-    _echo(_run(config, data_dir, lambda s: s.revoke(ref)).describe())
+    """Revoke a key; running servers refuse it at once and its queued runs are cancelled."""
+
+    async def revoke(store: AccessStore, settings: Settings) -> KeyRecord:
+        from propylon.app import open_key_revocation
+
+        async with open_key_revocation(settings, store) as revocation:
+            return await revocation.revoke(ref)
+
+    _echo(_run_with_settings(config, data_dir, revoke).describe())
 
 
 @keys_app.command("usage")

@@ -8,7 +8,7 @@ change) reloads it at once.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,17 +45,11 @@ class AccessStore:
     def __init__(self, database: Database) -> None:
         self.database = database
         self._observers: list[Callable[[KeyRecord], None]] = []
-        self._on_revoke: list[Callable[[KeyRecord], Awaitable[None]]] = []
 
     def observe(self, callback: Callable[[KeyRecord], None]) -> None:
         """Call ``callback`` with each key this store creates or revokes, before returning:
         the process that made a change sees it at once, others through NOTIFY."""
         self._observers.append(callback)
-
-    def on_revoke(self, callback: Callable[[KeyRecord], Awaitable[None]]) -> None:
-        """Await ``callback`` with each key this store revokes (after the revocation is
-        committed): the composition root cancels the key's queued runs with it."""
-        self._on_revoke.append(callback)
 
     def _changed(self, record: KeyRecord) -> KeyRecord:
         for callback in self._observers:
@@ -180,14 +174,14 @@ class AccessStore:
         return record
 
     async def revoke(self, ref: str, tenant_id: str | None = None) -> KeyRecord:
+        """Mark the key revoked and notify every server. Callers revoke through
+        ``KeyRevocation``, which also cancels the key's queued runs."""
         record = await self.find_key(ref, tenant_id)
         async with self.database.connection() as conn:
             await conn.execute(query("revoke_key"), {"key_id": record.id})
             await conn.execute(query("notify"), {"payload": f"key:{record.id}"})
         [revoked] = await self.keys(key_id=record.id)
         self._changed(revoked)
-        for callback in self._on_revoke:
-            await callback(revoked)
         return revoked
 
     async def usage(self, ref: str, days: int = 31, tenant_id: str | None = None) -> dict[str, Any]:

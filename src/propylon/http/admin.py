@@ -83,7 +83,7 @@ async def list_keys(request: Request, tenant: str | None = None) -> Response:
 async def revoke_key(request: Request, ref: str) -> Response:
     """Revoke a key by id, display prefix or name; every replica refuses it at once."""
     principal = await authenticate_admin(request)
-    revoked = await services(request).access.revoke(ref, tenant_id=_scope(principal))
+    revoked = await services(request).revocation.revoke(ref, tenant_id=_scope(principal))
     return json_response(revoked.describe())
 
 
