@@ -350,10 +350,12 @@ def key_revoked(services: Services) -> Callable[[str], Awaitable[bool]]:
 
 
 def risk_screen(detector: InjectionDetector | None, settings: Settings) -> RiskScreen | None:
-    """Scores ingested chunks with the guard's detector, as retrieved (untrusted) text."""
+    """Scores ingested chunks with the guard's full detector (the classifier too, whatever
+    ``retrieved_classifier`` says: it runs once per chunk, off the request path), as
+    retrieved (untrusted) text, so ``retrieval.exclude_risk_at`` works by default."""
     if detector is None:
         return None
-    classify = settings.guard.retrieved_classifier
+    classify = settings.guard.classifier
 
     async def screen(texts: list[str]) -> list[float | None]:
         verdicts = await detector.scan_many(texts, "retrieved", classify=classify)

@@ -515,13 +515,15 @@ class GuardSettings(BaseModel):
     classifier: bool = Field(
         default=True,
         description="Run the MiniLM classifier after the heuristics (about 5 ms of CPU per "
-        "short new message; verdicts are cached by text). Off: heuristics only.",
+        "short new message; verdicts are cached by text), and on every chunk at ingestion. "
+        "Off: heuristics only.",
     )
     retrieved_classifier: bool = Field(
         default=False,
         description="Also run the classifier on retrieved text inside requests (tool results, "
         "context-engine sources): one embedding per line or sentence, about 5 ms each. Off: "
-        "heuristics only there; score documents once, at ingestion, with the detector instead.",
+        "heuristics only there. Ingested documents are always screened with the classifier "
+        "(once per chunk, at ingestion) while `classifier` is on.",
     )
     user_flag_threshold: float | None = Field(
         default=None,

@@ -1,4 +1,4 @@
-"""`propylon eval guard` runs as a real process and prints its table (a small smoke run)."""
+"""`propylon eval guard` runs as a real process and prints its tables (a small smoke run)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,28 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
-async def test_eval_guard_prints_accuracy_precision_recall_and_fpr(tmp_path: Path) -> None:
+async def test_eval_guard_reports_held_out_sources_lengths_and_documents(tmp_path: Path) -> None:
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nSomeone else's section.\n")
     out = await run_propylon(
-        "eval", "guard", "--data", str(DATA), "--limit", "6", "--output", str(docs)
+        "eval",
+        "guard",
+        "--data",
+        str(DATA),
+        "--per-source",
+        "8",
+        "--limit",
+        "4",
+        "--output",
+        str(docs),
     )
-    assert "| set | n | accuracy | balanced acc. | precision | recall | FPR |" in out
-    for name in ("deepset test (user)", "BIPIA held-back (retrieved)", "NotInject", "all sets"):
+    assert "| held-out source | benign | attacks | balanced acc. | recall |" in out
+    for name in ("| deepset |", "| jailbreakbench |", "| hard-negatives |", "| all sources |"):
         assert name in out
+    for bucket in ("| < 200 |", "| 200–1,000 |", "| > 1,000 |"):
+        assert bucket in out
+    assert "| BIPIA held-back (emails, tables, code) |" in out
     written = docs.read_text()
     assert "Someone else's section." in written
-    assert "## Prompt-injection detection" in written
+    assert "## Prompt-injection detection, unseen sources" in written
+    assert "## Attacks inside documents, server defaults" in written

@@ -1,0 +1,167 @@
+"""``propylon eval guard``: leave-one-source-out, the detector's accuracy on sources it was not
+trained on.
+
+For each source of the corpus (``corpus.py``): fit the user head on every other source
+(75 % of each), choose its flag and block thresholds on the other 25 % of those sources
+(``fitting.fit_calibrated``), then score the held-out source with heuristics + classifier
+exactly as the detector does (max over windows). Nothing of the held-out source is seen by
+the weights or by the thresholds. Results by source and by length bucket.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from propylon.guard.fitting import Featurised, fit_calibrated, text_scores
+
+BUCKETS = (("< 200", 0, 200), ("200–1,000", 200, 1001), ("> 1,000", 1001, 10**12))
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    origin: str
+    length: int
+    label: int
+    score: float
+    flag: float
+    block: float
+
+    @property
+    def flagged(self) -> bool:
+        return self.score >= self.flag
+
+    @property
+    def blocked(self) -> bool:
+        return self.score >= self.block
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    name: str
+    benign: int
+    attacks: int
+    flagged_benign: int
+    blocked_benign: int
+    detected: int  # attacks flagged or blocked
+    blocked_attacks: int
+
+    @property
+    def fpr(self) -> float | None:
+        return self.flagged_benign / self.benign if self.benign else None
+
+    @property
+    def blocked_fpr(self) -> float | None:
+        return self.blocked_benign / self.benign if self.benign else None
+
+    @property
+    def recall(self) -> float | None:
+        return self.detected / self.attacks if self.attacks else None
+
+    @property
+    def balanced_accuracy(self) -> float | None:
+        if self.recall is None or self.fpr is None:
+            return None
+        return (self.recall + 1.0 - self.fpr) / 2.0
+
+
+def leave_one_source_out(data: Featurised) -> list[Prediction]:
+    """Every text scored by a head (and thresholds) fitted without its source."""
+    origins = np.array([e.origin for e in data.examples])
+    out: list[Prediction] = []
+    for origin in sorted(set(origins.tolist())):
+        held = origins == origin
+        calibrated = fit_calibrated(data, ~held)
+        scores = text_scores(calibrated.head, data, held)
+        thresholds = calibrated.thresholds
+        for example, score in zip(
+            [e for e, h in zip(data.examples, held, strict=True) if h], scores, strict=True
+        ):
+            out.append(
+                Prediction(
+                    origin,
+                    len(example.text),
+                    example.label,
+                    float(score),
+                    thresholds["flag"],
+                    thresholds["block"],
+                )
+            )
+    return out
+
+
+def rows(predictions: list[Prediction]) -> tuple[list[Row], list[Row]]:
+    """(one row per held-out source + all, one row per length bucket)."""
+    by_source = [
+        _row(origin, [p for p in predictions if p.origin == origin])
+        for origin in sorted({p.origin for p in predictions})
+    ]
+    by_source.append(_row("all sources", predictions))
+    by_length = [
+        _row(name, [p for p in predictions if low <= p.length < high])
+        for name, low, high in BUCKETS
+    ]
+    return by_source, by_length
+
+
+def _row(name: str, predictions: list[Prediction]) -> Row:
+    benign = [p for p in predictions if p.label == 0]
+    attacks = [p for p in predictions if p.label == 1]
+    return Row(
+        name,
+        len(benign),
+        len(attacks),
+        sum(p.flagged for p in benign),
+        sum(p.blocked for p in benign),
+        sum(p.flagged for p in attacks),
+        sum(p.blocked for p in attacks),
+    )
+
+
+def render(table: list[Row], first: str) -> str:
+    lines = [
+        f"| {first} | benign | attacks | balanced acc. | recall | flagged benign "
+        "| blocked benign | blocked attacks |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in table:
+        blocked_attacks = r.blocked_attacks / r.attacks if r.attacks else None
+        lines.append(
+            f"| {r.name} | {r.benign} | {r.attacks} | {percent(r.balanced_accuracy)} | "
+            f"{percent(r.recall)} | {percent(r.fpr)} | {percent(r.blocked_fpr)} | "
+            f"{percent(blocked_attacks)} |"
+        )
+    return "\n".join(lines)
+
+
+def render_markdown(predictions: list[Prediction], seconds: float) -> str:
+    """The "Prompt-injection detection, unseen sources" section of docs/benchmarks.md."""
+    by_source, by_length = rows(predictions)
+    flags = sorted({(p.origin, p.flag, p.block) for p in predictions})
+    spread = (
+        f"flag {min(f for _, f, _ in flags):.3f}–{max(f for _, f, _ in flags):.3f}, "
+        f"block {min(b for _, _, b in flags):.3f}–{max(b for _, _, b in flags):.3f}"
+    )
+    return (
+        "## Prompt-injection detection, unseen sources\n\n"
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `propylon eval "
+        "guard --data ../shared/data --output docs/benchmarks.md` "
+        f"({seconds / 60:.0f} min on the shared 2-core machine). Leave-one-source-out on the "
+        "user-input corpus: for each source, the user head is fitted on 75 % of every other "
+        "source, its thresholds chosen on the remaining 25 % of those sources (goal there: "
+        "≤ 1.5 % of benign texts flagged, ≤ 0.2 % blocked), and the held-out source is scored "
+        "as the detector scores it (heuristics and the maximum over 600-character windows). "
+        f"Thresholds chosen per fold: {spread}. Detected = flagged or blocked.\n\n"
+        "By held-out source:\n\n"
+        + render(by_source, "held-out source")
+        + "\n\nBy length (all held-out predictions pooled):\n\n"
+        + render(by_length, "length (characters)")
+        + "\n"
+    )
+
+
+def percent(value: float | None) -> str:
+    """A share as "12.3 %", or "–" when there is nothing to divide by."""
+    return "–" if value is None else f"{100.0 * value:.1f} %"
