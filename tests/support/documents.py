@@ -117,12 +117,12 @@ def docx_of_tiny_paragraphs(xml_bytes: int = 190 * 1024 * 1024) -> bytes:
     return out.getvalue()
 
 
-def lying_zip_bomb(real_bytes: int = 1024 * 1024 * 1024) -> bytes:
-    """A DOCX with a member of ``real_bytes`` zeros whose headers claim 1 KB: a check that
-    trusts ``ZipInfo.file_size`` lets it through."""
+def lying_zip_bomb(real_bytes: int = 1024 * 1024 * 1024, base: bytes | None = None) -> bytes:
+    """A DOCX (or the ZIP-based ``base``) with a member of ``real_bytes`` zeros whose headers
+    claim 1 KB: a check that trusts ``ZipInfo.file_size`` lets it through."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        with zipfile.ZipFile(io.BytesIO(docx_with_table())) as source:
+        with zipfile.ZipFile(io.BytesIO(base or docx_with_table())) as source:
             for info in source.infolist():
                 archive.writestr(info, source.read(info))
         with archive.open("word/media/bomb.bin", "w") as member:

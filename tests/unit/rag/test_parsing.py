@@ -64,7 +64,7 @@ async def test_docx_tables_stay_in_place_and_headings_are_kept() -> None:
     assert parsed.text.split("\n\n") == [
         "Quarterly report",
         "Revenue grew in every region this quarter.",
-        "Region | Revenue\nNorth | 120\nSouth | 95",
+        "| Region | Revenue |\n| --- | --- |\n| North | 120 |\n| South | 95 |",
         "Outlook",
         "We expect steady growth next year.",
     ]
@@ -91,8 +91,7 @@ async def test_html_keeps_structure_and_drops_scripts_and_navigation() -> None:
         "First bold point.",
         "item one",
         "item two",
-        "k | v",
-        "a | 1",
+        "| k | v |\n| --- | --- |\n| a | 1 |",
     ]
     assert parsed.spans[0].kind == "heading"
 
