@@ -160,3 +160,27 @@ def corrupt_pdf() -> bytes:
     """A PDF header, then a cross-reference table and objects cut to pieces."""
     good = pdf([["this text is lost"]])
     return good[:400] + bytes(range(256)) * 8 + good[-200:]
+
+
+def pdf_with_table(
+    before: str, rows: Sequence[Sequence[str]], after: str, *, pages: int = 1
+) -> bytes:
+    """``pages`` pages, each a line of text, a ruled table of ``rows`` below it, then a line."""
+    from reportlab.lib import colors
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    buffer = io.BytesIO()
+    style = getSampleStyleSheet()["Normal"]
+    story: list[object] = []
+    for number in range(pages):
+        table = Table([list(row) for row in rows])
+        table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.5, colors.black)]))
+        story += [Paragraph(before, style), Spacer(1, 12), table, Spacer(1, 12)]
+        story += [Paragraph(after, style)]
+        if number < pages - 1:
+            from reportlab.platypus import PageBreak as ReportlabPageBreak
+
+            story.append(ReportlabPageBreak())
+    SimpleDocTemplate(buffer, pagesize=A4).build(story)  # type: ignore[arg-type]
+    return buffer.getvalue()

@@ -198,3 +198,22 @@ async def test_a_parse_over_its_memory_limit_fails_with_the_reason() -> None:
     limits = ParseLimits(max_memory_bytes=512 * 1024 * 1024)
     with pytest.raises(DocumentLimitExceeded, match="more memory than the limit of 512 MB"):
         await extract(data, filename="paragraphs.docx", limits=limits)
+
+
+async def test_pdf_tables_become_markdown_tables_in_their_place() -> None:
+    rows = [["Region", "Q1", "Q2"], ["North", "120", "130"], ["South", "95", "99"]]
+    data = documents.pdf_with_table("Revenue by region follows.", rows, "That ends the table.")
+    parsed = await extract(data)
+    assert parsed.text.split("\n\n") == [
+        "Revenue by region follows.",
+        "| Region | Q1 | Q2 |\n| --- | --- | --- |\n| North | 120 | 130 |\n| South | 95 | 99 |",
+        "That ends the table.",
+    ]
+    assert [span.kind for span in parsed.spans] == ["paragraph", "table", "paragraph"]
+
+
+async def test_a_table_header_on_every_page_is_not_taken_for_a_running_head() -> None:
+    rows = [["Item", "Count"], ["bolts", "12"]]
+    parsed = await extract(documents.pdf_with_table("Stock list.", rows, "End.", pages=3))
+    assert parsed.text.count("| Item | Count |") == 3
+    assert [span.kind for span in parsed.spans] == ["table"] * 3  # the repeated lines went

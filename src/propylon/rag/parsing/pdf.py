@@ -3,8 +3,9 @@
 PDFium keeps the reading order of multi-column layouts and marks the hyphen of a word broken
 across lines with U+0002 (U+FFFE in pypdfium2's text), which is removed together with the
 line break so the word comes back whole. Lines repeated at the top or bottom of most pages
-(running headers, footers, page numbers) are dropped. Each page is loaded, read and closed
-before the next, so memory stays flat however long the document is.
+(running headers, footers, page numbers) are dropped. Ruled tables become Markdown tables in
+their place (``pdf_tables``). Each page is loaded, read and closed before the next, so memory
+stays flat however long the document is.
 
 PDFium is not thread-safe: this runs on the worker's own thread, never in a thread pool.
 """
@@ -20,6 +21,12 @@ import pypdfium2 as pdfium
 
 from propylon.rag.errors import CorruptDocument, DocumentLimitExceeded, EncryptedDocument
 from propylon.rag.parsing.document import Block, PageBreak, ParseLimits
+from propylon.rag.parsing.pdf_tables import (
+    TABLE_MARK,
+    TableFinder,
+    has_rules,
+    page_text_with_tables,
+)
 
 _SOFT_HYPHEN = re.compile(r"[\x02\ufffe]\r?\n?")
 _DIGITS = re.compile(r"\d+")
@@ -40,9 +47,11 @@ def parse_pdf(data: bytes, limits: ParseLimits) -> Iterator[Block | PageBreak]:
             ) from None
         yield from _parse_with_pypdf(data, limits)
         return
+    finder = TableFinder(data)
     try:
-        yield from _pages(_pdfium_pages(document, limits), len(document))
+        yield from _pages(_pdfium_pages(document, limits, finder), len(document))
     finally:
+        finder.close()
         document.close()
 
 
@@ -53,14 +62,21 @@ def _check_pages(count: int, limits: ParseLimits) -> None:
         )
 
 
-def _pdfium_pages(document: pdfium.PdfDocument, limits: ParseLimits) -> Iterator[str]:
+def _pdfium_pages(
+    document: pdfium.PdfDocument, limits: ParseLimits, finder: TableFinder
+) -> Iterator[str]:
     _check_pages(len(document), limits)
     for index in range(len(document)):
         page = document[index]
         try:
             textpage = page.get_textpage()
             try:
-                yield textpage.get_text_range()
+                tables = finder.tables(index) if has_rules(page) else []
+                if tables:
+                    width, height = page.get_size()
+                    yield page_text_with_tables(textpage, width, height, tables)
+                else:
+                    yield textpage.get_text_range()
             finally:
                 textpage.close()
         finally:
@@ -120,8 +136,9 @@ def _pages(texts: Iterator[str], count: int) -> Iterator[Block | PageBreak]:
 
 
 def _edges(lines: list[str]) -> set[int]:
-    """Indices of the first and last non-blank lines of a page."""
-    content = [i for i, line in enumerate(lines) if line.strip()]
+    """Indices of the first and last non-blank lines of a page; a table's rows (a table's
+    header repeated on each page) are never running heads."""
+    content = [i for i, line in enumerate(lines) if line.strip() and not _in_table(line)]
     return set(content[:EDGE_LINES] + content[-EDGE_LINES:])
 
 
@@ -142,5 +159,12 @@ def _page_blocks(
         line for i, line in enumerate(lines) if not (i in edges and _edge_key(line) in repeated)
     ]
     for paragraph in _PARAGRAPH_GAP.split("\n".join(kept)):
-        if paragraph.strip():
+        body = paragraph.strip()
+        if body.startswith(TABLE_MARK):
+            yield Block("table", body.strip(TABLE_MARK))
+        elif body:
             yield Block("paragraph", paragraph)
+
+
+def _in_table(line: str) -> bool:
+    return line.startswith(("|", TABLE_MARK))
