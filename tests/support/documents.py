@@ -182,5 +182,5 @@ def pdf_with_table(
             from reportlab.platypus import PageBreak as ReportlabPageBreak
 
             story.append(ReportlabPageBreak())
-    SimpleDocTemplate(buffer, pagesize=A4).build(story)  # type: ignore[arg-type]
+    SimpleDocTemplate(buffer, pagesize=A4).build(story)
     return buffer.getvalue()
