@@ -6,6 +6,7 @@ import io
 import struct
 import zipfile
 from collections.abc import Sequence
+from typing import Any
 
 import docx
 from pypdf import PdfReader, PdfWriter
@@ -184,3 +185,50 @@ def pdf_with_table(
             story.append(ReportlabPageBreak())
     SimpleDocTemplate(buffer, pagesize=A4).build(story)
     return buffer.getvalue()
+
+
+def scanned_pdf(pages: Sequence[Sequence[str]], *, text_layer_first: bool = False) -> bytes:
+    """Pages that are pictures of text (no text layer), as a scanner makes them: each page's
+    lines drawn into a PDF, rendered to an image at 144 dpi, and that image placed on a page
+    of its own. ``text_layer_first`` puts an ordinary text page before them."""
+    from reportlab.lib.utils import ImageReader
+
+    width, height = 420, 40 + 22 * max(len(lines) for lines in pages)
+    buffer = io.BytesIO()
+    page_canvas = canvas.Canvas(buffer, pagesize=(width, height))
+    if text_layer_first:
+        page_canvas.setFont("Helvetica", 12)
+        page_canvas.drawString(20, height - 30, "This first page has a real text layer.")
+        page_canvas.showPage()
+    for lines in pages:
+        image = page_image(lines, width, height)
+        page_canvas.drawImage(ImageReader(image), 0, 0, width, height)
+        page_canvas.showPage()
+    page_canvas.save()
+    return buffer.getvalue()
+
+
+def page_image(lines: Sequence[str], width: int = 420, height: int | None = None) -> Any:
+    """``lines`` of 13 pt Helvetica rendered to a greyscale PIL image at 144 dpi."""
+    import pypdfium2 as pdfium
+
+    height = height or 40 + 22 * len(lines)
+    source = io.BytesIO()
+    page_canvas = canvas.Canvas(source, pagesize=(width, height))
+    page_canvas.setFont("Helvetica", 13)
+    for i, line in enumerate(lines):
+        page_canvas.drawString(20, height - 30 - 22 * i, line)
+    page_canvas.showPage()
+    page_canvas.save()
+    document = pdfium.PdfDocument(source.getvalue())
+    try:
+        return document[0].render(scale=2.0, grayscale=True).to_pil()
+    finally:
+        document.close()
+
+
+def png(lines: Sequence[str]) -> bytes:
+    """A screenshot-like PNG of ``lines``."""
+    out = io.BytesIO()
+    page_image(lines).save(out, format="PNG")
+    return out.getvalue()

@@ -28,7 +28,7 @@ from propylon.rag.parsing.sniff import sniff
 _SNIFF_BYTES = 64 * 1024
 SUFFIXES = frozenset(
     {".pdf", ".docx", ".html", ".htm", ".xhtml", ".md", ".markdown", ".txt", ".pptx", ".xlsx"}
-    | {".csv", ".tsv", ".epub", ".odt", ".eml", ".mbox"}
+    | {".csv", ".tsv", ".epub", ".odt", ".eml", ".mbox", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 )
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 

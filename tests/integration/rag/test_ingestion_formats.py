@@ -12,7 +12,7 @@ from propylon.gateway.protocol import EmbeddingService
 from propylon.rag.bm25 import BM25Index
 from propylon.rag.search import CollectionRef, SearchRequest, SearchService
 from tests.integration.rag.conftest import TENANT, Pipeline
-from tests.support import formats
+from tests.support import documents, formats
 
 
 @pytest.fixture
@@ -61,3 +61,19 @@ async def test_search_hits_in_new_formats_say_where_they_are(
     assert wombat is not None and wombat.startswith("sheet Sales, rows ")
     assert await where("platypus") == "chapter 2: Dusk"
     assert await where("echidna") == "message 2: Numbers"
+
+
+async def test_a_scanned_pages_sentence_is_found_by_search_and_marked_as_ocr(
+    pipeline: Pipeline, collection: dict[str, Any]
+) -> None:
+    sentence = "The lighthouse keeper logged nineteen gannets before breakfast."
+    await ingest(pipeline, documents.scanned_pdf([[sentence]]), "scan")
+    search = SearchService(pipeline.database, cast(EmbeddingService, None), BM25Index())
+    ref = CollectionRef(str(collection["id"]), "formats", "embed-test")
+    hits = await search.search_collections(
+        None, [ref], SearchRequest("lighthouse keeper gannets", top_k=1, mode="keyword")
+    )
+    assert hits and "nineteen gannets" in hits[0].text
+    found = hits[0].to_json()
+    assert found["ocr"] is True and 0.8 <= found["ocr_confidence"] <= 1.0
+    assert found["page"] == 1

@@ -171,3 +171,5 @@ class ParseLimits:
     max_chars: int = 20_000_000
     parse_timeout_s: float = 300.0
     max_memory_bytes: int = 2 * 1024 * 1024 * 1024  # the parsing process's address space
+    max_ocr_pages: int = 200  # pages of one document read from their image
+    ocr_max_pixels: int = 2_500_000  # an image is scaled down to this before OCR reads it

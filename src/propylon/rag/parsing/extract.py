@@ -22,7 +22,8 @@ from propylon.rag.parsing.document import (
     ParsedDocument,
     ParseLimits,
 )
-from propylon.rag.parsing.sniff import MEDIA_TYPES, Format, sniff
+from propylon.rag.parsing.sniff import Format, sniff
+from propylon.rag.parsing.sniff import media_type as media_type_of
 
 Parser = Callable[[bytes, ParseLimits], Iterator[Block | PageBreak]]
 
@@ -39,6 +40,7 @@ PARSERS: dict[Format, str] = {
     "epub": "epub:parse_epub",
     "eml": "mail:parse_eml",
     "mbox": "mail:parse_mbox",
+    "image": "image:parse_image",
     "html": "html:parse_html",
     "markdown": "markdown:parse_markdown",
     "text": "text:parse_text",
@@ -72,7 +74,7 @@ def parse_document(
     if not data:
         raise EmptyDocument("The file is empty.")
     kind = sniff(data, filename, media_type)
-    builder = DocumentBuilder(MEDIA_TYPES[kind], max_chars=limits.max_chars)
+    builder = DocumentBuilder(media_type_of(kind, data), max_chars=limits.max_chars)
     deadline = time.monotonic() + limits.parse_timeout_s
     try:
         for item in parser_for(kind)(data, limits):

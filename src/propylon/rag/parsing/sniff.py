@@ -16,7 +16,19 @@ from typing import Literal
 from propylon.rag.errors import CorruptDocument, UnsupportedDocument
 
 Format = Literal[
-    "pdf", "docx", "pptx", "xlsx", "odt", "epub", "eml", "mbox", "csv", "html", "markdown", "text"
+    "pdf",
+    "docx",
+    "pptx",
+    "xlsx",
+    "odt",
+    "epub",
+    "eml",
+    "mbox",
+    "csv",
+    "image",
+    "html",
+    "markdown",
+    "text",
 ]
 
 MEDIA_TYPES: dict[Format, str] = {
@@ -29,6 +41,7 @@ MEDIA_TYPES: dict[Format, str] = {
     "eml": "message/rfc822",
     "mbox": "application/mbox",
     "csv": "text/csv",
+    "image": "image/png",  # see media_type: the image's own type
     "html": "text/html",
     "markdown": "text/markdown",
     "text": "text/plain",
@@ -36,8 +49,6 @@ MEDIA_TYPES: dict[Format, str] = {
 
 # Binary formats recognised only to be refused with a clear name.
 _KNOWN_BINARY: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF8", "a GIF image"),
     (b"\xd0\xcf\x11\xe0", "a legacy Office file (.doc/.xls/.ppt)"),
     (b"\x1f\x8b", "a gzip archive"),
@@ -50,6 +61,12 @@ _HTML_TAGS = re.compile(rb"<(p|div|h[1-6]|table|ul|ol|article|section)\b[^>]*>",
 _MARKDOWN = re.compile(r"^(#{1,6}\s+\S|```|\* \S|- \S|\d+\. \S)", re.M)
 _MARKDOWN_NAMES = (".md", ".markdown", ".mdown")
 _HTML_NAMES = (".html", ".htm", ".xhtml")
+_IMAGES: dict[bytes, str] = {
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+    b"II*\x00": "image/tiff",
+    b"MM\x00*": "image/tiff",
+}
 _ZIP_MEMBERS: tuple[tuple[str, Format], ...] = (
     ("word/document.xml", "docx"),
     ("ppt/presentation.xml", "pptx"),
@@ -75,6 +92,8 @@ def sniff(data: bytes, filename: str | None = None, media_type: str | None = Non
         return "pdf"
     if head.startswith(b"PK\x03\x04"):
         return _zip_format(data)
+    if head.startswith(tuple(_IMAGES)):
+        return "image"
     for magic, name in _KNOWN_BINARY:
         if head.startswith(magic):
             raise UnsupportedDocument(f"The file is {name}, which cannot be ingested.")
@@ -101,6 +120,13 @@ def sniff(data: bytes, filename: str | None = None, media_type: str | None = Non
     if csv_dialect(decode_text(head), min_fields=3) is not None:
         return "csv"
     return "text"
+
+
+def media_type(kind: Format, data: bytes) -> str:
+    """The media type of ``data`` of format ``kind``."""
+    if kind == "image":
+        return next((media for magic, media in _IMAGES.items() if data.startswith(magic)))
+    return MEDIA_TYPES[kind]
 
 
 def _zip_format(data: bytes) -> Format:
