@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
-from collections.abc import Sequence
-from typing import Any
 
 import docx
 from pypdf import PdfReader, PdfWriter
@@ -14,45 +12,6 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
 PAGE_WIDTH, PAGE_HEIGHT = A4
-
-
-def pdf(
-    pages: Sequence[Sequence[str]],
-    *,
-    header: str | None = None,
-    footer_page_numbers: bool = False,
-) -> bytes:
-    """A PDF with one list of lines per page, a running header and numbered footers."""
-    buffer = io.BytesIO()
-    page_canvas = canvas.Canvas(buffer, pagesize=A4)
-    for number, lines in enumerate(pages, start=1):
-        page_canvas.setFont("Helvetica", 11)
-        if header:
-            page_canvas.drawString(72, PAGE_HEIGHT - 40, header)
-        text = page_canvas.beginText(72, PAGE_HEIGHT - 90)
-        for line in lines:
-            text.textLine(line)
-        page_canvas.drawText(text)
-        if footer_page_numbers:
-            page_canvas.drawString(PAGE_WIDTH / 2 - 20, 30, f"Page {number} of {len(pages)}")
-        page_canvas.showPage()
-    page_canvas.save()
-    return buffer.getvalue()
-
-
-def two_column_pdf(left: Sequence[str], right: Sequence[str]) -> bytes:
-    """One page, two columns of lines side by side, as a journal lays out an article."""
-    buffer = io.BytesIO()
-    page_canvas = canvas.Canvas(buffer, pagesize=A4)
-    page_canvas.setFont("Helvetica", 10)
-    for x, lines in ((60, left), (PAGE_WIDTH / 2 + 20, right)):
-        text = page_canvas.beginText(x, PAGE_HEIGHT - 80)
-        for line in lines:
-            text.textLine(line)
-        page_canvas.drawText(text)
-    page_canvas.showPage()
-    page_canvas.save()
-    return buffer.getvalue()
 
 
 def encrypted(pdf_bytes: bytes, password: str = "secret") -> bytes:
@@ -163,72 +122,14 @@ def corrupt_pdf() -> bytes:
     return good[:400] + bytes(range(256)) * 8 + good[-200:]
 
 
-def pdf_with_table(
-    before: str, rows: Sequence[Sequence[str]], after: str, *, pages: int = 1
-) -> bytes:
-    """``pages`` pages, each a line of text, a ruled table of ``rows`` below it, then a line."""
-    from reportlab.lib import colors
-    from reportlab.lib.styles import getSampleStyleSheet
-    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+# Builders shared with `propylon eval ingestion`.
+from propylon.rag.sample_documents import (  # noqa: E402
+    page_image,
+    pdf,
+    pdf_with_table,
+    png,
+    scanned_pdf,
+    two_column_pdf,
+)
 
-    buffer = io.BytesIO()
-    style = getSampleStyleSheet()["Normal"]
-    story: list[object] = []
-    for number in range(pages):
-        table = Table([list(row) for row in rows])
-        table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.5, colors.black)]))
-        story += [Paragraph(before, style), Spacer(1, 12), table, Spacer(1, 12)]
-        story += [Paragraph(after, style)]
-        if number < pages - 1:
-            from reportlab.platypus import PageBreak as ReportlabPageBreak
-
-            story.append(ReportlabPageBreak())
-    SimpleDocTemplate(buffer, pagesize=A4).build(story)
-    return buffer.getvalue()
-
-
-def scanned_pdf(pages: Sequence[Sequence[str]], *, text_layer_first: bool = False) -> bytes:
-    """Pages that are pictures of text (no text layer), as a scanner makes them: each page's
-    lines drawn into a PDF, rendered to an image at 144 dpi, and that image placed on a page
-    of its own. ``text_layer_first`` puts an ordinary text page before them."""
-    from reportlab.lib.utils import ImageReader
-
-    width, height = 420, 40 + 22 * max(len(lines) for lines in pages)
-    buffer = io.BytesIO()
-    page_canvas = canvas.Canvas(buffer, pagesize=(width, height))
-    if text_layer_first:
-        page_canvas.setFont("Helvetica", 12)
-        page_canvas.drawString(20, height - 30, "This first page has a real text layer.")
-        page_canvas.showPage()
-    for lines in pages:
-        image = page_image(lines, width, height)
-        page_canvas.drawImage(ImageReader(image), 0, 0, width, height)
-        page_canvas.showPage()
-    page_canvas.save()
-    return buffer.getvalue()
-
-
-def page_image(lines: Sequence[str], width: int = 420, height: int | None = None) -> Any:
-    """``lines`` of 13 pt Helvetica rendered to a greyscale PIL image at 144 dpi."""
-    import pypdfium2 as pdfium
-
-    height = height or 40 + 22 * len(lines)
-    source = io.BytesIO()
-    page_canvas = canvas.Canvas(source, pagesize=(width, height))
-    page_canvas.setFont("Helvetica", 13)
-    for i, line in enumerate(lines):
-        page_canvas.drawString(20, height - 30 - 22 * i, line)
-    page_canvas.showPage()
-    page_canvas.save()
-    document = pdfium.PdfDocument(source.getvalue())
-    try:
-        return document[0].render(scale=2.0, grayscale=True).to_pil()
-    finally:
-        document.close()
-
-
-def png(lines: Sequence[str]) -> bytes:
-    """A screenshot-like PNG of ``lines``."""
-    out = io.BytesIO()
-    page_image(lines).save(out, format="PNG")
-    return out.getvalue()
+__all__ = ["page_image", "pdf", "pdf_with_table", "png", "scanned_pdf", "two_column_pdf"]
