@@ -218,3 +218,9 @@ async def test_a_table_header_on_every_page_is_not_taken_for_a_running_head() ->
     parsed = await extract(documents.pdf_with_table("Stock list.", rows, "End.", pages=3))
     assert parsed.text.count("| Item | Count |") == 3
     assert [span.kind for span in parsed.spans] == ["table"] * 3  # the repeated lines went
+
+
+async def test_markdown_pipe_tables_are_tables() -> None:
+    source = b"# Prices\n\n| item | price |\n| --- | --- |\n| tea | 3 |\n\nThat is all.\n"
+    parsed = await extract(source, filename="prices.md")
+    assert [span.kind for span in parsed.spans] == ["heading", "table", "paragraph"]
