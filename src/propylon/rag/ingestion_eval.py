@@ -180,7 +180,11 @@ def render_markdown(rows: list[KindScore], *, when: str, host: str) -> str:
         "parsing process as the worker parses, then chunked (200 tokens). Text recall: known "
         "words found in the extracted text; table-cell recall: known cells found as cells of "
         "a Markdown table. Pages/s per stage: parse (process start, sniffing, parser, OCR) "
-        "and chunk; spreadsheets count a page per row range, e-books a page per chapter.",
+        "and chunk; spreadsheets count a page per row range, e-books a page per chapter. "
+        "Every document is parsed in a fresh process, so each scanned document pays the OCR "
+        "engine's load (about 1.5 s) and the run's first document (pdf-text) the fork "
+        "server's start; its first chunking loads the tokenizer. Reproduce: "
+        "`propylon eval ingestion --output docs/benchmarks.md` (`--scanned-pages`, `--seed`).",
         "",
         "| kind | docs | pages | text recall | table-cell recall | parse pages/s "
         "| chunk pages/s | target |",
