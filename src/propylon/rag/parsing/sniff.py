@@ -62,7 +62,7 @@ _MARKDOWN = re.compile(r"^(#{1,6}\s+\S|```|\* \S|- \S|\d+\. \S)", re.M)
 _MARKDOWN_NAMES = (".md", ".markdown", ".mdown")
 _HTML_NAMES = (".html", ".htm", ".xhtml")
 _IMAGES: dict[bytes, str] = {
-    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"\x89PNG": "image/png",
     b"\xff\xd8\xff": "image/jpeg",
     b"II*\x00": "image/tiff",
     b"MM\x00*": "image/tiff",
