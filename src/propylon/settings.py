@@ -606,11 +606,22 @@ class RagSettings(BaseModel):
     max_upload_bytes: int = Field(
         default=50 * 1024 * 1024, gt=0, description="Largest document accepted for ingestion."
     )
-    max_pages: int = Field(default=2000, ge=1, description="Most pages of one PDF.")
+    max_pages: int = Field(
+        default=2000,
+        ge=1,
+        description="Most pages of one PDF (slides, chapters, messages of a mailbox, TIFF frames).",
+    )
     max_decompressed_bytes: int = Field(
         default=200 * 1024 * 1024,
         gt=0,
-        description="Largest total uncompressed size of a DOCX (a ZIP archive: zip bombs).",
+        description="Largest total uncompressed size of a ZIP-based document (DOCX, PPTX, XLSX, "
+        "ODT, EPUB: zip bombs).",
+    )
+    max_ocr_pages: int = Field(
+        default=200,
+        ge=0,
+        description="Most pages of one document read by OCR (scanned PDF pages, image frames); "
+        "a document with more fails its job.",
     )
     max_chars: int = Field(
         default=20_000_000, gt=0, description="Most characters of extracted text per document."

@@ -37,7 +37,7 @@ async def test_serve_without_configuration_answers_chat_and_ingests_a_pdf(tmp_pa
         folder = tmp_path / "docs"
         folder.mkdir()
         (folder / "handbook").write_bytes(documents.pdf([PAGE_ONE, PAGE_TWO]))  # no extension
-        (folder / "photo.png").write_bytes(b"\x89PNG not a document")
+        (folder / "photo.gif").write_bytes(b"GIF89a not a document")
         env = {"PROPYLON_URL": base, "PROPYLON_API_KEY": key}
         summary = await run_propylon("ingest", str(folder), "--collection", "staff", env=env)
         assert summary.strip() == "1 ingested, 0 already there, 1 not documents, 0 failed"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
-from collections.abc import Sequence
 
 import docx
 from pypdf import PdfReader, PdfWriter
@@ -13,45 +12,6 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
 PAGE_WIDTH, PAGE_HEIGHT = A4
-
-
-def pdf(
-    pages: Sequence[Sequence[str]],
-    *,
-    header: str | None = None,
-    footer_page_numbers: bool = False,
-) -> bytes:
-    """A PDF with one list of lines per page, a running header and numbered footers."""
-    buffer = io.BytesIO()
-    page_canvas = canvas.Canvas(buffer, pagesize=A4)
-    for number, lines in enumerate(pages, start=1):
-        page_canvas.setFont("Helvetica", 11)
-        if header:
-            page_canvas.drawString(72, PAGE_HEIGHT - 40, header)
-        text = page_canvas.beginText(72, PAGE_HEIGHT - 90)
-        for line in lines:
-            text.textLine(line)
-        page_canvas.drawText(text)
-        if footer_page_numbers:
-            page_canvas.drawString(PAGE_WIDTH / 2 - 20, 30, f"Page {number} of {len(pages)}")
-        page_canvas.showPage()
-    page_canvas.save()
-    return buffer.getvalue()
-
-
-def two_column_pdf(left: Sequence[str], right: Sequence[str]) -> bytes:
-    """One page, two columns of lines side by side, as a journal lays out an article."""
-    buffer = io.BytesIO()
-    page_canvas = canvas.Canvas(buffer, pagesize=A4)
-    page_canvas.setFont("Helvetica", 10)
-    for x, lines in ((60, left), (PAGE_WIDTH / 2 + 20, right)):
-        text = page_canvas.beginText(x, PAGE_HEIGHT - 80)
-        for line in lines:
-            text.textLine(line)
-        page_canvas.drawText(text)
-    page_canvas.showPage()
-    page_canvas.save()
-    return buffer.getvalue()
 
 
 def encrypted(pdf_bytes: bytes, password: str = "secret") -> bytes:
@@ -117,12 +77,12 @@ def docx_of_tiny_paragraphs(xml_bytes: int = 190 * 1024 * 1024) -> bytes:
     return out.getvalue()
 
 
-def lying_zip_bomb(real_bytes: int = 1024 * 1024 * 1024) -> bytes:
-    """A DOCX with a member of ``real_bytes`` zeros whose headers claim 1 KB: a check that
-    trusts ``ZipInfo.file_size`` lets it through."""
+def lying_zip_bomb(real_bytes: int = 1024 * 1024 * 1024, base: bytes | None = None) -> bytes:
+    """A DOCX (or the ZIP-based ``base``) with a member of ``real_bytes`` zeros whose headers
+    claim 1 KB: a check that trusts ``ZipInfo.file_size`` lets it through."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        with zipfile.ZipFile(io.BytesIO(docx_with_table())) as source:
+        with zipfile.ZipFile(io.BytesIO(base or docx_with_table())) as source:
             for info in source.infolist():
                 archive.writestr(info, source.read(info))
         with archive.open("word/media/bomb.bin", "w") as member:
@@ -160,3 +120,16 @@ def corrupt_pdf() -> bytes:
     """A PDF header, then a cross-reference table and objects cut to pieces."""
     good = pdf([["this text is lost"]])
     return good[:400] + bytes(range(256)) * 8 + good[-200:]
+
+
+# Builders shared with `propylon eval ingestion`.
+from propylon.rag.sample_documents import (  # noqa: E402
+    page_image,
+    pdf,
+    pdf_with_table,
+    png,
+    scanned_pdf,
+    two_column_pdf,
+)
+
+__all__ = ["page_image", "pdf", "pdf_with_table", "png", "scanned_pdf", "two_column_pdf"]

@@ -388,6 +388,7 @@ def _citation(
         "start": start,
         "end": end,
         "page": chunk.page_at(start),
+        "location": chunk.location,
         "heading_path": chunk.heading_path,
     }
 

@@ -2,12 +2,14 @@
 
 A document is cut into sections at its headings; each chunk stays inside one section and
 carries the section's heading path. Within a section, whole blocks (paragraphs, tables) are
-packed while they fit; a block too big for the budget is cut at sentences, and a sentence too
-big at words. Consecutive chunks of a section share up to ``overlap_tokens`` of whole
-sentences or blocks, so a statement cut at a boundary is whole in one of them.
+packed while they fit; a block too big for the budget is cut at sentences (a table at its
+rows, so no row is split while it fits), and a sentence or row too big at words. Consecutive
+chunks of a section share up to ``overlap_tokens`` of whole sentences or blocks, so a
+statement cut at a boundary is whole in one of them.
 
 Every chunk is a contiguous slice ``text[start:end]`` of the extracted text, so its offsets are
-exact by construction, and its page is the page that slice starts on.
+exact by construction, and its page is the page that slice starts on; its ``location`` names
+the pages of formats without printed pages (slides, row ranges, chapters, messages).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class Chunk:
     heading_path: tuple[str, ...]
     token_count: int
     page_breaks: tuple[int, ...] = ()  # document offsets inside the chunk where a page begins
+    location: str | None = None  # "slide 3", "sheet Sales, rows 2-41": see ParsedDocument
+    ocr_confidence: float | None = None  # set when the chunk's text was read from an image
 
 
 @dataclass(slots=True)
@@ -79,17 +83,20 @@ class Chunker:
         for section in _sections(document):
             for start, end in self._pack(self._atoms(document.text, section.spans)):
                 text = document.text[start:end]
+                page, page_end = document.page_at(start), document.page_at(end - 1)
                 chunks.append(
                     Chunk(
                         ordinal=len(chunks),
                         start=start,
                         end=end,
                         text=text,
-                        page=document.page_at(start),
-                        page_end=document.page_at(end - 1),
+                        page=page,
+                        page_end=page_end,
                         heading_path=section.path,
                         token_count=self._count(text),
                         page_breaks=tuple(s for s in document.page_starts if start < s < end),
+                        location=document.location(page, page_end),
+                        ocr_confidence=document.ocr_confidence(page, page_end),
                     )
                 )
         return chunks
@@ -103,7 +110,8 @@ class Chunker:
             if tokens <= budget:
                 atoms.append(_Atom(span.start, span.end, tokens))
                 continue
-            for s_start, s_end in split_sentences(text[span.start : span.end]):
+            pieces = _rows if span.kind == "table" else split_sentences
+            for s_start, s_end in pieces(text[span.start : span.end]):
                 start, end = span.start + s_start, span.start + s_end
                 tokens = self._count(text[start:end])
                 if tokens <= budget:
@@ -157,6 +165,17 @@ class Chunker:
                 shared += atoms[nxt].tokens
             first = nxt
         return out
+
+
+def _rows(table: str) -> list[tuple[int, int]]:
+    """A Markdown table's rows: one a line."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    for line in table.split("\n"):
+        if line.strip():
+            out.append((start, start + len(line)))
+        start += len(line) + 1
+    return out
 
 
 def _sections(document: ParsedDocument) -> list[_Section]:

@@ -60,6 +60,7 @@ def build_ingestion_handler(
                 max_chars=rag.max_chars,
                 parse_timeout_s=rag.parse_timeout_s,
                 max_memory_bytes=rag.parse_memory_mb * 1024 * 1024,
+                max_ocr_pages=rag.max_ocr_pages,
             ),
             embed_timeout_s=rag.embed_timeout_s,
         ),

@@ -26,7 +26,10 @@ from propylon.rag.errors import DocumentRejected
 from propylon.rag.parsing.sniff import sniff
 
 _SNIFF_BYTES = 64 * 1024
-SUFFIXES = frozenset({".pdf", ".docx", ".html", ".htm", ".xhtml", ".md", ".markdown", ".txt"})
+SUFFIXES = frozenset(
+    {".pdf", ".docx", ".html", ".htm", ".xhtml", ".md", ".markdown", ".txt", ".pptx", ".xlsx"}
+    | {".csv", ".tsv", ".epub", ".odt", ".eml", ".mbox", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+)
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
 

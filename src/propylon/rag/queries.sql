@@ -120,7 +120,7 @@ SELECT nextval(pg_get_serial_sequence('chunks', 'id')) AS id FROM generate_serie
 -- name: copy_chunks
 COPY chunks (id, collection_id, document_id, ordinal, text, char_start, char_end, page, page_end,
              heading_path, token_count, term_count, embedding, embedding_model, embedding_weights,
-             risk_score, page_breaks)
+             risk_score, page_breaks, location, ocr_confidence)
 FROM STDIN
 
 -- name: document_mark_ready

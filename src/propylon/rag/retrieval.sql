@@ -20,7 +20,7 @@ SELECT set_config('hnsw.ef_search', %(ef_search)s, true),
 -- name: chunk_rows
 SELECT c.id AS chunk_id, c.collection_id, c.document_id, c.ordinal, c.text, c.char_start,
        c.char_end, c.page, c.page_end, c.page_breaks, c.heading_path, c.risk_score, d.external_id,
-       d.filename, d.metadata
+       d.filename, d.metadata, c.location, c.ocr_confidence
 FROM chunks c JOIN documents d ON d.id = c.document_id
 WHERE c.id = ANY(%(ids)s::bigint[])
 

@@ -119,6 +119,8 @@ class SearchHit:
     keyword_score: float | None = None
     rerank_score: float | None = None
     page_breaks: list[int] = field(default_factory=list)
+    location: str | None = None  # "slide 3", "sheet Sales, rows 2-41"; None for printed pages
+    ocr_confidence: float | None = None  # the text was read from an image, this surely
 
     def page_at(self, offset: int) -> int | None:
         """The page holding the document offset ``offset`` (inside this chunk)."""
@@ -140,6 +142,9 @@ class SearchHit:
             "char_end": self.char_end,
             "page": self.page,
             "page_end": self.page_end,
+            "location": self.location,
+            "ocr": self.ocr_confidence is not None,
+            "ocr_confidence": self.ocr_confidence,
             "heading_path": self.heading_path,
             "risk_score": self.risk_score,
             "metadata": self.metadata,
@@ -343,6 +348,8 @@ class SearchService:
                 page=r["page"],
                 page_end=r["page_end"],
                 page_breaks=list(r["page_breaks"] or []),
+                location=r["location"],
+                ocr_confidence=r["ocr_confidence"],
                 heading_path=list(r["heading_path"] or []),
                 risk_score=r["risk_score"],
                 external_id=r["external_id"],

@@ -312,6 +312,8 @@ class CollectionStore:
                         new.weights,
                         new.risk,
                         list(chunk.page_breaks),
+                        chunk.location,
+                        chunk.ocr_confidence,
                     )
                 )
         await self.bm25.add(conn, collection_id, postings)

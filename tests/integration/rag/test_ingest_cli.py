@@ -19,7 +19,7 @@ def make_folder(root: Path) -> Path:
     (root / "sub" / "table.docx").write_bytes(documents.docx_with_table())
     (root / "notes.md").write_text("# Notes\n\nSome notes.\n")
     (root / "broken.pdf").write_bytes(b"%PDF-1.4 junk")
-    (root / "picture.png").write_bytes(b"\x89PNG not ingested")
+    (root / "picture.gif").write_bytes(b"GIF89a not ingested")
     (root / ".hidden.txt").write_text("skipped")
     (root / "LICENSE").write_text("Permission is granted to read these notes.\n")
     (root / "scan").write_bytes(documents.pdf([["A PDF without an extension."]]))
@@ -41,7 +41,7 @@ def test_folders_are_walked_for_readable_files(tmp_path: Path) -> None:
     # Files without an extension are judged by content; the rest left out are named, with why.
     assert found.unsupported == {
         "archive": "The file is a gzip archive, which cannot be ingested.",
-        "picture.png": "`.png` is not a document format Propylon reads",
+        "picture.gif": "`.gif` is not a document format Propylon reads",
     }
 
 
@@ -55,7 +55,7 @@ async def test_ingest_reports_each_file_and_skips_them_the_second_time(
 
     first = await client.run([root], "library")
     assert (first.succeeded, first.skipped) == (5, 0)
-    assert sorted(first.unsupported) == ["archive", "picture.png"]
+    assert sorted(first.unsupported) == ["archive", "picture.gif"]
     assert list(first.failed) == ["broken.pdf"]
     assert "damaged" in first.failed["broken.pdf"]
     assert "sub/table.docx" in output.getvalue()

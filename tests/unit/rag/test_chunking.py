@@ -111,3 +111,16 @@ def test_a_chunk_spanning_pages_records_both() -> None:
 def test_invalid_configs_are_refused(max_tokens: int, overlap: int) -> None:
     with pytest.raises(ValueError, match="tokens"):
         ChunkingConfig(max_tokens=max_tokens, overlap_tokens=overlap)
+
+
+def test_a_table_too_big_for_one_chunk_is_cut_between_rows_only() -> None:
+    rows = "\n".join(f"| item {i} | alpha beta gamma | {i * 7} |" for i in range(60))
+    table = "| name | words | value |\n| --- | --- | --- |\n" + rows
+    document = build(Block("paragraph", "The inventory follows."), Block("table", table))
+    chunks = Chunker(ChunkingConfig(max_tokens=40, overlap_tokens=0), words).chunk(document)
+    table_chunks = [c for c in chunks if "| item" in c.text]
+    assert len(table_chunks) > 3
+    for chunk in table_chunks:
+        for line in chunk.text.split("\n"):
+            if line.startswith("| item"):
+                assert line.endswith("|") and line.count("|") == 4  # whole rows only

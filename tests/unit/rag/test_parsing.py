@@ -64,7 +64,7 @@ async def test_docx_tables_stay_in_place_and_headings_are_kept() -> None:
     assert parsed.text.split("\n\n") == [
         "Quarterly report",
         "Revenue grew in every region this quarter.",
-        "Region | Revenue\nNorth | 120\nSouth | 95",
+        "| Region | Revenue |\n| --- | --- |\n| North | 120 |\n| South | 95 |",
         "Outlook",
         "We expect steady growth next year.",
     ]
@@ -91,8 +91,7 @@ async def test_html_keeps_structure_and_drops_scripts_and_navigation() -> None:
         "First bold point.",
         "item one",
         "item two",
-        "k | v",
-        "a | 1",
+        "| k | v |\n| --- | --- |\n| a | 1 |",
     ]
     assert parsed.spans[0].kind == "heading"
 
@@ -132,7 +131,8 @@ def test_format_is_sniffed_from_content_not_the_name() -> None:
         (b"", EmptyDocument, "empty"),
         (b"   \n\n  ", EmptyDocument, "No text"),
         (b"%PDF-1.7\n this is not really a pdf", CorruptDocument, "damaged"),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, UnsupportedDocument, "PNG"),
+        (b"GIF89a" + b"\x00" * 64, UnsupportedDocument, "GIF"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, CorruptDocument, "image is damaged"),
         (b"\x00\x01\x02binary", UnsupportedDocument, "binary"),
         (b"PK\x03\x04 broken zip", CorruptDocument, "damaged"),
     ],
@@ -199,3 +199,28 @@ async def test_a_parse_over_its_memory_limit_fails_with_the_reason() -> None:
     limits = ParseLimits(max_memory_bytes=512 * 1024 * 1024)
     with pytest.raises(DocumentLimitExceeded, match="more memory than the limit of 512 MB"):
         await extract(data, filename="paragraphs.docx", limits=limits)
+
+
+async def test_pdf_tables_become_markdown_tables_in_their_place() -> None:
+    rows = [["Region", "Q1", "Q2"], ["North", "120", "130"], ["South", "95", "99"]]
+    data = documents.pdf_with_table("Revenue by region follows.", rows, "That ends the table.")
+    parsed = await extract(data)
+    assert parsed.text.split("\n\n") == [
+        "Revenue by region follows.",
+        "| Region | Q1 | Q2 |\n| --- | --- | --- |\n| North | 120 | 130 |\n| South | 95 | 99 |",
+        "That ends the table.",
+    ]
+    assert [span.kind for span in parsed.spans] == ["paragraph", "table", "paragraph"]
+
+
+async def test_a_table_header_on_every_page_is_not_taken_for_a_running_head() -> None:
+    rows = [["Item", "Count"], ["bolts", "12"]]
+    parsed = await extract(documents.pdf_with_table("Stock list.", rows, "End.", pages=3))
+    assert parsed.text.count("| Item | Count |") == 3
+    assert [span.kind for span in parsed.spans] == ["table"] * 3  # the repeated lines went
+
+
+async def test_markdown_pipe_tables_are_tables() -> None:
+    source = b"# Prices\n\n| item | price |\n| --- | --- |\n| tea | 3 |\n\nThat is all.\n"
+    parsed = await extract(source, filename="prices.md")
+    assert [span.kind for span in parsed.spans] == ["heading", "table", "paragraph"]

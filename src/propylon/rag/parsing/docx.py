@@ -1,16 +1,11 @@
-"""Word documents (.docx) with python-docx: paragraphs and tables in body order.
-
-A .docx is a ZIP archive: before python-docx reads it, every member is inflated once, counting
-the bytes that really come out against ``max_decompressed_bytes`` (a "zip bomb" may lie about
-its sizes in its headers), in chunks, so the check itself holds one chunk in memory.
-"""
+"""Word documents (.docx) with python-docx: paragraphs and tables (as Markdown tables) in body
+order. The archive is checked for its inflated size first (``archive.checked_archive``)."""
 
 from __future__ import annotations
 
 import io
 import re
 import zipfile
-import zlib
 from collections.abc import Iterator
 
 import docx
@@ -18,14 +13,16 @@ from docx.opc.exceptions import PackageNotFoundError
 from docx.table import Table
 from docx.text.paragraph import Paragraph
 
-from propylon.rag.errors import CorruptDocument, DocumentLimitExceeded
+from propylon.rag.errors import CorruptDocument
+from propylon.rag.parsing.archive import checked_archive
 from propylon.rag.parsing.document import Block, PageBreak, ParseLimits
+from propylon.rag.parsing.table import markdown_table
 
 _HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.I)
 
 
 def parse_docx(data: bytes, limits: ParseLimits) -> Iterator[Block | PageBreak]:
-    _check_archive(data, limits)
+    checked_archive(data, limits, "The Word document").close()
     try:
         document = docx.Document(io.BytesIO(data))
     except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile, SyntaxError) as exc:
@@ -35,11 +32,8 @@ def parse_docx(data: bytes, limits: ParseLimits) -> Iterator[Block | PageBreak]:
         if isinstance(item, Paragraph):
             yield _paragraph(item)
         elif isinstance(item, Table):
-            rows = [
-                " | ".join(_unique_cells([cell.text.strip() for cell in row.cells]))
-                for row in item.rows
-            ]
-            yield Block("table", "\n".join(row for row in rows if row.strip(" |")))
+            rows = [_unique_cells([cell.text.strip() for cell in row.cells]) for row in item.rows]
+            yield Block("table", markdown_table(rows))
 
 
 def _paragraph(paragraph: Paragraph) -> Block:
@@ -59,24 +53,3 @@ def _unique_cells(cells: list[str]) -> list[str]:
         if not out or cell != out[-1]:
             out.append(cell)
     return out
-
-
-_CHUNK = 1024 * 1024
-
-
-def _check_archive(data: bytes, limits: ParseLimits) -> None:
-    budget = limits.max_decompressed_bytes
-    total = 0
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            for info in archive.infolist():
-                with archive.open(info) as member:
-                    while chunk := member.read(_CHUNK):
-                        total += len(chunk)
-                        if total > budget:
-                            raise DocumentLimitExceeded(
-                                f"The Word document expands to more than {budget:,} bytes "
-                                "(the limit)."
-                            )
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-        raise CorruptDocument(f"The Word document is damaged: {exc}.") from None

@@ -9,6 +9,7 @@ when a single native call outlasts it.
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Iterator
 
@@ -21,33 +22,36 @@ from propylon.rag.parsing.document import (
     ParsedDocument,
     ParseLimits,
 )
-from propylon.rag.parsing.sniff import MEDIA_TYPES, Format, sniff
+from propylon.rag.parsing.sniff import Format, sniff
+from propylon.rag.parsing.sniff import media_type as media_type_of
 
 Parser = Callable[[bytes, ParseLimits], Iterator[Block | PageBreak]]
 
 
+# Format -> "module:function", imported on first use: PDFium, lxml, python-docx, openpyxl and
+# lexbor add tens of MB to a process's RSS, which a gateway that never ingests need not carry.
+PARSERS: dict[Format, str] = {
+    "pdf": "pdf:parse_pdf",
+    "docx": "docx:parse_docx",
+    "pptx": "pptx:parse_pptx",
+    "xlsx": "sheets:parse_xlsx",
+    "csv": "sheets:parse_csv",
+    "odt": "odt:parse_odt",
+    "epub": "epub:parse_epub",
+    "eml": "mail:parse_eml",
+    "mbox": "mail:parse_mbox",
+    "image": "image:parse_image",
+    "html": "html:parse_html",
+    "markdown": "markdown:parse_markdown",
+    "text": "text:parse_text",
+}
+
+
 def parser_for(kind: Format) -> Parser:
-    """The format's parser, imported on first use: PDFium, lxml, python-docx and lexbor add
-    about 14 MB to a process's RSS, which a gateway that never ingests need not carry."""
-    if kind == "pdf":
-        from propylon.rag.parsing.pdf import parse_pdf
-
-        return parse_pdf
-    if kind == "docx":
-        from propylon.rag.parsing.docx import parse_docx
-
-        return parse_docx
-    if kind == "html":
-        from propylon.rag.parsing.html import parse_html
-
-        return parse_html
-    if kind == "markdown":
-        from propylon.rag.parsing.markdown import parse_markdown
-
-        return parse_markdown
-    from propylon.rag.parsing.text import parse_text
-
-    return parse_text
+    """The format's parser (see ``PARSERS``)."""
+    module, name = PARSERS[kind].split(":")
+    parser: Parser = getattr(importlib.import_module(f"propylon.rag.parsing.{module}"), name)
+    return parser
 
 
 OnPage = Callable[[int, int | None], None]
@@ -70,12 +74,12 @@ def parse_document(
     if not data:
         raise EmptyDocument("The file is empty.")
     kind = sniff(data, filename, media_type)
-    builder = DocumentBuilder(MEDIA_TYPES[kind], max_chars=limits.max_chars)
+    builder = DocumentBuilder(media_type_of(kind, data), max_chars=limits.max_chars)
     deadline = time.monotonic() + limits.parse_timeout_s
     try:
         for item in parser_for(kind)(data, limits):
             if isinstance(item, PageBreak):
-                builder.page(item.number)
+                builder.page(item.number, item.label, item.ocr_confidence)
                 if on_page is not None:
                     on_page(item.number, item.total)
             else:

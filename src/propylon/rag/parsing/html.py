@@ -1,5 +1,6 @@
-"""HTML with selectolax (Lexbor): headings, paragraphs, list items, code and table rows in
-document order; scripts, styles and page chrome (nav, header, footer, aside) dropped."""
+"""HTML with selectolax (Lexbor): headings, paragraphs, list items, code and tables (as
+Markdown tables) in document order; scripts, styles and page chrome (nav, header, footer,
+aside) dropped."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from propylon.rag.parsing.document import Block, PageBreak, ParseLimits
 from propylon.rag.parsing.sniff import decode_text
+from propylon.rag.parsing.table import markdown_table
 
 _DROP = "script, style, noscript, template, nav, header, footer, aside, form, svg, iframe"
-_BLOCKS = "h1, h2, h3, h4, h5, h6, p, li, pre, blockquote, tr, dt, dd, figcaption, caption"
+_BLOCKS = "h1, h2, h3, h4, h5, h6, p, li, pre, blockquote, table, dt, dd, figcaption, caption"
 
 
 def parse_html(data: bytes, limits: ParseLimits) -> Iterator[Block | PageBreak]:
@@ -47,7 +49,7 @@ def _block(node: LexborNode) -> Block:
         return Block("heading", node.text(separator=" "), int(tag[1]))
     if tag == "pre":
         return Block("code", node.text(separator=""))
-    if tag == "tr":
-        cells = [cell.text(separator=" ").strip() for cell in node.css("th, td")]
-        return Block("table", " | ".join(cells))
+    if tag == "table":
+        rows = [[cell.text(separator=" ") for cell in row.css("th, td")] for row in node.css("tr")]
+        return Block("table", markdown_table(rows))
     return Block("paragraph", " ".join(node.text(separator=" ").split()))

@@ -1,5 +1,6 @@
-"""Markdown: ATX and setext headings, fenced code, and paragraphs separated by blank lines.
-The extracted text keeps the Markdown source of paragraphs; headings lose their ``#`` marks."""
+"""Markdown: ATX and setext headings, fenced code, pipe tables (kept whole per row by the
+chunker) and paragraphs separated by blank lines. The extracted text keeps the Markdown source
+of paragraphs; headings lose their ``#`` marks."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def parse_markdown(data: bytes, limits: ParseLimits) -> Iterator[Block | PageBre
 
     def flush() -> Iterator[Block]:
         if paragraph:
-            yield Block("paragraph", "\n".join(paragraph))
+            table = all(line.lstrip().startswith("|") for line in paragraph)
+            yield Block("table" if table else "paragraph", "\n".join(paragraph))
             paragraph.clear()
 
     for line in decode_text(data).splitlines():

@@ -3,8 +3,11 @@
 PDFium keeps the reading order of multi-column layouts and marks the hyphen of a word broken
 across lines with U+0002 (U+FFFE in pypdfium2's text), which is removed together with the
 line break so the word comes back whole. Lines repeated at the top or bottom of most pages
-(running headers, footers, page numbers) are dropped. Each page is loaded, read and closed
-before the next, so memory stays flat however long the document is.
+(running headers, footers, page numbers) are dropped. Ruled tables become Markdown tables in
+their place (``pdf_tables``). A page without a usable text layer (fewer than
+``MIN_TEXT_CHARS`` characters) that shows an image is rendered and read by OCR (``ocr``), its
+page marked with the engine's confidence. Each page is loaded, read and closed before the
+next, so memory stays flat however long the document is.
 
 PDFium is not thread-safe: this runs on the worker's own thread, never in a thread pool.
 """
@@ -17,9 +20,17 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
 
 from propylon.rag.errors import CorruptDocument, DocumentLimitExceeded, EncryptedDocument
 from propylon.rag.parsing.document import Block, PageBreak, ParseLimits
+from propylon.rag.parsing.ocr import PageReader
+from propylon.rag.parsing.pdf_tables import (
+    TABLE_MARK,
+    TableFinder,
+    has_rules,
+    page_text_with_tables,
+)
 
 _SOFT_HYPHEN = re.compile(r"[\x02\ufffe]\r?\n?")
 _DIGITS = re.compile(r"\d+")
@@ -27,6 +38,10 @@ _PARAGRAPH_GAP = re.compile(r"\n\s*\n")
 EDGE_LINES = 2  # lines at the top and at the bottom of a page that may be running heads
 MIN_REPEATS = 3  # pages a line must appear on before it counts as a running head
 MAX_HEAD_WORDS_MASKED = 5
+MIN_TEXT_CHARS = 16  # fewer non-space characters on a page with an image: read it by OCR
+OCR_SCALE = 2.0  # render scanned pages at 144 dpi (ocr_max_pixels bounds the size too)
+
+PageText = tuple[str, float | None]  # a page's text and, if read by OCR, its confidence
 
 
 def parse_pdf(data: bytes, limits: ParseLimits) -> Iterator[Block | PageBreak]:
@@ -40,9 +55,11 @@ def parse_pdf(data: bytes, limits: ParseLimits) -> Iterator[Block | PageBreak]:
             ) from None
         yield from _parse_with_pypdf(data, limits)
         return
+    finder = TableFinder(data)
     try:
-        yield from _pages(_pdfium_pages(document, limits), len(document))
+        yield from _pages(_pdfium_pages(document, limits, finder), len(document))
     finally:
+        finder.close()
         document.close()
 
 
@@ -53,18 +70,44 @@ def _check_pages(count: int, limits: ParseLimits) -> None:
         )
 
 
-def _pdfium_pages(document: pdfium.PdfDocument, limits: ParseLimits) -> Iterator[str]:
+def _pdfium_pages(
+    document: pdfium.PdfDocument, limits: ParseLimits, finder: TableFinder
+) -> Iterator[PageText]:
     _check_pages(len(document), limits)
+    reader = PageReader(limits)
     for index in range(len(document)):
         page = document[index]
         try:
             textpage = page.get_textpage()
             try:
-                yield textpage.get_text_range()
+                yield _page_text(page, textpage, finder, index, reader)
             finally:
                 textpage.close()
         finally:
             page.close()
+
+
+def _page_text(
+    page: pdfium.PdfPage,
+    textpage: pdfium.PdfTextPage,
+    finder: TableFinder,
+    index: int,
+    reader: PageReader,
+) -> PageText:
+    text: str = textpage.get_text_range()
+    if len("".join(text.split())) < MIN_TEXT_CHARS and _shows_an_image(page):
+        read = reader.read(page.render(scale=OCR_SCALE, grayscale=True).to_pil())
+        return read.text, read.confidence
+    tables = finder.tables(index) if has_rules(page) else []
+    if tables:
+        width, height = page.get_size()
+        return page_text_with_tables(textpage, width, height, tables), None
+    return text, None
+
+
+def _shows_an_image(page: pdfium.PdfPage) -> bool:
+    images = page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,), max_depth=2)
+    return next(iter(images), None) is not None
 
 
 def _parse_with_pypdf(data: bytes, limits: ParseLimits) -> Iterator[Block | PageBreak]:
@@ -82,17 +125,17 @@ def _parse_with_pypdf(data: bytes, limits: ParseLimits) -> Iterator[Block | Page
         raise CorruptDocument(f"The PDF is damaged and cannot be read: {exc}.") from None
     _check_pages(count, limits)
 
-    def texts() -> Iterator[str]:
+    def texts() -> Iterator[PageText]:
         for page in reader.pages:
             try:
-                yield page.extract_text() or ""
+                yield page.extract_text() or "", None
             except (PdfReadError, ValueError, KeyError, TypeError) as exc:
                 raise CorruptDocument(f"A page of the PDF is damaged: {exc}.") from None
 
     yield from _pages(texts(), count)
 
 
-def _pages(texts: Iterator[str], count: int) -> Iterator[Block | PageBreak]:
+def _pages(texts: Iterator[PageText], count: int) -> Iterator[Block | PageBreak]:
     """Paragraphs of each page, without running heads.
 
     Running heads are recognised from the first pages' edges (with digits masked, so "Page 3"
@@ -102,26 +145,27 @@ def _pages(texts: Iterator[str], count: int) -> Iterator[Block | PageBreak]:
     """
     threshold = min(MIN_REPEATS, count) if count > 1 else 2  # a one-page PDF has no heads
     seen: Counter[str] = Counter()
-    held: list[tuple[int, list[str]]] = []
-    for number, raw in enumerate(texts, start=1):
+    held: list[tuple[int, list[str], float | None]] = []
+    for number, (raw, confidence) in enumerate(texts, start=1):
         lines = _SOFT_HYPHEN.sub("", raw).replace("\r\n", "\n").replace("\r", "\n").split("\n")
         for key in {_edge_key(lines[i]) for i in _edges(lines)}:
             if key:
                 seen[key] += 1
-        held.append((number, lines))
+        held.append((number, lines, confidence))
         if number >= threshold:
             repeated = {key for key, times in seen.items() if times >= threshold}
-            for held_number, held_lines in held:
-                yield from _page_blocks(held_number, count, held_lines, repeated)
+            for held_page in held:
+                yield from _page_blocks(*held_page, count=count, repeated=repeated)
             held.clear()
     repeated = {key for key, times in seen.items() if times >= threshold}
-    for held_number, held_lines in held:
-        yield from _page_blocks(held_number, count, held_lines, repeated)
+    for held_page in held:
+        yield from _page_blocks(*held_page, count=count, repeated=repeated)
 
 
 def _edges(lines: list[str]) -> set[int]:
-    """Indices of the first and last non-blank lines of a page."""
-    content = [i for i, line in enumerate(lines) if line.strip()]
+    """Indices of the first and last non-blank lines of a page; a table's rows (a table's
+    header repeated on each page) are never running heads."""
+    content = [i for i, line in enumerate(lines) if line.strip() and not _in_table(line)]
     return set(content[:EDGE_LINES] + content[-EDGE_LINES:])
 
 
@@ -134,13 +178,20 @@ def _edge_key(line: str) -> str:
 
 
 def _page_blocks(
-    number: int, count: int, lines: list[str], repeated: set[str]
+    number: int, lines: list[str], confidence: float | None, *, count: int, repeated: set[str]
 ) -> Iterator[Block | PageBreak]:
-    yield PageBreak(number, count)
+    yield PageBreak(number, count, ocr_confidence=confidence)
     edges = _edges(lines)
     kept = [
         line for i, line in enumerate(lines) if not (i in edges and _edge_key(line) in repeated)
     ]
     for paragraph in _PARAGRAPH_GAP.split("\n".join(kept)):
-        if paragraph.strip():
+        body = paragraph.strip()
+        if body.startswith(TABLE_MARK):
+            yield Block("table", body.strip(TABLE_MARK))
+        elif body:
             yield Block("paragraph", paragraph)
+
+
+def _in_table(line: str) -> bool:
+    return line.startswith(("|", TABLE_MARK))
