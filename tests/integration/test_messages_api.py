@@ -282,7 +282,9 @@ async def test_an_anthropic_deployment_gets_the_body_itself_and_fields_chat_lose
         assert sent is not None
         if model == "claude-test":  # passthrough: the body as the client wrote it
             assert sent.body["top_k"] == 5
-            assert sent.body["system"] == system
+            *blocks, canary = sent.body["system"]
+            assert blocks == system  # cache_control survives; the guard's canary comes after
+            assert without_canary(canary["text"]) == ""
             assert sent.body["model"] == "fake-claude"
             assert "propylon" not in sent.body
         else:  # translated: chat has no top_k

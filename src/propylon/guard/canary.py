@@ -12,6 +12,7 @@ import re
 import secrets
 from typing import Any
 
+from propylon.gateway.protocol import NATIVE, native_body
 from propylon.guard.messages import text_of
 
 SYSTEM_ROLES = ("system", "developer")
@@ -48,24 +49,49 @@ def system_prompt(request: dict[str, Any]) -> str:
 
 
 def place_canary(request: dict[str, Any], *canaries: str) -> dict[str, Any]:
-    """A copy of ``request`` with the canaries appended to each system (or developer) message.
+    """A copy of ``request`` with the canaries appended to each system (or developer) message,
+    and to the client's own body when it travels along for passthrough (Anthropic `system`,
+    Responses `instructions` and system/developer input items).
 
     Requests without a system prompt are returned unchanged: there is nothing to leak.
     """
-    messages = request.get("messages")
-    if not isinstance(messages, list) or not canaries:
+    if not canaries:
         return request
     line = "".join(canary_line(c) for c in canaries)
+    placed = _in_messages(request, "messages", line)
+    native = native_body(request)
+    if native is not None:
+        body = _in_messages(native, "input", line, part="input_text")  # Responses
+        body = _in_messages(body, "messages", line)
+        for field in ("system", "instructions"):
+            body = _appended(body, field, line)
+        placed = {**placed, "propylon": {**placed["propylon"], NATIVE: body}}
+    return placed
+
+
+def _in_messages(
+    body: dict[str, Any], field: str, line: str, *, part: str = "text"
+) -> dict[str, Any]:
+    messages = body.get(field)
+    if not isinstance(messages, list) or not line:
+        return body
     changed = False
     out: list[Any] = []
     for message in messages:
         if isinstance(message, dict) and message.get("role") in SYSTEM_ROLES:
-            content = message.get("content")
-            if isinstance(content, str):
-                message = {**message, "content": content + line}
-                changed = True
-            elif isinstance(content, list):
-                message = {**message, "content": [*content, {"type": "text", "text": line}]}
-                changed = True
+            updated = _appended(message, "content", line, part=part)
+            changed = changed or updated is not message
+            message = updated
         out.append(message)
-    return {**request, "messages": out} if changed else request
+    return {**body, field: out} if changed else body
+
+
+def _appended(body: dict[str, Any], field: str, line: str, *, part: str = "text") -> dict[str, Any]:
+    """``body`` with ``line`` added to its text ``field`` (a string, or a list of parts: one
+    more part of type ``part``)."""
+    content = body.get(field)
+    if isinstance(content, str) and content:
+        return {**body, field: content + line}
+    if isinstance(content, list) and content:
+        return {**body, field: [*content, {"type": part, "text": line}]}
+    return body

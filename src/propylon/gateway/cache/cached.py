@@ -228,8 +228,8 @@ class CachedChatService:
         self.stats.verified += 1
         if not agree:
             self.stats.verified_wrong += 1
-            if hit.entry_id is not None and self._semantic is not None:
-                self._semantic.distrust(hit.entry_id)
+            if self._semantic is not None:
+                self._semantic.distrust(hit)
             log.info(
                 "sampled semantic hit disagreed with the upstream",
                 extra={"entry_id": hit.entry_id, "similarity": hit.similarity},

@@ -90,6 +90,7 @@ class SemanticHit:
     entry_id: int | None  # None: an entry of this process not yet written
     similarity: float
     response: JSONObject
+    entry: tuple[str, str, str, str] = ("", "", "", "")  # tenant, model, scope, its question
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +126,9 @@ class SemanticCache:
         self._verifier = verifier
         self._record = record_lookups
         self._inserts = 0
-        self._distrusted: dict[int, None] = {}  # insertion-ordered set
+        # Entries (tenant, model, scope, question) served only to their own wording: by what
+        # they are, not by id, so an entry still queued for writing can be distrusted too.
+        self._distrusted: dict[tuple[str, str, str, str], None] = {}  # insertion-ordered set
         self.writes = WriteBehind(self._write, delay_s=write_delay_s, stats=stats)
 
     async def embed(self, question: str) -> Embedding:
@@ -154,7 +157,7 @@ class SemanticCache:
             rows = await cursor.fetchall()
         if queued:
             rows = sorted([*rows, *queued], key=lambda r: -float(r["similarity"]))[:CANDIDATES]
-        lookup = self._choose(question, rows, threshold)
+        lookup = self._choose(key, question, rows, threshold)
         if self._record:
             self.writes.add_lookup(
                 {
@@ -170,10 +173,10 @@ class SemanticCache:
             )
         return lookup
 
-    def distrust(self, entry_id: int) -> None:
+    def distrust(self, hit: SemanticHit) -> None:
         """Serve this entry only to its own wording from now on (a sampled verification
         found its answer wrong for another)."""
-        self._distrusted[entry_id] = None
+        self._distrusted[hit.entry] = None
         if len(self._distrusted) > DISTRUSTED_MAX:
             del self._distrusted[next(iter(self._distrusted))]
 
@@ -238,14 +241,15 @@ class SemanticCache:
             )
         return rows
 
-    def _choose(self, question: str, rows: list[Any], threshold: float) -> Lookup:
+    def _choose(self, key: CacheKey, question: str, rows: list[Any], threshold: float) -> Lookup:
         best = float(rows[0]["similarity"]) if rows else None
         rejected, why = 0, None
         for row in rows:
             similarity = float(row["similarity"])
             if similarity < threshold:
                 break
-            if row["id"] is not None and int(row["id"]) in self._distrusted:
+            entry = (key.tenant_id, key.model, key.scope, str(row["question"]))
+            if entry in self._distrusted and row["question"] != question:
                 rejected, why = rejected + 1, "distrusted"
                 continue
             reason = (
@@ -255,7 +259,8 @@ class SemanticCache:
             )
             if reason is None:
                 entry_id = None if row["id"] is None else int(row["id"])
-                hit = SemanticHit(entry_id, similarity, orjson.loads(row["response"]))
+                response = orjson.loads(row["response"])
+                hit = SemanticHit(entry_id, similarity, response, entry)
                 return Lookup(hit, best, rejected, why)
             rejected, why = rejected + 1, reason
         return Lookup(None, best, rejected, why)
