@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from propylon.testing import Behaviour, FakeUpstream, ScriptedTurn
+from propylon.testing import Behaviour, FakeUpstream, ScriptedCall, ScriptedTurn
 from tests.integration.test_runs import events
 from tests.support.databases import PostgresServer, create_database
 from tests.support.servers import AppServer, serve_app, serve_uvicorn
@@ -509,3 +509,29 @@ async def test_a_stdio_mcp_server_the_operator_allows_is_a_tool_source(
         run = await wait(server, run_id)
         assert run["state"] == "succeeded", (run["error"], run["steps"])
         assert "3 words" in run["steps"][1]["content"]
+
+
+async def test_tools_the_model_calls_at_once_run_together_and_each_result_goes_back(
+    agents: AppServer, upstream: FakeUpstream, operator: str, site: Site
+) -> None:
+    script(
+        upstream,
+        ScriptedTurn(
+            tool="search",
+            arguments={"collection": "manuals", "query": "warranty"},
+            parallel=(ScriptedCall(tool="http_get", arguments={"url": f"{site.url}/both"}),),
+        ),
+        ScriptedTurn(text="Three years, blue box."),
+    )
+    run_id = await start(
+        agents, operator, model="gpt-agent", input="Both, please.", tools=["search", "http_get"]
+    )
+    run = await wait(agents, run_id)
+    assert run["state"] == "succeeded", (run["error"], run["steps"])
+    tools = [(s["name"], s["state"]) for s in run["steps"] if s["type"] == "tool"]
+    assert tools == [("search", "succeeded"), ("http_get", "succeeded")]
+    sent = upstream.last_request("/v1/chat/completions")
+    assert sent is not None
+    asked = [c["id"] for c in sent.body["messages"][-3]["tool_calls"]]
+    answered = [m["tool_call_id"] for m in sent.body["messages"][-2:]]
+    assert answered == asked and len(set(asked)) == 2
