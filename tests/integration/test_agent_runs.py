@@ -3,6 +3,7 @@ durable steps, pauses for approvals, screens tool results, and stops at its limi
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
@@ -11,7 +12,7 @@ import aiohttp
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from propylon.testing import Behaviour, FakeUpstream, ScriptedTurn
+from propylon.testing import Behaviour, FakeUpstream, ScriptedCall, ScriptedTurn
 from tests.integration.test_runs import events
 from tests.support.databases import PostgresServer, create_database
 from tests.support.servers import AppServer, serve_app, serve_uvicorn
@@ -470,3 +471,67 @@ async def test_cancel_stops_an_agent_inside_a_model_call(
     await call(agents, "POST", f"/runs/{run_id}/cancel", key=operator)
     run = await wait(agents, run_id)
     assert run["state"] == "cancelled", run
+
+
+async def test_a_stdio_mcp_server_the_operator_allows_is_a_tool_source(
+    pg_server: PostgresServer, upstream: FakeUpstream
+) -> None:
+    """A stdio MCP server runs as a child of the worker, only for an executable the operator
+    listed in `agents.mcp_stdio_commands`."""
+    models = [
+        {
+            "name": "gpt-agent",
+            "deployments": [{"provider": "openai", "base_url": f"{upstream.base_url}/v1"}],
+        }
+    ]
+    async with serve_app(
+        database_url=await create_database(pg_server),
+        models=models,
+        jobs=FAST_JOBS,
+        agents={"mcp_stdio_commands": [sys.executable]},
+    ) as server:
+        services = server.app.state.services
+        admin, _ = await services.access.create_key(
+            "test", features=["chat", "rag", "admin", "tools:network"]
+        )
+        command = [sys.executable, "-m", "tests.support.mcp_stdio_server"]
+        body = {"name": "notes", "command": command}
+        registered = await call(server, "POST", "/mcp-servers", body, key=admin)
+        assert registered["transport"] == "stdio"
+        script(
+            upstream,
+            ScriptedTurn(tool="notes__word_count", arguments={"text": "one two three"}),
+            ScriptedTurn(text="Three words."),
+        )
+        run_id = await start(
+            server, admin, model="gpt-agent", input="Count them.", tools=["mcp:notes"]
+        )
+        run = await wait(server, run_id)
+        assert run["state"] == "succeeded", (run["error"], run["steps"])
+        assert "3 words" in run["steps"][1]["content"]
+
+
+async def test_tools_the_model_calls_at_once_run_together_and_each_result_goes_back(
+    agents: AppServer, upstream: FakeUpstream, operator: str, site: Site
+) -> None:
+    script(
+        upstream,
+        ScriptedTurn(
+            tool="search",
+            arguments={"collection": "manuals", "query": "warranty"},
+            parallel=(ScriptedCall(tool="http_get", arguments={"url": f"{site.url}/both"}),),
+        ),
+        ScriptedTurn(text="Three years, blue box."),
+    )
+    run_id = await start(
+        agents, operator, model="gpt-agent", input="Both, please.", tools=["search", "http_get"]
+    )
+    run = await wait(agents, run_id)
+    assert run["state"] == "succeeded", (run["error"], run["steps"])
+    tools = [(s["name"], s["state"]) for s in run["steps"] if s["type"] == "tool"]
+    assert tools == [("search", "succeeded"), ("http_get", "succeeded")]
+    sent = upstream.last_request("/v1/chat/completions")
+    assert sent is not None
+    asked = [c["id"] for c in sent.body["messages"][-3]["tool_calls"]]
+    answered = [m["tool_call_id"] for m in sent.body["messages"][-2:]]
+    assert answered == asked and len(set(asked)) == 2

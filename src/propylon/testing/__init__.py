@@ -9,7 +9,7 @@ gateway against deterministic answers, tunable pacing and injected faults::
         upstream.set_behaviour(Behaviour(faults=(Fault(kind="status", status=503, times=2),)))
 """
 
-from propylon.testing.behaviour import Behaviour, Fault, FaultKind, ScriptedTurn
+from propylon.testing.behaviour import Behaviour, Fault, FaultKind, ScriptedCall, ScriptedTurn
 from propylon.testing.server import (
     OVERRIDE_HEADER,
     FakeUpstream,
@@ -24,6 +24,7 @@ __all__ = [
     "Fault",
     "FaultKind",
     "RecordedRequest",
+    "ScriptedCall",
     "ScriptedTurn",
     "run_fake_upstream",
 ]

@@ -99,7 +99,7 @@ class _Reply:
             "type": "message",
             "role": "assistant",
             "model": self.model,
-            "content": [] if completion is None else [self.block(completion, complete=True)],
+            "content": [] if completion is None else self.blocks(completion, complete=True),
             "stop_reason": None if completion is None else _STOP_REASON[completion.finish],
             "stop_sequence": None if completion is None else completion.stop_sequence,
             "usage": {
@@ -110,17 +110,20 @@ class _Reply:
             },
         }
 
-    def block(self, completion: Completion, *, complete: bool) -> dict[str, Any]:
-        """The content block; streams open it empty and fill it with deltas."""
-        call = completion.tool_call
-        if call is None:
-            return {"type": "text", "text": completion.text if complete else ""}
-        return {
-            "type": "tool_use",
-            "id": self.tool_use_id,
-            "name": call.name,
-            "input": call.input if complete else {},
-        }
+    def blocks(self, completion: Completion, *, complete: bool) -> list[dict[str, Any]]:
+        """The content blocks (text, or a tool_use per call); streams open them empty and fill
+        them with deltas."""
+        if not completion.tool_calls:
+            return [{"type": "text", "text": completion.text if complete else ""}]
+        return [
+            {
+                "type": "tool_use",
+                "id": self.tool_use_id if index == 0 else f"{self.tool_use_id}_{index}",
+                "name": call.name,
+                "input": call.input if complete else {},
+            }
+            for index, call in enumerate(completion.tool_calls)
+        ]
 
 
 async def _stream(events: EventStream, reply: _Reply, completion: Completion) -> None:
@@ -128,16 +131,19 @@ async def _stream(events: EventStream, reply: _Reply, completion: Completion) ->
         await events.send(orjson.dumps(payload), event=str(payload["type"]), token=token)
 
     await send({"type": "message_start", "message": reply.message(None)})
-    block = reply.block(completion, complete=False)
-    await send({"type": "content_block_start", "index": 0, "content_block": block})
-    await send({"type": "ping"})
-    for piece in completion.pieces:
-        if completion.tool_call is None:
-            delta = {"type": "text_delta", "text": piece}
-        else:
-            delta = {"type": "input_json_delta", "partial_json": piece}
-        await send({"type": "content_block_delta", "index": 0, "delta": delta}, token=True)
-    await send({"type": "content_block_stop", "index": 0})
+    calls = completion.tool_calls
+    for index, block in enumerate(reply.blocks(completion, complete=False)):
+        await send({"type": "content_block_start", "index": index, "content_block": block})
+        if index == 0:
+            await send({"type": "ping"})
+        pieces = completion.call_pieces(calls[index]) if calls else completion.pieces
+        for piece in pieces:
+            if not calls:
+                delta = {"type": "text_delta", "text": piece}
+            else:
+                delta = {"type": "input_json_delta", "partial_json": piece}
+            await send({"type": "content_block_delta", "index": index, "delta": delta}, token=True)
+        await send({"type": "content_block_stop", "index": index})
     await send(
         {
             "type": "message_delta",

@@ -73,6 +73,15 @@ class Fault(BaseModel):
         return not self.models or model in self.models
 
 
+class ScriptedCall(BaseModel):
+    """One more tool call in a scripted answer that calls several tools at once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tool: str = Field(description="The tool (it must be among the request's tools).")
+    arguments: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
+
+
 class ScriptedTurn(BaseModel):
     """One answer of a scripted conversation: text, or a call of one tool.
 
@@ -88,6 +97,9 @@ class ScriptedTurn(BaseModel):
     )
     arguments: dict[str, Any] = Field(
         default_factory=dict, description="The tool call's arguments."
+    )
+    parallel: tuple[ScriptedCall, ...] = Field(
+        default=(), description="Further tools called in the same answer (parallel calls)."
     )
     delay_ms: float = Field(default=0.0, ge=0, description="Extra delay before this answer.")
 

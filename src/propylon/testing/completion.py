@@ -60,6 +60,16 @@ class Completion:
     stop_sequence: str | None = None
     tool_call: ToolCall | None = None
     delay_s: float = 0.0  # a scripted turn's extra delay before it is sent
+    parallel: tuple[ToolCall, ...] = ()  # further calls of the same answer (after tool_call)
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """Every tool the answer calls, in order (empty for a text answer)."""
+        return () if self.tool_call is None else (self.tool_call, *self.parallel)
+
+    def call_pieces(self, call: ToolCall) -> tuple[str, ...]:
+        """The streamed deltas of one call's arguments."""
+        return self.pieces if call is self.tool_call else _split(call.arguments, _JSON_PIECE)
 
     @property
     def text(self) -> str:
@@ -67,7 +77,7 @@ class Completion:
 
     @property
     def tokens(self) -> int:
-        return len(self.pieces)
+        return len(self.pieces) + sum(len(_split(c.arguments, _JSON_PIECE)) for c in self.parallel)
 
 
 def compose_text(
@@ -129,18 +139,31 @@ def scripted(
     if step.tool is None:
         text = step.text or ""
         return Completion(_split(text, _PIECE), "stop", delay_s=step.delay_ms / 1000)
-    if step.tool not in tools:
-        raise invalid_request(
-            f"The script calls `{step.tool}`, which is not among the request's tools.",
-            param="tools",
-        )
-    return _call(step.tool, step.arguments, step.delay_ms / 1000)
+    for name in (step.tool, *(call.tool for call in step.parallel)):
+        if name not in tools:
+            raise invalid_request(
+                f"The script calls `{name}`, which is not among the request's tools.",
+                param="tools",
+            )
+    parallel = tuple(
+        ToolCall(call.tool, orjson.dumps(call.arguments).decode()) for call in step.parallel
+    )
+    return _call(step.tool, step.arguments, step.delay_ms / 1000, parallel)
 
 
-def _call(name: str, arguments: Mapping[str, Any], delay_s: float) -> Completion:
+def _call(
+    name: str,
+    arguments: Mapping[str, Any],
+    delay_s: float,
+    parallel: tuple[ToolCall, ...] = (),
+) -> Completion:
     text = orjson.dumps(dict(arguments)).decode()
     return Completion(
-        _split(text, _JSON_PIECE), "tool_calls", tool_call=ToolCall(name, text), delay_s=delay_s
+        _split(text, _JSON_PIECE),
+        "tool_calls",
+        tool_call=ToolCall(name, text),
+        delay_s=delay_s,
+        parallel=parallel,
     )
 
 

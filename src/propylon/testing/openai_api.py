@@ -123,17 +123,15 @@ class _Reply:
             "refusal": None,
             "annotations": [],
         }
-        if completion.tool_call is not None:
+        if completion.tool_calls:
             message["content"] = None
             message["tool_calls"] = [
                 {
-                    "id": self.call_id,
+                    "id": self.id_of(index),
                     "type": "function",
-                    "function": {
-                        "name": completion.tool_call.name,
-                        "arguments": completion.tool_call.arguments,
-                    },
+                    "function": {"name": call.name, "arguments": call.arguments},
                 }
+                for index, call in enumerate(completion.tool_calls)
             ]
         return {
             **self._envelope("chat.completion"),
@@ -147,6 +145,10 @@ class _Reply:
             ],
             "usage": usage,
         }
+
+    def id_of(self, index: int) -> str:
+        """The id of the answer's tool call number ``index`` (parallel calls each have one)."""
+        return self.call_id if index == 0 else f"{self.call_id}_{index}"
 
     def chunk(self, delta: Mapping[str, Any], finish: str | None = None) -> bytes:
         """A delta chunk; with ``include_usage`` OpenAI sets ``usage: null`` on each."""
@@ -174,23 +176,23 @@ class _Reply:
 async def _stream(
     events: EventStream, reply: _Reply, completion: Completion, usage: dict[str, Any] | None
 ) -> None:
-    call = completion.tool_call
-    if call is None:
+    if not completion.tool_calls:
         await events.send(reply.chunk({"role": "assistant", "content": "", "refusal": None}))
         for piece in completion.pieces:
             await events.send(reply.chunk({"content": piece}), token=True)
-    else:
+    for index, call in enumerate(completion.tool_calls):
         opening = {
-            "index": 0,
-            "id": reply.call_id,
+            "index": index,
+            "id": reply.id_of(index),
             "type": "function",
             "function": {"name": call.name, "arguments": ""},
         }
-        await events.send(
-            reply.chunk({"role": "assistant", "content": None, "tool_calls": [opening]})
-        )
-        for piece in completion.pieces:
-            delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+        first: dict[str, Any] = {"tool_calls": [opening]}
+        if index == 0:
+            first = {"role": "assistant", "content": None, **first}
+        await events.send(reply.chunk(first))
+        for piece in completion.call_pieces(call):
+            delta = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
             await events.send(reply.chunk(delta), token=True)
     await events.send(reply.chunk({}, _FINISH[completion.finish]))
     if usage is not None:
