@@ -62,9 +62,16 @@ async def _serve(server: uvicorn.Server) -> None:
         ) from None
 
 
+def deterministic(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` with no random sampling of semantic hits for verification (the product
+    verifies 2 % by default; a test that is about it sets ``cache.semantic_verify_share``)."""
+    cache = overrides.get("cache") or {}
+    return {**overrides, "cache": {"semantic_verify_share": 0.0, **cache}}
+
+
 @asynccontextmanager
 async def serve_app(**overrides: Any) -> AsyncIterator[AppServer]:
-    settings = load_settings(None, **overrides)
+    settings = load_settings(None, **deterministic(overrides))
     app = create_app(settings)
     async with serve_uvicorn(app) as url:
         key, _ = await app.state.services.access.create_key("test")

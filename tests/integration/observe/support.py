@@ -16,7 +16,7 @@ from propylon.app import create_app
 from propylon.observe.record import RequestRecord
 from propylon.settings import load_settings
 from propylon.testing import FakeUpstream
-from tests.support.servers import AppServer, serve_uvicorn
+from tests.support.servers import AppServer, deterministic, serve_uvicorn
 from tests.support.waiting import eventually
 
 ADMIN = "admin-secret-for-observe-tests"
@@ -56,7 +56,7 @@ async def serve(
         models=[*(overrides.pop("models", None) or models(upstream)), *(more_models or [])],
         admin_key=ADMIN,
         observe={"flush_interval_s": 0.05, "prices": PRICES, **(observe or {})},
-        **overrides,
+        **deterministic(overrides),
     )
     app = create_app(settings, tracer_provider=tracer_provider)
     async with serve_uvicorn(app) as url:
