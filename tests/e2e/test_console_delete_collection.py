@@ -5,6 +5,7 @@ Screenshots go to test-artifacts/console/."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import aiohttp
@@ -112,6 +113,10 @@ async def test_a_collection_deleted_elsewhere_is_said_so_and_leaves_the_list(
         await page.fill("#collection-name", "shared")
         await page.click("#new-collection button[type=submit]")
         await expect(page.locator("#collection-title")).to_have_text("shared")
+        # Open, its (empty) document list loaded: only then does another tab delete it.
+        await expect(page.locator("#documents")).to_have_attribute(
+            "data-collection", re.compile(r".+")
+        )
 
         # Another tab (or curl) deletes it first.
         async with (
@@ -127,3 +132,34 @@ async def test_a_collection_deleted_elsewhere_is_said_so_and_leaves_the_list(
         await expect(page.locator("#collection-list li", has_text="shared")).to_have_count(0)
         await expect(page.locator("#collection-title")).to_have_text("Select a collection")
         assert crashes == [], "no uncaught errors in the page"
+
+
+async def test_opening_a_collection_deleted_meanwhile_says_it_is_gone(
+    console_app: AppServer,
+) -> None:
+    from playwright.async_api import Error, expect
+
+    width, height = VIEWPORTS["desktop"]
+    async with aiohttp.ClientSession(headers=console_app.headers) as http:
+        async with http.post(console_app.v1 + "/collections", json={"name": "fleeting"}) as made:
+            assert made.status == 201
+        async with signed_in_page(
+            console_app.url, console_app.api_key, CHROMIUM, FLAGS, width, height
+        ) as page:
+            crashes: list[str] = []
+
+            def on_page_error(error: Error) -> None:
+                crashes.append(str(error))
+
+            page.on("pageerror", on_page_error)
+            await page.click("button[data-tab=collections]")
+            listed = page.locator("#collection-list li", has_text="fleeting")
+            await expect(listed).to_have_count(1)
+            async with http.delete(console_app.v1 + "/collections/fleeting") as gone:
+                assert gone.status == 200
+            await listed.click()
+            message = page.locator("#collection-message.error")
+            await expect(message).to_contain_text("The collection fleeting is gone")
+            await expect(listed).to_have_count(0)
+            await expect(page.locator("#collection-title")).to_have_text("Select a collection")
+            assert crashes == [], "no uncaught errors in the page"

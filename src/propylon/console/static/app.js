@@ -127,7 +127,18 @@ async function openCollection(collection) {
   $("delete-collection").hidden = false;
   for (const ws of state.sockets) ws.close();
   state.sockets = [];
-  await loadDocuments();
+  $("documents").dataset.collection = "";
+  try {
+    await loadDocuments();
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    closeCollection(); // deleted meanwhile (another tab, curl): say so, drop it from the list
+    $("collection-message").className = "error";
+    $("collection-message").textContent = `The collection ${collection.name} is gone: ${error.message}`;
+    await loadCollections();
+    return;
+  }
+  $("documents").dataset.collection = collection.id; // open: its documents are shown
   socket(`/v1/collections/${collection.id}/events`, onJobEvent);
   loadCollections();
 }
