@@ -415,7 +415,9 @@ def _default_rows(res: Results) -> list[Row]:
         label = "floor: bare Starlette + aiohttp proxy"
         rows += _sequential_rows(label, res.bare, "bare proxy", direct_p50)
         through = res.sequential.through.cpu_ms_per_request()
-        ratio = f"{through / res.bare.cpu_ms_per_request():.2f} ×"
+        floor = res.bare.cpu_ms_per_request()
+        # A short run can measure the floor's CPU below the clock's resolution: no ratio then.
+        ratio = f"{through / floor:.2f} ×" if floor > 0 else "n/a (floor below clock resolution)"
         rows.append(
             (
                 "gateway's CPU per request over the floor's, sequential",
