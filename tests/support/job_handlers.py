@@ -96,7 +96,7 @@ def handlers_for_tests(database: Database, gates: Gates | None = None) -> dict[s
         gates.started.set()
         try:
             await ctx.progress(stage="working", fraction=0.1)
-            await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # parked until the job is cancelled
         finally:
             gates.cleaned_up.set()
         return None

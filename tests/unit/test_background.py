@@ -168,7 +168,7 @@ async def test_a_stop_ends_a_writer_whose_flush_swallowed_the_first_cancel() -> 
         started.set()
         # As a library's wait_for may do: the cancel is lost and the task goes on.
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # parked until cancelled
 
     loop = WriterLoop("test", stubborn, log=logging.getLogger("test"), interval_s=None)
     loop.wake()
@@ -182,19 +182,21 @@ async def test_stop_tasks_ends_a_loop_that_swallows_a_cancel() -> None:
     """A heartbeat-style loop whose wait swallowed one cancel (as psycopg_pool's
     ``wait_for`` can) is cancelled again until it ends."""
     swallowed = 0
+    parked = asyncio.Event()
 
     async def loop() -> None:
         nonlocal swallowed
         while True:
             try:
-                await asyncio.sleep(3600)
+                parked.set()
+                await asyncio.Event().wait()  # parked until cancelled
             except asyncio.CancelledError:
                 if swallowed:
                     raise
                 swallowed += 1
 
     task = asyncio.create_task(loop())
-    await asyncio.sleep(0)
+    await parked.wait()
     async with asyncio.timeout(10):
         await stop_tasks(task, None)
     assert task.cancelled() and swallowed == 1
