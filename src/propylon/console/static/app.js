@@ -429,25 +429,28 @@ function followRun(id) {
   $("job-events").replaceChildren();
   $("agent-steps").replaceChildren();
   let agent = false;
-  api(`/v1/runs/${id}`).then((run) => {
+  let asked = 0;
+  let drawn = 0;
+  // An agent run is drawn from its row after each event. Its last event is written just
+  // before its final state, so the state is taken from that event; a slower, older read
+  // never draws over a newer one.
+  async function draw(ended) {
+    const mine = ++asked;
+    const run = await api(`/v1/runs/${id}`);
+    if (mine < drawn) return;
+    drawn = mine;
     agent = run.kind === "agent";
-    if (agent) renderAgent(run);
-  });
+    if (!agent) return;
+    if (ended) Object.assign(run, { state: ended.state, result: ended.data.result ?? run.result, error: ended.data.error ?? run.error });
+    renderAgent(run);
+  }
+  draw(null);
   socket(`/v1/runs/${id}/events`, (event) => {
     const detail = event.type === "token" ? JSON.stringify(event.data.text) : event.data?.step ?? event.data?.error ?? "";
     $("job-events").append(el("li", { value: event.id }, `${event.type} ${detail}`));
-    if (agent && event.type !== "token") refreshAgent(id, TERMINAL.includes(event.type.replace("run_", "")));
+    const state = event.type.replace("run_", "");
+    if (agent && event.type !== "token") draw(TERMINAL.includes(state) ? { state, data: event.data } : null);
   });
-}
-
-// The last event is written just before the run's final state: after it, read until the
-// state has caught up.
-async function refreshAgent(id, ended, tries = 40) {
-  const run = await api(`/v1/runs/${id}`);
-  renderAgent(run);
-  if (ended && !TERMINAL.includes(run.state) && tries > 0) {
-    setTimeout(() => refreshAgent(id, ended, tries - 1), 250);
-  }
 }
 
 // An agent run as its steps: what the model said or asked for, each tool call with its
