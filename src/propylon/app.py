@@ -26,6 +26,7 @@ from propylon.access.revocation import KeyRevocation
 from propylon.access.store import AccessStore
 from propylon.access.tickets import SocketTickets
 from propylon.access.usage import UsageRecorder
+from propylon.background import stop_tasks
 from propylon.completions.service import CompletionsService
 from propylon.db.connect import open_database
 from propylon.db.database import Database
@@ -583,12 +584,21 @@ def create_app(
             settings, worker=worker, handlers=handlers, tracer_provider=tracer_provider
         ) as services:
             app.state.services = services
+            preload: asyncio.Task[None] | None = None
             if settle:
-                # Loading an encoding takes 0.2-1 s: in a thread now, not on the event loop
-                # of the first request that counts tokens (a stall for every request).
-                await asyncio.to_thread(TokenCounter().preload)
-                settle_heap()
-            yield
+                # Loading an encoding takes 0.2-1 s: in a thread, beside serving (start-up does
+                # not wait for it), not on the event loop of the first request that counts
+                # tokens (a stall for every request).
+                async def warm() -> None:
+                    await asyncio.to_thread(TokenCounter().preload)
+                    settle_heap()
+
+                preload = asyncio.create_task(warm(), name="propylon-preload")
+            try:
+                yield
+            finally:
+                if preload is not None:
+                    await stop_tasks(preload, None)
 
     app = FrontedFastAPI(
         title="Propylon",
