@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from propylon.testing import Behaviour, FakeUpstream, ScriptedTurn
-from tests.integration.test_agent_runs import call
+from tests.integration.test_agent_runs import agent_models, call
 from tests.integration.test_runs import events
 from tests.support.databases import PostgresServer, create_database
 from tests.support.processes import propylon_process
@@ -45,12 +45,7 @@ async def test_kill_9_after_a_tool_call_resumes_without_calling_the_tool_again(
     host, hits = site.host, site.hits
     async with FakeUpstream() as upstream:
         settings: dict[str, Any] = {
-            "models": [
-                {
-                    "name": "gpt-agent",
-                    "deployments": [{"provider": "openai", "base_url": f"{upstream.base_url}/v1"}],
-                }
-            ],
+            "models": agent_models(upstream),
             "jobs": JOBS,
             "agents": {"http_get_hosts": {"*": [host]}},
             "local_models": False,

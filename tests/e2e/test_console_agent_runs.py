@@ -13,6 +13,7 @@ import pytest
 
 from propylon.testing import Behaviour, FakeUpstream, ScriptedTurn
 from tests.e2e.test_console_browser import ARTIFACTS, CHROMIUM, FLAGS
+from tests.integration.test_agent_runs import agent_models
 from tests.support.console import signed_in_page
 from tests.support.servers import AppServer, serve_app
 
@@ -24,12 +25,7 @@ VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
 @pytest.fixture
 async def agent_console(database_url: str) -> AsyncIterator[tuple[AppServer, FakeUpstream]]:
     async with FakeUpstream() as upstream:
-        models = [
-            {
-                "name": "gpt-agent",
-                "deployments": [{"provider": "openai", "base_url": f"{upstream.base_url}/v1"}],
-            }
-        ]
+        models = agent_models(upstream)
         async with serve_app(
             database_url=database_url,
             models=models,

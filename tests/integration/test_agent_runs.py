@@ -4,6 +4,7 @@ durable steps, pauses for approvals, screens tool results, and stops at its limi
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
@@ -38,6 +39,16 @@ INJECTION = (
 )
 
 
+def agent_models(upstream: FakeUpstream) -> list[dict[str, Any]]:
+    """`gpt-agent`, a model the fake upstream plays (scripted per test)."""
+    return [
+        {
+            "name": "gpt-agent",
+            "deployments": [{"provider": "openai", "base_url": f"{upstream.base_url}/v1"}],
+        }
+    ]
+
+
 def _page(site: Site, path: str) -> str:
     if path == "/poisoned":
         return INJECTION.format(steal=f"{site.url}/steal")
@@ -62,12 +73,7 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
 async def agents(
     pg_server: PostgresServer, upstream: FakeUpstream, site: Site
 ) -> AsyncIterator[AppServer]:
-    models = [
-        {
-            "name": "gpt-agent",
-            "deployments": [{"provider": "openai", "base_url": f"{upstream.base_url}/v1"}],
-        }
-    ]
+    models = agent_models(upstream)
     # A tenth of a cent a token: one model call costs about two cents.
     prices = {"gpt-agent": {"input": 1_000.0, "output": 1_000.0}}
     async with serve_app(
@@ -478,12 +484,7 @@ async def test_a_stdio_mcp_server_the_operator_allows_is_a_tool_source(
 ) -> None:
     """A stdio MCP server runs as a child of the worker, only for an executable the operator
     listed in `agents.mcp_stdio_commands`."""
-    models = [
-        {
-            "name": "gpt-agent",
-            "deployments": [{"provider": "openai", "base_url": f"{upstream.base_url}/v1"}],
-        }
-    ]
+    models = agent_models(upstream)
     async with serve_app(
         database_url=await create_database(pg_server),
         models=models,
@@ -535,3 +536,13 @@ async def test_tools_the_model_calls_at_once_run_together_and_each_result_goes_b
     asked = [c["id"] for c in sent.body["messages"][-3]["tool_calls"]]
     answered = [m["tool_call_id"] for m in sent.body["messages"][-2:]]
     assert answered == asked and len(set(asked)) == 2
+
+
+async def test_approving_an_unknown_or_another_tenants_run_is_not_found(
+    agents: AppServer, operator: str
+) -> None:
+    stranger, _ = await agents.app.state.services.access.create_key("another-tenant")
+    run_id = await start(agents, operator, model="gpt-agent", input="hi", tools=["search"])
+    for key, ref in ((stranger, run_id), (operator, "not-a-run"), (operator, str(uuid.uuid4()))):
+        status, error = await request(agents, "POST", f"/runs/{ref}/approve", key=key)
+        assert status == 404 and error["error"]["code"] == "run_not_found", error

@@ -171,11 +171,13 @@ class RunService:
         """Approve or deny the tool call an agent run waits on; the run is queued again (a
         denied call is reported to the model, which then answers without it). 409 when the
         run waits for nothing."""
-        await self._row(tenant_id, run_id)
+        if not _is_uuid(run_id):
+            raise _not_found(run_id)
         async with self._database.connection() as conn, conn.transaction():
             cur = await conn.execute(_q("lock_run"), {"run_id": run_id, "tenant_id": tenant_id})
             row = await cur.fetchone()
-            assert row is not None
+            if row is None:
+                raise _not_found(run_id)
             steps = row["steps"] if isinstance(row["steps"], list) else []
             waiting = [s for s in steps if s.get("state") == "waiting_for_approval"]
             if row["state"] != "waiting_for_approval" or not waiting:
@@ -261,5 +263,9 @@ class RunService:
                 cur = await conn.execute(_q("get_run"), {"run_id": run_id, "tenant_id": tenant_id})
                 row = await cur.fetchone()
         if row is None:
-            raise NotFound(f"No run `{run_id}`.", param="run_id", code="run_not_found")
+            raise _not_found(run_id)
         return dict(row)
+
+
+def _not_found(run_id: str) -> NotFound:
+    return NotFound(f"No run `{run_id}`.", param="run_id", code="run_not_found")
