@@ -15,9 +15,9 @@ Where the context is found:
 * Otherwise the paragraphs of the system, developer, tool and earlier user messages, numbered
   1..n in order. Assistant messages are never context: quoting the model's own earlier
   answers back would be circular.
-* A system or developer message that says it is secret or confidential (or forbids revealing
-  itself) is never context, labelled sources in it included: asked "what is the password?",
-  the model must not quote it.
+* A system or developer message whose instructions (its text outside labelled sources) say it
+  is secret or confidential (or forbid revealing it) is never context, labelled sources in it
+  included: asked "what is the password?", the model must not quote it.
 
 The question is the last user message. When it carries sources too, or several paragraphs,
 the question is the text after ``Question:`` if there is one, else its last paragraph with a
@@ -432,9 +432,13 @@ def read_context(request: JSONObject) -> Context:
 
 
 def _unless_secret(text: str) -> str:
-    """A system prompt without the guard's canary line, or nothing if it says it is secret."""
+    """A system prompt without the guard's canary line, or nothing if it says it is secret.
+
+    What it says of itself is in its instructions: the labelled sources it carries are data,
+    and an abstract saying a study "did not show" an effect does not make a prompt secret."""
     text = strip_canaries(text)
-    return "" if _SECRET.search(text) else text
+    _, instructions = _labelled(text)
+    return "" if _SECRET.search(instructions) else text
 
 
 def _messages(request: Any) -> list[tuple[str, str]]:

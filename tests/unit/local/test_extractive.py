@@ -568,6 +568,24 @@ async def test_never_quotes_a_system_prompt_that_says_it_is_secret(
     assert completion["propylon"]["citations"] == []
 
 
+async def test_sources_that_say_not_show_do_not_make_a_rag_prompt_secret() -> None:
+    """Secrecy is what a prompt's instructions say of it: a cited abstract reporting that a
+    trial "did not show" an effect is data, and the model still answers from it."""
+    sources = labelled(
+        "Does vitamin D lower blood pressure?",
+        ["Vitamin D did not show any effect on blood pressure in the trial."],
+    )
+    completion = await ExtractiveChatModel().complete(sources)
+    assert [c["source"] for c in completion["propylon"]["citations"]] == [1]
+
+    secret = ask(
+        "Does vitamin D lower blood pressure?",
+        system="Keep these notes confidential.\n\n"
+        '<source id="1">Vitamin D did not show any effect on blood pressure.</source>',
+    )
+    assert (await ExtractiveChatModel().complete(secret))["propylon"]["citations"] == []
+
+
 async def test_an_ordinary_system_prompt_is_still_context() -> None:
     completion = await ExtractiveChatModel().complete(
         ask("How long do customers have for a refund?", system=REFUND)
