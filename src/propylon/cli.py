@@ -400,17 +400,23 @@ def eval_extractive(
     minilm = MiniLMEmbedder.load(threads=threads, max_batch=32)
     embedder = evaluation.CachedEmbedder(minilm)
 
-    async def _run() -> tuple[list[evaluation.Score], evaluation.Score, evaluation.Score]:
+    async def _run() -> tuple[
+        list[evaluation.Score],
+        evaluation.Score,
+        evaluation.Score,
+        list[tuple[str, evaluation.Score]],
+    ]:
         dev = [await evaluation.score(dev_cases, embedder, t) for t in evaluation.THRESHOLDS]
         chosen = evaluation.choose(dev)
-        return dev, chosen, await evaluation.score(held_out_cases, embedder, chosen.threshold)
+        held_out = await evaluation.score(held_out_cases, embedder, chosen.threshold)
+        return dev, chosen, held_out, await evaluation.alternatives(dev_cases, embedder, chosen)
 
     try:
-        dev, chosen, held_out = asyncio.run(_run())
+        dev, chosen, held_out, ablation = asyncio.run(_run())
     finally:
         minilm.close()
     command = shlex.join(["propylon", "eval", "extractive", *sys.argv[3:]])
-    section = evaluation.render_markdown(dev, chosen, held_out, command)
+    section = evaluation.render_markdown(dev, chosen, held_out, command, ablation)
     typer.echo(section)
     if output is not None:
         write_section(output, section, evaluation.SECTION)

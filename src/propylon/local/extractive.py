@@ -41,7 +41,7 @@ from typing import Any
 from propylon.errors import InvalidRequest
 from propylon.gateway.protocol import ChatStream, EmbeddingModel, JSONObject
 from propylon.guard.canary import strip_canaries
-from propylon.local.sentences import relevance, split_sentences
+from propylon.local.sentences import RANKING, Ranking, relevance, split_sentences
 
 _WORDS_PER_CHUNK = 4
 _PIECE = re.compile(r"\S+\s*|\s+")
@@ -183,6 +183,7 @@ class ExtractiveChatModel:
         max_sentences: int = 3,
         count_tokens: Callable[[str], int] | None = None,
         answer_threshold: float = ANSWER_THRESHOLD,
+        ranking: Ranking = RANKING,
     ) -> None:
         if max_sentences < 1:
             raise ValueError("max_sentences must be at least 1")
@@ -191,6 +192,7 @@ class ExtractiveChatModel:
         self._max_sentences = max_sentences
         self._count = count_tokens or estimate_tokens
         self._answer_threshold = answer_threshold
+        self._ranking = ranking
 
     async def complete(self, request: JSONObject) -> JSONObject:
         answer = await self._answer(request)
@@ -280,6 +282,7 @@ class ExtractiveChatModel:
             texts,
             self._embedder,
             sources=[candidate.source for candidate in candidates],
+            ranking=self._ranking,
         )
         if ranked.similarity is not None:
             relevant = [value >= self._answer_threshold for value in ranked.similarity]
@@ -294,7 +297,7 @@ class ExtractiveChatModel:
         # second one of any source. Three quotes from the one source that happens to rank
         # first say little more than one, and miss the answer when that source is wrong.
         best_of_source: dict[int, int] = {}
-        for i in order:
+        for i in order if self._ranking.each_source_first else ():
             best_of_source.setdefault(candidates[i].source, i)
         firsts = set(best_of_source.values())
         chosen: list[Citation] = []

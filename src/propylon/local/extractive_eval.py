@@ -28,7 +28,7 @@ from typing import Literal
 
 from propylon.gateway.protocol import EmbeddingModel, Embeddings, JSONObject
 from propylon.local.extractive import ANSWER_THRESHOLD, ExtractiveChatModel
-from propylon.local.sentences import NEIGHBOUR_WEIGHT, SOURCE_WEIGHT, terms
+from propylon.local.sentences import NEIGHBOUR_WEIGHT, RANKING, SOURCE_WEIGHT, Ranking, terms
 
 Split = Literal["dev", "held_out"]
 SOURCES_PER_CASE = 5
@@ -177,9 +177,11 @@ class CachedEmbedder:
         return Embeddings([self._vectors[t] for t in texts], 0)
 
 
-async def score(cases: Sequence[Case], embedder: EmbeddingModel, threshold: float) -> Score:
-    """Run the model with ``threshold`` over ``cases``."""
-    model = ExtractiveChatModel(embedder, answer_threshold=threshold)
+async def score(
+    cases: Sequence[Case], embedder: EmbeddingModel, threshold: float, ranking: Ranking = RANKING
+) -> Score:
+    """Run the model with ``threshold`` (and ``ranking``) over ``cases``."""
+    model = ExtractiveChatModel(embedder, answer_threshold=threshold, ranking=ranking)
     outcomes: list[Outcome] = []
     started = time.process_time()
     for case in cases:
@@ -211,6 +213,29 @@ async def score(cases: Sequence[Case], embedder: EmbeddingModel, threshold: floa
     )
 
 
+ALTERNATIVES: tuple[tuple[str, Ranking], ...] = (
+    (
+        "before: 0.6 × cosine + 0.4 × BM25, quotes in rank order",
+        Ranking(blend=True, each_source_first=False),
+    ),
+    ("cosine alone, quotes in rank order", Ranking(0.0, 0.0, each_source_first=False)),
+    ("shipped ranking, quotes in rank order", Ranking(each_source_first=False)),
+)
+"""Rankings measured beside the shipped one on the dev split, at the chosen threshold: where
+the shipped model's results come from."""
+
+
+async def alternatives(
+    cases: Sequence[Case], embedder: EmbeddingModel, shipped: Score
+) -> list[tuple[str, Score]]:
+    """Each of ``ALTERNATIVES`` on ``cases`` at the threshold of ``shipped``, then it."""
+    found = [
+        (label, await score(cases, embedder, shipped.threshold, ranking))
+        for label, ranking in ALTERNATIVES
+    ]
+    return [*found, ("shipped: its ranking, the best sentence of each source first", shipped)]
+
+
 THRESHOLDS = tuple(round(0.20 + 0.02 * i, 2) for i in range(21))  # 0.20 … 0.60
 
 
@@ -224,7 +249,13 @@ def choose(scores: Sequence[Score]) -> Score:
     return max(meeting, key=lambda s: (s.answered_gold_rate, s.threshold))
 
 
-def render_markdown(dev: Sequence[Score], chosen: Score, held_out: Score, command: str) -> str:
+def render_markdown(
+    dev: Sequence[Score],
+    chosen: Score,
+    held_out: Score,
+    command: str,
+    ablation: Sequence[tuple[str, Score]] = (),
+) -> str:
     def met(value: float, goal: float) -> str:
         return "met" if value >= goal else "**missed**"
 
@@ -236,6 +267,24 @@ def render_markdown(dev: Sequence[Score], chosen: Score, held_out: Score, comman
         f"| {s.threshold:.2f} | {s.answered_gold_rate:.1%} | {s.answered / s.answerable:.1%} | "
         f"{s.refused_rate:.1%} |"
         for s in dev
+    )
+    compared = "\n".join(
+        f"| {label} | {s.answered_gold_rate:.1%} | {s.first_gold / s.answerable:.1%} | "
+        f"{s.refused_rate:.1%} |"
+        for label, s in ablation
+    )
+    where = (
+        f"""
+Where the results come from: the dev split at the chosen threshold ({chosen.threshold:.2f}),
+the shipped model beside rankings it replaced or leaves out:
+
+| dev split, threshold {chosen.threshold:.2f} | answered citing gold | first quote from gold | \
+unanswerable refused |
+|---|---:|---:|---:|
+{compared}
+"""
+        if ablation
+        else ""
     )
     measured = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     shipped = (
@@ -285,6 +334,7 @@ for claims, refused for the other questions):
 |---|---:|---:|
 {groups}
 
+{where}
 Dev split, by threshold (cosine similarity the best sentence needs):
 
 | threshold | answered citing gold | answered | unanswerable refused |

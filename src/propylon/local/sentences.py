@@ -43,6 +43,25 @@ while adding BM25 at any weight tried (0.05-0.4) lowered it: there the wrong sou
 chosen for sharing the claim's rare words, so matching words is what misleads."""
 
 MAX_EMBEDDED_SENTENCES = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """How the extractive model ranks sentences and picks its quotes: the shipped way
+    (``RANKING``), or one of the alternatives `propylon eval extractive` measures beside it.
+
+    ``blend``: rank by the BM25 + cosine blend of ``blended_relevance`` instead (the model
+    before its context ranking); ``each_source_first``: quote the best sentence of each
+    relevant source before a second one of any (else: in rank order).
+    """
+
+    neighbour_weight: float = NEIGHBOUR_WEIGHT
+    source_weight: float = SOURCE_WEIGHT
+    blend: bool = False
+    each_source_first: bool = True
+
+
+RANKING = Ranking()
 """Above this many sentences only the lexically best are embedded: the bundled MiniLM takes
 about 6 ms a sentence on one CPU thread, so this bounds the wait near 0.8 s."""
 
@@ -214,15 +233,19 @@ async def relevance(
     embedder: EmbeddingModel | None = None,
     *,
     sources: Sequence[int] | None = None,
+    ranking: Ranking = RANKING,
 ) -> Relevance:
     """How relevant each sentence is to ``question`` (see ``Relevance``).
 
     Without ``embedder``, BM25. With it, cosine similarity, plus the context terms weighted by
-    ``NEIGHBOUR_WEIGHT`` and ``SOURCE_WEIGHT``, where ``sources`` gives the source of each
-    sentence (consecutive sentences of one source are neighbours; without it, all sentences
-    are one source). If the embedder fails, ranking falls back to words alone rather than
-    failing the request.
+    ``ranking`` (``NEIGHBOUR_WEIGHT`` and ``SOURCE_WEIGHT`` by default), where ``sources``
+    gives the source of each sentence (consecutive sentences of one source are neighbours;
+    without it, all sentences are one source); ``ranking.blend``: the blend of
+    ``blended_relevance`` instead. If the embedder fails, ranking falls back to words alone
+    rather than failing the request.
     """
+    if ranking.blend and embedder is not None:
+        return await blended_relevance(question, sentences, embedder)
     lexical = _scaled(bm25_scores(terms(question), [terms(sentence) for sentence in sentences]))
     if embedder is None or not sentences:
         return Relevance(lexical, None)
@@ -233,7 +256,7 @@ async def relevance(
     groups = list(sources) if sources is not None else [0] * len(sentences)
     if len(groups) != len(sentences):
         raise ValueError("sources must give one source per sentence")
-    context = _in_context(cosine, groups)
+    context = _in_context(cosine, groups, ranking)
     return Relevance(_scaled([max(0.0, value) for value in context]), cosine, tokens)
 
 
@@ -255,7 +278,7 @@ async def blended_relevance(
     return Relevance(blended, cosine, tokens)
 
 
-def _in_context(cosine: list[float], groups: list[int]) -> list[float]:
+def _in_context(cosine: list[float], groups: list[int], ranking: Ranking) -> list[float]:
     """Each sentence's similarity with its neighbours' and its source's (see the weights)."""
     members: dict[int, list[int]] = {}
     for i, group in enumerate(groups):
@@ -266,7 +289,10 @@ def _in_context(cosine: list[float], groups: list[int]) -> list[float]:
         topical = sum(best) / len(best)
         for at, i in enumerate(indices):
             beside = [cosine[indices[j]] for j in (at - 1, at + 1) if 0 <= j < len(indices)]
-            ranked[i] += NEIGHBOUR_WEIGHT * max(beside, default=0.0) + SOURCE_WEIGHT * topical
+            ranked[i] += (
+                ranking.neighbour_weight * max(beside, default=0.0)
+                + ranking.source_weight * topical
+            )
     return ranked
 
 

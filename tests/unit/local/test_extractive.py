@@ -11,7 +11,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from propylon.errors import InvalidRequest, UpstreamError
 from propylon.gateway.protocol import ChatModel, EmbeddingModel, Embeddings, JSONObject
 from propylon.local.extractive import ExtractiveChatModel, read_context
-from propylon.local.sentences import split_sentences
+from propylon.local.sentences import Ranking, split_sentences
 
 REFUND = "Customers can request a refund within 30 days of purchase."
 SHIPPING = "Orders ship from our warehouse in Rotterdam."
@@ -528,6 +528,16 @@ async def test_quotes_the_best_sentence_of_each_relevant_source_before_a_second_
     three = ExtractiveChatModel(TableEmbedder(question, similarity), max_sentences=3)
     completion = await three.complete(labelled(question, owls))
     assert [c["text"] for c in completion["propylon"]["citations"]] == owls
+
+    # The alternative `propylon eval extractive` measures: quotes in rank order.
+    in_order = ExtractiveChatModel(
+        TableEmbedder(question, similarity),
+        max_sentences=2,
+        ranking=Ranking(each_source_first=False),
+    )
+    completion = await in_order.complete(labelled(question, owls, bats))
+    quoted = [(c["source"], c["text"]) for c in completion["propylon"]["citations"]]
+    assert quoted == [(1, "Owls hunt at night."), (1, "Owls fly without a sound.")]
 
 
 async def test_a_sentence_among_on_topic_neighbours_outranks_a_stray_match() -> None:

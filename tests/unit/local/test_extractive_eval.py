@@ -55,3 +55,13 @@ def test_the_report_gives_held_out_results_by_kind_and_length() -> None:
     assert "| banking77 questions, ≤ 8 words | 1 | 100.0% (1) |" in text
     assert "| answerable, first quote from a gold abstract | 2 | 50.0% (1) | | |" in text
     assert "| CPU time per answer, embedding its sentences included | 3 | 12 ms | | |" in text
+
+
+def test_the_report_shows_the_alternatives_measured_beside_the_shipped_ranking() -> None:
+    shipped = Score(0.32, 4, 3, 4, 2, 2, 2, 1.0, ())
+    rank_order = Score(0.32, 4, 2, 4, 2, 2, 1, 1.0, ())
+    ablation = [("cosine alone, quotes in rank order", rank_order), ("shipped", shipped)]
+    text = render_markdown([shipped], shipped, shipped, "propylon eval extractive", ablation)
+    assert "| dev split, threshold 0.32 | answered citing gold |" in text
+    assert "| cosine alone, quotes in rank order | 50.0% | 25.0% | 100.0% |" in text
+    assert "| shipped | 75.0% | 50.0% | 100.0% |" in text
