@@ -76,6 +76,7 @@ from propylon.http import (
     rerank,
     responses,
     runs,
+    sources,
     ws_tickets,
 )
 from propylon.http.errors import install_error_handlers
@@ -91,9 +92,15 @@ from propylon.local.memory import release_free_memory, settle_heap
 from propylon.messages.service import MessagesService
 from propylon.observe.observability import open_observability
 from propylon.rag.chat import RagChatService
-from propylon.rag.engine import build_collection_service, build_ingestion_handler
+from propylon.rag.engine import (
+    build_collection_service,
+    build_ingestion_handler,
+    build_source_service,
+    build_sync_handler,
+)
 from propylon.rag.ingest import INGEST_KIND, RiskScreen
 from propylon.rag.retrieval import build_retrieval
+from propylon.rag.sources.sync import SYNC_KIND
 from propylon.responses.service import ResponsesService
 from propylon.responses.store import ResponseStore
 from propylon.runs.executor import RunExecutor
@@ -308,6 +315,9 @@ def job_handlers(services: Services) -> dict[str, Handler]:
             services.embeddings,
             risk_screen(services.detector, services.settings),
         ),
+        SYNC_KIND: build_sync_handler(
+            services.settings.rag, services.database, services.collections, services.jobs
+        ),
         RUN_KIND: RunExecutor(
             services.database,
             services.chat,
@@ -479,6 +489,7 @@ async def build_services(
 
         observe.metrics.add_scrape_hook(refresh_queue_depth)
         collections = build_collection_service(settings.rag, database, job_queue)
+        sources = build_source_service(settings.rag, database, collections, job_queue)
         mcp_servers = McpServers(database, settings.agents.mcp_stdio_commands)
         runs = RunService(
             database, job_queue, hub, find_collection=collections.get, mcp=mcp_servers
@@ -501,6 +512,7 @@ async def build_services(
             job_feeds=JobFeeds(job_queue, hub),
             observe=observe,
             collections=collections,
+            sources=sources,
             search=retrieval.search,
             answers=retrieval.answers,
             detector=detector,
@@ -633,6 +645,7 @@ def create_app(
         logs,
         metrics,
         collections,
+        sources,
         rag,
         runs,
         mcp_servers,

@@ -25,6 +25,7 @@ from propylon.observe.observability import Observability
 from propylon.rag.answer import Answerer
 from propylon.rag.collections import CollectionService
 from propylon.rag.search import SearchService
+from propylon.rag.sources.service import SourceService
 from propylon.responses.service import ResponsesService
 from propylon.runs.mcp import McpServers
 from propylon.runs.service import RunService
@@ -57,6 +58,7 @@ class Services:
     job_feeds: JobFeeds  # live job events (WebSocket feeds)
     observe: Observability  # request log, metrics, tracer; /v1/logs and /v1/stats queries
     collections: CollectionService  # collections and documents; uploads enqueue ingestion
+    sources: SourceService  # sources that keep collections in sync (url, folder, s3)
     search: SearchService  # dense / keyword / hybrid search over a tenant's collections
     answers: Answerer  # answers with citations, conversations (`rag/<collection>` models)
     detector: InjectionDetector | None  # prompt-injection scans (None: guard disabled)

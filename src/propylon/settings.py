@@ -581,6 +581,41 @@ class GuardSettings(BaseModel):
     )
 
 
+class SourcesSettings(BaseModel):
+    """Sources that keep collections in sync (`POST /v1/collections/{id}/sources`)."""
+
+    model_config = {"extra": "forbid"}
+
+    folder_roots: list[str] = Field(
+        default_factory=list,
+        description="Directories (on the workers) under which `folder` sources may read; a "
+        "folder elsewhere, or a file reached through a link leaving its root, is refused. "
+        "Empty: no folder sources.",
+    )
+    url_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts `url` sources may fetch even though they resolve to loopback or "
+        "private addresses (an intranet); `*` allows any. Other hosts must resolve only to "
+        "public addresses.",
+    )
+    max_pages: int = Field(
+        default=1000, ge=1, description="Most pages one `url` source crawls in one sync."
+    )
+    requests_per_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Polite rate of one `url` source's requests to its site (robots.txt's "
+        "Crawl-delay, when longer, wins).",
+    )
+    timeout_s: float = Field(default=30.0, gt=0, description="Seconds one fetch may take.")
+    min_interval_s: int = Field(
+        default=60, ge=1, description="Shortest schedule (`interval_s`) a source may ask for."
+    )
+    user_agent: str = Field(
+        default="propylon-sync", description="User-agent sent to sites and matched in robots.txt."
+    )
+
+
 class RagSettings(BaseModel):
     """The context engine: collections, document ingestion and keyword search."""
 
@@ -644,6 +679,7 @@ class RagSettings(BaseModel):
     max_attempts: int = Field(
         default=3, ge=1, description="Runs of an ingestion job before it fails for good."
     )
+    sources: SourcesSettings = Field(default_factory=SourcesSettings)
     bm25_k1: float = Field(default=1.5, gt=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(
         default=0.75, ge=0, le=1, description="BM25 length normalisation (0: none)."

@@ -1,7 +1,8 @@
-"""A small web site on loopback that counts what was fetched from it (for agents' tools)."""
+"""Small sites on loopback counting what was fetched (for agents' tools and url sources)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,13 +32,53 @@ async def counting_site(page: Callable[[Site, str], str]) -> AsyncIterator[Site]
 
     app = web.Application()
     app.router.add_get("/{name}", serve)
+    async with _serving(app) as site.url:
+        yield site
+
+
+@dataclass
+class StaticSite:
+    """Pages a test serves and edits: ``pages[path] = body`` (absent: 404). Each answer carries
+    an ETag of its body, as static file servers send."""
+
+    url: str = ""
+    pages: dict[str, bytes] = field(default_factory=dict)
+    hits: Counter[str] = field(default_factory=Counter)
+    types: dict[str, str] = field(default_factory=dict)  # path -> content type (default html)
+    failing: set[str] = field(default_factory=set)  # paths answering 500
+
+
+@asynccontextmanager
+async def static_site(pages: dict[str, bytes] | None = None) -> AsyncIterator[StaticSite]:
+    """Serve ``site.pages`` on loopback (``GET /{path}``), counting each path's hits."""
+    site = StaticSite(pages=dict(pages or {}))
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        site.hits[request.path] += 1
+        body = site.pages.get(request.path)
+        if request.path in site.failing:
+            raise web.HTTPInternalServerError()
+        if body is None:
+            raise web.HTTPNotFound()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        content_type = site.types.get(request.path, "text/html")
+        return web.Response(body=body, content_type=content_type, headers={"ETag": etag})
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", serve)
+    async with _serving(app) as site.url:
+        yield site
+
+
+@asynccontextmanager
+async def _serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port; its base URL."""
     runner = web.AppRunner(app)
     await runner.setup()
     tcp = web.TCPSite(runner, "127.0.0.1", 0)
     await tcp.start()
     port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    site.url = f"http://127.0.0.1:{port}"
     try:
-        yield site
+        yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()

@@ -29,7 +29,7 @@ router = APIRouter(tags=["collections"])
 _FORM_OVERHEAD = 64 * 1024  # an upload's body beyond the file: multipart envelope, fields
 
 
-async def _principal(request: Request) -> Principal:
+async def rag_principal(request: Request) -> Principal:
     principal = await authenticate(request)
     if not principal.has_feature("rag"):
         raise PermissionDenied("This API key may not use collections (feature `rag`).")
@@ -40,7 +40,7 @@ async def _principal(request: Request) -> Principal:
 async def create_collection(request: Request) -> Response:
     """A new collection: `name`, optional `description`, `chunking`
     (`{"max_tokens", "overlap_tokens"}`), `embedding_model` and `metadata`."""
-    principal = await _principal(request)
+    principal = await rag_principal(request)
     svc = services(request)
     body = await read_json_object(request, svc.settings.max_body_bytes)
     name = body.get("name")
@@ -59,7 +59,7 @@ async def create_collection(request: Request) -> Response:
 
 @router.get("/v1/collections")
 async def list_collections(request: Request) -> Response:
-    principal = await _principal(request)
+    principal = await rag_principal(request)
     rows = await services(request).collections.list_all(principal.tenant_id)
     return json_response({"object": "list", "data": [_collection(row) for row in rows]})
 
@@ -67,7 +67,7 @@ async def list_collections(request: Request) -> Response:
 @router.get("/v1/collections/{collection_id}")
 async def get_collection(collection_id: str, request: Request) -> Response:
     """By id or name; another tenant's collection is 404."""
-    principal = await _principal(request)
+    principal = await rag_principal(request)
     row = await services(request).collections.get(principal.tenant_id, collection_id)
     return json_response(_collection(row))
 
@@ -75,7 +75,7 @@ async def get_collection(collection_id: str, request: Request) -> Response:
 @router.delete("/v1/collections/{collection_id}")
 async def delete_collection(collection_id: str, request: Request) -> Response:
     """Deletes the collection with its documents, chunks and index."""
-    principal = await _principal(request)
+    principal = await rag_principal(request)
     deleted = await services(request).collections.delete(principal.tenant_id, collection_id)
     return json_response({"id": deleted, "object": "collection.deleted", "deleted": True})
 
@@ -83,7 +83,7 @@ async def delete_collection(collection_id: str, request: Request) -> Response:
 @router.post("/v1/collections/{collection_id}/documents")
 async def add_document(collection_id: str, request: Request) -> Response:
     """Upload a document for ingestion: 202 with `job_id`, or 200 when already ingested."""
-    principal = await _principal(request)
+    principal = await rag_principal(request)
     svc = services(request)
     fields = await _upload_fields(request, svc.settings.rag.max_upload_bytes)
     accepted = await svc.collections.add_document(
@@ -99,7 +99,7 @@ async def add_document(collection_id: str, request: Request) -> Response:
 
 @router.get("/v1/collections/{collection_id}/documents")
 async def list_documents(collection_id: str, request: Request) -> Response:
-    principal = await _principal(request)
+    principal = await rag_principal(request)
     limit = _int_param(request, "limit", 100, 1, 1000)
     offset = _int_param(request, "offset", 0, 0, 10**9)
     rows = await services(request).collections.list_documents(
@@ -110,7 +110,7 @@ async def list_documents(collection_id: str, request: Request) -> Response:
 
 @router.get("/v1/collections/{collection_id}/documents/{document_id}")
 async def get_document(collection_id: str, document_id: str, request: Request) -> Response:
-    principal = await _principal(request)
+    principal = await rag_principal(request)
     row = await services(request).collections.get_document(
         principal.tenant_id, collection_id, document_id
     )
@@ -120,7 +120,7 @@ async def get_document(collection_id: str, document_id: str, request: Request) -
 @router.get("/v1/collections/{collection_id}/documents/{document_id}/text")
 async def document_text(collection_id: str, document_id: str, request: Request) -> Response:
     """``?start=&end=``: that span of the document's extracted text (citation offsets)."""
-    principal = await _principal(request)
+    principal = await rag_principal(request)
     start = _int_param(request, "start", 0, 0, 10**9)
     end = _int_param(request, "end", start + 2000, 0, 10**9)
     row = await services(request).collections.document_text(
@@ -131,7 +131,7 @@ async def document_text(collection_id: str, document_id: str, request: Request) 
 
 @router.delete("/v1/collections/{collection_id}/documents/{document_id}")
 async def delete_document(collection_id: str, document_id: str, request: Request) -> Response:
-    principal = await _principal(request)
+    principal = await rag_principal(request)
     await services(request).collections.delete_document(
         principal.tenant_id, collection_id, document_id
     )

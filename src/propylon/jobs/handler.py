@@ -25,6 +25,10 @@ Contract:
 - **Reaped.** A handler object may define ``async reaped(conn, job_id, state, reason)``: the
   reaper calls it, in its own transaction, for each job of that kind it requeued (``queued``) or
   ended (``failed``, ``cancelled``) because its worker was lost.
+- **Periodic.** A handler object may define ``async schedule()``: every worker calls it once
+  per ``jobs.reap_interval_s`` (so it must be cheap, and safe to run on several workers at
+  once: claim what is due with ``FOR UPDATE SKIP LOCKED``). Source syncs use it to enqueue
+  the syncs of scheduled sources.
 - **Yielding.** The worker's heartbeat runs on the same event loop: a handler must not block it
   for longer than ``jobs.lease_s`` (parse page by page and ``await asyncio.sleep(0)`` between
   pages), or its lease expires and the job is run again elsewhere.

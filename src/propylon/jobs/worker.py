@@ -286,7 +286,19 @@ class Worker:
                     )
             except Exception as exc:
                 log.warning("reaping jobs failed", extra={"error": str(exc)})
+            await self._periodic()
             await asyncio.sleep(self._settings.reap_interval_s)
+
+    async def _periodic(self) -> None:
+        """Each handler's ``schedule()`` hook (scheduled source syncs), one failing alone."""
+        for kind, handler in self._handlers.items():
+            hook = getattr(handler, "schedule", None)
+            if hook is None:
+                continue
+            try:
+                await hook()
+            except Exception as exc:
+                log.warning("a periodic hook failed", extra={"kind": kind, "error": str(exc)})
 
     async def _watch(self, events: Subscription) -> None:
         async for item in events:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,7 +21,7 @@ from psycopg import AsyncConnection
 from propylon.errors import InvalidRequest, NotFound, PropylonError, RequestTooLarge
 from propylon.rag.chunking import ChunkingConfig
 from propylon.rag.ingest import INGEST_KIND
-from propylon.rag.store import CollectionStore, Row
+from propylon.rag.store import CollectionStore, Conn, Row
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_TEXT_WINDOW = 20_000  # characters of document text one request may read
@@ -142,10 +144,12 @@ class CollectionService:
         external_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         key_id: str | None = None,
+        conn: Conn | None = None,
     ) -> AcceptedDocument:
         """Store the upload and enqueue its ingestion, unless the same bytes are already in.
         ``key_id``: the API key that uploaded it, whose budget the embeddings are charged to
-        (``access.internal_counts_against_budget``)."""
+        (``access.internal_counts_against_budget``). With ``conn``, in its transaction (a
+        source sync records the item with it)."""
         limit = self._defaults.max_upload_bytes
         if len(content) > limit:
             raise RequestTooLarge(f"The file is larger than the upload limit of {limit:,} bytes.")
@@ -154,7 +158,7 @@ class CollectionService:
         collection = await self.get(tenant_id, collection_ref)
         collection_id = str(collection["id"])
         sha256 = hashlib.sha256(content).hexdigest()
-        async with self._store.database.connection() as conn:
+        async with self._transaction(conn) as conn:
             await self._store.lock_collection(conn, collection_id)
             same = await self._store.find_by_sha256(conn, collection_id, sha256)
             if same is not None and _alive(same):
@@ -243,6 +247,19 @@ class CollectionService:
             "total": total,
             "text": text,
         }
+
+    async def delete_document_in(self, conn: Conn, collection_id: str, document_id: str) -> None:
+        """Delete a document its caller found itself (a source sync), in ``conn`` 's
+        transaction."""
+        await self._store.delete_document(collection_id, document_id, conn)
+
+    @asynccontextmanager
+    async def _transaction(self, conn: Conn | None) -> AsyncIterator[Conn]:
+        if conn is not None:
+            yield conn
+        else:
+            async with self._store.database.connection() as own:
+                yield own
 
     async def delete_document(self, tenant_id: str, collection_ref: str, document_id: str) -> None:
         document = await self.get_document(tenant_id, collection_ref, document_id)

@@ -12,6 +12,11 @@ from propylon.rag.collections import CollectionDefaults, CollectionService, JobE
 from propylon.rag.embedding import ChunkEmbedder
 from propylon.rag.ingest import IngestionHandler, IngestLimits, RiskScreen
 from propylon.rag.parsing import ParseLimits
+from propylon.rag.sources.kinds import SourceRules
+from propylon.rag.sources.service import SourceService
+from propylon.rag.sources.store import SourceStore
+from propylon.rag.sources.sync import SyncHandler
+from propylon.rag.sources.web import WebLimits
 from propylon.rag.store import CollectionStore
 from propylon.settings import RagSettings, Settings
 from propylon.tokens import TokenCounter
@@ -38,6 +43,34 @@ def build_collection_service(
             max_attempts=settings.max_attempts,
         ),
     )
+
+
+def source_rules(settings: RagSettings) -> SourceRules:
+    sources = settings.sources
+    return SourceRules(
+        folder_roots=tuple(sources.folder_roots),
+        web=WebLimits(
+            hosts=frozenset(sources.url_hosts),
+            max_pages=sources.max_pages,
+            requests_per_s=sources.requests_per_s,
+            timeout_s=sources.timeout_s,
+            max_bytes=settings.max_upload_bytes,
+            user_agent=sources.user_agent,
+        ),
+        min_interval_s=sources.min_interval_s,
+    )
+
+
+def build_source_service(
+    settings: RagSettings, database: Database, collections: CollectionService, jobs: JobEnqueuer
+) -> SourceService:
+    return SourceService(SourceStore(database), collections, jobs, source_rules(settings))
+
+
+def build_sync_handler(
+    settings: RagSettings, database: Database, collections: CollectionService, jobs: JobEnqueuer
+) -> SyncHandler:
+    return SyncHandler(SourceStore(database), collections, jobs, source_rules(settings))
 
 
 def build_ingestion_handler(

@@ -168,16 +168,21 @@ class CollectionStore:
             )
             return await cur.fetchone()
 
-    async def delete_document(self, collection_id: str, document_id: str) -> bool:
-        """Delete a document, its chunks and its postings in one transaction."""
-        async with self.database.connection() as conn:
-            await conn.execute(QUERIES["document_lock"], {"document_id": document_id})
-            await self.bm25.remove_document(conn, collection_id, document_id)
-            cur = await conn.execute(
-                QUERIES["document_delete"],
-                {"collection_id": collection_id, "document_id": document_id},
-            )
-            return await cur.fetchone() is not None
+    async def delete_document(
+        self, collection_id: str, document_id: str, conn: Conn | None = None
+    ) -> bool:
+        """Delete a document, its chunks and its postings in one transaction (``conn`` 's,
+        when given)."""
+        if conn is None:
+            async with self.database.connection() as own:
+                return await self.delete_document(collection_id, document_id, own)
+        await conn.execute(QUERIES["document_lock"], {"document_id": document_id})
+        await self.bm25.remove_document(conn, collection_id, document_id)
+        cur = await conn.execute(
+            QUERIES["document_delete"],
+            {"collection_id": collection_id, "document_id": document_id},
+        )
+        return await cur.fetchone() is not None
 
     # Ingestion ----------------------------------------------------------------------------
 

@@ -1,0 +1,267 @@
+"""``url`` sources: one page, a site crawled from a start URL within a path prefix, or the
+pages a sitemap lists.
+
+Polite: robots.txt is read first and honoured (its Crawl-delay too), requests to the site are
+spaced by ``rag.sources.requests_per_s``, a crawl stops at ``max_pages``. Safe: only http(s),
+redirects followed by hand (at most 5) and every hop's host checked, hosts that resolve to
+loopback or private addresses refused unless the operator allows them
+(``rag.sources.url_hosts``), bodies read up to the upload limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.robotparser import RobotFileParser
+
+import aiohttp
+
+from propylon.rag.errors import DocumentRejected
+from propylon.rag.parsing.xml import parse_xml
+from propylon.rag.sources.connector import (
+    InvalidSource,
+    ItemRejected,
+    SourceItem,
+    SourceUnavailable,
+)
+
+MODES = ("page", "site", "sitemap")
+_MAX_REDIRECTS = 5
+_MAX_SITEMAPS = 50
+_SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
+
+
+@dataclass(frozen=True, slots=True)
+class WebLimits:
+    hosts: Collection[str]  # allowed even when private; "*": any
+    max_pages: int
+    requests_per_s: float
+    timeout_s: float
+    max_bytes: int
+    user_agent: str
+
+
+def web_config(config: dict[str, Any], max_pages: int) -> dict[str, Any]:
+    """The stored configuration of a url source; ``InvalidSource`` when malformed."""
+    url = config.get("url")
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+        raise InvalidSource("A `url` source needs `url`, an http(s) URL.", param="url")
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise InvalidSource("`url` has no host.", param="url")
+    mode = config.get("mode", "page")
+    if mode not in MODES:
+        raise InvalidSource(f"`mode` must be one of {', '.join(MODES)}.", param="mode")
+    prefix = config.get("prefix", parts.path.rsplit("/", 1)[0] + "/")
+    if not isinstance(prefix, str) or not prefix.startswith("/"):
+        raise InvalidSource("`prefix` must be a path starting with `/`.", param="prefix")
+    pages = config.get("max_pages", max_pages)
+    if not isinstance(pages, int) or not 1 <= pages <= max_pages:
+        raise InvalidSource(f"`max_pages` must be 1 to {max_pages}.", param="max_pages")
+    return {"url": urldefrag(url).url, "mode": mode, "prefix": prefix, "max_pages": pages}
+
+
+class WebConnector:
+    def __init__(self, config: dict[str, Any], limits: WebLimits) -> None:
+        self._config = web_config(config, limits.max_pages)
+        self._limits = limits
+        self._gap_s = 1.0 / limits.requests_per_s
+        self._last_request = float("-inf")
+        self._robots: RobotFileParser | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> WebConnector:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._limits.timeout_s),
+            headers={"User-Agent": self._limits.user_agent},
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def items(self) -> AsyncIterator[SourceItem]:
+        start = self._config["url"]
+        await self._read_robots(start)
+        mode = self._config["mode"]
+        if mode == "sitemap":
+            async for item in self._sitemap(start):
+                yield item
+            return
+        queue, queued = deque([start]), {start}
+        pages = 0
+        while queue and pages < self._config["max_pages"]:
+            url = queue.popleft()
+            if not self._allowed(url):
+                continue
+            try:
+                # A start page that is gone is an error, not an empty site to delete.
+                got = await self._get(url, accept_missing=url != start)
+            except ItemRejected as exc:
+                pages += 1
+                yield SourceItem(url, None, _filename(url), rejected=str(exc))
+                continue
+            if got is None:
+                continue  # gone: not listed, so its document is deleted
+            item, body = got
+            pages += 1
+            yield item
+            if mode == "site" and (item.media_type or "").endswith("html"):
+                for link in _links(body, item.key):
+                    if link not in queued and self._in_scope(start, link):
+                        queued.add(link)
+                        queue.append(link)
+
+    async def fetch(self, item: SourceItem) -> bytes:
+        got = await self._get(item.key)
+        if got is None:
+            raise ItemRejected(f"`{item.key}` is gone.")
+        return got[1]
+
+    # Listing --------------------------------------------------------------------------------
+
+    async def _sitemap(self, start: str) -> AsyncIterator[SourceItem]:
+        pending, seen, listed = deque([start]), {start}, 0
+        while pending and len(seen) <= _MAX_SITEMAPS:
+            got = await self._get(pending.popleft(), accept_missing=False)
+            assert got is not None
+            try:
+                root = parse_xml(got[1], "The sitemap")
+            except DocumentRejected as exc:
+                raise SourceUnavailable(exc.message) from None
+            for entry in root:
+                loc = (entry.findtext(f"{_SITEMAP_NS}loc") or "").strip()
+                if not loc:
+                    continue
+                if entry.tag == f"{_SITEMAP_NS}sitemap":
+                    if loc not in seen:
+                        seen.add(loc)
+                        pending.append(loc)
+                    continue
+                if listed >= self._config["max_pages"] or not self._in_scope(start, loc):
+                    continue
+                if not self._allowed(loc):
+                    continue
+                listed += 1
+                lastmod = (entry.findtext(f"{_SITEMAP_NS}lastmod") or "").strip() or None
+                yield SourceItem(urldefrag(loc).url, lastmod, _filename(loc))
+
+    def _in_scope(self, start: str, url: str) -> bool:
+        a, b = urlsplit(start), urlsplit(url)
+        if self._config["mode"] == "sitemap":
+            return b.scheme in ("http", "https") and b.path.startswith(self._config["prefix"])
+        return (a.scheme, a.netloc) == (b.scheme, b.netloc) and b.path.startswith(
+            self._config["prefix"]
+        )
+
+    async def _read_robots(self, start: str) -> None:
+        parts = urlsplit(start)
+        robots = RobotFileParser()
+        got = await self._get(f"{parts.scheme}://{parts.netloc}/robots.txt")
+        robots.parse([] if got is None else got[1].decode("utf-8", "replace").splitlines())
+        delay = robots.crawl_delay(self._limits.user_agent)
+        if delay is not None:
+            self._gap_s = max(self._gap_s, float(delay))
+        self._robots = robots
+
+    def _allowed(self, url: str) -> bool:
+        return self._robots is None or self._robots.can_fetch(self._limits.user_agent, url)
+
+    # Fetching -------------------------------------------------------------------------------
+
+    async def _get(
+        self, url: str, *, accept_missing: bool = True
+    ) -> tuple[SourceItem, bytes] | None:
+        """The page at ``url`` (after redirects), or None when it is gone (404, 410)."""
+        assert self._session is not None, "use the connector inside `async with`"
+        for _ in range(_MAX_REDIRECTS + 1):
+            await self._check_host(url)
+            await self._pace()
+            try:
+                async with self._session.get(url, allow_redirects=False) as response:
+                    if response.status in (301, 302, 303, 307, 308):
+                        url = urljoin(url, response.headers.get("Location", ""))
+                        continue
+                    if response.status in (404, 410) and accept_missing:
+                        return None
+                    if response.status >= 400:
+                        raise SourceUnavailable(f"GET {url} answered {response.status}.")
+                    body = await _read_capped(response, self._limits.max_bytes, url)
+                    version = response.headers.get("ETag") or response.headers.get("Last-Modified")
+                    item = SourceItem(
+                        urldefrag(url).url, version, _filename(url), response.content_type, body
+                    )
+                    return item, body
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise SourceUnavailable(f"GET {url} failed: {exc or type(exc).__name__}.") from None
+        raise SourceUnavailable(f"GET {url}: more than {_MAX_REDIRECTS} redirects.")
+
+    async def _pace(self) -> None:
+        wait = self._last_request + self._gap_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)  # politeness toward the site, not a test's timing
+        self._last_request = time.monotonic()
+
+    async def _check_host(self, url: str) -> None:
+        await check_host(url, self._limits.hosts)
+
+
+async def check_host(url: str, allowed: Collection[str]) -> None:
+    """Refuse a URL that is not http(s), or whose host resolves to a non-public address unless
+    the operator allowed that host."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        raise InvalidSource(f"`{url}` is not an http(s) URL.", param="url")
+    if "*" in allowed or host in allowed:
+        return
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443)
+    except OSError as exc:
+        raise SourceUnavailable(f"`{host}` cannot be resolved: {exc}.") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise InvalidSource(
+                f"`{host}` resolves to a non-public address; an operator may allow it "
+                "(`rag.sources.url_hosts`).",
+                param="url",
+            )
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int, url: str) -> bytes:
+    body = bytearray()
+    async for block in response.content.iter_chunked(1 << 16):
+        body += block
+        if len(body) > limit:
+            raise ItemRejected(f"`{url}` is larger than {limit:,} bytes.")
+    return bytes(body)
+
+
+def _filename(url: str) -> str:
+    name = urlsplit(url).path.rsplit("/", 1)[-1]
+    return name or "index.html"
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.hrefs.extend(value for name, value in attrs if name == "href" and value)
+
+
+def _links(body: bytes, base: str) -> list[str]:
+    parser = _Links()
+    parser.feed(body.decode("utf-8", "replace"))
+    return [urldefrag(urljoin(base, href)).url for href in parser.hrefs]

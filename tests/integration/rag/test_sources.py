@@ -1,0 +1,269 @@
+"""Sources that keep a collection in sync, against real servers on loopback: a web site the
+test serves and edits, a real directory, and (when installed) a real S3-compatible server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from propylon.errors import InvalidRequest, NotFound
+from propylon.jobs.handler import JobContext
+from propylon.rag.sources.connector import SourceUnavailable
+from propylon.rag.sources.kinds import SourceRules
+from propylon.rag.sources.service import SourceService
+from propylon.rag.sources.store import SourceStore
+from propylon.rag.sources.sync import SYNC_KIND, SyncHandler
+from propylon.rag.sources.web import WebLimits
+from tests.integration.rag.conftest import OTHER_TENANT, TENANT, Pipeline
+from tests.support.ingestion import FakeJobContext
+from tests.support.site import StaticSite, static_site
+
+
+def rules(folder_root: Path | None = None, **web: Any) -> SourceRules:
+    limits = {
+        "hosts": frozenset({"127.0.0.1"}),
+        "max_pages": 50,
+        "requests_per_s": 1000.0,
+        "timeout_s": 30.0,
+        "max_bytes": 1_000_000,
+        "user_agent": "propylon-sync",
+        **web,
+    }
+    roots = (str(folder_root),) if folder_root else ()
+    return SourceRules(folder_roots=roots, web=WebLimits(**limits), min_interval_s=60)
+
+
+class Sources:
+    def __init__(self, pipeline: Pipeline, rules: SourceRules) -> None:
+        self.pipeline = pipeline
+        store = SourceStore(pipeline.database)
+        self.service = SourceService(store, pipeline.service, pipeline.jobs, rules)
+        self.handler = SyncHandler(store, pipeline.service, pipeline.jobs, rules)
+
+    async def sync(self, source: dict[str, Any], **context: Any) -> dict[str, Any]:
+        """Run the sync job the service enqueued, then the ingestion jobs it enqueued."""
+        job = next(j for j in reversed(self.pipeline.jobs.jobs) if j.kind == SYNC_KIND)
+        assert job.payload == {"source_id": str(source["id"])}
+        ctx = self.pipeline.jobs.context(job, kind=SYNC_KIND, **context)
+        result = await self.handler(ctx)
+        assert result is not None
+        await self.ingest_pending()
+        return result
+
+    async def sync_again(self, source: dict[str, Any]) -> dict[str, Any]:
+        await self.service.sync(TENANT, "docs", str(source["id"]))
+        return await self.sync(source)
+
+    async def ingest_pending(self) -> None:
+        for job in list(self.pipeline.jobs.jobs):
+            if job.kind == "rag.ingest" and not getattr(job, "ran", False):
+                job.ran = True  # type: ignore[attr-defined]
+                await self.pipeline.handler(self.pipeline.jobs.context(job))
+
+    async def documents(self) -> dict[str, str]:
+        """source key -> the document's text, for the ready documents."""
+        async with self.pipeline.database.connection() as conn:
+            cur = await conn.execute(
+                "SELECT metadata->>'source_key' AS key, text FROM documents"
+                " WHERE status = 'ready' ORDER BY 1"
+            )
+            return {row["key"]: row["text"] for row in await cur.fetchall()}
+
+
+def counts(result: dict[str, Any]) -> dict[str, int]:
+    return {k: result[k] for k in ("added", "replaced", "deleted", "skipped", "rejected")}
+
+
+def page(title: str, text: str, links: list[str] = []) -> bytes:  # noqa: B006
+    anchors = "".join(f'<a href="{link}">{link}</a> ' for link in links)
+    return f"<html><body><h1>{title}</h1><p>{text}</p>{anchors}</body></html>".encode()
+
+
+@pytest.fixture
+async def collection(pipeline: Pipeline) -> dict[str, Any]:
+    return await pipeline.service.create(TENANT, name="docs")
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[StaticSite]:
+    async with static_site() as served:
+        served.pages = {
+            "/robots.txt": b"User-agent: *\nDisallow: /docs/private\n",
+            "/docs/": page(
+                "Index",
+                "The handbook.",
+                ["a.html", "b.html", "c.html", "d.html", "private.html", "/elsewhere.html"],
+            ),
+            "/docs/a.html": page("Alpha", "Alpha pages describe the harbour."),
+            "/docs/b.html": page("Beta", "Beta pages describe the lighthouse."),
+            "/docs/c.html": page("Gamma", "Gamma pages describe the ferry."),
+            "/docs/private.html": page("Private", "Robots may not read this."),
+            "/elsewhere.html": page("Elsewhere", "Outside the prefix."),
+        }
+        yield served
+
+
+async def test_a_site_sync_adds_replaces_deletes_and_skips_exactly_what_changed(
+    pipeline: Pipeline, collection: dict[str, Any], site: StaticSite
+) -> None:
+    sources = Sources(pipeline, rules())
+    source = await sources.service.create(
+        TENANT, "docs", {"type": "url", "config": {"url": site.url + "/docs/", "mode": "site"}}
+    )
+    assert source["job_id"] and source["config"]["prefix"] == "/docs/"
+    first = await sources.sync(source)
+    assert counts(first) == {"added": 4, "replaced": 0, "deleted": 0, "skipped": 0, "rejected": 0}
+    # robots.txt and the prefix were honoured; d.html does not exist yet (404: not listed).
+    assert site.hits["/docs/private.html"] == 0 and site.hits["/elsewhere.html"] == 0
+    before = await sources.documents()
+    assert len(before) == 4 and "Gamma pages" in before[site.url + "/docs/c.html"]
+
+    site.pages["/docs/d.html"] = page("Delta", "Delta pages describe the quay.")
+    site.pages["/docs/b.html"] = page("Beta", "Beta pages now describe the breakwater.")
+    del site.pages["/docs/c.html"]
+    second = await sources.sync_again(source)
+
+    assert counts(second) == {"added": 1, "replaced": 1, "deleted": 1, "skipped": 2, "rejected": 0}
+    after = await sources.documents()
+    assert set(after) == {
+        site.url + p for p in ("/docs/", "/docs/a.html", "/docs/b.html", "/docs/d.html")
+    }
+    assert "breakwater" in after[site.url + "/docs/b.html"]
+    assert "quay" in after[site.url + "/docs/d.html"]
+    shown = await sources.service.get(TENANT, "docs", str(source["id"]))
+    assert counts(shown["last_result"]) == counts(second) and shown["document_count"] == 4
+
+    third = await sources.sync_again(source)
+    assert counts(third) == {"added": 0, "replaced": 0, "deleted": 0, "skipped": 4, "rejected": 0}
+
+
+async def test_a_folder_sync_adds_replaces_deletes_and_skips_exactly_what_changed(
+    pipeline: Pipeline, collection: dict[str, Any], tmp_path: Path
+) -> None:
+    root = tmp_path / "shared"
+    folder = root / "handbook"
+    (folder / "guides").mkdir(parents=True)
+    (folder / "one.md").write_text("# One\n\nThe first note is about tides.\n")
+    (folder / "two.md").write_text("# Two\n\nThe second note is about currents.\n")
+    (folder / "guides" / "three.txt").write_text("The third note is about anchors.\n")
+    (folder / "four.txt").write_text("The fourth note is about moorings.\n")
+    (folder / "picture.bin").write_bytes(b"\x00\x01 not a document")
+    (folder / ".hidden.md").write_text("hidden")
+    sources = Sources(pipeline, rules(folder_root=root))
+    source = await sources.service.create(
+        TENANT, "docs", {"type": "folder", "config": {"path": str(folder)}}
+    )
+    first = await sources.sync(source)
+    assert counts(first) == {"added": 4, "replaced": 0, "deleted": 0, "skipped": 0, "rejected": 0}
+
+    (folder / "five.md").write_text("# Five\n\nThe fifth note is about buoys.\n")
+    (folder / "two.md").write_text("# Two\n\nThe second note is now about eddies.\n")
+    (folder / "guides" / "three.txt").unlink()
+    # Touched, same bytes: its version changed, its content did not.
+    (folder / "four.txt").write_text("The fourth note is about moorings.\n")
+    second = await sources.sync_again(source)
+
+    assert counts(second) == {"added": 1, "replaced": 1, "deleted": 1, "skipped": 2, "rejected": 0}
+    after = await sources.documents()
+    assert set(after) == {"one.md", "two.md", "four.txt", "five.md"}
+    assert "eddies" in after["two.md"]
+
+
+async def test_a_sync_interrupted_midway_resumes_with_the_same_counts(
+    pipeline: Pipeline, collection: dict[str, Any], tmp_path: Path
+) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for i in range(8):
+        (folder / f"note-{i}.txt").write_text(f"Note {i} is about the number {i}.\n")
+    sources = Sources(pipeline, rules(folder_root=tmp_path))
+    source = await sources.service.create(
+        TENANT, "docs", {"type": "folder", "config": {"path": str(folder)}}
+    )
+
+    class Killed(Exception):
+        pass
+
+    class DiesAfterThree(FakeJobContext):
+        async def progress(self, *, stage: str, counters: dict[str, int] | None = None,
+                           **kwargs: Any) -> None:  # fmt: skip
+            if stage == "syncing" and (counters or {}).get("added", 0) >= 3:
+                raise Killed  # the worker is gone: nothing after this runs
+            await super().progress(stage=stage, counters=counters, **kwargs)
+
+    job = next(j for j in pipeline.jobs.jobs if j.kind == SYNC_KIND)
+    dying: JobContext = DiesAfterThree(payload=job.payload, tenant_id=TENANT, job_id=job.job_id)
+    with pytest.raises(Killed):
+        await sources.handler(dying)
+    resumed = await sources.sync(source, attempt=2)
+
+    assert counts(resumed) == {"added": 8, "replaced": 0, "deleted": 0, "skipped": 0, "rejected": 0}
+    assert len(await sources.documents()) == 8
+    ingest_jobs = [j for j in pipeline.jobs.jobs if j.kind == "rag.ingest"]
+    assert len(ingest_jobs) == 8  # each item accepted once
+
+
+async def test_sources_are_checked_scoped_and_never_show_their_secret(
+    pipeline: Pipeline, collection: dict[str, Any], tmp_path: Path
+) -> None:
+    sources = Sources(pipeline, rules(folder_root=tmp_path / "allowed"))
+    with pytest.raises(InvalidRequest, match="folder_roots"):
+        await sources.service.create(
+            TENANT, "docs", {"type": "folder", "config": {"path": str(tmp_path / "elsewhere")}}
+        )
+    with pytest.raises(InvalidRequest, match="folder_roots"):
+        await sources.service.create(
+            TENANT, "docs",
+            {"type": "folder", "config": {"path": str(tmp_path / "allowed" / ".." / "x")}},
+        )  # fmt: skip
+    with pytest.raises(InvalidRequest, match="type"):
+        await sources.service.create(TENANT, "docs", {"type": "ftp", "config": {}})
+    with pytest.raises(InvalidRequest, match="http"):
+        await sources.service.create(
+            TENANT, "docs", {"type": "url", "config": {"url": "file:///etc/passwd"}}
+        )
+    with pytest.raises(InvalidRequest, match="interval_s"):
+        await sources.service.create(
+            TENANT, "docs",
+            {"type": "url", "config": {"url": "http://127.0.0.1/"}, "interval_s": 5},
+        )  # fmt: skip
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    source = await sources.service.create(
+        TENANT, "docs",
+        {
+            "type": "s3",
+            "config": {"endpoint": "http://127.0.0.1:9", "bucket": "b",
+                       "access_key_id": "AKIAIOSFODNN7EXAMPLE"},
+            "secret_access_key": secret,
+        },
+    )  # fmt: skip
+    listed = await sources.service.list_all(TENANT, "docs")
+    assert secret not in repr(listed) and "AKIAIOSFODNN7EXAMPLE" not in repr(listed)
+    assert listed[0]["config"]["access_key_id"] == "****MPLE" and listed[0]["has_secret"]
+    with pytest.raises(NotFound):
+        await sources.service.get(OTHER_TENANT, "docs", str(source["id"]))
+    with pytest.raises(NotFound):
+        await sources.service.get(TENANT, "docs", str(uuid.uuid4()))
+
+
+async def test_a_site_that_fails_midway_or_loses_its_start_page_deletes_nothing(
+    pipeline: Pipeline, collection: dict[str, Any], site: StaticSite
+) -> None:
+    sources = Sources(pipeline, rules())
+    source = await sources.service.create(
+        TENANT, "docs", {"type": "url", "config": {"url": site.url + "/docs/", "mode": "site"}}
+    )
+    await sources.sync(source)
+    site.failing.add("/docs/b.html")
+    await sources.service.sync(TENANT, "docs", str(source["id"]))
+    with pytest.raises(SourceUnavailable, match="500"):
+        await sources.sync(source)
+    site.failing.clear()
+    del site.pages["/docs/"]
+    with pytest.raises(SourceUnavailable, match="404"):
+        await sources.sync(source, attempt=2)
+    assert len(await sources.documents()) == 4
