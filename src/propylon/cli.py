@@ -457,6 +457,66 @@ def ingest(
         raise typer.Exit(1)
 
 
+sources_app = typer.Typer(no_args_is_help=True, help="Sources that keep collections in sync.")
+app.add_typer(sources_app, name="sources")
+UrlOpt = Annotated[str, typer.Option(envvar="PROPYLON_URL", help="The running Propylon server.")]
+KeyOpt = Annotated[
+    str | None, typer.Option(envvar="PROPYLON_API_KEY", help="API key (tenant) to use.")
+]
+
+
+@sources_app.command("sync")
+def sources_sync(
+    source: Annotated[str, typer.Argument(help="The source's id.")],
+    collection: Annotated[str, typer.Option("--collection", help="Collection name or id.")],
+    url: UrlOpt = "http://127.0.0.1:8000",
+    api_key: KeyOpt = None,
+    wait: Annotated[bool, typer.Option(help="Follow the sync until it ends.")] = True,
+) -> None:
+    """Sync a source now and print its counts (added, replaced, deleted, skipped, rejected)."""
+    from propylon.rag.ingest_client import IngestCommandError
+    from propylon.rag.sources.client import SourcesClient
+
+    try:
+        job = asyncio.run(SourcesClient(url, api_key).sync(collection, source, wait=wait))
+    except IngestCommandError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except OSError as exc:
+        typer.echo(f"cannot reach {url}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    result = job.get("result") or {}
+    counts = ", ".join(
+        f"{result[k]} {k}" for k in ("added", "replaced", "deleted", "skipped", "rejected")
+        if k in result
+    )  # fmt: skip
+    typer.echo(f"job {job['id']}: {job['state']}" + (f": {counts}" if counts else ""))
+    if job["state"] in ("failed", "cancelled"):
+        typer.echo(f"  {job.get('reason') or job['state']}", err=True)
+        raise typer.Exit(1)
+
+
+@sources_app.command("list")
+def sources_list(
+    collection: Annotated[str, typer.Option("--collection", help="Collection name or id.")],
+    url: UrlOpt = "http://127.0.0.1:8000",
+    api_key: KeyOpt = None,
+) -> None:
+    """The collection's sources, with their last sync."""
+    from propylon.rag.ingest_client import IngestCommandError
+    from propylon.rag.sources.client import SourcesClient
+
+    try:
+        rows = asyncio.run(SourcesClient(url, api_key).sources(collection))
+    except IngestCommandError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    for row in rows:
+        where = row["config"].get("url") or row["config"].get("path") or row["config"].get("bucket")
+        typer.echo(
+            f"{row['id']}  {row['type']:<6} {where}  documents={row['document_count']}  "
+            f"last_sync={row['last_sync_at'] or '-'}  {row['last_result'] or ''}"
+        )
+
+
 @eval_app.command("bm25")
 def eval_bm25(
     dataset: Annotated[

@@ -137,12 +137,12 @@ class IngestClient:
             if response.status == 200:
                 return dict(await response.json())
             if response.status != 404:
-                raise IngestCommandError(await _error(response))
+                raise IngestCommandError(await error_message(response))
         if not create:
             raise IngestCommandError(f"no collection `{name}` (use --create to make it)")
         async with http.post("collections", json={"name": name}) as response:
             if response.status != 201:
-                raise IngestCommandError(await _error(response))
+                raise IngestCommandError(await error_message(response))
             return dict(await response.json())
 
     async def _known_hashes(self, http: aiohttp.ClientSession, collection_id: str) -> set[str]:
@@ -152,7 +152,7 @@ class IngestClient:
             path = f"collections/{collection_id}/documents?limit=1000&offset={offset}"
             async with http.get(path) as response:
                 if response.status != 200:
-                    raise IngestCommandError(await _error(response))
+                    raise IngestCommandError(await error_message(response))
                 page = (await response.json())["data"]
             known.update(d["sha256"] for d in page if d["status"] == "ready" and d["sha256"])
             if len(page) < 1000:
@@ -248,7 +248,7 @@ class IngestClient:
         form.add_field("external_id", item.external_id)
         async with http.post(f"collections/{collection_id}/documents", data=form) as response:
             if response.status not in (200, 202):
-                raise IngestCommandError(f"{item.path}: {await _error(response)}")
+                raise IngestCommandError(f"{item.path}: {await error_message(response)}")
             return dict(await response.json())
 
     async def _poll(self, http: aiohttp.ClientSession, job_id: str, on_event: Any) -> None:
@@ -257,7 +257,8 @@ class IngestClient:
                 on_event(await response.json())
 
 
-async def _error(response: aiohttp.ClientResponse) -> str:
+async def error_message(response: aiohttp.ClientResponse) -> str:
+    """The API error of a response, for the command line."""
     try:
         body = await response.json()
         return f"{response.status}: {body['error']['message']}"
