@@ -3,8 +3,11 @@ test serves and edits, a real directory, and (when installed) a real S3-compatib
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +270,110 @@ async def test_a_site_that_fails_midway_or_loses_its_start_page_deletes_nothing(
     with pytest.raises(SourceUnavailable, match="404"):
         await sources.sync(source, attempt=2)
     assert len(await sources.documents()) == 4
+
+
+@pytest.fixture
+def s3_server() -> Iterator[str]:
+    """moto's S3-compatible server on loopback (its own thread), checking signatures."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def s3_setup(endpoint: str) -> tuple[Any, str, str]:
+    """A bucket, a user allowed to read it, and signatures checked from now on: (client, the
+    user's access key id, its secret)."""
+    import boto3  # type: ignore[import-untyped]
+    import requests
+
+    session = boto3.session.Session(
+        aws_access_key_id="setup", aws_secret_access_key="setup", region_name="us-east-1"
+    )
+    s3 = session.client("s3", endpoint_url=endpoint)
+    iam = session.client("iam", endpoint_url=endpoint)
+    s3.create_bucket(Bucket="handbook")
+    iam.create_user(UserName="reader")
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*",
+                                                     "Resource": "*"}]}  # fmt: skip
+    iam.put_user_policy(UserName="reader", PolicyName="read", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="reader")["AccessKey"]
+    for name, text in [("kb/one.md", "The first note is about tides."),
+                       ("kb/two.md", "The second note is about currents."),
+                       ("kb/deep/three.txt", "The third note is about anchors."),
+                       ("kb/four.txt", "The fourth note is about moorings."),
+                       ("other/five.txt", "Outside the prefix.")]:  # fmt: skip
+        s3.put_object(Bucket="handbook", Key=name, Body=text.encode())
+    # From now on every request must be signed by a known user (moto's server API).
+    requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
+    reader = boto3.session.Session(
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+        region_name="us-east-1",
+    ).client("s3", endpoint_url=endpoint)
+    return reader, key["AccessKeyId"], key["SecretAccessKey"]
+
+
+async def test_an_s3_sync_adds_replaces_deletes_and_skips_exactly_what_changed(
+    pipeline: Pipeline,
+    collection: dict[str, Any],
+    s3_server: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s3, access_key_id, secret = await asyncio.to_thread(s3_setup, s3_server)
+    sources = Sources(pipeline, rules())
+    config = {"endpoint": s3_server, "bucket": "handbook", "prefix": "kb/",
+              "access_key_id": access_key_id}  # fmt: skip
+    source = await sources.service.create(
+        TENANT, "docs", {"type": "s3", "config": config, "secret_access_key": secret}
+    )
+    with caplog.at_level(logging.DEBUG):
+        first = await sources.sync(source)
+        assert counts(first) == {"added": 4, "replaced": 0, "deleted": 0, "skipped": 0,
+                                 "rejected": 0}  # fmt: skip
+
+        await asyncio.to_thread(
+            s3.put_object, Bucket="handbook", Key="kb/six.md", Body=b"The sixth is about buoys."
+        )
+        await asyncio.to_thread(
+            s3.put_object, Bucket="handbook", Key="kb/two.md", Body=b"Two is now about eddies."
+        )
+        await asyncio.to_thread(s3.delete_object, Bucket="handbook", Key="kb/deep/three.txt")
+        second = await sources.sync_again(source)
+    assert counts(second) == {"added": 1, "replaced": 1, "deleted": 1, "skipped": 2, "rejected": 0}
+    assert set(await sources.documents()) == {"kb/one.md", "kb/two.md", "kb/four.txt", "kb/six.md"}
+    assert secret not in caplog.text
+
+    wrong = await sources.service.create(
+        TENANT, "docs", {"type": "s3", "config": config, "secret_access_key": "not-the-secret"}
+    )
+    with pytest.raises(SourceUnavailable, match="403") as refused:
+        await sources.sync(wrong)
+    assert "not-the-secret" not in str(refused.value)
+
+
+async def test_a_scheduled_source_is_enqueued_once_when_due(
+    pipeline: Pipeline, collection: dict[str, Any], site: StaticSite
+) -> None:
+    sources = Sources(pipeline, rules())
+    body = {"type": "url", "config": {"url": site.url + "/docs/a.html"}, "interval_s": 3600}
+    source = await sources.service.create(TENANT, "docs", body)
+    await sources.sync(source)
+    syncs = len([j for j in pipeline.jobs.jobs if j.kind == SYNC_KIND])
+    assert await sources.handler.schedule() == 0  # not due for an hour
+
+    async with pipeline.database.connection() as conn:
+        await conn.execute(
+            "UPDATE sources SET next_sync_at = now() - interval '1 second' WHERE id = %s",
+            (source["id"],),
+        )
+    assert await sources.handler.schedule() == 1
+    assert await sources.handler.schedule() == 0  # moved to its next time
+    assert len([j for j in pipeline.jobs.jobs if j.kind == SYNC_KIND]) == syncs + 1
+    again = await sources.sync(source)
+    assert counts(again)["skipped"] == 1
