@@ -377,3 +377,47 @@ async def test_a_scheduled_source_is_enqueued_once_when_due(
     assert len([j for j in pipeline.jobs.jobs if j.kind == SYNC_KIND]) == syncs + 1
     again = await sources.sync(source)
     assert counts(again)["skipped"] == 1
+
+
+def sitemap(base: str, pages: dict[str, str]) -> bytes:
+    urls = "".join(
+        f"<url><loc>{base}{path}</loc><lastmod>{lastmod}</lastmod></url>"
+        for path, lastmod in pages.items()
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>'
+    ).encode()
+
+
+async def test_a_sitemap_sync_fetches_only_what_its_lastmod_says_changed(
+    pipeline: Pipeline, collection: dict[str, Any], site: StaticSite
+) -> None:
+    listed = {
+        "/docs/a.html": "2026-01-01",
+        "/docs/b.html": "2026-01-01",
+        "/docs/c.html": "2026-01-01",
+    }
+    index = f'<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><sitemap><loc>{site.url}/docs-map.xml</loc></sitemap></sitemapindex>'
+    site.pages["/sitemap.xml"] = index.encode()
+    site.pages["/docs-map.xml"] = sitemap(site.url, listed)
+    site.types.update({"/sitemap.xml": "application/xml", "/docs-map.xml": "application/xml"})
+    sources = Sources(pipeline, rules())
+    body = {"type": "url", "config": {"url": site.url + "/sitemap.xml", "mode": "sitemap"}}
+    source = await sources.service.create(TENANT, "docs", body)
+    first = await sources.sync(source)
+    assert counts(first) == {"added": 3, "replaced": 0, "deleted": 0, "skipped": 0, "rejected": 0}
+    hits_a = site.hits["/docs/a.html"]
+
+    site.pages["/docs/b.html"] = page("Beta", "Beta now describes the breakwater.")
+    site.pages["/docs/d.html"] = page("Delta", "Delta pages describe the quay.")
+    listed = {
+        "/docs/a.html": "2026-01-01",
+        "/docs/b.html": "2026-02-01",
+        "/docs/d.html": "2026-02-01",
+    }
+    site.pages["/docs-map.xml"] = sitemap(site.url, listed)
+    second = await sources.sync_again(source)
+
+    assert counts(second) == {"added": 1, "replaced": 1, "deleted": 1, "skipped": 1, "rejected": 0}
+    assert site.hits["/docs/a.html"] == hits_a  # unchanged by its lastmod: not fetched again
