@@ -1,0 +1,78 @@
+"""Sources over real HTTP, synced by the in-process worker: made, listed, read, synced and
+deleted; refused configurations answer 400 and unknown sources 404, never 500."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.integration.rag.test_collections_http import MINILM, wait_for_job
+from tests.support.job_rig import FAST
+from tests.support.servers import serve_app
+
+
+@pytest.fixture
+async def http(database_url: str, tmp_path: Path) -> AsyncIterator[aiohttp.ClientSession]:
+    jobs = {**FAST.model_dump(), "lease_s": 10.0, "in_process_worker": True}
+    rag = {"sources": {"folder_roots": [str(tmp_path / "shared")]}}
+    async with (
+        serve_app(
+            database_url=database_url, models=[MINILM], jobs=jobs, guard={"enabled": False},
+            rag=rag,
+        ) as server,
+        aiohttp.ClientSession(server.v1 + "/", headers=server.headers) as session,
+    ):  # fmt: skip
+        yield session
+
+
+async def call(
+    http: aiohttp.ClientSession, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    async with http.request(method, path, json=body) as response:
+        return response.status, await response.json()
+
+
+async def test_a_folder_source_over_http(http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    folder = tmp_path / "shared" / "notes"
+    folder.mkdir(parents=True)
+    (folder / "tides.md").write_text("# Tides\n\nHigh water comes twice a day.\n")
+    (folder / "winds.md").write_text("# Winds\n\nThe westerlies blow in winter.\n")
+    assert (await call(http, "POST", "collections", {"name": "notes"}))[0] == 201
+
+    status, error = await call(
+        http, "POST", "collections/notes/sources",
+        {"type": "folder", "config": {"path": str(tmp_path)}},
+    )  # fmt: skip
+    assert status == 400 and error["error"]["code"] == "invalid_source"
+    status, error = await call(http, "POST", "collections/notes/sources", {"type": "ftp"})
+    assert status == 400 and error["error"]["param"] == "type"
+
+    body = {"type": "folder", "config": {"path": str(folder)}}
+    status, source = await call(http, "POST", "collections/notes/sources", body)
+    assert status == 201 and source["object"] == "source", source
+    job = await wait_for_job(http, source["job_id"])
+    assert job["state"] == "succeeded" and job["result"]["added"] == 2, job
+
+    status, listed = await call(http, "GET", "collections/notes/sources")
+    assert status == 200 and [s["id"] for s in listed["data"]] == [source["id"]]
+    status, shown = await call(http, "GET", f"collections/notes/sources/{source['id']}")
+    assert status == 200 and shown["last_result"]["added"] == 2 and shown["document_count"] == 2
+    assert (await call(http, "GET", f"collections/notes/sources/{uuid.uuid4()}"))[0] == 404
+    assert (await call(http, "GET", "collections/notes/sources/not-an-id"))[0] == 404
+
+    (folder / "winds.md").unlink()
+    status, sync = await call(http, "POST", f"collections/notes/sources/{source['id']}/sync")
+    assert status == 202
+    job = await wait_for_job(http, sync["job_id"])
+    assert (job["result"]["deleted"], job["result"]["skipped"]) == (1, 1), job
+
+    status, deleted = await call(http, "DELETE", f"collections/notes/sources/{source['id']}")
+    assert status == 200 and deleted["deleted"] is True
+    status, documents = await call(http, "GET", "collections/notes/documents")
+    assert documents["data"] == []
+    assert (await call(http, "GET", f"collections/notes/sources/{source['id']}"))[0] == 404
