@@ -153,6 +153,8 @@ function closeCollection() {
   $("delete-collection").hidden = true;
   $("upload-progress").textContent = "";
   $("documents").tBodies[0].replaceChildren();
+  $("sources").hidden = true;
+  $("sources").tBodies[0].replaceChildren();
 }
 
 // The collection with its documents, chunks and index, once confirmed. A collection already
@@ -179,6 +181,7 @@ $("delete-collection").addEventListener("click", async () => {
 
 async function loadDocuments() {
   const docs = await api(`/v1/collections/${state.collection.id}/documents`);
+  loadSources().catch(() => {}); // beside the documents; a failure leaves the last view
   progressRows.clear();
   $("documents").tBodies[0].replaceChildren(
     ...docs.data.map((d) => {
@@ -193,6 +196,35 @@ async function loadDocuments() {
         el("td", {}, el("button", { type: "button", class: "delete", title: "Delete this document", onclick: () => deleteDocument(d) }, "Delete")));
     }),
   );
+}
+
+// The collection's sources (url, folder, s3) with their last sync; "Sync now" enqueues one.
+async function loadSources() {
+  const sources = await api(`/v1/collections/${state.collection.id}/sources`);
+  const table = $("sources");
+  table.hidden = sources.data.length === 0;
+  table.tBodies[0].replaceChildren(
+    ...sources.data.map((s) => {
+      const where = s.config.url || s.config.path || `${s.config.endpoint}/${s.config.bucket}/${s.config.prefix || ""}`;
+      const r = s.last_result;
+      const counts = r ? `${r.added} added, ${r.replaced} replaced, ${r.deleted} deleted, ${r.skipped} skipped, ${r.rejected} rejected` : "";
+      return el("tr", { "data-source": s.id },
+        el("td", {}, `${s.type}: ${where}`, s.interval_s ? el("div", { class: "reason" }, `every ${s.interval_s} s`) : ""),
+        el("td", {}, String(s.document_count)),
+        el("td", {}, s.last_sync_at ? new Date(s.last_sync_at).toLocaleString() : "never"),
+        el("td", { class: "counts" }, counts),
+        el("td", {}, el("button", { type: "button", onclick: () => syncSource(s) }, "Sync now")));
+    }),
+  );
+}
+
+async function syncSource(source) {
+  try {
+    const sync = await api(`/v1/collections/${state.collection.id}/sources/${source.id}/sync`, { method: "POST" });
+    $("upload-progress").textContent = `queued sync ${sync.job_id}`;
+  } catch (error) {
+    $("upload-progress").textContent = error.message;
+  }
 }
 
 async function deleteDocument(document) {
