@@ -26,3 +26,19 @@ async def test_a_table_that_lost_its_cells_scores_none_of_them() -> None:
     (row,) = await ingestion_eval.evaluate([flat], words)
     assert row.text_recall == 1.0
     assert row.cell_recall == 0.0
+
+
+async def test_questions_find_their_document_unless_parsing_lost_its_words() -> None:
+    harbour = "the harbour lantern burned all night while ships waited for the morning tide"
+    garden = "a quiet garden behind the village school grew yellow roses every summer"
+    market = "traders at the market counted silver coins beside the old stone bridge"
+    samples = [
+        Sample("kept", harbour.encode(), harbour),
+        Sample("kept", garden.encode(), garden),
+        # Its bytes lost what it is known to say (a page OCR could not read, say).
+        Sample("lost", b"illegible smudge", market),
+    ]
+    rows = {row.kind: row for row in await ingestion_eval.evaluate(samples, words)}
+    assert rows["kept"].questions == 2 * ingestion_eval.QUESTIONS_PER_DOCUMENT
+    assert rows["kept"].ndcg == 1.0
+    assert rows["lost"].ndcg == 0.0
