@@ -421,3 +421,20 @@ async def test_a_sitemap_sync_fetches_only_what_its_lastmod_says_changed(
 
     assert counts(second) == {"added": 1, "replaced": 1, "deleted": 1, "skipped": 1, "rejected": 0}
     assert site.hits["/docs/a.html"] == hits_a  # unchanged by its lastmod: not fetched again
+
+
+async def test_items_that_cannot_be_ingested_are_counted_rejected_and_the_rest_synced(
+    pipeline: Pipeline, collection: dict[str, Any], tmp_path: Path
+) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "fine.md").write_text("# Fine\n\nAn ordinary note.\n")
+    (folder / "huge.txt").write_text("word " * 400)  # 2,000 bytes, over the limit below
+    (folder / "empty.txt").write_text("")
+    sources = Sources(pipeline, rules(folder_root=tmp_path, max_bytes=1000))
+    source = await sources.service.create(
+        TENANT, "docs", {"type": "folder", "config": {"path": str(folder)}}
+    )
+    result = await sources.sync(source)
+    assert counts(result) == {"added": 1, "replaced": 0, "deleted": 0, "skipped": 0, "rejected": 2}
+    assert set(await sources.documents()) == {"fine.md"}

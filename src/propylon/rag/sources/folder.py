@@ -28,7 +28,10 @@ def folder_config(config: dict[str, Any], roots: Sequence[str]) -> dict[str, Any
     path = config.get("path")
     if not isinstance(path, str) or not path:
         raise InvalidSource("A `folder` source needs `path`, a directory.", param="path")
-    resolved = Path(path).resolve()
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, ValueError, RuntimeError):
+        raise InvalidSource(f"`{path}` is not a usable path.", param="path") from None
     if not any(resolved.is_relative_to(Path(root).resolve()) for root in roots):
         raise InvalidSource(
             f"`{path}` is not under a directory folder sources may read "

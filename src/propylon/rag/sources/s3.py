@@ -40,7 +40,13 @@ def s3_config(config: dict[str, Any], secret: str | None) -> dict[str, Any]:
             raise InvalidSource(f"An `s3` source needs `{name}`.", param=name)
     if not secret:
         raise InvalidSource("An `s3` source needs `secret_access_key`.", param="secret_access_key")
-    if urlsplit(config["endpoint"]).scheme not in ("http", "https"):
+    try:
+        endpoint = urlsplit(config["endpoint"])
+        usable = endpoint.scheme in ("http", "https") and bool(endpoint.hostname)
+        _ = endpoint.port
+    except ValueError:
+        usable = False
+    if not usable:
         raise InvalidSource("`endpoint` must be an http(s) URL.", param="endpoint")
     prefix, region = config.get("prefix", ""), config.get("region", "us-east-1")
     if not isinstance(prefix, str) or not isinstance(region, str):

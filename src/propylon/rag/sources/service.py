@@ -18,6 +18,7 @@ from propylon.rag.sources.store import SourceStore
 from propylon.rag.sources.sync import SYNC_KIND, sync_dedupe_key
 from propylon.rag.store import Row
 
+MAX_INTERVAL_S = 366 * 24 * 3600
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 
@@ -54,11 +55,13 @@ class SourceService:
             raise InvalidRequest("`secret_access_key` must be a string.", param="secret_access_key")
         interval = body.get("interval_s")
         if interval is not None and (
-            not isinstance(interval, int) or interval < self._rules.min_interval_s
+            not isinstance(interval, int)
+            or isinstance(interval, bool)
+            or not self._rules.min_interval_s <= interval <= MAX_INTERVAL_S
         ):
             raise InvalidRequest(
-                f"`interval_s` must be a whole number of seconds, at least "
-                f"{self._rules.min_interval_s}.",
+                f"`interval_s` must be a whole number of seconds from "
+                f"{self._rules.min_interval_s} to {MAX_INTERVAL_S}.",
                 param="interval_s",
             )
         row = await self._store.insert(

@@ -51,10 +51,15 @@ class WebLimits:
 def web_config(config: dict[str, Any], max_pages: int) -> dict[str, Any]:
     """The stored configuration of a url source; ``InvalidSource`` when malformed."""
     url = config.get("url")
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        host = parts.hostname if parts else None
+        _ = parts.port if parts else None
+    except ValueError:  # a malformed host or port
+        parts = host = None
+    if not isinstance(url, str) or parts is None or parts.scheme not in ("http", "https"):
         raise InvalidSource("A `url` source needs `url`, an http(s) URL.", param="url")
-    parts = urlsplit(url)
-    if not parts.hostname:
+    if not host:
         raise InvalidSource("`url` has no host.", param="url")
     mode = config.get("mode", "page")
     if mode not in MODES:
@@ -63,7 +68,7 @@ def web_config(config: dict[str, Any], max_pages: int) -> dict[str, Any]:
     if not isinstance(prefix, str) or not prefix.startswith("/"):
         raise InvalidSource("`prefix` must be a path starting with `/`.", param="prefix")
     pages = config.get("max_pages", max_pages)
-    if not isinstance(pages, int) or not 1 <= pages <= max_pages:
+    if not isinstance(pages, int) or isinstance(pages, bool) or not 1 <= pages <= max_pages:
         raise InvalidSource(f"`max_pages` must be 1 to {max_pages}.", param="max_pages")
     return {"url": urldefrag(url).url, "mode": mode, "prefix": prefix, "max_pages": pages}
 
