@@ -438,3 +438,25 @@ async def test_items_that_cannot_be_ingested_are_counted_rejected_and_the_rest_s
     result = await sources.sync(source)
     assert counts(result) == {"added": 1, "replaced": 0, "deleted": 0, "skipped": 0, "rejected": 2}
     assert set(await sources.documents()) == {"fine.md"}
+
+
+async def test_a_file_changed_into_a_copy_of_another_shares_its_document(
+    pipeline: Pipeline, collection: dict[str, Any], tmp_path: Path
+) -> None:
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    (folder / "a.txt").write_text("The original note about tides.\n")
+    (folder / "b.txt").write_text("Another note about currents.\n")
+    sources = Sources(pipeline, rules(folder_root=tmp_path))
+    source = await sources.service.create(
+        TENANT, "docs", {"type": "folder", "config": {"path": str(folder)}}
+    )
+    await sources.sync(source)
+    (folder / "b.txt").write_text("The original note about tides.\n")
+    second = await sources.sync_again(source)
+    assert counts(second) == {"added": 0, "replaced": 1, "deleted": 0, "skipped": 1, "rejected": 0}
+    assert list(await sources.documents()) == ["a.txt"]  # b's old version is gone, not orphaned
+    (folder / "a.txt").unlink()
+    third = await sources.sync_again(source)
+    assert counts(third)["deleted"] == 1
+    assert len(await sources.documents()) == 1  # still b's

@@ -116,9 +116,13 @@ class SourceStore:
         if row is None:
             return None
         document_id = str(row["document_id"])
+        return document_id if await self.unshared(conn, document_id) else None
+
+    async def unshared(self, conn: Conn, document_id: str) -> bool:
+        """No source item points to the document any more."""
         cur = await conn.execute(QUERIES["document_unshared"], {"document_id": document_id})
-        unshared = await cur.fetchone()
-        return document_id if unshared is not None and unshared["unshared"] else None
+        row = await cur.fetchone()
+        return row is not None and bool(row["unshared"])
 
     async def finish(
         self,

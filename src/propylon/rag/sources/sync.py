@@ -131,9 +131,21 @@ class SyncHandler:
                     key_id=source["key_id"],
                     conn=conn,
                 )
+                document_id = str(accepted.document["id"])
                 await self._sources.keep_item(
-                    conn, source_id, item.key, str(accepted.document["id"]), item.version, sha256
+                    conn, source_id, item.key, document_id, item.version, sha256
                 )
+                old = None if known is None else str(known["document_id"])
+                if (
+                    old is not None
+                    and old != document_id
+                    and await self._sources.unshared(conn, old)
+                ):
+                    # The new bytes are another document's: the key now shares that one, and
+                    # its old version goes.
+                    await self._collections.delete_document_in(
+                        conn, str(source["collection_id"]), old
+                    )
                 await self._sources.record(conn, ctx.job_id, item.key, outcome)
         except PropylonError as exc:
             if exc.retryable:
