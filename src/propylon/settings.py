@@ -238,8 +238,9 @@ class CacheSettings(BaseModel):
         le=1,
         description="Share of would-be semantic hits answered by the upstream anyway and "
         "compared with the cached answer (vCache's sampling). The client gets the fresh "
-        "answer; `/v1/stats` reports the share that disagreed (`semantic_observed_wrong_rate`), "
-        "and an entry caught disagreeing is no longer served to other wordings by this process.",
+        "answer; `/v1/stats` reports the share that disagreed (`semantic_observed_wrong_rate`) "
+        "and its 95 % upper bound, and each verdict tightens (wrong) or eases (agree) that "
+        "entry's own threshold, stored with the entry for every replica.",
     )
     semantic_agreement: float = Field(
         default=0.90,

@@ -477,6 +477,7 @@ async def test_a_sampled_semantic_hit_is_answered_by_the_upstream_and_its_verdic
         _, counters = await gateway.admin("GET", "/admin/cache/stats")
     assert stats["cache"]["semantic_verified"] == 1
     assert stats["cache"]["semantic_observed_wrong_rate"] == 0.0
+    assert stats["cache"]["semantic_wrong_rate_upper_95"] == pytest.approx(0.730, abs=1e-3)
     assert (counters["verified"], counters["observed_wrong_rate"]) == (1, 0.0)
 
 
