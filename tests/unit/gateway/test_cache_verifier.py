@@ -75,3 +75,15 @@ def test_weights_round_trip_and_refuse_other_features(tmp_path: object) -> None:
     )
     with pytest.raises(ValueError, match="rebuild"):
         JudgeWeights.from_json(b'{"features": ["similarity"]}')
+
+
+def test_a_verdict_is_refused_below_a_tightened_entry_threshold_and_a_veto_at_any() -> None:
+    shipped = Verifier(JudgeWeights.load())
+    verdict = shipped.verdict("How do I reverse a list?", "How can I reverse a list?", 0.97)
+    assert 0 < verdict.probability < 1 and not verdict.vetoed
+    assert verdict.refusal(verdict.probability) is None
+    raised = 1 - (1 - verdict.probability) / 4  # what a wrong sampled verdict leaves
+    assert verdict.refusal(raised) == verdict.reason, "the same wording misses next time"
+    vetoed = shipped.verdict("Is it safe?", "Is it not safe?", 0.99)
+    assert (vetoed.probability, vetoed.vetoed) == (0.0, True)
+    assert vetoed.refusal(0.0) == "negation_differs"
