@@ -16,6 +16,7 @@ reports the error on pair sources the model never saw.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,8 @@ import orjson
 from numpy.typing import NDArray
 
 from propylon.gateway.cache.pair_features import NAMES, VETO_COLUMNS, Text, features
+
+READ_CACHE = 4096  # texts whose reading (``Text``) a verifier keeps
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +106,12 @@ class Verifier:
         self.min_probability = (
             weights.min_probability if min_probability is None else min_probability
         )
+        # A lookup judges up to four candidates against one question, and popular entries
+        # come back as candidates again and again: each text is read once.
+        self._read = functools.lru_cache(maxsize=READ_CACHE)(Text.of)
 
     def verdict(self, question: str, candidate: str, similarity: float) -> Verdict:
-        x = features(Text.of(question), Text.of(candidate), similarity)
+        x = features(self._read(question), self._read(candidate), similarity)
         for column in VETO_COLUMNS:
             if x[column]:
                 return Verdict(0.0, NAMES[column], vetoed=True)
