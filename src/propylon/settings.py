@@ -230,7 +230,9 @@ class CacheSettings(BaseModel):
         gt=0,
         lt=1,
         description="Probability of 'same answer' the second check needs. Unset: the value "
-        "chosen with the shipped weights (at most 0.5 % of hits wrong on their dev pairs).",
+        "chosen with the shipped weights (at most 1 % of hits wrong on the dev pairs of the "
+        "sources they were fitted on; docs/benchmarks.md gives the error on sources held out). "
+        "An entry's own threshold, learnt from sampled verifications, may only be higher.",
     )
     semantic_verify_share: float = Field(
         default=0.02,
