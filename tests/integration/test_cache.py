@@ -553,9 +553,13 @@ async def entry_threshold(database_url: str, set_to: float | None = None) -> flo
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
 
         async def written() -> tuple[float | None] | None:
-            if set_to is not None:
-                await conn.execute("UPDATE cache_entries SET min_probability = %s", (set_to,))
-            cursor = await conn.execute("SELECT min_probability FROM cache_entries")
+            if set_to is None:
+                cursor = await conn.execute("SELECT min_probability FROM cache_entries")
+            else:  # RETURNING: a row only once the update found the entry
+                cursor = await conn.execute(
+                    "UPDATE cache_entries SET min_probability = %s RETURNING min_probability",
+                    (set_to,),
+                )
             return await cursor.fetchone()
 
         (found,) = await eventually(written, "the cache entry written behind")
