@@ -230,7 +230,9 @@ class CacheSettings(BaseModel):
         gt=0,
         lt=1,
         description="Probability of 'same answer' the second check needs. Unset: the value "
-        "chosen with the shipped weights (at most 0.5 % of hits wrong on their dev pairs).",
+        "chosen with the shipped weights (at most 1 % of hits wrong on the dev pairs of the "
+        "sources they were fitted on; docs/benchmarks.md gives the error on sources held out). "
+        "An entry's own threshold, learnt from sampled verifications, may only be higher.",
     )
     semantic_verify_share: float = Field(
         default=0.02,
@@ -238,8 +240,9 @@ class CacheSettings(BaseModel):
         le=1,
         description="Share of would-be semantic hits answered by the upstream anyway and "
         "compared with the cached answer (vCache's sampling). The client gets the fresh "
-        "answer; `/v1/stats` reports the share that disagreed (`semantic_observed_wrong_rate`), "
-        "and an entry caught disagreeing is no longer served to other wordings by this process.",
+        "answer; `/v1/stats` reports the share that disagreed (`semantic_observed_wrong_rate`) "
+        "and its 95 % upper bound, and each verdict tightens (wrong) or eases (agree) that "
+        "entry's own threshold, stored with the entry for every replica.",
     )
     semantic_agreement: float = Field(
         default=0.90,

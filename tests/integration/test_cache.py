@@ -11,12 +11,14 @@ from typing import Any
 
 import aiohttp
 import openai
+import psycopg
 import pytest
 
 from propylon.testing import Behaviour, FakeUpstream, Fault
 from tests.integration.observe.support import records
 from tests.support.servers import AppServer, serve_app
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import eventually
 
 ADMIN = "admin-secret-for-tests"
 CHAT = "/v1/chat/completions"
@@ -475,26 +477,90 @@ async def test_a_sampled_semantic_hit_is_answered_by_the_upstream_and_its_verdic
         _, counters = await gateway.admin("GET", "/admin/cache/stats")
     assert stats["cache"]["semantic_verified"] == 1
     assert stats["cache"]["semantic_observed_wrong_rate"] == 0.0
+    assert stats["cache"]["semantic_wrong_rate_upper_95"] == pytest.approx(0.730, abs=1e-3)
     assert (counters["verified"], counters["observed_wrong_rate"]) == (1, 0.0)
 
 
-async def test_an_entry_whose_sampled_answer_disagreed_is_not_served_to_other_wordings(
+async def test_a_wrong_verified_hit_tightens_its_entry_for_every_replica_and_restart(
     database_url: str, upstream: FakeUpstream
 ) -> None:
+    """The entry's learnt threshold lives with the entry: the same paraphrase misses on the
+    next request, on a second gateway beside the first, and after both restarted."""
+    paraphrase = ask("How can I reverse a list in Python?")
+    probe = {"Cache-Control": "no-store"}  # only the first question has an entry
     settings = {"semantic_verify_share": 1.0, "semantic_agreement": 0.999}
     async with cached_gateway(
         database_url, upstream, cache=settings, observe={"flush_interval_s": 0.05}
     ) as gateway:
-        await gateway.chat(ask("How do I reverse a list in Python?"))
-        probe = {"Cache-Control": "no-store"}  # only the first question has an entry
-        _, headers, _ = await gateway.chat(
-            ask("How can I reverse a list in Python?"), headers=probe
-        )
+        await gateway.chat(ask())
+        _, headers, _ = await gateway.chat(paraphrase, headers=probe)
         assert headers["x-propylon-cache"] == "verify-wrong"
-        _, headers, _ = await gateway.chat(
-            ask("How can I reverse a list in Python?"), headers=probe
-        )
-        assert headers["x-propylon-cache"] == "miss", "the entry is distrusted"
-        await records(gateway.server, 3, "limit=3", key=ADMIN)
+        _, headers, _ = await gateway.chat(paraphrase, headers=probe)
+        assert headers["x-propylon-cache"] == "miss", "the entry's threshold was raised"
+        async with cached_gateway(database_url, upstream, cache=settings) as replica:
+            _, headers, _ = await replica.chat(paraphrase, key=gateway.key, headers=probe)
+            assert headers["x-propylon-cache"] == "miss", "another replica reads it"
+        await records(gateway.server, 4, "limit=4", key=ADMIN)
         _, stats = await gateway.admin("GET", "/v1/stats?window=1h")
+        key = gateway.key
     assert stats["cache"]["semantic_observed_wrong_rate"] == 1.0
+    async with cached_gateway(database_url, upstream, cache=settings) as restarted:
+        _, headers, _ = await restarted.chat(paraphrase, key=key, headers=probe)
+        assert headers["x-propylon-cache"] == "miss", "and so does a restart"
+        _, headers, _ = await restarted.chat(ask(), key=key, headers={"Cache-Control": "no-cache"})
+        _, counters = await restarted.admin("GET", "/admin/cache/stats")
+    assert counters["rejected"] == 1, "refused by the entry's threshold, not found missing"
+
+
+async def test_agreeing_verifications_ease_a_tightened_entry_back_to_the_global_threshold(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    upstream.set_behaviour(Behaviour(completion_tokens=1))  # "Echo:" whatever the wording
+    paraphrase = ask("How can I reverse a list in Python?")
+    probe = {"Cache-Control": "no-store"}
+    settings = {"semantic_verify_share": 1.0}
+    async with cached_gateway(database_url, upstream, cache=settings) as gateway:
+        await gateway.chat(ask())
+        await entry_threshold(database_url, 0.41)  # as a wrong verdict would leave it
+        for _ in range(3):
+            _, headers, _ = await gateway.chat(paraphrase, headers=probe)
+            assert headers["x-propylon-cache"] == "verify-agree"
+    eased = await entry_threshold(database_url)
+    assert eased is not None and 0.405 < eased < 0.4099, "three steps of 5 % back towards 0.4"
+
+
+async def test_a_verdict_that_cannot_be_stored_still_answers_and_counts_the_error(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    settings = {"semantic_verify_share": 1.0, "semantic_agreement": 0.999}
+    async with cached_gateway(database_url, upstream, cache=settings) as gateway:
+        await gateway.chat(ask())
+        await entry_threshold(database_url)
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            await conn.execute("ALTER TABLE cache_entries RENAME verified_wrong TO lost")
+        status, headers, body = await gateway.chat(
+            ask("How can I reverse a list in Python?"), headers={"Cache-Control": "no-store"}
+        )
+        _, counters = await gateway.admin("GET", "/admin/cache/stats")
+    assert (status, headers["x-propylon-cache"]) == (200, "verify-wrong")
+    assert body["choices"][0]["message"]["content"], "the upstream's answer is served"
+    assert counters["errors"] == {"database": 1}
+
+
+async def entry_threshold(database_url: str, set_to: float | None = None) -> float | None:
+    """The one cache entry's learnt threshold, once written (set first when ``set_to`` is
+    given)."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+
+        async def written() -> tuple[float | None] | None:
+            if set_to is None:
+                cursor = await conn.execute("SELECT min_probability FROM cache_entries")
+            else:  # RETURNING: a row only once the update found the entry
+                cursor = await conn.execute(
+                    "UPDATE cache_entries SET min_probability = %s RETURNING min_probability",
+                    (set_to,),
+                )
+            return await cursor.fetchone()
+
+        (found,) = await eventually(written, "the cache entry written behind")
+    return None if found is None else float(found)

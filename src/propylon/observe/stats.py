@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -73,6 +74,11 @@ async def request_stats(
             "semantic_verified": int(summary["cache_verified"]),
             "semantic_observed_wrong_rate": _ratio(
                 summary["cache_verified_wrong"], int(summary["cache_verified"])
+            ),
+            # The error bound the samples support: the rate of wrong semantic hits is below
+            # this with 95 % confidence (Wilson score interval, one-sided).
+            "semantic_wrong_rate_upper_95": _upper_95(
+                int(summary["cache_verified_wrong"]), int(summary["cache_verified"])
             ),
         },
         "tokens": {
@@ -150,6 +156,17 @@ def _percentiles(row: dict[str, Any], name: str, points: tuple[int, ...]) -> dic
 
 def _ratio(part: Any, whole: int) -> float | None:
     return int(part) / whole if whole else None
+
+
+def _upper_95(wrong: int, verified: int) -> float | None:
+    """One-sided 95 % Wilson upper bound of a share seen as ``wrong`` of ``verified``."""
+    if not verified:
+        return None
+    z = 1.645
+    share = wrong / verified
+    centre = share + z * z / (2 * verified)
+    spread = z * math.sqrt(share * (1 - share) / verified + z * z / (4 * verified * verified))
+    return min(1.0, (centre + spread) / (1 + z * z / verified))
 
 
 def _float(value: Any) -> float | None:

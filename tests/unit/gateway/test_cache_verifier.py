@@ -75,3 +75,29 @@ def test_weights_round_trip_and_refuse_other_features(tmp_path: object) -> None:
     )
     with pytest.raises(ValueError, match="rebuild"):
         JudgeWeights.from_json(b'{"features": ["similarity"]}')
+
+
+def test_a_verdict_is_refused_below_a_tightened_entry_threshold_and_a_veto_at_any() -> None:
+    shipped = Verifier(JudgeWeights.load())
+    verdict = shipped.verdict("How do I reverse a list?", "How can I reverse a list?", 0.97)
+    assert 0 < verdict.probability < 1 and not verdict.vetoed
+    assert verdict.refusal(verdict.probability) is None
+    raised = 1 - (1 - verdict.probability) / 4  # what a wrong sampled verdict leaves
+    assert verdict.refusal(raised) == verdict.reason, "the same wording misses next time"
+    vetoed = shipped.verdict("Is it safe?", "Is it not safe?", 0.99)
+    assert (vetoed.probability, vetoed.vetoed) == (0.0, True)
+    assert vetoed.refusal(0.0) == "negation_differs"
+
+
+@pytest.mark.parametrize(
+    ("question", "candidate", "differ"),
+    [
+        ("What does `append_column` do?", "What does `add_column` do?", True),
+        ("What does my_table.append do?", "What does my_table.extend do?", True),
+        ("How do I call `load_dataset(name)`?", "How do I call the load_dataset function?", False),
+        ("What does getElementById return?", "What is returned by getElementById?", False),
+    ],
+)
+def test_code_identifiers_count_as_names(question: str, candidate: str, differ: bool) -> None:
+    x = features(Text.of(question), Text.of(candidate), 0.95)
+    assert bool(x[NAMES.index("names_differ")]) is differ

@@ -9,8 +9,9 @@ It writes ``cache_status`` (``hit-exact`` | ``hit-semantic`` | ``miss`` | ``bypa
 A share of would-be semantic hits (``semantic_verify_share``) is answered by the upstream
 anyway, and the fresh answer compared with the cached one (the sampling of vCache, arXiv
 2502.03771): ``cache_status`` becomes ``verify-agree`` or ``verify-wrong``, ``/v1/stats``
-reports the observed wrong rate, and an entry that disagreed is not served to other wordings
-again by this process.
+reports the observed wrong rate, and the entry's own threshold learns from the verdict
+(``SemanticCache.learn``): raised above that wording after a wrong answer, eased back after
+right ones. It is stored with the entry, so every replica applies it.
 
 Never fails a request because of the cache: a Redis outage, a slow or failing database and
 an embedder error are all misses, logged and counted in ``stats``. Only a malformed
@@ -228,12 +229,22 @@ class CachedChatService:
         self.stats.verified += 1
         if not agree:
             self.stats.verified_wrong += 1
-            if self._semantic is not None:
-                self._semantic.distrust(hit)
             log.info(
                 "sampled semantic hit disagreed with the upstream",
-                extra={"entry_id": hit.entry_id, "similarity": hit.similarity},
+                extra={
+                    "entry_id": hit.entry_id,
+                    "similarity": hit.similarity,
+                    "probability": hit.probability,
+                },
             )
+        if self._semantic is not None:
+            try:
+                async with asyncio.timeout(self._settings.semantic_timeout_s):
+                    await self._semantic.learn(hit, right=agree)
+            except Exception as exc:
+                self._failed(
+                    "timeout" if isinstance(exc, TimeoutError) else "database", "learn", exc
+                )
 
     async def _store(self, plan: _Plan, response: JSONObject) -> None:
         choices = response.get("choices")

@@ -25,7 +25,7 @@ from propylon import report_section
 from propylon.gateway.cache import judge_training
 from propylon.gateway.cache.judge_training import Outcome, outcome
 from propylon.gateway.cache.pair_features import VETO_COLUMNS, Text, features
-from propylon.gateway.cache.pair_sets import SOURCES, Pair
+from propylon.gateway.cache.pair_sets import LABELS, SAME_ANSWER, SOURCES, Pair
 from propylon.gateway.cache.verifier import JudgeWeights
 from propylon.gateway.protocol import EmbeddingModel
 
@@ -35,6 +35,7 @@ NOT_FITTED = frozenset({"hans"})  # adversarial NLI sentences, not questions: a 
 DEV_TARGET = 0.01  # the goal itself, on dev pairs of the fitted sources
 TARGET = 0.01
 SECTION = "cache-precision"  # marker name in docs/benchmarks.md
+LENGTHS = ((0, 200, "< 200"), (200, 1000, "200-1,000"), (1000, 10**9, "> 1,000"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,8 @@ class Prepared:
     labels: NDArray[np.int64]
     sources: NDArray[np.str_]
     dev: NDArray[np.bool_]
+    kinds: NDArray[np.str_]
+    lengths: NDArray[np.int64]  # characters of the longer question of the pair
 
     @property
     def candidates(self) -> NDArray[np.bool_]:
@@ -59,6 +62,8 @@ class HeldOut:
     min_probability: float
     judge: Outcome
     cosine: dict[float, Outcome]
+    by_kind: dict[str, Outcome]
+    by_length: dict[str, Outcome]
 
 
 async def prepare(pairs: Sequence[Pair], embedder: EmbeddingModel, batch: int = 256) -> Prepared:
@@ -84,6 +89,8 @@ def prepare_with(pairs: Sequence[Pair], vectors: dict[str, NDArray[np.float64]])
         np.array([p.label for p in pairs], dtype=np.int64),
         np.array([p.source for p in pairs]),
         np.array([p.split == "dev" for p in pairs]),
+        np.array([p.kind for p in pairs]),
+        np.array([max(len(p.a), len(p.b)) for p in pairs], dtype=np.int64),
     )
 
 
@@ -111,7 +118,24 @@ def leave_one_source_out(data: Prepared) -> list[HeldOut]:
         similarity, labels = data.similarity[held], data.labels[held]
         served = data.candidates[held] & (p >= weights.min_probability)
         cosine = {t: outcome(similarity >= t, labels) for t in COSINES}
-        results.append(HeldOut(source, weights.min_probability, outcome(served, labels), cosine))
+        kinds, lengths = data.kinds[held], data.lengths[held]
+        by_kind = {k: outcome(served[kinds == k], labels[kinds == k]) for k in np.unique(kinds)}
+        by_length = {
+            name: outcome(
+                served[(lengths >= lo) & (lengths < hi)], labels[(lengths >= lo) & (lengths < hi)]
+            )
+            for lo, hi, name in LENGTHS
+        }
+        results.append(
+            HeldOut(
+                source,
+                weights.min_probability,
+                outcome(served, labels),
+                cosine,
+                by_kind,
+                by_length,
+            )
+        )
     return results
 
 
@@ -158,30 +182,67 @@ def render_markdown(results: list[HeldOut], weights: JudgeWeights, embedder_id: 
         + " | ".join(cell(cosine_total[t]) for t in COSINES)
         + " |"
     )
-    met = total.wrong_share <= TARGET and total.hit_rate >= 0.30
-    missed = [
-        r.source
-        for r in results
-        if r.judge.positives and (r.judge.wrong_share > TARGET or r.judge.hit_rate < 0.30)
-    ]
+    meaningful = [r for r in results if r.source in SAME_ANSWER and r.judge.positives]
+    missed = [r.source for r in meaningful if not _met(r.judge)]
+    bound = max((r.judge.wrong_share for r in meaningful), default=0.0)
     lines += [
         "",
         f"Goal: at most {TARGET:.0%} of hits wrong while answering at least 30 % of true "
-        f"paraphrases, on held-out sources: {'met' if met else 'not met'} pooled "
-        f"({total.wrong_share:.2%} wrong, {total.hit_rate:.1%} answered); not met on its own "
-        f"by {', '.join(missed) or 'none'} (the pooled figure leans on the sources whose "
-        "paraphrases are rule-made). **Error bound**: on sources it never saw, the judge "
-        f"served {total.wrong_share:.2%} wrong hits pooled and at most "
-        f"{max((r.judge.wrong_share for r in results if r.judge.positives), default=0):.1%} on "
-        "one source with both labels; on live traffic the sampled verifications measure it "
-        "(`/v1/stats`, `cache.semantic_observed_wrong_rate`). Shipped weights "
+        "paraphrases, on every held-out source whose label means same answer (or same "
+        f"meaning) and has positives ({', '.join(r.source for r in meaningful)}): "
+        f"{'met' if not missed else 'not met by ' + ', '.join(missed)}. Pooled over all "
+        f"held-out sources: {total.wrong_share:.2%} wrong, {total.hit_rate:.1%} answered. "
+        f"**Error bound**: on those sources, never seen in fitting, at most {bound:.2%} of "
+        "hits were wrong; on live traffic the sampled verifications measure it "
+        "(`/v1/stats`: `cache.semantic_observed_wrong_rate` and its 95 % upper bound "
+        "`cache.semantic_wrong_rate_upper_95`). Shipped weights "
         "(`gateway/cache/weights/judge.json`): fitted on every source's train split, "
         f"threshold {weights.min_probability:.2f} chosen on every dev split. Reproduce (and "
         "rebuild the weights) with `propylon eval cache --data ../shared/data --fit "
         "src/propylon/gateway/cache/weights/judge.json --output docs/benchmarks.md`.",
         "",
+        "What each source's label means (`pair_sets.LABELS`):",
+        "",
+        *[f"- `{name}`: {meaning}." for name, meaning in LABELS.items()],
+        "",
+        "The judge on each held-out source by the length of the longer question (characters; "
+        "hits, wrong share, answered):",
+        "",
+        "| held-out source | " + " | ".join(name for _, _, name in LENGTHS) + " |",
+        "|---|" + "---|" * len(LENGTHS),
     ]
+    for r in results:
+        lines.append(
+            f"| {r.source} | " + " | ".join(_brief(r.by_length[n]) for _, _, n in LENGTHS) + " |"
+        )
+    lines += [
+        "",
+        "And by kind of pair (how the source made it):",
+        "",
+        "| held-out source | kind | pairs (same / different) | hits | wrong | answered |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for kind, o in r.by_kind.items():
+            lines.append(
+                f"| {r.source} | {kind or '-'} | {o.pairs} ({o.positives} / "
+                f"{o.pairs - o.positives}) | {o.hits} | {o.wrong} | "
+                + (f"{o.hit_rate:.1%}" if o.positives else "-")
+                + " |"
+            )
+    lines.append("")
     return "\n".join(lines)
+
+
+def _met(o: Outcome) -> bool:
+    return o.wrong_share <= TARGET and o.hit_rate >= 0.30
+
+
+def _brief(o: Outcome) -> str:
+    if not o.pairs:
+        return "-"
+    answered = f" / {o.hit_rate:.0%}" if o.positives else ""
+    return f"{o.hits}: {o.wrong_share:.1%}{answered}"
 
 
 def write_section(path: Path, section: str) -> None:

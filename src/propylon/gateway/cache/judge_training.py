@@ -18,7 +18,7 @@ from propylon.gateway.cache.verifier import JudgeWeights
 
 L2 = 1e-2
 ITERATIONS = 25
-PROBABILITIES = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99
+PROBABILITIES = tuple(round(0.05 + 0.01 * i, 2) for i in range(95))  # 0.05 .. 0.99
 
 Matrix = NDArray[np.float64]
 

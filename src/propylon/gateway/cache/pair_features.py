@@ -3,8 +3,9 @@
 Sentence embeddings rate "Is it safe?" and "Is it not safe?", "from savings to checking" and
 "from checking to savings", or two dates, as near-identical. ``features(a, b, similarity)``
 returns the cosine next to the lexical signals that separate those: numbers, negation, the
-question word, names, the words and word order the two share, and their lengths. The
-weights that combine them are fitted on labelled pairs (``judge_training.py``).
+question word, names (and code identifiers), the words and word order the two share, and
+their lengths. The weights that combine them are fitted on labelled pairs
+(``judge_training.py``).
 
 The word lists are general English (negations, question words, number words, a few
 antonym pairs of directions and extremes); none is drawn from an evaluation set.
@@ -57,6 +58,10 @@ def _listed(words: str) -> tuple[str, ...]:
 
 
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?|\d+(?:[.,:/]\d+)*%?")
+# Code identifiers name one thing each, like names: snake_case, camelCase, dotted, or anything
+# in backticks ("`append_column`" and "`add_column`" are two methods, not two wordings).
+_IDENTIFIER = re.compile(r"\b[A-Za-z_]\w+(?:\.[A-Za-z_]\w+)+|\b[A-Za-z]\w*_\w+|\b[a-z]+[A-Z]\w*")
+_BACKTICKED = re.compile(r"`([^`]+)`")
 _NEGATIONS = frozenset(
     _listed(
         "not no never none nobody nothing neither nor cannot without isnt dont doesnt didnt "
@@ -147,6 +152,7 @@ class Text:
             if i > 0 and token[0].isupper() and not raw[i - 1].endswith((".", "?", "!")):
                 names.add(lowered)
             words.append(lowered)
+        names |= _identifiers(text)
         numbers = _numbers(words)
         content = tuple(
             w
@@ -176,7 +182,7 @@ def features(a: Text, b: Text, similarity: float) -> NDArray[np.float64]:
     bigrams_b = set(zip(b.content, b.content[1:], strict=False))
     bigrams = bigrams_a | bigrams_b
     wa, wb = set(a.words), set(b.words)
-    names = (a.names - wb) | (b.names - wa)
+    names = (a.names - wb - b.names) | (b.names - wa - a.names)
     longer = max(len(a.words), len(b.words)) or 1
     return np.array(
         [
@@ -219,6 +225,17 @@ def _swapped(a: Text, b: Text) -> bool:
     if a.passive != b.passive:
         return a.content[::-1] != b.content
     return a.content != b.content
+
+
+def _identifiers(text: str) -> set[str]:
+    """Code identifiers, lower-cased, call parentheses and arguments dropped."""
+    found = set()
+    for span in _BACKTICKED.findall(text):
+        head = span.split("(")[0].strip().lower()
+        if head and " " not in head:
+            found.add(head)
+    outside = _BACKTICKED.sub(" ", text)
+    return found | {m.lower() for m in _IDENTIFIER.findall(outside)}
 
 
 def _numbers(words: list[str]) -> list[str]:

@@ -27,6 +27,22 @@ from typing import Literal
 Split = Literal["train", "dev"]
 
 SOURCES = ("gptcache", "sts", "banking77", "clinc150", "hans", "perturbed")
+
+LABELS = {
+    "gptcache": "same answer: a reworded question/statement and its original; negatives are the "
+    "nearest other original by word overlap, some of which restate the same fact",
+    "sts": "same meaning of two sentences (news, captions, forums; not questions): STS score "
+    ">= 4 vs <= 2",
+    "banking77": "same *intent* class, not same answer: positives are random same-intent "
+    "questions (88 % below cosine 0.80), and near-identical wordings sit in different intents",
+    "clinc150": "different intent only (no positives): wrong hits counted, hit rate undefined",
+    "hans": "adversarial NLI sentences (same words, other meaning) and active/passive rewordings",
+    "perturbed": "rule-made: a number changed or arguments swapped (different), a number spelled "
+    "out (same)",
+}
+"""What each source's label means for a cache. The goal (wrong hits <= 1 %, answered >= 30 %)
+is meaningful where it says *same answer* or *same meaning* and there are positives."""
+SAME_ANSWER = frozenset({"gptcache", "sts", "perturbed", "hans"})
 HANS_DEV = re.compile(r"^(cn_|ln_passive)")  # the source's suggested dev subcases
 
 
@@ -37,6 +53,7 @@ class Pair:
     label: int
     source: str
     split: Split
+    kind: str = ""  # how the pair was made (the source's ``pair_type``, or ours below)
 
 
 def load(data: Path) -> list[Pair]:
@@ -59,7 +76,8 @@ def load(data: Path) -> list[Pair]:
                 split: Split = "dev" if HANS_DEV.match(row.get("subcase", "")) else "train"
             else:
                 split = "dev" if row.get("split") == "dev" else "train"
-            pairs.append(Pair(row["a"], row["b"], int(row["label"]), source, split))
+            kind = str(row.get("pair_type", ""))
+            pairs.append(Pair(row["a"], row["b"], int(row["label"]), source, split, kind))
     return pairs
 
 
@@ -81,7 +99,7 @@ def _gptcache(path: Path) -> list[Pair]:
     out: list[Pair] = []
     for i, m in enumerate(mock):
         split: Split = "dev" if i % 5 == 0 else "train"
-        out.append(Pair(m["similar"], m["origin"], 1, "gptcache", split))
+        out.append(Pair(m["similar"], m["origin"], 1, "gptcache", split, "paraphrase"))
         query = _words(m["similar"])
         best, best_j = -1.0, -1
         for j, w in enumerate(words):
@@ -91,7 +109,7 @@ def _gptcache(path: Path) -> list[Pair]:
             if score > best:
                 best, best_j = score, j
         if best_j >= 0:
-            out.append(Pair(m["similar"], originals[best_j], 0, "gptcache", split))
+            out.append(Pair(m["similar"], originals[best_j], 0, "gptcache", split, "nearest_other"))
     return out
 
 
@@ -108,5 +126,6 @@ def _sts(folder: Path) -> list[Pair]:
             score = float(columns[4])
             if score >= 4 or score <= 2:
                 label = 1 if score >= 4 else 0
-                out.append(Pair(columns[5], columns[6], label, "sts", split))  # type: ignore[arg-type]
+                kind = "score>=4" if label else "score<=2"
+                out.append(Pair(columns[5], columns[6], label, "sts", split, kind))  # type: ignore[arg-type]
     return out

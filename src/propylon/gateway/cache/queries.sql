@@ -4,7 +4,7 @@
 
 -- name: search
 -- The response as text: parsed only for the candidate that is served, not for every one.
-SELECT id, question, response::text AS response,
+SELECT id, question, response::text AS response, min_probability,
        1 - (embedding::{vector} <=> %(embedding)s::{vector}) AS similarity
 FROM cache_entries
 WHERE tenant_id = %(tenant_id)s AND model = %(model)s AND scope = %(scope)s
@@ -23,6 +23,28 @@ INSERT INTO cache_lookups
     (tenant_id, model, embedder, threshold, best_similarity, outcome, entry_id, reason)
 VALUES (%(tenant_id)s, %(model)s, %(embedder)s, %(threshold)s, %(best_similarity)s,
         %(outcome)s, %(entry_id)s, %(reason)s);
+
+-- name: tighten
+-- A sampled verification found this entry's answer wrong for a wording the judge rated p:
+-- from now on a wording must be rated at least `raised` (above p) to be served it.
+UPDATE cache_entries
+SET min_probability = greatest(coalesce(min_probability, 0), %(raised)s),
+    verified_wrong = verified_wrong + 1
+WHERE tenant_id = %(tenant_id)s AND model = %(model)s AND scope = %(scope)s
+  AND question = %(question)s AND expires_at > now();
+
+-- name: loosen
+-- A sampled verification agreed: a tightened threshold moves `share` of the way back to the
+-- global one (`floor`), and is forgotten once within 0.005 of it.
+UPDATE cache_entries
+SET min_probability = CASE
+        WHEN min_probability IS NULL
+          OR min_probability - (min_probability - %(floor)s) * %(share)s <= %(floor)s + 0.005
+        THEN NULL
+        ELSE min_probability - (min_probability - %(floor)s) * %(share)s END,
+    verified_agree = verified_agree + 1
+WHERE tenant_id = %(tenant_id)s AND model = %(model)s AND scope = %(scope)s
+  AND question = %(question)s AND expires_at > now();
 
 -- name: purge
 DELETE FROM cache_entries

@@ -4,8 +4,10 @@ Entries live in PostgreSQL + pgvector (migration 0006). A search never leaves it
 (tenant, resolved model, and the hash of everything else in the request: system prompt,
 tools, sampling parameters, preceding turns, version salt), so the only difference it may
 bridge is the wording of the question. The nearest candidates above the threshold then pass
-the second check (``Verifier``) or are refused. Every lookup, hit or miss, is recorded with
-its best similarity in ``cache_lookups`` so thresholds can be tuned from real traffic.
+the second check (``Verifier``) at the global threshold, or at the entry's own where sampled
+verifications raised it (``learn``, migration 0018), or are refused. Every lookup, hit or
+miss, is recorded with its best similarity in ``cache_lookups`` so thresholds can be tuned
+from real traffic.
 
 A search is one statement in autocommit (the pool's connections already carry
 ``hnsw.iterative_scan``, see ``db/database.py``). Writes never delay the answer: new entries
@@ -39,7 +41,8 @@ log = logging.getLogger(__name__)
 INDEXED_DIMS = frozenset({384, 1536})  # sizes with an HNSW index in migration 0006
 CANDIDATES = 4  # near neighbours handed to the second check
 SWEEP_EVERY = 200  # inserts between two sweeps of expired rows
-DISTRUSTED_MAX = 10_000  # entries remembered as wrong for other wordings (oldest forgotten)
+TIGHTEN_GAP = 0.25  # a wrong verification leaves this share of the distance to 1 above it
+LOOSEN_SHARE = 0.05  # an agreeing one moves a tightened threshold this share back
 
 
 class SQLCursor(Protocol):
@@ -91,6 +94,7 @@ class SemanticHit:
     similarity: float
     response: JSONObject
     entry: tuple[str, str, str, str] = ("", "", "", "")  # tenant, model, scope, its question
+    probability: float = 1.0  # the judge's rating of this wording for the entry (1: no judge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +130,6 @@ class SemanticCache:
         self._verifier = verifier
         self._record = record_lookups
         self._inserts = 0
-        # Entries (tenant, model, scope, question) served only to their own wording: by what
-        # they are, not by id, so an entry still queued for writing can be distrusted too.
-        self._distrusted: dict[tuple[str, str, str, str], None] = {}  # insertion-ordered set
         self.writes = WriteBehind(self._write, delay_s=write_delay_s, stats=stats)
 
     async def embed(self, question: str) -> Embedding:
@@ -173,12 +174,28 @@ class SemanticCache:
             )
         return lookup
 
-    def distrust(self, hit: SemanticHit) -> None:
-        """Serve this entry only to its own wording from now on (a sampled verification
-        found its answer wrong for another)."""
-        self._distrusted[hit.entry] = None
-        if len(self._distrusted) > DISTRUSTED_MAX:
-            del self._distrusted[next(iter(self._distrusted))]
+    async def learn(self, hit: SemanticHit, *, right: bool) -> None:
+        """A sampled verification's verdict on ``hit``, kept with the entry (every replica's
+        next search reads it). Wrong: the entry's threshold rises above the probability this
+        wording got (``TIGHTEN_GAP``), so the same and any lower-rated wording miss. Right: a
+        tightened threshold moves ``LOOSEN_SHARE`` back towards the global one, never below
+        it. An entry still queued is written first, so the update finds it."""
+        if any(e.question == hit.entry[3] for e in self.writes.pending_entries()):
+            await self.writes.flush()
+        tenant_id, model, scope, question = hit.entry
+        params: dict[str, Any] = {
+            "tenant_id": tenant_id,
+            "model": model,
+            "scope": scope,
+            "question": question,
+        }
+        if right:
+            floor = self._verifier.min_probability if self._verifier else 0.0
+            params |= {"floor": floor, "share": LOOSEN_SHARE}
+        else:
+            params["raised"] = 1.0 - (1.0 - hit.probability) * TIGHTEN_GAP
+        async with self._db.connection() as conn:
+            await conn.execute(queries()["loosen" if right else "tighten"], params)
 
     async def add(
         self, key: CacheKey, question: str, embedding: Embedding, response: JSONObject, ttl_s: int
@@ -236,6 +253,7 @@ class SemanticCache:
                     "id": None,
                     "question": entry.question,
                     "response": entry.params["response"],
+                    "min_probability": None,
                     "similarity": embedding.similarity(entry.embedding),
                 }
             )
@@ -248,19 +266,20 @@ class SemanticCache:
             similarity = float(row["similarity"])
             if similarity < threshold:
                 break
-            entry = (key.tenant_id, key.model, key.scope, str(row["question"]))
-            if entry in self._distrusted and row["question"] != question:
-                rejected, why = rejected + 1, "distrusted"
-                continue
-            reason = (
-                self._verifier.refusal(question, row["question"], similarity)
-                if self._verifier
-                else None
-            )
+            probability, reason = 1.0, None
+            if self._verifier is not None and row["question"] != question:
+                verdict = self._verifier.verdict(question, row["question"], similarity)
+                own = row["min_probability"]
+                floor = self._verifier.min_probability
+                reason = verdict.refusal(floor if own is None else max(floor, float(own)))
+                if reason is not None and own is not None and verdict.refusal(floor) is None:
+                    reason = "tightened"  # the entry's learnt threshold, not the judge's
+                probability = verdict.probability
             if reason is None:
                 entry_id = None if row["id"] is None else int(row["id"])
                 response = orjson.loads(row["response"])
-                hit = SemanticHit(entry_id, similarity, response, entry)
+                entry = (key.tenant_id, key.model, key.scope, str(row["question"]))
+                hit = SemanticHit(entry_id, similarity, response, entry, probability)
                 return Lookup(hit, best, rejected, why)
             rejected, why = rejected + 1, reason
         return Lookup(None, best, rejected, why)

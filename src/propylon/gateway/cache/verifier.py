@@ -16,6 +16,7 @@ reports the error on pair sources the model never saw.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,8 @@ import orjson
 from numpy.typing import NDArray
 
 from propylon.gateway.cache.pair_features import NAMES, VETO_COLUMNS, Text, features
+
+READ_CACHE = 4096  # texts whose reading (``Text``) a verifier keeps
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,30 +79,49 @@ class JudgeWeights:
         return cls.from_json(path.read_bytes())
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The judge on one (question, candidate) pair: the probability that the candidate's
+    answer is right for the question (0 when a veto fired), and what weighed most against it
+    (the veto, else the feature that pulled the probability down hardest)."""
+
+    probability: float
+    reason: str
+    vetoed: bool = False
+
+    def refusal(self, min_probability: float) -> str | None:
+        """None when the candidate may be served at this threshold, else why not."""
+        if self.vetoed or self.probability < min_probability:
+            return self.reason
+        return None
+
+
 class Verifier:
-    """``refusal(question, candidate, similarity)``: None when the candidate may be served,
-    else why not (the feature that weighed most against it)."""
+    """The judge of "same question, same answer". ``verdict(question, candidate, similarity)``
+    rates a candidate; ``refusal`` applies the global threshold (``min_probability``). A
+    caller with its own threshold (a tightened cache entry) applies it to the verdict."""
 
     def __init__(self, weights: JudgeWeights, *, min_probability: float | None = None) -> None:
         self.weights = weights
         self.min_probability = (
             weights.min_probability if min_probability is None else min_probability
         )
-        self._logit_floor = float(np.log(self.min_probability / (1 - self.min_probability)))
+        # A lookup judges up to four candidates against one question, and popular entries
+        # come back as candidates again and again: each text is read once.
+        self._read = functools.lru_cache(maxsize=READ_CACHE)(Text.of)
+
+    def verdict(self, question: str, candidate: str, similarity: float) -> Verdict:
+        x = features(self._read(question), self._read(candidate), similarity)
+        for column in VETO_COLUMNS:
+            if x[column]:
+                return Verdict(0.0, NAMES[column], vetoed=True)
+        probability = float(1 / (1 + np.exp(-self.weights.logit(x))))
+        pull = (x - self.weights.mean) / self.weights.scale * self.weights.coef
+        return Verdict(probability, NAMES[int(np.argmin(pull))])
 
     def probability(self, question: str, candidate: str, similarity: float) -> float:
         """The model's probability of "same answer" (0 when a veto fires)."""
-        x = features(Text.of(question), Text.of(candidate), similarity)
-        if any(x[column] for column in VETO_COLUMNS):
-            return 0.0
-        return float(1 / (1 + np.exp(-self.weights.logit(x))))
+        return self.verdict(question, candidate, similarity).probability
 
     def refusal(self, question: str, candidate: str, similarity: float) -> str | None:
-        x = features(Text.of(question), Text.of(candidate), similarity)
-        for column in VETO_COLUMNS:
-            if x[column]:
-                return NAMES[column]
-        if float(self.weights.logit(x)) >= self._logit_floor:
-            return None
-        pull = (x - self.weights.mean) / self.weights.scale * self.weights.coef
-        return NAMES[int(np.argmin(pull))]
+        return self.verdict(question, candidate, similarity).refusal(self.min_probability)
