@@ -2,15 +2,19 @@
 
 The entry point (the HTTP route, or an inner caller: RAG, ingestion, runs) creates one
 ``CallInfo`` per call and fills in what was asked: who, which API, which request id and
-parent, before the first layer runs. From then on no layer writes a field: each *reports*
+parent (the request log's recorder and the legacy completions service complete it, before
+anything happened). Once the first fact is reported, those fields are settled: setting one
+raises ``AttributeError``. From then on no layer writes a field: each *reports*
 what it did as a frozen fact, appended to the call's log (the gateway: the route, each
 attempt and the usage; the cache: its verdict; the guard: its verdicts; the limits: their
 headers). Nothing reported is ever overwritten; a later fact of the same kind is simply the
 later one (the cache's ``miss`` then its sampled ``verify-agree``).
 
-When the call has ended, ``access.spend.outcome_of`` assembles the log once into a frozen
-``CallOutcome`` with the call's ``Spend``; the limiter, the usage tally, the request log, the
-metrics, the tracer and therefore ``/v1/stats`` all read that one record. A fact reported
+When the call has ended, its ``Spend`` is computed once (``access.spend``) and the log is
+folded once into a frozen ``CallOutcome`` holding it (``conclude``: by the limits layer right
+after settling with that spend, else by ``access.spend.outcome_of`` for the first reader); the
+limiter, the usage tally, the request log, the metrics, the tracer and therefore
+``/v1/stats`` all read those figures. A fact reported
 after it was made is a bug in a layer: it is logged and left out, so no reader ever sees two
 versions of a call. While the call runs, the properties below read the facts so far (the
 response headers of a stream are sent before it ends).
@@ -161,6 +165,14 @@ class CallInfo:
     parent_id: str | None = None
     _facts: list[Fact] = field(default_factory=list, init=False, repr=False)
     _outcome: CallOutcome | None = field(default=None, init=False, repr=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and getattr(self, "_facts", None):
+            raise AttributeError(
+                f"`{name}` is what was asked, settled before the call ran: "
+                "report what happened instead (CallInfo.report)"
+            )
+        object.__setattr__(self, name, value)
 
     def report(self, *facts: Fact) -> None:
         """Append what a layer did. After the outcome was made: logged and left out."""

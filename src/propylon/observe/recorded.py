@@ -112,8 +112,7 @@ class Recorder:
     def begin(self, call: CallInfo, request: JSONObject) -> RequestContext | None:
         """Claim the current HTTP request's record; fill in the call's id, model, metadata."""
         ctx = current_request.get()
-        if call.requested_model is None and isinstance(request.get("model"), str):
-            call.report(Routed(request["model"]))  # known even if no layer reaches the gateway
+        claimed = None
         if call.origin == "internal":
             # Its own record, timed from its own start, never the HTTP request's.
             if call.parent_id is None and ctx is not None:
@@ -122,16 +121,19 @@ class Recorder:
                 call.request_id = new_request_id()
             if call.metadata is None:
                 call.metadata = parse_metadata(None, request.get("metadata"))
-            return None
-        if call.metadata is None:
-            # May raise (malformed header): the request is then recorded by the middleware.
-            header = ctx.metadata_header if ctx is not None else None
-            call.metadata = parse_metadata(header, request.get("metadata"))
-        if ctx is not None:
-            ctx.recorded = True
-            if call.request_id is None:
-                call.request_id = ctx.request_id
-        return ctx
+        else:
+            if call.metadata is None:
+                # May raise (malformed header): the request is then recorded by the middleware.
+                header = ctx.metadata_header if ctx is not None else None
+                call.metadata = parse_metadata(header, request.get("metadata"))
+            if ctx is not None:
+                ctx.recorded, claimed = True, ctx
+                if call.request_id is None:
+                    call.request_id = ctx.request_id
+        # What was asked is settled; the first fact: known even if no layer reaches the gateway.
+        if call.requested_model is None and isinstance(request.get("model"), str):
+            call.report(Routed(request["model"]))
+        return claimed
 
     def policy(self, call: CallInfo) -> ContentPolicy:
         principal = call.principal

@@ -88,3 +88,12 @@ def test_a_cache_hit_spends_nothing_and_keeps_what_it_saved() -> None:
     spend = outcome_of(call, PRICES).spend
     assert (spend.prompt_tokens, spend.completion_tokens, spend.cost_usd) == (0, 0, 0.0)
     assert spend.saved_usd == pytest.approx(2.0)
+
+
+def test_what_was_asked_is_settled_once_something_happened() -> None:
+    call = CallInfo()
+    call.api = "completions"  # the entry points complete the question first
+    call.report(Routed("gpt-test"))
+    with pytest.raises(AttributeError, match="report what happened"):
+        call.parent_id = "req-2"
+    assert call.api == "completions" and call.parent_id is None
