@@ -91,6 +91,7 @@ from propylon.jobs.worker import Worker
 from propylon.local.memory import release_free_memory, settle_heap
 from propylon.messages.service import MessagesService
 from propylon.observe.observability import open_observability
+from propylon.principal import Principal
 from propylon.rag.chat import RagChatService
 from propylon.rag.engine import (
     build_collection_service,
@@ -368,8 +369,12 @@ def risk_screen(detector: InjectionDetector | None, settings: Settings) -> RiskS
         return None
     classify = settings.guard.classifier
 
-    async def screen(texts: list[str]) -> list[float | None]:
-        verdicts = await detector.scan_many(texts, "retrieved", classify=classify)
+    async def screen(
+        texts: list[str], principal: Principal | None, parent_id: str
+    ) -> list[float | None]:
+        verdicts = await detector.scan_many(
+            texts, "retrieved", classify=classify, principal=principal, parent_id=parent_id
+        )
         return [verdict.score for verdict in verdicts]
 
     return screen
@@ -452,6 +457,7 @@ async def build_services(
                     ctx.local_embeddings,
                     threads=settings.local_threads,
                     int8=settings.local_int8,
+                    record=observe.record_embeddings,  # the guard's own calls, apart
                 )
             )
             guarded = GuardedChatService(inner, detector, settings.guard)

@@ -45,3 +45,9 @@ class Principal:
     def administers(self, tenant_id: str) -> bool:
         """May this caller administer ``tenant_id`` (its keys, usage and cache)?"""
         return self.is_operator or ("admin" in self.features and tenant_id == self.tenant_id)
+
+    @classmethod
+    def acting_for(cls, tenant_id: str | None, key_id: str | None = None) -> Principal | None:
+        """Whom work Propylon does for itself is done for (a job's embeddings, its guard
+        screening): the tenant, and the key that asked when known; None without a tenant."""
+        return cls(tenant_id=tenant_id, tenant_name="", key_id=key_id) if tenant_id else None

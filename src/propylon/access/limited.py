@@ -18,10 +18,12 @@ call made with an API key it:
    ``rate_limit_exceeded`` with ``Retry-After`` when a rate limit is reached;
 4. after the call, records its spend (``access.spend.spend_of``: the one figure the request
    log, metrics and ``/v1/stats`` read too) and settles every token and budget bucket to it
-   (a call that used nothing gives back all it reserved; a cache hit spends nothing).
-   Settling never raises: the upstream has been paid.
+   (a call that used nothing gives back all it reserved; a cache hit spends nothing), then
+   makes the call's outcome with that spend (``CallInfo.conclude``). Settling never raises:
+   the upstream has been paid.
 
-The ``x-ratelimit-*`` headers go into ``call.response_headers`` on success and refusal.
+The ``x-ratelimit-*`` headers are reported to the call (``ResponseHeaders``) on success and
+refusal.
 Calls without a key pass straight through. Calls Propylon makes for a key (``origin:
 internal``: summaries, query embeddings, the embeddings of a document the key uploaded) are
 tallied as their own series, never held to rate limits (the request that caused them was), and
@@ -46,7 +48,7 @@ from propylon.access.spend import Spend, spend_of
 from propylon.access.store import AccessStore
 from propylon.access.usage import UsageRecorder
 from propylon.errors import PermissionDenied, QuotaExceeded, RateLimited
-from propylon.gateway.call import CallInfo
+from propylon.gateway.call import CallInfo, ResponseHeaders
 from propylon.gateway.protocol import (
     ChatService,
     ChatStream,
@@ -263,7 +265,7 @@ class LimitsLayer:
         _refuse_what_cannot_fit(charges, owners, counted or 0, completion, way_out)
         if charges:
             decision = await self._limiter.acquire(charges)
-            call.response_headers.update(rate_limit_headers(decision.states))
+            call.report(ResponseHeaders(rate_limit_headers(decision.states)))
             if decision.exhausted is not None:
                 whose, period = owners[decision.exhausted.key]
                 raise QuotaExceeded(
@@ -353,7 +355,7 @@ class LimitsLayer:
             deltas += [replace(c, cost=-1) for c in admission.charges if c.kind == "requests"]
         if deltas:
             decision = await self._limiter.adjust(deltas)
-            admission.call.response_headers.update(rate_limit_headers(decision.states))
+            admission.call.report(ResponseHeaders(rate_limit_headers(decision.states)))
 
 
 @dataclass(slots=True)
@@ -373,7 +375,11 @@ class _Admission:
         """Settle once, with the call's ``Spend`` (nothing used: all reserved is given back)."""
         if not self.settled:
             self.settled = True
-            await self.layer._settle(self, spend_of(self.call, self.layer._policy.prices))
+            spend = spend_of(self.call, self.layer._policy.prices)
+            try:
+                await self.layer._settle(self, spend)
+            finally:  # the outcome, with the headers of the settled buckets, made once
+                self.call.conclude(spend)
 
 
 class _SettlingStream:

@@ -2,10 +2,12 @@
 
 Layers report facts while a call runs (``CallInfo``: the usage the upstream gave or the
 gateway estimated, whether the cache served it, the model that answered, the call's origin).
-When the call has ended, ``spend_of`` turns those facts into one frozen ``Spend`` and keeps it
-on the call, so every reader sees the same figures: the limiter settles buckets and budgets
-with it, the usage tally (per-key spend) adds it, the request log, the metrics and therefore
-``/v1/stats`` record it. Computing it a second time returns the first result.
+When the call has ended, ``spend_of`` turns those facts into one frozen ``Spend`` and
+``outcome_of`` makes the call's one frozen ``CallOutcome`` with it (the limits layer, which
+settles buckets and budgets with the spend, makes the outcome just after settling), so every
+reader sees the same figures: the limiter, the usage tally (per-key spend), the request log,
+the metrics and therefore ``/v1/stats``. Once the outcome is made, ``spend_of`` returns its
+spend.
 
 A cache hit spent nothing: 0 tokens and 0 dollars, in budgets, token limits, the request log,
 the metrics and ``/v1/stats`` alike; what the cached answer's tokens would have cost is kept as
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from propylon.access.budgets import PriceTable
 
 if TYPE_CHECKING:
-    from propylon.gateway.call import CallInfo
+    from propylon.gateway.call import CallInfo, CallOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +56,16 @@ class Spend:
         return self.cost_usd or 0.0
 
 
-def spend_of(call: CallInfo, prices: PriceTable) -> Spend:
-    """The call's ``Spend``, made from its final facts on first use and the same afterwards.
+def outcome_of(call: CallInfo, prices: PriceTable) -> CallOutcome:
+    """The call's one ``CallOutcome``, made on first use from its facts and their spend.
     Call it only once the call has ended (answer returned, stream closed, or raised)."""
-    if call.spend is not None:
-        return call.spend
+    return call.outcome or call.conclude(spend_of(call, prices))
+
+
+def spend_of(call: CallInfo, prices: PriceTable) -> Spend:
+    """The call's ``Spend``: its outcome's once made, else computed from its final facts."""
+    if call.outcome is not None:
+        return call.outcome.spend
     usage: dict[str, Any] = call.usage or {}
     prompt = _int(usage.get("prompt_tokens"))
     completion = _int(usage.get("completion_tokens"))
@@ -69,7 +76,7 @@ def spend_of(call: CallInfo, prices: PriceTable) -> Spend:
     if prices.priced(model) and (prompt is not None or completion is not None):
         cost = prices.cost(model, prompt or 0, completion or 0, cached or 0)
     hit = call.cache_hit
-    spend = Spend(
+    return Spend(
         prompt_tokens=0 if hit else prompt,
         completion_tokens=0 if hit else completion,
         cached_tokens=0 if hit and cached is not None else cached,
@@ -79,8 +86,6 @@ def spend_of(call: CallInfo, prices: PriceTable) -> Spend:
         estimated=call.usage_estimated,
         internal=call.origin == "internal",
     )
-    call.spend = spend
-    return spend
 
 
 def _int(value: Any) -> int | None:

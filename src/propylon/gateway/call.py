@@ -1,18 +1,32 @@
-"""What happened on one gateway call: the facts the layers report as the call proceeds.
+"""What happened on one gateway call: the facts the layers report, and the outcome made of them.
 
-The HTTP layer creates one per request and renders it as response headers; each layer of the
-request path reports what it did (the gateway: the route and the usage, ``record_usage``; the
-cache: ``served_from_cache``; the guard: its verdicts; the limits: their headers). What the call
-spent is not a fact any layer writes: once the call has ended, ``access.spend.spend_of``
-computes it once from these facts into the frozen ``spend`` that the limiter, the usage tally,
-the request log, the metrics and ``/v1/stats`` all read. Inner callers (RAG, runs) may pass
-their own or none.
+The entry point (the HTTP route, or an inner caller: RAG, ingestion, runs) creates one
+``CallInfo`` per call and fills in what was asked: who, which API, which request id and
+parent (the request log's recorder and the legacy completions service complete it, before
+anything happened). Once the first fact is reported, those fields are settled: setting one
+raises ``AttributeError``. From then on no layer writes a field: each *reports*
+what it did as a frozen fact, appended to the call's log (the gateway: the route, each
+attempt and the usage; the cache: its verdict; the guard: its verdicts; the limits: their
+headers). Nothing reported is ever overwritten; a later fact of the same kind is simply the
+later one (the cache's ``miss`` then its sampled ``verify-agree``).
+
+When the call has ended, its ``Spend`` is computed once (``access.spend``) and the log is
+folded once into a frozen ``CallOutcome`` holding it (``conclude``: by the limits layer right
+after settling with that spend, else by ``access.spend.outcome_of`` for the first reader); the
+limiter, the usage tally, the request log, the metrics, the tracer and therefore
+``/v1/stats`` all read those figures. A fact reported
+after it was made is a bug in a layer: it is logged and left out, so no reader ever sees two
+versions of a call. While the call runs, the properties below read the facts so far (the
+response headers of a stream are sent before it ends).
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from propylon.principal import Principal
@@ -20,89 +34,302 @@ from propylon.principal import Principal
 if TYPE_CHECKING:
     from propylon.access.spend import Spend
 
+log = logging.getLogger(__name__)
 
-@dataclass(slots=True)
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
+    """One try of one deployment (the gateway)."""
+
     deployment: str
     outcome: str  # "ok", "skipped" (breaker open), or the error code that ended the attempt
     duration_ms: float
 
+    @classmethod
+    def since(cls, deployment: str, outcome: str, started: float) -> Attempt:
+        return cls(deployment, outcome, (time.perf_counter() - started) * 1000.0)
 
-@dataclass(slots=True)
-class CallInfo:
-    """The route a request took, and what it cost."""
 
-    principal: Principal | None = None
-    request_id: str | None = None
-    endpoint: str = "chat"  # "chat" | "embeddings" | "rag"
-    # The wire API the client spoke: "chat" | "responses" | "messages" | "completions" (the
-    # gateway then calls deployments in the legacy completions API).
-    api: str = "chat"
-    metadata: dict[str, Any] | None = None
-    cache_control: str | None = None  # the request's Cache-Control header (no-cache, no-store)
-    started: float = field(default_factory=time.perf_counter)
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """The model asked for, and the public model it resolved to (aliases resolved: prices)."""
+
     requested_model: str | None = None
-    model: str | None = None  # the public model that answered: aliases resolved (for prices)
-    deployment: str | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-    usage: dict[str, Any] | None = None
-    first_token_at: float | None = None
-    upstream_ms: float = 0.0  # time spent waiting on upstreams (for gateway overhead)
-    # "hit-exact" | "hit-semantic" | "miss" | "bypass" | "verify-agree" | "verify-wrong"
-    cache_status: str | None = None
-    cache_similarity: float | None = None
-    guard: dict[str, Any] = field(default_factory=dict)
-    response_headers: dict[str, str] = field(default_factory=dict)
-    # "user": a client's request; "internal": a call Propylon makes for itself (ingestion
-    # embeddings, RAG's inner model calls), recorded apart with the request or job it served.
-    origin: str = "user"
-    parent_id: str | None = None
-    usage_estimated: bool = False  # the upstream gave no usage: tokens counted by us
-    spend: Spend | None = None  # set once, when the call has ended (``access.spend.spend_of``)
+    model: str | None = None
 
-    @property
-    def cache_hit(self) -> bool:
-        """Served from the response cache: no upstream was called or paid."""
-        return self.cache_status is not None and self.cache_status.startswith("hit")
 
-    def record_usage(self, usage: dict[str, Any] | None, *, estimated: bool = False) -> None:
-        """The answer's OpenAI ``usage``: the upstream's, or ours when ``estimated``."""
-        self.usage = usage
-        self.usage_estimated = estimated
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The deployment whose answer the client got (the gateway)."""
 
-    def served_from_cache(self, status: str, usage: Any, similarity: float | None = None) -> None:
-        """The cache answered (``status``: ``hit-exact`` / ``hit-semantic``): no upstream was
-        paid; ``usage`` is the cached answer's, kept to price what the hit saved."""
-        self.cache_status = status
-        self.cache_similarity = similarity
-        self.usage = usage if isinstance(usage, dict) else None
-        self.usage_estimated = False
+    deployment: str
 
-    def record_attempt(self, deployment: str, outcome: str, started: float) -> None:
-        elapsed = (time.perf_counter() - started) * 1000.0
-        self.upstream_ms += elapsed
-        self.attempts.append(Attempt(deployment, outcome, elapsed))
 
-    def record_skip(self, deployment: str) -> None:
-        self.attempts.append(Attempt(deployment, "skipped", 0.0))
+@dataclass(frozen=True, slots=True)
+class UsageReported:
+    """The answer's OpenAI ``usage``: the upstream's, ours when ``estimated``, or the cached
+    answer's on a cache hit (kept to price what the hit saved)."""
+
+    usage: Mapping[str, Any] | None
+    estimated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FirstToken:
+    """A stream's first chunk reached the gateway (``perf_counter`` time)."""
+
+    at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheVerdict:
+    """The response cache's verdict: ``hit-exact`` | ``hit-semantic`` | ``miss`` | ``bypass`` |
+    ``verify-agree`` | ``verify-wrong``; ``similarity``: of the semantic entry it found."""
+
+    status: str
+    similarity: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GuardVerdict:
+    """What the guard found (``facts``: recorded in the log's ``guard``) and its header."""
+
+    facts: Mapping[str, Any]
+    header: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHeaders:
+    """Headers a layer tells the client (the limits: their remaining allowances)."""
+
+    headers: Mapping[str, str]
+
+
+Fact = (
+    Attempt
+    | Routed
+    | Answered
+    | UsageReported
+    | FirstToken
+    | CacheVerdict
+    | GuardVerdict
+    | ResponseHeaders
+)
+
+GUARD_HEADER = "x-propylon-guard"
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """One call's facts folded into one record, with its spend; made once, never changed."""
+
+    requested_model: str | None
+    model: str | None
+    deployment: str | None
+    attempts: tuple[Attempt, ...]
+    usage: Mapping[str, Any] | None
+    usage_estimated: bool
+    first_token_at: float | None
+    upstream_ms: float
+    cache_status: str | None
+    cache_similarity: float | None
+    guard: Mapping[str, Any]
+    headers: Mapping[str, str]
+    spend: Spend
 
     @property
     def calls(self) -> int:
         """Upstream calls made (skipped deployments excluded)."""
         return sum(1 for a in self.attempts if a.outcome != "skipped")
 
+
+@dataclass(slots=True)
+class CallInfo:
+    """A call: what was asked (fields, set by the entry point), and what happened (facts)."""
+
+    principal: Principal | None = None
+    request_id: str | None = None
+    endpoint: str = "chat"  # "chat" | "embeddings" | "rag" | "rerank" | "guard"
+    # The wire API the client spoke: "chat" | "responses" | "messages" | "completions" (the
+    # gateway then calls deployments in the legacy completions API).
+    api: str = "chat"
+    metadata: dict[str, Any] | None = None
+    cache_control: str | None = None  # the request's Cache-Control header (no-cache, no-store)
+    started: float = field(default_factory=time.perf_counter)
+    # "user": a client's request; "internal": a call Propylon makes for itself (ingestion
+    # embeddings, the guard's, RAG's inner model calls), recorded apart with the request or
+    # job it served.
+    origin: str = "user"
+    parent_id: str | None = None
+    _facts: list[Fact] = field(default_factory=list, init=False, repr=False)
+    _outcome: CallOutcome | None = field(default=None, init=False, repr=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and getattr(self, "_facts", None):
+            raise AttributeError(
+                f"`{name}` is what was asked, settled before the call ran: "
+                "report what happened instead (CallInfo.report)"
+            )
+        object.__setattr__(self, name, value)
+
+    def report(self, *facts: Fact) -> None:
+        """Append what a layer did. After the outcome was made: logged and left out."""
+        if self._outcome is not None:
+            log.warning(
+                "a fact reported after the call's outcome was made is left out",
+                extra={"facts": [type(f).__name__ for f in facts], "request_id": self.request_id},
+            )
+            return
+        self._facts.extend(facts)
+
+    @property
+    def facts(self) -> tuple[Fact, ...]:
+        return tuple(self._facts)
+
+    def conclude(self, spend: Spend) -> CallOutcome:
+        """Fold the facts into the call's one ``CallOutcome`` (``access.spend.outcome_of``
+        calls this once, when the call has ended); later calls return the same record."""
+        if self._outcome is None:
+            self._outcome = CallOutcome(
+                requested_model=self.requested_model,
+                model=self.model,
+                deployment=self.deployment,
+                attempts=self.attempts,
+                usage=self.usage,
+                usage_estimated=self.usage_estimated,
+                first_token_at=self.first_token_at,
+                upstream_ms=self.upstream_ms,
+                cache_status=self.cache_status,
+                cache_similarity=self.cache_similarity,
+                guard=MappingProxyType(self.guard),
+                headers=MappingProxyType(self.headers()),
+                spend=spend,
+            )
+        return self._outcome
+
+    @property
+    def outcome(self) -> CallOutcome | None:
+        """The call's outcome, once it has ended and ``outcome_of`` has made it."""
+        return self._outcome
+
+    @property
+    def spend(self) -> Spend | None:
+        return self._outcome.spend if self._outcome is not None else None
+
+    # The facts so far, read while the call runs.
+
+    def _last(self, kind: type[Any]) -> Any:
+        for fact in reversed(self._facts):
+            if isinstance(fact, kind):
+                return fact
+        return None
+
+    @property
+    def requested_model(self) -> str | None:
+        return next(
+            (
+                f.requested_model
+                for f in reversed(self._facts)
+                if isinstance(f, Routed) and f.requested_model
+            ),
+            None,
+        )
+
+    @property
+    def model(self) -> str | None:
+        """The public model that answered: aliases resolved (for prices)."""
+        return next(
+            (f.model for f in reversed(self._facts) if isinstance(f, Routed) and f.model), None
+        )
+
+    @property
+    def deployment(self) -> str | None:
+        answered: Answered | None = self._last(Answered)
+        return answered.deployment if answered is not None else None
+
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        return tuple(f for f in self._facts if isinstance(f, Attempt))
+
+    @property
+    def calls(self) -> int:
+        """Upstream calls made (skipped deployments excluded)."""
+        return sum(1 for a in self.attempts if a.outcome != "skipped")
+
+    @property
+    def upstream_ms(self) -> float:
+        """Time spent waiting on upstreams (for the gateway's overhead)."""
+        return sum(a.duration_ms for a in self.attempts)
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        reported: UsageReported | None = self._last(UsageReported)
+        return dict(reported.usage) if reported is not None and reported.usage else None
+
+    @property
+    def usage_reported(self) -> bool:
+        """Some layer reported the usage (``None``: nothing billed, e.g. a local model)."""
+        return any(isinstance(f, UsageReported) for f in self._facts)
+
+    @property
+    def usage_estimated(self) -> bool:
+        """The upstream gave no usage: tokens counted by us."""
+        reported: UsageReported | None = self._last(UsageReported)
+        return reported is not None and reported.estimated
+
+    @property
+    def first_token_at(self) -> float | None:
+        first: FirstToken | None = next((f for f in self._facts if isinstance(f, FirstToken)), None)
+        return first.at if first is not None else None
+
+    @property
+    def cache_status(self) -> str | None:
+        verdict: CacheVerdict | None = self._last(CacheVerdict)
+        return verdict.status if verdict is not None else None
+
+    @property
+    def cache_similarity(self) -> float | None:
+        return next(
+            (
+                f.similarity
+                for f in reversed(self._facts)
+                if isinstance(f, CacheVerdict) and f.similarity is not None
+            ),
+            None,
+        )
+
+    @property
+    def cache_hit(self) -> bool:
+        """Served from the response cache: no upstream was called or paid."""
+        status = self.cache_status
+        return status is not None and status.startswith("hit")
+
+    @property
+    def guard(self) -> dict[str, Any]:
+        """The guard's verdicts, as the request log records them."""
+        merged: dict[str, Any] = {}
+        for fact in self._facts:
+            if isinstance(fact, GuardVerdict):
+                merged.update(fact.facts)
+        return merged
+
     def headers(self) -> dict[str, str]:
         """Response headers that tell the client the path its request took."""
+        attempts = self.attempts
         out = {"x-propylon-attempts": str(self.calls)}
-        if self.attempts:
-            out["x-propylon-route"] = ", ".join(
-                f"{a.deployment}={a.outcome}" for a in self.attempts
-            )
-        if self.deployment is not None:
-            out["x-propylon-deployment"] = self.deployment
-        if self.cache_status is not None:
-            out["x-propylon-cache"] = self.cache_status
-        if self.cache_similarity is not None:
-            out["x-propylon-cache-similarity"] = f"{self.cache_similarity:.4f}"
-        out.update(self.response_headers)
+        if attempts:
+            out["x-propylon-route"] = ", ".join(f"{a.deployment}={a.outcome}" for a in attempts)
+        if (deployment := self.deployment) is not None:
+            out["x-propylon-deployment"] = deployment
+        if (status := self.cache_status) is not None:
+            out["x-propylon-cache"] = status
+        if (similarity := self.cache_similarity) is not None:
+            out["x-propylon-cache-similarity"] = f"{similarity:.4f}"
+        for fact in self._facts:
+            if isinstance(fact, ResponseHeaders):
+                out.update(fact.headers)
+            elif isinstance(fact, GuardVerdict) and fact.header is not None:
+                out[GUARD_HEADER] = fact.header
         return out

@@ -147,7 +147,8 @@ class RerankModel(Protocol):
 class ChatService(Protocol):
     """A ``ChatModel`` that also takes the call's ``CallInfo``: the gateway and every layer
     wrapped around it (limits, cache, guard, request log). Each layer reads the principal from
-    ``call`` and writes what it did into it, then delegates to the layer it wraps.
+    ``call`` and reports what it did to it (``CallInfo.report``), then delegates to the layer
+    it wraps.
     Satisfies ``ChatModel`` too, since ``call`` is optional."""
 
     async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject: ...
@@ -161,6 +162,19 @@ class EmbeddingService(Protocol):
     async def embed(
         self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
     ) -> Embeddings: ...
+
+
+class ModelEmbeddings:
+    """An ``EmbeddingModel`` called directly, as an ``EmbeddingService`` (no gateway: a local
+    model the process runs for itself, e.g. the guard's; wrap it to record its calls)."""
+
+    def __init__(self, model: EmbeddingModel) -> None:
+        self._model = model
+
+    async def embed(
+        self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
+    ) -> Embeddings:
+        return await self._model.embed(texts, request)
 
 
 class RerankService(Protocol):

@@ -21,7 +21,14 @@ from propylon.errors import (
     PropylonError,
     UpstreamStreamInterrupted,
 )
-from propylon.gateway.call import CallInfo
+from propylon.gateway.call import (
+    Answered,
+    Attempt,
+    CallInfo,
+    FirstToken,
+    Routed,
+    UsageReported,
+)
 from propylon.gateway.circuit_breaker import BreakerState, CircuitBreaker
 from propylon.gateway.context_window import ContextWindowCheck
 from propylon.gateway.protocol import (
@@ -118,11 +125,11 @@ class Gateway:
             result = await self._route(model, self._chat[model.name], call, invoke)
         usage = result.get("usage")
         if isinstance(usage, dict):
-            call.record_usage(usage)
+            call.report(UsageReported(usage))
         else:
             answer = "".join(answer_texts(result))
             estimate = estimated_usage(self._counter, request, model.name, answer)
-            call.record_usage(estimate, estimated=True)
+            call.report(UsageReported(estimate, estimated=True))
         return result
 
     async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
@@ -148,7 +155,7 @@ class Gateway:
             )
         else:
             stream = await self._route_deployments(model, self._chat[model.name], call, open_stream)
-        call.first_token_at = time.perf_counter()
+        call.report(FirstToken())
 
         def estimate(answer: str) -> dict[str, int]:
             return estimated_usage(self._counter, request, model.name, answer)
@@ -163,7 +170,7 @@ class Gateway:
         result = await self._route(
             model, self._embeddings[model.name], call, lambda a: a.embed(texts, request)
         )
-        call.record_usage({"prompt_tokens": result.prompt_tokens, "completion_tokens": 0})
+        call.report(UsageReported({"prompt_tokens": result.prompt_tokens, "completion_tokens": 0}))
         return result
 
     async def rerank(
@@ -178,7 +185,7 @@ class Gateway:
         ranking = await self._route(
             model, self._rerank[model.name], call, lambda a: a.rerank(query, documents, request)
         )
-        call.record_usage({"prompt_tokens": ranking.tokens, "completion_tokens": 0})
+        call.report(UsageReported({"prompt_tokens": ranking.tokens, "completion_tokens": 0}))
         return ranking
 
     def _named_model(self, request: JSONObject | None, call: CallInfo, kind: str) -> ModelConfig:
@@ -188,8 +195,7 @@ class Gateway:
                 "`model` is required and must be a non-empty string.", param="model"
             )
         model = self._registry.resolve(name, kind=kind)
-        call.requested_model = name
-        call.model = model.name
+        call.report(Routed(name, model.name))
         return model
 
     def _text_deployments(self, model: ModelConfig) -> list[Deployment[TextCompletionModel]]:
@@ -230,9 +236,10 @@ class Gateway:
 
     def _prepare(self, request: JSONObject, call: CallInfo) -> ModelConfig:
         self.check_request(request)
-        call.requested_model = request["model"]
         # Named before the context-window check, so a refusal there is recorded with its model.
-        call.model = self._registry.resolve(request["model"], kind="chat").name
+        call.report(
+            Routed(request["model"], self._registry.resolve(request["model"], kind="chat").name)
+        )
         return self._fitting_model(request)  # open breakers: skipped (and shown) by routing
 
     def _unavailable(
@@ -269,14 +276,14 @@ class Gateway:
             breaker = deployment.breaker
             for attempt in range(self._retry.attempts):
                 if not breaker.allow():
-                    call.record_skip(deployment.name)
+                    call.report(Attempt(deployment.name, "skipped", 0.0))
                     break
                 started = time.perf_counter()
                 attempted = True
                 try:
                     result = await self._attempt(model, deployment, invoke)
                 except PropylonError as exc:
-                    call.record_attempt(deployment.name, exc.code or "error", started)
+                    call.report(Attempt.since(deployment.name, exc.code or "error", started))
                     if not exc.retryable:
                         breaker.release()
                         raise
@@ -293,8 +300,9 @@ class Gateway:
                     breaker.release()  # cancelled: no verdict on the provider
                     raise
                 breaker.record_success()
-                call.record_attempt(deployment.name, "ok", started)
-                call.deployment = deployment.name
+                call.report(
+                    Attempt.since(deployment.name, "ok", started), Answered(deployment.name)
+                )
                 return result
         if last is None or not attempted:
             raise self._unavailable(model, deployments)
@@ -359,7 +367,7 @@ class _WatchedStream:
             async for chunk in self._inner:
                 usage = chunk.get("usage")
                 if isinstance(usage, dict) and usage:
-                    self._call.record_usage(usage)
+                    self._call.report(UsageReported(usage))
                     self._usage_seen = True
                 self._texts.extend(chunk_texts(chunk))
                 if not self._client_wants_usage and "usage" in chunk:
@@ -375,7 +383,8 @@ class _WatchedStream:
 
     def _settle_usage(self) -> None:
         if not self._usage_seen:
-            self._call.record_usage(self._estimate("".join(self._texts)), estimated=True)
+            self._usage_seen = True  # ended and closed: reported once
+            self._call.report(UsageReported(self._estimate("".join(self._texts)), estimated=True))
 
     async def aclose(self) -> None:
         try:

@@ -4,6 +4,15 @@ decisive, with separate thresholds for user input and retrieved text.
 This is the detector's public API: the guard stage of the request path calls it on every
 user and tool message, and the context engine can call it on retrieved chunks
 (``source="retrieved"``).
+
+A scan done for a job or a run (``parent_id``: the screening of an ingested document, a
+run's guard step) is work Propylon does for itself: the classifier's embeddings are then a
+call of their own (``origin: internal``), for that job and its tenant, which the request log
+records when the detector is built with ``record`` (the composition root passes the request
+log's). The model is the local MiniLM, so nothing is billed: no tokens, no cost; the record
+shows the time it took and, in its metadata, how many windows of which kind of text were
+embedded. A scan without ``parent_id`` is part of its caller's own call: the guard stage of a
+request runs inside the request, whose record holds its time (``guard.ms``).
 """
 
 from __future__ import annotations
@@ -11,20 +20,29 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from propylon.gateway.protocol import EmbeddingModel
+from propylon.gateway.call import CallInfo, UsageReported
+from propylon.gateway.protocol import (
+    EmbeddingModel,
+    Embeddings,
+    EmbeddingService,
+    ModelEmbeddings,
+)
 from propylon.guard import heuristics
 from propylon.guard.classifier import InjectionClassifier
 from propylon.guard.features import LEXICAL_SIZE, lexical_features, units
+from propylon.principal import Principal
 from propylon.settings import GuardSettings
 
 Source = Literal["user", "retrieved"]
+Record = Callable[[EmbeddingService], EmbeddingService]
+GUARD_MODEL = "guard/all-MiniLM-L6-v2"  # the model name of the guard's records
 Label = Literal["benign", "suspicious", "injection"]
 
 
@@ -98,7 +116,8 @@ class InjectionDetector:
 
     ``classifier`` and ``embedder`` are optional: without them only the heuristics run.
     Verdicts are cached by text (conversations resend their history every turn, so most
-    messages of a request were already scored).
+    messages of a request were already scored). ``record`` wraps the embedder's calls (the
+    request log's ``record_embeddings``: see the module docstring).
     """
 
     def __init__(
@@ -110,25 +129,48 @@ class InjectionDetector:
         max_windows: int = 32,
         max_scan_chars: int = 32_768,
         cache_size: int = 4096,
+        record: Record | None = None,
     ) -> None:
         self._classifier = classifier if embedder is not None else None
-        self._embedder = embedder
+        self._embedder: EmbeddingService | None = None
+        self._recorded: EmbeddingService | None = None  # for jobs and runs
+        if embedder is not None:
+            self._embedder = ModelEmbeddings(embedder)
+            self._recorded = record(self._embedder) if record is not None else self._embedder
         self.thresholds = thresholds or calibrated_thresholds(self._classifier)
         self._max_windows = max_windows
         self._max_scan_chars = max_scan_chars
         self._cache: OrderedDict[bytes, Verdict] = OrderedDict()
         self._cache_size = cache_size
 
-    async def scan(self, text: str, source: Source = "user", *, classify: bool = True) -> Verdict:
+    async def scan(
+        self,
+        text: str,
+        source: Source = "user",
+        *,
+        classify: bool = True,
+        principal: Principal | None = None,
+        parent_id: str | None = None,
+    ) -> Verdict:
         """The verdict on one text (``classify=False``: the heuristics alone)."""
-        (verdict,) = await self.scan_many([text], source, classify=classify)
+        (verdict,) = await self.scan_many(
+            [text], source, classify=classify, principal=principal, parent_id=parent_id
+        )
         return verdict
 
     async def scan_many(
-        self, texts: list[str], source: Source = "user", *, classify: bool = True
+        self,
+        texts: list[str],
+        source: Source = "user",
+        *,
+        classify: bool = True,
+        principal: Principal | None = None,
+        parent_id: str | None = None,
     ) -> list[Verdict]:
         """Verdicts on several texts, embedding every window that needs it in one batch.
-        At most ``max_scan_chars`` characters are read in all (see ``excerpts``)."""
+        At most ``max_scan_chars`` characters are read in all (see ``excerpts``). With
+        ``parent_id`` (a job or run), the embeddings are recorded as an internal call for it
+        and ``principal``'s tenant (see the module docstring)."""
         thresholds = self.thresholds[source]
         classify = classify and self._classifier is not None
         cut = excerpts(texts, self._max_scan_chars)
@@ -148,7 +190,8 @@ class InjectionDetector:
             else:
                 pending.append((i, signals, units(text, source, self._max_windows)))
         if pending:
-            scores = await self._classify([w for _, _, ws in pending for w in ws], source)
+            windows = [w for _, _, ws in pending for w in ws]
+            scores = await self._classify(windows, source, principal, parent_id)
             offset = 0
             for i, signals, ws in pending:
                 c = float(scores[offset : offset + len(ws)].max())
@@ -161,9 +204,25 @@ class InjectionDetector:
             self._remember(key, verdict)
         return verdicts
 
-    async def _classify(self, texts: list[str], source: Source) -> np.ndarray[Any, Any]:
+    async def _classify(
+        self, texts: list[str], source: Source, principal: Principal | None, parent_id: str | None
+    ) -> np.ndarray[Any, Any]:
         assert self._classifier is not None and self._embedder is not None
-        embedded = await self._embedder.embed(texts)
+        if parent_id is None:  # part of the caller's own call
+            embedded = await self._embedder.embed(texts)
+            return self._scores(texts, embedded, source)
+        assert self._recorded is not None
+        call = CallInfo(
+            principal=principal, endpoint="guard", origin="internal", parent_id=parent_id
+        )
+        call.report(UsageReported(None))  # a local model: no tokens billed, no cost
+        request = {"model": GUARD_MODEL, "metadata": {"guard": source, "windows": len(texts)}}
+        return self._scores(texts, await self._recorded.embed(texts, request, call), source)
+
+    def _scores(
+        self, texts: list[str], embedded: Embeddings, source: Source
+    ) -> np.ndarray[Any, Any]:
+        assert self._classifier is not None
         vectors = np.asarray(embedded.vectors, dtype=np.float32)
         lexical = np.zeros((len(texts), LEXICAL_SIZE), dtype=np.float32)
         for row, text in enumerate(texts):
@@ -236,10 +295,11 @@ async def open_detector(
     *,
     threads: int = 1,
     int8: bool = False,
+    record: Record | None = None,
 ) -> AsyncIterator[InjectionDetector]:
     """The detector the guard stage runs: shipped weights, and the local MiniLM (loaded here,
-    about 0.3 s, unless ``embedder`` is one already running). Heuristics only when
-    ``settings.classifier`` is off."""
+    about 0.3 s, unless ``embedder`` is one already running), its calls wrapped by ``record``.
+    Heuristics only when ``settings.classifier`` is off."""
     overrides: dict[str, dict[str, float | None]] = {
         "user": {"flag": settings.user_flag_threshold, "block": settings.user_block_threshold},
         "retrieved": {
@@ -272,6 +332,7 @@ async def open_detector(
             thresholds,
             max_windows=settings.max_windows,
             max_scan_chars=settings.max_scan_chars,
+            record=record,
         )
     finally:
         if owned is not None:

@@ -7,7 +7,8 @@ flagged. The output checks (canaries, system-prompt overlap, secrets) live in ``
 below the response cache.
 
 Every call gets ``x-propylon-guard`` (``pass``, ``flag``, ``sanitize``, ``block``, ``off``,
-with the score and the signals) and ``call.guard``, which the request log records.
+with the score and the signals), reported to the call with the verdict the request log records
+(a ``GuardVerdict``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import time
 from typing import Any
 
 from propylon.errors import PromptInjectionDetected
-from propylon.gateway.call import CallInfo
+from propylon.gateway.call import CallInfo, GuardVerdict
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
 from propylon.guard import heuristics
 from propylon.guard.detector import InjectionDetector, Source, Verdict
-from propylon.guard.leaks import HEADER, policy_for
+from propylon.guard.leaks import policy_for
 from propylon.guard.messages import untrusted_pieces
 from propylon.settings import GuardPolicy, GuardSettings
 
@@ -88,17 +89,13 @@ class GuardedChatService:
                 outcome = outcome if outcome == "block" else "sanitize"
             elif verdict.label != "benign" and outcome in ("pass", "off"):
                 outcome = "flag"
-        call.guard.update(
-            {
-                "action": outcome,
-                "verdict": worst.to_dict() if worst is not None else None,
-                "flagged": [
-                    {"message": i, **v.to_dict()} for i, _, v in found if v.label != "benign"
-                ],
-                "ms": round((time.perf_counter() - started) * 1000.0, 2),
-            }
-        )
-        call.response_headers[HEADER] = _header(outcome, worst)
+        facts: dict[str, Any] = {
+            "action": outcome,
+            "verdict": worst.to_dict() if worst is not None else None,
+            "flagged": [{"message": i, **v.to_dict()} for i, _, v in found if v.label != "benign"],
+            "ms": round((time.perf_counter() - started) * 1000.0, 2),
+        }
+        call.report(GuardVerdict(facts, _header(outcome, worst)))
         if outcome == "block":
             assert worst is not None
             log.warning(

@@ -21,7 +21,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from propylon.errors import PromptInjectionDetected
-from propylon.gateway.call import CallInfo
+from propylon.gateway.call import CallInfo, GuardVerdict
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
 from propylon.guard.canary import new_canary, place_canary, system_prompt
 from propylon.guard.messages import text_of
@@ -30,7 +30,6 @@ from propylon.settings import GuardPolicy, GuardSettings
 
 log = logging.getLogger(__name__)
 
-HEADER = "x-propylon-guard"
 _WHAT = {
     "canary": "the system prompt's canary",
     "system_prompt": "a passage of the system prompt",
@@ -102,8 +101,9 @@ class LeakCheckedChatService:
 
 def withheld(call: CallInfo, finding: Finding) -> PromptInjectionDetected:
     """The error that replaces an answer holding ``finding``; recorded on the call."""
-    call.guard["output"] = {"blocked": finding.kind}
-    call.response_headers[HEADER] = f"block; output={finding.kind}"
+    call.report(
+        GuardVerdict({"output": {"blocked": finding.kind}}, f"block; output={finding.kind}")
+    )
     log.warning("answer withheld by output check", extra={"finding": finding.kind})
     what = _WHAT.get(finding.kind, "a secret key")
     return PromptInjectionDetected(

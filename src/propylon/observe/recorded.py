@@ -2,8 +2,9 @@
 
 ``RecordedChat`` / ``RecordedEmbeddings`` wrap the rest of the request path (guard, limits,
 cache, gateway). When a call ends (returned, raised, or its stream finished or was closed)
-the ``Recorder`` builds one ``RequestRecord`` from the ``CallInfo`` the inner layers filled
-in and the call's ``Spend`` (``access.spend``: the same figures the limiter settled with),
+the ``Recorder`` builds one ``RequestRecord`` from the call's ``CallOutcome`` (the facts the
+inner layers reported and the call's ``Spend``, assembled once by ``access.spend.outcome_of``:
+the same figures the limiter settled with),
 hands it to the request log (an in-memory append) and the metrics, and sets the GenAI
 attributes on the request's span. A call that succeeded is timed when it ends and recorded on
 the event loop's next turn, once its response has been handed to the server
@@ -23,9 +24,9 @@ from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, Tracer
 
 from propylon.access.budgets import price_table
-from propylon.access.spend import spend_of
+from propylon.access.spend import outcome_of
 from propylon.errors import InvalidRequest, PropylonError
-from propylon.gateway.call import CallInfo
+from propylon.gateway.call import CallInfo, Routed, UsageReported
 from propylon.gateway.protocol import (
     ChatService,
     ChatStream,
@@ -111,8 +112,7 @@ class Recorder:
     def begin(self, call: CallInfo, request: JSONObject) -> RequestContext | None:
         """Claim the current HTTP request's record; fill in the call's id, model, metadata."""
         ctx = current_request.get()
-        if call.requested_model is None and isinstance(request.get("model"), str):
-            call.requested_model = request["model"]  # known even if no layer reaches the gateway
+        claimed = None
         if call.origin == "internal":
             # Its own record, timed from its own start, never the HTTP request's.
             if call.parent_id is None and ctx is not None:
@@ -121,16 +121,19 @@ class Recorder:
                 call.request_id = new_request_id()
             if call.metadata is None:
                 call.metadata = parse_metadata(None, request.get("metadata"))
-            return None
-        if call.metadata is None:
-            # May raise (malformed header): the request is then recorded by the middleware.
-            header = ctx.metadata_header if ctx is not None else None
-            call.metadata = parse_metadata(header, request.get("metadata"))
-        if ctx is not None:
-            ctx.recorded = True
-            if call.request_id is None:
-                call.request_id = ctx.request_id
-        return ctx
+        else:
+            if call.metadata is None:
+                # May raise (malformed header): the request is then recorded by the middleware.
+                header = ctx.metadata_header if ctx is not None else None
+                call.metadata = parse_metadata(header, request.get("metadata"))
+            if ctx is not None:
+                ctx.recorded, claimed = True, ctx
+                if call.request_id is None:
+                    call.request_id = ctx.request_id
+        # What was asked is settled; the first fact: known even if no layer reaches the gateway.
+        if call.requested_model is None and isinstance(request.get("model"), str):
+            call.report(Routed(request["model"]))
+        return claimed
 
     def policy(self, call: CallInfo) -> ContentPolicy:
         principal = call.principal
@@ -164,11 +167,12 @@ class Recorder:
         now = ended if ended is not None else time.perf_counter()
         started = ctx.started if ctx is not None else call.started
         latency_ms = (now - started) * 1000.0
-        upstream_ms = call.upstream_ms + extra_upstream_ms
+        outcome = outcome_of(call, self._prices)
+        spend = outcome.spend
+        upstream_ms = outcome.upstream_ms + extra_upstream_ms
         status, error_type, error_code = _outcome(error)
         if client_closed and error is None:
             status, error_code = 499 if not stream else 200, "client_disconnected"
-        spend = spend_of(call, self._prices)
         principal = call.principal
         policy = self.policy(call)
         record = RequestRecord(
@@ -181,9 +185,9 @@ class Recorder:
             key_id=principal.key_id if principal else None,
             key_prefix=principal.key_prefix if principal else None,
             stream=stream,
-            requested_model=call.requested_model,
-            deployment=call.deployment,
-            attempts=call.attempts,
+            requested_model=outcome.requested_model,
+            deployment=outcome.deployment,
+            attempts=list(outcome.attempts),
             error_type=error_type,
             error_code=error_code,
             content_policy=policy,
@@ -197,21 +201,21 @@ class Recorder:
             ttft_ms=ttft_ms,
             overhead_ms=max(latency_ms - upstream_ms - client_ms, 0.0),
             upstream_ms=upstream_ms,
-            cache_status=call.cache_status,
-            cache_similarity=call.cache_similarity,
-            guard=call.guard or None,
+            cache_status=outcome.cache_status,
+            cache_similarity=outcome.cache_similarity,
+            guard=dict(outcome.guard) or None,
             metadata=call.metadata,
             origin=call.origin,
             parent_id=call.parent_id,
             usage_estimated=spend.estimated,
             response_id=response_id,
-            headers=call.headers(),
+            headers=dict(outcome.headers),
         )
         self.request_log.submit(record)
         self.metrics.observe(record)
         if span.is_recording():
-            attributes = call_attributes(call)
-            provider = self._providers.get(call.deployment or "")
+            attributes = call_attributes(outcome)
+            provider = self._providers.get(outcome.deployment or "")
             if provider is not None:
                 attributes["gen_ai.provider.name"] = provider
             if error_type is not None:
@@ -502,8 +506,8 @@ async def _recorded(
         except BaseException as exc:
             recorder.finish(call, ctx, span, endpoint=endpoint, prompt=prompt, error=exc)
             raise
-        if call.usage is None:  # a service that is not the gateway
-            call.record_usage({"prompt_tokens": tokens(result), "completion_tokens": 0})
+        if not call.usage_reported:  # a service that is not the gateway
+            call.report(UsageReported({"prompt_tokens": tokens(result), "completion_tokens": 0}))
         recorder.finish_soon(call, ctx, span, endpoint=endpoint, prompt=prompt)
         return result
 

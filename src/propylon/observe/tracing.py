@@ -47,7 +47,7 @@ from propylon.gateway.protocol import (
 )
 
 if TYPE_CHECKING:
-    from propylon.gateway.call import CallInfo
+    from propylon.gateway.call import CallInfo, CallOutcome
 
 log = logging.getLogger(__name__)
 
@@ -203,26 +203,28 @@ def response_attributes(response: JSONObject | None) -> dict[str, Any]:
     return attributes
 
 
-def call_attributes(call: CallInfo) -> dict[str, Any]:
-    """What the layers reported into ``call``: route, cache; and its spend: usage, cost."""
-    attributes: dict[str, Any] = {"propylon.attempts": call.calls}
-    if call.deployment is not None:
-        attributes["propylon.deployment"] = call.deployment
-    if call.cache_status is not None:
-        attributes["propylon.cache.status"] = call.cache_status
-        attributes["propylon.cache.hit"] = call.cache_status.startswith("hit")
-    if call.cache_similarity is not None:
-        attributes["propylon.cache.similarity"] = call.cache_similarity
-    spend = call.spend  # set once the call has ended
-    if spend is not None:
-        for value, name in (
-            (spend.prompt_tokens, "gen_ai.usage.input_tokens"),
-            (spend.completion_tokens, "gen_ai.usage.output_tokens"),
-            (spend.cached_tokens, "gen_ai.usage.cache_read.input_tokens"),
-            (spend.cost_usd, "propylon.cost_usd"),
-        ):
-            if value is not None:
-                attributes[name] = value
+def call_attributes(outcome: CallOutcome | CallInfo) -> dict[str, Any]:
+    """What the layers reported on a call: route, cache; and its spend: usage, cost (once the
+    call has ended: a layer's span may end before, with the facts so far)."""
+    attributes: dict[str, Any] = {"propylon.attempts": outcome.calls}
+    if outcome.deployment is not None:
+        attributes["propylon.deployment"] = outcome.deployment
+    if outcome.cache_status is not None:
+        attributes["propylon.cache.status"] = outcome.cache_status
+        attributes["propylon.cache.hit"] = outcome.cache_status.startswith("hit")
+    if outcome.cache_similarity is not None:
+        attributes["propylon.cache.similarity"] = outcome.cache_similarity
+    spend = outcome.spend
+    if spend is None:
+        return attributes
+    for value, name in (
+        (spend.prompt_tokens, "gen_ai.usage.input_tokens"),
+        (spend.completion_tokens, "gen_ai.usage.output_tokens"),
+        (spend.cached_tokens, "gen_ai.usage.cache_read.input_tokens"),
+        (spend.cost_usd, "propylon.cost_usd"),
+    ):
+        if value is not None:
+            attributes[name] = value
     return attributes
 
 

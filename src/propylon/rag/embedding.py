@@ -62,9 +62,7 @@ class ChunkEmbedder:
         the key ``key_id`` (the uploader's) when given."""
         vectors: list[list[float]] = []
         model_id = model
-        principal = (
-            Principal(tenant_id=tenant_id, tenant_name="", key_id=key_id) if tenant_id else None
-        )
+        principal = Principal.acting_for(tenant_id, key_id)
         for start in range(0, len(texts), self._batch_size):
             batch = list(texts[start : start + self._batch_size])
             call = CallInfo(

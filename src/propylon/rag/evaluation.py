@@ -38,7 +38,13 @@ import numpy as np
 from propylon import report_section
 from propylon.db.database import Database
 from propylon.gateway.call import CallInfo
-from propylon.gateway.protocol import ChatModel, ChatStream, EmbeddingModel, Embeddings, JSONObject
+from propylon.gateway.protocol import (
+    ChatModel,
+    ChatStream,
+    EmbeddingModel,
+    JSONObject,
+    ModelEmbeddings,
+)
 from propylon.local.sentences import split_sentences
 from propylon.principal import Principal
 from propylon.rag.answer import Answerer, AnswerOptions, AnswerRequest, ModelInfo
@@ -69,18 +75,6 @@ GRID: list[FusionParams] = [
     for method in ("weighted", "zscore")
     for w in range(4, 17)
 ]
-
-
-class _EmbedderService:
-    """A local ``EmbeddingModel`` as an ``EmbeddingService`` (no gateway: speed)."""
-
-    def __init__(self, model: EmbeddingModel) -> None:
-        self._model = model
-
-    async def embed(
-        self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
-    ) -> Embeddings:
-        return await self._model.embed(texts, request)
 
 
 class _ChatService:
@@ -239,7 +233,7 @@ async def evaluate(
     )
     assert created is not None
     collection = CollectionRef(str(created["id"]), str(created["name"]), EMBEDDING_MODEL)
-    search = SearchService(database, _EmbedderService(embedder), bm25, default)
+    search = SearchService(database, ModelEmbeddings(embedder), bm25, default)
     try:
         say(f"indexing {len(test.corpus)} abstracts (MiniLM vectors + BM25)…")
         cached = _has_cache(cache)

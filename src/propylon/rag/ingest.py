@@ -26,6 +26,7 @@ from typing import Any
 
 from propylon.errors import PropylonError, ServiceUnavailable
 from propylon.jobs.handler import JobCancelled, JobContext
+from propylon.principal import Principal
 from propylon.rag.chunking import Chunker, ChunkingConfig, CountTokens
 from propylon.rag.embedding import ChunkEmbedder
 from propylon.rag.parsing import ParseLimits, extract
@@ -42,8 +43,10 @@ class IngestLimits:
     embed_timeout_s: float = 600.0
 
 
-RiskScreen = Callable[[list[str]], Awaitable[Sequence[float | None]]]
-"""Scores texts for prompt injection (0 = benign … 1 = certain), one score per text."""
+RiskScreen = Callable[[list[str], Principal | None, str], Awaitable[Sequence[float | None]]]
+"""Scores texts for prompt injection (0 = benign … 1 = certain), one score per text; the
+screening is work Propylon does for the principal (its tenant and uploading key) and the job
+whose id is given, recorded as such (``origin: internal``)."""
 
 
 class IngestionHandler:
@@ -144,7 +147,13 @@ class IngestionHandler:
             # Indirect prompt injection: every chunk gets a risk score, shown in search
             # results; answers leave out chunks over the policy's threshold.
             await ctx.progress(stage="screening", fraction=0.0, counters={"chunks": len(chunks)})
-            risks = list(await self._screen([chunk.text for chunk in chunks]))
+            risks = list(
+                await self._screen(
+                    [chunk.text for chunk in chunks],
+                    Principal.acting_for(ctx.tenant_id, _str_or_none(ctx.payload.get("key_id"))),
+                    f"job:{ctx.job_id}",
+                )
+            )
         await ctx.progress(stage="storing", fraction=0.0, counters={"chunks": len(chunks)})
         result = {
             "document_id": str(upload["document_id"]),

@@ -211,7 +211,9 @@ class AgentLoop:
         """The guard's verdict on a tool result when it calls it an injection, else None."""
         if self._ctx.detector is None:
             return None
-        verdict = await self._ctx.detector.scan(text, "retrieved")
+        verdict = await self._ctx.detector.scan(
+            text, "retrieved", principal=self._ctx.principal, parent_id=f"run:{self._ctx.run_id}"
+        )
         found: dict[str, Any] = verdict.to_dict()
         return found if found.get("label") == "injection" else None
 

@@ -23,7 +23,14 @@ TOKEN_FLUSH_S = 0.05
 
 
 class Detector(Protocol):
-    async def scan(self, text: str, source: Any = "user") -> Any: ...
+    async def scan(
+        self,
+        text: str,
+        source: Any = "user",
+        *,
+        principal: Principal | None = None,
+        parent_id: str | None = None,
+    ) -> Any: ...
 
 
 @dataclass(slots=True)
@@ -107,7 +114,12 @@ async def guard_step(ctx: StepContext, name: str, params: dict[str, Any]) -> dic
     """The injection detector's verdict on a text."""
     if ctx.detector is None:
         raise RuntimeError("the guard is not available in this process")
-    verdict = await ctx.detector.scan(params["text"], params.get("source", "user"))
+    verdict = await ctx.detector.scan(
+        params["text"],
+        params.get("source", "user"),
+        principal=ctx.principal,
+        parent_id=f"run:{ctx.run_id}",
+    )
     result: dict[str, Any] = verdict.to_dict()
     return result
 

@@ -109,6 +109,21 @@ async def make_collection(server: AppServer, key: str, name: str = "kb") -> None
     assert made.status == 201, made.body
 
 
+async def upload(server: AppServer, collection: str, text: bytes) -> dict[str, Any]:
+    """``text`` uploaded to ``collection`` as a file, with the server's key: the 202's body."""
+    form = aiohttp.FormData()
+    form.add_field("file", text, filename="a.txt")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{server.v1}/collections/{collection}/documents", data=form, headers=server.headers
+        ) as resp,
+    ):
+        accepted: dict[str, Any] = await resp.json()
+    assert resp.status == 202, accepted
+    return accepted
+
+
 async def chat(server: AppServer, content: str = "hello there", **fields: Any) -> Reply:
     body = {"model": "gpt-test", "messages": [{"role": "user", "content": content}], **fields}
     return await call(server, "POST", "/v1/chat/completions", json=body)

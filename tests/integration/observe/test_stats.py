@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import numpy as np
 import pytest
 
 from propylon.testing import Behaviour, FakeUpstream, Fault
-from tests.integration.observe.support import ADMIN, call, chat, records, serve
+from tests.integration.observe.support import ADMIN, call, chat, records, serve, upload
 from tests.support.job_rig import FAST
 
 
@@ -111,16 +110,7 @@ async def test_internal_calls_are_recorded_apart_from_user_traffic(
             server, "POST", "/v1/collections", json={"name": "kb", "embedding_model": "embed-test"}
         )
         assert created.status == 201, created.body
-        form = aiohttp.FormData()
-        form.add_field("file", b"The Eiffel Tower is 330 metres tall.\n" * 50, filename="a.txt")
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(
-                f"{server.v1}/collections/kb/documents", data=form, headers=server.headers
-            ) as resp,
-        ):
-            accepted = await resp.json()
-        assert resp.status == 202, accepted
+        accepted = await upload(server, "kb", b"The Eiffel Tower is 330 metres tall.\n" * 50)
         internal = await records(server, 1, "origin=internal")
         assert (await chat(server, "a user's question")).status == 200
         user = await records(server, 3, "origin=user")  # create, upload, chat

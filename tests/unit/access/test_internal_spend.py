@@ -16,7 +16,7 @@ from propylon.access.limits import Limits, MemoryRateLimiter
 from propylon.access.store import AccessStore
 from propylon.access.usage import UsageRecorder
 from propylon.errors import QuotaExceeded, RateLimited
-from propylon.gateway.call import CallInfo
+from propylon.gateway.call import CallInfo, UsageReported
 from propylon.tokens import TokenCounter
 from tests.unit.access.fakes import Directory, Store, key_record
 
@@ -30,7 +30,7 @@ class Upstream:
 
     async def complete(self, request: dict[str, Any], call: CallInfo | None = None) -> Any:
         if call is not None:
-            call.record_usage(USAGE)
+            call.report(UsageReported(USAGE))
         return {"choices": [{"message": {"content": "ok"}}], "usage": USAGE}
 
     async def stream(self, request: dict[str, Any], call: CallInfo | None = None) -> Any:

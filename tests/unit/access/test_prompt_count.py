@@ -14,7 +14,7 @@ from propylon.access.limited import AccessPolicy, LimitsLayer
 from propylon.access.limits import Limits, MemoryRateLimiter
 from propylon.access.store import AccessStore
 from propylon.access.usage import UsageRecorder
-from propylon.gateway.call import CallInfo
+from propylon.gateway.call import CallInfo, UsageReported
 from propylon.gateway.protocol import Embeddings
 from propylon.tokens import TokenCounter
 from tests.unit.access.fakes import Directory, Store
@@ -41,7 +41,7 @@ class Upstream:
         if self.usage is not None:
             answer["usage"] = self.usage
             if call is not None:
-                call.record_usage(self.usage)  # as the gateway records it
+                call.report(UsageReported(self.usage))  # as the gateway records it
         return answer
 
     async def stream(self, request: dict[str, Any], call: CallInfo | None = None) -> Any:

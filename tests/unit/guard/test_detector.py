@@ -6,9 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from propylon.gateway.call import CallInfo
+from propylon.gateway.protocol import Embeddings, EmbeddingService, JSONObject
 from propylon.guard.classifier import SOURCES, InjectionClassifier
-from propylon.guard.detector import InjectionDetector, calibrated_thresholds
+from propylon.guard.detector import GUARD_MODEL, InjectionDetector, calibrated_thresholds
 from propylon.local.minilm import MiniLMEmbedder
+from propylon.principal import Principal
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +132,44 @@ async def test_a_long_benign_document_with_an_ordinary_request_is_not_flagged(
 ) -> None:
     verdict = await detector.scan(template.format(a=ARGUMENT))
     assert verdict.label == "benign", verdict
+
+
+class Recorded:
+    """Stands where the request log's recorder wraps the guard's embedder: sees each call."""
+
+    def __init__(self, inner: EmbeddingService) -> None:
+        self.inner = inner
+        self.calls: list[tuple[JSONObject | None, CallInfo | None]] = []
+
+    async def embed(
+        self, texts: list[str], request: JSONObject | None = None, call: CallInfo | None = None
+    ) -> Embeddings:
+        self.calls.append((request, call))
+        return await self.inner.embed(texts, request, call)
+
+
+async def test_a_scan_for_a_job_is_recorded_as_an_internal_call_and_a_requests_is_not(
+    embedder: MiniLMEmbedder,
+) -> None:
+    wrapped: list[Recorded] = []
+
+    def record(inner: EmbeddingService) -> EmbeddingService:
+        wrapped.append(Recorded(inner))
+        return wrapped[0]
+
+    detector = InjectionDetector(InjectionClassifier.load(), embedder, record=record)
+    tenant = Principal.acting_for("tenant-1", "key-1")
+    await detector.scan("What is the capital of France?", "user")  # inside a request
+    assert wrapped[0].calls == []
+    await detector.scan_many(
+        ["Refunds are paid within five days.", "Bags may weigh 23 kg."],
+        "retrieved",
+        principal=tenant,
+        parent_id="job:42",
+    )
+    [(request, call)] = wrapped[0].calls
+    assert call is not None and request is not None
+    assert (call.origin, call.parent_id, call.principal) == ("internal", "job:42", tenant)
+    assert request["model"] == GUARD_MODEL
+    assert request["metadata"] == {"guard": "retrieved", "windows": 2}
+    assert call.usage_reported and call.usage is None, "a local model bills nothing"

@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import INVALID_SPAN
 
 from propylon.db.database import Database
-from propylon.gateway.call import CallInfo
+from propylon.gateway.call import CallInfo, Routed
 from propylon.observe.metrics import Metrics
 from propylon.observe.recorded import Recorder
 from propylon.observe.request_log import RequestLog
@@ -42,7 +42,8 @@ async def test_the_record_is_made_on_the_next_turn_with_the_end_taken_at_once() 
 async def test_a_recording_span_gets_its_attributes_before_it_ends() -> None:
     rec = recorder()
     tracer = TracerProvider().get_tracer("test")
-    call = CallInfo(request_id="r2", requested_model="gpt-test")
+    call = CallInfo(request_id="r2")
+    call.report(Routed("gpt-test"))
     with tracer.start_as_current_span("chat gpt-test") as span:
         rec.finish_soon(call, None, span, endpoint="chat", prompt="hi", response="hello")
         assert rec.request_log.pending == 1  # recorded at once

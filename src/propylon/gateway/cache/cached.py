@@ -3,8 +3,8 @@
 For each request it reads the caller's controls (``control.py``), computes the key
 (``key.py``), tries the exact cache, then the semantic cache, and only then calls the layer it
 wraps; a complete answer is stored on the way back (a stream once it has finished cleanly).
-It writes ``cache_status`` (``hit-exact`` | ``hit-semantic`` | ``miss`` | ``bypass``) and
-``cache_similarity`` into the ``CallInfo``.
+It reports its verdict to the ``CallInfo`` (a ``CacheVerdict``: ``hit-exact`` |
+``hit-semantic`` | ``miss`` | ``bypass``, with the similarity of a semantic entry).
 
 A share of would-be semantic hits (``semantic_verify_share``) is answered by the upstream
 anyway, and the fresh answer compared with the cached one (the sampling of vCache, arXiv
@@ -39,7 +39,7 @@ from propylon.gateway.cache.key import CacheKey, cache_key
 from propylon.gateway.cache.replay import ReplayedStream
 from propylon.gateway.cache.semantic import Embedding, SemanticCache, SemanticHit
 from propylon.gateway.cache.stats import CacheStats
-from propylon.gateway.call import CallInfo
+from propylon.gateway.call import CacheVerdict, CallInfo, Routed, UsageReported
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
 from propylon.settings import CacheSettings
 
@@ -134,7 +134,7 @@ class CachedChatService:
         if not directive.bypass and principal is not None and isinstance(name, str):
             try:
                 model = self._resolve(name)
-                call.model = model  # a hit never reaches the gateway, which would set it
+                call.report(Routed(model=model))  # a hit never reaches the gateway
                 key = cache_key(
                     request,
                     tenant_id=principal.tenant_id,
@@ -154,26 +154,26 @@ class CachedChatService:
                 )
                 plan = _Plan(key, directive, threshold, semantic)
         if plan is None or not directive.lookup:
-            call.cache_status = "bypass"
+            call.report(CacheVerdict("bypass"))
             self.stats.bypasses += 1
         else:
-            call.cache_status = "miss"
+            call.report(CacheVerdict("miss"))
         return plan
 
     async def _lookup(self, plan: _Plan, call: CallInfo) -> JSONObject | None:
         cached = await self._exact.get(plan.key)
         if cached is not None:
-            call.served_from_cache("hit-exact", cached.get("usage"))
+            _served(call, CacheVerdict("hit-exact"), cached)
             self.stats.hits_exact += 1
             return cached
         if plan.semantic and self._semantic is not None:
             hit = await self._semantic_lookup(self._semantic, plan)
             if hit is not None and self._sample() < self._settings.semantic_verify_share:
                 plan.sampled = hit  # the upstream answers; ``_finished`` compares
-                call.cache_similarity = hit.similarity
+                call.report(CacheVerdict("miss", hit.similarity))
                 return None
             if hit is not None:
-                call.served_from_cache("hit-semantic", hit.response.get("usage"), hit.similarity)
+                _served(call, CacheVerdict("hit-semantic", hit.similarity), hit.response)
                 self.stats.hits_semantic += 1
                 return hit.response
         self.stats.misses += 1
@@ -225,7 +225,7 @@ class CachedChatService:
                 )
                 return
             agree = a.similarity(b) >= self._settings.semantic_agreement
-        call.cache_status = "verify-agree" if agree else "verify-wrong"
+        call.report(CacheVerdict("verify-agree" if agree else "verify-wrong"))
         self.stats.verified += 1
         if not agree:
             self.stats.verified_wrong += 1
@@ -303,6 +303,13 @@ class _RecordingStream:
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _served(call: CallInfo, verdict: CacheVerdict, answer: JSONObject) -> None:
+    """The cache answered: no upstream was paid; the cached answer's usage is reported to
+    price what the hit saved (``access.spend``)."""
+    usage = answer.get("usage")
+    call.report(verdict, UsageReported(usage if isinstance(usage, dict) else None))
 
 
 def _answer(response: JSONObject) -> str:
