@@ -3,8 +3,7 @@
 The entry point (the HTTP route, or an inner caller: RAG, ingestion, runs) creates one
 ``CallInfo`` per call and fills in what was asked: who, which API, which request id and
 parent (the request log's recorder and the legacy completions service complete it, before
-anything happened). Once the first fact is reported, those fields are settled: setting one
-raises ``AttributeError``. From then on no layer writes a field: each *reports*
+anything happened). From then on no layer writes a field: each *reports*
 what it did as a frozen fact, appended to the call's log (the gateway: the route, each
 attempt and the usage; the cache: its verdict; the guard: its verdicts; the limits: their
 headers). Nothing reported is ever overwritten; a later fact of the same kind is simply the
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
     from propylon.access.spend import Spend
 
 log = logging.getLogger(__name__)
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,15 +161,8 @@ class CallInfo:
     origin: str = "user"
     parent_id: str | None = None
     _facts: list[Fact] = field(default_factory=list, init=False, repr=False)
+    _folded: _Folded | None = field(default=None, init=False, repr=False)
     _outcome: CallOutcome | None = field(default=None, init=False, repr=False)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if not name.startswith("_") and getattr(self, "_facts", None):
-            raise AttributeError(
-                f"`{name}` is what was asked, settled before the call ran: "
-                "report what happened instead (CallInfo.report)"
-            )
-        object.__setattr__(self, name, value)
 
     def report(self, *facts: Fact) -> None:
         """Append what a layer did. After the outcome was made: logged and left out."""
@@ -192,18 +182,19 @@ class CallInfo:
         """Fold the facts into the call's one ``CallOutcome`` (``access.spend.outcome_of``
         calls this once, when the call has ended); later calls return the same record."""
         if self._outcome is None:
+            now = self._fold()
             self._outcome = CallOutcome(
-                requested_model=self.requested_model,
-                model=self.model,
-                deployment=self.deployment,
-                attempts=self.attempts,
-                usage=self.usage,
-                usage_estimated=self.usage_estimated,
-                first_token_at=self.first_token_at,
-                upstream_ms=self.upstream_ms,
-                cache_status=self.cache_status,
-                cache_similarity=self.cache_similarity,
-                guard=MappingProxyType(self.guard),
+                requested_model=now.requested_model,
+                model=now.model,
+                deployment=now.deployment,
+                attempts=now.attempts,
+                usage=now.usage,
+                usage_estimated=now.usage_estimated,
+                first_token_at=now.first_token_at,
+                upstream_ms=now.upstream_ms,
+                cache_status=now.cache_status,
+                cache_similarity=now.cache_similarity,
+                guard=MappingProxyType(now.guard),
                 headers=MappingProxyType(self.headers()),
                 spend=spend,
             )
@@ -218,40 +209,29 @@ class CallInfo:
     def spend(self) -> Spend | None:
         return self._outcome.spend if self._outcome is not None else None
 
-    # The facts so far, read while the call runs.
+    # The facts so far, read while the call runs: folded in one pass, again after a report.
 
-    def _last(self, kind: type[Any]) -> Any:
-        for fact in reversed(self._facts):
-            if isinstance(fact, kind):
-                return fact
-        return None
+    def _fold(self) -> _Folded:
+        if self._folded is None or self._folded.count != len(self._facts):
+            self._folded = _Folded.of(self._facts)
+        return self._folded
 
     @property
     def requested_model(self) -> str | None:
-        return next(
-            (
-                f.requested_model
-                for f in reversed(self._facts)
-                if isinstance(f, Routed) and f.requested_model
-            ),
-            None,
-        )
+        return self._fold().requested_model
 
     @property
     def model(self) -> str | None:
         """The public model that answered: aliases resolved (for prices)."""
-        return next(
-            (f.model for f in reversed(self._facts) if isinstance(f, Routed) and f.model), None
-        )
+        return self._fold().model
 
     @property
     def deployment(self) -> str | None:
-        answered: Answered | None = self._last(Answered)
-        return answered.deployment if answered is not None else None
+        return self._fold().deployment
 
     @property
     def attempts(self) -> tuple[Attempt, ...]:
-        return tuple(f for f in self._facts if isinstance(f, Attempt))
+        return self._fold().attempts
 
     @property
     def calls(self) -> int:
@@ -261,44 +241,34 @@ class CallInfo:
     @property
     def upstream_ms(self) -> float:
         """Time spent waiting on upstreams (for the gateway's overhead)."""
-        return sum(a.duration_ms for a in self.attempts)
+        return self._fold().upstream_ms
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        reported: UsageReported | None = self._last(UsageReported)
-        return dict(reported.usage) if reported is not None and reported.usage else None
+        usage = self._fold().usage
+        return dict(usage) if usage else None
 
     @property
     def usage_reported(self) -> bool:
         """Some layer reported the usage (``None``: nothing billed, e.g. a local model)."""
-        return any(isinstance(f, UsageReported) for f in self._facts)
+        return self._fold().usage_reported
 
     @property
     def usage_estimated(self) -> bool:
         """The upstream gave no usage: tokens counted by us."""
-        reported: UsageReported | None = self._last(UsageReported)
-        return reported is not None and reported.estimated
+        return self._fold().usage_estimated
 
     @property
     def first_token_at(self) -> float | None:
-        first: FirstToken | None = next((f for f in self._facts if isinstance(f, FirstToken)), None)
-        return first.at if first is not None else None
+        return self._fold().first_token_at
 
     @property
     def cache_status(self) -> str | None:
-        verdict: CacheVerdict | None = self._last(CacheVerdict)
-        return verdict.status if verdict is not None else None
+        return self._fold().cache_status
 
     @property
     def cache_similarity(self) -> float | None:
-        return next(
-            (
-                f.similarity
-                for f in reversed(self._facts)
-                if isinstance(f, CacheVerdict) and f.similarity is not None
-            ),
-            None,
-        )
+        return self._fold().cache_similarity
 
     @property
     def cache_hit(self) -> bool:
@@ -309,27 +279,79 @@ class CallInfo:
     @property
     def guard(self) -> dict[str, Any]:
         """The guard's verdicts, as the request log records them."""
-        merged: dict[str, Any] = {}
-        for fact in self._facts:
-            if isinstance(fact, GuardVerdict):
-                merged.update(fact.facts)
-        return merged
+        return dict(self._fold().guard)
 
     def headers(self) -> dict[str, str]:
         """Response headers that tell the client the path its request took."""
-        attempts = self.attempts
+        now = self._fold()
         out = {"x-propylon-attempts": str(self.calls)}
-        if attempts:
-            out["x-propylon-route"] = ", ".join(f"{a.deployment}={a.outcome}" for a in attempts)
-        if (deployment := self.deployment) is not None:
-            out["x-propylon-deployment"] = deployment
-        if (status := self.cache_status) is not None:
-            out["x-propylon-cache"] = status
-        if (similarity := self.cache_similarity) is not None:
-            out["x-propylon-cache-similarity"] = f"{similarity:.4f}"
-        for fact in self._facts:
-            if isinstance(fact, ResponseHeaders):
-                out.update(fact.headers)
-            elif isinstance(fact, GuardVerdict) and fact.header is not None:
-                out[GUARD_HEADER] = fact.header
+        if now.attempts:
+            out["x-propylon-route"] = ", ".join(f"{a.deployment}={a.outcome}" for a in now.attempts)
+        if now.deployment is not None:
+            out["x-propylon-deployment"] = now.deployment
+        if now.cache_status is not None:
+            out["x-propylon-cache"] = now.cache_status
+        if now.cache_similarity is not None:
+            out["x-propylon-cache-similarity"] = f"{now.cache_similarity:.4f}"
+        out.update(now.headers)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Folded:
+    """The facts of a call so far, in one pass: a later fact of a kind wins; attempts, guard
+    verdicts and headers accumulate."""
+
+    count: int
+    guard: Mapping[str, Any]
+    headers: Mapping[str, str]
+    requested_model: str | None = None
+    model: str | None = None
+    deployment: str | None = None
+    attempts: tuple[Attempt, ...] = ()
+    upstream_ms: float = 0.0
+    usage: Mapping[str, Any] | None = None
+    usage_reported: bool = False
+    usage_estimated: bool = False
+    first_token_at: float | None = None
+    cache_status: str | None = None
+    cache_similarity: float | None = None
+
+    @classmethod
+    def of(cls, facts: list[Fact]) -> _Folded:
+        now: dict[str, Any] = {}
+        attempts: list[Attempt] = []
+        guard: dict[str, Any] = {}
+        headers: dict[str, str] = {}
+        for fact in facts:
+            if isinstance(fact, Attempt):
+                attempts.append(fact)
+            elif isinstance(fact, Routed):
+                if fact.requested_model:
+                    now["requested_model"] = fact.requested_model
+                if fact.model:
+                    now["model"] = fact.model
+            elif isinstance(fact, Answered):
+                now["deployment"] = fact.deployment
+            elif isinstance(fact, UsageReported):
+                now.update(usage=fact.usage, usage_reported=True, usage_estimated=fact.estimated)
+            elif isinstance(fact, FirstToken):
+                now.setdefault("first_token_at", fact.at)
+            elif isinstance(fact, CacheVerdict):
+                now["cache_status"] = fact.status
+                if fact.similarity is not None:
+                    now["cache_similarity"] = fact.similarity
+            elif isinstance(fact, GuardVerdict):
+                guard.update(fact.facts)
+                if fact.header is not None:
+                    headers[GUARD_HEADER] = fact.header
+            else:
+                headers.update(fact.headers)
+        return cls(
+            len(facts),
+            guard,
+            headers,
+            attempts=tuple(attempts),
+            upstream_ms=sum(a.duration_ms for a in attempts),
+            **now,
+        )

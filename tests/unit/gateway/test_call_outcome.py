@@ -90,10 +90,10 @@ def test_a_cache_hit_spends_nothing_and_keeps_what_it_saved() -> None:
     assert spend.saved_usd == pytest.approx(2.0)
 
 
-def test_what_was_asked_is_settled_once_something_happened() -> None:
+def test_a_read_while_the_call_runs_sees_the_facts_reported_since() -> None:
     call = CallInfo()
-    call.api = "completions"  # the entry points complete the question first
-    call.report(Routed("gpt-test"))
-    with pytest.raises(AttributeError, match="report what happened"):
-        call.parent_id = "req-2"
-    assert call.api == "completions" and call.parent_id is None
+    call.report(CacheVerdict("miss"))
+    assert call.headers()["x-propylon-cache"] == "miss"  # a stream's headers, sent early
+    call.report(ResponseHeaders({"x-ratelimit-remaining-tokens": "90"}), CacheVerdict("bypass"))
+    assert call.headers()["x-propylon-cache"] == "bypass"
+    assert call.headers()["x-ratelimit-remaining-tokens"] == "90"
