@@ -399,6 +399,13 @@ class ObserveSettings(BaseModel):
     retention_interval_s: float = Field(
         default=3600, gt=0, description="Seconds between two retention deletions."
     )
+    store_traces: bool = Field(
+        default=True,
+        description="Keep the spans of every request, run and ingestion job in PostgreSQL "
+        "(the console's waterfall, `GET /v1/traces`), written in batches off the request path "
+        "with the request log's `buffer_size`, `batch_size` and `flush_interval_s` (past the "
+        "buffer spans are dropped and counted) and deleted with the request log's rows.",
+    )
     access_log: bool = Field(default=True, description="One JSON log line per HTTP request.")
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict,
