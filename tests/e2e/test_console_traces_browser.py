@@ -32,6 +32,17 @@ async def post(server: AppServer, path: str, body: dict[str, Any]) -> tuple[str,
         return response.headers["x-request-id"], found
 
 
+async def get(server: AppServer, path: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{server.v1}{path}", headers=headers) as response,
+    ):
+        assert response.status == 200, await response.text()
+        found: dict[str, Any] = await response.json()
+        return found
+
+
 async def stored(server: AppServer, request_id: str) -> None:
     """Wait until the request's trace is written (the writer flushes about once a second)."""
     headers = {"Authorization": f"Bearer {server.api_key}"}
@@ -65,7 +76,8 @@ async def test_a_rag_request_a_job_and_a_run_are_drawn_from_their_stored_traces(
         # An ingestion job: its trace under its events.
         await upload_to_new_collection(page, "handbook", handbook, "ready")
         await page.click("button[data-tab=jobs]")
-        await page.locator("#job-list li", has_text="rag.ingest").first.click()
+        (document,) = (await get(console_app, "/collections/handbook/documents"))["data"]
+        await page.locator("#job-list li", has_text=document["job_id"][:8]).click()
         job_trace = page.locator("#job-trace svg.waterfall")
         await expect(job_trace.locator("text", has_text="job rag.ingest")).to_have_count(1)
         await expect(job_trace.locator("rect.span")).not_to_have_count(1)

@@ -68,6 +68,8 @@ export function timeSeries(target, times, series, unit) {
   series.forEach((s, index) => {
     const color = COLORS[index % COLORS.length];
     const points = s.values.map((v, i) => [xs[i], v]).filter(([, v]) => v !== null && v !== undefined);
+    target.append(svg("rect", { x: LEFT + 8 + index * 110, y: 4, width: 10, height: 4, fill: color }));
+    target.append(svg("text", { x: LEFT + 22 + index * 110, y: 10, class: "legend" }, points.length ? s.name : `${s.name}: none`));
     if (!points.length) return;
     const d = points.map(([t, v], i) => `${i ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
     target.append(svg("path", { d, fill: "none", stroke: color, "stroke-width": 2 }));
@@ -76,8 +78,6 @@ export function timeSeries(target, times, series, unit) {
       dot.append(svg("title", {}, `${s.name} ${formatValue(v, unit)}`));
       target.append(dot);
     }
-    target.append(svg("rect", { x: LEFT + 8 + index * 110, y: 4, width: 10, height: 4, fill: color }));
-    target.append(svg("text", { x: LEFT + 22 + index * 110, y: 10, class: "legend" }, s.name));
   });
 }
 
