@@ -1,7 +1,7 @@
 """The console's observability views in real headless Chromium, at desktop width and at
 390 px: the requests explorer (filters, a request's chat, trace and route), the prompt
-versions compared (a table, and A and B over time), thumbs in the playground and the dashboard's charts. No console errors.
-Screenshots go to test-artifacts/console/."""
+versions compared (a table, and A and B over time), thumbs in the playground and the
+dashboard's charts. No console errors. Screenshots go to test-artifacts/console/."""
 
 from __future__ import annotations
 

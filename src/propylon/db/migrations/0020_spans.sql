@@ -30,3 +30,8 @@ CREATE INDEX IF NOT EXISTS request_log_tenant_cache ON request_log
     (tenant_id, cache_status, created_at);
 CREATE INDEX IF NOT EXISTS request_log_tenant_guard ON request_log
     (tenant_id, (guard ->> 'action'), created_at);
+-- The planner takes filters as independent: for a combination that (nearly) never occurs it
+-- expected thousands of matches, so it walked the newest-first index through all 10 million
+-- rows to find 50 (17 s). These statistics tell it which values go together.
+CREATE STATISTICS IF NOT EXISTS request_log_filters (mcv, dependencies)
+    ON tenant_id, cache_status, (guard ->> 'action'), requested_model FROM request_log;
