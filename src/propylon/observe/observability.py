@@ -41,6 +41,7 @@ class Observability:
     tracer: Tracer | None  # None: tracing is off
     spans: SpanStore | None = None  # None: traces are not kept (`observe.store_traces`)
     access_log: bool = True
+    logs_timeout_s: float | None = None  # a GET /v1/logs query running longer is stopped
 
     def record_chat(self, inner: ChatService) -> ChatService:
         return RecordedChat(inner, self.recorder)
@@ -62,7 +63,7 @@ class Observability:
         self.metrics.watch_breakers(source)
 
     async def logs(self, principal: Principal, filter: LogFilter) -> dict[str, Any]:
-        return await list_logs(self.database, principal, filter)
+        return await list_logs(self.database, principal, filter, self.logs_timeout_s)
 
     async def export(
         self, principal: Principal, filter: LogFilter, format: str
@@ -145,6 +146,7 @@ async def open_observability(
                 tracer,
                 spans=spans,
                 access_log=config.access_log,
+                logs_timeout_s=config.logs_query_timeout_s,
             )
         finally:
             await request_log.stop()
