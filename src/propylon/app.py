@@ -327,6 +327,7 @@ def job_handlers(services: Services) -> dict[str, Handler]:
             key_revoked=key_revoked(services),
             http_get_hosts=services.settings.agents.hosts_for,
             mcp=services.mcp_servers,
+            tracer=services.observe.tracer,
         ),
     }
 
@@ -460,7 +461,7 @@ async def build_services(
                     record=observe.record_embeddings,  # the guard's own calls, apart
                 )
             )
-            guarded = GuardedChatService(inner, detector, settings.guard)
+            guarded = observe.traced(GuardedChatService(inner, detector, settings.guard), "guard")
             inner = PreflightChat(guarded, gateway.check_route)
         limited = LimitsLayer(
             inner,
@@ -481,7 +482,13 @@ async def build_services(
         reranker: RerankService = observe.record_rerank(limited)
         # `rag/<collection>` models: answered over a collection, calling the chain above.
         retrieval = build_retrieval(
-            settings, database, chat, embeddings, gateway.registry, reranker=reranker
+            settings,
+            database,
+            chat,
+            embeddings,
+            gateway.registry,
+            reranker=reranker,
+            tracer=observe.tracer,
         )
         chat = RagChatService(chat, retrieval.answers)
         hub = ProgressHub(database.url)  # the process's one LISTEN connection for job events
@@ -539,7 +546,14 @@ async def build_services(
             table = (handlers or job_handlers)(services)
             await stack.enter_async_context(
                 running_worker(
-                    Worker(database, hub, table, settings.jobs, outcomes=observe.metrics)
+                    Worker(
+                        database,
+                        hub,
+                        table,
+                        settings.jobs,
+                        outcomes=observe.metrics,
+                        tracer=observe.tracer,
+                    )
                 )
             )
         release_free_memory()  # what loading the models and the imports left free in the heap

@@ -402,6 +402,20 @@ class ObserveSettings(BaseModel):
     retention_interval_s: float = Field(
         default=3600, gt=0, description="Seconds between two retention deletions."
     )
+    logs_query_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A `GET /v1/logs` query (the console's explorer) running longer than this "
+        "is stopped and answered with a 400 (`search_too_broad`) asking for a narrower time "
+        "window or filters, instead of holding a connection for as long as it takes.",
+    )
+    store_traces: bool = Field(
+        default=True,
+        description="Keep the spans of every request, run and ingestion job in PostgreSQL "
+        "(the console's waterfall, `GET /v1/traces`), written in batches off the request path "
+        "with the request log's `buffer_size`, `batch_size` and `flush_interval_s` (past the "
+        "buffer spans are dropped and counted) and deleted with the request log's rows.",
+    )
     access_log: bool = Field(default=True, description="One JSON log line per HTTP request.")
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict,

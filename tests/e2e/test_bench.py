@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -93,3 +94,30 @@ async def test_quick_search_bench_stores_its_corpus_the_way_ingestion_does(
     section = output.read_text()
     assert "<!-- bench:search:start -->" in section
     assert "Hybrid p95 at 3,000 chunks" in section
+
+
+async def test_quick_explorer_bench_generates_a_small_log_keeps_it_and_reuses_it(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The explorer family at 2,000 rows in a kept database: the second run generates nothing
+    and measures the same rows (how 10 million rows are generated once, then queried)."""
+    output = tmp_path / "benchmarks.md"
+    env = {
+        "PROPYLON_BENCH_DATABASE_URL": database_url,
+        "PROPYLON_BENCH_EXPLORER_ROWS": "2000",
+        "PROPYLON_BENCH_EXPLORER_KEEP": f"bench_explorer_kept_{os.getpid()}",
+    }
+    try:
+        for run in ("generated", "kept"):
+            code, out = await run_bench(
+                *("--quick", "--only", "explorer", "--output", str(output)), env=env
+            )
+            assert code == 0, out[-3000:]
+            section = output.read_text()
+            assert "requests explorer at 2,000 log rows" in section
+            assert "**not measured** here" in section
+            assert ("in an earlier run and kept" in section) is (run == "kept")
+    finally:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            name = env["PROPYLON_BENCH_EXPLORER_KEEP"]
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -1,7 +1,7 @@
 """The console's observability views in real headless Chromium, at desktop width and at
 390 px: the requests explorer (filters, a request's chat, trace and route), the prompt
-versions compared, thumbs in the playground and the dashboard's charts. No console errors.
-Screenshots go to test-artifacts/console/."""
+versions compared (a table, and A and B over time), thumbs in the playground and the
+dashboard's charts. No console errors. Screenshots go to test-artifacts/console/."""
 
 from __future__ import annotations
 
@@ -94,6 +94,13 @@ async def test_explorer_versions_and_feedback_views(
         await page.click("button[data-tab=versions]")
         await expect(page.locator("#versions-table tbody tr")).to_have_count(2)
         await expect(page.locator("#compare tbody tr").first).to_contain_text("requests")
+        # Each compared version over time: percentiles as lines, values in their units.
+        latency = page.locator("#v-chart-latency")
+        await expect(latency.locator("text.legend")).to_have_count(4)  # v1/v2 × p50/p95
+        await expect(latency.locator("circle")).not_to_have_count(0)
+        await expect(latency.locator("text", has_text=" ms").first).to_be_visible()
+        await expect(page.locator("#v-chart-requests circle")).not_to_have_count(0)
+        await expect(page.locator("#v-chart-feedback text.legend")).to_have_count(2)
         await page.screenshot(
             path=str(ARTIFACTS / f"explorer-{name}-4-versions.png"), full_page=True
         )

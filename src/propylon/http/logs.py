@@ -1,5 +1,5 @@
 """`GET /v1/logs`, `GET /v1/logs/{id}`, `POST /v1/feedback` and `GET /v1/stats`: the
-request log, read back and annotated."""
+request log, read back and annotated; `GET /v1/traces`: the stored spans."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from propylon.observe.feedback import Feedback
 from propylon.observe.log_export import FORMATS, export_format
 from propylon.observe.logs_query import LogFilter
 from propylon.observe.stats import parse_window
+from propylon.observe.trace_query import subject_of
 from propylon.principal import Principal
 
 router = APIRouter()
@@ -92,6 +93,23 @@ async def get_prompt_versions(request: Request) -> Response:
         principal, window, params.get("prompt_name"), params.get("tenant_id")
     )
     return json_response(versions)
+
+
+@router.get("/v1/traces/{trace_id}", tags=["observability"])
+async def get_trace(trace_id: str, request: Request) -> Response:
+    """One stored trace: its spans (name, parent, start, duration, status, attributes such as
+    the retrieved chunks and their scores), oldest first. 404 for another tenant's."""
+    principal = await _reader(request)
+    return json_response(await services(request).observe.trace(principal, trace_id))
+
+
+@router.get("/v1/traces", tags=["observability"])
+async def find_traces(request: Request) -> Response:
+    """The stored traces of one request (`request_id`), run (`run_id`) or ingestion job
+    (`job_id`) of the caller's tenant, newest first, each with its spans."""
+    principal = await _reader(request)
+    subject = subject_of(dict(request.query_params))
+    return json_response(await services(request).observe.traces(principal, subject))
 
 
 async def _reader(request: Request) -> Principal:

@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any, Protocol
 
+from opentelemetry.trace import Tracer
 from psycopg.types.json import Jsonb
 
 from propylon.background import stop_tasks, wait_event
@@ -29,13 +30,13 @@ from propylon.jobs.handler import (
     Handler,
     Handlers,
     JobCancelled,
-    JobContext,
     LeaseLost,
     StopReason,
 )
 from propylon.jobs.progress import Gap, ProgressHub, Subscription
 from propylon.jobs.queries import query
 from propylon.jobs.view import JobView
+from propylon.observe.tracing import mark_root, span
 from propylon.settings import JobsSettings
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,9 @@ class Worker:
         *,
         worker_id: str | None = None,
         outcomes: JobOutcomes | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
+        self._tracer = tracer  # None: tracing is off
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._outcomes = outcomes
         self._database = database
@@ -149,7 +152,7 @@ class Worker:
             progress_interval_s=self._settings.progress_interval_s,
         )
         handler_task = asyncio.create_task(
-            _call(self._handlers[view.kind], ctx), name=f"job-{view.id}"
+            _call(self._handlers[view.kind], ctx, self._tracer), name=f"job-{view.id}"
         )
         self._running[view.id] = (ctx, handler_task)
         run = asyncio.create_task(self._run(ctx, handler_task))
@@ -323,5 +326,13 @@ class Worker:
             await asyncio.wait(pending, timeout=5.0)
 
 
-async def _call(handler: Handler, ctx: JobContext) -> dict[str, Any] | None:
-    return await handler(ctx)
+async def _call(handler: Handler, ctx: RunningJob, tracer: Tracer | None) -> dict[str, Any] | None:
+    """The handler inside the job's span: the root of its trace (``job:<id>``), under which
+    its model and embedding calls hang."""
+    with span(
+        tracer,
+        f"job {ctx.kind}",
+        lambda: {"propylon.job.kind": ctx.kind, "propylon.job.attempt": ctx.attempt},
+    ) as root:
+        mark_root(root, ctx.tenant_id, f"job:{ctx.job_id}")
+        return await handler(ctx)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from psycopg.errors import QueryCanceled
 from psycopg.types.json import Jsonb
 
 from propylon.db.database import Database
@@ -87,9 +88,15 @@ class LogFilter:
         )
 
 
-async def list_logs(database: Database, principal: Principal, filter: LogFilter) -> dict[str, Any]:
+async def list_logs(
+    database: Database,
+    principal: Principal,
+    filter: LogFilter,
+    timeout_s: float | None = None,
+) -> dict[str, Any]:
     """One page of the caller's records (every tenant's for an operator), newest first;
-    without the ``logs:read`` feature, rows come without prompts and answers."""
+    without the ``logs:read`` feature, rows come without prompts and answers. A query that
+    runs longer than ``timeout_s`` is stopped: a clear 400 asking for a narrower search."""
     tenant = filter.tenant_id if principal.is_operator else principal.tenant_id
     if filter.text is not None and not principal.has_feature("logs:read"):
         # A search over content is a way of reading it.
@@ -115,11 +122,24 @@ async def list_logs(database: Database, principal: Principal, filter: LogFilter)
         "before_id": filter.before_id,
         "limit": filter.limit + 1,
     }
-    async with database.connection() as conn:
-        # Planned for these values every time: a generic plan of the optional filters
-        # (`x IS NULL OR …`) cannot use their indexes.
-        cur = await conn.execute(query("list_logs"), params, prepare=False)
-        rows = await cur.fetchall()
+    try:
+        async with database.connection() as conn, conn.transaction():
+            if timeout_s is not None:
+                # A combination of filters the planner misjudges can walk the whole log.
+                await conn.execute(
+                    f"SET LOCAL statement_timeout = {max(1, round(timeout_s * 1e3))}"
+                )
+            # Planned for these values every time: a generic plan of the optional filters
+            # (`x IS NULL OR …`) cannot use their indexes.
+            cur = await conn.execute(query("list_logs"), params, prepare=False)
+            rows = await cur.fetchall()
+    except QueryCanceled:
+        raise InvalidRequest(
+            f"This search ran longer than {timeout_s:g} s and was stopped: narrow the time "
+            "window (`since`, `until`) or the filters.",
+            param="since",
+            code="search_too_broad",
+        ) from None
     has_more = len(rows) > filter.limit
     content = principal.has_feature("logs:read")
     data = [render_log(row, content) for row in rows[: filter.limit]]

@@ -175,7 +175,13 @@ class Metrics:
 
     def watch_request_log(self, pending: Callable[[], int], dropped: Callable[[], int]) -> None:
         """Export the request log's buffer size and drops, read at scrape time."""
-        self.registry.register(_RequestLogCollector(pending, dropped))
+        self.registry.register(
+            _BufferCollector("request_log", "Request log records", pending, dropped)
+        )
+
+    def watch_spans(self, pending: Callable[[], int], dropped: Callable[[], int]) -> None:
+        """Export the trace store's buffer size and drops, read at scrape time."""
+        self.registry.register(_BufferCollector("spans", "Trace spans", pending, dropped))
 
     def watch_writers(self, source: Callable[[], Iterable[WriterLoop]]) -> None:
         """Export each background writer's health, refusals and restarts at scrape time."""
@@ -222,20 +228,26 @@ class _BreakerCollector(Collector):
         yield family
 
 
-class _RequestLogCollector(Collector):
-    def __init__(self, pending: Callable[[], int], dropped: Callable[[], int]) -> None:
+class _BufferCollector(Collector):
+    """A ``CopyBuffer``'s backlog and drops."""
+
+    def __init__(
+        self, name: str, what: str, pending: Callable[[], int], dropped: Callable[[], int]
+    ) -> None:
+        self._name = name
+        self._what = what
         self._pending = pending
         self._dropped = dropped
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
-            "propylon_request_log_pending",
-            "Request log records in memory, waiting to be written.",
+            f"propylon_{self._name}_pending",
+            f"{self._what} in memory, waiting to be written.",
             value=self._pending(),
         )
         yield CounterMetricFamily(
-            "propylon_request_log_dropped",
-            "Request log records dropped because the buffer was full.",
+            f"propylon_{self._name}_dropped",
+            f"{self._what} dropped because the buffer was full.",
             value=self._dropped(),
         )
 

@@ -21,7 +21,9 @@ from propylon.observe.logs_query import LogFilter, list_logs
 from propylon.observe.metrics import Metrics
 from propylon.observe.recorded import RecordedChat, RecordedEmbeddings, RecordedRerank, Recorder
 from propylon.observe.request_log import RequestLog
+from propylon.observe.span_store import SpanStore
 from propylon.observe.stats import prompt_versions, request_stats
+from propylon.observe.trace_query import find_traces, read_trace
 from propylon.observe.tracing import TracedLayer, open_tracing
 from propylon.principal import Principal
 from propylon.settings import Settings
@@ -37,7 +39,9 @@ class Observability:
     metrics: Metrics
     recorder: Recorder
     tracer: Tracer | None  # None: tracing is off
+    spans: SpanStore | None = None  # None: traces are not kept (`observe.store_traces`)
     access_log: bool = True
+    logs_timeout_s: float | None = None  # a GET /v1/logs query running longer is stopped
 
     def record_chat(self, inner: ChatService) -> ChatService:
         return RecordedChat(inner, self.recorder)
@@ -59,7 +63,7 @@ class Observability:
         self.metrics.watch_breakers(source)
 
     async def logs(self, principal: Principal, filter: LogFilter) -> dict[str, Any]:
-        return await list_logs(self.database, principal, filter)
+        return await list_logs(self.database, principal, filter, self.logs_timeout_s)
 
     async def export(
         self, principal: Principal, filter: LogFilter, format: str
@@ -68,6 +72,12 @@ class Observability:
 
     async def log(self, principal: Principal, log_id: str) -> dict[str, Any]:
         return await log_detail(self.database, principal, log_id)
+
+    async def trace(self, principal: Principal, trace_id: str) -> dict[str, Any]:
+        return await read_trace(self.database, principal, trace_id)
+
+    async def traces(self, principal: Principal, subject: str) -> dict[str, Any]:
+        return await find_traces(self.database, principal, subject)
 
     async def feedback(self, principal: Principal, feedback: Feedback) -> dict[str, Any]:
         return await post_feedback(self.database, principal, feedback, self.request_log.flush)
@@ -97,7 +107,17 @@ async def open_observability(
     config = settings.observe
     models = _model_names(settings)
     deployments = {d.display_name: d.provider for m in settings.models for d in m.deployments}
-    with open_tracing(tracer_provider) as tracer:
+    spans = (
+        SpanStore(
+            database,
+            buffer_size=config.buffer_size,
+            batch_size=config.batch_size,
+            flush_interval_s=config.flush_interval_s,
+        )
+        if config.store_traces
+        else None
+    )
+    with open_tracing(tracer_provider, store=spans) as tracer:
         metrics = Metrics(models=models, deployments=deployments)
         request_log = RequestLog(
             database,
@@ -110,14 +130,28 @@ async def open_observability(
             tenant_retention_days=config.tenant_retention_days,
         )
         metrics.watch_request_log(lambda: request_log.pending, lambda: request_log.dropped)
+        if spans is not None:
+            store = spans.buffer
+            metrics.watch_spans(lambda: store.pending, lambda: store.dropped)
         recorder = Recorder(request_log, metrics, config, tracer, providers=deployments)
         await request_log.start()
+        if spans is not None:
+            await spans.start()
         try:
             yield Observability(
-                database, request_log, metrics, recorder, tracer, access_log=config.access_log
+                database,
+                request_log,
+                metrics,
+                recorder,
+                tracer,
+                spans=spans,
+                access_log=config.access_log,
+                logs_timeout_s=config.logs_query_timeout_s,
             )
         finally:
             await request_log.stop()
+            if spans is not None:
+                await spans.stop()
 
 
 def _model_names(settings: Settings) -> Iterable[str]:

@@ -194,9 +194,13 @@ ORDER BY requests DESC;
 
 -- name: prompt_versions
 -- Each version of each prompt (`metadata.prompt_name` / `prompt_version`) over the window:
--- user traffic only; feedback weighted per feedback, not per request.
+-- user traffic only; feedback weighted per feedback, not per request. With `step_s`, each
+-- version per bucket of that many seconds (its time series); without, the window whole.
 SELECT r.metadata ->> 'prompt_name' AS prompt_name,
        r.metadata ->> 'prompt_version' AS prompt_version,
+       CASE WHEN %(step_s)s::float8 IS NOT NULL
+            THEN date_bin(make_interval(secs => %(step_s)s::float8), r.created_at, %(since)s)
+       END AS bucket,
        count(*) AS requests,
        count(*) FILTER (WHERE r.error_type IS NOT NULL) AS errors,
        percentile_cont(0.50) WITHIN GROUP (ORDER BY r.latency_ms) AS latency_p50,
@@ -221,6 +225,41 @@ WHERE r.created_at >= %(since)s AND r.created_at < %(until)s
   AND r.origin = 'user'
   AND r.metadata ? 'prompt_name'
   AND (%(prompt_name)s::text IS NULL OR r.metadata ->> 'prompt_name' = %(prompt_name)s)
-GROUP BY 1, 2
-ORDER BY 1, 2
-LIMIT 500;
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3
+LIMIT 5000;
+
+-- name: delete_expired_spans
+-- Traces follow their tenant's retention: a trace goes with its root's tenant.
+DELETE FROM spans
+WHERE (trace_id, span_id) IN (
+    SELECT s.trace_id, s.span_id FROM spans s
+    WHERE s.started_at < now() - make_interval(secs => %(older_than_s)s)
+      AND (%(tenant_id)s::text IS NULL
+           OR s.trace_id IN (SELECT o.trace_id FROM spans o WHERE o.tenant_id = %(tenant_id)s))
+      AND (%(tenant_id)s::text IS NOT NULL
+           OR NOT EXISTS (SELECT 1 FROM spans o WHERE o.trace_id = s.trace_id
+                          AND o.tenant_id = ANY(%(exempt)s::text[])))
+    LIMIT %(limit)s
+);
+
+-- name: trace_spans
+-- Every span of a trace, if one of its roots is the tenant's (any tenant's for an operator).
+SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind, s.started_at, s.duration_ms,
+       s.status, s.status_message, s.attributes, s.events, s.subject
+FROM spans s
+WHERE s.trace_id = %(trace_id)s
+  AND EXISTS (SELECT 1 FROM spans o WHERE o.trace_id = %(trace_id)s
+              AND o.tenant_id IS NOT NULL
+              AND (%(tenant_id)s::text IS NULL OR o.tenant_id = %(tenant_id)s))
+ORDER BY s.started_at, s.span_id;
+
+-- name: find_traces
+-- The traces of a request, run or job (newest first).
+SELECT trace_id, min(started_at) AS started_at
+FROM spans
+WHERE tenant_id IS NOT NULL AND subject = %(subject)s
+  AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
+GROUP BY trace_id
+ORDER BY min(started_at) DESC
+LIMIT 20;

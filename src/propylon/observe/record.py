@@ -116,7 +116,7 @@ class RequestRecord:
             self.stream,
             self.requested_model,
             self.deployment,
-            _json(
+            json_text(
                 [
                     {
                         "deployment": a.deployment,
@@ -144,13 +144,13 @@ class RequestRecord:
             _round(self.upstream_ms),
             self.cache_status,
             self.cache_similarity,
-            _json(self.guard) if self.guard else None,
+            json_text(self.guard) if self.guard else None,
             _redacted_json(self.metadata) if self.metadata is not None else None,
             self.origin,
             self.parent_id,
             self.usage_estimated,
             self.response_id,
-            _json(self.headers) if self.headers else None,
+            json_text(self.headers) if self.headers else None,
         )
         return tuple(escape_unstorable(v) if isinstance(v, str) else v for v in row)
 
@@ -160,12 +160,12 @@ def render_content(value: Any, policy: ContentPolicy, max_chars: int) -> str | N
     if value is None or policy == "off":
         return None
     if policy == "hashed":
-        text = value if isinstance(value, str) else _json(value)
+        text = value if isinstance(value, str) else json_text(value)
         return "sha256:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
     # Cut before serialising and redacting (bounded work: an 8 MB prompt costs what a short one
     # does), with slack so a secret at the edge is still matched.
     limit = max_chars + 256
-    text = value[:limit] if isinstance(value, str) else _json(_clipped(value, limit))
+    text = value[:limit] if isinstance(value, str) else json_text(_clipped(value, limit))
     return redact(text[:limit])[:max_chars]
 
 
@@ -183,7 +183,8 @@ def _clipped(value: Any, limit: int, depth: int = 0) -> Any:
     return value
 
 
-def _json(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """``value`` as JSON text, as COPY writes a jsonb column."""
     try:
         return orjson.dumps(value, default=str).decode()
     except orjson.JSONEncodeError:
@@ -195,19 +196,19 @@ def _redacted_json(metadata: dict[str, Any]) -> str:
     """The caller's labels as JSON with key-shaped strings (and ``"api_key": …`` values)
     replaced: a key sent as a label is not stored either. Should a replacement span two
     strings and break the JSON, every label that holds a secret is replaced whole."""
-    text = _json(metadata)
+    text = json_text(metadata)
     redacted = redact(text)
     if redacted == text:
         return text
     try:
         orjson.loads(redacted)
     except orjson.JSONDecodeError:
-        return _json({k: REDACTED if _holds_secret(v) else v for k, v in metadata.items()})
+        return json_text({k: REDACTED if _holds_secret(v) else v for k, v in metadata.items()})
     return redacted
 
 
 def _holds_secret(value: Any) -> bool:
-    text = _json(value)
+    text = json_text(value)
     return redact(text) != text
 
 

@@ -42,6 +42,7 @@ from propylon.observe.request_log import RequestLog
 from propylon.observe.tracing import (
     NO_SPAN,
     call_attributes,
+    mark_root,
     request_attributes,
     response_attributes,
 )
@@ -213,15 +214,33 @@ class Recorder:
         )
         self.request_log.submit(record)
         self.metrics.observe(record)
-        if span.is_recording():
-            attributes = call_attributes(outcome)
-            provider = self._providers.get(outcome.deployment or "")
-            if provider is not None:
-                attributes["gen_ai.provider.name"] = provider
-            if error_type is not None:
-                attributes["error.type"] = error_code or error_type
-            span.set_attributes(attributes)
+        self.annotate(call, ctx, span, error_type, error_code)
         return record
+
+    def annotate(
+        self,
+        call: CallInfo,
+        ctx: RequestContext | None,
+        span: Span,
+        error_type: str | None = None,
+        error_code: str | None = None,
+    ) -> None:
+        """The span's GenAI attributes; a user's request also names its tenant and id, so its
+        stored trace is found from the request log."""
+        if not span.is_recording():
+            return
+        outcome = outcome_of(call, self._prices)
+        attributes = call_attributes(outcome)
+        provider = self._providers.get(outcome.deployment or "")
+        if provider is not None:
+            attributes["gen_ai.provider.name"] = provider
+        if error_type is not None:
+            attributes["error.type"] = error_code or error_type
+        span.set_attributes(attributes)
+        if ctx is not None and call.principal is not None:
+            mark_root(
+                span, call.principal.tenant_id, f"request:{call.request_id or ctx.request_id}"
+            )
 
     def finish_soon(
         self, call: CallInfo, ctx: RequestContext | None, span: Span, **fields: Any
@@ -229,13 +248,11 @@ class Recorder:
         """``finish`` once the response is on its way: the call's end is taken now, the record
         and the metrics (~50 µs) are made on the event loop's next turn, after the response
         has been handed to the server, so the client does not wait for them. A recording span
-        is finished now: its attributes must be set before it ends."""
-        if span.is_recording():
-            self.finish(call, ctx, span, **fields)
-            return
+        gets its attributes now: they must be set before it ends."""
         ended = time.perf_counter()
+        self.annotate(call, ctx, span)
         asyncio.get_running_loop().call_soon(
-            functools.partial(self.finish, call, ctx, span, ended=ended, **fields)
+            functools.partial(self.finish, call, ctx, INVALID_SPAN, ended=ended, **fields)
         )
 
     def finish_unserved(

@@ -13,6 +13,7 @@ from propylon.observe.queries import query
 from propylon.principal import Principal
 
 MAX_WINDOW = timedelta(days=31)
+SERIES_POINTS = 30  # buckets of a prompt version's time series
 _WINDOW = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -184,16 +185,39 @@ async def prompt_versions(
 ) -> dict[str, Any]:
     """Each version of each prompt (or of ``prompt_name``) over the ``window``: volume,
     latency p50/p95, error rate, tokens and cost per request, cache hit rate, guard flags and
-    the mean feedback score."""
-    params = {**_window(principal, window, tenant_id, now), "prompt_name": prompt_name}
+    the mean feedback score; with ``prompt_name``, each version's ``series`` too: the same
+    figures per bucket of ``step_s`` (a thirtieth of the window, at least a minute)."""
+    params = {
+        **_window(principal, window, tenant_id, now),
+        "prompt_name": prompt_name,
+        "step_s": None,
+    }
     since, until = params["since"], params["until"]
+    step_s = max(60.0, round(window.total_seconds() / SERIES_POINTS / 60.0) * 60.0)
     async with database.connection() as conn:
         rows = await (await conn.execute(query("prompt_versions"), params)).fetchall()
+        buckets = (
+            await (
+                await conn.execute(query("prompt_versions"), {**params, "step_s": step_s})
+            ).fetchall()
+            if prompt_name is not None
+            else []
+        )
+    data = [_version(row) for row in rows]
+    if prompt_name is not None:
+        series: dict[str | None, list[dict[str, Any]]] = {}
+        for row in buckets:
+            point = {"time": row["bucket"].isoformat(), **_version(row)}
+            del point["prompt_name"], point["prompt_version"]
+            series.setdefault(row["prompt_version"], []).append(point)
+        for version in data:
+            version["series"] = series.get(version["prompt_version"], [])
     return {
         "object": "list",
         "since": since.isoformat(),
         "until": until.isoformat(),
-        "data": [_version(row) for row in rows],
+        "step_s": step_s if prompt_name is not None else None,
+        "data": data,
     }
 
 

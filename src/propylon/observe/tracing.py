@@ -6,10 +6,12 @@ is set, and ``OTEL_SDK_DISABLED`` is not ``true``; the SDK itself reads the rest
 (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``, ``OTEL_BSP_*``,
 ``OTEL_EXPORTER_OTLP_HEADERS``…). Otherwise spans go to the global tracer provider, a no-op
 unless the host application installed one. A provider handed in explicitly (tests, embedding
-applications) wins over both. When none of these collects spans (no ``OTEL_*`` exporter, no
-provider handed in, no global provider installed before start-up), ``open_tracing`` yields None
-and the request path makes no span at all: OpenTelemetry's no-op tracer still costs about 5 µs
-a span, and a request makes four.
+applications) wins over both. The spans are also kept in PostgreSQL for the console
+(``observe.store_traces``, on by default: ``span_store.py``), with a provider of Propylon's own
+when nothing else collects them. With neither (no ``OTEL_*`` exporter, no provider, no global
+provider, ``store_traces`` off), ``open_tracing`` yields None and the request path makes no
+span at all: OpenTelemetry's no-op tracer still costs about 5 µs a span, and a request makes
+four.
 
 Spans: one per ``/v1`` request (``chat gpt-4o-mini``, from ``recorded.py``), a child per
 layer that is wrapped in ``TracedLayer`` (``propylon.cache``, ``propylon.limits``…), and a
@@ -47,11 +49,15 @@ from propylon.gateway.protocol import (
 )
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
+
     from propylon.gateway.call import CallInfo, CallOutcome
 
 log = logging.getLogger(__name__)
 
 TRACER_NAME = "propylon"
+TENANT = "propylon.tenant_id"
+SUBJECT = "propylon.subject"
 T = TypeVar("T")
 JSONObject = dict[str, Any]
 
@@ -82,28 +88,45 @@ def _env_enabled(env: Mapping[str, str]) -> bool:
 
 @contextmanager
 def open_tracing(
-    provider: TracerProvider | None = None, env: Mapping[str, str] | None = None
+    provider: TracerProvider | None = None,
+    env: Mapping[str, str] | None = None,
+    store: SpanProcessor | None = None,
 ) -> Iterator[Tracer | None]:
     """The tracer for this app: from ``provider``, else from ``OTEL_*``, else the global one
-    when one is installed; None when nothing would collect the spans. A provider built here
-    from the environment is flushed and shut down on exit."""
+    when one is installed, else (with ``store``) a provider of its own; None when nothing
+    would collect the spans. ``store`` (the spans kept for the console) is added to whichever
+    SDK provider is used. A provider built here is flushed and shut down on exit."""
     if provider is not None:
+        _add(provider, store)
         yield provider.get_tracer(TRACER_NAME)
         return
     environ = os.environ if env is None else env
-    if not _env_enabled(environ):
+    if _env_enabled(environ):
+        sdk_provider = _sdk_provider(environ)
+    else:
         installed = trace.get_tracer_provider()
-        nothing = isinstance(installed, ProxyTracerProvider | NoOpTracerProvider)
-        yield None if nothing else installed.get_tracer(TRACER_NAME)
-        return
-    sdk_provider = _sdk_provider(environ)
+        if not isinstance(installed, ProxyTracerProvider | NoOpTracerProvider):
+            _add(installed, store)
+            yield installed.get_tracer(TRACER_NAME)
+            return
+        if store is None:
+            yield None
+            return
+        sdk_provider = _sdk_provider(environ, exporters=False)
+    _add(sdk_provider, store)
     try:
         yield sdk_provider.get_tracer(TRACER_NAME)
     finally:
         sdk_provider.shutdown()
 
 
-def _sdk_provider(env: Mapping[str, str]) -> Any:
+def _add(provider: TracerProvider, store: SpanProcessor | None) -> None:
+    add = getattr(provider, "add_span_processor", None)  # the SDK's; an API-only one has none
+    if store is not None and add is not None:
+        add(store)
+
+
+def _sdk_provider(env: Mapping[str, str], *, exporters: bool = True) -> Any:
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
     from opentelemetry.sdk.trace.export import (
@@ -114,7 +137,8 @@ def _sdk_provider(env: Mapping[str, str]) -> Any:
 
     attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: "propylon"}
     provider = SDKTracerProvider(resource=Resource.create(attributes))
-    for name in (env.get("OTEL_TRACES_EXPORTER") or "otlp").split(","):
+    names = (env.get("OTEL_TRACES_EXPORTER") or "otlp").split(",") if exporters else []
+    for name in names:
         exporter: SpanExporter
         name = name.strip().lower()
         if name == "console":
@@ -136,6 +160,14 @@ def _sdk_provider(env: Mapping[str, str]) -> Any:
             continue
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
+
+
+def mark_root(span: Span, tenant_id: str | None, subject: str) -> None:
+    """Name the tenant and the request (``request:<id>``), run (``run:<id>``) or job
+    (``job:<id>``) that ``span``'s trace is about: how a stored trace is found and who may
+    read it."""
+    if tenant_id is not None and span.is_recording():
+        span.set_attributes({TENANT: tenant_id, SUBJECT: subject})
 
 
 class _NoSpan:

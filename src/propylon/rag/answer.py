@@ -24,14 +24,19 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from opentelemetry.trace import Tracer
 
 from propylon.db.database import Database
 from propylon.errors import InvalidRequest
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
+from propylon.observe.context import current_request
+from propylon.observe.tracing import mark_root, span
 from propylon.principal import Principal
 from propylon.rag.context_budget import Passage, fit, merge_neighbours
 from propylon.rag.conversations import (
@@ -53,7 +58,7 @@ from propylon.rag.prompt import (
     user_message,
 )
 from propylon.rag.retrieval_queries import QUERIES
-from propylon.rag.search import Mode, SearchRequest, SearchService
+from propylon.rag.search import Mode, SearchHit, SearchRequest, SearchService
 from propylon.tokens import TokenCounter
 
 _MARKER = re.compile(r"\[(\d{1,4})\]")
@@ -121,7 +126,9 @@ class Answerer:
         describe: Describe,
         options: AnswerOptions,
         marker: PassageMarker | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
+        self._tracer = tracer  # None: tracing is off
         self._database = database
         self._search = search
         self._chat = chat
@@ -134,13 +141,17 @@ class Answerer:
     async def answer(
         self, principal: Principal, request: AnswerRequest, call: CallInfo | None = None
     ) -> JSONObject:
-        prepared = await self.prepare(principal, request, call)
-        reply = await self._chat.complete(prepared.request, call)
-        message = (reply.get("choices") or [{}])[0].get("message") or {}
-        content = message.get("content") or ""
-        raw = (reply.get("propylon") or {}).get("citations") or []
-        citations = map_citations(prepared.sources, content, raw)
-        await self.remember(prepared, content, citations)
+        with self._root(principal, request):
+            prepared = await self.prepare(principal, request, call)
+            reply = await self._chat.complete(prepared.request, call)
+            message = (reply.get("choices") or [{}])[0].get("message") or {}
+            content = message.get("content") or ""
+            raw = (reply.get("propylon") or {}).get("citations") or []
+            with span(self._tracer, "propylon.verify") as verify:
+                citations = map_citations(prepared.sources, content, raw)
+                if verify.is_recording():
+                    verify.set_attributes(_citation_attributes(citations))
+            await self.remember(prepared, content, citations)
         usage = dict(prepared.usage)
         usage.update(reply.get("usage") or {})
         return {
@@ -200,13 +211,13 @@ class Answerer:
             summarise=summarise,
         )
         context_budget = min(options.max_context_tokens, available - plan.tokens)
-        hits = await self._search.search_collections(
-            principal,
-            collections,
-            SearchRequest(
-                request.question, request.top_k or options.top_k, request.mode, request.filter
-            ),
+        wanted = SearchRequest(
+            request.question, request.top_k or options.top_k, request.mode, request.filter
         )
+        with span(self._tracer, "propylon.retrieve", lambda: _search_attributes(wanted)) as found:
+            hits = await self._search.search_collections(principal, collections, wanted)
+            if found.is_recording():
+                found.set_attributes(_hit_attributes(hits))
         threshold = options.exclude_risk_at
         risky = [h for h in hits if threshold is not None and (h.risk_score or 0.0) >= threshold]
         left_out = {h.chunk_id for h in risky}
@@ -259,11 +270,28 @@ class Answerer:
         *,
         stream_options: JSONObject | None = None,
     ) -> tuple[Prepared, ChatStream]:
-        prepared = await self.prepare(principal, request, call)
-        body = dict(prepared.request, stream=True)
-        if stream_options is not None:
-            body["stream_options"] = stream_options
-        return prepared, await self._chat.stream(body, call)
+        # The root span covers retrieval and the stream's start; the model's span, its
+        # child, ends with the stream.
+        with self._root(principal, request):
+            prepared = await self.prepare(principal, request, call)
+            body = dict(prepared.request, stream=True)
+            if stream_options is not None:
+                body["stream_options"] = stream_options
+            return prepared, await self._chat.stream(body, call)
+
+    @contextmanager
+    def _root(self, principal: Principal, request: AnswerRequest) -> Iterator[None]:
+        """The answer's span: the trace of a ``rag/`` request, named after the HTTP request
+        it serves (its model call, guard and retrieval hang under it)."""
+        with span(
+            self._tracer,
+            "rag.answer",
+            lambda: {"propylon.rag.collection": request.collection, "gen_ai.operation.name": "rag"},
+        ) as root:
+            current = current_request.get()
+            if current is not None:
+                mark_root(root, principal.tenant_id, f"request:{current.request_id}")
+            yield
 
     async def forget(self, tenant_id: str, conversation_id: str) -> None:
         await self._conversations.delete(tenant_id, conversation_id)
@@ -328,6 +356,30 @@ class Answerer:
             for row in await cur.fetchall():
                 if row["text"] is not None:
                     passages[int(row["i"]) - 1].text = row["text"]
+
+
+def _search_attributes(wanted: SearchRequest) -> dict[str, Any]:
+    return {"propylon.retrieval.top_k": wanted.top_k, "propylon.retrieval.mode": wanted.mode}
+
+
+def _hit_attributes(hits: list[SearchHit]) -> dict[str, Any]:
+    """What the waterfall shows of a retrieval: each chunk found and its score, best first."""
+    return {
+        "propylon.retrieval.hits": len(hits),
+        "propylon.retrieval.chunk_ids": [h.chunk_id for h in hits],
+        "propylon.retrieval.scores": [float(h.score) for h in hits],
+        "propylon.retrieval.document_ids": [h.document_id for h in hits],
+    }
+
+
+def _citation_attributes(citations: list[dict[str, Any]]) -> dict[str, Any]:
+    """The citations checked against the sources: how many, and the chunks they point at."""
+    return {
+        "propylon.citations": len(citations),
+        "propylon.citations.chunk_ids": [
+            c["chunk_id"] for c in citations if isinstance(c.get("chunk_id"), int)
+        ],
+    }
 
 
 def map_citations(

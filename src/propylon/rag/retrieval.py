@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from opentelemetry.trace import Tracer
+
 from propylon.db.database import Database
 from propylon.gateway.protocol import ChatService, EmbeddingService, RerankService
 from propylon.gateway.registry import ModelRegistry
@@ -30,6 +32,7 @@ def build_retrieval(
     registry: ModelRegistry,
     marker: PassageMarker | None = None,
     reranker: RerankService | None = None,
+    tracer: Tracer | None = None,
 ) -> Retrieval:
     """``chat``, ``embeddings`` and ``reranker`` are the request path's services (the gateway
     chain). A ``retrieval.reranker`` that is not a configured rerank model fails here, at
@@ -75,5 +78,6 @@ def build_retrieval(
             exclude_risk_at=config.exclude_risk_at,
         ),
         marker or MARKERS[config.spotlighting],
+        tracer=tracer,
     )
     return Retrieval(search, answers)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
+from opentelemetry.trace import Tracer
 from psycopg.types.json import Jsonb
 
 from propylon.db.database import Database
@@ -17,6 +19,7 @@ from propylon.db.named_queries import named_queries
 from propylon.errors import JobFailed, PropylonError, ServiceUnavailable
 from propylon.gateway.protocol import ChatService
 from propylon.jobs.handler import JobContext
+from propylon.observe.tracing import mark_root, span
 from propylon.principal import Principal
 from propylon.rag.search import SearchService
 from propylon.runs.agent import AgentLoop, AgentStopped
@@ -60,7 +63,9 @@ class RunExecutor:
         key_revoked: KeyRevoked | None = None,
         http_get_hosts: Callable[[str], frozenset[str]] | None = None,
         mcp: McpServers | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
+        self._tracer = tracer  # None: tracing is off
         self._database = database
         self._chat = chat
         self._search = search
@@ -72,8 +77,17 @@ class RunExecutor:
     async def __call__(self, job: JobContext) -> dict[str, Any]:
         run_id = str(job.payload["run_id"])
         run = await self._load(run_id)
-        log = RunEventLog(self._database, run_id)
         principal = principal_from_json(run["principal"])
+        # Under the job's span: the run's own (``run:<id>``), a child per step, and the
+        # model calls of the steps under those.
+        with span(self._tracer, f"run {run['kind']}", lambda: {"propylon.run.id": run_id}) as s:
+            mark_root(s, principal.tenant_id, f"run:{run_id}")
+            return await self._execute(job, run_id, run, principal)
+
+    async def _execute(
+        self, job: JobContext, run_id: str, run: dict[str, Any], principal: Principal
+    ) -> dict[str, Any]:
+        log = RunEventLog(self._database, run_id)
         if (
             self._key_revoked is not None
             and principal.key_id is not None
@@ -101,7 +115,10 @@ class RunExecutor:
                 await job.raise_if_cancelled()
                 steps[step["name"]] = {"state": "running", "kind": step["kind"]}
                 await self._save(run_id, "running", steps, "")
-                output = await self._step(ctx, step, steps)
+                with span(
+                    self._tracer, f"run.step {step['name']}", partial(_step_attributes, step)
+                ):
+                    output = await self._step(ctx, step, steps)
                 ctx.outputs[step["name"]] = output
                 steps[step["name"]] = {"state": "succeeded", "kind": step["kind"], "output": output}
                 await log.append("step_succeeded", {"step": step["name"], "output": output})
@@ -249,3 +266,7 @@ class RunExecutor:
             data = {"error": error, **({"result": result} if result else {})}
         await log.append(f"run_{state}", data)
         await self._save(run_id, state, steps, None, result, error)
+
+
+def _step_attributes(step: dict[str, Any]) -> dict[str, Any]:
+    return {"propylon.run.step": str(step["name"]), "propylon.run.step_kind": str(step["kind"])}

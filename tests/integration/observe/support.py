@@ -145,12 +145,14 @@ async def records(
 
 
 def record(request_id: str, **fields: Any) -> RequestRecord:
-    """A chat record made now, with ``fields``."""
+    """A chat record made now (or at ``created_at``), with ``fields``."""
     return RequestRecord(
-        request_id=request_id,
-        created_at=time.time(),
-        endpoint="chat",
-        status=200,
-        latency_ms=1.0,
-        **fields,
+        **{
+            "request_id": request_id,
+            "created_at": time.time(),
+            "endpoint": "chat",
+            "status": 200,
+            "latency_ms": 1.0,
+            **fields,
+        }
     )

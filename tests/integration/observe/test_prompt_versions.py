@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import pytest
 
+from propylon.db.database import Database
+from propylon.observe.request_log import RequestLog
+from propylon.observe.stats import prompt_versions
+from propylon.principal import Principal
 from propylon.testing import Behaviour, FakeUpstream, Fault
-from tests.integration.observe.support import call, chat, records, serve
+from tests.integration.observe.support import call, chat, record, records, serve
 
 
 async def test_versions_are_compared_and_feedback_moves_a_versions_score(
@@ -52,3 +58,42 @@ async def test_versions_are_compared_and_feedback_moves_a_versions_score(
     assert (moved["feedback_count"], moved["feedback_score"]) == (2, pytest.approx(0.75))
     minute = stats.body["per_minute"][-1]
     assert minute["latency_ms_p95"] is not None and "cost_saved_usd" in minute
+
+
+async def test_a_prompts_versions_come_with_time_series_whose_buckets_add_up(
+    migrated_database: Database,
+) -> None:
+    """Six hours of two versions, written straight into the log: each version's series has
+    one point per 12-minute bucket it was used in, and the points add up to its totals."""
+    now = datetime.now(UTC)
+    log = RequestLog(migrated_database)
+    for hour in range(6):
+        for version, latency in (("v1", 100.0), ("v2", 300.0)):
+            for n in range(hour + 1):
+                log.submit(
+                    record(
+                        f"series-{version}-{hour}-{n}",
+                        created_at=(now - timedelta(hours=hour, minutes=5)).timestamp(),
+                        tenant_id="series",
+                        latency_ms=latency + n,
+                        metadata={"prompt_name": "faq", "prompt_version": version},
+                    )
+                )
+    await log.flush()
+    reader = Principal(tenant_id="series", tenant_name="series", key_id="k")
+
+    compared = await prompt_versions(
+        migrated_database, reader, timedelta(hours=6), prompt_name="faq", now=now
+    )
+    totals = await prompt_versions(migrated_database, reader, timedelta(hours=6), now=now)
+
+    assert compared["step_s"] == 720.0
+    assert "series" not in totals["data"][0], "only one prompt's versions come with series"
+    for version in compared["data"]:
+        series = version["series"]
+        assert len(series) == 6
+        assert [p["time"] for p in series] == sorted(p["time"] for p in series)
+        assert sum(p["requests"] for p in series) == version["requests"] == 21
+        assert all(p["latency_ms_p50"] <= p["latency_ms_p95"] for p in series)
+    v1, v2 = compared["data"]
+    assert v1["series"][-1]["latency_ms_p95"] < v2["series"][-1]["latency_ms_p95"]

@@ -27,14 +27,14 @@ def test_full_content_is_cut_to_the_limit() -> None:
 
 def test_a_huge_prompt_is_cut_before_it_is_serialised(monkeypatch: pytest.MonkeyPatch) -> None:
     serialised: list[int] = []
-    real = record._json
+    real = record.json_text
 
     def spy(value: Any) -> str:
         text = real(value)
         serialised.append(len(text))
         return text
 
-    monkeypatch.setattr(record, "_json", spy)
+    monkeypatch.setattr(record, "json_text", spy)
     huge = [{"role": "user", "content": "sk-proj-abcdefghijklmnopqrstuvwxyz " + "x" * 8_000_000}]
     stored = render_content(huge, "full", 1000)
     assert stored is not None and len(stored) == 1000

@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from propylon.observe.span_store import SpanStore
 from propylon.observe.tracing import _env_enabled, open_tracing, request_attributes, span
+from tests.unit.observe.test_request_log_buffer import DownDatabase
 
 
 @pytest.mark.parametrize(
@@ -32,6 +36,26 @@ def test_without_otel_variables_or_a_global_provider_tracing_is_off() -> None:
         with span(tracer, "x", attributes=lambda: pytest.fail("not computed")) as current:
             assert current is trace.INVALID_SPAN
             assert trace.get_current_span() is trace.INVALID_SPAN  # nothing attached
+
+
+def test_with_a_store_and_nothing_else_a_provider_of_its_own_hands_it_the_spans() -> None:
+    store = SpanStore(DownDatabase())
+    with open_tracing(env={}, store=store) as tracer:
+        assert tracer is not None
+        with span(tracer, "kept", attributes=lambda: {"a": 1}):
+            pass
+    assert store.buffer.pending == 1
+
+
+def test_a_provider_handed_in_also_feeds_the_store() -> None:
+    store, exporter = SpanStore(DownDatabase()), InMemorySpanExporter()
+    provider = SDKTracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with open_tracing(provider, env={}, store=store) as tracer:
+        assert tracer is not None
+        with span(tracer, "both"):
+            pass
+    assert store.buffer.pending == 1 and len(exporter.get_finished_spans()) == 1
 
 
 def test_a_global_provider_installed_by_the_host_application_gets_the_spans(

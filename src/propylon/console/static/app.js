@@ -4,6 +4,7 @@
 import { $, api, el, pct, socket, state } from "./core.js";
 import { barChart, formatValue, timeSeries } from "./charts.js";
 import { loadExplorer, loadVersions, offerFeedback } from "./explorer.js";
+import { storedTrace } from "./traces.js";
 
 // ------------------------------------------------------------ sign in ---
 
@@ -456,9 +457,21 @@ async function renderJobs() {
   if (unfinished && !$("jobs").hidden) jobsRefresh = setTimeout(renderJobs, 2000);
 }
 
+// The stored trace of a run or job, drawn under its events. Its spans are written within
+// about a second of its end: until then, asked again each second (for a minute at most).
+let tracing = 0;
+async function showTrace(query, tries = 60) {
+  const mine = ++tracing;
+  const trace = await storedTrace(query).catch(() => null);
+  if (mine !== tracing) return;
+  $("job-trace").replaceChildren(el("h3", {}, "Trace"), ...(trace || [el("p", { class: "muted" }, "no stored trace yet (written when it ends)")]));
+  if (!trace && tries > 1) setTimeout(() => mine === tracing && showTrace(query, tries - 1), 1000);
+}
+
 function followRun(id) {
   $("job-title").textContent = `Events of run ${id}`;
   $("job-events").replaceChildren();
+  showTrace(`run_id=${encodeURIComponent(id)}`);
   $("agent-steps").replaceChildren();
   let agent = false;
   let asked = 0;
@@ -482,6 +495,7 @@ function followRun(id) {
     $("job-events").append(el("li", { value: event.id }, `${event.type} ${detail}`));
     const state = event.type.replace("run_", "");
     if (agent && event.type !== "token") draw(TERMINAL.includes(state) ? { state, data: event.data } : null);
+    if (TERMINAL.includes(state)) showTrace(`run_id=${encodeURIComponent(id)}`);
   });
 }
 
@@ -524,8 +538,11 @@ function renderAgent(run) {
 function followJob(id) {
   $("job-title").textContent = `Events of ${id}`;
   $("job-events").replaceChildren();
+  $("agent-steps").replaceChildren();
+  showTrace(`job_id=${encodeURIComponent(id)}`);
   socket(`/v1/jobs/${id}/events`, (event) => {
     const job = jobOf(event);
+    if (TERMINAL.includes(job.state)) showTrace(`job_id=${encodeURIComponent(id)}`);
     $("job-events").append(el("li", {}, `${event.type || "event"} ${job.state || ""} ${job.stage || ""} ${job.progress?.fraction ?? ""}`));
   });
 }

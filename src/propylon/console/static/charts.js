@@ -19,6 +19,7 @@ export function formatValue(value, unit) {
   if (unit === "usd" && value === 0) return "$0";
   if (unit === "usd") return `$${value >= 1 ? value.toFixed(2) : value.toFixed(value >= 0.01 ? 4 : 6)}`;
   if (unit === "ratio") return `${(value * 100).toFixed(1)} %`;
+  if (unit === "score") return value.toFixed(3);
   return Math.abs(value) >= 1000 ? value.toLocaleString("en", { maximumFractionDigits: 0 }) : String(Math.round(value * 100) / 100);
 }
 
@@ -60,13 +61,15 @@ export function timeSeries(target, times, series, unit) {
   const ticks = Math.min(times.length, 5);
   for (let i = 0; i < ticks; i++) {
     const t = ticks > 1 ? first + ((last - first) * i) / (ticks - 1) : first;
-    const label = new Date(t).toISOString().slice(11, 16);
+    const label = new Date(t).toISOString().slice(last - first > 86_400_000 ? 5 : 11, 16).replace("T", " ");
     target.append(svg("text", { x: x(t), y: H - 8, "text-anchor": "middle" }, label));
   }
   target.append(svg("text", { x: W - RIGHT, y: H - 8, "text-anchor": "end", class: "unit" }, "UTC"));
   series.forEach((s, index) => {
     const color = COLORS[index % COLORS.length];
     const points = s.values.map((v, i) => [xs[i], v]).filter(([, v]) => v !== null && v !== undefined);
+    target.append(svg("rect", { x: LEFT + 8 + index * 110, y: 4, width: 10, height: 4, fill: color }));
+    target.append(svg("text", { x: LEFT + 22 + index * 110, y: 10, class: "legend" }, points.length ? s.name : `${s.name}: none`));
     if (!points.length) return;
     const d = points.map(([t, v], i) => `${i ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
     target.append(svg("path", { d, fill: "none", stroke: color, "stroke-width": 2 }));
@@ -75,8 +78,6 @@ export function timeSeries(target, times, series, unit) {
       dot.append(svg("title", {}, `${s.name} ${formatValue(v, unit)}`));
       target.append(dot);
     }
-    target.append(svg("rect", { x: LEFT + 8 + index * 110, y: 4, width: 10, height: 4, fill: color }));
-    target.append(svg("text", { x: LEFT + 22 + index * 110, y: 10, class: "legend" }, s.name));
   });
 }
 
@@ -118,7 +119,7 @@ export function waterfall(target, spans) {
   spans.forEach((s, i) => {
     const y = TOP + i * row;
     const bar = svg("rect", { x: x(s.start_ms), y: y + 4, width: Math.max(x(s.start_ms + s.duration_ms) - x(s.start_ms), 2), height: row - 8, fill: COLORS[(s.depth || 0) % COLORS.length], class: "span" });
-    bar.append(svg("title", {}, `${s.name}: ${formatValue(s.duration_ms, "ms")} from ${formatValue(s.start_ms, "ms")}`));
+    bar.append(svg("title", {}, `${s.name}: ${formatValue(s.duration_ms, "ms")} from ${formatValue(s.start_ms, "ms")}${s.title ? ` (${s.title})` : ""}`));
     target.append(svg("text", { x: 4 + (s.depth || 0) * 10, y: y + row / 2 + 3 }, s.name.slice(0, 22)));
     target.append(bar);
   });

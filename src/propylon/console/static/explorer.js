@@ -1,10 +1,11 @@
 // The requests explorer (a live, filtered list of the request log and one request in full),
 // the prompt versions compared, and feedback from the playground. Everything comes from the
-// public API with the signed-in key: /v1/logs, /v1/logs/{id}, /v1/stats/prompt-versions,
-// /v1/feedback.
+// public API with the signed-in key: /v1/logs, /v1/logs/{id}, /v1/traces,
+// /v1/stats/prompt-versions, /v1/feedback.
 
 import { $, api, el } from "./core.js";
-import { formatValue, waterfall } from "./charts.js";
+import { formatValue, timeSeries, waterfall } from "./charts.js";
+import { storedTrace } from "./traces.js";
 
 const RANGES = { "15m": 15, "1h": 60, "24h": 1440, "7d": 10080 };
 const LIVE_MS = 5000;
@@ -102,7 +103,8 @@ function table(headings, rows) {
   return el("div", { class: "table-scroll" }, el("table", {}, el("thead", {}, el("tr", {}, ...headings.map((h) => el("th", {}, h)))), el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", {}, c)))))));
 }
 
-// The request and the calls made for it, placed in time: a waterfall of its spans.
+// Without a stored trace (tracing off, or not written yet): the request and the calls made
+// for it, placed in time from the log's rows.
 function spansOf(detail) {
   const start = new Date(detail.created_at).getTime();
   const spans = [{ name: `${detail.endpoint} ${detail.requested_model || ""}`, start_ms: 0, duration_ms: detail.latency_ms, depth: 0 }];
@@ -128,9 +130,15 @@ export async function openRequest(id) {
     return;
   }
   for (const row of $("requests").tBodies[0].rows) row.classList.toggle("active", row.dataset.id === String(detail.id));
-  const trace = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  trace.id = "waterfall";
-  waterfall(trace, spansOf(detail));
+  let trace = await storedTrace(`request_id=${encodeURIComponent(detail.request_id)}`).catch(() => null);
+  if (trace) {
+    trace[0].querySelector("svg").id = "waterfall";
+  } else {
+    const figure = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    figure.id = "waterfall";
+    waterfall(figure, spansOf(detail));
+    trace = [el("figure", {}, figure, el("figcaption", { class: "muted" }, "rebuilt from the request log (no stored trace)"))];
+  }
   const o = detail.overhead;
   $("request-detail").replaceChildren(
     el("h2", {}, `Request ${detail.request_id}`),
@@ -140,7 +148,7 @@ export async function openRequest(id) {
     detail.tool_calls.length ? el("h3", {}, "Tool calls") : "",
     detail.tool_calls.length ? el("pre", { class: "tools" }, JSON.stringify(detail.tool_calls, null, 2)) : "",
     el("h3", {}, "Trace"),
-    el("figure", {}, trace),
+    ...trace,
     el("h3", {}, "Route"),
     table(["deployment", "outcome", "time"], (detail.attempts || []).map((a) => [a.deployment, a.outcome, formatValue(a.ms, "ms")])),
     el("h3", {}, "Time"),
@@ -174,18 +182,33 @@ const VERSION_FIELDS = [
 let versions = [];
 
 export async function loadVersions() {
+  let names;
   try {
     const page = await api(`/v1/stats/prompt-versions?window=${$("v-window").value}`);
-    versions = page.data;
+    names = [...new Set(page.data.map((v) => v.prompt_name))];
     $("versions-error").textContent = "";
   } catch (error) {
     $("versions-error").textContent = error.message;
     return;
   }
-  const names = [...new Set(versions.map((v) => v.prompt_name))];
   const current = $("v-prompt").value;
   $("v-prompt").replaceChildren(...names.map((n) => el("option", { value: n }, n)));
   if (names.includes(current)) $("v-prompt").value = current;
+  await loadPrompt();
+}
+
+// One prompt's versions, each with its time series.
+async function loadPrompt() {
+  const name = $("v-prompt").value;
+  versions = [];
+  if (name) {
+    try {
+      const page = await api(`/v1/stats/prompt-versions?window=${$("v-window").value}&prompt_name=${encodeURIComponent(name)}`);
+      versions = page.data;
+    } catch (error) {
+      $("versions-error").textContent = error.message;
+    }
+  }
   renderVersions();
 }
 
@@ -208,7 +231,11 @@ function compareVersions() {
   const mine = versions.filter((v) => v.prompt_name === $("v-prompt").value);
   const a = mine.find((v) => (v.prompt_version ?? "") === $("v-a").value);
   const b = mine.find((v) => (v.prompt_version ?? "") === $("v-b").value);
-  if (!a || !b) return $("compare").replaceChildren();
+  if (!a || !b) {
+    $("compare").replaceChildren();
+    return versionCharts([]);
+  }
+  versionCharts(a === b ? [a] : [a, b]);
   $("compare").replaceChildren(
     el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", {}, `A: ${a.prompt_version}`), el("th", {}, `B: ${b.prompt_version}`), el("th", {}, "B − A"))),
     el("tbody", {}, ...VERSION_FIELDS.map(([f, unit]) => {
@@ -218,8 +245,31 @@ function compareVersions() {
   );
 }
 
+// The compared versions over time, one line each (percentiles: a line per percentile).
+const VERSION_CHARTS = [
+  ["v-chart-latency", "ms", [["latency_ms_p50", "p50"], ["latency_ms_p95", "p95"]]],
+  ["v-chart-requests", "count", [["requests", ""]]],
+  ["v-chart-errors", "ratio", [["error_rate", ""]]],
+  ["v-chart-cost", "usd", [["cost_usd_per_request", ""]]],
+  ["v-chart-feedback", "score", [["feedback_score", ""]]],
+];
+
+function versionCharts(chosen) {
+  const times = [...new Set(chosen.flatMap((v) => (v.series || []).map((p) => p.time)))].sort();
+  for (const [id, unit, fields] of VERSION_CHARTS) {
+    const series = chosen.flatMap((v) => {
+      const at = new Map((v.series || []).map((p) => [p.time, p]));
+      return fields.map(([field, label]) => ({
+        name: `${v.prompt_version ?? "–"}${label ? ` ${label}` : ""}`,
+        values: times.map((t) => at.get(t)?.[field] ?? null),
+      }));
+    });
+    timeSeries($(id), times, series, unit);
+  }
+}
+
 $("v-window").addEventListener("change", loadVersions);
-$("v-prompt").addEventListener("change", renderVersions);
+$("v-prompt").addEventListener("change", loadPrompt);
 $("v-a").addEventListener("change", compareVersions);
 $("v-b").addEventListener("change", compareVersions);
 

@@ -1,0 +1,122 @@
+"""Finished OpenTelemetry spans kept in PostgreSQL, for the console's waterfall.
+
+``SpanStore`` is a span processor: the SDK hands it each span as it ends (``on_end``), and it
+queues the span in a ``CopyBuffer`` (bounded: when the database is slow or down, spans wait
+up to ``buffer_size`` and later ones are dropped and counted, never blocking the request that
+ended them). Rendering to rows happens in the writer task, not on the request path.
+
+A trace belongs to a tenant through its root span(s): those carry ``propylon.tenant_id`` and
+``propylon.subject`` (``request:<id>``, ``run:<id>``, ``job:<id>``), set with ``mark_root``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import format_span_id, format_trace_id
+
+from propylon.db.database import Database
+from propylon.observe.copy_buffer import CopyBuffer, copy_statement
+from propylon.observe.record import json_text
+from propylon.observe.tracing import SUBJECT, TENANT
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "tenant_id",
+    "subject",
+    "name",
+    "kind",
+    "started_at",
+    "duration_ms",
+    "status",
+    "status_message",
+    "attributes",
+    "events",
+)
+
+
+class SpanStore(SpanProcessor):
+    """Queues each finished span for writing to the ``spans`` table (``start`` / ``stop``)."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        buffer_size: int = 10_000,
+        batch_size: int = 500,
+        flush_interval_s: float = 1.0,
+    ) -> None:
+        self.buffer: CopyBuffer[ReadableSpan] = CopyBuffer(
+            database,
+            "spans",
+            copy_statement("spans", COLUMNS),
+            span_row,
+            log=log,
+            buffer_size=buffer_size,
+            batch_size=batch_size,
+            flush_interval_s=flush_interval_s,
+        )
+        self._open = True
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self._open:
+            self.buffer.submit(span)
+
+    def shutdown(self) -> None:
+        self._open = False  # the provider may outlive this store (a provider handed in)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True  # the writer task flushes; ``stop`` drains
+
+    async def start(self) -> None:
+        await self.buffer.start()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        self._open = False
+        await self.buffer.stop(timeout)
+
+
+def span_row(span: ReadableSpan) -> tuple[Any, ...]:
+    """A finished span as a row of ``spans``."""
+    context = span.context
+    if context is None:
+        raise ValueError("a span without a context")
+    attributes: Mapping[str, Any] = span.attributes or {}
+    tenant = attributes.get(TENANT)
+    started = span.start_time or 0
+    ended = span.end_time or started
+    events = [
+        {
+            "name": event.name,
+            "at_ms": (event.timestamp - started) / 1e6,
+            "attributes": dict(event.attributes or {}),
+        }
+        for event in span.events
+    ]
+    return (
+        format_trace_id(context.trace_id),
+        format_span_id(context.span_id),
+        format_span_id(span.parent.span_id) if span.parent is not None else None,
+        tenant if isinstance(tenant, str) else None,
+        attributes.get(SUBJECT) if isinstance(tenant, str) else None,
+        span.name,
+        span.kind.name.lower(),
+        datetime.fromtimestamp(started / 1e9, UTC),
+        (ended - started) / 1e6,
+        span.status.status_code.name.lower(),
+        span.status.description,
+        json_text(dict(attributes)),
+        json_text(events) if events else None,
+    )
