@@ -30,7 +30,7 @@ from bench.processes import embedded_database
 from bench.suite import Options, Section, main_for
 from propylon.db.database import Database
 from propylon.db.migrator import migrate
-from propylon.gateway.call import CallInfo
+from propylon.gateway.call import Answered, CacheVerdict, CallInfo, UsageReported
 from propylon.http.request_context import RequestContextMiddleware
 from propylon.observe.context import RequestContext, current_request
 from propylon.observe.logging import JSONFormatter
@@ -70,9 +70,7 @@ class Instant:
 
     async def complete(self, request: dict[str, Any], call: CallInfo | None = None) -> Any:
         assert call is not None
-        call.deployment = "openai/gpt-bench"
-        call.usage = USAGE
-        call.cache_status = "miss"
+        call.report(Answered("openai/gpt-bench"), UsageReported(USAGE), CacheVerdict("miss"))
         return RESPONSE
 
     async def stream(self, request: dict[str, Any], call: CallInfo | None = None) -> Any:
