@@ -714,8 +714,7 @@ class RetrievalSettings(BaseModel):
         "of every search and RAG answer (before the context budget), called through the "
         "gateway chain; null (the default): hits stay in fusion order. Off by default because "
         "the built-in `local/minilm-rerank` lowers the hybrid's nDCG@10 on held-out SciFact "
-        "claims (0.728 -> 0.718, docs/benchmarks.md); meant for a cross-encoder deployment, "
-        "measured with `propylon eval rerank` first.",
+        "claims (0.728 -> 0.718, docs/benchmarks.md); meant for a cross-encoder deployment.",
     )
     rerank_candidates: int = Field(
         default=20,

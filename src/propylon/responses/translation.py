@@ -5,9 +5,10 @@ continues) into the OpenAI chat request every layer of the request path understa
 ``response_object`` turns the resulting ``chat.completion`` back into a ``response``.
 (The stream of chunks is translated into typed events by ``responses.events``.)
 
-What the chat path cannot express (built-in tools such as ``web_search``, ``reasoning``
-items, ``background``) is refused with ``InvalidRequest`` naming the field, before anything
-is spent.
+What the chat path cannot express (built-in tools such as ``web_search``, ``background``) is
+refused with ``InvalidRequest`` naming the field, before anything is spent. ``reasoning``
+items a client resends (a reasoning model's earlier output) are left out of the chat request
+and reach a passthrough deployment in the body itself.
 """
 
 from __future__ import annotations
