@@ -575,14 +575,17 @@ def eval_rerank(
     queries: Annotated[
         int | None, typer.Option(help="Only the first N test claims (file order).")
     ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
-    """nDCG@10 and recall@10 of BM25 alone and reranked by `local/minilm-rerank`."""
+    """nDCG@10 and recall@10 of hybrid search alone and reranked by `local/minilm-rerank`."""
     from propylon.rag import rerank_eval
 
     if not (dataset / "corpus.jsonl.gz").is_file():
         raise typer.BadParameter(f"no corpus.jsonl.gz in {dataset}", param_hint="--dataset")
     report = asyncio.run(
         rerank_eval.run(
+            _settings(config, data_dir=data_dir),
             dataset,
             threads=threads,
             candidates=candidates,

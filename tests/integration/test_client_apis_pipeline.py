@@ -190,19 +190,25 @@ async def test_every_new_endpoint_needs_a_key_and_takes_it_as_x_api_key(
             assert served.status == 200, await served.text()
 
 
-async def test_the_ledger_counts_responses_and_messages_against_a_token_budget(
-    server: AppServer, upstream: FakeUpstream
-) -> None:
+async def budgeted_key(server: AppServer, tokens: int) -> str:
+    """A key of a new tenant allowed ``tokens`` a day."""
     async with (
         aiohttp.ClientSession() as http,
         http.post(
             f"{server.url}/admin/keys",
-            json={"tenant": "budgeted", "budget": {"period": "day", "tokens": 60}},
+            json={"tenant": "budgeted", "budget": {"period": "day", "tokens": tokens}},
             headers={"Authorization": f"Bearer {ADMIN}"},
         ) as made,
     ):
         assert made.status == 201, await made.text()
-        key = (await made.json())["key"]
+        key: str = (await made.json())["key"]
+    return key
+
+
+async def test_the_ledger_counts_responses_and_messages_against_a_token_budget(
+    server: AppServer, upstream: FakeUpstream
+) -> None:
+    key = await budgeted_key(server, 60)
     async with openai_sdk(server, key) as sdk, anthropic_sdk(server, key) as claude:
         await sdk.responses.create(model="gpt-test", input="hello there", max_output_tokens=20)
         await claude.messages.create(model="gpt-test", max_tokens=20, messages=HELLO)
@@ -212,3 +218,36 @@ async def test_the_ledger_counts_responses_and_messages_against_a_token_budget(
         with pytest.raises(anthropic.RateLimitError):
             await claude.messages.create(model="gpt-test", max_tokens=30, messages=HELLO)
     assert upstream.calls["/v1/chat/completions"] == 2
+
+
+async def test_completions_and_rerank_leave_request_log_rows_and_spend_the_budget(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    rerank_model = {
+        "name": "rerank-test",
+        "kind": "rerank",
+        "deployments": [
+            {"provider": "openai", "base_url": f"{upstream.base_url}/v1", "model": "fake-rerank"}
+        ],
+    }
+    async with serve(database_url, upstream, more_models=[rerank_model]) as server:
+        key = await budgeted_key(server, 40)
+        async with openai_sdk(server, key) as sdk:
+            raw = await sdk.completions.with_raw_response.create(
+                model="gpt-test", prompt="hello there", max_tokens=20
+            )
+            assert raw.headers["x-propylon-guard"].startswith("pass; score=")
+            async with aiohttp.ClientSession() as http:
+                body = {"model": "rerank-test", "query": "cats", "documents": ["dogs", "cats"]}
+                async with http.post(
+                    f"{server.url}/v1/rerank", json=body, headers={"x-api-key": key}
+                ) as reranked:
+                    assert reranked.status == 200, await reranked.text()
+            with pytest.raises(openai.RateLimitError) as refused:
+                await sdk.completions.create(model="gpt-test", prompt="hello there", max_tokens=30)
+        assert refused.value.code == "insufficient_quota"
+        rows = await records(server, 2, "status=200")
+        by_endpoint = {row["endpoint"]: row for row in rows}
+        assert by_endpoint["completions"]["prompt_tokens"] > 0
+        assert by_endpoint["completions"]["completion_tokens"] > 0
+        assert by_endpoint["rerank"]["requested_model"] == "rerank-test"

@@ -225,7 +225,7 @@ async def test_store_false_keeps_nothing(sdk: openai.AsyncOpenAI) -> None:
     ("body", "param"),
     [
         ({"model": "gpt-test"}, "input"),
-        ({"model": "gpt-test", "input": [{"type": "reasoning"}]}, "input[0].type"),
+        ({"model": "gpt-test", "input": [{"type": "web_search_call"}]}, "input[0].type"),
         ({"model": "gpt-test", "input": "hi", "tools": [{"type": "web_search"}]}, "tools[0]"),
         ({"model": "gpt-test", "input": "hi", "max_output_tokens": 0}, "max_output_tokens"),
         ({"model": "gpt-test", "input": "hi", "text": {"format": {"type": "xml"}}}, "text.format"),

@@ -7,9 +7,10 @@ same way, here: the first choice's text and tool-call deltas, its finish reason,
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from propylon.gateway.protocol import JSONObject
+from propylon.gateway.protocol import JSONObject, native_answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +43,16 @@ def chunk_parts(chunk: JSONObject) -> ChunkParts:
         usage=usage,
         model=chunk.get("model"),
     )
+
+
+async def native_events(
+    first: JSONObject, rest: AsyncIterator[JSONObject]
+) -> AsyncIterator[JSONObject]:
+    """The upstream events a passthrough stream's chunks carry (``first``, then ``rest``),
+    in order, for the Messages and Responses endpoints to relay."""
+    chunk: JSONObject | None = first
+    while chunk is not None:
+        event = native_answer(chunk)
+        if event is not None:
+            yield event
+        chunk = await anext(rest, None)

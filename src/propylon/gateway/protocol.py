@@ -77,11 +77,19 @@ class NativeModel(Protocol):
     (``top_k``, thinking, ``cache_control``, ``reasoning``…) survive. The gateway calls it when
     the call's ``api`` is one of ``native_apis`` and the request carries the client's body
     (``native_body``); other deployments of the model get the translated chat request.
+
+    ``stream_native(api, body)`` is its streamed twin, with ``ChatModel.stream``'s contract:
+    one ``chat.completion.chunk`` per upstream event, each carrying the event itself
+    (``native_answer``), so the layers read usage, text and tool calls as on any stream
+    (events chat has no word for ride on chunks without choices) and the endpoint relays
+    the upstream's own events.
     """
 
     native_apis: frozenset[str]
 
     async def complete_native(self, api: str, body: JSONObject) -> JSONObject: ...
+
+    async def stream_native(self, api: str, body: JSONObject) -> ChatStream: ...
 
 
 NATIVE = "native"  # the key under a request's or answer's ``propylon`` extension
@@ -95,7 +103,8 @@ def native_body(request: JSONObject) -> JSONObject | None:
 
 
 def native_answer(completion: JSONObject) -> JSONObject | None:
-    """The upstream's own answer a passthrough completion carries, if any."""
+    """The upstream's own answer a passthrough completion carries (or, on a passthrough
+    stream's chunk, the upstream's event), if any."""
     return native_body(completion)
 
 

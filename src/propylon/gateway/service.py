@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar, cast
+from typing import TypeGuard, TypeVar, cast
 
 from opentelemetry.trace import SpanKind, Tracer
 
@@ -41,6 +41,7 @@ from propylon.gateway.protocol import (
     Ranking,
     RerankModel,
     TextCompletionModel,
+    native_answer,
     native_body,
 )
 from propylon.gateway.registry import ModelRegistry
@@ -114,11 +115,7 @@ class Gateway:
             native = native_body(request)
 
             async def invoke(adapter: ChatModel) -> JSONObject:
-                if (
-                    native is not None
-                    and isinstance(adapter, NativeModel)
-                    and call.api in adapter.native_apis
-                ):
+                if native is not None and _speaks(adapter, call.api):
                     return await adapter.complete_native(call.api, native)  # passthrough
                 return await adapter.complete(request)
 
@@ -138,9 +135,14 @@ class Gateway:
         breakers: list[CircuitBreaker] = []
 
         upstream_request = asking_usage(request)  # every token counted, asked for or not
+        native = native_body(request)
 
         async def open_stream(deployment: Deployment[ChatModel]) -> ChatStream:
-            stream = await deployment.adapter.stream(upstream_request)
+            adapter = deployment.adapter
+            if native is not None and _speaks(adapter, call.api):
+                stream = await adapter.stream_native(call.api, native)  # passthrough
+            else:
+                stream = await adapter.stream(upstream_request)
             breakers.append(deployment.breaker)
             return stream
 
@@ -335,12 +337,22 @@ class Gateway:
                 raise
 
 
+def _relays(chunk: JSONObject) -> bool:
+    return native_answer(chunk) is not None
+
+
+def _speaks(adapter: object, api: str) -> TypeGuard[NativeModel]:
+    """Whether ``adapter`` takes the client's own body of ``api`` (passthrough)."""
+    return isinstance(adapter, NativeModel) and api in adapter.native_apis
+
+
 class _WatchedStream:
     """Passes chunks through; counts a mid-stream break against the deployment's breaker.
 
     Records the stream's usage in the call: the upstream's usage chunk (always asked for),
     dropped from what the client sees unless it asked for it; without one, an estimate of the
-    text relayed (content, tool calls, reasoning), marked ``usage_estimated``.
+    text relayed (content, tool calls, reasoning), marked ``usage_estimated``. A
+    passthrough's chunks are never dropped: each carries an upstream event to relay.
     """
 
     def __init__(
@@ -370,7 +382,7 @@ class _WatchedStream:
                     self._call.report(UsageReported(usage))
                     self._usage_seen = True
                 self._texts.extend(chunk_texts(chunk))
-                if not self._client_wants_usage and "usage" in chunk:
+                if not self._client_wants_usage and "usage" in chunk and not _relays(chunk):
                     if not chunk.get("choices"):
                         continue  # the usage-only chunk the client did not ask for
                     chunk = {k: v for k, v in chunk.items() if k != "usage"}

@@ -2,9 +2,10 @@
 
 Before the call: user messages are scanned as ``user`` text and tool results as
 ``retrieved`` text; the worst verdict decides, under the policy of the call's tenant or route,
-whether the request is blocked (400 ``prompt_injection_detected``), sanitised, or passed and
-flagged. The output checks (canaries, system-prompt overlap, secrets) live in ``leaks.py``,
-below the response cache.
+whether the request is blocked (400 ``prompt_injection_detected``), sanitised (and then never
+passed through: the client's own body still holds the text removed), or passed and flagged.
+The output checks (canaries, system-prompt overlap, secrets) live in ``leaks.py``, below the
+response cache.
 
 Every call gets ``x-propylon-guard`` (``pass``, ``flag``, ``sanitize``, ``block``, ``off``,
 with the score and the signals), reported to the call with the verdict the request log records
@@ -20,7 +21,7 @@ from typing import Any
 
 from propylon.errors import PromptInjectionDetected
 from propylon.gateway.call import CallInfo, GuardVerdict
-from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
+from propylon.gateway.protocol import NATIVE, ChatService, ChatStream, JSONObject
 from propylon.guard import heuristics
 from propylon.guard.detector import InjectionDetector, Source, Verdict
 from propylon.guard.leaks import policy_for
@@ -114,6 +115,14 @@ class GuardedChatService:
         if sanitise and isinstance(messages, list):
             messages = [_sanitised(m) if i in sanitise else m for i, m in enumerate(messages)]
             request = {**request, "messages": messages}
+            # The client's own body still holds what was removed: no passthrough, the
+            # deployment gets the sanitised chat request (translated to its API if need be).
+            extension = request.get("propylon")
+            if isinstance(extension, dict) and NATIVE in extension:
+                rest = {k: v for k, v in extension.items() if k != NATIVE}
+                request = {k: v for k, v in request.items() if k != "propylon"}
+                if rest:
+                    request["propylon"] = rest
         return request
 
 

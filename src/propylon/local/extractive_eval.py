@@ -169,6 +169,10 @@ class CachedEmbedder:
         self._inner = inner
         self._vectors: dict[str, list[float]] = {}
 
+    def remember(self, vectors: dict[str, list[float]]) -> None:
+        """Vectors already made for these texts (by the same model), used as they are."""
+        self._vectors.update(vectors)
+
     async def embed(self, texts: list[str], request: JSONObject | None = None) -> Embeddings:
         missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         if missing:

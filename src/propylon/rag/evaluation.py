@@ -136,7 +136,7 @@ def _has_cache(cache: Path | None) -> bool:
     return cache is not None and cache.is_file()
 
 
-def _cached_vectors(cache: Path | None, ids: list[str]) -> list[list[float]] | None:
+def cached_vectors(cache: Path | None, ids: list[str]) -> list[list[float]] | None:
     """The corpus vectors saved by an earlier run, when they are for the same ids."""
     if cache is None or not cache.is_file():
         return None
@@ -160,6 +160,22 @@ def scores(runs: dict[str, list[str]], qrels: Qrels) -> Scores:
     )
 
 
+async def eval_collection(store: CollectionStore, purpose: str) -> CollectionRef:
+    """A temporary collection of the evaluation tenant, one chunk per document."""
+    created = await store.create_collection(
+        {
+            "tenant_id": EVAL_TENANT,
+            "name": f"eval-{purpose}-{uuid.uuid4().hex[:8]}",
+            "description": f"temporary: propylon eval {purpose}",
+            "chunking": {"max_tokens": 100_000, "overlap_tokens": 0},
+            "embedding_model": EMBEDDING_MODEL,
+            "metadata": {},
+        }
+    )
+    assert created is not None
+    return CollectionRef(str(created["id"]), str(created["name"]), EMBEDDING_MODEL)
+
+
 async def index(
     database: Database,
     store: CollectionStore,
@@ -171,7 +187,7 @@ async def index(
 ) -> dict[int, str]:
     """One document with one embedded, BM25-indexed chunk per corpus entry."""
     ids = list(corpus)
-    vectors = _cached_vectors(cache, ids)
+    vectors = cached_vectors(cache, ids)
     if vectors is None:
         vectors = []
         for start in range(0, len(ids), batch):
@@ -221,18 +237,7 @@ async def evaluate(
     train = load_beir(directory, split="train")
     bm25 = BM25Index()
     store = CollectionStore(database, bm25)
-    created = await store.create_collection(
-        {
-            "tenant_id": EVAL_TENANT,
-            "name": f"eval-retrieval-{uuid.uuid4().hex[:8]}",
-            "description": "temporary: propylon eval retrieval",
-            "chunking": {"max_tokens": 100_000, "overlap_tokens": 0},
-            "embedding_model": EMBEDDING_MODEL,
-            "metadata": {},
-        }
-    )
-    assert created is not None
-    collection = CollectionRef(str(created["id"]), str(created["name"]), EMBEDDING_MODEL)
+    collection = await eval_collection(store, "retrieval")
     search = SearchService(database, ModelEmbeddings(embedder), bm25, default)
     try:
         say(f"indexing {len(test.corpus)} abstracts (MiniLM vectors + BM25)…")

@@ -12,15 +12,16 @@ response with ``status: failed`` and its ``error``), never with a silent stop.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from propylon.errors import PropylonError
-from propylon.gateway.chunk_parts import chunk_parts
+from propylon.gateway.chunk_parts import chunk_parts, native_events
 from propylon.gateway.citations import extension_citations, file_citations
-from propylon.gateway.protocol import ChatStream, JSONObject
+from propylon.gateway.protocol import ChatStream, JSONObject, native_answer
 from propylon.responses.translation import (
+    as_sent,
     function_call_item,
     message_item,
     new_id,
@@ -75,11 +76,24 @@ class ResponseEvents:
     async def events(
         self, stream: ChatStream, finished: Finished
     ) -> AsyncGenerator[JSONObject, None]:
-        """Every event of the response; closes ``stream`` whatever happens."""
+        """Every event of the response; closes ``stream`` whatever happens. A passthrough's
+        stream (a Responses deployment's own events on its chunks) is relayed as it came,
+        with the public model name in the responses it carries."""
+        chunks = aiter(stream)
+        relayed: _Relay | None = None
         try:
+            first = await anext(chunks, None)
+            if first is not None and native_answer(first) is not None:
+                relayed = _Relay(self.body, finished)
+                async for event in relayed.events(first, chunks):
+                    yield event
+                return
             yield self._event("response.created", response=self._response("in_progress"))
             yield self._event("response.in_progress", response=self._response("in_progress"))
-            async for chunk in stream:
+            if first is not None:
+                for event in self._translate(first):
+                    yield event
+            async for chunk in chunks:
                 for event in self._translate(chunk):
                     yield event
             for event in self._close_items():
@@ -89,7 +103,10 @@ class ResponseEvents:
             yield self._event("response.completed", response=response)
         except PropylonError as exc:
             error = {"code": exc.code or "server_error", "message": exc.message}
-            yield self._event("response.failed", response=self._response("failed", error))
+            if relayed is not None:
+                yield relayed.failed(error)
+            else:
+                yield self._event("response.failed", response=self._response("failed", error))
         finally:
             await stream.aclose()
 
@@ -218,3 +235,39 @@ class ResponseEvents:
                 )
             )
         return out
+
+
+@dataclass(slots=True)
+class _Relay:
+    """A passthrough's events, relayed: the public ``model`` and the client's own
+    ``instructions`` (without the guard's canary) in every response an event carries, the
+    final one handed to ``finished`` (to store it) before it is sent."""
+
+    body: JSONObject
+    finished: Finished
+    response: JSONObject = field(default_factory=dict)  # the latest the upstream sent
+    sequence: int = 0
+
+    async def events(
+        self, first: JSONObject, chunks: AsyncIterator[JSONObject]
+    ) -> AsyncIterator[JSONObject]:
+        async for event in native_events(first, chunks):
+            event = self._renamed(event)
+            if event.get("type") in ("response.completed", "response.incomplete"):
+                await self.finished(self.response)
+            yield event
+
+    def _renamed(self, event: JSONObject) -> JSONObject:
+        sequence = event.get("sequence_number")
+        if isinstance(sequence, int):
+            self.sequence = sequence + 1
+        response = event.get("response")
+        if not isinstance(response, dict):
+            return event
+        self.response = as_sent(response, self.body)
+        return {**event, "response": self.response}
+
+    def failed(self, error: JSONObject) -> JSONObject:
+        """``response.failed`` for a stream broken after its first event."""
+        response = {**self.response, "status": "failed", "error": error}
+        return {"type": "response.failed", "sequence_number": self.sequence, "response": response}

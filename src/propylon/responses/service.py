@@ -18,6 +18,7 @@ from propylon.gateway.protocol import NATIVE, ChatService, JSONObject, native_an
 from propylon.responses.events import ResponseEvents
 from propylon.responses.store import ResponseStore
 from propylon.responses.translation import (
+    as_sent,
     assistant_turn,
     chat_request,
     conversation,
@@ -39,13 +40,10 @@ class ResponsesService:
     async def create(self, body: JSONObject, call: CallInfo) -> JSONObject:
         """A non-streamed response."""
         request, turns = await self._prepare(body, call)
-        if body.get("previous_response_id") is None:  # the upstream knows no stored turns
-            native = {k: v for k, v in body.items() if k not in ("stream", "propylon")}
-            request["propylon"] = {**(request.get("propylon") or {}), NATIVE: native}
         completion = await self._chat.complete(request, call)
         passed = native_answer(completion)
         if passed is not None:  # a deployment that speaks Responses answered in it
-            response = {**passed, "model": body.get("model")}
+            response = as_sent(passed, body)
             await self._keep(body, call, turns, response)
             return response
         output, finish = output_items(completion)
@@ -65,7 +63,8 @@ class ResponsesService:
         return response
 
     async def stream(self, body: JSONObject, call: CallInfo) -> AsyncGenerator[JSONObject, None]:
-        """The typed events of a streamed response. Failures before the first chunk are raised
+        """The typed events of a streamed response: a Responses deployment's own
+        (passthrough), or told from chat chunks. Failures before the first chunk are raised
         here (nothing has been sent yet); later ones end the stream with ``response.failed``."""
         request, turns = await self._prepare(body, call)
         request["stream"] = True
@@ -100,7 +99,11 @@ class ResponsesService:
         metadata = body.get("metadata")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidRequest("`metadata` must be an object.", param="metadata")
-        return chat_request(body, history, turns), [*history, *turns]
+        request = chat_request(body, history, turns)
+        if previous is None:  # the upstream knows no stored turns: see docs/architecture.md
+            native = {k: v for k, v in body.items() if k not in ("stream", "propylon")}
+            request["propylon"] = {**(request.get("propylon") or {}), NATIVE: native}
+        return request, [*history, *turns]
 
     async def _keep(
         self, body: JSONObject, call: CallInfo, turns: list[JSONObject], response: JSONObject

@@ -5,9 +5,10 @@ continues) into the OpenAI chat request every layer of the request path understa
 ``response_object`` turns the resulting ``chat.completion`` back into a ``response``.
 (The stream of chunks is translated into typed events by ``responses.events``.)
 
-What the chat path cannot express (built-in tools such as ``web_search``, ``reasoning``
-items, ``background``) is refused with ``InvalidRequest`` naming the field, before anything
-is spent.
+What the chat path cannot express (built-in tools such as ``web_search``, ``background``) is
+refused with ``InvalidRequest`` naming the field, before anything is spent. ``reasoning``
+items a client resends (a reasoning model's earlier output) are left out of the chat request
+and reach a passthrough deployment in the body itself.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def conversation(body: JSONObject) -> list[JSONObject]:
                 turns.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
             turns.append(_function_output(item, where))
+        elif kind == "reasoning":
+            continue  # a reasoning model's own earlier output, resent: chat has no word for it
         else:
             raise InvalidRequest(
                 f"`{where}.type` {kind!r} is not supported: send messages, function_call and "
@@ -425,23 +428,72 @@ def chat_completion(response: JSONObject) -> JSONObject:
     message: JSONObject = {"role": "assistant", "content": "".join(text) or None}
     if calls:
         message["tool_calls"] = calls
-    usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
-    assert isinstance(usage, dict)
-    details = usage.get("input_tokens_details")
-    cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
+    reasoning = reasoning_text(output)
+    if reasoning:  # billed output too; told the way DeepSeek and vLLM tell reasoning
+        message["reasoning_content"] = reasoning
     finish = "tool_calls" if calls else "stop"
     if response.get("status") == "incomplete":
         finish = "length"
-    return {
+    completion: JSONObject = {
         "id": response.get("id"),
         "object": "chat.completion",
         "created": response.get("created_at"),
         "model": response.get("model"),
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-        "usage": {
-            "prompt_tokens": int(usage.get("input_tokens") or 0),
-            "completion_tokens": int(usage.get("output_tokens") or 0),
-            "total_tokens": int(usage.get("total_tokens") or 0),
-            "prompt_tokens_details": {"cached_tokens": int(cached or 0)},
+    }
+    usage = chat_usage(response.get("usage"))
+    if usage is not None:
+        completion["usage"] = usage
+    return completion
+
+
+def as_sent(response: JSONObject, body: JSONObject) -> JSONObject:
+    """A passthrough's response as the client should see it: the public model name, and the
+    client's own ``instructions`` in place of those the upstream echoes (which carry the
+    guard's canary)."""
+    out = {**response, "model": body.get("model")}
+    if "instructions" in out:
+        out["instructions"] = body.get("instructions")
+    return out
+
+
+def reasoning_text(output: object) -> str:
+    """The text of the reasoning items of a response's ``output`` (summaries and, where a
+    server shows it, the reasoning itself)."""
+    pieces: list[str] = []
+    for item in output if isinstance(output, list) else []:
+        if not isinstance(item, dict) or item.get("type") != "reasoning":
+            continue
+        for field in ("summary", "content"):
+            for part in item.get(field) or []:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    pieces.append(part["text"])
+    return "\n".join(pieces)
+
+
+def chat_usage(usage: object) -> JSONObject | None:
+    """A Responses ``usage`` in chat's shape (reasoning tokens kept in the details), or None
+    when there is none, so the ledger estimates and says so."""
+    if not isinstance(usage, dict):
+        return None
+
+    def count(key: str, within: Mapping[str, Any] = usage) -> int:
+        value = within.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    inputs = usage.get("input_tokens_details")
+    outputs = usage.get("output_tokens_details")
+    prompt, completion = count("input_tokens"), count("output_tokens")
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": count("total_tokens") or prompt + completion,
+        "prompt_tokens_details": {
+            "cached_tokens": count("cached_tokens", inputs) if isinstance(inputs, dict) else 0
+        },
+        "completion_tokens_details": {
+            "reasoning_tokens": count("reasoning_tokens", outputs)
+            if isinstance(outputs, dict)
+            else 0
         },
     }

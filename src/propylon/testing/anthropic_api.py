@@ -3,7 +3,9 @@
 The fake rejects what Anthropic rejects and a careless translator would send: a missing
 ``anthropic-version`` header or ``max_tokens``. Streams carry the named events in
 Anthropic's order: message_start, content_block_start, ping, content_block_delta…,
-content_block_stop, message_delta, message_stop.
+content_block_stop, message_delta, message_stop. With ``thinking`` enabled the answer opens
+with a thinking block (``thinking_delta``s, then a ``signature_delta``), its tokens counted in
+``output_tokens`` as Anthropic bills them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from propylon.testing import body_fields
 from propylon.testing.completion import (
     Completion,
     Finish,
+    compose_leak,
     compose_text,
+    compose_thinking,
     compose_tool_call,
     count_tokens,
     scripted,
@@ -51,9 +55,10 @@ async def messages(exchange: Exchange) -> web.StreamResponse:
     if system is not None and not isinstance(system, str | list):
         raise invalid_request("system: Input should be a string or a list of text blocks")
     completion = _answer(body, turns, max_tokens, exchange)
+    thoughts = _thinking(body, max_tokens, text_of(body_fields.last_user_content(turns)))
     await exchange.pause(completion.delay_s)
     input_tokens = count_tokens(text_of(system), *(text_of(t.get("content")) for t in turns))
-    reply = _Reply(model, input_tokens)
+    reply = _Reply(model, input_tokens, thoughts)
     if body.get("stream") is not True:
         await exchange.pause(exchange.behaviour.non_stream_delay_s(completion.tokens))
         return exchange.json(reply.message(completion))
@@ -83,14 +88,43 @@ async def list_models(exchange: Exchange) -> web.Response:
     )
 
 
-class _Reply:
-    """The message being answered: its id, model and token counts."""
+def _thinking(body: Mapping[str, Any], max_tokens: int, prompt: str) -> tuple[str, ...]:
+    """The thinking pieces when ``thinking`` is enabled (validated as Anthropic does)."""
+    thinking = body.get("thinking")
+    if thinking is None:
+        return ()
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):
+        raise invalid_request("thinking: must be {type: enabled, budget_tokens} or disabled")
+    if thinking["type"] == "disabled":
+        return ()
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1024:
+        raise invalid_request("thinking.budget_tokens: Input should be at least 1024")
+    if budget >= max_tokens:
+        raise invalid_request("`max_tokens` must be greater than `thinking.budget_tokens`")
+    return compose_thinking(prompt)
 
-    def __init__(self, model: str, input_tokens: int) -> None:
+
+class _Reply:
+    """The message being answered: its id, model, thinking and token counts."""
+
+    def __init__(self, model: str, input_tokens: int, thoughts: tuple[str, ...] = ()) -> None:
         self.id = "msg_" + secrets.token_hex(12)
         self.tool_use_id = "toolu_" + secrets.token_hex(12)
         self.model = model
         self.input_tokens = input_tokens
+        self.thoughts = thoughts
+        self.signature = secrets.token_hex(16)
+
+    def output_tokens(self, completion: Completion) -> int:
+        return completion.tokens + len(self.thoughts)
+
+    def thinking_block(self, *, complete: bool) -> dict[str, Any]:
+        return {
+            "type": "thinking",
+            "thinking": "".join(self.thoughts) if complete else "",
+            "signature": self.signature if complete else "",
+        }
 
     def message(self, completion: Completion | None) -> dict[str, Any]:
         """The full message, or the empty one that opens a stream when ``completion`` is None."""
@@ -99,12 +133,17 @@ class _Reply:
             "type": "message",
             "role": "assistant",
             "model": self.model,
-            "content": [] if completion is None else self.blocks(completion, complete=True),
+            "content": []
+            if completion is None
+            else [
+                *([self.thinking_block(complete=True)] if self.thoughts else []),
+                *self.blocks(completion, complete=True),
+            ],
             "stop_reason": None if completion is None else _STOP_REASON[completion.finish],
             "stop_sequence": None if completion is None else completion.stop_sequence,
             "usage": {
                 "input_tokens": self.input_tokens,
-                "output_tokens": 1 if completion is None else completion.tokens,
+                "output_tokens": 1 if completion is None else self.output_tokens(completion),
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 0,
             },
@@ -131,12 +170,25 @@ async def _stream(events: EventStream, reply: _Reply, completion: Completion) ->
         await events.send(orjson.dumps(payload), event=str(payload["type"]), token=token)
 
     await send({"type": "message_start", "message": reply.message(None)})
+    first = 0
+    if reply.thoughts:
+        block = reply.thinking_block(complete=False)
+        await send({"type": "content_block_start", "index": 0, "content_block": block})
+        await send({"type": "ping"})
+        for piece in reply.thoughts:
+            delta = {"type": "thinking_delta", "thinking": piece}
+            await send({"type": "content_block_delta", "index": 0, "delta": delta}, token=True)
+        delta = {"type": "signature_delta", "signature": reply.signature}
+        await send({"type": "content_block_delta", "index": 0, "delta": delta})
+        await send({"type": "content_block_stop", "index": 0})
+        first = 1
     calls = completion.tool_calls
-    for index, block in enumerate(reply.blocks(completion, complete=False)):
+    for number, block in enumerate(reply.blocks(completion, complete=False)):
+        index = first + number
         await send({"type": "content_block_start", "index": index, "content_block": block})
         if index == 0:
             await send({"type": "ping"})
-        pieces = completion.call_pieces(calls[index]) if calls else completion.pieces
+        pieces = completion.call_pieces(calls[number]) if calls else completion.pieces
         for piece in pieces:
             if not calls:
                 delta = {"type": "text_delta", "text": piece}
@@ -151,7 +203,7 @@ async def _stream(events: EventStream, reply: _Reply, completion: Completion) ->
                 "stop_reason": _STOP_REASON[completion.finish],
                 "stop_sequence": completion.stop_sequence,
             },
-            "usage": {"output_tokens": completion.tokens},
+            "usage": {"output_tokens": reply.output_tokens(completion)},
         }
     )
     await send({"type": "message_stop"})
@@ -160,6 +212,8 @@ async def _stream(events: EventStream, reply: _Reply, completion: Completion) ->
 def _answer(
     body: Mapping[str, Any], turns: list[dict[str, Any]], max_tokens: int, exchange: Exchange
 ) -> Completion:
+    if exchange.behaviour.leak_system_prompt:
+        return compose_leak(text_of(body.get("system")))
     prompt = text_of(body_fields.last_user_content(turns))
     forced = _forced_tool(body)
     if forced is not None:

@@ -126,7 +126,8 @@ class Behaviour(BaseModel):
     )
     report_usage: bool = Field(
         default=True,
-        description="False: OpenAI-dialect answers carry no `usage` and streams ignore "
+        description="False: OpenAI-dialect answers (chat, Responses) carry no `usage` and "
+        "streams ignore "
         "`stream_options.include_usage`, as some OpenAI-compatible servers do.",
     )
     require_api_key: str | None = Field(
@@ -148,8 +149,9 @@ class Behaviour(BaseModel):
     )
     leak_system_prompt: bool = Field(
         default=False,
-        description="Answer chat completions (OpenAI dialect) with the request's system "
-        "prompt word for word, as a model fooled by a prompt-extraction attack does.",
+        description="Answer with the request's system prompt (chat's system messages, "
+        "Anthropic's `system`, the Responses API's `instructions`) word for word, as a model "
+        "fooled by a prompt-extraction attack does.",
     )
     faults: tuple[Fault, ...] = Field(
         default=(),

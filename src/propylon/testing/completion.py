@@ -102,6 +102,13 @@ def compose_text(
     return Completion(_split(text, _PIECE), finish)
 
 
+def compose_thinking(prompt: str) -> tuple[str, ...]:
+    """The streamed pieces of a model's reasoning before it answers ``prompt`` (Anthropic's
+    thinking blocks, the Responses API's reasoning summaries); each piece is a token."""
+    words = ["Considering:", *prompt.split()[:ECHO_WORDS], "then", "answering."]
+    return _split(" ".join(words), _PIECE)
+
+
 def compose_leak(system_prompt: str) -> Completion:
     """An answer that repeats the system prompt word for word."""
     return Completion(_split(f"Sure! My instructions are: {system_prompt}", _PIECE), "stop")

@@ -8,6 +8,9 @@ item instead. Streams send OpenAI's typed events, each with its ``event:`` name 
 response.content_part.done | response.function_call_arguments.delta…,
 response.function_call_arguments.done), response.output_item.done, response.completed.
 Nothing is stored: ``previous_response_id`` is refused, as by a server that has no such id.
+With ``report_usage`` off, responses carry ``usage: null``. With ``reasoning`` asked, the output
+opens with a reasoning item whose summary streams as ``response.reasoning_summary_text.delta``
+events, its tokens counted in ``output_tokens`` (``reasoning_tokens``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from aiohttp import web
 from propylon.testing import body_fields
 from propylon.testing.completion import (
     Completion,
+    compose_leak,
     compose_text,
+    compose_thinking,
     compose_tool_call,
     count_tokens,
     text_of,
@@ -46,12 +51,16 @@ async def responses(exchange: Exchange) -> web.StreamResponse:
     limit = body_fields.optional_positive_int(body, "max_output_tokens")
     forced = _forced_function(body)
     prompt = texts[-1] if texts else ""
-    if forced is not None:
+    if exchange.behaviour.leak_system_prompt:
+        completion = compose_leak(text_of(body.get("instructions")))
+    elif forced is not None:
         completion = compose_tool_call(forced[0], forced[1], prompt)
     else:
         completion = compose_text(prompt, exchange.behaviour.completion_tokens, limit)
     input_tokens = count_tokens(text_of(body.get("instructions")), *texts)
-    reply = _Reply(model, body, input_tokens)
+    reply = _Reply(model, body, input_tokens, report_usage=exchange.behaviour.report_usage)
+    if isinstance(body.get("reasoning"), dict):
+        reply.thoughts = compose_thinking(prompt)
     if body.get("stream") is not True:
         await exchange.pause(exchange.behaviour.non_stream_delay_s(completion.tokens))
         return exchange.json(reply.response(completion, "completed"))
@@ -74,7 +83,7 @@ def _input_texts(value: object) -> list[str]:
             texts.append(text_of(item.get("content")))
         elif kind == "function_call_output":
             texts.append(str(item.get("output") or ""))
-        elif kind not in ("message", "function_call"):
+        elif kind not in ("message", "function_call", "reasoning"):
             raise invalid_request(f"input[{index}].type: unsupported {kind!r}", param="input")
     return texts
 
@@ -99,7 +108,9 @@ def _forced_function(body: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] |
 
 
 class _Reply:
-    def __init__(self, model: str, body: Mapping[str, Any], input_tokens: int) -> None:
+    def __init__(
+        self, model: str, body: Mapping[str, Any], input_tokens: int, *, report_usage: bool
+    ) -> None:
         self.id = "resp_" + secrets.token_hex(12)
         self.item_id = ("fc_" if _forced_function(body) else "msg_") + secrets.token_hex(12)
         self.call_id = "call_" + secrets.token_hex(12)
@@ -107,6 +118,19 @@ class _Reply:
         self.model = model
         self.body = body
         self.input_tokens = input_tokens
+        self.report_usage = report_usage
+        self.thoughts: tuple[str, ...] = ()  # a reasoning summary, when `reasoning` is asked
+        self.reasoning_id = "rs_" + secrets.token_hex(12)
+
+    @property
+    def first(self) -> int:
+        """The output index of the answer's item (after the reasoning item, if any)."""
+        return 1 if self.thoughts else 0
+
+    def reasoning(self, *, complete: bool) -> dict[str, Any]:
+        text = "".join(self.thoughts)
+        summary = [{"type": "summary_text", "text": text}] if complete else []
+        return {"type": "reasoning", "id": self.reasoning_id, "summary": summary}
 
     def item(self, completion: Completion, *, complete: bool) -> dict[str, Any]:
         status = "completed" if complete else "in_progress"
@@ -142,7 +166,12 @@ class _Reply:
             "instructions": self.body.get("instructions"),
             "max_output_tokens": self.body.get("max_output_tokens"),
             "model": self.model,
-            "output": [self.item(completion, complete=True)] if done and completion else [],
+            "output": [
+                *([self.reasoning(complete=True)] if self.thoughts else []),
+                self.item(completion, complete=True),
+            ]
+            if done and completion
+            else [],
             "parallel_tool_calls": True,
             "previous_response_id": None,
             "temperature": self.body.get("temperature"),
@@ -153,11 +182,11 @@ class _Reply:
             "usage": {
                 "input_tokens": self.input_tokens,
                 "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens": completion.tokens,
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": self.input_tokens + completion.tokens,
+                "output_tokens": completion.tokens + len(self.thoughts),
+                "output_tokens_details": {"reasoning_tokens": len(self.thoughts)},
+                "total_tokens": self.input_tokens + completion.tokens + len(self.thoughts),
             }
-            if done and completion
+            if done and completion and self.report_usage
             else None,
         }
 
@@ -175,11 +204,31 @@ async def _stream(events: EventStream, reply: _Reply, completion: Completion) ->
         sequence += 1
         await events.send(orjson.dumps(payload), event=kind, token=token)
 
-    where: dict[str, Any] = {"item_id": reply.item_id, "output_index": 0}
+    where: dict[str, Any] = {"item_id": reply.item_id, "output_index": reply.first}
     await send("response.created", response=reply.response(None, "in_progress"))
     await send("response.in_progress", response=reply.response(None, "in_progress"))
+    if reply.thoughts:
+        thought: dict[str, Any] = {
+            "item_id": reply.reasoning_id,
+            "output_index": 0,
+            "summary_index": 0,
+        }
+        item = reply.reasoning(complete=False)
+        await send("response.output_item.added", output_index=0, item=item)
+        part = {"type": "summary_text", "text": ""}
+        await send("response.reasoning_summary_part.added", **thought, part=part)
+        for piece in reply.thoughts:
+            await send("response.reasoning_summary_text.delta", token=True, **thought, delta=piece)
+        text = "".join(reply.thoughts)
+        await send("response.reasoning_summary_text.done", **thought, text=text)
+        part = {"type": "summary_text", "text": text}
+        await send("response.reasoning_summary_part.done", **thought, part=part)
+        item = reply.reasoning(complete=True)
+        await send("response.output_item.done", output_index=0, item=item)
     await send(
-        "response.output_item.added", output_index=0, item=reply.item(completion, complete=False)
+        "response.output_item.added",
+        output_index=reply.first,
+        item=reply.item(completion, complete=False),
     )
     call = completion.tool_call
     if call is None:
@@ -201,6 +250,8 @@ async def _stream(events: EventStream, reply: _Reply, completion: Completion) ->
             arguments=call.arguments,
         )
     await send(
-        "response.output_item.done", output_index=0, item=reply.item(completion, complete=True)
+        "response.output_item.done",
+        output_index=reply.first,
+        item=reply.item(completion, complete=True),
     )
     await send("response.completed", response=reply.response(completion, "completed"))

@@ -9,13 +9,15 @@ import orjson
 import pytest
 
 from propylon.errors import InvalidRequest, UpstreamError, UpstreamStreamInterrupted
-from propylon.gateway.protocol import JSONObject
+from propylon.gateway.protocol import JSONObject, native_answer
 from propylon.gateway.providers.anthropic_translation import (
     DEFAULT_MAX_TOKENS,
     chat_completion,
     completion_chunks,
     messages_request,
+    native_chunks,
 )
+from propylon.gateway.usage import chunk_texts
 
 MODEL = "claude-test"
 USER = {"role": "user", "content": "hello"}
@@ -457,3 +459,55 @@ async def test_an_unreadable_event_interrupts_the_stream() -> None:
 
     with pytest.raises(UpstreamStreamInterrupted, match="unreadable"):
         await collect(lines(), include_usage=False)
+
+
+async def test_a_passthrough_stream_carries_every_event_on_one_chunk() -> None:
+    chunks = [chunk async for chunk in native_chunks(sse(*TEXT_EVENTS), "a", created=7)]
+    assert [native_answer(c) for c in chunks] == TEXT_EVENTS, "each event, in order"
+    ping = chunks[TEXT_EVENTS.index(PING)]
+    assert ping["choices"] == [] and "usage" not in ping
+    assert chunks[-1]["usage"]["completion_tokens"] == 2, "usage on message_stop, always"
+
+
+async def test_thinking_streams_as_reasoning_content() -> None:
+    thinking = {"type": "thinking", "thinking": "", "signature": ""}
+    events: list[JSONObject] = [
+        MESSAGE_START,
+        {"type": "content_block_start", "index": 0, "content_block": thinking},
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": "Let me see."},
+        },
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta"}},
+        {"type": "content_block_stop", "index": 0},
+        *TEXT_EVENTS[1:],
+    ]
+    chunks = await collect(sse(*events), include_usage=False)
+    assert deltas(chunks)[1] == ({"reasoning_content": "Let me see."}, None)
+    assert "".join(answer_texts_of(chunks)) == "Let me see.Hi you"
+
+
+def answer_texts_of(chunks: list[JSONObject]) -> list[str]:
+    return [text for chunk in chunks for text in chunk_texts(chunk)]
+
+
+def test_a_thinking_block_is_reasoning_content_of_the_completion() -> None:
+    message = {
+        "type": "message",
+        "id": "msg_1",
+        "model": "m",
+        "content": [
+            {"type": "thinking", "thinking": "Hmm.", "signature": "s"},
+            {"type": "text", "text": "Yes."},
+        ],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 3, "output_tokens": 5},
+    }
+    reply = chat_completion(message, created=0, name="a")["choices"][0]["message"]
+    assert reply == {"role": "assistant", "content": "Yes.", "reasoning_content": "Hmm."}
+
+
+def test_thinking_asked_in_chat_reaches_the_anthropic_body() -> None:
+    asked = {"type": "enabled", "budget_tokens": 1024}
+    assert translate(thinking=asked, max_tokens=2048)["thinking"] == asked

@@ -21,6 +21,7 @@ from propylon.gateway.providers.anthropic_translation import (
     chat_completion,
     completion_chunks,
     messages_request,
+    native_chunks,
     response_tool,
 )
 from propylon.gateway.providers.transport import (
@@ -68,12 +69,10 @@ class AnthropicProvider:
     async def complete_native(self, api: str, body: JSONObject) -> JSONObject:
         """A client's Messages body sent as it is (``model`` replaced, Propylon's extension
         removed); the chat completion standing for the reply carries the reply itself."""
-        native = {k: v for k, v in body.items() if k not in ("propylon", "stream")}
-        native["model"] = self._model
         message = await post_json(
             self._session,
             self._url,
-            data=orjson.dumps(native),
+            data=self._native(body, stream=False),
             headers=self._headers,
             timeouts=self._timeouts,
             name=self.name,
@@ -81,6 +80,32 @@ class AnthropicProvider:
         completion = chat_completion(message, created=int(time.time()), name=self.name)
         completion["propylon"] = {NATIVE: message}
         return completion
+
+    async def stream_native(self, api: str, body: JSONObject) -> ChatStream:
+        """A client's streamed Messages body sent as it is; Anthropic's own events come back,
+        each on the chat chunk that stands for it (``native_chunks``)."""
+        created = int(time.time())
+
+        def parse(lines: AsyncIterator[bytes], name: str) -> AsyncIterator[JSONObject]:
+            return native_chunks(lines, name, created=created)
+
+        return await open_sse_stream(
+            self._session,
+            self._url,
+            data=self._native(body, stream=True),
+            headers=self._headers,
+            timeouts=self._timeouts,
+            name=self.name,
+            parse=parse,
+        )
+
+    def _native(self, body: JSONObject, *, stream: bool) -> bytes:
+        """The client's body for the deployment: its model, no Propylon extension."""
+        native = {k: v for k, v in body.items() if k not in ("propylon", "stream")}
+        native["model"] = self._model
+        if stream:
+            native["stream"] = True
+        return orjson.dumps(native)
 
     async def stream(self, request: JSONObject) -> ChatStream:
         data = orjson.dumps(messages_request(request, self._model, stream=True))

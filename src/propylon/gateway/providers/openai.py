@@ -25,6 +25,7 @@ from propylon.gateway.providers.transport import (
     open_sse_stream,
     post_json,
 )
+from propylon.responses import native_stream
 from propylon.responses import translation as responses_translation
 from propylon.settings import DeploymentConfig
 
@@ -133,12 +134,30 @@ class OpenAIProvider:
     async def complete_native(self, api: str, body: JSONObject) -> JSONObject:
         """A client's ``/v1/responses`` body sent as it is (``native_apis: [responses]``);
         the chat completion standing for the reply carries the reply itself."""
-        native = {k: v for k, v in body.items() if k not in (EXTENSION_FIELD, "stream")}
-        native["model"] = self._model
-        answer = await self._post(self._responses_url, orjson.dumps(native))
+        answer = await self._post(self._responses_url, self._native(body, stream=False))
         completion = responses_translation.chat_completion(answer)
         completion[EXTENSION_FIELD] = {NATIVE: answer}
         return completion
+
+    async def stream_native(self, api: str, body: JSONObject) -> ChatStream:
+        """A client's streamed ``/v1/responses`` body sent as it is; the upstream's typed
+        events come back, each on the chat chunk standing for it (``native_stream``)."""
+        return await open_sse_stream(
+            self._session,
+            self._responses_url,
+            data=self._native(body, stream=True),
+            headers=self._headers,
+            timeouts=self._timeouts,
+            name=self.name,
+            parse=native_stream.native_chunks,
+        )
+
+    def _native(self, body: JSONObject, *, stream: bool) -> bytes:
+        native = {k: v for k, v in body.items() if k not in (EXTENSION_FIELD, "stream")}
+        native["model"] = self._model
+        if stream:
+            native["stream"] = True
+        return orjson.dumps(native)
 
     async def rerank(
         self, query: str, documents: list[str], request: JSONObject | None = None

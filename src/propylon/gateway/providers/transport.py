@@ -224,6 +224,35 @@ async def open_sse_stream(
     return SSEStream(first, events, response, name, timeouts.idle)
 
 
+async def sse_data(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The data of each server-sent event (its ``data:`` lines joined); event names, comments
+    and keep-alives are skipped, since the typed streams repeat the name as the data's
+    ``type``."""
+    data: list[bytes] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield b"\n".join(data)
+            data = []
+        elif line.startswith(b"data:"):
+            data.append(line[5:].removeprefix(b" "))
+    if data:  # a last event without its blank line still counts
+        yield b"\n".join(data)
+
+
+async def sse_objects(lines: AsyncIterator[bytes], name: str) -> AsyncIterator[JSONObject]:
+    """The JSON object of each server-sent event; anything else breaks the stream
+    (``UpstreamStreamInterrupted``), since a typed stream cannot skip an event unread."""
+    async for payload in sse_data(lines):
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamStreamInterrupted(f"{name} sent an unreadable stream event") from exc
+        if not isinstance(event, dict):
+            raise UpstreamStreamInterrupted(f"{name} sent a stream event that is not an object")
+        yield event
+
+
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     async for line in response.content:
         yield line.rstrip(b"\r\n")

@@ -28,6 +28,7 @@ from propylon.gateway.providers.anthropic_translation.requests import (
 from propylon.gateway.providers.anthropic_translation.streams import (
     MessageEvents,
     completion_chunks,
+    native_chunks,
 )
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "completion_chunks",
     "finish_reason",
     "messages_request",
+    "native_chunks",
     "openai_usage",
     "response_format_tool",
     "response_tool",

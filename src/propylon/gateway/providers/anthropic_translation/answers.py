@@ -49,16 +49,20 @@ def chat_completion(
     message: JSONObject, *, created: int, name: str, answer_tool: str | None = None
 ) -> JSONObject:
     """The ``chat.completion`` for Anthropic's answer; ``name`` names the upstream in errors.
-    The input of the tool ``answer_tool`` (``response_format``) is the message content."""
+    The input of the tool ``answer_tool`` (``response_format``) is the message content;
+    thinking blocks become ``reasoning_content``."""
     blocks = message.get("content")
     if message.get("type") != "message" or not isinstance(blocks, list):
         raise UpstreamError(f"{name} returned a body that is not a message")
     texts: list[str] = []
+    thinking: list[str] = []
     calls: list[JSONObject] = []
     for block in blocks:
         if not isinstance(block, dict):
             continue
-        if block.get("type") == "text":
+        if block.get("type") == "thinking":
+            thinking.append(str(block.get("thinking", "")))
+        elif block.get("type") == "text":
             texts.append(str(block.get("text", "")))
         elif block.get("type") == "tool_use" and answer_tool and block.get("name") == answer_tool:
             texts.append(orjson.dumps(block.get("input") or {}).decode())
@@ -77,6 +81,8 @@ def chat_completion(
     }
     if calls:
         reply["tool_calls"] = calls
+    if thinking:  # billed output too; told the way DeepSeek and vLLM tell reasoning
+        reply["reasoning_content"] = "".join(thinking)
     return {
         "id": f"chatcmpl-{message.get('id', '')}",
         "object": "chat.completion",

@@ -85,6 +85,9 @@ def messages_request(request: JSONObject, model: str, *, stream: bool) -> JSONOb
         body["tools"] = [tool]
         body["tool_choice"] = {"type": "tool", "name": tool["name"]}
     body.update(_sampling(request))
+    thinking = request.get("thinking")
+    if isinstance(thinking, dict):  # Anthropic's extended thinking, asked in chat (as LiteLLM)
+        body["thinking"] = thinking
     user = request.get("user")
     if isinstance(user, str) and user:
         body["metadata"] = {"user_id": user}

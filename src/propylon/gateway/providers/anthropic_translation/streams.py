@@ -1,7 +1,8 @@
 """Streams, both ways: Anthropic's named events <-> ``chat.completion.chunk`` objects.
 
 ``completion_chunks`` reads an Anthropic deployment's event stream as chat chunks (the
-provider's direction); ``MessageEvents`` tells a stream of chat chunks as Anthropic's events
+provider's direction), ``native_chunks`` the same for a passthrough, keeping each event on
+its chunk; ``MessageEvents`` tells a stream of chat chunks as Anthropic's events
 (``POST /v1/messages`` served by any deployment): message_start, then per content block
 content_block_start → content_block_delta… → content_block_stop, then message_delta (stop
 reason, usage) and message_stop. A failure after the first event ends it with an ``error``
@@ -17,9 +18,9 @@ from typing import Any
 import orjson
 
 from propylon.errors import PropylonError, UpstreamStreamInterrupted
-from propylon.gateway.chunk_parts import chunk_parts
+from propylon.gateway.chunk_parts import chunk_parts, native_events
 from propylon.gateway.citations import char_locations, extension_citations
-from propylon.gateway.protocol import ChatStream, JSONObject
+from propylon.gateway.protocol import NATIVE, ChatStream, JSONObject, native_answer
 from propylon.gateway.providers.anthropic_translation.answers import (
     anthropic_error,
     anthropic_usage,
@@ -27,6 +28,7 @@ from propylon.gateway.providers.anthropic_translation.answers import (
     openai_usage,
     stop_reason,
 )
+from propylon.gateway.providers.transport import sse_objects
 
 # --- Anthropic events -> OpenAI chunks ----------------------------------------------------
 
@@ -40,20 +42,43 @@ async def completion_chunks(
     answer_tool: str | None = None,
 ) -> AsyncIterator[JSONObject]:
     """``chat.completion.chunk`` objects from the lines of an Anthropic event stream; the
-    input of the tool ``answer_tool`` (``response_format``) streams as content.
+    input of the tool ``answer_tool`` (``response_format``) streams as content, thinking
+    as ``reasoning_content`` (as DeepSeek and vLLM stream reasoning).
 
     Ends after ``message_stop`` (with a usage-only chunk first when ``include_usage``);
     an ``error`` event, an unreadable event, or a body ending before ``message_stop``
     raises ``UpstreamStreamInterrupted``.
     """
+    async for _, chunk in _read_events(lines, name, include_usage, created, answer_tool):
+        if chunk is not None:
+            yield chunk
+
+
+async def native_chunks(
+    lines: AsyncIterator[bytes], name: str, *, created: int
+) -> AsyncIterator[JSONObject]:
+    """The stream of a passthrough (``NativeModel.stream_native``): one chunk per Anthropic
+    event, carrying the event itself (``protocol.native_answer``) and, for the request path's
+    layers, what it means in chat's shape (an event chat has no word for, such as ``ping``,
+    rides on a chunk without choices). Usage always comes, on the chunk of ``message_stop``."""
+    async for event, chunk in _read_events(lines, name, True, created, None):
+        carrier: JSONObject = (
+            chunk if chunk is not None else {"object": "chat.completion.chunk", "choices": []}
+        )
+        carrier["propylon"] = {NATIVE: event}
+        yield carrier
+
+
+async def _read_events(
+    lines: AsyncIterator[bytes],
+    name: str,
+    include_usage: bool,
+    created: int,
+    answer_tool: str | None,
+) -> AsyncIterator[tuple[JSONObject, JSONObject | None]]:
+    """Each event of the stream with the chunk it translates to, if any."""
     chunks: _ChunkStream | None = None
-    async for payload in _event_data(lines):
-        try:
-            event = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamStreamInterrupted(f"{name} sent an unreadable stream event") from exc
-        if not isinstance(event, dict):
-            raise UpstreamStreamInterrupted(f"{name} sent a stream event that is not an object")
+    async for event in sse_objects(lines, name):
         kind = event.get("type")
         if kind == "error":
             error = event.get("error")
@@ -61,31 +86,17 @@ async def completion_chunks(
             raise UpstreamStreamInterrupted(f"{name}: {message or 'error in the stream'}")
         if kind == "message_start":
             chunks = _ChunkStream.opened_by(event.get("message"), created, answer_tool)
-            yield chunks.chunk({"role": "assistant", "content": ""})
+            yield event, chunks.chunk({"role": "assistant", "content": ""})
         elif chunks is None:
             if kind != "ping":
                 raise UpstreamStreamInterrupted(f"{name} sent {kind!r} before message_start")
+            yield event, None
         elif kind == "message_stop":
-            if include_usage:
-                yield chunks.usage_chunk()
+            yield event, chunks.usage_chunk() if include_usage else None
             return
-        elif (chunk := chunks.translate(event)) is not None:
-            yield chunk
+        else:
+            yield event, chunks.translate(event)
     raise UpstreamStreamInterrupted(f"{name} closed the stream before it finished")
-
-
-async def _event_data(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The data of each server-sent event; the event name repeats the data's ``type``."""
-    data: list[bytes] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield b"\n".join(data)
-            data = []
-        elif line.startswith(b"data:"):
-            data.append(line[5:].removeprefix(b" "))
-    if data:  # a last event without its blank line still counts
-        yield b"\n".join(data)
 
 
 @dataclass(slots=True)
@@ -137,7 +148,7 @@ class _ChunkStream:
         if kind == "content_block_start":
             block = event.get("content_block")
             if not isinstance(block, dict) or block.get("type") != "tool_use":
-                return None  # text arrives in deltas; thinking and server tools stay upstream
+                return None  # text and thinking arrive in deltas; server tools stay upstream
             if self.answer_tool and block.get("name") == self.answer_tool:
                 self.answer_blocks.add(event.get("index"))
                 answer = orjson.dumps(block["input"]).decode() if block.get("input") else ""
@@ -157,6 +168,8 @@ class _ChunkStream:
                 return None
             if delta.get("type") == "text_delta" and delta.get("text"):
                 return self.chunk({"content": delta["text"]})
+            if delta.get("type") == "thinking_delta" and delta.get("thinking"):
+                return self.chunk({"reasoning_content": delta["thinking"]})
             if delta.get("type") == "input_json_delta" and event.get("index") in self.answer_blocks:
                 partial = delta.get("partial_json")
                 return self.chunk({"content": partial}) if partial else None
@@ -196,8 +209,16 @@ class MessageEvents:
     citations: list[JSONObject] = field(default_factory=list)  # a RAG answer's, at its end
 
     async def events(self, stream: ChatStream) -> AsyncGenerator[JSONObject, None]:
-        """Every event of the message; closes ``stream`` whatever happens."""
+        """Every event of the message; closes ``stream`` whatever happens. A passthrough's
+        stream (an Anthropic deployment's own events on its chunks) is relayed as it came,
+        with the public model name in ``message_start``."""
+        chunks = aiter(stream)
         try:
+            first = await anext(chunks, None)
+            if first is not None and native_answer(first) is not None:
+                async for event in self._relayed(first, chunks):
+                    yield event
+                return
             yield {
                 "type": "message_start",
                 "message": {
@@ -211,7 +232,10 @@ class MessageEvents:
                     "usage": {"input_tokens": 0, "output_tokens": 0},
                 },
             }
-            async for chunk in stream:
+            if first is not None:
+                for event in self._translate(first):
+                    yield event
+            async for chunk in chunks:
                 for event in self._translate(chunk):
                     yield event
             if self.block_kind == "text":
@@ -230,6 +254,15 @@ class MessageEvents:
             yield anthropic_error(exc)
         finally:
             await stream.aclose()
+
+    async def _relayed(
+        self, first: JSONObject, chunks: AsyncIterator[JSONObject]
+    ) -> AsyncIterator[JSONObject]:
+        async for event in native_events(first, chunks):
+            message = event.get("message")
+            if event.get("type") == "message_start" and isinstance(message, dict):
+                event = {**event, "message": {**message, "model": self.model}}
+            yield event
 
     def _translate(self, chunk: JSONObject) -> list[JSONObject]:
         parts = chunk_parts(chunk)
