@@ -315,6 +315,7 @@ def job_handlers(services: Services) -> dict[str, Handler]:
             services.database,
             services.embeddings,
             risk_screen(services.detector, services.settings),
+            services.collections,
         ),
         SYNC_KIND: build_sync_handler(
             services.settings.rag, services.database, services.collections, services.jobs

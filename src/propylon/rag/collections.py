@@ -21,6 +21,7 @@ from psycopg import AsyncConnection
 from propylon.errors import InvalidRequest, NotFound, PropylonError, RequestTooLarge
 from propylon.rag.chunking import ChunkingConfig
 from propylon.rag.ingest import INGEST_KIND
+from propylon.rag.parsing.document import Attachment
 from propylon.rag.store import CollectionStore, Conn, Row
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -205,6 +206,32 @@ class CollectionService:
             )
             row = await self._store.requeue_document(conn, document_id, job_id, metadata)
         return AcceptedDocument(_public(row), job_id, duplicate=False)
+
+    async def add_attachments(
+        self, conn: Conn, tenant_id: str, parent: Row, attachments: list[Attachment],
+        key_id: str | None,
+    ) -> int:  # fmt: skip
+        """Accept a document's attachments as child documents (metadata ``parent_id`` and
+        ``location``), in ``conn`` 's transaction (the parent's storing); one that cannot be
+        accepted (too large) is skipped. How many were accepted."""
+        parent_id = str(parent["document_id"])
+        accepted = 0
+        for number, attachment in enumerate(attachments, 1):
+            try:
+                await self.add_document(
+                    tenant_id,
+                    str(parent["collection_id"]),
+                    content=attachment.data,
+                    filename=attachment.name,
+                    external_id=f"{parent_id}/attachment/{number}",
+                    metadata={"parent_id": parent_id, "location": attachment.location},
+                    key_id=key_id,
+                    conn=conn,
+                )
+                accepted += 1
+            except (InvalidRequest, RequestTooLarge):
+                continue
+        return accepted
 
     async def list_documents(
         self, tenant_id: str, collection_ref: str, *, limit: int = 100, offset: int = 0

@@ -78,6 +78,7 @@ def build_ingestion_handler(
     database: Database,
     embeddings: EmbeddingService,
     screen: RiskScreen | None = None,
+    collections: CollectionService | None = None,
 ) -> IngestionHandler:
     rag = settings.rag
     return IngestionHandler(
@@ -98,6 +99,7 @@ def build_ingestion_handler(
             embed_timeout_s=rag.embed_timeout_s,
         ),
         screen,
+        collections.add_attachments if collections is not None else None,
     )
 
 

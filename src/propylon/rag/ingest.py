@@ -30,6 +30,7 @@ from propylon.principal import Principal
 from propylon.rag.chunking import Chunker, ChunkingConfig, CountTokens
 from propylon.rag.embedding import ChunkEmbedder
 from propylon.rag.parsing import ParseLimits, extract
+from propylon.rag.parsing.document import Attachment
 from propylon.rag.store import CollectionStore, Conn, StoredVersion
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ RiskScreen = Callable[[list[str], Principal | None, str], Awaitable[Sequence[flo
 screening is work Propylon does for the principal (its tenant and uploading key) and the job
 whose id is given, recorded as such (``origin: internal``)."""
 
+ChildDocuments = Callable[[Conn, str, dict[str, Any], list[Attachment], str | None], Awaitable[int]]
+"""Accepts a document's attachments as child documents in the storing transaction
+(``CollectionService.add_attachments``): (conn, tenant, upload, attachments, key id)."""
+
 
 class IngestionHandler:
     """Runs ``rag.ingest`` jobs; payload ``{"upload_id", "document_id", "max_attempts",
@@ -60,7 +65,9 @@ class IngestionHandler:
         count_tokens: CountTokens,
         limits: IngestLimits | None = None,
         screen: RiskScreen | None = None,
+        children: ChildDocuments | None = None,
     ) -> None:
+        self._children = children
         self._store = store
         self._embedder = embedder
         self._count_tokens = count_tokens
@@ -163,6 +170,11 @@ class IngestionHandler:
         }
 
         async def complete(conn: Conn) -> None:
+            if parsed.attachments and self._children is not None:
+                result["attachments"] = await self._children(
+                    conn, ctx.tenant_id, upload, parsed.attachments,
+                    _str_or_none(ctx.payload.get("key_id")),
+                )  # fmt: skip
             await ctx.complete_in(conn, result)
 
         stored = await self._store.replace_chunks(

@@ -269,3 +269,42 @@ async def test_embeddings_are_batched_and_charged_to_the_tenant(
         assert call.principal.tenant_id == TENANT
     embedding_events = [counters for stage, _, counters in ctx.events if stage == "embedding"]
     assert embedding_events[-1] == {"chunks": 10, "of": 10}
+
+
+async def test_an_emails_attachment_becomes_a_child_document_citing_its_message(
+    pipeline: Pipeline, collection: dict[str, Any]
+) -> None:
+    from propylon.rag.ingest import IngestionHandler
+    from tests.integration.rag.conftest import count_words
+    from tests.support import formats
+
+    handler = IngestionHandler(
+        pipeline.store,
+        pipeline.handler._embedder,
+        count_words,
+        children=pipeline.service.add_attachments,
+    )
+    csv = b"step,owner,when\n1,Ada,May\n2,Alan,June\n"
+    mail = formats.email(
+        "Launch plan", "The plan is attached.", attachment=("plan.csv", csv, "text/csv")
+    )
+    accepted = await pipeline.service.add_document(TENANT, "docs", content=mail, filename="m.eml")
+    result = await handler(pipeline.jobs.context(pipeline.jobs.jobs[-1]))
+    assert result is not None and result["attachments"] == 1
+    child_job = pipeline.jobs.jobs[-1]
+    assert child_job.payload["document_id"] != str(accepted.document["id"])
+    await handler(pipeline.jobs.context(child_job))
+
+    parent_id = str(accepted.document["id"])
+    child = await pipeline.service.get_document(TENANT, "docs", child_job.payload["document_id"])
+    assert child["status"] == "ready" and child["filename"] == "plan.csv"
+    assert child["metadata"] == {
+        "parent_id": parent_id,
+        "location": "message 1, attachment plan.csv",
+    }
+    assert child["external_id"] == f"{parent_id}/attachment/1"
+    rows = await chunk_rows(pipeline, str(child["id"]))
+    assert any("| 2 | Alan | June |" in row["text"] for row in rows)
+    # The same message again: nothing new (the child's bytes are in already).
+    again = await pipeline.service.add_document(TENANT, "docs", content=mail, filename="m.eml")
+    assert again.duplicate

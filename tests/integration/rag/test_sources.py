@@ -271,6 +271,20 @@ async def test_a_site_that_fails_midway_or_loses_its_start_page_deletes_nothing(
         await sources.sync(source, attempt=2)
     assert len(await sources.documents()) == 4
 
+    # That sync fails for good; what it had recorded goes with the next sync.
+    failed = next(j for j in reversed(pipeline.jobs.jobs) if j.kind == SYNC_KIND).job_id
+    records = "SELECT count(*) AS n FROM source_sync_items WHERE job_id = %s"
+    async with pipeline.database.connection() as conn:
+        assert (await (await conn.execute(records, (failed,))).fetchone() or {})["n"] > 0
+        await conn.execute(
+            "INSERT INTO jobs (id, tenant_id, kind, state) VALUES (%s, %s, 'rag.sync', 'failed')",
+            (failed, TENANT),
+        )
+    site.pages["/docs/"] = page("Index", "The handbook.", ["a.html", "b.html", "c.html"])
+    await sources.sync_again(source)
+    async with pipeline.database.connection() as conn:
+        assert (await (await conn.execute(records, (failed,))).fetchone() or {})["n"] == 0
+
 
 @pytest.fixture
 def s3_server() -> Iterator[str]:

@@ -106,7 +106,7 @@ async def test_odt_headings_paragraphs_and_tables() -> None:
     assert parsed.spans[0].kind == "heading"
 
 
-async def test_email_headers_body_and_attachment_are_read() -> None:
+async def test_email_headers_and_body_are_read_and_attachments_set_apart() -> None:
     attachment = ("plan.csv", b"step,owner,when\n1,Ada,May\n2,Alan,June\n", "text/csv")
     data = formats.email(
         "Launch plan",
@@ -120,7 +120,11 @@ async def test_email_headers_body_and_attachment_are_read() -> None:
     assert "From: Ada <ada@example.com>" in parsed.text
     assert "The launch moves to Thursday." in parsed.text
     assert "Attachment: plan.csv" in parsed.text
-    assert "| 2 | Alan | June |" in parsed.text
+    # The attachment is a child document of its own, not part of the message's text.
+    assert "| 2 | Alan | June |" not in parsed.text
+    (child,) = parsed.attachments
+    assert (child.name, child.data) == ("plan.csv", attachment[1])
+    assert child.location == "message 1, attachment plan.csv"
     assert parsed.location(1, 1) == "message 1: Launch plan"
 
 

@@ -52,6 +52,16 @@ class Block:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file inside a document (an e-mail's attachment) to ingest as a child document;
+    ``location`` names it in citations ("message 2, attachment plan.pdf")."""
+
+    name: str
+    data: bytes
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
 class Span:
     """A block's place in the extracted text: ``text[start:end]``."""
 
@@ -71,6 +81,7 @@ class ParsedDocument:
     media_type: str = "text/plain"
     page_labels: list[str | None] = field(default_factory=list)  # page i + 1's label
     page_ocr: list[float | None] = field(default_factory=list)  # page i + 1's OCR confidence
+    attachments: list[Attachment] = field(default_factory=list)  # child documents to ingest
 
     @property
     def page_count(self) -> int | None:
@@ -123,6 +134,7 @@ class DocumentBuilder:
         self._page_labels: list[str | None] = []
         self._page_ocr: list[float | None] = []
         self._media_type = media_type
+        self._attachments: list[Attachment] = []
         self._max_chars = max_chars
 
     @property
@@ -154,12 +166,19 @@ class DocumentBuilder:
                 f"The extracted text is longer than the limit of {self._max_chars:,} characters."
             )
 
+    def attach(self, attachment: Attachment, *, limit: int) -> None:
+        if len(self._attachments) >= limit:
+            raise DocumentLimitExceeded(f"The document has more than {limit:,} attachments.")
+        self._attachments.append(attachment)
+
     def build(self) -> ParsedDocument:
         text = "".join(self._parts)
         starts = [min(start, len(text)) for start in self._page_starts]
         labels = self._page_labels if any(self._page_labels) else []
         ocr = self._page_ocr if any(c is not None for c in self._page_ocr) else []
-        return ParsedDocument(text, self._spans, starts, self._media_type, labels, ocr)
+        return ParsedDocument(
+            text, self._spans, starts, self._media_type, labels, ocr, self._attachments
+        )
 
 
 @dataclass(frozen=True, slots=True)

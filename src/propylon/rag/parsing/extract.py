@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from propylon.errors import PropylonError
 from propylon.rag.errors import CorruptDocument, DocumentLimitExceeded, EmptyDocument
 from propylon.rag.parsing.document import (
+    Attachment,
     Block,
     DocumentBuilder,
     PageBreak,
@@ -25,7 +26,7 @@ from propylon.rag.parsing.document import (
 from propylon.rag.parsing.sniff import Format, sniff
 from propylon.rag.parsing.sniff import media_type as media_type_of
 
-Parser = Callable[[bytes, ParseLimits], Iterator[Block | PageBreak]]
+Parser = Callable[[bytes, ParseLimits], Iterator[Block | PageBreak | Attachment]]
 
 
 # Format -> "module:function", imported on first use: PDFium, lxml, python-docx, openpyxl and
@@ -82,6 +83,8 @@ def parse_document(
                 builder.page(item.number, item.label, item.ocr_confidence)
                 if on_page is not None:
                     on_page(item.number, item.total)
+            elif isinstance(item, Attachment):
+                builder.attach(item, limit=limits.max_pages)
             else:
                 builder.add(item)
             if time.monotonic() > deadline:

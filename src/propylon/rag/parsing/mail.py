@@ -3,9 +3,11 @@
 
 Each message is a page of its own ("message 2: Quarterly numbers"): its headers (From, To,
 Cc, Date, Subject), then its body, the plain-text part if it has one, else its HTML part
-through the HTML parser. Attachments in a format we read are parsed here too, in the same
-sandboxed process and under the same limits, each under an "Attachment: name" heading; mail
-attached to mail is not opened (no nesting without end).
+through the HTML parser. Attachments in a format we read become child documents: the message
+names each under an "Attachment: name" heading, and its bytes go back with the parse
+(``Attachment``, located as "message 2, attachment plan.pdf") for the ingestion job to ingest
+as documents of their own, each in its own sandboxed parse. At most ``max_pages`` of them per
+document; mail attached to mail is not opened (no nesting without end).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from email.message import EmailMessage, MIMEPart
 from email.parser import BytesParser
 
 from propylon.rag.errors import DocumentLimitExceeded, DocumentRejected
-from propylon.rag.parsing.document import Block, PageBreak, ParseLimits
+from propylon.rag.parsing.document import Attachment, Block, PageBreak, ParseLimits
 from propylon.rag.parsing.html import parse_html
 from propylon.rag.parsing.sniff import sniff
 from propylon.rag.parsing.text import parse_text
@@ -28,11 +30,14 @@ _QUOTED_FROM = re.compile(rb"^>(>*From )", re.M)
 _LABEL_SUBJECT_CHARS = 60
 
 
-def parse_eml(data: bytes, limits: ParseLimits) -> Iterator[Block | PageBreak]:
+Item = Block | PageBreak | Attachment
+
+
+def parse_eml(data: bytes, limits: ParseLimits) -> Iterator[Item]:
     yield from _message(data, 1, 1, limits)
 
 
-def parse_mbox(data: bytes, limits: ParseLimits) -> Iterator[Block | PageBreak]:
+def parse_mbox(data: bytes, limits: ParseLimits) -> Iterator[Item]:
     messages = [m for m in _MBOX_SEPARATOR.split(data.replace(b"\r\n", b"\n")) if m.strip()]
     if len(messages) > limits.max_pages:
         raise DocumentLimitExceeded(
@@ -42,9 +47,7 @@ def parse_mbox(data: bytes, limits: ParseLimits) -> Iterator[Block | PageBreak]:
         yield from _message(_QUOTED_FROM.sub(rb"\1", raw), number, len(messages), limits)
 
 
-def _message(
-    raw: bytes, number: int, total: int, limits: ParseLimits
-) -> Iterator[Block | PageBreak]:
+def _message(raw: bytes, number: int, total: int, limits: ParseLimits) -> Iterator[Item]:
     message = BytesParser(policy=policy.default).parsebytes(raw)
     assert isinstance(message, EmailMessage)
     subject = " ".join(str(message.get("Subject", "")).split())
@@ -63,24 +66,20 @@ def _message(
         else:
             yield from (b for b in parse_text(content, limits) if isinstance(b, Block))
     for attachment in message.iter_attachments():
-        yield from _attachment(attachment, limits)
+        yield from _attachment(attachment, number)
 
 
-def _attachment(part: MIMEPart, limits: ParseLimits) -> Iterator[Block]:
-    from propylon.rag.parsing.extract import parser_for
-
+def _attachment(part: MIMEPart, number: int) -> Iterator[Block | Attachment]:
     data = _bytes(part)
-    name = part.get_filename() or part.get_content_type()
+    name = " ".join((part.get_filename() or part.get_content_type()).split())[:200]
     try:
         kind = sniff(data, part.get_filename(), part.get_content_type())
     except DocumentRejected:
-        return  # an image, an archive: nothing to read
+        return  # an archive, a format we do not read
     if not data or kind in ("eml", "mbox"):
         return
     yield Block("heading", f"Attachment: {name}", 2)
-    for item in parser_for(kind)(data, limits):
-        if isinstance(item, Block):
-            yield item
+    yield Attachment(name, data, f"message {number}, attachment {name}")
 
 
 def _bytes(part: MIMEPart) -> bytes:

@@ -85,3 +85,10 @@ SELECT outcome, count(*) AS n FROM source_sync_items WHERE job_id = %(job_id)s G
 
 -- name: sync_forget
 DELETE FROM source_sync_items WHERE job_id = %(job_id)s
+
+-- name: sync_forget_ended
+-- What syncs that failed or were cancelled for good had recorded (a finished sync drops its
+-- own rows when it completes).
+DELETE FROM source_sync_items s
+USING jobs j
+WHERE j.id = s.job_id AND j.state IN ('failed', 'cancelled')

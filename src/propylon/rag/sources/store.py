@@ -84,8 +84,10 @@ class SourceStore:
             return {str(row["key"]): row for row in await cur.fetchall()}
 
     async def done(self, job_id: str) -> dict[str, str]:
-        """The items this sync job has already dealt with: key -> outcome."""
+        """The items this sync job has already dealt with: key -> outcome (and the records of
+        syncs that ended without completing are dropped)."""
         async with self.database.connection() as conn:
+            await conn.execute(QUERIES["sync_forget_ended"])
             cur = await conn.execute(QUERIES["sync_done"], {"job_id": job_id})
             return {str(row["key"]): str(row["outcome"]) for row in await cur.fetchall()}
 
