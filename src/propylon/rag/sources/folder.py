@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from propylon.rag.ingest_client import find_files
 from propylon.rag.sources.connector import (
     InvalidSource,
     ItemRejected,
@@ -60,6 +59,9 @@ class FolderConnector:
         if not self._root.is_dir():
             raise SourceUnavailable(f"The folder `{self._root}` cannot be read.")
         try:
+            # here, not at the top: the app imports this module, and rich only with a sync
+            from propylon.rag.ingest_client import find_files
+
             found = find_files([self._root])
             items = []
             for path, key in found.files:

@@ -20,7 +20,6 @@ import aiohttp
 from yarl import URL
 
 from propylon.rag.errors import DocumentRejected
-from propylon.rag.parsing.xml import parse_xml
 from propylon.rag.sources.connector import (
     InvalidSource,
     ItemRejected,
@@ -85,6 +84,9 @@ class S3Connector:
                 query["continuation-token"] = token
             body = await self._get("", query)
             try:
+                # lxml is imported only when a source syncs, not with the app
+                from propylon.rag.parsing.xml import parse_xml
+
                 root = parse_xml(body, "The bucket listing")
             except DocumentRejected as exc:
                 raise SourceUnavailable(exc.message) from None
@@ -201,6 +203,8 @@ def mask(value: str) -> str:
 
 def _s3_error(body: bytes) -> str:
     try:
+        from propylon.rag.parsing.xml import parse_xml
+
         root = parse_xml(body, "The error")
     except DocumentRejected:
         return body[:200].decode("utf-8", "replace")

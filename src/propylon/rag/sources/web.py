@@ -24,7 +24,6 @@ from urllib.robotparser import RobotFileParser
 import aiohttp
 
 from propylon.rag.errors import DocumentRejected
-from propylon.rag.parsing.xml import parse_xml
 from propylon.rag.sources.connector import (
     InvalidSource,
     ItemRejected,
@@ -139,6 +138,9 @@ class WebConnector:
             got = await self._get(pending.popleft(), accept_missing=False)
             assert got is not None
             try:
+                # lxml is imported only when a source syncs, not with the app
+                from propylon.rag.parsing.xml import parse_xml
+
                 root = parse_xml(got[1], "The sitemap")
             except DocumentRejected as exc:
                 raise SourceUnavailable(exc.message) from None
