@@ -1,6 +1,7 @@
 """The request path refuses in order of cost: a request the gateway would refuse anyway (too
 many messages, every deployment down) is refused before the guard's classifier embeds a single
-message (issue 27)."""
+message (issue 27); a client over its rate limit is refused before the guard reads its text
+(issue 26)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import aiohttp
 import orjson
 import pytest
 
+from propylon.access.limits import Limits
 from propylon.gateway.circuit_breaker import BreakerState
 from propylon.testing import FakeUpstream
 from tests.support.servers import AppServer, serve_app
@@ -116,3 +118,25 @@ async def test_every_deployment_down_is_refused_without_running_the_classifier(
     # ten times that. The classifier alone took 5.6 ms p99 here before.
     assert p99 < 20.0, (p99, sorted(times)[-5:])
     print(f"all deployments down: p50 {statistics.median(times):.2f} ms, p99 {p99:.2f} ms")
+
+
+async def test_a_client_over_its_rate_limit_is_refused_before_the_guard_reads_its_text(
+    server: AppServer,
+) -> None:
+    services = server.app.state.services
+    key, _ = await services.access.create_key("over-the-limit", limits=Limits(rpm=1))
+    classified = Counted(services.detector, "scan_many")
+    body = orjson.dumps({"model": "gpt-test", "messages": [{"role": "user", "content": "hello"}]})
+    async with aiohttp.ClientSession() as http:
+        statuses = []
+        for _ in range(2):
+            async with http.post(
+                f"{server.v1}/chat/completions",
+                data=body,
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            ) as resp:
+                statuses.append((resp.status, (await resp.json())))
+    assert statuses[0][0] == 200, statuses[0]
+    assert statuses[1][0] == 429, statuses[1]
+    assert statuses[1][1]["error"]["code"] == "rate_limit_exceeded"
+    assert classified.calls == 1  # the admitted request only

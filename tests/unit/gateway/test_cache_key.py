@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from propylon.gateway.cache.key import cache_key, last_question
+import pytest
+
+from propylon.gateway.cache import key as key_module
+from propylon.gateway.cache.key import OFF_LOOP_CHARS, cache_key, cache_key_off_loop, last_question
 
 
 def request(**fields: Any) -> dict[str, Any]:
@@ -65,3 +69,22 @@ def test_without_a_semantic_cache_only_the_exact_key_is_made() -> None:
     assert exact_only.exact == full.exact  # the same exact-cache entry either way
     assert full.question == "What is RAG?" and full.scope != full.exact
     assert exact_only.question is None and exact_only.scope == exact_only.exact
+
+
+@pytest.mark.parametrize("chars", [100, OFF_LOOP_CHARS + 1])
+async def test_a_large_prompt_is_keyed_in_a_thread_to_the_same_key(
+    chars: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parts = [{"type": "text", "text": "x" * (chars - 1)}, {"type": "text", "text": "y"}]
+    body = request(messages=[{"role": "user", "content": parts}])
+    threads: list[str] = []
+    original = key_module.cache_key
+
+    def spying(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(key_module, "cache_key", spying)
+    assert await cache_key_off_loop(body, tenant_id="t1", model="m") == key(body)
+    on_loop = threads == [threading.main_thread().name]
+    assert on_loop is (chars <= OFF_LOOP_CHARS)

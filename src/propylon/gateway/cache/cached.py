@@ -35,7 +35,7 @@ from propylon.background import WriterLoop
 from propylon.gateway.cache.assembler import CACHEABLE_FINISH, CompletionAssembler
 from propylon.gateway.cache.control import CacheDirective, cache_directive
 from propylon.gateway.cache.exact import ExactCache
-from propylon.gateway.cache.key import CacheKey, cache_key
+from propylon.gateway.cache.key import CacheKey, cache_key_off_loop
 from propylon.gateway.cache.replay import ReplayedStream
 from propylon.gateway.cache.semantic import Embedding, SemanticCache, SemanticHit
 from propylon.gateway.cache.stats import CacheStats
@@ -85,7 +85,7 @@ class CachedChatService:
 
     async def complete(self, request: JSONObject, call: CallInfo | None = None) -> JSONObject:
         call = call or CallInfo()
-        plan = self._plan(request, call)
+        plan = await self._plan(request, call)
         if plan is not None and plan.directive.lookup:
             cached = await self._lookup(plan, call)
             if cached is not None:
@@ -97,7 +97,7 @@ class CachedChatService:
 
     async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
         call = call or CallInfo()
-        plan = self._plan(request, call)
+        plan = await self._plan(request, call)
         if plan is not None and plan.directive.lookup:
             cached = await self._lookup(plan, call)
             if cached is not None:
@@ -125,7 +125,7 @@ class CachedChatService:
         )
         return {"exact": exact, "semantic": semantic}
 
-    def _plan(self, request: JSONObject, call: CallInfo) -> _Plan | None:
+    async def _plan(self, request: JSONObject, call: CallInfo) -> _Plan | None:
         """The key and orders for this request, or None (bypass: ``cache_status`` set)."""
         directive = cache_directive(request, call.cache_control, self._settings)
         principal = call.principal
@@ -135,7 +135,7 @@ class CachedChatService:
             try:
                 model = self._resolve(name)
                 call.report(Routed(model=model))  # a hit never reaches the gateway
-                key = cache_key(
+                key = await cache_key_off_loop(
                     request,
                     tenant_id=principal.tenant_id,
                     model=model,

@@ -13,6 +13,7 @@ out, so a streamed request and a plain one share their entry.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,9 @@ _TRANSLATED = frozenset(
     | {"max_output_tokens", "store", "previous_response_id"}
 )
 _QUESTION_SLOT = "\x00question\x00"
+# Characters of message text past which a key is hashed in a thread: serialising and hashing
+# an 8 MB prompt (twice) took tens of ms; SHA-256 lets other threads run, the loop among them.
+OFF_LOOP_CHARS = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,34 @@ def cache_key(
     messages[-1] = {**messages[-1], "content": _QUESTION_SLOT}
     scope = _digest({**head, "request": {**body, "messages": messages}})
     return CacheKey(tenant_id, model, exact, scope, question)
+
+
+async def cache_key_off_loop(
+    request: JSONObject, *, tenant_id: str, model: str, salt: str = "", semantic: bool = True
+) -> CacheKey:
+    """``cache_key``, computed in a thread when the messages hold more than
+    ``OFF_LOOP_CHARS`` characters of text, so a large prompt does not hold the event loop."""
+    options: dict[str, Any] = {"tenant_id": tenant_id, "model": model, "salt": salt}
+    if _message_chars(request) <= OFF_LOOP_CHARS:
+        return cache_key(request, semantic=semantic, **options)
+    return await asyncio.to_thread(cache_key, request, semantic=semantic, **options)
+
+
+def _message_chars(request: JSONObject) -> int:
+    """The characters of the strings in the messages (text, image URLs, tool arguments)."""
+    return _chars(request.get("messages"), 0)
+
+
+def _chars(value: Any, depth: int) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if depth > 8:  # deeper than any message part
+        return 0
+    if isinstance(value, dict):
+        return sum(_chars(item, depth + 1) for item in value.values())
+    if isinstance(value, list):
+        return sum(_chars(item, depth + 1) for item in value)
+    return 0
 
 
 def last_question(request: JSONObject) -> str | None:
