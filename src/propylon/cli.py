@@ -11,6 +11,7 @@ import typer
 
 from propylon import __version__
 from propylon.access.commands import keys_app, tenants_app
+from propylon.local.commands import local_app
 from propylon.settings import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -229,6 +230,7 @@ def config_docs(
 
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
+app.add_typer(local_app, name="local")
 
 eval_app = typer.Typer(no_args_is_help=True, help="Measure quality on local datasets.")
 app.add_typer(eval_app, name="eval")
