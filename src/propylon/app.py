@@ -33,6 +33,7 @@ from propylon.db.database import Database
 from propylon.db.migrator import migrate
 from propylon.gateway.cache.cached import CachedChatService
 from propylon.gateway.cache.exact import ExactCache, MemoryExactCache
+from propylon.gateway.cache.first_stage import FirstStage
 from propylon.gateway.cache.semantic import SemanticCache
 from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.cache.verifier import JudgeWeights, Verifier
@@ -101,7 +102,7 @@ from propylon.runs.mcp import McpServers
 from propylon.runs.service import JOB_KIND as RUN_KIND
 from propylon.runs.service import RunService
 from propylon.services import Services
-from propylon.settings import Settings
+from propylon.settings import CacheSettings, Settings
 from propylon.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,19 @@ async def open_local_models(settings: Settings) -> AsyncIterator[tuple[ChatModel
 
 
 @asynccontextmanager
+async def open_first_stage(config: CacheSettings) -> AsyncIterator[FirstStage]:
+    """The semantic cache's static first stage (the table loads in about 30 ms)."""
+    from propylon.local.static import StaticEmbedder
+
+    model = await asyncio.to_thread(StaticEmbedder.load)
+    yield FirstStage(
+        model,
+        f"{model.model_id}:{model.weights_sha256[:12]}",
+        config.semantic_first_threshold,
+    )
+
+
+@asynccontextmanager
 async def open_cache(
     settings: Settings,
     gateway: Gateway,
@@ -259,6 +273,11 @@ async def open_cache(
                 embedder_id = LOCAL_EMBEDDER_ID
             if config.semantic_embedder is None and settings.local_int8:
                 embedder_id += "+int8"  # other vectors: never compared with the default's
+            first_stage = (
+                await stack.enter_async_context(open_first_stage(config))
+                if config.semantic_first_stage
+                else None
+            )
             semantic = SemanticCache(
                 database,
                 embedder,
@@ -273,6 +292,7 @@ async def open_cache(
                 else None,
                 record_lookups=config.record_lookups,
                 stats=stats,
+                first_stage=first_stage,
             )
             stack.push_async_callback(semantic.aclose)  # writes what is queued
         # Below the cache: the per-request canary never enters a cache key, and only answers

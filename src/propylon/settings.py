@@ -215,6 +215,21 @@ class CacheSettings(BaseModel):
         "one; the second check (`semantic_verify`) then decides (see docs/benchmarks.md, "
         "Semantic cache precision).",
     )
+    semantic_first_stage: bool = Field(
+        default=True,
+        description="Search by the question's static vector first (`local/static.py`, tens of "
+        "microseconds): the embedder reads a question, and the cached questions near it, only "
+        "when one comes within `semantic_first_threshold`, so a miss costs no embedder call and "
+        "storing an answer none either. Off: every lookup embeds the question.",
+    )
+    semantic_first_threshold: float = Field(
+        default=0.50,
+        gt=-1,
+        le=1,
+        description="Cosine of static vectors from which a cached question is read by the "
+        "embedder (chosen on dev pairs to keep 99.5 % of the full path's hits: "
+        "docs/benchmarks.md, Semantic cache first stage).",
+    )
     semantic_thresholds: dict[str, float] = Field(
         default_factory=dict, description="Per-model thresholds (public model name -> similarity)."
     )
