@@ -369,10 +369,7 @@ def eval_guard_first_stage(
     finally:
         embedder.close()
     pair = training.Pair(full, training.static_featurised(full, static))
-    held = training.leave_one_source_out(pair)
-    section = training.render_markdown(held, time.monotonic() - started, cpu)
-    typer.echo(section)
-    if fit is not None:
+    if fit is not None:  # first: the weights do not wait for the evaluation
         _, first = training.fit_first_stage(pair, np.ones(len(full.examples), dtype=np.bool_))
         first = FirstStageHead(
             first.head,
@@ -381,7 +378,10 @@ def eval_guard_first_stage(
             {"static_sha256": static.weights_sha256, "texts": len(full.examples)},
         )
         first.save(fit)
-        typer.echo(f"wrote {fit}: band {first.band}, thresholds {first.thresholds}")
+        typer.echo(f"wrote {fit}: band {first.band}, thresholds {first.thresholds}", err=True)
+    held = training.leave_one_source_out(pair)
+    section = training.render_markdown(held, time.monotonic() - started, cpu)
+    typer.echo(section)
     if output is not None:
         training.write_section(output, section)
 

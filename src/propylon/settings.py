@@ -223,7 +223,7 @@ class CacheSettings(BaseModel):
         "storing an answer none either. Off: every lookup embeds the question.",
     )
     semantic_first_threshold: float = Field(
-        default=0.50,
+        default=0.90,
         gt=-1,
         le=1,
         description="Cosine of static vectors from which a cached question is read by the "
@@ -532,6 +532,12 @@ class GuardSettings(BaseModel):
         description="Run the MiniLM classifier after the heuristics (about 5 ms of CPU per "
         "short new message; verdicts are cached by text), and on every chunk at ingestion. "
         "Off: heuristics only.",
+    )
+    first_stage: bool = Field(
+        default=True,
+        description="Score user input with the classifier's static first stage "
+        "(`guard/first_stage.py`: a head on the static embedding, tens of microseconds) and run "
+        "MiniLM only for windows inside its uncertainty band. Off: MiniLM reads every window.",
     )
     retrieved_classifier: bool = Field(
         default=False,

@@ -22,6 +22,7 @@ from propylon.gateway.protocol import EmbeddingModel
 from propylon.guard import heuristics
 from propylon.guard.classifier import InjectionClassifier
 from propylon.guard.features import LEXICAL_SIZE, lexical_features, units
+from propylon.guard.first_stage import FirstStage, FirstStageHead
 from propylon.settings import GuardSettings
 
 Source = Literal["user", "retrieved"]
@@ -110,8 +111,10 @@ class InjectionDetector:
         max_windows: int = 32,
         max_scan_chars: int = 32_768,
         cache_size: int = 4096,
+        first_stage: FirstStage | None = None,
     ) -> None:
         self._classifier = classifier if embedder is not None else None
+        self.first_stage = first_stage if self._classifier is not None else None
         self._embedder = embedder
         self.thresholds = thresholds or calibrated_thresholds(self._classifier)
         self._max_windows = max_windows
@@ -162,13 +165,21 @@ class InjectionDetector:
         return verdicts
 
     async def _classify(self, texts: list[str], source: Source) -> np.ndarray[Any, Any]:
-        assert self._classifier is not None and self._embedder is not None
-        embedded = await self._embedder.embed(texts)
-        vectors = np.asarray(embedded.vectors, dtype=np.float32)
         lexical = np.zeros((len(texts), LEXICAL_SIZE), dtype=np.float32)
         for row, text in enumerate(texts):
             lexical[row] = lexical_features(text, heuristics.scan(text))
-        return self._classifier.probability(vectors, lexical, source)
+
+        async def full(rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+            assert self._classifier is not None and self._embedder is not None
+            embedded = await self._embedder.embed([texts[i] for i in rows])
+            vectors = np.asarray(embedded.vectors, dtype=np.float32)
+            return self._classifier.probability(vectors, lexical[rows], source)
+
+        if self.first_stage is not None and source == "user":
+            t = self.thresholds[source]
+            full_thresholds = {"flag": t.flag, "block": t.block}
+            return await self.first_stage.scores(texts, lexical, full_thresholds, full)
+        return await full(np.arange(len(texts)))
 
     def _cached(self, key: bytes) -> Verdict | None:
         verdict = self._cache.get(key)
@@ -229,6 +240,14 @@ def _verdict(
     )
 
 
+def load_first_stage() -> FirstStage:
+    """The shipped static table and first-stage head, each checked against the other."""
+    from propylon.local.static import StaticEmbedder
+
+    static = StaticEmbedder.load()
+    return FirstStage(static, FirstStageHead.load(static_sha256=static.weights_sha256))
+
+
 @asynccontextmanager
 async def open_detector(
     settings: GuardSettings,
@@ -261,6 +280,7 @@ async def open_detector(
 
     classifier = await asyncio.to_thread(InjectionClassifier.load)
     thresholds = calibrated_thresholds(classifier, overrides)
+    first_stage = await asyncio.to_thread(load_first_stage) if settings.first_stage else None
     owned = None
     if embedder is None:
         owned = await asyncio.to_thread(MiniLMEmbedder.load, threads=threads, int8=int8)
@@ -272,6 +292,7 @@ async def open_detector(
             thresholds,
             max_windows=settings.max_windows,
             max_scan_chars=settings.max_scan_chars,
+            first_stage=first_stage,
         )
     finally:
         if owned is not None:

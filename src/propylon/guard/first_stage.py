@@ -16,11 +16,12 @@ retraining the full classifier, retrain this too.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +30,14 @@ from propylon.guard.classifier import Head
 from propylon.guard.features import FEATURE_VERSION, LEXICAL_SIZE
 
 Floats = NDArray[np.float32]
+
+
+class StaticVectors(Protocol):
+    """What the first stage needs of ``local.static.StaticEmbedder``."""
+
+    dimensions: int
+
+    def embed_sync(self, texts: list[str]) -> Floats: ...
 
 
 class FirstStageMismatch(RuntimeError):
@@ -116,3 +125,35 @@ class FirstStageHead:
         band = Band(float(metadata["band"]["low"]), float(metadata["band"]["high"]))
         thresholds = {k: float(v) for k, v in metadata["thresholds"].items()}
         return cls(head, thresholds, band, metadata)
+
+
+FullScores = Callable[[NDArray[np.int64]], Awaitable[Floats]]
+
+
+class FirstStage:
+    """The static head in front of the full classifier, for user input."""
+
+    def __init__(self, static: StaticVectors, head: FirstStageHead) -> None:
+        if static.dimensions != head.embedding_size:
+            raise FirstStageMismatch(
+                f"first-stage head reads {head.embedding_size} dimensions, the static table "
+                f"has {static.dimensions}"
+            )
+        self._static = static
+        self.head = head
+        self.deferred = 0  # windows sent to the full classifier
+        self.decided = 0  # windows the static head scored alone
+
+    async def scores(
+        self, texts: list[str], lexical: Floats, full: dict[str, float], full_scores: FullScores
+    ) -> Floats:
+        """Each window's score on the full classifier's scale: the static head's where it is
+        sure, ``full_scores(indexes)`` (MiniLM) inside the band."""
+        probability = self.head.probability(self._static.embed_sync(texts), lexical)
+        out = self.head.on_full_scale(probability, full)
+        deferred = np.flatnonzero(self.head.band.deferred(probability))
+        self.deferred += len(deferred)
+        self.decided += len(texts) - len(deferred)
+        if len(deferred):
+            out[deferred] = await full_scores(deferred)
+        return out
