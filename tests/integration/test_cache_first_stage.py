@@ -15,6 +15,7 @@ from propylon.db.migrator import migrate
 from propylon.gateway.cache.first_stage import FirstStage
 from propylon.gateway.cache.key import cache_key
 from propylon.gateway.cache.semantic import SemanticCache
+from propylon.gateway.cache.verifier import JudgeWeights, Verifier
 from propylon.gateway.protocol import Embeddings
 from propylon.local.static import StaticEmbedder
 
@@ -134,3 +135,30 @@ async def test_an_entry_needs_a_vector_of_some_kind(
     semantic, _, _ = cache
     with pytest.raises(ValueError, match="embedding or its first-stage vector"):
         await semantic.add(key("q", "t"), "q", None, {}, ttl_s=60)
+
+
+async def test_a_near_question_the_second_check_vetoes_runs_no_embedder_call(
+    database_url: str, static: StaticEmbedder
+) -> None:
+    db = Database(database_url)
+    await db.open()
+    await migrate(db)
+    embedder = CountingLetters()
+    semantic = SemanticCache(
+        db,
+        embedder,
+        embedder_id="letters",
+        verifier=Verifier(JudgeWeights.load()),
+        first_stage=FirstStage(static, "static-test", threshold=0.6),
+    )
+    try:
+        tenant = "first-stage-veto"
+        await store(semantic, "Say hello to request #00000012.", tenant)
+        missed = await lookup(semantic, "Say hello to request #00000013.", tenant)
+        assert missed.hit is None and missed.reason == "first-stage"
+        assert embedder.texts == [], "another number: refused before any embedding"
+    finally:
+        await semantic.aclose()
+        async with db.connection() as conn:
+            await conn.execute("DELETE FROM cache_entries WHERE embedder = 'letters'")
+        await db.close()

@@ -28,6 +28,7 @@ import orjson
 from numpy.typing import NDArray
 
 from propylon.gateway.cache.key import CacheKey
+from propylon.gateway.cache.pair_features import NAMES, VETO_COLUMNS
 from propylon.gateway.cache.queries import queries
 from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.cache.verifier import Verifier
@@ -43,6 +44,9 @@ INDEXED_DIMS = frozenset({384, 1536})  # sizes with an HNSW index in migration 0
 CANDIDATES = 4  # near neighbours handed to the second check
 SWEEP_EVERY = 200  # inserts between two sweeps of expired rows
 DISTRUSTED_MAX = 10_000  # entries remembered as wrong for other wordings (oldest forgotten)
+
+
+VETOES = frozenset(NAMES[column] for column in VETO_COLUMNS)  # the second check's hard refusals
 
 
 class EmbedderFailed(RuntimeError):
@@ -119,6 +123,7 @@ class Candidate:
     question: str
     response: str
     embedding: Embedding | None  # the embedder's vector, None until a search first needs it
+    stored: str | None = None  # its pgvector text as read, parsed only if the candidate is near
 
     def row(self, embedding: Embedding) -> dict[str, Any]:
         """As a row of the full search: similarity between the embedder's vectors."""
@@ -202,12 +207,15 @@ class SemanticCache:
         near = [
             c
             for c, similarity in await self._first_candidates(key, first)
-            if similarity >= self.first_stage.threshold
+            if similarity >= self.first_stage.threshold and not self._vetoed(question, c.question)
         ]
         if not near:
             lookup = Lookup(None, None, reason="first-stage")
             self._record_lookup(key, threshold, lookup)
             return lookup
+        for candidate in near:
+            if candidate.embedding is None and candidate.stored is not None:
+                candidate.embedding = _parse(candidate.stored)
         missing = [c for c in near if c.embedding is None]
         try:
             embedding = await self.embed(question)
@@ -224,6 +232,13 @@ class SemanticCache:
         lookup = self._choose(key, question, rows, threshold)
         self._record_lookup(key, threshold, lookup)
         return Lookup(lookup.hit, lookup.best_similarity, lookup.rejected, lookup.reason, embedding)
+
+    def _vetoed(self, question: str, candidate: str) -> bool:
+        """The second check refuses this pair whatever the embedder would say (a veto: another
+        number, a negation, ...): no reason to run the embedder for it."""
+        if self._verifier is None or question == candidate:
+            return False
+        return self._verifier.refusal(question, candidate, 1.0) in VETOES
 
     async def _first_candidates(
         self, key: CacheKey, first: Embedding
@@ -256,7 +271,7 @@ class SemanticCache:
             rows = await cursor.fetchall()
         found = [
             (
-                Candidate(int(r["id"]), r["question"], r["response"], _parse(r["embedding"])),
+                Candidate(int(r["id"]), r["question"], r["response"], None, r["embedding"]),
                 float(r["first_similarity"]),
             )
             for r in rows
