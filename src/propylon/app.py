@@ -89,6 +89,7 @@ from propylon.jobs.progress import ProgressHub
 from propylon.jobs.queue import JobQueue
 from propylon.jobs.worker import Worker
 from propylon.local.memory import release_free_memory, settle_heap
+from propylon.local.static import StaticEmbedder
 from propylon.messages.service import MessagesService
 from propylon.observe.observability import open_observability
 from propylon.rag.chat import RagChatService
@@ -207,6 +208,15 @@ def _uses_local_models(settings: Settings) -> bool:
     )
 
 
+def _uses_static(settings: Settings) -> bool:
+    """Whether the guard or the semantic cache runs a static first stage: one table serves
+    both."""
+    cache, guard = settings.cache, settings.guard
+    return (cache.enabled and cache.semantic and cache.semantic_first_stage) or (
+        guard.enabled and guard.classifier and guard.first_stage
+    )
+
+
 @asynccontextmanager
 async def open_local_models(settings: Settings) -> AsyncIterator[tuple[ChatModel, EmbeddingModel]]:
     """Load the offline embedder (~0.3 s) and the extractive answer model built on it."""
@@ -223,11 +233,12 @@ async def open_local_models(settings: Settings) -> AsyncIterator[tuple[ChatModel
 
 
 @asynccontextmanager
-async def open_first_stage(config: CacheSettings) -> AsyncIterator[FirstStage]:
-    """The semantic cache's static first stage (the table loads in about 30 ms)."""
-    from propylon.local.static import StaticEmbedder
-
-    model = await asyncio.to_thread(StaticEmbedder.load)
+async def open_first_stage(
+    config: CacheSettings, static: StaticEmbedder | None
+) -> AsyncIterator[FirstStage]:
+    """The semantic cache's static first stage (the table loads in about 30 ms unless
+    ``static`` is the one the guard uses too)."""
+    model = static if static is not None else await asyncio.to_thread(StaticEmbedder.load)
     yield FirstStage(
         model,
         f"{model.model_id}:{model.weights_sha256[:12]}",
@@ -241,6 +252,7 @@ async def open_cache(
     gateway: Gateway,
     database: Database,
     local_embedder: EmbeddingModel | None,
+    static: StaticEmbedder | None = None,
 ) -> AsyncIterator[CachedChatService]:
     """The cache layer around the gateway: exact in Redis (or this process), semantic in
     pgvector with the local MiniLM or the configured embeddings model."""
@@ -274,7 +286,7 @@ async def open_cache(
             if config.semantic_embedder is None and settings.local_int8:
                 embedder_id += "+int8"  # other vectors: never compared with the default's
             first_stage = (
-                await stack.enter_async_context(open_first_stage(config))
+                await stack.enter_async_context(open_first_stage(config, static))
                 if config.semantic_first_stage
                 else None
             )
@@ -445,8 +457,9 @@ async def build_services(
                 "`Authorization: Bearer <key>`"
             )
         limiter = await stack.enter_async_context(open_limiter(settings, observe.metrics.registry))
+        static = await asyncio.to_thread(StaticEmbedder.load) if _uses_static(settings) else None
         cache = await stack.enter_async_context(
-            open_cache(settings, gateway, database, ctx.local_embeddings)
+            open_cache(settings, gateway, database, ctx.local_embeddings, static)
         )
         usage = UsageRecorder(store, interval_s=settings.access.usage_flush_s)
         await usage.start()
@@ -462,6 +475,7 @@ async def build_services(
                     ctx.local_embeddings,
                     threads=settings.local_threads,
                     int8=settings.local_int8,
+                    static=static,
                 )
             )
             guarded = GuardedChatService(inner, detector, settings.guard)

@@ -22,7 +22,7 @@ from propylon.gateway.protocol import EmbeddingModel
 from propylon.guard import heuristics
 from propylon.guard.classifier import InjectionClassifier
 from propylon.guard.features import LEXICAL_SIZE, lexical_features, units
-from propylon.guard.first_stage import FirstStage, FirstStageHead
+from propylon.guard.first_stage import FirstStage, FirstStageHead, StaticVectors
 from propylon.settings import GuardSettings
 
 Source = Literal["user", "retrieved"]
@@ -240,11 +240,13 @@ def _verdict(
     )
 
 
-def load_first_stage() -> FirstStage:
-    """The shipped static table and first-stage head, each checked against the other."""
-    from propylon.local.static import StaticEmbedder
+def load_first_stage(static: StaticVectors | None = None) -> FirstStage:
+    """The shipped first-stage head on ``static`` (default: the shipped static table), each
+    checked against the other."""
+    if static is None:
+        from propylon.local.static import StaticEmbedder
 
-    static = StaticEmbedder.load()
+        static = StaticEmbedder.load()
     return FirstStage(static, FirstStageHead.load(static_sha256=static.weights_sha256))
 
 
@@ -255,6 +257,7 @@ async def open_detector(
     *,
     threads: int = 1,
     int8: bool = False,
+    static: StaticVectors | None = None,
 ) -> AsyncIterator[InjectionDetector]:
     """The detector the guard stage runs: shipped weights, and the local MiniLM (loaded here,
     about 0.3 s, unless ``embedder`` is one already running). Heuristics only when
@@ -280,7 +283,9 @@ async def open_detector(
 
     classifier = await asyncio.to_thread(InjectionClassifier.load)
     thresholds = calibrated_thresholds(classifier, overrides)
-    first_stage = await asyncio.to_thread(load_first_stage) if settings.first_stage else None
+    first_stage = (
+        await asyncio.to_thread(load_first_stage, static) if settings.first_stage else None
+    )
     owned = None
     if embedder is None:
         owned = await asyncio.to_thread(MiniLMEmbedder.load, threads=threads, int8=int8)

@@ -36,6 +36,7 @@ class StaticVectors(Protocol):
     """What the first stage needs of ``local.static.StaticEmbedder``."""
 
     dimensions: int
+    weights_sha256: str
 
     def embed_sync(self, texts: list[str]) -> Floats: ...
 
