@@ -88,6 +88,11 @@ BENCHMARKS: dict[str, Benchmark] = {
             "bench.gateway",
             "CPU per request, added latency, throughput, stream first byte, fail-fast, RSS",
         ),
+        Benchmark(
+            "fast_defaults",
+            "bench.fast_defaults",
+            "default settings' CPU per request and throughput beside the hot path's",
+        ),
         Benchmark("cold_start", "bench.cold_start", "process start to /readyz 200, RSS idle"),
         Benchmark("request_log", "bench.request_log", "cost of recording every request"),
         Benchmark("explorer", "bench.explorer", "requests explorer p95 over many log rows"),

@@ -33,6 +33,7 @@ from propylon.db.database import Database
 from propylon.db.migrator import migrate
 from propylon.gateway.cache.cached import CachedChatService
 from propylon.gateway.cache.exact import ExactCache, MemoryExactCache
+from propylon.gateway.cache.first_stage import FirstStage
 from propylon.gateway.cache.semantic import SemanticCache
 from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.cache.verifier import JudgeWeights, Verifier
@@ -89,6 +90,7 @@ from propylon.jobs.progress import ProgressHub
 from propylon.jobs.queue import JobQueue
 from propylon.jobs.worker import Worker
 from propylon.local.memory import release_free_memory, settle_heap
+from propylon.local.static import StaticEmbedder
 from propylon.messages.service import MessagesService
 from propylon.observe.observability import open_observability
 from propylon.principal import Principal
@@ -109,7 +111,7 @@ from propylon.runs.mcp import McpServers
 from propylon.runs.service import JOB_KIND as RUN_KIND
 from propylon.runs.service import RunService
 from propylon.services import Services
-from propylon.settings import Settings
+from propylon.settings import CacheSettings, Settings
 from propylon.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -214,6 +216,15 @@ def _uses_local_models(settings: Settings) -> bool:
     )
 
 
+def _uses_static(settings: Settings) -> bool:
+    """Whether the guard or the semantic cache runs a static first stage: one table serves
+    both."""
+    cache, guard = settings.cache, settings.guard
+    return (cache.enabled and cache.semantic and cache.semantic_first_stage) or (
+        guard.enabled and guard.classifier and guard.first_stage
+    )
+
+
 @asynccontextmanager
 async def open_local_models(settings: Settings) -> AsyncIterator[tuple[ChatModel, EmbeddingModel]]:
     """Load the offline embedder (~0.3 s) and the extractive answer model built on it."""
@@ -230,11 +241,26 @@ async def open_local_models(settings: Settings) -> AsyncIterator[tuple[ChatModel
 
 
 @asynccontextmanager
+async def open_first_stage(
+    config: CacheSettings, static: StaticEmbedder | None
+) -> AsyncIterator[FirstStage]:
+    """The semantic cache's static first stage (the table loads in about 30 ms unless
+    ``static`` is the one the guard uses too)."""
+    model = static if static is not None else await asyncio.to_thread(StaticEmbedder.load)
+    yield FirstStage(
+        model,
+        f"{model.model_id}:{model.weights_sha256[:12]}",
+        config.semantic_first_threshold,
+    )
+
+
+@asynccontextmanager
 async def open_cache(
     settings: Settings,
     gateway: Gateway,
     database: Database,
     local_embedder: EmbeddingModel | None,
+    static: StaticEmbedder | None = None,
 ) -> AsyncIterator[CachedChatService]:
     """The cache layer around the gateway: exact in Redis (or this process), semantic in
     pgvector with the local MiniLM or the configured embeddings model."""
@@ -267,6 +293,11 @@ async def open_cache(
                 embedder_id = LOCAL_EMBEDDER_ID
             if config.semantic_embedder is None and settings.local_int8:
                 embedder_id += "+int8"  # other vectors: never compared with the default's
+            first_stage = (
+                await stack.enter_async_context(open_first_stage(config, static))
+                if config.semantic_first_stage
+                else None
+            )
             semantic = SemanticCache(
                 database,
                 embedder,
@@ -281,6 +312,7 @@ async def open_cache(
                 else None,
                 record_lookups=config.record_lookups,
                 stats=stats,
+                first_stage=first_stage,
             )
             stack.push_async_callback(semantic.aclose)  # writes what is queued
         # Below the cache: the per-request canary never enters a cache key, and only answers
@@ -442,8 +474,9 @@ async def build_services(
                 "`Authorization: Bearer <key>`"
             )
         limiter = await stack.enter_async_context(open_limiter(settings, observe.metrics.registry))
+        static = await asyncio.to_thread(StaticEmbedder.load) if _uses_static(settings) else None
         cache = await stack.enter_async_context(
-            open_cache(settings, gateway, database, ctx.local_embeddings)
+            open_cache(settings, gateway, database, ctx.local_embeddings, static)
         )
         usage = UsageRecorder(store, interval_s=settings.access.usage_flush_s)
         await usage.start()
@@ -460,6 +493,7 @@ async def build_services(
                     threads=settings.local_threads,
                     int8=settings.local_int8,
                     record=observe.record_embeddings,  # the guard's own calls, apart
+                    static=static,
                 )
             )
             guarded = observe.traced(GuardedChatService(inner, detector, settings.guard), "guard")

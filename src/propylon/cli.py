@@ -11,6 +11,7 @@ import typer
 
 from propylon import __version__
 from propylon.access.commands import keys_app, tenants_app
+from propylon.local.commands import local_app
 from propylon.settings import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -229,6 +230,7 @@ def config_docs(
 
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
+app.add_typer(local_app, name="local")
 
 eval_app = typer.Typer(no_args_is_help=True, help="Measure quality on local datasets.")
 app.add_typer(eval_app, name="eval")
@@ -326,6 +328,64 @@ def eval_guard(
         evaluation.write_section(output, section)
 
 
+@eval_app.command("guard-first-stage")
+def eval_guard_first_stage(
+    data: DataOpt = Path("../shared/data"),
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Markdown file whose 'Guard first stage' section is replaced."),
+    ] = None,
+    fit: Annotated[
+        Path | None,
+        typer.Option(help="Also write the first stage's weights, fitted on every source, here."),
+    ] = None,
+    per_source: Annotated[
+        int, typer.Option(help="Texts sampled per corpus source (a smoke run: 10).")
+    ] = 400,
+    threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
+) -> None:
+    """The guard's static first stage, leave-one-source-out beside the full classifier; with
+    `--fit`, the shipped first-stage weights (every source; band chosen on the dev split)."""
+    import numpy as np
+
+    from propylon.guard import corpus, fitting
+    from propylon.guard import first_stage_training as training
+    from propylon.guard.first_stage import FirstStageHead
+    from propylon.local.minilm import MiniLMEmbedder
+    from propylon.local.static import StaticEmbedder
+
+    started = time.monotonic()
+    static = StaticEmbedder.load()
+    embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
+    try:
+        full = fitting.featurise(embedder, corpus.load(data, per_source), "user")
+        sample = [e.text[:600] for e in full.examples[:: max(1, len(full.examples) // 200)]]
+        cpu = {}
+        for name, model in (("MiniLM", embedder), ("static", static)):
+            began = time.process_time()
+            for text in sample:
+                model.embed_sync([text])
+            cpu[name] = 1e6 * (time.process_time() - began) / len(sample)
+    finally:
+        embedder.close()
+    pair = training.Pair(full, training.static_featurised(full, static))
+    if fit is not None:  # first: the weights do not wait for the evaluation
+        _, first = training.fit_first_stage(pair, np.ones(len(full.examples), dtype=np.bool_))
+        first = FirstStageHead(
+            first.head,
+            first.thresholds,
+            first.band,
+            {"static_sha256": static.weights_sha256, "texts": len(full.examples)},
+        )
+        first.save(fit)
+        typer.echo(f"wrote {fit}: band {first.band}, thresholds {first.thresholds}", err=True)
+    held = training.leave_one_source_out(pair)
+    section = training.render_markdown(held, time.monotonic() - started, cpu)
+    typer.echo(section)
+    if output is not None:
+        training.write_section(output, section)
+
+
 @eval_app.command("cache")
 def eval_cache(
     data: Annotated[
@@ -362,6 +422,42 @@ def eval_cache(
         fit.write_bytes(weights.to_json(embedder=MODEL_ID, command="propylon eval cache --fit"))
     if output is not None:
         evaluation.write_section(output, section)
+
+
+@eval_app.command("cache-first-stage")
+def eval_cache_first_stage(
+    data: Annotated[
+        Path, typer.Option(help="The shared data directory (paraphrase-pairs/, pairs-*/).")
+    ] = Path("../shared/data"),
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Markdown file whose 'Semantic cache first stage' section is replaced."),
+    ] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
+) -> None:
+    """Semantic cache behind its static first stage: hits lost and embedder calls saved, on
+    held-out pair sources."""
+    from propylon.gateway.cache import evaluation, first_stage_eval, pair_sets
+    from propylon.local.minilm import MODEL_ID, MiniLMEmbedder
+    from propylon.local.static import StaticEmbedder
+
+    pairs = pair_sets.load(data)
+    if not pairs:
+        raise typer.BadParameter(f"no pair sources in {data}", param_hint="--data")
+    embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
+    try:
+        prepared = asyncio.run(evaluation.prepare(pairs, embedder))
+    finally:
+        embedder.close()
+    first, unrelated = asyncio.run(
+        first_stage_eval.first_similarities(pairs, StaticEmbedder.load())
+    )
+    rows = first_stage_eval.leave_one_source_out(prepared, first, unrelated)
+    shipped = first_stage_eval.shipped_threshold(prepared, first)
+    section = first_stage_eval.render_markdown(rows, shipped, MODEL_ID)
+    typer.echo(section)
+    if output is not None:
+        first_stage_eval.write_section(output, section)
 
 
 @eval_app.command("extractive")

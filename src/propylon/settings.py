@@ -215,6 +215,23 @@ class CacheSettings(BaseModel):
         "one; the second check (`semantic_verify`) then decides (see docs/benchmarks.md, "
         "Semantic cache precision).",
     )
+    semantic_first_stage: bool = Field(
+        default=True,
+        description="Search by the question's static vector first (`local/static.py`, tens of "
+        "microseconds): the embedder reads a question, and the cached questions near it, only "
+        "when one comes within `semantic_first_threshold`, so a miss costs no embedder call and "
+        "storing an answer none either. Off: every lookup embeds the question.",
+    )
+    semantic_first_threshold: float = Field(
+        default=0.85,
+        gt=-1,
+        le=1,
+        description="Cosine of static vectors from which a cached question is read by the "
+        "embedder. Lower: closer to the full path, more embedder calls. The dev-pair rule "
+        "(keep 99.5 % of the full path's hits) gives 0.90, which loses contractions such as "
+        '"What\'s" / "What is" (static cosine 0.898); see docs/benchmarks.md, Semantic '
+        "cache first stage.",
+    )
     semantic_thresholds: dict[str, float] = Field(
         default_factory=dict, description="Per-model thresholds (public model name -> similarity)."
     )
@@ -534,6 +551,12 @@ class GuardSettings(BaseModel):
         description="Run the MiniLM classifier after the heuristics (about 5 ms of CPU per "
         "short new message; verdicts are cached by text), and on every chunk at ingestion. "
         "Off: heuristics only.",
+    )
+    first_stage: bool = Field(
+        default=True,
+        description="Score user input with the classifier's static first stage "
+        "(`guard/first_stage.py`: a head on the static embedding, tens of microseconds) and run "
+        "MiniLM only for windows inside its uncertainty band. Off: MiniLM reads every window.",
     )
     retrieved_classifier: bool = Field(
         default=False,

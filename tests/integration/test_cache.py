@@ -365,7 +365,9 @@ async def test_an_embedder_failure_is_a_miss_not_an_error(
         upstream.set_behaviour(
             Behaviour(faults=(Fault(kind="status", status=500, endpoints=("/v1/embeddings",)),))
         )
-        status, headers, _ = await gateway.chat(ask("Tell me how to reverse a Python list"))
+        # Near enough for the static first stage to ask the embedder (a wording far from every
+        # cached one would not reach it at all: a miss with no embedder call).
+        status, headers, _ = await gateway.chat(ask("How could I reverse a list in Python?"))
         assert status == 200
         assert headers["x-propylon-cache"] == "miss"
         _, stats = await gateway.admin("GET", "/admin/cache/stats")

@@ -37,6 +37,7 @@ from propylon.gateway.protocol import (
 from propylon.guard import heuristics
 from propylon.guard.classifier import InjectionClassifier
 from propylon.guard.features import LEXICAL_SIZE, lexical_features, units
+from propylon.guard.first_stage import FirstStage, FirstStageHead, StaticVectors
 from propylon.principal import Principal
 from propylon.settings import GuardSettings
 
@@ -130,8 +131,10 @@ class InjectionDetector:
         max_scan_chars: int = 32_768,
         cache_size: int = 4096,
         record: Record | None = None,
+        first_stage: FirstStage | None = None,
     ) -> None:
         self._classifier = classifier if embedder is not None else None
+        self.first_stage = first_stage if self._classifier is not None else None
         self._embedder: EmbeddingService | None = None
         self._recorded: EmbeddingService | None = None  # for jobs and runs
         if embedder is not None:
@@ -207,27 +210,36 @@ class InjectionDetector:
     async def _classify(
         self, texts: list[str], source: Source, principal: Principal | None, parent_id: str | None
     ) -> np.ndarray[Any, Any]:
-        assert self._classifier is not None and self._embedder is not None
-        if parent_id is None:  # part of the caller's own call
-            embedded = await self._embedder.embed(texts)
-            return self._scores(texts, embedded, source)
-        assert self._recorded is not None
+        lexical = np.zeros((len(texts), LEXICAL_SIZE), dtype=np.float32)
+        for row, text in enumerate(texts):
+            lexical[row] = lexical_features(text, heuristics.scan(text))
+
+        async def full(rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+            assert self._classifier is not None
+            embedded = await self._embed([texts[i] for i in rows], source, principal, parent_id)
+            vectors = np.asarray(embedded.vectors, dtype=np.float32)
+            return self._classifier.probability(vectors, lexical[rows], source)
+
+        if self.first_stage is not None and source == "user":
+            t = self.thresholds[source]
+            full_thresholds = {"flag": t.flag, "block": t.block}
+            return await self.first_stage.scores(texts, lexical, full_thresholds, full)
+        return await full(np.arange(len(texts)))
+
+    async def _embed(
+        self, texts: list[str], source: Source, principal: Principal | None, parent_id: str | None
+    ) -> Embeddings:
+        """MiniLM's vectors of ``texts``: part of the caller's own call, or with ``parent_id``
+        (a job or run) recorded as an internal call of its own."""
+        assert self._embedder is not None and self._recorded is not None
+        if parent_id is None:
+            return await self._embedder.embed(texts)
         call = CallInfo(
             principal=principal, endpoint="guard", origin="internal", parent_id=parent_id
         )
         call.report(UsageReported(None))  # a local model: no tokens billed, no cost
         request = {"model": GUARD_MODEL, "metadata": {"guard": source, "windows": len(texts)}}
-        return self._scores(texts, await self._recorded.embed(texts, request, call), source)
-
-    def _scores(
-        self, texts: list[str], embedded: Embeddings, source: Source
-    ) -> np.ndarray[Any, Any]:
-        assert self._classifier is not None
-        vectors = np.asarray(embedded.vectors, dtype=np.float32)
-        lexical = np.zeros((len(texts), LEXICAL_SIZE), dtype=np.float32)
-        for row, text in enumerate(texts):
-            lexical[row] = lexical_features(text, heuristics.scan(text))
-        return self._classifier.probability(vectors, lexical, source)
+        return await self._recorded.embed(texts, request, call)
 
     def _cached(self, key: bytes) -> Verdict | None:
         verdict = self._cache.get(key)
@@ -288,6 +300,16 @@ def _verdict(
     )
 
 
+def load_first_stage(static: StaticVectors | None = None) -> FirstStage:
+    """The shipped first-stage head on ``static`` (default: the shipped static table), each
+    checked against the other."""
+    if static is None:
+        from propylon.local.static import StaticEmbedder
+
+        static = StaticEmbedder.load()
+    return FirstStage(static, FirstStageHead.load(static_sha256=static.weights_sha256))
+
+
 @asynccontextmanager
 async def open_detector(
     settings: GuardSettings,
@@ -296,6 +318,7 @@ async def open_detector(
     threads: int = 1,
     int8: bool = False,
     record: Record | None = None,
+    static: StaticVectors | None = None,
 ) -> AsyncIterator[InjectionDetector]:
     """The detector the guard stage runs: shipped weights, and the local MiniLM (loaded here,
     about 0.3 s, unless ``embedder`` is one already running), its calls wrapped by ``record``.
@@ -321,6 +344,9 @@ async def open_detector(
 
     classifier = await asyncio.to_thread(InjectionClassifier.load)
     thresholds = calibrated_thresholds(classifier, overrides)
+    first_stage = (
+        await asyncio.to_thread(load_first_stage, static) if settings.first_stage else None
+    )
     owned = None
     if embedder is None:
         owned = await asyncio.to_thread(MiniLMEmbedder.load, threads=threads, int8=int8)
@@ -333,6 +359,7 @@ async def open_detector(
             max_windows=settings.max_windows,
             max_scan_chars=settings.max_scan_chars,
             record=record,
+            first_stage=first_stage,
         )
     finally:
         if owned is not None:

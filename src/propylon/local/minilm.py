@@ -174,13 +174,26 @@ class MiniLMEmbedder:
             vectors[batch] = self._run([encodings[i] for i in batch])
         return vectors, sum(len(encoding.ids) for encoding in encodings)
 
+    @property
+    def vocab_size(self) -> int:
+        """Word pieces in the tokenizer's vocabulary."""
+        return int(self._tokenizer.get_vocab_size())
+
+    def embed_ids(self, sequences: list[list[int]]) -> Vectors:
+        """Embed word-piece id sequences (special tokens included) on the calling thread, in
+        one batch: how ``static.build`` reads the vocabulary one piece at a time."""
+        return self._run_ids(sequences)
+
     def _run(self, encodings: list[Encoding]) -> Vectors:
-        width = max(len(encoding.ids) for encoding in encodings)
-        input_ids = np.zeros((len(encodings), width), dtype=np.int64)
-        attention_mask = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            input_ids[row, : len(encoding.ids)] = encoding.ids
-            attention_mask[row, : len(encoding.ids)] = 1
+        return self._run_ids([encoding.ids for encoding in encodings])
+
+    def _run_ids(self, sequences: list[list[int]]) -> Vectors:
+        width = max(len(ids) for ids in sequences)
+        input_ids = np.zeros((len(sequences), width), dtype=np.int64)
+        attention_mask = np.zeros((len(sequences), width), dtype=np.int64)
+        for row, ids in enumerate(sequences):
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
         (hidden,) = self._session.run(
             ["last_hidden_state"],
             {

@@ -37,7 +37,12 @@ from propylon.gateway.cache.control import CacheDirective, cache_directive
 from propylon.gateway.cache.exact import ExactCache
 from propylon.gateway.cache.key import CacheKey, cache_key_off_loop
 from propylon.gateway.cache.replay import ReplayedStream
-from propylon.gateway.cache.semantic import Embedding, SemanticCache, SemanticHit
+from propylon.gateway.cache.semantic import (
+    EmbedderFailed,
+    Embedding,
+    SemanticCache,
+    SemanticHit,
+)
 from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.call import CacheVerdict, CallInfo, Routed, UsageReported
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
@@ -53,6 +58,7 @@ class _Plan:
     threshold: float
     semantic: bool
     embedding: Embedding | None = None
+    first: Embedding | None = None  # the static vector, with a first stage
     sampled: SemanticHit | None = None  # a would-be hit the upstream answers for comparison
 
 
@@ -185,13 +191,22 @@ class CachedChatService:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._settings.semantic_timeout_s):
-                plan.embedding = await semantic.embed(plan.key.question)
-                stage = "database"
-                found = await semantic.find(
-                    plan.key, plan.key.question, plan.embedding, plan.threshold
-                )
+                if semantic.first_stage is not None:
+                    plan.first = await semantic.first_stage.vector(plan.key.question)
+                    stage = "database"
+                    found = await semantic.find_staged(
+                        plan.key, plan.key.question, plan.first, plan.threshold
+                    )
+                    plan.embedding = found.embedding
+                else:
+                    plan.embedding = await semantic.embed(plan.key.question)
+                    stage = "database"
+                    found = await semantic.find(
+                        plan.key, plan.key.question, plan.embedding, plan.threshold
+                    )
         except Exception as exc:
-            self._failed("timeout" if isinstance(exc, TimeoutError) else stage, "lookup", exc)
+            source = "embedder" if isinstance(exc, EmbedderFailed) else stage
+            self._failed("timeout" if isinstance(exc, TimeoutError) else source, "lookup", exc)
             return None
         self.stats.rejected += found.rejected
         log.debug(
@@ -261,10 +276,15 @@ class CachedChatService:
         stage = "embedder"
         try:
             async with asyncio.timeout(self._settings.semantic_timeout_s):
-                if plan.embedding is None:
+                first_stage = self._semantic.first_stage
+                if first_stage is not None and plan.first is None:
+                    plan.first = await first_stage.vector(plan.key.question)
+                elif first_stage is None and plan.embedding is None:
                     plan.embedding = await self._semantic.embed(plan.key.question)
                 stage = "database"
-                await self._semantic.add(plan.key, plan.key.question, plan.embedding, response, ttl)
+                await self._semantic.add(
+                    plan.key, plan.key.question, plan.embedding, response, ttl, plan.first
+                )
         except Exception as exc:
             self._failed("timeout" if isinstance(exc, TimeoutError) else stage, "store", exc)
 

@@ -12,11 +12,30 @@ WHERE tenant_id = %(tenant_id)s AND model = %(model)s AND scope = %(scope)s
 ORDER BY embedding::{vector} <=> %(embedding)s::{vector}
 LIMIT %(limit)s;
 
+-- name: search_first
+-- The first stage (migration 0023): nearest static vectors; the embedder's vector as text,
+-- NULL until some search needed it.
+SELECT id, question, response::text AS response, embedding::text AS embedding,
+       1 - (first_vector::{vector} <=> %(first_vector)s::{vector}) AS first_similarity
+FROM cache_entries
+WHERE tenant_id = %(tenant_id)s AND model = %(model)s AND scope = %(scope)s
+  AND embedder = %(embedder)s AND first_model = %(first_model)s
+  AND vector_dims(first_vector) = {dims} AND expires_at > now()
+ORDER BY first_vector::{vector} <=> %(first_vector)s::{vector}
+LIMIT %(limit)s;
+
+-- name: set_embedding
+-- An entry's embedder vector, computed when a search first needed it.
+UPDATE cache_entries SET embedding = %(embedding)s::vector, dims = %(dims)s
+WHERE id = %(id)s AND embedding IS NULL;
+
 -- name: insert
 INSERT INTO cache_entries
-    (tenant_id, model, scope, embedder, dims, question, embedding, response, expires_at)
+    (tenant_id, model, scope, embedder, dims, question, embedding, response, expires_at,
+     first_model, first_vector)
 VALUES (%(tenant_id)s, %(model)s, %(scope)s, %(embedder)s, %(dims)s, %(question)s,
-        %(embedding)s::vector, %(response)s::jsonb, now() + make_interval(secs => %(ttl_s)s));
+        %(embedding)s::vector, %(response)s::jsonb, now() + make_interval(secs => %(ttl_s)s),
+        %(first_model)s, %(first_vector)s::vector);
 
 -- name: record_lookup
 INSERT INTO cache_lookups

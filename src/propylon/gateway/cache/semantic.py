@@ -23,18 +23,22 @@ from __future__ import annotations
 import logging
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import orjson
 from numpy.typing import NDArray
 
 from propylon.gateway.cache.key import CacheKey
+from propylon.gateway.cache.pair_features import NAMES, VETO_COLUMNS
 from propylon.gateway.cache.queries import queries
 from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.cache.verifier import Verifier
 from propylon.gateway.cache.writes import PendingEntry, WriteBehind
 from propylon.gateway.protocol import EmbeddingModel, JSONObject
+
+if TYPE_CHECKING:
+    from propylon.gateway.cache.first_stage import FirstStage
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,13 @@ CANDIDATES = 4  # near neighbours handed to the second check
 SWEEP_EVERY = 200  # inserts between two sweeps of expired rows
 TIGHTEN_GAP = 0.25  # a wrong verification leaves this share of the distance to 1 above it
 LOOSEN_SHARE = 0.05  # an agreeing one moves a tightened threshold this share back
+
+
+VETOES = frozenset(NAMES[column] for column in VETO_COLUMNS)  # the second check's hard refusals
+
+
+class EmbedderFailed(RuntimeError):
+    """The embedder failed inside a staged search (told apart from the database's failures)."""
 
 
 class SQLCursor(Protocol):
@@ -105,6 +116,28 @@ class Lookup:
     best_similarity: float | None
     rejected: int = 0  # candidates above the threshold refused by the second check
     reason: str | None = None  # why the last of them was refused
+    embedding: Embedding | None = None  # the question's embedder vector, when it was computed
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A cached question found by the first stage (``first_stage.py``)."""
+
+    entry_id: int | None  # None: an entry of this process not yet written
+    question: str
+    response: str
+    embedding: Embedding | None  # the embedder's vector, None until a search first needs it
+    stored: str | None = None  # its pgvector text as read, parsed only if the candidate is near
+
+    def row(self, embedding: Embedding) -> dict[str, Any]:
+        """As a row of the full search: similarity between the embedder's vectors."""
+        assert self.embedding is not None
+        return {
+            "id": self.entry_id,
+            "question": self.question,
+            "response": self.response,
+            "similarity": embedding.similarity(self.embedding),
+        }
 
 
 class SemanticCache:
@@ -122,8 +155,10 @@ class SemanticCache:
         record_lookups: bool = True,
         write_delay_s: float = 0.05,
         stats: CacheStats | None = None,
+        first_stage: FirstStage | None = None,
     ) -> None:
         self._db = database
+        self.first_stage = first_stage
         self._embedder = embedder
         self.embedder_id = embedder_id
         self._embed_request = embed_request
@@ -159,6 +194,104 @@ class SemanticCache:
         if queued:
             rows = sorted([*rows, *queued], key=lambda r: -float(r["similarity"]))[:CANDIDATES]
         lookup = self._choose(key, question, rows, threshold)
+        self._record_lookup(key, threshold, lookup)
+        return lookup
+
+    async def find_staged(
+        self, key: CacheKey, question: str, first: Embedding, threshold: float
+    ) -> Lookup:
+        """``find`` behind the first stage: the embedder reads ``question`` (and the cached
+        questions it is compared with) only when a static vector passed the loose threshold.
+        A lookup that needed no embedder call is recorded as a miss with reason
+        ``first-stage``."""
+        assert self.first_stage is not None
+        near = [
+            c
+            for c, similarity in await self._first_candidates(key, first)
+            if similarity >= self.first_stage.threshold and not self._vetoed(question, c.question)
+        ]
+        if not near:
+            lookup = Lookup(None, None, reason="first-stage")
+            self._record_lookup(key, threshold, lookup)
+            return lookup
+        for candidate in near:
+            if candidate.embedding is None and candidate.stored is not None:
+                candidate.embedding = _parse(candidate.stored)
+        missing = [c for c in near if c.embedding is None]
+        try:
+            embedding = await self.embed(question)
+            if missing:
+                texts = [c.question for c in missing]
+                result = await self._embedder.embed(texts, self._embed_request)
+                for candidate, vector in zip(missing, result.vectors, strict=True):
+                    candidate.embedding = Embedding.of(vector)
+        except Exception as exc:
+            raise EmbedderFailed(repr(exc)) from exc
+        if missing:
+            await self._keep_embeddings([c for c in missing if c.entry_id is not None])
+        rows = sorted((c.row(embedding) for c in near), key=lambda r: -float(r["similarity"]))
+        lookup = self._choose(key, question, rows, threshold)
+        self._record_lookup(key, threshold, lookup)
+        return Lookup(lookup.hit, lookup.best_similarity, lookup.rejected, lookup.reason, embedding)
+
+    def _vetoed(self, question: str, candidate: str) -> bool:
+        """The second check refuses this pair whatever the embedder would say (a veto: another
+        number, a negation, ...): no reason to run the embedder for it."""
+        if self._verifier is None or question == candidate:
+            return False
+        return self._verifier.refusal(question, candidate, 1.0) in VETOES
+
+    async def _first_candidates(
+        self, key: CacheKey, first: Embedding
+    ) -> list[tuple[Candidate, float]]:
+        """The nearest entries of ``key``'s scope by static vector, queued ones included."""
+        assert self.first_stage is not None
+        dims = len(first)
+        search = queries()["search_first"].format(vector=f"vector({dims})", dims=dims)
+        params = {
+            "tenant_id": key.tenant_id,
+            "model": key.model,
+            "scope": key.scope,
+            "embedder": self.embedder_id,
+            "first_model": self.first_stage.model_id,
+            "first_vector": first.literal,
+            "limit": self.first_stage.candidates,
+        }
+        queued = [
+            (
+                Candidate(None, e.question, e.params["response"], e.embedding),
+                first.similarity(e.first),
+            )
+            for e in self.writes.pending_entries()
+            if e.first is not None
+            and len(e.first) == dims
+            and (e.key.tenant_id, e.key.model, e.key.scope) == (key.tenant_id, key.model, key.scope)
+        ]
+        async with self._db.autocommit() as conn:
+            cursor = await conn.execute(search, params)
+            rows = await cursor.fetchall()
+        found = [
+            (
+                Candidate(int(r["id"]), r["question"], r["response"], None, r["embedding"]),
+                float(r["first_similarity"]),
+            )
+            for r in rows
+        ]
+        return sorted([*found, *queued], key=lambda pair: -pair[1])[: self.first_stage.candidates]
+
+    async def _keep_embeddings(self, candidates: list[Candidate]) -> None:
+        """Store the embedder vectors just computed, so no later search computes them again."""
+        if not candidates:
+            return
+        params = [
+            {"id": c.entry_id, "embedding": c.embedding.literal, "dims": len(c.embedding)}
+            for c in candidates
+            if c.embedding is not None
+        ]
+        async with self._db.connection() as conn, conn.cursor() as cursor:
+            await cursor.executemany(queries()["set_embedding"], params)
+
+    def _record_lookup(self, key: CacheKey, threshold: float, lookup: Lookup) -> None:
         if self._record:
             self.writes.add_lookup(
                 {
@@ -172,7 +305,6 @@ class SemanticCache:
                     "reason": lookup.reason,
                 }
             )
-        return lookup
 
     async def learn(self, hit: SemanticHit, *, right: bool) -> None:
         """A sampled verification's verdict on ``hit``, kept with the entry (every replica's
@@ -198,9 +330,18 @@ class SemanticCache:
             await conn.execute(queries()["loosen" if right else "tighten"], params)
 
     async def add(
-        self, key: CacheKey, question: str, embedding: Embedding, response: JSONObject, ttl_s: int
+        self,
+        key: CacheKey,
+        question: str,
+        embedding: Embedding | None,
+        response: JSONObject,
+        ttl_s: int,
+        first: Embedding | None = None,
     ) -> None:
-        """Queue the entry: written soon after, found by this process's searches meanwhile."""
+        """Queue the entry: written soon after, found by this process's searches meanwhile.
+        ``embedding`` may be None only with ``first`` (the first stage computes it later)."""
+        if embedding is None and first is None:
+            raise ValueError("an entry needs its embedding or its first-stage vector")
         if "\x00" in question:
             return  # PostgreSQL text cannot hold NUL (its search failed the same way)
         params = {
@@ -208,13 +349,17 @@ class SemanticCache:
             "model": key.model,
             "scope": key.scope,
             "embedder": self.embedder_id,
-            "dims": len(embedding),
+            "dims": None if embedding is None else len(embedding),
             "question": question,
-            "embedding": embedding.literal,
+            "embedding": None if embedding is None else embedding.literal,
             "response": orjson.dumps(response).decode(),
             "ttl_s": ttl_s,
+            "first_model": None
+            if first is None or self.first_stage is None
+            else self.first_stage.model_id,
+            "first_vector": None if first is None else first.literal,
         }
-        self.writes.add_entry(PendingEntry(key, question, embedding, params))
+        self.writes.add_entry(PendingEntry(key, question, embedding, params, first))
 
     async def purge(self, *, tenant_id: str | None = None, model: str | None = None) -> int:
         await self.writes.flush()  # what is queued is cached already: purge it too
@@ -246,7 +391,7 @@ class SemanticCache:
             k = entry.key
             if (k.tenant_id, k.model, k.scope) != (key.tenant_id, key.model, key.scope):
                 continue
-            if len(entry.embedding) != len(embedding):
+            if entry.embedding is None or len(entry.embedding) != len(embedding):
                 continue
             rows.append(
                 {
@@ -289,6 +434,13 @@ def _outcome(lookup: Lookup) -> str:
     if lookup.hit is not None:
         return "hit"
     return "rejected" if lookup.rejected else "miss"
+
+
+def _parse(text: str | None) -> Embedding | None:
+    """pgvector's text form (``[0.1,0.2]``) back into an ``Embedding``."""
+    if text is None:
+        return None
+    return Embedding.of([float(x) for x in text.strip("[]").split(",")])
 
 
 def _literal(embedding: list[float]) -> str:

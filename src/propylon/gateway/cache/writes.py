@@ -41,8 +41,9 @@ class PendingEntry:
 
     key: CacheKey
     question: str
-    embedding: Embedding
+    embedding: Embedding | None  # None: not computed yet (the first stage's entries)
     params: dict[str, Any] = field(repr=False)  # the INSERT's, the response serialised
+    first: Embedding | None = None  # the static vector (``first_stage.py``)
 
 
 Writer = Callable[[list[dict[str, Any]], list[dict[str, Any]]], Awaitable[None]]

@@ -1,0 +1,180 @@
+"""Issue 20: what the default settings cost beside the hot path, in one run on one machine.
+
+Three `propylon serve` processes on one embedded PostgreSQL and one fake upstream, all real:
+the **defaults** (guard classifier and semantic cache on, both behind their static first
+stages), **defaults without the first stages** (MiniLM reads every new user message, as
+before issue 20), and the **hot path** (classifier and semantic cache off). Every request
+carries a new user message (``load.Target``'s serial), so no verdict or cache entry helps.
+
+Measures: CPU per request of each gateway, sequential, in alternating rounds (drift on a busy
+machine falls on all alike); throughput with a 100 ms upstream at 50 concurrent, each gateway
+as a share of the upstream direct; RSS of each gateway idle, after start-up.
+
+Run alone: ``python -m bench.fast_defaults [--quick] [--output docs/benchmarks.md]``.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+from bench import load
+from bench.gateway import (
+    CLASSIFIER_OFF,
+    CONCURRENCY,
+    HOT_PATH,
+    SEMANTIC_OFF,
+    _set_upstream,
+    write_config,
+)
+from bench.keys import bench_key
+from bench.load import Target, Throughput
+from bench.processes import (
+    Proc,
+    cpu_seconds,
+    embedded_database,
+    environment_note,
+    fake_upstream,
+    gateway,
+    pin_self,
+    rss_mb,
+)
+from bench.suite import Options, Section, main_for
+
+FIRST_STAGES_OFF = {
+    CLASSIFIER_OFF: None,
+    SEMANTIC_OFF: None,
+    "PROPYLON_GUARD__FIRST_STAGE": "false",
+    "PROPYLON_CACHE__SEMANTIC_FIRST_STAGE": "false",
+}
+SETUPS: dict[str, dict[str, str | None]] = {
+    "defaults": {CLASSIFIER_OFF: None, SEMANTIC_OFF: None},
+    "defaults, first stages off": FIRST_STAGES_OFF,
+    "classifier and semantic cache off": dict(HOT_PATH),
+}
+SLOW_UPSTREAM_MS = 100.0
+GOAL_CPU_MS = 1.5
+GOAL_RATIO = 2.0
+GOAL_SHARE = 90.0
+
+
+@dataclass(slots=True)
+class Measured:
+    cpu_s: float = 0.0
+    requests: int = 0
+    throughput: list[Throughput] = field(default_factory=list)
+    rss_idle_mb: float = 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        return 1000 * self.cpu_s / self.requests if self.requests else float("nan")
+
+    @property
+    def per_second(self) -> float:
+        seconds = sum(t.seconds for t in self.throughput)
+        return sum(t.completed for t in self.throughput) / seconds if seconds else 0.0
+
+
+async def _sequential(proc: Proc, target: Target, n: int, into: Measured) -> None:
+    async with load.client(1) as one:
+        cpu0 = cpu_seconds(proc.pid)
+        done = await load.sequential(one, target, n, max_s=20.0)
+        into.cpu_s += cpu_seconds(proc.pid) - cpu0
+        into.requests += len(done.ms)
+        if done.errors:
+            raise RuntimeError(f"{done.errors} errors from {target.url}")
+
+
+async def run(options: Options) -> Section:
+    pin_self()
+    results = {name: Measured() for name in SETUPS}
+    direct = Measured()
+    rounds = options.scaled(4, 1)
+    n = options.scaled(250, 20)
+    window_s = options.scaled(5, 1)
+    workdir = options.workdir
+    async with (
+        embedded_database(options) as database_url,
+        fake_upstream(workdir) as (upstream_url, _),
+        AsyncExitStack() as stack,
+    ):
+        config = write_config(workdir, upstream_url)
+        targets: dict[str, tuple[Proc, Target]] = {}
+        for i, (name, env) in enumerate(SETUPS.items()):
+            url, proc = await stack.enter_async_context(
+                gateway(workdir, config, database_url, name=f"fast-defaults-{i}", env=env)
+            )
+            results[name].rss_idle_mb = rss_mb(proc.pid)
+            key = await bench_key(url)
+            targets[name] = (
+                proc,
+                load.chat_target(url, "bench-chat", key=key.value, deterministic=True),
+            )
+        upstream = load.chat_target(upstream_url, "fake-gpt", deterministic=True)
+        async with load.client(1) as one:  # warm-up: first requests load what waited for use
+            for _, target in targets.values():
+                await load.sequential(one, target, options.scaled(50, 5), max_s=30.0)
+        for _ in range(rounds):
+            for name, (proc, target) in targets.items():
+                await _sequential(proc, target, n // rounds or 1, results[name])
+        async with load.client(1) as one:
+            await _set_upstream(one, upstream_url, {"latency_ms": SLOW_UPSTREAM_MS})
+        async with load.client(CONCURRENCY) as many:
+            for _ in range(2 if not options.quick else 1):
+                direct.throughput.append(
+                    await load.closed_loop(
+                        many, upstream, concurrency=CONCURRENCY, seconds=window_s
+                    )
+                )
+                for name, (_, target) in targets.items():
+                    results[name].throughput.append(
+                        await load.closed_loop(
+                            many, target, concurrency=CONCURRENCY, seconds=window_s
+                        )
+                    )
+    return Section("fast_defaults", render(results, direct, options))
+
+
+def render(results: dict[str, Measured], direct: Measured, options: Options) -> str:
+    defaults = results["defaults"]
+    hot = results["classifier and semantic cache off"]
+    ratio = defaults.cpu_ms / hot.cpu_ms if hot.cpu_ms else float("nan")
+    lines = [
+        "## Fast defaults (issue 20)",
+        "",
+        f"Generated by `{options.command}`. {environment_note()} Three gateways, one run: "
+        "every request a new user message; CPU of each gateway process per request, "
+        f"sequential, in {options.scaled(4, 1)} alternating rounds; throughput with a "
+        f"{SLOW_UPSTREAM_MS:.0f} ms upstream at {CONCURRENCY} concurrent, as a share of the "
+        "upstream direct; RSS idle after start-up.",
+        "",
+        "| gateway | CPU / request | requests / s (100 ms upstream) | share of direct | RSS idle |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, m in results.items():
+        share = 100 * m.per_second / direct.per_second if direct.per_second else float("nan")
+        lines.append(
+            f"| {name} | {m.cpu_ms:.2f} ms | {m.per_second:.0f} | {share:.0f} % "
+            f"| {m.rss_idle_mb:.0f} MB |"
+        )
+    lines.append(f"| upstream direct | | {direct.per_second:.0f} | 100 % | |")
+    share = 100 * defaults.per_second / direct.per_second if direct.per_second else float("nan")
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    lines += [
+        "",
+        f"- Defaults, CPU per request ≤ {GOAL_CPU_MS} ms: {defaults.cpu_ms:.2f} ms, "
+        f"{verdict(defaults.cpu_ms <= GOAL_CPU_MS)}.",
+        f"- Defaults ≤ {GOAL_RATIO:.0f} × the hot path's CPU: {ratio:.2f} ×, "
+        f"{verdict(ratio <= GOAL_RATIO)}.",
+        f"- Defaults at 100 ms upstream, 50 concurrent ≥ {GOAL_SHARE:.0f} % of direct: "
+        f"{share:.0f} %, {verdict(share >= GOAL_SHARE)}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main_for("bench.fast_defaults")

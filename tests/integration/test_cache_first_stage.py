@@ -1,0 +1,164 @@
+"""The semantic cache behind its static first stage, on a real PostgreSQL + pgvector: a miss
+and a store run no embedder call; a near question runs it once for itself and once for the
+cached question, whose vector is then kept."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from propylon.db.database import Database
+from propylon.db.migrator import migrate
+from propylon.gateway.cache.first_stage import FirstStage
+from propylon.gateway.cache.key import cache_key
+from propylon.gateway.cache.semantic import SemanticCache
+from propylon.gateway.cache.verifier import JudgeWeights, Verifier
+from propylon.gateway.protocol import Embeddings
+from propylon.local.static import StaticEmbedder
+
+
+class CountingLetters:
+    """A stand-in for the transformer: letter counts, and a count of the texts it read."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def embed(self, texts: list[str], request: dict[str, Any] | None = None) -> Embeddings:
+        self.texts += texts
+        out = []
+        for text in texts:
+            v = np.zeros(384, dtype=np.float32)
+            for ch in text.lower():
+                v[ord(ch) % 384] += 1
+            out.append((v / np.linalg.norm(v)).tolist())
+        return Embeddings(out, prompt_tokens=0)
+
+
+@pytest.fixture(scope="module")
+def static() -> StaticEmbedder:
+    return StaticEmbedder.load()
+
+
+@pytest.fixture
+async def cache(
+    database_url: str, static: StaticEmbedder
+) -> AsyncIterator[tuple[SemanticCache, CountingLetters, Database]]:
+    db = Database(database_url)
+    await db.open()
+    await migrate(db)
+    embedder = CountingLetters()
+    first = FirstStage(static, "static-test", threshold=0.6)
+    semantic = SemanticCache(db, embedder, embedder_id="letters", first_stage=first)
+    yield semantic, embedder, db
+    await semantic.aclose()
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM cache_entries WHERE embedder = 'letters'")
+    await db.close()
+
+
+def key(question: str, tenant: str) -> Any:
+    body = {"model": "m", "messages": [{"role": "user", "content": question}]}
+    return cache_key(body, tenant_id=tenant, model="m")
+
+
+async def store(semantic: SemanticCache, question: str, tenant: str) -> None:
+    assert semantic.first_stage is not None
+    first = await semantic.first_stage.vector(question)
+    answer = {"choices": [{"message": {"content": f"answer to {question}"}}]}
+    await semantic.add(key(question, tenant), question, None, answer, ttl_s=60, first=first)
+
+
+async def lookup(semantic: SemanticCache, question: str, tenant: str) -> Any:
+    assert semantic.first_stage is not None
+    first = await semantic.first_stage.vector(question)
+    return await semantic.find_staged(key(question, tenant), question, first, threshold=0.9)
+
+
+async def test_a_miss_and_a_store_run_no_embedder_call(
+    cache: tuple[SemanticCache, CountingLetters, Database],
+) -> None:
+    semantic, embedder, _ = cache
+    tenant = "first-stage-miss"
+    for question in ("How do I reverse a list in Python?", "What is the capital of Peru?"):
+        await store(semantic, question, tenant)
+    await semantic.writes.flush()
+
+    missed = await lookup(semantic, "Which vitamins are in spinach leaves?", tenant)
+    assert missed.hit is None and missed.reason == "first-stage"
+    assert embedder.texts == [], "neither the store nor the miss ran the embedder"
+
+
+async def test_a_near_question_embeds_itself_and_its_candidate_once(
+    cache: tuple[SemanticCache, CountingLetters, Database],
+) -> None:
+    semantic, embedder, db = cache
+    tenant = "first-stage-hit"
+    await store(semantic, "How do I reverse a list in Python?", tenant)
+    await semantic.writes.flush()
+
+    found = await lookup(semantic, "How do I reverse a list in Python??", tenant)
+    assert found.hit is not None and found.hit.entry_id is not None
+    assert found.embedding is not None, "kept for the store that may follow"
+    assert sorted(embedder.texts) == sorted(
+        ["How do I reverse a list in Python??", "How do I reverse a list in Python?"]
+    )
+    async with db.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT dims FROM cache_entries WHERE tenant_id = %(t)s", {"t": tenant}
+        )
+        assert [row["dims"] for row in await cursor.fetchall()] == [384]
+
+    embedder.texts.clear()
+    again = await lookup(semantic, "How do I reverse a list in Python???", tenant)
+    assert again.hit is not None
+    assert embedder.texts == ["How do I reverse a list in Python???"], "the entry's vector was kept"
+
+
+async def test_a_queued_entry_is_found_by_the_first_stage(
+    cache: tuple[SemanticCache, CountingLetters, Database],
+) -> None:
+    semantic, _, _ = cache
+    tenant = "first-stage-queued"
+    await store(semantic, "How do I reverse a list in Python?", tenant)
+    found = await lookup(semantic, "How do I reverse a list in Python??", tenant)
+    assert found.hit is not None and found.hit.entry_id is None
+    other = await lookup(semantic, "How do I reverse a list in Python??", "another-tenant")
+    assert other.hit is None
+
+
+async def test_an_entry_needs_a_vector_of_some_kind(
+    cache: tuple[SemanticCache, CountingLetters, Database],
+) -> None:
+    semantic, _, _ = cache
+    with pytest.raises(ValueError, match="embedding or its first-stage vector"):
+        await semantic.add(key("q", "t"), "q", None, {}, ttl_s=60)
+
+
+async def test_a_near_question_the_second_check_vetoes_runs_no_embedder_call(
+    database_url: str, static: StaticEmbedder
+) -> None:
+    db = Database(database_url)
+    await db.open()
+    await migrate(db)
+    embedder = CountingLetters()
+    semantic = SemanticCache(
+        db,
+        embedder,
+        embedder_id="letters",
+        verifier=Verifier(JudgeWeights.load()),
+        first_stage=FirstStage(static, "static-test", threshold=0.6),
+    )
+    try:
+        tenant = "first-stage-veto"
+        await store(semantic, "Say hello to request #00000012.", tenant)
+        missed = await lookup(semantic, "Say hello to request #00000013.", tenant)
+        assert missed.hit is None and missed.reason == "first-stage"
+        assert embedder.texts == [], "another number: refused before any embedding"
+    finally:
+        await semantic.aclose()
+        async with db.connection() as conn:
+            await conn.execute("DELETE FROM cache_entries WHERE embedder = 'letters'")
+        await db.close()
