@@ -16,7 +16,7 @@ LIMIT %(limit)s;
 -- The first stage (migration 0023): nearest static vectors; the embedder's vector as text,
 -- NULL until some search needed it.
 SELECT id, question, response::text AS response, embedding::text AS embedding,
-       1 - (first_vector::{vector} <=> %(first_vector)s::{vector}) AS first_similarity
+       min_probability, 1 - (first_vector::{vector} <=> %(first_vector)s::{vector}) AS first_similarity
 FROM cache_entries
 WHERE tenant_id = %(tenant_id)s AND model = %(model)s AND scope = %(scope)s
   AND embedder = %(embedder)s AND first_model = %(first_model)s

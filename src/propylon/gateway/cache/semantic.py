@@ -128,6 +128,7 @@ class Candidate:
     response: str
     embedding: Embedding | None  # the embedder's vector, None until a search first needs it
     stored: str | None = None  # its pgvector text as read, parsed only if the candidate is near
+    min_probability: float | None = None  # the entry's learnt threshold (sampled verification)
 
     def row(self, embedding: Embedding) -> dict[str, Any]:
         """As a row of the full search: similarity between the embedder's vectors."""
@@ -136,6 +137,7 @@ class Candidate:
             "id": self.entry_id,
             "question": self.question,
             "response": self.response,
+            "min_probability": self.min_probability,
             "similarity": embedding.similarity(self.embedding),
         }
 
@@ -272,7 +274,14 @@ class SemanticCache:
             rows = await cursor.fetchall()
         found = [
             (
-                Candidate(int(r["id"]), r["question"], r["response"], None, r["embedding"]),
+                Candidate(
+                    int(r["id"]),
+                    r["question"],
+                    r["response"],
+                    None,
+                    r["embedding"],
+                    r["min_probability"],
+                ),
                 float(r["first_similarity"]),
             )
             for r in rows
