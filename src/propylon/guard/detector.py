@@ -49,10 +49,41 @@ Label = Literal["benign", "suspicious", "injection"]
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """Scores at or above ``flag`` are suspicious; at or above ``block``, an injection."""
+    """Scores at or above ``flag`` are suspicious; at or above ``block``, an injection.
+
+    ``by_length`` holds calibrated ``(below_chars, flag, block)`` rows, shortest first: a long
+    text is scored as the maximum over more windows, so its benign scores run higher, and each
+    length bucket gets the thresholds that keep its own benign texts within the targets.
+    ``flag``/``block`` apply beyond the last row (and to every length when there are none).
+    """
 
     flag: float
     block: float
+    by_length: tuple[tuple[int, float, float], ...] = ()
+
+    def for_length(self, chars: int) -> Thresholds:
+        """The thresholds of a text of ``chars`` characters."""
+        for below, flag, block in self.by_length:
+            if chars < below:
+                return Thresholds(flag, block)
+        return Thresholds(self.flag, self.block)
+
+    @classmethod
+    def stored(cls, calibrated: dict[str, Any], fallback: Thresholds) -> Thresholds:
+        """The thresholds as training stores them with the weights (``fitting.py``)."""
+        return cls(
+            float(calibrated.get("flag", fallback.flag)),
+            float(calibrated.get("block", fallback.block)),
+            tuple((int(r), float(f), float(b)) for r, f, b in calibrated.get("by_length", [])),
+        )
+
+    def overridden(self, flag: float | None, block: float | None) -> Thresholds:
+        """A configured value holds for every length; a calibrated one only for its bucket."""
+        return Thresholds(
+            flag or self.flag,
+            block or self.block,
+            tuple((r, flag or f, block or b) for r, f, b in self.by_length),
+        )
 
     def label(self, score: float) -> Label:
         if score >= self.block:
@@ -104,11 +135,9 @@ def calibrated_thresholds(
     out: dict[str, Thresholds] = {}
     stored = classifier.metadata.get("thresholds", {}) if classifier is not None else {}
     for source, fallback in HEURISTIC_THRESHOLDS.items():
-        base = stored.get(source, {})
         given = (overrides or {}).get(source, {})
-        flag = given.get("flag") or base.get("flag", fallback.flag)
-        block = given.get("block") or base.get("block", fallback.block)
-        out[source] = Thresholds(flag=float(flag), block=float(block))
+        base = Thresholds.stored(stored.get(source, {}), fallback)
+        out[source] = base.overridden(given.get("flag"), given.get("block"))
     return out
 
 
@@ -188,8 +217,9 @@ class InjectionDetector:
                 continue
             signals = heuristics.scan(text)
             h = heuristics.heuristic_score(signals)
-            if not classify or h >= thresholds.block or not text.strip():
-                out[i] = _verdict(source, thresholds, h, None, signals)
+            of_length = thresholds.for_length(len(text))
+            if not classify or h >= of_length.block or not text.strip():
+                out[i] = _verdict(source, of_length, h, None, signals)
             else:
                 pending.append((i, signals, units(text, source, self._max_windows)))
         if pending:
@@ -200,7 +230,11 @@ class InjectionDetector:
                 c = float(scores[offset : offset + len(ws)].max())
                 offset += len(ws)
                 out[i] = _verdict(
-                    source, thresholds, heuristics.heuristic_score(signals), c, signals
+                    source,
+                    thresholds.for_length(len(texts[i])),
+                    heuristics.heuristic_score(signals),
+                    c,
+                    signals,
                 )
         verdicts = [v for v in out if v is not None]
         for key, verdict in zip(keys, verdicts, strict=True):

@@ -12,6 +12,7 @@ low); the windows of an attack share its weight (one of them firing is enough).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +30,10 @@ DEV_SHARE = 0.25
 # Benign texts flagged / blocked on the dev split, per whole text. Below the stated goals
 # (3 % flagged, 0.5 % blocked) to leave room for traffic unlike the dev split.
 TARGETS = {"flag": 0.015, "block": 0.002}
+# Length buckets (characters, [low, high)) in which the thresholds are calibrated and the
+# evaluation reports: a longer text is the maximum over more windows, so one threshold for all
+# lengths flags long benign texts far more often than short ones.
+LENGTH_BUCKETS = (("< 200", 0, 200), ("200–1,000", 200, 1001), ("> 1,000", 1001, 10**12))
 GRID = np.concatenate([np.arange(0.30, 0.99, 0.01), np.arange(0.990, 0.9995, 0.001)])
 
 Floats = NDArray[np.float32]
@@ -51,7 +56,7 @@ class Featurised:
 @dataclass(frozen=True, slots=True)
 class Calibrated:
     head: Head
-    thresholds: dict[str, float]
+    thresholds: dict[str, Any]
     dev_texts: int
 
 
@@ -144,11 +149,34 @@ def choose_thresholds(
     return {name: round(value, 3) for name, value in out.items()}
 
 
+def choose_by_length(
+    benign_scores: Floats, lengths: NDArray[np.int64], targets: dict[str, float] = TARGETS
+) -> dict[str, Any]:
+    """Thresholds per length bucket, as ``Thresholds.stored`` reads them: rows ``[below_chars,
+    flag, block]`` for every bucket but the last, whose thresholds are the top-level ``flag``
+    and ``block``.
+
+    A bucket's threshold is the stricter of two: the one that keeps its own benign texts
+    within ``targets``, and the one that does so for all lengths pooled. A bucket may only
+    tighten: short dev texts score so low that their own threshold (0.4-0.5) flagged over a
+    quarter of an unseen source's short benign questions."""
+    pooled = choose_thresholds(benign_scores, targets)
+    rows = []
+    for _, low, high in LENGTH_BUCKETS:
+        inside = (lengths >= low) & (lengths < high)
+        chosen = choose_thresholds(benign_scores[inside], targets) if inside.any() else pooled
+        flag = max(chosen["flag"], pooled["flag"])
+        rows.append([high, flag, max(chosen["block"], pooled["block"], flag)])
+    _, flag, block = rows.pop()
+    return {"flag": flag, "block": block, "by_length": rows}
+
+
 def fit_calibrated(data: Featurised, texts: NDArray[np.bool_]) -> Calibrated:
-    """Fit on most of the chosen texts; choose the thresholds on the rest (``DEV_SHARE`` of
-    each source, by a hash of the text), which the head never saw."""
+    """Fit on most of the chosen texts; choose the thresholds, per length bucket, on the rest
+    (``DEV_SHARE`` of each source, by a hash of the text), which the head never saw."""
     dev = np.array([held_back(e.text, DEV_SHARE) for e in data.examples]) & texts
     head = fit_texts(data, texts & ~dev)
     benign_dev = dev & (data.labels == 0)
     scores = text_scores(head, data, benign_dev)
-    return Calibrated(head, choose_thresholds(scores), int(dev.sum()))
+    lengths = np.array([len(e.text) for e in data.examples], dtype=np.int64)[benign_dev]
+    return Calibrated(head, choose_by_length(scores, lengths), int(dev.sum()))

@@ -37,6 +37,11 @@ CORPUS_FOLDERS = (
 )
 BENIGN_TASKS = ("gsm8k", "humaneval", "intent_trigger_words", "self_instruct")
 BIPIA_TRAIN_CONTEXTS = {"email": 50, "table": 200, "code": 50}
+# Attack styles planted into training documents besides BIPIA's and deepset's: hijacks,
+# personas, other languages. Never garak's latent injections, the documents the ingestion
+# screen is evaluated on (``evaluation.py``).
+PLANTED_STYLES = ("garak-promptinject", "garak-other", "jailbreakbench", "multilingual")
+PLANTED_MAX_CHARS = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +56,17 @@ def retrieved_windows(data: Path) -> list[Window]:
     rng = random.Random(datasets.SEED)
     out: list[Window] = []
     injections = [e.text for e in datasets.deepset(data, "train") if e.label == 1]
+    styles = [
+        e.text
+        for name in PLANTED_STYLES
+        for e in corpus.GROUPS[name](data)
+        if e.label == 1 and len(e.text) <= PLANTED_MAX_CHARS
+    ]
     for task, limit in BIPIA_TRAIN_CONTEXTS.items():
         attacks = datasets.bipia_attacks(data, task, "train")
         for context in datasets.bipia_contexts(data, task, "train")[:limit]:
             out += [Window(p, 0, 1.0, f"bipia-{task}") for p in units(context, "retrieved", 64)]
-            for pool in (attacks, attacks, injections):
+            for pool in (attacks, attacks, injections, styles):
                 attack = rng.choice(pool)
                 position = rng.choice(("start", "middle", "end"))
                 poisoned = datasets.insert_attack(context, attack, position)

@@ -6,7 +6,14 @@ import numpy as np
 
 from propylon.guard.classifier import Head
 from propylon.guard.datasets import Example
-from propylon.guard.fitting import Featurised, choose_thresholds, text_scores
+from propylon.guard.detector import Thresholds
+from propylon.guard.fitting import (
+    LENGTH_BUCKETS,
+    Featurised,
+    choose_by_length,
+    choose_thresholds,
+    text_scores,
+)
 
 
 def featurised(window_values: list[list[float]], heuristic: list[float]) -> Featurised:
@@ -45,3 +52,31 @@ def test_thresholds_keep_benign_flags_and_blocks_within_their_targets() -> None:
     assert (benign >= thresholds["flag"]).mean() <= 0.03
     assert (benign >= thresholds["block"]).mean() <= 0.005
     assert thresholds["flag"] <= thresholds["block"]
+
+
+def test_each_length_bucket_keeps_its_benign_texts_within_the_targets_and_never_loosens() -> None:
+    rng = np.random.default_rng(7)
+    lengths = np.concatenate([np.full(500, 100), np.full(500, 600), np.full(500, 3000)])
+    # Long benign texts are the maximum over more windows: their scores run higher.
+    scores = np.concatenate(
+        [rng.uniform(0, 0.5, 500), rng.uniform(0, 0.8, 500), rng.uniform(0.3, 0.97, 500)]
+    )
+    stored = choose_by_length(
+        scores.astype(np.float32), lengths.astype(np.int64), {"flag": 0.03, "block": 0.005}
+    )
+    thresholds = Thresholds.stored(stored, Thresholds(1.0, 1.0))
+    for _, low, high in LENGTH_BUCKETS:
+        inside = (lengths >= low) & (lengths < high)
+        of_length = thresholds.for_length(int(lengths[inside][0]))
+        assert (scores[inside] >= of_length.flag).mean() <= 0.03
+        assert (scores[inside] >= of_length.block).mean() <= 0.005
+    assert thresholds.for_length(100).flag < thresholds.for_length(3000).flag
+    pooled = choose_thresholds(scores.astype(np.float32), {"flag": 0.03, "block": 0.005})
+    assert thresholds.for_length(100).flag == pooled["flag"], "a bucket may only tighten"
+
+
+def test_a_configured_threshold_holds_for_every_length() -> None:
+    stored = {"flag": 0.9, "block": 0.99, "by_length": [[200, 0.6, 0.8], [1001, 0.7, 0.9]]}
+    thresholds = Thresholds.stored(stored, Thresholds(1.0, 1.0)).overridden(0.5, None)
+    assert [thresholds.for_length(n).flag for n in (10, 500, 5000)] == [0.5, 0.5, 0.5]
+    assert [thresholds.for_length(n).block for n in (10, 500, 5000)] == [0.8, 0.9, 0.99]
