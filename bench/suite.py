@@ -98,6 +98,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("explorer", "bench.explorer", "requests explorer p95 over many log rows"),
         Benchmark("cache", "bench.cache", "exact- and semantic-hit latency"),
         Benchmark("leak_checks", "bench.leak_checks", "default-settings CPU of the leak checks"),
+        Benchmark(
+            "ledger",
+            "bench.ledger",
+            "budgets across two replicas under concurrency; what reserving and settling costs",
+        ),
         Benchmark("refusals", "bench.refusals", "all-deployments-down 503 p99 next to a 404"),
         Benchmark("bounded_work", "bench.bounded_work", "event-loop stall of one 8 MB prompt"),
         Benchmark("ingestion", "bench.ingestion", "ingestion overhead over the raw embedder"),

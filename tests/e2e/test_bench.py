@@ -121,3 +121,28 @@ async def test_quick_explorer_bench_generates_a_small_log_keeps_it_and_reuses_it
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
             name = env["PROPYLON_BENCH_EXPLORER_KEEP"]
             await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def test_quick_ledger_bench_spends_within_every_budget_across_two_replicas(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The ledger family: two replicas sharing Redis, 50 concurrent requests per budget; the
+    section is written and every budget held (the timings of a quick run are not checked)."""
+    output = tmp_path / "benchmarks.md"
+    code, out = await run_bench(
+        *("--quick", "--only", "ledger", "--output", str(output)),
+        env={"PROPYLON_BENCH_DATABASE_URL": database_url},
+    )
+    assert code == 0, out[-3000:]
+    text = output.read_text()
+    section = text[
+        text.index("<!-- bench:ledger:start -->") : text.index("<!-- bench:ledger:end -->")
+    ]
+    prose = " ".join(section.split())
+    assert "spent **within** every budget" in prose
+    assert "every refusal carried its clear error code" in prose
+    rows = [
+        line for line in section.splitlines() if line.startswith(("| token", "| dollar", "| TPM"))
+    ]
+    assert len(rows) == 3
+    assert all(row.rstrip(" |").endswith("yes") for row in rows), rows
