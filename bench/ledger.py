@@ -357,6 +357,9 @@ def render(
     full, tpm = list(KEYS)[:2]
     lim, unl, only = timings[(seq, full)], timings[(seq, BASELINE)], timings[(seq, tpm)]
     added = percentile(lim.ms, 50) - percentile(unl.ms, 50)
+    par = list(modes)[1]
+    par_lim, par_only, par_unl = (timings[(par, k)] for k in (full, tpm, BASELINE))
+    token_case, dollar_case = results[0], results[1]
     quick = " Quick run: the cost numbers are not meaningful." if options.quick else ""
     hot_path = ", ".join(f"`{k}={v}`" for k, v in HOT_PATH.items())
     verdict = "**within**" if all_within else "**over**"
@@ -370,7 +373,10 @@ budget (tokens, dollars, TPM), and {refusals} refusal carried its clear error co
 seen: {", ".join(map(str, statuses))}). Sequentially, a key with a budget and a TPM limit costs
 **{_ratio(lim.cpu_ms, unl.cpu_ms)}** the gateway CPU per request of a key without limits
 ({lim.cpu_ms:.2f} ms vs {unl.cpu_ms:.2f} ms) and adds {added:.2f} ms to the client's p50; a
-TPM limit alone costs {_ratio(only.cpu_ms, unl.cpu_ms)}. **Before** (issue 18's figure, kept
+TPM limit alone costs {_ratio(only.cpu_ms, unl.cpu_ms)}. With {IN_FLIGHT} in flight the
+gateway's own p50 is {percentile(par_lim.overhead_ms, 50):.2f} ms with the budget and TPM,
+{percentile(par_only.overhead_ms, 50):.2f} ms with TPM alone and
+{percentile(par_unl.overhead_ms, 50):.2f} ms without limits. **Before** (issue 18's figure, kept
 as history: budgets were checked, not reserved, and that path no longer exists): 20 of 20
 concurrent requests admitted on a 300-token budget, 1,060 tokens spent.
 
@@ -401,7 +407,11 @@ same mode.
 
 Notes: the TPM case's allowance is a rate (300 a minute refills 5 tokens a second), so it may
 spend 300 plus 5 for each second the run took. A key without reservation semantics no longer
-exists, so the "before" figure is the issue's, not measured here. What a limited key adds: it
+exists, so the "before" figure is the issue's, not measured here. Admission reserves an upper
+estimate (the prompt's counted tokens + `max_tokens`), so the last reservations that do not fit
+are refused although the call would have fitted: {300 - token_case.tokens} of the 300 tokens
+and ${max(0.0, 0.3 - dollar_case.cost_usd):.3f} of the $0.30 were left unspent here — exact
+means never over, not always full. What a limited key adds: it
 counts its prompt's tokens, reserves and then settles in one Redis script each (two round
 trips), and a key with a budget also reads its recorded spend from PostgreSQL at every
 admission (the floor for a window Redis has forgotten) — the difference between the first two
