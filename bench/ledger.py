@@ -413,9 +413,10 @@ are refused although the call would have fitted: {300 - token_case.tokens} of th
 and ${max(0.0, 0.3 - dollar_case.cost_usd):.3f} of the $0.30 were left unspent here — exact
 means never over, not always full. What a limited key adds: it
 counts its prompt's tokens, reserves and then settles in one Redis script each (two round
-trips), and a key with a budget also reads its recorded spend from PostgreSQL at every
-admission (the floor for a window Redis has forgotten) — the difference between the first two
-keys' rows. A key without limits touches neither. Both replicas share one core with the
+trips), and a key with a budget also adds its budget windows to those two scripts and reads
+its recorded spend from PostgreSQL at every admission (the floor for a window Redis has
+forgotten) — together the difference between the first two keys' rows, not measured apart.
+A key without limits touches neither. Both replicas share one core with the
 gateway under test; the ratios, measured in alternating rounds, are the result, not the
 absolute figures.
 """
