@@ -255,11 +255,18 @@ WHERE s.trace_id = %(trace_id)s
 ORDER BY s.started_at, s.span_id;
 
 -- name: find_traces
--- The traces of a request, run or job (newest first).
-SELECT trace_id, min(started_at) AS started_at
-FROM spans
-WHERE tenant_id IS NOT NULL AND subject = %(subject)s
-  AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
-GROUP BY trace_id
-ORDER BY min(started_at) DESC
-LIMIT 20;
+-- Every span of the traces of a request, run or job (newest trace first, then by time): a
+-- trace is found by one of its roots, so it is the tenant's (any tenant's for an operator).
+WITH found AS (
+    SELECT trace_id, min(started_at) AS first
+    FROM spans
+    WHERE tenant_id IS NOT NULL AND subject = %(subject)s
+      AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
+    GROUP BY trace_id
+    ORDER BY min(started_at) DESC
+    LIMIT 20
+)
+SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind, s.started_at, s.duration_ms,
+       s.status, s.status_message, s.attributes, s.events, s.subject
+FROM found f JOIN spans s ON s.trace_id = f.trace_id
+ORDER BY f.first DESC, s.trace_id, s.started_at, s.span_id;

@@ -36,15 +36,23 @@ async def read_trace(database: Database, principal: Principal, trace_id: str) ->
         rows = await cur.fetchall()
     if not rows:
         raise NotFound(f"No trace `{trace_id}`.", param="trace_id")
-    spans = [{**row, "started_at": row["started_at"].isoformat()} for row in rows]
-    return {"object": "trace", "trace_id": trace_id, "spans": spans}
+    return _trace(trace_id, rows)
 
 
 async def find_traces(database: Database, principal: Principal, subject: str) -> dict[str, Any]:
-    """The caller's traces of one request, run or job, newest first, each with its spans."""
+    """The caller's traces of one request, run or job, newest first, each with its spans
+    (one query: the spans of every trace found, grouped here)."""
     tenant = None if principal.is_operator else principal.tenant_id
     async with database.connection() as conn:
         cur = await conn.execute(query("find_traces"), {"subject": subject, "tenant_id": tenant})
-        found = await cur.fetchall()
-    data = [await read_trace(database, principal, row["trace_id"]) for row in found]
+        rows = await cur.fetchall()
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_trace.setdefault(row["trace_id"], []).append(row)
+    data = [_trace(trace_id, spans) for trace_id, spans in by_trace.items()]
     return {"object": "list", "subject": subject, "data": data}
+
+
+def _trace(trace_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    spans = [{**row, "started_at": row["started_at"].isoformat()} for row in rows]
+    return {"object": "trace", "trace_id": trace_id, "spans": spans}
