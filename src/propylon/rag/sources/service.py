@@ -7,11 +7,10 @@ configuration and never rendered. Syncing enqueues a ``rag.sync`` job, one live 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from propylon.errors import InvalidRequest, NotFound
-from propylon.rag.collections import CollectionService, JobEnqueuer
+from propylon.rag.collections import UUID, CollectionService, JobEnqueuer
 from propylon.rag.sources.kinds import SourceRules, source_type
 from propylon.rag.sources.s3 import mask
 from propylon.rag.sources.store import SourceStore
@@ -19,7 +18,6 @@ from propylon.rag.sources.sync import SYNC_KIND, sync_dedupe_key
 from propylon.rag.store import Row
 
 MAX_INTERVAL_S = 366 * 24 * 3600
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 
 class SourceService:
@@ -117,7 +115,7 @@ class SourceService:
     async def _find(self, tenant_id: str, collection_ref: str, source_id: str) -> Row:
         collection = await self._collections.get(tenant_id, collection_ref)
         row = None
-        if _UUID.match(source_id):
+        if UUID.match(source_id):
             row = await self._store.get(tenant_id, str(collection["id"]), source_id)
         if row is None:
             raise NotFound(f"No source `{source_id}` in this collection.", param="source_id")
