@@ -14,7 +14,7 @@ from propylon.rag.collections import UUID, CollectionService, JobEnqueuer
 from propylon.rag.sources.kinds import SourceRules, source_type
 from propylon.rag.sources.s3 import mask
 from propylon.rag.sources.store import SourceStore
-from propylon.rag.sources.sync import SYNC_KIND, sync_dedupe_key
+from propylon.rag.sources.sync import enqueue_sync
 from propylon.rag.store import Row
 
 MAX_INTERVAL_S = 366 * 24 * 3600
@@ -101,13 +101,8 @@ class SourceService:
         """Enqueue a sync of the source (or return the one waiting or running); its job id."""
         source = await self._find(tenant_id, collection_ref, source_id)
         async with self._store.transaction() as conn:
-            job_id = await self._jobs.enqueue(
-                tenant_id=tenant_id,
-                kind=SYNC_KIND,
-                payload={"source_id": str(source["id"])},
-                collection_id=str(source["collection_id"]),
-                dedupe_key=sync_dedupe_key(str(source["id"])),
-                conn=conn,
+            job_id = await enqueue_sync(
+                self._jobs, conn, tenant_id, str(source["id"]), str(source["collection_id"])
             )
             await self._store.set_job(conn, str(source["id"]), job_id)
         return job_id
