@@ -190,7 +190,7 @@ class WebConnector:
         """The page at ``url`` (after redirects), or None when it is gone (404, 410)."""
         assert self._session is not None, "use the connector inside `async with`"
         for _ in range(_MAX_REDIRECTS + 1):
-            await self._check_host(url)
+            await check_host(url, self._limits.hosts)
             await self._pace()
             try:
                 async with self._session.get(url, allow_redirects=False) as response:
@@ -216,9 +216,6 @@ class WebConnector:
         if wait > 0:
             await asyncio.sleep(wait)  # politeness toward the site, not a test's timing
         self._last_request = time.monotonic()
-
-    async def _check_host(self, url: str) -> None:
-        await check_host(url, self._limits.hosts)
 
 
 async def check_host(url: str, allowed: Collection[str]) -> None:
