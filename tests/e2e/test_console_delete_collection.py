@@ -14,7 +14,7 @@ import pytest
 from tests.e2e.test_console_browser import ARTIFACTS, CHROMIUM, FLAGS
 from tests.e2e.test_console_browser import console_app as console_app
 from tests.e2e.test_console_first_contact import VIEWPORTS
-from tests.support.console import signed_in_page, upload_to_new_collection
+from tests.support.console import page_crashes, signed_in_page, upload_to_new_collection
 from tests.support.servers import AppServer
 
 pytestmark = pytest.mark.slow
@@ -97,18 +97,13 @@ async def test_deleting_a_collection_asks_first_then_removes_it_and_its_document
 async def test_a_collection_deleted_elsewhere_is_said_so_and_leaves_the_list(
     console_app: AppServer,
 ) -> None:
-    from playwright.async_api import Error, expect
+    from playwright.async_api import expect
 
     width, height = VIEWPORTS["desktop"]
     async with signed_in_page(
         console_app.url, console_app.api_key, CHROMIUM, FLAGS, width, height
     ) as page:
-        crashes: list[str] = []
-
-        def on_page_error(error: Error) -> None:
-            crashes.append(str(error))
-
-        page.on("pageerror", on_page_error)
+        crashes = page_crashes(page)
         await page.click("button[data-tab=collections]")
         await page.fill("#collection-name", "shared")
         await page.click("#new-collection button[type=submit]")
@@ -137,7 +132,7 @@ async def test_a_collection_deleted_elsewhere_is_said_so_and_leaves_the_list(
 async def test_opening_a_collection_deleted_meanwhile_says_it_is_gone(
     console_app: AppServer,
 ) -> None:
-    from playwright.async_api import Error, expect
+    from playwright.async_api import expect
 
     width, height = VIEWPORTS["desktop"]
     async with aiohttp.ClientSession(headers=console_app.headers) as http:
@@ -146,12 +141,7 @@ async def test_opening_a_collection_deleted_meanwhile_says_it_is_gone(
         async with signed_in_page(
             console_app.url, console_app.api_key, CHROMIUM, FLAGS, width, height
         ) as page:
-            crashes: list[str] = []
-
-            def on_page_error(error: Error) -> None:
-                crashes.append(str(error))
-
-            page.on("pageerror", on_page_error)
+            crashes = page_crashes(page)
             await page.click("button[data-tab=collections]")
             listed = page.locator("#collection-list li", has_text="fleeting")
             await expect(listed).to_have_count(1)

@@ -11,7 +11,7 @@ import pytest
 
 from propylon.settings import load_settings
 from tests.e2e.test_console_browser import ARTIFACTS, CHROMIUM, FLAGS, LOCAL_CONFIG
-from tests.support.console import signed_in_page
+from tests.support.console import page_crashes, signed_in_page
 from tests.support.servers import AppServer, serve_app
 from tests.support.site import StaticSite, static_site
 
@@ -41,7 +41,7 @@ async def site() -> AsyncIterator[StaticSite]:
 async def test_the_console_shows_sources_and_syncs_one(
     console_app: AppServer, site: StaticSite, tmp_path: Path
 ) -> None:
-    from playwright.async_api import Error, expect
+    from playwright.async_api import expect
 
     async with aiohttp.ClientSession(console_app.v1 + "/", headers=console_app.headers) as http:
         await http.post("collections", json={"name": "kb"})
@@ -52,12 +52,7 @@ async def test_the_console_shows_sources_and_syncs_one(
     async with signed_in_page(
         console_app.url, console_app.api_key, CHROMIUM, FLAGS, 1280, 900
     ) as page:
-        crashes: list[str] = []
-
-        def on_page_error(error: Error) -> None:
-            crashes.append(str(error))
-
-        page.on("pageerror", on_page_error)
+        crashes = page_crashes(page)
         await page.click("button[data-tab=collections]")
         await page.locator("#collection-list li", has_text="kb").click()
         row = page.locator("#sources tbody tr")

@@ -13,24 +13,13 @@ import pytest
 import yaml
 
 from propylon.db.database import Database
-from tests.support.processes import propylon_process
+from tests.support.processes import KILLABLE_WORKER_ENV, MINILM, propylon_process
 from tests.support.servers import AppServer, serve_app
 
 pytestmark = pytest.mark.slow
 
 DOCUMENTS = 50
-MINILM = {
-    "name": "local/all-MiniLM-L6-v2",
-    "kind": "embeddings",
-    "deployments": [{"provider": "local", "model": "all-MiniLM-L6-v2"}],
-}
-WORKER_ENV = {
-    "PROPYLON_JOBS__LEASE_S": "2",
-    "PROPYLON_JOBS__HEARTBEAT_S": "0.4",
-    "PROPYLON_JOBS__REAP_INTERVAL_S": "0.5",
-    "PROPYLON_JOBS__POLL_INTERVAL_S": "0.5",
-    "PROPYLON_GUARD__ENABLED": "false",
-}
+WORKER_ENV = KILLABLE_WORKER_ENV
 
 
 @pytest.fixture

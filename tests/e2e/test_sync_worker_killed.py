@@ -14,7 +14,12 @@ import pytest
 import yaml
 
 from propylon.db.database import Database
-from tests.support.processes import complete_propylon, propylon_process
+from tests.support.processes import (
+    KILLABLE_WORKER_ENV,
+    MINILM,
+    complete_propylon,
+    propylon_process,
+)
 from tests.support.servers import AppServer, serve_app
 from tests.support.site import StaticSite, static_site
 from tests.support.waiting import eventually
@@ -22,17 +27,8 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.slow
 
 PAGES = 24
-MINILM = {
-    "name": "local/all-MiniLM-L6-v2",
-    "kind": "embeddings",
-    "deployments": [{"provider": "local", "model": "all-MiniLM-L6-v2"}],
-}
 WORKER_ENV = {
-    "PROPYLON_JOBS__LEASE_S": "2",
-    "PROPYLON_JOBS__HEARTBEAT_S": "0.4",
-    "PROPYLON_JOBS__REAP_INTERVAL_S": "0.5",
-    "PROPYLON_JOBS__POLL_INTERVAL_S": "0.5",
-    "PROPYLON_GUARD__ENABLED": "false",
+    **KILLABLE_WORKER_ENV,
     "PROPYLON_RAG__SOURCES__URL_HOSTS": '["127.0.0.1"]',
     # Polite enough that the worker is still crawling when it is killed.
     "PROPYLON_RAG__SOURCES__REQUESTS_PER_S": "5",

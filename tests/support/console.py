@@ -45,6 +45,13 @@ async def signed_in_page(
             await browser.close()
 
 
+def page_crashes(page: Page) -> list[str]:
+    """The page's uncaught exceptions from now on, appended as they happen."""
+    crashes: list[str] = []
+    page.on("pageerror", lambda error: crashes.append(str(error)))
+    return crashes
+
+
 async def upload_to_new_collection(page: Page, name: str, file: Path, state: str) -> None:
     """Create collection ``name``, upload ``file`` and wait until its row shows ``state``."""
     from playwright.async_api import expect

@@ -16,6 +16,21 @@ import aiohttp
 
 PROPYLON = [sys.executable, "-m", "propylon"]
 
+# The local embedding model the e2e tests of workers ingest with.
+MINILM = {
+    "name": "local/all-MiniLM-L6-v2",
+    "kind": "embeddings",
+    "deployments": [{"provider": "local", "model": "all-MiniLM-L6-v2"}],
+}
+# A worker that loses its lease, and whose jobs are reaped, within seconds of being killed.
+KILLABLE_WORKER_ENV = {
+    "PROPYLON_JOBS__LEASE_S": "2",
+    "PROPYLON_JOBS__HEARTBEAT_S": "0.4",
+    "PROPYLON_JOBS__REAP_INTERVAL_S": "0.5",
+    "PROPYLON_JOBS__POLL_INTERVAL_S": "0.5",
+    "PROPYLON_GUARD__ENABLED": "false",
+}
+
 
 def free_port() -> int:
     with socket.socket() as sock:

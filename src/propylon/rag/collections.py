@@ -26,7 +26,7 @@ from propylon.rag.store import CollectionStore, Conn, Row
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_TEXT_WINDOW = 20_000  # characters of document text one request may read
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 
 class CollectionExists(PropylonError):
@@ -86,7 +86,7 @@ class CollectionService:
         embedding_model: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Row:
-        if not _NAME.match(name) or _UUID.match(name):
+        if not _NAME.match(name) or UUID.match(name):
             raise InvalidRequest(
                 "`name` must be 1-128 letters, digits, `.`, `_` or `-`, and not a UUID.",
                 param="name",
@@ -243,7 +243,7 @@ class CollectionService:
     async def get_document(self, tenant_id: str, collection_ref: str, document_id: str) -> Row:
         collection = await self.get(tenant_id, collection_ref)
         row = None
-        if _UUID.match(document_id):
+        if UUID.match(document_id):
             row = await self._store.get_document(str(collection["id"]), document_id)
         if row is None:
             raise NotFound(f"No document `{document_id}` in this collection.", param="document_id")

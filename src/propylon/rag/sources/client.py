@@ -8,9 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from propylon.rag.ingest_client import IngestCommandError, error_message
-
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+from propylon.rag.ingest_client import TERMINAL, IngestCommandError, error_message
 
 
 class SourcesClient:
@@ -41,6 +39,6 @@ class SourcesClient:
                     if response.status != 200:
                         raise IngestCommandError(await error_message(response))
                     job: dict[str, Any] = await response.json()
-                if not wait or job["state"] in FINISHED:
+                if not wait or job["state"] in TERMINAL:
                     return job
                 await asyncio.sleep(self._poll_s)  # a command line's polling pace

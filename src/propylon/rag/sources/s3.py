@@ -26,7 +26,7 @@ from propylon.rag.sources.connector import (
     SourceItem,
     SourceUnavailable,
 )
-from propylon.rag.sources.web import WebLimits, check_host
+from propylon.rag.sources.web import WebLimits, check_host, read_capped
 
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -126,14 +126,7 @@ class S3Connector:
                         f"S3 GET {bucket}/{key} answered {response.status}: "
                         f"{_s3_error(await response.read())}"
                     )
-                body = bytearray()
-                async for block in response.content.iter_chunked(1 << 16):
-                    body += block
-                    if len(body) > self._limits.max_bytes:
-                        raise ItemRejected(
-                            f"`{key}` is larger than {self._limits.max_bytes:,} bytes."
-                        )
-                return bytes(body)
+                return await read_capped(response, self._limits.max_bytes, key)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise SourceUnavailable(
                 f"S3 GET {bucket}/{key} failed: {exc or type(exc).__name__}."

@@ -7,19 +7,17 @@ configuration and never rendered. Syncing enqueues a ``rag.sync`` job, one live 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from propylon.errors import InvalidRequest, NotFound
-from propylon.rag.collections import CollectionService, JobEnqueuer
+from propylon.rag.collections import UUID, CollectionService, JobEnqueuer
 from propylon.rag.sources.kinds import SourceRules, source_type
 from propylon.rag.sources.s3 import mask
 from propylon.rag.sources.store import SourceStore
-from propylon.rag.sources.sync import SYNC_KIND, sync_dedupe_key
+from propylon.rag.sources.sync import enqueue_sync
 from propylon.rag.store import Row
 
 MAX_INTERVAL_S = 366 * 24 * 3600
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 
 class SourceService:
@@ -103,13 +101,8 @@ class SourceService:
         """Enqueue a sync of the source (or return the one waiting or running); its job id."""
         source = await self._find(tenant_id, collection_ref, source_id)
         async with self._store.transaction() as conn:
-            job_id = await self._jobs.enqueue(
-                tenant_id=tenant_id,
-                kind=SYNC_KIND,
-                payload={"source_id": str(source["id"])},
-                collection_id=str(source["collection_id"]),
-                dedupe_key=sync_dedupe_key(str(source["id"])),
-                conn=conn,
+            job_id = await enqueue_sync(
+                self._jobs, conn, tenant_id, str(source["id"]), str(source["collection_id"])
             )
             await self._store.set_job(conn, str(source["id"]), job_id)
         return job_id
@@ -117,7 +110,7 @@ class SourceService:
     async def _find(self, tenant_id: str, collection_ref: str, source_id: str) -> Row:
         collection = await self._collections.get(tenant_id, collection_ref)
         row = None
-        if _UUID.match(source_id):
+        if UUID.match(source_id):
             row = await self._store.get(tenant_id, str(collection["id"]), source_id)
         if row is None:
             raise NotFound(f"No source `{source_id}` in this collection.", param="source_id")

@@ -36,9 +36,19 @@ SYNC_KIND = "rag.sync"
 SCHEDULE_BATCH = 100
 
 
-def sync_dedupe_key(source_id: str) -> str:
-    """One live sync per source: asking again while one waits or runs returns that one."""
-    return f"source:{source_id}"
+async def enqueue_sync(
+    jobs: JobEnqueuer, conn: Conn, tenant_id: str, source_id: str, collection_id: str
+) -> str:
+    """Enqueue a sync of the source in ``conn``'s transaction; its job id. One live sync per
+    source: asking again while one waits or runs returns that one."""
+    return await jobs.enqueue(
+        tenant_id=tenant_id,
+        kind=SYNC_KIND,
+        payload={"source_id": source_id},
+        collection_id=collection_id,
+        dedupe_key=f"source:{source_id}",
+        conn=conn,
+    )
 
 
 def external_id(source_id: str, key: str) -> str:
@@ -184,12 +194,11 @@ class SyncHandler:
         async with self._sources.transaction() as conn:
             due = await self._sources.due(conn, SCHEDULE_BATCH)
             for row in due:
-                await self._jobs.enqueue(
-                    tenant_id=str(row["tenant_id"]),
-                    kind=SYNC_KIND,
-                    payload={"source_id": str(row["id"])},
-                    collection_id=str(row["collection_id"]),
-                    dedupe_key=sync_dedupe_key(str(row["id"])),
-                    conn=conn,
+                await enqueue_sync(
+                    self._jobs,
+                    conn,
+                    str(row["tenant_id"]),
+                    str(row["id"]),
+                    str(row["collection_id"]),
                 )
         return len(due)

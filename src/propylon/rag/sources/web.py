@@ -190,7 +190,7 @@ class WebConnector:
         """The page at ``url`` (after redirects), or None when it is gone (404, 410)."""
         assert self._session is not None, "use the connector inside `async with`"
         for _ in range(_MAX_REDIRECTS + 1):
-            await self._check_host(url)
+            await check_host(url, self._limits.hosts)
             await self._pace()
             try:
                 async with self._session.get(url, allow_redirects=False) as response:
@@ -201,7 +201,7 @@ class WebConnector:
                         return None
                     if response.status >= 400:
                         raise SourceUnavailable(f"GET {url} answered {response.status}.")
-                    body = await _read_capped(response, self._limits.max_bytes, url)
+                    body = await read_capped(response, self._limits.max_bytes, url)
                     version = response.headers.get("ETag") or response.headers.get("Last-Modified")
                     item = SourceItem(
                         urldefrag(url).url, version, _filename(url), response.content_type, body
@@ -216,9 +216,6 @@ class WebConnector:
         if wait > 0:
             await asyncio.sleep(wait)  # politeness toward the site, not a test's timing
         self._last_request = time.monotonic()
-
-    async def _check_host(self, url: str) -> None:
-        await check_host(url, self._limits.hosts)
 
 
 async def check_host(url: str, allowed: Collection[str]) -> None:
@@ -244,12 +241,13 @@ async def check_host(url: str, allowed: Collection[str]) -> None:
             )
 
 
-async def _read_capped(response: aiohttp.ClientResponse, limit: int, url: str) -> bytes:
+async def read_capped(response: aiohttp.ClientResponse, limit: int, name: str) -> bytes:
+    """The response's body; ``ItemRejected`` as soon as it passes ``limit`` bytes."""
     body = bytearray()
     async for block in response.content.iter_chunked(1 << 16):
         body += block
         if len(body) > limit:
-            raise ItemRejected(f"`{url}` is larger than {limit:,} bytes.")
+            raise ItemRejected(f"`{name}` is larger than {limit:,} bytes.")
     return bytes(body)
 
 
