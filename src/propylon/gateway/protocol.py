@@ -215,3 +215,19 @@ class RerankService(Protocol):
         call: CallInfo | None = None,
     ) -> Ranking: ...
 
+
+class ModelRanking:
+    """A ``RerankModel`` called directly, as a ``RerankService`` (no gateway; see
+    ``ModelEmbeddings``)."""
+
+    def __init__(self, model: RerankModel) -> None:
+        self._model = model
+
+    async def rerank(
+        self,
+        query: str,
+        documents: list[str],
+        request: JSONObject | None = None,
+        call: CallInfo | None = None,
+    ) -> Ranking:
+        return await self._model.rerank(query, documents, request)

@@ -28,8 +28,7 @@ from typing import Any
 
 from propylon import report_section
 from propylon.db.database import Database
-from propylon.gateway.call import CallInfo
-from propylon.gateway.protocol import EmbeddingModel, JSONObject, ModelEmbeddings, Ranking
+from propylon.gateway.protocol import EmbeddingModel, ModelEmbeddings, ModelRanking
 from propylon.local.extractive_eval import CachedEmbedder
 from propylon.local.reranker import MODEL_ID, LocalReranker
 from propylon.rag.bm25 import BM25Index
@@ -50,22 +49,6 @@ from propylon.rag.search import (
 from propylon.rag.store import CollectionStore
 
 START, END = "<!-- eval:rerank:start -->", "<!-- eval:rerank:end -->"
-
-
-class _RerankService:
-    """A ``RerankModel`` as the ``RerankService`` search calls (no gateway: speed)."""
-
-    def __init__(self, model: LocalReranker) -> None:
-        self._model = model
-
-    async def rerank(
-        self,
-        query: str,
-        documents: list[str],
-        request: JSONObject | None = None,
-        call: CallInfo | None = None,
-    ) -> Ranking:
-        return await self._model.rerank(query, documents, request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +122,7 @@ async def evaluate(
             ModelEmbeddings(cached),
             bm25,
             fusion,
-            reranker=_RerankService(LocalReranker(cached)),
+            reranker=ModelRanking(LocalReranker(cached)),
             rerank=RerankParams(MODEL_ID, candidates),
         )
         first: dict[str, list[str]] = {}
