@@ -136,7 +136,7 @@ def _has_cache(cache: Path | None) -> bool:
     return cache is not None and cache.is_file()
 
 
-def cached_vectors(cache: Path | None, ids: list[str]) -> list[list[float]] | None:
+def _cached_vectors(cache: Path | None, ids: list[str]) -> list[list[float]] | None:
     """The corpus vectors saved by an earlier run, when they are for the same ids."""
     if cache is None or not cache.is_file():
         return None
@@ -176,18 +176,17 @@ async def eval_collection(store: CollectionStore, purpose: str) -> CollectionRef
     return CollectionRef(str(created["id"]), str(created["name"]), EMBEDDING_MODEL)
 
 
-async def index(
-    database: Database,
-    store: CollectionStore,
-    collection_id: str,
+async def corpus_vectors(
     corpus: dict[str, str],
     embedder: EmbeddingModel,
+    *,
     batch: int = 64,
     cache: Path | None = None,
-) -> dict[int, str]:
-    """One document with one embedded, BM25-indexed chunk per corpus entry."""
+) -> list[list[float]]:
+    """One vector per corpus entry, in order: those ``cache`` holds for the same ids, else
+    embedded (and saved to ``cache``)."""
     ids = list(corpus)
-    vectors = cached_vectors(cache, ids)
+    vectors = _cached_vectors(cache, ids)
     if vectors is None:
         vectors = []
         for start in range(0, len(ids), batch):
@@ -196,6 +195,19 @@ async def index(
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cache, ids=np.array(ids), vectors=np.asarray(vectors, dtype=np.float32))
+    return vectors
+
+
+async def index(
+    database: Database,
+    store: CollectionStore,
+    collection_id: str,
+    corpus: dict[str, str],
+    vectors: list[list[float]],
+) -> dict[int, str]:
+    """One document with one BM25-indexed chunk per corpus entry, with its vector
+    (``corpus_vectors``)."""
+    ids = list(corpus)
     async with database.connection() as conn:
         new: list[NewChunk] = []
         for doc_id, vector in zip(ids, vectors, strict=True):
@@ -243,9 +255,8 @@ async def evaluate(
         say(f"indexing {len(test.corpus)} abstracts (MiniLM vectors + BM25)…")
         cached = _has_cache(cache)
         started = time.perf_counter()
-        chunk_to_doc = await index(
-            database, store, collection.id, test.corpus, embedder, cache=cache
-        )
+        vectors = await corpus_vectors(test.corpus, embedder, cache=cache)
+        chunk_to_doc = await index(database, store, collection.id, test.corpus, vectors)
         index_s = time.perf_counter() - started
         say(f"indexed in {index_s:.0f} s; ranking {len(train.queries)} train queries…")
         train_runs = await _rankings(search, collection, train)

@@ -36,7 +36,7 @@ from propylon.rag.bm25_eval import Qrels, load_beir, ndcg_at_k
 from propylon.rag.evaluation import (
     CANDIDATES,
     EVAL_TENANT,
-    cached_vectors,
+    corpus_vectors,
     eval_collection,
     index,
 )
@@ -110,12 +110,9 @@ async def evaluate(
     collection = await eval_collection(store, "rerank")
     try:
         say(f"indexing {len(data.corpus)} abstracts (MiniLM vectors + BM25)…")
-        chunk_to_doc = await index(
-            database, store, collection.id, data.corpus, embedder, cache=cache
-        )
-        ids = list(data.corpus)
-        vectors = cached_vectors(cache, ids) or []
-        cached.remember({data.corpus[i]: v for i, v in zip(ids, vectors, strict=False)})
+        vectors = await corpus_vectors(data.corpus, embedder, cache=cache)
+        chunk_to_doc = await index(database, store, collection.id, data.corpus, vectors)
+        cached.remember(dict(zip(data.corpus.values(), vectors, strict=True)))
         plain = SearchService(database, ModelEmbeddings(cached), bm25, fusion)
         reranking = SearchService(
             database,
