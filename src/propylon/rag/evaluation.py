@@ -469,6 +469,19 @@ def _describe(params: FusionParams) -> str:
     return f"{params.method}, dense weight {params.dense_weight:g}"
 
 
+def configured_fusion(settings: Any) -> FusionParams:
+    """The fusion ``retrieval`` is configured with (what the evaluations measure)."""
+    config = settings.retrieval
+    return FusionParams(config.fusion, config.rrf_k, config.dense_weight, CANDIDATES)
+
+
+def vectors_cache(settings: Any, dataset: Path, *, int8: bool = False) -> Path:
+    """Where the MiniLM vectors of ``dataset``'s corpus are kept between runs (and between
+    the evaluations that index it)."""
+    model = "minilm-int8" if int8 else "minilm"
+    return Path(settings.data_dir) / "eval" / f"{dataset.name}-{model}-vectors.npz"
+
+
 async def run(
     settings: Any,
     dataset: Path,
@@ -484,8 +497,6 @@ async def run(
     from propylon.local.extractive import ExtractiveChatModel
     from propylon.local.minilm import MiniLMEmbedder
 
-    config = settings.retrieval
-    default = FusionParams(config.fusion, config.rrf_k, config.dense_weight, CANDIDATES)
     embedder = MiniLMEmbedder.load(threads=threads, max_batch=32, int8=int8)
     try:
         async with open_database(settings) as database:
@@ -495,12 +506,10 @@ async def run(
                 dataset,
                 embedder,
                 ExtractiveChatModel(embedder),
-                default=default,
+                default=configured_fusion(settings),
                 citation_queries=citation_queries,
                 progress=progress,
-                cache=Path(settings.data_dir)
-                / "eval"
-                / f"{dataset.name}-minilm{'-int8' if int8 else ''}-vectors.npz",
+                cache=vectors_cache(settings, dataset, int8=int8),
             )
     finally:
         embedder.close()

@@ -34,11 +34,12 @@ from propylon.local.reranker import MODEL_ID, LocalReranker
 from propylon.rag.bm25 import BM25Index
 from propylon.rag.bm25_eval import Qrels, load_beir, ndcg_at_k
 from propylon.rag.evaluation import (
-    CANDIDATES,
     EVAL_TENANT,
+    configured_fusion,
     corpus_vectors,
     eval_collection,
     index,
+    vectors_cache,
 )
 from propylon.rag.search import (
     FusionParams,
@@ -200,8 +201,6 @@ async def run(
     from propylon.db.migrator import migrate
     from propylon.local.minilm import MiniLMEmbedder
 
-    config = settings.retrieval
-    fusion = FusionParams(config.fusion, config.rrf_k, config.dense_weight, CANDIDATES)
     embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
     try:
         async with open_database(settings) as database:
@@ -210,10 +209,10 @@ async def run(
                 database,
                 dataset,
                 embedder,
-                fusion=fusion,
+                fusion=configured_fusion(settings),
                 candidates=candidates,
                 queries=queries,
-                cache=Path(settings.data_dir) / "eval" / f"{dataset.name}-minilm-vectors.npz",
+                cache=vectors_cache(settings, dataset),
                 progress=progress,
             )
     finally:
