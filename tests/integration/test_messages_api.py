@@ -14,7 +14,7 @@ from anthropic.types import MessageParam, ToolParam
 from propylon.testing import Behaviour, FakeUpstream
 from propylon.testing.behaviour import Fault
 from tests.support.canary import without_canary
-from tests.support.servers import AppServer, serve_app
+from tests.support.servers import AppServer, anthropic_sdk, serve_app
 
 WEATHER: ToolParam = {
     "name": "get_weather",
@@ -56,9 +56,7 @@ async def server(database_url: str, upstream: FakeUpstream) -> AsyncIterator[App
 
 @pytest.fixture
 async def sdk(server: AppServer) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(
-        base_url=server.url, api_key=server.api_key, max_retries=0
-    ) as client:
+    async with anthropic_sdk(server) as client:
         yield client
 
 

@@ -18,7 +18,7 @@ from anthropic.types import MessageParam
 from propylon.testing import Behaviour, FakeUpstream
 from propylon.testing.behaviour import Fault
 from tests.integration.observe.support import records, serve
-from tests.support.servers import AppServer
+from tests.support.servers import AppServer, anthropic_sdk, openai_sdk
 
 HELLO: list[MessageParam] = [{"role": "user", "content": "What is the weather in Paris?"}]
 THINKING: Any = {"type": "enabled", "budget_tokens": 1024}
@@ -46,17 +46,13 @@ async def server(database_url: str, upstream: FakeUpstream) -> AsyncIterator[App
 
 @pytest.fixture
 async def claude(server: AppServer) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(
-        base_url=server.url, api_key=server.api_key, max_retries=0
-    ) as client:
+    async with anthropic_sdk(server) as client:
         yield client
 
 
 @pytest.fixture
 async def gpt(server: AppServer) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(
-        base_url=server.v1, api_key=server.api_key, max_retries=0
-    ) as client:
+    async with openai_sdk(server) as client:
         yield client
 
 
@@ -381,7 +377,7 @@ async def test_a_sanitised_message_is_not_passed_through(
             models=models(upstream),
             guard={"default": {"user_action": "sanitize"}},
         ) as server,
-        anthropic.AsyncAnthropic(base_url=server.url, api_key=server.api_key, max_retries=0) as sdk,
+        anthropic_sdk(server) as sdk,
     ):
         for stream in (False, True):
             headers, _ = (

@@ -17,7 +17,7 @@ from propylon.testing import FakeUpstream
 from tests.integration.observe.support import serve
 from tests.support.canary import without_canary
 from tests.support.databases import create_database
-from tests.support.servers import AppServer, serve_app
+from tests.support.servers import AppServer, openai_sdk, serve_app
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR at import
@@ -38,9 +38,7 @@ WEATHER: FunctionToolParam = {
 
 @pytest.fixture
 async def sdk(gateway: AppServer) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(
-        base_url=gateway.v1, api_key=gateway.api_key, max_retries=0
-    ) as client:
+    async with openai_sdk(gateway) as client:
         yield client
 
 
@@ -208,7 +206,7 @@ async def test_stored_responses_stay_with_their_tenant(
 ) -> None:
     mine = await sdk.responses.create(model="gpt-test", input="A secret of tenant test")
     other_key, _ = await gateway.app.state.services.access.create_key("other")
-    async with openai.AsyncOpenAI(base_url=gateway.v1, api_key=other_key, max_retries=0) as other:
+    async with openai_sdk(gateway, other_key) as other:
         with pytest.raises(openai.NotFoundError):
             await other.responses.retrieve(mine.id)
         with pytest.raises(openai.NotFoundError):
@@ -282,7 +280,7 @@ async def test_with_the_database_down_answers_still_come_and_lookups_get_503(
     url = await create_database(own_postgres)
     async with (
         serve(url, upstream, guard={"enabled": False}) as server,
-        openai.AsyncOpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0) as sdk,
+        openai_sdk(server) as sdk,
     ):
         stored = await sdk.responses.create(model="gpt-test", input="before")
         await asyncio.to_thread(own_postgres.stop)
@@ -320,7 +318,7 @@ async def test_a_deployment_that_speaks_responses_gets_the_body_itself(
     ]
     async with (
         serve_app(database_url=database_url, models=models) as server,
-        openai.AsyncOpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0) as sdk,
+        openai_sdk(server) as sdk,
     ):
         raw = await sdk.responses.with_raw_response.create(
             model="native-gpt", input="Tell me a story", truncation="auto", store=True

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import anthropic
+import openai
 import uvicorn
 
 from propylon.app import create_app
@@ -29,6 +31,18 @@ class AppServer:
     def headers(self) -> dict[str, str]:
         """The Authorization header every `/v1` call needs."""
         return {"Authorization": f"Bearer {self.api_key}"}
+
+
+def openai_sdk(server: AppServer, key: str | None = None) -> openai.AsyncOpenAI:
+    """The OpenAI SDK pointed at ``server`` (its test key unless ``key``), never retrying."""
+    return openai.AsyncOpenAI(base_url=server.v1, api_key=key or server.api_key, max_retries=0)
+
+
+def anthropic_sdk(server: AppServer, key: str | None = None) -> anthropic.AsyncAnthropic:
+    """The Anthropic SDK pointed at ``server`` (its test key unless ``key``), never retrying."""
+    return anthropic.AsyncAnthropic(
+        base_url=server.url, api_key=key or server.api_key, max_retries=0
+    )
 
 
 @asynccontextmanager

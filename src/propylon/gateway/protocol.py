@@ -102,6 +102,24 @@ def native_body(request: JSONObject) -> JSONObject | None:
     return native if isinstance(native, dict) else None
 
 
+def with_native_body(request: JSONObject, body: JSONObject) -> JSONObject:
+    """``request`` carrying the client's own ``body`` (without ``stream`` and Propylon's
+    extension) for the deployments that take it as it is (passthrough)."""
+    native = {k: v for k, v in body.items() if k not in ("stream", "propylon")}
+    request["propylon"] = {**(request.get("propylon") or {}), NATIVE: native}
+    return request
+
+
+def upstream_body(body: JSONObject, model: str, *, stream: bool) -> JSONObject:
+    """The client's ``body`` as a passthrough sends it to a deployment: the deployment's
+    ``model``, no Propylon extension, ``stream`` only when streaming."""
+    native = {k: v for k, v in body.items() if k not in ("propylon", "stream")}
+    native["model"] = model
+    if stream:
+        native["stream"] = True
+    return native
+
+
 def native_answer(completion: JSONObject) -> JSONObject | None:
     """The upstream's own answer a passthrough completion carries (or, on a passthrough
     stream's chunk, the upstream's event), if any."""
@@ -196,3 +214,20 @@ class RerankService(Protocol):
         request: JSONObject | None = None,
         call: CallInfo | None = None,
     ) -> Ranking: ...
+
+
+class ModelRanking:
+    """A ``RerankModel`` called directly, as a ``RerankService`` (no gateway; see
+    ``ModelEmbeddings``)."""
+
+    def __init__(self, model: RerankModel) -> None:
+        self._model = model
+
+    async def rerank(
+        self,
+        query: str,
+        documents: list[str],
+        request: JSONObject | None = None,
+        call: CallInfo | None = None,
+    ) -> Ranking:
+        return await self._model.rerank(query, documents, request)

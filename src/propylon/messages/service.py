@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, Callable
 
 from propylon.errors import PermissionDenied
 from propylon.gateway.call import CallInfo
-from propylon.gateway.protocol import NATIVE, ChatService, JSONObject, native_answer
+from propylon.gateway.protocol import ChatService, JSONObject, native_answer, with_native_body
 from propylon.gateway.providers.anthropic_translation import (
     MessageEvents,
     anthropic_message,
@@ -25,13 +25,6 @@ from propylon.tokens import TokenCounter
 
 ResolveModel = Callable[[str], str]
 """A requested model name -> the public name it resolves to (raises ``ModelNotFound``)."""
-
-
-def _with_body(request: JSONObject, body: JSONObject) -> JSONObject:
-    """``request`` carrying the client's body, for deployments that take it as it is."""
-    native = {k: v for k, v in body.items() if k not in ("stream", "propylon")}
-    request["propylon"] = {**request.get("propylon", {}), NATIVE: native}
-    return request
 
 
 def _message_id() -> str:
@@ -50,7 +43,7 @@ class MessagesService:
         """A message. The chat request stands for it on the request path (limits, cache,
         guard, log); an Anthropic deployment is sent the body itself (passthrough) and its
         reply is returned as it came, with the public model name."""
-        request = _with_body(chat_request(body), body)
+        request = with_native_body(chat_request(body), body)
         completion = await self._chat.complete(request, call)
         passed = native_answer(completion)
         if passed is not None:
@@ -65,7 +58,7 @@ class MessagesService:
         """The events of a streamed message: an Anthropic deployment's own (passthrough),
         or told from chat chunks. Failures before the first chunk are raised here (nothing
         has been sent yet); later ones end the stream with an ``error`` event."""
-        request = _with_body(chat_request(body), body)
+        request = with_native_body(chat_request(body), body)
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}
         stream = await self._chat.stream(request, call)

@@ -136,7 +136,7 @@ def _has_cache(cache: Path | None) -> bool:
     return cache is not None and cache.is_file()
 
 
-def cached_vectors(cache: Path | None, ids: list[str]) -> list[list[float]] | None:
+def _cached_vectors(cache: Path | None, ids: list[str]) -> list[list[float]] | None:
     """The corpus vectors saved by an earlier run, when they are for the same ids."""
     if cache is None or not cache.is_file():
         return None
@@ -176,18 +176,17 @@ async def eval_collection(store: CollectionStore, purpose: str) -> CollectionRef
     return CollectionRef(str(created["id"]), str(created["name"]), EMBEDDING_MODEL)
 
 
-async def index(
-    database: Database,
-    store: CollectionStore,
-    collection_id: str,
+async def corpus_vectors(
     corpus: dict[str, str],
     embedder: EmbeddingModel,
+    *,
     batch: int = 64,
     cache: Path | None = None,
-) -> dict[int, str]:
-    """One document with one embedded, BM25-indexed chunk per corpus entry."""
+) -> list[list[float]]:
+    """One vector per corpus entry, in order: those ``cache`` holds for the same ids, else
+    embedded (and saved to ``cache``)."""
     ids = list(corpus)
-    vectors = cached_vectors(cache, ids)
+    vectors = _cached_vectors(cache, ids)
     if vectors is None:
         vectors = []
         for start in range(0, len(ids), batch):
@@ -196,6 +195,19 @@ async def index(
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cache, ids=np.array(ids), vectors=np.asarray(vectors, dtype=np.float32))
+    return vectors
+
+
+async def index(
+    database: Database,
+    store: CollectionStore,
+    collection_id: str,
+    corpus: dict[str, str],
+    vectors: list[list[float]],
+) -> dict[int, str]:
+    """One document with one BM25-indexed chunk per corpus entry, with its vector
+    (``corpus_vectors``)."""
+    ids = list(corpus)
     async with database.connection() as conn:
         new: list[NewChunk] = []
         for doc_id, vector in zip(ids, vectors, strict=True):
@@ -243,9 +255,8 @@ async def evaluate(
         say(f"indexing {len(test.corpus)} abstracts (MiniLM vectors + BM25)…")
         cached = _has_cache(cache)
         started = time.perf_counter()
-        chunk_to_doc = await index(
-            database, store, collection.id, test.corpus, embedder, cache=cache
-        )
+        vectors = await corpus_vectors(test.corpus, embedder, cache=cache)
+        chunk_to_doc = await index(database, store, collection.id, test.corpus, vectors)
         index_s = time.perf_counter() - started
         say(f"indexed in {index_s:.0f} s; ranking {len(train.queries)} train queries…")
         train_runs = await _rankings(search, collection, train)
@@ -458,6 +469,19 @@ def _describe(params: FusionParams) -> str:
     return f"{params.method}, dense weight {params.dense_weight:g}"
 
 
+def configured_fusion(settings: Any) -> FusionParams:
+    """The fusion ``retrieval`` is configured with (what the evaluations measure)."""
+    config = settings.retrieval
+    return FusionParams(config.fusion, config.rrf_k, config.dense_weight, CANDIDATES)
+
+
+def vectors_cache(settings: Any, dataset: Path, *, int8: bool = False) -> Path:
+    """Where the MiniLM vectors of ``dataset``'s corpus are kept between runs (and between
+    the evaluations that index it)."""
+    model = "minilm-int8" if int8 else "minilm"
+    return Path(settings.data_dir) / "eval" / f"{dataset.name}-{model}-vectors.npz"
+
+
 async def run(
     settings: Any,
     dataset: Path,
@@ -473,8 +497,6 @@ async def run(
     from propylon.local.extractive import ExtractiveChatModel
     from propylon.local.minilm import MiniLMEmbedder
 
-    config = settings.retrieval
-    default = FusionParams(config.fusion, config.rrf_k, config.dense_weight, CANDIDATES)
     embedder = MiniLMEmbedder.load(threads=threads, max_batch=32, int8=int8)
     try:
         async with open_database(settings) as database:
@@ -484,12 +506,10 @@ async def run(
                 dataset,
                 embedder,
                 ExtractiveChatModel(embedder),
-                default=default,
+                default=configured_fusion(settings),
                 citation_queries=citation_queries,
                 progress=progress,
-                cache=Path(settings.data_dir)
-                / "eval"
-                / f"{dataset.name}-minilm{'-int8' if int8 else ''}-vectors.npz",
+                cache=vectors_cache(settings, dataset, int8=int8),
             )
     finally:
         embedder.close()

@@ -28,18 +28,18 @@ from typing import Any
 
 from propylon import report_section
 from propylon.db.database import Database
-from propylon.gateway.call import CallInfo
-from propylon.gateway.protocol import EmbeddingModel, JSONObject, ModelEmbeddings, Ranking
+from propylon.gateway.protocol import EmbeddingModel, ModelEmbeddings, ModelRanking
 from propylon.local.extractive_eval import CachedEmbedder
 from propylon.local.reranker import MODEL_ID, LocalReranker
 from propylon.rag.bm25 import BM25Index
 from propylon.rag.bm25_eval import Qrels, load_beir, ndcg_at_k
 from propylon.rag.evaluation import (
-    CANDIDATES,
     EVAL_TENANT,
-    cached_vectors,
+    configured_fusion,
+    corpus_vectors,
     eval_collection,
     index,
+    vectors_cache,
 )
 from propylon.rag.search import (
     FusionParams,
@@ -50,22 +50,6 @@ from propylon.rag.search import (
 from propylon.rag.store import CollectionStore
 
 START, END = "<!-- eval:rerank:start -->", "<!-- eval:rerank:end -->"
-
-
-class _RerankService:
-    """A ``RerankModel`` as the ``RerankService`` search calls (no gateway: speed)."""
-
-    def __init__(self, model: LocalReranker) -> None:
-        self._model = model
-
-    async def rerank(
-        self,
-        query: str,
-        documents: list[str],
-        request: JSONObject | None = None,
-        call: CallInfo | None = None,
-    ) -> Ranking:
-        return await self._model.rerank(query, documents, request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,19 +111,16 @@ async def evaluate(
     collection = await eval_collection(store, "rerank")
     try:
         say(f"indexing {len(data.corpus)} abstracts (MiniLM vectors + BM25)…")
-        chunk_to_doc = await index(
-            database, store, collection.id, data.corpus, embedder, cache=cache
-        )
-        ids = list(data.corpus)
-        vectors = cached_vectors(cache, ids) or []
-        cached.remember({data.corpus[i]: v for i, v in zip(ids, vectors, strict=False)})
+        vectors = await corpus_vectors(data.corpus, embedder, cache=cache)
+        chunk_to_doc = await index(database, store, collection.id, data.corpus, vectors)
+        cached.remember(dict(zip(data.corpus.values(), vectors, strict=True)))
         plain = SearchService(database, ModelEmbeddings(cached), bm25, fusion)
         reranking = SearchService(
             database,
             ModelEmbeddings(cached),
             bm25,
             fusion,
-            reranker=_RerankService(LocalReranker(cached)),
+            reranker=ModelRanking(LocalReranker(cached)),
             rerank=RerankParams(MODEL_ID, candidates),
         )
         first: dict[str, list[str]] = {}
@@ -220,8 +201,6 @@ async def run(
     from propylon.db.migrator import migrate
     from propylon.local.minilm import MiniLMEmbedder
 
-    config = settings.retrieval
-    fusion = FusionParams(config.fusion, config.rrf_k, config.dense_weight, CANDIDATES)
     embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
     try:
         async with open_database(settings) as database:
@@ -230,10 +209,10 @@ async def run(
                 database,
                 dataset,
                 embedder,
-                fusion=fusion,
+                fusion=configured_fusion(settings),
                 candidates=candidates,
                 queries=queries,
-                cache=Path(settings.data_dir) / "eval" / f"{dataset.name}-minilm-vectors.npz",
+                cache=vectors_cache(settings, dataset),
                 progress=progress,
             )
     finally:

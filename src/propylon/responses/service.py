@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator
 
 from propylon.errors import InvalidRequest
 from propylon.gateway.call import CallInfo
-from propylon.gateway.protocol import NATIVE, ChatService, JSONObject, native_answer
+from propylon.gateway.protocol import ChatService, JSONObject, native_answer, with_native_body
 from propylon.responses.events import ResponseEvents
 from propylon.responses.store import ResponseStore
 from propylon.responses.translation import (
@@ -101,8 +101,7 @@ class ResponsesService:
             raise InvalidRequest("`metadata` must be an object.", param="metadata")
         request = chat_request(body, history, turns)
         if previous is None:  # the upstream knows no stored turns: see docs/architecture.md
-            native = {k: v for k, v in body.items() if k not in ("stream", "propylon")}
-            request["propylon"] = {**(request.get("propylon") or {}), NATIVE: native}
+            with_native_body(request, body)
         return request, [*history, *turns]
 
     async def _keep(

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 
-from propylon.gateway.protocol import NATIVE, ChatStream, JSONObject
+from propylon.gateway.protocol import NATIVE, ChatStream, JSONObject, upstream_body
 from propylon.gateway.providers.anthropic_translation import (
     chat_completion,
     completion_chunks,
@@ -100,12 +100,7 @@ class AnthropicProvider:
         )
 
     def _native(self, body: JSONObject, *, stream: bool) -> bytes:
-        """The client's body for the deployment: its model, no Propylon extension."""
-        native = {k: v for k, v in body.items() if k not in ("propylon", "stream")}
-        native["model"] = self._model
-        if stream:
-            native["stream"] = True
-        return orjson.dumps(native)
+        return orjson.dumps(upstream_body(body, self._model, stream=stream))
 
     async def stream(self, request: JSONObject) -> ChatStream:
         data = orjson.dumps(messages_request(request, self._model, stream=True))

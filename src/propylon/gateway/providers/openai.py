@@ -18,7 +18,14 @@ from propylon.errors import (
     UpstreamStreamInterrupted,
 )
 from propylon.gateway.embedding_input import token_arrays
-from propylon.gateway.protocol import NATIVE, ChatStream, Embeddings, JSONObject, Ranking
+from propylon.gateway.protocol import (
+    NATIVE,
+    ChatStream,
+    Embeddings,
+    JSONObject,
+    Ranking,
+    upstream_body,
+)
 from propylon.gateway.providers import text_completions
 from propylon.gateway.providers.transport import (
     Timeouts,
@@ -153,11 +160,7 @@ class OpenAIProvider:
         )
 
     def _native(self, body: JSONObject, *, stream: bool) -> bytes:
-        native = {k: v for k, v in body.items() if k not in (EXTENSION_FIELD, "stream")}
-        native["model"] = self._model
-        if stream:
-            native["stream"] = True
-        return orjson.dumps(native)
+        return orjson.dumps(upstream_body(body, self._model, stream=stream))
 
     async def rerank(
         self, query: str, documents: list[str], request: JSONObject | None = None
