@@ -30,7 +30,6 @@ import orjson
 from numpy.typing import NDArray
 
 from propylon.gateway.cache.key import CacheKey
-from propylon.gateway.cache.pair_features import NAMES, VETO_COLUMNS
 from propylon.gateway.cache.queries import queries
 from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.cache.verifier import Verifier
@@ -47,9 +46,6 @@ CANDIDATES = 4  # near neighbours handed to the second check
 SWEEP_EVERY = 200  # inserts between two sweeps of expired rows
 TIGHTEN_GAP = 0.25  # a wrong verification leaves this share of the distance to 1 above it
 LOOSEN_SHARE = 0.05  # an agreeing one moves a tightened threshold this share back
-
-
-VETOES = frozenset(NAMES[column] for column in VETO_COLUMNS)  # the second check's hard refusals
 
 
 class EmbedderFailed(RuntimeError):
@@ -241,7 +237,7 @@ class SemanticCache:
         number, a negation, ...): no reason to run the embedder for it."""
         if self._verifier is None or question == candidate:
             return False
-        return self._verifier.refusal(question, candidate, 1.0) in VETOES
+        return self._verifier.verdict(question, candidate, 1.0).vetoed
 
     async def _first_candidates(
         self, key: CacheKey, first: Embedding
