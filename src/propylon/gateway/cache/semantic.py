@@ -260,10 +260,8 @@ class SemanticCache:
                 Candidate(None, e.question, e.params["response"], e.embedding),
                 first.similarity(e.first),
             )
-            for e in self.writes.pending_entries()
-            if e.first is not None
-            and len(e.first) == dims
-            and (e.key.tenant_id, e.key.model, e.key.scope) == (key.tenant_id, key.model, key.scope)
+            for e in self._pending(key)
+            if e.first is not None and len(e.first) == dims
         ]
         async with self._db.autocommit() as conn:
             cursor = await conn.execute(search, params)
@@ -392,10 +390,7 @@ class SemanticCache:
     def _queued(self, key: CacheKey, embedding: Embedding) -> list[dict[str, Any]]:
         """The queued entries in ``key``'s scope, as search rows (no id yet)."""
         rows = []
-        for entry in self.writes.pending_entries():
-            k = entry.key
-            if (k.tenant_id, k.model, k.scope) != (key.tenant_id, key.model, key.scope):
-                continue
+        for entry in self._pending(key):
             if entry.embedding is None or len(entry.embedding) != len(embedding):
                 continue
             rows.append(
@@ -408,6 +403,15 @@ class SemanticCache:
                 }
             )
         return rows
+
+    def _pending(self, key: CacheKey) -> list[PendingEntry]:
+        """The queued entries in ``key``'s scope (tenant, model, scope)."""
+        scope = (key.tenant_id, key.model, key.scope)
+        return [
+            e
+            for e in self.writes.pending_entries()
+            if (e.key.tenant_id, e.key.model, e.key.scope) == scope
+        ]
 
     def _choose(self, key: CacheKey, question: str, rows: list[Any], threshold: float) -> Lookup:
         best = float(rows[0]["similarity"]) if rows else None
