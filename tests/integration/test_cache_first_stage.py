@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import numpy as np
 import pytest
 
 from propylon.db.database import Database
@@ -18,9 +17,10 @@ from propylon.gateway.cache.semantic import SemanticCache
 from propylon.gateway.cache.verifier import JudgeWeights, Verifier
 from propylon.gateway.protocol import Embeddings
 from propylon.local.static import StaticEmbedder
+from tests.integration.test_semantic_store import Letters
 
 
-class CountingLetters:
+class CountingLetters(Letters):
     """A stand-in for the transformer: letter counts, and a count of the texts it read."""
 
     def __init__(self) -> None:
@@ -28,13 +28,7 @@ class CountingLetters:
 
     async def embed(self, texts: list[str], request: dict[str, Any] | None = None) -> Embeddings:
         self.texts += texts
-        out = []
-        for text in texts:
-            v = np.zeros(384, dtype=np.float32)
-            for ch in text.lower():
-                v[ord(ch) % 384] += 1
-            out.append((v / np.linalg.norm(v)).tolist())
-        return Embeddings(out, prompt_tokens=0)
+        return await super().embed(texts, request)
 
 
 @pytest.fixture(scope="module")
