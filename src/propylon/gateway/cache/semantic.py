@@ -216,13 +216,12 @@ class SemanticCache:
             if candidate.embedding is None and candidate.stored is not None:
                 candidate.embedding = _parse(candidate.stored)
         missing = [c for c in near if c.embedding is None]
-        try:
-            embedding = await self.embed(question)
-            if missing:
-                texts = [c.question for c in missing]
-                result = await self._embedder.embed(texts, self._embed_request)
-                for candidate, vector in zip(missing, result.vectors, strict=True):
-                    candidate.embedding = Embedding.of(vector)
+        try:  # one call: the question and the candidates the embedder has not read yet
+            texts = [question, *(c.question for c in missing)]
+            result = await self._embedder.embed(texts, self._embed_request)
+            embedding = Embedding.of(result.vectors[0])
+            for candidate, vector in zip(missing, result.vectors[1:], strict=True):
+                candidate.embedding = Embedding.of(vector)
         except Exception as exc:
             raise EmbedderFailed(repr(exc)) from exc
         if missing:
