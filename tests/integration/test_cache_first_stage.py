@@ -5,9 +5,9 @@ cached question, whose vector is then kept."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-import numpy as np
 import pytest
 
 from propylon.db.database import Database
@@ -18,9 +18,10 @@ from propylon.gateway.cache.semantic import SemanticCache
 from propylon.gateway.cache.verifier import JudgeWeights, Verifier
 from propylon.gateway.protocol import Embeddings
 from propylon.local.static import StaticEmbedder
+from tests.integration.test_semantic_store import Letters
 
 
-class CountingLetters:
+class CountingLetters(Letters):
     """A stand-in for the transformer: letter counts, and a count of the texts it read."""
 
     def __init__(self) -> None:
@@ -28,13 +29,7 @@ class CountingLetters:
 
     async def embed(self, texts: list[str], request: dict[str, Any] | None = None) -> Embeddings:
         self.texts += texts
-        out = []
-        for text in texts:
-            v = np.zeros(384, dtype=np.float32)
-            for ch in text.lower():
-                v[ord(ch) % 384] += 1
-            out.append((v / np.linalg.norm(v)).tolist())
-        return Embeddings(out, prompt_tokens=0)
+        return await super().embed(texts, request)
 
 
 @pytest.fixture(scope="module")
@@ -42,21 +37,35 @@ def static() -> StaticEmbedder:
     return StaticEmbedder.load()
 
 
-@pytest.fixture
-async def cache(
-    database_url: str, static: StaticEmbedder
+@asynccontextmanager
+async def staged_cache(
+    database_url: str, static: StaticEmbedder, verifier: Verifier | None = None
 ) -> AsyncIterator[tuple[SemanticCache, CountingLetters, Database]]:
+    """A semantic cache behind the first stage on a migrated database, its entries deleted
+    after."""
     db = Database(database_url)
     await db.open()
     await migrate(db)
     embedder = CountingLetters()
     first = FirstStage(static, "static-test", threshold=0.6)
-    semantic = SemanticCache(db, embedder, embedder_id="letters", first_stage=first)
-    yield semantic, embedder, db
-    await semantic.aclose()
-    async with db.connection() as conn:
-        await conn.execute("DELETE FROM cache_entries WHERE embedder = 'letters'")
-    await db.close()
+    semantic = SemanticCache(
+        db, embedder, embedder_id="letters", verifier=verifier, first_stage=first
+    )
+    try:
+        yield semantic, embedder, db
+    finally:
+        await semantic.aclose()
+        async with db.connection() as conn:
+            await conn.execute("DELETE FROM cache_entries WHERE embedder = 'letters'")
+        await db.close()
+
+
+@pytest.fixture
+async def cache(
+    database_url: str, static: StaticEmbedder
+) -> AsyncIterator[tuple[SemanticCache, CountingLetters, Database]]:
+    async with staged_cache(database_url, static) as opened:
+        yield opened
 
 
 def key(question: str, tenant: str) -> Any:
@@ -140,25 +149,10 @@ async def test_an_entry_needs_a_vector_of_some_kind(
 async def test_a_near_question_the_second_check_vetoes_runs_no_embedder_call(
     database_url: str, static: StaticEmbedder
 ) -> None:
-    db = Database(database_url)
-    await db.open()
-    await migrate(db)
-    embedder = CountingLetters()
-    semantic = SemanticCache(
-        db,
-        embedder,
-        embedder_id="letters",
-        verifier=Verifier(JudgeWeights.load()),
-        first_stage=FirstStage(static, "static-test", threshold=0.6),
-    )
-    try:
+    verifier = Verifier(JudgeWeights.load())
+    async with staged_cache(database_url, static, verifier) as (semantic, embedder, _):
         tenant = "first-stage-veto"
         await store(semantic, "Say hello to request #00000012.", tenant)
         missed = await lookup(semantic, "Say hello to request #00000013.", tenant)
         assert missed.hit is None and missed.reason == "first-stage"
         assert embedder.texts == [], "another number: refused before any embedding"
-    finally:
-        await semantic.aclose()
-        async with db.connection() as conn:
-            await conn.execute("DELETE FROM cache_entries WHERE embedder = 'letters'")
-        await db.close()

@@ -77,16 +77,20 @@ def test_static_scores_land_on_the_full_thresholds(static: StaticEmbedder) -> No
     assert mapped.tolist() == pytest.approx([0.0, 0.9, 0.95, 1.0])
 
 
-def test_the_shipped_first_stage_loads_against_the_shipped_static_table() -> None:
-    first = load_first_stage()
+def test_the_shipped_first_stage_loads_against_the_shipped_static_table(
+    static: StaticEmbedder,
+) -> None:
+    first = load_first_stage(static)
     assert 0.0 <= first.head.band.low < first.head.band.high
 
 
-def test_a_head_trained_on_another_static_table_is_refused(tmp_path: Path) -> None:
-    shipped = load_first_stage().head
+def test_a_head_trained_on_another_static_table_is_refused(
+    tmp_path: Path, static: StaticEmbedder
+) -> None:
+    shipped = load_first_stage(static).head
     path = tmp_path / "first_stage.npz"
     FirstStageHead(
         shipped.head, shipped.thresholds, shipped.band, {"static_sha256": "0" * 64}
     ).save(path)
     with pytest.raises(FirstStageMismatch, match="another static table"):
-        FirstStageHead.load(path, static_sha256=StaticEmbedder.load().weights_sha256)
+        FirstStageHead.load(path, static_sha256=static.weights_sha256)

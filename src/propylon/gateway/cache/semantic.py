@@ -30,7 +30,6 @@ import orjson
 from numpy.typing import NDArray
 
 from propylon.gateway.cache.key import CacheKey
-from propylon.gateway.cache.pair_features import NAMES, VETO_COLUMNS
 from propylon.gateway.cache.queries import queries
 from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.cache.verifier import Verifier
@@ -47,9 +46,6 @@ CANDIDATES = 4  # near neighbours handed to the second check
 SWEEP_EVERY = 200  # inserts between two sweeps of expired rows
 TIGHTEN_GAP = 0.25  # a wrong verification leaves this share of the distance to 1 above it
 LOOSEN_SHARE = 0.05  # an agreeing one moves a tightened threshold this share back
-
-
-VETOES = frozenset(NAMES[column] for column in VETO_COLUMNS)  # the second check's hard refusals
 
 
 class EmbedderFailed(RuntimeError):
@@ -220,13 +216,12 @@ class SemanticCache:
             if candidate.embedding is None and candidate.stored is not None:
                 candidate.embedding = _parse(candidate.stored)
         missing = [c for c in near if c.embedding is None]
-        try:
-            embedding = await self.embed(question)
-            if missing:
-                texts = [c.question for c in missing]
-                result = await self._embedder.embed(texts, self._embed_request)
-                for candidate, vector in zip(missing, result.vectors, strict=True):
-                    candidate.embedding = Embedding.of(vector)
+        try:  # one call: the question and the candidates the embedder has not read yet
+            texts = [question, *(c.question for c in missing)]
+            result = await self._embedder.embed(texts, self._embed_request)
+            embedding = Embedding.of(result.vectors[0])
+            for candidate, vector in zip(missing, result.vectors[1:], strict=True):
+                candidate.embedding = Embedding.of(vector)
         except Exception as exc:
             raise EmbedderFailed(repr(exc)) from exc
         if missing:
@@ -241,7 +236,7 @@ class SemanticCache:
         number, a negation, ...): no reason to run the embedder for it."""
         if self._verifier is None or question == candidate:
             return False
-        return self._verifier.refusal(question, candidate, 1.0) in VETOES
+        return self._verifier.verdict(question, candidate, 1.0).vetoed
 
     async def _first_candidates(
         self, key: CacheKey, first: Embedding
@@ -264,10 +259,8 @@ class SemanticCache:
                 Candidate(None, e.question, e.params["response"], e.embedding),
                 first.similarity(e.first),
             )
-            for e in self.writes.pending_entries()
-            if e.first is not None
-            and len(e.first) == dims
-            and (e.key.tenant_id, e.key.model, e.key.scope) == (key.tenant_id, key.model, key.scope)
+            for e in self._pending(key)
+            if e.first is not None and len(e.first) == dims
         ]
         async with self._db.autocommit() as conn:
             cursor = await conn.execute(search, params)
@@ -396,10 +389,7 @@ class SemanticCache:
     def _queued(self, key: CacheKey, embedding: Embedding) -> list[dict[str, Any]]:
         """The queued entries in ``key``'s scope, as search rows (no id yet)."""
         rows = []
-        for entry in self.writes.pending_entries():
-            k = entry.key
-            if (k.tenant_id, k.model, k.scope) != (key.tenant_id, key.model, key.scope):
-                continue
+        for entry in self._pending(key):
             if entry.embedding is None or len(entry.embedding) != len(embedding):
                 continue
             rows.append(
@@ -412,6 +402,15 @@ class SemanticCache:
                 }
             )
         return rows
+
+    def _pending(self, key: CacheKey) -> list[PendingEntry]:
+        """The queued entries in ``key``'s scope (tenant, model, scope)."""
+        scope = (key.tenant_id, key.model, key.scope)
+        return [
+            e
+            for e in self.writes.pending_entries()
+            if (e.key.tenant_id, e.key.model, e.key.scope) == scope
+        ]
 
     def _choose(self, key: CacheKey, question: str, rows: list[Any], threshold: float) -> Lookup:
         best = float(rows[0]["similarity"]) if rows else None
