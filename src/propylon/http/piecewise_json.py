@@ -70,12 +70,17 @@ def _skip(raw: bytes | bytearray, pos: int) -> int:
     return match.end() if match else pos
 
 
-def _escapes(raw: bytes | bytearray, backslash: int, start: int) -> bool:
-    """Whether the backslash at ``backslash`` starts an escape (an odd run of them ends there)."""
+def _run_start(raw: bytes | bytearray, backslash: int, start: int) -> int:
+    """Where the run of backslashes ending at ``backslash`` begins (not before ``start``)."""
     run = backslash
     while run > start and raw[run - 1] == ord("\\"):
         run -= 1
-    return (backslash - run) % 2 == 0
+    return run
+
+
+def _escapes(raw: bytes | bytearray, backslash: int, start: int) -> bool:
+    """Whether the backslash at ``backslash`` starts an escape (an odd run of them ends there)."""
+    return (backslash - _run_start(raw, backslash, start)) % 2 == 0
 
 
 class _Decoder:
@@ -147,9 +152,7 @@ class _Decoder:
         cut = end
         backslash = raw.rfind(b"\\", max(start, end - 12), end)
         if backslash >= 0:
-            run = backslash
-            while run > start and raw[run - 1] == ord("\\"):
-                run -= 1
+            run = _run_start(raw, backslash, start)
             # Cut before the run of backslashes, or, if it starts the slice, after whole pairs.
             cut = run if run > start else start + (backslash + 1 - start) // 2 * 2
             if _HIGH_SURROGATE.fullmatch(raw, cut - 6, cut) and _escapes(raw, cut - 6, start):
