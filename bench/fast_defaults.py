@@ -1,9 +1,11 @@
 """Issue 20: what the default settings cost beside the hot path, in one run on one machine.
 
-Three `propylon serve` processes on one embedded PostgreSQL and one fake upstream, all real:
-the **defaults** (guard classifier and semantic cache on, both behind their static first
-stages), **defaults without the first stages** (MiniLM reads every new user message, as
-before issue 20), and the **hot path** (classifier and semantic cache off). Every request
+Five `propylon serve` processes on one embedded PostgreSQL and one fake upstream, all real:
+the **defaults** (guard classifier and semantic cache on, the cache behind its static first
+stage, the guard's off by default), the defaults with the **guard's first stage on**, the
+defaults with the **guard's classifier off** (what the rest of a defended request costs), the
+**hot path** (classifier and semantic cache off), and the hot path **without stored traces**
+(``observe.store_traces: false``: what keeping every span in PostgreSQL costs). Every request
 carries a new user message (``load.Target``'s serial), so no verdict or cache entry helps.
 
 Measures: CPU per request of each gateway, sequential, in alternating rounds (drift on a busy
@@ -42,16 +44,15 @@ from bench.processes import (
 )
 from bench.suite import Options, Section, main_for
 
-FIRST_STAGES_OFF = {
-    CLASSIFIER_OFF: None,
-    SEMANTIC_OFF: None,
-    "PROPYLON_GUARD__FIRST_STAGE": "false",
-    "PROPYLON_CACHE__SEMANTIC_FIRST_STAGE": "false",
-}
+GUARD_FIRST_STAGE = "PROPYLON_GUARD__FIRST_STAGE"
+STORE_TRACES = "PROPYLON_OBSERVE__STORE_TRACES"
+DEFAULTS: dict[str, str | None] = {CLASSIFIER_OFF: None, SEMANTIC_OFF: None}
 SETUPS: dict[str, dict[str, str | None]] = {
-    "defaults": {CLASSIFIER_OFF: None, SEMANTIC_OFF: None},
-    "defaults, first stages off": FIRST_STAGES_OFF,
+    "defaults": DEFAULTS,
+    "defaults, guard first stage on": {**DEFAULTS, GUARD_FIRST_STAGE: "true"},
+    "defaults, guard classifier off": {**DEFAULTS, CLASSIFIER_OFF: "false"},
     "classifier and semantic cache off": dict(HOT_PATH),
+    "classifier and semantic cache off, traces not stored": {**HOT_PATH, STORE_TRACES: "false"},
 }
 SLOW_UPSTREAM_MS = 100.0
 GOAL_CPU_MS = 1.5
@@ -139,11 +140,12 @@ async def run(options: Options) -> Section:
 def render(results: dict[str, Measured], direct: Measured, options: Options) -> str:
     defaults = results["defaults"]
     hot = results["classifier and semantic cache off"]
+    untraced = results["classifier and semantic cache off, traces not stored"]
     ratio = defaults.cpu_ms / hot.cpu_ms if hot.cpu_ms else float("nan")
     lines = [
         "## Fast defaults (issue 20)",
         "",
-        f"{stamp(options.command)} {environment_note()} Three gateways, one run: "
+        f"{stamp(options.command)} {environment_note()} {len(results)} gateways, one run: "
         "every request a new user message; CPU of each gateway process per request, "
         f"sequential, in {options.scaled(4, 1)} alternating rounds; throughput with a "
         f"{SLOW_UPSTREAM_MS:.0f} ms upstream at {CONCURRENCY} concurrent, as a share of the "
@@ -172,6 +174,9 @@ def render(results: dict[str, Measured], direct: Measured, options: Options) -> 
         f"{verdict(ratio <= GOAL_RATIO)}.",
         f"- Defaults at 100 ms upstream, 50 concurrent ≥ {GOAL_SHARE:.0f} % of direct: "
         f"{share:.0f} %, {verdict(share >= GOAL_SHARE)}.",
+        f"- Storing traces (`observe.store_traces`, on by default) costs "
+        f"{hot.cpu_ms - untraced.cpu_ms:.2f} ms per request on the hot path "
+        f"({hot.cpu_ms:.2f} ms against {untraced.cpu_ms:.2f} ms without).",
         "",
     ]
     return "\n".join(lines)

@@ -314,6 +314,8 @@ async def open_cache(
                 record_lookups=config.record_lookups,
                 stats=stats,
                 first_stage=first_stage,
+                index_entries=config.semantic_index_entries,
+                index_refresh_s=config.semantic_index_refresh_s,
             )
             stack.push_async_callback(semantic.aclose)  # writes what is queued
         # Below the cache: the per-request canary never enters a cache key, and only answers

@@ -232,6 +232,21 @@ class CacheSettings(BaseModel):
         '"What\'s" / "What is" (static cosine 0.898); see docs/benchmarks.md, Semantic '
         "cache first stage.",
     )
+    semantic_index_entries: int = Field(
+        default=100_000,
+        ge=0,
+        description="Behind the first stage, each replica keeps the static vectors (and "
+        "questions) of up to this many entries in memory (about 1.1 KB each plus the question), "
+        "so a miss reads no database; past it, and for a scope over 10,000 entries, the "
+        "database searches as before. Another replica's entries are found at most "
+        "`semantic_index_refresh_s` after they are written. 0: always search the database.",
+    )
+    semantic_index_refresh_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between two reads of the entries other replicas wrote into the "
+        "in-memory first-stage index (one statement, read by the next lookup after it).",
+    )
     semantic_thresholds: dict[str, float] = Field(
         default_factory=dict, description="Per-model thresholds (public model name -> similarity)."
     )

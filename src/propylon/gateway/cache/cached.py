@@ -265,7 +265,8 @@ class CachedChatService:
         choices = response.get("choices")
         if not choices or any(c.get("finish_reason") not in CACHEABLE_FINISH for c in choices):
             return
-        if len(orjson.dumps(response)) > self._settings.max_entry_bytes:
+        encoded = orjson.dumps(response)
+        if len(encoded) > self._settings.max_entry_bytes:
             return
         ttl = plan.directive.ttl_s
         await self._exact.put(plan.key, response, ttl)
@@ -283,7 +284,7 @@ class CachedChatService:
                     plan.embedding = await self._semantic.embed(plan.key.question)
                 stage = "database"
                 await self._semantic.add(
-                    plan.key, plan.key.question, plan.embedding, response, ttl, plan.first
+                    plan.key, plan.key.question, plan.embedding, response, ttl, plan.first, encoded
                 )
         except Exception as exc:
             self._failed("timeout" if isinstance(exc, TimeoutError) else stage, "store", exc)

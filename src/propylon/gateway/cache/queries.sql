@@ -24,6 +24,26 @@ WHERE tenant_id = %(tenant_id)s AND model = %(model)s AND scope = %(scope)s
 ORDER BY first_vector::{vector} <=> %(first_vector)s::{vector}
 LIMIT %(limit)s;
 
+-- name: index_rows
+-- A replica's first-stage index (first_index.py): the rows added since it last read (ids
+-- above `after`) and those it is still waiting for (`gaps`); only the id of a row of another
+-- embedder or static table, or expired.
+SELECT id, tenant_id, model, scope, question,
+       CASE WHEN embedder = %(embedder)s AND first_model = %(first_model)s
+                 AND first_vector IS NOT NULL AND expires_at > now()
+            THEN first_vector::text END AS first_vector,
+       extract(epoch FROM expires_at)::float8 AS expires_at
+FROM cache_entries
+WHERE id > %(after)s OR id = ANY(%(gaps)s::bigint[])
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: read_candidates
+-- Candidates the first-stage index found near, by id: what the second check and a hit need.
+SELECT id, question, response::text AS response, embedding::text AS embedding, min_probability
+FROM cache_entries
+WHERE id = ANY(%(ids)s::bigint[]) AND expires_at > now();
+
 -- name: set_embedding
 -- An entry's embedder vector, computed when a search first needed it.
 UPDATE cache_entries SET embedding = %(embedding)s::vector, dims = %(dims)s
@@ -35,7 +55,8 @@ INSERT INTO cache_entries
      first_model, first_vector)
 VALUES (%(tenant_id)s, %(model)s, %(scope)s, %(embedder)s, %(dims)s, %(question)s,
         %(embedding)s::vector, %(response)s::jsonb, now() + make_interval(secs => %(ttl_s)s),
-        %(first_model)s, %(first_vector)s::vector);
+        %(first_model)s, %(first_vector)s::vector)
+RETURNING id;
 
 -- name: record_lookup
 INSERT INTO cache_lookups

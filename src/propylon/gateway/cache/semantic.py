@@ -9,10 +9,13 @@ verifications raised it (``learn``, migration 0018), or are refused. Every looku
 miss, is recorded with its best similarity in ``cache_lookups`` so thresholds can be tuned
 from real traffic.
 
-A search is one statement in autocommit (the pool's connections already carry
-``hnsw.iterative_scan``, see ``db/database.py``). Writes never delay the answer: new entries
-and lookup records go through ``WriteBehind`` (``writes.py``), and until an entry is written a
-search in this process finds it in the queue.
+Behind the first stage, each replica searches its in-memory copy of the static vectors
+(``first_index.py``) and reads a candidate's row by id only when it passed the loose
+threshold and the judge's vetoes; without the index a search is one statement in autocommit
+(the pool's connections already carry ``hnsw.iterative_scan``, see ``db/database.py``).
+Writes never delay the answer: new entries and lookup records go through ``WriteBehind``
+(``writes.py``), and until an entry is written a search in this process finds it in the
+queue.
 
 The gateway imports no database driver: the store receives any object with psycopg's
 ``connection()`` / ``execute`` shape (``SQLDatabase``), built by the composition root.
@@ -37,6 +40,7 @@ from propylon.gateway.cache.writes import PendingEntry, WriteBehind
 from propylon.gateway.protocol import EmbeddingModel, JSONObject
 
 if TYPE_CHECKING:
+    from propylon.gateway.cache.first_index import FirstIndex
     from propylon.gateway.cache.first_stage import FirstStage
 
 log = logging.getLogger(__name__)
@@ -74,17 +78,25 @@ class SQLDatabase(Protocol):
     ) -> AbstractAsyncContextManager[SQLConnection]: ...
 
 
-@dataclass(frozen=True, slots=True)
 class Embedding:
-    """A question's vector, with its pgvector text form made once for the search and the
-    insert."""
+    """A question's vector, with its pgvector text form made when first needed (an insert,
+    the database's search), then kept: a lookup answered from memory never formats it."""
 
-    values: NDArray[np.float32]
-    literal: str
+    __slots__ = ("_literal", "values")
+
+    def __init__(self, values: NDArray[np.float32], literal: str | None = None) -> None:
+        self.values = values
+        self._literal = literal
 
     @classmethod
     def of(cls, values: list[float]) -> Embedding:
-        return cls(np.asarray(values, dtype=np.float32), _literal(values))
+        return cls(np.asarray(values, dtype=np.float32))
+
+    @property
+    def literal(self) -> str:
+        if self._literal is None:
+            self._literal = _literal(self.values.tolist())
+        return self._literal
 
     def __len__(self) -> int:
         return len(self.values)
@@ -125,6 +137,7 @@ class Candidate:
     embedding: Embedding | None  # the embedder's vector, None until a search first needs it
     stored: str | None = None  # its pgvector text as read, parsed only if the candidate is near
     min_probability: float | None = None  # the entry's learnt threshold (sampled verification)
+    read: bool = True  # False: found by the first-stage index, its row not read yet
 
     def row(self, embedding: Embedding) -> dict[str, Any]:
         """As a row of the full search: similarity between the embedder's vectors."""
@@ -154,9 +167,22 @@ class SemanticCache:
         write_delay_s: float = 0.05,
         stats: CacheStats | None = None,
         first_stage: FirstStage | None = None,
+        index_entries: int = 0,
+        index_refresh_s: float = 1.0,
     ) -> None:
         self._db = database
         self.first_stage = first_stage
+        self.index: FirstIndex | None = None
+        if first_stage is not None and index_entries > 0:
+            from propylon.gateway.cache.first_index import FirstIndex
+
+            self.index = FirstIndex(
+                database,
+                embedder=embedder_id,
+                first_model=first_stage.model_id,
+                refresh_s=index_refresh_s,
+                max_entries=index_entries,
+            )
         self._embedder = embedder
         self.embedder_id = embedder_id
         self._embed_request = embed_request
@@ -208,6 +234,8 @@ class SemanticCache:
             for c, similarity in await self._first_candidates(key, first)
             if similarity >= self.first_stage.threshold and not self._vetoed(question, c.question)
         ]
+        if any(not c.read for c in near):
+            near = await self._read(near)
         if not near:
             lookup = Lookup(None, None, reason="first-stage")
             self._record_lookup(key, threshold, lookup)
@@ -238,10 +266,32 @@ class SemanticCache:
             return False
         return self._verifier.verdict(question, candidate, 1.0).vetoed
 
+    async def _read(self, near: list[Candidate]) -> list[Candidate]:
+        """Read the rows of the candidates the index found; drop those whose row is gone."""
+        ids = [c.entry_id for c in near if not c.read and c.entry_id is not None]
+        async with self._db.autocommit() as conn:
+            cursor = await conn.execute(queries()["read_candidates"], {"ids": ids})
+            rows = {int(r["id"]): r for r in await cursor.fetchall()}
+        kept = []
+        for candidate in near:
+            if not candidate.read:
+                row = rows.get(candidate.entry_id or 0)
+                if row is None:
+                    continue
+                candidate.response = row["response"]
+                candidate.stored = row["embedding"]
+                candidate.min_probability = row["min_probability"]
+                candidate.read = True
+            kept.append(candidate)
+        if self.index is not None and len(rows) < len(ids):
+            self.index.forget(i for i in ids if i not in rows)
+        return kept
+
     async def _first_candidates(
         self, key: CacheKey, first: Embedding
     ) -> list[tuple[Candidate, float]]:
-        """The nearest entries of ``key``'s scope by static vector, queued ones included."""
+        """The nearest entries of ``key``'s scope by static vector, queued ones included:
+        from this replica's index (``first_index.py``), else from the database."""
         assert self.first_stage is not None
         dims = len(first)
         search = queries()["search_first"].format(vector=f"vector({dims})", dims=dims)
@@ -262,6 +312,15 @@ class SemanticCache:
             for e in self._pending(key)
             if e.first is not None and len(e.first) == dims
         ]
+        limit = self.first_stage.candidates
+        if self.index is not None:
+            indexed = await self.index.nearest(key, first.values, limit)
+            if indexed is not None:
+                found = [
+                    (Candidate(entry_id, text, "", None, read=False), similarity)
+                    for entry_id, text, similarity in indexed
+                ]
+                return sorted([*found, *queued], key=lambda pair: -pair[1])[:limit]
         async with self._db.autocommit() as conn:
             cursor = await conn.execute(search, params)
             rows = await cursor.fetchall()
@@ -279,7 +338,7 @@ class SemanticCache:
             )
             for r in rows
         ]
-        return sorted([*found, *queued], key=lambda pair: -pair[1])[: self.first_stage.candidates]
+        return sorted([*found, *queued], key=lambda pair: -pair[1])[:limit]
 
     async def _keep_embeddings(self, candidates: list[Candidate]) -> None:
         """Store the embedder vectors just computed, so no later search computes them again."""
@@ -339,9 +398,11 @@ class SemanticCache:
         response: JSONObject,
         ttl_s: int,
         first: Embedding | None = None,
+        encoded: bytes | None = None,
     ) -> None:
         """Queue the entry: written soon after, found by this process's searches meanwhile.
-        ``embedding`` may be None only with ``first`` (the first stage computes it later)."""
+        ``embedding`` may be None only with ``first`` (the first stage computes it later);
+        ``encoded``: ``response`` as JSON already (not encoded twice)."""
         if embedding is None and first is None:
             raise ValueError("an entry needs its embedding or its first-stage vector")
         if "\x00" in question:
@@ -353,13 +414,13 @@ class SemanticCache:
             "embedder": self.embedder_id,
             "dims": None if embedding is None else len(embedding),
             "question": question,
-            "embedding": None if embedding is None else embedding.literal,
-            "response": orjson.dumps(response).decode(),
+            "embedding": embedding,  # its text made by the writer, off the request path
+            "response": (encoded or orjson.dumps(response)).decode(),
             "ttl_s": ttl_s,
             "first_model": None
             if first is None or self.first_stage is None
             else self.first_stage.model_id,
-            "first_vector": None if first is None else first.literal,
+            "first_vector": first,
         }
         self.writes.add_entry(PendingEntry(key, question, embedding, params, first))
 
@@ -369,22 +430,37 @@ class SemanticCache:
             cursor = await conn.execute(
                 queries()["purge"], {"tenant_id": tenant_id, "model": model}
             )
-            return int(cursor.rowcount)
+        if self.index is not None:
+            self.index.purge(tenant_id=tenant_id, model=model)
+        return int(cursor.rowcount)
 
     async def aclose(self) -> None:
         """Write the queued entries and lookup records."""
         await self.writes.close()
 
     async def _write(self, entries: list[dict[str, Any]], lookups: list[dict[str, Any]]) -> None:
+        ids: list[int] = []
         async with self._db.connection() as conn, conn.cursor() as cursor:
             if entries:
-                await cursor.executemany(queries()["insert"], entries)
+                rows = [_vectors_as_text(e) for e in entries]
+                await cursor.executemany(queries()["insert"], rows, returning=True)
+                while True:
+                    ids += [int(r["id"]) for r in await cursor.fetchall()]
+                    if not cursor.nextset():
+                        break
             if lookups:
                 await cursor.executemany(queries()["record_lookup"], lookups)
             before, self._inserts = self._inserts, self._inserts + len(entries)
             if self._inserts // SWEEP_EVERY > before // SWEEP_EVERY:
                 await conn.execute(queries()["sweep_expired"])
                 await conn.execute(queries()["sweep_lookups"])
+        if self.index is not None:  # committed: in this replica's index at once
+            for params, entry_id in zip(entries, ids, strict=True):
+                first = params["first_vector"]
+                if first is not None:
+                    scope = (params["tenant_id"], params["model"], params["scope"])
+                    question, ttl_s = params["question"], params["ttl_s"]
+                    self.index.added(entry_id, scope, question, first.values, ttl_s)
 
     def _queued(self, key: CacheKey, embedding: Embedding) -> list[dict[str, Any]]:
         """The queued entries in ``key``'s scope, as search rows (no id yet)."""
@@ -436,6 +512,15 @@ class SemanticCache:
                 return Lookup(hit, best, rejected, why)
             rejected, why = rejected + 1, reason
         return Lookup(None, best, rejected, why)
+
+
+def _vectors_as_text(params: dict[str, Any]) -> dict[str, Any]:
+    """An entry's INSERT parameters with its vectors in pgvector's text form."""
+    return {
+        **params,
+        "embedding": None if params["embedding"] is None else params["embedding"].literal,
+        "first_vector": None if params["first_vector"] is None else params["first_vector"].literal,
+    }
 
 
 def _outcome(lookup: Lookup) -> str:

@@ -1,0 +1,181 @@
+"""The first stage's in-memory index (``first_index.py``) on a real PostgreSQL + pgvector: a
+miss reads no database, an entry of another replica is found within the refresh interval,
+an entry deleted elsewhere is dropped when its row is found gone, and a failed refresh is the
+caller's miss, never a stuck index."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import pytest
+
+from propylon.db.database import Database
+from propylon.gateway.cache.first_index import FirstIndex
+from propylon.gateway.cache.first_stage import FirstStage
+from propylon.gateway.cache.semantic import SemanticCache
+from propylon.local.static import StaticEmbedder
+from tests.integration.test_cache_first_stage import CountingLetters, lookup, store
+from tests.integration.test_semantic_store import database  # noqa: F401 - a fixture
+
+QUESTION = "How do I reverse a list in Python?"
+NEAR = "How do I reverse a list in Python??"
+
+
+class Counted:
+    """The database, counting the connections taken; fails while ``down``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.taken = 0
+        self.down = False
+
+    def _take(self, opened: AbstractAsyncContextManager[Any]) -> AbstractAsyncContextManager[Any]:
+        self.taken += 1
+        if self.down:
+            raise ConnectionError("database unavailable")
+        return opened
+
+    def connection(self, timeout: float | None = None) -> AbstractAsyncContextManager[Any]:
+        return self._take(self.db.connection(timeout))
+
+    def autocommit(self, timeout: float | None = None) -> AbstractAsyncContextManager[Any]:
+        return self._take(self.db.autocommit(timeout))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def static() -> StaticEmbedder:
+    return StaticEmbedder.load()
+
+
+Replica = tuple[SemanticCache, Counted, Clock]
+
+
+@pytest.fixture
+async def replicas(database: Database, static: StaticEmbedder) -> AsyncIterator[Any]:  # noqa: F811
+    made: list[SemanticCache] = []
+
+    def make(**index: Any) -> Replica:
+        counted, clock = Counted(database), Clock()
+        first = FirstStage(static, "static-test", threshold=0.6)
+        cache = SemanticCache(counted, CountingLetters(), embedder_id="letters", first_stage=first)
+        cache.index = FirstIndex(
+            counted, embedder="letters", first_model="static-test", monotonic=clock, **index
+        )
+        made.append(cache)
+        return cache, counted, clock
+
+    yield make
+    for cache in made:
+        await cache.aclose()
+    async with database.connection() as conn:
+        await conn.execute("DELETE FROM cache_entries WHERE embedder = 'letters'")
+
+
+async def test_a_miss_reads_no_database_once_the_index_is_loaded(replicas: Any) -> None:
+    semantic, counted, _ = replicas()
+    await store(semantic, QUESTION, "index-miss")
+    await semantic.writes.flush()
+    assert (await lookup(semantic, NEAR, "index-miss")).hit is not None  # loads the index
+
+    counted.taken = 0
+    missed = await lookup(semantic, "Which vitamins are in spinach leaves?", "index-miss")
+    assert missed.hit is None and missed.reason == "first-stage"
+    assert counted.taken == 0, "a miss compared in memory"
+    found = await lookup(semantic, NEAR, "index-miss")
+    assert found.hit is not None and found.hit.entry_id is not None
+    assert counted.taken == 1, "a near candidate: its row read by id, once"
+
+
+async def test_an_entry_of_another_replica_is_found_within_the_refresh_interval(
+    replicas: Any,
+) -> None:
+    writer, _, _ = replicas()
+    reader, _, clock = replicas(refresh_s=1.0)
+    assert (await lookup(reader, NEAR, "index-replicas")).hit is None  # loaded, empty
+
+    await store(writer, QUESTION, "index-replicas")
+    await writer.writes.flush()
+    clock.now += 0.5
+    stale = await lookup(reader, NEAR, "index-replicas")
+    assert stale.hit is None, "within the refresh interval the reader may not know it yet"
+    clock.now += 0.5
+    fresh = await lookup(reader, NEAR, "index-replicas")
+    assert fresh.hit is not None and fresh.hit.entry_id is not None
+
+
+async def test_an_entry_of_this_replica_is_found_as_soon_as_it_is_written(
+    replicas: Any,
+) -> None:
+    semantic, _, _ = replicas(refresh_s=3600.0)
+    assert (await lookup(semantic, NEAR, "index-own")).hit is None  # loaded, empty
+    await store(semantic, QUESTION, "index-own")
+    queued = await lookup(semantic, NEAR, "index-own")
+    assert queued.hit is not None and queued.hit.entry_id is None, "found in the queue"
+    await semantic.writes.flush()
+    written = await lookup(semantic, NEAR, "index-own")
+    assert written.hit is not None and written.hit.entry_id is not None, "then in the index"
+
+
+async def test_an_entry_deleted_elsewhere_is_dropped_when_its_row_is_gone(
+    replicas: Any,
+    database: Database,  # noqa: F811
+) -> None:
+    semantic, _, _ = replicas()
+    await store(semantic, QUESTION, "index-deleted")
+    await semantic.writes.flush()
+    assert (await lookup(semantic, NEAR, "index-deleted")).hit is not None
+    assert semantic.index is not None and semantic.index.entries == 1
+
+    async with database.connection() as conn:  # another replica's purge
+        await conn.execute("DELETE FROM cache_entries WHERE tenant_id = 'index-deleted'")
+    gone = await lookup(semantic, NEAR, "index-deleted")
+    assert gone.hit is None and gone.reason == "first-stage"
+    assert semantic.index.entries == 0
+
+
+async def test_a_failed_refresh_is_the_callers_miss_and_the_next_lookup_recovers(
+    replicas: Any,
+) -> None:
+    semantic, counted, _ = replicas()
+    await store(semantic, QUESTION, "index-down")
+    await semantic.writes.flush()
+    counted.down = True
+    with pytest.raises(ConnectionError):  # CachedChatService serves it as a miss
+        await lookup(semantic, NEAR, "index-down")
+    counted.down = False
+    found = await lookup(semantic, NEAR, "index-down")
+    assert found.hit is not None and found.hit.entry_id is not None
+
+
+async def test_past_its_size_the_index_gives_way_to_the_database_search(
+    replicas: Any,
+) -> None:
+    semantic, counted, _ = replicas(max_entries=1)
+    for question in (QUESTION, "What is the capital of Peru?"):
+        await store(semantic, question, "index-full")
+    await semantic.writes.flush()
+    found = await lookup(semantic, NEAR, "index-full")
+    assert found.hit is not None and found.hit.entry_id is not None
+    assert semantic.index is not None and not semantic.index.usable
+    counted.taken = 0
+    await lookup(semantic, "Which vitamins are in spinach leaves?", "index-full")
+    assert counted.taken == 1, "the database searched"
+
+
+async def test_purging_here_empties_the_index_at_once(replicas: Any) -> None:
+    semantic, _, _ = replicas(refresh_s=3600.0)
+    await store(semantic, QUESTION, "index-purge")
+    await semantic.writes.flush()
+    assert (await lookup(semantic, NEAR, "index-purge")).hit is not None
+    assert await semantic.purge(tenant_id="index-purge") == 1
+    assert (await lookup(semantic, NEAR, "index-purge")).hit is None

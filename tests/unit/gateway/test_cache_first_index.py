@@ -1,0 +1,116 @@
+"""The first-stage index's bookkeeping, on scripted rows: ids committed out of order are
+asked for again (gaps), expired entries are skipped, a large scope searches the database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+
+from propylon.gateway.cache.first_index import FirstIndex
+from propylon.gateway.cache.key import cache_key
+
+KEY = cache_key(
+    {"model": "m", "messages": [{"role": "user", "content": "q"}]}, tenant_id="t", model="m"
+)
+
+
+class Rows:
+    """A database whose refresh statement answers the rows of ``table`` it asks for."""
+
+    def __init__(self) -> None:
+        self.table: dict[int, dict[str, Any]] = {}
+        self.asked: list[dict[str, Any]] = []
+
+    def add(self, entry_id: int, vector: list[float], expires: float = 1e12) -> None:
+        text = "[" + ",".join(str(x) for x in vector) + "]"
+        self.table[entry_id] = {
+            "id": entry_id,
+            "tenant_id": KEY.tenant_id,
+            "model": KEY.model,
+            "scope": KEY.scope,
+            "question": f"q{entry_id}",
+            "first_vector": text,
+            "expires_at": expires,
+        }
+
+    @asynccontextmanager
+    async def autocommit(self, timeout: float | None = None) -> AsyncIterator[Any]:
+        yield self
+
+    async def execute(self, query: Any, params: dict[str, Any]) -> Any:
+        self.asked.append(params)
+        ids = sorted(i for i in self.table if i > params["after"] or i in set(params["gaps"]))[
+            : params["limit"]
+        ]
+        rows = [self.table[i] for i in ids]
+
+        class Cursor:
+            async def fetchall(self) -> list[Any]:
+                return rows
+
+        return Cursor()
+
+
+def index(rows: Rows, **options: Any) -> tuple[FirstIndex, list[float]]:
+    now = [0.0]
+    made = FirstIndex(
+        rows,
+        embedder="e",
+        first_model="s",
+        monotonic=lambda: now[0],
+        clock=lambda: 100.0,
+        **options,
+    )
+    return made, now
+
+
+async def ids(found: FirstIndex, vector: list[float]) -> list[int]:
+    near = await found.nearest(KEY, np.asarray(vector, dtype=np.float32), 8)
+    assert near is not None
+    return [i for i, _, _ in near]
+
+
+async def test_an_id_committed_after_a_higher_one_is_asked_for_again_and_found() -> None:
+    rows = Rows()
+    rows.add(1, [1.0, 0.0])
+    rows.add(3, [0.0, 1.0])  # 2 is in flight: handed out, not committed yet
+    found, now = index(rows, refresh_s=1.0)
+    assert await ids(found, [1.0, 0.0]) == [1, 3]
+    rows.add(2, [1.0, 0.1])
+    now[0] += 1.0
+    assert await ids(found, [1.0, 0.0]) == [1, 2, 3]
+    assert rows.asked[-1]["gaps"] == [2] and rows.asked[-1]["after"] == 3
+
+
+async def test_expired_entries_are_skipped_and_nearest_come_first() -> None:
+    rows = Rows()
+    rows.add(1, [1.0, 0.0], expires=50.0)  # the clock says 100
+    rows.add(2, [0.6, 0.8])
+    rows.add(3, [0.9, 0.1])
+    found, _ = index(rows)
+    assert await ids(found, [1.0, 0.0]) == [3, 2]
+
+
+async def test_a_scope_over_its_size_is_searched_by_the_database() -> None:
+    rows = Rows()
+    for i in range(1, 4):
+        rows.add(i, [1.0, float(i)])
+    found, _ = index(rows, max_scope=2)
+    assert await found.nearest(KEY, np.asarray([1.0, 0.0], dtype=np.float32), 8) is None
+
+
+async def test_an_entry_this_replica_wrote_is_in_at_once_and_not_added_twice() -> None:
+    rows = Rows()
+    rows.add(1, [1.0, 0.0])
+    found, now = index(rows, refresh_s=1.0)
+    assert await ids(found, [1.0, 0.0]) == [1]
+    scope = (KEY.tenant_id, KEY.model, KEY.scope)
+    found.added(2, scope, "q2", np.asarray([0.9, 0.1], dtype=np.float32), ttl_s=60)
+    assert await ids(found, [1.0, 0.0]) == [1, 2], "before any refresh"
+    rows.add(2, [0.9, 0.1])
+    now[0] += 1.0
+    assert await ids(found, [1.0, 0.0]) == [1, 2]
+    assert found.entries == 2
