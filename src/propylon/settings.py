@@ -233,11 +233,11 @@ class CacheSettings(BaseModel):
         "cache first stage.",
     )
     semantic_index_entries: int = Field(
-        default=100_000,
+        default=50_000,
         ge=0,
         description="Behind the first stage, each replica keeps the static vectors (and "
-        "questions) of up to this many entries in memory (about 1.1 KB each plus the question), "
-        "so a miss reads no database; past it, and for a scope over 10,000 entries, the "
+        "questions) of up to this many entries in memory (1-2 KB each plus the question), "
+        "so a miss reads no database; past it, and for a scope over 5,000 entries, the "
         "database searches as before. Another replica's entries are found at most "
         "`semantic_index_refresh_s` after they are written. 0: always search the database.",
     )

@@ -114,7 +114,7 @@ class FirstIndex:
         embedder: str,
         first_model: str,
         refresh_s: float = 1.0,
-        max_entries: int = 100_000,
+        max_entries: int = 50_000,
         max_scope: int = 5_000,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
