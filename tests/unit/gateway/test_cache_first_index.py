@@ -114,3 +114,14 @@ async def test_an_entry_this_replica_wrote_is_in_at_once_and_not_added_twice() -
     now[0] += 1.0
     assert await ids(found, [1.0, 0.0]) == [1, 2]
     assert found.entries == 2
+
+
+def test_a_vectors_text_form_keeps_nine_digits_of_its_largest_value() -> None:
+    from propylon.gateway.cache.semantic import _literal, _parse
+
+    values = np.asarray([0.37660363, -0.00012345, 0.0, 1e-12, -0.25], dtype=np.float32)
+    parsed = _parse(_literal(values))
+    assert parsed is not None
+    np.testing.assert_allclose(parsed.values, values, rtol=0, atol=1e-9)
+    zeros = _parse(_literal(np.zeros(3, dtype=np.float32)))
+    assert zeros is not None and zeros.values.tolist() == [0.0, 0.0, 0.0]

@@ -24,6 +24,7 @@ The gateway imports no database driver: the store receives any object with psyco
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -82,11 +83,12 @@ class Embedding:
     """A question's vector, with its pgvector text form made when first needed (an insert,
     the database's search), then kept: a lookup answered from memory never formats it."""
 
-    __slots__ = ("_literal", "values")
+    __slots__ = ("_literal", "_norm", "values")
 
     def __init__(self, values: NDArray[np.float32], literal: str | None = None) -> None:
         self.values = values
         self._literal = literal
+        self._norm: float | None = None
 
     @classmethod
     def of(cls, values: list[float]) -> Embedding:
@@ -95,15 +97,21 @@ class Embedding:
     @property
     def literal(self) -> str:
         if self._literal is None:
-            self._literal = _literal(self.values.tolist())
+            self._literal = _literal(self.values)
         return self._literal
+
+    @property
+    def norm(self) -> float:
+        if self._norm is None:
+            self._norm = float(np.linalg.norm(self.values))
+        return self._norm
 
     def __len__(self) -> int:
         return len(self.values)
 
     def similarity(self, other: Embedding) -> float:
         """pgvector's ``1 - (a <=> b)``: the cosine."""
-        norms = float(np.linalg.norm(self.values) * np.linalg.norm(other.values))
+        norms = self.norm * other.norm
         return float(self.values @ other.values) / norms if norms else 0.0
 
 
@@ -536,5 +544,13 @@ def _parse(text: str | None) -> Embedding | None:
     return Embedding.of([float(x) for x in text.strip("[]").split(",")])
 
 
-def _literal(embedding: list[float]) -> str:
-    return "[" + ",".join(f"{x:.7g}" for x in embedding) + "]"
+def _literal(values: NDArray[np.float32]) -> str:
+    """pgvector's text form, each value as an integer and an exponent (``123456789e-9``),
+    nine significant digits for the largest (about twice as fast as formatting floats)."""
+    peak = float(np.max(np.abs(values))) if len(values) else 0.0
+    if not (peak > 0 and math.isfinite(peak)):
+        return "[" + ",".join(f"{x:.7g}" for x in values.tolist()) + "]"
+    exponent = 8 - math.floor(math.log10(peak))
+    digits = np.rint(values.astype(np.float64) * 10.0**exponent).astype(np.int64)
+    suffix = f"e{-exponent}"
+    return "[" + f"{suffix},".join(map(str, digits.tolist())) + suffix + "]"
