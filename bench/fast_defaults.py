@@ -1,9 +1,11 @@
 """Issue 20: what the default settings cost beside the hot path, in one run on one machine.
 
-Five `propylon serve` processes on one embedded PostgreSQL and one fake upstream, all real:
+Six `propylon serve` processes on one embedded PostgreSQL and one fake upstream, all real:
 the **defaults** (guard classifier and semantic cache on, the cache behind its static first
 stage, the guard's off by default), the defaults with the **guard's first stage on**, the
 defaults with the **guard's classifier off** (what the rest of a defended request costs), the
+same without the semantic cache's in-memory index (``cache.semantic_index_entries: 0``: the
+first stage searches PostgreSQL on every lookup), the
 **hot path** (classifier and semantic cache off), and the hot path **without stored traces**
 (``observe.store_traces: false``: what keeping every span in PostgreSQL costs). Every request
 carries a new user message (``load.Target``'s serial), so no verdict or cache entry helps.
@@ -46,11 +48,17 @@ from bench.suite import Options, Section, main_for
 
 GUARD_FIRST_STAGE = "PROPYLON_GUARD__FIRST_STAGE"
 STORE_TRACES = "PROPYLON_OBSERVE__STORE_TRACES"
+CACHE_INDEX = "PROPYLON_CACHE__SEMANTIC_INDEX_ENTRIES"
 DEFAULTS: dict[str, str | None] = {CLASSIFIER_OFF: None, SEMANTIC_OFF: None}
 SETUPS: dict[str, dict[str, str | None]] = {
     "defaults": DEFAULTS,
     "defaults, guard first stage on": {**DEFAULTS, GUARD_FIRST_STAGE: "true"},
     "defaults, guard classifier off": {**DEFAULTS, CLASSIFIER_OFF: "false"},
+    "defaults, guard classifier off, no cache index": {
+        **DEFAULTS,
+        CLASSIFIER_OFF: "false",
+        CACHE_INDEX: "0",
+    },
     "classifier and semantic cache off": dict(HOT_PATH),
     "classifier and semantic cache off, traces not stored": {**HOT_PATH, STORE_TRACES: "false"},
 }
