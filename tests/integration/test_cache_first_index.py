@@ -81,11 +81,26 @@ async def replicas(database: Database, static: StaticEmbedder) -> AsyncIterator[
         await conn.execute("DELETE FROM cache_entries WHERE embedder = 'letters'")
 
 
+async def loaded(semantic: SemanticCache) -> None:
+    assert semantic.index is not None
+    assert await semantic.index.loaded()
+
+
+async def test_until_the_index_is_loaded_the_database_searches(replicas: Any) -> None:
+    semantic, _, _ = replicas()
+    await store(semantic, QUESTION, "index-loading")
+    await semantic.writes.flush()
+    found = await lookup(semantic, NEAR, "index-loading")  # starts loading in the background
+    assert found.hit is not None and found.hit.entry_id is not None
+    await loaded(semantic)
+    assert semantic.index is not None and semantic.index.entries >= 1
+
+
 async def test_a_miss_reads_no_database_once_the_index_is_loaded(replicas: Any) -> None:
     semantic, counted, _ = replicas()
     await store(semantic, QUESTION, "index-miss")
     await semantic.writes.flush()
-    assert (await lookup(semantic, NEAR, "index-miss")).hit is not None  # loads the index
+    await loaded(semantic)
 
     counted.taken = 0
     missed = await lookup(semantic, "Which vitamins are in spinach leaves?", "index-miss")
@@ -93,7 +108,10 @@ async def test_a_miss_reads_no_database_once_the_index_is_loaded(replicas: Any) 
     assert counted.taken == 0, "a miss compared in memory"
     found = await lookup(semantic, NEAR, "index-miss")
     assert found.hit is not None and found.hit.entry_id is not None
-    assert counted.taken == 1, "a near candidate: its row read by id, once"
+    assert counted.taken == 2, "a near candidate: its row read by id, its embedder vector kept"
+    counted.taken = 0
+    again = await lookup(semantic, NEAR, "index-miss")
+    assert again.hit is not None and counted.taken == 1, "then only its row read"
 
 
 async def test_an_entry_of_another_replica_is_found_within_the_refresh_interval(
@@ -101,7 +119,8 @@ async def test_an_entry_of_another_replica_is_found_within_the_refresh_interval(
 ) -> None:
     writer, _, _ = replicas()
     reader, _, clock = replicas(refresh_s=1.0)
-    assert (await lookup(reader, NEAR, "index-replicas")).hit is None  # loaded, empty
+    await loaded(reader)
+    assert (await lookup(reader, NEAR, "index-replicas")).hit is None
 
     await store(writer, QUESTION, "index-replicas")
     await writer.writes.flush()
@@ -117,7 +136,8 @@ async def test_an_entry_of_this_replica_is_found_as_soon_as_it_is_written(
     replicas: Any,
 ) -> None:
     semantic, _, _ = replicas(refresh_s=3600.0)
-    assert (await lookup(semantic, NEAR, "index-own")).hit is None  # loaded, empty
+    await loaded(semantic)
+    assert (await lookup(semantic, NEAR, "index-own")).hit is None
     await store(semantic, QUESTION, "index-own")
     queued = await lookup(semantic, NEAR, "index-own")
     assert queued.hit is not None and queued.hit.entry_id is None, "found in the queue"
@@ -133,6 +153,7 @@ async def test_an_entry_deleted_elsewhere_is_dropped_when_its_row_is_gone(
     semantic, _, _ = replicas()
     await store(semantic, QUESTION, "index-deleted")
     await semantic.writes.flush()
+    await loaded(semantic)
     assert (await lookup(semantic, NEAR, "index-deleted")).hit is not None
     assert semantic.index is not None and semantic.index.entries == 1
 
@@ -146,15 +167,34 @@ async def test_an_entry_deleted_elsewhere_is_dropped_when_its_row_is_gone(
 async def test_a_failed_refresh_is_the_callers_miss_and_the_next_lookup_recovers(
     replicas: Any,
 ) -> None:
-    semantic, counted, _ = replicas()
+    semantic, counted, clock = replicas(refresh_s=1.0)
+    await loaded(semantic)
     await store(semantic, QUESTION, "index-down")
     await semantic.writes.flush()
     counted.down = True
+    clock.now += 1.0  # a refresh is due
     with pytest.raises(ConnectionError):  # CachedChatService serves it as a miss
         await lookup(semantic, NEAR, "index-down")
     counted.down = False
     found = await lookup(semantic, NEAR, "index-down")
     assert found.hit is not None and found.hit.entry_id is not None
+
+
+async def test_a_failed_first_read_leaves_the_search_to_the_database_and_is_tried_again(
+    replicas: Any,
+) -> None:
+    semantic, counted, clock = replicas(refresh_s=1.0)
+    assert semantic.index is not None
+    counted.down = True
+    assert not await semantic.index.loaded()
+    counted.down = False
+    await store(semantic, QUESTION, "index-first-read")
+    await semantic.writes.flush()
+    found = await lookup(semantic, NEAR, "index-first-read")  # the database searched
+    assert found.hit is not None and not semantic.index.usable
+    clock.now += 1.0
+    await loaded(semantic)
+    assert semantic.index.entries >= 1
 
 
 async def test_past_its_size_the_index_gives_way_to_the_database_search(
@@ -164,6 +204,8 @@ async def test_past_its_size_the_index_gives_way_to_the_database_search(
     for question in (QUESTION, "What is the capital of Peru?"):
         await store(semantic, question, "index-full")
     await semantic.writes.flush()
+    assert semantic.index is not None
+    await semantic.index.loaded()
     found = await lookup(semantic, NEAR, "index-full")
     assert found.hit is not None and found.hit.entry_id is not None
     assert semantic.index is not None and not semantic.index.usable
@@ -176,6 +218,7 @@ async def test_purging_here_empties_the_index_at_once(replicas: Any) -> None:
     semantic, _, _ = replicas(refresh_s=3600.0)
     await store(semantic, QUESTION, "index-purge")
     await semantic.writes.flush()
+    await loaded(semantic)
     assert (await lookup(semantic, NEAR, "index-purge")).hit is not None
     assert await semantic.purge(tenant_id="index-purge") == 1
     assert (await lookup(semantic, NEAR, "index-purge")).hit is None

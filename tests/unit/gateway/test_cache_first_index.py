@@ -68,9 +68,20 @@ def index(rows: Rows, **options: Any) -> tuple[FirstIndex, list[float]]:
 
 
 async def ids(found: FirstIndex, vector: list[float]) -> list[int]:
+    assert await found.loaded()
     near = await found.nearest(KEY, np.asarray(vector, dtype=np.float32), 8)
     assert near is not None
     return [i for i, _, _ in near]
+
+
+async def test_the_first_lookup_starts_the_full_read_and_does_not_wait_for_it() -> None:
+    rows = Rows()
+    rows.add(1, [1.0, 0.0])
+    found, _ = index(rows)
+    assert await found.nearest(KEY, np.asarray([1.0, 0.0], dtype=np.float32), 8) is None
+    assert await found.loaded()
+    assert await ids(found, [1.0, 0.0]) == [1]
+    assert len(rows.asked) == 1, "one full read"
 
 
 async def test_an_id_committed_after_a_higher_one_is_asked_for_again_and_found() -> None:
@@ -99,6 +110,8 @@ async def test_a_scope_over_its_size_is_searched_by_the_database() -> None:
     for i in range(1, 4):
         rows.add(i, [1.0, float(i)])
     found, _ = index(rows, max_scope=2)
+    assert await found.nearest(KEY, np.asarray([1.0, 0.0], dtype=np.float32), 8) is None
+    assert await found.loaded(), "not loaded: the database searched; loaded: still, too large"
     assert await found.nearest(KEY, np.asarray([1.0, 0.0], dtype=np.float32), 8) is None
 
 

@@ -12,19 +12,22 @@ The index follows ``cache_entries`` by id. A lookup at least ``refresh_s`` after
 refresh first reads the rows added since (one statement, usually empty), so an entry written
 by another replica is found here at most ``refresh_s`` after it was committed (which is that
 replica's write delay after its answer). An entry of this replica is searched in its write
-queue until written, and the lookup after its write refreshes first. Ids are handed out before
+queue until written, and added here when its write commits. Ids are handed out before
 commit, so a transaction that commits after a higher id was read leaves a gap: gaps are
 asked for again at each refresh for ``GAP_S`` (longer than a write may take) and then
 forgotten. Rows removed elsewhere (a purge, the expiry sweep) are found out when a candidate's
 row is read and is gone: it is dropped here then; an expired entry is skipped by its
 ``expires_at``. A scope larger than ``max_scope`` entries, or an index over ``max_entries``
 in all, is searched in the database as before (HNSW), and so is every lookup until the first
-full read of the table has finished.
+full read of the table, started in the background by the first lookup, has finished (a failed
+read is tried again ``refresh_s`` later; a refresh once loaded is made by the lookup that
+finds it due, one at a time, and a failure of it is that lookup's miss).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -132,6 +135,8 @@ class FirstIndex:
         self._gaps: dict[int, float] = {}  # id -> when it was first missed
         self._next_refresh = 0.0  # monotonic
         self._loaded = False  # the first full read finished
+        self._loading: asyncio.Task[None] | None = None  # the first full read, in the background
+        self._next_load = 0.0  # monotonic: when a failed first read may be tried again
         self._full = False  # over max_entries: the database searches
         self._refreshing = asyncio.Lock()
         self._ahead: set[int] = set()  # ids above ``_after`` this replica added itself
@@ -167,14 +172,15 @@ class FirstIndex:
         refreshed first when due; None when the database must search instead."""
         if self._full:
             return None
-        if self._monotonic() >= self._next_refresh:
-            if self._refreshing.locked() and self._loaded:
-                pass  # another lookup is reading the new rows: search what is here
-            else:
-                async with self._refreshing:
-                    if self._monotonic() >= self._next_refresh:
-                        await self._refresh()
-        if not self.usable:
+        if not self._loaded:
+            self._start_loading()  # in the background: no request waits for the whole table
+            return None
+        if self._monotonic() >= self._next_refresh and not self._refreshing.locked():
+            # (while another lookup reads the new rows, search what is here)
+            async with self._refreshing:
+                if self._monotonic() >= self._next_refresh:
+                    await self._refresh()
+        if self._full:
             return None
         scope = self._scopes.get((key.tenant_id, key.model, key.scope))
         if scope is None or len(first) != scope.dims:
@@ -184,6 +190,40 @@ class FirstIndex:
         norm = float(np.linalg.norm(first))
         query = (first / norm if norm else first).astype(np.float32, copy=False)
         return scope.nearest(query, k, self._clock())
+
+    async def loaded(self) -> bool:
+        """Start the first full read if it has not begun, wait for it; whether it succeeded."""
+        if self._loaded:
+            return True
+        self._next_load = 0.0
+        self._start_loading()
+        if self._loading is not None:
+            await self._loading
+        return self._loaded
+
+    async def close(self) -> None:
+        if self._loading is not None and not self._loading.done():
+            self._loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loading
+
+    def _start_loading(self) -> None:
+        if self._loaded or (self._loading is not None and not self._loading.done()):
+            return
+        if self._monotonic() < self._next_load:
+            return  # the last attempt failed: the database searches meanwhile
+        self._loading = asyncio.create_task(self._load(), name="semantic_cache_index_load")
+
+    async def _load(self) -> None:
+        try:
+            async with self._refreshing:
+                await self._refresh()
+        except Exception as exc:
+            self._next_load = self._monotonic() + self._refresh_s
+            log.warning(
+                "semantic cache: reading the first-stage index failed; the database searches",
+                extra={"error": repr(exc)},
+            )
 
     def forget(self, ids: Iterable[int]) -> None:
         """Entries whose rows are gone (purged, swept, deleted elsewhere)."""

@@ -444,6 +444,8 @@ class SemanticCache:
 
     async def aclose(self) -> None:
         """Write the queued entries and lookup records."""
+        if self.index is not None:
+            await self.index.close()
         await self.writes.close()
 
     async def _write(self, entries: list[dict[str, Any]], lookups: list[dict[str, Any]]) -> None:
