@@ -6,7 +6,9 @@ whole text and the classifier's score on each of its windows. Length therefore r
 benign text's score only through the number of windows, and the thresholds are chosen on
 whole held-out texts of every length, so that rise is paid for in the calibration, not by
 users. Training is on windows: every window of a benign text is benign (the maximum must stay
-low); the windows of an attack share its weight (one of them firing is enough).
+low); the windows of an attack share its weight (one of them firing is enough). The labels
+then follow the detector's policy on top of these thresholds (``detector.Thresholds.label``:
+a block needs the heuristics to corroborate, a long text two windows that agree).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ DEV_SHARE = 0.25
 # Benign texts flagged / blocked on the dev split, per whole text. Below the stated goals
 # (3 % flagged, 0.5 % blocked) to leave room for traffic unlike the dev split.
 TARGETS = {"flag": 0.015, "block": 0.002}
-
 # Length buckets (characters, [low, high)) in which the thresholds are calibrated and the
 # evaluation reports: a longer text is the maximum over more windows, so one threshold for all
 # lengths flags long benign texts far more often than short ones.
