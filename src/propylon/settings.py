@@ -593,7 +593,8 @@ class GuardSettings(BaseModel):
         default=None,
         ge=0,
         le=1,
-        description="User-input score of a high-confidence injection. Unset: calibrated.",
+        description="User-input score of a high-confidence injection, blocked when the "
+        "heuristics corroborate it (their score ≥ 0.5; else flagged). Unset: calibrated.",
     )
     retrieved_flag_threshold: float | None = Field(
         default=None,

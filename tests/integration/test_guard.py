@@ -73,6 +73,36 @@ async def test_benign_prompt_passes_with_its_verdict_in_the_header(
     assert raw.parse().choices[0].message.content
 
 
+# Written for this test: the kind of long benign prompt (a role, a pasted argument, a
+# question about it) that the classifier alone scores like a persona jailbreak.
+LONG_BENIGN = (
+    "I want you to act as a debate coach. You are patient and precise, and you answer as that "
+    "persona would. Read my argument below and find its weakest step.\n\n"
+    + " ".join(
+        f"Point {i}: cities should replace on-street parking with protected bike lanes, since "
+        "a parking space uses twelve square metres of public land for one idle car, shops on "
+        "streets with lanes did not lose sales, and separated lanes reduce conflicts at "
+        "junctions; loading bays and disabled parking can stay."
+        for i in range(1, 9)
+    )
+    + "\n\nWhat is the strongest counter-argument to this?"
+)
+
+
+async def test_a_long_benign_prompt_reaches_the_model_with_default_settings(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    assert len(LONG_BENIGN) > 2000
+    async with guarded(database_url, upstream) as (_, sdk):
+        raw = await sdk.chat.completions.with_raw_response.create(
+            model="gpt-test", messages=user(LONG_BENIGN)
+        )
+    assert raw.status_code == 200
+    assert not raw.headers["x-propylon-guard"].startswith("block"), raw.headers
+    assert raw.parse().choices[0].message.content
+    assert upstream.last_request("/v1/chat/completions") is not None, "the model saw it"
+
+
 async def test_flag_mode_passes_the_injection_but_records_it(
     database_url: str, upstream: FakeUpstream
 ) -> None:

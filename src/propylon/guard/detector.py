@@ -22,7 +22,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -36,7 +36,7 @@ from propylon.gateway.protocol import (
 )
 from propylon.guard import heuristics
 from propylon.guard.classifier import InjectionClassifier
-from propylon.guard.features import LEXICAL_SIZE, lexical_features, units
+from propylon.guard.features import LEXICAL_SIZE, lexical_features, split_units
 from propylon.guard.first_stage import FirstStage, FirstStageHead, StaticVectors
 from propylon.principal import Principal
 from propylon.settings import GuardSettings
@@ -49,32 +49,43 @@ Label = Literal["benign", "suspicious", "injection"]
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """Scores at or above ``flag`` are suspicious; at or above ``block``, an injection.
+    """Scores at or above ``flag`` are suspicious; at or above ``block``, an injection, when
+    the heuristics corroborate it (``corroborate``).
 
     ``by_length`` holds calibrated ``(below_chars, flag, block)`` rows, shortest first: a long
     text is scored as the maximum over more windows, so its benign scores run higher, and each
     length bucket gets the thresholds that keep its own benign texts within the targets.
     ``flag``/``block`` apply beyond the last row (and to every length when there are none).
+
+    ``corroborate``: a score at or above ``block`` blocks only when the heuristics' own score
+    reaches this too, i.e. a rule aimed at the model's instructions fired. The classifier alone
+    flags and never blocks: on sources it was not trained on, its confident errors are role
+    prompts and trigger-word questions a user legitimately sends (docs/benchmarks.md), and a
+    wrongly flagged request still reaches the model while a wrongly blocked one is refused.
+    ``None``: the score alone decides (the heuristics-only detector, whose score is theirs).
     """
 
     flag: float
     block: float
     by_length: tuple[tuple[int, float, float], ...] = ()
+    corroborate: float | None = None
 
     def for_length(self, chars: int) -> Thresholds:
         """The thresholds of a text of ``chars`` characters."""
         for below, flag, block in self.by_length:
             if chars < below:
-                return Thresholds(flag, block)
-        return Thresholds(self.flag, self.block)
+                return Thresholds(flag, block, corroborate=self.corroborate)
+        return Thresholds(self.flag, self.block, corroborate=self.corroborate)
 
     @classmethod
     def stored(cls, calibrated: dict[str, Any], fallback: Thresholds) -> Thresholds:
         """The thresholds as training stores them with the weights (``fitting.py``)."""
+        corroborate = calibrated.get("corroborate", fallback.corroborate)
         return cls(
             float(calibrated.get("flag", fallback.flag)),
             float(calibrated.get("block", fallback.block)),
             tuple((int(r), float(f), float(b)) for r, f, b in calibrated.get("by_length", [])),
+            None if corroborate is None else float(corroborate),
         )
 
     def overridden(self, flag: float | None, block: float | None) -> Thresholds:
@@ -83,12 +94,28 @@ class Thresholds:
             flag or self.flag,
             block or self.block,
             tuple((r, flag or f, block or b) for r, f, b in self.by_length),
+            self.corroborate,
         )
 
-    def label(self, score: float) -> Label:
-        if score >= self.block:
-            return "injection"
-        return "suspicious" if score >= self.flag else "benign"
+    def label(self, score: float, heuristic: float | None = None, agree: bool = True) -> Label:
+        """The label of a text scoring ``score``, ``heuristic`` of it from the heuristics
+        (unknown: taken as corroborating); ``agree``: its windows agree (``windows_agree``)."""
+        if score < self.flag:
+            return "benign"
+        if self.corroborate is None or heuristic is None or heuristic >= self.corroborate:
+            return "injection" if score >= self.block else "suspicious"
+        return "suspicious" if agree else "benign"
+
+
+def windows_agree(own: list[float], decoded: list[float], flag: float) -> bool:
+    """Whether the classifier's windows of one text agree that it is suspicious: a text of one
+    window, two of its windows at or above ``flag``, or a decoded payload (``features.
+    split_units``) at or above it. One window alone in a long text is not enough: a long benign
+    text has many windows, each a chance of one confident error, so its maximum rises with
+    length while its second-highest window does not (docs/benchmarks.md)."""
+    if len(own) <= 1 or max(decoded, default=0.0) >= flag:
+        return True
+    return sorted(own)[-2] >= flag
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +146,11 @@ class Verdict:
         }
 
 
+# With the classifier, a user text scoring at or above its block threshold is blocked only when
+# the heuristics score it this much too (``Thresholds.corroborate``): their own flag threshold,
+# i.e. a rule aimed at the model's instructions fired. Not tuned. Training stores it with the
+# thresholds; weights from before it get it here.
+USER_CORROBORATE = 0.5
 # Without the classifier, a score is the heuristics' alone: one strong rule blocks.
 HEURISTIC_THRESHOLDS: dict[str, Thresholds] = {
     "user": Thresholds(flag=0.5, block=0.85),
@@ -136,6 +168,8 @@ def calibrated_thresholds(
     stored = classifier.metadata.get("thresholds", {}) if classifier is not None else {}
     for source, fallback in HEURISTIC_THRESHOLDS.items():
         given = (overrides or {}).get(source, {})
+        if classifier is not None and source == "user":  # weights from before corroboration
+            fallback = replace(fallback, corroborate=USER_CORROBORATE)
         base = Thresholds.stored(stored.get(source, {}), fallback)
         out[source] = base.overridden(given.get("flag"), given.get("block"))
     return out
@@ -211,7 +245,7 @@ class InjectionDetector:
         texts = cut
         keys = [_key(source, classify, text) for text in texts]
         out: list[Verdict | None] = [self._cached(key) for key in keys]
-        pending: list[tuple[int, list[heuristics.Signal], list[str]]] = []
+        pending: list[tuple[int, list[heuristics.Signal], list[str], int]] = []
         for i, text in enumerate(texts):
             if out[i] is not None:
                 continue
@@ -221,20 +255,23 @@ class InjectionDetector:
             if not classify or h >= of_length.block or not text.strip():
                 out[i] = _verdict(source, of_length, h, None, signals)
             else:
-                pending.append((i, signals, units(text, source, self._max_windows)))
+                own, decoded = split_units(text, source, self._max_windows)
+                pending.append((i, signals, own + decoded, len(own)))
         if pending:
-            windows = [w for _, _, ws in pending for w in ws]
+            windows = [w for _, _, ws, _ in pending for w in ws]
             scores = await self._classify(windows, source, principal, parent_id)
             offset = 0
-            for i, signals, ws in pending:
-                c = float(scores[offset : offset + len(ws)].max())
+            for i, signals, ws, count in pending:
+                mine = [float(v) for v in scores[offset : offset + len(ws)]]
                 offset += len(ws)
+                of_length = thresholds.for_length(len(texts[i]))
                 out[i] = _verdict(
                     source,
-                    thresholds.for_length(len(texts[i])),
+                    of_length,
                     heuristics.heuristic_score(signals),
-                    c,
+                    max(mine),
                     signals,
+                    windows_agree(mine[:count], mine[count:], of_length.flag),
                 )
         verdicts = [v for v in out if v is not None]
         for key, verdict in zip(keys, verdicts, strict=True):
@@ -322,11 +359,12 @@ def _verdict(
     h: float,
     c: float | None,
     signals: list[heuristics.Signal],
+    agree: bool = True,
 ) -> Verdict:
     score = max(h, c if c is not None else 0.0)
     return Verdict(
         source=source,
-        label=thresholds.label(score),
+        label=thresholds.label(score, h, agree),
         score=score,
         heuristic_score=h,
         classifier_score=c,

@@ -16,6 +16,7 @@ import zlib
 import numpy as np
 from numpy.typing import NDArray
 
+from propylon.guard.decoding import payloads
 from propylon.guard.heuristics import FAMILIES, Signal, heuristic_score
 
 FEATURE_VERSION = 1
@@ -106,11 +107,23 @@ def _hash_into(target: NDArray[np.float32], grams: list[str]) -> None:
 
 
 def units(text: str, source: str, max_windows: int) -> list[str]:
-    """The pieces the classifier scores for one text of ``source`` (its score is their max).
+    """The pieces the classifier scores for one text of ``source`` (see ``split_units``)."""
+    own, decoded = split_units(text, source, max_windows)
+    return own + decoded
+
+
+def split_units(text: str, source: str, max_windows: int) -> tuple[list[str], list[str]]:
+    """The pieces the classifier scores for one text of ``source``: the text's own windows, and
+    the windows of what it hides (its score is their max).
 
     Retrieved text: each line or sentence alone, so one injected sentence is not drowned by
-    the document around it. User input: the whole message (in 600-character windows).
+    the document around it. User input: the whole message (in 600-character windows), and
+    the decoded text of each encoded payload it holds (``decoding.py``) as a window of its
+    own, so an encoded instruction is read for what it says (a text holding none costs
+    nothing more).
     """
     if source == "retrieved":
-        return windows(text, WINDOW_CHARS["retrieved"], max_windows, merge=False)
-    return windows(text, WINDOW_CHARS["user"], max_windows)
+        return windows(text, WINDOW_CHARS["retrieved"], max_windows, merge=False), []
+    own = windows(text, WINDOW_CHARS["user"], max_windows)
+    decoded = [w for _, p in payloads(text) for w in windows(p, WINDOW_CHARS["user"], 1)]
+    return own, [w for w in dict.fromkeys(decoded) if w not in own]

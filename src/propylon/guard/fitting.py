@@ -6,7 +6,9 @@ whole text and the classifier's score on each of its windows. Length therefore r
 benign text's score only through the number of windows, and the thresholds are chosen on
 whole held-out texts of every length, so that rise is paid for in the calibration, not by
 users. Training is on windows: every window of a benign text is benign (the maximum must stay
-low); the windows of an attack share its weight (one of them firing is enough).
+low); the windows of an attack share its weight (one of them firing is enough). The labels
+then follow the detector's policy on top of these thresholds (``detector.Thresholds.label``:
+a block needs the heuristics to corroborate, a long text two windows that agree).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from numpy.typing import NDArray
 from propylon.guard import heuristics
 from propylon.guard.classifier import Head
 from propylon.guard.datasets import Example, held_back
-from propylon.guard.features import lexical_features, units
+from propylon.guard.detector import USER_CORROBORATE
+from propylon.guard.features import lexical_features, split_units
 from propylon.local.minilm import MiniLMEmbedder
 
 L2 = 1e-4
@@ -48,6 +51,14 @@ class Featurised:
     owner: NDArray[np.int64]  # text index of each row
     heuristic: Floats  # heuristic score of each whole text
     labels: Floats  # label of each text
+    decoded: NDArray[np.bool_] | None = None  # rows that are a decoded payload's window
+
+    def window_scores(self, head: Head, text: int) -> tuple[list[float], list[float]]:
+        """``head``'s scores of one text's own windows and of its decoded payloads' windows."""
+        rows = np.flatnonzero(self.owner == text)
+        scores = head.probability(self.x[rows])
+        payload = self.decoded[rows] if self.decoded is not None else np.zeros(len(rows), bool)
+        return [float(v) for v in scores[~payload]], [float(v) for v in scores[payload]]
 
     def rows(self, texts: NDArray[np.bool_]) -> NDArray[np.bool_]:
         return texts[self.owner]
@@ -66,10 +77,12 @@ def featurise(
     """Windows as the detector cuts them, embedded once (a repeated window once too)."""
     owner: list[int] = []
     windows: list[str] = []
+    decoded: list[bool] = []
     for i, example in enumerate(examples):
-        pieces = units(example.text, source, max_windows)
-        windows += pieces
-        owner += [i] * len(pieces)
+        own, payloads = split_units(example.text, source, max_windows)
+        windows += own + payloads
+        owner += [i] * (len(own) + len(payloads))
+        decoded += [False] * len(own) + [True] * len(payloads)
     unique = list(dict.fromkeys(windows))
     position = {w: i for i, w in enumerate(unique)}
     vectors = embedder.embed_sync(unique)
@@ -84,6 +97,7 @@ def featurise(
             dtype=np.float32,
         ),
         np.array([e.label for e in examples], dtype=np.float32),
+        np.array(decoded, dtype=np.bool_),
     )
 
 
@@ -168,7 +182,7 @@ def choose_by_length(
         flag = max(chosen["flag"], pooled["flag"])
         rows.append([high, flag, max(chosen["block"], pooled["block"], flag)])
     _, flag, block = rows.pop()
-    return {"flag": flag, "block": block, "by_length": rows}
+    return {"flag": flag, "block": block, "by_length": rows, "corroborate": USER_CORROBORATE}
 
 
 def fit_calibrated(data: Featurised, texts: NDArray[np.bool_]) -> Calibrated:

@@ -4,8 +4,10 @@ trained on.
 For each source of the corpus (``corpus.py``): fit the user head on every other source
 (75 % of each), choose its flag and block thresholds per length bucket on the other 25 % of
 those sources (``fitting.fit_calibrated``), then score the held-out source with heuristics +
-classifier exactly as the detector does (max over windows). Nothing of the held-out source is
-seen by the weights or by the thresholds. Results by source and by length bucket.
+classifier exactly as the detector does (``detector.Thresholds.label``: the maximum over
+windows against the length bucket's thresholds; a long text needs two windows that agree, a
+block needs the heuristics to corroborate). Nothing of the held-out source is seen by the
+weights or by the thresholds. Results by source and by length bucket.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from propylon.guard.detector import Thresholds
-from propylon.guard.fitting import LENGTH_BUCKETS, Featurised, fit_calibrated, text_scores
+from propylon.guard.detector import USER_CORROBORATE, Label, Thresholds, windows_agree
+from propylon.guard.fitting import LENGTH_BUCKETS, Featurised, fit_calibrated
 
 # Only used when a fold stores no value, which ``fit_calibrated`` always does.
 _NONE = Thresholds(1.0, 1.0)
@@ -30,14 +32,15 @@ class Prediction:
     score: float
     flag: float
     block: float
+    verdict: Label | None = None  # the detector's label; None: the score against the two
 
     @property
     def flagged(self) -> bool:
-        return self.score >= self.flag
+        return self.score >= self.flag if self.verdict is None else self.verdict != "benign"
 
     @property
     def blocked(self) -> bool:
-        return self.score >= self.block
+        return self.score >= self.block if self.verdict is None else self.verdict == "injection"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,20 +79,23 @@ def leave_one_source_out(data: Featurised) -> list[Prediction]:
     for origin in sorted(set(origins.tolist())):
         held = origins == origin
         calibrated = fit_calibrated(data, ~held)
-        scores = text_scores(calibrated.head, data, held)
         thresholds = Thresholds.stored(calibrated.thresholds, _NONE)
-        for example, score in zip(
-            [e for e, h in zip(data.examples, held, strict=True) if h], scores, strict=True
-        ):
+        for i in np.flatnonzero(held):
+            example = data.examples[i]
+            own, decoded = data.window_scores(calibrated.head, int(i))
+            h = float(data.heuristic[i])
+            score = max([h, *own, *decoded])
             of_length = thresholds.for_length(len(example.text))
+            agree = windows_agree(own, decoded, of_length.flag)
             out.append(
                 Prediction(
                     origin,
                     len(example.text),
                     example.label,
-                    float(score),
+                    score,
                     of_length.flag,
                     of_length.block,
+                    of_length.label(score, h, agree),
                 )
             )
     return out
@@ -156,7 +162,10 @@ def render_markdown(predictions: list[Prediction], seconds: float) -> str:
         "source, its thresholds chosen on the remaining 25 % of those sources, separately in "
         "each length bucket (goal there: ≤ 1.5 % of the bucket's benign texts flagged, "
         "≤ 0.2 % blocked), and the held-out source is scored as the detector scores it "
-        "(heuristics and the maximum over 600-character windows). Thresholds chosen per fold "
+        "(heuristics, the maximum over 600-character windows and over the windows of decoded "
+        "payloads; a text of several windows is flagged on the classifier's word only when two "
+        "of its windows reach the flag threshold; blocked only when the heuristics corroborate, "
+        f"score ≥ {USER_CORROBORATE}). Thresholds chosen per fold "
         f"and length: {spread}. Detected = flagged or blocked.\n\n"
         "By held-out source:\n\n"
         + render(by_source, "held-out source")

@@ -6,8 +6,9 @@ Five families of signals, each with a weight (how sure a hit alone makes us):
   "vergiss alles";
 * ``role_play``: jailbreak personas and markers (DAN, "developer mode", "no restrictions");
 * ``prompt_extraction``: attempts to make the model reveal its system prompt;
-* ``encoded_payload``: base64, hex or leetspeak text that decodes to one of the above; the
-  decoded text is scanned again, so an encoded override counts as an override too;
+* ``encoded_payload``: readable text hidden in an encoding (base64, base32, hex, Ascii85,
+  ROT13, Morse, Braille, … : ``decoding.py``) or in leetspeak; the decoded text is scanned
+  again, so an encoded override counts as an override too;
 * ``hidden_unicode``: invisible characters (zero width, Unicode tag characters that smuggle
   ASCII text) and bidirectional overrides that make text read differently than it renders.
 
@@ -18,11 +19,11 @@ aimed at the model's instructions does.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import unicodedata
 from dataclasses import dataclass
+
+from propylon.guard.decoding import payloads
 
 FAMILIES = (
     "instruction_override",
@@ -31,6 +32,11 @@ FAMILIES = (
     "encoded_payload",
     "hidden_unicode",
 )
+
+
+# Readable text hidden in an encoding (``decoding.py``) is weak evidence alone: developers
+# paste base64 too. What it says is scanned again and counts as its own family's rule.
+DECODED_TEXT = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,8 +282,6 @@ _INVISIBLE = re.compile("[\u180e\u200b-\u200d\u2060-\u2064\u034f]")
 _HARMLESS = re.compile("[\u00ad\ufeff]")
 _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 _TAGS = re.compile("[\U000e0000-\U000e007f]+")
-_BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
-_HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[\s:]?){12,}(?![0-9A-Fa-f])")
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
 )
@@ -355,14 +359,9 @@ def _decoded(signal: Signal, rule: str) -> Signal:
 
 def _encoded(text: str) -> list[Signal]:
     out: list[Signal] = []
-    for match in _BASE64.finditer(text):
-        decoded = _b64(match.group(0))
-        if decoded:
-            out += [_decoded(s, "base64") for s in _phrases(decoded) + _encoded_leet(decoded)]
-    for match in _HEX.finditer(text):
-        decoded = _hex(match.group(0))
-        if decoded:
-            out += [_decoded(s, "hex") for s in _phrases(decoded)]
+    for encoding, decoded in payloads(text):
+        out.append(Signal("encoded_payload", "decoded_text", DECODED_TEXT, decoded[:80]))
+        out += [_decoded(s, encoding) for s in _phrases(decoded) + _encoded_leet(decoded)]
     out += [_decoded(s, "leetspeak") for s in _encoded_leet(text)]
     return out
 
@@ -384,30 +383,3 @@ def _encoded_leet(text: str) -> list[Signal]:
         return []
     found = {(s.family, s.rule) for s in _phrases(text)}
     return [s for s in _phrases(plain) if (s.family, s.rule) not in found]
-
-
-def _b64(candidate: str) -> str | None:
-    padded = candidate + "=" * (-len(candidate) % 4)
-    try:
-        raw = base64.b64decode(padded, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return _printable(raw)
-
-
-def _hex(candidate: str) -> str | None:
-    try:
-        raw = bytes.fromhex(re.sub(r"[\s:]", "", candidate))
-    except ValueError:
-        return None
-    return _printable(raw)
-
-
-def _printable(raw: bytes) -> str | None:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if not text or sum(c.isprintable() or c.isspace() for c in text) < 0.9 * len(text):
-        return None
-    return text

@@ -80,3 +80,26 @@ def test_a_configured_threshold_holds_for_every_length() -> None:
     thresholds = Thresholds.stored(stored, Thresholds(1.0, 1.0)).overridden(0.5, None)
     assert [thresholds.for_length(n).flag for n in (10, 500, 5000)] == [0.5, 0.5, 0.5]
     assert [thresholds.for_length(n).block for n in (10, 500, 5000)] == [0.8, 0.9, 0.99]
+
+
+def test_window_scores_split_a_texts_own_windows_from_its_decoded_payloads() -> None:
+    data = featurised([[-4.0, 3.0], [1.0, 2.0]], [0.0, 0.0])
+    data = Featurised(
+        data.examples,
+        data.x,
+        data.owner,
+        data.heuristic,
+        data.labels,
+        np.array([False, False, False, True]),
+    )
+    head = Head(np.ones(1, dtype=np.float32), 0.0)
+    own, decoded = data.window_scores(head, 1)
+    assert len(own) == 1 and len(decoded) == 1
+    assert decoded[0] > own[0]
+    assert data.window_scores(head, 0)[1] == []
+
+
+def test_calibrated_thresholds_store_the_corroboration_the_detector_reads() -> None:
+    scores = np.linspace(0.0, 0.9, 200).astype(np.float32)
+    stored = choose_by_length(scores, np.full(200, 50, dtype=np.int64))
+    assert Thresholds.stored(stored, Thresholds(1.0, 1.0)).corroborate == 0.5
