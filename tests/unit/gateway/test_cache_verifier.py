@@ -101,3 +101,55 @@ def test_a_verdict_is_refused_below_a_tightened_entry_threshold_and_a_veto_at_an
 def test_code_identifiers_count_as_names(question: str, candidate: str, differ: bool) -> None:
     x = features(Text.of(question), Text.of(candidate), 0.95)
     assert bool(x[NAMES.index("names_differ")]) is differ
+
+
+def _differs(question: str, candidate: str, feature: str) -> bool:
+    return bool(features(Text.of(question), Text.of(candidate), 0.95)[NAMES.index(feature)])
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("What is the capital of Peru?", {"peru"}),
+        ("I moved. Then I asked Anna.", {"anna"}),  # a sentence's first word, and "I"
+        ("British Nobel-Winning Author Doris Lessing Dies", set()),  # a headline
+        ("Why did the U.S. Senate vote?", {"us", "senate"}),  # "U.S." is one name
+    ],
+)
+def test_names_are_capitals_inside_a_sentence(text: str, names: set[str]) -> None:
+    assert Text.of(text).names == names
+
+
+def test_a_headline_and_its_sentence_case_name_the_same_things() -> None:
+    assert not _differs(
+        "Cuba's 'Ladies' to Pick Up EU Prize 8 Years Later",
+        "Cuba's 'Ladies' to pick up EU prize 8 years later",
+        "names_differ",
+    )
+    assert _differs("Who won in Peru?", "Who won in Chile?", "names_differ")
+
+
+@pytest.mark.parametrize(
+    ("question", "candidate", "differ"),
+    [
+        ("What opens on Wednesday?", "What opens on Thursday?", True),  # another weekday
+        ("Is the west coast flooded?", "Is the east coast flooded?", True),
+        ("Why is the light red?", "Why is the light green?", True),
+        ("How do I stop the dog opening the fridge?", "How do I stop the dog closing it?", True),
+        ("What opens on Wednesday?", "What opens Wednesday?", False),
+        ("Why is the red light on?", "Why is the light on?", False),  # a value on one side
+    ],
+)
+def test_other_values_of_one_kind_and_inflected_opposites_differ(
+    question: str, candidate: str, differ: bool
+) -> None:
+    assert _differs(question, candidate, "opposite_words") is differ
+
+
+def test_negations_are_counted_not_only_present() -> None:
+    assert _differs(
+        '"Being against nukes" does not mean "not wanting to use nukes".',
+        '"Being against using nukes" means "not wanting to use nukes".',
+        "negation_differs",
+    )
+    assert not _differs("Why can't I log in?", "Why am I not able to log in?", "negation_differs")

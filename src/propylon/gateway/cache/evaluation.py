@@ -172,7 +172,7 @@ def render_markdown(results: list[HeldOut], weights: JudgeWeights, embedder_id: 
         o = r.judge
         lines.append(
             f"| {r.source} | {o.pairs} ({o.positives} / {o.pairs - o.positives}) "
-            f"| {r.min_probability:.2f} | {o.hits} | {o.wrong} ({o.wrong_share:.2%}) "
+            f"| {r.min_probability:.4f} | {o.hits} | {o.wrong} ({o.wrong_share:.2%}) "
             f"| {o.hit_rate:.1%} | " + " | ".join(cell(r.cosine[t]) for t in COSINES) + " |"
         )
     lines.append(
@@ -197,7 +197,7 @@ def render_markdown(results: list[HeldOut], weights: JudgeWeights, embedder_id: 
         "(`/v1/stats`: `cache.semantic_observed_wrong_rate` and its 95 % upper bound "
         "`cache.semantic_wrong_rate_upper_95`). Shipped weights "
         "(`gateway/cache/weights/judge.json`): fitted on every source's train split, "
-        f"threshold {weights.min_probability:.2f} chosen on every dev split. Reproduce (and "
+        f"threshold {weights.min_probability:.4f} chosen on every dev split. Reproduce (and "
         "rebuild the weights) with `propylon eval cache --data ../shared/data --fit "
         "src/propylon/gateway/cache/weights/judge.json --output docs/benchmarks.md`.",
         "",
