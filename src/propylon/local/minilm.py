@@ -256,7 +256,15 @@ def _session(weights: bytes, threads: int) -> ort.InferenceSession:
     options.enable_cpu_mem_arena = False
     # Idle intra-op threads would otherwise spin for the other requests' CPU.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(weights, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(weights, options, providers=["CPUExecutionProvider"])
+    # onnxruntime's Python wrapper keeps the model's bytes (22 MB) for the life of the session,
+    # only to rebuild it on another execution provider after a failure ("TODO: This is bad as
+    # we're holding the memory indefinitely", in its source). The CPU provider is the only one
+    # here: no fallback, and the bytes go (the C++ session copied what it uses).
+    session.disable_fallback()
+    if getattr(session, "_model_bytes", None) is not None:
+        session._model_bytes = None
+    return session
 
 
 def _tokenizer(tokenizer_json: str) -> Tokenizer:
