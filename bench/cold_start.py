@@ -180,9 +180,7 @@ async def run(options: Options) -> Section:
 
     interpreter = await _time_process([sys.executable, "-c", "pass"], runs)
     imports = await _time_process([sys.executable, "-c", "import propylon.app"], runs)
-    return Section(
-        "cold_start", render(options, first, warm, with_url, interpreter, imports, runs)
-    )
+    return Section("cold_start", render(options, first, warm, with_url, interpreter, imports, runs))
 
 
 def _s(values: list[float]) -> str:
