@@ -248,6 +248,7 @@ def render(
         *("| " + " | ".join(row) + " |" for row in rss_rows),
     ]
     first_chat = warm.first_request_s + with_url.first_request_s
+    beyond = load.median(warm.seconds) - load.median(imports)
     quick = " **Quick run: too short for the numbers to mean anything.**" if options.quick else ""
     return f"""\
 ## Cold start and memory
@@ -257,6 +258,10 @@ def render(
 {chr(10).join(table)}
 
 {chr(10).join(rss_table)}
+
+The imports dominate, and they scale with the machine's load (see the load average above):
+with the warm data dir, `serve` was ready {beyond:.2f} s after the time `python -c 'import
+propylon.app'` takes, the median of one minus the median of the other.
 
 How: Propylon {__version__}; {runs} starts of each kind with default settings (`propylon serve`,
 no `--config`), timed from just before the process is spawned to the first `/readyz` 200

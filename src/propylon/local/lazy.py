@@ -50,6 +50,7 @@ class LazyModel(Generic[M]):
         self._lock = threading.Lock()
         self._future: Future[M] | None = None
         self._closed = False
+        self.loaded: M | None = None  # the model once loaded: what every call after the first reads
 
     @property
     def state(self) -> State:
@@ -92,13 +93,13 @@ class LazyModel(Generic[M]):
             "local model loaded",
             extra={"model": self.name, "seconds": round(time.perf_counter() - started, 3)},
         )
+        self.loaded = model
         future.set_result(model)
 
     async def get(self) -> M:
         """The model, loading it on the first call; ``ModelUnavailable`` if it failed to load."""
-        future = self._future
-        if future is not None and future.done() and future.exception() is None:
-            return future.result()  # the path of every call after the first
+        if self.loaded is not None:
+            return self.loaded
         future = self.start()
         try:
             # Shielded: a caller that gives up (client gone) leaves the load running for the
@@ -142,7 +143,9 @@ class LazyEmbedder(Generic[E]):
         self.lazy: LazyModel[E] = LazyModel(model_id, load)
 
     async def embed(self, texts: list[str], request: dict[str, Any] | None = None) -> Embeddings:
-        model = await self.lazy.get()
+        model = self.lazy.loaded
+        if model is None:
+            model = await self.lazy.get()
         return await model.embed(texts, request)
 
     def close(self) -> None:
