@@ -52,14 +52,14 @@ async def waiting_for(lazy: LazyModel[Any]) -> None:
 async def test_concurrent_first_calls_share_one_load() -> None:
     loader = GatedLoader()
     lazy = LazyModel("m", loader)
-    assert lazy.state == "not loaded"
+    before = lazy.state
     callers = [asyncio.create_task(lazy.get()) for _ in range(20)]
     await waiting_for(lazy)
     loader.gate.set()
     models = await asyncio.gather(*callers)
     assert loader.calls == 1
     assert all(model is models[0] for model in models)
-    assert lazy.state == "loaded"
+    assert (before, lazy.state) == ("not loaded", "loaded")
     assert await lazy.get() is models[0] and loader.calls == 1
 
 
