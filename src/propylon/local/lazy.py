@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 State = Literal["not loaded", "loading", "loaded", "failed"]
 
+LOAD_TIMEOUT_S = 120.0
+"""How long a caller waits for a load under way before a 503 (the load goes on): MiniLM's
+takes 0.3-0.6 s of CPU, a few seconds on a saturated host; past this something is stuck."""
+
 
 class ModelUnavailable(ServiceUnavailable):
     """A model this process serves could not be loaded (its cause is in the message)."""
@@ -44,9 +48,12 @@ M = TypeVar("M", bound=Closable)
 class LazyModel(Generic[M]):
     """``load()`` run once, on a thread of its own, the first time ``get`` is awaited."""
 
-    def __init__(self, name: str, load: Callable[[], M]) -> None:
+    def __init__(
+        self, name: str, load: Callable[[], M], *, timeout_s: float = LOAD_TIMEOUT_S
+    ) -> None:
         self.name = name
         self._load = load
+        self._timeout_s = timeout_s
         self._lock = threading.Lock()
         self._future: Future[M] | None = None
         self._closed = False
@@ -102,14 +109,25 @@ class LazyModel(Generic[M]):
             return self.loaded
         future = self.start()
         try:
-            # Shielded: a caller that gives up (client gone) leaves the load running for the
-            # others.
-            return await asyncio.shield(asyncio.wrap_future(future))
-        except Exception as exc:
+            # Shielded: a caller that gives up (client gone, or the timeout) leaves the load
+            # running for the others.
+            async with asyncio.timeout(self._timeout_s):
+                return await asyncio.shield(asyncio.wrap_future(future))
+        except TimeoutError:
+            if future.done():  # the load itself raised TimeoutError
+                raise self._unavailable(future.exception()) from future.exception()
             raise ModelUnavailable(
-                f"local model {self.name} could not be loaded ({type(exc).__name__}: {exc}); "
-                "fix the cause and restart the server"
-            ) from exc
+                f"local model {self.name} is still loading after {self._timeout_s:.0f} s; "
+                "try again later"
+            ) from None
+        except Exception as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: BaseException | None) -> ModelUnavailable:
+        return ModelUnavailable(
+            f"local model {self.name} could not be loaded ({type(exc).__name__}: {exc}); "
+            "fix the cause and restart the server"
+        )
 
     def close(self) -> None:
         """Close the model if it was loaded (waiting for a load under way); no later loads."""

@@ -107,3 +107,19 @@ async def test_close_closes_a_loaded_model_and_refuses_later_loads() -> None:
     never.close()  # nothing loaded: nothing to close
     with pytest.raises(ModelUnavailable, match="shut down"):
         await never.get()
+
+
+async def test_a_stuck_load_is_a_503_for_the_caller_not_a_hang_and_goes_on() -> None:
+    loader = GatedLoader()
+    lazy = LazyModel("m", loader, timeout_s=0.05)
+    with pytest.raises(ModelUnavailable, match="m is still loading after") as caught:
+        await lazy.get()
+    assert caught.value.status == 503
+    assert lazy.state == "loading"
+    loader.gate.set()
+
+    async def loaded() -> bool | None:
+        return True if lazy.state == "loaded" else None
+
+    await eventually(loaded, "the load to finish")
+    assert isinstance(await lazy.get(), Model) and loader.calls == 1
