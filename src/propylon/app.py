@@ -243,7 +243,7 @@ async def open_local_models(
     settings: Settings,
 ) -> AsyncIterator[tuple[ChatModel, LazyEmbedder[Any]]]:
     """The offline embedder and the extractive answer model built on it. The embedder loads
-    on its first use (0.3-0.6 s of CPU, ~100 MB: ``local/lazy.py``), not here."""
+    on its first use (0.3-0.6 s of CPU, ~100 MB with onnxruntime: ``local/lazy.py``), not here."""
     from propylon.local.extractive import ExtractiveChatModel
     from propylon.local.minilm import lazy_embedder
 
