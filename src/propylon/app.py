@@ -11,6 +11,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, TypeVar
 
 import aiohttp
 from fastapi import FastAPI
@@ -89,6 +90,7 @@ from propylon.jobs.handler import Handler, Handlers
 from propylon.jobs.progress import ProgressHub
 from propylon.jobs.queue import JobQueue
 from propylon.jobs.worker import Worker
+from propylon.local.lazy import LazyEmbedder
 from propylon.local.memory import release_free_memory, settle_heap
 from propylon.local.static import StaticEmbedder
 from propylon.messages.service import MessagesService
@@ -207,12 +209,23 @@ def _local_model_names(settings: Settings) -> frozenset[str]:
     )
 
 
+def _model_names(settings: Settings) -> list[str]:
+    """Every name a configured model answers to, and the upstream names of its deployments."""
+    return [
+        name
+        for m in settings.models
+        for name in (m.name, *m.aliases, *(d.model for d in m.deployments if d.model))
+    ]
+
+
 def _uses_local_models(settings: Settings) -> bool:
-    """Local deployments, or the semantic cache on the local MiniLM: one instance serves all
-    (and the guard, which is handed ``ctx.local_embeddings``)."""
-    cache = settings.cache
-    return any(d.provider == "local" for m in settings.models for d in m.deployments) or (
-        cache.enabled and cache.semantic and cache.semantic_embedder is None
+    """Local deployments, the semantic cache on the local MiniLM, or the guard's classifier:
+    one instance serves all (the guard is handed ``ctx.local_embeddings``)."""
+    cache, guard = settings.cache, settings.guard
+    return (
+        any(d.provider == "local" for m in settings.models for d in m.deployments)
+        or (cache.enabled and cache.semantic and cache.semantic_embedder is None)
+        or (guard.enabled and guard.classifier)
     )
 
 
@@ -226,18 +239,36 @@ def _uses_static(settings: Settings) -> bool:
 
 
 @asynccontextmanager
-async def open_local_models(settings: Settings) -> AsyncIterator[tuple[ChatModel, EmbeddingModel]]:
-    """Load the offline embedder (~0.3 s) and the extractive answer model built on it."""
+async def open_local_models(
+    settings: Settings,
+) -> AsyncIterator[tuple[ChatModel, LazyEmbedder[Any]]]:
+    """The offline embedder and the extractive answer model built on it. The embedder loads
+    on its first use (0.3-0.6 s of CPU, ~100 MB with onnxruntime: ``local/lazy.py``), not here."""
     from propylon.local.extractive import ExtractiveChatModel
-    from propylon.local.minilm import MiniLMEmbedder
+    from propylon.local.minilm import lazy_embedder
 
-    embedder = await asyncio.to_thread(
-        MiniLMEmbedder.load, threads=settings.local_threads, int8=settings.local_int8
-    )
+    embedder = lazy_embedder(threads=settings.local_threads, int8=settings.local_int8)
     try:
         yield ExtractiveChatModel(embedder), embedder
     finally:
-        embedder.close()
+        await asyncio.to_thread(embedder.close)  # waits for a load under way
+
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def loading(load: Callable[[], T]) -> AsyncIterator[asyncio.Future[T]]:
+    """``load()`` started in a thread now, awaited where it is needed; never left running
+    unawaited when start-up fails before then."""
+    task = asyncio.ensure_future(asyncio.to_thread(load))
+    try:
+        yield task
+    finally:
+        if not task.done():
+            await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: a failure already raised (or unneeded) is not logged
 
 
 @asynccontextmanager
@@ -437,6 +468,13 @@ async def build_services(
     (default: ``job_handlers``) — `propylon worker`, and `propylon serve --with-worker`.
     """
     async with AsyncExitStack() as stack:
+        # The static table (0.1-0.3 s) loads in a thread while PostgreSQL starts and the
+        # migrations are checked; MiniLM waits for its first use (``open_local_models``).
+        static_load = (
+            await stack.enter_async_context(loading(StaticEmbedder.load))
+            if _uses_static(settings)
+            else None
+        )
         database = await stack.enter_async_context(open_database(settings))
         if settings.migrate_on_start:
             applied = await migrate(database)
@@ -450,10 +488,10 @@ async def build_services(
         )
         stack.push_async_callback(session.close)
         ctx = ProviderContext(session=session)
+        local: LazyEmbedder[Any] | None = None
         if _uses_local_models(settings):
-            ctx.local_chat, ctx.local_embeddings = await stack.enter_async_context(
-                open_local_models(settings)
-            )
+            ctx.local_chat, local = await stack.enter_async_context(open_local_models(settings))
+            ctx.local_embeddings = local
         # Request log writer, metrics and tracer (OTEL_* or ``tracer_provider``).
         observe = await stack.enter_async_context(
             open_observability(settings, database, tracer_provider=tracer_provider)
@@ -477,7 +515,7 @@ async def build_services(
                 "`Authorization: Bearer <key>`"
             )
         limiter = await stack.enter_async_context(open_limiter(settings, observe.metrics.registry))
-        static = await asyncio.to_thread(StaticEmbedder.load) if _uses_static(settings) else None
+        static = await static_load if static_load is not None else None
         cache = await stack.enter_async_context(
             open_cache(settings, gateway, database, ctx.local_embeddings, static)
         )
@@ -578,6 +616,7 @@ async def build_services(
             ),
             moderator=Moderator(detector) if detector is not None else None,
             completions=CompletionsService(chat),
+            models=[local.lazy] if local is not None else [],
         )
         observe.metrics.watch_writers(lambda: services.writers)
         if worker:
@@ -659,8 +698,10 @@ def create_app(
                 # Loading an encoding takes 0.2-1 s: in a thread, beside serving (start-up does
                 # not wait for it), not on the event loop of the first request that counts
                 # tokens (a stall for every request).
+                # Only the encodings of the configured models: another one loads when a
+                # request first names a model that uses it.
                 async def warm() -> None:
-                    await asyncio.to_thread(TokenCounter().preload)
+                    await asyncio.to_thread(TokenCounter().preload, _model_names(settings))
                     settle_heap()
 
                 preload = asyncio.create_task(warm(), name="propylon-preload")

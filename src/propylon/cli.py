@@ -57,12 +57,17 @@ def serve(
     ] = 1,
 ) -> None:
     """Serve the HTTP API (OpenAI-compatible gateway and the rest)."""
+    settings = _settings(config, data_dir=data_dir, host=host, port=port)
+    if settings.database_url is None and workers == 1:
+        from propylon.db.embedded import start_early
+
+        start_early(settings.data_dir)  # PostgreSQL starts while the app is imported
+
     import uvicorn
 
     from propylon.app import create_app
     from propylon.observe.logging import configure_logging
 
-    settings = _settings(config, data_dir=data_dir, host=host, port=port)
     if with_worker is not None:
         settings.jobs.in_process_worker = with_worker
     configure_logging(settings.log_level)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from propylon.access.directory import KeyDirectory
 from propylon.access.limits import RateLimiter
@@ -20,6 +21,7 @@ from propylon.guard.detector import InjectionDetector
 from propylon.guard.moderation import Moderator
 from propylon.jobs.feeds import JobFeeds
 from propylon.jobs.queue import JobQueue
+from propylon.local.lazy import LazyModel
 from propylon.messages.service import MessagesService
 from propylon.observe.observability import Observability
 from propylon.rag.answer import Answerer
@@ -69,3 +71,5 @@ class Services:
     messages: MessagesService  # /v1/messages (Anthropic), translated to `chat`
     moderator: Moderator | None  # /v1/moderations, answered by the guard (None: disabled)
     completions: CompletionsService  # /v1/completions (legacy), relayed on the chat path
+    # Models loaded on first use (the local MiniLM): /readyz fails once one failed to load.
+    models: list[LazyModel[Any]] = field(default_factory=list)

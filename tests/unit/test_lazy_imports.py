@@ -4,10 +4,11 @@
 import subprocess
 import sys
 
-LAZY = ("redis", "pypdfium2", "lxml", "docx", "selectolax")
+# mcp: agent runs calling MCP servers; onnxruntime: the local MiniLM, loaded on first use.
+LAZY = ("redis", "pypdfium2", "lxml", "docx", "selectolax", "mcp", "onnxruntime")
 
 
-def test_the_app_imports_redis_and_the_document_parsers_only_when_used() -> None:
+def test_the_app_imports_redis_the_document_parsers_mcp_and_onnxruntime_only_when_used() -> None:
     code = (
         "import sys, propylon.app, propylon.cli; "
         f"print(','.join(m for m in {LAZY!r} if m in sys.modules))"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import warnings
+from concurrent.futures import Future
 from pathlib import Path
 
 with warnings.catch_warnings():
@@ -21,12 +23,46 @@ with warnings.catch_warnings():
 
 log = logging.getLogger(__name__)
 
+# Servers whose start began before the app was built (``start_early``), by pgdata directory.
+_early: dict[Path, Future[PostgresServer]] = {}
+_early_lock = threading.Lock()
+
+
+def _pgdata(data_dir: Path) -> Path:
+    return (data_dir / "pg").resolve()
+
+
+def _get_server(pgdata: Path) -> PostgresServer:
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    return get_server(pgdata, cleanup_mode="stop")
+
+
+def start_early(data_dir: Path) -> None:
+    """Begin starting the server of ``data_dir`` on a thread now: `propylon serve` calls this
+    before importing the app (~1-2 s), so PostgreSQL starts (0.3 s; a first ``initdb``, 2-5 s)
+    meanwhile. The ``EmbeddedPostgres.start`` that follows in this process takes it over; if
+    none does, pgserver's exit hook lets go of the server as usual."""
+    pgdata = _pgdata(data_dir)
+    with _early_lock:
+        if pgdata in _early:
+            return
+        future: Future[PostgresServer] = Future()
+        _early[pgdata] = future
+
+    def run() -> None:
+        try:
+            future.set_result(_get_server(pgdata))
+        except BaseException as exc:  # reported by ``start``, where it is awaited
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="embedded-postgres", daemon=True).start()
+
 
 class EmbeddedPostgres:
     """A PostgreSQL server started from the pgserver package in a local directory."""
 
     def __init__(self, data_dir: Path) -> None:
-        self._pgdata = (data_dir / "pg").resolve()
+        self._pgdata = _pgdata(data_dir)
         self._server: PostgresServer | None = None
 
     @property
@@ -35,8 +71,12 @@ class EmbeddedPostgres:
 
     async def start(self) -> str:
         """Start (or attach to) the server and return its connection URI."""
-        self._pgdata.parent.mkdir(parents=True, exist_ok=True)
-        server = await asyncio.to_thread(get_server, self._pgdata, cleanup_mode="stop")
+        with _early_lock:
+            early = _early.pop(self._pgdata, None)
+        if early is not None:
+            server = await asyncio.wrap_future(early)
+        else:
+            server = await asyncio.to_thread(_get_server, self._pgdata)
         self._server = server
         uri: str = server.get_uri()
         log.info("embedded postgresql ready", extra={"pgdata": str(self._pgdata)})

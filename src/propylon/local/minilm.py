@@ -19,21 +19,25 @@ normalisation.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
 from importlib.resources.abc import Traversable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime as ort
 from numpy.typing import NDArray
 from tokenizers import Encoding, Tokenizer
 
 from propylon.gateway.protocol import Embeddings
+from propylon.local.lazy import LazyEmbedder
 from propylon.local.memory import release_free_memory
 from propylon.local.onnx_edit import gather_rows_first, integer_matmuls
+
+if TYPE_CHECKING:  # imported when a session is built: onnxruntime adds ~50 MB and 0.1-0.4 s
+    import onnxruntime as ort
 
 MODEL_ID = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
@@ -233,7 +237,16 @@ def _mean_pool_normalised(hidden: Vectors, attention_mask: NDArray[np.int64]) ->
     return normalised
 
 
+def lazy_embedder(*, threads: int = 1, int8: bool = False) -> LazyEmbedder[MiniLMEmbedder]:
+    """The embedder ``serve`` uses: loaded (``MiniLMEmbedder.load``) by the first ``embed``."""
+    return LazyEmbedder(
+        MODEL_ID, DIMENSIONS, functools.partial(MiniLMEmbedder.load, threads=threads, int8=int8)
+    )
+
+
 def _session(weights: bytes, threads: int) -> ort.InferenceSession:
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
@@ -243,7 +256,15 @@ def _session(weights: bytes, threads: int) -> ort.InferenceSession:
     options.enable_cpu_mem_arena = False
     # Idle intra-op threads would otherwise spin for the other requests' CPU.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(weights, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(weights, options, providers=["CPUExecutionProvider"])
+    # onnxruntime's Python wrapper keeps the model's bytes (22 MB) for the life of the session,
+    # only to rebuild it on another execution provider after a failure ("TODO: This is bad as
+    # we're holding the memory indefinitely", in its source). The CPU provider is the only one
+    # here: no fallback, and the bytes go (the C++ session copied what it uses).
+    session.disable_fallback()
+    if getattr(session, "_model_bytes", None) is not None:
+        session._model_bytes = None
+    return session
 
 
 def _tokenizer(tokenizer_json: str) -> Tokenizer:

@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -173,9 +174,15 @@ class TokenCounter:
         """The tiktoken encoding for ``model``, loaded from the vendored files."""
         return _load_encoding(self.encoding_name_for(model))
 
-    def preload(self) -> None:
-        """Load every encoding now, so the first request does not pay for it."""
-        for name in _SPECS:
+    def preload(self, models: Iterable[str] | None = None) -> None:
+        """Load now, so the first request does not pay for it, every encoding (or those of
+        ``models``, and ``cl100k_base``, the default: ``o200k_base`` alone holds ~40 MB)."""
+        names = (
+            set(_SPECS)
+            if models is None
+            else {"cl100k_base", *(self.encoding_name_for(m) for m in models)}
+        )
+        for name in sorted(names):
             _load_encoding(name)
 
     def decode(self, tokens: list[int], encoding: str) -> str:

@@ -344,3 +344,15 @@ def test_counts_with_networking_disabled_and_an_empty_tiktoken_cache(tmp_path: P
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["2 2", "stock tiktoken could not download"]
     assert list(cache.iterdir()) == []
+
+
+def test_preload_of_some_models_loads_their_encodings_and_cl100k_only() -> None:
+    code = (
+        "from propylon.tokens import counter; "
+        "counter.TokenCounter().preload(['local/extractive', 'claude-sonnet-4']); "
+        "print(','.join(sorted(counter._loaded)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "cl100k_base"  # o200k_base (~40 MB) waits for a gpt-4o

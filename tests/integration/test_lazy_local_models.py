@@ -1,0 +1,123 @@
+"""The local MiniLM loads on its first use, not at start-up: `/readyz` answers before it is
+loaded, concurrent first requests share one load, and a load that fails is a clear 503 (and
+`/readyz` says which model failed) instead of a 500 or a hang."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from propylon.local.minilm import MiniLMEmbedder, ModelFileCorrupted
+from propylon.settings import load_settings
+from tests.support.databases import PostgresServer, create_database
+from tests.support.servers import AppServer, serve_app
+from tests.support.waiting import eventually
+
+LOCAL_CONFIG = Path(__file__).parents[2] / "config" / "local.yaml"
+EMBED = {"model": "local/all-MiniLM-L6-v2", "input": "Owls hunt at night."}
+
+
+class CountingLoad:
+    """``MiniLMEmbedder.load`` counted; it waits for ``gate`` and fails with ``error`` if set."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.real = MiniLMEmbedder.load
+        self.calls = 0
+        self.gate = threading.Event()
+        self.error = error
+
+    def __call__(self, **options: Any) -> MiniLMEmbedder:
+        self.calls += 1
+        self.gate.wait(timeout=120)
+        if self.error is not None:
+            raise self.error
+        return self.real(**options)
+
+
+async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, Any]]:
+    async with http.get(url) as resp:
+        return resp.status, await resp.json()
+
+
+async def post(server: AppServer, http: aiohttp.ClientSession, path: str, body: Any) -> Any:
+    async with http.post(f"{server.v1}/{path}", json=body, headers=server.headers) as resp:
+        return resp.status, await resp.json()
+
+
+async def until_loading(server: AppServer) -> None:
+    (model,) = server.app.state.services.models
+
+    async def loading() -> bool | None:
+        return True if model.state == "loading" else None
+
+    await eventually(loading, "the MiniLM load to start")
+
+
+async def test_minilm_loads_once_for_concurrent_first_requests_after_ready(
+    pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load = CountingLoad()
+    monkeypatch.setattr(MiniLMEmbedder, "load", load)
+    models = load_settings(LOCAL_CONFIG).models
+    database_url = await create_database(pg_server)
+    async with (
+        serve_app(database_url=database_url, models=models) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        status, ready = await get(http, f"{server.url}/readyz")
+        assert status == 200
+        assert ready["models"] == {"all-MiniLM-L6-v2": "not loaded"}
+        assert load.calls == 0  # start-up did not load it
+
+        requests = [asyncio.create_task(post(server, http, "embeddings", EMBED)) for _ in range(8)]
+        await until_loading(server)
+        load.gate.set()
+        results = await asyncio.gather(*requests)
+        assert [status for status, _ in results] == [200] * 8
+        vectors = {tuple(body["data"][0]["embedding"]) for _, body in results}
+        assert len(vectors) == 1 and len(next(iter(vectors))) == 384
+        assert load.calls == 1
+
+        status, ready = await get(http, f"{server.url}/readyz")
+        assert (status, ready["models"]) == (200, {"all-MiniLM-L6-v2": "loaded"})
+
+
+async def test_a_minilm_that_fails_to_load_is_a_clear_503_and_makes_readyz_fail(
+    pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load = CountingLoad(ModelFileCorrupted("refusing to load model.onnx: its sha256 is 00"))
+    load.gate.set()
+    monkeypatch.setattr(MiniLMEmbedder, "load", load)
+    models = load_settings(LOCAL_CONFIG).models
+    database_url = await create_database(pg_server)
+    async with (
+        serve_app(database_url=database_url, models=models) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        assert (await get(http, f"{server.url}/readyz"))[0] == 200  # not needed yet
+        chat = {
+            "model": "local/extractive",
+            "messages": [
+                {"role": "system", "content": "Owls hunt at night."},
+                {"role": "user", "content": "When do owls hunt?"},
+            ],
+        }
+        for path, body in [("embeddings", EMBED), ("chat/completions", chat)] * 2:
+            status, reply = await post(server, http, path, body)
+            assert status == 503, (path, reply)
+            message = reply["error"]["message"]
+            assert "all-MiniLM-L6-v2 could not be loaded" in message
+            assert "sha256 is 00" in message
+        assert load.calls == 1  # remembered, not retried per request
+
+        status, ready = await get(http, f"{server.url}/readyz")
+        assert status == 503
+        assert ready["status"] == "not ready" and ready["database"] == "ok"
+        assert ready["models"] == {
+            "all-MiniLM-L6-v2": "ModelFileCorrupted: refusing to load model.onnx: its sha256 is 00"
+        }
