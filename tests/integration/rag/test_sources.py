@@ -144,6 +144,61 @@ async def test_a_site_sync_adds_replaces_deletes_and_skips_exactly_what_changed(
     assert counts(third) == {"added": 0, "replaced": 0, "deleted": 0, "skipped": 4, "rejected": 0}
 
 
+CRAWLED = ("/docs/", "/docs/a.html", "/docs/b.html", "/docs/c.html")
+
+
+async def test_a_site_synced_again_is_asked_only_for_changes_and_its_links_still_followed(
+    pipeline: Pipeline, collection: dict[str, Any], site: StaticSite
+) -> None:
+    sources = Sources(pipeline, rules())
+    source = await sources.service.create(
+        TENANT, "docs", {"type": "url", "config": {"url": site.url + "/docs/", "mode": "site"}}
+    )
+    first = await sources.sync(source)
+    assert counts(first)["added"] == 4
+    assert {path: site.bodies[path] for path in CRAWLED} == dict.fromkeys(CRAWLED, 1)
+
+    # d.html, linked from the index but missing last time, appears; the index does not change.
+    site.pages["/docs/d.html"] = page("Delta", "Delta pages describe the quay.")
+    second = await sources.sync_again(source)
+    assert counts(second) == {"added": 1, "replaced": 0, "deleted": 0, "skipped": 4, "rejected": 0}
+    # Every page was asked for again, and each answered 304: no body sent a second time. The
+    # index's links were those kept from its first reading, so d.html was found.
+    assert {path: site.hits[path] for path in CRAWLED} == dict.fromkeys(CRAWLED, 2)
+    assert {path: site.bodies[path] for path in CRAWLED} == dict.fromkeys(CRAWLED, 1)
+    assert site.bodies["/docs/d.html"] == 1
+    assert site.url + "/docs/d.html" in await sources.documents()
+
+    # Pages stored before their links were kept (migration 0026) are read in full once.
+    async with pipeline.database.connection() as conn:
+        await conn.execute("UPDATE source_items SET links = NULL")
+    third = await sources.sync_again(source)
+    assert counts(third)["skipped"] == 5 and site.bodies["/docs/"] == 2
+    fourth = await sources.sync_again(source)
+    assert counts(fourth)["skipped"] == 5 and site.bodies["/docs/"] == 2
+
+
+async def test_a_page_served_with_a_date_only_is_asked_for_if_modified_since(
+    pipeline: Pipeline, collection: dict[str, Any], site: StaticSite
+) -> None:
+    site.validator = "date"
+    site.modified["/docs/a.html"] = "Sun, 06 Dec 2026 06:00:00 GMT"
+    sources = Sources(pipeline, rules())
+    source = await sources.service.create(
+        TENANT, "docs", {"type": "url", "config": {"url": site.url + "/docs/a.html"}}
+    )
+    assert counts(await sources.sync(source))["added"] == 1
+    second = await sources.sync_again(source)
+    assert counts(second) == {"added": 0, "replaced": 0, "deleted": 0, "skipped": 1, "rejected": 0}
+    assert (site.hits["/docs/a.html"], site.bodies["/docs/a.html"]) == (2, 1)
+
+    site.pages["/docs/a.html"] = page("Alpha", "Alpha pages now describe the customs house.")
+    site.modified["/docs/a.html"] = "Sun, 06 Dec 2026 07:00:00 GMT"
+    third = await sources.sync_again(source)
+    assert counts(third)["replaced"] == 1 and site.bodies["/docs/a.html"] == 2
+    assert "customs house" in (await sources.documents())[site.url + "/docs/a.html"]
+
+
 async def test_a_folder_sync_adds_replaces_deletes_and_skips_exactly_what_changed(
     pipeline: Pipeline, collection: dict[str, Any], tmp_path: Path
 ) -> None:
