@@ -27,6 +27,9 @@ SELECT * FROM sources WHERE id = %(source_id)s
 -- name: source_delete
 DELETE FROM sources WHERE id = %(source_id)s RETURNING id
 
+-- name: source_set_secret
+UPDATE sources SET secret = %(secret)s WHERE id = %(source_id)s
+
 -- name: source_set_job
 UPDATE sources SET last_job_id = %(job_id)s WHERE id = %(source_id)s
 

@@ -67,6 +67,12 @@ class SourceStore:
         async with self.database.connection() as conn:
             await conn.execute(QUERIES["source_delete"], {"source_id": source_id})
 
+    async def set_secret(self, source_id: str, secret: str) -> None:
+        async with self.database.connection() as conn:
+            await conn.execute(
+                QUERIES["source_set_secret"], {"source_id": source_id, "secret": secret}
+            )
+
     async def set_job(self, conn: Conn, source_id: str, job_id: str) -> None:
         await conn.execute(QUERIES["source_set_job"], {"source_id": source_id, "job_id": job_id})
 

@@ -26,10 +26,17 @@ from typing import Any
 from propylon.errors import PropylonError
 from propylon.jobs.handler import JobContext
 from propylon.rag.collections import CollectionService, JobEnqueuer
-from propylon.rag.sources.connector import Connector, ItemRejected, KnownItem, SourceItem
+from propylon.rag.sources.connector import (
+    Connector,
+    ItemRejected,
+    KnownItem,
+    SourceItem,
+    SourceUnavailable,
+)
 from propylon.rag.sources.kinds import SourceRules, source_type
 from propylon.rag.sources.store import SourceStore
 from propylon.rag.store import Conn, Row
+from propylon.sealed import SealedSecretError, is_sealed, open_secret
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +89,7 @@ class SyncHandler:
         seen: set[str] = set()
         await ctx.progress(stage="listing", counters=dict(counts))
         kind = source_type(source["type"])
-        connector = kind.open(dict(source["config"]), source["secret"], self._rules)
+        connector = kind.open(dict(source["config"]), await self._secret(source), self._rules)
         async with connector:
             stored = {
                 key: KnownItem(row["version"], _links(row["links"])) for key, row in known.items()
@@ -110,6 +117,19 @@ class SyncHandler:
         )
         log.info("source synced", extra={"source_id": source_id, "job_id": ctx.job_id, **result})
         return result
+
+    async def _secret(self, source: Row) -> str | None:
+        """The source's secret, opened; one stored in clear (before secrets were sealed) is
+        sealed now when this process has the key."""
+        stored: str | None = source["secret"]
+        keys = self._rules.secrets
+        try:
+            secret = open_secret(stored, keys, "rag.sources.secrets_key")
+        except SealedSecretError as exc:
+            raise SourceUnavailable(str(exc)) from None
+        if stored is not None and secret is not None and keys is not None and not is_sealed(stored):
+            await self._sources.set_secret(str(source["id"]), keys.seal(secret))
+        return secret
 
     async def _apply(
         self,
