@@ -22,6 +22,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from propylon.sealed import parse_key
+
 
 class DeploymentConfig(BaseModel):
     """One concrete upstream that can serve a public model."""
@@ -672,6 +674,24 @@ class SourcesSettings(BaseModel):
     user_agent: str = Field(
         default="propylon-sync", description="User-agent sent to sites and matched in robots.txt."
     )
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="Key (32 bytes in base64: `openssl rand -base64 32`) with which an `s3` "
+        "source's secret key is sealed (AES-256-GCM) before it is stored in PostgreSQL; every "
+        "process that serves or syncs sources needs the same one. Unset: `s3` sources cannot "
+        "be made (400 naming this setting); those stored in clear before keep syncing, and are "
+        "sealed at their next sync once it is set.",
+    )
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _a_usable_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                parse_key(value.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"rag.sources.secrets_key {exc}") from None
+        return value
 
 
 class RagSettings(BaseModel):

@@ -3,7 +3,9 @@
 PostgreSQL refuses both in ``text`` (and ``\\u0000`` in ``jsonb``). Input that is stored as
 given (names, ids, filters, metadata) is checked at the edge and refused with a 400 naming the
 field (``check_storable``); content that must be kept whatever it holds (prompts and answers
-in the request log) is escaped instead (``escape_unstorable``).
+in the request log, span attributes and exception messages in the trace store) is escaped
+instead (``escape_unstorable``, on each text of a row: ``escape_row``; on each string of a
+JSON value: ``escape_strings``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,24 @@ def escape_unstorable(text: str) -> str:
     if _UNSTORABLE.search(text) is None:
         return text
     return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def escape_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``row`` with each text escaped (``escape_unstorable``), other values as they are."""
+    return tuple(escape_unstorable(v) if isinstance(v, str) else v for v in row)
+
+
+def escape_strings(value: Any) -> Any:
+    """``value`` with every string in it, key or value, escaped (``escape_unstorable``): what
+    a ``jsonb`` column accepts once serialised (PostgreSQL refuses ``\\u0000`` there, and a
+    lone surrogate). For values of bounded depth (span attributes): recursive."""
+    if isinstance(value, str):
+        return escape_unstorable(value)
+    if isinstance(value, dict):
+        return {escape_strings(k): escape_strings(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escape_strings(item) for item in value]
+    return value
 
 
 def unstorable_field(value: Any, field: str) -> str | None:

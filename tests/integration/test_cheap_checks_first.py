@@ -1,12 +1,15 @@
 """The request path refuses in order of cost: a request the gateway would refuse anyway (too
 many messages, every deployment down) is refused before the guard's classifier embeds a single
 message (issue 27); a client over its rate limit is refused before the guard reads its text
-(issue 26)."""
+(issue 26).
+
+What is asserted is the work each refusal does (calls counted on the classifier, its embedder
+and the token counter), not its time: how fast these refusals are is measured, in the same
+run as references, by `bench/refusals.py` (docs/benchmarks.md, "Refusals")."""
 
 from __future__ import annotations
 
 import io
-import statistics
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +20,7 @@ import pytest
 from propylon.access.limits import Limits
 from propylon.gateway.circuit_breaker import BreakerState
 from propylon.testing import FakeUpstream
+from propylon.tokens import TokenCounter
 from tests.support.servers import AppServer, serve_app
 
 
@@ -34,11 +38,27 @@ class Counted:
         setattr(owner, name, counted)
 
 
+def count_tokenising(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the ``TokenCounter`` methods called from now on, one entry a call."""
+    calls: list[str] = []
+    for name in ("count_messages", "count_text"):
+        real = getattr(TokenCounter, name)
+
+        def counted(self: TokenCounter, *args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls.append(_name)
+            return _real(self, *args)
+
+        monkeypatch.setattr(TokenCounter, name, counted)
+    return calls
+
+
 @pytest.fixture
 async def server(database_url: str, upstream: FakeUpstream) -> AsyncIterator[AppServer]:
     models = [
         {
             "name": "gpt-test",
+            # Small enough that an admitted prompt of 1,000 characters is tokenised against it.
+            "context_window": 1_000,
             "deployments": [
                 {"provider": "openai", "base_url": f"{upstream.base_url}/v1", "model": "fake-gpt"},
                 {"provider": "openai", "base_url": f"{upstream.base_url}/v1", "model": "fake-2"},
@@ -53,43 +73,44 @@ async def server(database_url: str, upstream: FakeUpstream) -> AsyncIterator[App
         yield running
 
 
-async def post(
-    http: aiohttp.ClientSession, server: AppServer, body: bytes
-) -> tuple[int, Any, float]:
-    """Status, error body and the server's own time on the request (`x-propylon-overhead-ms`:
-    no client or network time in it)."""
+async def post(http: aiohttp.ClientSession, server: AppServer, body: bytes) -> tuple[int, Any]:
+    """Status and body of one chat request."""
     async with http.post(
         f"{server.v1}/chat/completions",
         data=io.BytesIO(body),
         headers={**server.headers, "Content-Type": "application/json"},
     ) as resp:
-        payload = await resp.json(content_type=None)
-        return resp.status, payload, float(resp.headers["x-propylon-overhead-ms"])
+        return resp.status, await resp.json(content_type=None)
 
 
-async def test_a_hundred_thousand_messages_are_refused_before_anything_is_embedded(
-    server: AppServer,
+async def test_a_hundred_thousand_messages_are_refused_before_anything_is_counted_or_embedded(
+    server: AppServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Before issue 27, this request cost 69 s of CPU and 2 GB: every message was counted and
+    embedded before the refusal. Now nothing is; an admitted request, sent after it to the
+    same counters, shows they would have seen that work."""
     detector = server.app.state.services.detector
     assert detector is not None, "the guard is on by default"
     classified = Counted(detector, "scan_many")
     embedded = Counted(detector._embedder, "embed")
+    tokenised = count_tokenising(monkeypatch)
     messages = [{"role": "user", "content": f"message {n}"} for n in range(100_000)]
     body = orjson.dumps({"model": "gpt-test", "messages": messages})
     assert len(body) > 3_000_000
-    times = []
     async with aiohttp.ClientSession() as http:
-        for _ in range(3):
-            status, error, server_ms = await post(http, server, body)
-            assert status == 400, error
-            assert error["error"]["code"] == "array_above_max_length"
-            assert error["error"]["param"] == "messages"
-            times.append(server_ms)
-    assert (classified.calls, embedded.calls) == (0, 0)
-    # The issue's bound; before, this request cost 69 s of CPU and 2 GB. The best of three
-    # keeps a busy machine's hiccup out of it; the time includes reading and parsing 3.9 MB.
-    assert min(times) < 100.0, times
-    print(f"100k messages refused: {', '.join(f'{t:.1f}' for t in times)} ms")
+        status, error = await post(http, server, body)
+        assert status == 400, error
+        assert error["error"]["code"] == "array_above_max_length"
+        assert error["error"]["param"] == "messages"
+        assert "100000 items" in error["error"]["message"]
+        assert (classified.calls, embedded.calls, tokenised) == (0, 0, [])
+
+        one = [{"role": "user", "content": "a prompt the guard has not seen yet. " * 28}]
+        status, answer = await post(
+            http, server, orjson.dumps({"model": "gpt-test", "messages": one})
+        )
+        assert status == 200, answer
+    assert classified.calls == 1 and embedded.calls >= 1 and "count_messages" in tokenised
 
 
 async def test_every_deployment_down_is_refused_without_running_the_classifier(
@@ -101,23 +122,19 @@ async def test_every_deployment_down_is_refused_without_running_the_classifier(
         breaker.record_failure()
         assert breaker.state is BreakerState.OPEN
     classified = Counted(services.detector, "scan_many")
-    times = []
+    embedded = Counted(services.detector._embedder, "embed")
     async with aiohttp.ClientSession() as http:
-        for n in range(200):
+        for n in range(20):
             prompt = f"a new prompt, never seen before: number {n}"
             body = orjson.dumps(
                 {"model": "gpt-test", "messages": [{"role": "user", "content": prompt}]}
             )
-            status, error, server_ms = await post(http, server, body)
+            status, error = await post(http, server, body)
             assert status == 503, error
             assert error["error"]["code"] == "all_deployments_unavailable"
-            times.append(server_ms)
-    assert classified.calls == 0
-    p99 = statistics.quantiles(times, n=100)[98]
-    # The issue asks for 2 ms p99 (measured: see docs/benchmarks.md); a shared CI machine gets
-    # ten times that. The classifier alone took 5.6 ms p99 here before.
-    assert p99 < 20.0, (p99, sorted(times)[-5:])
-    print(f"all deployments down: p50 {statistics.median(times):.2f} ms, p99 {p99:.2f} ms")
+    # Before, the classifier embedded each new prompt first (5.6 ms p99 of the refusal); the
+    # refusal's time is measured by bench/refusals.py.
+    assert (classified.calls, embedded.calls) == (0, 0)
 
 
 async def test_a_client_over_its_rate_limit_is_refused_before_the_guard_reads_its_text(

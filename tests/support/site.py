@@ -39,13 +39,18 @@ async def counting_site(page: Callable[[Site, str], str]) -> AsyncIterator[Site]
 @dataclass
 class StaticSite:
     """Pages a test serves and edits: ``pages[path] = body`` (absent: 404). Each answer carries
-    an ETag of its body, as static file servers send."""
+    an ETag of its body, as static file servers send (or, ``validator="date"``, only a
+    Last-Modified date, from ``modified[path]``), and a conditional GET that names the current
+    one answers 304 without a body. ``bodies`` counts the answers that sent a body."""
 
     url: str = ""
     pages: dict[str, bytes] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
     types: dict[str, str] = field(default_factory=dict)  # path -> content type (default html)
     failing: set[str] = field(default_factory=set)  # paths answering 500
+    bodies: Counter[str] = field(default_factory=Counter)  # 200 answers, by path
+    validator: str = "etag"  # or "date": Last-Modified only
+    modified: dict[str, str] = field(default_factory=dict)  # path -> Last-Modified (date)
 
 
 @asynccontextmanager
@@ -60,9 +65,19 @@ async def static_site(pages: dict[str, bytes] | None = None) -> AsyncIterator[St
             raise web.HTTPInternalServerError()
         if body is None:
             raise web.HTTPNotFound()
-        etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        if site.validator == "date":
+            date = site.modified.get(request.path, "Sun, 06 Dec 2026 06:00:00 GMT")
+            headers = {"Last-Modified": date}
+            unchanged = request.headers.get("If-Modified-Since") == date
+        else:
+            etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+            headers = {"ETag": etag}
+            unchanged = request.headers.get("If-None-Match") == etag
+        if unchanged:
+            return web.Response(status=304, headers=headers)
+        site.bodies[request.path] += 1
         content_type = site.types.get(request.path, "text/html")
-        return web.Response(body=body, content_type=content_type, headers={"ETag": etag})
+        return web.Response(body=body, content_type=content_type, headers=headers)
 
     app = web.Application()
     app.router.add_get("/{path:.*}", serve)

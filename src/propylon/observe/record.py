@@ -17,7 +17,7 @@ import orjson
 
 from propylon.gateway.call import Attempt
 from propylon.observe.redaction import REDACTED, redact
-from propylon.storable import escape_unstorable
+from propylon.storable import escape_row, escape_strings
 
 ContentPolicy = Literal["full", "hashed", "off"]
 
@@ -152,7 +152,7 @@ class RequestRecord:
             self.response_id,
             json_text(self.headers) if self.headers else None,
         )
-        return tuple(escape_unstorable(v) if isinstance(v, str) else v for v in row)
+        return escape_row(row)
 
 
 def render_content(value: Any, policy: ContentPolicy, max_chars: int) -> str | None:
@@ -190,6 +190,17 @@ def json_text(value: Any) -> str:
     except orjson.JSONEncodeError:
         # orjson refuses lone surrogates; the standard library escapes them (``\udc80``).
         return json.dumps(value, default=str)
+
+
+def jsonb_text(value: Any) -> str:
+    """``value`` as JSON text a ``jsonb`` column accepts: should a string in it hold a NUL
+    (which JSON writes ``\\u0000``, and ``jsonb`` refuses) or a lone surrogate, every string
+    is escaped first (``escape_strings``): the value is kept, its NUL shown as ``\\u0000``."""
+    try:
+        text = orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate
+        return json_text(escape_strings(value))
+    return text if "\\u0000" not in text else json_text(escape_strings(value))
 
 
 def _redacted_json(metadata: dict[str, Any]) -> str:

@@ -22,8 +22,9 @@ from opentelemetry.trace import format_span_id, format_trace_id
 
 from propylon.db.database import Database
 from propylon.observe.copy_buffer import CopyBuffer, copy_statement
-from propylon.observe.record import json_text
+from propylon.observe.record import jsonb_text
 from propylon.observe.tracing import SUBJECT, TENANT
+from propylon.storable import escape_row
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,9 @@ class SpanStore(SpanProcessor):
 
 
 def span_row(span: ReadableSpan) -> tuple[Any, ...]:
-    """A finished span as a row of ``spans``."""
+    """A finished span as a row of ``spans``, with what PostgreSQL cannot store (a NUL, a
+    lone surrogate: from a prompt quoted in an exception's message, a model's name…) escaped
+    as in the request log, so the span is kept and does not cost its batch a retry."""
     context = span.context
     if context is None:
         raise ValueError("a span without a context")
@@ -105,18 +108,20 @@ def span_row(span: ReadableSpan) -> tuple[Any, ...]:
         }
         for event in span.events
     ]
-    return (
-        format_trace_id(context.trace_id),
-        format_span_id(context.span_id),
-        format_span_id(span.parent.span_id) if span.parent is not None else None,
-        tenant if isinstance(tenant, str) else None,
-        attributes.get(SUBJECT) if isinstance(tenant, str) else None,
-        span.name,
-        span.kind.name.lower(),
-        datetime.fromtimestamp(started / 1e9, UTC),
-        (ended - started) / 1e6,
-        span.status.status_code.name.lower(),
-        span.status.description,
-        json_text(dict(attributes)),
-        json_text(events) if events else None,
+    return escape_row(
+        (
+            format_trace_id(context.trace_id),
+            format_span_id(context.span_id),
+            format_span_id(span.parent.span_id) if span.parent is not None else None,
+            tenant if isinstance(tenant, str) else None,
+            attributes.get(SUBJECT) if isinstance(tenant, str) else None,
+            span.name,
+            span.kind.name.lower(),
+            datetime.fromtimestamp(started / 1e9, UTC),
+            (ended - started) / 1e6,
+            span.status.status_code.name.lower(),
+            span.status.description,
+            jsonb_text(dict(attributes)),
+            jsonb_text(events) if events else None,
+        )
     )

@@ -14,7 +14,8 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,20 +100,7 @@ async def evaluate_bm25(
 ) -> BM25Report:
     """Index ``data`` in a throw-away collection, search it, and compare with ``bm25s``."""
     bm25 = BM25Index(params=params)
-    store = CollectionStore(database, bm25)
-    created = await store.create_collection(
-        {
-            "tenant_id": EVAL_TENANT,
-            "name": f"eval-bm25-{uuid.uuid4().hex[:8]}",
-            "description": "temporary: propylon eval bm25",
-            "chunking": {"max_tokens": 100_000, "overlap_tokens": 0},
-            "embedding_model": "none",
-            "metadata": {},
-        }
-    )
-    assert created is not None
-    collection_id = str(created["id"])
-    try:
+    async with throwaway_collection(database, bm25, "bm25") as (store, collection_id):
         started = time.perf_counter()
         chunk_to_doc = await index_corpus(store, collection_id, data.corpus)
         index_s = time.perf_counter() - started
@@ -123,8 +111,6 @@ async def evaluate_bm25(
                 hits = await bm25.search(conn, collection_id, query, limit=10)
                 runs[query_id] = [chunk_to_doc[hit.chunk_id] for hit in hits]
         search_s = time.perf_counter() - started
-    finally:
-        await store.delete_collection(EVAL_TENANT, collection_id)
     reference = bm25s_ndcg(data, params or BM25Params()) if compare else None
     return BM25Report(
         documents=len(data.corpus),
@@ -136,14 +122,41 @@ async def evaluate_bm25(
     )
 
 
+@asynccontextmanager
+async def throwaway_collection(
+    database: Database, bm25: BM25Index, purpose: str
+) -> AsyncIterator[tuple[CollectionStore, str]]:
+    """A collection of the evaluations' tenant for one run, deleted after it: its store and
+    id."""
+    store = CollectionStore(database, bm25)
+    created = await store.create_collection(
+        {
+            "tenant_id": EVAL_TENANT,
+            "name": f"eval-{purpose}-{uuid.uuid4().hex[:8]}",
+            "description": f"temporary: propylon eval {purpose}",
+            "chunking": {"max_tokens": 100_000, "overlap_tokens": 0},
+            "embedding_model": "none",
+            "metadata": {},
+        }
+    )
+    assert created is not None
+    collection_id = str(created["id"])
+    try:
+        yield store, collection_id
+    finally:
+        await store.delete_collection(EVAL_TENANT, collection_id)
+
+
 async def index_corpus(
-    store: CollectionStore, collection_id: str, corpus: dict[str, str]
+    store: CollectionStore, collection_id: str, corpus: Mapping[str, str | Sequence[str]]
 ) -> dict[int, str]:
-    """One document with one chunk per corpus entry, in a single transaction; chunk id ->
-    corpus id."""
+    """One document per corpus entry, with one chunk per text (a string: one chunk), in a
+    single transaction; chunk id -> corpus id."""
+    owners: list[str] = []
     async with store.database.connection() as conn:
         new: list[NewChunk] = []
-        for doc_id, text in corpus.items():
+        for doc_id, entry in corpus.items():
+            texts = [entry] if isinstance(entry, str) else list(entry)
             document = await store.insert_document(
                 conn,
                 {
@@ -151,15 +164,17 @@ async def index_corpus(
                     "external_id": doc_id,
                     "filename": None,
                     "media_type": "text/plain",
-                    "size_bytes": len(text),
+                    "size_bytes": sum(len(text) for text in texts),
                     "metadata": {},
                 },
             )
-            _, length = store.bm25.term_counts(text)
-            chunk = Chunk(0, 0, len(text), text, None, None, (), length)
-            new.append(NewChunk(str(document["id"]), chunk))
+            for ordinal, text in enumerate(texts):
+                _, length = store.bm25.term_counts(text)
+                chunk = Chunk(ordinal, 0, len(text), text, None, None, (), length)
+                new.append(NewChunk(str(document["id"]), chunk))
+                owners.append(doc_id)
         ids = await store.insert_chunks(conn, collection_id, new)
-    chunk_to_doc = dict(zip(ids, corpus, strict=True))
+    chunk_to_doc = dict(zip(ids, owners, strict=True))
     async with store.database.connection() as conn:
         await conn.execute(QUERIES["bm25_analyze"])
     return chunk_to_doc

@@ -24,6 +24,7 @@ from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
 from propylon.rag.answer import Answerer, AnswerRequest, relay
 from propylon.rag.conversations import Turn, parse_conversation_id
 from propylon.rag.search import MAX_TOP_K, MODES, Mode
+from propylon.storable import check_storable
 
 if TYPE_CHECKING:
     from propylon.gateway.call import CallInfo
@@ -96,6 +97,9 @@ def parse_chat(request: JSONObject) -> AnswerRequest:
     collection = model[len(PREFIX) :]
     if not collection:
         raise InvalidRequest("Name a collection: `rag/<collection name or id>`.", param="model")
+    # The gateway's bodies are not checked at the edge (they go upstream as sent); this name is
+    # looked up in PostgreSQL, which refuses a NUL: a 400 naming `model`, not a 500.
+    check_storable(collection, "model")
     messages = request.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("`messages` must be a non-empty array.", param="messages")

@@ -18,6 +18,7 @@ from propylon.rag.sources.store import SourceStore
 from propylon.rag.sources.sync import SyncHandler
 from propylon.rag.sources.web import WebLimits
 from propylon.rag.store import CollectionStore
+from propylon.sealed import SecretsKey
 from propylon.settings import RagSettings, Settings
 from propylon.tokens import TokenCounter
 
@@ -58,6 +59,11 @@ def source_rules(settings: RagSettings) -> SourceRules:
             user_agent=sources.user_agent,
         ),
         min_interval_s=sources.min_interval_s,
+        secrets=(
+            SecretsKey.from_text(sources.secrets_key.get_secret_value())
+            if sources.secrets_key is not None
+            else None
+        ),
     )
 
 

@@ -1,5 +1,6 @@
 """What PostgreSQL refuses never stops the request log: a NUL in a prompt is stored escaped,
-and a row the database refuses for its data is dropped alone while the writer goes on."""
+and a row the database refuses for its data is dropped alone while the writer goes on. The
+trace store escapes the same way: a span quoting a NUL is kept, with the rest of its batch."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import orjson
 
 from propylon.db.database import Database
 from propylon.observe.request_log import RequestLog
-from propylon.testing import FakeUpstream
+from propylon.testing import Behaviour, FakeUpstream, Fault
 from tests.integration.observe.support import ADMIN, call, chat, record, serve
 from tests.support.servers import AppServer
 from tests.support.waiting import eventually
@@ -70,6 +71,47 @@ async def test_a_nul_in_a_chat_message_is_logged_escaped_and_the_next_thousand_a
         request_log = services.observe.request_log
         assert (request_log.refused, request_log.dropped, request_log.failed_writes) == (0, 0, 0)
         assert request_log.loop.healthy
+
+
+async def test_a_nul_in_a_prompt_quoted_by_an_upstream_error_is_kept_in_the_stored_trace(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    """The upstream refuses the prompt and quotes it: the exception's message (a span event,
+    the span's status) holds the NUL, and so does a model's name sent with one. Before, those
+    spans were refused by PostgreSQL and dropped, leaving the traces without them."""
+    quoted = "Invalid content 'a\x00b' in messages[0]."
+    fault = Fault(kind="status", status=400, message=quoted, models=("fake-gpt",))
+    upstream.set_behaviour(Behaviour(faults=(fault,)))
+    async with serve(database_url, upstream) as server:
+        refused = await chat(server, "a\x00b")
+        assert refused.status == 400, refused.body
+        unknown = await call(
+            server,
+            "POST",
+            "/v1/chat/completions",
+            json={"model": "no\x00such", "messages": [{"role": "user", "content": "a\x00b"}]},
+        )
+        assert unknown.status == 404, unknown.body
+
+        async def trace_of(reply: Any, root: str) -> list[dict[str, Any]] | None:
+            request_id = reply.headers["x-request-id"]
+            found = await call(server, "GET", f"/v1/traces?request_id={request_id}")
+            assert found.status == 200, found.body
+            if len(found.body["data"]) != 1:
+                return None
+            spans: list[dict[str, Any]] = found.body["data"][0]["spans"]
+            return spans if any(s["name"] == root for s in spans) else None
+
+        spans = await eventually(lambda: trace_of(refused, "chat gpt-test"), "the trace")
+        (client,) = [s for s in spans if s["name"] == "chat fake-gpt"]
+        assert client["status"] == "error"
+        (event,) = [e for e in client["events"] if e["name"] == "exception"]
+        assert "a\\u0000b" in event["attributes"]["exception.message"]
+        spans = await eventually(lambda: trace_of(unknown, "chat no\\u0000such"), "the trace")
+        (root,) = [s for s in spans if s["parent_span_id"] is None]
+        assert root["attributes"]["gen_ai.request.model"] == "no\\u0000such"
+        store = server.app.state.services.observe.spans.buffer
+        assert (store.refused, store.dropped, store.failed_writes) == (0, 0, 0)
 
 
 async def test_a_row_the_database_refuses_is_dropped_alone_and_the_writer_goes_on(

@@ -362,6 +362,14 @@ async def test_other_models_pass_through_the_rag_layer(rig: Rig) -> None:
             await sdk.chat.completions.create(
                 model="rag/no-such-collection", messages=[{"role": "user", "content": "hi"}]
             )
+        # A NUL in the collection's name cannot be looked up in PostgreSQL: a 400 naming
+        # `model` (it was a 500).
+        with pytest.raises(openai.BadRequestError) as refused:
+            await sdk.chat.completions.create(
+                model="rag/k\x00b", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert refused.value.body["param"] == "model"  # type: ignore[index]
+        assert refused.value.body["code"] == "unstorable_text"  # type: ignore[index]
 
 
 class Recording:

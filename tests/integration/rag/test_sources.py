@@ -21,12 +21,17 @@ from propylon.rag.sources.service import SourceService
 from propylon.rag.sources.store import SourceStore
 from propylon.rag.sources.sync import SYNC_KIND, SyncHandler
 from propylon.rag.sources.web import WebLimits
+from propylon.sealed import SecretsKey
 from tests.integration.rag.conftest import OTHER_TENANT, TENANT, Pipeline
 from tests.support.ingestion import FakeJobContext
 from tests.support.site import StaticSite, static_site
 
+SEALING = SecretsKey(bytes(range(32)))  # the operator's key (`rag.sources.secrets_key`)
 
-def rules(folder_root: Path | None = None, **web: Any) -> SourceRules:
+
+def rules(
+    folder_root: Path | None = None, *, secrets: SecretsKey | None = SEALING, **web: Any
+) -> SourceRules:
     limits = {
         "hosts": frozenset({"127.0.0.1"}),
         "max_pages": 50,
@@ -37,7 +42,9 @@ def rules(folder_root: Path | None = None, **web: Any) -> SourceRules:
         **web,
     }
     roots = (str(folder_root),) if folder_root else ()
-    return SourceRules(folder_roots=roots, web=WebLimits(**limits), min_interval_s=60)
+    return SourceRules(
+        folder_roots=roots, web=WebLimits(**limits), min_interval_s=60, secrets=secrets
+    )
 
 
 class Sources:
@@ -142,6 +149,61 @@ async def test_a_site_sync_adds_replaces_deletes_and_skips_exactly_what_changed(
 
     third = await sources.sync_again(source)
     assert counts(third) == {"added": 0, "replaced": 0, "deleted": 0, "skipped": 4, "rejected": 0}
+
+
+CRAWLED = ("/docs/", "/docs/a.html", "/docs/b.html", "/docs/c.html")
+
+
+async def test_a_site_synced_again_is_asked_only_for_changes_and_its_links_still_followed(
+    pipeline: Pipeline, collection: dict[str, Any], site: StaticSite
+) -> None:
+    sources = Sources(pipeline, rules())
+    source = await sources.service.create(
+        TENANT, "docs", {"type": "url", "config": {"url": site.url + "/docs/", "mode": "site"}}
+    )
+    first = await sources.sync(source)
+    assert counts(first)["added"] == 4
+    assert {path: site.bodies[path] for path in CRAWLED} == dict.fromkeys(CRAWLED, 1)
+
+    # d.html, linked from the index but missing last time, appears; the index does not change.
+    site.pages["/docs/d.html"] = page("Delta", "Delta pages describe the quay.")
+    second = await sources.sync_again(source)
+    assert counts(second) == {"added": 1, "replaced": 0, "deleted": 0, "skipped": 4, "rejected": 0}
+    # Every page was asked for again, and each answered 304: no body sent a second time. The
+    # index's links were those kept from its first reading, so d.html was found.
+    assert {path: site.hits[path] for path in CRAWLED} == dict.fromkeys(CRAWLED, 2)
+    assert {path: site.bodies[path] for path in CRAWLED} == dict.fromkeys(CRAWLED, 1)
+    assert site.bodies["/docs/d.html"] == 1
+    assert site.url + "/docs/d.html" in await sources.documents()
+
+    # Pages stored before their links were kept (migration 0026) are read in full once.
+    async with pipeline.database.connection() as conn:
+        await conn.execute("UPDATE source_items SET links = NULL")
+    third = await sources.sync_again(source)
+    assert counts(third)["skipped"] == 5 and site.bodies["/docs/"] == 2
+    fourth = await sources.sync_again(source)
+    assert counts(fourth)["skipped"] == 5 and site.bodies["/docs/"] == 2
+
+
+async def test_a_page_served_with_a_date_only_is_asked_for_if_modified_since(
+    pipeline: Pipeline, collection: dict[str, Any], site: StaticSite
+) -> None:
+    site.validator = "date"
+    site.modified["/docs/a.html"] = "Sun, 06 Dec 2026 06:00:00 GMT"
+    sources = Sources(pipeline, rules())
+    source = await sources.service.create(
+        TENANT, "docs", {"type": "url", "config": {"url": site.url + "/docs/a.html"}}
+    )
+    assert counts(await sources.sync(source))["added"] == 1
+    second = await sources.sync_again(source)
+    assert counts(second) == {"added": 0, "replaced": 0, "deleted": 0, "skipped": 1, "rejected": 0}
+    assert (site.hits["/docs/a.html"], site.bodies["/docs/a.html"]) == (2, 1)
+
+    site.pages["/docs/a.html"] = page("Alpha", "Alpha pages now describe the customs house.")
+    site.modified["/docs/a.html"] = "Sun, 06 Dec 2026 07:00:00 GMT"
+    third = await sources.sync_again(source)
+    assert counts(third)["replaced"] == 1 and site.bodies["/docs/a.html"] == 2
+    assert "customs house" in (await sources.documents())[site.url + "/docs/a.html"]
 
 
 async def test_a_folder_sync_adds_replaces_deletes_and_skips_exactly_what_changed(
@@ -363,6 +425,23 @@ async def test_an_s3_sync_adds_replaces_deletes_and_skips_exactly_what_changed(
     assert set(await sources.documents()) == {"kb/one.md", "kb/two.md", "kb/four.txt", "kb/six.md"}
     assert secret not in caplog.text
 
+    # The secret is stored sealed with the operator's key (`rag.sources.secrets_key`).
+    (sealed,) = await stored_secrets(pipeline)
+    assert sealed is not None and sealed.startswith("sealed:v1:") and secret not in sealed
+    # A source made before secrets were sealed holds it in clear: read, then sealed at its sync.
+    async with pipeline.database.connection() as conn:
+        await conn.execute("UPDATE sources SET secret = %s", (secret,))
+    third = await sources.sync_again(source)
+    assert counts(third) == {"added": 0, "replaced": 0, "deleted": 0, "skipped": 4, "rejected": 0}
+    (resealed,) = await stored_secrets(pipeline)
+    assert resealed is not None and resealed.startswith("sealed:v1:") and secret not in resealed
+    # A worker with another key, or none, says so instead of signing with garbage.
+    with pytest.raises(SourceUnavailable, match="another key") as other:
+        await Sources(pipeline, rules(secrets=SecretsKey(bytes(32)))).sync_again(source)
+    with pytest.raises(SourceUnavailable, match=r"rag\.sources\.secrets_key") as keyless:
+        await Sources(pipeline, rules(secrets=None)).sync_again(source)
+    assert secret not in str(other.value) + str(keyless.value)
+
     wrong = await sources.service.create(
         TENANT, "docs", {"type": "s3", "config": config, "secret_access_key": "not-the-secret"}
     )
@@ -474,3 +553,39 @@ async def test_a_file_changed_into_a_copy_of_another_shares_its_document(
     third = await sources.sync_again(source)
     assert counts(third)["deleted"] == 1
     assert len(await sources.documents()) == 1  # still b's
+
+
+# Sealed secrets (`rag.sources.secrets_key`) ----------------------------------------------
+
+
+async def stored_secrets(pipeline: Pipeline) -> list[str | None]:
+    async with pipeline.database.connection() as conn:
+        cur = await conn.execute("SELECT secret FROM sources ORDER BY created_at")
+        return [row["secret"] for row in await cur.fetchall()]
+
+
+async def test_without_a_secrets_key_an_s3_source_is_refused_naming_the_setting(
+    pipeline: Pipeline, collection: dict[str, Any]
+) -> None:
+    sources = Sources(pipeline, rules(secrets=None))
+    body = {
+        "type": "s3",
+        "config": {"endpoint": "https://s3.example.com", "bucket": "b", "access_key_id": "AKIA"},
+        "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    }
+    with pytest.raises(InvalidRequest) as refused:
+        await sources.service.create(TENANT, "docs", body)
+    error = refused.value
+    assert (error.status, error.code, error.param) == (
+        400,
+        "secrets_key_not_set",
+        "secret_access_key",
+    )
+    assert "`rag.sources.secrets_key`" in error.message
+    assert "PROPYLON_RAG__SOURCES__SECRETS_KEY" in error.message
+    assert await stored_secrets(pipeline) == []
+    with pytest.raises(InvalidRequest, match="s3` sources only"):
+        await sources.service.create(
+            TENANT, "docs", {"type": "url", "config": {"url": "https://example.com/"},
+                             "secret_access_key": "x"},
+        )  # fmt: skip

@@ -51,6 +51,15 @@ async def test_a_folder_source_over_http(http: aiohttp.ClientSession, tmp_path: 
     assert status == 400 and error["error"]["code"] == "invalid_source"
     status, error = await call(http, "POST", "collections/notes/sources", {"type": "ftp"})
     assert status == 400 and error["error"]["param"] == "type"
+    # No `rag.sources.secrets_key` here: an s3 source's secret could not be stored sealed.
+    s3 = {
+        "type": "s3",
+        "config": {"endpoint": "https://s3.example.com", "bucket": "b", "access_key_id": "AKIA"},
+        "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    }
+    status, error = await call(http, "POST", "collections/notes/sources", s3)
+    assert status == 400 and error["error"]["code"] == "secrets_key_not_set", error
+    assert "PROPYLON_RAG__SOURCES__SECRETS_KEY" in error["error"]["message"]
 
     body = {"type": "folder", "config": {"path": str(folder)}}
     status, source = await call(http, "POST", "collections/notes/sources", body)

@@ -11,6 +11,11 @@ bytes. Contract:
 - ``version`` is a cheap fingerprint from the listing (ETag, Last-Modified, mtime and size):
   an item whose version equals the one stored last time is skipped without being fetched.
   ``None`` means "no such fingerprint": the bytes are fetched and compared by sha256.
+  ``items(known)`` is handed what was stored last time, by key (``KnownItem``): a connector
+  whose listing reads the bytes (a crawled page) asks the server for them only if they changed
+  (a conditional GET) and, when they did not, yields the item with its stored version and no
+  ``content``, which the sync then skips. ``links`` (a crawled page's, in scope) are stored
+  with the item and handed back, so a crawl goes on past a page that did not change.
 - ``content`` is set when listing had to fetch the bytes anyway (a crawled page); otherwise
   ``fetch(item)`` reads them. Either way at most ``max_bytes`` are read: larger items raise
   ``ItemRejected`` (or, while listing, an item with ``rejected`` set), which the sync counts
@@ -22,7 +27,7 @@ bytes. Contract:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +59,15 @@ class SourceItem:
     media_type: str | None = None
     content: bytes | None = None
     rejected: str | None = None  # listed, but cannot be ingested (why): counted, kept as is
+    links: tuple[str, ...] | None = None  # a crawled page's links to follow; None: not crawled
+
+
+@dataclass(frozen=True, slots=True)
+class KnownItem:
+    """What a sync stored of an item: its version, and a crawled page's links."""
+
+    version: str | None
+    links: tuple[str, ...] | None = None
 
 
 class Connector(Protocol):
@@ -63,6 +77,6 @@ class Connector(Protocol):
 
     async def __aexit__(self, *exc: object) -> None: ...
 
-    def items(self) -> AsyncIterator[SourceItem]: ...
+    def items(self, known: Mapping[str, KnownItem]) -> AsyncIterator[SourceItem]: ...
 
     async def fetch(self, item: SourceItem) -> bytes: ...

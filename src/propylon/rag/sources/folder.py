@@ -10,13 +10,14 @@ under the directory, its version the file's modification time and size.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from propylon.rag.sources.connector import (
     InvalidSource,
     ItemRejected,
+    KnownItem,
     SourceItem,
     SourceUnavailable,
 )
@@ -51,7 +52,8 @@ class FolderConnector:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    async def items(self) -> AsyncIterator[SourceItem]:
+    async def items(self, known: Mapping[str, KnownItem]) -> AsyncIterator[SourceItem]:
+        # Listing gives each version without reading the bytes: ``known`` is the sync's.
         for item in await asyncio.to_thread(self._list):
             yield item
 

@@ -10,6 +10,7 @@ from propylon.rag.sources.connector import Connector, InvalidSource
 from propylon.rag.sources.folder import FolderConnector, folder_config
 from propylon.rag.sources.s3 import S3Connector, s3_config
 from propylon.rag.sources.web import WebConnector, WebLimits, web_config
+from propylon.sealed import SecretsKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,7 @@ class SourceRules:
     folder_roots: Sequence[str]
     web: WebLimits
     min_interval_s: int
+    secrets: SecretsKey | None = None  # seals stored secrets (``rag.sources.secrets_key``)
 
     @property
     def max_bytes(self) -> int:
@@ -31,6 +33,8 @@ class SourceType:
     """The configuration to store (normalised); ``InvalidSource`` when refused."""
     open: Callable[[dict[str, Any], str | None, SourceRules], Connector]
     """A connector for a stored configuration and its secret."""
+    secret: bool = False
+    """Whether it takes a secret (``secret_access_key``), sealed when stored."""
 
 
 def _folder_check(config: dict[str, Any], secret: str | None, rules: SourceRules) -> dict[str, Any]:
@@ -57,6 +61,7 @@ TYPES: dict[str, SourceType] = {
     "s3": SourceType(
         check=lambda config, secret, rules: s3_config(config, secret),
         open=lambda config, secret, rules: S3Connector(config, secret, rules.web),
+        secret=True,
     ),
 }
 

@@ -1,4 +1,4 @@
--- Sources and their sync bookkeeping (migration 0021). Loaded by sources/queries.py.
+-- Sources and their sync bookkeeping (migrations 0021, 0026). Loaded by sources/queries.py.
 
 -- name: source_insert
 INSERT INTO sources (tenant_id, collection_id, type, config, secret, key_id, interval_s,
@@ -27,6 +27,9 @@ SELECT * FROM sources WHERE id = %(source_id)s
 -- name: source_delete
 DELETE FROM sources WHERE id = %(source_id)s RETURNING id
 
+-- name: source_set_secret
+UPDATE sources SET secret = %(secret)s WHERE id = %(source_id)s
+
 -- name: source_set_job
 UPDATE sources SET last_job_id = %(job_id)s WHERE id = %(source_id)s
 
@@ -49,13 +52,15 @@ WHERE s.id = due.id
 RETURNING s.id, s.tenant_id, s.collection_id, s.key_id
 
 -- name: item_list
-SELECT key, document_id, version, sha256 FROM source_items WHERE source_id = %(source_id)s
+SELECT key, document_id, version, sha256, links FROM source_items
+WHERE source_id = %(source_id)s
 
 -- name: item_upsert
-INSERT INTO source_items (source_id, key, document_id, version, sha256)
-VALUES (%(source_id)s, %(key)s, %(document_id)s, %(version)s, %(sha256)s)
+INSERT INTO source_items (source_id, key, document_id, version, sha256, links)
+VALUES (%(source_id)s, %(key)s, %(document_id)s, %(version)s, %(sha256)s, %(links)s)
 ON CONFLICT (source_id, key) DO UPDATE
-SET document_id = excluded.document_id, version = excluded.version, sha256 = excluded.sha256
+SET document_id = excluded.document_id, version = excluded.version, sha256 = excluded.sha256,
+    links = excluded.links
 
 -- name: item_delete
 DELETE FROM source_items WHERE source_id = %(source_id)s AND key = %(key)s

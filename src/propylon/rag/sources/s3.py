@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -23,6 +23,7 @@ from propylon.rag.errors import DocumentRejected
 from propylon.rag.sources.connector import (
     InvalidSource,
     ItemRejected,
+    KnownItem,
     SourceItem,
     SourceUnavailable,
 )
@@ -76,7 +77,8 @@ class S3Connector:
         if self._session is not None:
             await self._session.close()
 
-    async def items(self) -> AsyncIterator[SourceItem]:
+    async def items(self, known: Mapping[str, KnownItem]) -> AsyncIterator[SourceItem]:
+        # Listing gives each version without reading the bytes: ``known`` is the sync's.
         token: str | None = None
         while True:
             query = {"list-type": "2", "prefix": self._config["prefix"]}

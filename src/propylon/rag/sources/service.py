@@ -2,7 +2,9 @@
 
 A source is checked when it is made (its type's rules: allowed folders, http(s) URLs, a
 complete S3 configuration); its secret (S3's secret key) is stored apart from its
-configuration and never rendered. Syncing enqueues a ``rag.sync`` job, one live job per source.
+configuration, sealed with the operator's key (``rag.sources.secrets_key``; without one, a
+source that needs a secret is refused), and never rendered. Syncing enqueues a ``rag.sync``
+job, one live job per source.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from propylon.errors import InvalidRequest, NotFound
 from propylon.rag.collections import UUID, CollectionService, JobEnqueuer
+from propylon.rag.sources.connector import InvalidSource
 from propylon.rag.sources.kinds import SourceRules, source_type
 from propylon.rag.sources.s3 import mask
 from propylon.rag.sources.store import SourceStore
@@ -51,6 +54,10 @@ class SourceService:
         secret = body.get("secret_access_key")
         if secret is not None and not isinstance(secret, str):
             raise InvalidRequest("`secret_access_key` must be a string.", param="secret_access_key")
+        if secret is not None and not kind.secret:
+            raise InvalidRequest(
+                "`secret_access_key` is for `s3` sources only.", param="secret_access_key"
+            )
         interval = body.get("interval_s")
         if interval is not None and (
             not isinstance(interval, int)
@@ -62,13 +69,25 @@ class SourceService:
                 f"{self._rules.min_interval_s} to {MAX_INTERVAL_S}.",
                 param="interval_s",
             )
+        checked = kind.check(config, secret, self._rules)
+        if secret is not None and self._rules.secrets is None:
+            raise InvalidSource(
+                "An `s3` source's secret key is stored sealed with a key the operator holds, "
+                "and none is set: an operator sets `rag.sources.secrets_key` (environment "
+                "`PROPYLON_RAG__SOURCES__SECRETS_KEY`; make one with `openssl rand -base64 32`) "
+                "on every server and worker, then the source can be made.",
+                param="secret_access_key",
+                code="secrets_key_not_set",
+            )
         row = await self._store.insert(
             {
                 "tenant_id": tenant_id,
                 "collection_id": str(collection["id"]),
                 "type": body["type"],
-                "config": kind.check(config, secret, self._rules),
-                "secret": secret,
+                "config": checked,
+                "secret": self._rules.secrets.seal(secret)
+                if self._rules.secrets is not None and secret is not None
+                else None,
                 "key_id": key_id,
                 "interval_s": interval,
             }

@@ -8,7 +8,7 @@ after its worker was lost picks up where it was and ends with the same counts.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -67,6 +67,12 @@ class SourceStore:
         async with self.database.connection() as conn:
             await conn.execute(QUERIES["source_delete"], {"source_id": source_id})
 
+    async def set_secret(self, source_id: str, secret: str) -> None:
+        async with self.database.connection() as conn:
+            await conn.execute(
+                QUERIES["source_set_secret"], {"source_id": source_id, "secret": secret}
+            )
+
     async def set_job(self, conn: Conn, source_id: str, job_id: str) -> None:
         await conn.execute(QUERIES["source_set_job"], {"source_id": source_id, "job_id": job_id})
 
@@ -78,7 +84,8 @@ class SourceStore:
     # One sync --------------------------------------------------------------------------------
 
     async def items(self, source_id: str) -> dict[str, Row]:
-        """What the collection holds of the source: key -> document id, version, sha256."""
+        """What the collection holds of the source: key -> document id, version, sha256,
+        links (a crawled page's)."""
         async with self.database.connection() as conn:
             cur = await conn.execute(QUERIES["item_list"], {"source_id": source_id})
             return {str(row["key"]): row for row in await cur.fetchall()}
@@ -98,7 +105,7 @@ class SourceStore:
 
     async def keep_item(
         self, conn: Conn, source_id: str, key: str, document_id: str, version: str | None,
-        sha256: str,
+        sha256: str, links: Sequence[str] | None = None,
     ) -> None:  # fmt: skip
         await conn.execute(
             QUERIES["item_upsert"],
@@ -108,6 +115,7 @@ class SourceStore:
                 "document_id": document_id,
                 "version": version,
                 "sha256": sha256,
+                "links": list(links) if links is not None else None,
             },
         )
 

@@ -4,11 +4,12 @@ The connector lists the source; each item is compared with what the collection h
 a new key is ingested (``added``), a key whose version (ETag, Last-Modified, mtime and size)
 or, failing that, content hash changed gets a new version of its document (``replaced``: the
 ingestion job swaps its chunks in one transaction), an unchanged one is ``skipped`` without
-being fetched when its version says so, and keys the source no longer lists are ``deleted``
-with their documents. Items that cannot be ingested (too large, unreadable) are ``rejected``
-and left as they were. Each item's effect and its outcome are one transaction
-(``SourceStore``), so a sync run again after its worker was lost skips the items it already
-dealt with and ends with the same counts. Deletions happen only after a complete listing.
+being fetched when its version says so (a web page: when its conditional GET answers 304),
+and keys the source no longer lists are ``deleted`` with their documents. Items that cannot be
+ingested (too large, unreadable) are ``rejected`` and left as they were. Each item's effect
+and its outcome are one transaction (``SourceStore``), so a sync run again after its worker
+was lost skips the items it already dealt with and ends with the same counts. Deletions
+happen only after a complete listing.
 
 The counts are the job's progress counters while it runs and its result when it ends; the
 source keeps the last result. ``schedule()`` is called by every worker periodically
@@ -25,10 +26,17 @@ from typing import Any
 from propylon.errors import PropylonError
 from propylon.jobs.handler import JobContext
 from propylon.rag.collections import CollectionService, JobEnqueuer
-from propylon.rag.sources.connector import Connector, ItemRejected, SourceItem
+from propylon.rag.sources.connector import (
+    Connector,
+    ItemRejected,
+    KnownItem,
+    SourceItem,
+    SourceUnavailable,
+)
 from propylon.rag.sources.kinds import SourceRules, source_type
 from propylon.rag.sources.store import SourceStore
 from propylon.rag.store import Conn, Row
+from propylon.sealed import SealedSecretError, is_sealed, open_secret
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +89,12 @@ class SyncHandler:
         seen: set[str] = set()
         await ctx.progress(stage="listing", counters=dict(counts))
         kind = source_type(source["type"])
-        connector = kind.open(dict(source["config"]), source["secret"], self._rules)
+        connector = kind.open(dict(source["config"]), await self._secret(source), self._rules)
         async with connector:
-            async for item in connector.items():
+            stored = {
+                key: KnownItem(row["version"], _links(row["links"])) for key, row in known.items()
+            }
+            async for item in connector.items(stored):
                 if item.key in seen:
                     continue
                 seen.add(item.key)
@@ -106,6 +117,19 @@ class SyncHandler:
         )
         log.info("source synced", extra={"source_id": source_id, "job_id": ctx.job_id, **result})
         return result
+
+    async def _secret(self, source: Row) -> str | None:
+        """The source's secret, opened; one stored in clear (before secrets were sealed) is
+        sealed now when this process has the key."""
+        stored: str | None = source["secret"]
+        keys = self._rules.secrets
+        try:
+            secret = open_secret(stored, keys, "rag.sources.secrets_key")
+        except SealedSecretError as exc:
+            raise SourceUnavailable(str(exc)) from None
+        if stored is not None and secret is not None and keys is not None and not is_sealed(stored):
+            await self._sources.set_secret(str(source["id"]), keys.seal(secret))
+        return secret
 
     async def _apply(
         self,
@@ -143,7 +167,7 @@ class SyncHandler:
                 )
                 document_id = str(accepted.document["id"])
                 await self._sources.keep_item(
-                    conn, source_id, item.key, document_id, item.version, sha256
+                    conn, source_id, item.key, document_id, item.version, sha256, item.links
                 )
                 old = None if known is None else str(known["document_id"])
                 if (
@@ -169,7 +193,7 @@ class SyncHandler:
         async with self._sources.transaction() as conn:
             await self._sources.keep_item(
                 conn, str(source["id"]), item.key, str(known["document_id"]), item.version,
-                str(known["sha256"]),
+                str(known["sha256"]), item.links,
             )  # fmt: skip
             await self._sources.record(conn, ctx.job_id, item.key, outcome)
         return outcome
@@ -202,3 +226,7 @@ class SyncHandler:
                     str(row["collection_id"]),
                 )
         return len(due)
+
+
+def _links(value: Any) -> tuple[str, ...] | None:
+    return tuple(value) if value is not None else None

@@ -5,7 +5,12 @@ Polite: robots.txt is read first and honoured (its Crawl-delay too), requests to
 spaced by ``rag.sources.requests_per_s``, a crawl stops at ``max_pages``. Safe: only http(s),
 redirects followed by hand (at most 5) and every hop's host checked, hosts that resolve to
 loopback or private addresses refused unless the operator allows them
-(``rag.sources.url_hosts``), bodies read up to the upload limit.
+(``rag.sources.url_hosts``), bodies read up to the upload limit. Thrifty: a page synced before
+is asked for with a conditional GET (``If-None-Match`` with its stored ETag, else
+``If-Modified-Since`` with its stored Last-Modified); a 304 is the page unchanged, skipped
+without its body. A crawl (``site``) follows the links of a page that answered 304 as they
+were when it last read the page (kept with the item; a page stored before they were kept is
+read in full once).
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ import asyncio
 import ipaddress
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Collection
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Collection, Mapping
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
@@ -27,6 +32,7 @@ from propylon.rag.errors import DocumentRejected
 from propylon.rag.sources.connector import (
     InvalidSource,
     ItemRejected,
+    KnownItem,
     SourceItem,
     SourceUnavailable,
 )
@@ -92,11 +98,11 @@ class WebConnector:
         if self._session is not None:
             await self._session.close()
 
-    async def items(self) -> AsyncIterator[SourceItem]:
+    async def items(self, known: Mapping[str, KnownItem]) -> AsyncIterator[SourceItem]:
         start = self._config["url"]
         await self._read_robots(start)
         mode = self._config["mode"]
-        if mode == "sitemap":
+        if mode == "sitemap":  # the sitemap's lastmod says what changed
             async for item in self._sitemap(start):
                 yield item
             return
@@ -106,9 +112,12 @@ class WebConnector:
             url = queue.popleft()
             if not self._allowed(url):
                 continue
+            last = known.get(url)
+            # A crawl needs the links of a page: asked only if it changed when they were kept.
+            version = last.version if last and (mode != "site" or last.links is not None) else None
             try:
                 # A start page that is gone is an error, not an empty site to delete.
-                got = await self._get(url, accept_missing=url != start)
+                got = await self._get(url, accept_missing=url != start, version=version)
             except ItemRejected as exc:
                 pages += 1
                 yield SourceItem(url, None, _filename(url), rejected=str(exc))
@@ -116,17 +125,26 @@ class WebConnector:
             if got is None:
                 continue  # gone: not listed, so its document is deleted
             item, body = got
-            pages += 1
-            yield item
-            if mode == "site" and (item.media_type or "").endswith("html"):
-                for link in _links(body, item.key):
-                    if link not in queued and self._in_scope(start, link):
+            if mode == "site":
+                if body is None:  # unchanged (304): the links it had when last read
+                    links = last.links if last is not None and last.links is not None else ()
+                elif (item.media_type or "").endswith("html"):
+                    links = tuple(
+                        dict.fromkeys(u for u in _links(body, item.key) if self._in_scope(start, u))
+                    )
+                else:
+                    links = ()
+                item = replace(item, links=links)
+                for link in links:
+                    if link not in queued:
                         queued.add(link)
                         queue.append(link)
+            pages += 1
+            yield item
 
     async def fetch(self, item: SourceItem) -> bytes:
         got = await self._get(item.key)
-        if got is None:
+        if got is None or got[1] is None:
             raise ItemRejected(f"`{item.key}` is gone.")
         return got[1]
 
@@ -136,7 +154,7 @@ class WebConnector:
         pending, seen, listed = deque([start]), {start}, 0
         while pending and len(seen) <= _MAX_SITEMAPS:
             got = await self._get(pending.popleft(), accept_missing=False)
-            assert got is not None
+            assert got is not None and got[1] is not None
             try:
                 # lxml is imported only when a source syncs, not with the app
                 from propylon.rag.parsing.xml import parse_xml
@@ -173,7 +191,8 @@ class WebConnector:
         parts = urlsplit(start)
         robots = RobotFileParser()
         got = await self._get(f"{parts.scheme}://{parts.netloc}/robots.txt")
-        robots.parse([] if got is None else got[1].decode("utf-8", "replace").splitlines())
+        text = b"" if got is None or got[1] is None else got[1]
+        robots.parse(text.decode("utf-8", "replace").splitlines())
         delay = robots.crawl_delay(self._limits.user_agent)
         if delay is not None:
             self._gap_s = max(self._gap_s, float(delay))
@@ -185,17 +204,25 @@ class WebConnector:
     # Fetching -------------------------------------------------------------------------------
 
     async def _get(
-        self, url: str, *, accept_missing: bool = True
-    ) -> tuple[SourceItem, bytes] | None:
-        """The page at ``url`` (after redirects), or None when it is gone (404, 410)."""
+        self, url: str, *, accept_missing: bool = True, version: str | None = None
+    ) -> tuple[SourceItem, bytes | None] | None:
+        """The page at ``url`` (after redirects), or None when it is gone (404, 410). Given
+        the ``version`` stored last time, the GET is conditional: unchanged (304), the item
+        carries that version and the body is None."""
         assert self._session is not None, "use the connector inside `async with`"
+        headers = conditional_headers(version)
         for _ in range(_MAX_REDIRECTS + 1):
             await check_host(url, self._limits.hosts)
             await self._pace()
             try:
-                async with self._session.get(url, allow_redirects=False) as response:
+                async with self._session.get(
+                    url, allow_redirects=False, headers=headers
+                ) as response:
+                    if response.status == 304 and version is not None:
+                        return SourceItem(urldefrag(url).url, version, _filename(url)), None
                     if response.status in (301, 302, 303, 307, 308):
                         url = urljoin(url, response.headers.get("Location", ""))
+                        headers = {}  # the validator was the first URL's
                         continue
                     if response.status in (404, 410) and accept_missing:
                         return None
@@ -216,6 +243,18 @@ class WebConnector:
         if wait > 0:
             await asyncio.sleep(wait)  # politeness toward the site, not a test's timing
         self._last_request = time.monotonic()
+
+
+def conditional_headers(version: str | None) -> dict[str, str]:
+    """The headers that ask for a page only if it changed since ``version`` (what ``_get``
+    stored: the ETag when the server sent one, else the Last-Modified date). An ETag is
+    quoted (``"…"``, ``W/"…"``); a server that sent both is asked by ETag alone, as RFC 9110
+    has it ignore ``If-Modified-Since`` next to ``If-None-Match``."""
+    if not version:
+        return {}
+    if version.startswith(('"', 'W/"')):
+        return {"If-None-Match": version}
+    return {"If-Modified-Since": version}
 
 
 async def check_host(url: str, allowed: Collection[str]) -> None:
