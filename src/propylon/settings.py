@@ -739,12 +739,12 @@ class RetrievalSettings(BaseModel):
         "fences it in <source> blocks; `datamark` also joins its words with ˆ.",
     )
     exclude_risk_at: float | None = Field(
-        default=0.82,
+        default=0.87,
         ge=0,
         le=1,
         description="Chunks whose prompt-injection risk score (set at ingestion by the guard) "
         "is at least this are left out of answers (still shown, with their score, in search "
-        "results); null keeps them. 0.82 is the guard's block threshold for retrieved text.",
+        "results); null keeps them. 0.87 is the guard's block threshold for retrieved text.",
     )
     answer_model: str = Field(
         default="local/extractive",
