@@ -2,15 +2,17 @@
 
 A window of user input is scored first by a logistic head over [static vector
 (``local/static.py``), the same lexical features as the full classifier]: tens of
-microseconds. Where that probability falls inside the uncertainty ``band`` (chosen on dev
-texts by ``first_stage_training.py``), the window is embedded by MiniLM and scored by the full
-classifier as before; outside it, the static probability is the window's score, put on the
-full classifier's scale by the piecewise-linear map through both heads' flag and block
-thresholds, so the detector's thresholds mean the same whichever head scored a window.
+microseconds. Where that probability falls inside the ``band`` of the length of the message
+the window belongs to (chosen on dev texts by ``first_stage_training.py``; the shipped band is
+one-sided, ``[low, 1]``, so everything not clearly benign goes on), the window is embedded by
+MiniLM and scored by the full classifier as before; below it, the static probability is the
+window's score, put on the full classifier's scale by the piecewise-linear map through both
+heads' flag and block thresholds of that length, so the detector's thresholds mean the same
+whichever head scored a window.
 
-The head ships in ``weights/first_stage.npz`` (``propylon guard train-first-stage``). Its
-band was chosen against the full head trained by the same code on the same split: after
-retraining the full classifier, retrain this too.
+The head ships in ``weights/first_stage.npz``, written by ``propylon guard
+train-first-stage``, which chooses the band against the shipped full head and records that
+head's fingerprint (``head_digest``): after retraining the full classifier, run it again.
 """
 
 from __future__ import annotations
