@@ -260,21 +260,65 @@ def guard_train(
         Path | None, typer.Option(help="Weights file to write (default: the shipped one).")
     ] = None,
     threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
+    retrieved_only: Annotated[
+        bool,
+        typer.Option(help="Refit only the retrieved head; keep the user head of the weights."),
+    ] = False,
 ) -> None:
     """Retrain the injection classifier from the public datasets (about two minutes)."""
     from importlib.resources import files
 
+    from propylon.guard.classifier import InjectionClassifier
     from propylon.guard.training import train
     from propylon.local.minilm import MiniLMEmbedder
 
     target = output or Path(str(files("propylon.guard") / "weights" / "classifier.npz"))
+    keep = None
+    if retrieved_only:
+        keep = InjectionClassifier.load(target if target.is_file() else None)
     embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
     try:
-        classifier = train(data, embedder)
+        classifier = train(data, embedder, keep)
     finally:
         embedder.close()
     classifier.save(target)
     typer.echo(f"wrote {target}; thresholds {classifier.metadata['thresholds']}")
+
+
+@guard_app.command("train-first-stage")
+def guard_train_first_stage(
+    data: DataOpt = Path("../shared/data"),
+    output: Annotated[
+        Path | None, typer.Option(help="Weights file to write (default: the shipped one).")
+    ] = None,
+    classifier: Annotated[
+        Path | None,
+        typer.Option(help="Full classifier the band is chosen against (default: the shipped one)."),
+    ] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
+) -> None:
+    """Refit the guard's first stage (static head, its thresholds, its band) against the full
+    classifier's user head: run it after `propylon guard train` (about ten minutes)."""
+    from importlib.resources import files
+
+    from propylon.guard import corpus, fitting
+    from propylon.guard import first_stage_training as training
+    from propylon.guard.classifier import InjectionClassifier
+    from propylon.local.minilm import MiniLMEmbedder
+    from propylon.local.static import StaticEmbedder
+
+    target = output or Path(str(files("propylon.guard") / "weights" / "first_stage.npz"))
+    full = InjectionClassifier.load(classifier)
+    static = StaticEmbedder.load()
+    embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
+    try:
+        featurised = fitting.featurise(embedder, corpus.load(data), "user")
+    finally:
+        embedder.close()
+    pair = training.Pair(featurised, training.static_featurised(featurised, static))
+    first = training.fit_against(pair, full, static.weights_sha256)
+    first.save(target)
+    typer.echo(f"wrote {target}: band {first.band}, thresholds {first.thresholds}")
 
 
 @eval_app.command("guard")
@@ -296,6 +340,9 @@ def eval_guard(
     ] = None,
     threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
     int8: Int8Opt = False,
+    documents_only: Annotated[
+        bool, typer.Option(help="Only the attacks inside documents (the ingestion screen).")
+    ] = False,
 ) -> None:
     """Prompt-injection detection on data it was not fitted on: leave-one-source-out on user
     input (by source and length), and attacks inside documents screened with server defaults
@@ -318,19 +365,25 @@ def eval_guard(
         return [c.text for c in chunker.chunk(parsed)]
 
     exclude_at = RetrievalSettings().exclude_risk_at or 1.0
+    unseen = None
     try:
-        featurised = fitting.featurise(embedder, corpus.load(data, per_source), "user")
-        predictions = generalisation.leave_one_source_out(featurised)
-        unseen = generalisation.render_markdown(predictions, time.monotonic() - started)
+        if not documents_only:
+            featurised = fitting.featurise(embedder, corpus.load(data, per_source), "user")
+            predictions = generalisation.leave_one_source_out(featurised)
+            unseen = generalisation.render_markdown(predictions, time.monotonic() - started)
         detector = InjectionDetector(InjectionClassifier.load(weights), embedder)
         sets = evaluation.document_sets(data, limit)
         rows = asyncio.run(evaluation.evaluate_documents(detector, sets, chunk, exclude_at))
     finally:
         embedder.close()
-    section = evaluation.render_markdown(unseen, rows, exclude_at)
-    typer.echo(section)
+    documents = evaluation.render_markdown(rows, exclude_at)
+    if unseen is not None:
+        typer.echo(unseen)
+        if output is not None:
+            generalisation.write_section(output, unseen)
+    typer.echo(documents)
     if output is not None:
-        evaluation.write_section(output, section)
+        evaluation.write_section(output, documents)
 
 
 @eval_app.command("guard-first-stage")
@@ -340,22 +393,15 @@ def eval_guard_first_stage(
         Path | None,
         typer.Option(help="Markdown file whose 'Guard first stage' section is replaced."),
     ] = None,
-    fit: Annotated[
-        Path | None,
-        typer.Option(help="Also write the first stage's weights, fitted on every source, here."),
-    ] = None,
     per_source: Annotated[
         int, typer.Option(help="Texts sampled per corpus source (a smoke run: 10).")
     ] = 400,
     threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
 ) -> None:
-    """The guard's static first stage, leave-one-source-out beside the full classifier; with
-    `--fit`, the shipped first-stage weights (every source; band chosen on the dev split)."""
-    import numpy as np
-
+    """The guard's static first stage, leave-one-source-out beside the full classifier (the
+    shipped weights: `propylon guard train-first-stage`)."""
     from propylon.guard import corpus, fitting
     from propylon.guard import first_stage_training as training
-    from propylon.guard.first_stage import FirstStageHead
     from propylon.local.minilm import MiniLMEmbedder
     from propylon.local.static import StaticEmbedder
 
@@ -374,16 +420,6 @@ def eval_guard_first_stage(
     finally:
         embedder.close()
     pair = training.Pair(full, training.static_featurised(full, static))
-    if fit is not None:  # first: the weights do not wait for the evaluation
-        _, first = training.fit_first_stage(pair, np.ones(len(full.examples), dtype=np.bool_))
-        first = FirstStageHead(
-            first.head,
-            first.thresholds,
-            first.band,
-            {"static_sha256": static.weights_sha256, "texts": len(full.examples)},
-        )
-        first.save(fit)
-        typer.echo(f"wrote {fit}: band {first.band}, thresholds {first.thresholds}", err=True)
     held = training.leave_one_source_out(pair)
     section = training.render_markdown(held, time.monotonic() - started, cpu)
     typer.echo(section)

@@ -570,12 +570,12 @@ class GuardSettings(BaseModel):
         "Off: heuristics only.",
     )
     first_stage: bool = Field(
-        default=False,
+        default=True,
         description="Score user input with the classifier's static first stage "
         "(`guard/first_stage.py`: a head on the static embedding, tens of microseconds) and run "
-        "MiniLM only for windows inside its uncertainty band. Off: MiniLM reads every window. "
-        "Off by default: on held-out sources it loses 3.6 points of balanced accuracy against "
-        "MiniLM alone (docs/benchmarks.md), more than the 1 point a default may cost.",
+        "MiniLM only for windows it does not find clearly benign. Off: MiniLM reads every "
+        "window. On held-out sources it loses 0.2 points of balanced accuracy against MiniLM "
+        "alone and sends MiniLM about 28 % of benign windows (docs/benchmarks.md).",
     )
     retrieved_classifier: bool = Field(
         default=False,
@@ -775,12 +775,12 @@ class RetrievalSettings(BaseModel):
         "fences it in <source> blocks; `datamark` also joins its words with ˆ.",
     )
     exclude_risk_at: float | None = Field(
-        default=0.82,
+        default=0.87,
         ge=0,
         le=1,
         description="Chunks whose prompt-injection risk score (set at ingestion by the guard) "
         "is at least this are left out of answers (still shown, with their score, in search "
-        "results); null keeps them. 0.82 is the guard's block threshold for retrieved text.",
+        "results); null keeps them. 0.87 is the guard's block threshold for retrieved text.",
     )
     answer_model: str = Field(
         default="local/extractive",

@@ -37,3 +37,4 @@ async def test_eval_guard_reports_held_out_sources_lengths_and_documents(tmp_pat
     assert "Someone else's section." in written
     assert "## Prompt-injection detection, unseen sources" in written
     assert "## Attacks inside documents, server defaults" in written
+    assert "<!-- bench:guard-documents:start -->" in written

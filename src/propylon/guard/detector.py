@@ -259,7 +259,8 @@ class InjectionDetector:
                 pending.append((i, signals, own + decoded, len(own)))
         if pending:
             windows = [w for _, _, ws, _ in pending for w in ws]
-            scores = await self._classify(windows, source, principal, parent_id)
+            lengths = [len(texts[i]) for i, _, ws, _ in pending for _ in ws]
+            scores = await self._classify(windows, source, principal, parent_id, lengths)
             offset = 0
             for i, signals, ws, count in pending:
                 mine = [float(v) for v in scores[offset : offset + len(ws)]]
@@ -279,8 +280,14 @@ class InjectionDetector:
         return verdicts
 
     async def _classify(
-        self, texts: list[str], source: Source, principal: Principal | None, parent_id: str | None
+        self,
+        texts: list[str],
+        source: Source,
+        principal: Principal | None,
+        parent_id: str | None,
+        lengths: list[int],
     ) -> np.ndarray[Any, Any]:
+        """The classifier's score of each window; ``lengths``: of the text each belongs to."""
         lexical = np.zeros((len(texts), LEXICAL_SIZE), dtype=np.float32)
         for row, text in enumerate(texts):
             lexical[row] = lexical_features(text, heuristics.scan(text))
@@ -293,8 +300,10 @@ class InjectionDetector:
 
         if self.first_stage is not None and source == "user":
             t = self.thresholds[source]
-            full_thresholds = {"flag": t.flag, "block": t.block}
-            return await self.first_stage.scores(texts, lexical, full_thresholds, full)
+            by_length = [list(row) for row in t.by_length]
+            table = {"flag": t.flag, "block": t.block, "by_length": by_length}
+            of_text = np.array(lengths, dtype=np.int64)
+            return await self.first_stage.scores(texts, lexical, table, full, of_text)
         return await full(np.arange(len(texts)))
 
     async def _embed(

@@ -27,7 +27,7 @@ from propylon.guard.datasets import Example
 from propylon.guard.detector import InjectionDetector
 from propylon.guard.generalisation import percent
 
-SECTION = "guard"
+SECTION = "guard-documents"
 GARAK_ATTACKS = 200
 
 
@@ -122,15 +122,19 @@ def render(rows: list[DocumentRow]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(unseen_sources: str, rows: list[DocumentRow], exclude_at: float) -> str:
-    """The "Prompt-injection detection" section of docs/benchmarks.md."""
+def render_markdown(rows: list[DocumentRow], exclude_at: float) -> str:
+    """The "Attacks inside documents" section of docs/benchmarks.md."""
     return (
-        unseen_sources + "\n## Attacks inside documents, server defaults\n\n"
-        "Every ingested chunk is screened by the full detector (heuristics and the retrieved "
-        "head, sentence by sentence) with the default settings; a document counts as caught "
-        f"when one of its chunks scores at least `retrieval.exclude_risk_at` = {exclude_at:.2f}, "
-        "so that chunk is left out of answers. Chunks: the ingestion chunker's defaults "
-        "(200 tokens, 32 overlap).\n\n" + render(rows) + "\n"
+        "## Attacks inside documents, server defaults\n\n"
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `propylon eval "
+        "guard --documents-only --data ../shared/data --output docs/benchmarks.md` (also part "
+        "of `propylon eval guard`). Every ingested chunk is screened by the full detector "
+        "(heuristics and the retrieved head, sentence by sentence) with the default settings; "
+        "a document counts as caught when one of its chunks scores at least "
+        f"`retrieval.exclude_risk_at` = {exclude_at:.2f}, so that chunk is left out of answers. "
+        "Chunks: the ingestion chunker's defaults (200 tokens, 32 overlap).\n\n"
+        + render(rows)
+        + "\n"
     )
 
 

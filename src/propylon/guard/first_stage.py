@@ -2,19 +2,22 @@
 
 A window of user input is scored first by a logistic head over [static vector
 (``local/static.py``), the same lexical features as the full classifier]: tens of
-microseconds. Where that probability falls inside the uncertainty ``band`` (chosen on dev
-texts by ``first_stage_training.py``), the window is embedded by MiniLM and scored by the full
-classifier as before; outside it, the static probability is the window's score, put on the
-full classifier's scale by the piecewise-linear map through both heads' flag and block
-thresholds, so the detector's thresholds mean the same whichever head scored a window.
+microseconds. Where that probability falls inside the ``band`` of the length of the message
+the window belongs to (chosen on dev texts by ``first_stage_training.py``; the shipped band is
+one-sided, ``[low, 1]``, so everything not clearly benign goes on), the window is embedded by
+MiniLM and scored by the full classifier as before; below it, the static probability is the
+window's score, put on the full classifier's scale by the piecewise-linear map through both
+heads' flag and block thresholds of that length, so the detector's thresholds mean the same
+whichever head scored a window.
 
-The head ships in ``weights/first_stage.npz`` (``propylon guard train-first-stage``). Its
-band was chosen against the full head trained by the same code on the same split: after
-retraining the full classifier, retrain this too.
+The head ships in ``weights/first_stage.npz``, written by ``propylon guard
+train-first-stage``, which chooses the band against the shipped full head and records that
+head's fingerprint (``head_digest``): after retraining the full classifier, run it again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,16 +48,66 @@ class FirstStageMismatch(RuntimeError):
     """The first stage's weights do not fit this code or this static table."""
 
 
+Table = dict[str, Any]  # thresholds as training stores them: flag, block, by_length rows
+
+
+def bucket_of(table: Table, lengths: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Each length's row in ``table["by_length"]`` (``[below_chars, …]``, shortest first), or
+    the number of rows for lengths beyond the last (the top-level values)."""
+    belows = np.array([row[0] for row in table.get("by_length", [])], dtype=np.int64)
+    out: NDArray[np.int64] = np.searchsorted(belows, lengths, side="right").astype(np.int64)
+    return out
+
+
+def column(table: Table, name: str) -> Floats:
+    """One value of ``table`` per length bucket (``flag`` or ``block``; ``low`` / ``high`` for
+    a band), shortest first, the top-level value last."""
+    index = {"flag": 1, "block": 2, "low": 1, "high": 2}[name]
+    rows = [float(row[index]) for row in table.get("by_length", [])]
+    return np.array([*rows, float(table[name])], dtype=np.float32)
+
+
+def head_digest(head: Head) -> str:
+    """A fingerprint of a full head's weights: the first stage records the one its band was
+    chosen against (``first_stage_training.fit_against``)."""
+    raw = head.weights.astype(np.float32).tobytes() + np.float32(head.bias).tobytes()
+    return hashlib.sha256(raw).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class Band:
-    """Static probabilities in ``[low, high)`` are deferred to the full classifier."""
+    """Static probabilities in ``[low, high)`` are deferred to the full classifier; with
+    ``by_length`` rows ``(below_chars, low, high)``, a window is judged by the row of the
+    length of the text it belongs to (its detector thresholds differ by length too)."""
 
     low: float
     high: float
+    by_length: tuple[tuple[int, float, float], ...] = ()
 
-    def deferred(self, probability: Floats) -> NDArray[np.bool_]:
-        out: NDArray[np.bool_] = (probability >= self.low) & (probability < self.high)
+    def table(self) -> Table:
+        return {
+            "low": self.low,
+            "high": self.high,
+            "by_length": [list(row) for row in self.by_length],
+        }
+
+    def deferred(
+        self, probability: Floats, lengths: NDArray[np.int64] | None = None
+    ) -> NDArray[np.bool_]:
+        if lengths is None or not self.by_length:
+            lengths = np.zeros(len(probability), dtype=np.int64) + 10**12
+        bucket = bucket_of(self.table(), lengths)
+        low, high = column(self.table(), "low")[bucket], column(self.table(), "high")[bucket]
+        out: NDArray[np.bool_] = (probability >= low) & (probability < high)
         return out
+
+    @classmethod
+    def stored(cls, band: Table) -> Band:
+        return cls(
+            float(band["low"]),
+            float(band["high"]),
+            tuple((int(r), float(lo), float(hi)) for r, lo, hi in band.get("by_length", [])),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +115,7 @@ class FirstStageHead:
     """The static user head, its own thresholds, and the band where it defers."""
 
     head: Head
-    thresholds: dict[str, float]  # the static head's flag / block, chosen on dev texts
+    thresholds: Table  # the static head's flag / block (by length), chosen on dev texts
     band: Band
     metadata: dict[str, Any]
 
@@ -73,16 +126,25 @@ class FirstStageHead:
     def probability(self, vectors: Floats, lexical: Floats) -> Floats:
         return self.head.probability(np.hstack([vectors, lexical]))
 
-    def on_full_scale(self, probability: Floats, full: dict[str, float]) -> Floats:
+    def on_full_scale(
+        self, probability: Floats, full: Table, lengths: NDArray[np.int64] | None = None
+    ) -> Floats:
         """Static probabilities mapped so that the static flag / block thresholds land on the
-        full classifier's (``full``), monotone and piecewise linear in between."""
-        flag, block = (
-            self.thresholds["flag"],
-            max(self.thresholds["block"], self.thresholds["flag"] + 1e-6),
-        )
-        x = [0.0, flag, block, 1.0]
-        y = [0.0, full["flag"], max(full["block"], full["flag"]), 1.0]
-        out: Floats = np.interp(probability, x, y).astype(np.float32)
+        full classifier's (``full``), monotone and piecewise linear in between; with
+        ``lengths`` (of the text each window belongs to) and thresholds by length, through the
+        thresholds of that length on both sides."""
+        if lengths is None:
+            lengths = np.zeros(len(probability), dtype=np.int64) + 10**12
+        out: Floats = np.zeros(len(probability), dtype=np.float32)
+        static_bucket, full_bucket = bucket_of(self.thresholds, lengths), bucket_of(full, lengths)
+        s_flag, s_block = column(self.thresholds, "flag"), column(self.thresholds, "block")
+        f_flag, f_block = column(full, "flag"), column(full, "block")
+        for sb, fb in set(zip(static_bucket.tolist(), full_bucket.tolist(), strict=True)):
+            rows = (static_bucket == sb) & (full_bucket == fb)
+            flag, block = float(s_flag[sb]), max(float(s_block[sb]), float(s_flag[sb]) + 1e-6)
+            x = [0.0, flag, block, 1.0]
+            y = [0.0, float(f_flag[fb]), max(float(f_block[fb]), float(f_flag[fb])), 1.0]
+            out[rows] = np.interp(probability[rows], x, y)
         return out
 
     def save(self, path: Path) -> None:
@@ -90,7 +152,7 @@ class FirstStageHead:
             **self.metadata,
             "feature_version": FEATURE_VERSION,
             "thresholds": self.thresholds,
-            "band": {"low": self.band.low, "high": self.band.high},
+            "band": self.band.table(),
         }
         buffer = BytesIO()
         np.savez_compressed(
@@ -123,9 +185,7 @@ class FirstStageHead:
                 "first-stage weights were trained on another static table: run "
                 "`propylon guard train-first-stage`"
             )
-        band = Band(float(metadata["band"]["low"]), float(metadata["band"]["high"]))
-        thresholds = {k: float(v) for k, v in metadata["thresholds"].items()}
-        return cls(head, thresholds, band, metadata)
+        return cls(head, metadata["thresholds"], Band.stored(metadata["band"]), metadata)
 
 
 FullScores = Callable[[NDArray[np.int64]], Awaitable[Floats]]
@@ -146,13 +206,22 @@ class FirstStage:
         self.decided = 0  # windows the static head scored alone
 
     async def scores(
-        self, texts: list[str], lexical: Floats, full: dict[str, float], full_scores: FullScores
+        self,
+        texts: list[str],
+        lexical: Floats,
+        full: Table,
+        full_scores: FullScores,
+        lengths: NDArray[np.int64] | None = None,
     ) -> Floats:
         """Each window's score on the full classifier's scale: the static head's where it is
-        sure, ``full_scores(indexes)`` (MiniLM) inside the band."""
+        sure, ``full_scores(indexes)`` (MiniLM) inside the band. ``lengths``: the length of the
+        text each window belongs to (default: the window's own), which picks the band and the
+        thresholds of that length."""
+        if lengths is None:
+            lengths = np.array([len(t) for t in texts], dtype=np.int64)
         probability = self.head.probability(self._static.embed_sync(texts), lexical)
-        out = self.head.on_full_scale(probability, full)
-        deferred = np.flatnonzero(self.head.band.deferred(probability))
+        out = self.head.on_full_scale(probability, full, lengths)
+        deferred = np.flatnonzero(self.head.band.deferred(probability, lengths))
         self.deferred += len(deferred)
         self.decided += len(texts) - len(deferred)
         if len(deferred):

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from propylon import report_section
 from propylon.guard.detector import USER_CORROBORATE, Label, Thresholds, windows_agree
 from propylon.guard.fitting import LENGTH_BUCKETS, Featurised, fit_calibrated
 
+SECTION = "guard"
 # Only used when a fold stores no value, which ``fit_calibrated`` always does.
 _NONE = Thresholds(1.0, 1.0)
 
@@ -178,3 +181,8 @@ def render_markdown(predictions: list[Prediction], seconds: float) -> str:
 def percent(value: float | None) -> str:
     """A share as "12.3 %", or "–" when there is nothing to divide by."""
     return "–" if value is None else f"{100.0 * value:.1f} %"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace this section between its markers in ``path`` (appended when absent)."""
+    report_section.write_section(path, section, SECTION)

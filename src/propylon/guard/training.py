@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from propylon.guard import corpus, datasets, fitting, heuristics
+from propylon.guard import corpus, datasets, fitting, hard_negatives, heuristics, planted
 from propylon.guard.classifier import InjectionClassifier
 from propylon.guard.features import FEATURE_VERSION, lexical_features, units
 from propylon.local.minilm import MiniLMEmbedder
@@ -42,6 +42,10 @@ BIPIA_TRAIN_CONTEXTS = {"email": 50, "table": 200, "code": 50}
 # screen is evaluated on (``evaluation.py``).
 PLANTED_STYLES = ("garak-promptinject", "garak-other", "jailbreakbench", "multilingual")
 PLANTED_MAX_CHARS = 600
+# Documents with an instruction planted in one of the styles of ``planted.py`` (fake dialogue
+# turns, notes to the AI, "new instructions", comments, role tokens).
+PLANTED_DOCUMENTS = 800
+HARD_NEGATIVE_DOCUMENTS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,15 @@ def retrieved_windows(data: Path) -> list[Window]:
                 ]
     for doc in datasets.benign_documents(data, 150):
         out += [Window(w, 0, 1.0, doc.origin) for w in units(doc.text, "retrieved", 8)]
+    # Documents inside ordinary requests ("Summarise the following:", code with "ignore"): a
+    # request about the document itself is not a planted instruction.
+    for example in hard_negatives.generate(data, HARD_NEGATIVE_DOCUMENTS):
+        pieces = units(example.text, "retrieved", 64)
+        out += [Window(w, 0, 1.0, "hard-negatives") for w in pieces[:2] + pieces[-2:]]
+    for document in planted.generate(data, PLANTED_DOCUMENTS, injections + styles, SEED):
+        block, host = planted.planted_windows(document, 64, rng)
+        out += [Window(w, 1, 1.0, "planted") for w in block]
+        out += [Window(w, 0, 1.0, "planted") for w in host]
     return out
 
 
@@ -108,33 +121,44 @@ def featurise(embedder: MiniLMEmbedder, items: list[Window]) -> NDArray[np.float
     return np.hstack([vectors, lexical]).astype(np.float32)
 
 
-def train(data: Path, embedder: MiniLMEmbedder) -> InjectionClassifier:
+def train(
+    data: Path, embedder: MiniLMEmbedder, keep_user: InjectionClassifier | None = None
+) -> InjectionClassifier:
     """Both heads; metadata records the data, counts and thresholds.
 
     User head: the whole corpus (``corpus.py``), fitted on 75 % of each source's texts, its
     thresholds chosen on the other 25 % as whole texts (``fitting.fit_calibrated``).
     Retrieved head: short windows of documents, thresholds by cross-validation.
+    ``keep_user``: weights whose user head (and its thresholds and counts) are kept as they
+    are, only the retrieved head is refitted.
     """
-    examples = corpus.load(data)
-    user = fitting.featurise(embedder, examples, "user")
-    calibrated = fitting.fit_calibrated(user, np.ones(len(examples), dtype=np.bool_))
-    items = retrieved_windows(data)
-    x = featurise(embedder, items)
-    y = np.array([item.label for item in items], dtype=np.float32)
-    weights = np.array([item.weight for item in items], dtype=np.float32)
-    heads = {"user": calibrated.head, "retrieved": fitting.fit_logistic(x, y, weights)}
-    thresholds = {
-        "user": calibrated.thresholds,
-        "retrieved": calibrate(x, y, weights, TARGET_FPR),
-    }
-    counts: dict[str, Any] = {
-        "user": {
+    if keep_user is None:
+        examples = corpus.load(data)
+        user = fitting.featurise(embedder, examples, "user")
+        calibrated = fitting.fit_calibrated(user, np.ones(len(examples), dtype=np.bool_))
+        user_head, user_thresholds = calibrated.head, calibrated.thresholds
+        user_counts: dict[str, Any] = {
             "texts": len(examples),
             "windows": len(user.owner),
             "dev_texts": calibrated.dev_texts,
             "injections": int(user.labels.sum()),
             "origins": dict(sorted(Counter(e.origin for e in examples).items())),
-        },
+        }
+    else:
+        user_head = keep_user.heads["user"]
+        user_thresholds = keep_user.metadata["thresholds"]["user"]
+        user_counts = keep_user.metadata["training"]["user"]
+    items = retrieved_windows(data)
+    x = featurise(embedder, items)
+    y = np.array([item.label for item in items], dtype=np.float32)
+    weights = np.array([item.weight for item in items], dtype=np.float32)
+    heads = {"user": user_head, "retrieved": fitting.fit_logistic(x, y, weights)}
+    thresholds = {
+        "user": user_thresholds,
+        "retrieved": calibrate(x, y, weights, TARGET_FPR),
+    }
+    counts: dict[str, Any] = {
+        "user": user_counts,
         "retrieved": {
             "windows": len(items),
             "injections": int(y.sum()),

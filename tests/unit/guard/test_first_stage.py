@@ -12,7 +12,13 @@ from propylon.gateway.protocol import Embeddings
 from propylon.guard.classifier import Head, InjectionClassifier
 from propylon.guard.detector import InjectionDetector, load_first_stage
 from propylon.guard.features import LEXICAL_SIZE
-from propylon.guard.first_stage import Band, FirstStage, FirstStageHead, FirstStageMismatch
+from propylon.guard.first_stage import (
+    Band,
+    FirstStage,
+    FirstStageHead,
+    FirstStageMismatch,
+    head_digest,
+)
 from propylon.local.static import StaticEmbedder
 
 BENIGN = "What is a good recipe for banana bread without eggs?"
@@ -94,3 +100,63 @@ def test_a_head_trained_on_another_static_table_is_refused(
     ).save(path)
     with pytest.raises(FirstStageMismatch, match="another static table"):
         FirstStageHead.load(path, static_sha256=static.weights_sha256)
+
+
+BY_LENGTH = {"flag": 0.98, "block": 0.999, "by_length": [[200, 0.86, 0.98], [1001, 0.9, 0.99]]}
+
+
+def test_static_scores_land_on_the_full_thresholds_of_their_text_length(
+    static: StaticEmbedder,
+) -> None:
+    first = FirstStageHead(
+        head(Band(0.0, 0.0), static).head,
+        {"flag": 0.7, "block": 0.9, "by_length": [[200, 0.5, 0.6], [1001, 0.55, 0.65]]},
+        Band(0.0, 0.0),
+        {},
+    )
+    probability = np.array([0.5, 0.6, 0.55, 0.7, 0.9], dtype=np.float32)
+    lengths = np.array([10, 10, 500, 5000, 5000], dtype=np.int64)
+    mapped = first.on_full_scale(probability, BY_LENGTH, lengths)
+    assert mapped.tolist() == pytest.approx([0.86, 0.98, 0.9, 0.98, 0.999])
+
+
+def test_the_band_of_a_window_is_the_band_of_its_text_length() -> None:
+    band = Band(0.5, 1.01, ((200, 0.1, 1.01), (1001, 0.3, 1.01)))
+    probability = np.array([0.2, 0.2, 0.2, 0.6], dtype=np.float32)
+    lengths = np.array([50, 500, 5000, 5000], dtype=np.int64)
+    assert band.deferred(probability, lengths).tolist() == [True, False, False, True]
+    assert band.deferred(probability).tolist() == [False, False, False, True]
+
+
+def test_a_band_by_length_survives_save_and_load(tmp_path: Path, static: StaticEmbedder) -> None:
+    band = Band(0.5, 1.01, ((200, 0.1, 0.9), (1001, 0.3, 1.01)))
+    path = tmp_path / "first_stage.npz"
+    FirstStageHead(head(band, static).head, BY_LENGTH, band, {"static_sha256": "x"}).save(path)
+    loaded = FirstStageHead.load(path)
+    assert loaded.band == band
+    assert loaded.thresholds["by_length"] == BY_LENGTH["by_length"]
+
+
+async def test_the_detector_defers_by_the_length_of_the_whole_message(
+    static: StaticEmbedder,
+) -> None:
+    # The head says 0.5 for every window: deferred for a short message (band from 0.4), not
+    # for the windows of a long one (band from 0.6), though each window is short.
+    band = Band(0.6, 1.01, ((200, 0.4, 1.01),))
+    long_text = " ".join([BENIGN] * 20)
+    embedder = CountingEmbedder()
+    first = FirstStage(static, head(band, static))
+    scanner = detector(first, embedder)
+    await scanner.scan(BENIGN)
+    assert embedder.texts == [BENIGN]
+    await scanner.scan(long_text)
+    assert embedder.texts == [BENIGN], "no window of the long message went to MiniLM"
+
+
+def test_the_shipped_first_stage_was_fitted_against_the_shipped_classifier(
+    static: StaticEmbedder,
+) -> None:
+    """After `propylon guard train`, run `propylon guard train-first-stage`."""
+    first = load_first_stage(static)
+    user = InjectionClassifier.load().heads["user"]
+    assert first.head.metadata.get("full_head_sha256") == head_digest(user)
