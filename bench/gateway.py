@@ -183,9 +183,7 @@ async def _rounds(rig: Rig, pair: Pair, rounds: int, measure: Measure, *, stream
             await _timed(rig, side, target, measure, through=is_through)
 
 
-async def _set_upstream(
-    http: aiohttp.ClientSession, url: str, behaviour: dict[str, object]
-) -> None:
+async def set_upstream(http: aiohttp.ClientSession, url: str, behaviour: dict[str, object]) -> None:
     async with http.post(f"{url}/_fake/behaviour", data=orjson.dumps(behaviour)) as resp:
         if resp.status != 200:
             raise RuntimeError(f"fake upstream refused behaviour: {await resp.text()}")
@@ -219,9 +217,9 @@ async def measure(rig: Rig, options: Options) -> Results:
 
         await _rounds(rig, res.sequential, rounds, seq, stream=False)
         await _rounds(rig, res.instant, 2 if not options.quick else 1, closed, stream=False)
-        await _set_upstream(one, rig.upstream_url, {"latency_ms": SLOW_UPSTREAM_MS})
+        await set_upstream(one, rig.upstream_url, {"latency_ms": SLOW_UPSTREAM_MS})
         await _rounds(rig, res.slow, 2 if not options.quick else 1, closed, stream=False)
-        await _set_upstream(one, rig.upstream_url, {})
+        await set_upstream(one, rig.upstream_url, {})
         await _rounds(rig, res.first_byte, rounds, first, stream=True)
         res.rss_loaded_mb = rss_mb(rig.gateway.pid)
         res.fail_fast = await _fail_fast(one, rig.down, n_fail)
