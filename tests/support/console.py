@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from playwright.async_api import Locator, Page
 
+WAIT_MS = 30_000  # the longest a browser test waits for the state it expects
+
 
 @asynccontextmanager
 async def signed_in_page(
@@ -25,10 +27,14 @@ async def signed_in_page(
     and uncaught exceptions are appended to ``errors`` when given."""
     from playwright.async_api import async_playwright, expect
 
+    # A bound on waiting for a state, not a speed claim: on a loaded machine the server and
+    # Chromium share the cores, and Playwright's 5 s default has run out before a row drew.
+    expect.set_options(timeout=WAIT_MS)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, args=flags)
         try:
             page = await browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(WAIT_MS)
             if errors is not None:
                 page.on(
                     "console",
