@@ -5,13 +5,19 @@ given (names, ids, filters, metadata) is checked at the edge and refused with a 
 field (``check_storable``); content that must be kept whatever it holds (prompts and answers
 in the request log, span attributes and exception messages in the trace store) is escaped
 instead (``escape_unstorable``, on each text of a row: ``escape_row``; on each string of a
-JSON value: ``escape_strings``).
+JSON value: ``escape_strings``). A ``jsonb`` column gets its value escaped the same way, as
+JSON text (``jsonb_text``, for COPY) or as a value (``storable_json``, for a ``Jsonb``
+parameter): a request's guard verdicts, response headers or a job's result are kept, their
+NUL shown as ``\\u0000``, never refused by the database.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
+
+import orjson
 
 from propylon.errors import InvalidRequest
 
@@ -50,6 +56,32 @@ def escape_strings(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [escape_strings(item) for item in value]
     return value
+
+
+def storable_json(value: Any) -> Any:
+    """``value`` as a ``jsonb`` parameter accepts it: itself when every string in it can be
+    stored (one scan, no copy), else with every string escaped (``escape_strings``)."""
+    return value if unstorable_field(value, "") is None else escape_strings(value)
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text, as COPY writes a ``json`` value."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:
+        # orjson refuses lone surrogates; the standard library escapes them (``\\udc80``).
+        return json.dumps(value, default=str)
+
+
+def jsonb_text(value: Any) -> str:
+    """``value`` as JSON text a ``jsonb`` column accepts: should a string in it hold a NUL
+    (which JSON writes ``\\u0000``, and ``jsonb`` refuses) or a lone surrogate, every string
+    is escaped first (``escape_strings``): the value is kept, its NUL shown as ``\\u0000``."""
+    try:
+        text = orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate
+        return json_text(escape_strings(value))
+    return text if "\\u0000" not in text else json_text(escape_strings(value))
 
 
 def unstorable_field(value: Any, field: str) -> str | None:

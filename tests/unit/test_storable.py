@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from propylon.errors import InvalidRequest
-from propylon.storable import check_storable, escape_unstorable, is_storable, unstorable_field
+from propylon.storable import (
+    check_storable,
+    escape_unstorable,
+    is_storable,
+    jsonb_text,
+    storable_json,
+    unstorable_field,
+)
 
 UNSTORABLE = st.sampled_from(["\x00", "\ud800", "\udc80", "\udfff"])
 
@@ -49,3 +57,44 @@ def test_escaping_leaves_text_postgresql_can_store(head: str, bad: str, tail: st
 def test_storable_text_is_left_as_it_is(text: str) -> None:
     if is_storable(text):
         assert escape_unstorable(text) is text
+
+
+JSON = st.recursive(  # what a JSON body parses to (orjson: 64-bit integers, finite floats)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def holds_no_unstorable_string(value: object) -> bool:
+    """What ``jsonb`` accepts: no string, key or value, decodes to a NUL or lone surrogate."""
+    return unstorable_field(value, "") is None
+
+
+def test_a_nested_jsonb_value_is_escaped_keys_and_values_alike() -> None:
+    value = {"guard": {"flagged": [{"signals": ["a\x00b"]}], "k\udc80": "ok"}, "n": 1}
+    stored = storable_json(value)
+    assert stored == {"guard": {"flagged": [{"signals": ["a\\u0000b"]}], "k\\udc80": "ok"}, "n": 1}
+    assert orjson.loads(jsonb_text(value)) == stored
+    assert "\\u0000" not in jsonb_text(value).replace("\\\\u0000", "")
+
+
+def test_a_storable_jsonb_value_is_passed_on_as_it_is() -> None:
+    value = {"headers": {"x-propylon-route": "a=ok"}, "list": [1, "\u00e9"]}
+    assert storable_json(value) is value
+    assert jsonb_text(value) == orjson.dumps(value).decode()
+
+
+@given(JSON, UNSTORABLE)
+def test_any_json_value_holding_an_unstorable_string_becomes_jsonb_storable(
+    value: object, bad: str
+) -> None:
+    for holder in ({"k": [value, bad]}, [{bad: value}], {"k": {"nested": bad}}):
+        assert holds_no_unstorable_string(storable_json(holder))
+        text = jsonb_text(holder)
+        text.encode("utf-8")
+        assert holds_no_unstorable_string(orjson.loads(text))

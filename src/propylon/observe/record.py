@@ -8,7 +8,6 @@ which the request log's background task calls when it writes a batch.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -17,7 +16,7 @@ import orjson
 
 from propylon.gateway.call import Attempt
 from propylon.observe.redaction import REDACTED, redact
-from propylon.storable import escape_row, escape_strings
+from propylon.storable import escape_row, json_text, jsonb_text
 
 ContentPolicy = Literal["full", "hashed", "off"]
 
@@ -105,7 +104,8 @@ class RequestRecord:
 
     def to_row(self, max_chars: int) -> tuple[Any, ...]:
         """The record as a row of ``COLUMNS``: JSON as text, content per its policy, every
-        text with what PostgreSQL cannot store (NUL, lone surrogates) escaped."""
+        text and every string of a ``jsonb`` column (attempts, guard, headers) with what
+        PostgreSQL cannot store (NUL, lone surrogates) escaped."""
         row = (
             datetime.fromtimestamp(self.created_at, UTC),
             self.request_id,
@@ -116,7 +116,7 @@ class RequestRecord:
             self.stream,
             self.requested_model,
             self.deployment,
-            json_text(
+            jsonb_text(
                 [
                     {
                         "deployment": a.deployment,
@@ -144,13 +144,13 @@ class RequestRecord:
             _round(self.upstream_ms),
             self.cache_status,
             self.cache_similarity,
-            json_text(self.guard) if self.guard else None,
+            jsonb_text(self.guard) if self.guard else None,
             _redacted_json(self.metadata) if self.metadata is not None else None,
             self.origin,
             self.parent_id,
             self.usage_estimated,
             self.response_id,
-            json_text(self.headers) if self.headers else None,
+            jsonb_text(self.headers) if self.headers else None,
         )
         return escape_row(row)
 
@@ -181,26 +181,6 @@ def _clipped(value: Any, limit: int, depth: int = 0) -> Any:
     if isinstance(value, dict):
         return {key: _clipped(item, limit, depth + 1) for key, item in value.items()}
     return value
-
-
-def json_text(value: Any) -> str:
-    """``value`` as JSON text, as COPY writes a jsonb column."""
-    try:
-        return orjson.dumps(value, default=str).decode()
-    except orjson.JSONEncodeError:
-        # orjson refuses lone surrogates; the standard library escapes them (``\udc80``).
-        return json.dumps(value, default=str)
-
-
-def jsonb_text(value: Any) -> str:
-    """``value`` as JSON text a ``jsonb`` column accepts: should a string in it hold a NUL
-    (which JSON writes ``\\u0000``, and ``jsonb`` refuses) or a lone surrogate, every string
-    is escaped first (``escape_strings``): the value is kept, its NUL shown as ``\\u0000``."""
-    try:
-        text = orjson.dumps(value, default=str).decode()
-    except orjson.JSONEncodeError:  # a lone surrogate
-        return json_text(escape_strings(value))
-    return text if "\\u0000" not in text else json_text(escape_strings(value))
 
 
 def _redacted_json(metadata: dict[str, Any]) -> str:

@@ -22,9 +22,8 @@ from opentelemetry.trace import format_span_id, format_trace_id
 
 from propylon.db.database import Database
 from propylon.observe.copy_buffer import CopyBuffer, copy_statement
-from propylon.observe.record import jsonb_text
 from propylon.observe.tracing import SUBJECT, TENANT
-from propylon.storable import escape_row
+from propylon.storable import escape_row, jsonb_text
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ import aiohttp
 import orjson
 
 from propylon.db.database import Database
+from propylon.gateway.call import Attempt
 from propylon.observe.request_log import RequestLog
 from propylon.testing import Behaviour, FakeUpstream, Fault
 from tests.integration.observe.support import ADMIN, call, chat, record, serve
@@ -134,6 +135,41 @@ async def test_a_row_the_database_refuses_is_dropped_alone_and_the_writer_goes_o
     assert await count_rows(migrated_database, "request_id = 'refused'") == 0
     assert (log.refused, log.written, log.pending) == (1, 102, 0)
     assert log.loop.healthy and log.failed_writes == 0
+
+
+async def test_a_nul_or_lone_surrogate_in_a_jsonb_column_of_the_log_is_stored_escaped(
+    migrated_database: Database,
+) -> None:
+    """The guard's verdicts, the response headers and the attempts are ``jsonb``: a NUL there
+    (``\\u0000`` once serialised) or a lone surrogate was refused by PostgreSQL and the row
+    dropped. Now each string is escaped, as in the text columns, and the row kept."""
+    bad = "a\x00b\udc80c"
+    log = RequestLog(migrated_database, flush_interval_s=0.02)
+    await log.start()
+    try:
+        log.submit(
+            record(
+                "escaped",
+                attempts=[Attempt(f"deployment-{bad}", "ok", 1.0)],
+                guard={"action": "flag", "verdict": {"signals": [bad]}, bad: [{"k": bad}]},
+                headers={"x-propylon-route": bad},
+            )
+        )
+        assert await wait_for_rows(migrated_database, 1) == 1
+    finally:
+        await log.stop()
+    assert (log.refused, log.written) == (0, 1)
+    async with migrated_database.connection() as conn:
+        cur = await conn.execute(
+            "SELECT attempts, guard, headers FROM request_log WHERE request_id = 'escaped'"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    shown = "a\\u0000b\\udc80c"
+    assert row["attempts"][0]["deployment"] == f"deployment-{shown}"
+    guard = {"action": "flag", "verdict": {"signals": [shown]}, shown: [{"k": shown}]}
+    assert row["guard"] == guard
+    assert row["headers"] == {"x-propylon-route": shown}
 
 
 async def test_a_writer_that_cannot_write_makes_readyz_fail_and_fires_its_metric(
