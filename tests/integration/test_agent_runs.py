@@ -546,3 +546,25 @@ async def test_approving_an_unknown_or_another_tenants_run_is_not_found(
     for key, ref in ((stranger, run_id), (operator, "not-a-run"), (operator, str(uuid.uuid4()))):
         status, error = await request(agents, "POST", f"/runs/{ref}/approve", key=key)
         assert status == 404 and error["error"]["code"] == "run_not_found", error
+
+
+async def test_a_nul_in_a_models_tool_call_and_answer_is_kept_escaped_in_the_run(
+    agents: AppServer, upstream: FakeUpstream, operator: str
+) -> None:
+    """A model may answer what PostgreSQL cannot store (a NUL): the run's steps, result and
+    events are ``jsonb``. The run still succeeds, its transcript showing ``\\u0000``."""
+    script(
+        upstream,
+        ScriptedTurn(tool="search", arguments={"collection": "manuals", "query": "prime\x00pump"}),
+        ScriptedTurn(text="Prime it\x00 with water [1]."),
+    )
+    run_id = await start(
+        agents, operator, model="gpt-agent", input="How do I prime the pump?", tools=["search"]
+    )
+    run = await wait(agents, run_id)
+    assert run["state"] == "succeeded", (run["error"], run["steps"])
+    assert run["result"]["output"]["text"] == "Prime it\\u0000 with water [1]."
+    (tool,) = [s for s in run["steps"] if s["type"] == "tool"]
+    assert tool["arguments"]["query"] == "prime\\u0000pump"
+    types = [e["type"] for e in await events(agents, run_id)]
+    assert types[-1] == "run_succeeded"

@@ -71,6 +71,23 @@ async def test_poison_job_fails_with_its_reason_after_max_attempts_and_blocks_no
     assert [v.state for v in finished] == ["succeeded"] * 5
 
 
+async def test_a_result_or_reason_quoting_a_nul_is_stored_escaped_not_a_stuck_job(
+    rig: JobRig,
+) -> None:
+    """A result, progress message or failure reason is kept whatever it quotes: a NUL or a
+    lone surrogate there made the write fail, and the job sat "running" until its lease ran
+    out, again on every attempt."""
+    quoted = await rig.enqueue("echo", {"quote_nul": True}, max_attempts=1)
+    failing = await rig.enqueue("poison", {"quote_nul": True}, max_attempts=1)
+    async with rig.worker():
+        done = await rig.finished(quoted)
+        failed = await rig.finished(failing)
+    assert (done.state, done.attempts) == ("succeeded", 1)
+    assert done.result == {"quoted": {"text": ["a\\u0000b\\udc80"]}, "attempt": 1}
+    assert (failed.state, failed.attempts) == ("failed", 1)
+    assert failed.reason == "ValueError: corrupt text 'a\\u0000b' at byte 1234"
+
+
 async def test_a_job_failed_error_fails_at_once_without_retrying(rig: JobRig) -> None:
     job_id = await rig.enqueue("give_up", max_attempts=5)
     async with rig.worker():

@@ -13,7 +13,7 @@ import openai
 import pytest
 from openai.types.responses import FunctionToolParam
 
-from propylon.testing import FakeUpstream
+from propylon.testing import Behaviour, FakeUpstream, ScriptedTurn
 from tests.integration.observe.support import serve
 from tests.support.canary import without_canary
 from tests.support.databases import create_database
@@ -211,6 +211,18 @@ async def test_stored_responses_stay_with_their_tenant(
             await other.responses.retrieve(mine.id)
         with pytest.raises(openai.NotFoundError):
             await other.responses.create(model="gpt-test", input="Hi", previous_response_id=mine.id)
+
+
+async def test_an_answer_holding_a_nul_is_stored_with_it_escaped(
+    sdk: openai.AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    """``jsonb`` cannot hold ``\\u0000``: the stored answer shows it escaped, as the request
+    log does (it was replaced by U+FFFD, losing what it was); the client gets it as sent."""
+    upstream.set_behaviour(Behaviour(script=(ScriptedTurn(text="Sunny\x00 today"),)))
+    response = await sdk.responses.create(model="gpt-test", input="Weather?", tools=[WEATHER])
+    assert response.output_text == "Sunny\x00 today"
+    fetched = await sdk.responses.retrieve(response.id)
+    assert fetched.output_text == "Sunny\\u0000 today"
 
 
 async def test_store_false_keeps_nothing(sdk: openai.AsyncOpenAI) -> None:

@@ -48,6 +48,9 @@ def handlers_for_tests(database: Database, gates: Gates | None = None) -> dict[s
 
     async def echo(ctx: JobContext) -> dict[str, Any] | None:
         await record(ctx)
+        if ctx.payload.get("quote_nul"):  # what a parser may quote from a document
+            await ctx.progress(stage="quoting", message="found a\x00b")
+            return {"quoted": {"text": ["a\x00b\udc80"]}, "attempt": ctx.attempt}
         return {"echo": ctx.payload, "attempt": ctx.attempt}
 
     async def sleep(ctx: JobContext) -> dict[str, Any] | None:
@@ -72,6 +75,8 @@ def handlers_for_tests(database: Database, gates: Gates | None = None) -> dict[s
 
     async def poison(ctx: JobContext) -> dict[str, Any] | None:
         await record(ctx)
+        if ctx.payload.get("quote_nul"):
+            raise ValueError("corrupt text 'a\x00b' at byte 1234")
         raise ValueError("corrupt xref table at byte 1234")
 
     async def give_up(ctx: JobContext) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from propylon.db.database import Database
 from propylon.jobs import store
 from propylon.jobs.handler import JobCancelled, LeaseLost, StopReason
 from propylon.jobs.view import JobView
+from propylon.storable import escape_unstorable, storable_json
 
 MAX_COUNTERS = 32
 MAX_NAME_CHARS = 40
@@ -77,7 +78,7 @@ class RunningJob:
             **self.fence,
             "stage": stage[:MAX_NAME_CHARS],
             "fraction": fraction,
-            "message": message[:500] if message else None,
+            "message": escape_unstorable(message[:500]) if message else None,
             "counters": Jsonb(_clean_counters(counters)),
             "eta_s": _eta(now - self._stage_started, fraction),
         }
@@ -102,7 +103,7 @@ class RunningJob:
         view = await store.change_one(
             conn,
             "succeed",
-            {**self.fence, "result": None if result is None else Jsonb(result)},
+            {**self.fence, "result": None if result is None else Jsonb(storable_json(result))},
             "state",
         )
         if view is None:

@@ -38,6 +38,7 @@ from propylon.jobs.queries import query
 from propylon.jobs.view import JobView
 from propylon.observe.tracing import mark_root, span
 from propylon.settings import JobsSettings
+from propylon.storable import escape_unstorable, storable_json
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ class Worker:
         if result is not None and not isinstance(result, dict):
             await self._failed(ctx, TypeError("the handler's result is not a JSON object"))
             return
-        params = {**ctx.fence, "result": None if result is None else Jsonb(result)}
+        params = {**ctx.fence, "result": None if result is None else Jsonb(storable_json(result))}
         async with self._database.connection() as conn:
             # No row: the handler already committed success with complete_in, or lost the job.
             await store.change_one(conn, "succeed", params, "state")
@@ -211,6 +212,7 @@ class Worker:
         """Record a failure: final ("failed") or to be retried ("retry")."""
         final = isinstance(exc, PropylonError) and not exc.retryable
         reason = exc.message if isinstance(exc, PropylonError) else f"{type(exc).__name__}: {exc}"
+        reason = escape_unstorable(reason)  # a message quoting a NUL must not fail the write
         async with self._database.connection() as conn:
             if final or ctx.attempt >= ctx.max_attempts:
                 await store.change_one(conn, "fail", {**ctx.fence, "reason": reason}, "state")

@@ -103,6 +103,9 @@ def parse_chat(request: JSONObject) -> AnswerRequest:
     messages = request.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("`messages` must be a non-empty array.", param="messages")
+    # The question is searched in PostgreSQL and kept in a conversation: as for `/answer`, a
+    # NUL there is a 400 naming the message.
+    check_storable(messages, "messages")
     texts = [(m.get("role"), _text(m.get("content"))) for m in messages if isinstance(m, dict)]
     users = [i for i, (role, _) in enumerate(texts) if role == "user"]
     if not users:
@@ -185,6 +188,7 @@ def _filter(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise InvalidRequest("`filter` must be a JSON object (metadata to match).", param="filter")
+    check_storable(value, "rag.filter")
     return value
 
 

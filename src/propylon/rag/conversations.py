@@ -28,6 +28,7 @@ from psycopg.types.json import Jsonb
 from propylon.db.database import Database
 from propylon.errors import InvalidRequest, NotFound
 from propylon.rag.retrieval_queries import QUERIES
+from propylon.storable import escape_unstorable, storable_json
 
 CountTokens = Callable[[str], int]
 Summarise = Callable[[str, int], Awaitable[str]]  # (text, max tokens) -> summary
@@ -146,8 +147,9 @@ class ConversationStore:
                     {
                         "id": conversation.id,
                         "role": role,
-                        "content": content,
-                        "citations": Jsonb(cites),
+                        # The model's answer is kept whatever it holds (a NUL escaped).
+                        "content": escape_unstorable(content),
+                        "citations": Jsonb(storable_json(cites)),
                     },
                 )
             if plan.summary_through > conversation.summary_through:
@@ -155,7 +157,9 @@ class ConversationStore:
                     QUERIES["conversation_set_summary"],
                     {
                         "id": conversation.id,
-                        "summary": plan.summary,
+                        "summary": None
+                        if plan.summary is None
+                        else escape_unstorable(plan.summary),
                         "through": plan.summary_through,
                         "kind": plan.summary_kind,
                     },

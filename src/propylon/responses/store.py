@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
@@ -17,19 +16,11 @@ from propylon.db.database import Database
 from propylon.db.named_queries import named_queries
 from propylon.errors import NotFound, ServiceUnavailable
 from propylon.gateway.protocol import JSONObject
+from propylon.storable import storable_json
 
 
 def _q(name: str) -> Any:
     return named_queries("propylon.responses")[name]
-
-
-def _storable(value: object) -> Any:
-    """``value`` with NUL characters replaced: ``jsonb`` cannot hold ``\\u0000``, and an
-    answer that carries one must still be stored rather than fail the request."""
-    raw = orjson.dumps(value)
-    if b"\\u0000" not in raw:
-        return value
-    return orjson.loads(raw.replace(b"\\u0000", b"\\ufffd"))
 
 
 @dataclass(slots=True)
@@ -68,8 +59,8 @@ class ResponseStore:
                 {
                     "id": response["id"],
                     "tenant_id": tenant_id,
-                    "response": Jsonb(_storable(response)),
-                    "conversation": Jsonb(_storable(conversation)),
+                    "response": Jsonb(storable_json(response)),
+                    "conversation": Jsonb(storable_json(conversation)),
                 },
             )
 

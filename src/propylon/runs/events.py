@@ -24,6 +24,7 @@ from psycopg.types.json import Jsonb
 from propylon.db.database import Database
 from propylon.db.named_queries import named_queries
 from propylon.jobs.progress import GAP, ProgressHub
+from propylon.storable import escape_unstorable, storable_json
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 _LAST_EVENTS = frozenset(f"run_{state}" for state in TERMINAL)
@@ -57,6 +58,7 @@ class RunEventLog:
     async def append_output(self, step: str, piece: str, *, first: bool) -> int:
         """A ``token`` event, and ``piece`` appended to the run's partial output (which
         ``first`` restarts: a step's retry streams its answer again), in one transaction."""
+        piece = escape_unstorable(piece)
         async with self._database.connection() as conn:
             await conn.execute(
                 _q("append_output"), {"run_id": self._run_id, "piece": piece, "first": first}
@@ -69,6 +71,7 @@ class RunEventLog:
             row = await cur.fetchone()
             self._seq = int(row["seq"]) if row else 0
         seq = self._seq + 1
+        data = storable_json(data)  # stored and notified alike: a NUL shown as \u0000
         await conn.execute(
             _q("append_event"),
             {"run_id": self._run_id, "seq": seq, "type": kind, "data": Jsonb(data)},

@@ -28,6 +28,7 @@ from propylon.runs.mcp import McpServers
 from propylon.runs.spec import render
 from propylon.runs.steps import STEPS, Detector, StepContext
 from propylon.runs.tools import BUILT_IN, MCP_PREFIX, Tool, ToolContext
+from propylon.storable import escape_unstorable, storable_json
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_RETRIES = 1
@@ -240,10 +241,12 @@ class RunExecutor:
                 {
                     "run_id": run_id,
                     "state": state,
-                    "steps": Jsonb(steps),
-                    "output": output,
-                    "result": Jsonb(result) if result is not None else None,
-                    "error": error,
+                    # What a model or a tool answered is kept whatever it holds: a NUL (or a
+                    # lone surrogate) escaped, never a run failed by the database.
+                    "steps": Jsonb(storable_json(steps)),
+                    "output": escape_unstorable(output) if output is not None else None,
+                    "result": Jsonb(storable_json(result)) if result is not None else None,
+                    "error": escape_unstorable(error) if error is not None else None,
                 },
             )
 

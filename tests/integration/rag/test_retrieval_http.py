@@ -16,7 +16,7 @@ import pytest
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
 from propylon.rag.answer import Answerer, AnswerOptions, AnswerRequest, ModelInfo
-from propylon.rag.conversations import TRUNCATION_MARKER, ConversationStore
+from propylon.rag.conversations import TRUNCATION_MARKER, ConversationStore, HistoryPlan
 from propylon.rag.search import RerankParams
 from propylon.services import Services
 from propylon.tokens import TokenCounter
@@ -467,6 +467,42 @@ async def test_answers_over_http_keep_a_server_side_conversation(
     )
     assert status == 400 and error["error"]["param"] == "conversation_id"
     assert '"new"' in error["error"]["message"]
+
+
+async def test_a_nul_in_a_rag_chat_is_a_400_naming_it_and_a_model_answer_holding_one_is_kept(
+    rig: Rig, http: aiohttp.ClientSession
+) -> None:
+    """Chat bodies are not checked at the edge (they go upstream as sent), but a ``rag/…``
+    question is searched in PostgreSQL: a NUL there (or in the ``rag`` filter) was a 500; now
+    a 400 naming it, as ``/answer`` answers. A model's answer is kept whatever it holds: the
+    conversation stores its NUL escaped, and goes on."""
+    body: dict[str, Any] = {
+        "model": "rag/kb",
+        "messages": [{"role": "user", "content": "How high is Etna?\x00"}],
+    }
+    status, error = await search(http, "chat/completions", body)
+    assert status == 400, error
+    assert (error["error"]["code"], error["error"]["param"]) == (
+        "unstorable_text",
+        "messages[0].content",
+    )
+    body = {
+        "model": "rag/kb",
+        "messages": [{"role": "user", "content": "How high is Etna?"}],
+        "rag": {"filter": {"k": "\x00"}},
+    }
+    status, error = await search(http, "chat/completions", body)
+    assert status == 400, error
+    assert error["error"]["param"] == "rag.filter.k"
+
+    store = ConversationStore(rig.services.database)
+    principal = await rig.services.keys.authenticate(rig.server.api_key)
+    conversation_id = str(uuid.uuid4())
+    opened = await store.open(principal.tenant_id, conversation_id, rig.collection_id)
+    plan = HistoryPlan(None, None, 0, [], 0, 0)
+    await store.record(opened, "Etna?", "3,357\x00 m", [{"quote": "a\x00b"}], plan)
+    kept = await store.open(principal.tenant_id, conversation_id, rig.collection_id)
+    assert [t.content for t in kept.turns] == ["Etna?", "3,357\\u0000 m"]
 
 
 async def test_a_key_without_the_rag_feature_is_refused_with_403(rig: Rig) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -531,6 +532,26 @@ async def test_items_that_cannot_be_ingested_are_counted_rejected_and_the_rest_s
     result = await sources.sync(source)
     assert counts(result) == {"added": 1, "replaced": 0, "deleted": 0, "skipped": 0, "rejected": 2}
     assert set(await sources.documents()) == {"fine.md"}
+
+
+async def test_a_file_named_in_bytes_that_are_not_utf8_is_rejected_and_the_rest_synced(
+    pipeline: Pipeline, collection: dict[str, Any], tmp_path: Path
+) -> None:
+    """Python reads such a name with lone surrogates, which PostgreSQL cannot store: the whole
+    sync failed on it, every time. Now that one file is counted rejected."""
+    folder = tmp_path / "names"
+    folder.mkdir()
+    (folder / "fine.md").write_text("# Fine\n\nAn ordinary note.\n")
+    (folder / os.fsdecode(b"caf\xe9.md")).write_text("# Latin-1\n\nNamed in latin-1.\n")
+    sources = Sources(pipeline, rules(folder_root=tmp_path))
+    source = await sources.service.create(
+        TENANT, "docs", {"type": "folder", "config": {"path": str(folder)}}
+    )
+    result = await sources.sync(source)
+    assert counts(result) == {"added": 1, "replaced": 0, "deleted": 0, "skipped": 0, "rejected": 1}
+    assert set(await sources.documents()) == {"fine.md"}
+    again = await sources.sync_again(source)
+    assert counts(again) == {"added": 0, "replaced": 0, "deleted": 0, "skipped": 1, "rejected": 1}
 
 
 async def test_a_file_changed_into_a_copy_of_another_shares_its_document(

@@ -37,6 +37,7 @@ from propylon.rag.sources.kinds import SourceRules, source_type
 from propylon.rag.sources.store import SourceStore
 from propylon.rag.store import Conn, Row
 from propylon.sealed import SealedSecretError, is_sealed, open_secret
+from propylon.storable import escape_unstorable, is_storable
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,9 @@ class SyncHandler:
     ) -> str:
         if item.rejected is not None:
             return await self._reject(ctx, item.key, item.rejected)
+        if not is_storable(item.key):  # a file named in bytes that are not UTF-8, say
+            reason = f"`{escape_unstorable(item.key)}`: its name cannot be stored (not UTF-8)."
+            return await self._reject(ctx, item.key, reason)
         if known is not None and item.version is not None and known["version"] == item.version:
             return await self._note(ctx, source, item, known, "skipped")
         try:
@@ -201,7 +205,7 @@ class SyncHandler:
     async def _reject(self, ctx: JobContext, key: str, reason: str) -> str:
         log.warning("source item not ingested", extra={"job_id": ctx.job_id, "reason": reason})
         async with self._sources.transaction() as conn:
-            await self._sources.record(conn, ctx.job_id, key, "rejected")
+            await self._sources.record(conn, ctx.job_id, escape_unstorable(key), "rejected")
         return "rejected"
 
     async def _delete(self, ctx: JobContext, source: Row, key: str) -> None:
