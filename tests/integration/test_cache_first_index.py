@@ -17,7 +17,6 @@ from propylon.gateway.cache.first_stage import FirstStage
 from propylon.gateway.cache.semantic import SemanticCache
 from propylon.local.static import StaticEmbedder
 from tests.integration.test_cache_first_stage import CountingLetters, lookup, store
-from tests.integration.test_semantic_store import database  # noqa: F401 - a fixture
 
 QUESTION = "How do I reverse a list in Python?"
 NEAR = "How do I reverse a list in Python??"
@@ -52,16 +51,11 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def static() -> StaticEmbedder:
-    return StaticEmbedder.load()
-
-
 Replica = tuple[SemanticCache, Counted, Clock]
 
 
 @pytest.fixture
-async def replicas(database: Database, static: StaticEmbedder) -> AsyncIterator[Any]:  # noqa: F811
+async def replicas(database: Database, static: StaticEmbedder) -> AsyncIterator[Any]:
     made: list[SemanticCache] = []
 
     def make(**index: Any) -> Replica:
@@ -148,7 +142,7 @@ async def test_an_entry_of_this_replica_is_found_as_soon_as_it_is_written(
 
 async def test_an_entry_deleted_elsewhere_is_dropped_when_its_row_is_gone(
     replicas: Any,
-    database: Database,  # noqa: F811
+    database: Database,
 ) -> None:
     semantic, _, _ = replicas()
     await store(semantic, QUESTION, "index-deleted")

@@ -32,11 +32,6 @@ class CountingLetters(Letters):
         return await super().embed(texts, request)
 
 
-@pytest.fixture(scope="module")
-def static() -> StaticEmbedder:
-    return StaticEmbedder.load()
-
-
 @asynccontextmanager
 async def staged_cache(
     database_url: str, static: StaticEmbedder, verifier: Verifier | None = None

@@ -10,10 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from propylon.settings import load_settings
-from tests.integration.test_local_models import LOCAL_CONFIG
 from tests.support.databases import PostgresServer, create_database
-from tests.support.servers import AppServer, serve_app
+from tests.support.servers import AppServer, local_models, serve_app
 from tests.support.waiting import finished
 
 BENIGN = "The office opens at nine in the morning. Visitors sign in at the front desk."
@@ -43,7 +41,7 @@ async def call(server: AppServer, method: str, path: str, body: Any = None) -> A
 async def office(pg_server: PostgresServer) -> AsyncIterator[tuple[AppServer, dict[str, Any]]]:
     async with serve_app(
         database_url=await create_database(pg_server),
-        models=load_settings(LOCAL_CONFIG).models,
+        models=local_models(),
         jobs={"in_process_worker": True},
     ) as server:
         collection = await call(server, "POST", "/collections", {"name": "office"})

@@ -4,7 +4,6 @@ missed notification is caught by the periodic reload, a killed LISTEN connection
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,18 +12,8 @@ from propylon.access.directory import KeyDirectory
 from propylon.access.keys import KeyRecord
 from propylon.access.store import AccessStore
 from propylon.db.database import Database
-from propylon.db.migrator import migrate
 from propylon.errors import PermissionDenied
 from tests.support.databases import terminate_key_listeners
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url, max_size=4)
-    await db.open()
-    await migrate(db)
-    yield db
-    await db.close()
 
 
 class WatchedStore(AccessStore):

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
 
 from propylon.local.minilm import MiniLMEmbedder, ModelFileCorrupted
-from propylon.settings import load_settings
-from tests.support.databases import PostgresServer, create_database
-from tests.support.servers import AppServer, serve_app
+from tests.support.servers import AppServer, local_models, serve_app
 from tests.support.waiting import eventually
 
-LOCAL_CONFIG = Path(__file__).parents[2] / "config" / "local.yaml"
 EMBED = {"model": "local/all-MiniLM-L6-v2", "input": "Owls hunt at night."}
 
 
@@ -37,6 +35,16 @@ class CountingLoad:
         if self.error is not None:
             raise self.error
         return self.real(**options)
+
+
+@asynccontextmanager
+async def local_app(database_url: str) -> AsyncIterator[tuple[AppServer, aiohttp.ClientSession]]:
+    """Propylon serving `config/local.yaml`'s models on the test's database, and a client."""
+    async with (
+        serve_app(database_url=database_url, models=local_models()) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        yield server, http
 
 
 async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, Any]]:
@@ -59,16 +67,11 @@ async def until_loading(server: AppServer) -> None:
 
 
 async def test_minilm_loads_once_for_concurrent_first_requests_after_ready(
-    pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     load = CountingLoad()
     monkeypatch.setattr(MiniLMEmbedder, "load", load)
-    models = load_settings(LOCAL_CONFIG).models
-    database_url = await create_database(pg_server)
-    async with (
-        serve_app(database_url=database_url, models=models) as server,
-        aiohttp.ClientSession() as http,
-    ):
+    async with local_app(database_url) as (server, http):
         status, ready = await get(http, f"{server.url}/readyz")
         assert status == 200
         assert ready["models"] == {"all-MiniLM-L6-v2": "not loaded"}
@@ -88,17 +91,12 @@ async def test_minilm_loads_once_for_concurrent_first_requests_after_ready(
 
 
 async def test_a_minilm_that_fails_to_load_is_a_clear_503_and_makes_readyz_fail(
-    pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     load = CountingLoad(ModelFileCorrupted("refusing to load model.onnx: its sha256 is 00"))
     load.gate.set()
     monkeypatch.setattr(MiniLMEmbedder, "load", load)
-    models = load_settings(LOCAL_CONFIG).models
-    database_url = await create_database(pg_server)
-    async with (
-        serve_app(database_url=database_url, models=models) as server,
-        aiohttp.ClientSession() as http,
-    ):
+    async with local_app(database_url) as (server, http):
         assert (await get(http, f"{server.url}/readyz"))[0] == 200  # not needed yet
 
         def chat(question: str) -> dict[str, object]:

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import numpy as np
 import openai
 import pytest
 
-from propylon.settings import load_settings
 from propylon.tokens import TokenCounter
 from tests.support.databases import PostgresServer, create_database
-from tests.support.servers import serve_app
-
-LOCAL_CONFIG = Path(__file__).parents[2] / "config" / "local.yaml"
+from tests.support.servers import local_models, serve_app
 
 
 @pytest.fixture(scope="module")
 async def local_sdk(pg_server: PostgresServer) -> AsyncIterator[openai.AsyncOpenAI]:
-    models = load_settings(LOCAL_CONFIG).models
+    models = local_models()
     async with (
         serve_app(database_url=await create_database(pg_server), models=models) as server,
         openai.AsyncOpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0) as sdk,
@@ -87,7 +83,7 @@ async def test_local_int8_serves_vectors_close_to_the_default_ones(
 ) -> None:
     texts = ["A man is eating food.", "The girl is carrying a baby."]
     default = await local_sdk.embeddings.create(model="local/all-MiniLM-L6-v2", input=texts)
-    models = load_settings(LOCAL_CONFIG).models
+    models = local_models()
     async with (
         serve_app(
             database_url=await create_database(pg_server), models=models, local_int8=True

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from propylon.db.database import Database
-from propylon.db.migrator import migrate
 from propylon.gateway.cache.key import cache_key
 from propylon.gateway.cache.semantic import SemanticCache
 from propylon.gateway.cache.verifier import JudgeWeights, Verifier
@@ -28,15 +27,6 @@ class Letters:
                 v[ord(ch) % 384] += 1
             out.append((v / np.linalg.norm(v)).tolist())
         return Embeddings(out, prompt_tokens=0)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url)
-    await db.open()
-    await migrate(db)
-    yield db
-    await db.close()
 
 
 Caches = Callable[..., SemanticCache]

@@ -10,11 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from propylon.settings import load_settings
 from propylon.testing import FakeUpstream
-from tests.integration.test_local_models import LOCAL_CONFIG
 from tests.support.databases import PostgresServer, create_database
-from tests.support.servers import AppServer, serve_app
+from tests.support.servers import AppServer, local_models, serve_app
 from tests.support.waiting import eventually, finished
 
 SECRET = "The launch code of tenant B is 7-ALPHA-9."
@@ -44,7 +42,7 @@ async def world(pg_server: PostgresServer) -> AsyncIterator[dict[str, Any]]:
     cached answer and request logs; tenant A owns nothing."""
     async with FakeUpstream() as upstream:
         models = [
-            *[m.model_dump() for m in load_settings(LOCAL_CONFIG).models],
+            *[m.model_dump() for m in local_models()],
             {
                 "name": "gpt-test",
                 "deployments": [{"provider": "openai", "base_url": f"{upstream.base_url}/v1"}],

@@ -33,6 +33,9 @@ FAST = JobsSettings(
     cancel_wait_s=30.0,  # generous: a cancel answers as soon as the job has stopped
     progress_interval_s=0.0,
 )
+# An app's jobs settings when its in-process worker ingests what a test uploads: fast, with a
+# lease long enough that a loaded machine does not hand a parse to a second attempt.
+IN_PROCESS = {**FAST.model_dump(), "lease_s": 10.0, "in_process_worker": True}
 
 
 @dataclass

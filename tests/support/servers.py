@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -14,6 +15,13 @@ import uvicorn
 
 from propylon.app import create_app
 from propylon.settings import Settings, load_settings
+
+LOCAL_CONFIG = Path(__file__).parents[2] / "config" / "local.yaml"
+
+
+def local_models() -> list[Any]:
+    """The models `config/local.yaml` serves: the built-in MiniLM, extractive answers…"""
+    return list(load_settings(LOCAL_CONFIG).models)
 
 
 @dataclass(frozen=True, slots=True)

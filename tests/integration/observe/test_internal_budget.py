@@ -10,7 +10,7 @@ import pytest
 
 from propylon.testing import FakeUpstream
 from tests.integration.observe.support import ADMIN, call, make_collection, serve
-from tests.support.job_rig import FAST
+from tests.support.job_rig import IN_PROCESS
 from tests.support.waiting import finished
 
 TEXT = b"The Eiffel Tower is 330 metres tall and was finished in 1889.\n" * 40
@@ -20,7 +20,7 @@ TEXT = b"The Eiffel Tower is 330 metres tall and was finished in 1889.\n" * 40
 async def test_an_uploads_embeddings_are_charged_to_the_uploaders_budget_when_configured(
     database_url: str, upstream: FakeUpstream, counted: bool
 ) -> None:
-    jobs = {**FAST.model_dump(), "lease_s": 10.0, "in_process_worker": True}
+    jobs = IN_PROCESS
     async with serve(
         database_url,
         upstream,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from propylon.guard.detector import GUARD_MODEL
 from propylon.testing import FakeUpstream
 from tests.integration.observe.support import ADMIN, call, chat, records, serve, upload
-from tests.support.job_rig import FAST
+from tests.support.job_rig import IN_PROCESS
 
 
 async def test_the_guard_of_a_request_is_timed_in_the_requests_own_record(
@@ -30,7 +30,7 @@ async def test_the_guard_of_a_request_is_timed_in_the_requests_own_record(
 async def test_the_screening_of_an_ingested_document_is_recorded_for_its_job(
     database_url: str, upstream: FakeUpstream
 ) -> None:
-    jobs = {**FAST.model_dump(), "lease_s": 10.0, "in_process_worker": True}
+    jobs = IN_PROCESS
     async with serve(database_url, upstream, jobs=jobs) as server:
         created = await call(
             server, "POST", "/v1/collections", json={"name": "kb", "embedding_model": "embed-test"}

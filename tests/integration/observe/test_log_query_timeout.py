@@ -17,17 +17,17 @@ READER = Principal(tenant_id="slow", tenant_name="slow", key_id="k")
 
 
 async def test_a_query_past_its_timeout_is_stopped_with_a_clear_error(
-    migrated_database: Database, database_url: str
+    database: Database, database_url: str
 ) -> None:
     filter = LogFilter.from_params([("model", "gpt-4o")], now=datetime.now(UTC))
     # The query waits on a lock another session holds: it runs past any timeout for sure.
     async with await psycopg.AsyncConnection.connect(database_url) as holder:
         await holder.execute("LOCK TABLE request_log IN ACCESS EXCLUSIVE MODE")
         with pytest.raises(InvalidRequest) as refused:
-            await list_logs(migrated_database, READER, filter, timeout_s=0.2)
+            await list_logs(database, READER, filter, timeout_s=0.2)
         await holder.rollback()
     assert refused.value.code == "search_too_broad" and refused.value.param == "since"
     assert "narrow the time window" in refused.value.message
     # The connection went back to the pool usable, and without the timeout it answers.
-    page = await list_logs(migrated_database, READER, filter, timeout_s=5.0)
+    page = await list_logs(database, READER, filter, timeout_s=5.0)
     assert page["data"] == []

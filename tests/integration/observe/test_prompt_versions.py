@@ -61,12 +61,12 @@ async def test_versions_are_compared_and_feedback_moves_a_versions_score(
 
 
 async def test_a_prompts_versions_come_with_time_series_whose_buckets_add_up(
-    migrated_database: Database,
+    database: Database,
 ) -> None:
     """Six hours of two versions, written straight into the log: each version's series has
     one point per 12-minute bucket it was used in, and the points add up to its totals."""
     now = datetime.now(UTC)
-    log = RequestLog(migrated_database)
+    log = RequestLog(database)
     for hour in range(6):
         for version, latency in (("v1", 100.0), ("v2", 300.0)):
             for n in range(hour + 1):
@@ -83,9 +83,9 @@ async def test_a_prompts_versions_come_with_time_series_whose_buckets_add_up(
     reader = Principal(tenant_id="series", tenant_name="series", key_id="k")
 
     compared = await prompt_versions(
-        migrated_database, reader, timedelta(hours=6), prompt_name="faq", now=now
+        database, reader, timedelta(hours=6), prompt_name="faq", now=now
     )
-    totals = await prompt_versions(migrated_database, reader, timedelta(hours=6), now=now)
+    totals = await prompt_versions(database, reader, timedelta(hours=6), now=now)
 
     assert compared["step_s"] == 720.0
     assert "series" not in totals["data"][0], "only one prompt's versions come with series"

@@ -10,11 +10,11 @@ from propylon.observe.request_log import RequestLog
 from tests.integration.observe.support import record
 
 
-async def test_steady_traffic_is_written_once_per_interval(migrated_database: Database) -> None:
+async def test_steady_traffic_is_written_once_per_interval(database: Database) -> None:
     """Records arrive every 2 ms for 1.5 s while the writer flushes every 0.5 s. Each write
     takes what was pending when it began; before, it went on writing whatever arrived during
     its own COPY, and sequential traffic cost a COPY every few requests (hundreds here)."""
-    log = RequestLog(migrated_database, flush_interval_s=0.5)
+    log = RequestLog(database, flush_interval_s=0.5)
     await log.start()
     submitted = 0
     deadline = time.monotonic() + 1.5
@@ -23,7 +23,7 @@ async def test_steady_traffic_is_written_once_per_interval(migrated_database: Da
         submitted += 1
         await asyncio.sleep(0.002)
     await log.stop()
-    async with migrated_database.connection() as conn:
+    async with database.connection() as conn:
         cur = await conn.execute("SELECT count(*) AS n FROM request_log")  # a new database
         stored = (await cur.fetchone() or {"n": 0})["n"]
     assert submitted > 200
@@ -32,9 +32,9 @@ async def test_steady_traffic_is_written_once_per_interval(migrated_database: Da
 
 
 async def test_a_flush_writes_what_was_pending_when_it_began(
-    migrated_database: Database,
+    database: Database,
 ) -> None:
-    log = RequestLog(migrated_database, batch_size=2)
+    log = RequestLog(database, batch_size=2)
     for n in range(5):
         log.submit(record(f"pending-{n}"))
     flushing = asyncio.create_task(log.flush())

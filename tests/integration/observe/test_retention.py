@@ -21,32 +21,30 @@ def record(request_id: str, age_days: float) -> RequestRecord:
     )
 
 
-async def test_rows_past_retention_are_deleted(migrated_database: Database) -> None:
-    log = RequestLog(migrated_database, retention_days=30)
+async def test_rows_past_retention_are_deleted(database: Database) -> None:
+    log = RequestLog(database, retention_days=30)
     for request_id, age in (("old-1", 45), ("old-2", 31), ("recent", 29), ("now", 0)):
         log.submit(record(request_id, age))
     assert await log.flush() == 4
 
     assert await log.delete_expired() == 2
-    async with migrated_database.connection() as conn:
+    async with database.connection() as conn:
         cur = await conn.execute("SELECT request_id FROM request_log ORDER BY id")
         kept = [row["request_id"] for row in await cur.fetchall()]
     assert kept == ["recent", "now"]
 
 
-async def test_zero_retention_keeps_everything(migrated_database: Database) -> None:
-    log = RequestLog(migrated_database, retention_days=0)
+async def test_zero_retention_keeps_everything(database: Database) -> None:
+    log = RequestLog(database, retention_days=0)
     log.submit(record("ancient", 3650))
     await log.flush()
     assert await log.delete_expired() == 0
 
 
 async def test_a_tenant_keeps_its_own_retention_and_feedback_goes_with_its_rows(
-    migrated_database: Database,
+    database: Database,
 ) -> None:
-    log = RequestLog(
-        migrated_database, retention_days=30, tenant_retention_days={"short": 7, "forever": 0}
-    )
+    log = RequestLog(database, retention_days=30, tenant_retention_days={"short": 7, "forever": 0})
     rows = [
         ("short-old", "short", 10),
         ("short-new", "short", 3),
@@ -59,7 +57,7 @@ async def test_a_tenant_keeps_its_own_retention_and_feedback_goes_with_its_rows(
         old.tenant_id = tenant
         log.submit(old)
     await log.flush()
-    async with migrated_database.connection() as conn:
+    async with database.connection() as conn:
         for request_id, tenant, age in rows:
             await conn.execute(
                 "INSERT INTO feedback (tenant_id, request_id, score, kind, created_at)"
@@ -68,7 +66,7 @@ async def test_a_tenant_keeps_its_own_retention_and_feedback_goes_with_its_rows(
             )
 
     assert await log.delete_expired() == 2
-    async with migrated_database.connection() as conn:
+    async with database.connection() as conn:
         cur = await conn.execute("SELECT request_id FROM request_log ORDER BY id")
         kept = [row["request_id"] for row in await cur.fetchall()]
         cur = await conn.execute("SELECT request_id FROM feedback ORDER BY id")

@@ -9,7 +9,7 @@ import pytest
 
 from propylon.testing import Behaviour, FakeUpstream, Fault
 from tests.integration.observe.support import ADMIN, call, chat, records, serve, upload
-from tests.support.job_rig import FAST
+from tests.support.job_rig import IN_PROCESS
 
 
 def percentiles(values: list[float], points: tuple[int, ...]) -> dict[str, float]:
@@ -104,7 +104,7 @@ async def test_a_malformed_window_is_refused(database_url: str, upstream: FakeUp
 async def test_internal_calls_are_recorded_apart_from_user_traffic(
     database_url: str, upstream: FakeUpstream
 ) -> None:
-    jobs = {**FAST.model_dump(), "lease_s": 10.0, "in_process_worker": True}
+    jobs = IN_PROCESS
     async with serve(database_url, upstream, jobs=jobs, guard={"enabled": False}) as server:
         created = await call(
             server, "POST", "/v1/collections", json={"name": "kb", "embedding_model": "embed-test"}

@@ -14,14 +14,14 @@ from multidict import CIMultiDictProxy
 from propylon.observe.request_log import RequestLog
 from tests.integration.rag.test_retrieval_http import LOCAL_MODELS, VOLCANOES
 from tests.support.databases import PostgresServer, create_database
-from tests.support.job_rig import FAST
+from tests.support.job_rig import IN_PROCESS
 from tests.support.servers import AppServer, serve_app
 from tests.support.waiting import eventually, finished
 
 
 @pytest.fixture(scope="module")
 async def server(pg_server: PostgresServer) -> AsyncIterator[AppServer]:
-    jobs = {**FAST.model_dump(), "lease_s": 10.0, "in_process_worker": True}
+    jobs = IN_PROCESS
     async with serve_app(
         database_url=await create_database(pg_server),
         models=LOCAL_MODELS,

@@ -116,35 +116,35 @@ async def test_a_nul_in_a_prompt_quoted_by_an_upstream_error_is_kept_in_the_stor
 
 
 async def test_a_row_the_database_refuses_is_dropped_alone_and_the_writer_goes_on(
-    migrated_database: Database,
+    database: Database,
 ) -> None:
     """``\\u0000`` in jsonb is refused by PostgreSQL itself (SQLSTATE 22P05) however often it
     is tried: a permanent refusal. Before, the writer retried that batch forever."""
-    log = RequestLog(migrated_database, flush_interval_s=0.02)
+    log = RequestLog(database, flush_interval_s=0.02)
     await log.start()
     try:
         log.submit(record("before"))
         log.submit(record("refused", metadata={"label": "\x00"}))
         log.submit(record("after"))
-        assert await wait_for_rows(migrated_database, 2) == 2
+        assert await wait_for_rows(database, 2) == 2
         for n in range(100):
             log.submit(record(f"next-{n}"))
-        assert await wait_for_rows(migrated_database, 102) == 102
+        assert await wait_for_rows(database, 102) == 102
     finally:
         await log.stop()
-    assert await count_rows(migrated_database, "request_id = 'refused'") == 0
+    assert await count_rows(database, "request_id = 'refused'") == 0
     assert (log.refused, log.written, log.pending) == (1, 102, 0)
     assert log.loop.healthy and log.failed_writes == 0
 
 
 async def test_a_nul_or_lone_surrogate_in_a_jsonb_column_of_the_log_is_stored_escaped(
-    migrated_database: Database,
+    database: Database,
 ) -> None:
     """The guard's verdicts, the response headers and the attempts are ``jsonb``: a NUL there
     (``\\u0000`` once serialised) or a lone surrogate was refused by PostgreSQL and the row
     dropped. Now each string is escaped, as in the text columns, and the row kept."""
     bad = "a\x00b\udc80c"
-    log = RequestLog(migrated_database, flush_interval_s=0.02)
+    log = RequestLog(database, flush_interval_s=0.02)
     await log.start()
     try:
         log.submit(
@@ -155,11 +155,11 @@ async def test_a_nul_or_lone_surrogate_in_a_jsonb_column_of_the_log_is_stored_es
                 headers={"x-propylon-route": bad},
             )
         )
-        assert await wait_for_rows(migrated_database, 1) == 1
+        assert await wait_for_rows(database, 1) == 1
     finally:
         await log.stop()
     assert (log.refused, log.written) == (0, 1)
-    async with migrated_database.connection() as conn:
+    async with database.connection() as conn:
         cur = await conn.execute(
             "SELECT attempts, guard, headers FROM request_log WHERE request_id = 'escaped'"
         )

@@ -9,40 +9,15 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.integration.rag.conftest import wait_for_job
 from tests.support import documents
-from tests.support.job_rig import FAST
-from tests.support.servers import AppServer, serve_app
-from tests.support.waiting import finished
-
-MINILM = {
-    "name": "local/all-MiniLM-L6-v2",
-    "kind": "embeddings",
-    "deployments": [{"provider": "local", "model": "all-MiniLM-L6-v2"}],
-}
-
-
-@pytest.fixture
-async def server(database_url: str) -> AsyncIterator[AppServer]:
-    jobs = {**FAST.model_dump(), "lease_s": 10.0, "in_process_worker": True}
-    async with serve_app(
-        database_url=database_url, models=[MINILM], jobs=jobs, guard={"enabled": False}
-    ) as app:
-        yield app
+from tests.support.servers import AppServer
 
 
 @pytest.fixture
 async def http(server: AppServer) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(server.v1 + "/", headers=server.headers) as session:
         yield session
-
-
-async def wait_for_job(http: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
-    async def fetch() -> dict[str, Any]:
-        async with http.get(f"jobs/{job_id}") as response:
-            job: dict[str, Any] = await response.json()
-            return job
-
-    return await finished(fetch, f"job {job_id} to finish")
 
 
 async def upload(

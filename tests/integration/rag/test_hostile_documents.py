@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from tests.support import documents, waiting
-from tests.support.job_rig import FAST
+from tests.support.job_rig import IN_PROCESS
 from tests.support.servers import AppServer, serve_app
 
 MINILM = {
@@ -38,7 +38,7 @@ def rss_mb() -> float:
 
 @pytest.fixture
 async def server(database_url: str) -> AsyncIterator[AppServer]:
-    jobs = {**FAST.model_dump(), "lease_s": 10.0, "concurrency": 8, "in_process_worker": True}
+    jobs = {**IN_PROCESS, "concurrency": 8}
     rag = {"parse_timeout_s": PARSE_TIMEOUT_S, "parse_memory_mb": 1024}
     async with serve_app(
         database_url=database_url, models=[MINILM], jobs=jobs, rag=rag, guard={"enabled": False}

@@ -8,7 +8,6 @@ from pathlib import Path
 from rich.console import Console
 
 from propylon.rag.ingest_client import IngestClient, find_files
-from tests.integration.rag.test_collections_http import server  # noqa: F401  (fixture)
 from tests.support import documents
 from tests.support.servers import AppServer
 
@@ -46,7 +45,7 @@ def test_folders_are_walked_for_readable_files(tmp_path: Path) -> None:
 
 
 async def test_ingest_reports_each_file_and_skips_them_the_second_time(
-    server: AppServer,  # noqa: F811
+    server: AppServer,
     tmp_path: Path,
 ) -> None:
     root = make_folder(tmp_path / "docs")

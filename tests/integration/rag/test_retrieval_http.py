@@ -21,7 +21,7 @@ from propylon.rag.search import RerankParams
 from propylon.services import Services
 from propylon.tokens import TokenCounter
 from tests.support.databases import PostgresServer, create_database
-from tests.support.job_rig import FAST
+from tests.support.job_rig import IN_PROCESS
 from tests.support.servers import AppServer, serve_app
 from tests.support.waiting import eventually, finished
 
@@ -92,7 +92,7 @@ async def _wait(http: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 async def rig(pg_server: PostgresServer) -> AsyncIterator[Rig]:
-    jobs = {**FAST.model_dump(), "lease_s": 10.0, "in_process_worker": True}
+    jobs = IN_PROCESS
     async with serve_app(
         database_url=await create_database(pg_server),
         models=LOCAL_MODELS,

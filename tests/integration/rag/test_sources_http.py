@@ -11,22 +11,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.rag.test_collections_http import MINILM, wait_for_job
-from tests.support.job_rig import FAST
-from tests.support.servers import serve_app
+from tests.integration.rag.conftest import serve_rag, wait_for_job
 
 
 @pytest.fixture
 async def http(database_url: str, tmp_path: Path) -> AsyncIterator[aiohttp.ClientSession]:
-    jobs = {**FAST.model_dump(), "lease_s": 10.0, "in_process_worker": True}
     rag = {"sources": {"folder_roots": [str(tmp_path / "shared")]}}
     async with (
-        serve_app(
-            database_url=database_url, models=[MINILM], jobs=jobs, guard={"enabled": False},
-            rag=rag,
-        ) as server,
+        serve_rag(database_url, rag=rag) as server,
         aiohttp.ClientSession(server.v1 + "/", headers=server.headers) as session,
-    ):  # fmt: skip
+    ):
         yield session
 
 

@@ -35,11 +35,6 @@ class CountingEmbedder:
         return Embeddings([[0.0] * 384 for _ in texts], prompt_tokens=0)
 
 
-@pytest.fixture(scope="module")
-def static() -> StaticEmbedder:
-    return StaticEmbedder.load()
-
-
 def head(band: Band, static: StaticEmbedder) -> FirstStageHead:
     weights = np.zeros(static.dimensions + LEXICAL_SIZE, dtype=np.float32)
     return FirstStageHead(Head(weights, 0.0), {"flag": 0.6, "block": 0.8}, band, {})

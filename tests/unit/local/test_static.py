@@ -20,11 +20,6 @@ def minilm() -> Iterator[MiniLMEmbedder]:
     model.close()
 
 
-@pytest.fixture(scope="module")
-def static() -> StaticEmbedder:
-    return StaticEmbedder.load()
-
-
 def test_the_build_is_deterministic(minilm: MiniLMEmbedder) -> None:
     first = build(minilm, vocab_size=256, dims=16).to_bytes()
     second = build(minilm, vocab_size=256, dims=16).to_bytes()
