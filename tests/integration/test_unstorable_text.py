@@ -126,6 +126,23 @@ INPUTS: list[tuple[str, str, str, Any, dict[str, str], str]] = [
     ("job id in the path", "GET", "/v1/jobs/%00", None, {}, "path"),
     ("admin tenant filter", "GET", "/admin/keys?tenant=%00", None, {}, "tenant"),
     ("admin tenant name", "POST", "/admin/tenants", {"name": f"t{NUL}"}, {}, "name"),
+    ("admin key name", "POST", "/admin/keys", {"tenant": "test", "name": f"k{NUL}"}, {}, "name"),
+    (
+        "source config",
+        "POST",
+        "/v1/collections/docs/sources",
+        {"type": "folder", "config": {"path": f"/tmp/a{NUL}"}},
+        {},
+        "config.path",
+    ),
+    (
+        "feedback metadata",
+        "POST",
+        "/v1/feedback",
+        {"request_id": "r1", "score": 1, "metadata": {"k": NUL}},
+        {},
+        "metadata.k",
+    ),
     (
         "chat metadata",
         "POST",
