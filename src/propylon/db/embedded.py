@@ -6,11 +6,11 @@ directory (``serve`` and ``propylon keys`` at the same time): pgserver keeps a l
 processes holding the server and stops it when the last one lets go.
 
 A new data directory's cluster is made here, not by pgserver (``create_cluster``): the same
-``initdb`` with the same options, but syncing its ~1,000 files to disk with one ``syncfs``
-instead of one ``fsync`` each (2-3.5 s of a first start on a loaded 2-core host), made in a
-staging directory renamed into place once on disk, and under a lock of this data directory
-rather than pgserver's machine-wide one. pgserver then finds ``PG_VERSION`` and starts the
-cluster as it starts any existing one.
+``initdb`` with the same options, but its ~1,000 files synced to disk by 32 threads at once
+instead of one ``fsync`` after the other (3-4 s of a first start on a loaded 2-core host), made
+in a staging directory renamed into place once on disk, and under a lock of this data
+directory rather than pgserver's machine-wide one. pgserver then finds ``PG_VERSION`` and
+starts the cluster as it starts any existing one.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -55,6 +54,7 @@ _INITDB_OPTIONS = ("--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U"
 # Run as root, pgserver runs PostgreSQL as this system user (``PostgresServer.__init__``).
 _ROOT_RUNS_AS = "pgserver"
 _INITDB_TIMEOUT_S = 300.0
+_SYNC_THREADS = 32
 
 
 class EmbeddedDatabaseError(RuntimeError):
@@ -70,9 +70,9 @@ def _get_server(pgdata: Path) -> PostgresServer:
 
 def create_cluster(pgdata: Path, bin_dir: Path | None = None) -> None:
     """Make the PostgreSQL cluster ``pgdata`` unless there is one: ``initdb`` as pgserver runs
-    it, with ``--no-sync``, then every file synced at once (``initdb --sync-only``, with
-    ``syncfs`` on Linux) before the directory is renamed into place, so a crash leaves either
-    no cluster or a whole, durable one. Several processes may call this at once: one makes it.
+    it, with ``--no-sync``, then every file and directory it wrote synced (``_fsync_tree``)
+    before the directory is renamed into place, so a crash leaves either no cluster or a
+    whole, durable one. Several processes may call this at once: one makes it.
     """
     bin_dir = bin_dir or POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]
     with _directory_lock(pgdata.parent / ".pg-create.lock"):
@@ -87,14 +87,13 @@ def create_cluster(pgdata: Path, bin_dir: Path | None = None) -> None:
         staging = Path(tempfile.mkdtemp(prefix=".pg-create-", dir=pgdata.parent))
         try:
             user = _system_user(staging)
-            sync = ("--sync-method=syncfs",) if sys.platform == "linux" else ()
             _initdb(bin_dir, user, *_INITDB_OPTIONS, "--no-sync", "--no-instructions", staging)
-            _initdb(bin_dir, user, "--sync-only", *sync, staging)
+            _fsync_tree(staging)
             staging.rename(pgdata)  # over an empty ``pgdata`` too
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        _fsync_directory(pgdata.parent)
+        _fsync(pgdata.parent)  # the rename
     log.info("embedded postgresql created", extra={"pgdata": str(pgdata)})
 
 
@@ -162,7 +161,21 @@ def _directory_lock(path: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _fsync_directory(path: Path) -> None:
+def _fsync_tree(root: Path) -> None:
+    """``fsync`` every file and directory below ``root`` (what ``initdb`` does unless told
+    ``--no-sync``), from ``_SYNC_THREADS`` threads: the file system then commits its journal
+    for many at once, 0.14-0.17 s for a new cluster where one after the other took 1.7-2.1 s.
+    (``syncfs`` is as fast but waits for every other writer's data on the file system too.)"""
+    paths: list[str] = []
+    for directory, _, files in os.walk(root):
+        paths.append(directory)
+        paths.extend(os.path.join(directory, name) for name in files)
+    with ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="fsync") as pool:
+        for _ in pool.map(_fsync, paths):
+            pass
+
+
+def _fsync(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
