@@ -275,7 +275,7 @@ def guard_train(
     target = output or Path(str(files("propylon.guard") / "weights" / "classifier.npz"))
     keep = None
     if retrieved_only:
-        keep = InjectionClassifier.load(target if target.is_file() else None)
+        keep = InjectionClassifier.load(target if target.is_file() else None, ("user",))
     embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
     try:
         classifier = train(data, embedder, keep)
