@@ -275,7 +275,7 @@ def guard_train(
     target = output or Path(str(files("propylon.guard") / "weights" / "classifier.npz"))
     keep = None
     if retrieved_only:
-        keep = InjectionClassifier.load(target if target.is_file() else None)
+        keep = InjectionClassifier.load(target if target.is_file() else None, ("user",))
     embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
     try:
         classifier = train(data, embedder, keep)
@@ -374,9 +374,12 @@ def eval_guard(
         detector = InjectionDetector(InjectionClassifier.load(weights), embedder)
         sets = evaluation.document_sets(data, limit)
         rows = asyncio.run(evaluation.evaluate_documents(detector, sets, chunk, exclude_at))
+        dev_texts = evaluation.dev_documents(data)[:limit]
+        dev_scores = asyncio.run(evaluation.document_scores(detector, dev_texts, chunk))
     finally:
         embedder.close()
-    documents = evaluation.render_markdown(rows, exclude_at)
+    dev = (len(dev_texts), evaluation.exclusion_threshold(dev_scores))
+    documents = evaluation.render_markdown(rows, exclude_at, dev)
     if unseen is not None:
         typer.echo(unseen)
         if output is not None:

@@ -775,12 +775,13 @@ class RetrievalSettings(BaseModel):
         "fences it in <source> blocks; `datamark` also joins its words with ˆ.",
     )
     exclude_risk_at: float | None = Field(
-        default=0.87,
+        default=0.78,
         ge=0,
         le=1,
         description="Chunks whose prompt-injection risk score (set at ingestion by the guard) "
         "is at least this are left out of answers (still shown, with their score, in search "
-        "results); null keeps them. 0.87 is the guard's block threshold for retrieved text.",
+        "results); null keeps them. 0.78 is chosen on clean development documents: at most 2 % "
+        "of them lose a chunk (`propylon eval guard --documents-only` prints it).",
     )
     answer_model: str = Field(
         default="local/extractive",

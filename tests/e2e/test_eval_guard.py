@@ -33,6 +33,7 @@ async def test_eval_guard_reports_held_out_sources_lengths_and_documents(tmp_pat
     for bucket in ("| < 200 |", "| 200–1,000 |", "| > 1,000 |"):
         assert bucket in out
     assert "| BIPIA held-back (emails, tables, code) |" in out
+    assert "clean development documents" in out, "the rule for exclude_risk_at's default"
     written = docs.read_text()
     assert "Someone else's section." in written
     assert "## Prompt-injection detection, unseen sources" in written

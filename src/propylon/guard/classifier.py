@@ -21,11 +21,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from propylon.guard import addressed
 from propylon.guard.features import FEATURE_VERSION, LEXICAL_SIZE
 
 SOURCES = ("user", "retrieved")
 EMBEDDING_SIZE = 384
 FEATURE_SIZE = EMBEDDING_SIZE + LEXICAL_SIZE
+# The retrieved head also reads whether a window speaks to the model (``addressed.py``),
+# columns after the shared lexical ones.
+HEAD_SIZE = {"user": FEATURE_SIZE, "retrieved": FEATURE_SIZE + addressed.SIZE}
 
 Matrix = NDArray[np.float32]
 
@@ -55,8 +59,12 @@ class InjectionClassifier:
     metadata: dict[str, Any]
 
     @classmethod
-    def load(cls, path: Path | None = None) -> InjectionClassifier:
-        """The shipped weights, or those at ``path``."""
+    def load(
+        cls, path: Path | None = None, sources: tuple[str, ...] = SOURCES
+    ) -> InjectionClassifier:
+        """The shipped weights, or those at ``path``: the heads of ``sources`` (``("user",)``
+        keeps the user head of weights whose retrieved head this code no longer reads, for
+        ``propylon guard train --retrieved-only``)."""
         raw = (
             path.read_bytes()
             if path is not None
@@ -73,11 +81,20 @@ class InjectionClassifier:
                 source: Head(
                     npz[f"{source}_weights"].astype(np.float32), float(npz[f"{source}_bias"])
                 )
-                for source in SOURCES
+                for source in sources
             }
-        for head in heads.values():
-            if head.weights.shape != (FEATURE_SIZE,):
-                raise WeightsMismatch(f"expected {FEATURE_SIZE} weights, got {head.weights.shape}")
+        stale = metadata.get("addressed_version", addressed.VERSION) != addressed.VERSION
+        if "retrieved" in sources and stale:
+            raise WeightsMismatch(
+                f"the retrieved head uses addressed-features version "
+                f"{metadata.get('addressed_version')}, this code computes {addressed.VERSION}: "
+                "run `propylon guard train --retrieved-only`"
+            )
+        for source, head in heads.items():
+            if head.weights.shape != (HEAD_SIZE[source],):
+                raise WeightsMismatch(
+                    f"expected {HEAD_SIZE[source]} {source} weights, got {head.weights.shape}"
+                )
         return cls(heads, metadata)
 
     def save(self, path: Path) -> None:
@@ -89,6 +106,14 @@ class InjectionClassifier:
         np.savez_compressed(buffer, **arrays)
         path.write_bytes(buffer.getvalue())
 
-    def probability(self, embeddings: Matrix, lexical: Matrix, source: str) -> NDArray[np.float32]:
-        """P(injection) of each window, from its embedding row and its lexical row."""
-        return self.heads[source].probability(np.hstack([embeddings, lexical]))
+    def probability(
+        self, embeddings: Matrix, lexical: Matrix, source: str, texts: list[str] | None = None
+    ) -> NDArray[np.float32]:
+        """P(injection) of each window, from its embedding row and its lexical row (and, for
+        the retrieved head, ``addressed.features`` of the windows' ``texts``)."""
+        columns = [embeddings, lexical]
+        if HEAD_SIZE[source] > FEATURE_SIZE:
+            if texts is None:
+                raise ValueError(f"the {source} head needs the windows' texts")
+            columns.append(addressed.features(texts))
+        return self.heads[source].probability(np.hstack(columns))

