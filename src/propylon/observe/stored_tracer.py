@@ -12,7 +12,7 @@ kept (no sampling), so the console and the ``/v1`` trace APIs show what they sho
 It keeps the current span in OpenTelemetry's context, so ``trace.get_current_span()`` and
 ``trace.use_span`` work with its spans as with the SDK's. What it does not do: span links,
 the SDK's limits (128 attributes a span: Propylon's spans carry about ten), and the
-``OTEL_TRACES_SAMPLER`` / ``OTEL_*_LIMIT`` variables; when one of those is set,
+``OTEL_TRACES_SAMPLER`` / ``OTEL_*_LIMIT`` / ``OTEL_SDK_DISABLED`` variables; when one is set,
 ``open_tracing`` uses the SDK instead (``needs_sdk``).
 """
 
@@ -47,7 +47,10 @@ _SDK_VARIABLES = ("OTEL_TRACES_SAMPLER", "OTEL_SPAN_", "OTEL_ATTRIBUTE_", "OTEL_
 
 
 def needs_sdk(env: Mapping[str, str]) -> bool:
-    """Whether a variable asks for what only the SDK does (sampling, limits)."""
+    """Whether a variable asks for what only the SDK does (sampling, limits, or no spans at
+    all: ``OTEL_SDK_DISABLED``)."""
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return True
     return any(name.startswith(_SDK_VARIABLES) for name in env)
 
 

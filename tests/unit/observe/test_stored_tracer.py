@@ -148,9 +148,12 @@ def test_with_only_the_store_the_stored_tracer_feeds_it_until_shutdown() -> None
     [
         {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
         {"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "4"},
+        {"OTEL_SDK_DISABLED": "true"},
     ],
 )
-def test_sampling_or_limits_asked_by_variables_use_the_sdk(env: dict[str, str]) -> None:
+def test_sampling_limits_or_a_disabled_sdk_asked_by_variables_use_the_sdk(
+    env: dict[str, str],
+) -> None:
     assert needs_sdk(env)
     store = SpanStore(DownDatabase())
     with open_tracing(env=env, store=store) as tracer:
