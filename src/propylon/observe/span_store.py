@@ -18,10 +18,10 @@ from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import format_span_id, format_trace_id
 
 from propylon.db.database import Database
 from propylon.observe.copy_buffer import CopyBuffer, copy_statement
+from propylon.observe.stored_tracer import StoredSpan
 from propylon.observe.tracing import SUBJECT, TENANT
 from propylon.storable import escape_row, jsonb_text
 
@@ -88,13 +88,19 @@ class SpanStore(SpanProcessor):
         await self.buffer.stop(timeout)
 
 
-def span_row(span: ReadableSpan) -> tuple[Any, ...]:
-    """A finished span as a row of ``spans``, with what PostgreSQL cannot store (a NUL, a
-    lone surrogate: from a prompt quoted in an exception's message, a model's name…) escaped
-    as in the request log, so the span is kept and does not cost its batch a retry."""
-    context = span.context
-    if context is None:
-        raise ValueError("a span without a context")
+def span_row(span: ReadableSpan | StoredSpan) -> tuple[Any, ...]:
+    """A finished span (the SDK's or ``StoredTracer``'s) as a row of ``spans``, with what
+    PostgreSQL cannot store (a NUL, a lone surrogate: from a prompt quoted in an exception's
+    message, a model's name…) escaped as in the request log, so the span is kept and does not
+    cost its batch a retry."""
+    if isinstance(span, StoredSpan):
+        trace_id, span_id, parent_id = span.trace_id, span.span_id, span.parent_id
+    else:
+        context = span.context
+        if context is None:
+            raise ValueError("a span without a context")
+        trace_id, span_id = context.trace_id, context.span_id
+        parent_id = span.parent.span_id if span.parent is not None else None
     attributes: Mapping[str, Any] = span.attributes or {}
     tenant = attributes.get(TENANT)
     started = span.start_time or 0
@@ -109,9 +115,9 @@ def span_row(span: ReadableSpan) -> tuple[Any, ...]:
     ]
     return escape_row(
         (
-            format_trace_id(context.trace_id),
-            format_span_id(context.span_id),
-            format_span_id(span.parent.span_id) if span.parent is not None else None,
+            f"{trace_id:032x}",
+            f"{span_id:016x}",
+            f"{parent_id:016x}" if parent_id is not None else None,
             tenant if isinstance(tenant, str) else None,
             attributes.get(SUBJECT) if isinstance(tenant, str) else None,
             span.name,

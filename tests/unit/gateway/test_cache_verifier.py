@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from propylon.gateway.cache.pair_features import NAMES, Text, features
+from propylon.gateway.cache.pair_features import NAMES, VETO_COLUMNS, Text, features, veto
 from propylon.gateway.cache.verifier import JudgeWeights, Verifier
 
 
@@ -153,3 +153,30 @@ def test_negations_are_counted_not_only_present() -> None:
         "negation_differs",
     )
     assert not _differs("Why can't I log in?", "Why am I not able to log in?", "negation_differs")
+
+
+@pytest.mark.parametrize(
+    ("question", "candidate"),
+    [
+        ("Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?"),
+        ("Transfer $200 from savings to checking", "Transfer $250 from savings to checking"),
+        ("Send 20 to Bob and 30 to Ann", "Send 30 to Bob and 20 to Ann"),
+        ("Transfer 20 from savings to checking", "Transfer 20 from checking to savings"),
+        ("What is the capital of Peru?", "What is the capital of Chile?"),
+        ("How do I open a new account?", "How do I close my account?"),
+        ("Is the shop open on Monday?", "Is the shop open on Tuesday?"),
+        ("How do I reverse a list in Python?", "How can I reverse a list in Python?"),
+        ("Say hello to request #00000123.", "Say hello to request #00000456."),
+        ("What is the capital of France?", "What's the capital of France?"),
+        ("Why is `foo()` slow?", "Why is `bar()` slow?"),
+        ("Who wrote Hamlet?", "Who wrote Hamlet?"),
+    ],
+)
+def test_the_veto_alone_is_the_first_veto_column_of_the_features(
+    question: str, candidate: str
+) -> None:
+    a, b = Text.of(question), Text.of(candidate)
+    x = features(a, b, 0.99)
+    marked = [NAMES[c] for c in VETO_COLUMNS if x[c]]
+    assert veto(a, b) == (marked[0] if marked else None)
+    assert veto(b, a) == veto(a, b)  # symmetric, as the features are

@@ -38,7 +38,7 @@ def test_without_otel_variables_or_a_global_provider_tracing_is_off() -> None:
             assert trace.get_current_span() is trace.INVALID_SPAN  # nothing attached
 
 
-def test_with_a_store_and_nothing_else_a_provider_of_its_own_hands_it_the_spans() -> None:
+def test_with_a_store_and_nothing_else_a_tracer_of_its_own_hands_it_the_spans() -> None:
     store = SpanStore(DownDatabase())
     with open_tracing(env={}, store=store) as tracer:
         assert tracer is not None

@@ -225,8 +225,7 @@ def features(a: Text, b: Text, similarity: float) -> NDArray[np.float64]:
     bigrams_a = set(zip(a.content, a.content[1:], strict=False))
     bigrams_b = set(zip(b.content, b.content[1:], strict=False))
     bigrams = bigrams_a | bigrams_b
-    wa, wb = set(a.words), set(b.words)
-    names = (a.names - wb - b.names) | (b.names - wa - a.names)
+    names = _names_differ(a, b)
     longer = max(len(a.words), len(b.words)) or 1
     return np.array(
         [
@@ -239,7 +238,7 @@ def features(a: Text, b: Text, similarity: float) -> NDArray[np.float64]:
                 and b.question_word is not None
                 and a.question_word != b.question_word
             ),
-            float(bool(names)),
+            float(names),
             float(_opposed(a.marked, b.marked)),
             float(_swapped(a, b)),
             float(a.passive != b.passive),
@@ -250,6 +249,31 @@ def features(a: Text, b: Text, similarity: float) -> NDArray[np.float64]:
             min(len(a.words), len(b.words)) / longer,
         ]
     )
+
+
+def veto(a: Text, b: Text) -> str | None:
+    """The first of ``VETOES`` that ``features`` would mark for the pair, or None: the same
+    conditions in the same order, without the rest of the vector (a lookup asks this of every
+    near candidate, and most near ones in templated traffic differ by a number)."""
+    if set(a.numbers) != set(b.numbers):
+        return "numbers_differ"
+    if a.numbers != b.numbers:
+        return "number_order_differs"
+    if a.negations != b.negations:
+        return "negation_differs"
+    if _opposed(a.marked, b.marked):
+        return "opposite_words"
+    if _swapped(a, b):
+        return "order_swapped"
+    if _names_differ(a, b):
+        return "names_differ"
+    return None
+
+
+def _names_differ(a: Text, b: Text) -> bool:
+    """A name one says that the other neither names nor uses as a word."""
+    wa, wb = set(a.words), set(b.words)
+    return bool((a.names - wb - b.names) or (b.names - wa - a.names))
 
 
 def _headline(raw: list[str]) -> bool:

@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from propylon.gateway.cache.pair_features import NAMES, VETO_COLUMNS, Text, features
+from propylon.gateway.cache.pair_features import NAMES, Text, features, veto
 
 READ_CACHE = 4096  # texts whose reading (``Text``) a verifier keeps
 
@@ -111,10 +111,11 @@ class Verifier:
         self._read = functools.lru_cache(maxsize=READ_CACHE)(Text.of)
 
     def verdict(self, question: str, candidate: str, similarity: float) -> Verdict:
-        x = features(self._read(question), self._read(candidate), similarity)
-        for column in VETO_COLUMNS:
-            if x[column]:
-                return Verdict(0.0, NAMES[column], vetoed=True)
+        a, b = self._read(question), self._read(candidate)
+        vetoed = veto(a, b)  # before the vector: most near candidates stop here
+        if vetoed is not None:
+            return Verdict(0.0, vetoed, vetoed=True)
+        x = features(a, b, similarity)
         probability = float(1 / (1 + np.exp(-self.weights.logit(x))))
         pull = (x - self.weights.mean) / self.weights.scale * self.weights.coef
         return Verdict(probability, NAMES[int(np.argmin(pull))])
