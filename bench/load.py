@@ -12,7 +12,7 @@ import itertools
 import math
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -35,11 +35,14 @@ class Target:
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
     expect: int = 200
+    variants: tuple[bytes, ...] = ()  # bodies taken in turn instead of ``body``, by serial
 
     def payload(self) -> bytes:
-        if MARKER not in self.body:
+        if MARKER not in self.body and not self.variants:
             return self.body
-        return self.body.replace(MARKER, b"#%08d" % (next(_SERIAL) % 100_000_000))
+        serial = next(_SERIAL)
+        body = self.variants[serial % len(self.variants)] if self.variants else self.body
+        return body.replace(MARKER, b"#%08d" % (serial % 100_000_000))
 
 
 def chat_target(
@@ -49,22 +52,31 @@ def chat_target(
     stream: bool = False,
     key: str | None = None,
     deterministic: bool = False,
+    messages: Sequence[str] = (),
 ) -> Target:
     """A small chat completion (one short user message) against ``root/v1``;
-    ``deterministic`` adds ``temperature: 0``, which makes the response cache look it up."""
-    body: dict[str, object] = {
-        "model": model,
-        "messages": [{"role": "user", "content": f"Say hello to request {MARKER.decode()}."}],
-        "max_tokens": 16,
-    }
-    if deterministic:
-        body["temperature"] = 0
-    if stream:
-        body["stream"] = True
+    ``deterministic`` adds ``temperature: 0``, which makes the response cache look it up.
+    ``messages``: user messages taken in turn, each with the serial appended (default: one
+    template, "Say hello to request <serial>.")."""
+
+    def body_of(content: str) -> bytes:
+        body: dict[str, object] = {
+            "model": model,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": 16,
+        }
+        if deterministic:
+            body["temperature"] = 0
+        if stream:
+            body["stream"] = True
+        return orjson.dumps(body)
+
     headers = {"Content-Type": "application/json"}
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
-    return Target(f"{root}/v1/chat/completions", orjson.dumps(body), headers)
+    variants = tuple(body_of(f"{m} (ref {MARKER.decode()})") for m in messages)
+    template = body_of(f"Say hello to request {MARKER.decode()}.")
+    return Target(f"{root}/v1/chat/completions", template, headers, variants=variants)
 
 
 def client(concurrency: int = 1) -> aiohttp.ClientSession:

@@ -260,7 +260,9 @@ class InjectionDetector:
         if pending:
             windows = [w for _, _, ws, _ in pending for w in ws]
             lengths = [len(texts[i]) for i, _, ws, _ in pending for _ in ws]
-            scores = await self._classify(windows, source, principal, parent_id, lengths)
+            # A window that is its whole text (most messages) reuses the text's scan.
+            scanned = {texts[i]: signals for i, signals, _, _ in pending}
+            scores = await self._classify(windows, source, principal, parent_id, lengths, scanned)
             offset = 0
             for i, signals, ws, count in pending:
                 mine = [float(v) for v in scores[offset : offset + len(ws)]]
@@ -286,11 +288,17 @@ class InjectionDetector:
         principal: Principal | None,
         parent_id: str | None,
         lengths: list[int],
+        scanned: dict[str, list[heuristics.Signal]] | None = None,
     ) -> np.ndarray[Any, Any]:
-        """The classifier's score of each window; ``lengths``: of the text each belongs to."""
+        """The classifier's score of each window; ``lengths``: of the text each belongs to;
+        ``scanned``: the heuristics' signals of texts already scanned, by text."""
+        scanned = scanned or {}
         lexical = np.zeros((len(texts), LEXICAL_SIZE), dtype=np.float32)
         for row, text in enumerate(texts):
-            lexical[row] = lexical_features(text, heuristics.scan(text))
+            signals = scanned.get(text)
+            lexical[row] = lexical_features(
+                text, heuristics.scan(text) if signals is None else signals
+            )
 
         async def full(rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
             assert self._classifier is not None

@@ -1,30 +1,40 @@
 """Training and judging the guard's first stage (``first_stage.py``) with the full classifier's
 data, windows, splits and calibration (``fitting.py``).
 
-The static head is fitted on the same windows as the full head, with the static vector in
-place of MiniLM's and the same lexical features; its thresholds are chosen on the same dev
-texts, per length bucket like the full head's. The band is chosen on those dev texts too, per
-length bucket: the narrowest (fewest of the bucket's windows sent to MiniLM) with which no dev
-source's decisions change by more than ``BAND_LOSS`` at the bucket's flag and at its block
-threshold (``_changed``: bounding the worst source, not the pooled average, is what keeps the
-loss small on a source the band never saw). ``propylon guard train-first-stage`` fits the
-shipped head against the shipped full head (``fit_against``); ``propylon eval
-guard-first-stage`` repeats it all leave-one-source-out and scores each held-out source three
-ways: full, static alone, cascade.
+The shipped static head is fitted on the same windows as the full head, with the static
+vector in place of MiniLM's and the same lexical features, on the labels. The alternative,
+measured beside it, is **distilled** (``distil``): fitted to the full head's logit of each
+window, no labels read, on the full head's training windows and on unlabelled texts the full
+head scores (``unlabelled_examples``); a cascade needs the static head to say where the full
+head would not flag, which is what distillation fits. At the same band rule it sent no fewer
+held-out benign windows to MiniLM, so it is not shipped (``SHIPPED_STUDENT``). Either head's
+thresholds are chosen on the same dev texts as the full head's, per length bucket. The band
+is chosen on those dev texts too, per length bucket: the narrowest (fewest of the bucket's
+windows sent to MiniLM) with which no dev source's decisions change by more than
+``BAND_LOSS`` at the bucket's flag and at its block threshold (``_changed``: bounding the
+worst source, not the pooled average, is what keeps the loss small on a source the band never
+saw). ``propylon guard train-first-stage`` fits the shipped head against the shipped full
+head (``fit_against``); ``propylon eval guard-first-stage`` repeats it all
+leave-one-source-out (the unlabelled texts of the held-out source stay out too) and scores
+each held-out source three ways: full, static alone, cascade; and both heads' share of
+benign windows sent to MiniLM.
 """
 
 from __future__ import annotations
 
+import json
+import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from propylon import report_section
-from propylon.guard.classifier import EMBEDDING_SIZE, InjectionClassifier
-from propylon.guard.datasets import held_back
+from propylon.guard import corpus, datasets
+from propylon.guard.classifier import EMBEDDING_SIZE, Head, InjectionClassifier
+from propylon.guard.datasets import Example, held_back
 from propylon.guard.detector import Thresholds
 from propylon.guard.features import units
 from propylon.guard.first_stage import (
@@ -35,7 +45,15 @@ from propylon.guard.first_stage import (
     column,
     head_digest,
 )
-from propylon.guard.fitting import DEV_SHARE, Calibrated, Featurised, fit_calibrated
+from propylon.guard.fitting import (
+    DEV_SHARE,
+    LENGTH_BUCKETS,
+    Calibrated,
+    Featurised,
+    choose_by_length,
+    fit_calibrated,
+    text_scores,
+)
 from propylon.guard.generalisation import Prediction, Row, percent, rows
 from propylon.local.static import StaticEmbedder
 
@@ -45,10 +63,34 @@ BAND_LOSS = 0.005  # decisions of one dev source the band may change, at each th
 # end with no change there still lost 1.25 points on unseen sources (their attacks score lower
 # on the static head than any fitted source's); with the margin, 0.19 (docs/benchmarks.md).
 BAND_MARGIN = 0.5
+LABELS_MARGIN = 0.5  # the label-trained head's, kept for the comparison in the evaluation
+# The shipped static head is fitted on the labels: the distilled one sent no fewer held-out
+# benign windows to MiniLM at the same band rule (37.9 % against 39.5 % pooled, 27.7 % against
+# 26.9 % on benign-only sources, more of the short ones) and lost 0.33 points against 0.13
+# (docs/benchmarks.md, "Guard first stage"). ``propylon guard train-first-stage --student``.
+SHIPPED_STUDENT = "labels"
+RIDGE = 1.0  # the distilled head's L2 penalty, not tuned
+LOGIT_CLIP = 8.0  # beyond this the teacher is sure either way; not tuned
+UNLABELLED_PER_SOURCE = 1000  # texts per corpus source the teacher scores (labelled: 400)
 LOWS = np.concatenate([[0.0], np.geomspace(0.002, 0.9, 40)])
 
 Floats = NDArray[np.float32]
 Mask = NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class Unlabelled:
+    """Windows without labels, featurised for both heads, that the full head (the teacher)
+    scores for the static head (the student) to learn: more of the corpus's texts than its
+    labelled sample holds, and benign text of no labelled source (``unlabelled``)."""
+
+    full: Floats
+    static: Floats
+    origin: NDArray[np.str_]  # the corpus source each window's text belongs to ("" none)
+
+    def rows(self, held_out: set[str]) -> Mask:
+        keep: Mask = ~np.isin(self.origin, sorted(held_out))
+        return keep
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +99,7 @@ class Pair:
 
     full: Featurised
     static: Featurised
+    unlabelled: Unlabelled | None = None
 
 
 def static_featurised(full: Featurised, static: StaticEmbedder, source: str = "user") -> Featurised:
@@ -68,6 +111,39 @@ def static_featurised(full: Featurised, static: StaticEmbedder, source: str = "u
     vectors = static.embed_sync(unique)[[position[w] for w in windows]]
     x = np.hstack([vectors, full.x[:, EMBEDDING_SIZE:]]).astype(np.float32)
     return Featurised(full.examples, x, full.owner, full.heuristic, full.labels)
+
+
+def unlabelled_examples(
+    data: Path, labelled: list[Example], per_source: int = UNLABELLED_PER_SOURCE
+) -> list[Example]:
+    """Texts the teacher scores for distillation (their labels are never read): the corpus's
+    sources sampled to ``per_source`` texts each, less the labelled sample's; Banking77
+    queries, under the source of the corpus's Banking77/CLINC150 trigger-word queries so
+    they leave with it; HANS sentences (no source). Not CLINC150's queries: the request
+    bench's messages (``bench/fast_defaults.py``) are drawn from them."""
+    seen = {e.text for e in labelled}
+    more = [e for e in corpus.load(data, per_source) if e.text not in seen]
+    rng = random.Random(datasets.SEED)
+    out = list(more)
+    for folder, origin, limit in (
+        ("pairs-banking77-intent", "intent-trigger-words", per_source),
+        ("pairs-hans-adversarial", "", 2 * per_source // 5),
+    ):
+        texts: set[str] = set()
+        with (data / folder / "pairs.jsonl").open(encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                texts.update((row["a"], row["b"]))
+        chosen = sorted(texts - seen)
+        rng.shuffle(chosen)
+        out += [Example(t, 0, "user", origin) for t in chosen[:limit]]
+    return out
+
+
+def unlabelled(full: Featurised, static: StaticEmbedder) -> Unlabelled:
+    """``full`` (``fitting.featurise`` of ``unlabelled_examples``) as windows for both heads."""
+    origins = np.array([e.origin for e in full.examples])
+    return Unlabelled(full.x, static_featurised(full, static).x, origins[full.owner])
 
 
 def dev_texts(data: Featurised, texts: Mask) -> Mask:
@@ -115,6 +191,7 @@ class Scored:
     static: Floats
     cascade: Floats
     deferred_share: float  # windows the cascade sent to MiniLM
+    deferred: Mask  # which of the chosen texts' windows it sent
 
 
 def score(pair: Pair, full: Calibrated, first: FirstStageHead, texts: Mask) -> Scored:
@@ -142,10 +219,13 @@ def _cascade(
         _text_max(s, pair.full, rows_)[texts],
         _text_max(cascade, pair.full, rows_)[texts],
         float(deferred.mean()) if len(deferred) else 0.0,
+        deferred,
     )
 
 
-def choose_band(pair: Pair, full: Calibrated, static: Calibrated, dev: Mask) -> Band:
+def choose_band(
+    pair: Pair, full: Calibrated, static: Calibrated, dev: Mask, margin: float = BAND_MARGIN
+) -> Band:
     """Per length bucket, ``[low, 1]``: MiniLM reads every window the static head does not
     find clearly benign. ``low`` is the highest with which no dev source's decisions change
     by more than ``BAND_LOSS`` at the bucket's flag and block thresholds (``_changed``), times
@@ -173,22 +253,72 @@ def choose_band(pair: Pair, full: Calibrated, static: Calibrated, dev: Mask) -> 
             )
             if worst <= BAND_LOSS:
                 chosen = float(low)
-        lows.append(chosen * BAND_MARGIN)
+        lows.append(chosen * margin)
     belows = [int(row[0]) for row in full.thresholds.get("by_length", [])]
     rows = tuple((below, low, 1.01) for below, low in zip(belows, lows, strict=False))
     return Band(lows[-1], 1.01, rows)
 
 
-def fit_first_stage(pair: Pair, texts: Mask) -> tuple[Calibrated, FirstStageHead]:
-    """Both heads fitted on ``texts`` (less their dev split), and the first stage with its
-    band chosen on that dev split."""
-    full = fit_calibrated(pair.full, texts)
-    static = fit_calibrated(pair.static, texts)
+def distil(pair: Pair, teacher: Head, texts: Mask) -> Head:
+    """The static head fitted to ``teacher``'s logit of each window (no labels), by weighted
+    ridge regression, the logits clipped to ``±LOGIT_CLIP``: the windows of ``texts`` and the
+    unlabelled windows of every source but those with no text in ``texts`` (a held-out
+    source's stay out). Each source weighs the same, its windows alike. Regressing the logit
+    rather than fitting the probability (cross-entropy on soft targets) left fewer benign dev
+    windows above the band's low end: 5.6 % against 7.0 % (docs/benchmarks.md)."""
+    origins = np.array([e.origin for e in pair.full.examples])
+    rows_ = pair.full.rows(texts)
+    static, full = [pair.static.x[rows_]], [pair.full.x[rows_]]
+    owners = [origins[pair.full.owner[rows_]]]
+    if pair.unlabelled is not None:
+        keep = pair.unlabelled.rows(set(origins.tolist()) - set(origins[texts].tolist()))
+        static.append(pair.unlabelled.static[keep])
+        full.append(pair.unlabelled.full[keep])
+        owners.append(pair.unlabelled.origin[keep])
+    x, origin = np.vstack(static), np.concatenate(owners)
+    logit = np.vstack(full) @ teacher.weights + np.float32(teacher.bias)
+    logit = np.clip(logit, -LOGIT_CLIP, LOGIT_CLIP)
+    _, inverse, counts = np.unique(origin, return_inverse=True, return_counts=True)
+    weight = 1.0 / counts[inverse]
+    weight = (weight / weight.mean()).astype(np.float32)
+    xb = np.hstack([x, np.ones((len(x), 1), dtype=np.float32)])
+    weighted = xb * weight[:, None]
+    gram = weighted.T @ xb + np.float32(RIDGE) * np.eye(xb.shape[1], dtype=np.float32)
+    solution = np.linalg.solve(gram, weighted.T @ logit.astype(np.float32))
+    return Head(solution[:-1].astype(np.float32), float(solution[-1]))
+
+
+def distil_calibrated(pair: Pair, teacher: Head, texts: Mask) -> Calibrated:
+    """``distil`` on ``texts`` less their dev split; the static head's thresholds chosen on
+    that dev split's benign texts, per length bucket, as ``fitting.fit_calibrated`` does."""
+    dev = dev_texts(pair.full, texts)
+    head = distil(pair, teacher, texts & ~dev)
+    benign_dev = dev & (pair.full.labels == 0)
+    scores = text_scores(head, pair.static, benign_dev)
+    return Calibrated(
+        head, choose_by_length(scores, text_lengths(pair.full)[benign_dev]), int(dev.sum())
+    )
+
+
+def fit_first_stage(
+    pair: Pair, texts: Mask, student: str = "distilled", full: Calibrated | None = None
+) -> tuple[Calibrated, FirstStageHead]:
+    """The full head fitted on ``texts`` (less their dev split) unless given, the static head
+    distilled from it (``student="labels"``: fitted on the labels instead, as before
+    distillation), and the first stage with its band chosen on that dev split."""
+    full = full or fit_calibrated(pair.full, texts)
+    if student == "labels":
+        static = fit_calibrated(pair.static, texts)
+        band = choose_band(pair, full, static, dev_texts(pair.full, texts), LABELS_MARGIN)
+        return full, FirstStageHead(static.head, static.thresholds, band, {})
+    static = distil_calibrated(pair, full.head, texts)
     band = choose_band(pair, full, static, dev_texts(pair.full, texts))
     return full, FirstStageHead(static.head, static.thresholds, band, {})
 
 
-def fit_against(pair: Pair, classifier: InjectionClassifier, static_sha256: str) -> FirstStageHead:
+def fit_against(
+    pair: Pair, classifier: InjectionClassifier, static_sha256: str, student: str = "labels"
+) -> FirstStageHead:
     """The shipped first stage: the static head fitted on every source (less the dev split)
     and its band chosen on the dev split against ``classifier``'s user head and its stored
     thresholds, the head the server runs behind it (``propylon guard train`` fits that head
@@ -197,13 +327,18 @@ def fit_against(pair: Pair, classifier: InjectionClassifier, static_sha256: str)
     dev = dev_texts(pair.full, everything)
     user = classifier.heads["user"]
     full = Calibrated(user, classifier.metadata["thresholds"]["user"], int(dev.sum()))
-    static = fit_calibrated(pair.static, everything)
-    band = choose_band(pair, full, static, dev)
+    if student == "labels":
+        static = fit_calibrated(pair.static, everything)
+        band = choose_band(pair, full, static, dev, LABELS_MARGIN)
+    else:
+        static = distil_calibrated(pair, user, everything)
+        band = choose_band(pair, full, static, dev)
     metadata = {
         "static_sha256": static_sha256,
         "full_head_sha256": head_digest(user),
         "texts": len(pair.full.examples),
         "band_loss": BAND_LOSS,
+        "student": student,
     }
     return FirstStageHead(static.head, static.thresholds, band, metadata)
 
@@ -214,35 +349,76 @@ class HeldOut:
     static: list[Prediction]
     cascade: list[Prediction]
     deferred: dict[str, float]  # held-out source -> share of its windows sent to MiniLM
+    # held-out source or length bucket -> (benign windows sent to MiniLM, benign windows)
+    benign: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
-def leave_one_source_out(pair: Pair) -> HeldOut:
-    origins = np.array([e.origin for e in pair.full.examples])
-    out = HeldOut([], [], [], {})
-    for origin in sorted(set(origins.tolist())):
-        held = origins == origin
-        full, first = fit_first_stage(pair, ~held)
-        scored = score(pair, full, first, held)
-        examples = [e for e, h in zip(pair.full.examples, held, strict=True) if h]
-        for target, scores, thresholds in (
-            (out.full, scored.full, full.thresholds),
-            (out.static, scored.static, first.thresholds),
-            (out.cascade, scored.cascade, full.thresholds),
-        ):
-            stored = Thresholds.stored(thresholds, Thresholds(1.0, 1.0))
-            for e, s in zip(examples, scores, strict=True):
-                of_length = stored.for_length(len(e.text))
-                target.append(
-                    Prediction(
-                        origin, len(e.text), e.label, float(s), of_length.flag, of_length.block
-                    )
-                )
-        out.deferred[origin] = scored.deferred_share
-    return out
+def leave_one_source_out(
+    pair: Pair, students: tuple[str, ...] = ("distilled",)
+) -> dict[str, HeldOut]:
+    """Each source held out in turn, the full head fitted once per fold and each of
+    ``students`` (``fit_first_stage``) behind it."""
+    outs = {student: HeldOut([], [], [], {}) for student in students}
+    for origin in sorted({e.origin for e in pair.full.examples}):
+        held = np.array([e.origin == origin for e in pair.full.examples])
+        full = fit_calibrated(pair.full, ~held)
+        for student in students:
+            _, first = fit_first_stage(pair, ~held, student, full)
+            _score_fold(pair, full, first, held, origin, outs[student])
+    return outs
 
 
-def render_markdown(held: HeldOut, seconds: float, cpu_us: dict[str, float]) -> str:
-    """The "Guard first stage" section of docs/benchmarks.md."""
+def _score_fold(
+    pair: Pair, full: Calibrated, first: FirstStageHead, held: Mask, origin: str, out: HeldOut
+) -> None:
+    lengths = text_lengths(pair.full)
+    scored = score(pair, full, first, held)
+    owner = pair.full.owner[pair.full.rows(held)]
+    benign = pair.full.labels[owner] == 0
+    windows = [(origin, benign)] + [
+        (name, benign & (lengths[owner] >= low) & (lengths[owner] < high))
+        for name, low, high in LENGTH_BUCKETS
+    ]
+    for key, inside in windows:
+        sent, total = out.benign.get(key, (0, 0))
+        out.benign[key] = (sent + int(scored.deferred[inside].sum()), total + int(inside.sum()))
+    examples = [e for e, h in zip(pair.full.examples, held, strict=True) if h]
+    for target, scores, thresholds in (
+        (out.full, scored.full, full.thresholds),
+        (out.static, scored.static, first.thresholds),
+        (out.cascade, scored.cascade, full.thresholds),
+    ):
+        stored = Thresholds.stored(thresholds, Thresholds(1.0, 1.0))
+        for e, s in zip(examples, scores, strict=True):
+            of_length = stored.for_length(len(e.text))
+            target.append(
+                Prediction(origin, len(e.text), e.label, float(s), of_length.flag, of_length.block)
+            )
+    out.deferred[origin] = scored.deferred_share
+
+
+def _gap(held: HeldOut) -> float:
+    """Points of pooled balanced accuracy the cascade loses against the full head."""
+    full, cascade = rows(held.full)[0][-1], rows(held.cascade)[0][-1]
+    return 100 * ((full.balanced_accuracy or 0) - (cascade.balanced_accuracy or 0))
+
+
+def _sent(held: HeldOut, key: str) -> str:
+    sent, total = held.benign.get(key, (0, 0))
+    return f"{100 * sent / total:.1f} %" if total else "–"
+
+
+def _pooled_sent(held: HeldOut, keys: list[str]) -> float:
+    sent = sum(held.benign.get(k, (0, 0))[0] for k in keys)
+    total = sum(held.benign.get(k, (0, 0))[1] for k in keys)
+    return sent / total if total else 0.0
+
+
+def render_markdown(
+    held: HeldOut, seconds: float, cpu_us: dict[str, float], other: HeldOut | None = None
+) -> str:
+    """The "Guard first stage" section of docs/benchmarks.md: ``held``, the shipped student
+    (``SHIPPED_STUDENT``), and ``other``, the other one, for comparison."""
     full_rows, full_lengths = rows(held.full)
     static_rows, static_lengths = rows(held.static)
     cascade_rows, cascade_lengths = rows(held.cascade)
@@ -264,40 +440,64 @@ def render_markdown(held: HeldOut, seconds: float, cpu_us: dict[str, float]) -> 
             )
         return "\n".join(lines)
 
-    pooled_full, pooled_cascade = full_rows[-1], cascade_rows[-1]
-    gap = 100 * ((pooled_full.balanced_accuracy or 0) - (pooled_cascade.balanced_accuracy or 0))
-    windows = np.mean(list(held.deferred.values())) if held.deferred else 0.0
-    benign_only = [
-        share
-        for name, share in held.deferred.items()
-        if not any(p.label == 1 for p in held.full if p.origin == name)
-    ]
-    benign_windows = float(np.mean(benign_only)) if benign_only else 0.0
+    sources = sorted({p.origin for p in held.full})
+    with_benign = [k for k in sources if held.benign.get(k, (0, 0))[1]]
+    benign_only = [k for k in with_benign if not any(p.label for p in held.full if p.origin == k)]
+    buckets = [name for name, _, _ in LENGTH_BUCKETS]
+    names = {"labels": "fitted on the labels", "distilled": "distilled"}
+    shipped = names[SHIPPED_STUDENT]
+    alternative = names["distilled" if SHIPPED_STUDENT == "labels" else "labels"]
+    comparison = ""
+    if other is not None:
+        lines = [
+            f"| benign windows of | shipped ({shipped}): to MiniLM | {alternative}: to MiniLM |",
+            "|---|---:|---:|",
+        ]
+        for key in [*with_benign, *buckets]:
+            lines.append(f"| {key} | {_sent(held, key)} | {_sent(other, key)} |")
+        comparison = (
+            f"\n\nThe shipped static head ({shipped}) against the same head {alternative}, "
+            "same folds, same band rule (margin included): the share of the held-out benign "
+            "windows each sends to MiniLM, by source and by length. Distilled: fitted by "
+            "ridge regression to the full head's logit (clipped to ±8) of every window of the "
+            "other sources' training texts and of unlabelled texts the full head scores (more "
+            f"of those sources, up to {UNLABELLED_PER_SOURCE} texts each, Banking77 queries, "
+            "HANS sentences; never the held-out source's), no labels read.\n\n"
+            + "\n".join(lines)
+            + f"\n\nShipped ({shipped}): {_gap(held):+.2f} points of balanced accuracy "
+            f"lost; benign windows to MiniLM {100 * _pooled_sent(held, buckets):.1f} % "
+            f"pooled ({100 * _pooled_sent(held, benign_only):.1f} % on the benign-only "
+            f"sources). {alternative.capitalize()}: {_gap(other):+.2f} points; "
+            f"{100 * _pooled_sent(other, buckets):.1f} % pooled "
+            f"({100 * _pooled_sent(other, benign_only):.1f} %)."
+        )
+    gap = _gap(held)
     return (
         "## Guard first stage, unseen sources\n\n"
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `propylon eval "
         "guard-first-stage --data ../shared/data --output docs/benchmarks.md` "
         f"({seconds / 60:.0f} min). Leave-one-source-out as in the section above: for each "
-        "held-out source, the full head (MiniLM + lexical features), the static head (the "
-        "static vector of `local/static.py` + the same lexical features) and the band where "
-        "the static head defers to the full one are all fitted and chosen on the other "
-        "sources (thresholds and band on their dev split, per length bucket). Band: MiniLM "
-        "reads every window the static head scores at or above `low`; `low` is the highest "
-        "at which no dev source's detections or false flags change by more than "
+        "held-out source, the full head (MiniLM + lexical features) is fitted on the other "
+        "sources, and the static head (the static vector of `local/static.py` + the same "
+        f"lexical features) {shipped} as shipped; thresholds and band are chosen on the "
+        "other sources' dev split, per length bucket. Band: MiniLM reads every "
+        "window the static head scores at or above `low`; `low` is the highest at which no "
+        "dev source's detections or false flags change by more than "
         f"{BAND_LOSS:.1%} at the bucket's flag and block thresholds, times {BAND_MARGIN}. "
-        "Balanced "
-        "accuracy at the flag threshold of each text's length, as the detector applies it "
-        "(detected = flagged or blocked).\n\n"
+        "Balanced accuracy at the flag threshold of each text's length, as the detector "
+        "applies it (detected = flagged or blocked).\n\n"
         + side_by_side("held-out source", full_rows, static_rows, cascade_rows, True)
         + "\n\nBy length (all held-out predictions pooled):\n\n"
         + side_by_side("length (characters)", full_lengths, static_lengths, cascade_lengths, False)
         + f"\n\nCascade vs full, pooled: {gap:+.2f} points of balanced accuracy lost "
-        f"(goal ≤ 1 point: {'met' if gap <= 1.0 else 'not met'}); windows sent to MiniLM: "
-        f"{100 * windows:.1f} % on average over sources, {100 * benign_windows:.1f} % over "
-        "the sources with benign texts only (what most traffic looks like). CPU per window "
-        "on this machine: "
+        f"(goal ≤ 1 point: {'met' if gap <= 1.0 else 'not met'}); benign windows sent to "
+        f"MiniLM: {100 * _pooled_sent(held, buckets):.1f} % pooled, "
+        f"{100 * _pooled_sent(held, benign_only):.1f} % over the sources with benign texts "
+        "only (what most traffic looks like). CPU per window on this machine: "
         + ", ".join(f"{name} {us:.0f} µs" for name, us in cpu_us.items())
-        + ".\n"
+        + "."
+        + comparison
+        + "\n"
     )
 
 

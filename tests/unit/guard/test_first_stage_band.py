@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from propylon.guard import first_stage_training as training
@@ -78,3 +80,48 @@ def test_fit_against_records_the_full_head_it_was_chosen_for() -> None:
     first = training.fit_against(pair, classifier, "static-sha")
     assert first.metadata["full_head_sha256"] == head_digest(full.head)
     assert first.metadata["static_sha256"] == "static-sha"
+
+
+def test_the_distilled_head_learns_the_teachers_scores_not_the_labels() -> None:
+    pair = synthetic_pair()
+    wrong = np.zeros_like(pair.full.labels)  # labels it must not read: all benign
+    blind = training.Pair(
+        pair.full,
+        Featurised(
+            pair.static.examples, pair.static.x, pair.static.owner, pair.static.heuristic, wrong
+        ),
+    )
+    teacher = Head(np.eye(1, EMBEDDING_SIZE + LEXICAL_SIZE, dtype=np.float32)[0], 0.0)
+    texts = np.ones(len(pair.full.examples), dtype=np.bool_)
+    student = training.distil(blind, teacher, texts)
+    expected = teacher.probability(pair.full.x)
+    learned = student.probability(pair.static.x)
+    assert np.corrcoef(expected, learned)[0, 1] > 0.9
+
+
+def test_unlabelled_windows_of_a_held_out_source_stay_out_of_its_fold() -> None:
+    pair = synthetic_pair()
+    rng = np.random.default_rng(1)
+    size = STATIC + LEXICAL_SIZE
+    extra = training.Unlabelled(
+        rng.normal(size=(6, EMBEDDING_SIZE + LEXICAL_SIZE)).astype(np.float32),
+        rng.normal(size=(6, size)).astype(np.float32),
+        np.array(["a", "a", "b", "c", "", ""]),
+    )
+    assert extra.rows({"a"}).tolist() == [False, False, True, True, True, True]
+    with_extra = training.Pair(pair.full, pair.static, extra)
+    origins = np.array([e.origin for e in pair.full.examples])
+    _, first = training.fit_first_stage(with_extra, origins != "a")
+    assert first.band.by_length  # fitted and a band chosen, with the held-out source's left out
+
+
+def test_train_first_stage_refuses_an_unknown_student(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from propylon.cli import app
+
+    result = CliRunner().invoke(
+        app, ["guard", "train-first-stage", "--data", str(tmp_path), "--student", "teacher"]
+    )
+    assert result.exit_code == 2
+    assert "--student" in result.output
