@@ -47,6 +47,7 @@ from propylon.gateway.cache.stats import CacheStats
 from propylon.gateway.call import CacheVerdict, CallInfo, Routed, UsageReported
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
 from propylon.settings import CacheSettings
+from propylon.storable import is_storable, unstorable_field
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class CachedChatService:
         self._semantic = semantic
         self._resolve = resolve_model
         self.stats = stats or CacheStats()
+        self._skips_logged: set[str] = set()
 
     @property
     def writers(self) -> list[WriterLoop]:
@@ -274,6 +276,10 @@ class CachedChatService:
         if not plan.semantic or self._semantic is None:
             return
         assert plan.key.question is not None
+        reason = _unstorable(plan.key.question, response, encoded)
+        if reason is not None:
+            self._skipped(reason)
+            return
         stage = "embedder"
         try:
             async with asyncio.timeout(self._settings.semantic_timeout_s):
@@ -288,6 +294,16 @@ class CachedChatService:
                 )
         except Exception as exc:
             self._failed("timeout" if isinstance(exc, TimeoutError) else stage, "store", exc)
+
+    def _skipped(self, reason: str) -> None:
+        self.stats.skipped[reason] += 1
+        if reason not in self._skips_logged:  # once per reason: the counter tells the rest
+            self._skips_logged.add(reason)
+            log.warning(
+                "semantic cache: an entry PostgreSQL cannot store as served was not cached "
+                "(%s; later ones only counted in skipped)",
+                reason,
+            )
 
     def _failed(self, source: str, op: str, exc: BaseException) -> None:
         self.stats.errors[source] += 1
@@ -324,6 +340,20 @@ class _RecordingStream:
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _unstorable(question: str, response: JSONObject, encoded: bytes) -> str | None:
+    """Why the semantic cache cannot keep this entry as it was served, if it cannot: a NUL
+    (or a lone surrogate) in the question or the answer, which PostgreSQL refuses. Escaping it
+    (``storable.escape_unstorable``) would keep the row but serve ``\\u0000`` as six
+    characters, not the answer the client first got, so the entry is skipped instead.
+    orjson writes a NUL as ``\\u0000`` (and no answer holds a lone surrogate: orjson parsed
+    it), so only an answer whose JSON holds those bytes is walked."""
+    if not is_storable(question):
+        return "unstorable_question"
+    if b"\\u0000" in encoded and unstorable_field(response, "response") is not None:
+        return "unstorable_answer"
+    return None
 
 
 def _served(call: CallInfo, verdict: CacheVerdict, answer: JSONObject) -> None:

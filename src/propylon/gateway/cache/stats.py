@@ -21,6 +21,9 @@ class CacheStats:
     verified: int = 0  # would-be semantic hits answered by the upstream and compared
     verified_wrong: int = 0  # of those, the answers that disagreed
     errors: Counter[str] = field(default_factory=Counter)
+    # semantic entries not stored, by reason: ``unstorable_question`` / ``unstorable_answer``
+    # (a NUL PostgreSQL cannot keep as served; the exact cache still holds them)
+    skipped: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -35,4 +38,5 @@ class CacheStats:
             "verified_wrong": self.verified_wrong,
             "observed_wrong_rate": self.verified_wrong / self.verified if self.verified else None,
             "errors": dict(self.errors),
+            "skipped": dict(self.skipped),
         }
