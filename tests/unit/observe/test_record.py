@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from propylon import storable
 from propylon.gateway.call import Attempt
 from propylon.observe import record
 from propylon.observe.record import COLUMNS, RequestRecord, render_content
@@ -27,7 +28,7 @@ def test_full_content_is_cut_to_the_limit() -> None:
 
 def test_a_huge_prompt_is_cut_before_it_is_serialised(monkeypatch: pytest.MonkeyPatch) -> None:
     serialised: list[int] = []
-    real = record.json_text
+    real = storable.json_text
 
     def spy(value: Any) -> str:
         text = real(value)
