@@ -50,19 +50,24 @@ UPDATE cache_entries SET embedding = %(embedding)s::vector, dims = %(dims)s
 WHERE id = %(id)s AND embedding IS NULL;
 
 -- name: insert
+-- The vectors arrive as binary float8 arrays (each float32 value exactly, and no text to
+-- format per entry: semantic.py, ``_vectors_as_arrays``).
 INSERT INTO cache_entries
     (tenant_id, model, scope, embedder, dims, question, embedding, response, expires_at,
      first_model, first_vector)
 VALUES (%(tenant_id)s, %(model)s, %(scope)s, %(embedder)s, %(dims)s, %(question)s,
-        %(embedding)s::vector, %(response)s::jsonb, now() + make_interval(secs => %(ttl_s)s),
-        %(first_model)s, %(first_vector)s::vector)
+        %(embedding)b::float8[]::vector, %(response)s::jsonb,
+        now() + make_interval(secs => %(ttl_s)s),
+        %(first_model)s, %(first_vector)b::float8[]::vector)
 RETURNING id;
 
--- name: record_lookup
+-- name: record_lookups
+-- A batch of lookup records in one statement, one array per column (``LOOKUP_COLUMNS``).
 INSERT INTO cache_lookups
     (tenant_id, model, embedder, threshold, best_similarity, outcome, entry_id, reason)
-VALUES (%(tenant_id)s, %(model)s, %(embedder)s, %(threshold)s, %(best_similarity)s,
-        %(outcome)s, %(entry_id)s, %(reason)s);
+SELECT * FROM unnest(%(tenant_id)s::text[], %(model)s::text[], %(embedder)s::text[],
+                     %(threshold)s::real[], %(best_similarity)s::real[], %(outcome)s::text[],
+                     %(entry_id)s::bigint[], %(reason)s::text[]);
 
 -- name: tighten
 -- A sampled verification found this entry's answer wrong for a wording the judge rated p:

@@ -51,6 +51,16 @@ CANDIDATES = 4  # near neighbours handed to the second check
 SWEEP_EVERY = 200  # inserts between two sweeps of expired rows
 TIGHTEN_GAP = 0.25  # a wrong verification leaves this share of the distance to 1 above it
 LOOSEN_SHARE = 0.05  # an agreeing one moves a tightened threshold this share back
+LOOKUP_COLUMNS = (  # of a lookup record (``_record_lookup``, query ``record_lookups``)
+    "tenant_id",
+    "model",
+    "embedder",
+    "threshold",
+    "best_similarity",
+    "outcome",
+    "entry_id",
+    "reason",
+)
 
 
 class EmbedderFailed(RuntimeError):
@@ -302,16 +312,6 @@ class SemanticCache:
         from this replica's index (``first_index.py``), else from the database."""
         assert self.first_stage is not None
         dims = len(first)
-        search = queries()["search_first"].format(vector=f"vector({dims})", dims=dims)
-        params = {
-            "tenant_id": key.tenant_id,
-            "model": key.model,
-            "scope": key.scope,
-            "embedder": self.embedder_id,
-            "first_model": self.first_stage.model_id,
-            "first_vector": first.literal,
-            "limit": self.first_stage.candidates,
-        }
         queued = [
             (
                 Candidate(None, e.question, e.params["response"], e.embedding),
@@ -329,6 +329,16 @@ class SemanticCache:
                     for entry_id, text, similarity in indexed
                 ]
                 return sorted([*found, *queued], key=lambda pair: -pair[1])[:limit]
+        search = queries()["search_first"].format(vector=f"vector({dims})", dims=dims)
+        params = {
+            "tenant_id": key.tenant_id,
+            "model": key.model,
+            "scope": key.scope,
+            "embedder": self.embedder_id,
+            "first_model": self.first_stage.model_id,
+            "first_vector": first.literal,  # only here: the index answers without it
+            "limit": limit,
+        }
         async with self._db.autocommit() as conn:
             cursor = await conn.execute(search, params)
             rows = await cursor.fetchall()
@@ -422,7 +432,7 @@ class SemanticCache:
             "embedder": self.embedder_id,
             "dims": None if embedding is None else len(embedding),
             "question": question,
-            "embedding": embedding,  # its text made by the writer, off the request path
+            "embedding": embedding,  # made a float list by the writer, off the request path
             "response": (encoded or orjson.dumps(response)).decode(),
             "ttl_s": ttl_s,
             "first_model": None
@@ -452,14 +462,15 @@ class SemanticCache:
         ids: list[int] = []
         async with self._db.connection() as conn, conn.cursor() as cursor:
             if entries:
-                rows = [_vectors_as_text(e) for e in entries]
+                rows = [_vectors_as_arrays(e) for e in entries]
                 await cursor.executemany(queries()["insert"], rows, returning=True)
                 while True:
                     ids += [int(r["id"]) for r in await cursor.fetchall()]
                     if not cursor.nextset():
                         break
-            if lookups:
-                await cursor.executemany(queries()["record_lookup"], lookups)
+            if lookups:  # one statement, not one per lookup (most of the rows written)
+                columns = {name: [row[name] for row in lookups] for name in LOOKUP_COLUMNS}
+                await cursor.execute(queries()["record_lookups"], columns)
             before, self._inserts = self._inserts, self._inserts + len(entries)
             if self._inserts // SWEEP_EVERY > before // SWEEP_EVERY:
                 await conn.execute(queries()["sweep_expired"])
@@ -524,12 +535,14 @@ class SemanticCache:
         return Lookup(None, best, rejected, why)
 
 
-def _vectors_as_text(params: dict[str, Any]) -> dict[str, Any]:
-    """An entry's INSERT parameters with its vectors in pgvector's text form."""
+def _vectors_as_arrays(params: dict[str, Any]) -> dict[str, Any]:
+    """An entry's INSERT parameters with its vectors as lists of floats, which the driver
+    sends as binary float8 arrays: exact, and about a tenth of the CPU of the text form."""
+    embedding, first = params["embedding"], params["first_vector"]
     return {
         **params,
-        "embedding": None if params["embedding"] is None else params["embedding"].literal,
-        "first_vector": None if params["first_vector"] is None else params["first_vector"].literal,
+        "embedding": None if embedding is None else embedding.values.tolist(),
+        "first_vector": None if first is None else first.values.tolist(),
     }
 
 
