@@ -50,15 +50,12 @@ UPDATE cache_entries SET embedding = %(embedding)s::vector, dims = %(dims)s
 WHERE id = %(id)s AND embedding IS NULL;
 
 -- name: insert
--- The vectors arrive as binary float8 arrays (each float32 value exactly, and no text to
--- format per entry: semantic.py, ``_vectors_as_arrays``).
 INSERT INTO cache_entries
     (tenant_id, model, scope, embedder, dims, question, embedding, response, expires_at,
      first_model, first_vector)
 VALUES (%(tenant_id)s, %(model)s, %(scope)s, %(embedder)s, %(dims)s, %(question)s,
-        %(embedding)b::float8[]::vector, %(response)s::jsonb,
-        now() + make_interval(secs => %(ttl_s)s),
-        %(first_model)s, %(first_vector)b::float8[]::vector)
+        %(embedding)s::vector, %(response)s::jsonb, now() + make_interval(secs => %(ttl_s)s),
+        %(first_model)s, %(first_vector)s::vector)
 RETURNING id;
 
 -- name: record_lookups

@@ -24,7 +24,6 @@ The gateway imports no database driver: the store receives any object with psyco
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -432,7 +431,7 @@ class SemanticCache:
             "embedder": self.embedder_id,
             "dims": None if embedding is None else len(embedding),
             "question": question,
-            "embedding": embedding,  # made a float list by the writer, off the request path
+            "embedding": embedding,  # its text made by the writer, off the request path
             "response": (encoded or orjson.dumps(response)).decode(),
             "ttl_s": ttl_s,
             "first_model": None
@@ -462,7 +461,7 @@ class SemanticCache:
         ids: list[int] = []
         async with self._db.connection() as conn, conn.cursor() as cursor:
             if entries:
-                rows = [_vectors_as_arrays(e) for e in entries]
+                rows = [_vectors_as_text(e) for e in entries]
                 await cursor.executemany(queries()["insert"], rows, returning=True)
                 while True:
                     ids += [int(r["id"]) for r in await cursor.fetchall()]
@@ -535,14 +534,14 @@ class SemanticCache:
         return Lookup(None, best, rejected, why)
 
 
-def _vectors_as_arrays(params: dict[str, Any]) -> dict[str, Any]:
-    """An entry's INSERT parameters with its vectors as lists of floats, which the driver
-    sends as binary float8 arrays: exact, and about a tenth of the CPU of the text form."""
+def _vectors_as_text(params: dict[str, Any]) -> dict[str, Any]:
+    """An entry's INSERT parameters with its vectors in pgvector's text form. (Not binary
+    float arrays: psycopg dumps a list of floats in Python, about 330 µs for 256 values.)"""
     embedding, first = params["embedding"], params["first_vector"]
     return {
         **params,
-        "embedding": None if embedding is None else embedding.values.tolist(),
-        "first_vector": None if first is None else first.values.tolist(),
+        "embedding": None if embedding is None else embedding.literal,
+        "first_vector": None if first is None else first.literal,
     }
 
 
@@ -560,12 +559,8 @@ def _parse(text: str | None) -> Embedding | None:
 
 
 def _literal(values: NDArray[np.float32]) -> str:
-    """pgvector's text form, each value as an integer and an exponent (``123456789e-9``),
-    nine significant digits for the largest (about twice as fast as formatting floats)."""
-    peak = float(np.max(np.abs(values))) if len(values) else 0.0
-    if not (peak > 0 and math.isfinite(peak)):
-        return "[" + ",".join(f"{x:.7g}" for x in values.tolist()) + "]"
-    exponent = 8 - math.floor(math.log10(peak))
-    digits = np.rint(values.astype(np.float64) * 10.0**exponent).astype(np.int64)
-    suffix = f"e{-exponent}"
-    return "[" + f"{suffix},".join(map(str, digits.tolist())) + suffix + "]"
+    """pgvector's text form: each float32 in its shortest exact decimal (orjson's, about 5 µs
+    for 256 values against 38 µs formatting them in Python); NaN and infinities become
+    ``null``, which pgvector refuses as it refuses them."""
+    contiguous = np.ascontiguousarray(values, dtype=np.float32)
+    return orjson.dumps(contiguous, option=orjson.OPT_SERIALIZE_NUMPY).decode()
