@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import numpy as np
 import pytest
 
 from propylon.db.database import Database
@@ -93,6 +94,23 @@ async def test_a_miss_and_a_store_run_no_embedder_call(
     missed = await lookup(semantic, "Which vitamins are in spinach leaves?", tenant)
     assert missed.hit is None and missed.reason == "first-stage"
     assert embedder.texts == [], "neither the store nor the miss ran the embedder"
+
+
+async def test_an_entry_stores_the_static_vector_exactly_as_computed(
+    cache: tuple[SemanticCache, CountingLetters, Database], static: StaticEmbedder
+) -> None:
+    semantic, _, db = cache
+    tenant, question = "first-stage-exact", "How do I reverse a list in Python?"
+    await store(semantic, question, tenant)
+    await semantic.writes.flush()
+
+    async with db.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT first_vector::text AS v FROM cache_entries WHERE tenant_id = %s", (tenant,)
+        )
+        (row,) = await cursor.fetchall()
+    stored = np.array(row["v"][1:-1].split(","), dtype=np.float32)
+    assert np.array_equal(stored, static.vector(question))
 
 
 async def test_a_near_question_embeds_itself_and_its_candidate_once(

@@ -138,6 +138,34 @@ async def test_every_lookup_is_recorded_with_its_best_similarity(
     assert miss["outcome"] == "miss" and miss["best_similarity"] < 0.9
 
 
+async def test_lookups_of_an_empty_scope_are_recorded_with_their_blanks(
+    database: Database, caches: Caches
+) -> None:
+    cache = caches()
+    await lookup(cache, "nothing is cached in this scope yet")
+    await lookup(cache, "nor for this one", tenant="t2")
+
+    recorded = await lookups(cache, database)
+    assert [(r["outcome"], r["best_similarity"], r["reason"]) for r in recorded] == [
+        ("miss", None, None),
+        ("miss", None, None),
+    ]
+
+
+async def test_an_entry_stores_its_vector_exactly(database: Database, caches: Caches) -> None:
+    cache = caches()
+    question = "what is the boiling point of water"
+    embedding = await cache.embed(question)
+    await store(cache, question)
+    await cache.writes.flush()
+
+    async with database.connection() as conn:
+        cursor = await conn.execute("SELECT embedding::text AS v, dims FROM cache_entries")
+        (row,) = await cursor.fetchall()
+    stored = np.array(row["v"][1:-1].split(","), dtype=np.float32)
+    assert row["dims"] == 384 and np.array_equal(stored, embedding.values)
+
+
 async def test_purge_by_tenant_and_by_model(database: Database, caches: Caches) -> None:
     cache = caches()
     await store(cache, "first question")

@@ -14,6 +14,7 @@ The table ships in ``assets/static_minilm.bin`` with its sha256 beside it
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import struct
@@ -35,6 +36,7 @@ ASSET = "static_minilm.bin"
 CHECKSUM = "static_minilm.sha256"
 MAGIC = b"PSTATIC1"
 MAX_PIECES = 512  # a window the guard reads is at most 600 characters; longer text is cut
+RECENT = 64  # texts whose vectors are kept: the guard and the semantic cache read one message
 
 Vectors = NDArray[np.float32]
 
@@ -99,6 +101,9 @@ class StaticEmbedder:
         self.dimensions = int(table.rows.shape[1])
         self._tokenizer = tokenizer
         self.weights_sha256 = sha256
+        # The guard's first stage and the semantic cache's each read the same user message:
+        # the second asks for a vector the first just computed (``vector``).
+        self._recent: dict[str, Vectors] = {}
 
     @classmethod
     def load(cls, directory: Traversable | None = None) -> StaticEmbedder:
@@ -112,15 +117,25 @@ class StaticEmbedder:
         return cls(table, static_tokenizer(tokenizer_json.decode("utf-8")), expected)
 
     def vector(self, text: str) -> Vectors:
-        """The unit vector of ``text`` (zeros when it has no word piece)."""
-        return self._mean(self._pieces(text))
+        """The unit vector of ``text`` (zeros when it has no word piece), read-only: one of the
+        last ``RECENT`` texts' is not computed again."""
+        found = self._recent.get(text)
+        if found is not None:
+            return found
+        found = self._mean(self._pieces(text))
+        found.flags.writeable = False  # shared by every caller asking for this text
+        if len(self._recent) >= RECENT:
+            with contextlib.suppress(RuntimeError, KeyError, StopIteration):  # another thread's
+                del self._recent[next(iter(self._recent))]  # the oldest
+        self._recent[text] = found
+        return found
 
     def embed_sync(self, texts: list[str]) -> Vectors:
         """An ``(n, dimensions)`` float32 array of unit rows (the shape ``MiniLMEmbedder``
         gives, so the guard's training pipeline takes either)."""
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         for row, text in enumerate(texts):
-            out[row] = self._mean(self._pieces(text))
+            out[row] = self.vector(text)
         return out
 
     async def embed(self, texts: list[str], request: dict[str, Any] | None = None) -> Embeddings:

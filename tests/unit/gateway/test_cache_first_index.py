@@ -129,12 +129,13 @@ async def test_an_entry_this_replica_wrote_is_in_at_once_and_not_added_twice() -
     assert found.entries == 2
 
 
-def test_a_vectors_text_form_keeps_nine_digits_of_its_largest_value() -> None:
+def test_a_vectors_text_form_gives_back_every_float32_exactly() -> None:
     from propylon.gateway.cache.semantic import _literal, _parse
 
-    values = np.asarray([0.37660363, -0.00012345, 0.0, 1e-12, -0.25], dtype=np.float32)
+    values = np.asarray([0.37660363, -0.00012345, 0.0, 1e-12, -0.25, 3e38], dtype=np.float32)
     parsed = _parse(_literal(values))
-    assert parsed is not None
-    np.testing.assert_allclose(parsed.values, values, rtol=0, atol=1e-9)
+    assert parsed is not None and np.array_equal(parsed.values, values)
+    every_other = _parse(_literal(values[::2]))  # not contiguous
+    assert every_other is not None and np.array_equal(every_other.values, values[::2])
     zeros = _parse(_literal(np.zeros(3, dtype=np.float32)))
     assert zeros is not None and zeros.values.tolist() == [0.0, 0.0, 0.0]

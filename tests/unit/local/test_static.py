@@ -91,3 +91,23 @@ def test_an_empty_text_has_a_zero_vector_and_embed_satisfies_the_protocol(
     assert result.vectors[0] == [0.0] * 256
     assert result.prompt_tokens == 2
     assert result.model == "static-minilm"
+
+
+def test_a_text_read_again_gets_the_same_vector_without_a_second_tokenizer_call(
+    static: StaticEmbedder,
+) -> None:
+    text = "Which train leaves for Ghent after nine tonight?"
+    fresh = static._mean(static._pieces(text))
+    first = static.vector(text)
+    calls: list[str] = []
+    pieces = static._pieces
+    static._pieces = lambda t: calls.append(t) or pieces(t)  # type: ignore[method-assign]
+    try:
+        again = static.vector(text)
+        batch = static.embed_sync([text, "a text not read before"])
+    finally:
+        del static._pieces
+    assert again is first and np.array_equal(first, fresh) and np.array_equal(batch[0], fresh)
+    assert calls == ["a text not read before"]
+    with pytest.raises(ValueError, match="read-only"):
+        first[0] = 1.0  # shared by every caller: read-only

@@ -17,11 +17,22 @@ sources beside the share of lookups that still run the embedder.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
 
 from propylon.gateway.cache.semantic import Embedding
-from propylon.gateway.protocol import EmbeddingModel
 
 CANDIDATES = 8  # nearest static vectors read: the embedder's nearest is usually among them
+
+
+class StaticModel(Protocol):
+    """What the first stage needs of ``local.static.StaticEmbedder``."""
+
+    def vector(self, text: str) -> NDArray[np.float32]:
+        """The unit static vector of ``text``, computed on the calling thread."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +40,11 @@ class FirstStage:
     """The static model and the cosine of static vectors from which a cached question is
     read by the embedder."""
 
-    model: EmbeddingModel  # the static model: computed on the event loop, no worker thread
+    model: StaticModel  # computed on the event loop, no worker thread
     model_id: str  # names the static table (rows of another table never compare)
     threshold: float
     candidates: int = CANDIDATES
 
     async def vector(self, question: str) -> Embedding:
-        result = await self.model.embed([question])
-        return Embedding.of(result.vectors[0])
+        """The static vector of ``question`` (the guard's, when it read the same text)."""
+        return Embedding(self.model.vector(question))

@@ -58,11 +58,13 @@ VALUES (%(tenant_id)s, %(model)s, %(scope)s, %(embedder)s, %(dims)s, %(question)
         %(first_model)s, %(first_vector)s::vector)
 RETURNING id;
 
--- name: record_lookup
+-- name: record_lookups
+-- A batch of lookup records in one statement, one array per column (``LOOKUP_COLUMNS``).
 INSERT INTO cache_lookups
     (tenant_id, model, embedder, threshold, best_similarity, outcome, entry_id, reason)
-VALUES (%(tenant_id)s, %(model)s, %(embedder)s, %(threshold)s, %(best_similarity)s,
-        %(outcome)s, %(entry_id)s, %(reason)s);
+SELECT * FROM unnest(%(tenant_id)s::text[], %(model)s::text[], %(embedder)s::text[],
+                     %(threshold)s::real[], %(best_similarity)s::real[], %(outcome)s::text[],
+                     %(entry_id)s::bigint[], %(reason)s::text[]);
 
 -- name: tighten
 -- A sampled verification found this entry's answer wrong for a wording the judge rated p:

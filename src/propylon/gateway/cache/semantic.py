@@ -24,7 +24,6 @@ The gateway imports no database driver: the store receives any object with psyco
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -51,6 +50,16 @@ CANDIDATES = 4  # near neighbours handed to the second check
 SWEEP_EVERY = 200  # inserts between two sweeps of expired rows
 TIGHTEN_GAP = 0.25  # a wrong verification leaves this share of the distance to 1 above it
 LOOSEN_SHARE = 0.05  # an agreeing one moves a tightened threshold this share back
+LOOKUP_COLUMNS = (  # of a lookup record (``_record_lookup``, query ``record_lookups``)
+    "tenant_id",
+    "model",
+    "embedder",
+    "threshold",
+    "best_similarity",
+    "outcome",
+    "entry_id",
+    "reason",
+)
 
 
 class EmbedderFailed(RuntimeError):
@@ -302,16 +311,6 @@ class SemanticCache:
         from this replica's index (``first_index.py``), else from the database."""
         assert self.first_stage is not None
         dims = len(first)
-        search = queries()["search_first"].format(vector=f"vector({dims})", dims=dims)
-        params = {
-            "tenant_id": key.tenant_id,
-            "model": key.model,
-            "scope": key.scope,
-            "embedder": self.embedder_id,
-            "first_model": self.first_stage.model_id,
-            "first_vector": first.literal,
-            "limit": self.first_stage.candidates,
-        }
         queued = [
             (
                 Candidate(None, e.question, e.params["response"], e.embedding),
@@ -329,6 +328,16 @@ class SemanticCache:
                     for entry_id, text, similarity in indexed
                 ]
                 return sorted([*found, *queued], key=lambda pair: -pair[1])[:limit]
+        search = queries()["search_first"].format(vector=f"vector({dims})", dims=dims)
+        params = {
+            "tenant_id": key.tenant_id,
+            "model": key.model,
+            "scope": key.scope,
+            "embedder": self.embedder_id,
+            "first_model": self.first_stage.model_id,
+            "first_vector": first.literal,  # only here: the index answers without it
+            "limit": limit,
+        }
         async with self._db.autocommit() as conn:
             cursor = await conn.execute(search, params)
             rows = await cursor.fetchall()
@@ -458,8 +467,9 @@ class SemanticCache:
                     ids += [int(r["id"]) for r in await cursor.fetchall()]
                     if not cursor.nextset():
                         break
-            if lookups:
-                await cursor.executemany(queries()["record_lookup"], lookups)
+            if lookups:  # one statement, not one per lookup (most of the rows written)
+                columns = {name: [row[name] for row in lookups] for name in LOOKUP_COLUMNS}
+                await cursor.execute(queries()["record_lookups"], columns)
             before, self._inserts = self._inserts, self._inserts + len(entries)
             if self._inserts // SWEEP_EVERY > before // SWEEP_EVERY:
                 await conn.execute(queries()["sweep_expired"])
@@ -525,11 +535,13 @@ class SemanticCache:
 
 
 def _vectors_as_text(params: dict[str, Any]) -> dict[str, Any]:
-    """An entry's INSERT parameters with its vectors in pgvector's text form."""
+    """An entry's INSERT parameters with its vectors in pgvector's text form. (Not binary
+    float arrays: psycopg dumps a list of floats in Python, about 330 µs for 256 values.)"""
+    embedding, first = params["embedding"], params["first_vector"]
     return {
         **params,
-        "embedding": None if params["embedding"] is None else params["embedding"].literal,
-        "first_vector": None if params["first_vector"] is None else params["first_vector"].literal,
+        "embedding": None if embedding is None else embedding.literal,
+        "first_vector": None if first is None else first.literal,
     }
 
 
@@ -547,12 +559,8 @@ def _parse(text: str | None) -> Embedding | None:
 
 
 def _literal(values: NDArray[np.float32]) -> str:
-    """pgvector's text form, each value as an integer and an exponent (``123456789e-9``),
-    nine significant digits for the largest (about twice as fast as formatting floats)."""
-    peak = float(np.max(np.abs(values))) if len(values) else 0.0
-    if not (peak > 0 and math.isfinite(peak)):
-        return "[" + ",".join(f"{x:.7g}" for x in values.tolist()) + "]"
-    exponent = 8 - math.floor(math.log10(peak))
-    digits = np.rint(values.astype(np.float64) * 10.0**exponent).astype(np.int64)
-    suffix = f"e{-exponent}"
-    return "[" + f"{suffix},".join(map(str, digits.tolist())) + suffix + "]"
+    """pgvector's text form: each float32 in its shortest exact decimal (orjson's, about 5 µs
+    for 256 values against 38 µs formatting them in Python); NaN and infinities become
+    ``null``, which pgvector refuses as it refuses them."""
+    contiguous = np.ascontiguousarray(values, dtype=np.float32)
+    return orjson.dumps(contiguous, option=orjson.OPT_SERIALIZE_NUMPY).decode()
