@@ -14,8 +14,9 @@ was trained on), taken in turn, each with a serial appended (``load.Target``).
 
 Measures: CPU per request of each gateway, sequential, 1,200 requests each in six rounds, each
 round starting at another gateway (drift on a busy machine falls on all alike; a seventh,
-unmeasured gateway is started first, as the first one started ran dearer in an A/A run); throughput with a 100 ms upstream at 50 concurrent, each gateway
-as a share of the upstream direct; RSS of each gateway idle, after start-up.
+unmeasured gateway is started first, as the first one started ran dearer in an A/A run);
+throughput with a 100 ms upstream at 50 concurrent, each gateway as a share of the upstream
+direct; RSS of each gateway idle, after start-up.
 
 Run alone: ``python -m bench.fast_defaults [--quick] [--output docs/benchmarks.md]``.
 """
@@ -80,6 +81,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MESSAGES = DATA / "pairs-clinc150-intent" / "pairs.jsonl"
 TRAINED = DATA / "guard-benign-tasks" / "intent_trigger_words.jsonl"
 MESSAGE_COUNT = 400
+ROUNDS = (6, 1)  # sequential rounds: full run, --quick
 
 
 def benign_messages(count: int = MESSAGE_COUNT) -> list[str]:
@@ -149,7 +151,7 @@ async def run(options: Options) -> Section:
     pin_self()
     results = {name: Measured() for name in SETUPS}
     direct = Measured()
-    rounds = options.scaled(6, 1)
+    rounds = options.scaled(*ROUNDS)
     n = options.scaled(1200, 20)  # CPU is read from /proc in 10 ms ticks: ±2 % at 1,200
     window_s = options.scaled(5, 1)
     workdir = options.workdir
@@ -223,7 +225,9 @@ def render(
         f"every request a new user message ({messages} CLINC150 dev queries the guard was "
         "not trained on, in turn, each with a serial appended; the guard's first stage sends "
         f"{100 * deferred:.1f} % of them to MiniLM); CPU of each gateway process per request, "
-        f"sequential, in {options.scaled(4, 1)} alternating rounds; throughput with a "
+        f"sequential, {results['defaults'].requests} requests each in {options.scaled(*ROUNDS)} "
+        "rounds, each round starting at another gateway, after an unmeasured gateway started "
+        "first; throughput with a "
         f"{SLOW_UPSTREAM_MS:.0f} ms upstream at {CONCURRENCY} concurrent, as a share of the "
         "upstream direct; RSS idle after start-up.",
         "",
