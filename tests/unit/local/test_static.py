@@ -1,5 +1,6 @@
 import asyncio
 import shutil
+import uuid
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -94,20 +95,23 @@ def test_an_empty_text_has_a_zero_vector_and_embed_satisfies_the_protocol(
 
 
 def test_a_text_read_again_gets_the_same_vector_without_a_second_tokenizer_call(
-    static: StaticEmbedder,
+    static: StaticEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     text = "Which train leaves for Ghent after nine tonight?"
     fresh = static._mean(static._pieces(text))
     first = static.vector(text)
     calls: list[str] = []
     pieces = static._pieces
-    static._pieces = lambda t: calls.append(t) or pieces(t)  # type: ignore[method-assign]
-    try:
-        again = static.vector(text)
-        batch = static.embed_sync([text, "a text not read before"])
-    finally:
-        del static._pieces
+
+    def counted(piece_text: str) -> list[int]:
+        calls.append(piece_text)
+        return pieces(piece_text)
+
+    monkeypatch.setattr(static, "_pieces", counted)
+    again = static.vector(text)
+    batch = static.embed_sync([text, f"a text not read before {uuid.uuid4()}"])
+    monkeypatch.undo()
     assert again is first and np.array_equal(first, fresh) and np.array_equal(batch[0], fresh)
-    assert calls == ["a text not read before"]
+    assert len(calls) == 1 and calls[0].startswith("a text not read before")
     with pytest.raises(ValueError, match="read-only"):
         first[0] = 1.0  # shared by every caller: read-only
