@@ -14,7 +14,7 @@ The table ships in ``assets/static_minilm.bin`` with its sha256 beside it
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import json
 import struct
@@ -103,7 +103,7 @@ class StaticEmbedder:
         self.weights_sha256 = sha256
         # The guard's first stage and the semantic cache's each read the same user message:
         # the second asks for a vector the first just computed (``vector``).
-        self._recent: dict[str, Vectors] = {}
+        self._recent = functools.lru_cache(maxsize=RECENT)(self._computed)
 
     @classmethod
     def load(cls, directory: Traversable | None = None) -> StaticEmbedder:
@@ -119,16 +119,12 @@ class StaticEmbedder:
     def vector(self, text: str) -> Vectors:
         """The unit vector of ``text`` (zeros when it has no word piece), read-only: one of the
         last ``RECENT`` texts' is not computed again."""
-        found = self._recent.get(text)
-        if found is not None:
-            return found
-        found = self._mean(self._pieces(text))
-        found.flags.writeable = False  # shared by every caller asking for this text
-        if len(self._recent) >= RECENT:
-            with contextlib.suppress(RuntimeError, KeyError, StopIteration):  # another thread's
-                del self._recent[next(iter(self._recent))]  # the oldest
-        self._recent[text] = found
-        return found
+        return self._recent(text)
+
+    def _computed(self, text: str) -> Vectors:
+        vector = self._mean(self._pieces(text))
+        vector.flags.writeable = False  # shared by every caller asking for this text
+        return vector
 
     def embed_sync(self, texts: list[str]) -> Vectors:
         """An ``(n, dimensions)`` float32 array of unit rows (the shape ``MiniLMEmbedder``
