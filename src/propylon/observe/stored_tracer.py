@@ -28,8 +28,6 @@ from typing import Any, Protocol
 from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.trace import (
-    INVALID_SPAN_ID,
-    INVALID_TRACE_ID,
     Link,
     Span,
     SpanContext,
@@ -193,10 +191,19 @@ class StoredSpan(Span):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        if exc_val is not None and self.end_time is None:
-            self.record_exception(exc_val, escaped=True)
-            self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
+        if exc_val is not None:
+            self.failed(exc_val, record=True, status=True, escaped=True)
         self.end()
+
+    def failed(self, exc: BaseException, *, record: bool, status: bool, escaped: bool) -> None:
+        """An exception left the span's block: recorded as an event and/or as an error status
+        (as the SDK's span and ``trace.use_span`` do), unless the span has ended."""
+        if self.end_time is not None:
+            return
+        if record:
+            self.record_exception(exc, escaped=escaped)
+        if status:
+            self.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
 
 
 class _Current:
@@ -221,11 +228,8 @@ class _Current:
     ) -> None:
         span = self._span
         context_api.detach(self._token)
-        if isinstance(exc_val, Exception) and span.end_time is None:
-            if self._record:
-                span.record_exception(exc_val)
-            if self._status:
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
+        if isinstance(exc_val, Exception):
+            span.failed(exc_val, record=self._record, status=self._status, escaped=False)
         if self._end:
             span.end()
 
@@ -278,15 +282,17 @@ class StoredTracer(Tracer):
 
 
 def _span_id() -> int:
-    """A random 64-bit id, never the invalid 0 (the SDK's ``RandomIdGenerator``)."""
-    span_id = random.getrandbits(64)
-    while span_id == INVALID_SPAN_ID:
-        span_id = random.getrandbits(64)
-    return span_id
+    """A random 64-bit span id (the SDK's ``RandomIdGenerator``)."""
+    return _random_id(64)
 
 
 def _trace_id() -> int:
-    trace_id = random.getrandbits(128)
-    while trace_id == INVALID_TRACE_ID:
-        trace_id = random.getrandbits(128)
-    return trace_id
+    return _random_id(128)
+
+
+def _random_id(bits: int) -> int:
+    """Random ``bits`` bits, never 0 (``INVALID_SPAN_ID`` and ``INVALID_TRACE_ID``)."""
+    value = random.getrandbits(bits)
+    while value == 0:
+        value = random.getrandbits(bits)
+    return value
