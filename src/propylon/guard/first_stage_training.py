@@ -63,7 +63,6 @@ BAND_LOSS = 0.005  # decisions of one dev source the band may change, at each th
 # end with no change there still lost 1.25 points on unseen sources (their attacks score lower
 # on the static head than any fitted source's); with the margin, 0.19 (docs/benchmarks.md).
 BAND_MARGIN = 0.5
-LABELS_MARGIN = 0.5  # the label-trained head's, kept for the comparison in the evaluation
 # The shipped static head is fitted on the labels: the distilled one sent no fewer held-out
 # benign windows to MiniLM at the same band rule (37.9 % against 39.5 % pooled, 27.7 % against
 # 26.9 % on benign-only sources, more of the short ones) and lost 0.33 points against 0.13
@@ -307,13 +306,18 @@ def fit_first_stage(
     distilled from it (``student="labels"``: fitted on the labels instead, as before
     distillation), and the first stage with its band chosen on that dev split."""
     full = full or fit_calibrated(pair.full, texts)
+    static, band = _student(pair, full, texts, student)
+    return full, FirstStageHead(static.head, static.thresholds, band, {})
+
+
+def _student(pair: Pair, full: Calibrated, texts: Mask, student: str) -> tuple[Calibrated, Band]:
+    """The static head (``student``: ``"labels"`` or ``"distilled"`` from ``full``) fitted on
+    ``texts`` less their dev split, and its band chosen on that dev split against ``full``."""
     if student == "labels":
         static = fit_calibrated(pair.static, texts)
-        band = choose_band(pair, full, static, dev_texts(pair.full, texts), LABELS_MARGIN)
-        return full, FirstStageHead(static.head, static.thresholds, band, {})
-    static = distil_calibrated(pair, full.head, texts)
-    band = choose_band(pair, full, static, dev_texts(pair.full, texts))
-    return full, FirstStageHead(static.head, static.thresholds, band, {})
+    else:
+        static = distil_calibrated(pair, full.head, texts)
+    return static, choose_band(pair, full, static, dev_texts(pair.full, texts))
 
 
 def fit_against(
@@ -327,12 +331,7 @@ def fit_against(
     dev = dev_texts(pair.full, everything)
     user = classifier.heads["user"]
     full = Calibrated(user, classifier.metadata["thresholds"]["user"], int(dev.sum()))
-    if student == "labels":
-        static = fit_calibrated(pair.static, everything)
-        band = choose_band(pair, full, static, dev, LABELS_MARGIN)
-    else:
-        static = distil_calibrated(pair, user, everything)
-        band = choose_band(pair, full, static, dev)
+    static, band = _student(pair, full, everything, student)
     metadata = {
         "static_sha256": static_sha256,
         "full_head_sha256": head_digest(user),
