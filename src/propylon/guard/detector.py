@@ -302,9 +302,9 @@ class InjectionDetector:
 
         async def full(rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
             assert self._classifier is not None
-            embedded = await self._embed([texts[i] for i in rows], source, principal, parent_id)
-            vectors = np.asarray(embedded.vectors, dtype=np.float32)
             chosen = [texts[i] for i in rows]
+            embedded = await self._embed(chosen, source, principal, parent_id)
+            vectors = np.asarray(embedded.vectors, dtype=np.float32)
             return self._classifier.probability(vectors, lexical[rows], source, chosen)
 
         if self.first_stage is not None and source == "user":
