@@ -20,10 +20,11 @@ from propylon.rag.conversations import TRUNCATION_MARKER, ConversationStore, His
 from propylon.rag.search import RerankParams
 from propylon.services import Services
 from propylon.tokens import TokenCounter
+from tests.integration.rag.conftest import wait_for_job
 from tests.support.databases import PostgresServer, create_database
 from tests.support.job_rig import IN_PROCESS
 from tests.support.servers import AppServer, serve_app
-from tests.support.waiting import eventually, finished
+from tests.support.waiting import eventually
 
 LOCAL_MODELS = [
     {
@@ -81,15 +82,6 @@ class Rig:
         return services
 
 
-async def _wait(http: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
-    async def fetch() -> dict[str, Any]:
-        async with http.get(f"jobs/{job_id}") as response:
-            job: dict[str, Any] = await response.json()
-            return job
-
-    return await finished(fetch, f"job {job_id} to finish")
-
-
 @pytest.fixture(scope="module")
 async def rig(pg_server: PostgresServer) -> AsyncIterator[Rig]:
     jobs = IN_PROCESS
@@ -119,7 +111,7 @@ async def rig(pg_server: PostgresServer) -> AsyncIterator[Rig]:
                 async with http.post(f"collections/{where}/documents", json=body) as response:
                     assert response.status == 202, await response.text()
                     accepted = await response.json()
-                job = await _wait(http, accepted["job_id"])
+                job = await wait_for_job(http, accepted["job_id"])
                 assert job["state"] == "succeeded", job
                 docs[name] = accepted["id"]
         yield Rig(server, other_key, collection["id"], docs)
