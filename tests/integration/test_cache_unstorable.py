@@ -12,7 +12,7 @@ import psycopg
 
 from propylon.testing import Behaviour, FakeUpstream, ScriptedTurn
 from tests.integration.observe.support import records
-from tests.integration.test_cache import ADMIN, ask, cached_gateway, entry_threshold
+from tests.integration.test_cache import ADMIN, Cached, ask, cached_gateway, entry_threshold
 
 ANSWER = "Use\x00 reversed(items), or items[::-1]."
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
@@ -31,18 +31,25 @@ async def cache_rows(database_url: str) -> int:
     return int(row[0])
 
 
+async def asked_twice(gateway: Cached, request: dict[str, Any]) -> dict[str, Any]:
+    """``request`` sent twice: a miss, then an exact hit with the same body; the first body."""
+    status, headers, first = await gateway.chat(request)
+    assert (status, headers["x-propylon-cache"]) == (200, "miss")
+    status, headers, again = await gateway.chat(request)
+    assert (status, headers["x-propylon-cache"], again) == (200, "hit-exact", first), (
+        "the exact cache serves the bytes it was given"
+    )
+    return first
+
+
 async def test_an_answer_holding_a_nul_is_served_as_given_and_never_altered_by_the_cache(
     database_url: str, upstream: FakeUpstream
 ) -> None:
     # A request offering tools gets the scripted answer: a clean question, a NUL in the answer.
     upstream.set_behaviour(Behaviour(script=(ScriptedTurn(text=ANSWER),)))
     async with cached_gateway(database_url, upstream) as gateway:
-        status, headers, first = await gateway.chat(ask(tools=TOOLS))
-        assert (status, headers["x-propylon-cache"], answer(first)) == (200, "miss", ANSWER)
-
-        status, headers, again = await gateway.chat(ask(tools=TOOLS))
-        assert (status, headers["x-propylon-cache"]) == (200, "hit-exact")
-        assert again == first, "the exact cache serves the bytes it was given"
+        first = await asked_twice(gateway, ask(tools=TOOLS))
+        assert answer(first) == ANSWER
 
         status, headers, reworded = await gateway.chat(
             ask("How can I reverse a list in Python?", tools=TOOLS)
@@ -69,12 +76,8 @@ async def test_a_question_holding_a_nul_is_answered_and_repeated_identically(
 ) -> None:
     question = "How do I reverse a\x00list in Python?"  # the echo puts the NUL in the answer
     async with cached_gateway(database_url, upstream) as gateway:
-        status, headers, first = await gateway.chat(ask(question))
-        assert (status, headers["x-propylon-cache"]) == (200, "miss")
+        first = await asked_twice(gateway, ask(question))
         assert "a\x00list" in answer(first)
-
-        status, headers, again = await gateway.chat(ask(question))
-        assert (status, headers["x-propylon-cache"], again) == (200, "hit-exact", first)
 
         _, stats = await gateway.admin("GET", "/admin/cache/stats")
         assert stats["skipped"] == {"unstorable_question": 1}
@@ -93,12 +96,8 @@ async def test_the_redis_exact_cache_serves_a_nul_answer_byte_for_byte(
         redis_url="redis://127.0.0.1:6379/0",
         cache={"redis_prefix": f"test:{uuid.uuid4().hex}:", "semantic": False},
     ) as gateway:
-        status, headers, first = await gateway.chat(ask(question))
-        assert (status, headers["x-propylon-cache"]) == (200, "miss")
+        first = await asked_twice(gateway, ask(question))
         assert "a\x00list?" in answer(first)
-
-        status, headers, again = await gateway.chat(ask(question))
-        assert (status, headers["x-propylon-cache"], again) == (200, "hit-exact", first)
         _, stats = await gateway.admin("GET", "/admin/cache/stats")
         assert stats["errors"] == {} and stats["skipped"] == {}
 
