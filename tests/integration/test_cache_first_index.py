@@ -129,15 +129,32 @@ async def test_an_entry_of_another_replica_is_found_within_the_refresh_interval(
 async def test_an_entry_of_this_replica_is_found_as_soon_as_it_is_written(
     replicas: Any,
 ) -> None:
-    semantic, _, _ = replicas(refresh_s=3600.0)
+    semantic, counted, _ = replicas(refresh_s=3600.0)
     await loaded(semantic)
     assert (await lookup(semantic, NEAR, "index-own")).hit is None
     await store(semantic, QUESTION, "index-own")
+    assert semantic.index is not None and semantic.index.entries == 1, "indexed while queued"
+    taken = counted.taken
     queued = await lookup(semantic, NEAR, "index-own")
-    assert queued.hit is not None and queued.hit.entry_id is None, "found in the queue"
+    assert queued.hit is not None and queued.hit.entry_id is None, "served from the queue"
+    assert counted.taken == taken, "no database read for a queued entry"
     await semantic.writes.flush()
     written = await lookup(semantic, NEAR, "index-own")
-    assert written.hit is not None and written.hit.entry_id is not None, "then in the index"
+    assert written.hit is not None and written.hit.entry_id is not None, "then by its row"
+    assert semantic.index.entries == 1
+
+
+async def test_an_entry_queued_before_the_index_is_loaded_is_found_in_the_queue(
+    replicas: Any,
+) -> None:
+    semantic, _, _ = replicas(refresh_s=3600.0)
+    await store(semantic, QUESTION, "index-early")  # the index has not read the table yet
+    await loaded(semantic)
+    assert semantic.index is not None and semantic.index.entries == 0
+    queued = await lookup(semantic, NEAR, "index-early")
+    assert queued.hit is not None and queued.hit.entry_id is None
+    await semantic.writes.flush()
+    assert semantic.index.entries == 1
 
 
 async def test_an_entry_deleted_elsewhere_is_dropped_when_its_row_is_gone(

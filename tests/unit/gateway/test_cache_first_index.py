@@ -129,6 +129,60 @@ async def test_an_entry_this_replica_wrote_is_in_at_once_and_not_added_twice() -
     assert found.entries == 2
 
 
+SCOPE = (KEY.tenant_id, KEY.model, KEY.scope)
+QUEUED = np.asarray([0.9, 0.1], dtype=np.float32)
+
+
+async def one_written_one_queued(rows: Rows) -> tuple[FirstIndex, list[float], int]:
+    """An index holding entry 1 (written) and "q2" (queued); its clock; q2's provisional id."""
+    rows.add(1, [1.0, 0.0])
+    found, now = index(rows, refresh_s=1.0)
+    assert await ids(found, [1.0, 0.0]) == [1]
+    provisional = found.queued(SCOPE, "q2", QUEUED, ttl_s=60)
+    assert provisional is not None and provisional < 0
+    return found, now, provisional
+
+
+async def test_a_queued_entry_is_in_at_once_and_renamed_when_written() -> None:
+    rows = Rows()
+    found, now, provisional = await one_written_one_queued(rows)
+    assert await ids(found, [1.0, 0.0]) == [1, provisional], "searchable before its write"
+    found.added(2, SCOPE, "q2", QUEUED, ttl_s=60, provisional=provisional)
+    assert await ids(found, [1.0, 0.0]) == [1, 2]
+    rows.add(2, [0.9, 0.1])
+    now[0] += 1.0
+    assert await ids(found, [1.0, 0.0]) == [1, 2], "the refresh does not add it again"
+    assert found.entries == 2
+
+
+async def test_a_queued_entry_read_by_a_refresh_first_is_not_in_twice() -> None:
+    rows = Rows()
+    found, now, provisional = await one_written_one_queued(rows)
+    rows.add(2, [0.9, 0.1])  # committed, and read by a refresh before the write reports it
+    now[0] += 1.0
+    assert sorted(await ids(found, [1.0, 0.0])) == sorted([1, 2, provisional])
+    found.added(2, SCOPE, "q2", QUEUED, ttl_s=60, provisional=provisional)
+    assert await ids(found, [1.0, 0.0]) == [1, 2]
+    assert found.entries == 2
+
+
+async def test_a_queued_entry_that_is_never_written_leaves_the_index() -> None:
+    rows = Rows()
+    found, _ = index(rows)
+    assert await found.loaded()
+    provisional = found.queued(SCOPE, "q", np.asarray([1.0, 0.0], dtype=np.float32), ttl_s=60)
+    assert provisional is not None
+    assert await ids(found, [1.0, 0.0]) == [provisional]
+    found.unqueued(provisional)
+    assert await ids(found, [1.0, 0.0]) == []
+    assert found.entries == 0
+
+
+async def test_before_the_first_full_read_a_queued_entry_stays_out_of_the_index() -> None:
+    found, _ = index(Rows())
+    assert found.queued(SCOPE, "q", np.asarray([1.0, 0.0], dtype=np.float32), ttl_s=60) is None
+
+
 def test_a_vectors_text_form_gives_back_every_float32_exactly() -> None:
     from propylon.gateway.cache.semantic import _literal, _parse
 

@@ -75,11 +75,19 @@ async def test_a_full_queue_drops_the_oldest_rows_and_counts_them() -> None:
     store = Store()
     store.down = True
     stats = CacheStats()
-    writes = WriteBehind(store.write, delay_s=10.0, capacity=2, stats=stats)
+    unqueued: list[str] = []
+    writes = WriteBehind(
+        store.write,
+        delay_s=10.0,
+        capacity=2,
+        stats=stats,
+        unqueued=lambda e: unqueued.append(e.question),
+    )
     for question in ("one", "two", "three"):
         writes.add_entry(entry(question))
     assert [e.question for e in writes.pending_entries()] == ["two", "three"]
     assert writes.dropped == stats.dropped == 1
+    assert unqueued == ["one"], "told, so the entry leaves the first-stage index too"
     store.down = False
     await writes.close()
     assert store.batches == [([{"question": "two"}, {"question": "three"}], [])]
@@ -114,11 +122,15 @@ async def test_a_row_the_database_refuses_is_dropped_and_the_others_written() ->
         written.extend(e["question"] for e in entries)
 
     stats = CacheStats()
-    writes = WriteBehind(write, delay_s=60.0, stats=stats)
+    unqueued: list[str] = []
+    writes = WriteBehind(
+        write, delay_s=60.0, stats=stats, unqueued=lambda e: unqueued.append(e.question)
+    )
     for question in ("good", "bad", "also good"):
         writes.add_entry(entry(question))
     await writes.flush()
     assert written == ["good", "also good"]
+    assert unqueued == ["bad"]
     assert (writes.pending, writes.refused, stats.errors["database"]) == (0, 1, 1)
     await writes.close()
 

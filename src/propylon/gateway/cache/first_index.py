@@ -11,8 +11,10 @@ everything but the static vector and the question, which an entry never changes)
 The index follows ``cache_entries`` by id. A lookup at least ``refresh_s`` after the last
 refresh first reads the rows added since (one statement, usually empty), so an entry written
 by another replica is found here at most ``refresh_s`` after it was committed (which is that
-replica's write delay after its answer). An entry of this replica is searched in its write
-queue until written, and added here when its write commits. Ids are handed out before
+replica's write delay after its answer). An entry of this replica is here from the moment it
+is queued for writing, under a provisional (negative) id (``queued``), renamed to its row's
+id when its write commits (``added``) and removed if it never will be (``unqueued``): a
+lookup costs the same however many entries wait for the database. Ids are handed out before
 commit, so a transaction that commits after a higher id was read leaves a gap: gaps are
 asked for again at each refresh for ``GAP_S`` (longer than a write may take) and then
 forgotten. Rows removed elsewhere (a purge, the expiry sweep) are found out when a candidate's
@@ -79,6 +81,15 @@ class _Scope:
         self.ids.append(entry_id)
         self.questions.append(question)
 
+    def rename(self, old: int, new: int) -> bool:
+        """Give the row ``old`` the id ``new``; False when there is no such row. Searched from
+        the end: a provisional row is among the most recent."""
+        for row in range(len(self.ids) - 1, -1, -1):
+            if self.ids[row] == old:
+                self.ids[row] = new
+                return True
+        return False
+
     def keep(self, wanted: Callable[[int], bool]) -> int:
         """Keep the rows whose index ``wanted`` accepts; return how many were removed."""
         rows = [i for i in range(len(self.ids)) if wanted(i)]
@@ -140,12 +151,24 @@ class FirstIndex:
         self._full = False  # over max_entries: the database searches
         self._refreshing = asyncio.Lock()
         self._ahead: set[int] = set()  # ids above ``_after`` this replica added itself
+        self._provisional = 0  # the last provisional id handed out (``queued``)
         self.refreshes = 0
         self.entries = 0
 
     @property
     def usable(self) -> bool:
         return self._loaded and not self._full
+
+    def queued(
+        self, key: ScopeKey, question: str, vector: NDArray[np.float32], ttl_s: float
+    ) -> int | None:
+        """An entry of this replica waits for its write: in the index at once, under the
+        provisional id returned (negative; None when the index is not in use)."""
+        if not self.usable:
+            return None  # searched in the write queue (and the first full read, once written)
+        self._provisional -= 1
+        self._add(key, self._provisional, question, vector, self._clock() + ttl_s)
+        return self._provisional
 
     def added(
         self,
@@ -154,16 +177,31 @@ class FirstIndex:
         question: str,
         vector: NDArray[np.float32],
         ttl_s: float,
+        provisional: int | None = None,
     ) -> None:
-        """This replica committed an entry: in the index at once, and not parsed again when a
-        refresh reads its row."""
+        """This replica committed an entry (queued as ``provisional``, if it was): in the
+        index at once under its id, and not parsed again when a refresh reads its row."""
         if not self.usable:
             return  # the first full read will find it
-        if entry_id <= self._after and self._gaps.pop(entry_id, None) is None:
+        read = entry_id <= self._after and self._gaps.pop(entry_id, None) is None
+        scope = self._scopes.get(key)
+        if provisional is not None and scope is not None:
+            if read:  # a refresh read the row before its write reported it: here twice
+                self.unqueued(provisional)
+                return
+            if scope.rename(provisional, entry_id):
+                if entry_id > self._after:
+                    self._ahead.add(entry_id)
+                return
+        if read:
             return  # a refresh read it already
         if entry_id > self._after:
             self._ahead.add(entry_id)
         self._add(key, entry_id, question, vector, self._clock() + ttl_s)
+
+    def unqueued(self, provisional: int) -> None:
+        """A queued entry that will not be written (refused, or dropped from a full queue)."""
+        self.forget([provisional])
 
     async def nearest(
         self, key: CacheKey, first: NDArray[np.float32], k: int

@@ -24,6 +24,7 @@ The gateway imports no database driver: the store receives any object with psyco
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -206,7 +207,10 @@ class SemanticCache:
         self._verifier = verifier
         self._record = record_lookups
         self._inserts = 0
-        self.writes = WriteBehind(self._write, delay_s=write_delay_s, stats=stats)
+        self._provisional: dict[int, PendingEntry] = {}  # queued entries in the index, by id
+        self.writes = WriteBehind(
+            self._write, delay_s=write_delay_s, stats=stats, unqueued=self._unqueued
+        )
 
     async def embed(self, question: str) -> Embedding:
         result = await self._embedder.embed([question], self._embed_request)
@@ -311,23 +315,27 @@ class SemanticCache:
         from this replica's index (``first_index.py``), else from the database."""
         assert self.first_stage is not None
         dims = len(first)
-        queued = [
-            (
-                Candidate(None, e.question, e.params["response"], e.embedding),
-                first.similarity(e.first),
-            )
-            for e in self._pending(key)
-            if e.first is not None and len(e.first) == dims
-        ]
         limit = self.first_stage.candidates
         if self.index is not None:
+            # Queued entries: in the index (provisional ids), or, queued before it was in
+            # use, searched in the queue.
+            queued = [
+                (_queued_candidate(e), similarity)
+                for e, similarity in self._pending_near(key, first, _first_vector, indexed=False)
+            ]
             indexed = await self.index.nearest(key, first.values, limit)
             if indexed is not None:
-                found = [
-                    (Candidate(entry_id, text, "", None, read=False), similarity)
-                    for entry_id, text, similarity in indexed
-                ]
+                found = []
+                for entry_id, text, similarity in indexed:
+                    if entry_id >= 0:
+                        found.append((Candidate(entry_id, text, "", None, read=False), similarity))
+                    elif (entry := self._provisional.get(entry_id)) is not None:
+                        found.append((_queued_candidate(entry), similarity))
                 return sorted([*found, *queued], key=lambda pair: -pair[1])[:limit]
+        queued = [
+            (_queued_candidate(e), similarity)
+            for e, similarity in self._pending_near(key, first, _first_vector)
+        ]
         search = queries()["search_first"].format(vector=f"vector({dims})", dims=dims)
         params = {
             "tenant_id": key.tenant_id,
@@ -439,7 +447,20 @@ class SemanticCache:
             else self.first_stage.model_id,
             "first_vector": first,
         }
-        self.writes.add_entry(PendingEntry(key, question, embedding, params, first))
+        entry = PendingEntry(key, question, embedding, params, first)
+        if self.index is not None and first is not None:
+            scope = (key.tenant_id, key.model, key.scope)
+            entry.provisional = self.index.queued(scope, question, first.values, ttl_s)
+            if entry.provisional is not None:
+                self._provisional[entry.provisional] = entry
+                params["provisional"] = entry.provisional
+        self.writes.add_entry(entry)
+
+    def _unqueued(self, entry: PendingEntry) -> None:
+        if entry.provisional is None or self.index is None:
+            return
+        if self._provisional.pop(entry.provisional, None) is not None:
+            self.index.unqueued(entry.provisional)
 
     async def purge(self, *, tenant_id: str | None = None, model: str | None = None) -> int:
         await self.writes.flush()  # what is queued is cached already: purge it too
@@ -477,36 +498,58 @@ class SemanticCache:
         if self.index is not None:  # committed: in this replica's index at once
             for params, entry_id in zip(entries, ids, strict=True):
                 first = params["first_vector"]
+                provisional = params.get("provisional")
+                if provisional is not None:
+                    self._provisional.pop(provisional, None)
                 if first is not None:
                     scope = (params["tenant_id"], params["model"], params["scope"])
                     question, ttl_s = params["question"], params["ttl_s"]
-                    self.index.added(entry_id, scope, question, first.values, ttl_s)
+                    self.index.added(entry_id, scope, question, first.values, ttl_s, provisional)
 
     def _queued(self, key: CacheKey, embedding: Embedding) -> list[dict[str, Any]]:
         """The queued entries in ``key``'s scope, as search rows (no id yet)."""
-        rows = []
-        for entry in self._pending(key):
-            if entry.embedding is None or len(entry.embedding) != len(embedding):
-                continue
-            rows.append(
-                {
-                    "id": None,
-                    "question": entry.question,
-                    "response": entry.params["response"],
-                    "min_probability": None,
-                    "similarity": embedding.similarity(entry.embedding),
-                }
-            )
-        return rows
-
-    def _pending(self, key: CacheKey) -> list[PendingEntry]:
-        """The queued entries in ``key``'s scope (tenant, model, scope)."""
-        scope = (key.tenant_id, key.model, key.scope)
         return [
-            e
-            for e in self.writes.pending_entries()
-            if (e.key.tenant_id, e.key.model, e.key.scope) == scope
+            {
+                "id": None,
+                "question": entry.question,
+                "response": entry.params["response"],
+                "min_probability": None,
+                "similarity": similarity,
+            }
+            for entry, similarity in self._pending_near(key, embedding, _embedder_vector)
         ]
+
+    def _pending_near(
+        self,
+        key: CacheKey,
+        vector: Embedding,
+        of: Callable[[PendingEntry], Embedding | None],
+        *,
+        indexed: bool = True,
+    ) -> list[tuple[PendingEntry, float]]:
+        """The queued entries in ``key``'s scope whose vector ``of`` has ``vector``'s length
+        (``indexed=False``: only those not in the first-stage index), each with its cosine to
+        ``vector``, in one matrix product."""
+        dims = len(vector)
+        pending = self.writes.pending_entries()
+        if not indexed:
+            pending = [e for e in pending if e.provisional is None]
+        found = [
+            (e, v.values)
+            for e in pending
+            if e.key.scope == key.scope
+            and e.key.tenant_id == key.tenant_id
+            and e.key.model == key.model
+            and (v := of(e)) is not None
+            and len(v.values) == dims
+        ]
+        if not found:
+            return []
+        matrix = np.stack([values for _, values in found])
+        norms = np.linalg.norm(matrix, axis=1) * vector.norm
+        products = matrix @ vector.values
+        cosines = np.divide(products, norms, out=np.zeros_like(products), where=norms > 0)
+        return [(e, c) for (e, _), c in zip(found, cosines.tolist(), strict=True)]
 
     def _choose(self, key: CacheKey, question: str, rows: list[Any], threshold: float) -> Lookup:
         best = float(rows[0]["similarity"]) if rows else None
@@ -543,6 +586,18 @@ def _vectors_as_text(params: dict[str, Any]) -> dict[str, Any]:
         "embedding": None if embedding is None else embedding.literal,
         "first_vector": None if first is None else first.literal,
     }
+
+
+def _first_vector(entry: PendingEntry) -> Embedding | None:
+    return entry.first
+
+
+def _queued_candidate(entry: PendingEntry) -> Candidate:
+    return Candidate(None, entry.question, entry.params["response"], entry.embedding)
+
+
+def _embedder_vector(entry: PendingEntry) -> Embedding | None:
+    return entry.embedding
 
 
 def _outcome(lookup: Lookup) -> str:

@@ -44,6 +44,7 @@ class PendingEntry:
     embedding: Embedding | None  # None: not computed yet (the first stage's entries)
     params: dict[str, Any] = field(repr=False)  # the INSERT's, the response serialised
     first: Embedding | None = None  # the static vector (``first_stage.py``)
+    provisional: int | None = None  # its id in the first-stage index until written
 
 
 Writer = Callable[[list[dict[str, Any]], list[dict[str, Any]]], Awaitable[None]]
@@ -60,8 +61,10 @@ class WriteBehind:
         delay_s: float = 0.05,
         capacity: int = 10_000,
         stats: CacheStats | None = None,
+        unqueued: Callable[[PendingEntry], None] = lambda entry: None,
     ) -> None:
         self._write = write
+        self._unqueued = unqueued  # told of an entry that leaves the queue unwritten
         self._stats = stats or CacheStats()
         self._capacity = capacity
         self._entries: deque[PendingEntry] = deque()
@@ -127,6 +130,8 @@ class WriteBehind:
 
     def _refused(self, row: Row, exc: BaseException) -> None:
         _forget(self._entries, row[0])
+        for entry in row[0]:
+            self._unqueued(entry)
         _forget(self._lookups, row[1])
         self._stats.errors["database"] += 1
         self.loop.count_refused(exc)
@@ -139,7 +144,10 @@ class WriteBehind:
         if self.pending >= self._capacity:
             # The database has been away long enough to fill the queue: drop the oldest,
             # lookup records (telemetry) before entries.
-            (self._lookups if self._lookups else self._entries).popleft()
+            if self._lookups:
+                self._lookups.popleft()
+            else:
+                self._unqueued(self._entries.popleft())
             self.dropped += 1
             self._stats.dropped += 1
         queue.append(item)
