@@ -32,12 +32,12 @@ class BenchKey:
         return f"API key: {self.source}."
 
 
-async def bench_key(gateway_url: str) -> BenchKey:
-    """A key of tenant ``bench`` from the running gateway (see the module docstring)."""
+async def bench_key(gateway_url: str, tenant: str = "bench") -> BenchKey:
+    """A key of ``tenant`` from the running gateway (see the module docstring)."""
     given = os.environ.get("PROPYLON_BENCH_API_KEY")
     if given:
         return BenchKey(given, "from PROPYLON_BENCH_API_KEY")
-    body = {"tenant": "bench", "name": f"bench-{secrets.token_hex(4)}"}
+    body = {"tenant": tenant, "name": f"bench-{secrets.token_hex(4)}"}
     headers = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
     async with (
         aiohttp.ClientSession() as http,
@@ -51,4 +51,4 @@ async def bench_key(gateway_url: str) -> BenchKey:
     key = orjson.loads(raw)["key"]
     if not isinstance(key, str):
         raise RuntimeError("POST /admin/keys returned no key")
-    return BenchKey(key, "tenant `bench`, created through `POST /admin/keys`, no limits set")
+    return BenchKey(key, f"tenant `{tenant}`, created through `POST /admin/keys`, no limits set")
