@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +25,15 @@ DataDirOpt = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Directory for the embedded database (PROPYLON_DATA_DIR)."),
 ]
+
+
+def _one_blas_thread() -> None:
+    """Requests are a server's parallelism: numpy's BLAS (OpenBLAS) runs on the calling
+    thread. Its own threads would spin against the event loop for the semantic cache's
+    first-stage search (a product of a few thousand rows: 4,600 x 256 in 72 µs on one thread,
+    docs/operations.md). Read by OpenBLAS when numpy is imported, so set before that (nothing
+    ``serve`` or ``worker`` imports first loads numpy); the operator's value wins."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _settings(config: Path | None, **overrides: object) -> Settings:
@@ -57,6 +67,7 @@ def serve(
     ] = 1,
 ) -> None:
     """Serve the HTTP API (OpenAI-compatible gateway and the rest)."""
+    _one_blas_thread()
     settings = _settings(config, data_dir=data_dir, host=host, port=port)
     if settings.database_url is None and workers == 1:
         from propylon.db.embedded import start_early

@@ -17,3 +17,22 @@ def test_the_app_imports_redis_the_document_parsers_mcp_and_onnxruntime_only_whe
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == ""
+
+
+def test_serve_keeps_blas_on_one_thread_set_before_numpy_is_imported() -> None:
+    code = (
+        "import os, sys\n"
+        "os.environ.pop('OPENBLAS_NUM_THREADS', None)\n"
+        "import propylon.cli as cli\n"
+        "cli._one_blas_thread()\n"
+        "cli._settings(None)\n"
+        "from propylon.db.embedded import start_early\n"
+        "print('numpy' in sys.modules, os.environ['OPENBLAS_NUM_THREADS'])\n"
+        "os.environ['OPENBLAS_NUM_THREADS'] = '3'\n"
+        "cli._one_blas_thread()\n"
+        "print(os.environ['OPENBLAS_NUM_THREADS'])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["False", "1", "3"], "numpy not loaded yet; the operator wins"
