@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from io import BytesIO
 from pathlib import Path
@@ -54,9 +54,7 @@ Table = dict[str, Any]  # thresholds as training stores them: flag, block, by_le
 def bucket_of(table: Table, lengths: NDArray[np.int64]) -> NDArray[np.int64]:
     """Each length's row in ``table["by_length"]`` (``[below_chars, …]``, shortest first), or
     the number of rows for lengths beyond the last (the top-level values)."""
-    belows = np.array([row[0] for row in table.get("by_length", [])], dtype=np.int64)
-    out: NDArray[np.int64] = np.searchsorted(belows, lengths, side="right").astype(np.int64)
-    return out
+    return Columns.of(table).bucket(lengths)
 
 
 def column(table: Table, name: str) -> Floats:
@@ -75,6 +73,25 @@ def head_digest(head: Head) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Columns:
+    """``bucket_of`` and ``column`` of one table, computed once."""
+
+    belows: NDArray[np.int64]
+    values: tuple[Floats, ...]
+
+    @classmethod
+    def of(cls, table: Table, *names: str) -> Columns:
+        belows = np.array([row[0] for row in table.get("by_length", [])], dtype=np.int64)
+        return cls(belows, tuple(column(table, name) for name in names))
+
+    def bucket(self, lengths: NDArray[np.int64]) -> NDArray[np.int64]:
+        out: NDArray[np.int64] = np.searchsorted(self.belows, lengths, side="right").astype(
+            np.int64
+        )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Band:
     """Static probabilities in ``[low, high)`` are deferred to the full classifier; with
     ``by_length`` rows ``(below_chars, low, high)``, a window is judged by the row of the
@@ -83,6 +100,10 @@ class Band:
     low: float
     high: float
     by_length: tuple[tuple[int, float, float], ...] = ()
+    _columns: Columns = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # read on every user message: made once
+        object.__setattr__(self, "_columns", Columns.of(self.table(), "low", "high"))
 
     def table(self) -> Table:
         return {
@@ -96,9 +117,9 @@ class Band:
     ) -> NDArray[np.bool_]:
         if lengths is None or not self.by_length:
             lengths = np.zeros(len(probability), dtype=np.int64) + 10**12
-        bucket = bucket_of(self.table(), lengths)
-        low, high = column(self.table(), "low")[bucket], column(self.table(), "high")[bucket]
-        out: NDArray[np.bool_] = (probability >= low) & (probability < high)
+        bucket = self._columns.bucket(lengths)
+        low, high = self._columns.values
+        out: NDArray[np.bool_] = (probability >= low[bucket]) & (probability < high[bucket])
         return out
 
     @classmethod
@@ -118,6 +139,14 @@ class FirstStageHead:
     thresholds: Table  # the static head's flag / block (by length), chosen on dev texts
     band: Band
     metadata: dict[str, Any]
+    # Read on every user message: the static thresholds' columns, made once, and the full
+    # classifier's, by table (a detector has one per source).
+    _own: Columns = field(init=False, repr=False, compare=False)
+    _full: dict[tuple[Any, ...], Columns] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_own", Columns.of(self.thresholds, "flag", "block"))
+        object.__setattr__(self, "_full", {})
 
     @property
     def embedding_size(self) -> int:
@@ -136,9 +165,11 @@ class FirstStageHead:
         if lengths is None:
             lengths = np.zeros(len(probability), dtype=np.int64) + 10**12
         out: Floats = np.zeros(len(probability), dtype=np.float32)
-        static_bucket, full_bucket = bucket_of(self.thresholds, lengths), bucket_of(full, lengths)
-        s_flag, s_block = column(self.thresholds, "flag"), column(self.thresholds, "block")
-        f_flag, f_block = column(full, "flag"), column(full, "block")
+        key = (full["flag"], full["block"], tuple(map(tuple, full.get("by_length", []))))
+        if (theirs := self._full.get(key)) is None:
+            theirs = self._full[key] = Columns.of(full, "flag", "block")
+        static_bucket, full_bucket = self._own.bucket(lengths), theirs.bucket(lengths)
+        (s_flag, s_block), (f_flag, f_block) = self._own.values, theirs.values
         for sb, fb in set(zip(static_bucket.tolist(), full_bucket.tolist(), strict=True)):
             rows = (static_bucket == sb) & (full_bucket == fb)
             flag, block = float(s_flag[sb]), max(float(s_block[sb]), float(s_flag[sb]) + 1e-6)
