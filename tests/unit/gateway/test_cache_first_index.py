@@ -155,6 +155,15 @@ async def test_a_queued_entry_is_in_at_once_and_renamed_when_written() -> None:
     assert found.entries == 2
 
 
+async def test_a_queued_entry_is_renamed_after_other_rows_left_the_index() -> None:
+    rows = Rows()
+    found, _, provisional = await one_written_one_queued(rows)
+    found.forget([1])  # its row read gone: the rows after it move up
+    found.added(2, SCOPE, "q2", QUEUED, ttl_s=60, provisional=provisional)
+    assert await ids(found, [1.0, 0.0]) == [2]
+    assert found.entries == 1
+
+
 async def test_a_queued_entry_read_by_a_refresh_first_is_not_in_twice() -> None:
     rows = Rows()
     found, now, provisional = await one_written_one_queued(rows)

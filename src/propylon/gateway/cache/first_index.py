@@ -61,6 +61,7 @@ class _Scope:
     questions: list[str] = field(default_factory=list)
     expires: NDArray[np.float64] = field(default_factory=lambda: np.zeros(16))
     matrix: NDArray[np.float32] = field(init=False)
+    provisional: dict[int, int] = field(default_factory=dict)  # provisional id -> its row
 
     def __post_init__(self) -> None:
         self.matrix = np.zeros((16, self.dims), dtype=np.float32)
@@ -80,15 +81,16 @@ class _Scope:
         self.expires[n] = expires
         self.ids.append(entry_id)
         self.questions.append(question)
+        if entry_id < 0:
+            self.provisional[entry_id] = n
 
     def rename(self, old: int, new: int) -> bool:
-        """Give the row ``old`` the id ``new``; False when there is no such row. Searched from
-        the end: a provisional row is among the most recent."""
-        for row in range(len(self.ids) - 1, -1, -1):
-            if self.ids[row] == old:
-                self.ids[row] = new
-                return True
-        return False
+        """Give the provisional row ``old`` the id ``new``; False when there is no such row."""
+        row = self.provisional.pop(old, None)
+        if row is None:
+            return False
+        self.ids[row] = new
+        return True
 
     def keep(self, wanted: Callable[[int], bool]) -> int:
         """Keep the rows whose index ``wanted`` accepts; return how many were removed."""
@@ -97,6 +99,7 @@ class _Scope:
         if removed:
             self.ids = [self.ids[i] for i in rows]
             self.questions = [self.questions[i] for i in rows]
+            self.provisional = {i: row for row, i in enumerate(self.ids) if i < 0}
             size = max(16, len(rows))
             matrix = np.zeros((size, self.dims), dtype=np.float32)
             matrix[: len(rows)] = self.matrix[rows]
