@@ -97,6 +97,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("request_log", "bench.request_log", "cost of recording every request"),
         Benchmark("explorer", "bench.explorer", "requests explorer p95 over many log rows"),
         Benchmark("cache", "bench.cache", "exact- and semantic-hit latency"),
+        Benchmark(
+            "cache_index",
+            "bench.cache_index",
+            "semantic cache first-stage HNSW: insert cost and recall against exact",
+        ),
         Benchmark("leak_checks", "bench.leak_checks", "default-settings CPU of the leak checks"),
         Benchmark(
             "ledger",
