@@ -4,28 +4,12 @@ label values."""
 from __future__ import annotations
 
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
 
 from propylon.access.limits import Limits
 from propylon.testing import FakeUpstream
-from tests.integration.observe.support import call, chat, serve
+from tests.integration.observe.support import call, chat, samples, serve, value
 
 NO_GUARD = {"enabled": False}  # these tests are about the metrics alone
-
-
-def samples(text: str) -> dict[str, list[Sample]]:
-    out: dict[str, list[Sample]] = {}
-    for family in text_string_to_metric_families(text):
-        out[family.name] = list(family.samples)
-    return out
-
-
-def value(found: list[Sample], name: str, **labels: str) -> float:
-    for sample in found:
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-            return sample.value
-    raise AssertionError(f"no sample {name} {labels}")
 
 
 async def test_metrics_expose_requests_latency_tokens_cost_cache_limits_breakers_and_log(
