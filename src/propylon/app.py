@@ -519,6 +519,7 @@ async def build_services(
         cache = await stack.enter_async_context(
             open_cache(settings, gateway, database, ctx.local_embeddings, static)
         )
+        observe.metrics.watch_cache_skipped(lambda: cache.stats.skipped)
         usage = UsageRecorder(store, interval_s=settings.access.usage_flush_s)
         await usage.start()
         stack.push_async_callback(usage.close)
@@ -537,6 +538,11 @@ async def build_services(
                     static=static,
                 )
             )
+            first_stage = detector.first_stage
+            if first_stage is not None:
+                observe.metrics.watch_guard_first_stage(
+                    lambda: first_stage.decided, lambda: first_stage.deferred
+                )
             guarded = observe.traced(GuardedChatService(inner, detector, settings.guard), "guard")
             inner = PreflightChat(guarded, gateway.check_route)
         limited = LimitsLayer(

@@ -11,7 +11,7 @@ import openai
 import psycopg
 
 from propylon.testing import Behaviour, FakeUpstream, ScriptedTurn
-from tests.integration.observe.support import records
+from tests.integration.observe.support import call, records, samples, value
 from tests.integration.test_cache import ADMIN, Cached, ask, cached_gateway, entry_threshold
 
 ANSWER = "Use\x00 reversed(items), or items[::-1]."
@@ -71,7 +71,7 @@ async def test_an_answer_holding_a_nul_is_served_as_given_and_never_altered_by_t
         assert {r["status"] for r in logged} == {200}
 
 
-async def test_a_question_holding_a_nul_is_answered_and_repeated_identically(
+async def test_a_question_holding_a_nul_is_answered_repeated_identically_and_counted_skipped(
     database_url: str, upstream: FakeUpstream
 ) -> None:
     question = "How do I reverse a\x00list in Python?"  # the echo puts the NUL in the answer
@@ -82,6 +82,10 @@ async def test_a_question_holding_a_nul_is_answered_and_repeated_identically(
         _, stats = await gateway.admin("GET", "/admin/cache/stats")
         assert stats["skipped"] == {"unstorable_question": 1}
         assert stats["errors"] == {}
+        exposed = samples((await call(gateway.server, "GET", "/metrics", key=None)).body)
+        skipped = exposed["propylon_cache_semantic_skipped"]
+        name = "propylon_cache_semantic_skipped_total"
+        assert value(skipped, name, reason="unstorable_question") == 1
         logged = await records(gateway.server, 2, "limit=10", key=ADMIN)
         assert all("a\\u0000list" in (r["response"] or "") for r in logged), logged
 

@@ -11,6 +11,8 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 from opentelemetry.trace import TracerProvider
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from propylon.app import create_app
 from propylon.observe.record import RequestRecord
@@ -127,6 +129,22 @@ async def upload(server: AppServer, collection: str, text: bytes) -> dict[str, A
 async def chat(server: AppServer, content: str = "hello there", **fields: Any) -> Reply:
     body = {"model": "gpt-test", "messages": [{"role": "user", "content": content}], **fields}
     return await call(server, "POST", "/v1/chat/completions", json=body)
+
+
+def samples(text: str) -> dict[str, list[Sample]]:
+    """The samples of a `/metrics` exposition, by family name (without ``_total``)."""
+    out: dict[str, list[Sample]] = {}
+    for family in text_string_to_metric_families(text):
+        out[family.name] = list(family.samples)
+    return out
+
+
+def value(found: list[Sample], name: str, **labels: str) -> float:
+    """The value of the sample ``name`` whose labels include ``labels``."""
+    for sample in found:
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+            return sample.value
+    raise AssertionError(f"no sample {name} {labels}")
 
 
 async def records(
