@@ -3,8 +3,9 @@ write-behind): wait for work, flush it, and keep going whatever the database doe
 
 A writer hands its ``flush`` to a ``WriterLoop``. ``flush`` writes what is pending and raises
 when the database does not take it; rows it refuses for their own data are found with
-``write_isolating_refused`` and dropped one by one (counted on ``refused``), so one bad row
-never holds the others back. Anything else is taken for an outage: the rows stay pending and
+``write_isolating_refused`` and dropped one by one (counted on ``refused`` and logged, named by
+what the writer says identifies the row, such as its request id, never by its data), so one
+bad row never holds the others back. Anything else is taken for an outage: the rows stay pending and
 the loop tries again after a capped exponential delay. The loop is supervised: should its body
 ever raise, it is logged, counted on ``restarts`` and run again. ``healthy`` is false while
 writes fail (``/readyz`` answers 503 and ``propylon_writer_failing`` reads 1).
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -34,6 +35,15 @@ def refused_for_its_data(exc: BaseException) -> bool:
     if isinstance(sqlstate, str):
         return sqlstate[:2] in ("22", "23")
     return any(cls.__name__ == "DataError" for cls in type(exc).__mro__)
+
+
+def refusal(exc: BaseException) -> str:
+    """What to log of a refusal: the error's class and SQLSTATE, not its message. The message
+    quotes the row: PostgreSQL's CONTEXT repeats the value ``COPY`` was given, a
+    ``UnicodeEncodeError`` holds the whole string, and the row may hold a user's text."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    name = type(exc).__name__
+    return f"{name} (SQLSTATE {sqlstate})" if isinstance(sqlstate, str) else name
 
 
 async def write_isolating_refused(
@@ -145,13 +155,15 @@ class WriterLoop:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def count_refused(self, exc: BaseException) -> None:
-        """Count one row the database refused; log it (the row's data is not logged)."""
+    def count_refused(self, exc: BaseException, row: Mapping[str, object] | None = None) -> None:
+        """Count one row the database refused and log it with ``row``: the fields that name
+        it for an operator (its request id…), given by the writer that knows its rows. The
+        row's data is not logged, nor the error's message (see ``refusal``)."""
         self.refused += 1
         self._log.warning(
             "%s: a row refused by the database was dropped",
             self.name,
-            extra={"writer": self.name, "error": repr(exc)},
+            extra={**(row or {}), "writer": self.name, "error": refusal(exc)},
         )
 
     def start(self) -> None:

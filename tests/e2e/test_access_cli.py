@@ -81,3 +81,29 @@ async def test_keys_create_says_which_database_and_tenant(database_url: str) -> 
     assert "Database: DATABASE_URL (" in done.stderr
     assert "for tenant 'acme'." in done.stderr
     assert looks_like_key(done.stdout.strip())
+
+
+@pytest.mark.parametrize(
+    ("option", "args"),
+    [
+        ("--name", ["keys", "create", "--tenant", "acme", "--name", b"caf\xe9"]),
+        ("--tenant", ["keys", "create", "--tenant", b"caf\xe9", "--name", "ci"]),
+        ("name", ["tenants", "create", b"caf\xe9"]),
+        ("--model", ["keys", "create", "--tenant", "acme", "--model", b"caf\xe9"]),
+        ("--feature", ["keys", "create", "--tenant", "acme", "--feature", b"caf\xe9"]),
+        ("--tenant", ["keys", "list", "--tenant", b"caf\xe9"]),
+        ("ref", ["keys", "revoke", b"caf\xe9"]),
+        ("ref", ["keys", "usage", b"caf\xe9"]),
+    ],
+)
+async def test_text_whose_bytes_are_not_utf8_is_refused_naming_its_option(
+    database_url: str, option: str, args: list[str | bytes]
+) -> None:
+    """``caf\\xe9`` is Latin-1: Python hands it over as ``caf\\udce9``, a lone surrogate
+    PostgreSQL cannot store. Before, the command died in a traceback from the driver."""
+    env = {"DATABASE_URL": database_url, "PYTHONUTF8": "1", "COLUMNS": "200"}
+    done = await complete_propylon(*args, env=env)
+    assert done.returncode == 2, done.stderr
+    assert f"Invalid value for '{option}': holds bytes that are not valid text" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert json.loads(await run_propylon("tenants", "list", env=env)) == []

@@ -65,9 +65,10 @@ class Completed:
 
 
 async def complete_propylon(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    *args: str | bytes, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Completed:
-    """Run `python -m propylon ARGS…` to completion, whatever its exit status."""
+    """Run `python -m propylon ARGS…` to completion, whatever its exit status (an argument
+    given as bytes reaches the process as those bytes, valid text or not)."""
     proc = await asyncio.create_subprocess_exec(
         *PROPYLON,
         *args,

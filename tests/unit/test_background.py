@@ -57,6 +57,25 @@ def test_a_refused_row_is_told_from_an_outage(error: Exception, refused: bool) -
     assert refused_for_its_data(error) is refused
 
 
+def test_a_refused_row_is_logged_with_what_names_it_and_not_with_its_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A ``UnicodeEncodeError`` holds the whole string it could not encode: logging the
+    error itself would log the user's text."""
+    loop = WriterLoop("test", lambda: asyncio.sleep(0), log=log)
+    loop.count_refused(
+        UnicodeEncodeError("utf-8", "user's own words \udc80", 17, 18, "surrogates not allowed"),
+        {"request_id": "r-1"},
+    )
+    loop.count_refused(ServerError("22P05"))
+    first, second = [r for r in caplog.records if "refused by the database" in r.getMessage()]
+    assert (first.__dict__["request_id"], first.__dict__["error"]) == ("r-1", "UnicodeEncodeError")
+    assert second.__dict__["error"] == "ServerError (SQLSTATE 22P05)"
+    assert "request_id" not in second.__dict__
+    assert "own words" not in caplog.text and "own words" not in repr(first.__dict__)
+    assert loop.refused == 2
+
+
 def test_the_backoff_doubles_up_to_its_cap_and_never_overflows() -> None:
     assert [backoff_delay(n, 0.1, 5.0) for n in range(4)] == [0.1, 0.2, 0.4, 0.8]
     assert backoff_delay(100, 0.1, 5.0) == 5.0

@@ -2,7 +2,8 @@
 
 They act on the same database as `serve` (``--data-dir``'s embedded PostgreSQL, attached
 safely while `serve` runs, or ``DATABASE_URL``), migrate it first if needed, and notify
-every running `serve` of each change.
+every running `serve` of each change. Text that names something (a tenant, a key, a model) is
+refused at parsing, naming its option, when the database could not store it (``_storable``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,26 @@ from propylon.access.limits import Limits
 from propylon.access.store import AccessStore
 from propylon.errors import PropylonError
 from propylon.settings import Settings, load_settings
+from propylon.storable import unstorable_field
 
 T = TypeVar("T")
 
 tenants_app = typer.Typer(no_args_is_help=True, help="Tenants: create and list.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke, usage.")
+
+
+def _storable(value: T) -> T:
+    """``value`` (text, or a repeated option's list) when PostgreSQL can store it. Bytes of
+    argv the locale cannot decode reach Python as lone surrogates (``surrogateescape``): they
+    are refused here, as an error naming the option (exit 2), not by the database as a
+    traceback once half the work is done."""
+    if unstorable_field(value, "") is not None:
+        raise typer.BadParameter(
+            "holds bytes that are not valid text in the locale's encoding, which the "
+            "database cannot store; pass it as UTF-8."
+        )
+    return value
+
 
 ConfigOpt = Annotated[
     Path | None,
@@ -45,6 +61,9 @@ BudgetCostOpt = Annotated[
     float | None, typer.Option("--budget-usd", help="US dollars per budget period.", min=0)
 ]
 PeriodOpt = Annotated[str, typer.Option("--budget-period", help="`day` or `month` (UTC).")]
+KeyRefArg = Annotated[
+    str, typer.Argument(help="Key id, display prefix or name.", callback=_storable)
+]
 CreateDbOpt = Annotated[
     bool,
     typer.Option(
@@ -128,7 +147,7 @@ def _budget(period: str, tokens: int | None, cost: float | None) -> Budget:
 
 @tenants_app.command("create")
 def tenants_create(
-    name: Annotated[str, typer.Argument(help="Tenant name.")],
+    name: Annotated[str, typer.Argument(help="Tenant name.", callback=_storable)],
     rpm: RpmOpt = None,
     tpm: TpmOpt = None,
     budget_tokens: BudgetTokensOpt = None,
@@ -158,10 +177,16 @@ def tenants_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 
 @keys_app.command("create")
 def keys_create(
-    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name (created if missing).")],
-    name: Annotated[str, typer.Option("--name", help="A label for the key.")] = "",
+    tenant: Annotated[
+        str,
+        typer.Option("--tenant", help="Tenant name (created if missing).", callback=_storable),
+    ],
+    name: Annotated[
+        str, typer.Option("--name", help="A label for the key.", callback=_storable)
+    ] = "",
     model: Annotated[
-        list[str] | None, typer.Option("--model", help="Allowed model (repeat); default: all.")
+        list[str] | None,
+        typer.Option("--model", help="Allowed model (repeat); default: all.", callback=_storable),
     ] = None,
     feature: Annotated[
         list[str] | None,
@@ -170,6 +195,7 @@ def keys_create(
             help="Repeat. Model use: chat, embeddings, rag (the default set). logs:read: "
             "prompts and answers in /v1/logs. admin: administer this key's own tenant. "
             "operator: administer every tenant (like PROPYLON_ADMIN_KEY).",
+            callback=_storable,
         ),
     ] = None,
     rpm: RpmOpt = None,
@@ -206,7 +232,9 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(
-    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant.")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only this tenant.", callback=_storable)
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -217,7 +245,7 @@ def keys_list(
 
 @keys_app.command("revoke")
 def keys_revoke(
-    ref: Annotated[str, typer.Argument(help="Key id, display prefix or name.")],
+    ref: KeyRefArg,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -234,7 +262,7 @@ def keys_revoke(
 
 @keys_app.command("usage")
 def keys_usage(
-    ref: Annotated[str, typer.Argument(help="Key id, display prefix or name.")],
+    ref: KeyRefArg,
     days: Annotated[int, typer.Option(help="Days shown, latest first.", min=1)] = 31,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,

@@ -8,8 +8,10 @@ traffic cost a ``COPY`` every third request). When the database is slow or down,
 in the buffer (at most ``buffer_size``) and are written once it answers again; past the bound
 new items are dropped and counted (``dropped``, exported as a metric), so a request never
 blocks or fails because of what it submitted. A row the database refuses for its data is
-dropped alone and counted (``refused``); the loop, its backoff and its supervision are the
-shared ``WriterLoop``. The request log and the trace store are the two users.
+dropped alone, counted (``refused``) and logged with the columns that name it (``names``: the
+request log's request id, a span's trace, span and subject), never the rest; the loop, its
+backoff and its supervision are the shared ``WriterLoop``. The request log and the trace
+store are the two users.
 """
 
 from __future__ import annotations
@@ -39,16 +41,17 @@ def copy_statement(table: str, columns: Sequence[str]) -> sql.Composed:
 
 
 class CopyBuffer(Generic[T]):
-    """Buffers items and writes them, rendered by ``render``, from one background task
-    (``start`` / ``stop``)."""
+    """Buffers items and writes them to ``table``, rendered by ``render`` as rows of
+    ``columns``, from one background task (``start`` / ``stop``) named after the table."""
 
     def __init__(
         self,
         database: Database,
-        name: str,
-        copy: sql.Composed,
+        table: str,
+        columns: Sequence[str],
         render: Callable[[T], tuple[Any, ...]],
         *,
+        names: Sequence[str] = (),
         log: logging.Logger,
         buffer_size: int = 10_000,
         batch_size: int = 500,
@@ -56,15 +59,16 @@ class CopyBuffer(Generic[T]):
         after_flush: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._db = database
-        self._copy_sql = copy
+        self._copy_sql = copy_statement(table, columns)
         self._render = render
+        self._names = [(name, columns.index(name)) for name in names]
         self._log = log
         self._buffer: deque[T] = deque()
         self._capacity = buffer_size
         self._batch_size = batch_size
         self._writing = asyncio.Lock()  # one writer: batches leave the buffer in order
         self.loop = WriterLoop(
-            name, self.flush, log=log, interval_s=flush_interval_s, after_flush=after_flush
+            table, self.flush, log=log, interval_s=flush_interval_s, after_flush=after_flush
         )
         self.dropped = 0  # items refused because the buffer was full
         self.written = 0
@@ -142,7 +146,8 @@ class CopyBuffer(Generic[T]):
         def drop(row: tuple[Any, ...], exc: BaseException) -> None:
             nonlocal refused
             refused += 1
-            self.loop.count_refused(exc)
+            named = {name: row[i] for name, i in self._names if row[i] is not None}
+            self.loop.count_refused(exc, named)
 
         await write_isolating_refused(rows, self._copy, drop)
         # Only now leave the buffer: a failed write keeps them for the next try.

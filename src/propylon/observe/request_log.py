@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from propylon.db.database import Database
-from propylon.observe.copy_buffer import CopyBuffer, copy_statement
+from propylon.observe.copy_buffer import CopyBuffer
 from propylon.observe.queries import query
 from propylon.observe.record import COLUMNS, RequestRecord
 
@@ -40,8 +40,9 @@ class RequestLog(CopyBuffer[RequestRecord]):
         super().__init__(
             database,
             "request_log",
-            copy_statement("request_log", COLUMNS),
+            COLUMNS,
             lambda record: record.to_row(max_content_chars),
+            names=("request_id",),
             log=log,
             buffer_size=buffer_size,
             batch_size=batch_size,

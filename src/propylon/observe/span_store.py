@@ -20,7 +20,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from propylon.db.database import Database
-from propylon.observe.copy_buffer import CopyBuffer, copy_statement
+from propylon.observe.copy_buffer import CopyBuffer
 from propylon.observe.stored_tracer import StoredSpan
 from propylon.observe.tracing import SUBJECT, TENANT
 from propylon.storable import escape_row, jsonb_text
@@ -58,8 +58,9 @@ class SpanStore(SpanProcessor):
         self.buffer: CopyBuffer[ReadableSpan] = CopyBuffer(
             database,
             "spans",
-            copy_statement("spans", COLUMNS),
+            COLUMNS,
             span_row,
+            names=("trace_id", "span_id", "subject"),
             log=log,
             buffer_size=buffer_size,
             batch_size=batch_size,

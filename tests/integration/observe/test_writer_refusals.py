@@ -1,6 +1,7 @@
 """What PostgreSQL refuses never stops the request log: a NUL in a prompt is stored escaped,
-and a row the database refuses for its data is dropped alone while the writer goes on. The
-trace store escapes the same way: a span quoting a NUL is kept, with the rest of its batch."""
+and a row the database refuses for its data is dropped alone while the writer goes on, logged
+with its request id. The trace store escapes the same way: a span quoting a NUL is kept, with
+the rest of its batch."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
 from propylon.db.database import Database
 from propylon.gateway.call import Attempt
 from propylon.observe.request_log import RequestLog
+from propylon.observe.span_store import SpanStore
+from propylon.observe.tracing import mark_root
 from propylon.testing import Behaviour, FakeUpstream, Fault
 from tests.integration.observe.support import ADMIN, call, chat, record, serve
 from tests.support.servers import AppServer
@@ -116,15 +121,17 @@ async def test_a_nul_in_a_prompt_quoted_by_an_upstream_error_is_kept_in_the_stor
 
 
 async def test_a_row_the_database_refuses_is_dropped_alone_and_the_writer_goes_on(
-    database: Database,
+    database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``\\u0000`` in jsonb is refused by PostgreSQL itself (SQLSTATE 22P05) however often it
-    is tried: a permanent refusal. Before, the writer retried that batch forever."""
+    is tried: a permanent refusal. Before, the writer retried that batch forever. The log line
+    names the request, so an operator can find it, and not the user's text: before, it had no
+    request id, and the error's message quoted the refused value."""
     log = RequestLog(database, flush_interval_s=0.02)
     await log.start()
     try:
         log.submit(record("before"))
-        log.submit(record("refused", metadata={"label": "\x00"}))
+        log.submit(record("refused", metadata={"label": "user's own words\x00"}))
         log.submit(record("after"))
         assert await wait_for_rows(database, 2) == 2
         for n in range(100):
@@ -135,6 +142,10 @@ async def test_a_row_the_database_refuses_is_dropped_alone_and_the_writer_goes_o
     assert await count_rows(database, "request_id = 'refused'") == 0
     assert (log.refused, log.written, log.pending) == (1, 102, 0)
     assert log.loop.healthy and log.failed_writes == 0
+    (line,) = [r for r in caplog.records if "refused by the database" in r.getMessage()]
+    assert line.__dict__["request_id"] == "refused"
+    assert line.__dict__["error"] == "UntranslatableCharacter (SQLSTATE 22P05)"
+    assert "own words" not in caplog.text and "own words" not in repr(line.__dict__)
 
 
 async def test_a_nul_or_lone_surrogate_in_a_jsonb_column_of_the_log_is_stored_escaped(
@@ -200,3 +211,25 @@ async def test_a_writer_that_cannot_write_makes_readyz_fail_and_fires_its_metric
             while not services.usage.loop.healthy:  # noqa: ASYNC110 - no event to wait on
                 await asyncio.sleep(0.02)
         assert (await call(server, "GET", "/readyz", key=None)).status == 200
+
+
+async def test_a_span_the_database_refuses_is_logged_with_its_trace_and_request(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A span stored twice breaks the primary key (SQLSTATE 23505): the second copy is
+    dropped, and its log line names the trace, the span and the request it belongs to."""
+    store = SpanStore(database)
+    provider = TracerProvider()
+    provider.add_span_processor(store)
+    with provider.get_tracer("test").start_as_current_span("chat user's own words") as root:
+        mark_root(root, "acme", "request:r-span")
+    store.on_end(root)  # type: ignore[arg-type]  # the SDK's span is a ReadableSpan
+    assert await store.buffer.flush() == 1
+    assert store.buffer.refused == 1
+    (line,) = [r for r in caplog.records if "refused by the database" in r.getMessage()]
+    context = root.get_span_context()
+    assert line.__dict__["subject"] == "request:r-span"
+    assert line.__dict__["trace_id"] == f"{context.trace_id:032x}"
+    assert line.__dict__["span_id"] == f"{context.span_id:016x}"
+    assert line.__dict__["error"] == "UniqueViolation (SQLSTATE 23505)"
+    assert "own words" not in caplog.text and "own words" not in repr(line.__dict__)
