@@ -216,6 +216,19 @@ class Metrics:
             )
         )
 
+    def watch_cache_first_stage(self, lookups: Callable[[], Mapping[str, int]]) -> None:
+        """Export the semantic lookups the cache's first stage decided by static vectors alone
+        and those it sent to the embedder (``CacheStats.first_stage``, read at scrape time)."""
+        self.registry.register(
+            _CountsCollector(
+                "propylon_cache_semantic_first_stage_lookups",
+                "Semantic cache lookups decided by static vectors alone (decided), or read by "
+                "the embedder because a cached question came near (deferred).",
+                "outcome",
+                lookups,
+            )
+        )
+
     def add_scrape_hook(self, hook: ScrapeHook) -> None:
         """Run ``hook`` (bounded to 2 s) before each scrape, e.g. to refresh a gauge."""
         self._hooks.append(hook)

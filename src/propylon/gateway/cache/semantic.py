@@ -208,8 +208,9 @@ class SemanticCache:
         self._record = record_lookups
         self._inserts = 0
         self._provisional: dict[int, PendingEntry] = {}  # queued entries in the index, by id
+        self.stats = stats if stats is not None else CacheStats()
         self.writes = WriteBehind(
-            self._write, delay_s=write_delay_s, stats=stats, unqueued=self._unqueued
+            self._write, delay_s=write_delay_s, stats=self.stats, unqueued=self._unqueued
         )
 
     async def embed(self, question: str) -> Embedding:
@@ -258,9 +259,11 @@ class SemanticCache:
         if any(not c.read for c in near):
             near = await self._read(near)
         if not near:
+            self.stats.first_stage["decided"] += 1
             lookup = Lookup(None, None, reason="first-stage")
             self._record_lookup(key, threshold, lookup)
             return lookup
+        self.stats.first_stage["deferred"] += 1
         for candidate in near:
             if candidate.embedding is None and candidate.stored is not None:
                 candidate.embedding = _parse(candidate.stored)

@@ -24,6 +24,9 @@ class CacheStats:
     # semantic entries not stored, by reason: ``unstorable_question`` / ``unstorable_answer``
     # (a NUL PostgreSQL cannot keep as served; the exact cache still holds them)
     skipped: Counter[str] = field(default_factory=Counter)
+    # semantic lookups behind the first stage: ``decided`` by static vectors alone (no
+    # embedder call), ``deferred`` to the embedder (a static vector passed the loose threshold)
+    first_stage: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -39,4 +42,5 @@ class CacheStats:
             "observed_wrong_rate": self.verified_wrong / self.verified if self.verified else None,
             "errors": dict(self.errors),
             "skipped": dict(self.skipped),
+            "first_stage": dict(self.first_stage),
         }
