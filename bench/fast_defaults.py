@@ -29,6 +29,9 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
 from bench import load
 from bench.document import stamp
 from bench.gateway import (
@@ -168,11 +171,13 @@ async def run(options: Options) -> Section:
             gateway(workdir, config, database_url, name="fast-defaults-first", env=dict(HOT_PATH))
         )
         targets: dict[str, tuple[Proc, Target]] = {}
+        roots: dict[str, str] = {}
         for i, (name, env) in enumerate(SETUPS.items()):
             url, proc = await stack.enter_async_context(
                 gateway(workdir, config, database_url, name=f"fast-defaults-{i}", env=env)
             )
             results[name].rss_idle_mb = rss_mb(proc.pid)
+            roots[name] = url
             # A tenant of its own: each gateway is another deployment, not a replica of one
             # (in one tenant every gateway's cache held every gateway's entries, over 5,000
             # in one scope by the throughput rounds, which the index leaves to PostgreSQL).
@@ -192,6 +197,7 @@ async def run(options: Options) -> Section:
             for name, (proc, target) in order[r % len(order) :] + order[: r % len(order)]:
                 await _sequential(proc, target, n // rounds or 1, results[name])
         async with load.client(1) as one:
+            stages = await first_stages(one, roots["defaults"])
             await set_upstream(one, upstream_url, {"latency_ms": SLOW_UPSTREAM_MS})
         async with load.client(CONCURRENCY) as many:
             for _ in range(2 if not options.quick else 1):
@@ -207,7 +213,48 @@ async def run(options: Options) -> Section:
                         )
                     )
     deferred = deferred_share(messages)
-    return Section("fast_defaults", render(results, direct, options, len(messages), deferred))
+    return Section(
+        "fast_defaults", render(results, direct, options, len(messages), deferred, stages)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FirstStages:
+    """A gateway's own counts (its ``/metrics``): windows the guard's first stage decided or
+    sent to MiniLM, and semantic lookups the cache's decided or sent to the embedder."""
+
+    guard: dict[str, float]
+    cache: dict[str, float]
+
+    def line(self) -> str:
+        def share(counts: dict[str, float]) -> str:
+            deferred, total = counts.get("deferred", 0.0), sum(counts.values())
+            return (
+                f"{deferred:.0f} of {total:.0f} ({100 * deferred / total:.1f} %)"
+                if total
+                else "none"
+            )
+
+        return (
+            "- In the warm-up and sequential rounds the defaults gateway's first stages (its "
+            f"`/metrics`) sent "
+            f"{share(self.guard)} windows of user input to MiniLM, and {share(self.cache)} "
+            "semantic lookups to the embedder."
+        )
+
+
+async def first_stages(http: aiohttp.ClientSession, root: str) -> FirstStages:
+    async with http.get(f"{root}/metrics") as resp:
+        text = await resp.text()
+    counts: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("_total") and "outcome" in sample.labels:
+                counts.setdefault(sample.name, {})[sample.labels["outcome"]] = sample.value
+    return FirstStages(
+        counts.get("propylon_guard_first_stage_windows_total", {}),
+        counts.get("propylon_cache_semantic_first_stage_lookups_total", {}),
+    )
 
 
 def render(
@@ -216,6 +263,7 @@ def render(
     options: Options,
     messages: int = 0,
     deferred: float = float("nan"),
+    stages: FirstStages | None = None,
 ) -> str:
     defaults = results["defaults"]
     hot = results["classifier and semantic cache off"]
@@ -261,6 +309,7 @@ def render(
         f"- Storing traces (`observe.store_traces`, on by default) costs "
         f"{hot.cpu_ms - untraced.cpu_ms:.2f} ms per request on the hot path "
         f"({hot.cpu_ms:.2f} ms against {untraced.cpu_ms:.2f} ms without).",
+        *([stages.line()] if stages is not None else []),
         "",
     ]
     return "\n".join(lines)
