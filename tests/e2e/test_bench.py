@@ -96,6 +96,23 @@ async def test_quick_search_bench_stores_its_corpus_the_way_ingestion_does(
     assert "Hybrid p95 at 3,000 chunks" in section
 
 
+async def test_quick_cache_index_bench_builds_the_migrated_index_on_its_copy(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The family re-creates the migrated first-stage index on copies of `cache_entries`
+    (its definition read from the database): a migration that renames or reshapes it fails
+    here, not in the next full bench run."""
+    output = tmp_path / "benchmarks.md"
+    code, out = await run_bench(
+        *("--quick", "--only", "cache_index", "--output", str(output)),
+        env={"PROPYLON_BENCH_DATABASE_URL": database_url},
+    )
+    assert code == 0, out[-3000:]
+    section = output.read_text()
+    assert "## Semantic cache: the first stage's database index" in section
+    assert "| shipped |" in section and "m='12'" in section
+
+
 async def test_quick_explorer_bench_generates_a_small_log_keeps_it_and_reuses_it(
     tmp_path: Path, database_url: str
 ) -> None:
