@@ -99,3 +99,30 @@ async def test_closing_writes_what_is_left() -> None:
     usage.add(record("key-a", "t1"), 3, 4, 0.0)
     await usage.close()
     assert store.batches[0][0].prompt_tokens == 3
+
+
+class Refused(Exception):
+    """What psycopg raises for a row PostgreSQL refuses for its data."""
+
+    sqlstate = "22003"  # numeric value out of range
+
+
+async def test_a_refused_usage_row_is_logged_by_its_key_and_the_others_written(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Picky(FakeStore):
+        async def record_usage_rows(self, rows: list[UsageRow]) -> None:
+            if any(row.key_id == "key-bad" for row in rows):
+                raise Refused("value out of range: 1e400")
+            await super().record_usage_rows(rows)
+
+    store = Picky()
+    usage = recorder(store)
+    usage.add(record("key-bad", "t1"), 1, 1, 0.0)
+    usage.add(record("key-good", "t1"), 1, 1, 0.0)
+    await usage.flush()
+    assert [row.key_id for batch in store.batches for row in batch] == ["key-good"]
+    (line,) = [r for r in caplog.records if "refused by the database" in r.getMessage()]
+    fields = line.__dict__
+    assert (fields["key_id"], fields["tenant_id"], fields["day"]) == ("key-bad", "t1", "2026-11-27")
+    assert fields["error"] == "Refused (SQLSTATE 22003)" and "1e400" not in repr(fields)

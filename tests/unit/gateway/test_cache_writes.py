@@ -113,7 +113,9 @@ class Refused(Exception):
     sqlstate = "22P05"  # untranslatable character (a \u0000 in jsonb)
 
 
-async def test_a_row_the_database_refuses_is_dropped_and_the_others_written() -> None:
+async def test_a_row_the_database_refuses_is_dropped_and_the_others_written(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     written: list[str] = []
 
     async def write(entries: list[dict[str, Any]], lookups: list[dict[str, Any]]) -> None:
@@ -131,6 +133,10 @@ async def test_a_row_the_database_refuses_is_dropped_and_the_others_written() ->
     await writes.flush()
     assert written == ["good", "also good"]
     assert unqueued == ["bad"]
+    (line,) = [r for r in caplog.records if "refused by the database" in r.getMessage()]
+    fields = line.__dict__
+    assert (fields["row"], fields["tenant_id"], fields["model"]) == ("entry", "t", "m")
+    assert "bad" not in repr(fields), "named by tenant and model, never its question"
     assert (writes.pending, writes.refused, stats.errors["database"]) == (0, 1, 1)
     await writes.close()
 

@@ -134,7 +134,7 @@ class WriteBehind:
             self._unqueued(entry)
         _forget(self._lookups, row[1])
         self._stats.errors["database"] += 1
-        self.loop.count_refused(exc)
+        self.loop.count_refused(exc, _named(row))
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the background task, then write what is pending within ``timeout``."""
@@ -152,6 +152,19 @@ class WriteBehind:
             self._stats.dropped += 1
         queue.append(item)
         self.loop.wake()
+
+
+def _named(row: Row) -> dict[str, object]:
+    """What names a refused row in the log: its kind, tenant and model, never its text."""
+    entries, lookups = row
+    if entries:
+        key = entries[0].key
+        return {"row": "entry", "tenant_id": key.tenant_id, "model": key.model}
+    return {
+        "row": "lookup",
+        "tenant_id": lookups[0].get("tenant_id"),
+        "model": lookups[0].get("model"),
+    }
 
 
 def _forget(queue: deque[Any], written: list[Any]) -> None:
