@@ -144,13 +144,26 @@ async def test_a_near_question_embeds_itself_and_its_candidate_once(
 async def test_a_queued_entry_is_found_by_the_first_stage(
     cache: tuple[SemanticCache, CountingLetters, Database],
 ) -> None:
-    semantic, _, _ = cache
+    semantic, embedder, db = cache
     tenant = "first-stage-queued"
     await store(semantic, "How do I reverse a list in Python?", tenant)
     found = await lookup(semantic, "How do I reverse a list in Python??", tenant)
     assert found.hit is not None and found.hit.entry_id is None
     other = await lookup(semantic, "How do I reverse a list in Python??", "another-tenant")
     assert other.hit is None
+
+    # The queued entry keeps the vector its first near lookup computed: not computed again,
+    # and written with its row.
+    embedder.texts.clear()
+    again = await lookup(semantic, "How do I reverse a list in Python???", tenant)
+    assert again.hit is not None
+    assert embedder.texts == ["How do I reverse a list in Python???"]
+    await semantic.writes.flush()
+    async with db.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT dims FROM cache_entries WHERE tenant_id = %(t)s", {"t": tenant}
+        )
+        assert [row["dims"] for row in await cursor.fetchall()] == [384]
 
 
 async def test_an_entry_needs_a_vector_of_some_kind(

@@ -156,6 +156,7 @@ class Candidate:
     stored: str | None = None  # its pgvector text as read, parsed only if the candidate is near
     min_probability: float | None = None  # the entry's learnt threshold (sampled verification)
     read: bool = True  # False: found by the first-stage index, its row not read yet
+    queued: PendingEntry | None = None  # the entry waiting for its write, when it is one
 
     def row(self, embedding: Embedding) -> dict[str, Any]:
         """As a row of the full search: similarity between the embedder's vectors."""
@@ -276,6 +277,11 @@ class SemanticCache:
                 candidate.embedding = Embedding.of(vector)
         except Exception as exc:
             raise EmbedderFailed(repr(exc)) from exc
+        for candidate in missing:  # a queued entry is written with the vector just computed
+            if candidate.queued is not None and candidate.embedding is not None:
+                candidate.queued.embedding = candidate.embedding
+                candidate.queued.params["embedding"] = candidate.embedding
+                candidate.queued.params["dims"] = len(candidate.embedding)
         if missing:
             await self._keep_embeddings([c for c in missing if c.entry_id is not None])
         rows = sorted((c.row(embedding) for c in near), key=lambda r: -float(r["similarity"]))
@@ -596,7 +602,7 @@ def _first_vector(entry: PendingEntry) -> Embedding | None:
 
 
 def _queued_candidate(entry: PendingEntry) -> Candidate:
-    return Candidate(None, entry.question, entry.params["response"], entry.embedding)
+    return Candidate(None, entry.question, entry.params["response"], entry.embedding, queued=entry)
 
 
 def _embedder_vector(entry: PendingEntry) -> Embedding | None:
