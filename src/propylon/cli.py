@@ -32,7 +32,8 @@ def _one_blas_thread() -> None:
     thread. Its own threads would spin against the event loop for the semantic cache's
     first-stage search (a product of a few thousand rows: 4,600 x 256 in 72 µs on one thread,
     docs/operations.md). Read by OpenBLAS when numpy is imported, so set before that (nothing
-    ``serve`` or ``worker`` imports first loads numpy); the operator's value wins."""
+    ``serve`` imports first loads numpy); the operator's value wins. ``worker`` keeps
+    OpenBLAS's default: a job's batches are its parallelism."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 

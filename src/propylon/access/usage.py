@@ -119,8 +119,13 @@ class UsageRecorder:
 
         def refused(row: UsageRow, exc: BaseException) -> None:
             written.add((row.key_id, row.day, row.origin))
-            named = {"key_id": row.key_id, "tenant_id": row.tenant_id, "day": row.day.isoformat()}
-            self.loop.count_refused(exc, {**named, "origin": row.origin})
+            named = {
+                "key_id": row.key_id,
+                "tenant_id": row.tenant_id,
+                "day": row.day.isoformat(),
+                "origin": row.origin,
+            }
+            self.loop.count_refused(exc, named)
 
         try:
             await write_isolating_refused(rows, write, refused)

@@ -279,9 +279,7 @@ class SemanticCache:
             raise EmbedderFailed(repr(exc)) from exc
         for candidate in missing:  # a queued entry is written with the vector just computed
             if candidate.queued is not None and candidate.embedding is not None:
-                candidate.queued.embedding = candidate.embedding
-                candidate.queued.params["embedding"] = candidate.embedding
-                candidate.queued.params["dims"] = len(candidate.embedding)
+                candidate.queued.embedded(candidate.embedding)
         if missing:
             await self._keep_embeddings([c for c in missing if c.entry_id is not None])
         rows = sorted((c.row(embedding) for c in near), key=lambda r: -float(r["similarity"]))
@@ -325,26 +323,23 @@ class SemanticCache:
         assert self.first_stage is not None
         dims = len(first)
         limit = self.first_stage.candidates
-        if self.index is not None:
-            # Queued entries: in the index (provisional ids), or, queued before it was in
-            # use, searched in the queue.
-            queued = [
-                (_queued_candidate(e), similarity)
-                for e, similarity in self._pending_near(key, first, _first_vector, indexed=False)
-            ]
-            indexed = await self.index.nearest(key, first.values, limit)
-            if indexed is not None:
-                found = []
-                for entry_id, text, similarity in indexed:
-                    if entry_id >= 0:
-                        found.append((Candidate(entry_id, text, "", None, read=False), similarity))
-                    elif (entry := self._provisional.get(entry_id)) is not None:
-                        found.append((_queued_candidate(entry), similarity))
-                return sorted([*found, *queued], key=lambda pair: -pair[1])[:limit]
+        indexed = None if self.index is None else await self.index.nearest(key, first.values, limit)
+        # Queued entries: those in the index (provisional ids) came with its answer; the rest
+        # (all of them when the database searches) are searched in the queue.
         queued = [
             (_queued_candidate(e), similarity)
-            for e, similarity in self._pending_near(key, first, _first_vector)
+            for e, similarity in self._pending_near(
+                key, first, _first_vector, unindexed_only=indexed is not None
+            )
         ]
+        if indexed is not None:
+            found = []
+            for entry_id, text, similarity in indexed:
+                if entry_id >= 0:
+                    found.append((Candidate(entry_id, text, "", None, read=False), similarity))
+                elif (entry := self._provisional.get(entry_id)) is not None:
+                    found.append((_queued_candidate(entry), similarity))
+            return sorted([*found, *queued], key=lambda pair: -pair[1])[:limit]
         search = queries()["search_first"].format(vector=f"vector({dims})", dims=dims)
         params = {
             "tenant_id": key.tenant_id,
@@ -534,14 +529,14 @@ class SemanticCache:
         vector: Embedding,
         of: Callable[[PendingEntry], Embedding | None],
         *,
-        indexed: bool = True,
+        unindexed_only: bool = False,
     ) -> list[tuple[PendingEntry, float]]:
         """The queued entries in ``key``'s scope whose vector ``of`` has ``vector``'s length
-        (``indexed=False``: only those not in the first-stage index), each with its cosine to
+        (``unindexed_only``: those not in the first-stage index), each with its cosine to
         ``vector``, in one matrix product."""
         dims = len(vector)
         pending = self.writes.pending_entries()
-        if not indexed:
+        if unindexed_only:
             pending = [e for e in pending if e.provisional is None]
         found = [
             (e, v.values)

@@ -46,6 +46,13 @@ class PendingEntry:
     first: Embedding | None = None  # the static vector (``first_stage.py``)
     provisional: int | None = None  # its id in the first-stage index until written
 
+    def embedded(self, embedding: Embedding) -> None:
+        """The embedder's vector, computed while the entry waits: written with its row (if
+        its write has not begun)."""
+        self.embedding = embedding
+        self.params["embedding"] = embedding
+        self.params["dims"] = len(embedding)
+
 
 Writer = Callable[[list[dict[str, Any]], list[dict[str, Any]]], Awaitable[None]]
 Row = tuple[list[PendingEntry], list[dict[str, Any]]]  # one entry or one lookup, alone
