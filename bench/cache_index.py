@@ -33,6 +33,7 @@ from bench.suite import Options, Section, main_for
 from propylon.db.database import Database
 from propylon.db.migrator import migrate
 from propylon.gateway.cache.queries import queries
+from propylon.gateway.cache.semantic import Embedding
 from propylon.local.static import StaticEmbedder
 from propylon.settings import CacheSettings
 
@@ -72,10 +73,6 @@ def questions() -> list[str]:
     return ordered
 
 
-def literal(vector: Vectors) -> str:
-    return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
-
-
 async def measure(
     database: Database,
     name: str,
@@ -111,7 +108,7 @@ async def measure(
             "response": "{}",
             "ttl_s": 3600,
             "first_model": "static",
-            "first_vector": literal(v),
+            "first_vector": Embedding(v).literal,  # as the cache's writer makes it
         }
         for i, v in enumerate(corpus)
     ]
@@ -214,7 +211,7 @@ def _search_params(probe: Vectors) -> dict[str, object]:
         "scope": "s",
         "embedder": "e",
         "first_model": "static",
-        "first_vector": literal(probe),
+        "first_vector": Embedding(probe).literal,
         "limit": K,
     }
 

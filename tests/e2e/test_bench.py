@@ -42,6 +42,17 @@ async def run_bench(*args: str, env: dict[str, str] | None = None) -> tuple[int,
     return proc.returncode, out.decode(errors="replace")
 
 
+async def quick_section(family: str, tmp_path: Path, database_url: str) -> str:
+    """The file a quick run of ``family`` wrote, on the test session's database."""
+    output = tmp_path / "benchmarks.md"
+    code, out = await run_bench(
+        *("--quick", "--only", family, "--output", str(output)),
+        env={"PROPYLON_BENCH_DATABASE_URL": database_url},
+    )
+    assert code == 0, out[-3000:]
+    return output.read_text()
+
+
 async def test_quick_gateway_bench_writes_its_section_and_keeps_the_others(
     tmp_path: Path, database_url: str
 ) -> None:
@@ -85,13 +96,7 @@ async def test_quick_search_bench_stores_its_corpus_the_way_ingestion_does(
 ) -> None:
     """The search family writes its synthetic chunks through `CollectionStore.insert_chunks`:
     a schema change that breaks it fails here, not in the next full bench run."""
-    output = tmp_path / "benchmarks.md"
-    code, out = await run_bench(
-        *("--quick", "--only", "search", "--output", str(output)),
-        env={"PROPYLON_BENCH_DATABASE_URL": database_url},
-    )
-    assert code == 0, out[-3000:]
-    section = output.read_text()
+    section = await quick_section("search", tmp_path, database_url)
     assert "<!-- bench:search:start -->" in section
     assert "Hybrid p95 at 3,000 chunks" in section
 
@@ -102,13 +107,7 @@ async def test_quick_cache_index_bench_builds_the_migrated_index_on_its_copy(
     """The family re-creates the migrated first-stage index on copies of `cache_entries`
     (its definition read from the database): a migration that renames or reshapes it fails
     here, not in the next full bench run."""
-    output = tmp_path / "benchmarks.md"
-    code, out = await run_bench(
-        *("--quick", "--only", "cache_index", "--output", str(output)),
-        env={"PROPYLON_BENCH_DATABASE_URL": database_url},
-    )
-    assert code == 0, out[-3000:]
-    section = output.read_text()
+    section = await quick_section("cache_index", tmp_path, database_url)
     assert "## Semantic cache: the first stage's database index" in section
     assert "| shipped |" in section and "m='12'" in section
 
