@@ -104,25 +104,6 @@ def benign_messages(count: int = MESSAGE_COUNT) -> list[str]:
     return ordered[:count]
 
 
-def deferred_share(messages: list[str]) -> float:
-    """The share of ``messages`` (as sent, with a serial) whose window the shipped guard first
-    stage sends to MiniLM."""
-    import numpy as np
-
-    from propylon.guard import heuristics
-    from propylon.guard.features import lexical_features
-    from propylon.guard.first_stage import FirstStageHead
-    from propylon.local.static import StaticEmbedder
-
-    static = StaticEmbedder.load()
-    head = FirstStageHead.load(static_sha256=static.weights_sha256)
-    texts = [f"{m} (ref #{i:08d})" for i, m in enumerate(messages)]
-    lexical = np.stack([lexical_features(t, heuristics.scan(t)) for t in texts])
-    probability = head.probability(static.embed_sync(texts), lexical)
-    lengths = np.array([len(t) for t in texts], dtype=np.int64)
-    return float(head.band.deferred(probability, lengths).mean())
-
-
 @dataclass(slots=True)
 class Measured:
     cpu_s: float = 0.0
@@ -212,10 +193,7 @@ async def run(options: Options) -> Section:
                             many, target, concurrency=CONCURRENCY, seconds=window_s
                         )
                     )
-    deferred = deferred_share(messages)
-    return Section(
-        "fast_defaults", render(results, direct, options, len(messages), deferred, stages)
-    )
+    return Section("fast_defaults", render(results, direct, options, len(messages), stages))
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +240,6 @@ def render(
     direct: Measured,
     options: Options,
     messages: int = 0,
-    deferred: float = float("nan"),
     stages: FirstStages | None = None,
 ) -> str:
     defaults = results["defaults"]
@@ -274,8 +251,8 @@ def render(
         "",
         f"{stamp(options.command)} {environment_note()} {len(results)} gateways, one run: "
         f"every request a new user message ({messages} CLINC150 dev queries the guard was "
-        "not trained on, in turn, each with a serial appended; the guard's first stage sends "
-        f"{100 * deferred:.1f} % of them to MiniLM); CPU of each gateway process per request, "
+        "not trained on, in turn, each with a serial appended); CPU of each gateway process "
+        "per request, "
         f"sequential, {results['defaults'].requests} requests each in {options.scaled(*ROUNDS)} "
         "rounds, each round starting at another gateway (each gateway a tenant of its own), "
         "after an unmeasured gateway started "
