@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from propylon.testing import Behaviour, FakeUpstream, Fault
-from tests.integration.observe.support import records
+from tests.integration.observe.support import call, records, samples
 from tests.support.servers import AppServer, serve_app
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import eventually
@@ -372,6 +372,12 @@ async def test_an_embedder_failure_is_a_miss_not_an_error(
         assert headers["x-propylon-cache"] == "miss"
         _, stats = await gateway.admin("GET", "/admin/cache/stats")
         assert stats["errors"]["embedder"] >= 1
+        # The request succeeded: only /metrics tells an operator the cache is failing.
+        exposed = samples((await call(gateway.server, "GET", "/metrics", key=None)).body)
+        errors = exposed["propylon_cache_errors"]
+        name = "propylon_cache_errors_total"
+        assert {s.labels["source"]: s.value for s in errors if s.name == name} == stats["errors"]
+        assert set(stats["errors"]) == {"database", "embedder", "redis", "timeout"}
 
 
 async def test_a_lookup_slower_than_its_budget_is_a_miss(
@@ -546,7 +552,7 @@ async def test_a_verdict_that_cannot_be_stored_still_answers_and_counts_the_erro
         _, counters = await gateway.admin("GET", "/admin/cache/stats")
     assert (status, headers["x-propylon-cache"]) == (200, "verify-wrong")
     assert body["choices"][0]["message"]["content"], "the upstream's answer is served"
-    assert counters["errors"] == {"database": 1}
+    assert counters["errors"] == {"database": 1, "embedder": 0, "redis": 0, "timeout": 0}
 
 
 async def entry_threshold(database_url: str, set_to: float | None = None) -> float | None:

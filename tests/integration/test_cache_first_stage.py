@@ -94,7 +94,8 @@ async def test_a_miss_and_a_store_run_no_embedder_call(
     missed = await lookup(semantic, "Which vitamins are in spinach leaves?", tenant)
     assert missed.hit is None and missed.reason == "first-stage"
     assert embedder.texts == [], "neither the store nor the miss ran the embedder"
-    assert semantic.stats.first_stage == {"decided": 1}  # /metrics and /admin/cache/stats
+    # what /metrics and /admin/cache/stats show
+    assert semantic.stats.first_stage == {"decided": 1, "deferred": 0}
 
 
 async def test_an_entry_stores_the_static_vector_exactly_as_computed(
@@ -125,7 +126,7 @@ async def test_a_near_question_embeds_itself_and_its_candidate_once(
     found = await lookup(semantic, "How do I reverse a list in Python??", tenant)
     assert found.hit is not None and found.hit.entry_id is not None
     assert found.embedding is not None, "kept for the store that may follow"
-    assert semantic.stats.first_stage == {"deferred": 1}
+    assert semantic.stats.first_stage == {"decided": 0, "deferred": 1}
     assert sorted(embedder.texts) == sorted(
         ["How do I reverse a list in Python??", "How do I reverse a list in Python?"]
     )

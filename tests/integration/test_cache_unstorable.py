@@ -15,6 +15,9 @@ from tests.integration.observe.support import call, records, samples, value
 from tests.integration.test_cache import ADMIN, Cached, ask, cached_gateway, entry_threshold
 
 ANSWER = "Use\x00 reversed(items), or items[::-1]."
+# Every error source and skip reason is in the stats from the start, at 0.
+NO_ERRORS = {"database": 0, "embedder": 0, "redis": 0, "timeout": 0}
+NONE_SKIPPED = {"unstorable_answer": 0, "unstorable_question": 0}
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
 
 
@@ -62,8 +65,8 @@ async def test_an_answer_holding_a_nul_is_served_as_given_and_never_altered_by_t
         await entry_threshold(database_url)
         assert await cache_rows(database_url) == 1
         _, stats = await gateway.admin("GET", "/admin/cache/stats")
-        assert stats["skipped"] == {"unstorable_answer": 2}
-        assert stats["errors"] == {}, "nothing refused by the database"
+        assert stats["skipped"] == {**NONE_SKIPPED, "unstorable_answer": 2}
+        assert stats["errors"] == NO_ERRORS, "nothing refused by the database"
 
         logged = await records(gateway.server, 4, "limit=10", key=ADMIN)
         with_nul = [r for r in logged if "\\u0000" in (r["response"] or "")]
@@ -80,8 +83,8 @@ async def test_a_question_holding_a_nul_is_answered_repeated_identically_and_cou
         assert "a\x00list" in answer(first)
 
         _, stats = await gateway.admin("GET", "/admin/cache/stats")
-        assert stats["skipped"] == {"unstorable_question": 1}
-        assert stats["errors"] == {}
+        assert stats["skipped"] == {**NONE_SKIPPED, "unstorable_question": 1}
+        assert stats["errors"] == NO_ERRORS
         exposed = samples((await call(gateway.server, "GET", "/metrics", key=None)).body)
         skipped = exposed["propylon_cache_semantic_skipped"]
         name = "propylon_cache_semantic_skipped_total"
@@ -103,7 +106,7 @@ async def test_the_redis_exact_cache_serves_a_nul_answer_byte_for_byte(
         first = await asked_twice(gateway, ask(question))
         assert "a\x00list?" in answer(first)
         _, stats = await gateway.admin("GET", "/admin/cache/stats")
-        assert stats["errors"] == {} and stats["skipped"] == {}
+        assert stats["errors"] == NO_ERRORS and stats["skipped"] == NONE_SKIPPED
 
 
 async def test_an_answer_quoting_a_backslash_u0000_as_text_is_still_cached(
@@ -120,7 +123,7 @@ async def test_an_answer_quoting_a_backslash_u0000_as_text_is_still_cached(
         assert (status, headers["x-propylon-cache"]) == (200, "hit-semantic")
         assert answer(reworded) == quoted
         _, stats = await gateway.admin("GET", "/admin/cache/stats")
-        assert stats["skipped"] == {} and stats["errors"] == {}
+        assert stats["skipped"] == NONE_SKIPPED and stats["errors"] == NO_ERRORS
 
 
 async def test_a_streamed_nul_answer_is_replayed_and_served_plain_unchanged(
@@ -151,4 +154,5 @@ async def test_a_streamed_nul_answer_is_replayed_and_served_plain_unchanged(
         _, headers, plain = await gateway.chat(ask(question))
         assert (headers["x-propylon-cache"], answer(plain)) == ("hit-exact", live)
         _, stats = await gateway.admin("GET", "/admin/cache/stats")
-        assert stats["skipped"] == {"unstorable_question": 1} and stats["errors"] == {}
+        assert stats["skipped"] == {**NONE_SKIPPED, "unstorable_question": 1}
+        assert stats["errors"] == NO_ERRORS

@@ -216,6 +216,20 @@ class Metrics:
             )
         )
 
+    def watch_cache_errors(self, errors: Callable[[], Mapping[str, int]]) -> None:
+        """Export the response cache's failures by source (``CacheStats.errors``, read at
+        scrape time): each was served as a miss, so without this a failing cache only shows
+        as a lower hit rate."""
+        self.registry.register(
+            _CountsCollector(
+                "propylon_cache_errors",
+                "Response cache failures served as misses, by source (database, embedder, "
+                "redis, timeout).",
+                "source",
+                errors,
+            )
+        )
+
     def watch_cache_first_stage(self, lookups: Callable[[], Mapping[str, int]]) -> None:
         """Export the semantic lookups the cache's first stage decided by static vectors alone
         and those it sent to the embedder (``CacheStats.first_stage``, read at scrape time)."""

@@ -5,6 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+# The closed sets of keys each counter below can have: every one is there from the start, at
+# 0, so ``/metrics`` shows a series before its first count (an alert on a rate needs it).
+ERROR_SOURCES = ("database", "embedder", "redis", "timeout")
+SKIP_REASONS = ("unstorable_answer", "unstorable_question")
+FIRST_STAGE_OUTCOMES = ("decided", "deferred")
+
+
+def _zeros(keys: tuple[str, ...]) -> Counter[str]:
+    return Counter(dict.fromkeys(keys, 0))
+
 
 @dataclass(slots=True)
 class CacheStats:
@@ -20,13 +30,13 @@ class CacheStats:
     dropped: int = 0  # semantic entries and lookup records dropped: database away, queue full
     verified: int = 0  # would-be semantic hits answered by the upstream and compared
     verified_wrong: int = 0  # of those, the answers that disagreed
-    errors: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=lambda: _zeros(ERROR_SOURCES))
     # semantic entries not stored, by reason: ``unstorable_question`` / ``unstorable_answer``
     # (a NUL PostgreSQL cannot keep as served; the exact cache still holds them)
-    skipped: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=lambda: _zeros(SKIP_REASONS))
     # semantic lookups behind the first stage: ``decided`` by static vectors alone (no
     # embedder call), ``deferred`` to the embedder (a static vector passed the loose threshold)
-    first_stage: Counter[str] = field(default_factory=Counter)
+    first_stage: Counter[str] = field(default_factory=lambda: _zeros(FIRST_STAGE_OUTCOMES))
 
     def snapshot(self) -> dict[str, object]:
         return {
