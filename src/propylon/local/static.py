@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import struct
 from dataclasses import dataclass
 from importlib.resources import files
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from tokenizers import Tokenizer
+from tokenizers.models import WordPiece
 
 from propylon.gateway.protocol import Embeddings
 from propylon.local.minilm import TOKENIZER_SHA256, ModelFileCorrupted, read_verified
@@ -37,6 +39,20 @@ CHECKSUM = "static_minilm.sha256"
 MAGIC = b"PSTATIC1"
 MAX_PIECES = 512  # a window the guard reads is at most 600 characters; longer text is cut
 RECENT = 64  # texts whose vectors are kept: the guard and the semantic cache read one message
+WORDS = 20_000  # words whose pieces are kept (``WordPieces``): a few MB at most
+FEW_NEW = 4  # new words a text may hold and still be split here (else: the tokenizer)
+SHORT_WORD = 64  # characters of a new word split here (WordPiece's search is quadratic)
+_BERT_NORMALIZER = {
+    "type": "BertNormalizer",
+    "clean_text": True,
+    "handle_chinese_chars": True,
+    "strip_accents": None,
+    "lowercase": True,
+}
+_PARTS = re.compile(r"[a-z0-9]+|[^a-z0-9]")  # BERT: every other printable ASCII is punctuation
+# ASCII controls other than tab, newline and carriage return: BERT's normalizer deletes them
+# where ``str.split`` would split at some of them, so a text holding one is not split here.
+_DELETED_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 Vectors = NDArray[np.float32]
 
@@ -86,6 +102,109 @@ class StaticTable:
         return digest
 
 
+class WordPieces:
+    """MiniLM's tokenizer (``static_tokenizer``) for ASCII text, with each whitespace-separated
+    word's pieces kept, so a text of known words costs dict lookups instead of a tokenizer
+    call (about 120 µs a message in the gateway, 29 µs in a loop: its objects are cold there).
+
+    Exact for ASCII: BERT's normalizer (lowercase, control characters deleted) acts character
+    by character there, and its pre-tokenizer splits at whitespace, then splits off each
+    punctuation character, so a word's pieces do not depend on its neighbours. A text with a
+    few short new words (a name, a serial number) has them split here by the same WordPiece
+    rule (longest known piece first, ``##`` inside a word, ``[UNK]`` for a word it cannot
+    split or over ``max_input_chars_per_word``); any other text goes to the tokenizer whole,
+    and the words it covered entirely are then kept, their pieces read off the tokens'
+    character offsets. So is any text that is not ASCII.
+    """
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        truncation = tokenizer.truncation
+        if truncation is None or truncation["direction"] != "right":
+            raise ValueError("WordPieces needs a tokenizer that cuts texts at their end")
+        config = json.loads(tokenizer.to_str())
+        model = tokenizer.model
+        if (
+            config["normalizer"] != _BERT_NORMALIZER
+            or config["pre_tokenizer"] != {"type": "BertPreTokenizer"}
+            or not isinstance(model, WordPiece)
+        ):
+            raise ValueError("WordPieces reads only BERT's lowercasing WordPiece tokenizer")
+        self._tokenizer = tokenizer
+        self._max: int = truncation["max_length"]  # the tokenizer's own cut, kept alike
+        self._vocab: dict[str, int] = tokenizer.get_vocab()
+        self._unk = self._vocab[model.unk_token]
+        self._inside: str = model.continuing_subword_prefix
+        self._max_chars: int = model.max_input_chars_per_word
+        self._known: dict[str, tuple[int, ...]] = {}
+
+    def __call__(self, text: str) -> list[int]:
+        if not text.isascii() or _DELETED_CONTROLS.search(text):
+            return self._encoded(text, ())
+        words = text.split()  # ASCII whitespace left: space, tab, newline, carriage return
+        known = self._known
+        if len(known) >= WORDS:  # a new dict, not cleared: another thread may be reading it
+            self._known = known = {}
+        new = {word for word in words if word not in known}
+        if len(new) > FEW_NEW or any(len(word) > SHORT_WORD for word in new):
+            return self._encoded(text, words)
+        for word in new:
+            known[word] = self._split(word)
+        ids: list[int] = []
+        for word in words:
+            ids += known[word]
+            if len(ids) >= self._max:
+                return ids[: self._max]
+        return ids
+
+    def _split(self, word: str) -> tuple[int, ...]:
+        """BERT's pre-tokenizer and WordPiece on one ASCII word without whitespace."""
+        vocab, ids = self._vocab, []
+        for part in _PARTS.findall(word.lower()):  # letter-digit runs, single punctuation
+            if len(part) > self._max_chars:
+                ids.append(self._unk)
+                continue
+            pieces, start = [], 0
+            while start < len(part):
+                end = len(part)
+                while end > start:
+                    piece = part[start:end] if start == 0 else self._inside + part[start:end]
+                    if piece in vocab:
+                        pieces.append(vocab[piece])
+                        break
+                    end -= 1
+                else:  # no piece of the vocabulary starts here: the whole part is unknown
+                    pieces = [self._unk]
+                    break
+                start = end
+            ids += pieces
+        return tuple(ids)
+
+    def _encoded(self, text: str, words: list[str] | tuple[()]) -> list[int]:
+        encoding = self._tokenizer.encode(text, add_special_tokens=False)
+        ids: list[int] = encoding.ids
+        if words:
+            self._keep(text, ids, encoding.offsets)
+        return ids
+
+    def _keep(self, text: str, ids: list[int], offsets: list[tuple[int, int]]) -> None:
+        """Keep each word's pieces: the tokens starting inside it. The tokens stop early
+        when the tokenizer cut the text: the words past the last token's end are not kept,
+        nor the word it ends in (its remaining pieces were cut)."""
+        if not ids:
+            return
+        covered = offsets[-1][0] if len(ids) >= self._max else offsets[-1][1]
+        token = 0
+        known = self._known
+        for match in re.finditer(r"\S+", text):
+            end = match.end()
+            if end > covered or len(known) >= WORDS:
+                break
+            first = token
+            while token < len(ids) and offsets[token][0] < end:
+                token += 1
+            known[match.group()] = tuple(ids[first:token])
+
+
 class StaticEmbedder:
     """An ``EmbeddingModel`` computing static sentence vectors on the calling thread.
 
@@ -99,7 +218,7 @@ class StaticEmbedder:
         self._scales = table.scales
         self.metadata = table.metadata
         self.dimensions = int(table.rows.shape[1])
-        self._tokenizer = tokenizer
+        self._pieces = WordPieces(tokenizer)
         self.weights_sha256 = sha256
         # The guard's first stage and the semantic cache's each read the same user message:
         # the second asks for a vector the first just computed (``vector``).
@@ -140,18 +259,15 @@ class StaticEmbedder:
         vectors = [self._mean(ids).tolist() for ids in pieces]
         return Embeddings(vectors=vectors, prompt_tokens=sum(map(len, pieces)), model=self.model_id)
 
-    def _pieces(self, text: str) -> list[int]:
-        ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False).ids
-        return ids
-
     def _mean(self, ids: list[int]) -> Vectors:
         if not ids:
             return np.zeros(self.dimensions, dtype=np.float32)
-        index = np.asarray(ids, dtype=np.int64)
-        rows = self._rows[index].astype(np.float32) * self._scales[index, np.newaxis]
-        mean: Vectors = rows.mean(axis=0)
-        norm = float(np.linalg.norm(mean))
-        return mean / np.float32(norm) if norm > 0 else mean
+        index = np.asarray(ids, dtype=np.intp)
+        # The scaled rows' sum as one product (normalised, the mean's direction): the same
+        # vector to float32 rounding, in a third of the numpy calls.
+        total: Vectors = self._scales[index] @ self._rows[index].astype(np.float32)
+        norm = float(np.sqrt(total @ total))
+        return total / np.float32(norm) if norm > 0 else total
 
     def close(self) -> None:
         """Nothing to stop (the same shape as ``MiniLMEmbedder``)."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from propylon.gateway.cache.first_index import FirstIndex
+from propylon.gateway.cache.first_index import FirstIndex, _Scope
 from propylon.gateway.cache.key import cache_key
 
 KEY = cache_key(
@@ -103,6 +103,23 @@ async def test_expired_entries_are_skipped_and_nearest_come_first() -> None:
     rows.add(3, [0.9, 0.1])
     found, _ = index(rows)
     assert await ids(found, [1.0, 0.0]) == [3, 2]
+
+
+def test_a_row_is_skipped_from_its_expiry_whatever_order_rows_came_in() -> None:
+    scope = _Scope(2)
+    for entry_id, expires in ((1, 300.0), (2, 150.0), (3, 200.0)):
+        scope.add(entry_id, f"q{entry_id}", np.asarray([1.0, 0.1 * entry_id], np.float32), expires)
+    query = np.asarray([1.0, 0.0], dtype=np.float32)
+
+    def nearest(now: float) -> list[int]:
+        return [i for i, _, _ in scope.nearest(query, 8, now)]
+
+    assert nearest(100.0) == [1, 2, 3]
+    assert nearest(160.0) == [1, 3], "the second row added expired first"
+    assert scope.keep(lambda row: scope.expires[row] > 160.0) == 1
+    assert nearest(160.0) == [1, 3]
+    assert nearest(250.0) == [1]
+    assert nearest(300.0) == []
 
 
 async def test_a_scope_over_its_size_is_searched_by_the_database() -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class _Scope:
     expires: NDArray[np.float64] = field(default_factory=lambda: np.zeros(16))
     matrix: NDArray[np.float32] = field(init=False)
     provisional: dict[int, int] = field(default_factory=dict)  # provisional id -> its row
+    soonest: float = math.inf  # the earliest expiry time of a row: none expired before it
 
     def __post_init__(self) -> None:
         self.matrix = np.zeros((16, self.dims), dtype=np.float32)
@@ -76,9 +78,10 @@ class _Scope:
         if n == len(self.matrix):
             self.matrix = np.concatenate([self.matrix, np.zeros_like(self.matrix)])
             self.expires = np.concatenate([self.expires, np.zeros_like(self.expires)])
-        norm = float(np.linalg.norm(vector))
+        norm = math.sqrt(float(vector @ vector))  # np.linalg.norm's sum, fewer calls
         self.matrix[n] = vector / norm if norm else vector
         self.expires[n] = expires
+        self.soonest = min(self.soonest, expires)
         self.ids.append(entry_id)
         self.questions.append(question)
         if entry_id < 0:
@@ -106,6 +109,7 @@ class _Scope:
             expires = np.zeros(size)
             expires[: len(rows)] = self.expires[rows]
             self.matrix, self.expires = matrix, expires
+            self.soonest = float(expires[: len(rows)].min()) if rows else math.inf
         return removed
 
     def nearest(
@@ -116,7 +120,8 @@ class _Scope:
         # several it spins on a busy host (2,000 x 256: 0.6-5 ms), so ``propylon serve`` keeps
         # OpenBLAS on one (``cli._one_blas_thread``).
         similarities = self.matrix[:n] @ query
-        similarities[self.expires[:n] <= now] = -np.inf
+        if now >= self.soonest:  # some row may have expired (rare: entries live an hour)
+            similarities[self.expires[:n] <= now] = -np.inf
         top = np.argpartition(-similarities, k - 1)[:k] if n > k else np.arange(n)
         found = [(self.ids[i], self.questions[i], float(similarities[i])) for i in top]
         return sorted((f for f in found if f[2] > -np.inf), key=lambda f: -f[2])
