@@ -1,7 +1,7 @@
 """The semantic cache's first-stage database index: what an insert costs PostgreSQL, and the
 candidates its search finds against an exact search.
 
-Every cache entry goes into the HNSW index of its static vector (migrations 0023 and 0027);
+Every cache entry goes into the HNSW index of its static vector (migrations 0023, 0027, 0028);
 the replica's in-memory index answers lookups first, this one only when that cannot (not
 loaded yet, a scope over 5,000 entries). The questions are real ones: every text of the four
 pair sets in ``../shared/data`` (banking77, CLINC150, HANS, numbers swaps), static vectors of
@@ -9,9 +9,10 @@ the shipped table, 400 held aside as queries. Three copies of ``cache_entries``'
 with one index, filled through the writer's own insert statement in batches of 500: the
 shipped index (its definition read from the database, so what is measured is what migrates),
 the same at pgvector's default build parameters (the baseline, what 0023 built), and none
-(the insert's floor). Recall: of each query's exact 8 nearest (numpy, cosine), the share the
-index's search returns; and of those above ``cache.semantic_first_threshold``, the ones a
-lookup would go on with, the share found.
+(the insert's floor). Searches run on the gateway's own pool, so with its session settings
+(``db/database.py``: ``hnsw.ef_search`` 120, iterative scans). Recall: of each query's exact
+8 nearest (numpy, cosine), the share the index's search returns; and of those above
+``cache.semantic_first_threshold``, the ones a lookup would go on with, the share found.
 
 Run alone: ``python -m bench.cache_index [--quick] [--output docs/benchmarks.md]``.
 """
@@ -30,7 +31,7 @@ from numpy.typing import NDArray
 from bench.document import stamp
 from bench.processes import embedded_database, environment_note
 from bench.suite import Options, Section, main_for
-from propylon.db.database import Database
+from propylon.db.database import EF_SEARCH, Database
 from propylon.db.migrator import migrate
 from propylon.gateway.cache.queries import queries
 from propylon.gateway.cache.semantic import Embedding
@@ -181,7 +182,8 @@ def render(
         "",
         f"{stamp(options.command)} {environment_note()} {corpus:,} real questions (the four "
         f"pair sets' texts) as entries of one scope, {QUERIES} others as lookups; static "
-        f"vectors of the shipped table. Shipped index: `{shipped.split(' USING ')[1]}`.",
+        f"vectors of the shipped table. Shipped index: `{shipped.split(' USING ')[1]}`. "
+        f"Every search with the pool's `hnsw.ef_search` ({EF_SEARCH}), as the gateway's.",
         "",
         f"| index | insert, PostgreSQL per row | search | recall of the exact {K} nearest "
         f"| of those ≥ {threshold:.2f} (a lookup's candidates) |",

@@ -109,7 +109,7 @@ async def test_quick_cache_index_bench_builds_the_migrated_index_on_its_copy(
     here, not in the next full bench run."""
     section = await quick_section("cache_index", tmp_path, database_url)
     assert "## Semantic cache: the first stage's database index" in section
-    assert "| shipped |" in section and "m='12'" in section
+    assert "| shipped |" in section and "m='8'" in section and "ef_search` (120)" in section
 
 
 async def test_quick_explorer_bench_generates_a_small_log_keeps_it_and_reuses_it(

@@ -236,12 +236,12 @@ async def test_purging_here_empties_the_index_at_once(replicas: Any) -> None:
 
 
 async def test_the_first_stage_database_index_is_built_light(database: Database) -> None:
-    """Migration 0027: every entry is inserted into this index; pgvector's default build made
-    an insert cost ~1 ms of PostgreSQL (docs/benchmarks.md, bench.cache_index)."""
+    """Migrations 0027 and 0028: every entry is inserted into this index; pgvector's default
+    build made an insert cost ~1 ms of PostgreSQL (docs/benchmarks.md, bench.cache_index)."""
     async with database.autocommit() as conn:
         cursor = await conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'cache_entries_first_hnsw_256'"
         )
         row = await cursor.fetchone()
     assert row is not None
-    assert "m='12'" in row["indexdef"] and "ef_construction='40'" in row["indexdef"]
+    assert "m='8'" in row["indexdef"] and "ef_construction='32'" in row["indexdef"]

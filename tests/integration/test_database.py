@@ -207,5 +207,7 @@ async def test_every_pooled_connection_scans_hnsw_iteratively(database_url: str)
                 await conn.execute("SELECT '[1,2]'::vector")
                 cur = await conn.execute("SHOW hnsw.iterative_scan")
                 assert (await cur.fetchall())[0]["hnsw.iterative_scan"] == "strict_order"
+                cur = await conn.execute("SHOW hnsw.ef_search")  # migration 0028
+                assert (await cur.fetchall())[0]["hnsw.ef_search"] == "120"
     finally:
         await db.close()

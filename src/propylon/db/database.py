@@ -32,8 +32,15 @@ _RETRY_AFTER_S = 2.0
 # rows that pass the filter: pgvector >= 0.8 does that with ``iterative_scan``; older ones
 # ignore the setting. Set once per connection here, not per query: a search needs no
 # transaction of its own and runs as one statement. Queries wanting another order (RAG's
-# ``relaxed_order``) set it locally.
-SESSION_DEFAULTS = "SELECT set_config('hnsw.iterative_scan', 'strict_order', false)"
+# ``relaxed_order``) set it locally. ``ef_search`` 120 (pgvector's default: 40): the semantic
+# cache's first-stage index is built light, since every entry is inserted into it and it is
+# searched only as a fallback (migration 0028), and its searches buy the recall back; RAG
+# sets its own for each search (at least 40, its limit).
+EF_SEARCH = 120
+SESSION_DEFAULTS = (
+    "SELECT set_config('hnsw.iterative_scan', 'strict_order', false), "
+    f"set_config('hnsw.ef_search', '{EF_SEARCH}', false)"
+)
 
 
 class Database:
