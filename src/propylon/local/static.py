@@ -53,6 +53,7 @@ _PARTS = re.compile(r"[a-z0-9]+|[^a-z0-9]")  # BERT: every other printable ASCII
 # ASCII controls other than tab, newline and carriage return: BERT's normalizer deletes them
 # where ``str.split`` would split at some of them, so a text holding one is not split here.
 _DELETED_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_WORD = re.compile(r"\S+")  # what ``str.split`` returns, with its place in the text
 
 Vectors = NDArray[np.float32]
 
@@ -121,11 +122,12 @@ class WordPieces:
         truncation = tokenizer.truncation
         if truncation is None or truncation["direction"] != "right":
             raise ValueError("WordPieces needs a tokenizer that cuts texts at their end")
-        config = json.loads(tokenizer.to_str())
         model = tokenizer.model
-        if (
-            config["normalizer"] != _BERT_NORMALIZER
-            or config["pre_tokenizer"] != {"type": "BertPreTokenizer"}
+        if (  # their own settings, not the whole tokenizer's JSON (its vocabulary again)
+            tokenizer.normalizer is None
+            or json.loads(tokenizer.normalizer.__getstate__()) != _BERT_NORMALIZER
+            or tokenizer.pre_tokenizer is None
+            or json.loads(tokenizer.pre_tokenizer.__getstate__()) != {"type": "BertPreTokenizer"}
             or not isinstance(model, WordPiece)
         ):
             raise ValueError("WordPieces reads only BERT's lowercasing WordPiece tokenizer")
@@ -195,7 +197,7 @@ class WordPieces:
         covered = offsets[-1][0] if len(ids) >= self._max else offsets[-1][1]
         token = 0
         known = self._known
-        for match in re.finditer(r"\S+", text):
+        for match in _WORD.finditer(text):
             end = match.end()
             if end > covered or len(known) >= WORDS:
                 break
