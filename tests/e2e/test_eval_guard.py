@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import run_propylon
+from tests.support.shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = SHARED_DATA
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")

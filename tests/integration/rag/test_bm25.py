@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import bm25s
 import pytest
 import Stemmer
@@ -12,8 +10,9 @@ from propylon.db.database import Database
 from propylon.rag.bm25 import Analyzer, BM25Index
 from propylon.rag.bm25_eval import evaluate_bm25, index_corpus, load_beir
 from propylon.rag.store import CollectionStore
+from tests.support.shared_data import SHARED_DATA
 
-SCIFACT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "scifact"
+SCIFACT = SHARED_DATA / "scifact"
 
 TINY_CORPUS = {
     "d1": "The quick brown fox jumps over the lazy dog.",

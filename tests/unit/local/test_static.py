@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.support.shared_data import SHARED_DATA
 
 from propylon.gateway.protocol import EmbeddingModel
 from propylon.local import static as static_module
@@ -130,7 +131,7 @@ def test_a_text_read_again_gets_the_same_vector_without_a_second_tokenizer_call(
         first[0] = 1.0  # shared by every caller: read-only
 
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+DATA = SHARED_DATA
 CRAFTED = [
     "Hello, World!  what's  the ex-change rate?\tNow\n1234",
     "  leading and trailing spaces  ",
