@@ -15,6 +15,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from propylon.db import vectors
 from propylon.db.database import Database
 from propylon.rag.bm25 import BM25Index
 from propylon.rag.chunking import Chunk
@@ -312,7 +313,7 @@ class CollectionStore:
                         list(chunk.heading_path),
                         chunk.token_count,
                         length,
-                        _vector_literal(new.vector) if new.vector else None,
+                        vectors.literal(new.vector) if new.vector else None,
                         new.model_id,
                         new.weights,
                         new.risk,
@@ -323,10 +324,6 @@ class CollectionStore:
                 )
         await self.bm25.add(conn, collection_id, postings)
         return ids
-
-
-def _vector_literal(vector: Sequence[float]) -> str:
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
 
 def _json(values: Row) -> Row:

@@ -3,6 +3,7 @@ asked for again (gaps), expired entries are skipped, a large scope searches the 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,14 +26,14 @@ class Rows:
         self.asked: list[dict[str, Any]] = []
 
     def add(self, entry_id: int, vector: list[float], expires: float = 1e12) -> None:
-        text = "[" + ",".join(str(x) for x in vector) + "]"
+        binary = struct.pack(f">HH{len(vector)}f", len(vector), 0, *vector)  # vector_send
         self.table[entry_id] = {
             "id": entry_id,
             "tenant_id": KEY.tenant_id,
             "model": KEY.model,
             "scope": KEY.scope,
             "question": f"q{entry_id}",
-            "first_vector": text,
+            "first_vector": binary,
             "expires_at": expires,
         }
 
@@ -207,15 +208,3 @@ async def test_a_queued_entry_that_is_never_written_leaves_the_index() -> None:
 async def test_before_the_first_full_read_a_queued_entry_stays_out_of_the_index() -> None:
     found, _ = index(Rows())
     assert found.queued(SCOPE, "q", np.asarray([1.0, 0.0], dtype=np.float32), ttl_s=60) is None
-
-
-def test_a_vectors_text_form_gives_back_every_float32_exactly() -> None:
-    from propylon.gateway.cache.semantic import _literal, _parse
-
-    values = np.asarray([0.37660363, -0.00012345, 0.0, 1e-12, -0.25, 3e38], dtype=np.float32)
-    parsed = _parse(_literal(values))
-    assert parsed is not None and np.array_equal(parsed.values, values)
-    every_other = _parse(_literal(values[::2]))  # not contiguous
-    assert every_other is not None and np.array_equal(every_other.values, values[::2])
-    zeros = _parse(_literal(np.zeros(3, dtype=np.float32)))
-    assert zeros is not None and zeros.values.tolist() == [0.0, 0.0, 0.0]

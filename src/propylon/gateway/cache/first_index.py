@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from propylon.db import vectors
 from propylon.gateway.cache.key import CacheKey
 from propylon.gateway.cache.queries import queries
 
@@ -326,7 +327,7 @@ class FirstIndex:
                 self._ahead.discard(entry_id)
                 continue  # another embedder or static table, expired, or added already
             key = (row["tenant_id"], row["model"], row["scope"])
-            vector = _vector(row["first_vector"])
+            vector = vectors.from_binary(row["first_vector"])
             self._add(key, entry_id, row["question"], vector, float(row["expires_at"]))
         self._after = seen
         if len(self._gaps) > MAX_GAPS:
@@ -359,8 +360,3 @@ class FirstIndex:
     def _drop_expired(self) -> None:
         now = self._clock()
         self._keep(lambda scope, i: bool(scope.expires[i] > now))
-
-
-def _vector(text: str) -> NDArray[np.float32]:
-    """pgvector's text form (``[0.1,0.2]``) as an array."""
-    return np.array(text[1:-1].split(","), dtype=np.float32)

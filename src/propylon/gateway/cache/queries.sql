@@ -13,9 +13,9 @@ ORDER BY embedding::{vector} <=> %(embedding)s::{vector}
 LIMIT %(limit)s;
 
 -- name: search_first
--- The first stage (migration 0023): nearest static vectors; the embedder's vector as text,
--- NULL until some search needed it.
-SELECT id, question, response::text AS response, embedding::text AS embedding,
+-- The first stage (migration 0023): nearest static vectors; the embedder's vector in binary
+-- (``db/vectors.py``), NULL until some search needed it.
+SELECT id, question, response::text AS response, vector_send(embedding) AS embedding,
        min_probability, 1 - (first_vector::{vector} <=> %(first_vector)s::{vector}) AS first_similarity
 FROM cache_entries
 WHERE tenant_id = %(tenant_id)s AND model = %(model)s AND scope = %(scope)s
@@ -27,11 +27,11 @@ LIMIT %(limit)s;
 -- name: index_rows
 -- A replica's first-stage index (first_index.py): the rows added since it last read (ids
 -- above `after`) and those it is still waiting for (`gaps`); only the id of a row of another
--- embedder or static table, or expired.
+-- embedder or static table, or expired. Vectors in binary (``db/vectors.py``).
 SELECT id, tenant_id, model, scope, question,
        CASE WHEN embedder = %(embedder)s AND first_model = %(first_model)s
                  AND first_vector IS NOT NULL AND expires_at > now()
-            THEN first_vector::text END AS first_vector,
+            THEN vector_send(first_vector) END AS first_vector,
        extract(epoch FROM expires_at)::float8 AS expires_at
 FROM cache_entries
 WHERE id > %(after)s OR id = ANY(%(gaps)s::bigint[])
@@ -40,7 +40,8 @@ LIMIT %(limit)s;
 
 -- name: read_candidates
 -- Candidates the first-stage index found near, by id: what the second check and a hit need.
-SELECT id, question, response::text AS response, embedding::text AS embedding, min_probability
+SELECT id, question, response::text AS response, vector_send(embedding) AS embedding,
+       min_probability
 FROM cache_entries
 WHERE id = ANY(%(ids)s::bigint[]) AND expires_at > now();
 
