@@ -144,6 +144,36 @@ async def test_an_entry_of_this_replica_is_found_as_soon_as_it_is_written(
     assert semantic.index.entries == 1
 
 
+async def test_entries_written_in_one_batch_keep_each_its_own_id(
+    replicas: Any, database: Database
+) -> None:
+    """Entries written in one batch: each queued entry is renamed to its own row's id, so a hit
+    reads its own answer, never a neighbour's."""
+    semantic, _, _ = replicas(refresh_s=3600.0)
+    await loaded(semantic)
+    questions = [
+        "How do I reverse a list in Python?",
+        "What is the capital of Peru?",
+        "Which vitamins are in spinach leaves?",
+        "How tall is the Eiffel tower?",
+        "When did the Berlin wall fall?",
+    ]
+    for question in questions:
+        await store(semantic, question, "index-batch")
+    assert semantic.writes.pending == len(questions)
+    await semantic.writes.flush()
+    async with database.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT id, question FROM cache_entries WHERE tenant_id = 'index-batch'"
+        )
+        rows = {r["question"]: int(r["id"]) for r in await cursor.fetchall()}
+    assert sorted(rows) == sorted(questions)
+    for question in questions:
+        found = await lookup(semantic, question, "index-batch")
+        assert found.hit is not None and found.hit.entry_id == rows[question]
+        assert found.hit.response["choices"][0]["message"]["content"] == f"answer to {question}"
+
+
 async def test_an_entry_queued_before_the_index_is_loaded_is_found_in_the_queue(
     replicas: Any,
 ) -> None:
