@@ -519,9 +519,7 @@ async def build_services(
         cache = await stack.enter_async_context(
             open_cache(settings, gateway, database, ctx.local_embeddings, static)
         )
-        observe.metrics.watch_cache_skipped(lambda: cache.stats.skipped)
-        observe.metrics.watch_cache_errors(lambda: cache.stats.errors)
-        observe.metrics.watch_cache_first_stage(lambda: cache.stats.first_stage)
+        observe.metrics.watch_cache(lambda: cache.stats)
         usage = UsageRecorder(store, interval_s=settings.access.usage_flush_s)
         await usage.start()
         stack.push_async_callback(usage.close)

@@ -203,45 +203,13 @@ class Metrics:
             )
         )
 
-    def watch_cache_skipped(self, skipped: Callable[[], Mapping[str, int]]) -> None:
-        """Export the semantic cache's skipped entries by reason (``CacheStats.skipped``,
-        read at scrape time; its reasons are a closed set written in the cache's code)."""
-        self.registry.register(
-            _CountsCollector(
-                "propylon_cache_semantic_skipped",
-                "Answers the semantic cache did not store, by reason (unstorable_question, "
-                "unstorable_answer: a NUL PostgreSQL cannot keep as served).",
-                "reason",
-                skipped,
+    def watch_cache(self, stats: Callable[[], CacheCounts]) -> None:
+        """Export the response cache's counters by key (``CacheStats``, read at scrape time;
+        each key set is closed and written in the cache's code)."""
+        for name, documentation, label, pick in _CACHE_COUNTS:
+            self.registry.register(
+                _CountsCollector(name, documentation, label, _reading(stats, pick))
             )
-        )
-
-    def watch_cache_errors(self, errors: Callable[[], Mapping[str, int]]) -> None:
-        """Export the response cache's failures by source (``CacheStats.errors``, read at
-        scrape time): each was served as a miss, so without this a failing cache only shows
-        as a lower hit rate."""
-        self.registry.register(
-            _CountsCollector(
-                "propylon_cache_errors",
-                "Response cache failures served as misses, by source (database, embedder, "
-                "redis, timeout).",
-                "source",
-                errors,
-            )
-        )
-
-    def watch_cache_first_stage(self, lookups: Callable[[], Mapping[str, int]]) -> None:
-        """Export the semantic lookups the cache's first stage decided by static vectors alone
-        and those it sent to the embedder (``CacheStats.first_stage``, read at scrape time)."""
-        self.registry.register(
-            _CountsCollector(
-                "propylon_cache_semantic_first_stage_lookups",
-                "Semantic cache lookups decided by static vectors alone (decided), or read by "
-                "the embedder because a cached question came near (deferred).",
-                "outcome",
-                lookups,
-            )
-        )
 
     def add_scrape_hook(self, hook: ScrapeHook) -> None:
         """Run ``hook`` (bounded to 2 s) before each scrape, e.g. to refresh a gauge."""
@@ -306,6 +274,51 @@ class _BufferCollector(Collector):
             f"{self._what} dropped because the buffer was full.",
             value=self._dropped(),
         )
+
+
+class CacheCounts(Protocol):
+    """What ``watch_cache`` reads of ``gateway.cache.stats.CacheStats``."""
+
+    @property
+    def skipped(self) -> Mapping[str, int]: ...
+
+    @property
+    def errors(self) -> Mapping[str, int]: ...
+
+    @property
+    def first_stage(self) -> Mapping[str, int]: ...
+
+
+Pick = Callable[[CacheCounts], Mapping[str, int]]
+
+
+def _reading(stats: Callable[[], CacheCounts], pick: Pick) -> Callable[[], Mapping[str, int]]:
+    return lambda: pick(stats())
+
+
+# name, help, label, and what each cache counter family reads of ``CacheCounts``.
+_CACHE_COUNTS: tuple[tuple[str, str, str, Pick], ...] = (
+    (
+        "propylon_cache_semantic_skipped",
+        "Answers the semantic cache did not store, by reason (unstorable_question, "
+        "unstorable_answer: a NUL PostgreSQL cannot keep as served).",
+        "reason",
+        lambda counts: counts.skipped,
+    ),
+    (
+        "propylon_cache_errors",
+        "Response cache failures served as misses, by source (database, embedder, redis, timeout).",
+        "source",
+        lambda counts: counts.errors,
+    ),
+    (
+        "propylon_cache_semantic_first_stage_lookups",
+        "Semantic cache lookups decided by static vectors alone (decided), or read by the "
+        "embedder because a cached question came near (deferred).",
+        "outcome",
+        lambda counts: counts.first_stage,
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True)
