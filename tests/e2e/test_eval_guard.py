@@ -9,10 +9,8 @@ import pytest
 from tests.support.processes import run_propylon
 from tests.support.shared_data import SHARED_DATA
 
-DATA = SHARED_DATA
 
-
-@pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
 async def test_eval_guard_reports_held_out_sources_lengths_and_documents(tmp_path: Path) -> None:
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nSomeone else's section.\n")
@@ -20,7 +18,7 @@ async def test_eval_guard_reports_held_out_sources_lengths_and_documents(tmp_pat
         "eval",
         "guard",
         "--data",
-        str(DATA),
+        str(SHARED_DATA),
         "--per-source",
         "8",
         "--limit",

@@ -29,6 +29,12 @@ from propylon.local.static_build import build, zipf_weights
 
 
 @pytest.fixture(scope="module")
+def tokenizer_json() -> str:
+    """The vendored tokenizer's JSON, read once: each test builds its own tokenizer from it."""
+    return (files("propylon.local") / "assets" / "tokenizer.json").read_text("utf-8")
+
+
+@pytest.fixture(scope="module")
 def minilm() -> Iterator[MiniLMEmbedder]:
     model = MiniLMEmbedder.load(threads=1)
     yield model
@@ -131,7 +137,6 @@ def test_a_text_read_again_gets_the_same_vector_without_a_second_tokenizer_call(
         first[0] = 1.0  # shared by every caller: read-only
 
 
-DATA = SHARED_DATA
 CRAFTED = [
     "Hello, World!  what's  the ex-change rate?\tNow\n1234",
     "  leading and trailing spaces  ",
@@ -153,7 +158,7 @@ def exactness_corpus() -> list[str]:
     made = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300))) for _ in range(300)]
     texts = list(CRAFTED) + made
     for name in ("pairs-clinc150-intent", "pairs-hans-adversarial", "paraphrase-pairs"):
-        path = DATA / name / "pairs.jsonl"
+        path = SHARED_DATA / name / "pairs.jsonl"
         if path.is_file():
             with path.open(encoding="utf-8") as f:
                 for line in islice(f, 1500):
@@ -163,8 +168,9 @@ def exactness_corpus() -> list[str]:
 
 
 @pytest.mark.parametrize("max_pieces", [MAX_PIECES, 8])
-def test_kept_word_pieces_give_exactly_the_tokenizers_pieces(max_pieces: int) -> None:
-    tokenizer_json = (files("propylon.local") / "assets" / "tokenizer.json").read_text("utf-8")
+def test_kept_word_pieces_give_exactly_the_tokenizers_pieces(
+    max_pieces: int, tokenizer_json: str
+) -> None:
     reference, cut = static_tokenizer(tokenizer_json), static_tokenizer(tokenizer_json)
     reference.enable_truncation(max_length=max_pieces)
     cut.enable_truncation(max_length=max_pieces)
@@ -185,8 +191,7 @@ def test_kept_word_pieces_give_exactly_the_tokenizers_pieces(max_pieces: int) ->
     assert [t for t, ids in zip(served, expected, strict=True) if pieces(t) != ids] == []
 
 
-def test_a_new_word_is_split_as_the_tokenizer_splits_it() -> None:
-    tokenizer_json = (files("propylon.local") / "assets" / "tokenizer.json").read_text("utf-8")
+def test_a_new_word_is_split_as_the_tokenizer_splits_it(tokenizer_json: str) -> None:
     tokenizer = static_tokenizer(tokenizer_json)
     pieces = WordPieces(tokenizer)
     rng = random.Random(11)
@@ -201,9 +206,8 @@ def test_a_new_word_is_split_as_the_tokenizer_splits_it() -> None:
     ] == []
 
 
-def test_the_kept_words_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_kept_words_stay_bounded(monkeypatch: pytest.MonkeyPatch, tokenizer_json: str) -> None:
     monkeypatch.setattr(static_module, "WORDS", 50)
-    tokenizer_json = (files("propylon.local") / "assets" / "tokenizer.json").read_text("utf-8")
     tokenizer = static_tokenizer(tokenizer_json)
     pieces = WordPieces(tokenizer)
     for i in range(500):  # new words each time, a few (split here) or many (the tokenizer)
@@ -212,8 +216,7 @@ def test_the_kept_words_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         assert len(pieces._known) <= 50 + static_module.FEW_NEW
 
 
-def test_word_pieces_need_a_tokenizer_that_cuts_at_the_end() -> None:
-    tokenizer_json = (files("propylon.local") / "assets" / "tokenizer.json").read_text("utf-8")
+def test_word_pieces_need_a_tokenizer_that_cuts_at_the_end(tokenizer_json: str) -> None:
     uncut = static_tokenizer(tokenizer_json)
     uncut.no_truncation()
     with pytest.raises(ValueError, match="cuts texts at their end"):
