@@ -583,8 +583,8 @@ class SemanticCache:
 
 
 def _vectors_as_text(params: dict[str, Any]) -> dict[str, Any]:
-    """An entry's INSERT parameters with its vectors in pgvector's text form. (Not binary
-    float arrays: psycopg dumps a list of floats in Python, about 330 µs for 256 values.)"""
+    """An entry's INSERT parameters with its vectors in pgvector's text form (why text:
+    ``db/vectors.py``)."""
     embedding, first = params["embedding"], params["first_vector"]
     return {
         **params,
