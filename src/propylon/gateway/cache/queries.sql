@@ -98,6 +98,11 @@ WHERE (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s)
 DELETE FROM cache_entries
 WHERE id IN (SELECT id FROM cache_entries WHERE expires_at <= now() LIMIT 1000);
 
+-- name: analyze
+-- The planner's statistics (semantic.py, ANALYZE_FROM); SKIP_LOCKED: when another replica is
+-- analysing the table, that is enough.
+ANALYZE (SKIP_LOCKED) cache_entries;
+
 -- name: sweep_lookups
 DELETE FROM cache_lookups
 WHERE id IN (SELECT id FROM cache_lookups WHERE at < now() - interval '30 days' LIMIT 1000);
