@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import sys
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 import psycopg
 import pytest
 
-from propylon.db.database import Database
+from propylon.db.database import Database, unavailable
 from propylon.db.embedded import EmbeddedPostgres
 from propylon.db.migrator import Migration, bundled_migrations, migrate
 from tests.support.servers import serve_app
@@ -211,3 +213,56 @@ async def test_every_pooled_connection_scans_hnsw_iteratively(database_url: str)
                 assert (await cur.fetchall())[0]["hnsw.ef_search"] == "120"
     finally:
         await db.close()
+
+
+@asynccontextmanager
+async def _one_connection(url: str, alive_bypass_s: float) -> AsyncIterator[Database]:
+    db = Database(url, min_size=1, max_size=1, alive_bypass_s=alive_bypass_s)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def _backend_of(db: Database) -> int:
+    async with db.autocommit() as conn:
+        cur = await conn.execute("SELECT pg_backend_pid() AS pid")
+        return int((await cur.fetchall())[0]["pid"])
+
+
+async def _killed(db: Database) -> int:
+    """Terminate the pool's one connection (as a restarted server would); its backend's pid."""
+    pid = await _backend_of(db)
+    async with await psycopg.AsyncConnection.connect(db.url, autocommit=True) as killer:
+        await killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    return pid
+
+
+async def test_a_connection_handed_back_moments_ago_is_handed_out_without_a_check(
+    database_url: str,
+) -> None:
+    async with _one_connection(database_url, alive_bypass_s=3600.0) as db:
+        first = await _backend_of(db)
+        checks = db.checks
+        assert await _backend_of(db) == first and db.checks == checks, "no round trip spent"
+
+
+async def test_past_the_window_a_dead_connection_is_found_and_replaced_unseen(
+    database_url: str,
+) -> None:
+    async with _one_connection(database_url, alive_bypass_s=0.0) as db:
+        dead = await _killed(db)
+        assert await _backend_of(db) != dead, "checked, discarded, a new connection served"
+
+
+async def test_inside_the_window_a_dead_connection_fails_one_query_as_unavailable(
+    database_url: str,
+) -> None:
+    async with _one_connection(database_url, alive_bypass_s=3600.0) as db:
+        dead = await _killed(db)
+        with pytest.raises(psycopg.OperationalError) as failed:
+            await _backend_of(db)
+        refusal = unavailable(failed.value)
+        assert refusal is not None and refusal.code == "database_unavailable"
+        assert await _backend_of(db) != dead, "the pool discarded it: the next one works"

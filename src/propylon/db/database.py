@@ -2,8 +2,9 @@
 
 Built to fail fast and recover fast when the database goes away: a connection is waited for
 at most ``acquire_timeout_s`` (then the HTTP layer answers 503 with ``Retry-After``, see
-``unavailable``); every connection is checked when it is handed out, so the dead ones a
-restarted server leaves in the pool are discarded instead of failing a request; and the pool
+``unavailable``); every connection is checked when it is handed out (unless it came back
+less than ``ALIVE_BYPASS_S`` ago), so the dead ones a restarted server leaves in the pool are
+discarded instead of failing a request; and the pool
 gives up reconnecting after ``_RECONNECT_S`` and starts afresh on the next demand, so its
 back-off (doubling from 1 s) never grows past a few seconds: once the database is back, the
 next request reconnects.
@@ -12,8 +13,10 @@ next request reconnects.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from weakref import WeakKeyDictionary
 
 import psycopg
 from psycopg import AsyncConnection
@@ -43,6 +46,17 @@ SESSION_DEFAULTS = (
 )
 
 
+# A connection handed back to the pool less than this long ago is handed out again without the
+# check's round trip (HikariCP's "alive bypass window", 500 ms by default there too). A pooled
+# ``SELECT 1`` cost 212 µs of this process's CPU with the check and 100 µs without, in a loop;
+# in ``propylon serve``, where each request reads the database (the semantic cache without its
+# index), the check cost 0.4-0.9 ms of CPU a request, sequentially (docs/benchmarks.md, "Fast
+# defaults: session 13"). A connection that died inside the window fails its query instead,
+# which callers already turn into a 503 or a cache miss (``unavailable``); the pool then
+# discards it.
+ALIVE_BYPASS_S = 0.5
+
+
 class Database:
     """A psycopg 3 pool. Connections hand out rows as dicts and autocommit off."""
 
@@ -53,8 +67,13 @@ class Database:
         min_size: int = 1,
         max_size: int = 10,
         acquire_timeout_s: float = 30.0,
+        alive_bypass_s: float = ALIVE_BYPASS_S,
     ) -> None:
         self.url = url
+        self._alive_bypass_s = alive_bypass_s
+        # When each pooled connection was last handed back in working order.
+        self._returned: WeakKeyDictionary[AsyncConnection[DictRow], float] = WeakKeyDictionary()
+        self.checks = 0  # connections checked with a round trip before being handed out
         self._pool: AsyncConnectionPool[AsyncConnection[DictRow]] = AsyncConnectionPool(
             url,
             min_size=min_size,
@@ -63,12 +82,25 @@ class Database:
             kwargs={"row_factory": dict_row},
             connection_class=AsyncConnection[DictRow],
             configure=_configure,
-            check=AsyncConnectionPool.check_connection,
+            check=self._check,
+            reset=self._handed_back,
             timeout=acquire_timeout_s,
             reconnect_timeout=_RECONNECT_S,
             reconnect_failed=_reconnect_failed,
             name="propylon",
         )
+
+    async def _handed_back(self, conn: AsyncConnection[DictRow]) -> None:
+        self._returned[conn] = time.monotonic()
+
+    async def _check(self, conn: AsyncConnection[DictRow]) -> None:
+        """The pool's check of a connection it hands out: a round trip, unless the connection
+        came back in working order less than ``alive_bypass_s`` ago."""
+        returned = self._returned.get(conn)
+        if returned is not None and time.monotonic() - returned < self._alive_bypass_s:
+            return
+        self.checks += 1
+        await AsyncConnectionPool.check_connection(conn)
 
     async def open(self, *, wait: bool = True, timeout: float = 30.0) -> None:
         await self._pool.open(wait=wait, timeout=timeout)
