@@ -156,21 +156,15 @@ async def run(options: Options) -> Section:
         targets: dict[str, tuple[Proc, Target]] = {}
         roots: dict[str, str] = {}
         for i, (name, env) in enumerate(SETUPS.items()):
-            url, proc = await stack.enter_async_context(
-                gateway(workdir, config, database_url, name=f"fast-defaults-{i}", env=env)
-            )
-            results[name].rss_idle_mb = rss_mb(proc.pid)
-            roots[name] = url
             # A tenant of its own: each gateway is another deployment, not a replica of one
             # (in one tenant every gateway's cache held every gateway's entries, over 5,000
             # in one scope by the throughput rounds, which the index leaves to PostgreSQL).
-            key = await bench_key(url, tenant=f"bench-{i}")
-            targets[name] = (
-                proc,
-                load.chat_target(
-                    url, "bench-chat", key=key.value, deterministic=True, messages=messages
-                ),
+            url, proc, target = await tenant_gateway(
+                stack, options, config, database_url, f"fast-defaults-{i}", env, messages
             )
+            results[name].rss_idle_mb = rss_mb(proc.pid)
+            roots[name] = url
+            targets[name] = (proc, target)
         upstream = load.chat_target(upstream_url, "fake-gpt", deterministic=True)
         # Warm-up: every message once through every gateway, so what a process loads on first
         # use (MiniLM, on the first window the guard's first stage defers: 0.3-0.6 s of CPU
@@ -204,6 +198,27 @@ async def run(options: Options) -> Section:
                         )
                     )
     return Section("fast_defaults", render(results, direct, options, len(messages), stages, loaded))
+
+
+async def tenant_gateway(
+    stack: AsyncExitStack,
+    options: Options,
+    config: Path,
+    database_url: str,
+    name: str,
+    env: dict[str, str | None],
+    messages: list[str],
+) -> tuple[str, Proc, Target]:
+    """A ready ``propylon serve`` named ``name`` (in ``stack``), with a key of a tenant of its
+    own (also ``name``), and the target sending ``messages`` in turn to it."""
+    url, proc = await stack.enter_async_context(
+        gateway(options.workdir, config, database_url, name=name, env=env)
+    )
+    key = await bench_key(url, tenant=name)
+    target = load.chat_target(
+        url, "bench-chat", key=key.value, deterministic=True, messages=messages
+    )
+    return url, proc, target
 
 
 async def local_model_state(http: aiohttp.ClientSession, root: str) -> str:

@@ -93,6 +93,11 @@ BENCHMARKS: dict[str, Benchmark] = {
             "bench.fast_defaults",
             "default settings' CPU per request and throughput beside the hot path's",
         ),
+        Benchmark(
+            "cache_growth",
+            "bench.cache_growth",
+            "default settings' throughput as a cache scope grows past the in-memory index",
+        ),
         Benchmark("cold_start", "bench.cold_start", "process start to /readyz 200, RSS idle"),
         Benchmark("request_log", "bench.request_log", "cost of recording every request"),
         Benchmark("explorer", "bench.explorer", "requests explorer p95 over many log rows"),
