@@ -26,9 +26,7 @@ from bench import load
 from bench.document import stamp
 from bench.fast_defaults import DEFAULTS, SLOW_UPSTREAM_MS, benign_messages, tenant_gateway
 from bench.gateway import CONCURRENCY, HOT_PATH, set_upstream, write_config
-from bench.load import Target
 from bench.processes import (
-    Proc,
     cpu_seconds,
     embedded_database,
     environment_note,
@@ -37,8 +35,8 @@ from bench.processes import (
     pinning_note,
 )
 from bench.suite import Options, Section, main_for
+from propylon.gateway.cache.first_index import MAX_SCOPE
 
-INDEX_SCOPE = 5_000  # first_index.FirstIndex's max_scope: past it PostgreSQL searches
 WINDOWS = (8, 2)  # full run, --quick
 WINDOW_S = (5, 1)
 
@@ -71,20 +69,20 @@ async def run(options: Options) -> Section:
         AsyncExitStack() as stack,
     ):
         config = write_config(workdir, upstream_url)
-        started: dict[str, tuple[Proc, Target]] = {}
         messages = benign_messages()
-        for i, (name, env) in enumerate((("defaults", DEFAULTS), ("hot", dict(HOT_PATH)))):
-            _, proc, target = await tenant_gateway(
+        gateways = [
+            await tenant_gateway(
                 stack, options, config, database_url, f"cache-growth-{i}", env, messages
             )
-            started[name] = (proc, target)
+            for i, env in enumerate((DEFAULTS, dict(HOT_PATH)))
+        ]
         direct = load.chat_target(upstream_url, "fake-gpt", deterministic=True)
         async with load.client(1) as one:
             # Each message once (what loads on first use is loaded before CPU is counted).
-            for _, target in started.values():
+            for _, _, target in gateways:
                 await load.sequential(one, target, options.scaled(len(messages), 5), max_s=60.0)
             await set_upstream(one, upstream_url, {"latency_ms": SLOW_UPSTREAM_MS})
-        (proc, defaults), (_, hot) = started["defaults"], started["hot"]
+        (_, proc, defaults), (_, _, hot) = gateways
         async with load.client(CONCURRENCY) as many:
             for _ in range(options.scaled(*WINDOWS)):
                 base = await load.closed_loop(
@@ -118,7 +116,7 @@ def render(windows: list[Window], options: Options, seconds: int) -> str:
         f"PostgreSQL; a fake upstream answering in {SLOW_UPSTREAM_MS:.0f} ms; {CONCURRENCY} "
         f"concurrent clients for {seconds} s at each in turn (direct, defaults, hot path), "
         "every request a new user message, so each defaults request adds an entry to its one "
-        f"scope. Past {INDEX_SCOPE:,} entries in a scope, PostgreSQL searches it instead of "
+        f"scope. Past {MAX_SCOPE:,} entries in a scope, PostgreSQL searches it instead of "
         "the replica's memory.",
         "",
         "| window | entries in the scope | direct, req/s | defaults, share of direct "
@@ -127,34 +125,30 @@ def render(windows: list[Window], options: Options, seconds: int) -> str:
     ]
     for i, w in enumerate(windows, 1):
         lines.append(
-            f"| {i} | {w.entries:,} | {w.direct:.0f} | {_share(w.defaults, w.direct)} "
-            f"| {_share(w.hot, w.direct)} | {w.defaults_cpu_ms:.2f} ms |"
+            f"| {i} | {w.entries:,} | {w.direct:.0f} | {_percent(w.defaults, w.direct):.0f} % "
+            f"| {_percent(w.hot, w.direct):.0f} % | {w.defaults_cpu_ms:.2f} ms |"
         )
-    inside = [w for w in windows if w.entries <= INDEX_SCOPE]
-    past = [w for w in windows if w.entries > INDEX_SCOPE]
+    inside = [w for w in windows if w.entries <= MAX_SCOPE]
+    past = [w for w in windows if w.entries > MAX_SCOPE]
     lines.append("")
     if inside and past:
         lines.append(
-            f"- Defaults, mean share of direct: {_mean_share(inside)} in the windows within "
-            f"{INDEX_SCOPE:,} entries, {_mean_share(past)} past it (lowest "
-            f"{min(_ratio(w) for w in past):.0f} %)."
+            f"- Defaults, mean share of direct: {_mean_share(inside):.0f} % in the windows that "
+            f"ended within {MAX_SCOPE:,} entries, {_mean_share(past):.0f} % in those that ended "
+            f"past it (lowest {min(_percent(w.defaults, w.direct) for w in past):.0f} %)."
         )
     else:
-        lines.append(f"- No window on both sides of {INDEX_SCOPE:,} entries (a --quick run).")
+        lines.append(f"- No window on both sides of {MAX_SCOPE:,} entries (a --quick run).")
     lines.append("")
     return "\n".join(lines)
 
 
-def _ratio(w: Window) -> float:
-    return 100 * w.defaults / w.direct if w.direct else float("nan")
+def _percent(value: float, direct: float) -> float:
+    return 100 * value / direct if direct else float("nan")
 
 
-def _share(value: float, direct: float) -> str:
-    return f"{100 * value / direct:.0f} %" if direct else "n/a"
-
-
-def _mean_share(windows: list[Window]) -> str:
-    return f"{sum(_ratio(w) for w in windows) / len(windows):.0f} %"
+def _mean_share(windows: list[Window]) -> float:
+    return sum(_percent(w.defaults, w.direct) for w in windows) / len(windows)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,9 @@ GAP_S = 90.0  # a write's timeout (30 s) and its queue's wait, with room
 PAGE = 5000  # rows per statement of a refresh
 MAX_GAPS = 10_000  # ids asked for again at most (the oldest are forgotten first)
 MAX_JUMP = 2_000  # a longer run of missing ids is rows deleted, not writes in flight
+# Entries of one scope searched in memory; past it the database searches (a scan of more costs
+# more than PostgreSQL's HNSW search: docs/benchmarks.md, "Fast defaults: session 13").
+MAX_SCOPE = 5_000
 
 
 @dataclass(slots=True)
@@ -139,7 +142,7 @@ class FirstIndex:
         first_model: str,
         refresh_s: float = 1.0,
         max_entries: int = 50_000,
-        max_scope: int = 5_000,
+        max_scope: int = MAX_SCOPE,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
