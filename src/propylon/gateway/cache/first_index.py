@@ -52,8 +52,9 @@ GAP_S = 90.0  # a write's timeout (30 s) and its queue's wait, with room
 PAGE = 5000  # rows per statement of a refresh
 MAX_GAPS = 10_000  # ids asked for again at most (the oldest are forgotten first)
 MAX_JUMP = 2_000  # a longer run of missing ids is rows deleted, not writes in flight
-# Entries of one scope searched in memory; past it the database searches (a scan of more costs
-# more than PostgreSQL's HNSW search: docs/benchmarks.md, "Fast defaults: session 13").
+# Entries of one scope searched in memory; past it the database searches (under load, a scan
+# of 7,500 entries and more cost more than PostgreSQL's HNSW search: docs/benchmarks.md, "Fast
+# defaults: session 13").
 MAX_SCOPE = 5_000
 
 
