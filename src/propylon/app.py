@@ -254,6 +254,24 @@ async def open_local_models(
         await asyncio.to_thread(embedder.close)  # waits for a load under way
 
 
+@asynccontextmanager
+async def open_guard_user_model(settings: Settings) -> AsyncIterator[LazyEmbedder[Any] | None]:
+    """The MiniLM with int8 kernels that reads user input for the guard (``guard.user_int8``),
+    loaded on its first use; None when the classifier is off or ``local_int8`` already makes
+    the shared model int8."""
+    from propylon.local.minilm import MODEL_ID, lazy_embedder
+
+    guard = settings.guard
+    if not (guard.classifier and guard.user_int8) or settings.local_int8:
+        yield None
+        return
+    embedder = lazy_embedder(threads=settings.local_threads, int8=True, name=f"{MODEL_ID}+int8")
+    try:
+        yield embedder
+    finally:
+        await asyncio.to_thread(embedder.close)  # waits for a load under way
+
+
 T = TypeVar("T")
 
 
@@ -527,7 +545,11 @@ async def build_services(
         # the context window and the breakers, and only then the guard's classifier.
         inner: ChatService = observe.traced(cache, "cache")
         detector: InjectionDetector | None = None
+        models = [local.lazy] if local is not None else []
         if settings.guard.enabled:
+            user_embedder = await stack.enter_async_context(open_guard_user_model(settings))
+            if user_embedder is not None:
+                models.append(user_embedder.lazy)
             detector = await stack.enter_async_context(
                 open_detector(
                     settings.guard,
@@ -536,6 +558,7 @@ async def build_services(
                     int8=settings.local_int8,
                     record=observe.record_embeddings,  # the guard's own calls, apart
                     static=static,
+                    user_embedder=user_embedder,
                 )
             )
             first_stage = detector.first_stage
@@ -622,7 +645,7 @@ async def build_services(
             ),
             moderator=Moderator(detector) if detector is not None else None,
             completions=CompletionsService(chat),
-            models=[local.lazy] if local is not None else [],
+            models=models,
         )
         observe.metrics.watch_writers(lambda: services.writers)
         if worker:

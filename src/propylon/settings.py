@@ -577,6 +577,17 @@ class GuardSettings(BaseModel):
         "window. On held-out sources it loses 0.2 points of balanced accuracy against MiniLM "
         "alone and sends MiniLM about 28 % of benign windows (docs/benchmarks.md).",
     )
+    user_int8: bool = Field(
+        default=True,
+        description="MiniLM reads user input (the windows the first stage defers, or every "
+        "window without it) with int8 kernels first: a model of its own, loaded on first use "
+        "(about 28 MB beside the exact one), at about 60 % of the CPU a window. A window whose "
+        "int8 score lies within `REREAD_MARGIN` (0.7 logits) of the flag or block threshold is "
+        "read again by the exact model, so held out every source's decisions were the exact "
+        "ones (docs/benchmarks.md). Retrieved text, the semantic cache and the context engine "
+        "keep the exact model. Nothing changes when `local_int8` is on (one int8 model serves "
+        "all).",
+    )
     retrieved_classifier: bool = Field(
         default=False,
         description="Also run the classifier on retrieved text inside requests (tool results, "

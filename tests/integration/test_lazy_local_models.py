@@ -26,11 +26,13 @@ class CountingLoad:
     def __init__(self, error: Exception | None = None) -> None:
         self.real = MiniLMEmbedder.load
         self.calls = 0
+        self.options: list[dict[str, Any]] = []
         self.gate = threading.Event()
         self.error = error
 
     def __call__(self, **options: Any) -> MiniLMEmbedder:
         self.calls += 1
+        self.options.append(options)
         self.gate.wait(timeout=120)
         if self.error is not None:
             raise self.error
@@ -57,8 +59,11 @@ async def post(server: AppServer, http: aiohttp.ClientSession, path: str, body: 
         return resp.status, await resp.json()
 
 
+SHARED, GUARD = "all-MiniLM-L6-v2", "all-MiniLM-L6-v2+int8"  # the guard's reads user input
+
+
 async def until_loading(server: AppServer) -> None:
-    (model,) = server.app.state.services.models
+    (model,) = [m for m in server.app.state.services.models if m.name == SHARED]
 
     async def loading() -> bool | None:
         return True if model.state == "loading" else None
@@ -74,8 +79,8 @@ async def test_minilm_loads_once_for_concurrent_first_requests_after_ready(
     async with local_app(database_url) as (server, http):
         status, ready = await get(http, f"{server.url}/readyz")
         assert status == 200
-        assert ready["models"] == {"all-MiniLM-L6-v2": "not loaded"}
-        assert load.calls == 0  # start-up did not load it
+        assert ready["models"] == {SHARED: "not loaded", GUARD: "not loaded"}
+        assert load.calls == 0  # start-up loaded neither
 
         requests = [asyncio.create_task(post(server, http, "embeddings", EMBED)) for _ in range(8)]
         await until_loading(server)
@@ -87,7 +92,7 @@ async def test_minilm_loads_once_for_concurrent_first_requests_after_ready(
         assert load.calls == 1
 
         status, ready = await get(http, f"{server.url}/readyz")
-        assert (status, ready["models"]) == (200, {"all-MiniLM-L6-v2": "loaded"})
+        assert (status, ready["models"]) == (200, {SHARED: "loaded", GUARD: "not loaded"})
 
 
 async def test_a_minilm_that_fails_to_load_is_a_clear_503_and_makes_readyz_fail(
@@ -108,24 +113,49 @@ async def test_a_minilm_that_fails_to_load_is_a_clear_503_and_makes_readyz_fail(
                 ],
             }
 
-        # An imperative the guard's static first stage is not sure of needs MiniLM: refused.
+        # An imperative the guard's static first stage is not sure of needs the guard's MiniLM
+        # (int8 kernels, a model of its own): refused.
         needs_minilm = chat("Say hello to request 1.")
-        for path, body in [("embeddings", EMBED), ("chat/completions", needs_minilm)] * 2:
+        for path, body, model in [
+            ("embeddings", EMBED, SHARED),
+            ("chat/completions", needs_minilm, GUARD),
+        ] * 2:
             status, reply = await post(server, http, path, body)
             assert status == 503, (path, reply)
             message = reply["error"]["message"]
-            assert "all-MiniLM-L6-v2 could not be loaded" in message
+            assert f"{model} could not be loaded" in message
             assert "sha256 is 00" in message
         # A plain question the first stage clears alone is still answered: local/extractive
         # ranks its sentences by words when the embedder is unavailable.
         status, reply = await post(server, http, "chat/completions", chat("When do owls hunt?"))
         assert status == 200, reply
         assert "night" in str(reply["choices"])
-        assert load.calls == 1  # remembered, not retried per request
+        assert load.calls == 2  # once per model: remembered, not retried per request
+        assert sorted(o["int8"] for o in load.options) == [False, True]  # the guard's: int8
 
         status, ready = await get(http, f"{server.url}/readyz")
         assert status == 503
         assert ready["status"] == "not ready" and ready["database"] == "ok"
-        assert ready["models"] == {
-            "all-MiniLM-L6-v2": "ModelFileCorrupted: refusing to load model.onnx: its sha256 is 00"
-        }
+        failed = "ModelFileCorrupted: refusing to load model.onnx: its sha256 is 00"
+        assert ready["models"] == {SHARED: failed, GUARD: failed}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "models"),
+    [
+        ({}, {SHARED, GUARD}),
+        ({"guard": {"user_int8": False}}, {SHARED}),  # the guard reads with the shared one
+        ({"local_int8": True}, {SHARED}),  # already int8: no second model
+        ({"guard": {"classifier": False}}, {SHARED}),  # no classifier, no model for it
+    ],
+)
+async def test_the_guard_has_a_model_of_its_own_only_when_it_reads_user_input_with_int8(
+    database_url: str, overrides: dict[str, Any], models: set[str]
+) -> None:
+    async with (
+        serve_app(database_url=database_url, models=local_models(), **overrides) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        status, ready = await get(http, f"{server.url}/readyz")
+        assert status == 200
+        assert set(ready["models"]) == models

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -45,6 +46,13 @@ Source = Literal["user", "retrieved"]
 Record = Callable[[EmbeddingService], EmbeddingService]
 GUARD_MODEL = "guard/all-MiniLM-L6-v2"  # the model name of the guard's records
 Label = Literal["benign", "suspicious", "injection"]
+Reader = Literal["exact", "fast"]
+# A user window read with int8 kernels (``guard.user_int8``) is read again exactly when its
+# score lies within this many logits of the flag or block threshold of its text's length: the
+# largest difference between the two readings (0.62, one window a call, the shipped user head)
+# over the guard corpus's 10,897 user windows, rounded up (docs/benchmarks.md, "Fast defaults:
+# session 14"). There, 0.5 % of the benign windows and 15 % of all are read again.
+REREAD_MARGIN = 0.7
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,14 +203,19 @@ class InjectionDetector:
         cache_size: int = 4096,
         record: Record | None = None,
         first_stage: FirstStage | None = None,
+        user_embedder: EmbeddingModel | None = None,
     ) -> None:
         self._classifier = classifier if embedder is not None else None
         self.first_stage = first_stage if self._classifier is not None else None
-        self._embedder: EmbeddingService | None = None
-        self._recorded: EmbeddingService | None = None  # for jobs and runs
-        if embedder is not None:
-            self._embedder = ModelEmbeddings(embedder)
-            self._recorded = record(self._embedder) if record is not None else self._embedder
+        # Each reader, and the same wrapped by ``record`` for jobs and runs: "exact" (MiniLM as
+        # the heads were fitted on), and "fast" (int8 kernels) for user input when given.
+        self._readers: dict[Reader, tuple[EmbeddingService, EmbeddingService]] = {}
+        models: dict[Reader, EmbeddingModel | None] = {"exact": embedder, "fast": user_embedder}
+        for reader, model in models.items():
+            if model is not None and embedder is not None:
+                plain = ModelEmbeddings(model)
+                self._readers[reader] = (plain, record(plain) if record is not None else plain)
+        self.rereads = 0  # windows the fast reader left too near a threshold: read exactly
         self.thresholds = thresholds or calibrated_thresholds(self._classifier)
         self._max_windows = max_windows
         self._max_scan_chars = max_scan_chars
@@ -300,12 +313,27 @@ class InjectionDetector:
                 text, heuristics.scan(text) if signals is None else signals
             )
 
-        async def full(rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        async def read(rows: list[int], reader: Reader) -> np.ndarray[Any, Any]:
             assert self._classifier is not None
             chosen = [texts[i] for i in rows]
-            embedded = await self._embed(chosen, source, principal, parent_id)
+            embedded = await self._embed(chosen, source, principal, parent_id, reader)
             vectors = np.asarray(embedded.vectors, dtype=np.float32)
             return self._classifier.probability(vectors, lexical[rows], source, chosen)
+
+        async def full(rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+            if source != "user" or "fast" not in self._readers:
+                return await read(rows.tolist(), "exact")
+            scores = await read(rows.tolist(), "fast")
+            thresholds = self.thresholds[source]
+            near = [
+                i
+                for i, score in enumerate(scores)
+                if near_threshold(float(score), thresholds.for_length(lengths[rows[i]]))
+            ]
+            if near:  # the exact reading decides where the fast one is not clearly on a side
+                self.rereads += len(near)
+                scores[near] = await read([int(rows[i]) for i in near], "exact")
+            return scores
 
         if self.first_stage is not None and source == "user":
             t = self.thresholds[source]
@@ -316,19 +344,24 @@ class InjectionDetector:
         return await full(np.arange(len(texts)))
 
     async def _embed(
-        self, texts: list[str], source: Source, principal: Principal | None, parent_id: str | None
+        self,
+        texts: list[str],
+        source: Source,
+        principal: Principal | None,
+        parent_id: str | None,
+        reader: Reader = "exact",
     ) -> Embeddings:
-        """MiniLM's vectors of ``texts``: part of the caller's own call, or with ``parent_id``
-        (a job or run) recorded as an internal call of its own."""
-        assert self._embedder is not None and self._recorded is not None
+        """MiniLM's vectors of ``texts`` (by ``reader``): part of the caller's own call, or
+        with ``parent_id`` (a job or run) recorded as an internal call of its own."""
+        plain, recorded = self._readers[reader]
         if parent_id is None:
-            return await self._embedder.embed(texts)
+            return await plain.embed(texts)
         call = CallInfo(
             principal=principal, endpoint="guard", origin="internal", parent_id=parent_id
         )
         call.report(UsageReported(None))  # a local model: no tokens billed, no cost
         request = {"model": GUARD_MODEL, "metadata": {"guard": source, "windows": len(texts)}}
-        return await self._recorded.embed(texts, request, call)
+        return await recorded.embed(texts, request, call)
 
     def _cached(self, key: bytes) -> Verdict | None:
         verdict = self._cache.get(key)
@@ -341,6 +374,18 @@ class InjectionDetector:
         self._cache.move_to_end(key)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+
+
+def near_threshold(score: float, thresholds: Thresholds, margin: float = REREAD_MARGIN) -> bool:
+    """Whether ``score`` (read with int8 kernels) lies within ``margin`` logits of the flag or
+    the block threshold, where the exact kernels could put it on the other side."""
+    logit = _logit(score)
+    return any(abs(logit - _logit(t)) < margin for t in (thresholds.flag, thresholds.block))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-7), 1 - 1e-7)
+    return math.log(p / (1 - p))
 
 
 def excerpts(texts: list[str], budget: int) -> list[str]:
@@ -409,9 +454,11 @@ async def open_detector(
     int8: bool = False,
     record: Record | None = None,
     static: StaticVectors | None = None,
+    user_embedder: EmbeddingModel | None = None,
 ) -> AsyncIterator[InjectionDetector]:
     """The detector the guard stage runs: shipped weights, and the local MiniLM (loaded here,
-    about 0.3 s, unless ``embedder`` is one already running), its calls wrapped by ``record``.
+    about 0.3 s, unless ``embedder`` is one already running), its calls wrapped by ``record``;
+    ``user_embedder``, when given, reads user input instead (``guard.user_int8``).
     Heuristics only when ``settings.classifier`` is off."""
     overrides: dict[str, dict[str, float | None]] = {
         "user": {"flag": settings.user_flag_threshold, "block": settings.user_block_threshold},
@@ -450,6 +497,7 @@ async def open_detector(
             max_scan_chars=settings.max_scan_chars,
             record=record,
             first_stage=first_stage,
+            user_embedder=user_embedder,
         )
     finally:
         if owned is not None:

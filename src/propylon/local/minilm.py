@@ -237,10 +237,13 @@ def _mean_pool_normalised(hidden: Vectors, attention_mask: NDArray[np.int64]) ->
     return normalised
 
 
-def lazy_embedder(*, threads: int = 1, int8: bool = False) -> LazyEmbedder[MiniLMEmbedder]:
-    """The embedder ``serve`` uses: loaded (``MiniLMEmbedder.load``) by the first ``embed``."""
+def lazy_embedder(
+    *, threads: int = 1, int8: bool = False, name: str = MODEL_ID
+) -> LazyEmbedder[MiniLMEmbedder]:
+    """The embedder ``serve`` uses: loaded (``MiniLMEmbedder.load``) by the first ``embed``.
+    ``name``: what ``/readyz`` calls it (a second instance needs another)."""
     return LazyEmbedder(
-        MODEL_ID, DIMENSIONS, functools.partial(MiniLMEmbedder.load, threads=threads, int8=int8)
+        name, DIMENSIONS, functools.partial(MiniLMEmbedder.load, threads=threads, int8=int8)
     )
 
 

@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 
 from propylon.gateway.protocol import Embeddings
-from propylon.guard.classifier import Head, InjectionClassifier
-from propylon.guard.detector import InjectionDetector, load_first_stage
+from propylon.guard.classifier import EMBEDDING_SIZE, Head, InjectionClassifier
+from propylon.guard.detector import (
+    InjectionDetector,
+    Thresholds,
+    load_first_stage,
+    near_threshold,
+)
 from propylon.guard.features import LEXICAL_SIZE
 from propylon.guard.first_stage import (
     Band,
@@ -25,14 +30,16 @@ BENIGN = "What is a good recipe for banana bread without eggs?"
 
 
 class CountingEmbedder:
-    """Stands in for MiniLM: zero vectors, and the texts it was asked to read."""
+    """Stands in for MiniLM: vectors of ``first`` then zeros, and the texts it was asked to
+    read."""
 
-    def __init__(self) -> None:
+    def __init__(self, first: float = 0.0) -> None:
         self.texts: list[str] = []
+        self.first = first
 
     async def embed(self, texts: list[str], request: dict[str, Any] | None = None) -> Embeddings:
         self.texts += texts
-        return Embeddings([[0.0] * 384 for _ in texts], prompt_tokens=0)
+        return Embeddings([[self.first] + [0.0] * 383 for _ in texts], prompt_tokens=0)
 
 
 def head(band: Band, static: StaticEmbedder) -> FirstStageHead:
@@ -68,6 +75,52 @@ async def test_retrieved_text_always_goes_to_the_full_classifier(static: StaticE
     first = FirstStage(static, head(Band(0.9, 1.0), static))
     await detector(first, embedder).scan(BENIGN, "retrieved")
     assert embedder.texts == [BENIGN]
+
+
+async def test_user_input_goes_to_the_user_model_and_retrieved_text_to_the_other(
+    static: StaticEmbedder,
+) -> None:
+    shared, user = CountingEmbedder(), CountingEmbedder()  # ``guard.user_int8``'s split
+    first = FirstStage(static, head(Band(0.4, 0.6), static))
+    guard = InjectionDetector(
+        InjectionClassifier.load(), shared, first_stage=first, user_embedder=user
+    )
+    await guard.scan(BENIGN)
+    await guard.scan("Owls hunt at night.", "retrieved")
+    assert user.texts == [BENIGN]
+    assert shared.texts == ["Owls hunt at night."]
+
+
+def one_feature_classifier(bias: float) -> InjectionClassifier:
+    """A user head reading only the first embedding dimension: sigmoid(x0 + bias); flag at
+    0.5, block at 0.9."""
+    weights = np.zeros(EMBEDDING_SIZE + LEXICAL_SIZE, dtype=np.float32)
+    weights[0] = 1.0
+    thresholds = {"user": {"flag": 0.5, "block": 0.9}}
+    return InjectionClassifier({"user": Head(weights, bias)}, {"thresholds": thresholds})
+
+
+@pytest.mark.parametrize(("bias", "reread"), [(0.0, True), (-5.0, False)])
+async def test_a_fast_reading_near_a_threshold_is_read_again_exactly(
+    bias: float, reread: bool
+) -> None:
+    exact, fast = CountingEmbedder(first=3.0), CountingEmbedder(first=0.0)
+    guard = InjectionDetector(one_feature_classifier(bias), exact, user_embedder=fast)
+    verdict = await guard.scan(BENIGN)
+    assert fast.texts == [BENIGN]
+    if reread:  # fast: sigmoid(0) = 0.5, on the flag threshold; exact: sigmoid(3) = 0.95
+        assert exact.texts == [BENIGN] and guard.rereads == 1
+        assert verdict.classifier_score == pytest.approx(1 / (1 + np.exp(-3.0)), abs=1e-4)
+    else:  # fast: sigmoid(-5) = 0.007, far below: the fast reading decides
+        assert exact.texts == [] and guard.rereads == 0
+        assert verdict.classifier_score == pytest.approx(1 / (1 + np.exp(5.0)), abs=1e-4)
+
+
+def test_near_a_threshold_is_measured_in_logits_on_both_thresholds() -> None:
+    t = Thresholds(flag=0.5, block=0.9)
+    assert near_threshold(0.5, t) and near_threshold(0.9, t) and near_threshold(0.93, t)
+    assert not near_threshold(0.05, t)  # logit -2.9: 2.9 from the flag's 0
+    assert not near_threshold(0.999, t)  # logit 6.9: 4.7 from the block's 2.2
 
 
 def test_static_scores_land_on_the_full_thresholds(static: StaticEmbedder) -> None:
