@@ -222,11 +222,12 @@ async def tenant_gateway(
 
 
 async def local_model_state(http: aiohttp.ClientSession, root: str) -> str:
-    """The state of the gateway's local MiniLM (``/readyz``): loaded, or not loaded yet."""
+    """The state of each of the gateway's local MiniLMs (``/readyz``: the shared one, and the
+    guard's int8 one for user input): loaded, or not loaded yet."""
     async with http.get(f"{root}/readyz") as resp:
         body = await resp.json()
     states = body.get("models") or {}
-    return ", ".join(sorted(set(states.values()))) or "none"
+    return ", ".join(f"{model} {state}" for model, state in sorted(states.items())) or "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +291,7 @@ def render(
         f"sequential, {results['defaults'].requests} requests each in {options.scaled(*ROUNDS)} "
         "rounds, each round starting at another gateway (each gateway a tenant of its own), "
         "after an unmeasured gateway started "
-        f"first and a warm-up of every message once through every gateway (its local MiniLM "
+        f"first and a warm-up of every message once through every gateway (its local MiniLMs "
         f"then: {_states(loaded)}); throughput with a "
         f"{SLOW_UPSTREAM_MS:.0f} ms upstream at {CONCURRENCY} concurrent, as a share of the "
         "upstream direct; RSS idle after start-up.",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -366,6 +367,13 @@ def eval_guard(
     ] = None,
     threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
     int8: Int8Opt = False,
+    user_int8: Annotated[
+        bool,
+        typer.Option(
+            help="Read the held-out user input with MiniLM's int8 kernels, as the server does "
+            "(`guard.user_int8`, on by default); heads are fitted on exact vectors either way."
+        ),
+    ] = True,
     documents_only: Annotated[
         bool, typer.Option(help="Only the attacks inside documents (the ingestion screen).")
     ] = False,
@@ -394,9 +402,20 @@ def eval_guard(
     unseen = None
     try:
         if not documents_only:
-            featurised = fitting.featurise(embedder, corpus.load(data, per_source), "user")
-            predictions = generalisation.leave_one_source_out(featurised)
-            unseen = generalisation.render_markdown(predictions, time.monotonic() - started)
+            examples = corpus.load(data, per_source)
+            featurised = fitting.featurise(embedder, examples, "user")
+            if user_int8 and not int8:  # fitted on exact vectors, scored as served
+                # One window a call, as a request's deferred window is read: int8 kernels quantise
+                # a call's activations with one scale, so a batch would move each vector.
+                reader = MiniLMEmbedder.load(threads=threads, max_batch=1, int8=True)
+                try:
+                    served = fitting.featurise(reader, examples, "user")
+                finally:
+                    reader.close()
+                held = generalisation.leave_one_source_out(featurised, served)
+            else:
+                held = generalisation.leave_one_source_out(featurised)
+            unseen = generalisation.render_markdown(held, time.monotonic() - started)
         detector = InjectionDetector(InjectionClassifier.load(weights), embedder)
         sets = evaluation.document_sets(data, limit)
         rows = asyncio.run(evaluation.evaluate_documents(detector, sets, chunk, exclude_at))
@@ -426,6 +445,13 @@ def eval_guard_first_stage(
         int, typer.Option(help="Texts sampled per corpus source (a smoke run: 10).")
     ] = 400,
     threads: Annotated[int, typer.Option(help="CPU threads of the embedding model.")] = 1,
+    user_int8: Annotated[
+        bool,
+        typer.Option(
+            help="The cascade's MiniLM stage reads int8 kernels, as the server does "
+            "(`guard.user_int8`, on by default); the full column stays exact."
+        ),
+    ] = True,
 ) -> None:
     """The guard's static first stage, leave-one-source-out beside the full classifier (the
     shipped weights: `propylon guard train-first-stage`)."""
@@ -437,6 +463,8 @@ def eval_guard_first_stage(
     started = time.monotonic()
     static = StaticEmbedder.load()
     embedder = MiniLMEmbedder.load(threads=threads, max_batch=32)
+    closing = contextlib.ExitStack()
+    closing.callback(embedder.close)
     try:
         examples = corpus.load(data, per_source)
         full = fitting.featurise(embedder, examples, "user")
@@ -444,19 +472,28 @@ def eval_guard_first_stage(
         extra = training.unlabelled_examples(data, examples, more)
         unlabelled = training.unlabelled(fitting.featurise(embedder, extra, "user"), static)
         sample = [e.text[:600] for e in full.examples[:: max(1, len(full.examples) // 200)]]
+        readers: list[tuple[str, Any]] = [("MiniLM", embedder), ("static", static)]
+        served = None
+        if user_int8:  # one window a call, as a request's deferred window is read
+            reader = MiniLMEmbedder.load(threads=threads, max_batch=1, int8=True)
+            closing.callback(reader.close)
+            served = fitting.featurise(reader, examples, "user")
+            readers.insert(1, ("MiniLM int8", reader))
         cpu = {}
-        for name, model in (("MiniLM", embedder), ("static", static)):
+        for name, model in readers:
             began = time.process_time()
             for text in sample:
                 model.embed_sync([text])
             cpu[name] = 1e6 * (time.process_time() - began) / len(sample)
     finally:
-        embedder.close()
-    pair = training.Pair(full, training.static_featurised(full, static), unlabelled)
+        closing.close()
+    pair = training.Pair(full, training.static_featurised(full, static), unlabelled, served)
     held = training.leave_one_source_out(pair, ("labels", "distilled"))
     seconds = time.monotonic() - started
     shipped = held.pop(training.SHIPPED_STUDENT)
-    section = training.render_markdown(shipped, seconds, cpu, next(iter(held.values())))
+    section = training.render_markdown(
+        shipped, seconds, cpu, next(iter(held.values())), served=served is not None
+    )
     typer.echo(section)
     if output is not None:
         training.write_section(output, section)

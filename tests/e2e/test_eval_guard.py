@@ -31,6 +31,11 @@ async def test_eval_guard_reports_held_out_sources_lengths_and_documents(tmp_pat
         assert name in out
     for bucket in ("| < 200 |", "| 200–1,000 |", "| > 1,000 |"):
         assert bucket in out
+    # Scored as served (``guard.user_int8``): int8 kernels, exact near a threshold, beside
+    # the exact reading alone.
+    assert "the held-out texts are read as `guard.user_int8`" in out
+    assert "| held-out source | measure | exact | as served | loss (points) |" in out
+    assert "Largest loss as served on any source:" in out
     assert "| BIPIA held-back (emails, tables, code) |" in out
     assert "clean development documents" in out, "the rule for exclude_risk_at's default"
     written = docs.read_text()

@@ -19,7 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from propylon import report_section
-from propylon.guard.detector import USER_CORROBORATE, Label, Thresholds, windows_agree
+from propylon.guard.datasets import Example
+from propylon.guard.detector import (
+    REREAD_MARGIN,
+    USER_CORROBORATE,
+    Label,
+    Thresholds,
+    near_threshold,
+    windows_agree,
+)
 from propylon.guard.fitting import LENGTH_BUCKETS, Featurised, fit_calibrated
 
 SECTION = "guard"
@@ -75,33 +83,69 @@ class Row:
         return (self.recall + 1.0 - self.fpr) / 2.0
 
 
-def leave_one_source_out(data: Featurised) -> list[Prediction]:
-    """Every text scored by a head (and thresholds) fitted without its source."""
+@dataclass(slots=True)
+class HeldOut:
+    """Held-out predictions read exactly, and as served with a fast reader (``fast``: int8
+    kernels, with the exact reading where the fast one lies near a threshold)."""
+
+    exact: list[Prediction]
+    served: list[Prediction] | None = None
+    windows: int = 0  # windows the fast reader read
+    reread: int = 0  # of them read again exactly (``detector.near_threshold``)
+
+
+def leave_one_source_out(data: Featurised, fast: Featurised | None = None) -> HeldOut:
+    """Every text scored by a head (and thresholds) fitted on ``data`` without its source: on
+    ``data``'s rows, and, with ``fast`` (the same windows read with int8 kernels, as
+    ``guard.user_int8`` reads user input), as the detector serves it: the fast reading, or the
+    exact one where the fast one lies near the flag or block threshold."""
     origins = np.array([e.origin for e in data.examples])
-    out: list[Prediction] = []
+    out = HeldOut([], None if fast is None else [])
     for origin in sorted(set(origins.tolist())):
         held = origins == origin
         calibrated = fit_calibrated(data, ~held)
         thresholds = Thresholds.stored(calibrated.thresholds, _NONE)
         for i in np.flatnonzero(held):
             example = data.examples[i]
-            own, decoded = data.window_scores(calibrated.head, int(i))
-            h = float(data.heuristic[i])
-            score = max([h, *own, *decoded])
             of_length = thresholds.for_length(len(example.text))
-            agree = windows_agree(own, decoded, of_length.flag)
-            out.append(
-                Prediction(
-                    origin,
-                    len(example.text),
-                    example.label,
-                    score,
-                    of_length.flag,
-                    of_length.block,
-                    of_length.label(score, h, agree),
+            h = float(data.heuristic[i])
+            own, decoded = data.window_scores(calibrated.head, int(i))
+            out.exact.append(_predicted(example, origin, h, own, decoded, of_length))
+            if fast is None or out.served is None:
+                continue
+            fast_own, fast_decoded = fast.window_scores(calibrated.head, int(i))
+            served = []
+            for exact_scores, fast_scores in ((own, fast_own), (decoded, fast_decoded)):
+                near = [near_threshold(f, of_length) for f in fast_scores]
+                out.windows += len(near)
+                out.reread += sum(near)
+                served.append(
+                    [e if n else f for e, f, n in zip(exact_scores, fast_scores, near, strict=True)]
                 )
-            )
+            served_own, served_decoded = served
+            out.served.append(_predicted(example, origin, h, served_own, served_decoded, of_length))
     return out
+
+
+def _predicted(
+    example: Example,
+    origin: str,
+    h: float,
+    own: list[float],
+    decoded: list[float],
+    of_length: Thresholds,
+) -> Prediction:
+    score = max([h, *own, *decoded])
+    agree = windows_agree(own, decoded, of_length.flag)
+    return Prediction(
+        origin,
+        len(example.text),
+        example.label,
+        score,
+        of_length.flag,
+        of_length.block,
+        of_length.label(score, h, agree),
+    )
 
 
 def rows(predictions: list[Prediction]) -> tuple[list[Row], list[Row]]:
@@ -148,8 +192,11 @@ def render(table: list[Row], first: str) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(predictions: list[Prediction], seconds: float) -> str:
-    """The "Prompt-injection detection, unseen sources" section of docs/benchmarks.md."""
+def render_markdown(held: HeldOut, seconds: float) -> str:
+    """The "Prompt-injection detection, unseen sources" section of docs/benchmarks.md: the
+    held-out texts as served (``held.served`` when read with int8 kernels, compared with the
+    exact reading source by source), else as read exactly."""
+    predictions = held.exact if held.served is None else held.served
     by_source, by_length = rows(predictions)
     flags = sorted({(p.origin, p.flag, p.block) for p in predictions})
     spread = (
@@ -169,13 +216,63 @@ def render_markdown(predictions: list[Prediction], seconds: float) -> str:
         "payloads; a text of several windows is flagged on the classifier's word only when two "
         "of its windows reach the flag threshold; blocked only when the heuristics corroborate, "
         f"score ≥ {USER_CORROBORATE}). Thresholds chosen per fold "
-        f"and length: {spread}. Detected = flagged or blocked.\n\n"
-        "By held-out source:\n\n"
+        f"and length: {spread}. Detected = flagged or blocked. "
+        + (
+            "The heads are fitted on MiniLM's exact vectors; the held-out texts are read as "
+            "`guard.user_int8` (on by default) reads user input: with its int8 kernels, one "
+            "window a call, and again exactly where that reading lies within "
+            f"{REREAD_MARGIN} logits of the flag or block threshold "
+            f"({held.reread} of {held.windows} windows, {_share(held.reread, held.windows)})."
+            if held.served is not None
+            else "MiniLM's vectors, fitted and scored alike."
+        )
+        + "\n\nBy held-out source:\n\n"
         + render(by_source, "held-out source")
         + "\n\nBy length (all held-out predictions pooled):\n\n"
         + render(by_length, "length (characters)")
         + "\n"
+        + (_compared(held.exact, held.served) if held.served is not None else "")
     )
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f} %" if whole else "–"
+
+
+def _compared(exact: list[Prediction], int8: list[Prediction]) -> str:
+    """Each held-out source's headline measure (balanced accuracy; recall with attacks only;
+    flagged benign with benign texts only) read with the exact kernels and with int8 ones."""
+    lines = [
+        "",
+        "The same folds and heads, the held-out texts read with MiniLM's exact kernels against "
+        "as served (int8 kernels, exact near a threshold):",
+        "",
+        "| held-out source | measure | exact | as served | loss (points) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    worst = 0.0
+    for before, after in zip(rows(exact)[0], rows(int8)[0], strict=True):
+        measure, a, b = _headline(before), _value(before), _value(after)
+        if a is None or b is None:
+            continue
+        loss = 100 * ((b - a) if measure == "flagged benign" else (a - b))
+        worst = max(worst, loss)
+        lines.append(f"| {before.name} | {measure} | {percent(a)} | {percent(b)} | {loss:+.1f} |")
+    lines += ["", f"Largest loss as served on any source: {worst:.1f} points.", ""]
+    return "\n".join(lines)
+
+
+def _headline(row: Row) -> str:
+    if row.balanced_accuracy is not None:
+        return "balanced accuracy"
+    return "recall" if row.attacks else "flagged benign"
+
+
+def _value(row: Row) -> float | None:
+    measure = _headline(row)
+    if measure == "balanced accuracy":
+        return row.balanced_accuracy
+    return row.recall if measure == "recall" else row.fpr
 
 
 def percent(value: float | None) -> str:

@@ -125,3 +125,26 @@ def test_train_first_stage_refuses_an_unknown_student(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "--student" in result.output
+
+
+def test_the_cascade_reads_deferred_windows_as_served_and_the_full_column_stays_exact() -> None:
+    pair = synthetic_pair()
+    texts = np.ones(len(pair.full.examples), dtype=np.bool_)
+    full, first = training.fit_first_stage(pair, texts)
+    exact = training.score(pair, full, first, texts)
+    flipped = pair.full.x.copy()
+    flipped[:, 0] = -flipped[:, 0]  # MiniLM read another way (``guard.user_int8``)
+    served = training.Pair(
+        pair.full,
+        pair.static,
+        served=Featurised(
+            pair.full.examples, flipped, pair.full.owner, pair.full.heuristic, pair.full.labels
+        ),
+    )
+    as_served = training.score(served, full, first, texts)
+    np.testing.assert_array_equal(as_served.full, exact.full)
+    np.testing.assert_array_equal(as_served.static, exact.static)
+    deferred = as_served.deferred  # one window a text: windows and texts line up
+    assert deferred.any() and not deferred.all()
+    assert not np.allclose(as_served.cascade[deferred], exact.cascade[deferred])
+    np.testing.assert_array_equal(as_served.cascade[~deferred], exact.cascade[~deferred])
