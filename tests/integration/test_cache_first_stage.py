@@ -185,3 +185,25 @@ async def test_a_near_question_the_second_check_vetoes_runs_no_embedder_call(
         missed = await lookup(semantic, "Say hello to request #00000013.", tenant)
         assert missed.hit is None and missed.reason == "first-stage"
         assert embedder.texts == [], "another number: refused before any embedding"
+
+
+async def test_a_repeated_question_reads_its_text_once_then_never(
+    cache: tuple[SemanticCache, CountingLetters, Database],
+) -> None:
+    semantic, embedder, _ = cache
+    tenant, question = "first-stage-repeated", "How do I reverse a list in Python?"
+    await store(semantic, question, tenant)
+    await semantic.writes.flush()
+
+    # The entry has no embedder vector yet: the question and its twin are one text, read once.
+    first = await lookup(semantic, question, tenant)
+    assert first.hit is not None and first.hit.entry_id is not None
+    assert embedder.texts == [question]
+
+    # Now the twin holds the question's own vector: no embedder call at all.
+    embedder.texts.clear()
+    again = await lookup(semantic, question, tenant)
+    assert again.hit is not None and again.hit.entry_id == first.hit.entry_id
+    assert again.embedding is not None and again.best_similarity == pytest.approx(1.0)
+    assert embedder.texts == []
+    assert semantic.stats.first_stage == {"decided": 0, "deferred": 2}

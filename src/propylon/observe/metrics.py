@@ -313,8 +313,9 @@ _CACHE_COUNTS: tuple[tuple[str, str, str, Pick], ...] = (
     ),
     (
         "propylon_cache_semantic_first_stage_lookups",
-        "Semantic cache lookups decided by static vectors alone (decided), or read by the "
-        "embedder because a cached question came near (deferred).",
+        "Semantic cache lookups decided by static vectors alone (decided), or judged on the "
+        "embedder's vectors because a cached question came near (deferred; a question with "
+        "the very same text as a cached one reuses that one's vector).",
         "outcome",
         lambda counts: counts.first_stage,
     ),

@@ -280,14 +280,22 @@ class SemanticCache:
             if candidate.embedding is None and candidate.stored is not None:
                 candidate.embedding = Embedding(vectors.from_binary(candidate.stored))
         missing = [c for c in near if c.embedding is None]
-        try:  # one call: the question and the candidates the embedder has not read yet
-            texts = [question, *(c.question for c in missing)]
-            result = await self._embedder.embed(texts, self._embed_request)
-            embedding = Embedding.of(result.vectors[0])
-            for candidate, vector in zip(missing, result.vectors[1:], strict=True):
-                candidate.embedding = Embedding.of(vector)
+        # A cached question with the very same text holds the question's own vector (the same
+        # embedder read the same text): a repeated question costs no embedder call for itself.
+        known = next(
+            (c.embedding for c in near if c.question == question and c.embedding is not None),
+            None,
+        )
+        wanted = [] if known is not None else [question]
+        texts = list(dict.fromkeys(wanted + [c.question for c in missing]))  # each text once
+        try:  # one call: the question unless known, and the candidates not read yet
+            result = await self._embedder.embed(texts, self._embed_request) if texts else None
         except Exception as exc:
             raise EmbedderFailed(repr(exc)) from exc
+        read = dict(zip(texts, result.vectors if result else [], strict=True))
+        embedding = known if known is not None else Embedding.of(read[question])
+        for candidate in missing:
+            candidate.embedding = Embedding.of(read[candidate.question])
         for candidate in missing:  # a queued entry is written with the vector just computed
             if candidate.queued is not None and candidate.embedding is not None:
                 candidate.queued.embedded(candidate.embedding)
