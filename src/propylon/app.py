@@ -245,13 +245,9 @@ async def open_local_models(
     """The offline embedder and the extractive answer model built on it. The embedder loads
     on its first use (0.3-0.6 s of CPU, ~100 MB with onnxruntime: ``local/lazy.py``), not here."""
     from propylon.local.extractive import ExtractiveChatModel
-    from propylon.local.minilm import lazy_embedder
 
-    embedder = lazy_embedder(threads=settings.local_threads, int8=settings.local_int8)
-    try:
+    async with _lazy_minilm(settings, int8=settings.local_int8) as embedder:
         yield ExtractiveChatModel(embedder), embedder
-    finally:
-        await asyncio.to_thread(embedder.close)  # waits for a load under way
 
 
 @asynccontextmanager
@@ -259,17 +255,28 @@ async def open_guard_user_model(settings: Settings) -> AsyncIterator[LazyEmbedde
     """The MiniLM with int8 kernels that reads user input for the guard (``guard.user_int8``),
     loaded on its first use; None when the classifier is off or ``local_int8`` already makes
     the shared model int8."""
-    from propylon.local.minilm import MODEL_ID, lazy_embedder
+    from propylon.local.minilm import MODEL_ID
 
     guard = settings.guard
     if not (guard.classifier and guard.user_int8) or settings.local_int8:
         yield None
         return
-    embedder = lazy_embedder(threads=settings.local_threads, int8=True, name=f"{MODEL_ID}+int8")
+    async with _lazy_minilm(settings, int8=True, name=f"{MODEL_ID}+int8") as embedder:
+        yield embedder
+
+
+@asynccontextmanager
+async def _lazy_minilm(
+    settings: Settings, *, int8: bool, name: str | None = None
+) -> AsyncIterator[LazyEmbedder[Any]]:
+    """A MiniLM loaded on its first use, closed at exit (waiting for a load under way)."""
+    from propylon.local.minilm import MODEL_ID, lazy_embedder
+
+    embedder = lazy_embedder(threads=settings.local_threads, int8=int8, name=name or MODEL_ID)
     try:
         yield embedder
     finally:
-        await asyncio.to_thread(embedder.close)  # waits for a load under way
+        await asyncio.to_thread(embedder.close)
 
 
 T = TypeVar("T")

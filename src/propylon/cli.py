@@ -7,7 +7,7 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,9 @@ from propylon import __version__
 from propylon.access.commands import keys_app, tenants_app
 from propylon.local.commands import local_app
 from propylon.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from propylon.local.minilm import MiniLMEmbedder
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -404,18 +407,19 @@ def eval_guard(
         if not documents_only:
             examples = corpus.load(data, per_source)
             featurised = fitting.featurise(embedder, examples, "user")
+            gap = None
             if user_int8 and not int8:  # fitted on exact vectors, scored as served
-                # One window a call, as a request's deferred window is read: int8 kernels quantise
-                # a call's activations with one scale, so a batch would move each vector.
-                reader = MiniLMEmbedder.load(threads=threads, max_batch=1, int8=True)
+                reader = _served_reader(threads)
                 try:
                     served = fitting.featurise(reader, examples, "user")
                 finally:
                     reader.close()
                 held = generalisation.leave_one_source_out(featurised, served)
+                shipped = InjectionClassifier.load().heads["user"]
+                gap = generalisation.largest_gap(featurised, served, shipped)
             else:
                 held = generalisation.leave_one_source_out(featurised)
-            unseen = generalisation.render_markdown(held, time.monotonic() - started)
+            unseen = generalisation.render_markdown(held, time.monotonic() - started, gap)
         detector = InjectionDetector(InjectionClassifier.load(weights), embedder)
         sets = evaluation.document_sets(data, limit)
         rows = asyncio.run(evaluation.evaluate_documents(detector, sets, chunk, exclude_at))
@@ -432,6 +436,15 @@ def eval_guard(
     typer.echo(documents)
     if output is not None:
         evaluation.write_section(output, documents)
+
+
+def _served_reader(threads: int) -> MiniLMEmbedder:
+    """MiniLM on int8 kernels, one window a call, as ``guard.user_int8`` reads a request's
+    deferred window: the kernels quantise a call's activations with one scale, so a batch
+    would move each vector."""
+    from propylon.local.minilm import MiniLMEmbedder
+
+    return MiniLMEmbedder.load(threads=threads, max_batch=1, int8=True)
 
 
 @eval_app.command("guard-first-stage")
@@ -474,8 +487,8 @@ def eval_guard_first_stage(
         sample = [e.text[:600] for e in full.examples[:: max(1, len(full.examples) // 200)]]
         readers: list[tuple[str, Any]] = [("MiniLM", embedder), ("static", static)]
         served = None
-        if user_int8:  # one window a call, as a request's deferred window is read
-            reader = MiniLMEmbedder.load(threads=threads, max_batch=1, int8=True)
+        if user_int8:
+            reader = _served_reader(threads)
             closing.callback(reader.close)
             served = fitting.featurise(reader, examples, "user")
             readers.insert(1, ("MiniLM int8", reader))

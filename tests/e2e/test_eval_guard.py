@@ -36,6 +36,7 @@ async def test_eval_guard_reports_held_out_sources_lengths_and_documents(tmp_pat
     assert "the held-out texts are read as `guard.user_int8`" in out
     assert "| held-out source | measure | exact | as served | loss (points) |" in out
     assert "Largest loss as served on any source:" in out
+    assert "The largest difference between the two readings" in out  # REREAD_MARGIN's basis
     assert "| BIPIA held-back (emails, tables, code) |" in out
     assert "clean development documents" in out, "the rule for exclude_risk_at's default"
     written = docs.read_text()

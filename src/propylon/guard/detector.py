@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import math
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -49,9 +49,9 @@ Label = Literal["benign", "suspicious", "injection"]
 Reader = Literal["exact", "fast"]
 # A user window read with int8 kernels (``guard.user_int8``) is read again exactly when its
 # score lies within this many logits of the flag or block threshold of its text's length: the
-# largest difference between the two readings (0.62, one window a call, the shipped user head)
-# over the guard corpus's 10,897 user windows, rounded up (docs/benchmarks.md, "Fast defaults:
-# session 14"). There, 0.5 % of the benign windows and 15 % of all are read again.
+# largest difference between the two readings (one window a call, the shipped user head) over
+# the guard corpus's user windows, rounded up to the next tenth: `propylon eval guard` prints it
+# (0.62 over 10,897 windows, docs/benchmarks.md).
 REREAD_MARGIN = 0.7
 
 
@@ -381,6 +381,17 @@ def near_threshold(score: float, thresholds: Thresholds, margin: float = REREAD_
     the block threshold, where the exact kernels could put it on the other side."""
     logit = _logit(score)
     return any(abs(logit - _logit(t)) < margin for t in (thresholds.flag, thresholds.block))
+
+
+def as_served(
+    exact: Sequence[float], fast: Sequence[float], thresholds: Sequence[Thresholds]
+) -> tuple[list[float], int]:
+    """Window scores as the user path serves them when both readings are known (evaluations):
+    each fast (int8) reading, or the exact one where the fast one is ``near_threshold`` of its
+    window's ``thresholds``; and how many windows took the exact reading."""
+    near = [near_threshold(f, t) for f, t in zip(fast, thresholds, strict=True)]
+    served = [e if n else f for e, f, n in zip(exact, fast, near, strict=True)]
+    return served, sum(near)
 
 
 def _logit(p: float) -> float:

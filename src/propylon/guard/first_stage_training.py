@@ -35,7 +35,7 @@ from propylon import report_section
 from propylon.guard import corpus, datasets
 from propylon.guard.classifier import EMBEDDING_SIZE, Head, InjectionClassifier
 from propylon.guard.datasets import Example, held_back
-from propylon.guard.detector import Thresholds, near_threshold
+from propylon.guard.detector import Thresholds, as_served
 from propylon.guard.features import units
 from propylon.guard.first_stage import (
     Band,
@@ -207,14 +207,9 @@ def score(pair: Pair, full: Calibrated, first: FirstStageHead, texts: Mask) -> S
         fast = full.head.probability(pair.served.x[rows_])
         stored = Thresholds.stored(full.thresholds, Thresholds(1.0, 1.0))
         lengths = text_lengths(pair.full)[pair.full.owner[rows_]]
-        near = np.array(
-            [
-                near_threshold(float(p), stored.for_length(int(n)))
-                for p, n in zip(fast, lengths, strict=True)
-            ],
-            dtype=np.bool_,
-        )
-        served = np.where(near, f, fast)
+        of_window = [stored.for_length(int(n)) for n in lengths]
+        read, _ = as_served(f.tolist(), fast.tolist(), of_window)
+        served = np.array(read, dtype=np.float32)
     return _cascade(pair, rows_, texts, f, s, full.thresholds, first, served)
 
 

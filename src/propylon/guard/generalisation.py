@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from propylon import report_section
+from propylon.guard.classifier import Head
 from propylon.guard.datasets import Example
 from propylon.guard.detector import (
     REREAD_MARGIN,
     USER_CORROBORATE,
     Label,
     Thresholds,
-    near_threshold,
+    as_served,
     windows_agree,
 )
 from propylon.guard.fitting import LENGTH_BUCKETS, Featurised, fit_calibrated
@@ -114,15 +115,12 @@ def leave_one_source_out(data: Featurised, fast: Featurised | None = None) -> He
             if fast is None or out.served is None:
                 continue
             fast_own, fast_decoded = fast.window_scores(calibrated.head, int(i))
-            served = []
-            for exact_scores, fast_scores in ((own, fast_own), (decoded, fast_decoded)):
-                near = [near_threshold(f, of_length) for f in fast_scores]
-                out.windows += len(near)
-                out.reread += sum(near)
-                served.append(
-                    [e if n else f for e, f, n in zip(exact_scores, fast_scores, near, strict=True)]
-                )
-            served_own, served_decoded = served
+            served_own, own_reread = as_served(own, fast_own, [of_length] * len(own))
+            served_decoded, decoded_reread = as_served(
+                decoded, fast_decoded, [of_length] * len(decoded)
+            )
+            out.windows += len(own) + len(decoded)
+            out.reread += own_reread + decoded_reread
             out.served.append(_predicted(example, origin, h, served_own, served_decoded, of_length))
     return out
 
@@ -192,7 +190,7 @@ def render(table: list[Row], first: str) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(held: HeldOut, seconds: float) -> str:
+def render_markdown(held: HeldOut, seconds: float, gap: float | None = None) -> str:
     """The "Prompt-injection detection, unseen sources" section of docs/benchmarks.md: the
     held-out texts as served (``held.served`` when read with int8 kernels, compared with the
     exact reading source by source), else as read exactly."""
@@ -223,6 +221,13 @@ def render_markdown(held: HeldOut, seconds: float) -> str:
             "window a call, and again exactly where that reading lies within "
             f"{REREAD_MARGIN} logits of the flag or block threshold "
             f"({held.reread} of {held.windows} windows, {_share(held.reread, held.windows)})."
+            + (
+                ""
+                if gap is None
+                else f" The largest difference between the two readings of these windows under "
+                f"the shipped user head: {gap:.2f} logits (the margin is it, rounded up to the "
+                "next tenth)."
+            )
             if held.served is not None
             else "MiniLM's vectors, fitted and scored alike."
         )
@@ -239,9 +244,18 @@ def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f} %" if whole else "–"
 
 
-def _compared(exact: list[Prediction], int8: list[Prediction]) -> str:
+def largest_gap(exact: Featurised, fast: Featurised, head: Head) -> float:
+    """The largest difference, in logits, between ``head``'s scores of the same windows read
+    exactly and fast (int8 kernels): what ``detector.REREAD_MARGIN`` rounds up."""
+    a, b = (
+        np.clip(head.probability(f.x).astype(np.float64), 1e-7, 1 - 1e-7) for f in (exact, fast)
+    )
+    return float(np.max(np.abs(np.log(a / (1 - a)) - np.log(b / (1 - b)))))
+
+
+def _compared(exact: list[Prediction], served: list[Prediction]) -> str:
     """Each held-out source's headline measure (balanced accuracy; recall with attacks only;
-    flagged benign with benign texts only) read with the exact kernels and with int8 ones."""
+    flagged benign with benign texts only) read exactly and as served."""
     lines = [
         "",
         "The same folds and heads, the held-out texts read with MiniLM's exact kernels against "
@@ -251,8 +265,8 @@ def _compared(exact: list[Prediction], int8: list[Prediction]) -> str:
         "|---|---|---:|---:|---:|",
     ]
     worst = 0.0
-    for before, after in zip(rows(exact)[0], rows(int8)[0], strict=True):
-        measure, a, b = _headline(before), _value(before), _value(after)
+    for before, after in zip(rows(exact)[0], rows(served)[0], strict=True):
+        (measure, a), (_, b) = _headline(before), _headline(after)
         if a is None or b is None:
             continue
         loss = 100 * ((b - a) if measure == "flagged benign" else (a - b))
@@ -262,17 +276,11 @@ def _compared(exact: list[Prediction], int8: list[Prediction]) -> str:
     return "\n".join(lines)
 
 
-def _headline(row: Row) -> str:
+def _headline(row: Row) -> tuple[str, float | None]:
+    """A source's headline measure and its value."""
     if row.balanced_accuracy is not None:
-        return "balanced accuracy"
-    return "recall" if row.attacks else "flagged benign"
-
-
-def _value(row: Row) -> float | None:
-    measure = _headline(row)
-    if measure == "balanced accuracy":
-        return row.balanced_accuracy
-    return row.recall if measure == "recall" else row.fpr
+        return "balanced accuracy", row.balanced_accuracy
+    return ("recall", row.recall) if row.attacks else ("flagged benign", row.fpr)
 
 
 def percent(value: float | None) -> str:

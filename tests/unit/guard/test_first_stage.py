@@ -13,6 +13,7 @@ from propylon.guard.classifier import EMBEDDING_SIZE, Head, InjectionClassifier
 from propylon.guard.detector import (
     InjectionDetector,
     Thresholds,
+    as_served,
     load_first_stage,
     near_threshold,
 )
@@ -121,6 +122,12 @@ def test_near_a_threshold_is_measured_in_logits_on_both_thresholds() -> None:
     assert near_threshold(0.5, t) and near_threshold(0.9, t) and near_threshold(0.93, t)
     assert not near_threshold(0.05, t)  # logit -2.9: 2.9 from the flag's 0
     assert not near_threshold(0.999, t)  # logit 6.9: 4.7 from the block's 2.2
+
+
+def test_evaluations_serve_the_exact_reading_only_near_a_threshold() -> None:
+    t = Thresholds(flag=0.5, block=0.9)
+    served, reread = as_served([0.8, 0.2, 0.3], [0.49, 0.01, 0.999], [t, t, t])
+    assert served == [0.8, 0.01, 0.999] and reread == 1
 
 
 def test_static_scores_land_on_the_full_thresholds(static: StaticEmbedder) -> None:
