@@ -573,6 +573,8 @@ async def build_services(
                 observe.metrics.watch_guard_first_stage(
                     lambda: first_stage.decided, lambda: first_stage.deferred
                 )
+            if detector.reads_user_int8:
+                observe.metrics.watch_guard_int8(detector.int8_windows)
             guarded = observe.traced(GuardedChatService(inner, detector, settings.guard), "guard")
             inner = PreflightChat(guarded, gateway.check_route)
         limited = LimitsLayer(

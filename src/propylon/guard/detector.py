@@ -215,12 +215,23 @@ class InjectionDetector:
             if model is not None and embedder is not None:
                 plain = ModelEmbeddings(model)
                 self._readers[reader] = (plain, record(plain) if record is not None else plain)
-        self.rereads = 0  # windows the fast reader left too near a threshold: read exactly
+        self.fast_reads = 0  # windows of user input the fast reader scored
+        self.rereads = 0  # of them, those it left too near a threshold: read exactly
         self.thresholds = thresholds or calibrated_thresholds(self._classifier)
         self._max_windows = max_windows
         self._max_scan_chars = max_scan_chars
         self._cache: OrderedDict[bytes, Verdict] = OrderedDict()
         self._cache_size = cache_size
+
+    @property
+    def reads_user_int8(self) -> bool:
+        """Whether user input is read by a model of its own first (``guard.user_int8``)."""
+        return "fast" in self._readers
+
+    def int8_windows(self) -> dict[str, int]:
+        """The windows of user input the int8 reader scored, by outcome: ``kept`` (its score
+        decided) or ``reread`` (near a threshold: the exact model's score decided)."""
+        return {"kept": self.fast_reads - self.rereads, "reread": self.rereads}
 
     async def scan(
         self,
@@ -324,6 +335,7 @@ class InjectionDetector:
             if source != "user" or "fast" not in self._readers:
                 return await read(rows.tolist(), "exact")
             scores = await read(rows.tolist(), "fast")
+            self.fast_reads += len(rows)
             thresholds = self.thresholds[source]
             near = [
                 i

@@ -203,6 +203,21 @@ class Metrics:
             )
         )
 
+    def watch_guard_int8(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Export the windows of user input the guard's int8 MiniLM read (``guard.user_int8``),
+        by whether its score decided or the exact model read them again (its counters, read
+        at scrape time)."""
+        self.registry.register(
+            _CountsCollector(
+                "propylon_guard_int8_windows",
+                "Windows of user input the guard's int8 MiniLM read: kept (its score decided) "
+                "or reread (within the margin of a threshold: read again by the exact model, "
+                "whose score decided).",
+                "outcome",
+                counts,
+            )
+        )
+
     def watch_cache(self, stats: Callable[[], CacheCounts]) -> None:
         """Export the response cache's counters by key (``CacheStats``, read at scrape time;
         each key set is closed and written in the cache's code)."""

@@ -111,9 +111,11 @@ async def test_a_fast_reading_near_a_threshold_is_read_again_exactly(
     assert fast.texts == [BENIGN]
     if reread:  # fast: sigmoid(0) = 0.5, on the flag threshold; exact: sigmoid(3) = 0.95
         assert exact.texts == [BENIGN] and guard.rereads == 1
+        assert guard.int8_windows() == {"kept": 0, "reread": 1}
         assert verdict.classifier_score == pytest.approx(1 / (1 + np.exp(-3.0)), abs=1e-4)
     else:  # fast: sigmoid(-5) = 0.007, far below: the fast reading decides
         assert exact.texts == [] and guard.rereads == 0
+        assert guard.int8_windows() == {"kept": 1, "reread": 0}
         assert verdict.classifier_score == pytest.approx(1 / (1 + np.exp(5.0)), abs=1e-4)
 
 
