@@ -208,3 +208,18 @@ async def test_a_queued_entry_that_is_never_written_leaves_the_index() -> None:
 async def test_before_the_first_full_read_a_queued_entry_stays_out_of_the_index() -> None:
     found, _ = index(Rows())
     assert found.queued(SCOPE, "q", np.asarray([1.0, 0.0], dtype=np.float32), ttl_s=60) is None
+
+
+def test_a_floor_keeps_the_nearest_rows_at_it_and_no_others() -> None:
+    rng = np.random.default_rng(7)
+    scope = _Scope(16)
+    for entry_id in range(1, 401):
+        scope.add(entry_id, f"q{entry_id}", rng.normal(size=16).astype(np.float32), 1e12)
+    for _ in range(20):
+        query = rng.normal(size=16).astype(np.float32)
+        query /= np.linalg.norm(query)
+        every = scope.nearest(query, 400, 0.0)
+        for floor in (0.3, 0.5, 0.7, 0.99):
+            at_floor = [f for f in every if f[2] >= floor]
+            assert scope.nearest(query, 8, 0.0, floor) == at_floor[:8]
+    assert scope.nearest(query, 8, 1e13, 0.3) == [], "expired rows are below any floor"

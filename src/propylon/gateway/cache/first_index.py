@@ -118,8 +118,9 @@ class _Scope:
         return removed
 
     def nearest(
-        self, query: NDArray[np.float32], k: int, now: float
+        self, query: NDArray[np.float32], k: int, now: float, floor: float = -math.inf
     ) -> list[tuple[int, str, float]]:
+        """The ``k`` nearest rows at a cosine of at least ``floor``, nearest first."""
         n = len(self.ids)
         # BLAS: 2.5 times einsum's speed on one thread (4,600 x 256: 72 against 178 µs). On
         # several it spins on a busy host (2,000 x 256: 0.6-5 ms), so ``propylon serve`` keeps
@@ -127,7 +128,11 @@ class _Scope:
         similarities = self.matrix[:n] @ query
         if now >= self.soonest:  # some row may have expired (rare: entries live an hour)
             similarities[self.expires[:n] <= now] = -np.inf
-        top = np.argpartition(-similarities, k - 1)[:k] if n > k else np.arange(n)
+        # Most lookups find no row at the floor: the comparison spares them the partition
+        # (at 3,400 rows, 33 against 75 µs a lookup in a throwaway loop).
+        top = np.flatnonzero(similarities >= floor) if floor > -math.inf else np.arange(n)
+        if len(top) > k:
+            top = top[np.argpartition(-similarities[top], k - 1)[:k]]
         found = [(self.ids[i], self.questions[i], float(similarities[i])) for i in top]
         return sorted((f for f in found if f[2] > -np.inf), key=lambda f: -f[2])
 
@@ -218,10 +223,11 @@ class FirstIndex:
         self.forget([provisional])
 
     async def nearest(
-        self, key: CacheKey, first: NDArray[np.float32], k: int
+        self, key: CacheKey, first: NDArray[np.float32], k: int, floor: float = -math.inf
     ) -> list[tuple[int, str, float]] | None:
-        """The ``k`` entries of ``key``'s scope nearest to ``first`` (id, question, cosine),
-        refreshed first when due; None when the database must search instead."""
+        """The ``k`` entries of ``key``'s scope nearest to ``first`` (id, question, cosine)
+        at a cosine of at least ``floor``, refreshed first when due; None when the database
+        must search instead."""
         if self._full:
             return None
         if not self._loaded:
@@ -241,7 +247,7 @@ class FirstIndex:
             return None
         norm = float(np.linalg.norm(first))
         query = (first / norm if norm else first).astype(np.float32, copy=False)
-        return scope.nearest(query, k, self._clock())
+        return scope.nearest(query, k, self._clock(), floor)
 
     async def loaded(self) -> bool:
         """Start the first full read if it has not begun, wait for it; whether it succeeded."""

@@ -338,11 +338,16 @@ class SemanticCache:
         self, key: CacheKey, first: Embedding
     ) -> list[tuple[Candidate, float]]:
         """The nearest entries of ``key``'s scope by static vector, queued ones included:
-        from this replica's index (``first_index.py``), else from the database."""
+        from this replica's index (``first_index.py``: only those at the loose threshold,
+        the only ones ``find_staged`` keeps), else from the database."""
         assert self.first_stage is not None
         dims = len(first)
         limit = self.first_stage.candidates
-        indexed = None if self.index is None else await self.index.nearest(key, first.values, limit)
+        indexed = (
+            None
+            if self.index is None
+            else await self.index.nearest(key, first.values, limit, self.first_stage.threshold)
+        )
         # Queued entries: those in the index (provisional ids) came with its answer; the rest
         # (all of them when the database searches) are searched in the queue.
         queued = [
