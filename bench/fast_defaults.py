@@ -48,7 +48,10 @@ from bench.keys import bench_key
 from bench.load import Target, Throughput
 from bench.processes import (
     Proc,
+    cpu_of,
     cpu_seconds,
+    cpu_spent,
+    database_pids,
     embedded_database,
     environment_note,
     fake_upstream,
@@ -112,10 +115,17 @@ class Measured:
     requests: int = 0
     throughput: list[Throughput] = field(default_factory=list)
     rss_idle_mb: float = 0.0
+    loaded_cpu_s: float = 0.0  # the gateway's CPU in the throughput windows
+    database_cpu_s: float = 0.0  # the database's processes' CPU in the same windows
 
     @property
     def cpu_ms(self) -> float:
         return 1000 * self.cpu_s / self.requests if self.requests else float("nan")
+
+    def under_load_ms(self, cpu_s: float) -> float:
+        """``cpu_s`` per request completed in the throughput windows, in ms."""
+        completed = sum(t.completed for t in self.throughput)
+        return 1000 * cpu_s / completed if completed else float("nan")
 
     @property
     def per_second(self) -> float:
@@ -191,12 +201,16 @@ async def run(options: Options) -> Section:
                         many, upstream, concurrency=CONCURRENCY, seconds=window_s
                     )
                 )
-                for name, (_, target) in targets.items():
+                for name, (proc, target) in targets.items():
+                    pids = await database_pids(database_url)
+                    database0, cpu0 = cpu_of(pids), cpu_seconds(proc.pid)
                     results[name].throughput.append(
                         await load.closed_loop(
                             many, target, concurrency=CONCURRENCY, seconds=window_s
                         )
                     )
+                    results[name].loaded_cpu_s += cpu_seconds(proc.pid) - cpu0
+                    results[name].database_cpu_s += cpu_spent(database0, cpu_of(pids))
     return Section("fast_defaults", render(results, direct, options, len(messages), stages, loaded))
 
 
@@ -237,6 +251,7 @@ class FirstStages:
 
     guard: dict[str, float]
     cache: dict[str, float]
+    int8: dict[str, float] = field(default_factory=dict)  # the guard's int8 reader's windows
 
     def line(self) -> str:
         def share(counts: dict[str, float]) -> str:
@@ -250,8 +265,17 @@ class FirstStages:
         return (
             "- In the warm-up and sequential rounds the defaults gateway's first stages (its "
             f"`/metrics`) sent "
-            f"{share(self.guard)} windows of user input to MiniLM, and {share(self.cache)} "
-            "semantic lookups to the embedder."
+            f"{share(self.guard)} windows of user input to MiniLM{self._int8()}, and "
+            f"{share(self.cache)} semantic lookups to the embedder."
+        )
+
+    def _int8(self) -> str:
+        if not self.int8:
+            return ""
+        kept, reread = self.int8.get("kept", 0.0), self.int8.get("reread", 0.0)
+        return (
+            f" (the int8 MiniLM read {kept + reread:.0f}, of which {reread:.0f} were read "
+            "again by the exact model)"
         )
 
 
@@ -266,6 +290,7 @@ async def first_stages(http: aiohttp.ClientSession, root: str) -> FirstStages:
     return FirstStages(
         counts.get("propylon_guard_first_stage_windows_total", {}),
         counts.get("propylon_cache_semantic_first_stage_lookups_total", {}),
+        counts.get("propylon_guard_int8_windows_total", {}),
     )
 
 
@@ -294,18 +319,22 @@ def render(
         f"first and a warm-up of every message once through every gateway (its local MiniLMs "
         f"then: {_states(loaded)}); throughput with a "
         f"{SLOW_UPSTREAM_MS:.0f} ms upstream at {CONCURRENCY} concurrent, as a share of the "
-        "upstream direct; RSS idle after start-up.",
+        "upstream direct, with the CPU per request the gateway and the database's processes "
+        "(its backends and background workers, read from `pg_stat_activity` before each "
+        "window) spent in those windows; RSS idle after start-up.",
         "",
-        "| gateway | CPU / request | requests / s (100 ms upstream) | share of direct | RSS idle |",
-        "|---|---:|---:|---:|---:|",
+        "| gateway | CPU / request | requests / s (100 ms upstream) | share of direct "
+        "| under load: gateway CPU / request | under load: database CPU / request | RSS idle |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in results.items():
         share = 100 * m.per_second / direct.per_second if direct.per_second else float("nan")
         lines.append(
             f"| {name} | {m.cpu_ms:.2f} ms | {m.per_second:.0f} | {share:.0f} % "
-            f"| {m.rss_idle_mb:.0f} MB |"
+            f"| {m.under_load_ms(m.loaded_cpu_s):.2f} ms "
+            f"| {m.under_load_ms(m.database_cpu_s):.2f} ms | {m.rss_idle_mb:.0f} MB |"
         )
-    lines.append(f"| upstream direct | | {direct.per_second:.0f} | 100 % | |")
+    lines.append(f"| upstream direct | | {direct.per_second:.0f} | 100 % | | | |")
     share = 100 * defaults.per_second / direct.per_second if direct.per_second else float("nan")
 
     def verdict(ok: bool) -> str:
@@ -322,6 +351,10 @@ def render(
         f"- Storing traces (`observe.store_traces`, on by default) costs "
         f"{hot.cpu_ms - untraced.cpu_ms:.2f} ms per request on the hot path "
         f"({hot.cpu_ms:.2f} ms against {untraced.cpu_ms:.2f} ms without).",
+        f"- Under load the database's processes spent "
+        f"{defaults.under_load_ms(defaults.database_cpu_s):.2f} ms of CPU a request behind the "
+        f"defaults and {hot.under_load_ms(hot.database_cpu_s):.2f} ms behind the hot path: "
+        "on this machine they share its cores with the gateways, the load and the upstream.",
         *([stages.line()] if stages is not None else []),
         "",
     ]

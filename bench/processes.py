@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import psycopg
 
 from bench.keys import ADMIN_KEY
 from bench.suite import Options
@@ -81,6 +82,38 @@ def cpu_seconds(pid: int) -> float:
     raw = Path(f"/proc/{pid}/stat").read_text()
     fields = raw[raw.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime (fields 14, 15)
+
+
+async def database_pids(database_url: str) -> list[int]:
+    """The processes of the PostgreSQL at ``database_url`` (its backends and background
+    workers, this connection's own left out) when it runs on this machine; [] otherwise."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        if conn.info.host not in (
+            "127.0.0.1",
+            "::1",
+            "localhost",
+        ) and not conn.info.host.startswith("/"):
+            return []  # another machine's process ids
+        cursor = await conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() ORDER BY pid"
+        )
+        return [int(row[0]) for row in await cursor.fetchall()]
+
+
+def cpu_of(pids: Sequence[int]) -> dict[int, float]:
+    """``cpu_seconds`` of each of ``pids`` still running (an ended one is left out)."""
+    out: dict[int, float] = {}
+    for pid in pids:
+        try:
+            out[pid] = cpu_seconds(pid)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def cpu_spent(before: Mapping[int, float], after: Mapping[int, float]) -> float:
+    """CPU seconds spent between two ``cpu_of`` readings by the processes in both."""
+    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
 
 
 def rss_mb(pid: int) -> float:

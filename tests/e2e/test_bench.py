@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from bench.processes import cpu_of, cpu_spent, database_pids
 
 pytestmark = pytest.mark.slow
 
@@ -162,3 +163,20 @@ async def test_quick_ledger_bench_spends_within_every_budget_across_two_replicas
     ]
     assert len(rows) == 3
     assert all(row.rstrip(" |").endswith("yes") for row in rows), rows
+
+
+async def test_the_database_processes_are_found_and_their_cpu_counted(database_url: str) -> None:
+    """``bench.fast_defaults`` charges the database's CPU under load to each gateway: the
+    processes come from ``pg_stat_activity``, and a backend that works is seen to spend CPU."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as worker:
+        row = await (await worker.execute("SELECT pg_backend_pid()")).fetchone()
+        assert row is not None
+        pids = await database_pids(database_url)
+        assert row[0] in pids
+        before = cpu_of(pids)
+        for _ in range(1000):  # until the clock ticks (10 ms) show it
+            await worker.execute("SELECT count(*) FROM generate_series(1, 200000)")
+            if cpu_spent(before, cpu_of(pids)) > 0:
+                break
+        else:
+            pytest.fail("no CPU counted for a working backend")
