@@ -239,8 +239,9 @@ class CacheSettings(BaseModel):
         ge=0,
         description="Behind the first stage, each replica keeps the static vectors (and "
         "questions) of up to this many entries in memory (1-2 KB each plus the question), "
-        "so a miss reads no database; past it, and for a scope over 5,000 entries, the "
-        "database searches as before. Another replica's entries are found at most "
+        "so a miss reads no database (a scope of 4,000 entries and more is searched through "
+        "an HNSW graph of its own, up to 1.7 KB more an entry); past it, the database "
+        "searches as before. Another replica's entries are found at most "
         "`semantic_index_refresh_s` after they are written. 0: always search the database.",
     )
     semantic_index_refresh_s: float = Field(

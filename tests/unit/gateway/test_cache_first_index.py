@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
+import pytest
 
-from propylon.gateway.cache.first_index import FirstIndex, _Scope
+from propylon.gateway.cache.first_index import CATCH_UP, FirstIndex, _Scope, build_graph
 from propylon.gateway.cache.key import cache_key
 
 KEY = cache_key(
@@ -123,14 +124,79 @@ def test_a_row_is_skipped_from_its_expiry_whatever_order_rows_came_in() -> None:
     assert nearest(300.0) == []
 
 
-async def test_a_scope_over_its_size_is_searched_by_the_database() -> None:
+def unit(rng: np.random.Generator, dims: int = 16) -> list[float]:
+    vector = rng.normal(size=dims)
+    return [float(x) for x in vector / np.linalg.norm(vector)]
+
+
+def scan_of(found: FirstIndex) -> _Scope:
+    """A copy of ``KEY``'s scope without a graph: what the exact scan answers."""
+    scope = found._scopes[(KEY.tenant_id, KEY.model, KEY.scope)]
+    plain = _Scope(scope.dims, graph_from=10**9)
+    for row, entry_id in enumerate(scope.ids):
+        plain.add(entry_id, scope.questions[row], scope.matrix[row], scope.expires[row])
+    return plain
+
+
+async def test_a_large_scope_is_searched_through_its_graph_with_the_scans_answers() -> None:
+    rng = np.random.default_rng(11)
     rows = Rows()
-    for i in range(1, 4):
-        rows.add(i, [1.0, float(i)])
-    found, _ = index(rows, max_scope=2)
-    assert await found.nearest(KEY, np.asarray([1.0, 0.0], dtype=np.float32), 8) is None
-    assert await found.loaded(), "not loaded: the database searched; loaded: still, too large"
-    assert await found.nearest(KEY, np.asarray([1.0, 0.0], dtype=np.float32), 8) is None
+    for i in range(1, 301):
+        rows.add(i, unit(rng), expires=50.0 if i % 10 == 0 else 1e12)  # the clock says 100
+    found, _ = index(rows, graph_from=100)
+    assert await found.loaded()
+    await found.graphs_built()
+    scope = found._scopes[(KEY.tenant_id, KEY.model, KEY.scope)]
+    assert scope.graph is not None and len(scope.graph) == 300
+    plain = scan_of(found)
+    for _ in range(30):
+        query = np.asarray(unit(rng), dtype=np.float32)
+        near = await found.nearest(KEY, query, 8, 0.3)
+        assert near is not None
+        scanned = plain.nearest(query, 8, 100.0, 0.3)
+        assert [i for i, _, _ in near] == [i for i, _, _ in scanned]
+        # the cosines from the matrix in float32 (summed in another order: the last bit)
+        assert [c for _, _, c in near] == pytest.approx([c for _, _, c in scanned], abs=1e-6)
+        assert all(entry_id % 10 for entry_id, _, _ in near), "expired rows skipped"
+
+
+async def test_rows_removed_retire_the_graph_until_a_new_one_is_built() -> None:
+    rng = np.random.default_rng(12)
+    rows = Rows()
+    for i in range(1, 201):
+        rows.add(i, unit(rng))
+    found, now = index(rows, graph_from=100, refresh_s=1.0)
+    assert await found.loaded()
+    await found.graphs_built()
+    scope = found._scopes[(KEY.tenant_id, KEY.model, KEY.scope)]
+    first = scope.matrix[0].copy()
+    found.forget([1])
+    assert scope.graph is None, "its keys were the old row numbers"
+    assert 1 not in [i for i, _, _ in await found.nearest(KEY, first, 8) or []]
+    rows.add(201, unit(rng))  # the next row added starts a new build
+    now[0] += 1.0
+    assert await found.nearest(KEY, first, 8) is not None
+    await found.graphs_built()
+    assert scope.graph is not None and len(scope.graph) == 200
+    assert 1 not in [i for i, _, _ in await found.nearest(KEY, first, 8) or []]
+
+
+def test_a_graph_built_meanwhile_takes_the_new_rows_unless_too_many_came() -> None:
+    rng = np.random.default_rng(13)
+    scope = _Scope(16, graph_from=10**9)
+    for entry_id in range(1, 101):
+        scope.add(entry_id, f"q{entry_id}", np.asarray(unit(rng), np.float32), 1e12)
+    generation, rows = scope.snapshot()
+    for entry_id in range(101, 111):
+        scope.add(entry_id, f"q{entry_id}", np.asarray(unit(rng), np.float32), 1e12)
+    graph = build_graph(16, rows)
+    assert scope.take_graph(generation, graph) and len(graph) == 110
+    generation, rows = scope.snapshot()
+    scope.graph = None
+    for entry_id in range(111, 112 + CATCH_UP):
+        scope.add(entry_id, f"q{entry_id}", np.asarray(unit(rng), np.float32), 1e12)
+    assert not scope.take_graph(generation, build_graph(16, rows))
+    assert scope.graph is None
 
 
 async def test_an_entry_this_replica_wrote_is_in_at_once_and_not_added_twice() -> None:

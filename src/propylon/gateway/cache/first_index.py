@@ -19,11 +19,22 @@ commit, so a transaction that commits after a higher id was read leaves a gap: g
 asked for again at each refresh for ``GAP_S`` (longer than a write may take) and then
 forgotten. Rows removed elsewhere (a purge, the expiry sweep) are found out when a candidate's
 row is read and is gone: it is dropped here then; an expired entry is skipped by its
-``expires_at``. A scope larger than ``max_scope`` entries, or an index over ``max_entries``
-in all, is searched in the database as before (HNSW), and so is every lookup until the first
-full read of the table, started in the background by the first lookup, has finished (a failed
-read is tried again ``refresh_s`` later; a refresh once loaded is made by the lookup that
-finds it due, one at a time, and a failure of it is that lookup's miss).
+``expires_at``. An index over ``max_entries`` in all is searched in the database as before
+(HNSW), and so is every lookup until the first full read of the table, started in the
+background by the first lookup, has finished (a failed read is tried again ``refresh_s``
+later; a refresh once loaded is made by the lookup that finds it due, one at a time, and a
+failure of it is that lookup's miss).
+
+A scope is compared with every row of its matrix up to ``GRAPH_FROM`` entries. From there its
+rows are also put in an HNSW graph of their own (usearch, half-precision copies, built in a
+worker thread from a snapshot, then brought up to date on the loop), which finds its nearest
+rows without reading the whole matrix; their cosines are then computed again from the matrix
+in float32 (as the scan computes them, up to the last bit), so the floor and the order are
+the scan's and only a row the graph missed is lost. A
+scan reads every row from memory for each lookup: under load it cost as much as the
+database's search past ~10,000 rows (docs/benchmarks.md, "Fast defaults: session 15"). Rows
+removed from a graphed scope (``keep``) retire its graph; the scan serves until a new one is
+built.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from usearch.index import Index
 
 from propylon.db import vectors
 from propylon.gateway.cache.key import CacheKey
@@ -52,10 +64,14 @@ GAP_S = 90.0  # a write's timeout (30 s) and its queue's wait, with room
 PAGE = 5000  # rows per statement of a refresh
 MAX_GAPS = 10_000  # ids asked for again at most (the oldest are forgotten first)
 MAX_JUMP = 2_000  # a longer run of missing ids is rows deleted, not writes in flight
-# Entries of one scope searched in memory; past it the database searches (under load, a scan
-# of 7,500 entries and more cost more than PostgreSQL's HNSW search: docs/benchmarks.md, "Fast
-# defaults: session 13").
-MAX_SCOPE = 5_000
+# Entries of a scope from which its graph searches it. Below it a scan is exact and an insert
+# costs nothing; in a throwaway loop on CLINC150/Banking77 questions' static vectors, a graph
+# search cost 72-89 us at 4,000-17,000 rows against a warm scan's 37-223 us, an insert 51-70
+# us, and it found 99.65-100 % of the rows at a cosine of 0.85 among the exact 8 nearest.
+GRAPH_FROM = 4_000
+GRAPH_LINKS = 16  # usearch's connectivity (its default)
+GRAPH_EXPANSION = 64  # usearch's expansion, adding and searching (its default: 128 / 64)
+CATCH_UP = 256  # rows added on the loop to a graph built meanwhile (~60 us each); more: rebuild
 
 
 @dataclass(slots=True)
@@ -69,9 +85,17 @@ class _Scope:
     matrix: NDArray[np.float32] = field(init=False)
     provisional: dict[int, int] = field(default_factory=dict)  # provisional id -> its row
     soonest: float = math.inf  # the earliest expiry time of a row: none expired before it
+    graph: Index | None = None  # every row's vector, keyed by row, once built
+    building: bool = False  # a graph is being built from a snapshot
+    generation: int = 0  # rows renumbered (``keep``) this many times: an older build is void
+    graph_from: int = GRAPH_FROM
 
     def __post_init__(self) -> None:
         self.matrix = np.zeros((16, self.dims), dtype=np.float32)
+
+    @property
+    def wants_graph(self) -> bool:
+        return self.graph is None and not self.building and len(self.ids) >= self.graph_from
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -85,6 +109,8 @@ class _Scope:
             self.expires = np.concatenate([self.expires, np.zeros_like(self.expires)])
         norm = math.sqrt(float(vector @ vector))  # np.linalg.norm's sum, fewer calls
         self.matrix[n] = vector / norm if norm else vector
+        if self.graph is not None:
+            self.graph.add(n, self.matrix[n], threads=1)
         self.expires[n] = expires
         self.soonest = min(self.soonest, expires)
         self.ids.append(entry_id)
@@ -105,6 +131,7 @@ class _Scope:
         rows = [i for i in range(len(self.ids)) if wanted(i)]
         removed = len(self.ids) - len(rows)
         if removed:
+            self.graph, self.generation = None, self.generation + 1  # its keys were rows
             self.ids = [self.ids[i] for i in rows]
             self.questions = [self.questions[i] for i in rows]
             self.provisional = {i: row for row, i in enumerate(self.ids) if i < 0}
@@ -122,6 +149,8 @@ class _Scope:
     ) -> list[tuple[int, str, float]]:
         """The ``k`` nearest rows at a cosine of at least ``floor``, nearest first."""
         n = len(self.ids)
+        if self.graph is not None:
+            return self._graph_nearest(self.graph, query, k, now, floor)
         # BLAS: 2.5 times einsum's speed on one thread (4,600 x 256: 72 against 178 µs). On
         # several it spins on a busy host (2,000 x 256: 0.6-5 ms), so ``propylon serve`` keeps
         # OpenBLAS on one (``cli._one_blas_thread``).
@@ -136,6 +165,55 @@ class _Scope:
         found = [(self.ids[i], self.questions[i], float(similarities[i])) for i in top]
         return sorted((f for f in found if f[2] > -np.inf), key=lambda f: -f[2])
 
+    def _graph_nearest(
+        self, graph: Index, query: NDArray[np.float32], k: int, now: float, floor: float
+    ) -> list[tuple[int, str, float]]:
+        """``nearest`` through the graph: its candidates (twice ``k`` when a row may have
+        expired, as expired rows are still in it), their cosines from the matrix."""
+        found = graph.search(query, 2 * k if now >= self.soonest else k, threads=1)
+        rows = np.asarray(found.keys, dtype=np.int64)
+        rows = rows[self.expires[rows] > now]
+        similarities = self.matrix[rows] @ query
+        kept = [
+            (self.ids[row], self.questions[row], float(similarity))
+            for row, similarity in zip(rows.tolist(), similarities, strict=True)
+            if similarity >= floor
+        ]
+        return sorted(kept, key=lambda f: -f[2])[:k]
+
+    def snapshot(self) -> tuple[int, NDArray[np.float32]]:
+        """The generation and a copy of the rows so far, to build a graph from elsewhere."""
+        return self.generation, self.matrix[: len(self.ids)].copy()
+
+    def take_graph(self, generation: int, graph: Index) -> bool:
+        """Use ``graph``, built from the rows of ``generation``, after adding the rows added
+        since; False (not used) when rows were renumbered meanwhile, or when more than
+        ``CATCH_UP`` rows came (adding them would hold the loop: build again instead)."""
+        self.building = False
+        built, n = len(graph), len(self.ids)
+        if generation != self.generation or n - built > CATCH_UP:
+            return False
+        if n > built:
+            graph.add(np.arange(built, n), self.matrix[built:n], threads=1)
+        self.graph = graph
+        return True
+
+
+def build_graph(dims: int, rows: NDArray[np.float32]) -> Index:
+    """An HNSW graph of ``rows`` (unit vectors), keyed by row number: for a worker thread."""
+    graph = Index(
+        ndim=dims,
+        metric="cos",
+        dtype="f16",
+        connectivity=GRAPH_LINKS,
+        expansion_add=GRAPH_EXPANSION,
+        expansion_search=GRAPH_EXPANSION,
+        enable_key_lookups=False,
+    )
+    if len(rows):
+        graph.add(np.arange(len(rows)), rows, threads=1)
+    return graph
+
 
 class FirstIndex:
     """The static vectors of ``cache_entries`` of one embedder and static table, by scope."""
@@ -148,7 +226,7 @@ class FirstIndex:
         first_model: str,
         refresh_s: float = 1.0,
         max_entries: int = 50_000,
-        max_scope: int = MAX_SCOPE,
+        graph_from: int = GRAPH_FROM,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -157,7 +235,7 @@ class FirstIndex:
         self._first_model = first_model
         self._refresh_s = refresh_s
         self._max_entries = max_entries
-        self._max_scope = max_scope
+        self._graph_from = graph_from
         self._clock = clock  # wall clock: entries' expiry times
         self._monotonic = monotonic  # refresh times
         self._scopes: dict[ScopeKey, _Scope] = {}
@@ -171,6 +249,7 @@ class FirstIndex:
         self._refreshing = asyncio.Lock()
         self._ahead: set[int] = set()  # ids above ``_after`` this replica added itself
         self._provisional = 0  # the last provisional id handed out (``queued``)
+        self._builds: set[asyncio.Task[None]] = set()  # graphs built in worker threads
         self.refreshes = 0
         self.entries = 0
 
@@ -243,8 +322,6 @@ class FirstIndex:
         scope = self._scopes.get((key.tenant_id, key.model, key.scope))
         if scope is None or len(first) != scope.dims:
             return []
-        if len(scope) > self._max_scope:
-            return None
         norm = float(np.linalg.norm(first))
         query = (first / norm if norm else first).astype(np.float32, copy=False)
         return scope.nearest(query, k, self._clock(), floor)
@@ -260,10 +337,37 @@ class FirstIndex:
         return self._loaded
 
     async def close(self) -> None:
-        if self._loading is not None and not self._loading.done():
-            self._loading.cancel()
+        tasks = [*self._builds, *([self._loading] if self._loading is not None else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._loading
+                await task
+
+    async def graphs_built(self) -> None:
+        """Wait for the graphs being built (tests, benchmarks)."""
+        while self._builds:
+            await asyncio.gather(*self._builds, return_exceptions=True)
+
+    def _build(self, scope: _Scope) -> None:
+        """Build ``scope``'s graph from a snapshot in a worker thread; the loop adds the rows
+        that came meanwhile and switches to it (``take_graph``)."""
+        scope.building = True
+        generation, rows = scope.snapshot()
+
+        async def build() -> None:
+            try:
+                graph = await asyncio.to_thread(build_graph, scope.dims, rows)
+            except Exception as exc:  # the scan goes on serving; tried again by a later add
+                scope.building = False
+                log.warning("semantic cache: building a scope's graph failed: %r", exc)
+                return
+            if not scope.take_graph(generation, graph) and scope.wants_graph:
+                self._build(scope)  # the table's first read outran it, or rows were removed
+
+        task = asyncio.create_task(build(), name="semantic_cache_scope_graph")
+        self._builds.add(task)
+        task.add_done_callback(self._builds.discard)
 
     def _start_loading(self) -> None:
         if self._loaded or (self._loading is not None and not self._loading.done()):
@@ -363,9 +467,11 @@ class FirstIndex:
     ) -> None:
         scope = self._scopes.get(key)
         if scope is None or scope.dims != len(vector):
-            scope = self._scopes[key] = _Scope(len(vector))
+            scope = self._scopes[key] = _Scope(len(vector), graph_from=self._graph_from)
         scope.add(entry_id, question, vector, expires)
         self.entries += 1
+        if scope.wants_graph:
+            self._build(scope)
 
     def _drop_expired(self) -> None:
         now = self._clock()
