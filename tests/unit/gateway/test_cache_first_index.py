@@ -289,3 +289,18 @@ def test_a_floor_keeps_the_nearest_rows_at_it_and_no_others() -> None:
             at_floor = [f for f in every if f[2] >= floor]
             assert scope.nearest(query, 8, 0.0, floor) == at_floor[:8]
     assert scope.nearest(query, 8, 1e13, 0.3) == [], "expired rows are below any floor"
+
+
+async def test_a_graph_outrun_by_many_rows_adds_them_in_its_thread_and_is_used() -> None:
+    rng = np.random.default_rng(14)
+    rows = Rows()
+    for i in range(1, 101):
+        rows.add(i, unit(rng))
+    found, _ = index(rows, graph_from=100)
+    assert await found.loaded()  # the 100th row started a build
+    key = (KEY.tenant_id, KEY.model, KEY.scope)
+    for i in range(600):  # under load, rows keep coming while it is built
+        found.queued(key, f"new {i}", np.asarray(unit(rng), np.float32), 3600.0)
+    await found.graphs_built()
+    scope = found._scopes[key]
+    assert scope.graph is not None and len(scope.graph) == len(scope) == 700

@@ -188,7 +188,7 @@ class _Scope:
     def take_graph(self, generation: int, graph: Index) -> bool:
         """Use ``graph``, built from the rows of ``generation``, after adding the rows added
         since; False (not used) when rows were renumbered meanwhile, or when more than
-        ``CATCH_UP`` rows came (adding them would hold the loop: build again instead)."""
+        ``CATCH_UP`` rows came (adding them would hold the loop)."""
         self.building = False
         built, n = len(graph), len(self.ids)
         if generation != self.generation or n - built > CATCH_UP:
@@ -210,9 +210,14 @@ def build_graph(dims: int, rows: NDArray[np.float32]) -> Index:
         expansion_search=GRAPH_EXPANSION,
         enable_key_lookups=False,
     )
-    if len(rows):
-        graph.add(np.arange(len(rows)), rows, threads=1)
+    extend_graph(graph, rows)
     return graph
+
+
+def extend_graph(graph: Index, rows: NDArray[np.float32]) -> None:
+    """Add ``rows`` to ``graph`` after those it holds, keyed by their row numbers."""
+    if len(rows):
+        graph.add(np.arange(len(graph), len(graph) + len(rows)), rows, threads=1)
 
 
 class FirstIndex:
@@ -350,20 +355,24 @@ class FirstIndex:
             await asyncio.gather(*self._builds, return_exceptions=True)
 
     def _build(self, scope: _Scope) -> None:
-        """Build ``scope``'s graph from a snapshot in a worker thread; the loop adds the rows
-        that came meanwhile and switches to it (``take_graph``)."""
+        """Build ``scope``'s graph from a snapshot in a worker thread, add there the rows that
+        came meanwhile until at most ``CATCH_UP`` are left (under load rows keep coming while
+        a graph is built), then add those on the loop and switch to it (``take_graph``)."""
         scope.building = True
         generation, rows = scope.snapshot()
 
         async def build() -> None:
             try:
                 graph = await asyncio.to_thread(build_graph, scope.dims, rows)
+                while scope.generation == generation and len(scope) - len(graph) > CATCH_UP:
+                    more = scope.matrix[len(graph) : len(scope)].copy()
+                    await asyncio.to_thread(extend_graph, graph, more)
             except Exception as exc:  # the scan goes on serving; tried again by a later add
                 scope.building = False
                 log.warning("semantic cache: building a scope's graph failed: %r", exc)
                 return
             if not scope.take_graph(generation, graph) and scope.wants_graph:
-                self._build(scope)  # the table's first read outran it, or rows were removed
+                self._build(scope)  # rows were removed meanwhile: their numbers changed
 
         task = asyncio.create_task(build(), name="semantic_cache_scope_graph")
         self._builds.add(task)
