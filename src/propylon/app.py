@@ -545,6 +545,8 @@ async def build_services(
             open_cache(settings, gateway, database, ctx.local_embeddings, static)
         )
         observe.metrics.watch_cache(lambda: cache.stats)
+        if (index := cache.semantic_index) is not None:
+            observe.metrics.watch_cache_index(index.sizes, lambda: index.graph_builds)
         usage = UsageRecorder(store, interval_s=settings.access.usage_flush_s)
         await usage.start()
         stack.push_async_callback(usage.close)

@@ -218,6 +218,32 @@ class Metrics:
             )
         )
 
+    def watch_cache_index(
+        self, sizes: Callable[[], Mapping[str, int]], builds: Callable[[], Mapping[str, int]]
+    ) -> None:
+        """Export the semantic cache's first-stage index: its entries by how their scope is
+        searched, and its scopes' graph builds by outcome (read at scrape time)."""
+        self.registry.register(
+            _CountsCollector(
+                "propylon_cache_semantic_index_entries",
+                "Entries in this replica's first-stage index, by how their scope is searched: "
+                "scan (every row, below 4,000 entries) or graph (an HNSW graph, up to 1.7 KB "
+                "more an entry).",
+                "searched",
+                sizes,
+                gauge=True,
+            )
+        )
+        self.registry.register(
+            _CountsCollector(
+                "propylon_cache_semantic_index_graph_builds",
+                "Graphs of large scopes built in a worker thread, by outcome: built (in use), "
+                "restarted (rows were removed meanwhile: built again), failed (the scan serves).",
+                "outcome",
+                builds,
+            )
+        )
+
     def watch_cache(self, stats: Callable[[], CacheCounts]) -> None:
         """Export the response cache's counters by key (``CacheStats``, read at scrape time;
         each key set is closed and written in the cache's code)."""
@@ -345,9 +371,11 @@ class _CountsCollector(Collector):
     documentation: str
     label: str
     source: Callable[[], Mapping[str, int]]
+    gauge: bool = False  # a level read at scrape time, not a count since start
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        kind = GaugeMetricFamily if self.gauge else CounterMetricFamily
+        family = kind(self.name, self.documentation, labels=[self.label])
         for value, count in sorted(self.source().items()):
             family.add_metric([value], count)
         yield family

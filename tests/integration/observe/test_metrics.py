@@ -146,6 +146,18 @@ async def test_the_first_stages_expose_what_they_decided_and_deferred(
     name = "propylon_cache_semantic_first_stage_lookups_total"
     assert {s.labels["outcome"]: s.value for s in lookups if s.name == name} == counted
     assert counted["decided"] == 1
+    # The first-stage index: the entry stored for the answer, in a scope searched row by row.
+    index = server.app.state.services.cache.semantic_index
+    entries = samples(reply.body)["propylon_cache_semantic_index_entries"]
+    held = {s.labels["searched"]: s.value for s in entries}
+    assert held == index.sizes() and set(held) == {"scan", "graph"}
+    builds = samples(reply.body)["propylon_cache_semantic_index_graph_builds"]
+    name = "propylon_cache_semantic_index_graph_builds_total"
+    assert {s.labels["outcome"]: s.value for s in builds if s.name == name} == {
+        "built": 0,
+        "restarted": 0,
+        "failed": 0,
+    }
 
 
 async def test_without_the_int8_reader_its_windows_are_not_exported(

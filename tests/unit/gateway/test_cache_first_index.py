@@ -172,6 +172,7 @@ async def test_rows_removed_retire_the_graph_until_a_new_one_is_built() -> None:
     first = scope.matrix[0].copy()
     found.forget([1])
     assert scope.graph is None, "its keys were the old row numbers"
+    assert found.sizes() == {"scan": 199, "graph": 0}
     assert 1 not in [i for i, _, _ in await found.nearest(KEY, first, 8) or []]
     rows.add(201, unit(rng))  # the next row added starts a new build
     now[0] += 1.0
@@ -304,3 +305,5 @@ async def test_a_graph_outrun_by_many_rows_adds_them_in_its_thread_and_is_used()
     await found.graphs_built()
     scope = found._scopes[key]
     assert scope.graph is not None and len(scope.graph) == len(scope) == 700
+    assert found.sizes() == {"scan": 0, "graph": 700}
+    assert found.graph_builds == {"built": 1, "restarted": 0, "failed": 0}

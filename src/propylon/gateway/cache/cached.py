@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -48,6 +49,9 @@ from propylon.gateway.call import CacheVerdict, CallInfo, Routed, UsageReported
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
 from propylon.settings import CacheSettings
 from propylon.storable import is_storable, unstorable_field
+
+if TYPE_CHECKING:
+    from propylon.gateway.cache.first_index import FirstIndex
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,11 @@ class CachedChatService:
         self._resolve = resolve_model
         self.stats = stats or CacheStats()
         self._skips_logged: set[str] = set()
+
+    @property
+    def semantic_index(self) -> FirstIndex | None:
+        """The semantic cache's first-stage index, when there is one."""
+        return None if self._semantic is None else self._semantic.index
 
     @property
     def writers(self) -> list[WriterLoop]:

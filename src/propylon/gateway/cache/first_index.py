@@ -255,6 +255,7 @@ class FirstIndex:
         self._ahead: set[int] = set()  # ids above ``_after`` this replica added itself
         self._provisional = 0  # the last provisional id handed out (``queued``)
         self._builds: set[asyncio.Task[None]] = set()  # graphs built in worker threads
+        self.graph_builds = {"built": 0, "restarted": 0, "failed": 0}
         self.refreshes = 0
         self.entries = 0
 
@@ -349,6 +350,13 @@ class FirstIndex:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def sizes(self) -> dict[str, int]:
+        """The entries held, by how their scope is searched: ``scan`` or ``graph``."""
+        out = {"scan": 0, "graph": 0}
+        for scope in self._scopes.values():
+            out["graph" if scope.graph is not None else "scan"] += len(scope)
+        return out
+
     async def graphs_built(self) -> None:
         """Wait for the graphs being built (tests, benchmarks)."""
         while self._builds:
@@ -369,9 +377,13 @@ class FirstIndex:
                     await asyncio.to_thread(extend_graph, graph, more)
             except Exception as exc:  # the scan goes on serving; tried again by a later add
                 scope.building = False
+                self.graph_builds["failed"] += 1
                 log.warning("semantic cache: building a scope's graph failed: %r", exc)
                 return
-            if not scope.take_graph(generation, graph) and scope.wants_graph:
+            if scope.take_graph(generation, graph):
+                self.graph_builds["built"] += 1
+            elif scope.wants_graph:
+                self.graph_builds["restarted"] += 1
                 self._build(scope)  # rows were removed meanwhile: their numbers changed
 
         task = asyncio.create_task(build(), name="semantic_cache_scope_graph")
