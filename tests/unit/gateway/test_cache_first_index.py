@@ -129,6 +129,18 @@ def unit(rng: np.random.Generator, dims: int = 16) -> list[float]:
     return [float(x) for x in vector / np.linalg.norm(vector)]
 
 
+async def loaded_index(
+    rng: np.random.Generator, count: int, **options: Any
+) -> tuple[FirstIndex, list[float]]:
+    """An index over ``count`` random unit rows (ids 1…), its first full read done."""
+    rows = Rows()
+    for i in range(1, count + 1):
+        rows.add(i, unit(rng))
+    found, now = index(rows, **options)
+    assert await found.loaded()
+    return found, now
+
+
 def scan_of(found: FirstIndex) -> _Scope:
     """A copy of ``KEY``'s scope without a graph: what the exact scan answers."""
     scope = found._scopes[(KEY.tenant_id, KEY.model, KEY.scope)]
@@ -294,11 +306,7 @@ def test_a_floor_keeps_the_nearest_rows_at_it_and_no_others() -> None:
 
 async def test_a_graph_outrun_by_many_rows_adds_them_in_its_thread_and_is_used() -> None:
     rng = np.random.default_rng(14)
-    rows = Rows()
-    for i in range(1, 101):
-        rows.add(i, unit(rng))
-    found, _ = index(rows, graph_from=100)
-    assert await found.loaded()  # the 100th row started a build
+    found, _ = await loaded_index(rng, 100, graph_from=100)  # the 100th row started a build
     key = (KEY.tenant_id, KEY.model, KEY.scope)
     for i in range(600):  # under load, rows keep coming while it is built
         found.queued(key, f"new {i}", np.asarray(unit(rng), np.float32), 3600.0)
@@ -307,3 +315,26 @@ async def test_a_graph_outrun_by_many_rows_adds_them_in_its_thread_and_is_used()
     assert scope.graph is not None and len(scope.graph) == len(scope) == 700
     assert found.sizes() == {"scan": 0, "graph": 700}
     assert found.graph_builds == {"built": 1, "restarted": 0, "failed": 0}
+
+
+class RefusingGraph:
+    """A graph whose every insert fails (out of memory, say)."""
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        raise MemoryError("no room")
+
+
+async def test_a_graph_that_refuses_a_row_is_retired_and_the_scan_finds_the_row() -> None:
+    rng = np.random.default_rng(15)
+    found, _ = await loaded_index(rng, 100, graph_from=100)
+    await found.graphs_built()
+    key = (KEY.tenant_id, KEY.model, KEY.scope)
+    scope = found._scopes[key]
+    scope.graph = RefusingGraph()  # type: ignore[assignment]
+    vector = np.asarray(unit(rng), np.float32)
+    provisional = found.queued(key, "the new one", vector, 3600.0)
+    assert scope.graph is None or not isinstance(scope.graph, RefusingGraph)
+    near = await found.nearest(KEY, vector, 8)
+    assert near is not None and near[0][0] == provisional
+    await found.graphs_built()  # that row's add asked for a new graph: it holds every row
+    assert scope.graph is not None and len(scope.graph) == 101

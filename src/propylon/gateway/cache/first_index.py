@@ -110,7 +110,11 @@ class _Scope:
         norm = math.sqrt(float(vector @ vector))  # np.linalg.norm's sum, fewer calls
         self.matrix[n] = vector / norm if norm else vector
         if self.graph is not None:
-            self.graph.add(n, self.matrix[n], threads=1)
+            try:
+                self.graph.add(n, self.matrix[n], threads=1)
+            except Exception as exc:  # the scan serves (this row included) until a rebuild
+                self.graph, self.generation = None, self.generation + 1
+                log.warning("semantic cache: a scope's graph refused a row: %r", exc)
         self.expires[n] = expires
         self.soonest = min(self.soonest, expires)
         self.ids.append(entry_id)
