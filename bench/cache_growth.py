@@ -29,10 +29,7 @@ from bench.document import stamp
 from bench.fast_defaults import DEFAULTS, SLOW_UPSTREAM_MS, benign_messages, tenant_gateway
 from bench.gateway import CONCURRENCY, HOT_PATH, set_upstream, write_config
 from bench.processes import (
-    cpu_of,
-    cpu_seconds,
-    cpu_spent,
-    database_pids,
+    CpuMeter,
     embedded_database,
     environment_note,
     fake_upstream,
@@ -94,13 +91,11 @@ async def run(options: Options) -> Section:
                 base = await load.closed_loop(
                     many, direct, concurrency=CONCURRENCY, seconds=seconds
                 )
-                pids = await database_pids(database_url)
-                cpu0, database0 = cpu_seconds(proc.pid), cpu_of(pids)
+                meter = await CpuMeter.start(proc.pid, database_url)
                 served = await load.closed_loop(
                     many, defaults, concurrency=CONCURRENCY, seconds=seconds
                 )
-                cpu = cpu_seconds(proc.pid) - cpu0
-                database = cpu_spent(database0, cpu_of(pids))
+                cpu, database = meter.spent()
                 entries = await _entries(database_url)
                 other = await load.closed_loop(many, hot, concurrency=CONCURRENCY, seconds=seconds)
                 windows.append(

@@ -47,11 +47,9 @@ from bench.gateway import (
 from bench.keys import bench_key
 from bench.load import Target, Throughput
 from bench.processes import (
+    CpuMeter,
     Proc,
-    cpu_of,
     cpu_seconds,
-    cpu_spent,
-    database_pids,
     embedded_database,
     environment_note,
     fake_upstream,
@@ -202,15 +200,15 @@ async def run(options: Options) -> Section:
                     )
                 )
                 for name, (proc, target) in targets.items():
-                    pids = await database_pids(database_url)
-                    database0, cpu0 = cpu_of(pids), cpu_seconds(proc.pid)
+                    meter = await CpuMeter.start(proc.pid, database_url)
                     results[name].throughput.append(
                         await load.closed_loop(
                             many, target, concurrency=CONCURRENCY, seconds=window_s
                         )
                     )
-                    results[name].loaded_cpu_s += cpu_seconds(proc.pid) - cpu0
-                    results[name].database_cpu_s += cpu_spent(database0, cpu_of(pids))
+                    gateway_s, database_s = meter.spent()
+                    results[name].loaded_cpu_s += gateway_s
+                    results[name].database_cpu_s += database_s
     return Section("fast_defaults", render(results, direct, options, len(messages), stages, loaded))
 
 

@@ -100,7 +100,7 @@ async def database_pids(database_url: str) -> list[int]:
         return [int(row[0]) for row in await cursor.fetchall()]
 
 
-def cpu_of(pids: Sequence[int]) -> dict[int, float]:
+def _cpu_of(pids: Sequence[int]) -> dict[int, float]:
     """``cpu_seconds`` of each of ``pids`` still running (an ended one is left out)."""
     out: dict[int, float] = {}
     for pid in pids:
@@ -111,9 +111,25 @@ def cpu_of(pids: Sequence[int]) -> dict[int, float]:
     return out
 
 
-def cpu_spent(before: Mapping[int, float], after: Mapping[int, float]) -> float:
-    """CPU seconds spent between two ``cpu_of`` readings by the processes in both."""
-    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
+@dataclass(frozen=True, slots=True)
+class CpuMeter:
+    """CPU seconds a process and the database's processes spend from ``start`` on."""
+
+    pid: int
+    database: dict[int, float]  # the database's processes at the start: pid -> CPU seconds
+    process: float
+
+    @classmethod
+    async def start(cls, pid: int, database_url: str) -> CpuMeter:
+        database = _cpu_of(await database_pids(database_url))
+        return cls(pid, database, cpu_seconds(pid))
+
+    def spent(self) -> tuple[float, float]:
+        """(the process's, the database's processes') CPU seconds since ``start``; of the
+        database's, only the processes running at both ends count."""
+        after = _cpu_of(list(self.database))
+        database = sum(after[pid] - self.database[pid] for pid in after)
+        return cpu_seconds(self.pid) - self.process, database
 
 
 def rss_mb(pid: int) -> float:

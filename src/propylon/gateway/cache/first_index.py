@@ -71,7 +71,7 @@ MAX_JUMP = 2_000  # a longer run of missing ids is rows deleted, not writes in f
 GRAPH_FROM = 4_000
 GRAPH_LINKS = 16  # usearch's connectivity (its default)
 GRAPH_EXPANSION = 64  # usearch's expansion, adding and searching (its default: 128 / 64)
-CATCH_UP = 256  # rows added on the loop to a graph built meanwhile (~60 us each); more: rebuild
+CATCH_UP = 256  # rows left to the loop by a graph built meanwhile (~60 us each); more: its thread
 
 
 @dataclass(slots=True)
