@@ -77,9 +77,13 @@ async def test_explorer_versions_and_feedback_views(
         await page.fill("#f-metadata", "prompt_version=v1")
         await page.click("#filters button[type=submit]")
         await expect(rows).to_have_count(1)
+        await expect(rows.first).to_contain_text("orders@v1")
         await page.fill("#f-metadata", "")
         await page.fill("#f-text", "aardvark")
         await page.click("#filters button[type=submit]")
+        # One row before and after: wait for the list to be the text filter's (the aardvark
+        # request is a v2 one), not for a count the previous list already has.
+        await expect(rows.first).to_contain_text("orders@v2")
         await expect(rows).to_have_count(1)
         await rows.first.click()
         detail = page.locator("#request-detail")
