@@ -19,16 +19,12 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
-from psycopg.conninfo import make_conninfo
-
 from bench.document import stamp
-from bench.processes import embedded_database
+from bench.processes import embedded_database, scratch_database
 from bench.suite import Options, Section, main_for
 from propylon.db.database import Database
 from propylon.db.migrator import migrate
@@ -85,27 +81,6 @@ FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS i
 """
 
 
-@asynccontextmanager
-async def scratch_database(url: str, keep: str | None = None) -> AsyncIterator[str]:
-    """A database of its own on ``url``'s server, dropped afterwards; or, with ``keep``, the
-    database of that name, created if missing and kept, so that rows generated once serve
-    repeated query runs (10 million rows take long to generate on a shared machine)."""
-    name = keep or f"bench_explorer_{os.getpid()}"
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        exists = await (
-            await conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-        ).fetchone()
-        if keep is None or not exists:
-            await conn.execute(f"DROP DATABASE IF EXISTS {name}")
-            await conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield make_conninfo(url, dbname=name)
-    finally:
-        if keep is None:
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 async def generate(database: Database, rows: int) -> float:
     """Insert ``rows`` rows in slices, after those a kept database already holds; return the
     seconds it took."""
@@ -133,7 +108,10 @@ async def run(options: Options) -> Section:
     rows = int(os.environ.get("PROPYLON_BENCH_EXPLORER_ROWS") or options.scaled(1_000_000, 20_000))
     repeats = options.scaled(40, 5)
     keep = os.environ.get("PROPYLON_BENCH_EXPLORER_KEEP") or None
-    async with embedded_database(options) as url, scratch_database(url, keep) as scratch:
+    async with (
+        embedded_database(options) as url,
+        scratch_database(url, keep, prefix="bench_explorer") as scratch,
+    ):
         database = Database(scratch, max_size=2)
         await database.open()
         try:

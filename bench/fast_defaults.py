@@ -56,6 +56,7 @@ from bench.processes import (
     gateway,
     pin_self,
     rss_mb,
+    scratch_database,
 )
 from bench.suite import Options, Section, main_for
 
@@ -167,8 +168,19 @@ async def run(options: Options) -> Section:
             # A tenant of its own: each gateway is another deployment, not a replica of one
             # (in one tenant every gateway's cache held every gateway's entries, over 5,000
             # in one scope by the throughput rounds, which the index leaves to PostgreSQL).
+            # A gateway without the cache's in-memory index searches PostgreSQL, which then
+            # builds its HNSW index of static vectors (database_index.py) and keeps it: in
+            # the shared database every other gateway's entries would pay its insert too.
+            # Like a deployment of its own, it gets a database of its own on the same server.
+            own = (
+                await stack.enter_async_context(
+                    scratch_database(database_url, prefix="bench_fast_defaults_no_index")
+                )
+                if env.get(CACHE_INDEX) == "0"
+                else database_url
+            )
             url, proc, target = await tenant_gateway(
-                stack, options, config, database_url, f"fast-defaults-{i}", env, messages
+                stack, options, config, own, f"fast-defaults-{i}", env, messages
             )
             results[name].rss_idle_mb = rss_mb(proc.pid)
             roots[name] = url

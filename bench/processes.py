@@ -23,6 +23,7 @@ from pathlib import Path
 
 import aiohttp
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from bench.keys import ADMIN_KEY
 from bench.suite import Options
@@ -246,6 +247,29 @@ async def embedded_database(options: Options) -> AsyncIterator[str]:
         yield url
     finally:
         await server.stop()
+
+
+@asynccontextmanager
+async def scratch_database(
+    url: str, keep: str | None = None, prefix: str = "bench_scratch"
+) -> AsyncIterator[str]:
+    """A database of its own on ``url``'s server, dropped afterwards; or, with ``keep``, the
+    database of that name, created if missing and kept, so that rows generated once serve
+    repeated query runs (10 million rows take long to generate on a shared machine)."""
+    name = keep or f"{prefix}_{os.getpid()}"
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        exists = await (
+            await conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        ).fetchone()
+        if keep is None or not exists:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            await conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield make_conninfo(url, dbname=name)
+    finally:
+        if keep is None:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @asynccontextmanager

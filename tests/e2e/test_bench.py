@@ -102,12 +102,12 @@ async def test_quick_search_bench_stores_its_corpus_the_way_ingestion_does(
     assert "Hybrid p95 at 3,000 chunks" in section
 
 
-async def test_quick_cache_index_bench_builds_the_migrated_index_on_its_copy(
+async def test_quick_cache_index_bench_builds_the_replicas_index_on_its_copy(
     tmp_path: Path, database_url: str
 ) -> None:
-    """The family re-creates the migrated first-stage index on copies of `cache_entries`
-    (its definition read from the database): a migration that renames or reshapes it fails
-    here, not in the next full bench run."""
+    """The family builds the first-stage index as a replica does (`database_index.py`) and
+    re-creates it on copies of `cache_entries` (its definition read from the database): a
+    change that renames or reshapes it fails here, not in the next full bench run."""
     section = await quick_section("cache_index", tmp_path, database_url)
     assert "## Semantic cache: the first stage's database index" in section
     assert "| shipped |" in section and "m='8'" in section and "ef_search` (120)" in section

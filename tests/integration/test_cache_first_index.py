@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from propylon.db.database import Database
+from propylon.gateway.cache.database_index import RETRY_S, DatabaseIndex
 from propylon.gateway.cache.first_index import FirstIndex
 from propylon.gateway.cache.first_stage import FirstStage
+from propylon.gateway.cache.queries import queries
 from propylon.gateway.cache.semantic import SemanticCache
 from propylon.local.static import StaticEmbedder
 from tests.integration.test_cache_first_stage import CountingLetters, lookup, store
@@ -239,7 +241,7 @@ async def test_a_failed_first_read_leaves_the_search_to_the_database_and_is_trie
 
 
 async def test_past_its_size_the_index_gives_way_to_the_database_search(
-    replicas: Any,
+    replicas: Any, database: Database
 ) -> None:
     semantic, counted, _ = replicas(max_entries=1)
     for question in (QUESTION, "What is the capital of Peru?"):
@@ -250,6 +252,8 @@ async def test_past_its_size_the_index_gives_way_to_the_database_search(
     found = await lookup(semantic, NEAR, "index-full")
     assert found.hit is not None and found.hit.entry_id is not None
     assert semantic.index is not None and not semantic.index.usable
+    assert await semantic.database_index.built(), "its search had the database index built"
+    assert await first_index_valid(database)
     counted.taken = 0
     await lookup(semantic, "Which vitamins are in spinach leaves?", "index-full")
     assert counted.taken == 1, "the database searched"
@@ -265,13 +269,101 @@ async def test_purging_here_empties_the_index_at_once(replicas: Any) -> None:
     assert (await lookup(semantic, NEAR, "index-purge")).hit is None
 
 
-async def test_the_first_stage_database_index_is_built_light(database: Database) -> None:
-    """Migrations 0027 and 0028: every entry is inserted into this index; pgvector's default
-    build made an insert cost ~1 ms of PostgreSQL (docs/benchmarks.md, bench.cache_index)."""
+async def first_index_valid(database: Database) -> bool | None:
+    """Whether the first stage's database index is valid; None: there is none."""
+    async with database.autocommit() as conn:
+        cursor = await conn.execute(queries()["first_index_valid"])
+        row = await cursor.fetchone()
+    return None if row is None else bool(row["valid"])
+
+
+async def index_definition(database: Database) -> str:
     async with database.autocommit() as conn:
         cursor = await conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'cache_entries_first_hnsw_256'"
         )
         row = await cursor.fetchone()
     assert row is not None
-    assert "m='8'" in row["indexdef"] and "ef_construction='32'" in row["indexdef"]
+    return str(row["indexdef"])
+
+
+async def test_no_database_index_is_kept_while_every_replica_searches_in_memory(
+    replicas: Any, database: Database
+) -> None:
+    """Migration 0029: an entry costs no insert into an HNSW index nobody searches."""
+    assert await first_index_valid(database) is None
+    semantic, _, _ = replicas()
+    await store(semantic, QUESTION, "index-none")
+    await semantic.writes.flush()
+    await loaded(semantic)
+    assert (await lookup(semantic, NEAR, "index-none")).hit is not None
+    assert not await semantic.database_index.built()
+    assert await first_index_valid(database) is None
+
+
+async def test_a_replica_without_an_index_has_the_database_index_built_light(
+    database: Database, static: StaticEmbedder
+) -> None:
+    """``cache.semantic_index_entries: 0``: the database searches every lookup; it scans until
+    the index is built, then uses it. Built as migration 0028 did (m 8, ef_construction 32:
+    pgvector's default build cost an insert ~1 ms of PostgreSQL, bench.cache_index)."""
+    first = FirstStage(static, "static-test", threshold=0.6)
+    semantic = SemanticCache(database, CountingLetters(), embedder_id="letters", first_stage=first)
+    try:
+        assert semantic.index is None
+        await store(semantic, QUESTION, "index-off")
+        await semantic.writes.flush()
+        found = await lookup(semantic, NEAR, "index-off")  # a scan: no index yet
+        assert found.hit is not None
+        assert await semantic.database_index.built()
+        definition = await index_definition(database)
+        assert "m='8'" in definition and "ef_construction='32'" in definition
+        assert (await lookup(semantic, NEAR, "index-off")).hit is not None
+    finally:
+        await semantic.aclose()
+
+
+async def test_an_index_a_failed_build_left_invalid_is_built_again(
+    database: Database, static: StaticEmbedder
+) -> None:
+    """``CREATE INDEX CONCURRENTLY`` cut short leaves an invalid index, which PostgreSQL keeps
+    up to date but never searches: it is dropped and built again."""
+    async with database.autocommit() as conn:
+        await conn.execute(queries()["first_index_build"])
+        await conn.execute(
+            "UPDATE pg_index SET indisvalid = false "
+            "WHERE indexrelid = 'cache_entries_first_hnsw_256'::regclass"
+        )
+    assert await first_index_valid(database) is False
+    first = FirstStage(static, "static-test", threshold=0.6)
+    semantic = SemanticCache(database, CountingLetters(), embedder_id="letters", first_stage=first)
+    try:
+        await lookup(semantic, NEAR, "index-invalid")
+        assert await semantic.database_index.built()
+        assert await first_index_valid(database) is True
+    finally:
+        await semantic.aclose()
+
+
+async def test_a_failed_build_leaves_the_scan_serving_and_is_tried_again_later(
+    database: Database, static: StaticEmbedder
+) -> None:
+    counted, clock = Counted(database), Clock()
+    first = FirstStage(static, "static-test", threshold=0.6)
+    semantic = SemanticCache(counted, CountingLetters(), embedder_id="letters", first_stage=first)
+    semantic.database_index = DatabaseIndex(counted, monotonic=clock)
+    try:
+        await store(semantic, QUESTION, "index-build-fails")
+        await semantic.writes.flush()
+        counted.down = True
+        semantic.database_index.wanted()
+        assert not await semantic.database_index.built()
+        counted.down = False
+        assert (await lookup(semantic, NEAR, "index-build-fails")).hit is not None
+        assert not await semantic.database_index.built(), "not tried again at once"
+        clock.now += RETRY_S
+        assert (await lookup(semantic, NEAR, "index-build-fails")).hit is not None
+        assert await semantic.database_index.built()
+        assert await first_index_valid(database) is True
+    finally:
+        await semantic.aclose()

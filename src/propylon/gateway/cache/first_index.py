@@ -19,11 +19,11 @@ commit, so a transaction that commits after a higher id was read leaves a gap: g
 asked for again at each refresh for ``GAP_S`` (longer than a write may take) and then
 forgotten. Rows removed elsewhere (a purge, the expiry sweep) are found out when a candidate's
 row is read and is gone: it is dropped here then; an expired entry is skipped by its
-``expires_at``. An index over ``max_entries`` in all is searched in the database as before
-(HNSW), and so is every lookup until the first full read of the table, started in the
-background by the first lookup, has finished (a failed read is tried again ``refresh_s``
-later; a refresh once loaded is made by the lookup that finds it due, one at a time, and a
-failure of it is that lookup's miss).
+``expires_at``. An index over ``max_entries`` in all is searched in the database (whose HNSW
+index is then built: ``database_index.py``), and so is every lookup until the first full
+read of the table, started in the background by the first lookup, has finished (a failed read
+is tried again ``refresh_s`` later; a refresh once loaded is made by the lookup that finds it
+due, one at a time, and a failure of it is that lookup's miss).
 
 A scope is compared with every row of its matrix up to ``GRAPH_FROM`` entries. From there its
 rows are also put in an HNSW graph of their own (usearch, half-precision copies, built in a
@@ -266,6 +266,11 @@ class FirstIndex:
     @property
     def usable(self) -> bool:
         return self._loaded and not self._full
+
+    @property
+    def full(self) -> bool:
+        """Over ``max_entries``: the database searches from now on."""
+        return self._full
 
     def queued(
         self, key: ScopeKey, question: str, vector: NDArray[np.float32], ttl_s: float

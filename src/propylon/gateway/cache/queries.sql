@@ -106,3 +106,27 @@ ANALYZE (SKIP_LOCKED) cache_entries;
 -- name: sweep_lookups
 DELETE FROM cache_lookups
 WHERE id IN (SELECT id FROM cache_lookups WHERE at < now() - interval '30 days' LIMIT 1000);
+
+-- name: first_index_lock
+-- The first stage's database index (database_index.py): built by one replica at a time.
+SELECT pg_advisory_lock(hashtext('propylon.cache_entries_first_hnsw_256'));
+
+-- name: first_index_unlock
+SELECT pg_advisory_unlock(hashtext('propylon.cache_entries_first_hnsw_256'));
+
+-- name: first_index_valid
+-- No row: no index; valid false: a concurrent build failed or was cut short.
+SELECT i.indisvalid AS valid
+FROM pg_index i
+WHERE i.indexrelid = to_regclass('cache_entries_first_hnsw_256');
+
+-- name: first_index_drop
+DROP INDEX CONCURRENTLY IF EXISTS cache_entries_first_hnsw_256;
+
+-- name: first_index_build
+-- As migration 0028 built it (m 8, ef_construction 32: an insert costs ~0.3 ms of PostgreSQL;
+-- searches buy recall back with hnsw.ef_search 120, db/database.py).
+CREATE INDEX CONCURRENTLY IF NOT EXISTS cache_entries_first_hnsw_256
+    ON cache_entries USING hnsw ((first_vector::vector(256)) vector_cosine_ops)
+    WITH (m = 8, ef_construction = 32)
+    WHERE first_model IS NOT NULL AND vector_dims(first_vector) = 256;

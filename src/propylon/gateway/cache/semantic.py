@@ -12,7 +12,8 @@ from real traffic.
 Behind the first stage, each replica searches its in-memory copy of the static vectors
 (``first_index.py``) and reads a candidate's row by id only when it passed the loose
 threshold and the judge's vetoes; without the index a search is one statement in autocommit
-(the pool's connections already carry ``hnsw.iterative_scan``, see ``db/database.py``).
+(the pool's connections already carry ``hnsw.iterative_scan``, see ``db/database.py``), and the
+first such search has the database's HNSW index of static vectors built (``database_index.py``).
 Writes never delay the answer: new entries and lookup records go through ``WriteBehind``
 (``writes.py``), and until an entry is written a search in this process finds it in the
 queue.
@@ -34,6 +35,7 @@ import orjson
 from numpy.typing import NDArray
 
 from propylon.db import vectors
+from propylon.gateway.cache.database_index import DatabaseIndex
 from propylon.gateway.cache.key import CacheKey
 from propylon.gateway.cache.queries import queries
 from propylon.gateway.cache.stats import CacheStats
@@ -201,6 +203,9 @@ class SemanticCache:
         self._db = database
         self.first_stage = first_stage
         self.index: FirstIndex | None = None
+        # Where the index below cannot serve, the database searches; its HNSW index is built
+        # then (``database_index.py``).
+        self.database_index = DatabaseIndex(database)
         if first_stage is not None and index_entries > 0:
             from propylon.gateway.cache.first_index import FirstIndex
 
@@ -364,6 +369,8 @@ class SemanticCache:
                 elif (entry := self._provisional.get(entry_id)) is not None:
                     found.append((_queued_candidate(entry), similarity))
             return sorted([*found, *queued], key=lambda pair: -pair[1])[:limit]
+        if self.index is None or self.index.full:
+            self.database_index.wanted()
         search = queries()["search_first"].format(vector=f"vector({dims})", dims=dims)
         params = {
             "tenant_id": key.tenant_id,
@@ -504,6 +511,7 @@ class SemanticCache:
         """Write the queued entries and lookup records."""
         if self.index is not None:
             await self.index.close()
+        await self.database_index.close()
         await self.writes.close()
 
     async def _write(self, entries: list[dict[str, Any]], lookups: list[dict[str, Any]]) -> None:
