@@ -345,6 +345,22 @@ async def test_an_index_a_failed_build_left_invalid_is_built_again(
         await semantic.aclose()
 
 
+async def test_replicas_wanting_the_index_at_once_build_it_once(database: Database) -> None:
+    """Two replicas' searches fall to the database together: the advisory lock lets one
+    build while the other waits, then finds it valid."""
+    replicas = [DatabaseIndex(database), DatabaseIndex(database)]
+    for replica in replicas:
+        replica.wanted()
+    assert [await replica.built() for replica in replicas] == [True, True]
+    assert await first_index_valid(database) is True
+    async with database.autocommit() as conn:
+        cursor = await conn.execute(
+            "SELECT count(*) AS n FROM pg_indexes WHERE indexname LIKE 'cache_entries_first%'"
+        )
+        row = await cursor.fetchone()
+    assert row is not None and row["n"] == 1
+
+
 async def test_a_failed_build_leaves_the_scan_serving_and_is_tried_again_later(
     database: Database, static: StaticEmbedder
 ) -> None:
