@@ -7,10 +7,12 @@ kept for that case costs every entry an insert into it, about 0.3 ms of PostgreS
 that stores an answer (migration 0028), which most deployments never use. So migration 0029
 dropped it, and the first replica whose search falls to the database builds it here:
 ``CREATE INDEX CONCURRENTLY`` (writes go on meanwhile), in the background, under an advisory
-lock so that replicas build it once, after dropping an invalid one a failed build left. Until
-it is valid the database's search scans the scope's rows (the scope's B-tree index finds them).
-Once built it stays: from then on the database keeps it, as it did before migration 0029.
-Searching before a replica's first full read of the table needs no index (it lasts seconds).
+lock so that replicas build it once (the others ask for the lock again until it is free, then
+find the index valid: blocking on it would hold a snapshot the build waits for, a deadlock),
+after dropping an invalid one a failed build left. Until it is valid the database's search
+scans the scope's rows (the scope's B-tree index finds them). Once built it stays: from then
+on the database keeps it, as it did before migration 0029. Searching before a replica's first
+full read of the table needs no index (it lasts seconds).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from propylon.gateway.cache.queries import queries
 log = logging.getLogger(__name__)
 
 RETRY_S = 60.0  # a failed build is tried again by a fallback search this much later
+LOCK_POLL_S = 0.1  # while another replica builds: asked again after this, doubling
+MAX_LOCK_POLL_S = 2.0
 
 
 class DatabaseIndex:
@@ -60,25 +64,13 @@ class DatabaseIndex:
 
     async def _ensure(self) -> None:
         q = queries()
+        wait_s = LOCK_POLL_S
         try:
-            async with self._db.autocommit() as conn:
-                await conn.execute(q["first_index_lock"])
-                try:
-                    cursor = await conn.execute(q["first_index_valid"])
-                    row = await cursor.fetchone()
-                    valid = row is not None and row["valid"]
-                    if not valid:
-                        if row is not None:  # a build that failed or was cut short
-                            await conn.execute(q["first_index_drop"])
-                        started = time.monotonic()
-                        log.info("semantic cache: building the first stage's database index")
-                        await conn.execute(q["first_index_build"])
-                        log.info(
-                            "semantic cache: the first stage's database index is built",
-                            extra={"seconds": round(time.monotonic() - started, 1)},
-                        )
-                finally:
-                    await conn.execute(q["first_index_unlock"])
+            while not await self._build_if_locked(q):
+                # Another replica builds it. Its build waits for every open transaction,
+                # so this one asks again with its connection handed back, not blocked.
+                await asyncio.sleep(wait_s)
+                wait_s = min(2 * wait_s, MAX_LOCK_POLL_S)
         except Exception as exc:
             self._next_try = self._monotonic() + RETRY_S
             log.warning(
@@ -88,3 +80,28 @@ class DatabaseIndex:
             )
             return
         self.ready = True
+
+    async def _build_if_locked(self, q: dict[str, Any]) -> bool:
+        """Under the advisory lock, build the index unless it is valid; False when another
+        replica holds the lock."""
+        async with self._db.autocommit() as conn:
+            cursor = await conn.execute(q["first_index_lock"])
+            locked = await cursor.fetchone()
+            if locked is None or not locked["locked"]:
+                return False
+            try:
+                cursor = await conn.execute(q["first_index_valid"])
+                row = await cursor.fetchone()
+                if row is None or not row["valid"]:
+                    if row is not None:  # a build that failed or was cut short
+                        await conn.execute(q["first_index_drop"])
+                    started = time.monotonic()
+                    log.info("semantic cache: building the first stage's database index")
+                    await conn.execute(q["first_index_build"])
+                    log.info(
+                        "semantic cache: the first stage's database index is built",
+                        extra={"seconds": round(time.monotonic() - started, 1)},
+                    )
+            finally:
+                await conn.execute(q["first_index_unlock"])
+        return True

@@ -108,8 +108,10 @@ DELETE FROM cache_lookups
 WHERE id IN (SELECT id FROM cache_lookups WHERE at < now() - interval '30 days' LIMIT 1000);
 
 -- name: first_index_lock
--- The first stage's database index (database_index.py): built by one replica at a time.
-SELECT pg_advisory_lock(hashtext('propylon.cache_entries_first_hnsw_256'));
+-- The first stage's database index (database_index.py): built by one replica at a time. Not
+-- waited for in a statement: a replica blocked here would hold a snapshot that the other's
+-- CREATE INDEX CONCURRENTLY waits for (a deadlock); it asks again later instead.
+SELECT pg_try_advisory_lock(hashtext('propylon.cache_entries_first_hnsw_256')) AS locked;
 
 -- name: first_index_unlock
 SELECT pg_advisory_unlock(hashtext('propylon.cache_entries_first_hnsw_256'));
