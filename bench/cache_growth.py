@@ -1,10 +1,10 @@
 """The semantic cache as a scope grows: does throughput hold?
 
 Behind the first stage, each replica searches a scope's static vectors in memory: every row up
-to ``GRAPH_FROM`` (4,000) entries, then through the scope's HNSW graph (``first_index.py``;
-until session 15 PostgreSQL searched a scope past 5,000 entries). One scope reaches 4,000
-entries after about 1.1 requests a second of new questions for an hour (entries live an hour):
-most deployments' scopes are past it. This bench runs the **defaults** gateway (guard
+to ``GRAPH_FROM`` (8,000; 4,000 in session 15) entries, then through the scope's HNSW graph
+(``first_index.py``; until session 15 PostgreSQL searched a scope past 5,000 entries). One scope
+reaches 8,000 entries after about 2.2 requests a second of new questions for an hour (entries
+live an hour): many deployments' scopes are past it. This bench runs the **defaults** gateway (guard
 classifier and semantic cache on) and the **hot path** (both off) on one embedded PostgreSQL
 and a fake upstream answering in 100 ms, and sends 50 concurrent clients at each in turn, with
 a window straight to the upstream between (the baseline), every request a new user message

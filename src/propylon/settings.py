@@ -239,7 +239,7 @@ class CacheSettings(BaseModel):
         ge=0,
         description="Behind the first stage, each replica keeps the static vectors (and "
         "questions) of up to this many entries in memory (1-2 KB each plus the question), "
-        "so a miss reads no database (a scope of 4,000 entries and more is searched through "
+        "so a miss reads no database (a scope of 8,000 entries and more is searched through "
         "an HNSW graph of its own, up to 1.7 KB more an entry); past it, the database "
         "searches, and the first such search has its HNSW index of static vectors built "
         "(kept from then on: ~0.3 ms of PostgreSQL per new entry). Another replica's entries "

@@ -227,7 +227,7 @@ class Metrics:
             _CountsCollector(
                 "propylon_cache_semantic_index_entries",
                 "Entries in this replica's first-stage index, by how their scope is searched: "
-                "scan (every row, below 4,000 entries) or graph (an HNSW graph, up to 1.7 KB "
+                "scan (every row, below 8,000 entries) or graph (an HNSW graph, up to 1.7 KB "
                 "more an entry).",
                 "searched",
                 sizes,

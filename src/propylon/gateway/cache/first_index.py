@@ -67,8 +67,11 @@ MAX_JUMP = 2_000  # a longer run of missing ids is rows deleted, not writes in f
 # Entries of a scope from which its graph searches it. Below it a scan is exact and an insert
 # costs nothing; in a throwaway loop on CLINC150/Banking77 questions' static vectors, a graph
 # search cost 72-89 us at 4,000-17,000 rows against a warm scan's 37-223 us, an insert 51-70
-# us, and it found 99.65-100 % of the rows at a cosine of 0.85 among the exact 8 nearest.
-GRAPH_FROM = 4_000
+# us, and it found 99.65-100 % of the rows at a cosine of 0.85 among the exact 8 nearest. A
+# lookup that misses also stores an entry, so a graphed scope pays a search and an insert where
+# a scanned one pays a scan: under load (bench.cache_growth, session 16) scopes of 4,500-6,900
+# entries served 87-92 % of direct scanned against 79-85 % through a graph (4,000 until then).
+GRAPH_FROM = 8_000
 GRAPH_LINKS = 16  # usearch's connectivity (its default)
 GRAPH_EXPANSION = 64  # usearch's expansion, adding and searching (its default: 128 / 64)
 CATCH_UP = 256  # rows left to the loop by a graph built meanwhile (~60 us each); more: its thread
