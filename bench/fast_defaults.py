@@ -166,8 +166,8 @@ async def run(options: Options) -> Section:
         roots: dict[str, str] = {}
         for i, (name, env) in enumerate(SETUPS.items()):
             # A tenant of its own: each gateway is another deployment, not a replica of one
-            # (in one tenant every gateway's cache held every gateway's entries, over 5,000
-            # in one scope by the throughput rounds, which the index leaves to PostgreSQL).
+            # (in one tenant every gateway's cache held every gateway's entries: one scope
+            # several times the size any one gateway's traffic makes).
             # A gateway without the cache's in-memory index searches PostgreSQL, which then
             # builds its HNSW index of static vectors (database_index.py) and keeps it: in
             # the shared database every other gateway's entries would pay its insert too.

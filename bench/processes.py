@@ -250,9 +250,7 @@ async def embedded_database(options: Options) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def scratch_database(
-    url: str, keep: str | None = None, prefix: str = "bench_scratch"
-) -> AsyncIterator[str]:
+async def scratch_database(url: str, keep: str | None = None, *, prefix: str) -> AsyncIterator[str]:
     """A database of its own on ``url``'s server, dropped afterwards; or, with ``keep``, the
     database of that name, created if missing and kept, so that rows generated once serve
     repeated query runs (10 million rows take long to generate on a shared machine)."""

@@ -347,7 +347,8 @@ async def test_an_index_a_failed_build_left_invalid_is_built_again(
 
 async def test_replicas_wanting_the_index_at_once_build_it_once(database: Database) -> None:
     """Two replicas' searches fall to the database together: the advisory lock lets one
-    build while the other waits, then finds it valid."""
+    build while the other asks again (waiting on it would deadlock with the build), then
+    finds it valid."""
     replicas = [DatabaseIndex(database), DatabaseIndex(database)]
     for replica in replicas:
         replica.wanted()

@@ -63,10 +63,9 @@ class DatabaseIndex:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _ensure(self) -> None:
-        q = queries()
         wait_s = LOCK_POLL_S
         try:
-            while not await self._build_if_locked(q):
+            while not await self._build_if_locked():
                 # Another replica builds it. Its build waits for every open transaction,
                 # so this one asks again with its connection handed back, not blocked.
                 await asyncio.sleep(wait_s)
@@ -81,9 +80,10 @@ class DatabaseIndex:
             return
         self.ready = True
 
-    async def _build_if_locked(self, q: dict[str, Any]) -> bool:
+    async def _build_if_locked(self) -> bool:
         """Under the advisory lock, build the index unless it is valid; False when another
         replica holds the lock."""
+        q = queries()
         async with self._db.autocommit() as conn:
             cursor = await conn.execute(q["first_index_lock"])
             locked = await cursor.fetchone()
