@@ -266,3 +266,39 @@ async def test_inside_the_window_a_dead_connection_fails_one_query_as_unavailabl
         refusal = unavailable(failed.value)
         assert refusal is not None and refusal.code == "database_unavailable"
         assert await _backend_of(db) != dead, "the pool discarded it: the next one works"
+
+
+async def test_an_executemany_cancelled_entering_its_pipeline_does_not_poison_the_pool(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psycopg 3.3's ``executemany`` enters pipeline mode, then may yield to a busy loop
+    (``waiting.wait_async``'s ``sleep(0)``); a cancellation there (a request's timeout under
+    load) leaves the connection in pipeline mode and raises AssertionError from
+    ``_pipeline_nolock``. Handed back so, every later COPY on it failed ("COPY cannot be used
+    in pipeline mode": the request log's writes) and every ``autocommit()`` too: the pool
+    must discard it instead."""
+    import psycopg.waiting
+
+    async with _one_connection(database_url, alive_bypass_s=3600.0) as db:
+        poisoned = await _backend_of(db)
+        real_sleep = getattr(psycopg.waiting, "sleep")  # noqa: B009 (asyncio's, imported there)
+
+        async def cancelled_once(delay: float) -> None:
+            monkeypatch.setattr(psycopg.waiting, "sleep", real_sleep)
+            raise asyncio.CancelledError
+
+        monkeypatch.setattr(psycopg.waiting, "_last_yield", 0.0)  # the loop "was busy"
+        monkeypatch.setattr(psycopg.waiting, "sleep", cancelled_once)
+        with pytest.raises((asyncio.CancelledError, AssertionError)):
+            async with db.connection() as conn, conn.cursor() as cur:
+                await cur.executemany("SELECT %s::int", [(1,), (2,)])
+        assert getattr(psycopg.waiting, "sleep") is real_sleep, "cancelled entering the pipeline"  # noqa: B009
+
+        assert await _backend_of(db) != poisoned, "discarded: a new connection served"
+        assert db.discarded_in_pipeline == 1
+        async with (
+            db.connection() as conn,
+            conn.cursor() as cur,
+            cur.copy("COPY (SELECT 1) TO STDOUT") as copy,
+        ):
+            assert [row async for row in copy.rows()] == [("1",)]

@@ -8,6 +8,12 @@ discarded instead of failing a request; and the pool
 gives up reconnecting after ``_RECONNECT_S`` and starts afresh on the next demand, so its
 back-off (doubling from 1 s) never grows past a few seconds: once the database is back, the
 next request reconnects.
+
+A connection handed back still in pipeline mode is discarded (``_handed_back``): psycopg 3.3's
+``executemany`` enters pipeline mode and may then yield to a busy event loop, and a task
+cancelled at that point (a request's timeout under load) leaves the connection in it. Kept,
+every later COPY on it failed (the request log's and the spans' writes) and so did every
+``autocommit()`` (tests/integration/test_database.py).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from contextlib import asynccontextmanager
 from weakref import WeakKeyDictionary
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, pq
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -74,6 +80,7 @@ class Database:
         # When each pooled connection was last handed back in working order.
         self._returned: WeakKeyDictionary[AsyncConnection[DictRow], float] = WeakKeyDictionary()
         self.checks = 0  # connections checked with a round trip before being handed out
+        self.discarded_in_pipeline = 0  # handed back in pipeline mode, so closed (see above)
         self._pool: AsyncConnectionPool[AsyncConnection[DictRow]] = AsyncConnectionPool(
             url,
             min_size=min_size,
@@ -91,6 +98,13 @@ class Database:
         )
 
     async def _handed_back(self, conn: AsyncConnection[DictRow]) -> None:
+        """The pool's reset of a connection handed back (after its rollback, if it needed one);
+        raising makes the pool close it."""
+        if conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+            self.discarded_in_pipeline += 1
+            raise psycopg.InterfaceError(
+                "handed back in pipeline mode (an executemany cancelled as it began): discarded"
+            )
         self._returned[conn] = time.monotonic()
 
     async def _check(self, conn: AsyncConnection[DictRow]) -> None:
