@@ -12,7 +12,8 @@ microseconds on a prompt (a third of the heuristics' own cost), no model.
 
 The heuristics scan each payload again (``heuristics.scan``), and the classifier scores each
 payload as a window of its own (``features.units``), so a text costs an extra embedding only
-when it holds one.
+when it holds one. Both ask for a user message's payloads, one after the other: the last
+``RECENT`` texts' are remembered (21 µs of a defaults request's CPU was the second search).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import functools
 import re
 import unicodedata
 
 MIN_LETTERS = 6  # a payload shorter than this (in letters) says nothing
 MAX_PAYLOADS = 4
+RECENT = 8  # texts whose payloads are remembered
 
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
 _BASE32 = re.compile(r"(?<![A-Za-z0-9=])[A-Z2-7]{16,}={0,6}(?![A-Za-z0-9=])")
@@ -82,6 +85,11 @@ _COMMON = frozenset(_COMMON_WORDS.split())
 def payloads(text: str) -> list[tuple[str, str]]:
     """``(encoding, decoded text)`` of each encoded span of ``text`` (at most
     ``MAX_PAYLOADS``, the first of each distinct text)."""
+    return list(_payloads(text))
+
+
+@functools.lru_cache(maxsize=RECENT)
+def _payloads(text: str) -> tuple[tuple[str, str], ...]:
     found: list[tuple[str, str]] = []
     if not text.isascii():
         found += [("tags", p) for p in _tags(text)]
@@ -103,7 +111,7 @@ def payloads(text: str) -> list[tuple[str, str]]:
     for name, decoded in found:
         if decoded.strip():
             unique.setdefault(decoded.strip(), name)
-    return [(name, decoded) for decoded, name in unique.items()][:MAX_PAYLOADS]
+    return tuple((name, decoded) for decoded, name in unique.items())[:MAX_PAYLOADS]
 
 
 def english_share(text: str) -> float:

@@ -180,3 +180,19 @@ def test_the_veto_alone_is_the_first_veto_column_of_the_features(
     marked = [NAMES[c] for c in VETO_COLUMNS if x[c]]
     assert veto(a, b) == (marked[0] if marked else None)
     assert veto(b, a) == veto(a, b)  # symmetric, as the features are
+
+
+def test_a_candidate_with_other_numbers_is_refused_on_its_words_alone() -> None:
+    """Templated traffic: near candidates mostly differ by a number. The verifier decides
+    those on the words' numbers (``Words``), without the rest of the reading; a pair whose
+    numbers agree gets the full reading and the same verdict as before."""
+    verifier = Verifier(JudgeWeights.load())
+    question = "where do i find my w-2 form (ref #00000377)"
+    for serial in range(378, 390):
+        candidate = f"where do i find my w-2 form (ref #{serial:08d})"
+        verdict = verifier.verdict(question, candidate, 0.99)
+        assert verdict.vetoed and verdict.reason == "numbers_differ"
+        assert verdict.reason == veto(Text.of(question), Text.of(candidate))
+    assert verifier._texts.cache_info().currsize == 0, "no full reading was needed"
+    same = verifier.verdict(question, question, 0.99)
+    assert not same.vetoed and verifier._texts.cache_info().currsize == 1

@@ -149,20 +149,18 @@ _MARKERS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class Text:
-    """One question, read once: its tokens and what the features compare."""
+class Words:
+    """The first step of reading a text (``Text.of``): its words and numbers, all that the
+    first two vetoes compare. A lookup's candidates mostly differ from the question by a
+    number (templated traffic): for those the rest of the reading is not needed."""
 
+    text: str  # as read: curly apostrophes straightened, acronyms' dots dropped
     words: tuple[str, ...]
-    content: tuple[str, ...]
+    names: frozenset[str]  # capitalised inside a sentence (``_identifiers`` not yet added)
     numbers: tuple[str, ...]
-    negations: int  # negation words: "does not mean" / "means not" differ in count
-    question_word: str | None
-    names: frozenset[str]
-    passive: bool
-    marked: frozenset[str]  # the words of ``_OPPOSITES`` and ``_EXCLUSIVE`` said, in any form
 
     @classmethod
-    def of(cls, text: str) -> Text:
+    def of(cls, text: str) -> Words:
         text = _ACRONYM.sub(lambda m: m.group(0).replace(".", ""), text.replace("’", "'"))
         # A capital inside a sentence marks a name; a sentence's first word's capital says
         # nothing, and neither do capitals in a headline ("Doris Lessing Dies" / "Doris
@@ -195,8 +193,27 @@ class Text:
             if named:
                 names.add(lowered)
             words.append(lowered)
-        names |= _identifiers(text)
-        numbers = _numbers(words)
+        return cls(text, tuple(words), frozenset(names), tuple(_numbers(words)))
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """One question, read once: its tokens and what the features compare."""
+
+    words: tuple[str, ...]
+    content: tuple[str, ...]
+    numbers: tuple[str, ...]
+    negations: int  # negation words: "does not mean" / "means not" differ in count
+    question_word: str | None
+    names: frozenset[str]
+    passive: bool
+    marked: frozenset[str]  # the words of ``_OPPOSITES`` and ``_EXCLUSIVE`` said, in any form
+
+    @classmethod
+    def of(cls, text: str, read: Words | None = None) -> Text:
+        """``text`` read; ``read``: its ``Words`` when already made."""
+        read = Words.of(text) if read is None else read
+        words = read.words
         content = tuple(
             w
             for w in words
@@ -207,12 +224,12 @@ class Text:
         )
         question = next((w for w in words if w in _QUESTION_WORDS), None)
         return cls(
-            tuple(words),
+            words,
             content,
-            tuple(numbers),
+            read.numbers,
             sum(w in _NEGATIONS for w in words),
             question,
-            frozenset(names),
+            read.names | _identifiers(read.text),
             _passive(words),
             _marked(words),
         )
@@ -251,14 +268,22 @@ def features(a: Text, b: Text, similarity: float) -> NDArray[np.float64]:
     )
 
 
+def number_veto(a: tuple[str, ...], b: tuple[str, ...]) -> str | None:
+    """``veto``'s first two conditions, on two texts' numbers (``Words.numbers``)."""
+    if set(a) != set(b):
+        return "numbers_differ"
+    if a != b:
+        return "number_order_differs"
+    return None
+
+
 def veto(a: Text, b: Text) -> str | None:
     """The first of ``VETOES`` that ``features`` would mark for the pair, or None: the same
     conditions in the same order, without the rest of the vector (a lookup asks this of every
     near candidate, and most near ones in templated traffic differ by a number)."""
-    if set(a.numbers) != set(b.numbers):
-        return "numbers_differ"
-    if a.numbers != b.numbers:
-        return "number_order_differs"
+    numbers = number_veto(a.numbers, b.numbers)
+    if numbers is not None:
+        return numbers
     if a.negations != b.negations:
         return "negation_differs"
     if _opposed(a.marked, b.marked):
@@ -286,7 +311,7 @@ def _headline(raw: list[str]) -> bool:
 _BE = frozenset(_listed("is are was were be been being get got gets"))
 
 
-def _passive(words: list[str]) -> bool:
+def _passive(words: tuple[str, ...]) -> bool:
     """ "was seen by", "were recognized by": a form of *be*, then "by" within four words."""
     return any(word in _BE and "by" in words[i + 2 : i + 6] for i, word in enumerate(words))
 
@@ -350,7 +375,7 @@ def _opposed(a: frozenset[str], b: frozenset[str]) -> bool:
     return False
 
 
-def _marked(words: list[str]) -> frozenset[str]:
+def _marked(words: tuple[str, ...]) -> frozenset[str]:
     """The opposites and values among ``words``, in any of their forms ("opening" / "open",
     "closes" / "close")."""
     return frozenset(_INFLECTED[w] for w in words if w in _INFLECTED)
