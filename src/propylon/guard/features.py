@@ -30,6 +30,7 @@ WINDOW_CHARS = {"user": 600, "retrieved": 250}
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE_MARK = re.compile(r"[.!?](?:\s|$)")
 _YOU = {"you", "your", "yours", "yourself", "du", "dir", "dich", "dein", "deine", "sie", "ihr"}
 
 
@@ -74,20 +75,22 @@ def windows(
 def lexical_features(text: str, signals: list[Signal]) -> NDArray[np.float32]:
     """The fixed-size lexical vector of one window."""
     out = np.zeros(LEXICAL_SIZE, dtype=np.float32)
-    for i, family in enumerate(FAMILIES):
-        out[i] = heuristic_score([s for s in signals if s.family == family])
-    out[len(FAMILIES)] = heuristic_score(signals)
+    if signals:  # (none: every family's score is 0, as zeros already say)
+        for i, family in enumerate(FAMILIES):
+            out[i] = heuristic_score([s for s in signals if s.family == family])
+        out[len(FAMILIES)] = heuristic_score(signals)
     words = [w.lower() for w in _WORD.findall(text)]
     n = max(len(words), 1)
     letters = [c for c in text if c.isalpha()]
     stats = out[len(FAMILIES) + 1 : len(FAMILIES) + 1 + STATS]
     stats[0] = math.log1p(len(text)) / 8.0
-    stats[1] = sum(1 for c in letters if c.isupper()) / max(len(letters), 1)
-    stats[2] = sum(1 for c in letters if ord(c) > 127) / max(len(letters), 1)
+    stats[1] = sum(map(str.isupper, letters)) / max(len(letters), 1)
+    non_ascii = 0 if text.isascii() else sum(1 for c in letters if ord(c) > 127)
+    stats[2] = non_ascii / max(len(letters), 1)
     stats[3] = sum(1 for w in words if w in _YOU) / n
     stats[4] = min(text.count("?"), 5) / 5.0
     stats[5] = min(text.count("\n"), 20) / 20.0
-    stats[6] = min(len(re.findall(r"[.!?](?:\s|$)", text)), 10) / 10.0
+    stats[6] = min(len(_SENTENCE_MARK.findall(text)), 10) / 10.0
     stats[7] = min(text.count('"') + text.count("'"), 10) / 10.0
     start = len(FAMILIES) + 1 + STATS
     grams = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
@@ -99,8 +102,8 @@ def lexical_features(text: str, signals: list[Signal]) -> NDArray[np.float32]:
 
 
 def _hash_into(target: NDArray[np.float32], grams: list[str]) -> None:
-    for gram in grams:
-        target[zlib.crc32(gram.encode("utf-8")) % len(target)] = 1.0
+    size, crc32 = len(target), zlib.crc32
+    target[[crc32(gram.encode("utf-8")) % size for gram in grams]] = 1.0  # one numpy call
     norm = float(np.linalg.norm(target))
     if norm > 0:
         target /= norm

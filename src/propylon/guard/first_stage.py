@@ -33,6 +33,7 @@ from propylon.guard.classifier import Head
 from propylon.guard.features import FEATURE_VERSION, LEXICAL_SIZE
 
 Floats = NDArray[np.float32]
+Floats64 = NDArray[np.float64]
 
 
 class StaticVectors(Protocol):
@@ -143,10 +144,14 @@ class FirstStageHead:
     # classifier's, by table (a detector has one per source).
     _own: Columns = field(init=False, repr=False, compare=False)
     _full: dict[tuple[Any, ...], Columns] = field(init=False, repr=False, compare=False)
+    _lines: dict[tuple[Any, ...], tuple[Floats64, Floats64]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_own", Columns.of(self.thresholds, "flag", "block"))
         object.__setattr__(self, "_full", {})
+        object.__setattr__(self, "_lines", {})
 
     @property
     def embedding_size(self) -> int:
@@ -169,14 +174,28 @@ class FirstStageHead:
         if (theirs := self._full.get(key)) is None:
             theirs = self._full[key] = Columns.of(full, "flag", "block")
         static_bucket, full_bucket = self._own.bucket(lengths), theirs.bucket(lengths)
-        (s_flag, s_block), (f_flag, f_block) = self._own.values, theirs.values
-        for sb, fb in set(zip(static_bucket.tolist(), full_bucket.tolist(), strict=True)):
+        pairs = set(zip(static_bucket.tolist(), full_bucket.tolist(), strict=True))
+        if len(pairs) == 1:  # one length bucket (every window of one message): no masks
+            x, y = self._line(key, theirs, *pairs.pop())
+            out[:] = np.interp(probability, x, y)
+            return out
+        for sb, fb in pairs:
             rows = (static_bucket == sb) & (full_bucket == fb)
-            flag, block = float(s_flag[sb]), max(float(s_block[sb]), float(s_flag[sb]) + 1e-6)
-            x = [0.0, flag, block, 1.0]
-            y = [0.0, float(f_flag[fb]), max(float(f_block[fb]), float(f_flag[fb])), 1.0]
+            x, y = self._line(key, theirs, sb, fb)
             out[rows] = np.interp(probability[rows], x, y)
         return out
+
+    def _line(
+        self, key: tuple[Any, ...], theirs: Columns, sb: int, fb: int
+    ) -> tuple[Floats64, Floats64]:
+        """``on_full_scale``'s knots from static bucket ``sb`` to full bucket ``fb``."""
+        if (line := self._lines.get((key, sb, fb))) is None:
+            (s_flag, s_block), (f_flag, f_block) = self._own.values, theirs.values
+            flag, block = float(s_flag[sb]), max(float(s_block[sb]), float(s_flag[sb]) + 1e-6)
+            x = np.array([0.0, flag, block, 1.0])
+            y = np.array([0.0, float(f_flag[fb]), max(float(f_block[fb]), float(f_flag[fb])), 1.0])
+            line = self._lines[(key, sb, fb)] = (x, y)
+        return line
 
     def save(self, path: Path) -> None:
         metadata = {
