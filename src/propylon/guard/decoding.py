@@ -28,6 +28,7 @@ import unicodedata
 MIN_LETTERS = 6  # a payload shorter than this (in letters) says nothing
 MAX_PAYLOADS = 4
 RECENT = 8  # texts whose payloads are remembered
+RECENT_MAX_CHARS = 32_768  # longer texts are searched each time (the guard reads 32,768 a request)
 
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
 _BASE32 = re.compile(r"(?<![A-Za-z0-9=])[A-Z2-7]{16,}={0,6}(?![A-Za-z0-9=])")
@@ -85,11 +86,12 @@ _COMMON = frozenset(_COMMON_WORDS.split())
 def payloads(text: str) -> list[tuple[str, str]]:
     """``(encoding, decoded text)`` of each encoded span of ``text`` (at most
     ``MAX_PAYLOADS``, the first of each distinct text)."""
-    return list(_payloads(text))
+    if len(text) > RECENT_MAX_CHARS:  # not kept: the cache would hold the text alive
+        return list(_search(text))
+    return list(_remembered(text))
 
 
-@functools.lru_cache(maxsize=RECENT)
-def _payloads(text: str) -> tuple[tuple[str, str], ...]:
+def _search(text: str) -> tuple[tuple[str, str], ...]:
     found: list[tuple[str, str]] = []
     if not text.isascii():
         found += [("tags", p) for p in _tags(text)]
@@ -112,6 +114,9 @@ def _payloads(text: str) -> tuple[tuple[str, str], ...]:
         if decoded.strip():
             unique.setdefault(decoded.strip(), name)
     return tuple((name, decoded) for decoded, name in unique.items())[:MAX_PAYLOADS]
+
+
+_remembered = functools.lru_cache(maxsize=RECENT)(_search)
 
 
 def english_share(text: str) -> float:

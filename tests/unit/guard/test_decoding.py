@@ -95,3 +95,14 @@ def test_a_texts_payloads_are_remembered_and_each_caller_gets_its_own_list() -> 
     assert first and first[0][0] == "base64"
     first.clear()
     assert payloads(text) and payloads(text) == payloads(text)
+
+
+def test_a_long_texts_payloads_are_found_but_the_text_is_not_kept() -> None:
+    """A moderation input may be megabytes: remembering it would hold it in memory."""
+    from propylon.guard import decoding
+
+    long = "word " * (decoding.RECENT_MAX_CHARS // 5) + base64.b64encode(SECRET.encode()).decode()
+    before = decoding._remembered.cache_info()
+    assert [encoding for encoding, _ in payloads(long)] == ["base64"]
+    after = decoding._remembered.cache_info()
+    assert (after.hits, after.misses) == (before.hits, before.misses), "not looked up"
