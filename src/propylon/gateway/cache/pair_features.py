@@ -210,9 +210,12 @@ class Text:
     marked: frozenset[str]  # the words of ``_OPPOSITES`` and ``_EXCLUSIVE`` said, in any form
 
     @classmethod
-    def of(cls, text: str, read: Words | None = None) -> Text:
-        """``text`` read; ``read``: its ``Words`` when already made."""
-        read = Words.of(text) if read is None else read
+    def of(cls, text: str) -> Text:
+        return cls.of_words(Words.of(text))
+
+    @classmethod
+    def of_words(cls, read: Words) -> Text:
+        """The rest of the reading of the text ``read`` holds the words of."""
         words = read.words
         content = tuple(
             w

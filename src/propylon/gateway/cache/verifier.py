@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from propylon.gateway.cache.pair_features import NAMES, Text, Words, features, number_veto, veto
 
-READ_CACHE = 4096  # texts whose reading (``Text``) a verifier keeps
+READ_CACHE = 4096  # texts whose readings (``Words``, ``Text``) a verifier keeps
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +112,7 @@ class Verifier:
         # them, and the rest of the reading is made only for a pair that passes.
         words = self._words = functools.lru_cache(maxsize=READ_CACHE)(Words.of)
         self._texts = functools.lru_cache(maxsize=READ_CACHE)(
-            lambda text: Text.of(text, words(text))
+            lambda text: Text.of_words(words(text))
         )
 
     def verdict(self, question: str, candidate: str, similarity: float) -> Verdict:
