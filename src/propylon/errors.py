@@ -18,6 +18,7 @@ and the gateway's retry policy reads ``retryable`` instead of matching classes.
     ├── Conflict                       409 conflict             (not in a state that allows it)
     ├── RateLimited                    429 rate_limit_exceeded   (Retry-After)
     ├── QuotaExceeded                  429 insufficient_quota
+    ├── ClientDisconnected             499 client_disconnected   (nobody reads it)
     ├── JobFailed                      500 job_failed            (a job handler gave up)
     ├── ServiceUnavailable             503 service_unavailable   (Retry-After, retryable)
     │   └── AllDeploymentsUnavailable  503 all_deployments_unavailable
@@ -142,6 +143,15 @@ class QuotaExceeded(PropylonError):
     status = 429
     error_type = "insufficient_quota"
     default_code = "insufficient_quota"
+
+
+class ClientDisconnected(PropylonError):
+    """The client hung up before its answer; the work for it was stopped
+    (``http/client_watch.py``). Rendered for the logs: no one is there to read it."""
+
+    status = 499
+    error_type = "invalid_request_error"
+    default_code = "client_disconnected"
 
 
 class JobFailed(PropylonError):

@@ -300,6 +300,7 @@ class Gateway:
                     continue
                 except BaseException:
                     breaker.release()  # cancelled: no verdict on the provider
+                    call.report(Attempt.since(deployment.name, "cancelled", started))
                     raise
                 breaker.record_success()
                 call.report(

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from propylon.gateway.call import CallInfo
 from propylon.http.auth import authenticate
+from propylon.http.client_watch import ClientWatch
 from propylon.http.context import services
 from propylon.http.json import json_response, read_json_object
 from propylon.http.openapi import JSON_OBJECT_BODY
@@ -24,12 +25,13 @@ async def chat_completions(request: Request) -> Response:
         principal=await authenticate(request),
         cache_control=request.headers.get("cache-control"),
     )
-    if body.get("stream") is True:
-        stream = await svc.chat.stream(body, call)
-        return EventStreamResponse(
-            sse_body(stream),
-            media_type="text/event-stream",
-            headers={**HEADERS, **call.headers()},
-        )
-    result = await svc.chat.complete(body, call)
+    with ClientWatch(request.receive):
+        if body.get("stream") is True:
+            stream = await svc.chat.stream(body, call)
+            return EventStreamResponse(
+                sse_body(stream),
+                media_type="text/event-stream",
+                headers={**HEADERS, **call.headers()},
+            )
+        result = await svc.chat.complete(body, call)
     return json_response(result, headers=call.headers())

@@ -12,6 +12,7 @@ from propylon.errors import InvalidRequest
 from propylon.gateway.call import CallInfo
 from propylon.gateway.embedding_input import embedding_texts
 from propylon.http.auth import authenticate
+from propylon.http.client_watch import ClientWatch
 from propylon.http.context import services
 from propylon.http.json import json_response, read_json_object
 from propylon.http.openapi import JSON_OBJECT_BODY
@@ -31,7 +32,8 @@ async def create_embeddings(request: Request) -> Response:
             "`encoding_format` must be `float` or `base64`.", param="encoding_format"
         )
     call = request.state.call = CallInfo(principal=await authenticate(request))
-    result = await svc.embeddings.embed(texts, body, call)
+    with ClientWatch(request.receive):
+        result = await svc.embeddings.embed(texts, body, call)
     data = [
         {"object": "embedding", "index": i, "embedding": _encode(vector, encoding)}
         for i, vector in enumerate(result.vectors)

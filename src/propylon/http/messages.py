@@ -13,6 +13,7 @@ from propylon.errors import PropylonError
 from propylon.gateway.call import CallInfo
 from propylon.gateway.providers.anthropic_translation import anthropic_error
 from propylon.http.api_call import open_call
+from propylon.http.client_watch import ClientWatch
 from propylon.http.context import services
 from propylon.http.json import json_response
 from propylon.http.openapi import JSON_OBJECT_BODY
@@ -35,10 +36,12 @@ async def _in_anthropic_shape(
 async def _create(request: Request) -> Response:
     body, call = await open_call(request, "messages")
     messages = services(request).messages
-    if body.get("stream") is True:
-        events = await messages.stream(body, call)
-        return event_stream_response(typed_sse_body(events), call.headers())
-    return json_response(await messages.create(body, call), headers=call.headers())
+    with ClientWatch(request.receive):
+        if body.get("stream") is True:
+            events = await messages.stream(body, call)
+            return event_stream_response(typed_sse_body(events), call.headers())
+        message = await messages.create(body, call)
+    return json_response(message, headers=call.headers())
 
 
 async def _count(request: Request) -> Response:

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from propylon.gateway.call import CallInfo
 from propylon.gateway.rerank_request import RerankRequest
 from propylon.http.auth import authenticate
+from propylon.http.client_watch import ClientWatch
 from propylon.http.context import services
 from propylon.http.json import json_response, read_json_object
 from propylon.http.openapi import RERANK_BODY
@@ -24,7 +25,8 @@ async def create_rerank(request: Request) -> Response:
     body = await read_json_object(request, svc.settings.max_body_bytes, keep_text=True)
     parsed = RerankRequest.parse(body)
     call = request.state.call = CallInfo(principal=await authenticate(request), endpoint="rerank")
-    ranking = await svc.rerank.rerank(
-        parsed.query, parsed.documents, parsed.upstream_fields(), call
-    )
+    with ClientWatch(request.receive):
+        ranking = await svc.rerank.rerank(
+            parsed.query, parsed.documents, parsed.upstream_fields(), call
+        )
     return json_response(parsed.render(ranking, call.request_id), headers=call.headers())

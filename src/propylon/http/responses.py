@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from propylon.http.api_call import open_call
 from propylon.http.auth import authenticate
+from propylon.http.client_watch import ClientWatch
 from propylon.http.context import services
 from propylon.http.json import json_response
 from propylon.http.openapi import JSON_OBJECT_BODY
@@ -20,10 +21,11 @@ async def create_response(request: Request) -> Response:
     """A model response; with `stream`, its typed events (`response.created` …)."""
     svc = services(request)
     body, call = await open_call(request, "responses")
-    if body.get("stream") is True:
-        events = await svc.responses.stream(body, call)
-        return event_stream_response(typed_sse_body(events), call.headers())
-    response = await svc.responses.create(body, call)
+    with ClientWatch(request.receive):
+        if body.get("stream") is True:
+            events = await svc.responses.stream(body, call)
+            return event_stream_response(typed_sse_body(events), call.headers())
+        response = await svc.responses.create(body, call)
     return json_response(response, headers=call.headers())
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -116,6 +118,32 @@ async def test_a_client_leaving_mid_stream_is_recorded_and_the_upstream_released
     assert (record["status"], record["error_code"]) == (200, "client_disconnected")
     # Half the stream's length: only a stream left running to its end could take that long.
     assert time.monotonic() - started < 20.0, "the stream was not stopped when the client left"
+
+
+async def test_a_client_leaving_before_its_answer_is_recorded_and_the_call_stopped(
+    server: AppServer, upstream: FakeUpstream
+) -> None:
+    """The upstream holds the request; the client gives up waiting. The gateway stops the
+    call (its record, 499 ``client_disconnected`` with no answer, is written while the
+    upstream still holds it) and serves the next request as usual."""
+    upstream.hold()
+    request_id = f"left-before-answer-{time.time_ns()}"
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "a slow answer"}]}
+    headers = {"Authorization": f"Bearer {server.api_key}", "x-request-id": request_id}
+    async with aiohttp.ClientSession() as http:
+        sent = asyncio.ensure_future(
+            http.post(f"{server.url}/v1/chat/completions", json=body, headers=headers)
+        )
+        await asyncio.wait_for(upstream.wait_held(1), 30)
+        sent.cancel()  # the client hangs up
+        with contextlib.suppress(asyncio.CancelledError):
+            await sent
+    (record,) = await records(server, 1, f"request_id={request_id}")
+    assert (record["status"], record["error_code"]) == (499, "client_disconnected")
+    assert record["stream"] is False and record["response"] is None
+    assert [a["outcome"] for a in record["attempts"]] == ["cancelled"], "it was in flight"
+    upstream.release()
+    assert (await chat(server, "and now a quick one")).status == 200
 
 
 async def test_embeddings_are_recorded_without_their_vectors(server: AppServer) -> None:
