@@ -171,12 +171,16 @@ class Candidate:
     def row(self, embedding: Embedding) -> dict[str, Any]:
         """As a row of the full search: similarity between the embedder's vectors."""
         assert self.embedding is not None
+        return self.at(embedding.similarity(self.embedding))
+
+    def at(self, similarity: float) -> dict[str, Any]:
+        """As a row of the full search at ``similarity``."""
         return {
             "id": self.entry_id,
             "question": self.question,
             "response": self.response,
             "min_probability": self.min_probability,
-            "similarity": embedding.similarity(self.embedding),
+            "similarity": similarity,
         }
 
 
@@ -280,25 +284,24 @@ class SemanticCache:
             lookup = Lookup(None, None, reason="first-stage")
             self._record_lookup(key, threshold, lookup)
             return lookup
+        twins = [c.at(1.0) for c in near if c.question == question]
+        if twins:  # the very question: ``_choose`` serves it unjudged, so no vector is needed
+            self.stats.first_stage["decided"] += 1
+            lookup = self._choose(key, question, twins, threshold)
+            self._record_lookup(key, threshold, lookup)
+            return lookup
         self.stats.first_stage["deferred"] += 1
         for candidate in near:
             if candidate.embedding is None and candidate.stored is not None:
                 candidate.embedding = Embedding(vectors.from_binary(candidate.stored))
         missing = [c for c in near if c.embedding is None]
-        # A cached question with the very same text holds the question's own vector (the same
-        # embedder read the same text): a repeated question costs no embedder call for itself.
-        known = next(
-            (c.embedding for c in near if c.question == question and c.embedding is not None),
-            None,
-        )
-        wanted = [] if known is not None else [question]
-        texts = list(dict.fromkeys(wanted + [c.question for c in missing]))  # each text once
-        try:  # one call: the question unless known, and the candidates not read yet
-            result = await self._embedder.embed(texts, self._embed_request) if texts else None
+        texts = list(dict.fromkeys([question] + [c.question for c in missing]))  # each once
+        try:  # one call: the question and the candidates not read yet
+            result = await self._embedder.embed(texts, self._embed_request)
         except Exception as exc:
             raise EmbedderFailed(repr(exc)) from exc
-        read = dict(zip(texts, result.vectors if result else [], strict=True))
-        embedding = known if known is not None else Embedding.of(read[question])
+        read = dict(zip(texts, result.vectors, strict=True))
+        embedding = Embedding.of(read[question])
         for candidate in missing:
             candidate.embedding = Embedding.of(read[candidate.question])
         for candidate in missing:  # a queued entry is written with the vector just computed
