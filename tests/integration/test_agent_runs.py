@@ -12,7 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 from mcp.server.mcpserver import MCPServer
+from psycopg.pq import TransactionStatus
 
+from propylon.runs.events import Conn, RunEventLog
 from propylon.testing import Behaviour, FakeUpstream, ScriptedCall, ScriptedTurn
 from tests.integration.test_runs import events
 from tests.support.databases import PostgresServer, create_database
@@ -174,8 +176,27 @@ async def test_a_scripted_agent_searches_then_answers_with_citations(
 
 
 async def test_an_approval_required_tool_pauses_the_run_until_approved_over_http(
-    agents: AppServer, upstream: FakeUpstream, operator: str, site: Site
+    agents: AppServer,
+    upstream: FakeUpstream,
+    operator: str,
+    site: Site,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The approval is written in the transaction that queues the job resuming the run: written
+    # after its commit, it raced the job's first event for the same id (a 500 for the
+    # approver, seen once in CI).
+    in_transaction: list[bool] = []
+    append = RunEventLog.append
+
+    async def watched(
+        log: RunEventLog, kind: str, data: dict[str, Any], *, conn: Conn | None = None
+    ) -> int:
+        if kind in ("approval_granted", "approval_denied"):
+            status = conn.info.transaction_status if conn is not None else None
+            in_transaction.append(status == TransactionStatus.INTRANS)
+        return await append(log, kind, data, conn=conn)
+
+    monkeypatch.setattr(RunEventLog, "append", watched)
     url = f"{site.url}/approved-page"
     script(
         upstream,
@@ -208,6 +229,7 @@ async def test_an_approval_required_tool_pauses_the_run_until_approved_over_http
     types = [e["type"] for e in await events(agents, run_id)]
     assert "approval_required" in types and "approval_granted" in types
     assert types.index("approval_granted") < types.index("tool_started")
+    assert in_transaction == [True]
 
 
 async def test_a_denied_tool_call_is_reported_to_the_model_and_the_run_ends_cleanly(

@@ -44,16 +44,21 @@ def run_topic(run_id: str) -> str:
 
 
 class RunEventLog:
-    """Appends one run's events with consecutive ids (one writer: the job running it)."""
+    """Appends one run's events with consecutive ids. One writer at a time: the job running
+    the run, or what resumes it (an approval), in the transaction that queues its next job,
+    so the job's first event follows it (``append(..., conn=)``)."""
 
     def __init__(self, database: Database, run_id: str) -> None:
         self._database = database
         self._run_id = run_id
         self._seq: int | None = None
 
-    async def append(self, kind: str, data: dict[str, Any]) -> int:
-        async with self._database.connection() as conn:
+    async def append(self, kind: str, data: dict[str, Any], *, conn: Conn | None = None) -> int:
+        """Append an event, on ``conn`` (inside the caller's transaction) when given."""
+        if conn is not None:
             return await self._append(conn, kind, data)
+        async with self._database.connection() as own:
+            return await self._append(own, kind, data)
 
     async def append_output(self, step: str, piece: str, *, first: bool) -> int:
         """A ``token`` event, and ``piece`` appended to the run's partial output (which

@@ -200,10 +200,12 @@ class RunService:
             await conn.execute(
                 _q("resume_run"), {"run_id": run_id, "steps": Jsonb(steps), "job_id": job_id}
             )
-        decision = {"step": steps.index(step), "tool": step.get("name"), "note": note}
-        await RunEventLog(self._database, run_id).append(
-            "approval_granted" if approve else "approval_denied", decision
-        )
+            # Written with the job: once a worker can take it, the event is in the log (after
+            # the commit, a worker's first event took the same id: a 500 for the approver).
+            decision = {"step": steps.index(step), "tool": step.get("name"), "note": note}
+            await RunEventLog(self._database, run_id).append(
+                "approval_granted" if approve else "approval_denied", decision, conn=conn
+            )
         return await self.get(tenant_id, run_id)
 
     async def cancel(self, tenant_id: str, run_id: str) -> dict[str, Any]:
