@@ -7,7 +7,7 @@ A stream that fails after its first byte ends with an ``{"error": …}`` event a
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -74,11 +74,6 @@ class EventStreamResponse(StreamingResponse):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or asyncio.current_task() is None:
-            await super().__call__(scope, receive, send)
-            return
-        try:
-            with ClientWatch(receive):
-                await self.stream_response(send)
-        except ClientDisconnected:
-            pass  # the stream was stopped for a client that left; nothing more to send
+        # A stream stopped for a client that left has nothing more to send.
+        with contextlib.suppress(ClientDisconnected), ClientWatch(receive):
+            await self.stream_response(send)
