@@ -120,20 +120,26 @@ async def test_a_client_leaving_mid_stream_is_recorded_and_the_upstream_released
     assert time.monotonic() - started < 20.0, "the stream was not stopped when the client left"
 
 
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        ("/v1/chat/completions", {}),  # answered in front of FastAPI (``hot_routes.py``)
+        ("/v1/messages", {"max_tokens": 64}),  # through FastAPI's stack
+    ],
+)
 async def test_a_client_leaving_before_its_answer_is_recorded_and_the_call_stopped(
-    server: AppServer, upstream: FakeUpstream
+    server: AppServer, upstream: FakeUpstream, path: str, fields: dict[str, int]
 ) -> None:
     """The upstream holds the request; the client gives up waiting. The gateway stops the
     call (its record, 499 ``client_disconnected`` with no answer, is written while the
     upstream still holds it) and serves the next request as usual."""
     upstream.hold()
     request_id = f"left-before-answer-{time.time_ns()}"
-    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "a slow answer"}]}
+    messages = [{"role": "user", "content": "a slow answer"}]
+    body = {"model": "gpt-test", "messages": messages, **fields}
     headers = {"Authorization": f"Bearer {server.api_key}", "x-request-id": request_id}
     async with aiohttp.ClientSession() as http:
-        sent = asyncio.ensure_future(
-            http.post(f"{server.url}/v1/chat/completions", json=body, headers=headers)
-        )
+        sent = asyncio.ensure_future(http.post(f"{server.url}{path}", json=body, headers=headers))
         await asyncio.wait_for(upstream.wait_held(1), 30)
         sent.cancel()  # the client hangs up
         with contextlib.suppress(asyncio.CancelledError):
