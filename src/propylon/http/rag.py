@@ -15,6 +15,7 @@ from starlette.responses import Response
 from propylon.errors import InvalidRequest, PermissionDenied
 from propylon.gateway.call import CallInfo
 from propylon.http.auth import authenticate
+from propylon.http.client_watch import ClientWatch
 from propylon.http.context import services
 from propylon.http.json import json_response, read_json_object
 from propylon.http.openapi import JSON_OBJECT_BODY
@@ -71,7 +72,8 @@ async def answer(collection_id: str, request: Request) -> Response:
     svc = services(request)
     body = await read_json_object(request, svc.settings.max_body_bytes)
     call = request.state.call = CallInfo(principal=principal, endpoint="rag")
-    result = await svc.answers.answer(principal, parse_answer(collection_id, body), call)
+    with ClientWatch(request.receive):
+        result = await svc.answers.answer(principal, parse_answer(collection_id, body), call)
     return json_response(result, headers=call.headers())
 
 

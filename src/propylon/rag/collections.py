@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from psycopg import AsyncConnection
 
-from propylon.errors import InvalidRequest, NotFound, PropylonError, RequestTooLarge
+from propylon.errors import (
+    InvalidRequest,
+    ModelNotFound,
+    NotFound,
+    PropylonError,
+    RequestTooLarge,
+)
 from propylon.rag.chunking import ChunkingConfig
 from propylon.rag.ingest import INGEST_KIND
 from propylon.rag.parsing.document import Attachment
@@ -69,12 +75,21 @@ class AcceptedDocument:
 
 
 class CollectionService:
+    """``check_embedding_model`` raises ``ModelNotFound`` for a name that is not a configured
+    embeddings model (the gateway's registry); a new collection's model is checked with it, so
+    a wrong name is refused when the collection is made, not at its first upload or search."""
+
     def __init__(
-        self, store: CollectionStore, jobs: JobEnqueuer, defaults: CollectionDefaults
+        self,
+        store: CollectionStore,
+        jobs: JobEnqueuer,
+        defaults: CollectionDefaults,
+        check_embedding_model: Callable[[str], object] | None = None,
     ) -> None:
         self._store = store
         self._jobs = jobs
         self._defaults = defaults
+        self._check_embedding_model = check_embedding_model
 
     async def create(
         self,
@@ -102,6 +117,14 @@ class CollectionService:
             )
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"Invalid `chunking`: {exc}.", param="chunking") from None
+        model = embedding_model or self._defaults.embedding_model
+        if self._check_embedding_model is not None:
+            try:
+                self._check_embedding_model(model)
+            except ModelNotFound as exc:
+                raise ModelNotFound(
+                    f"`embedding_model`: {exc.message}", param="embedding_model"
+                ) from None
         row = await self._store.create_collection(
             {
                 "tenant_id": tenant_id,
@@ -111,7 +134,7 @@ class CollectionService:
                     "max_tokens": config.max_tokens,
                     "overlap_tokens": config.overlap_tokens,
                 },
-                "embedding_model": embedding_model or self._defaults.embedding_model,
+                "embedding_model": model,
                 "metadata": metadata or {},
             }
         )

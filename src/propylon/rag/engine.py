@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from propylon.db.database import Database
 from propylon.gateway.protocol import EmbeddingService
+from propylon.gateway.registry import ModelRegistry
 from propylon.rag.bm25 import BM25Index, BM25Params
 from propylon.rag.chunking import ChunkingConfig, CountTokens
 from propylon.rag.collections import CollectionDefaults, CollectionService, JobEnqueuer
@@ -32,7 +34,7 @@ def build_store(settings: RagSettings, database: Database) -> CollectionStore:
 
 
 def build_collection_service(
-    settings: RagSettings, database: Database, jobs: JobEnqueuer
+    settings: RagSettings, database: Database, jobs: JobEnqueuer, registry: ModelRegistry
 ) -> CollectionService:
     return CollectionService(
         build_store(settings, database),
@@ -43,6 +45,7 @@ def build_collection_service(
             max_upload_bytes=settings.max_upload_bytes,
             max_attempts=settings.max_attempts,
         ),
+        check_embedding_model=partial(registry.resolve, kind="embeddings"),
     )
 
 

@@ -121,22 +121,34 @@ async def test_a_client_leaving_mid_stream_is_recorded_and_the_upstream_released
 
 
 @pytest.mark.parametrize(
-    ("path", "fields"),
+    "route",
     [
-        ("/v1/chat/completions", {}),  # answered in front of FastAPI (``hot_routes.py``)
-        ("/v1/messages", {"max_tokens": 64}),  # through FastAPI's stack
+        "chat",  # answered in front of FastAPI (``hot_routes.py``)
+        "messages",  # through FastAPI's stack
+        "rag",  # an answer over a collection: retrieval, then the model
     ],
 )
 async def test_a_client_leaving_before_its_answer_is_recorded_and_the_call_stopped(
-    server: AppServer, upstream: FakeUpstream, path: str, fields: dict[str, int]
+    server: AppServer, upstream: FakeUpstream, route: str
 ) -> None:
     """The upstream holds the request; the client gives up waiting. The gateway stops the
     call (its record, 499 ``client_disconnected`` with no answer, is written while the
     upstream still holds it) and serves the next request as usual."""
+    messages = [{"role": "user", "content": "a slow answer"}]
+    path, body = {
+        "chat": ("/v1/chat/completions", {"model": "gpt-test", "messages": messages}),
+        "messages": ("/v1/messages", {"model": "gpt-test", "messages": messages, "max_tokens": 64}),
+        "rag": ("", {"model": "gpt-test", "question": "a slow answer", "mode": "keyword"}),
+    }[route]
+    if route == "rag":  # an empty collection: the model answers without sources
+        name = f"left-{time.time_ns()}"
+        made = await call(
+            server, "POST", "/v1/collections", json={"name": name, "embedding_model": "embed-test"}
+        )
+        assert made.status == 201, made.body
+        path = f"/v1/collections/{made.body['id']}/answer"
     upstream.hold()
     request_id = f"left-before-answer-{time.time_ns()}"
-    messages = [{"role": "user", "content": "a slow answer"}]
-    body = {"model": "gpt-test", "messages": messages, **fields}
     headers = {"Authorization": f"Bearer {server.api_key}", "x-request-id": request_id}
     async with aiohttp.ClientSession() as http:
         sent = asyncio.ensure_future(http.post(f"{server.url}{path}", json=body, headers=headers))

@@ -67,6 +67,21 @@ async def test_upload_a_docx_and_follow_its_ingestion(
     assert status == 200 and again["duplicate"] is True and again["id"] == accepted["id"]
 
 
+async def test_a_collection_with_an_embedding_model_not_configured_is_refused(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Refused when made, not at its first upload or search (they said `model` not found,
+    a field the request never had)."""
+    name, model = "wrong-model", "text-embedding-3-small"
+    async with http.post("collections", json={"name": name, "embedding_model": model}) as response:
+        assert response.status == 404
+        error = (await response.json())["error"]
+    assert (error["code"], error["param"]) == ("model_not_found", "embedding_model")
+    assert f"`{model}`" in error["message"] and "local/all-MiniLM-L6-v2" in error["message"]
+    async with http.get(f"collections/{name}") as response:
+        assert response.status == 404, "nothing was made"
+
+
 async def test_json_text_upload_and_listing(http: aiohttp.ClientSession) -> None:
     await http.post("collections", json={"name": "notes"})
     async with http.post(
