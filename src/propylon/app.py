@@ -11,6 +11,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import aiohttp
@@ -621,7 +622,12 @@ async def build_services(
         sources = build_source_service(settings.rag, database, collections, job_queue)
         mcp_servers = McpServers(database, settings.agents.mcp_stdio_commands)
         runs = RunService(
-            database, job_queue, hub, find_collection=collections.get, mcp=mcp_servers
+            database,
+            job_queue,
+            hub,
+            find_collection=collections.get,
+            check_model=partial(gateway.registry.resolve, kind="chat"),
+            mcp=mcp_servers,
         )
         services = Services(
             settings=settings,

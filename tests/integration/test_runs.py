@@ -256,6 +256,39 @@ async def test_a_step_that_times_out_fails_the_run_with_its_reason(
         ({"type": "chat"}, "request"),
         ({"type": "chain", "steps": []}, "steps"),
         ({"type": "chain", "steps": [{"name": "a", "kind": "teleport"}]}, "steps[0].kind"),
+        ({"type": "chain", "steps": [{"name": "a", "kind": ["search"]}]}, "steps[0].kind"),
+        ({"type": "chat", "request": {"model": "gpt-test", "messages": "hi"}}, "request.messages"),
+        (
+            {
+                "type": "chat",
+                "request": {"model": "gpt-test", "messages": [{"role": ["user"], "content": "hi"}]},
+            },
+            "request.messages[0].role",
+        ),
+        (
+            {
+                "type": "chain",
+                "steps": [
+                    {"name": "s", "kind": "search", "collection": "c", "query": "q", "top_k": "ten"}
+                ],
+            },
+            "steps[0].top_k",
+        ),
+        (
+            {
+                "type": "chain",
+                "steps": [
+                    {
+                        "name": "s",
+                        "kind": "search",
+                        "collection": "c",
+                        "query": "q",
+                        "mode": "psychic",
+                    }
+                ],
+            },
+            "steps[0].mode",
+        ),
         ({"type": "chain", "steps": [{"name": "a", "kind": "guard"}]}, "steps[0].text"),
         (
             {"type": "chain", "steps": [{"name": "v", "kind": "verify_citations", "step": "x"}]},
@@ -269,6 +302,49 @@ async def test_a_malformed_run_is_refused_with_a_clear_error(
     status, error = await call(runs_app, "POST", "/runs", body)
     assert status == 400
     assert error["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (chat_run() | {"request": {**chat_run()["request"], "model": "gpt-nope"}}, "request.model"),
+        ({"type": "agent", "model": "gpt-nope", "input": "hi", "tools": []}, "model"),
+        (
+            {
+                "type": "chain",
+                "steps": [
+                    {
+                        "name": "m",
+                        "kind": "model",
+                        "request": {
+                            "model": "gpt-nope",
+                            "messages": [{"role": "user", "content": "hi"}],
+                        },
+                    }
+                ],
+            },
+            "steps[0].request.model",
+        ),
+    ],
+)
+async def test_a_run_on_a_model_not_configured_is_refused_at_once(
+    runs_app: AppServer, body: dict[str, Any], param: str
+) -> None:
+    """A 404 naming the model, not a 202 and a run that fails later."""
+    status, error = await call(runs_app, "POST", "/runs", body)
+    assert status == 404, error
+    assert (error["error"]["code"], error["error"]["param"]) == ("model_not_found", param)
+
+
+async def test_a_step_with_null_timeout_and_retries_runs_with_the_defaults(
+    runs_app: AppServer,
+) -> None:
+    step = {"name": "s", "kind": "model", "request": chat_run()["request"]}
+    body = {"type": "chain", "steps": [step | {"timeout_s": None, "retries": None}]}
+    status, run = await call(runs_app, "POST", "/runs", body)
+    assert status == 202, run
+    done = await wait_for(runs_app, run["id"], TERMINAL)
+    assert done["state"] == "succeeded", done
 
 
 async def test_another_tenants_run_is_not_found(runs_app: AppServer) -> None:

@@ -59,7 +59,7 @@ def _validate_message(index: int, message: Any) -> None:
     if not isinstance(message, dict):
         raise InvalidRequest(f"`{where}` must be an object.", param=where)
     role = message.get("role")
-    if role not in _ROLES:
+    if not isinstance(role, str) or role not in _ROLES:
         raise InvalidRequest(
             f"`{where}.role` must be one of {', '.join(sorted(_ROLES))}.", param=f"{where}.role"
         )

@@ -193,8 +193,8 @@ class RunExecutor:
         self, ctx: StepContext, step: dict[str, Any], steps: dict[str, dict[str, Any]]
     ) -> dict[str, Any]:
         name, kind = step["name"], step["kind"]
-        timeout = float(step.get("timeout_s", DEFAULT_TIMEOUT_S))
-        retries = int(step.get("retries", DEFAULT_RETRIES))
+        timeout = float(_given(step.get("timeout_s"), DEFAULT_TIMEOUT_S))  # null: the default
+        retries = int(_given(step.get("retries"), DEFAULT_RETRIES))
         params = render(step, ctx.outputs)
         for attempt in range(retries + 1):
             steps[name]["attempts"] = attempt + 1
@@ -273,3 +273,7 @@ class RunExecutor:
 
 def _step_attributes(step: dict[str, Any]) -> dict[str, Any]:
     return {"propylon.run.step": str(step["name"]), "propylon.run.step_kind": str(step["kind"])}
+
+
+def _given(value: Any, default: float) -> Any:
+    return default if value is None else value

@@ -16,6 +16,7 @@ from propylon.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from propylon.jobs.progress import ProgressHub
 from propylon.jobs.queue import JobQueue
 from propylon.principal import Principal
+from propylon.rag.chat import PREFIX as RAG_PREFIX
 from propylon.runs import events
 from propylon.runs.agent_spec import normalise_agent
 from propylon.runs.events import RunEventLog
@@ -74,6 +75,8 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
 
 FindCollection = Callable[[str, str], Awaitable[object]]
 """(tenant id, id or name) -> the collection; raises ``NotFound`` for another tenant's."""
+CheckModel = Callable[[str], object]
+"""A chat model's public name -> its configuration; raises ``ModelNotFound`` otherwise."""
 
 
 class RunService:
@@ -85,6 +88,7 @@ class RunService:
         *,
         max_attempts: int = 2,
         find_collection: FindCollection | None = None,
+        check_model: CheckModel | None = None,
         mcp: McpServers | None = None,
     ) -> None:
         self._database = database
@@ -92,21 +96,24 @@ class RunService:
         self._hub = hub
         self._max_attempts = max_attempts
         self._find_collection = find_collection
+        self._check_model = check_model
         self._mcp = mcp
 
     async def create(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
         """Validate, store and enqueue; the run is visible to workers when this commits. A
-        step naming a collection the tenant does not have is a 404 now, not a failed run."""
+        step naming a collection the tenant does not have, or a model that is not here or not
+        for this key, is refused now, not a failed run."""
         kind, steps = normalise(body)
         spec: dict[str, Any] = {"steps": steps}
         if kind == "agent":
             spec["agent"] = agent = normalise_agent(body)
-            if not principal.can_use_model(agent["model"]):
-                raise PermissionDenied(
-                    f"This key may not use the model `{agent['model']}`.", param="model"
-                )
+            self._check_model_use(principal, agent["model"], "model")
             check_tools(principal, agent["tools"])
             await self._check_mcp_servers(principal.tenant_id, agent["tools"])
+        for index, step in enumerate(steps):
+            if step["kind"] == "model":
+                where = "request" if kind == "chat" else f"steps[{index}].request"
+                self._check_model_use(principal, step["request"]["model"], f"{where}.model")
         await self._check_collections(principal.tenant_id, kind, steps)
         async with self._database.connection() as conn:
             cur = await conn.execute(
@@ -130,6 +137,19 @@ class RunService:
             )
             await conn.execute(_q("attach_job"), {"run_id": run_id, "job_id": job_id})
         return await self.get(principal.tenant_id, run_id)
+
+    def _check_model_use(self, principal: Principal, model: str, param: str) -> None:
+        """``model`` is configured (a ``rag/`` model: its collection is checked apart) and
+        this key may use it; a name that refers to an earlier step is known only later."""
+        if "{{" in model:
+            return
+        if self._check_model is not None and not model.startswith(RAG_PREFIX):
+            try:
+                self._check_model(model)
+            except NotFound as exc:
+                raise NotFound(exc.message, param=param, code=exc.code) from None
+        if not principal.can_use_model(model):
+            raise PermissionDenied(f"This key may not use the model `{model}`.", param=param)
 
     async def _check_mcp_servers(self, tenant_id: str, tools: list[dict[str, Any]]) -> None:
         for index, entry in enumerate(tools):

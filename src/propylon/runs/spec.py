@@ -5,16 +5,23 @@
     {"type": "chain",  "steps": [{"name": "retrieve", "kind": "search", …}, …]}
     {"type": "agent",  "model": "…", "input": "…", "tools": […]}   (``agent_spec``)
 
-Every step may carry `timeout_s` (default 120) and `retries` (default 1). String fields of a
-step may refer to earlier steps' outputs as `{{steps.NAME.FIELD}}`.
+Every step may carry `timeout_s` (default 120) and `retries` (default 1; null: the default).
+A model step's request is checked as a chat completion body, a search step as a search body
+(`query`, `top_k`, `mode`, `filter`), when the run is made. String fields of a step may refer to
+earlier steps' outputs as `{{steps.NAME.FIELD}}`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from propylon.errors import InvalidRequest
+from propylon.gateway.validation import validate_chat_request
+from propylon.rag.search import SearchRequest
+
+DEFAULT_TOP_K = 5  # a search step's hits when it names no `top_k`
 
 MAX_STEPS = 20
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
@@ -54,9 +61,12 @@ def normalise(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         return kind, [dict(step) for step in steps]
     else:
         raise InvalidRequest("`type` must be `chat`, `answer`, `chain` or `agent`.", param="type")
-    seen: set[str] = set()
-    for index, step in enumerate(steps):
-        _check_step(f"steps[{index}]", step, seen)
+    try:  # the one step made of the body's fields: an error names the body's field
+        _check_step("steps[0]", steps[0], set())
+    except InvalidRequest as exc:
+        param = (exc.param or "").removeprefix("steps[0].")
+        message = exc.message.replace("`steps[0].", "`")
+        raise InvalidRequest(message, param=param or None) from None
     return kind, [dict(step) for step in steps]
 
 
@@ -82,7 +92,7 @@ def _check_step(where: str, step: Any, seen: set[str]) -> None:
         )
     seen.add(name)
     kind = step.get("kind")
-    if kind not in KIND_FIELDS:
+    if not isinstance(kind, str) or kind not in KIND_FIELDS:
         raise InvalidRequest(
             f"`{where}.kind` must be one of {', '.join(KIND_FIELDS)}.", param=f"{where}.kind"
         )
@@ -93,6 +103,10 @@ def _check_step(where: str, step: Any, seen: set[str]) -> None:
             raise InvalidRequest(
                 f"`{where}.{field}` is required for a `{kind}` step.", param=f"{where}.{field}"
             )
+    if kind == "model":
+        _within(f"{where}.request", validate_chat_request, step["request"])
+    elif kind == "search":
+        _within(where, lambda s: SearchRequest.parse(s, default_top_k=DEFAULT_TOP_K), step)
     if kind == "verify_citations" and step["step"] not in seen - {name}:
         raise InvalidRequest(f"`{where}.step` must name an earlier step.", param=f"{where}.step")
     for field, low, high in (("timeout_s", 0.1, 3600), ("retries", 0, 5)):
@@ -105,6 +119,15 @@ def _check_step(where: str, step: Any, seen: set[str]) -> None:
             raise InvalidRequest(
                 f"`{where}.{field}` must be a number in [{low}, {high}].", param=f"{where}.{field}"
             )
+
+
+def _within(where: str, check: Callable[[dict[str, Any]], object], body: dict[str, Any]) -> None:
+    """``check(body)``, its ``InvalidRequest`` naming the field as part of ``where``."""
+    try:
+        check(body)
+    except InvalidRequest as exc:
+        param = f"{where}.{exc.param}" if exc.param else where
+        raise InvalidRequest(f"`{where}`: {exc.message}", param=param) from None
 
 
 def render(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:

@@ -18,6 +18,7 @@ from propylon.gateway.protocol import ChatService
 from propylon.principal import Principal
 from propylon.rag.search import SearchRequest, SearchService
 from propylon.runs.events import RunEventLog
+from propylon.runs.spec import DEFAULT_TOP_K
 
 TOKEN_FLUSH_S = 0.05
 
@@ -95,8 +96,7 @@ async def search_step(ctx: StepContext, name: str, params: dict[str, Any]) -> di
     """Hybrid (or `mode`) search over one collection."""
     if ctx.search is None:
         raise RuntimeError("search is not available in this process")
-    top_k = int(params.get("top_k", 5))
-    request = SearchRequest(params["query"], top_k, params.get("mode", "hybrid"))
+    request = SearchRequest.parse(params, default_top_k=DEFAULT_TOP_K)
     hits = await ctx.search.search(ctx.principal, [params["collection"]], request)
     results = [
         {

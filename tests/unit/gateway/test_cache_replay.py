@@ -59,6 +59,14 @@ def test_an_unfinished_or_logprob_stream_is_not_cached() -> None:
     assert logprobs.completion() is None
 
 
+def test_a_stream_ending_with_a_finish_reason_that_is_not_a_string_is_not_cached() -> None:
+    """An upstream's odd ``finish_reason`` (a list) is not cacheable, and not a crash."""
+    odd = CompletionAssembler()
+    odd.add(LIVE[1])
+    odd.add({**LIVE[5], "choices": [{**LIVE[5]["choices"][0], "finish_reason": ["stop"]}]})
+    assert odd.completion() is None
+
+
 async def test_the_replay_carries_content_tool_calls_finish_and_usage() -> None:
     completion = assembled()
     assert completion is not None

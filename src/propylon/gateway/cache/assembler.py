@@ -11,6 +11,11 @@ from propylon.gateway.protocol import JSONObject
 CACHEABLE_FINISH = frozenset({"stop", "length", "tool_calls"})
 
 
+def cacheable(finish_reason: object) -> bool:
+    """A choice that ended this way may be cached (an upstream's odd value, say a list, not)."""
+    return isinstance(finish_reason, str) and finish_reason in CACHEABLE_FINISH
+
+
 @dataclass(slots=True)
 class _Choice:
     role: str = "assistant"
@@ -70,7 +75,7 @@ class CompletionAssembler:
     def completion(self) -> JSONObject | None:
         if not self._faithful or not self._choices:
             return None
-        if any(c.finish_reason not in CACHEABLE_FINISH for c in self._choices.values()):
+        if not all(cacheable(c.finish_reason) for c in self._choices.values()):
             return None
         choices = []
         for index, c in sorted(self._choices.items()):

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from propylon.background import WriterLoop
-from propylon.gateway.cache.assembler import CACHEABLE_FINISH, CompletionAssembler
+from propylon.gateway.cache.assembler import CompletionAssembler, cacheable
 from propylon.gateway.cache.control import CacheDirective, cache_directive
 from propylon.gateway.cache.exact import ExactCache
 from propylon.gateway.cache.key import CacheKey, cache_key_off_loop
@@ -274,7 +274,9 @@ class CachedChatService:
 
     async def _store(self, plan: _Plan, response: JSONObject) -> None:
         choices = response.get("choices")
-        if not choices or any(c.get("finish_reason") not in CACHEABLE_FINISH for c in choices):
+        if not isinstance(choices, list) or not choices:
+            return
+        if not all(isinstance(c, dict) and cacheable(c.get("finish_reason")) for c in choices):
             return
         encoded = orjson.dumps(response)
         if len(encoded) > self._settings.max_entry_bytes:
