@@ -25,15 +25,15 @@ _MAX_EXPONENT = 16  # 2**16 times the base is past any cap: the delay never over
 
 
 def refused_for_its_data(exc: BaseException) -> bool:
-    """The database refused a row for its data (SQLSTATE class 22, data exception, or 23,
-    integrity), or the driver could not encode it (a NUL in text, a lone surrogate) — not an
-    outage. Read off the error, no driver imported: DB-API 2.0 names a client-side data
-    error ``DataError`` in every driver."""
+    """The database refused a row for its data (SQLSTATE class 22, data exception, 23,
+    integrity, or 54, a program limit such as an index entry's size), or the driver could not
+    encode it (a NUL in text, a lone surrogate) — not an outage. Read off the error, no driver
+    imported: DB-API 2.0 names a client-side data error ``DataError`` in every driver."""
     if isinstance(exc, UnicodeError):
         return True
     sqlstate = getattr(exc, "sqlstate", None)
-    if isinstance(sqlstate, str):
-        return sqlstate[:2] in ("22", "23")
+    if isinstance(sqlstate, str):  # 54: a program limit, such as a value too large to index
+        return sqlstate[:2] in ("22", "23", "54")
     return any(cls.__name__ == "DataError" for cls in type(exc).__mro__)
 
 

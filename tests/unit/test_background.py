@@ -44,6 +44,7 @@ def client_side_nul() -> Exception:
         (ServerError("22P05"), True),  # untranslatable character (\u0000 in jsonb)
         (ServerError("22001"), True),  # string too long
         (ServerError("23505"), True),  # unique violation
+        (psycopg.errors.ProgramLimitExceeded(), True),  # an index entry too large (54000)
         (ServerError("08006"), False),  # connection failure
         (ServerError("57P01"), False),  # admin shutdown
         (client_side_nul(), True),  # psycopg refuses a NUL before sending

@@ -29,7 +29,7 @@ from psycopg import AsyncConnection, pq
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from propylon.errors import ServiceUnavailable
+from propylon.errors import InvalidRequest, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +165,27 @@ UNAVAILABLE: tuple[type[Exception], ...] = (PoolTimeout, psycopg.OperationalErro
 
 def unavailable(exc: BaseException) -> ServiceUnavailable | None:
     """``exc`` as the 503 a client should see when it says the database cannot be reached (no
-    pooled connection in time, a connection lost), else ``None``."""
-    if isinstance(exc, UNAVAILABLE):
+    pooled connection in time, a connection lost), else ``None``. A program limit (SQLSTATE
+    class 54, an ``OperationalError`` too: a value too large to index, say) is the request's
+    data, not an outage: ``beyond_limits``."""
+    if isinstance(exc, UNAVAILABLE) and beyond_limits(exc) is None:
         return ServiceUnavailable(
             "The database is unavailable; try again shortly.",
             code="database_unavailable",
             retry_after=_RETRY_AFTER_S,
+        )
+    return None
+
+
+def beyond_limits(exc: BaseException) -> InvalidRequest | None:
+    """``exc`` as the 400 a client should see when the database refused a value of the request
+    for its size (SQLSTATE class 54: a value too large to index, too many arguments), else
+    ``None``. Retrying would fail the same way, so it is not a 503."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith("54"):
+        return InvalidRequest(
+            "A value of the request is too large for the database to store or index; shorten it.",
+            code="value_too_large",
         )
     return None
 

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from propylon.db.database import UNAVAILABLE, unavailable
+from propylon.db.database import UNAVAILABLE, beyond_limits, unavailable
 from propylon.errors import InvalidRequest, NotFound, PropylonError
 from propylon.gateway.call import CallInfo
 from propylon.http.json import json_response
@@ -62,6 +62,10 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
     down = unavailable(exc)
     if down is None:
+        too_large = beyond_limits(exc)
+        if too_large is not None:
+            log.info("refused by the database's limits", extra={"path": request.url.path})
+            return render_error(too_large)
         return await _unexpected(request, exc)
     log.warning("database unavailable", extra={"path": request.url.path, "error": repr(exc)})
     return render_error(down)  # 503 with Retry-After, not a 30 s hang and a 500

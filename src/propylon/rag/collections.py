@@ -32,6 +32,7 @@ from propylon.rag.store import CollectionStore, Conn, Row
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_TEXT_WINDOW = 20_000  # characters of document text one request may read
+MAX_EXTERNAL_ID = 1024  # bytes (UTF-8): indexed, and a B-tree entry holds at most ~2,700
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 
@@ -179,6 +180,11 @@ class CollectionService:
             raise RequestTooLarge(f"The file is larger than the upload limit of {limit:,} bytes.")
         if not content:
             raise InvalidRequest("The file is empty.", param="file")
+        if external_id is not None and len(external_id.encode()) > MAX_EXTERNAL_ID:
+            raise InvalidRequest(
+                f"`external_id` is longer than {MAX_EXTERNAL_ID:,} bytes (UTF-8).",
+                param="external_id",
+            )
         collection = await self.get(tenant_id, collection_ref)
         collection_id = str(collection["id"])
         sha256 = hashlib.sha256(content).hexdigest()

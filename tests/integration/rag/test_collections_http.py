@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 
+from propylon.db.database import beyond_limits, unavailable
 from tests.integration.rag.conftest import wait_for_job
 from tests.support import documents
 from tests.support.servers import AppServer
@@ -131,6 +133,23 @@ async def test_requests_that_cannot_be_served(http: aiohttp.ClientSession) -> No
     async with http.get("collections/missing") as response:
         assert response.status == 404
         assert (await response.json())["error"]["code"] == "not_found"
+    # Indexed: past a B-tree entry's size PostgreSQL refused it, and that read as an outage
+    # (503, "try again shortly", forever).
+    for external_id in ("x" * 9000, "€" * 400):  # 9,000 and 1,200 bytes
+        body = {"text": "a note", "external_id": external_id}
+        async with http.post("collections/dup/documents", json=body) as r:
+            assert r.status == 400
+            assert (await r.json())["error"]["param"] == "external_id"
+
+
+def test_a_value_beyond_the_databases_limits_is_the_requests_fault_not_an_outage() -> None:
+    limit = psycopg.errors.ProgramLimitExceeded("index row requires 9032 bytes")
+    assert unavailable(limit) is None
+    refused = beyond_limits(limit)
+    assert refused is not None and refused.http_status == 400
+    assert refused.code == "value_too_large"
+    assert unavailable(psycopg.OperationalError("connection refused")) is not None
+    assert beyond_limits(psycopg.OperationalError("connection refused")) is None
 
 
 async def test_another_tenants_collection_is_404(
