@@ -8,10 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from propylon.db.database import UNAVAILABLE, beyond_limits, unavailable
-from propylon.errors import InvalidRequest, NotFound, PropylonError
+from propylon.errors import ClientDisconnected, InvalidRequest, NotFound, PropylonError
 from propylon.gateway.call import CallInfo
 from propylon.http.json import json_response
 from propylon.observe.redaction import redact
@@ -71,6 +72,11 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     return render_error(down)  # 503 with Retry-After, not a 30 s hang and a 500
 
 
+async def _client_left(request: Request, exc: Exception) -> Response:
+    """The client hung up while its request's body was being read: 499, for the record."""
+    return render_error(ClientDisconnected("The client closed the connection mid-request."))
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", extra={"path": request.url.path})
     return render_error(PropylonError("The server failed to handle this request."))
@@ -85,6 +91,8 @@ async def error_response(request: Request, exc: Exception) -> Response:
         return await _http_error(request, exc)
     if isinstance(exc, RequestValidationError):
         return await _validation_error(request, exc)
+    if isinstance(exc, ClientDisconnect):
+        return await _client_left(request, exc)
     return await _database_unavailable(request, exc)
 
 
@@ -92,6 +100,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PropylonError, _propylon_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_left)
     for kind in UNAVAILABLE:  # handled like the above: the connection stays usable
         app.add_exception_handler(kind, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -164,6 +164,26 @@ async def test_a_client_leaving_before_its_answer_is_recorded_and_the_call_stopp
     assert (await chat(server, "and now a quick one")).status == 200
 
 
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+async def test_a_client_leaving_while_sending_its_body_is_recorded_as_499(
+    server: AppServer, path: str
+) -> None:
+    """It announces 100 bytes, sends 10 and hangs up: recorded 499, not a 500 (an error)."""
+    request_id = f"left-mid-body-{time.time_ns()}"
+    host, port = server.url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {server.api_key}\r\nx-request-id: {request_id}\r\n"
+        'Content-Length: 100\r\n\r\n{"model": '.encode()
+    )
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    (record,) = await records(server, 1, f"request_id={request_id}")
+    assert (record["status"], record["error_code"]) == (499, "client_disconnected")
+
+
 async def test_embeddings_are_recorded_without_their_vectors(server: AppServer) -> None:
     reply = await call(
         server, "POST", "/v1/embeddings", json={"model": "embed-test", "input": ["a", "b"]}
