@@ -27,8 +27,10 @@ from weakref import WeakKeyDictionary
 import psycopg
 from psycopg import AsyncConnection, pq
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from propylon.db.json_loads import loads
 from propylon.errors import InvalidRequest, ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -195,7 +197,9 @@ async def _reconnect_failed(pool: AsyncConnectionPool[AsyncConnection[DictRow]])
 
 
 async def _configure(conn: AsyncConnection[DictRow]) -> None:
-    """Apply ``SESSION_DEFAULTS`` to a new connection, leaving it idle."""
+    """Read ``json``/``jsonb`` with ``loads`` on a new connection, apply
+    ``SESSION_DEFAULTS``, and leave it idle."""
+    set_json_loads(loads, conn)  # a stored number of 2^64 or more comes back as a float
     try:
         await conn.execute(SESSION_DEFAULTS)
         await conn.commit()

@@ -34,7 +34,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from propylon.db import vectors
+from propylon.db import json_loads, vectors
 from propylon.gateway.cache.database_index import DatabaseIndex
 from propylon.gateway.cache.key import CacheKey
 from propylon.gateway.cache.queries import queries
@@ -624,7 +624,7 @@ class SemanticCache:
                 probability = verdict.probability
             if reason is None:
                 entry_id = None if row["id"] is None else int(row["id"])
-                response = orjson.loads(row["response"])
+                response = json_loads.loads(row["response"])
                 entry = (key.tenant_id, key.model, key.scope, str(row["question"]))
                 hit = SemanticHit(entry_id, similarity, response, entry, probability)
                 return Lookup(hit, best, rejected, why)
