@@ -253,7 +253,7 @@ async def test_bad_admin_input_gets_a_400_naming_the_field(server: AppServer) ->
     reply = await request(
         server, "POST", "/admin/keys", key=ADMIN, json={"tenant": "a", "limits": {"rpm": -1}}
     )
-    assert reply.error["param"] == "limits"
+    assert reply.error["param"] == "limits.rpm"
     missing = await request(server, "GET", "/admin/keys/ppl_nothing/usage", key=ADMIN)
     assert_openai_error(missing, 404, "invalid_request_error", "not_found")
 

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from propylon.access import amounts
+from propylon.errors import InvalidRequest
 from propylon.settings import ModelPrice
 
 Period = Literal["day", "month"]
@@ -21,18 +23,29 @@ class Budget:
     cost_usd: float | None = None
 
     @classmethod
-    def parse(cls, raw: dict[str, Any] | None) -> Budget:
+    def parse(cls, raw: Mapping[str, Any] | None, where: str = "budget") -> Budget:
+        """A budget an operator gives: ``tokens`` a whole number and ``cost_usd`` a number,
+        each from 0 to 2^53, else a 400 naming it (``budget.tokens``)."""
         raw = raw or {}
         period = raw.get("period", "month")
         if period not in ("day", "month"):
-            raise ValueError(f"a budget period is `day` or `month`, not {period!r}")
-        tokens = raw.get("tokens")
-        cost = raw.get("cost_usd")
-        if (tokens is not None and int(tokens) < 0) or (cost is not None and float(cost) < 0):
-            raise ValueError("a budget cannot be negative")
+            raise InvalidRequest(
+                f"`{where}.period` must be `day` or `month`.", param=f"{where}.period"
+            )
         return cls(
             period=period,
-            tokens=None if tokens is None else int(tokens),
+            tokens=amounts.count(raw, "tokens", where, low=0),
+            cost_usd=amounts.dollars(raw, "cost_usd", where),
+        )
+
+    @classmethod
+    def stored(cls, raw: Mapping[str, Any] | None) -> Budget:
+        """A budget as a row holds it (``parse``'s, or an older one: bounded)."""
+        raw = raw or {}
+        cost = raw.get("cost_usd")
+        return cls(
+            period=raw.get("period", "month"),
+            tokens=amounts.stored_count(raw.get("tokens")),
             cost_usd=None if cost is None else float(cost),
         )
 

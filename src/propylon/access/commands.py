@@ -17,11 +17,12 @@ from urllib.parse import urlsplit
 
 import typer
 
+from propylon.access.amounts import MAX_AMOUNT
 from propylon.access.budgets import Budget
 from propylon.access.keys import KeyRecord
 from propylon.access.limits import Limits
 from propylon.access.store import AccessStore
-from propylon.errors import PropylonError
+from propylon.errors import InvalidRequest, PropylonError
 from propylon.settings import Settings, load_settings
 from propylon.storable import unstorable_field
 
@@ -52,13 +53,19 @@ DataDirOpt = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Directory of the embedded database (PROPYLON_DATA_DIR)."),
 ]
-RpmOpt = Annotated[int | None, typer.Option("--rpm", help="Requests per minute.", min=1)]
-TpmOpt = Annotated[int | None, typer.Option("--tpm", help="Tokens per minute.", min=1)]
+RpmOpt = Annotated[
+    int | None, typer.Option("--rpm", help="Requests per minute.", min=1, max=MAX_AMOUNT)
+]
+TpmOpt = Annotated[
+    int | None, typer.Option("--tpm", help="Tokens per minute.", min=1, max=MAX_AMOUNT)
+]
 BudgetTokensOpt = Annotated[
-    int | None, typer.Option("--budget-tokens", help="Tokens per budget period.", min=0)
+    int | None,
+    typer.Option("--budget-tokens", help="Tokens per budget period.", min=0, max=MAX_AMOUNT),
 ]
 BudgetCostOpt = Annotated[
-    float | None, typer.Option("--budget-usd", help="US dollars per budget period.", min=0)
+    float | None,
+    typer.Option("--budget-usd", help="US dollars per budget period.", min=0, max=MAX_AMOUNT),
 ]
 PeriodOpt = Annotated[str, typer.Option("--budget-period", help="`day` or `month` (UTC).")]
 KeyRefArg = Annotated[
@@ -141,8 +148,8 @@ def _echo(value: Any) -> None:
 def _budget(period: str, tokens: int | None, cost: float | None) -> Budget:
     try:
         return Budget.parse({"period": period, "tokens": tokens, "cost_usd": cost})
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    except InvalidRequest as exc:
+        raise typer.BadParameter(exc.message) from None
 
 
 @tenants_app.command("create")

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
+
+from propylon.access import amounts
 
 Kind = Literal["requests", "tokens", "usd"]
 
@@ -35,9 +37,21 @@ class Limits:
     tpm: int | None = None
 
     @classmethod
-    def parse(cls, raw: dict[str, Any] | None) -> Limits:
+    def parse(cls, raw: Mapping[str, Any] | None, where: str = "limits") -> Limits:
+        """Limits an operator gives: each a whole number from 1 to 2^53, else a 400 naming
+        it (``limits.rpm``)."""
         raw = raw or {}
-        return cls(rpm=_positive(raw.get("rpm")), tpm=_positive(raw.get("tpm")))
+        return cls(
+            rpm=amounts.count(raw, "rpm", where, low=1), tpm=amounts.count(raw, "tpm", where, low=1)
+        )
+
+    @classmethod
+    def stored(cls, raw: Mapping[str, Any] | None) -> Limits:
+        """Limits as a row holds them (``parse``'s, or older ones: bounded)."""
+        raw = raw or {}
+        return cls(
+            rpm=amounts.stored_count(raw.get("rpm")), tpm=amounts.stored_count(raw.get("tpm"))
+        )
 
     def to_json(self) -> dict[str, int]:
         return {k: v for k, v in (("rpm", self.rpm), ("tpm", self.tpm)) if v is not None}
@@ -47,15 +61,6 @@ class Limits:
             rpm=self.rpm if self.rpm is not None else default.rpm,
             tpm=self.tpm if self.tpm is not None else default.tpm,
         )
-
-
-def _positive(value: Any) -> int | None:
-    if value is None:
-        return None
-    number = int(value)
-    if number <= 0:
-        raise ValueError(f"a limit must be a positive integer, not {value!r}")
-    return number
 
 
 @dataclass(frozen=True, slots=True)

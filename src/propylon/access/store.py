@@ -269,7 +269,7 @@ def _tenant(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "name": row["name"],
-        "limits": Limits.parse(row["limits"]).to_json(),
-        "budget": Budget.parse(row["budget"]).to_json(),
+        "limits": Limits.stored(row["limits"]).to_json(),
+        "budget": Budget.stored(row["budget"]).to_json(),
         "created_at": row["created_at"].isoformat(),
     }

@@ -121,7 +121,4 @@ def _policy(kind: type[Limits] | type[Budget], body: dict[str, Any], field: str)
     value = body.get(field)
     if value is not None and not isinstance(value, dict):
         raise InvalidRequest(f"`{field}` must be an object.", param=field)
-    try:
-        return kind.parse(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest(f"`{field}`: {exc}", param=field) from None
+    return kind.parse(value, field)
