@@ -37,6 +37,13 @@ def test_sampling_tenant_and_salt_change_the_exact_key_and_the_scope() -> None:
         assert other.scope != base.scope
 
 
+def test_a_huge_integral_number_is_keyed_like_any_other() -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"maximum": 1e20}}}
+    assert key(request(seed=1e20)) != key(request(seed=1e19))
+    assert key(request(tools=[tool])) == key(request(tools=[tool]))
+    assert key(request(seed=2.0**62)) == key(request(seed=2**62))
+
+
 def test_rewording_the_last_question_keeps_the_scope() -> None:
     a = key(request())
     b = key({**request(), "messages": [{"role": "user", "content": "Hello there"}]})

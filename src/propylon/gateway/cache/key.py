@@ -123,8 +123,9 @@ def last_question(request: JSONObject) -> str | None:
 
 def _canonical(value: Any) -> Any:
     """Equal requests, equal bytes: integral floats become ints (``0.0`` and ``0`` are one
-    temperature); key order is fixed by the serializer."""
-    if isinstance(value, float) and value.is_integer():
+    temperature), those orjson can write (a ``seed`` of ``1e20`` stays a float: as an int it
+    made the key fail, and the request go uncached); key order is fixed by the serializer."""
+    if isinstance(value, float) and value.is_integer() and -(2**63) <= value < 2**63:
         return int(value)
     if isinstance(value, dict):
         return {str(k): _canonical(v) for k, v in value.items()}
