@@ -74,3 +74,48 @@ async def test_a_provider_key_echoed_by_the_upstream_never_reaches_the_client(
         ):
             logs = await resp.text()
     assert PROVIDER_KEY not in logs
+
+
+# "²" passes str.isdigit() but not int(); the large numbers overflow a datetime, a timedelta
+# or a bigint column.
+REFUSED_NUMBERS = {
+    "/collections/docs/documents?limit=%C2%B2": "limit",
+    "/collections/docs/documents?offset=%C2%B2": "offset",
+    "/collections/docs/documents/doc/text?start=%C2%B2": "start",
+    "/collections/docs/documents/doc/text?end=%C2%B2": "end",
+    "/logs?since=100000000000000000000": "since",
+    "/logs?until=100000000000000000000": "until",
+    "/logs?before=99999999999999999999999": "before",
+    "/stats?window=99999999999d": "window",
+    "/stats/prompt-versions?window=99999999999d": "window",
+}
+
+
+async def test_a_number_no_integer_or_time_can_hold_is_a_400_naming_its_parameter(
+    gateway: AppServer,
+) -> None:
+    answers = {}
+    async with aiohttp.ClientSession() as http:
+        for path in REFUSED_NUMBERS:
+            async with http.get(f"{gateway.v1}{path}", headers=gateway.headers) as resp:
+                answers[path] = (resp.status, (await resp.json())["error"]["param"])
+    assert answers == {path: (400, param) for path, param in REFUSED_NUMBERS.items()}
+
+
+async def test_a_log_id_of_other_digits_than_ascii_is_looked_up_as_a_request_id(
+    gateway: AppServer,
+) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{gateway.v1}/logs/%C2%B2", headers=gateway.headers) as resp,
+    ):
+        assert resp.status == 404
+        assert (await resp.json())["error"]["param"] == "id"
+
+
+async def test_the_earliest_and_latest_times_taken_reach_the_database(gateway: AppServer) -> None:
+    widest = "since=0001-01-01T00:00:00%2B14:00&until=9999-12-31T23:59:59-14:00"
+    async with aiohttp.ClientSession() as http:
+        for query in (widest, "since=0&until=253370764799.999"):
+            async with http.get(f"{gateway.v1}/logs?{query}", headers=gateway.headers) as resp:
+                assert resp.status == 200, await resp.text()

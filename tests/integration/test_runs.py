@@ -366,6 +366,8 @@ async def test_the_event_feed_refuses_another_tenants_run_and_a_bad_event_id(
     for url, key, code in (
         (base, other, 4404),
         (f"{base}?last_event_id=minus-one", runs_app.api_key, 4400),
+        (f"{base}?last_event_id=%C2%B2", runs_app.api_key, 4400),  # "²": isdigit(), no int()
+        (f"{base}?last_event_id=2147483648", runs_app.api_key, 4400),  # past `integer`
     ):
         async with (
             aiohttp.ClientSession() as http,

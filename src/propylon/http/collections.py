@@ -21,6 +21,7 @@ from propylon.http.auth import authenticate
 from propylon.http.context import services
 from propylon.http.json import json_response, limit_body, read_json_object
 from propylon.http.openapi import JSON_OBJECT_BODY
+from propylon.params import int_param
 from propylon.principal import Principal
 from propylon.storable import check_storable
 
@@ -201,11 +202,7 @@ def _optional(body: dict[str, Any], key: str, kind: type) -> Any:
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise InvalidRequest(f"`{name}` must be an integer from {low} to {high}.", param=name)
-    return int(raw)
+    return default if raw is None else int_param(raw, name, low, high)
 
 
 def _collection(row: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from propylon.http.context import services
 from propylon.http.json import json_response, read_json_object
 from propylon.http.openapi import JSON_OBJECT_BODY
 from propylon.http.websocket import serve_feed
+from propylon.params import INT_MAX, int_param
 
 router = APIRouter(tags=["runs"])
 
@@ -85,8 +86,4 @@ async def run_events(websocket: WebSocket, run_id: str) -> None:
 
 def _last_event_id(websocket: WebSocket) -> int:
     raw = websocket.query_params.get("last_event_id") or websocket.headers.get("last-event-id")
-    if raw is None:
-        return 0
-    if not raw.isdigit():
-        raise InvalidRequest("`last_event_id` must be a non-negative integer.")
-    return int(raw)
+    return 0 if raw is None else int_param(raw, "last_event_id", 0, INT_MAX)

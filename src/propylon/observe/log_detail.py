@@ -16,6 +16,7 @@ from propylon.db.database import Database
 from propylon.errors import NotFound
 from propylon.observe.logs_query import render_log
 from propylon.observe.queries import query
+from propylon.params import BIGINT_MAX, digits
 from propylon.principal import Principal
 
 
@@ -23,7 +24,7 @@ async def log_detail(database: Database, principal: Principal, log_id: str) -> d
     """The record named by its row id or request id, in the caller's tenant (any tenant for
     an operator); 404 otherwise."""
     tenant = None if principal.is_operator else principal.tenant_id
-    row_id = int(log_id) if log_id.isdigit() and len(log_id) < 19 else None
+    row_id = digits(log_id, 0, BIGINT_MAX)
     async with database.connection() as conn:
         cur = await conn.execute(
             query("get_log"), {"row_id": row_id, "request_id": log_id, "tenant_id": tenant}

@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 from propylon.db.database import Database
 from propylon.errors import InvalidRequest, PermissionDenied
 from propylon.observe.queries import query
+from propylon.params import BIGINT_MAX, int_param, time_param
 from propylon.principal import Principal
 
 DEFAULT_LIMIT = 50
@@ -66,11 +67,11 @@ class LogFilter:
                 values[key] = value
         status = values.get("status")
         code, status_class, failed = _status(status) if status else (None, None, None)
+        since, until = values.get("since"), values.get("until")
+        before, limit = values.get("before"), values.get("limit")
         return cls(
-            since=_time(values["since"], "since") if "since" in values else now - timedelta(days=1),
-            until=_time(values["until"], "until")
-            if "until" in values
-            else now + timedelta(minutes=1),
+            since=now - timedelta(days=1) if since is None else time_param(since, "since"),
+            until=now + timedelta(minutes=1) if until is None else time_param(until, "until"),
             model=values.get("model"),
             status=code,
             status_class=status_class,
@@ -83,8 +84,8 @@ class LogFilter:
             guard=_choice(values.get("guard"), "guard", GUARD_ACTIONS),
             key_prefix=values.get("key_prefix"),
             text=_text(values.get("q")),
-            before_id=_int(values["before"], "before") if "before" in values else None,
-            limit=_limit(values.get("limit")),
+            before_id=None if before is None else int_param(before, "before", 0, BIGINT_MAX),
+            limit=DEFAULT_LIMIT if limit is None else int_param(limit, "limit", 1, MAX_LIMIT),
         )
 
 
@@ -186,42 +187,8 @@ def _status(value: str) -> tuple[int | None, int | None, bool | None]:
         return None, _STATUS_CLASSES[value], None
     if value in ("error", "ok"):
         return None, None, value == "error"
-    code = _int(value, "status")
-    if not 100 <= code <= 599:
-        raise InvalidRequest(
-            "`status` must be an HTTP status, 2xx…5xx, error or ok.", param="status"
-        )
-    return code, None, None
-
-
-def _time(value: str, name: str) -> datetime:
-    try:
-        parsed = (
-            datetime.fromtimestamp(float(value), UTC)
-            if value.replace(".", "", 1).isdigit()
-            else datetime.fromisoformat(value)
-        )
-    except ValueError:
-        raise InvalidRequest(
-            f"`{name}` must be an ISO 8601 time or epoch seconds.", param=name
-        ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _int(value: str, name: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidRequest(f"`{name}` must be an integer.", param=name) from None
-
-
-def _limit(value: str | None) -> int:
-    if value is None:
-        return DEFAULT_LIMIT
-    limit = _int(value, "limit")
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidRequest(f"`limit` must be between 1 and {MAX_LIMIT}.", param="limit")
-    return limit
+    message = "`status` must be an HTTP status, 2xx…5xx, error or ok."
+    return int_param(value, "status", 100, 599, message), None, None
 
 
 def _json_object(value: str) -> dict[str, Any]:

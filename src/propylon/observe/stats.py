@@ -10,25 +10,32 @@ from typing import Any
 from propylon.db.database import Database
 from propylon.errors import InvalidRequest
 from propylon.observe.queries import query
+from propylon.params import int_param
 from propylon.principal import Principal
 
 MAX_WINDOW = timedelta(days=31)
 SERIES_POINTS = 30  # buckets of a prompt version's time series
-_WINDOW = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_WINDOW = re.compile(r"([0-9]+)([smhd])")
+_UNITS = {
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+}
 
 
 def parse_window(value: str | None) -> timedelta:
     """``15m``, ``1h``, ``7d``… (default ``1h``, at most 31 days)."""
     if value is None:
         return timedelta(hours=1)
-    match = _WINDOW.match(value.strip())
+    match = _WINDOW.fullmatch(value.strip())
     if not match:
         raise InvalidRequest("`window` must look like 15m, 1h or 7d.", param="window")
-    window = timedelta(**{_UNITS[match[2]]: int(match[1])})
-    if not timedelta(0) < window <= MAX_WINDOW:
-        raise InvalidRequest("`window` must be between 1s and 31d.", param="window")
-    return window
+    unit = _UNITS[match[2]]
+    count = int_param(
+        match[1], "window", 1, MAX_WINDOW // unit, "`window` must be between 1s and 31d."
+    )
+    return count * unit
 
 
 async def request_stats(

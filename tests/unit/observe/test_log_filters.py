@@ -58,6 +58,9 @@ def test_status_forms(status: str, expected: tuple[object, ...]) -> None:
         ([("until", "soon")], "until"),
         ([("metadata", "1")], "metadata"),
         ([("origin", "robots")], "origin"),
+        ([("limit", "²")], "limit"),
+        ([("since", "100000000000000000000")], "since"),
+        ([("before", "99999999999999999999999")], "before"),
     ],
 )
 def test_bad_filters_name_their_parameter(params: list[tuple[str, str]], param: str) -> None:
@@ -70,7 +73,7 @@ def test_windows() -> None:
     assert parse_window(None) == timedelta(hours=1)
     assert parse_window("15m") == timedelta(minutes=15)
     assert parse_window("7d") == timedelta(days=7)
-    for bad in ("1w", "0s", "32d", "-1h"):
+    for bad in ("1w", "0s", "32d", "-1h", "²h", "99999999999d"):
         with pytest.raises(InvalidRequest):
             parse_window(bad)
 

@@ -1,0 +1,55 @@
+"""Numbers and times as clients write them in query parameters, path segments and headers.
+
+One reading for every route: ASCII digits only (``str.isdigit`` also takes "²", which
+``int`` refuses), within the range of what the value feeds (a page size, a PostgreSQL
+``integer`` or ``bigint``, a time both Python and PostgreSQL hold), else a 400 naming the
+parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from propylon.errors import InvalidRequest
+
+INT_MAX = 2**31 - 1  # PostgreSQL's integer
+BIGINT_MAX = 2**63 - 1  # PostgreSQL's bigint
+# The start of the year 9999: an epoch time before it, with any fraction of a second, is a
+# datetime (years 1-9999) and a timestamptz.
+MAX_EPOCH_S = 253_370_764_800
+_EPOCH = re.compile(r"([0-9]+)(?:\.[0-9]+)?")
+
+
+def digits(value: str, low: int, high: int) -> int | None:
+    """``value`` as an int when it is ASCII digits naming a number from ``low`` to ``high``;
+    None otherwise."""
+    if not (value.isascii() and value.isdigit()) or len(value.lstrip("0")) > len(str(high)):
+        return None  # the length check first: int() of thousands of digits is slow, then fails
+    number = int(value)
+    return number if low <= number <= high else None
+
+
+def int_param(value: str, name: str, low: int, high: int, message: str | None = None) -> int:
+    """``value`` read by `digits`, else a 400 naming ``name`` with ``message`` (by default,
+    the range)."""
+    number = digits(value, low, high)
+    if number is None:
+        message = message or f"`{name}` must be an integer from {low} to {high}."
+        raise InvalidRequest(message, param=name)
+    return number
+
+
+def time_param(value: str, name: str) -> datetime:
+    """An ISO 8601 time (UTC unless it names an offset) or epoch seconds (a fraction allowed)
+    before the year 9999, else a 400 naming ``name``."""
+    message = f"`{name}` must be an ISO 8601 time or epoch seconds before the year 9999."
+    epoch = _EPOCH.fullmatch(value)
+    if epoch is not None:
+        int_param(epoch[1], name, 0, MAX_EPOCH_S - 1, message)
+        return datetime.fromtimestamp(float(value), UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(message, param=name) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
