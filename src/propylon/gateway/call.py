@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from propylon.principal import Principal
 
@@ -80,12 +80,16 @@ class FirstToken:
     at: float = field(default_factory=time.perf_counter)
 
 
+CacheStatus = Literal["hit-exact", "hit-semantic", "miss", "bypass", "verify-agree", "verify-wrong"]
+CACHE_STATUSES: tuple[CacheStatus, ...] = get_args(CacheStatus)
+
+
 @dataclass(frozen=True, slots=True)
 class CacheVerdict:
-    """The response cache's verdict: ``hit-exact`` | ``hit-semantic`` | ``miss`` | ``bypass`` |
-    ``verify-agree`` | ``verify-wrong``; ``similarity``: of the semantic entry it found."""
+    """The response cache's verdict (the request log's ``cache_status``); ``similarity``: of
+    the semantic entry it found."""
 
-    status: str
+    status: CacheStatus
     similarity: float | None = None
 
 

@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 
 from propylon.db.database import Database
 from propylon.errors import InvalidRequest, PermissionDenied
+from propylon.gateway.call import CACHE_STATUSES
 from propylon.observe.queries import query
 from propylon.params import BIGINT_MAX, int_param, time_param
 from propylon.principal import Principal
@@ -76,7 +77,7 @@ class LogFilter:
             status=code,
             status_class=status_class,
             failed=failed,
-            cache_status=values.get("cache_status"),
+            cache_status=_choice(values.get("cache_status"), "cache_status", CACHE_STATUSES),
             metadata=metadata or None,
             request_id=values.get("request_id"),
             tenant_id=values.get("tenant_id"),

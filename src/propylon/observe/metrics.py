@@ -20,6 +20,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from propylon.background import WriterLoop
+from propylon.gateway.call import CACHE_STATUSES
 from propylon.gateway.circuit_breaker import BreakerState, CircuitBreaker
 from propylon.observe.record import RequestRecord
 
@@ -33,9 +34,7 @@ _JOB_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
 _ENDPOINTS = frozenset(
     {"chat", "embeddings", "rag", "responses", "messages", "completions", "rerank"}
 )
-_CACHE_STATUSES = frozenset(
-    {"hit-exact", "hit-semantic", "miss", "bypass", "verify-agree", "verify-wrong"}
-)
+_CACHE_STATUSES = frozenset(CACHE_STATUSES)
 # Refusals by Propylon itself (not an upstream's 429).
 _REFUSALS = frozenset({"rate_limit_exceeded", "insufficient_quota"})
 

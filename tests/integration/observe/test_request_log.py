@@ -322,10 +322,15 @@ async def test_bad_log_filters_are_refused_in_openai_shape(server: AppServer) ->
         ("since=yesterday", "since"),
         ("status=teapot", "status"),
         ("metadata=[1]", "metadata"),
+        ("cache_status=garbage", "cache_status"),
     ):
         reply = await call(server, "GET", f"/v1/logs?{query}")
         assert reply.status == 400, query
         assert reply.body["error"]["param"] == param
+    assert reply.body["error"]["message"] == (
+        "`cache_status` must be one of hit-exact, hit-semantic, miss, bypass, verify-agree, "
+        "verify-wrong."
+    )
 
 
 async def test_a_tenant_sees_only_its_own_records_and_the_admin_sees_all(

@@ -80,14 +80,26 @@ def test_windows() -> None:
 
 def test_explorer_filters_are_parsed() -> None:
     parsed = LogFilter.from_params(
-        [("guard", "flag"), ("key_prefix", "ppl_ab"), ("q", "  refund policy ")], now=NOW
+        [
+            ("guard", "flag"),
+            ("cache_status", "hit-semantic"),
+            ("key_prefix", "ppl_ab"),
+            ("q", "  refund policy "),
+        ],
+        now=NOW,
     )
-    assert (parsed.guard, parsed.key_prefix, parsed.text) == ("flag", "ppl_ab", "refund policy")
+    assert (parsed.guard, parsed.cache_status) == ("flag", "hit-semantic")
+    assert (parsed.key_prefix, parsed.text) == ("ppl_ab", "refund policy")
     assert LogFilter.from_params([("q", "   ")], now=NOW).text is None
 
 
 @pytest.mark.parametrize(
-    ("params", "param"), [([("guard", "maybe")], "guard"), ([("q", "x" * 201)], "q")]
+    ("params", "param"),
+    [
+        ([("guard", "maybe")], "guard"),
+        ([("cache_status", "garbage")], "cache_status"),
+        ([("q", "x" * 201)], "q"),
+    ],
 )
 def test_bad_explorer_filters_name_their_parameter(
     params: list[tuple[str, str]], param: str
