@@ -12,6 +12,7 @@ from starlette.types import Message
 
 from propylon.errors import InvalidJSON, RequestTooLarge
 from propylon.http.piecewise_json import loads_in_pieces
+from propylon.params import BIGINT_MAX, digits
 from propylon.storable import check_storable
 
 _LARGE_BODY = 256 * 1024  # bytes past which a body is decoded in pieces (a few ms at most)
@@ -30,8 +31,8 @@ def limit_body(request: Request, max_bytes: int, message: str) -> Request:
     """``request`` whose body raises ``RequestTooLarge(message)`` as soon as more than
     ``max_bytes`` have arrived: at once when ``Content-Length`` says so, else while it streams
     in (chunked uploads declare no length), so nothing past the limit is read or spooled."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    declared = _content_length(request)
+    if declared is not None and declared > max_bytes:
         raise RequestTooLarge(message)
     received = 0
 
@@ -79,8 +80,7 @@ async def _body(request: Request) -> bytes | bytearray:
     """The body, each byte copied once as it arrives: into a buffer of the declared length
     when it is large (no join of 8 MB at the end, in one piece on the event loop), else
     joined at the end (growing a bytearray chunk by chunk copied it over and over)."""
-    declared = request.headers.get("content-length")
-    size = int(declared) if declared is not None and declared.isdigit() else 0
+    size = _content_length(request) or 0
     if size <= _LARGE_BODY:
         return b"".join([chunk async for chunk in request.stream()])
     buffer = bytearray(size)
@@ -92,6 +92,11 @@ async def _body(request: Request) -> bytes | bytearray:
             view[filled : filled + len(chunk)] = chunk
             filled += len(chunk)
     return buffer if filled == size else buffer[:filled]
+
+
+def _content_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    return None if declared is None else digits(declared, 0, BIGINT_MAX)
 
 
 def _name_the_surrogate(raw: bytes | bytearray) -> None:
