@@ -297,6 +297,12 @@ async def test_sources_are_checked_scoped_and_never_show_their_secret(
             TENANT, "docs",
             {"type": "url", "config": {"url": "http://127.0.0.1/"}, "interval_s": 5},
         )  # fmt: skip
+    # An address no sync may read (only 127.0.0.1 is allowed here): refused when made, not a
+    # source whose every sync fails.
+    for url in ("http://10.0.0.5/", "http://[::1]:8080/docs/", "http://169.254.169.254/"):
+        with pytest.raises(InvalidRequest, match="non-public") as refused:
+            await sources.service.create(TENANT, "docs", {"type": "url", "config": {"url": url}})
+        assert refused.value.param == "url"
     secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
     source = await sources.service.create(
         TENANT, "docs",

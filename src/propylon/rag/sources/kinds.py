@@ -49,7 +49,7 @@ def _folder_check(config: dict[str, Any], secret: str | None, rules: SourceRules
 
 TYPES: dict[str, SourceType] = {
     "url": SourceType(
-        check=lambda config, secret, rules: web_config(config, rules.web.max_pages),
+        check=lambda config, secret, rules: web_config(config, rules.web),
         open=lambda config, secret, rules: WebConnector(config, rules.web),
     ),
     "folder": SourceType(

@@ -53,8 +53,11 @@ class WebLimits:
     user_agent: str
 
 
-def web_config(config: dict[str, Any], max_pages: int) -> dict[str, Any]:
-    """The stored configuration of a url source; ``InvalidSource`` when malformed."""
+def web_config(config: dict[str, Any], limits: WebLimits) -> dict[str, Any]:
+    """The stored configuration of a url source; ``InvalidSource`` when malformed, or when its
+    host is an address that is not public (``127.0.0.1``, ``[::1]``, ``10.0.0.5``) and not
+    allowed: no sync could ever read it (a name is resolved when a sync reads it)."""
+    max_pages = limits.max_pages
     url = config.get("url")
     try:
         parts = urlsplit(url) if isinstance(url, str) else None
@@ -66,6 +69,12 @@ def web_config(config: dict[str, Any], max_pages: int) -> dict[str, Any]:
         raise InvalidSource("A `url` source needs `url`, an http(s) URL.", param="url")
     if not host:
         raise InvalidSource("`url` has no host.", param="url")
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        _refuse_unless_public(host, literal, limits.hosts)
     mode = config.get("mode", "page")
     if mode not in MODES:
         raise InvalidSource(f"`mode` must be one of {', '.join(MODES)}.", param="mode")
@@ -80,7 +89,7 @@ def web_config(config: dict[str, Any], max_pages: int) -> dict[str, Any]:
 
 class WebConnector:
     def __init__(self, config: dict[str, Any], limits: WebLimits) -> None:
-        self._config = web_config(config, limits.max_pages)
+        self._config = web_config(config, limits)
         self._limits = limits
         self._gap_s = 1.0 / limits.requests_per_s
         self._last_request = float("-inf")
@@ -271,13 +280,18 @@ async def check_host(url: str, allowed: Collection[str]) -> None:
     except OSError as exc:
         raise SourceUnavailable(f"`{host}` cannot be resolved: {exc}.") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise InvalidSource(
-                f"`{host}` resolves to a non-public address; an operator may allow it "
-                "(`rag.sources.url_hosts`).",
-                param="url",
-            )
+        _refuse_unless_public(host, ipaddress.ip_address(info[4][0]), allowed)
+
+
+def _refuse_unless_public(
+    host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address, allowed: Collection[str]
+) -> None:
+    if not address.is_global and "*" not in allowed and host not in allowed:
+        raise InvalidSource(
+            f"`{host}` resolves to a non-public address; an operator may allow it "
+            "(`rag.sources.url_hosts`).",
+            param="url",
+        )
 
 
 async def read_capped(response: aiohttp.ClientResponse, limit: int, name: str) -> bytes:
