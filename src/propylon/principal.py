@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from propylon.errors import PermissionDenied
+
 FEATURES = frozenset(
     {"chat", "embeddings", "rag", "tools:network", "logs:read", "admin", "operator"}
 )
@@ -45,6 +47,19 @@ class Principal:
     def administers(self, tenant_id: str) -> bool:
         """May this caller administer ``tenant_id`` (its keys, usage and cache)?"""
         return self.is_operator or ("admin" in self.features and tenant_id == self.tenant_id)
+
+    def reading_tenant(self, requested: str | None) -> str | None:
+        """The tenant whose records this caller reads when it asks for ``requested`` (a
+        ``tenant_id`` parameter): an operator's choice (None: every tenant); for anyone else
+        its own tenant, and asking for another one is refused rather than ignored (it would
+        read as another tenant's figures)."""
+        if self.is_operator:
+            return requested
+        if requested is not None and requested != self.tenant_id:
+            raise PermissionDenied(
+                "Only an operator key may read another tenant's records.", param="tenant_id"
+            )
+        return self.tenant_id
 
     @classmethod
     def acting_for(cls, tenant_id: str | None, key_id: str | None = None) -> Principal | None:

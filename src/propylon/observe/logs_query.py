@@ -99,7 +99,7 @@ async def list_logs(
     """One page of the caller's records (every tenant's for an operator), newest first;
     without the ``logs:read`` feature, rows come without prompts and answers. A query that
     runs longer than ``timeout_s`` is stopped: a clear 400 asking for a narrower search."""
-    tenant = filter.tenant_id if principal.is_operator else principal.tenant_id
+    tenant = principal.reading_tenant(filter.tenant_id)
     if filter.text is not None and not principal.has_feature("logs:read"):
         # A search over content is a way of reading it.
         raise PermissionDenied(

@@ -138,7 +138,7 @@ def _window(
     return {
         "since": until - window,
         "until": until,
-        "tenant_id": tenant_id if principal.is_operator else principal.tenant_id,
+        "tenant_id": principal.reading_tenant(tenant_id),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -352,6 +353,16 @@ async def test_a_tenant_sees_only_its_own_records_and_the_admin_sees_all(
     assert [r["request_id"] for r in seen_by_other] == [mine.headers["x-request-id"]]
     unauthenticated = await call(server, "GET", "/v1/logs", key=None)
     assert unauthenticated.status == 401
+    # Asking for another tenant is refused, not ignored (it read as the other's figures); its
+    # own tenant's id is what it gets anyway.
+    (own,) = await records(server, 1, f"request_id={mine.headers['x-request-id']}")
+    assert (
+        await call(server, "GET", f"/v1/logs?tenant_id={own['tenant_id']}", key=other_key)
+    ).status == 200
+    for path in ("/v1/logs", "/v1/logs/export", "/v1/stats", "/v1/stats/prompt-versions"):
+        refused = await call(server, "GET", f"{path}?tenant_id={uuid.uuid4()}", key=other_key)
+        assert refused.status == 403, (path, refused.body)
+        assert refused.body["error"]["param"] == "tenant_id"
 
 
 async def test_hashed_and_off_policies_keep_no_content(
