@@ -7,6 +7,7 @@ This is the one place that knows aiohttp's exceptions. Everything above it sees
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -81,19 +82,19 @@ async def translate_transport_errors(name: str, awaited: str = "") -> AsyncItera
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``Retry-After`` (seconds form) or ``retry-after-ms``, if present."""
-    value = headers.get("retry-after-ms")
-    if value:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds form), if present: a
+    finite number, at least 0 (an upstream's ``nan`` or ``inf`` is no hint: it would be a
+    delay to wait for and a header we pass on)."""
+    for name, scale in (("retry-after-ms", 1000.0), ("Retry-After", 1.0)):
+        value = headers.get(name)
+        if not value:
+            continue
         try:
-            return float(value) / 1000.0
+            seconds = float(value) / scale
         except ValueError:
-            pass
-    value = headers.get("Retry-After")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            return None  # HTTP-date form: treat as unknown
+            continue  # Retry-After's HTTP-date form: unknown
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
     return None
 
 
