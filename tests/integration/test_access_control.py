@@ -254,6 +254,10 @@ async def test_bad_admin_input_gets_a_400_naming_the_field(server: AppServer) ->
         server, "POST", "/admin/keys", key=ADMIN, json={"tenant": "a", "limits": {"rpm": -1}}
     )
     assert reply.error["param"] == "limits.rpm"
+    reply = await request(
+        server, "POST", "/admin/keys", key=ADMIN, json={"tenant": "a", "name": ["k"]}
+    )
+    assert reply.error["param"] == "name", "not stored as the text of a list"
     missing = await request(server, "GET", "/admin/keys/ppl_nothing/usage", key=ADMIN)
     assert_openai_error(missing, 404, "invalid_request_error", "not_found")
 

@@ -62,7 +62,7 @@ async def create_key(request: Request) -> Response:
             raise operator_required()
     key, record = await svc.access.create_key(
         tenant,
-        name=str(body.get("name") or ""),
+        name=_optional_str(body, "name"),
         models=_strings(body, "models"),
         features=features,
         limits=_policy(Limits, body, "limits"),
@@ -106,6 +106,13 @@ def _str(body: dict[str, Any], field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest(f"`{field}` is required: a non-empty string.", param=field)
     return value
+
+
+def _optional_str(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if value is not None and not isinstance(value, str):
+        raise InvalidRequest(f"`{field}` must be a string.", param=field)
+    return value or ""
 
 
 def _strings(body: dict[str, Any], field: str) -> list[str] | None:
