@@ -185,3 +185,22 @@ async def test_a_bad_embeddings_input_is_a_400_naming_the_item(
         await local_sdk.embeddings.create(model="local/all-MiniLM-L6-v2", input=value)  # type: ignore[arg-type]
     assert caught.value.param == param
     assert message in caught.value.message
+
+
+@pytest.mark.parametrize("dimensions", [64, 0, -1, "64", 10**6])
+async def test_local_embeddings_refuse_dimensions_they_cannot_give(
+    local_sdk: openai.AsyncOpenAI, dimensions: object
+) -> None:
+    """The model has 384 dimensions and cannot shorten them: other values were ignored (200
+    with 384 numbers), where an upstream model would honour or refuse them."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        await local_sdk.embeddings.create(
+            model="local/all-MiniLM-L6-v2",
+            input="a",
+            dimensions=dimensions,  # type: ignore[arg-type]
+        )
+    assert caught.value.param == "dimensions"
+    same = await local_sdk.embeddings.create(
+        model="local/all-MiniLM-L6-v2", input="a", dimensions=384
+    )
+    assert len(same.data[0].embedding) == 384

@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tokenizers import Encoding, Tokenizer
 
+from propylon.errors import InvalidRequest
 from propylon.gateway.protocol import Embeddings
 from propylon.local.lazy import LazyEmbedder
 from propylon.local.memory import release_free_memory
@@ -133,12 +134,19 @@ class MiniLMEmbedder:
         )
 
     async def embed(self, texts: list[str], request: dict[str, Any] | None = None) -> Embeddings:
-        """Embed ``texts`` on the worker thread; ``request`` holds no option this model supports.
+        """Embed ``texts`` on the worker thread. Of ``request``'s options, ``dimensions`` may only
+        name the model's own (384): it cannot shorten its vectors (a 400 otherwise).
 
         A single short text is remembered (the last ``MEMO_SIZE``): the guard's classifier and
         the semantic cache both embed a request's last user message, one after the other, and
         the second gets the first's vector instead of paying MiniLM again (about 4 ms of CPU).
         """
+        wanted = (request or {}).get("dimensions")
+        if wanted is not None and (type(wanted) is not int or wanted != self.dimensions):
+            raise InvalidRequest(
+                f"`dimensions`: {self.model_id} returns {self.dimensions} dimensions only.",
+                param="dimensions",
+            )
         memo_key = texts[0] if len(texts) == 1 and len(texts[0]) <= MEMO_MAX_CHARS else None
         if memo_key is not None and (found := self._memo.get(memo_key)) is not None:
             self._memo.move_to_end(memo_key)
