@@ -42,6 +42,7 @@ async def test_a_read_timeout_happened_after_sending_and_says_what_it_awaited(
         ({"Retry-After": "nan"}, None),
         ({"Retry-After": "inf"}, None),
         ({"retry-after-ms": "nan", "Retry-After": "2"}, 2.0),
+        ({"retry-after-ms": "1e30"}, 86_400.0),
         ({}, None),
     ],
 )

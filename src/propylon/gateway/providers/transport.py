@@ -81,10 +81,13 @@ async def translate_transport_errors(name: str, awaited: str = "") -> AsyncItera
         raise UpstreamError(f"{name} failed: {exc.__class__.__name__}") from exc
 
 
+MAX_RETRY_AFTER_S = 86_400.0  # a longer hint is passed on as a day
+
+
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds form), if present: a
-    finite number, at least 0 (an upstream's ``nan`` or ``inf`` is no hint: it would be a
-    delay to wait for and a header we pass on)."""
+    finite number from 0 to ``MAX_RETRY_AFTER_S`` (an upstream's ``nan`` or ``inf`` is no
+    hint, ``1e30`` a day: it would be a delay to wait for and a header we pass on)."""
     for name, scale in (("retry-after-ms", 1000.0), ("Retry-After", 1.0)):
         value = headers.get(name)
         if not value:
@@ -94,7 +97,7 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
         except ValueError:
             continue  # Retry-After's HTTP-date form: unknown
         if math.isfinite(seconds):
-            return max(0.0, seconds)
+            return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
     return None
 
 
