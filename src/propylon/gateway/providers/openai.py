@@ -27,11 +27,14 @@ from propylon.gateway.protocol import (
     upstream_body,
 )
 from propylon.gateway.providers import text_completions
+from propylon.gateway.providers.chat_shape import checked_chunk, checked_completion
 from propylon.gateway.providers.transport import (
     Timeouts,
     open_sse_stream,
     post_json,
+    relayed_error,
 )
+from propylon.gateway.usage import token_count
 from propylon.responses import native_stream
 from propylon.responses import translation as responses_translation
 from propylon.settings import DeploymentConfig
@@ -72,7 +75,8 @@ class OpenAIProvider:
         return orjson.dumps(body)
 
     async def complete(self, request: JSONObject) -> JSONObject:
-        return await self._post(self._chat_url, self._body(request, stream=False))
+        answer = await self._post(self._chat_url, self._body(request, stream=False))
+        return checked_completion(answer, self.name)
 
     async def _post(self, url: str, data: bytes) -> JSONObject:
         return await post_json(
@@ -135,13 +139,19 @@ class OpenAIProvider:
             raise UpstreamError(f"{self.name} returned a malformed embeddings body") from exc
         if len(vectors) != len(texts):
             raise UpstreamError(f"{self.name} returned {len(vectors)} vectors for {len(texts)}")
-        usage = body.get("usage") or {}
-        return Embeddings(vectors, int(usage.get("prompt_tokens", 0)), str(body.get("model", "")))
+        usage = body.get("usage")
+        prompt = token_count(usage.get("prompt_tokens")) if isinstance(usage, dict) else 0
+        return Embeddings(vectors, prompt, str(body.get("model", "")))
 
     async def complete_native(self, api: str, body: JSONObject) -> JSONObject:
         """A client's ``/v1/responses`` body sent as it is (``native_apis: [responses]``);
         the chat completion standing for the reply carries the reply itself."""
         answer = await self._post(self._responses_url, self._native(body, stream=False))
+        if answer.get("error") is not None:  # a Responses body carries "error": null
+            message, code = relayed_error(answer["error"], self.name, f"{self.name} failed")
+            raise UpstreamError(message, code=code)
+        if not isinstance(answer.get("output"), list):
+            raise UpstreamError(f"{self.name} returned a body that is not a response")
         completion = responses_translation.chat_completion(answer)
         completion[EXTENSION_FIELD] = {NATIVE: answer}
         return completion
@@ -186,8 +196,7 @@ class OpenAIProvider:
             if isinstance(usage, dict)
             else None
         )
-        counted = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else 0
-        return Ranking(results, counted, str(answer.get("model", "")))
+        return Ranking(results, token_count(tokens), str(answer.get("model", "")))
 
 
 async def _openai_events(lines: AsyncIterator[bytes], name: str) -> AsyncIterator[JSONObject]:
@@ -202,9 +211,6 @@ async def _openai_events(lines: AsyncIterator[bytes], name: str) -> AsyncIterato
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             raise UpstreamStreamInterrupted(f"{name} sent an unreadable stream event") from exc
-        if isinstance(chunk, dict) and "error" in chunk:
-            message = str((chunk.get("error") or {}).get("message", "upstream stream error"))
-            raise UpstreamStreamInterrupted(f"{name}: {message}")
         if isinstance(chunk, dict):
-            yield chunk
+            yield checked_chunk(chunk, name)
     raise UpstreamStreamInterrupted(f"{name} closed the stream before it finished")

@@ -101,6 +101,17 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return None
 
 
+def relayed_error(error: object, name: str, fallback: str) -> tuple[str, str | None]:
+    """The message and code of an upstream's ``error`` (an object, or a bare string), as
+    relayed to the client; ``fallback`` when it says nothing."""
+    if isinstance(error, dict):
+        raw_code = error.get("code") or error.get("type")
+        return f"{name}: {error.get('message') or fallback}", str(raw_code) if raw_code else None
+    if isinstance(error, str) and error:
+        return f"{name}: {error}", None
+    return fallback, None
+
+
 def error_from_response(
     status: int, raw: bytes, headers: Mapping[str, str], name: str
 ) -> UpstreamError:
@@ -109,15 +120,10 @@ def error_from_response(
     code: str | None = None
     try:
         body = orjson.loads(raw)
-        err = body.get("error") if isinstance(body, dict) else None
-        if isinstance(err, dict):
-            message = f"{name}: {err.get('message') or message}"
-            raw_code = err.get("code") or err.get("type")
-            code = str(raw_code) if raw_code else None
-        elif isinstance(err, str):
-            message = f"{name}: {err}"
     except orjson.JSONDecodeError:
-        pass
+        body = None
+    if isinstance(body, dict) and body.get("error") is not None:
+        message, code = relayed_error(body["error"], name, message)
     return upstream_error_for_status(
         status, message, retry_after=retry_after_seconds(headers), code=code
     )
