@@ -98,6 +98,19 @@ async def test_a_message_of_the_wrong_shape_is_a_502(
     assert reply.body["error"]["type"] == "upstream_error"
 
 
+async def test_a_message_whose_content_is_a_list_of_parts_is_served(
+    server: AppServer, misbehaving: MisbehavingUpstream
+) -> None:
+    """Some OpenAI-compatible servers answer with content parts: not a wrong shape."""
+    parts = [{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}]
+    message = {"role": "assistant", "content": parts}
+    body = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+    misbehaving.bodies["/v1/chat/completions"] = orjson.dumps(body)
+    reply = await call(server, "POST", "/v1/chat/completions", json=CHAT)
+    assert reply.status == 200, reply.body
+    assert reply.body["choices"][0]["message"]["content"] == parts
+
+
 async def test_an_error_answered_with_200_is_a_502_naming_the_upstream_message(
     server: AppServer, misbehaving: MisbehavingUpstream
 ) -> None:

@@ -2,7 +2,8 @@
 
 Checked once, where the answer enters (``OpenAIProvider``), so the layers above it (request
 log, guard, cache, the Anthropic and Responses translators) can rely on it: ``choices`` a
-list of objects; a message or delta an object whose ``content`` is a string or null and whose
+list of objects; a message or delta an object whose ``content`` is a string or null (a
+whole message's may also be a list of part objects) and whose
 ``tool_calls`` is a list of objects with an object ``function`` (its ``name`` and
 ``arguments`` strings or null). An answer carrying an ``error`` is the upstream's failure,
 even with HTTP 200. A whole answer that fails is an ``UpstreamError`` (502, retryable); a
@@ -63,12 +64,18 @@ def _is_message(message: JSONObject, *, whole: bool) -> bool:
     """Whether a message (``whole``) or delta has a text ``content`` and well-formed
     ``tool_calls``."""
     content = message.get("content")
-    if content is not None and type(content) is not str:
+    if content is not None and type(content) is not str and not (whole and _is_parts(content)):
         return False
     calls = message.get("tool_calls")
     if calls is None:
         return True
     return type(calls) is list and all(_is_tool_call(call, whole) for call in calls)
+
+
+def _is_parts(content: Any) -> bool:
+    """A whole message's content as a list of part objects (``{"type": "text", "text": …}``),
+    as some OpenAI-compatible servers answer: the layers above read its text parts."""
+    return type(content) is list and all(type(part) is dict for part in content)
 
 
 def _is_tool_call(call: Any, whole: bool) -> bool:
