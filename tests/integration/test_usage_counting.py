@@ -13,7 +13,7 @@ import pytest
 
 from propylon.testing import Behaviour, FakeUpstream
 from tests.integration.observe.support import records
-from tests.support.servers import AppServer, serve_app
+from tests.support.servers import AppServer, gpt_and_claude, serve_app
 
 ADMIN = "admin-secret-for-usage-tests"
 TOOLS = [
@@ -37,26 +37,9 @@ async def server(
     database_url: str, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[AppServer]:
     monkeypatch.setenv("TEST_ANTHROPIC_KEY", "sk-ant-test")
-    models = [
-        {
-            "name": "gpt-test",
-            "deployments": [{"provider": "openai", "base_url": f"{upstream.base_url}/v1"}],
-        },
-        {
-            "name": "claude-test",
-            "deployments": [
-                {
-                    "provider": "anthropic",
-                    "base_url": upstream.base_url,
-                    "model": "fake-claude",
-                    "api_key_env": "TEST_ANTHROPIC_KEY",
-                }
-            ],
-        },
-    ]
     async with serve_app(
         database_url=database_url,
-        models=models,
+        models=gpt_and_claude(upstream.base_url),
         admin_key=ADMIN,
         observe={"flush_interval_s": 0.05},
         cache={"enabled": False},

@@ -24,6 +24,21 @@ def local_models() -> list[Any]:
     return list(load_settings(LOCAL_CONFIG).models)
 
 
+def gpt_and_claude(base_url: str) -> list[dict[str, Any]]:
+    """Models `gpt-test` (OpenAI-compatible) and `claude-test` (Anthropic, key in the env var
+    `TEST_ANTHROPIC_KEY`), both served by the fake upstream at ``base_url``."""
+    claude = {
+        "provider": "anthropic",
+        "base_url": base_url,
+        "model": "fake-claude",
+        "api_key_env": "TEST_ANTHROPIC_KEY",
+    }
+    return [
+        {"name": "gpt-test", "deployments": [{"provider": "openai", "base_url": f"{base_url}/v1"}]},
+        {"name": "claude-test", "deployments": [claude]},
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class AppServer:
     url: str

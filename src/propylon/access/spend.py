@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from propylon.access.budgets import PriceTable
+from propylon.gateway.usage import token_count
 
 if TYPE_CHECKING:
     from propylon.gateway.call import CallInfo, CallOutcome
@@ -67,10 +68,10 @@ def spend_of(call: CallInfo, prices: PriceTable) -> Spend:
     if call.outcome is not None:
         return call.outcome.spend
     usage: dict[str, Any] = call.usage or {}
-    prompt = _int(usage.get("prompt_tokens"))
-    completion = _int(usage.get("completion_tokens"))
+    prompt = token_count(usage.get("prompt_tokens"))
+    completion = token_count(usage.get("completion_tokens"))
     details = usage.get("prompt_tokens_details")
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
+    cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else None
     model = call.model or call.requested_model  # priced by public name, never an alias
     cost: float | None = None
     if prices.priced(model) and (prompt is not None or completion is not None):
@@ -86,7 +87,3 @@ def spend_of(call: CallInfo, prices: PriceTable) -> Spend:
         estimated=call.usage_estimated,
         internal=call.origin == "internal",
     )
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

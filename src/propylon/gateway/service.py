@@ -52,6 +52,8 @@ from propylon.gateway.usage import (
     asking_usage,
     chunk_texts,
     estimated_usage,
+    token_count,
+    upstream_usage,
     wants_usage,
 )
 from propylon.gateway.validation import validate_chat_request
@@ -120,14 +122,15 @@ class Gateway:
                 return await adapter.complete(request)
 
             result = await self._route(model, self._chat[model.name], call, invoke)
-        usage = result.get("usage")
-        if isinstance(usage, dict):
+        usage = upstream_usage(result.get("usage"))
+        if usage is not None:
             call.report(UsageReported(usage))
-        else:
-            answer = "".join(answer_texts(result))
-            estimate = estimated_usage(self._counter, request, model.name, answer)
-            call.report(UsageReported(estimate, estimated=True))
-        return result
+            return {**result, "usage": usage}
+        answer = "".join(answer_texts(result))
+        estimate = estimated_usage(self._counter, request, model.name, answer)
+        call.report(UsageReported(estimate, estimated=True))
+        # Counts the upstream sent but we cannot trust reach the client as our estimate.
+        return {**result, "usage": estimate} if result.get("usage") is not None else result
 
     async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
         call = call or CallInfo()
@@ -172,7 +175,7 @@ class Gateway:
         result = await self._route(
             model, self._embeddings[model.name], call, lambda a: a.embed(texts, request)
         )
-        call.report(UsageReported({"prompt_tokens": result.prompt_tokens, "completion_tokens": 0}))
+        result.prompt_tokens = self._input_tokens(call, result.prompt_tokens, texts, model)
         return result
 
     async def rerank(
@@ -187,8 +190,21 @@ class Gateway:
         ranking = await self._route(
             model, self._rerank[model.name], call, lambda a: a.rerank(query, documents, request)
         )
-        call.report(UsageReported({"prompt_tokens": ranking.tokens, "completion_tokens": 0}))
+        ranking.tokens = self._input_tokens(call, ranking.tokens, [query, *documents], model)
         return ranking
+
+    def _input_tokens(
+        self, call: CallInfo, counted: int, texts: list[str], model: ModelConfig
+    ) -> int:
+        """The upstream's input count reported if sane, else our estimate of ``texts``."""
+        tokens = token_count(counted)
+        estimated = tokens is None
+        if tokens is None:
+            tokens = sum(self._counter.count_text(text, model.name) for text in texts)
+        call.report(
+            UsageReported({"prompt_tokens": tokens, "completion_tokens": 0}, estimated=estimated)
+        )
+        return tokens
 
     def _named_model(self, request: JSONObject | None, call: CallInfo, kind: str) -> ModelConfig:
         name = (request or {}).get("model")
@@ -378,11 +394,10 @@ class _WatchedStream:
     async def _iterate(self) -> AsyncIterator[JSONObject]:
         try:
             async for chunk in self._inner:
-                usage = chunk.get("usage")
-                if isinstance(usage, dict) and usage:
-                    self._call.report(UsageReported(usage))
-                    self._usage_seen = True
                 self._texts.extend(chunk_texts(chunk))
+                usage = chunk.get("usage")
+                if isinstance(usage, dict):  # {}: the upstream's counts were unknown
+                    chunk = {**chunk, "usage": self._usage_of(usage)}
                 if not self._client_wants_usage and "usage" in chunk and not _relays(chunk):
                     if not chunk.get("choices"):
                         continue  # the usage-only chunk the client did not ask for
@@ -393,6 +408,18 @@ class _WatchedStream:
             raise
         finally:
             self._settle_usage()
+
+    def _usage_of(self, usage: JSONObject) -> JSONObject:
+        """The stream's usage, reported once: the upstream's if sane, else an estimate of
+        the text relayed so far (the usage chunk comes last)."""
+        sane = upstream_usage(usage)
+        self._usage_seen = True
+        if sane is not None:
+            self._call.report(UsageReported(sane))
+            return sane
+        estimate = self._estimate("".join(self._texts))
+        self._call.report(UsageReported(estimate, estimated=True))
+        return dict(estimate)
 
     def _settle_usage(self) -> None:
         if not self._usage_seen:

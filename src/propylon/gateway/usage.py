@@ -5,6 +5,10 @@ Billed text is more than ``content``: tool calls (their names and JSON arguments
 reasoning text (``reasoning_content``, as DeepSeek and vLLM stream it) are completion tokens
 too. Reasoning a provider keeps hidden can only come from its own usage, which is why
 streams always ask for it (``stream_options.include_usage``).
+
+``upstream_usage`` is the one place an upstream's token counts become ours: every reader of
+an upstream's usage (answers, streams, the Anthropic translation, spend) goes through it or
+through ``token_count``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,40 @@ from propylon.params import INT_MAX
 from propylon.tokens import TokenCounter
 
 _TEXT_FIELDS = ("content", "reasoning_content", "refusal")
+MAX_TOKENS = 2**31 - 1  # the request log's and the usage tally's integer columns
+
+
+def token_count(value: object) -> int | None:
+    """``value`` as a token count, or None (unknown) when it is not an int in 0..2**31-1:
+    a negative or huge count from an upstream would be billed, logged and counted as sent."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
+        return value
+    return None
+
+
+def upstream_usage(usage: object) -> JSONObject | None:
+    """An upstream's OpenAI-shaped usage with counts we trust, or None (unknown: estimate it)
+    when its prompt or completion count is missing or insane. The total is recomputed; a
+    cached count that is insane is dropped."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = token_count(usage.get("prompt_tokens"))
+    completion = token_count(usage.get("completion_tokens", 0))
+    if prompt is None or completion is None or prompt + completion > MAX_TOKENS:
+        return None
+    sane: JSONObject = {
+        **usage,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict):
+        cached = token_count(details.get("cached_tokens"))
+        rest = {k: v for k, v in details.items() if k != "cached_tokens"}
+        kept = rest if cached is None else {**rest, "cached_tokens": min(cached, prompt)}
+        sane["prompt_tokens_details"] = kept
+    return sane
 
 
 def message_texts(message: Any) -> Iterator[str]:

@@ -13,6 +13,7 @@ import orjson
 from propylon.errors import PropylonError, UpstreamError
 from propylon.gateway.citations import char_locations, extension_citations
 from propylon.gateway.protocol import JSONObject
+from propylon.gateway.usage import token_count
 
 _FINISH_REASONS = {
     "end_turn": "stop",
@@ -108,15 +109,15 @@ def finish_reason(stop_reason: object) -> str:
 
 def openai_usage(usage: object) -> JSONObject:
     """OpenAI's usage, where prompt tokens include those read from and written to the cache."""
+    """Empty when the input or output count is unknown or insane (``token_count``): the
+    gateway then estimates the usage."""
     counts = usage if isinstance(usage, dict) else {}
-
-    def count(key: str) -> int:
-        value = counts.get(key)
-        return value if isinstance(value, int) else 0
-
-    cached = count("cache_read_input_tokens")
-    prompt = count("input_tokens") + cached + count("cache_creation_input_tokens")
-    completion = count("output_tokens")
+    fresh = token_count(counts.get("input_tokens"))
+    completion = token_count(counts.get("output_tokens"))
+    if fresh is None or completion is None:
+        return {}
+    cached = token_count(counts.get("cache_read_input_tokens")) or 0
+    prompt = fresh + cached + (token_count(counts.get("cache_creation_input_tokens")) or 0)
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -179,14 +180,13 @@ def anthropic_usage(usage: object) -> JSONObject:
     """Anthropic's usage, where input tokens exclude those read from the cache."""
     counts = usage if isinstance(usage, dict) else {}
     details = counts.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    cached = cached if isinstance(cached, int) else 0
-    prompt = counts.get("prompt_tokens")
-    completion = counts.get("completion_tokens")
+    cached = token_count(details.get("cached_tokens") if isinstance(details, dict) else None)
+    cached = cached or 0
+    prompt = token_count(counts.get("prompt_tokens")) or 0
     return {
-        "input_tokens": max((prompt if isinstance(prompt, int) else 0) - cached, 0),
+        "input_tokens": max(prompt - cached, 0),
         "cache_read_input_tokens": cached,
-        "output_tokens": completion if isinstance(completion, int) else 0,
+        "output_tokens": token_count(counts.get("completion_tokens")) or 0,
     }
 
 
