@@ -21,7 +21,7 @@ from propylon.params import INT_MAX
 from propylon.tokens import TokenCounter
 
 _TEXT_FIELDS = ("content", "reasoning_content", "refusal")
-MAX_TOKENS = 2**31 - 1  # the request log's and the usage tally's integer columns
+MAX_TOKENS = INT_MAX  # the request log's and the usage tally's integer columns
 
 
 def token_count(value: object) -> int | None:
@@ -86,14 +86,6 @@ def chunk_texts(chunk: JSONObject) -> Iterator[str]:
     for choice in chunk.get("choices") or ():
         if isinstance(choice, dict):
             yield from message_texts(choice.get("delta"))
-
-
-def token_count(value: Any) -> int:
-    """An upstream's token count: a whole number from 0 to ``INT_MAX`` (the column it is
-    stored in), else 0, the count of an upstream that gave none."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT_MAX:
-        return value
-    return 0
 
 
 def estimated_usage(

@@ -140,7 +140,7 @@ class OpenAIProvider:
         if len(vectors) != len(texts):
             raise UpstreamError(f"{self.name} returned {len(vectors)} vectors for {len(texts)}")
         usage = body.get("usage")
-        prompt = token_count(usage.get("prompt_tokens")) if isinstance(usage, dict) else 0
+        prompt = (token_count(usage.get("prompt_tokens")) if isinstance(usage, dict) else 0) or 0
         return Embeddings(vectors, prompt, str(body.get("model", "")))
 
     async def complete_native(self, api: str, body: JSONObject) -> JSONObject:
@@ -196,7 +196,7 @@ class OpenAIProvider:
             if isinstance(usage, dict)
             else None
         )
-        return Ranking(results, token_count(tokens), str(answer.get("model", "")))
+        return Ranking(results, token_count(tokens) or 0, str(answer.get("model", "")))
 
 
 async def _openai_events(lines: AsyncIterator[bytes], name: str) -> AsyncIterator[JSONObject]:
