@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from propylon import __version__
+from propylon import __version__, cli_edge
 from propylon.access.commands import keys_app, tenants_app
 from propylon.local.commands import local_app
-from propylon.settings import Settings, load_settings
+from propylon.settings import Settings
 
 if TYPE_CHECKING:
     from propylon.local.minilm import MiniLMEmbedder
@@ -39,13 +39,6 @@ def _one_blas_thread() -> None:
     ``serve`` imports first loads numpy); the operator's value wins. ``worker`` keeps
     OpenBLAS's default: a job's batches are its parallelism."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-
-def _settings(config: Path | None, **overrides: object) -> Settings:
-    try:
-        return load_settings(config, **overrides)
-    except FileNotFoundError as exc:
-        raise typer.BadParameter(str(exc)) from None
 
 
 @app.command()
@@ -73,7 +66,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API (OpenAI-compatible gateway and the rest)."""
     _one_blas_thread()
-    settings = _settings(config, data_dir=data_dir, host=host, port=port)
+    settings = cli_edge.settings(config, data_dir=data_dir, host=host, port=port)
     if settings.database_url is None and workers == 1:
         from propylon.db.embedded import start_early
 
@@ -149,7 +142,7 @@ def worker(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     from propylon.app import run_worker
     from propylon.observe.logging import configure_logging
 
-    settings = _settings(config, data_dir=data_dir)
+    settings = cli_edge.settings(config, data_dir=data_dir)
     configure_logging(settings.log_level)
     asyncio.run(run_worker(settings))
 
@@ -160,7 +153,7 @@ def migrate(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     from propylon.db.connect import open_database
     from propylon.db.migrator import migrate as apply
 
-    settings = _settings(config, data_dir=data_dir)
+    settings = cli_edge.settings(config, data_dir=data_dir)
 
     async def _run() -> list[str]:
         async with open_database(settings) as database:
@@ -184,11 +177,17 @@ def fake_upstream(
     ] = None,
 ) -> None:
     """Serve the fake OpenAI/Anthropic upstream used by tests and benchmarks."""
+    from pydantic import ValidationError
+
     from propylon.testing import Behaviour, run_fake_upstream
 
+    try:
+        parsed = Behaviour.from_json(behaviour) if behaviour else None
+    except ValidationError as exc:
+        cli_edge.refuse(f"--behaviour: {cli_edge.validation_problem(exc)}")
     chosen = (
-        Behaviour.from_json(behaviour)
-        if behaviour
+        parsed
+        if parsed is not None
         else Behaviour(
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,
@@ -258,8 +257,18 @@ app.add_typer(eval_app, name="eval")
 guard_app = typer.Typer(no_args_is_help=True, help="The prompt-injection detector.")
 app.add_typer(guard_app, name="guard")
 
+
+def _datasets_dir(data: Path) -> Path:
+    if not data.is_dir():
+        cli_edge.refuse(f"no datasets directory {data} (--data)")
+    return data
+
+
 DataOpt = Annotated[
-    Path, typer.Option("--data", help="The shared datasets directory.", file_okay=False)
+    Path,
+    typer.Option(
+        "--data", help="The shared datasets directory.", file_okay=False, callback=_datasets_dir
+    ),
 ]
 Int8Opt = Annotated[
     bool,
@@ -663,7 +672,7 @@ def ingest(
     try:
         outcome = asyncio.run(IngestClient(url, api_key).run(paths, collection, create=create))
     except IngestCommandError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        cli_edge.refuse(str(exc))
     except OSError as exc:
         typer.echo(f"cannot reach {url}: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -758,7 +767,7 @@ def eval_bm25(
 
     if not (dataset / "corpus.jsonl.gz").is_file():
         raise typer.BadParameter(f"no corpus.jsonl.gz in {dataset}", param_hint="--dataset")
-    settings = _settings(config, data_dir=data_dir)
+    settings = cli_edge.settings(config, data_dir=data_dir)
     data = load_beir(dataset, max_documents=max_documents)
 
     async def _run() -> BM25Report:
@@ -807,7 +816,7 @@ def eval_rerank(
         raise typer.BadParameter(f"no corpus.jsonl.gz in {dataset}", param_hint="--dataset")
     report = asyncio.run(
         rerank_eval.run(
-            _settings(config, data_dir=data_dir),
+            cli_edge.settings(config, data_dir=data_dir),
             dataset,
             threads=threads,
             candidates=candidates,
@@ -850,7 +859,7 @@ def eval_ingestion(
     from propylon.rag import ingestion_eval
     from propylon.rag.engine import token_counter
 
-    settings = _settings(config, data_dir=data_dir)
+    settings = cli_edge.settings(config, data_dir=data_dir)
     samples = ingestion_eval.build_corpus(seed, scanned_pages)
 
     async def _run() -> list[ingestion_eval.KindScore]:
@@ -891,7 +900,7 @@ def eval_retrieval(
 
     if not (dataset / "corpus.jsonl.gz").is_file():
         raise typer.BadParameter(f"no corpus.jsonl.gz in {dataset}", param_hint="--dataset")
-    settings = _settings(config, data_dir=data_dir)
+    settings = cli_edge.settings(config, data_dir=data_dir)
     report = asyncio.run(
         evaluation.run(
             settings,

@@ -17,13 +17,14 @@ from urllib.parse import urlsplit
 
 import typer
 
+from propylon import cli_edge
 from propylon.access.amounts import MAX_AMOUNT
 from propylon.access.budgets import Budget
 from propylon.access.keys import KeyRecord
 from propylon.access.limits import Limits
 from propylon.access.store import AccessStore
 from propylon.errors import InvalidRequest, PropylonError
-from propylon.settings import Settings, load_settings
+from propylon.settings import Settings
 from propylon.storable import unstorable_field
 
 T = TypeVar("T")
@@ -103,10 +104,7 @@ def _run_with_settings(
     from propylon.db.connect import open_database
     from propylon.db.migrator import migrate
 
-    try:
-        settings: Settings = load_settings(config, data_dir=data_dir)
-    except FileNotFoundError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    settings: Settings = cli_edge.settings(config, data_dir=data_dir)
     typer.echo(f"Database: {_describe_database(settings, create=create_database)}", err=True)
 
     async def _go() -> T:

@@ -17,6 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from rich.console import Console
@@ -110,11 +111,16 @@ def sha256_of(path: Path) -> str:
 
 class IngestClient:
     def __init__(self, url: str, api_key: str | None, console: Console | None = None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise IngestCommandError(f"--url must be an http(s) URL, not {url!r}")
         self._base = url.rstrip("/") + "/v1/"
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._console = console or Console(stderr=True)
 
     async def run(self, paths: list[Path], collection: str, *, create: bool = True) -> Outcome:
+        if not collection.strip():
+            raise IngestCommandError("--collection must name a collection")
         found = find_files(paths)
         files = [
             FileToIngest(path, external_id, sha256_of(path)) for path, external_id in found.files
@@ -133,7 +139,7 @@ class IngestClient:
     async def _collection(
         self, http: aiohttp.ClientSession, name: str, create: bool
     ) -> dict[str, Any]:
-        async with http.get(f"collections/{name}") as response:
+        async with http.get(f"collections/{quote(name, safe='')}") as response:
             if response.status == 200:
                 return dict(await response.json())
             if response.status != 404:
