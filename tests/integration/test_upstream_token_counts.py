@@ -115,7 +115,7 @@ async def test_insane_upstream_counts_are_logged_as_an_estimate_and_never_reach_
 ) -> None:
     upstream[0].prompt = prompt
     ask = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 20}
-    cases = {
+    cases: dict[str, tuple[str, dict[str, Any]]] = {
         "plain": ("chat/completions", {"model": "gpt-test"}),
         "streamed": (
             "chat/completions",
