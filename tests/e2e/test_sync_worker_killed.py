@@ -55,6 +55,8 @@ async def server(database_url: str) -> AsyncIterator[AppServer]:
         models=[MINILM],
         jobs={"in_process_worker": False},
         guard={"enabled": False},
+        # As on the worker: a source on this address is refused when it is made otherwise.
+        rag={"sources": {"url_hosts": ["127.0.0.1"]}},
     ) as app:
         yield app
 
