@@ -52,7 +52,6 @@ from propylon.gateway.usage import (
     asking_usage,
     chunk_texts,
     estimated_usage,
-    token_count,
     upstream_usage,
     wants_usage,
 )
@@ -175,7 +174,7 @@ class Gateway:
         result = await self._route(
             model, self._embeddings[model.name], call, lambda a: a.embed(texts, request)
         )
-        result.prompt_tokens = self._input_tokens(call, result.prompt_tokens, texts, model)
+        call.report(UsageReported({"prompt_tokens": result.prompt_tokens, "completion_tokens": 0}))
         return result
 
     async def rerank(
@@ -190,21 +189,8 @@ class Gateway:
         ranking = await self._route(
             model, self._rerank[model.name], call, lambda a: a.rerank(query, documents, request)
         )
-        ranking.tokens = self._input_tokens(call, ranking.tokens, [query, *documents], model)
+        call.report(UsageReported({"prompt_tokens": ranking.tokens, "completion_tokens": 0}))
         return ranking
-
-    def _input_tokens(
-        self, call: CallInfo, counted: int, texts: list[str], model: ModelConfig
-    ) -> int:
-        """The upstream's input count reported if sane, else our estimate of ``texts``."""
-        tokens = token_count(counted)
-        estimated = tokens is None
-        if tokens is None:
-            tokens = sum(self._counter.count_text(text, model.name) for text in texts)
-        call.report(
-            UsageReported({"prompt_tokens": tokens, "completion_tokens": 0}, estimated=estimated)
-        )
-        return tokens
 
     def _named_model(self, request: JSONObject | None, call: CallInfo, kind: str) -> ModelConfig:
         name = (request or {}).get("model")

@@ -7,8 +7,9 @@ too. Reasoning a provider keeps hidden can only come from its own usage, which i
 streams always ask for it (``stream_options.include_usage``).
 
 ``upstream_usage`` is the one place an upstream's token counts become ours: every reader of
-an upstream's usage (answers, streams, the Anthropic translation, spend) goes through it or
-through ``token_count``.
+an upstream's usage (answers, streams, the Anthropic translation, spend, and the OpenAI
+provider's embeddings and rerank counts, 0 when insane) goes through it or through
+``token_count``.
 """
 
 from __future__ import annotations

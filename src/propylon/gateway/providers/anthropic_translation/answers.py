@@ -108,9 +108,9 @@ def finish_reason(stop_reason: object) -> str:
 
 
 def openai_usage(usage: object) -> JSONObject:
-    """OpenAI's usage, where prompt tokens include those read from and written to the cache."""
-    """Empty when the input or output count is unknown or insane (``token_count``): the
-    gateway then estimates the usage."""
+    """OpenAI's usage, where prompt tokens include those read from and written to the cache;
+    empty when the input or output count is unknown or insane (``token_count``): the gateway
+    then estimates the usage."""
     counts = usage if isinstance(usage, dict) else {}
     fresh = token_count(counts.get("input_tokens"))
     completion = token_count(counts.get("output_tokens"))
