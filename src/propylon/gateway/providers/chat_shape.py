@@ -22,10 +22,7 @@ from propylon.gateway.providers.transport import relayed_error
 
 def checked_completion(body: JSONObject, name: str) -> JSONObject:
     """``body`` if it is a chat completion with at least one choice; else ``UpstreamError``."""
-    error = body.get("error")
-    if error is not None:
-        message, code = relayed_error(error, name, f"{name} answered with an error")
-        raise UpstreamError(message, code=code)
+    _refuse_error(body, name)
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices:
         raise UpstreamError(f"{name} returned a body that is not a chat completion")
@@ -35,6 +32,23 @@ def checked_completion(body: JSONObject, name: str) -> JSONObject:
         if not _is_message(choice["message"], whole=True):
             raise UpstreamError(f"{name} returned a chat completion message of the wrong shape")
     return body
+
+
+def checked_response(body: JSONObject, name: str) -> JSONObject:
+    """``body`` if it is a Responses API answer (``native_apis: [responses]``): no ``error``
+    (it carries ``"error": null``) and a list ``output``; else ``UpstreamError``."""
+    _refuse_error(body, name)
+    if not isinstance(body.get("output"), list):
+        raise UpstreamError(f"{name} returned a body that is not a response")
+    return body
+
+
+def _refuse_error(body: JSONObject, name: str) -> None:
+    """An answer that carries an ``error`` is the upstream's failure, even with HTTP 200."""
+    error = body.get("error")
+    if error is not None:
+        message, code = relayed_error(error, name, f"{name} answered with an error")
+        raise UpstreamError(message, code=code)
 
 
 def checked_chunk(chunk: JSONObject, name: str) -> JSONObject:

@@ -27,12 +27,15 @@ from propylon.gateway.protocol import (
     upstream_body,
 )
 from propylon.gateway.providers import text_completions
-from propylon.gateway.providers.chat_shape import checked_chunk, checked_completion
+from propylon.gateway.providers.chat_shape import (
+    checked_chunk,
+    checked_completion,
+    checked_response,
+)
 from propylon.gateway.providers.transport import (
     Timeouts,
     open_sse_stream,
     post_json,
-    relayed_error,
 )
 from propylon.gateway.usage import token_count
 from propylon.responses import native_stream
@@ -146,12 +149,9 @@ class OpenAIProvider:
     async def complete_native(self, api: str, body: JSONObject) -> JSONObject:
         """A client's ``/v1/responses`` body sent as it is (``native_apis: [responses]``);
         the chat completion standing for the reply carries the reply itself."""
-        answer = await self._post(self._responses_url, self._native(body, stream=False))
-        if answer.get("error") is not None:  # a Responses body carries "error": null
-            message, code = relayed_error(answer["error"], self.name, f"{self.name} failed")
-            raise UpstreamError(message, code=code)
-        if not isinstance(answer.get("output"), list):
-            raise UpstreamError(f"{self.name} returned a body that is not a response")
+        answer = checked_response(
+            await self._post(self._responses_url, self._native(body, stream=False)), self.name
+        )
         completion = responses_translation.chat_completion(answer)
         completion[EXTENSION_FIELD] = {NATIVE: answer}
         return completion
