@@ -61,12 +61,7 @@ def normalise(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         return kind, [dict(step) for step in steps]
     else:
         raise InvalidRequest("`type` must be `chat`, `answer`, `chain` or `agent`.", param="type")
-    try:  # the one step made of the body's fields: an error names the body's field
-        _check_step("steps[0]", steps[0], set())
-    except InvalidRequest as exc:
-        param = (exc.param or "").removeprefix("steps[0].")
-        message = exc.message.replace("`steps[0].", "`")
-        raise InvalidRequest(message, param=param or None) from None
+    _check_step("", steps[0], set())  # the step is the body: errors name the body's fields
     return kind, [dict(step) for step in steps]
 
 
@@ -82,33 +77,38 @@ def check_chain(steps: Any, where: str) -> None:
 
 
 def _check_step(where: str, step: Any, seen: set[str]) -> None:
+    """One step, at ``where`` (``steps[2]``; ``""``: the step is the body itself)."""
     if not isinstance(step, dict):
         raise InvalidRequest(f"`{where}` must be an object.", param=where)
     name = step.get("name")
     if not isinstance(name, str) or not _NAME.match(name) or name in seen:
         raise InvalidRequest(
-            f"`{where}.name` must be a unique name of letters, digits, `_` or `-`.",
-            param=f"{where}.name",
+            f"`{_at(where, 'name')}` must be a unique name of letters, digits, `_` or `-`.",
+            param=_at(where, "name"),
         )
     seen.add(name)
     kind = step.get("kind")
     if not isinstance(kind, str) or kind not in KIND_FIELDS:
         raise InvalidRequest(
-            f"`{where}.kind` must be one of {', '.join(KIND_FIELDS)}.", param=f"{where}.kind"
+            f"`{_at(where, 'kind')}` must be one of {', '.join(KIND_FIELDS)}.",
+            param=_at(where, "kind"),
         )
     for field in KIND_FIELDS[kind]:
         value = step.get(field)
         wanted = dict if field == "request" else str
         if not isinstance(value, wanted) or (wanted is str and not value):
             raise InvalidRequest(
-                f"`{where}.{field}` is required for a `{kind}` step.", param=f"{where}.{field}"
+                f"`{_at(where, field)}` is required for a `{kind}` step.",
+                param=_at(where, field),
             )
     if kind == "model":
-        _within(f"{where}.request", validate_chat_request, step["request"])
+        _within(_at(where, "request"), validate_chat_request, step["request"])
     elif kind == "search":
         _within(where, lambda s: SearchRequest.parse(s, default_top_k=DEFAULT_TOP_K), step)
     if kind == "verify_citations" and step["step"] not in seen - {name}:
-        raise InvalidRequest(f"`{where}.step` must name an earlier step.", param=f"{where}.step")
+        raise InvalidRequest(
+            f"`{_at(where, 'step')}` must name an earlier step.", param=_at(where, "step")
+        )
     for field, low, high in (("timeout_s", 0.1, 3600), ("retries", 0, 5)):
         value = step.get(field)
         if value is not None and (
@@ -117,7 +117,8 @@ def _check_step(where: str, step: Any, seen: set[str]) -> None:
             or not low <= value <= high
         ):
             raise InvalidRequest(
-                f"`{where}.{field}` must be a number in [{low}, {high}].", param=f"{where}.{field}"
+                f"`{_at(where, field)}` must be a number in [{low}, {high}].",
+                param=_at(where, field),
             )
 
 
@@ -126,8 +127,14 @@ def _within(where: str, check: Callable[[dict[str, Any]], object], body: dict[st
     try:
         check(body)
     except InvalidRequest as exc:
-        param = f"{where}.{exc.param}" if exc.param else where
-        raise InvalidRequest(f"`{where}`: {exc.message}", param=param) from None
+        param = _at(where, exc.param) if exc.param else where
+        message = f"`{where}`: {exc.message}" if where else exc.message
+        raise InvalidRequest(message, param=param or None) from None
+
+
+def _at(where: str, field: str) -> str:
+    """The name of ``field`` of the step at ``where``."""
+    return f"{where}.{field}" if where else field
 
 
 def render(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
