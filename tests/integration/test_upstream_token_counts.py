@@ -1,7 +1,8 @@
 """An upstream's insane token counts (negative, or past the integer columns) are unknown:
 the call is logged and billed with the gateway's estimate, marked so, and no negative or
 huge count reaches the client — through OpenAI-compatible and Anthropic deployments,
-streamed or not, and through a streamed Responses answer."""
+streamed or not, through a streamed Responses answer, and through embeddings (whose count
+may also be missing)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class Upstream:
     """OpenAI chat completions and Anthropic messages answering ``Hi there`` with the
     prompt count ``prompt`` (the tokens of the answer: 3)."""
 
-    prompt = NEGATIVE
+    prompt: int | None = NEGATIVE  # None: no usage at all (embeddings only)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -44,6 +45,18 @@ class Upstream:
         ]
         lines = [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
         return web.Response(body=b"".join(lines), content_type="text/event-stream")
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        items = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+            for i in range(len(items))
+        ]
+        answer: dict[str, Any] = {"object": "list", "data": data, "model": body["model"]}
+        if self.prompt is not None:
+            answer["usage"] = {"prompt_tokens": self.prompt, "total_tokens": self.prompt}
+        return web.json_response(answer)
 
     async def messages(self, request: web.Request) -> web.Response:
         usage = {"input_tokens": self.prompt, "output_tokens": 3}
@@ -65,6 +78,7 @@ async def upstream() -> AsyncIterator[tuple[Upstream, str]]:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", fake.chat)
     app.router.add_post("/v1/messages", fake.messages)
+    app.router.add_post("/v1/embeddings", fake.embeddings)
     async with _serving(app) as url:
         yield fake, url
 
@@ -74,9 +88,13 @@ async def server(
     database_url: str, upstream: tuple[Upstream, str], monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[AppServer]:
     monkeypatch.setenv("TEST_ANTHROPIC_KEY", "sk-ant-test")
+    embedder = {"provider": "openai", "base_url": f"{upstream[1]}/v1", "model": "fake-embed"}
     async with serve_app(
         database_url=database_url,
-        models=gpt_and_claude(upstream[1]),
+        models=[
+            *gpt_and_claude(upstream[1]),
+            {"name": "embed-test", "kind": "embeddings", "deployments": [embedder]},
+        ],
         admin_key=ADMIN,
         observe={"flush_interval_s": 0.05},
         cache={"enabled": False},
@@ -132,3 +150,24 @@ async def test_insane_upstream_counts_are_logged_as_an_estimate_and_never_reach_
         assert row["usage_estimated"] is True, label
         assert 0 < row["prompt_tokens"] < 1000, (label, row["prompt_tokens"])
         assert row["completion_tokens"] > 0, label
+
+
+@pytest.mark.parametrize("prompt", [NEGATIVE, HUGE, None], ids=["negative", "huge", "missing"])
+async def test_embeddings_without_a_sane_upstream_count_are_estimated(
+    server: AppServer, upstream: tuple[Upstream, str], prompt: int | None
+) -> None:
+    """Counted as an answer's would be, marked estimated; token arrays count as sent."""
+    upstream[0].prompt = prompt
+    cases: dict[str, tuple[Any, int | None]] = {
+        "text": (["Say hi to the embeddings", "and again"], None),
+        "tokens": ([[1, 2, 3, 4], [5, 6]], 6),
+    }
+    for label, (given, exact) in cases.items():
+        body = {"model": "embed-test", "input": given, "metadata": {"case": label}}
+        answer = orjson.loads(await post(server, "embeddings", body))
+        tokens = answer["usage"]["prompt_tokens"]
+        assert answer["usage"]["total_tokens"] == tokens
+        assert 0 < tokens < 100 if exact is None else tokens == exact, (label, tokens)
+        [row] = await records(server, 1, f"metadata.case={label}", key=ADMIN)
+        assert row["usage_estimated"] is True, label
+        assert row["prompt_tokens"] == tokens, label

@@ -128,10 +128,11 @@ def native_answer(completion: JSONObject) -> JSONObject | None:
 
 @dataclass(slots=True)
 class Embeddings:
-    """Vectors for a batch of texts, in input order, and the tokens the provider counted."""
+    """Vectors for a batch of texts, in input order, and the tokens the provider counted
+    (None: an upstream gave no count, or an insane one; the gateway estimates it)."""
 
     vectors: list[list[float]]
-    prompt_tokens: int
+    prompt_tokens: int | None
     model: str = ""
     extra: JSONObject = field(default_factory=dict)
 

@@ -51,6 +51,7 @@ from propylon.gateway.usage import (
     answer_texts,
     asking_usage,
     chunk_texts,
+    estimated_input_tokens,
     estimated_usage,
     upstream_usage,
     wants_usage,
@@ -174,7 +175,11 @@ class Gateway:
         result = await self._route(
             model, self._embeddings[model.name], call, lambda a: a.embed(texts, request)
         )
-        call.report(UsageReported({"prompt_tokens": result.prompt_tokens, "completion_tokens": 0}))
+        estimated = result.prompt_tokens is None
+        if result.prompt_tokens is None:
+            result.prompt_tokens = estimated_input_tokens(self._counter, texts, request, model.name)
+        usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": 0}
+        call.report(UsageReported(usage, estimated=estimated))
         return result
 
     async def rerank(

@@ -8,8 +8,9 @@ streams always ask for it (``stream_options.include_usage``).
 
 ``upstream_usage`` is the one place an upstream's token counts become ours: every reader of
 an upstream's usage (answers, streams, the Anthropic translation, spend, and the OpenAI
-provider's embeddings and rerank counts, 0 when insane) goes through it or through
-``token_count``.
+provider's embeddings and rerank counts) goes through it or through ``token_count``. An
+embeddings call without a sane count is estimated (``estimated_input_tokens``), as an answer
+is; a rerank's insane count is 0.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from propylon.gateway.embedding_input import token_arrays
 from propylon.gateway.protocol import JSONObject
 from propylon.params import INT_MAX
 from propylon.tokens import TokenCounter
@@ -106,6 +108,17 @@ def estimated_usage(
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+
+
+def estimated_input_tokens(
+    counter: TokenCounter, texts: list[str], request: JSONObject | None, model: str
+) -> int:
+    """The input tokens of an embeddings call whose upstream gave no sane count: the token
+    arrays' lengths when the client sent tokens, else the texts counted with the tokenizer."""
+    arrays = token_arrays((request or {}).get("input"))
+    if arrays is not None:
+        return sum(map(len, arrays))
+    return sum(counter.count_text(text, model) for text in texts)
 
 
 def wants_usage(request: JSONObject) -> bool:

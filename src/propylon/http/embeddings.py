@@ -38,7 +38,8 @@ async def create_embeddings(request: Request) -> Response:
         {"object": "embedding", "index": i, "embedding": _encode(vector, encoding)}
         for i, vector in enumerate(result.vectors)
     ]
-    usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
+    tokens = result.prompt_tokens or 0  # the gateway's count, its estimate when it had none
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
     return json_response(
         {"object": "list", "data": data, "model": body["model"], "usage": usage},
         headers=call.headers(),

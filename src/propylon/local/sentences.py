@@ -320,7 +320,7 @@ async def _similarity(
     similarity = [0.0] * len(sentences)
     for i, value in zip(indices, cosine.tolist(), strict=True):
         similarity[i] = float(value)
-    return similarity, embedded.prompt_tokens
+    return similarity, embedded.prompt_tokens or 0
 
 
 def _scaled(scores: list[float]) -> list[float]:

@@ -474,7 +474,7 @@ class RecordedEmbeddings:
             "embeddings",
             texts,
             lambda: self._inner.embed(texts, request, call),
-            lambda result: result.prompt_tokens,
+            lambda result: result.prompt_tokens or 0,
         )
 
 

@@ -143,7 +143,7 @@ class OpenAIProvider:
         if len(vectors) != len(texts):
             raise UpstreamError(f"{self.name} returned {len(vectors)} vectors for {len(texts)}")
         usage = body.get("usage")
-        prompt = (token_count(usage.get("prompt_tokens")) if isinstance(usage, dict) else 0) or 0
+        prompt = token_count(usage.get("prompt_tokens")) if isinstance(usage, dict) else None
         return Embeddings(vectors, prompt, str(body.get("model", "")))
 
     async def complete_native(self, api: str, body: JSONObject) -> JSONObject:
