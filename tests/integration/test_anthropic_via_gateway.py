@@ -163,6 +163,8 @@ async def test_a_json_schema_response_format_is_answered_through_a_forced_tool(
         ({"presence_penalty": 0.5}, "presence_penalty"),
         ({"response_format": REPORT_FORMAT, "tools": TOOLS}, "response_format"),
         ({"response_format": {"type": "yaml"}}, "response_format"),
+        ({"tool_choice": "bogus"}, "tool_choice"),  # refused with or without tools
+        ({"stop": 5}, "stop"),
     ],
 )
 async def test_what_anthropic_cannot_do_is_a_400_naming_the_parameter(

@@ -230,6 +230,12 @@ async def test_unknown_model_raises_the_sdks_not_found_error(
         ([{"role": "robot", "content": "hi"}], "messages.0"),
         ([{"role": "user", "content": [{"type": "document"}]}], "messages.0.content.0"),
         ([], "messages"),
+        ([{"role": "user", "content": [{"type": "text", "text": 5}]}], "messages.0.content.0.text"),
+        ([{"role": "user", "content": []}], "messages.0.content"),
+        (
+            [{"role": "user", "content": ""}, {"role": "assistant", "content": "x"}],
+            "messages.0.content",
+        ),
     ],
 )
 async def test_malformed_messages_get_a_clear_400(
@@ -237,7 +243,7 @@ async def test_malformed_messages_get_a_clear_400(
 ) -> None:
     with pytest.raises(anthropic.BadRequestError) as bad:
         await sdk.messages.create(model="gpt-test", max_tokens=10, messages=messages)
-    assert word in str(bad.value)
+    assert f"{word}:" in str(bad.value)
 
 
 async def test_a_stream_broken_midway_ends_with_an_error_event(

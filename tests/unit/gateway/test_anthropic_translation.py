@@ -218,6 +218,10 @@ def test_stream_flag_is_set_only_for_streams() -> None:
     ("field", "request_fields"),
     [
         ("n", {"n": 2}),
+        ("tool_choice", {"tool_choice": "bogus"}),
+        ("tool_choice", {"tool_choice": "bogus", "tools": [WEATHER_TOOL]}),
+        ("stop", {"stop": 5}),
+        ("stop", {"stop": ["a", 1]}),
         ("functions", {"functions": [{"name": "f", "parameters": {}}]}),
         ("messages", {"messages": [{"role": "system", "content": "only a system prompt"}]}),
     ],

@@ -3,6 +3,8 @@ legacy completions to and from chat, and the chat chunks told as Anthropic event
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from propylon.errors import InvalidRequest, UpstreamStreamInterrupted
@@ -121,6 +123,36 @@ def test_bad_messages_bodies_name_the_field(body: JSONObject, param: str) -> Non
     with pytest.raises(InvalidRequest) as caught:
         chat_request(body)
     assert caught.value.param == param
+
+
+@pytest.mark.parametrize(
+    ("turns", "param", "wording"),
+    [
+        (
+            [{"role": "user", "content": [{"type": "text", "text": 5}]}],
+            "messages.0.content.0.text",
+            "must be a string",
+        ),
+        ([{"role": "user", "content": []}], "messages.0.content", "must not be empty"),
+        ([{"role": "user", "content": ""}], "messages.0.content", "must not be empty"),
+        (
+            [{"role": "assistant", "content": []}, {"role": "user", "content": "x"}],
+            "messages.0.content",
+            "must not be empty",
+        ),
+    ],
+)
+def test_bad_turns_say_what_is_wrong_with_them(turns: Any, param: str, wording: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        chat_request({"model": "m", "max_tokens": 5, "messages": turns})
+    assert caught.value.param == param
+    assert wording in str(caught.value)
+
+
+def test_only_a_final_assistant_turn_may_be_empty() -> None:
+    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": []}]
+    request = chat_request({"model": "m", "max_tokens": 5, "messages": turns})
+    assert request["messages"] == [{"role": "user", "content": "Hi"}]
 
 
 def test_a_completion_becomes_an_anthropic_message() -> None:

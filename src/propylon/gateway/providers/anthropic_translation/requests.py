@@ -116,11 +116,14 @@ def _sampling(request: JSONObject) -> JSONObject:
     if isinstance(top_p, int | float) and not isinstance(top_p, bool) and top_p != 1:
         out["top_p"] = top_p
     stop = request.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str)
+        or (isinstance(stop, list) and all(isinstance(item, str) for item in stop))
+    ):
+        raise InvalidRequest("`stop` must be a string or an array of strings.", param="stop")
     if isinstance(stop, str):
         out["stop_sequences"] = [stop]
-    elif isinstance(stop, list) and stop:
-        if not all(isinstance(item, str) for item in stop):
-            raise InvalidRequest("`stop` must be a string or an array of strings.", param="stop")
+    elif stop:
         out["stop_sequences"] = stop
     return out
 
@@ -277,6 +280,7 @@ def _tool_id(call_id: str) -> str:
 def _tools(request: JSONObject) -> JSONObject:
     tools = request.get("tools")
     choice = request.get("tool_choice")
+    anthropic_choice = _tool_choice(choice)  # checked with or without tools: never ignored
     if not tools:
         return {}
     if not isinstance(tools, list):
@@ -284,6 +288,15 @@ def _tools(request: JSONObject) -> JSONObject:
     out: JSONObject = {
         "tools": [_tool(tool, f"tools[{index}]") for index, tool in enumerate(tools)]
     }
+    if request.get("parallel_tool_calls") is False and anthropic_choice["type"] != "none":
+        anthropic_choice["disable_parallel_tool_use"] = True
+    if choice is not None or "disable_parallel_tool_use" in anthropic_choice:
+        out["tool_choice"] = anthropic_choice
+    return out
+
+
+def _tool_choice(choice: object) -> JSONObject:
+    """Anthropic's ``tool_choice`` for an OpenAI one (``auto`` when there is none)."""
     if choice is None or choice == "auto":
         anthropic_choice: JSONObject = {"type": "auto"}
     elif choice == "required":
@@ -296,11 +309,7 @@ def _tools(request: JSONObject) -> JSONObject:
         raise InvalidRequest(
             "`tool_choice` must be auto, required, none, or name a function.", param="tool_choice"
         )
-    if request.get("parallel_tool_calls") is False and anthropic_choice["type"] != "none":
-        anthropic_choice["disable_parallel_tool_use"] = True
-    if choice is not None or "disable_parallel_tool_use" in anthropic_choice:
-        out["tool_choice"] = anthropic_choice
-    return out
+    return anthropic_choice
 
 
 def response_format_tool(request: JSONObject) -> JSONObject | None:
@@ -392,7 +401,7 @@ def chat_request(body: JSONObject) -> JSONObject:
     if not isinstance(turns, list) or not turns:
         raise InvalidRequest("messages: must be a non-empty array", param="messages")
     for index, turn in enumerate(turns):
-        messages.extend(_chat_turns(turn, f"messages.{index}"))
+        messages.extend(_chat_turns(turn, f"messages.{index}", last=index == len(turns) - 1))
     request: JSONObject = {"model": model, "messages": messages, "max_tokens": max_tokens}
     for name in ("temperature", "top_p"):
         if body.get(name) is not None:
@@ -426,11 +435,17 @@ def _system_messages(system: object) -> list[JSONObject]:
     raise InvalidRequest("system: must be a string or an array of text blocks", param="system")
 
 
-def _chat_turns(turn: object, where: str) -> list[JSONObject]:
-    """The chat messages of one Anthropic turn: tool results become ``tool`` messages."""
+def _chat_turns(turn: object, where: str, *, last: bool) -> list[JSONObject]:
+    """The chat messages of one Anthropic turn: tool results become ``tool`` messages. As
+    Anthropic's API, only the last turn, when it is the assistant's, may be empty."""
     if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant"):
         raise InvalidRequest(f"{where}: must be a user or assistant message", param=where)
     role, content = turn["role"], turn.get("content")
+    if content in ("", []) and not (last and role == "assistant"):
+        raise InvalidRequest(
+            f"{where}.content: must not be empty (only a final assistant turn may be)",
+            param=f"{where}.content",
+        )
     if isinstance(content, str):
         return [{"role": role, "content": content}]
     if not isinstance(content, list):
@@ -445,7 +460,11 @@ def _chat_turns(turn: object, where: str) -> list[JSONObject]:
         kind = block.get("type") if isinstance(block, dict) else None
         if not isinstance(block, dict):
             raise InvalidRequest(f"{block_where}: must be a content block", param=block_where)
-        if kind == "text" and isinstance(block.get("text"), str):
+        if kind == "text":
+            if not isinstance(block.get("text"), str):
+                raise InvalidRequest(
+                    f"{block_where}.text: must be a string", param=f"{block_where}.text"
+                )
             parts.append({"type": "text", "text": block["text"]})
         elif kind == "image" and role == "user":
             parts.append(
