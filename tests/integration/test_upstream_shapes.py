@@ -25,7 +25,7 @@ class MisbehavingUpstream:
         self.bodies: dict[str, bytes] = {}
 
     async def answer(self, request: web.Request) -> web.Response:
-        stream = request.path.endswith("/chat/completions") and (await request.json()).get("stream")
+        stream = request.path.endswith("/completions") and (await request.json()).get("stream")
         key = f"{request.path}#stream" if stream else request.path
         content_type = "text/event-stream" if stream else "application/json"
         return web.Response(body=self.bodies[key], content_type=content_type)
@@ -142,17 +142,22 @@ async def test_a_malformed_stream_chunk_ends_the_stream_with_an_error_event(
     misbehaving.bodies["/v1/chat/completions#stream"] = (
         b"data: " + good + b"\n\ndata: " + bad + b"\n\ndata: [DONE]\n\n"
     )
+    events = await broken_stream(server, "chat/completions", {**CHAT, "stream": True})
+    assert orjson.loads(events[0][5:])["choices"][0]["delta"]["content"] == "Hel"
+
+
+async def broken_stream(server: AppServer, path: str, body: dict[str, Any]) -> list[bytes]:
+    """The ``data:`` events of a stream that must start with 200 and end with an error event
+    instead of [DONE]."""
     async with (
         aiohttp.ClientSession() as http,
-        http.post(
-            f"{server.v1}/chat/completions", json={**CHAT, "stream": True}, headers=server.headers
-        ) as resp,
+        http.post(f"{server.v1}/{path}", json=body, headers=server.headers) as resp,
     ):
         assert resp.status == 200
         events = [line async for line in resp.content if line.startswith(b"data:")]
-    last = orjson.loads(events[-1][5:])
-    assert "error" in last, events
+    assert "error" in orjson.loads(events[-1][5:]), events
     assert b"[DONE]" not in b"".join(events)
+    return events
 
 
 @pytest.mark.parametrize("usage", [{"prompt_tokens": None}, "lots", [1], 1e300])
@@ -166,3 +171,27 @@ async def test_embeddings_with_odd_usage_are_served_with_an_estimated_count(
     )
     assert reply.status == 200, reply.body
     assert reply.body["usage"]["prompt_tokens"] == 1  # "hello", counted by the gateway
+
+
+@pytest.mark.parametrize("text", [[1, 2], 5, {"t": "x"}], ids=["list", "number", "object"])
+async def test_a_legacy_completion_whose_text_is_not_text_is_a_502_or_an_error_event(
+    server: AppServer, misbehaving: MisbehavingUpstream, text: Any
+) -> None:
+    """Whole: 502 naming the upstream. Streamed: the stream ends with an error event (after
+    the chunk that was good), without [DONE]."""
+    choice = {"index": 0, "text": text, "finish_reason": "stop"}
+    misbehaving.bodies["/v1/completions"] = orjson.dumps({"id": "t", "choices": [choice]})
+    legacy = {"model": "gpt-test", "prompt": "hi", "max_tokens": 5}
+    whole = await call(server, "POST", "/v1/completions", json=legacy)
+    assert whole.status == 502, whole.body
+    assert "text is not a string" in whole.body["error"]["message"]
+    good = {"id": "t", "choices": [{"index": 0, "text": "Hel", "finish_reason": None}]}
+    misbehaving.bodies["/v1/completions#stream"] = (
+        b"".join(
+            b"data: " + orjson.dumps(chunk) + b"\n\n"
+            for chunk in (good, {"id": "t", "choices": [choice]})
+        )
+        + b"data: [DONE]\n\n"
+    )
+    events = await broken_stream(server, "completions", {**legacy, "stream": True})
+    assert orjson.loads(events[0][5:])["choices"][0]["text"] == "Hel"

@@ -8,7 +8,8 @@ whole message's may also be a list of part objects) and whose
 ``arguments`` strings or null). An answer carrying an ``error`` is the upstream's failure,
 even with HTTP 200. A whole answer that fails is an ``UpstreamError`` (502, retryable); a
 streamed chunk that fails breaks the stream (``UpstreamStreamInterrupted``), which the
-gateway ends with its terminal error event.
+gateway ends with its terminal error event. A legacy completion's ``text`` is checked the
+same way where it is read as chat (``text_completions.chat_completion``, ``chat_chunk``).
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ class OpenAIProvider:
 
         async def parse(lines: AsyncIterator[bytes], name: str) -> AsyncIterator[JSONObject]:
             async for chunk in _openai_events(lines, name):
-                yield text_completions.chat_chunk(chunk)
+                yield text_completions.chat_chunk(chunk, name)
 
         return await open_sse_stream(
             self._session,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from propylon.errors import InvalidRequest, UpstreamError
+from propylon.errors import InvalidRequest, UpstreamError, UpstreamStreamInterrupted
 from propylon.gateway.protocol import JSONObject
 
 EXTENSION = "propylon"
@@ -80,23 +80,38 @@ def completions_body(request: JSONObject, model: str) -> JSONObject:
 
 
 def chat_completion(answer: JSONObject, name: str) -> JSONObject:
-    """A ``chat.completion`` standing for an upstream's ``text_completion``."""
+    """A ``chat.completion`` standing for an upstream's ``text_completion``; an
+    ``UpstreamError`` (502) when it is none, or a choice's ``text`` is not text."""
     if not isinstance(answer.get("choices"), list):
         raise UpstreamError(f"{name} returned a body that is not a text completion")
-    return _retold(
-        answer,
-        "chat.completion",
-        lambda choice: {"message": {"role": "assistant", "content": str(choice.get("text") or "")}},
-    )
+
+    def message(choice: JSONObject) -> JSONObject:
+        text = _upstream_text(choice, name, UpstreamError)
+        return {"message": {"role": "assistant", "content": text}}
+
+    return _retold(answer, "chat.completion", message)
 
 
-def chat_chunk(chunk: JSONObject) -> JSONObject:
-    """A ``chat.completion.chunk`` standing for a streamed ``text_completion`` chunk."""
-    return _retold(
-        chunk,
-        "chat.completion.chunk",
-        lambda choice: {"delta": {"content": choice["text"]} if choice.get("text") else {}},
-    )
+def chat_chunk(chunk: JSONObject, name: str) -> JSONObject:
+    """A ``chat.completion.chunk`` standing for a streamed ``text_completion`` chunk; a
+    choice whose ``text`` is not text breaks the stream (``UpstreamStreamInterrupted``)."""
+
+    def delta(choice: JSONObject) -> JSONObject:
+        text = _upstream_text(choice, name, UpstreamStreamInterrupted)
+        return {"delta": {"content": text} if text else {}}
+
+    return _retold(chunk, "chat.completion.chunk", delta)
+
+
+def _upstream_text(choice: JSONObject, name: str, error: type[UpstreamError]) -> str:
+    """A legacy choice's ``text`` (null or absent: ""); ``error`` when it is anything else,
+    which the chat layers above (record, guard, cache) would otherwise take as content."""
+    text = choice.get("text")
+    if text is None:
+        return ""
+    if type(text) is not str:
+        raise error(f"{name} returned a text completion whose text is not a string")
+    return text
 
 
 def text_completion(completion: JSONObject) -> JSONObject:
