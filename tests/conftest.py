@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR at import
@@ -20,7 +21,7 @@ from propylon.db.database import Database
 from propylon.db.migrator import migrate
 from propylon.local.static import StaticEmbedder
 from propylon.testing import FakeUpstream
-from tests.support.databases import create_database
+from tests.support.databases import create_database, for_tests_only
 from tests.support.servers import AppServer, serve_app
 
 
@@ -41,11 +42,27 @@ def _postgres_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     """A real PostgreSQL 18 + pgvector for the whole test session (stands in for any server
-    reachable through DATABASE_URL)."""
+    reachable through DATABASE_URL), without fsync (``for_tests_only``)."""
     for path in _postgres_dir():
         server = get_server(path / "pg", cleanup_mode="delete")
+        for_tests_only(server)
         yield server
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def migrated_template(pg_server: PostgresServer) -> str:
+    """The name of a database migrated once for the session: each test's database is a copy
+    of it (``database_url``), so a test's server finds its schema made instead of making it
+    (~0.1 s of every such test)."""
+    url = await create_database(pg_server)
+    db = Database(url)
+    await db.open()
+    try:
+        await migrate(db)
+    finally:
+        await db.close()
+    return str(conninfo_to_dict(url)["dbname"])
 
 
 @pytest.fixture
@@ -65,8 +82,14 @@ async def own_postgres(postgres_dir: Path) -> AsyncIterator[PostgresServer]:
 
 
 @pytest.fixture
-async def database_url(pg_server: PostgresServer) -> str:
-    """The URL of a new, empty database."""
+async def database_url(pg_server: PostgresServer, migrated_template: str) -> str:
+    """The URL of a new database of this test's own, with the current schema."""
+    return await create_database(pg_server, template=migrated_template)
+
+
+@pytest.fixture
+async def empty_database_url(pg_server: PostgresServer) -> str:
+    """The URL of a new, empty database (for tests of the migrations themselves)."""
     return await create_database(pg_server)
 
 

@@ -103,10 +103,10 @@ async def test_new_keys_come_without_logs_read(server: AppServer) -> None:
     assert made.body["features"] == ["chat", "embeddings", "rag"]
 
 
-async def test_the_upgrade_keeps_what_existing_keys_could_do(database_url: str) -> None:
+async def test_the_upgrade_keeps_what_existing_keys_could_do(empty_database_url: str) -> None:
     """`admin` used to mean every tenant: such keys become operators; every existing key keeps
     reading logged prompts."""
-    db = Database(database_url)
+    db = Database(empty_database_url)
     await db.open()
     try:
         before = [m for m in bundled_migrations() if m.version < 10]

@@ -19,8 +19,8 @@ from propylon.db.migrator import Migration, bundled_migrations, migrate
 from tests.support.servers import serve_app
 
 
-async def test_a_fresh_database_migrates_cleanly_and_only_once(database_url: str) -> None:
-    db = Database(database_url)
+async def test_a_fresh_database_migrates_cleanly_and_only_once(empty_database_url: str) -> None:
+    db = Database(empty_database_url)
     await db.open()
     try:
         applied = await migrate(db)
@@ -34,8 +34,8 @@ async def test_a_fresh_database_migrates_cleanly_and_only_once(database_url: str
         await db.close()
 
 
-async def test_concurrent_migrations_apply_each_file_once(database_url: str) -> None:
-    dbs = [Database(database_url), Database(database_url)]
+async def test_concurrent_migrations_apply_each_file_once(empty_database_url: str) -> None:
+    dbs = [Database(empty_database_url), Database(empty_database_url)]
     for db in dbs:
         await db.open()
     try:
@@ -46,8 +46,8 @@ async def test_concurrent_migrations_apply_each_file_once(database_url: str) -> 
             await db.close()
 
 
-async def test_a_failing_migration_leaves_nothing_half_applied(database_url: str) -> None:
-    db = Database(database_url)
+async def test_a_failing_migration_leaves_nothing_half_applied(empty_database_url: str) -> None:
+    db = Database(empty_database_url)
     await db.open()
     try:
         await migrate(db)
@@ -64,9 +64,9 @@ async def test_a_failing_migration_leaves_nothing_half_applied(database_url: str
 
 
 async def test_a_failing_migration_rolls_back_every_pending_one_and_is_named(
-    database_url: str,
+    empty_database_url: str,
 ) -> None:
-    db = Database(database_url)
+    db = Database(empty_database_url)
     await db.open()
     try:
         await migrate(db)
@@ -198,9 +198,9 @@ async def test_autocommit_connections_go_back_to_the_pool_transactional(database
         await db.close()
 
 
-async def test_every_pooled_connection_scans_hnsw_iteratively(database_url: str) -> None:
+async def test_every_pooled_connection_scans_hnsw_iteratively(empty_database_url: str) -> None:
     """A filtered HNSW search (the semantic cache's scope) must not stop short of its rows."""
-    db = Database(database_url, min_size=2, max_size=2)
+    db = Database(empty_database_url, min_size=2, max_size=2)
     await db.open()
     try:
         await migrate(db)  # loads pgvector after the pool's connections were made
