@@ -47,9 +47,12 @@ class RequestContextMiddleware:
         recordable = ctx.path.startswith("/v1/") and ctx.method in _RECORDED_METHODS
         status = 500
         error_body: list[bytes] | None = None
+        answered = False  # the response's last body message went out
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status, error_body
+            nonlocal status, error_body, answered
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
             if message["type"] == "http.response.start":
                 status = message["status"]
                 call: CallInfo | None = state.get("call")
@@ -71,6 +74,12 @@ class RequestContextMiddleware:
         token = current_request.set(ctx)
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # Starlette's last-resort handler answers 500 (``errors._unexpected``, which logs
+            # the error) and then raises the error again; uvicorn would then close the
+            # connection under the client's next request on it. Answered, it ends here.
+            if not (answered and status == 500):
+                raise
         finally:
             if recordable and not ctx.recorded:
                 _record_unserved(scope, ctx, state.get("call"), status, error_body)
