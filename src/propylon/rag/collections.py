@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from psycopg import AsyncConnection
 
 from propylon.errors import (
+    Conflict,
     InvalidRequest,
     ModelNotFound,
     NotFound,
@@ -293,6 +294,12 @@ class CollectionService:
         )
         if row is None:
             raise NotFound(f"No document `{document_id}` in this collection.", param="document_id")
+        if row["total"] is None:  # no text: not parsed yet, or its parsing failed
+            raise Conflict(
+                f"Document `{document_id}` has no text yet (status: {document['status']}).",
+                param="document_id",
+                code="document_not_ready",
+            )
         text, total = row["text"] or "", int(row["total"])
         begin = min(start, total)
         return {

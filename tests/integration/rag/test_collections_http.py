@@ -112,6 +112,10 @@ async def test_a_corrupt_file_fails_its_job_with_the_reason(http: aiohttp.Client
     async with http.get(f"collections/broken/documents/{accepted['id']}") as response:
         document = await response.json()
     assert document["status"] == "failed" and "damaged" in document["error"]
+    async with http.get(f"collections/broken/documents/{accepted['id']}/text") as response:
+        assert response.status == 409  # no text to read: not a 500
+        error = (await response.json())["error"]
+    assert error["code"] == "document_not_ready" and "failed" in error["message"]
 
 
 async def test_requests_that_cannot_be_served(http: aiohttp.ClientSession) -> None:
