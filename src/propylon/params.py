@@ -1,15 +1,17 @@
-"""Numbers and times as clients write them in query parameters, path segments and headers.
+"""Numbers and times as clients write them in query parameters, path segments and headers,
+and the URLs they give the server to call.
 
 One reading for every route: ASCII digits only (``str.isdigit`` also takes "²", which
 ``int`` refuses), within the range of what the value feeds (a page size, a PostgreSQL
 ``integer`` or ``bigint``, a time both Python and PostgreSQL hold), else a 400 naming the
-parameter.
+parameter. A URL (``http_url``) is http(s), with a host, a port that exists and no spaces.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from urllib.parse import SplitResult, urlsplit
 
 from propylon.errors import InvalidRequest
 
@@ -53,3 +55,19 @@ def time_param(value: str, name: str) -> datetime:
     except ValueError:
         raise InvalidRequest(message, param=name) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def http_url(value: object) -> SplitResult | None:
+    """``value`` split, when it is an http(s) URL with a host, a port from 1 to 65535 (or
+    none) and no whitespace; None otherwise (``urlsplit`` alone takes ``http://``,
+    ``http://a b/`` and port 99999, and raises on ``http://[::1``)."""
+    if not isinstance(value, str) or any(c.isspace() for c in value):
+        return None
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:  # a malformed IPv6 host, or a port that is not a number below 65536
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        return None
+    return parts

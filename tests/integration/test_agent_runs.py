@@ -437,6 +437,10 @@ async def test_mcp_servers_are_registered_by_tenant_admins_and_checked_when_name
         agents, "POST", "/mcp-servers", {"name": "sh", "command": ["sh", "-c", "x"]}, admin
     )
     assert status == 403 and "mcp_stdio_commands" in error["error"]["message"]
+    for url in ("http://[::1", "http://", "http://a b/", "http://example.com:99999/"):
+        odd = {"name": "odd", "url": url}
+        status, error = await request(agents, "POST", "/mcp-servers", odd, admin)
+        assert status == 400 and error["error"]["param"] == "url", (url, error)
     body = {"type": "agent", "model": "gpt-agent", "input": "hi", "tools": ["mcp:nowhere"]}
     status, error = await request(agents, "POST", "/runs", body, operator)
     assert status == 404 and error["error"]["param"] == "tools[0]", error

@@ -1,5 +1,5 @@
 """Numbers and times from query parameters: read when ASCII and in range, else a 400 naming
-the parameter, never another exception."""
+the parameter, never another exception. URLs to call: http(s), a host, a real port."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from propylon.errors import InvalidRequest
-from propylon.params import BIGINT_MAX, MAX_EPOCH_S, digits, int_param, time_param
+from propylon.params import BIGINT_MAX, MAX_EPOCH_S, digits, http_url, int_param, time_param
 
 
 def test_ascii_digits_within_the_range_are_read() -> None:
@@ -67,3 +67,35 @@ def test_a_time_out_of_reach_is_a_400_naming_the_parameter(text: str) -> None:
 def test_any_text_is_a_time_or_a_400(text: str) -> None:
     with contextlib.suppress(InvalidRequest):
         time_param(text, "since")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://example.com/mcp", "https://[::1]:8443/x", "http://10.0.0.5:65535"]
+)
+def test_an_http_url_with_a_host_and_a_real_port_is_split(url: str) -> None:
+    parts = http_url(url)
+    assert parts is not None and parts.hostname
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1",  # urlsplit raises
+        "http://",
+        "http:///x",
+        "http://a b/",
+        "http://example.com:99999/",
+        "http://example.com:0/",
+        "ftp://example.com/",
+        "example.com",
+        5,
+        None,
+    ],
+)
+def test_anything_else_is_not_a_url_to_call(url: object) -> None:
+    assert http_url(url) is None
+
+
+@given(st.text())
+def test_any_text_is_a_url_or_none(text: str) -> None:
+    http_url(text)  # never raises

@@ -14,13 +14,13 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from psycopg.types.json import Jsonb
 
 from propylon.db.database import Database
 from propylon.db.named_queries import named_queries
 from propylon.errors import InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
+from propylon.params import http_url
 from propylon.principal import Principal
 from propylon.runs.tools import Tool, ToolContext, ToolFailed, ToolResult
 
@@ -86,10 +86,11 @@ class McpServers:
             )
         if (url is None) == (command is None):
             raise InvalidRequest("Give either `url` or `command`.", param="url")
-        if url is not None and (
-            not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https")
-        ):
-            raise InvalidRequest("`url` must be an http(s) URL.", param="url")
+        if url is not None and http_url(url) is None:
+            raise InvalidRequest(
+                "`url` must be an http(s) URL with a host (and a port from 1 to 65535).",
+                param="url",
+            )
         if command is not None:
             if (
                 not isinstance(command, list)

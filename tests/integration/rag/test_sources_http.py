@@ -45,6 +45,10 @@ async def test_a_folder_source_over_http(http: aiohttp.ClientSession, tmp_path: 
     assert status == 400 and error["error"]["code"] == "invalid_source"
     status, error = await call(http, "POST", "collections/notes/sources", {"type": "ftp"})
     assert status == 400 and error["error"]["param"] == "type"
+    for url in ("http://[::1", "http://a b/", "http://example.com:99999/"):
+        body = {"type": "url", "config": {"url": url}}
+        status, error = await call(http, "POST", "collections/notes/sources", body)
+        assert status == 400 and error["error"]["code"] == "invalid_source", (url, error)
     # No `rag.sources.secrets_key` here: an s3 source's secret could not be stored sealed.
     s3 = {
         "type": "s3",

@@ -28,6 +28,7 @@ from urllib.robotparser import RobotFileParser
 
 import aiohttp
 
+from propylon.params import http_url
 from propylon.rag.errors import DocumentRejected
 from propylon.rag.sources.connector import (
     InvalidSource,
@@ -59,16 +60,14 @@ def web_config(config: dict[str, Any], limits: WebLimits) -> dict[str, Any]:
     allowed: no sync could ever read it (a name is resolved when a sync reads it)."""
     max_pages = limits.max_pages
     url = config.get("url")
-    try:
-        parts = urlsplit(url) if isinstance(url, str) else None
-        host = parts.hostname if parts else None
-        _ = parts.port if parts else None
-    except ValueError:  # a malformed host or port
-        parts = host = None
-    if not isinstance(url, str) or parts is None or parts.scheme not in ("http", "https"):
-        raise InvalidSource("A `url` source needs `url`, an http(s) URL.", param="url")
-    if not host:
-        raise InvalidSource("`url` has no host.", param="url")
+    parts = http_url(url)
+    if not isinstance(url, str) or parts is None:
+        raise InvalidSource(
+            "A `url` source needs `url`, an http(s) URL with a host (and a port from 1 to 65535).",
+            param="url",
+        )
+    host = parts.hostname
+    assert host is not None  # http_url: every URL it splits has one
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
