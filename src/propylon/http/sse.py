@@ -2,7 +2,7 @@
 
 A stream that fails after its first byte ends with an ``{"error": …}`` event and no
 ``[DONE]``, so no client mistakes a broken answer for a finished one (the OpenAI SDK raises
-``APIError`` on such an event).
+``APIError`` on such an event): an unexpected error too, not only ours.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ async def sse_body(stream: ChatStream) -> AsyncIterator[bytes]:
     except PropylonError as exc:
         log.warning("stream ended with an error", extra={"code": exc.code})
         yield event(public_error(exc))
+    except Exception:  # a bug: the client still learns the answer is broken, not cut
+        log.exception("stream failed")
+        yield event(public_error(PropylonError("The server failed to finish this stream.")))
     finally:
         await stream.aclose()
 

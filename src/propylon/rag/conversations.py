@@ -17,6 +17,7 @@ The system prompt is never compacted: it is not part of the history.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,6 +33,8 @@ from propylon.storable import escape_unstorable, storable_json
 
 CountTokens = Callable[[str], int]
 Summarise = Callable[[str, int], Awaitable[str]]  # (text, max tokens) -> summary
+log = logging.getLogger(__name__)
+
 TURN_OVERHEAD = 4  # tokens the chat format adds around one message
 TRUNCATION_MARKER = (
     "[Earlier conversation compacted: {n} older turns were cut; the most recent part follows.]"
@@ -135,9 +138,17 @@ class ConversationStore:
         citations: list[dict[str, Any]],
         plan: HistoryPlan,
     ) -> None:
-        """Append the exchange, and store a new summary when this answer made one."""
+        """Append the exchange, and store a new summary when this answer made one. A
+        conversation its tenant deleted while this answer was made stays deleted: the
+        exchange is not recorded (the answer itself still reaches the client)."""
         async with self._database.connection() as conn:
-            await conn.execute(QUERIES["conversation_lock"], {"id": conversation.id})
+            cur = await conn.execute(QUERIES["conversation_lock"], {"id": conversation.id})
+            if await cur.fetchone() is None:
+                log.info(
+                    "conversation deleted during its answer; the exchange is not recorded",
+                    extra={"conversation_id": conversation.id},
+                )
+                return
             for role, content, cites in (
                 ("user", question, []),
                 ("assistant", answer, citations),

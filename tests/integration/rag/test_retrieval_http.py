@@ -497,6 +497,24 @@ async def test_a_nul_in_a_rag_chat_is_a_400_naming_it_and_a_model_answer_holding
     assert [t.content for t in kept.turns] == ["Etna?", "3,357\\u0000 m"]
 
 
+async def test_a_conversation_deleted_during_its_answer_stays_deleted(
+    rig: Rig, http: aiohttp.ClientSession
+) -> None:
+    """The answer is made from the conversation as it was opened; its tenant deletes the
+    conversation before the exchange is recorded: nothing is recorded (no conversation
+    row comes back to life, no 500 from the foreign key)."""
+    store = ConversationStore(rig.services.database)
+    principal = await rig.services.keys.authenticate(rig.server.api_key)
+    conversation_id = str(uuid.uuid4())
+    opened = await store.open(principal.tenant_id, conversation_id, rig.collection_id)
+    async with http.delete(f"conversations/{conversation_id}") as response:
+        assert response.status == 200
+    plan = HistoryPlan(None, None, 0, [], 0, 0)
+    await store.record(opened, "Etna?", "3,357 m", [], plan)  # raised ForeignKeyViolation
+    async with http.delete(f"conversations/{conversation_id}") as response:
+        assert response.status == 404  # still deleted
+
+
 async def test_a_key_without_the_rag_feature_is_refused_with_403(rig: Rig) -> None:
     key, _ = await rig.services.access.create_key("test", features=["chat"])
     headers = {"Authorization": f"Bearer {key}"}
