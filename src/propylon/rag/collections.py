@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from psycopg import AsyncConnection
+from psycopg.errors import ForeignKeyViolation
 
 from propylon.errors import (
     Conflict,
@@ -41,6 +42,16 @@ class CollectionExists(PropylonError):
     status = 409
     error_type = "invalid_request_error"
     default_code = "collection_exists"
+
+
+@contextmanager
+def collection_gone(ref: str) -> Iterator[None]:
+    """Rows written into a collection that another request deleted meanwhile (its foreign
+    key refuses them): 404, as if the delete had come first, not a 500."""
+    try:
+        yield
+    except ForeignKeyViolation:
+        raise NotFound(f"No collection `{ref}`.", param="collection_id") from None
 
 
 class JobEnqueuer(Protocol):
@@ -189,6 +200,26 @@ class CollectionService:
         collection = await self.get(tenant_id, collection_ref)
         collection_id = str(collection["id"])
         sha256 = hashlib.sha256(content).hexdigest()
+        with collection_gone(collection_ref):
+            return await self._accept(
+                conn, collection_id, tenant_id, content, sha256, filename, media_type,
+                external_id, metadata, key_id,
+            )  # fmt: skip
+
+    async def _accept(
+        self,
+        conn: Conn | None,
+        collection_id: str,
+        tenant_id: str,
+        content: bytes,
+        sha256: str,
+        filename: str | None,
+        media_type: str | None,
+        external_id: str | None,
+        metadata: dict[str, Any] | None,
+        key_id: str | None,
+    ) -> AcceptedDocument:
+        """``add_document`` 's writes, in one transaction under the collection's lock."""
         async with self._transaction(conn) as conn:
             await self._store.lock_collection(conn, collection_id)
             same = await self._store.find_by_sha256(conn, collection_id, sha256)
@@ -197,6 +228,10 @@ class CollectionService:
             document = same
             if document is None and external_id is not None:
                 document = await self._store.find_by_external_id(conn, collection_id, external_id)
+            if document is not None and not await self._store.lock_document(
+                conn, str(document["id"])
+            ):
+                document = None  # deleted meanwhile (its delete held the lock): a new one
             if document is None:
                 document = await self._store.insert_document(
                     conn,

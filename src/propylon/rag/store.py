@@ -96,6 +96,12 @@ class CollectionStore:
         """Serialise uploads to one collection until ``conn``'s transaction ends (dedupe)."""
         await conn.execute(QUERIES["collection_lock"], {"collection_id": collection_id})
 
+    async def lock_document(self, conn: Conn, document_id: str) -> bool:
+        """Hold the document against a concurrent delete until ``conn`` 's transaction ends
+        (a delete holds it until its own ends); False when it is gone."""
+        cur = await conn.execute(QUERIES["document_lock"], {"document_id": document_id})
+        return await cur.fetchone() is not None
+
     async def find_by_sha256(self, conn: Conn, collection_id: str, sha256: str) -> Row | None:
         cur = await conn.execute(
             QUERIES["document_by_sha256"], {"collection_id": collection_id, "sha256": sha256}

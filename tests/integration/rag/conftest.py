@@ -51,6 +51,14 @@ async def server(database_url: str) -> AsyncIterator[AppServer]:
         yield app
 
 
+async def call(
+    http: aiohttp.ClientSession, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """One JSON call: its status and its decoded body."""
+    async with http.request(method, path, json=body) as response:
+        return response.status, await response.json()
+
+
 async def wait_for_job(http: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
     """The job (``http`` based at ``/v1/``) once it has finished."""
 

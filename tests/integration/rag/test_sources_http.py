@@ -6,12 +6,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.integration.rag.conftest import serve_rag, wait_for_job
+from tests.integration.rag.conftest import call, serve_rag, wait_for_job
 
 
 @pytest.fixture
@@ -22,13 +21,6 @@ async def http(database_url: str, tmp_path: Path) -> AsyncIterator[aiohttp.Clien
         aiohttp.ClientSession(server.v1 + "/", headers=server.headers) as session,
     ):
         yield session
-
-
-async def call(
-    http: aiohttp.ClientSession, method: str, path: str, body: dict[str, Any] | None = None
-) -> tuple[int, dict[str, Any]]:
-    async with http.request(method, path, json=body) as response:
-        return response.status, await response.json()
 
 
 async def test_a_folder_source_over_http(http: aiohttp.ClientSession, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from propylon.errors import InvalidRequest, NotFound
-from propylon.rag.collections import UUID, CollectionService, JobEnqueuer
+from propylon.rag.collections import UUID, CollectionService, JobEnqueuer, collection_gone
 from propylon.rag.sources.connector import InvalidSource
 from propylon.rag.sources.kinds import SourceRules, source_type
 from propylon.rag.sources.s3 import mask
@@ -79,20 +79,20 @@ class SourceService:
                 param="secret_access_key",
                 code="secrets_key_not_set",
             )
-        row = await self._store.insert(
-            {
-                "tenant_id": tenant_id,
-                "collection_id": str(collection["id"]),
-                "type": body["type"],
-                "config": checked,
-                "secret": self._rules.secrets.seal(secret)
-                if self._rules.secrets is not None and secret is not None
-                else None,
-                "key_id": key_id,
-                "interval_s": interval,
-            }
-        )
-        job_id = await self.sync(tenant_id, str(collection["id"]), str(row["id"]))
+        values = {
+            "tenant_id": tenant_id,
+            "collection_id": str(collection["id"]),
+            "type": body["type"],
+            "config": checked,
+            "secret": self._rules.secrets.seal(secret)
+            if self._rules.secrets is not None and secret is not None
+            else None,
+            "key_id": key_id,
+            "interval_s": interval,
+        }
+        with collection_gone(collection_ref):  # deleted since it was read above
+            row = await self._store.insert(values)
+            job_id = await self.sync(tenant_id, str(collection["id"]), str(row["id"]))
         return {
             **await self.get(tenant_id, str(collection["id"]), str(row["id"])),
             "job_id": job_id,
