@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
@@ -39,9 +40,18 @@ GAP: Final = Gap()
 Event = dict[str, Any]
 
 
+def run_topic(run_id: str) -> str:
+    """The event topic of a run, its id normalised: a client's feed of ``/v1/runs/{ID}`` in
+    capitals, or without hyphens, hears the same events as the canonical spelling."""
+    try:
+        return f"run:{uuid.UUID(run_id)}"
+    except ValueError:
+        return f"run:{run_id}"
+
+
 def topics_of(event: Event) -> list[str]:
     if "run_id" in event:
-        return [f"run:{event['run_id']}"]
+        return [run_topic(str(event["run_id"]))]
     topics = ["all", f"job:{event.get('job_id')}"]
     if event.get("collection_id"):
         topics.append(f"collection:{event.get('tenant_id')}:{event['collection_id']}")

@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 
 from propylon.db.database import Database
 from propylon.db.named_queries import named_queries
-from propylon.jobs.progress import GAP, ProgressHub
+from propylon.jobs.progress import GAP, ProgressHub, run_topic
 from propylon.storable import escape_unstorable, storable_json
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -37,10 +37,6 @@ Conn = AsyncConnection[DictRow]
 
 def _q(name: str) -> Any:
     return named_queries("propylon.runs")[name]
-
-
-def run_topic(run_id: str) -> str:
-    return f"run:{run_id}"
 
 
 class RunEventLog:
