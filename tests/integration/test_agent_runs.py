@@ -378,6 +378,46 @@ async def test_a_run_waiting_for_approval_can_be_cancelled(
     assert (await events(agents, run_id))[-1]["type"] == "run_cancelled"
 
 
+async def test_a_cancel_that_crosses_an_approval_cancels_the_resumed_run(
+    agents: AppServer,
+    upstream: FakeUpstream,
+    operator: str,
+    site: Site,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cancel read the run waiting for approval; the approval committed before the
+    cancel's own statement, which then matched nothing: the cancel answered 200 and the run
+    went on to succeed. Now it cancels the job the approval queued."""
+    script(
+        upstream,
+        ScriptedTurn(tool="http_get", arguments={"url": f"{site.url}/crossed"}),
+        ScriptedTurn(text="never sent", delay_ms=600_000),  # the resumed run's model call
+    )
+    run_id = await start(
+        agents,
+        operator,
+        model="gpt-agent",
+        input="Fetch it.",
+        tools=[{"name": "http_get", "approval": "required"}],
+    )
+    await wait(agents, run_id, frozenset({"waiting_for_approval"}))
+    runs = agents.app.state.services.runs
+    read = runs._row
+    principal = await agents.app.state.services.keys.authenticate(operator)
+    waiting = await read(principal.tenant_id, run_id)
+    await call(agents, "POST", f"/runs/{run_id}/approve", key=operator)
+    reads = iter([waiting])  # the cancel's first read: the run as it was before the approval
+
+    async def crossed(tenant_id: str, run: str) -> dict[str, Any]:
+        stale: dict[str, Any] | None = next(reads, None)
+        return stale if stale is not None else await read(tenant_id, run)
+
+    monkeypatch.setattr(runs, "_row", crossed)
+    await call(agents, "POST", f"/runs/{run_id}/cancel", key=operator)
+    run = await wait(agents, run_id)
+    assert run["state"] == "cancelled", run
+
+
 @pytest.fixture(scope="module")
 async def parts_mcp() -> AsyncIterator[str]:
     """A real MCP server (the official SDK's), over streamable HTTP on loopback."""

@@ -240,8 +240,10 @@ class RunService:
                 await RunEventLog(self._database, run_id).append(
                     "run_cancelled", {"error": "Cancelled while waiting for an approval."}
                 )
-            return await self.get(tenant_id, run_id)
-        if row["job_id"] is not None:
+                return await self.get(tenant_id, run_id)
+            # Approved (or denied) since it was read: cancel the job that now carries it on.
+            row = await self._row(tenant_id, run_id)
+        if row["job_id"] is not None and row["state"] not in events.TERMINAL:
             await self._jobs.cancel(tenant_id, str(row["job_id"]))
         for _ in range(40):  # the worker records the cancellation within moments
             view = await self.get(tenant_id, run_id)
