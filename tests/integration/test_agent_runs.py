@@ -136,6 +136,19 @@ async def start(server: AppServer, key: str, **body: Any) -> str:
     return str(run["id"])
 
 
+async def start_waiting(server: AppServer, key: str, text: str) -> str:
+    """An agent run asked ``text`` whose ``http_get`` needs approval, once it waits for it."""
+    run_id = await start(
+        server,
+        key,
+        model="gpt-agent",
+        input=text,
+        tools=[{"name": "http_get", "approval": "required"}],
+    )
+    await wait(server, run_id, frozenset({"waiting_for_approval"}))
+    return run_id
+
+
 async def wait(server: AppServer, run_id: str, states: frozenset[str] = TERMINAL) -> Any:
     return await finished(
         partial(call, server, "GET", f"/runs/{run_id}"), f"run {run_id} to reach {states}", states
@@ -203,13 +216,7 @@ async def test_an_approval_required_tool_pauses_the_run_until_approved_over_http
         ScriptedTurn(tool="http_get", arguments={"url": url}),
         ScriptedTurn(text="It ships in a blue box."),
     )
-    run_id = await start(
-        agents,
-        operator,
-        model="gpt-agent",
-        input="How does the pump ship?",
-        tools=[{"name": "http_get", "approval": "required"}],
-    )
+    run_id = await start_waiting(agents, operator, "How does the pump ship?")
     waiting = await wait(agents, run_id, frozenset({"waiting_for_approval"}))
     assert site.hits["/approved-page"] == 0
     pending = [s for s in waiting["steps"] if s["state"] == "waiting_for_approval"]
@@ -240,14 +247,7 @@ async def test_a_denied_tool_call_is_reported_to_the_model_and_the_run_ends_clea
         ScriptedTurn(tool="http_get", arguments={"url": f"{site.url}/denied-page"}),
         ScriptedTurn(text="I could not look it up."),
     )
-    run_id = await start(
-        agents,
-        operator,
-        model="gpt-agent",
-        input="How does the pump ship?",
-        tools=[{"name": "http_get", "approval": "required"}],
-    )
-    await wait(agents, run_id, frozenset({"waiting_for_approval"}))
+    run_id = await start_waiting(agents, operator, "How does the pump ship?")
     body = {"note": "no web access today"}
     await call(agents, "POST", f"/runs/{run_id}/deny", body, key=operator)
     run = await wait(agents, run_id)
@@ -364,14 +364,7 @@ async def test_a_run_waiting_for_approval_can_be_cancelled(
     agents: AppServer, upstream: FakeUpstream, operator: str, site: Site
 ) -> None:
     script(upstream, ScriptedTurn(tool="http_get", arguments={"url": f"{site.url}/never"}))
-    run_id = await start(
-        agents,
-        operator,
-        model="gpt-agent",
-        input="Fetch it.",
-        tools=[{"name": "http_get", "approval": "required"}],
-    )
-    await wait(agents, run_id, frozenset({"waiting_for_approval"}))
+    run_id = await start_waiting(agents, operator, "Fetch it.")
     cancelled = await call(agents, "POST", f"/runs/{run_id}/cancel", key=operator)
     assert cancelled["state"] == "cancelled"
     assert site.hits["/never"] == 0
@@ -393,14 +386,7 @@ async def test_a_cancel_that_crosses_an_approval_cancels_the_resumed_run(
         ScriptedTurn(tool="http_get", arguments={"url": f"{site.url}/crossed"}),
         ScriptedTurn(text="never sent", delay_ms=600_000),  # the resumed run's model call
     )
-    run_id = await start(
-        agents,
-        operator,
-        model="gpt-agent",
-        input="Fetch it.",
-        tools=[{"name": "http_get", "approval": "required"}],
-    )
-    await wait(agents, run_id, frozenset({"waiting_for_approval"}))
+    run_id = await start_waiting(agents, operator, "Fetch it.")
     runs = agents.app.state.services.runs
     read = runs._row
     principal = await agents.app.state.services.keys.authenticate(operator)
