@@ -404,6 +404,24 @@ async def test_a_cancel_that_crosses_an_approval_cancels_the_resumed_run(
     assert run["state"] == "cancelled", run
 
 
+async def test_revoking_a_key_cancels_its_runs_waiting_for_approval(
+    agents: AppServer, upstream: FakeUpstream, operator: str, site: Site
+) -> None:
+    """No other key can approve the run of a revoked key into a worker's hands."""
+    script(upstream, ScriptedTurn(tool="http_get", arguments={"url": f"{site.url}/revoked"}))
+    services = agents.app.state.services
+    features = ["chat", "embeddings", "rag", "tools:network"]
+    key, record = await services.access.create_key("test", features=features)
+    run_id = await start_waiting(agents, key, "Fetch it.")
+    await services.revocation.revoke(record.id)
+    run = await call(agents, "GET", f"/runs/{run_id}", key=operator)
+    assert run["state"] == "cancelled" and "revoked" in run["error"], run
+    assert (await events(agents, run_id))[-1]["type"] == "run_cancelled"
+    status, error = await request(agents, "POST", f"/runs/{run_id}/approve", {}, operator)
+    assert status == 409 and error["error"]["code"] == "run_not_waiting_for_approval"
+    assert site.hits["/revoked"] == 0
+
+
 @pytest.fixture(scope="module")
 async def parts_mcp() -> AsyncIterator[str]:
     """A real MCP server (the official SDK's), over streamable HTTP on loopback."""

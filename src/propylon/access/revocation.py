@@ -2,8 +2,9 @@
 ``propylon keys revoke`` alike.
 
 Revoking commits the revocation and announces it (every running server refuses the key at
-once, see ``AccessStore.revoke``), then cancels the key's runs that no worker has started, so
-none of them calls a model on the revoked key's behalf. A worker that reaches a run of a
+once, see ``AccessStore.revoke``), then cancels the key's runs that no worker is running (queued
+ones, and those waiting for an approval that another key could still give), so none of them
+calls a model on the revoked key's behalf. A worker that reaches a run of a
 revoked key anyway (one claimed in between) refuses it: that check stays as the second line.
 """
 

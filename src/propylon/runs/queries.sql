@@ -60,6 +60,12 @@ SELECT r.id, r.job_id FROM runs r JOIN jobs j ON j.id = r.job_id
 WHERE r.tenant_id = %(tenant_id)s AND r.principal->>'key_id' = %(key_id)s
   AND j.state = 'queued';
 
+-- name: cancel_waiting_runs_of_key
+UPDATE runs SET state = 'cancelled', error = %(error)s, updated_at = now(), finished_at = now()
+WHERE tenant_id = %(tenant_id)s AND principal->>'key_id' = %(key_id)s
+  AND state = 'waiting_for_approval'
+RETURNING id;
+
 -- name: mark_cancelled
 UPDATE runs SET state = 'cancelled', error = %(error)s, updated_at = now(), finished_at = now()
 WHERE id = ANY(%(ids)s) AND state = 'queued';

@@ -253,7 +253,16 @@ class RunService:
         return await self.get(tenant_id, run_id)
 
     async def cancel_queued_of_key(self, tenant_id: str, key_id: str, reason: str) -> int:
-        """Cancel every run of the key that no worker has started yet; how many."""
+        """Cancel every run of the key that no worker is running: queued, or waiting for an
+        approval (which another key could otherwise still give); how many."""
+        async with self._database.connection() as conn:
+            cur = await conn.execute(
+                _q("cancel_waiting_runs_of_key"),
+                {"tenant_id": tenant_id, "key_id": key_id, "error": reason},
+            )
+            waiting = [str(row["id"]) for row in await cur.fetchall()]
+        for run_id in waiting:
+            await RunEventLog(self._database, run_id).append("run_cancelled", {"error": reason})
         async with self._database.connection() as conn:
             cur = await conn.execute(
                 _q("queued_runs_of_key"), {"tenant_id": tenant_id, "key_id": key_id}
@@ -266,7 +275,7 @@ class RunService:
                 await conn.execute(
                     _q("mark_cancelled"), {"ids": [row["id"] for row in rows], "error": reason}
                 )
-        return len(rows)
+        return len(waiting) + len(rows)
 
     async def follow(
         self, tenant_id: str, run_id: str, after: int
