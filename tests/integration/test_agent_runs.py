@@ -447,6 +447,10 @@ async def test_an_mcp_tool_round_trip(
         agents, "POST", "/mcp-servers", {"name": "parts", "url": parts_mcp}, key=admin
     )
     assert registered["transport"] == "streamable_http"
+    status, error = await request(
+        agents, "POST", "/mcp-servers", {"name": "parts", "url": parts_mcp}, admin
+    )
+    assert status == 409 and error["error"]["code"] == "mcp_server_exists", error
     script(
         upstream,
         ScriptedTurn(tool="parts__stock", arguments={"part": "valve"}),

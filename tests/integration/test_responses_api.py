@@ -197,8 +197,12 @@ async def test_previous_response_id_continues_a_stored_conversation(
     with pytest.raises(openai.NotFoundError) as gone:
         await sdk.responses.retrieve(first.id)
     assert gone.value.code == "response_not_found"
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as chained:
         await sdk.responses.create(model="gpt-test", input="Hi", previous_response_id=first.id)
+    assert (chained.value.code, chained.value.param) == (
+        "response_not_found",
+        "previous_response_id",
+    )
 
 
 async def test_stored_responses_stay_with_their_tenant(

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator
 
-from propylon.errors import InvalidRequest
+from propylon.errors import InvalidRequest, NotFound
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService, JSONObject, native_answer, with_native_body
 from propylon.responses.events import ResponseEvents
@@ -95,7 +95,12 @@ class ResponsesService:
                 raise InvalidRequest(
                     "`previous_response_id` must be a response id.", param="previous_response_id"
                 )
-            history = (await self._store.get(_tenant(call), previous)).conversation
+            try:
+                history = (await self._store.get(_tenant(call), previous)).conversation
+            except NotFound as missing:  # named for the field the client set
+                raise NotFound(
+                    missing.message, param="previous_response_id", code=missing.code
+                ) from None
         metadata = body.get("metadata")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidRequest("`metadata` must be an object.", param="metadata")

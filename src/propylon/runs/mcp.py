@@ -19,7 +19,13 @@ from psycopg.types.json import Jsonb
 
 from propylon.db.database import Database
 from propylon.db.named_queries import named_queries
-from propylon.errors import InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
+from propylon.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    ServiceUnavailable,
+)
 from propylon.params import http_url
 from propylon.principal import Principal
 from propylon.runs.tools import Tool, ToolContext, ToolFailed, ToolResult
@@ -116,7 +122,9 @@ class McpServers:
             )
             row = await cur.fetchone()
         if row is None:
-            raise InvalidRequest(f"An MCP server named `{name}` exists.", param="name")
+            raise Conflict(
+                f"An MCP server named `{name}` exists.", param="name", code="mcp_server_exists"
+            )
         return _server(row).view()
 
     async def registered(self, tenant_id: str) -> list[dict[str, Any]]:
