@@ -136,8 +136,17 @@ async def start(server: AppServer, key: str, **body: Any) -> str:
     return str(run["id"])
 
 
-async def start_waiting(server: AppServer, key: str, text: str) -> str:
-    """An agent run asked ``text`` whose ``http_get`` needs approval, once it waits for it."""
+async def start_waiting(
+    server: AppServer,
+    upstream: FakeUpstream,
+    key: str,
+    url: str,
+    *then: ScriptedTurn,
+    text: str = "Fetch it.",
+) -> str:
+    """An agent run asked ``text``, whose model calls ``http_get`` on ``url`` (a tool that
+    needs approval) and then answers ``then``, once it waits for that approval."""
+    script(upstream, ScriptedTurn(tool="http_get", arguments={"url": url}), *then)
     run_id = await start(
         server,
         key,
@@ -211,12 +220,8 @@ async def test_an_approval_required_tool_pauses_the_run_until_approved_over_http
 
     monkeypatch.setattr(RunEventLog, "append", watched)
     url = f"{site.url}/approved-page"
-    script(
-        upstream,
-        ScriptedTurn(tool="http_get", arguments={"url": url}),
-        ScriptedTurn(text="It ships in a blue box."),
-    )
-    run_id = await start_waiting(agents, operator, "How does the pump ship?")
+    text, then = "How does the pump ship?", ScriptedTurn(text="It ships in a blue box.")
+    run_id = await start_waiting(agents, upstream, operator, url, then, text=text)
     waiting = await wait(agents, run_id, frozenset({"waiting_for_approval"}))
     assert site.hits["/approved-page"] == 0
     pending = [s for s in waiting["steps"] if s["state"] == "waiting_for_approval"]
@@ -242,12 +247,14 @@ async def test_an_approval_required_tool_pauses_the_run_until_approved_over_http
 async def test_a_denied_tool_call_is_reported_to_the_model_and_the_run_ends_cleanly(
     agents: AppServer, upstream: FakeUpstream, operator: str, site: Site
 ) -> None:
-    script(
+    run_id = await start_waiting(
+        agents,
         upstream,
-        ScriptedTurn(tool="http_get", arguments={"url": f"{site.url}/denied-page"}),
+        operator,
+        f"{site.url}/denied-page",
         ScriptedTurn(text="I could not look it up."),
+        text="How does the pump ship?",
     )
-    run_id = await start_waiting(agents, operator, "How does the pump ship?")
     body = {"note": "no web access today"}
     await call(agents, "POST", f"/runs/{run_id}/deny", body, key=operator)
     run = await wait(agents, run_id)
@@ -363,8 +370,7 @@ async def test_agent_runs_refuse_what_they_cannot_do_with_clear_errors(
 async def test_a_run_waiting_for_approval_can_be_cancelled(
     agents: AppServer, upstream: FakeUpstream, operator: str, site: Site
 ) -> None:
-    script(upstream, ScriptedTurn(tool="http_get", arguments={"url": f"{site.url}/never"}))
-    run_id = await start_waiting(agents, operator, "Fetch it.")
+    run_id = await start_waiting(agents, upstream, operator, f"{site.url}/never")
     cancelled = await call(agents, "POST", f"/runs/{run_id}/cancel", key=operator)
     assert cancelled["state"] == "cancelled"
     assert site.hits["/never"] == 0
@@ -381,12 +387,8 @@ async def test_a_cancel_that_crosses_an_approval_cancels_the_resumed_run(
     """The cancel read the run waiting for approval; the approval committed before the
     cancel's own statement, which then matched nothing: the cancel answered 200 and the run
     went on to succeed. Now it cancels the job the approval queued."""
-    script(
-        upstream,
-        ScriptedTurn(tool="http_get", arguments={"url": f"{site.url}/crossed"}),
-        ScriptedTurn(text="never sent", delay_ms=600_000),  # the resumed run's model call
-    )
-    run_id = await start_waiting(agents, operator, "Fetch it.")
+    slow = ScriptedTurn(text="never sent", delay_ms=600_000)  # the resumed run's model call
+    run_id = await start_waiting(agents, upstream, operator, f"{site.url}/crossed", slow)
     runs = agents.app.state.services.runs
     read = runs._row
     principal = await agents.app.state.services.keys.authenticate(operator)
@@ -404,15 +406,35 @@ async def test_a_cancel_that_crosses_an_approval_cancels_the_resumed_run(
     assert run["state"] == "cancelled", run
 
 
+async def test_an_approval_without_a_body_is_accepted_however_it_is_sent(
+    agents: AppServer, upstream: FakeUpstream, operator: str, site: Site
+) -> None:
+    """The body is optional: no body, or an empty chunked one (as some clients send it)."""
+    done = ScriptedTurn(text="Done.")
+    run_id = await start_waiting(agents, upstream, operator, f"{site.url}/chunked", done)
+
+    async def nothing() -> AsyncIterator[bytes]:
+        return
+        yield b""  # an async generator that sends no byte: aiohttp sends it chunked
+
+    headers = {"Authorization": f"Bearer {operator}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{agents.v1}/runs/{run_id}/approve", data=nothing(), headers=headers) as resp,
+    ):
+        assert resp.request_info.headers.get("Transfer-Encoding") == "chunked"
+        assert resp.status == 200, await resp.text()
+    assert (await wait(agents, run_id))["state"] == "succeeded"
+
+
 async def test_revoking_a_key_cancels_its_runs_waiting_for_approval(
     agents: AppServer, upstream: FakeUpstream, operator: str, site: Site
 ) -> None:
     """No other key can approve the run of a revoked key into a worker's hands."""
-    script(upstream, ScriptedTurn(tool="http_get", arguments={"url": f"{site.url}/revoked"}))
     services = agents.app.state.services
     features = ["chat", "embeddings", "rag", "tools:network"]
     key, record = await services.access.create_key("test", features=features)
-    run_id = await start_waiting(agents, key, "Fetch it.")
+    run_id = await start_waiting(agents, upstream, key, f"{site.url}/revoked")
     await services.revocation.revoke(record.id)
     run = await call(agents, "GET", f"/runs/{run_id}", key=operator)
     assert run["state"] == "cancelled" and "revoked" in run["error"], run

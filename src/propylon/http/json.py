@@ -49,14 +49,18 @@ def limit_body(request: Request, max_bytes: int, message: str) -> Request:
 
 
 async def read_json_object(
-    request: Request, max_bytes: int, *, keep_text: bool = False
+    request: Request, max_bytes: int, *, keep_text: bool = False, optional: bool = False
 ) -> dict[str, Any]:
     """The request body as a JSON object, read once; 413 past ``max_bytes``, 400 if not JSON,
     400 naming the field when a string holds what PostgreSQL cannot store (a NUL) — unless
-    ``keep_text``: the gateway's bodies go upstream as sent, and the log escapes them."""
+    ``keep_text``: the gateway's bodies go upstream as sent, and the log escapes them. An
+    empty body is ``{}`` when ``optional`` (however it was sent: no length, length 0, or an
+    empty chunked body), else a 400."""
     too_large = f"The request body is larger than {max_bytes} bytes."
     raw = await _body(limit_body(request, max_bytes, too_large))
     if not raw:
+        if optional:
+            return {}
         raise InvalidJSON("The request body is empty; send a JSON object.")
     if len(raw) > _LARGE_BODY:
         # orjson reads a large body in one call holding the GIL (tens of ms for 8 MB):

@@ -64,9 +64,7 @@ async def deny_run(run_id: str, request: Request) -> Response:
 async def _decide(request: Request, run_id: str, *, approve: bool) -> Response:
     principal = await authenticate(request)
     svc = services(request)
-    body: dict[str, object] = {}
-    if request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers:
-        body = await read_json_object(request, svc.settings.max_body_bytes)
+    body = await read_json_object(request, svc.settings.max_body_bytes, optional=True)
     note = body.get("note")
     if note is not None and not isinstance(note, str):
         raise InvalidRequest("`note` must be a string.", param="note")
