@@ -516,6 +516,20 @@ async def test_mcp_servers_are_registered_by_tenant_admins_and_checked_when_name
     assert status == 404 and error["error"]["param"] == "tools[0]", error
 
 
+async def test_an_unreachable_mcp_server_fails_its_run_saying_why(agents: AppServer) -> None:
+    """Not the SDK's "unhandled errors in a TaskGroup (1 sub-exception)": the error inside."""
+    services = agents.app.state.services
+    features = ["chat", "rag", "admin", "tools:network"]
+    admin, _ = await services.access.create_key("test", features=features)
+    closed = {"name": "closed", "url": "http://127.0.0.1:9/mcp"}  # the discard port: refused
+    status, error = await request(agents, "POST", "/mcp-servers", closed, admin)
+    assert status == 201, error
+    run_id = await start(agents, admin, model="gpt-agent", input="hi", tools=["mcp:closed"])
+    run = await wait(agents, run_id)
+    assert run["state"] == "failed", run
+    assert "could not be reached" in run["error"] and "TaskGroup" not in run["error"], run
+
+
 async def test_run_chain_runs_a_chain_the_runs_author_defined(
     agents: AppServer, upstream: FakeUpstream, operator: str
 ) -> None:

@@ -161,7 +161,7 @@ class McpServers:
                 listed = await client.list_tools()
         except Exception as exc:  # the SDK's transport errors are many: one clear refusal
             raise ServiceUnavailable(
-                f"The MCP server `{name}` could not be reached to list its tools: {exc}"
+                f"The MCP server `{name}` could not be reached to list its tools: {cause(exc)}"
             ) from exc
         return [
             Tool(
@@ -183,7 +183,7 @@ def _caller(server: McpServer, tool: str) -> Any:
             async with Client(server.target(), read_timeout_seconds=CALL_TIMEOUT_S) as client:
                 result = await client.call_tool(tool, arguments)
         except Exception as exc:
-            raise ToolFailed(f"the MCP server `{server.name}` failed: {exc}") from exc
+            raise ToolFailed(f"the MCP server `{server.name}` failed: {cause(exc)}") from exc
         text = "\n".join(
             str(getattr(block, "text", "")) for block in result.content if hasattr(block, "text")
         )
@@ -195,3 +195,13 @@ def _caller(server: McpServer, tool: str) -> Any:
         return ToolResult(text, data)
 
     return call
+
+
+def cause(exc: BaseException) -> str:
+    """What went wrong, for a person: the SDK runs its transport in task groups, whose error
+    says only "unhandled errors in a TaskGroup (1 sub-exception)"; the first error inside it
+    (a refused connection, a timeout) is named instead, with its type when it has no text."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
