@@ -513,6 +513,9 @@ async def test_a_conversation_deleted_during_its_answer_stays_deleted(
     await store.record(opened, "Etna?", "3,357 m", [], plan)  # raised ForeignKeyViolation
     async with http.delete(f"conversations/{conversation_id}") as response:
         assert response.status == 404  # still deleted
+    async with http.delete("conversations/new") as response:
+        assert response.status == 404  # "new" names no conversation (not a random id)
+        assert "`new`" in (await response.json())["error"]["message"]
 
 
 async def test_a_key_without_the_rag_feature_is_refused_with_403(rig: Rig) -> None:
