@@ -51,7 +51,7 @@ class Services:
     rerank: RerankService  # /v1/rerank and `retrieval.reranker`: limits and request log
     keys: KeyDirectory
     access: AccessStore
-    revocation: KeyRevocation  # revoke a key and cancel its queued runs (API and CLI alike)
+    revocation: KeyRevocation  # revoke a key and cancel its pending runs (API and CLI alike)
     tickets: SocketTickets  # single-use WebSocket tickets (POST /v1/ws-tickets)
     usage: UsageRecorder  # spend counted per request, written in the background
     limiter: RateLimiter  # ``failures`` counts Redis outages when it is a RedisRateLimiter

@@ -19,30 +19,31 @@ from propylon.access.store import AccessStore
 log = logging.getLogger(__name__)
 
 
-class QueuedRuns(Protocol):
-    """What revocation needs of the runs: cancel a key's queued runs, saying why; how many."""
+class PendingRuns(Protocol):
+    """What revocation needs of the runs: cancel a key's runs that no worker is running
+    (queued, or waiting for an approval), saying why; how many."""
 
-    async def cancel_queued_of_key(self, tenant_id: str, key_id: str, reason: str) -> int: ...
+    async def cancel_pending_of_key(self, tenant_id: str, key_id: str, reason: str) -> int: ...
 
 
 class KeyRevocation:
-    """Revokes a key, then cancels its queued runs."""
+    """Revokes a key, then cancels its pending runs (queued or waiting for an approval)."""
 
-    def __init__(self, store: AccessStore, runs: QueuedRuns) -> None:
+    def __init__(self, store: AccessStore, runs: PendingRuns) -> None:
         self._store = store
         self._runs = runs
 
     async def revoke(self, ref: str, tenant_id: str | None = None) -> KeyRecord:
         """Revoke the key ``ref`` (id, display prefix or name; within ``tenant_id`` when
-        given) and cancel its queued runs. The revocation stands even if cancelling fails:
+        given) and cancel its pending runs. The revocation stands even if cancelling fails:
         workers refuse the revoked key's runs."""
         record = await self._store.revoke(ref, tenant_id)
         reason = f"The API key {record.prefix}… was revoked; the run was cancelled."
         try:
-            cancelled = await self._runs.cancel_queued_of_key(record.tenant_id, record.id, reason)
+            cancelled = await self._runs.cancel_pending_of_key(record.tenant_id, record.id, reason)
         except Exception:
-            log.exception("could not cancel the queued runs of revoked key %s…", record.prefix)
+            log.exception("could not cancel the pending runs of revoked key %s…", record.prefix)
         else:
             if cancelled:
-                log.info("revoked key %s…: %d queued run(s) cancelled", record.prefix, cancelled)
+                log.info("revoked key %s…: %d pending run(s) cancelled", record.prefix, cancelled)
         return record

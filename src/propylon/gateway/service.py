@@ -176,7 +176,7 @@ class Gateway:
             model, self._embeddings[model.name], call, lambda a: a.embed(texts, request)
         )
         estimated = result.prompt_tokens is None
-        if result.prompt_tokens is None:
+        if estimated:
             result.prompt_tokens = estimated_input_tokens(self._counter, texts, request, model.name)
         usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": 0}
         call.report(UsageReported(usage, estimated=estimated))

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,8 +44,8 @@ class CollectionExists(PropylonError):
     default_code = "collection_exists"
 
 
-@contextmanager
-def collection_gone(ref: str) -> Iterator[None]:
+@asynccontextmanager
+async def collection_gone(ref: str) -> AsyncIterator[None]:
     """Rows written into a collection that another request deleted meanwhile (its foreign
     key refuses them): 404, as if the delete had come first, not a 500."""
     try:
@@ -200,27 +200,7 @@ class CollectionService:
         collection = await self.get(tenant_id, collection_ref)
         collection_id = str(collection["id"])
         sha256 = hashlib.sha256(content).hexdigest()
-        with collection_gone(collection_ref):
-            return await self._accept(
-                conn, collection_id, tenant_id, content, sha256, filename, media_type,
-                external_id, metadata, key_id,
-            )  # fmt: skip
-
-    async def _accept(
-        self,
-        conn: Conn | None,
-        collection_id: str,
-        tenant_id: str,
-        content: bytes,
-        sha256: str,
-        filename: str | None,
-        media_type: str | None,
-        external_id: str | None,
-        metadata: dict[str, Any] | None,
-        key_id: str | None,
-    ) -> AcceptedDocument:
-        """``add_document`` 's writes, in one transaction under the collection's lock."""
-        async with self._transaction(conn) as conn:
+        async with collection_gone(collection_ref), self._transaction(conn) as conn:
             await self._store.lock_collection(conn, collection_id)
             same = await self._store.find_by_sha256(conn, collection_id, sha256)
             if same is not None and _alive(same):

@@ -252,7 +252,7 @@ class RunService:
             await asyncio.sleep(0.05)
         return await self.get(tenant_id, run_id)
 
-    async def cancel_queued_of_key(self, tenant_id: str, key_id: str, reason: str) -> int:
+    async def cancel_pending_of_key(self, tenant_id: str, key_id: str, reason: str) -> int:
         """Cancel every run of the key that no worker is running: queued, or waiting for an
         approval (which another key could otherwise still give); how many."""
         async with self._database.connection() as conn:

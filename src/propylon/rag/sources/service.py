@@ -90,7 +90,7 @@ class SourceService:
             "key_id": key_id,
             "interval_s": interval,
         }
-        with collection_gone(collection_ref):  # deleted since it was read above
+        async with collection_gone(collection_ref):  # deleted since it was read above
             row = await self._store.insert(values)
             job_id = await self.sync(tenant_id, str(collection["id"]), str(row["id"]))
         return {
