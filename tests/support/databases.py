@@ -17,7 +17,6 @@ __all__ = [
     "create_database",
     "for_tests_only",
     "terminate_key_listeners",
-    "url_of",
 ]
 
 
@@ -29,11 +28,6 @@ async def create_database(server: PostgresServer, template: str | None = None) -
     conn = await psycopg.AsyncConnection.connect(server.get_uri(), autocommit=True)
     async with conn:
         await conn.execute(f'CREATE DATABASE "{name}"{copied}')
-    return url_of(server, name)
-
-
-def url_of(server: PostgresServer, name: str) -> str:
-    """The URL of the database ``name`` on ``server``."""
     uri: str = server.get_uri(database=name)
     return uri
 
