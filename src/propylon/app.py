@@ -620,7 +620,9 @@ async def build_services(
         observe.metrics.add_scrape_hook(refresh_queue_depth)
         collections = build_collection_service(settings.rag, database, job_queue, gateway.registry)
         sources = build_source_service(settings.rag, database, collections, job_queue)
-        mcp_servers = McpServers(database, settings.agents.mcp_stdio_commands)
+        mcp_servers = McpServers(
+            database, settings.agents.mcp_stdio_commands, settings.agents.mcp_url_hosts
+        )
         runs = RunService(
             database,
             job_queue,

@@ -383,6 +383,13 @@ class AgentSettings(BaseModel):
         description="Executables tenants may register as stdio MCP servers (they run on the "
         "workers, as the worker's user). Empty: only streamable HTTP MCP servers.",
     )
+    mcp_url_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts streamable HTTP MCP servers may be at even though they resolve to "
+        "loopback or private addresses (an MCP server on the machine or the intranet); `*` "
+        "allows any. Other hosts must resolve only to public addresses: a tenant admin cannot "
+        "point the workers at the operator's network.",
+    )
 
     def hosts_for(self, tenant_name: str) -> frozenset[str]:
         return frozenset(self.http_get_hosts.get(tenant_name, [])) | frozenset(

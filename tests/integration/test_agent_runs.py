@@ -82,7 +82,8 @@ async def agents(
         database_url=await create_database(pg_server),
         models=models,
         jobs=FAST_JOBS,
-        agents={"http_get_hosts": {"*": [site.host]}},
+        # The MCP servers of these tests run on this machine: the operator allows loopback.
+        agents={"http_get_hosts": {"*": [site.host]}, "mcp_url_hosts": ["127.0.0.1"]},
         observe={"prices": prices},
     ) as server:
         collection = await call(server, "POST", "/collections", {"name": "manuals"})
@@ -514,6 +515,31 @@ async def test_mcp_servers_are_registered_by_tenant_admins_and_checked_when_name
     body = {"type": "agent", "model": "gpt-agent", "input": "hi", "tools": ["mcp:nowhere"]}
     status, error = await request(agents, "POST", "/runs", body, operator)
     assert status == 404 and error["error"]["param"] == "tools[0]", error
+
+
+async def test_mcp_servers_at_private_addresses_need_the_operators_allowance(
+    agents: AppServer, parts_mcp: str
+) -> None:
+    """A tenant admin cannot point the workers at the operator's network: an address that is
+    not public is refused when registered, a name that resolves to one when it is called."""
+    services = agents.app.state.services
+    features = ["chat", "rag", "admin", "tools:network"]
+    admin, _ = await services.access.create_key("test", features=features)
+    for url in ("http://10.0.0.7/mcp", "http://169.254.169.254/", "http://[::1]:9/mcp"):
+        body = {"name": "inside", "url": url}
+        status, error = await request(agents, "POST", "/mcp-servers", body, admin)
+        assert status == 403 and error["error"]["param"] == "url", (url, error)
+        assert "agents.mcp_url_hosts" in error["error"]["message"], error
+    # `localhost` is a name: registered, then resolved (to loopback) when a run calls it.
+    by_name = parts_mcp.replace("127.0.0.1", "localhost")
+    body = {"name": "by-name", "url": by_name}
+    status, error = await request(agents, "POST", "/mcp-servers", body, admin)
+    assert status == 201, error
+    run_id = await start(agents, admin, model="gpt-agent", input="hi", tools=["mcp:by-name"])
+    run = await wait(agents, run_id)
+    assert run["state"] == "failed", run
+    assert "`localhost` resolves to a non-public address" in run["error"], run
+    assert "agents.mcp_url_hosts" in run["error"], run
 
 
 async def test_an_unreachable_mcp_server_fails_its_run_saying_why(agents: AppServer) -> None:

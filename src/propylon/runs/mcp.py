@@ -1,7 +1,10 @@
 """MCP servers as tool sources for agent runs, through the official `mcp` SDK.
 
 A tenant registers a server by name: a streamable HTTP endpoint, or a stdio command whose
-executable the operator allowed (`agents.mcp_stdio_commands`). An agent spec names it as
+executable the operator allowed (`agents.mcp_stdio_commands`). An endpoint whose host is, or
+resolves to, a loopback or private address is refused unless the operator allowed that host
+(`agents.mcp_url_hosts`): checked when it is registered (an address) and before every session
+(a name, resolved then). An agent spec names it as
 ``"mcp:<server>"``; on the worker, the server's tools are listed and offered to the model as
 ``<server>__<tool>`` with the server's own JSON Schemas. Every MCP tool reaches beyond
 Propylon, so each has the ``network`` risk level; each call opens its own session (nothing
@@ -14,6 +17,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from psycopg.types.json import Jsonb
 
@@ -28,6 +32,12 @@ from propylon.errors import (
 )
 from propylon.params import http_url
 from propylon.principal import Principal
+from propylon.private_addresses import (
+    PrivateAddress,
+    Unresolvable,
+    check_literal,
+    check_resolved,
+)
 from propylon.runs.tools import Tool, ToolContext, ToolFailed, ToolResult
 
 if TYPE_CHECKING:
@@ -77,9 +87,15 @@ def _server(row: dict[str, Any]) -> McpServer:
 class McpServers:
     """The tenant's registered MCP servers, and their tools for one run."""
 
-    def __init__(self, database: Database, stdio_commands: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        database: Database,
+        stdio_commands: Collection[str] = (),
+        url_hosts: Collection[str] = (),
+    ) -> None:
         self._database = database
         self._stdio_commands = frozenset(stdio_commands)
+        self._url_hosts = frozenset(url_hosts)
 
     async def register(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
         """Register ``{"name", "url"}`` or ``{"name", "command": [...]}`` (tenant admins)."""
@@ -92,11 +108,18 @@ class McpServers:
             )
         if (url is None) == (command is None):
             raise InvalidRequest("Give either `url` or `command`.", param="url")
-        if url is not None and http_url(url) is None:
-            raise InvalidRequest(
-                "`url` must be an http(s) URL with a host (and a port from 1 to 65535).",
-                param="url",
-            )
+        if url is not None:
+            parts = http_url(url)
+            if parts is None:
+                raise InvalidRequest(
+                    "`url` must be an http(s) URL with a host (and a port from 1 to 65535).",
+                    param="url",
+                )
+            assert parts.hostname is not None  # http_url: every URL it splits has one
+            try:
+                check_literal(parts.hostname, self._url_hosts)
+            except PrivateAddress as exc:
+                raise _refused(exc) from None
         if command is not None:
             if (
                 not isinstance(command, list)
@@ -156,6 +179,7 @@ class McpServers:
         from mcp import Client
 
         server = await self.get(tenant_id, name)
+        await self.check_address(server)
         try:
             async with Client(server.target(), read_timeout_seconds=CALL_TIMEOUT_S) as client:
                 listed = await client.list_tools()
@@ -169,16 +193,44 @@ class McpServers:
                 tool.description or f"`{tool.name}` of the MCP server `{name}`.",
                 dict(tool.input_schema),
                 "network",
-                _caller(server, tool.name),
+                self._caller(server, tool.name),
             )
             for tool in listed.tools
         ]
 
+    async def check_address(self, server: McpServer) -> None:
+        """Refuse to connect to a server whose host resolves, now, to a non-public address
+        the operator did not allow (403), or does not resolve (503)."""
+        if server.url is None:
+            return  # a stdio command: the operator allowed its executable
+        parts = urlsplit(server.url)
+        assert parts.hostname is not None  # registered through http_url
+        try:
+            await check_resolved(
+                parts.hostname,
+                parts.port or (443 if parts.scheme == "https" else 80),
+                self._url_hosts,
+            )
+        except PrivateAddress as exc:
+            raise _refused(exc, server.name) from None
+        except Unresolvable as exc:
+            raise ServiceUnavailable(
+                f"The MCP server `{server.name}` could not be reached: {exc}."
+            ) from None
 
-def _caller(server: McpServer, tool: str) -> Any:
-    async def call(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+    def _caller(self, server: McpServer, tool: str) -> Any:
+        async def call(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+            return await self._call(server, tool, arguments)
+
+        return call
+
+    async def _call(self, server: McpServer, tool: str, arguments: dict[str, Any]) -> ToolResult:
         from mcp import Client
 
+        try:
+            await self.check_address(server)
+        except (PermissionDenied, ServiceUnavailable) as exc:
+            raise ToolFailed(exc.message) from None
         try:
             async with Client(server.target(), read_timeout_seconds=CALL_TIMEOUT_S) as client:
                 result = await client.call_tool(tool, arguments)
@@ -194,7 +246,12 @@ def _caller(server: McpServer, tool: str) -> Any:
             data["structured"] = result.structured_content
         return ToolResult(text, data)
 
-    return call
+
+def _refused(exc: PrivateAddress, name: str | None = None) -> PermissionDenied:
+    where = f"The MCP server `{name}` is at {exc}" if name else f"{exc}"
+    return PermissionDenied(
+        f"{where}; an operator may allow the host (`agents.mcp_url_hosts`).", param="url"
+    )
 
 
 def cause(exc: BaseException) -> str:

@@ -16,7 +16,6 @@ read in full once).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Collection, Mapping
@@ -29,6 +28,12 @@ from urllib.robotparser import RobotFileParser
 import aiohttp
 
 from propylon.params import http_url
+from propylon.private_addresses import (
+    PrivateAddress,
+    Unresolvable,
+    check_literal,
+    check_resolved,
+)
 from propylon.rag.errors import DocumentRejected
 from propylon.rag.sources.connector import (
     InvalidSource,
@@ -69,11 +74,9 @@ def web_config(config: dict[str, Any], limits: WebLimits) -> dict[str, Any]:
     host = parts.hostname
     assert host is not None  # http_url: every URL it splits has one
     try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is not None:
-        _refuse_unless_public(host, literal, limits.hosts)
+        check_literal(host, limits.hosts)
+    except PrivateAddress as exc:
+        raise _refused(exc) from None
     mode = config.get("mode", "page")
     if mode not in MODES:
         raise InvalidSource(f"`mode` must be one of {', '.join(MODES)}.", param="mode")
@@ -272,25 +275,16 @@ async def check_host(url: str, allowed: Collection[str]) -> None:
     host = parts.hostname
     if parts.scheme not in ("http", "https") or not host:
         raise InvalidSource(f"`{url}` is not an http(s) URL.", param="url")
-    if "*" in allowed or host in allowed:
-        return
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443)
-    except OSError as exc:
-        raise SourceUnavailable(f"`{host}` cannot be resolved: {exc}.") from None
-    for info in infos:
-        _refuse_unless_public(host, ipaddress.ip_address(info[4][0]), allowed)
+        await check_resolved(host, parts.port or 443, allowed)
+    except Unresolvable as exc:
+        raise SourceUnavailable(f"{exc}.") from None
+    except PrivateAddress as exc:
+        raise _refused(exc) from None
 
 
-def _refuse_unless_public(
-    host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address, allowed: Collection[str]
-) -> None:
-    if not address.is_global and "*" not in allowed and host not in allowed:
-        raise InvalidSource(
-            f"`{host}` resolves to a non-public address; an operator may allow it "
-            "(`rag.sources.url_hosts`).",
-            param="url",
-        )
+def _refused(exc: PrivateAddress) -> InvalidSource:
+    return InvalidSource(f"{exc}; an operator may allow it (`rag.sources.url_hosts`).", param="url")
 
 
 async def read_capped(response: aiohttp.ClientResponse, limit: int, name: str) -> bytes:
