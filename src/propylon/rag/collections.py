@@ -28,6 +28,7 @@ from propylon.errors import (
     RequestTooLarge,
 )
 from propylon.rag.chunking import ChunkingConfig
+from propylon.rag.filename import document_filename
 from propylon.rag.ingest import INGEST_KIND
 from propylon.rag.parsing.document import Attachment
 from propylon.rag.store import CollectionStore, Conn, Row
@@ -197,6 +198,7 @@ class CollectionService:
                 f"`external_id` is longer than {MAX_EXTERNAL_ID:,} bytes (UTF-8).",
                 param="external_id",
             )
+        filename = document_filename(filename)
         collection = await self.get(tenant_id, collection_ref)
         collection_id = str(collection["id"])
         sha256 = hashlib.sha256(content).hexdigest()
