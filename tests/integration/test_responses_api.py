@@ -17,7 +17,7 @@ from propylon.testing import Behaviour, FakeUpstream, ScriptedTurn
 from tests.integration.observe.support import serve
 from tests.support.canary import without_canary
 from tests.support.databases import create_database
-from tests.support.servers import AppServer, openai_sdk, serve_app
+from tests.support.servers import AppServer, native_gpt, openai_sdk, serve_app
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR at import
@@ -318,20 +318,7 @@ async def test_with_the_database_down_answers_still_come_and_lookups_get_503(
 async def test_a_deployment_that_speaks_responses_gets_the_body_itself(
     database_url: str, upstream: FakeUpstream
 ) -> None:
-    base = f"{upstream.base_url}/v1"
-    models = [
-        {
-            "name": "native-gpt",
-            "deployments": [
-                {
-                    "provider": "openai",
-                    "base_url": base,
-                    "model": "fake-gpt",
-                    "native_apis": ["responses"],
-                }
-            ],
-        }
-    ]
+    models = [native_gpt(upstream.base_url)]
     async with (
         serve_app(database_url=database_url, models=models) as server,
         openai_sdk(server) as sdk,

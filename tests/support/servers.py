@@ -39,6 +39,18 @@ def gpt_and_claude(base_url: str) -> list[dict[str, Any]]:
     ]
 
 
+def native_gpt(base_url: str, name: str = "native-gpt") -> dict[str, Any]:
+    """A model whose deployment (the fake upstream at ``base_url``) speaks Responses, so
+    `/v1/responses` is passed through to it as it came."""
+    deployment = {
+        "provider": "openai",
+        "base_url": f"{base_url}/v1",
+        "model": "fake-gpt",
+        "native_apis": ["responses"],
+    }
+    return {"name": name, "deployments": [deployment]}
+
+
 @dataclass(frozen=True, slots=True)
 class AppServer:
     url: str

@@ -164,6 +164,10 @@ class CallInfo:
     # job it served.
     origin: str = "user"
     parent_id: str | None = None
+    # The id the client is shown for the answer when the entry point names it (Responses'
+    # `resp_…`, Messages' `msg_…`), so the request log finds a feedback given by it; else the
+    # chat completion's own id is recorded.
+    response_id: str | None = None
     _facts: list[Fact] = field(default_factory=list, init=False, repr=False)
     _folded: _Folded | None = field(default=None, init=False, repr=False)
     _outcome: CallOutcome | None = field(default=None, init=False, repr=False)

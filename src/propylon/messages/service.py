@@ -42,13 +42,15 @@ class MessagesService:
     async def create(self, body: JSONObject, call: CallInfo) -> JSONObject:
         """A message. The chat request stands for it on the request path (limits, cache,
         guard, log); an Anthropic deployment is sent the body itself (passthrough) and its
-        reply is returned as it came, with the public model name."""
+        reply is returned as it came, with Propylon's id (the one the request log keeps,
+        by which feedback names it) and the public model name."""
         request = with_native_body(chat_request(body), body)
+        call.response_id = message_id = _message_id()
         completion = await self._chat.complete(request, call)
         passed = native_answer(completion)
         if passed is not None:
-            return {**passed, "model": request["model"]}
-        message = anthropic_message(completion, message_id=_message_id(), model=request["model"])
+            return {**passed, "id": message_id, "model": request["model"]}
+        message = anthropic_message(completion, message_id=message_id, model=request["model"])
         extension = completion.get("propylon")
         if isinstance(extension, dict):
             message["propylon"] = extension  # e.g. a RAG answer's citations
@@ -61,8 +63,9 @@ class MessagesService:
         request = with_native_body(chat_request(body), body)
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}
+        call.response_id = message_id = _message_id()
         stream = await self._chat.stream(request, call)
-        return MessageEvents(_message_id(), request["model"]).events(stream)
+        return MessageEvents(message_id, request["model"]).events(stream)
 
     async def count_tokens(self, body: JSONObject, call: CallInfo) -> JSONObject:
         """``{"input_tokens": n}``, counted offline with the tokenizer the limits use (for

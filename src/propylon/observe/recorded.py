@@ -318,7 +318,7 @@ class RecordedChat:
                 endpoint=call.api,
                 prompt=request.get("messages"),
                 response=_answer(result),
-                response_id=_text(result.get("id")),
+                response_id=call.response_id or _text(result.get("id")),
             )
             return result
 
@@ -413,7 +413,7 @@ class _RecordedStream:
 
     def _collect(self, chunk: JSONObject) -> None:
         if self._response_id is None:
-            self._response_id = _text(chunk.get("id"))
+            self._response_id = self._call.response_id or _text(chunk.get("id"))
         choices = chunk.get("choices")
         if not choices:
             return

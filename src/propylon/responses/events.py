@@ -84,7 +84,7 @@ class ResponseEvents:
         try:
             first = await anext(chunks, None)
             if first is not None and native_answer(first) is not None:
-                relayed = _Relay(self.body, finished)
+                relayed = _Relay(self.body, self.response_id, finished)
                 async for event in relayed.events(first, chunks):
                     yield event
                 return
@@ -239,11 +239,12 @@ class ResponseEvents:
 
 @dataclass(slots=True)
 class _Relay:
-    """A passthrough's events, relayed: the public ``model`` and the client's own
-    ``instructions`` (without the guard's canary) in every response an event carries, the
+    """A passthrough's events, relayed: Propylon's id, the public ``model`` and the client's
+    own ``instructions`` (without the guard's canary) in every response an event carries, the
     final one handed to ``finished`` (to store it) before it is sent."""
 
     body: JSONObject
+    response_id: str
     finished: Finished
     response: JSONObject = field(default_factory=dict)  # the latest the upstream sent
     sequence: int = 0
@@ -264,7 +265,7 @@ class _Relay:
         response = event.get("response")
         if not isinstance(response, dict):
             return event
-        self.response = as_sent(response, self.body)
+        self.response = as_sent(response, self.body, self.response_id)
         return {**event, "response": self.response}
 
     def failed(self, error: JSONObject) -> JSONObject:

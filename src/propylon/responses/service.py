@@ -40,16 +40,17 @@ class ResponsesService:
     async def create(self, body: JSONObject, call: CallInfo) -> JSONObject:
         """A non-streamed response."""
         request, turns = await self._prepare(body, call)
+        call.response_id = response_id = new_id("resp")
         completion = await self._chat.complete(request, call)
         passed = native_answer(completion)
         if passed is not None:  # a deployment that speaks Responses answered in it
-            response = as_sent(passed, body)
+            response = as_sent(passed, body, response_id)
             await self._keep(body, call, turns, response)
             return response
         output, finish = output_items(completion)
         response = response_object(
             body,
-            response_id=new_id("resp"),
+            response_id=response_id,
             created_at=int(time.time()),
             status="completed",
             output=output,
@@ -69,12 +70,13 @@ class ResponsesService:
         request, turns = await self._prepare(body, call)
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}
+        call.response_id = response_id = new_id("resp")
         stream = await self._chat.stream(request, call)
 
         async def finished(response: JSONObject) -> None:
             await self._keep(body, call, turns, response)
 
-        return ResponseEvents(body, new_id("resp")).events(stream, finished)
+        return ResponseEvents(body, response_id).events(stream, finished)
 
     async def get(self, tenant_id: str, response_id: str) -> JSONObject:
         return (await self._store.get(tenant_id, response_id)).response

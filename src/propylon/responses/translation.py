@@ -447,11 +447,11 @@ def chat_completion(response: JSONObject) -> JSONObject:
     return completion
 
 
-def as_sent(response: JSONObject, body: JSONObject) -> JSONObject:
-    """A passthrough's response as the client should see it: the public model name, and the
-    client's own ``instructions`` in place of those the upstream echoes (which carry the
-    guard's canary)."""
-    out = {**response, "model": body.get("model")}
+def as_sent(response: JSONObject, body: JSONObject, response_id: str) -> JSONObject:
+    """A passthrough's response as the client should see it: Propylon's id for it (the one
+    stored and recorded), the public model name, and the client's own ``instructions`` in
+    place of those the upstream echoes (which carry the guard's canary)."""
+    out = {**response, "id": response_id, "model": body.get("model")}
     if "instructions" in out:
         out["instructions"] = body.get("instructions")
     return out

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from propylon.testing import FakeUpstream
-from tests.integration.observe.support import ADMIN, call, chat, records, serve
-from tests.support.servers import AppServer
+from tests.integration.observe.support import ADMIN, Reply, call, chat, records, serve
+from tests.support.servers import AppServer, native_gpt
 from tests.support.waiting import eventually
 
 TOOL = {
@@ -143,6 +143,63 @@ async def test_feedback_right_after_the_answer_is_stored_and_shown(server: AppSe
     assert shown["feedback_score"] == pytest.approx(0.25)
     (listed,) = await records(server, 1, f"request_id={request_id}")
     assert listed["feedback_score"] == pytest.approx(0.25)
+
+
+def shown_id(reply: Reply) -> str:
+    """The answer's id as the client saw it: the body's, or a stream's first event's."""
+    if isinstance(reply.body, dict):
+        return str(reply.body["id"])
+    for line in reply.body.splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            event = orjson.loads(line[6:])
+            carried = event.get("response") or event.get("message")
+            if isinstance(carried, dict) and "id" in carried:
+                return str(carried["id"])
+    raise AssertionError(f"no id in the stream: {reply.body[:300]}")
+
+
+SAY = {"messages": [{"role": "user", "content": "rate this"}], "max_tokens": 16}
+ANSWERED_IN = [  # (path, model, body): translated to chat, and passed through as it is
+    ("/v1/responses", "gpt-test", {"input": "rate this"}),
+    ("/v1/responses", "native-gpt", {"input": "rate this"}),
+    ("/v1/messages", "gpt-test", SAY),
+    ("/v1/messages", "native-claude", SAY),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize(("path", "model", "body"), ANSWERED_IN)
+async def test_feedback_names_a_response_or_message_by_the_id_its_client_was_shown(
+    database_url: str,
+    upstream: FakeUpstream,
+    path: str,
+    model: str,
+    body: dict[str, Any],
+    stream: bool,
+) -> None:
+    """`/v1/responses` and `/v1/messages` show their own ids (`resp_…`, `msg_…`), whether
+    the deployment was spoken to in chat or in the client's API: the log keeps that id."""
+    native = [
+        native_gpt(upstream.base_url),
+        {
+            "name": "native-claude",
+            "deployments": [
+                {"provider": "anthropic", "base_url": upstream.base_url, "model": "fake-claude"}
+            ],
+        },
+    ]
+    async with serve(database_url, upstream, more_models=native) as server:
+        reply = await call(server, "POST", path, json={**body, "model": model, "stream": stream})
+        assert reply.status == 200, reply.body
+        answer_id = shown_id(reply)
+        assert answer_id.startswith("resp_" if path == "/v1/responses" else "msg_"), answer_id
+        posted = await call(
+            server, "POST", "/v1/feedback", json={"response_id": answer_id, "score": "up"}
+        )
+        assert posted.status == 201, posted.body
+        assert posted.body["request_id"] == reply.headers["x-request-id"]
+        shown = await detail(server, reply.headers["x-request-id"])
+        assert shown["response_id"] == answer_id
 
 
 MALFORMED = [

@@ -261,7 +261,10 @@ class MessageEvents:
         async for event in native_events(first, chunks):
             message = event.get("message")
             if event.get("type") == "message_start" and isinstance(message, dict):
-                event = {**event, "message": {**message, "model": self.model}}
+                event = {
+                    **event,
+                    "message": {**message, "id": self.message_id, "model": self.model},
+                }
             yield event
 
     def _translate(self, chunk: JSONObject) -> list[JSONObject]:
