@@ -244,6 +244,9 @@ async def test_store_false_keeps_nothing(sdk: openai.AsyncOpenAI) -> None:
         ({"model": "gpt-test", "input": "hi", "max_output_tokens": 0}, "max_output_tokens"),
         ({"model": "gpt-test", "input": "hi", "text": {"format": {"type": "xml"}}}, "text.format"),
         ({"model": "gpt-test", "input": "hi", "previous_response_id": 7}, "previous_response_id"),
+        # OpenAI's own stores: answering without them would lose what the client meant.
+        ({"model": "gpt-test", "input": "hi", "conversation": "conv_123"}, "conversation"),
+        ({"model": "gpt-test", "input": "hi", "prompt": {"id": "pmpt_1"}}, "prompt"),
     ],
 )
 async def test_bad_input_gets_a_clear_openai_error(

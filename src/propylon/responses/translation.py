@@ -5,8 +5,9 @@ continues) into the OpenAI chat request every layer of the request path understa
 ``response_object`` turns the resulting ``chat.completion`` back into a ``response``.
 (The stream of chunks is translated into typed events by ``responses.events``.)
 
-What the chat path cannot express (built-in tools such as ``web_search``, ``background``) is
-refused with ``InvalidRequest`` naming the field, before anything is spent. ``reasoning``
+What the chat path cannot express (built-in tools such as ``web_search``) and what names
+OpenAI's own stores (``conversation``, a stored ``prompt``) is refused with ``InvalidRequest``
+naming the field, before anything is spent. ``reasoning``
 items a client resends (a reasoning model's earlier output) are left out of the chat request
 and reach a passthrough deployment in the body itself.
 """
@@ -21,6 +22,13 @@ from propylon.errors import InvalidRequest
 from propylon.gateway.citations import extension_citations, file_citations
 from propylon.gateway.protocol import JSONObject
 
+# Fields whose meaning lives in OpenAI's own stores, which Propylon does not have: ignoring
+# them would answer without the history or prompt the client meant.
+_REFUSED = {
+    "conversation": "continue a conversation with `previous_response_id` (Propylon stores "
+    "every response unless `store` is false).",
+    "prompt": "send the prompt's text as `instructions` and `input`.",
+}
 _PASSED = (
     "temperature",
     "top_p",
@@ -84,6 +92,9 @@ def chat_request(
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("`model` is required and must be a non-empty string.", param="model")
+    for name, instead in _REFUSED.items():
+        if body.get(name) is not None:
+            raise InvalidRequest(f"`{name}` is not supported here: {instead}", param=name)
     messages: list[JSONObject] = []
     instructions = body.get("instructions")
     if instructions is not None:
