@@ -31,6 +31,30 @@ async def test_absurdly_deep_json_is_a_400_not_a_crash(gateway: AppServer) -> No
     assert "invalid_json" in body
 
 
+def nested(levels: int, pad: int = 0) -> bytes:
+    """A chat body whose `metadata` nests ``levels`` arrays deep (the body one level more),
+    padded past ``pad`` bytes."""
+    padding = b'"pad": "' + b"x" * pad + b'", ' if pad else b""
+    return (
+        b"{" + padding + b'"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], '
+        b'"metadata": ' + b"[" * levels + b"1" + b"]" * levels + b"}"
+    )
+
+
+@pytest.mark.parametrize("pad", [0, 300_000], ids=["small", "read in pieces"])
+async def test_json_nested_past_what_can_be_written_again_is_a_400_naming_the_limit(
+    gateway: AppServer, pad: int
+) -> None:
+    """orjson writes at most 254 levels: 260 used to pass the reader and fail (500, no
+    record) when the body was sent upstream; 300 levels in a large body overflowed the
+    piecewise reader's stack."""
+    for levels in (128, 260, 300, 900):
+        status, body = await post(gateway, nested(levels, pad))
+        assert status == 400 and "deeper than 128 levels" in body, (levels, status, body[:300])
+    status, body = await post(gateway, nested(100, pad))
+    assert status == 200, body[:300]
+
+
 async def test_an_oversized_header_is_refused_without_a_server_error(gateway: AppServer) -> None:
     status, _ = await post(gateway, b"{}", {"X-Padding": "a" * 200_000})
     assert 400 <= status < 500

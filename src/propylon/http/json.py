@@ -1,4 +1,8 @@
-"""JSON in and out of the HTTP layer, with orjson and a hard size limit."""
+"""JSON in and out of the HTTP layer, with orjson, a hard size limit and a depth limit.
+
+A body is written again after it is read (sent upstream, kept in the request log), and orjson
+writes at most 254 levels of nesting: a body nested deeper than ``MAX_DEPTH`` levels of arrays
+and objects is refused here with a 400, not failed there with a 500 and no record."""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from propylon.storable import check_storable
 
 _LARGE_BODY = 256 * 1024  # bytes past which a body is decoded in pieces (a few ms at most)
 _PIECE = 16 * 1024  # bytes of JSON decoded between two turns of the event loop
+MAX_DEPTH = 128
+_TOO_DEEP = f"The request body nests arrays and objects deeper than {MAX_DEPTH} levels."
 
 
 def json_response(
@@ -65,7 +71,7 @@ async def read_json_object(
     if len(raw) > _LARGE_BODY:
         # orjson reads a large body in one call holding the GIL (tens of ms for 8 MB):
         # in pieces, other requests run between them.
-        body = await loads_in_pieces(raw, piece=_PIECE)
+        body = await loads_in_pieces(raw, piece=_PIECE, max_depth=MAX_DEPTH, too_deep=_TOO_DEEP)
     else:
         try:
             body = orjson.loads(raw)
@@ -73,11 +79,29 @@ async def read_json_object(
             if "surrogate" in str(exc):
                 _name_the_surrogate(raw)
             raise InvalidJSON(f"The request body is not valid JSON: {exc}.") from None
+        # Fewer brackets than the limit cannot nest past it: most bodies are not walked.
+        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(body, MAX_DEPTH):
+            raise InvalidJSON(_TOO_DEEP)
     if not isinstance(body, dict):
         raise InvalidJSON("The request body must be a JSON object.")
     if not keep_text:
         check_storable(body)
     return body
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` levels deep (walked
+    without recursion, stopping at the first container past it)."""
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        container, level = stack.pop()
+        if level > limit:
+            return True
+        items = container.values() if isinstance(container, dict) else container
+        stack.extend((item, level + 1) for item in items if isinstance(item, dict | list))
+    return False
 
 
 async def _body(request: Request) -> bytes | bytearray:

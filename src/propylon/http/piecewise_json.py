@@ -51,14 +51,23 @@ _CLOSE = {ord("["): ord("]"), ord("{"): ord("}")}
 
 
 async def loads_in_pieces(
-    raw: bytes | bytearray, *, piece: int = 64 * 1024, max_descents: int = 10_000
+    raw: bytes | bytearray,
+    *,
+    piece: int = 64 * 1024,
+    max_descents: int = 10_000,
+    max_depth: int = 128,
+    too_deep: str = "The JSON nests deeper than allowed.",
 ) -> Any:
     """``raw`` decoded as orjson would, its event loop free at least every ``piece`` bytes.
 
     Raises ``orjson.JSONDecodeError`` as orjson does, and ``InvalidJSON`` for what this
     cutting finds wrong first (an unclosed string or container, a missing comma) or when more
-    than ``max_descents`` containers had to be descended into rather than skipped."""
-    decoder = _Decoder(raw, piece, max_descents)
+    than ``max_descents`` containers had to be descended into rather than skipped; with
+    ``too_deep`` when arrays and objects nest deeper than ``max_depth`` levels (a body may be
+    refused a few levels earlier: what orjson reads whole is not counted level by level)."""
+    # A container is descended into (a frame or three each) or read whole by orjson, with
+    # at most ``_DEPTH`` more levels inside: refused past ``max_depth`` levels in all.
+    decoder = _Decoder(raw, piece, max_descents, max_depth - _DEPTH, too_deep)
     value, end = await decoder.value(_skip(raw, 0), 0)
     if _skip(raw, end) != len(raw):
         raise InvalidJSON(f"The request body has more after its JSON value (byte {end}).")
@@ -84,8 +93,12 @@ def _escapes(raw: bytes | bytearray, backslash: int, start: int) -> bool:
 
 
 class _Decoder:
-    def __init__(self, raw: bytes | bytearray, piece: int, max_descents: int) -> None:
+    def __init__(
+        self, raw: bytes | bytearray, piece: int, max_descents: int, max_depth: int, too_deep: str
+    ) -> None:
         self._raw = raw
+        self._max_depth = max_depth
+        self._too_deep = too_deep
         self._piece = piece
         self._descents_left = max_descents
         self._since_yield = 0
@@ -163,7 +176,9 @@ class _Decoder:
 
     async def _container(self, pos: int, depth: int) -> tuple[Any, int]:
         """An object or array: runs of its members through orjson, large members descended."""
-        if depth >= 512 or self._descents_left <= 0:
+        if depth >= self._max_depth:
+            raise InvalidJSON(self._too_deep)
+        if self._descents_left <= 0:
             raise InvalidJSON(
                 "The request body nests too deeply to be read in pieces; "
                 f"send it smaller than {self._piece} bytes per deeply nested value."

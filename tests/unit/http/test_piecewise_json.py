@@ -89,9 +89,25 @@ async def test_refuses_what_orjson_refuses(raw: bytes, piece: int) -> None:
 
 async def test_refuses_a_body_too_deep_throughout_with_a_clear_400() -> None:
     raw = b"[" * 300 + b"1" + b"]" * 300  # no comma to cut at: every level is descended
-    assert await loads_in_pieces(raw, max_descents=1_000) == orjson.loads(raw)
+    assert await loads_in_pieces(raw, max_descents=1_000, max_depth=400) == orjson.loads(raw)
     with pytest.raises(InvalidJSON, match="nests too deeply"):
-        await loads_in_pieces(raw, max_descents=100)
+        await loads_in_pieces(raw, max_descents=100, max_depth=400)
+
+
+@pytest.mark.parametrize("piece", [16, 4096])
+async def test_refuses_nesting_past_its_depth_limit_without_exhausting_the_stack(
+    piece: int,
+) -> None:
+    """Each level descended costs Python frames: 900 levels once overflowed the stack."""
+    pad = b'"' + b"x" * 5_000 + b'"'
+    for levels in (129, 300, 900):
+        raw = b"[" + pad + b"," + b"[" * levels + b"1" + b"]" * levels + b"]"
+        with pytest.raises(InvalidJSON, match="deeper than 128"):
+            await loads_in_pieces(
+                raw, piece=piece, max_depth=128, too_deep="deeper than 128 levels"
+            )
+    raw = b"[" + pad + b"," + b"[" * 120 + b"1" + b"]" * 120 + b"]"
+    assert await loads_in_pieces(raw, piece=piece, max_depth=128) == orjson.loads(raw)
 
 
 @pytest.mark.parametrize("shape", ["one long string", "token arrays", "many small objects"])
