@@ -80,7 +80,8 @@ class CopyBuffer(Generic[T]):
 
     @property
     def refused(self) -> int:
-        """Rows dropped because the database refused their data."""
+        """Rows dropped because the database refused their data, or because they could not
+        be rendered as rows."""
         return self.loop.refused
 
     @property
@@ -137,6 +138,7 @@ class CopyBuffer(Generic[T]):
             try:
                 rows.append(self._render(item))
             except Exception:
+                self.loop.refused += 1  # dropped like a refused row: counted where one looks
                 self._log.exception(f"{self.loop.name}: unrenderable row")
             if time.perf_counter() > slice_ends:
                 await asyncio.sleep(0)

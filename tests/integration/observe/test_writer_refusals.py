@@ -6,6 +6,7 @@ the rest of its batch."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import aiohttp
@@ -15,6 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from propylon.db.database import Database
 from propylon.gateway.call import Attempt
+from propylon.observe.copy_buffer import CopyBuffer
 from propylon.observe.request_log import RequestLog
 from propylon.observe.span_store import SpanStore
 from propylon.observe.tracing import mark_root
@@ -211,6 +213,21 @@ async def test_a_writer_that_cannot_write_makes_readyz_fail_and_fires_its_metric
             while not services.usage.loop.healthy:  # noqa: ASYNC110 - no event to wait on
                 await asyncio.sleep(0.02)
         assert (await call(server, "GET", "/readyz", key=None)).status == 200
+
+
+async def test_an_item_that_cannot_be_rendered_is_dropped_alone_and_counted(
+    database: Database,
+) -> None:
+    """Dropped without a trace in the metrics before: only a log line said so."""
+    async with database.connection() as conn:
+        await conn.execute("CREATE TABLE rendered (n integer)")
+    buffer: CopyBuffer[str] = CopyBuffer(
+        database, "rendered", ["n"], lambda item: (int(item),), log=logging.getLogger("test")
+    )
+    for item in ("1", "not a number", "3"):
+        buffer.submit(item)
+    assert await buffer.flush() == 2
+    assert (buffer.written, buffer.refused, buffer.pending) == (2, 1, 0)
 
 
 async def test_a_span_the_database_refuses_is_logged_with_its_trace_and_request(
