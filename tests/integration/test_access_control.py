@@ -262,6 +262,55 @@ async def test_bad_admin_input_gets_a_400_naming_the_field(server: AppServer) ->
     assert_openai_error(missing, 404, "invalid_request_error", "not_found")
 
 
+async def test_a_key_named_after_another_keys_id_or_prefix_never_shadows_it(
+    server: AppServer, database_url: str
+) -> None:
+    """A tenant admin once stopped an operator from revoking another tenant's key by making a
+    key named after its id ("matches 2 keys; use the id")."""
+    victim = await request(server, "POST", "/admin/keys", key=ADMIN, json={"tenant": "acme"})
+    victim_id, victim_prefix = victim.body["id"], victim.body["prefix"]
+    evil_admin = await new_key(server, tenant="evil", features=["admin", "chat"])
+    for name in (victim_id, victim_prefix, victim_id.upper()):
+        made = await request(server, "POST", "/admin/keys", key=evil_admin, json={"name": name})
+        assert made.status == 400 and made.error["param"] == "name", (name, made.body)
+    # A key named so before names were checked:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(
+            "UPDATE api_keys SET name = %s WHERE id = (SELECT k.id FROM api_keys k "
+            "JOIN tenants t ON t.id = k.tenant_id WHERE t.name = 'evil' LIMIT 1)",
+            (victim_id,),
+        )
+    usage = await request(server, "GET", f"/admin/keys/{victim_id}/usage", key=ADMIN)
+    assert usage.status == 200, usage.body
+    revoked = await request(server, "POST", f"/admin/keys/{victim_id}/revoke", key=ADMIN)
+    assert revoked.status == 200 and revoked.body["id"] == victim_id, revoked.body
+
+
+async def test_a_key_for_a_tenant_named_by_its_id_joins_that_tenant(server: AppServer) -> None:
+    made = await request(server, "POST", "/admin/tenants", key=ADMIN, json={"name": "initech"})
+    tenant_id = made.body["id"]
+    created = await request(
+        server, "POST", "/admin/keys", key=ADMIN, json={"tenant": tenant_id, "name": "by-id"}
+    )
+    assert created.status == 201 and created.body["tenant_id"] == tenant_id, created.body
+    assert created.body["tenant"] == "initech"
+    unknown = await request(
+        server,
+        "POST",
+        "/admin/keys",
+        key=ADMIN,
+        json={"tenant": "00000000-0000-4000-8000-000000000000"},
+    )
+    assert unknown.status == 404 and unknown.error["param"] == "tenant", unknown.body
+    named = await request(
+        server, "POST", "/admin/tenants", key=ADMIN, json={"name": str(tenant_id).upper()}
+    )
+    assert named.status == 400, named.body
+    tenants = await request(server, "GET", "/admin/tenants", key=ADMIN)
+    assert [t["name"] for t in tenants.body["data"]].count("initech") == 1
+    assert all(t["name"] != tenant_id for t in tenants.body["data"])
+
+
 # -- rate limits ----------------------------------------------------------------------------
 
 

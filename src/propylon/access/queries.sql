@@ -4,6 +4,9 @@
 INSERT INTO tenants (name, limits, budget) VALUES (%(name)s, %(limits)s, %(budget)s)
 RETURNING id, name, limits, budget, created_at;
 
+-- name: tenant_by_id
+SELECT id, name, limits, budget, created_at FROM tenants WHERE id = %(id)s::uuid;
+
 -- name: ensure_tenant
 WITH made AS (
     INSERT INTO tenants (name) VALUES (%(name)s)
@@ -38,9 +41,14 @@ WHERE (%(key_id)s::uuid IS NULL OR k.id = %(key_id)s::uuid)
 ORDER BY t.name, k.created_at;
 
 -- name: find_keys
-SELECT k.id FROM api_keys k
+-- By id, else display prefix, else name: a key named after another key's id or prefix (by
+-- any tenant's admin) never shadows it.
+SELECT k.id,
+       CASE WHEN k.id::text = %(ref)s THEN 0 WHEN k.prefix = %(ref)s THEN 1 ELSE 2 END AS rank
+FROM api_keys k
 WHERE (k.id::text = %(ref)s OR k.prefix = %(ref)s OR k.name = %(ref)s)
-  AND (%(tenant_id)s::uuid IS NULL OR k.tenant_id = %(tenant_id)s::uuid);
+  AND (%(tenant_id)s::uuid IS NULL OR k.tenant_id = %(tenant_id)s::uuid)
+ORDER BY rank;
 
 -- name: revoke_key
 UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())

@@ -8,6 +8,7 @@ change) reloads it at once.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,14 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from propylon.access.budgets import Budget
-from propylon.access.keys import KeyRecord, display_prefix, generate_key, hash_key, new_secret
+from propylon.access.keys import (
+    KEY_PREFIX,
+    KeyRecord,
+    display_prefix,
+    generate_key,
+    hash_key,
+    new_secret,
+)
 from propylon.access.limits import Limits
 from propylon.access.queries import query
 from propylon.db.database import Database
@@ -93,8 +101,15 @@ class AccessStore:
         limits: Limits | None = None,
         budget: Budget | None = None,
     ) -> tuple[str, KeyRecord]:
-        """A new key for ``tenant`` (created when missing). The key is returned only here."""
+        """A new key for ``tenant``: a tenant's name (the tenant is created when missing) or
+        id (404 when there is none). The key is returned only here."""
         chosen = frozenset(features) if features is not None else DEFAULT_FEATURES
+        if _looks_like_a_key_ref(name):
+            raise InvalidRequest(
+                "A key's name may not look like a key id (a UUID) or a key's display prefix "
+                f"(`{KEY_PREFIX}…`): keys are revoked and looked up by either.",
+                param="name",
+            )
         unknown = chosen - FEATURES
         if unknown or not chosen:
             raise InvalidRequest(
@@ -103,8 +118,14 @@ class AccessStore:
             )
         async with self.database.connection() as conn:
             key = generate_key(await _key_secret(conn))
-            cur = await conn.execute(query("ensure_tenant"), {"name": _clean_name(tenant)})
-            tenant_row = await cur.fetchone()
+            if _is_uuid(tenant):
+                cur = await conn.execute(query("tenant_by_id"), {"id": tenant})
+                tenant_row = await cur.fetchone()
+                if tenant_row is None:
+                    raise NotFound(f"No tenant with the id {tenant}.", param="tenant")
+            else:
+                cur = await conn.execute(query("ensure_tenant"), {"name": _clean_name(tenant)})
+                tenant_row = await cur.fetchone()
             assert tenant_row is not None
             cur = await conn.execute(
                 query("create_key"),
@@ -168,6 +189,7 @@ class AccessStore:
             rows = await cur.fetchall()
         if not rows:
             raise NotFound(f"No API key matches {ref!r}.", param="key")
+        rows = [row for row in rows if row["rank"] == rows[0]["rank"]]  # the best kind of match
         if len(rows) > 1:
             raise InvalidRequest(f"{ref!r} matches {len(rows)} keys; use the id.", param="key")
         [record] = await self.keys(key_id=str(rows[0]["id"]))
@@ -262,7 +284,21 @@ def _clean_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidRequest("A tenant name must have 1 to 200 characters.", param="tenant")
+    if _is_uuid(name):  # where a tenant is named, its id is taken too
+        raise InvalidRequest("A tenant name may not be a UUID (an id).", param="tenant")
     return name
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _looks_like_a_key_ref(name: str) -> bool:
+    return _is_uuid(name) or name.startswith(KEY_PREFIX)
 
 
 def _tenant(row: dict[str, Any]) -> dict[str, Any]:

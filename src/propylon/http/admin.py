@@ -47,7 +47,8 @@ async def list_tenants(request: Request) -> Response:
 
 @router.post("/keys", openapi_extra=JSON_OBJECT_BODY)
 async def create_key(request: Request) -> Response:
-    """Create a key (and its tenant when missing). The response holds the key, once.
+    """Create a key for `tenant`, a tenant's name (created when missing) or id (404 when
+    unknown). The response holds the key, once.
     A tenant admin creates keys of its own tenant (`tenant` may be left out), without
     `operator`."""
     principal = await authenticate_admin(request)
@@ -58,6 +59,8 @@ async def create_key(request: Request) -> Response:
         tenant = _str(body, "tenant")
     else:
         tenant = body.get("tenant") or principal.tenant_name
+        if tenant == principal.tenant_id:  # named by its id
+            tenant = principal.tenant_name
         if tenant != principal.tenant_name or not set(features or ()) <= TENANT_FEATURES:
             raise operator_required()
     key, record = await svc.access.create_key(
