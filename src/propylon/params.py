@@ -10,6 +10,7 @@ parameter. A URL (``http_url``) is http(s), with a host, a port that exists and 
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 from urllib.parse import SplitResult, urlsplit
 
@@ -55,6 +56,16 @@ def time_param(value: str, name: str) -> datetime:
     except ValueError:
         raise InvalidRequest(message, param=name) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def is_uuid(value: str) -> bool:
+    """Whether ``value`` is a UUID in any spelling PostgreSQL's ``uuid`` reads too (hyphens
+    or not, braces, upper case)."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def http_url(value: object) -> SplitResult | None:

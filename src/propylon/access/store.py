@@ -8,7 +8,6 @@ change) reloads it at once.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from propylon.access.limits import Limits
 from propylon.access.queries import query
 from propylon.db.database import Database
 from propylon.errors import InvalidRequest, NotFound
+from propylon.params import is_uuid
 from propylon.principal import FEATURES
 
 CHANNEL = "propylon_access"
@@ -118,7 +118,7 @@ class AccessStore:
             )
         async with self.database.connection() as conn:
             key = generate_key(await _key_secret(conn))
-            if _is_uuid(tenant):
+            if is_uuid(tenant):
                 cur = await conn.execute(query("tenant_by_id"), {"id": tenant})
                 tenant_row = await cur.fetchone()
                 if tenant_row is None:
@@ -284,21 +284,13 @@ def _clean_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidRequest("A tenant name must have 1 to 200 characters.", param="tenant")
-    if _is_uuid(name):  # where a tenant is named, its id is taken too
+    if is_uuid(name):  # where a tenant is named, its id is taken too
         raise InvalidRequest("A tenant name may not be a UUID (an id).", param="tenant")
     return name
 
 
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _looks_like_a_key_ref(name: str) -> bool:
-    return _is_uuid(name) or name.startswith(KEY_PREFIX)
+    return is_uuid(name) or name.startswith(KEY_PREFIX)
 
 
 def _tenant(row: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,6 @@ polling (`get`) or by the ordered event log (`follow`)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ from propylon.db.named_queries import named_queries
 from propylon.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from propylon.jobs.progress import ProgressHub
 from propylon.jobs.queue import JobQueue
+from propylon.params import is_uuid
 from propylon.principal import Principal
 from propylon.rag.chat import PREFIX as RAG_PREFIX
 from propylon.runs import events
@@ -41,14 +41,6 @@ def _principal_json(principal: Principal) -> dict[str, Any]:
         "models": sorted(principal.models) if principal.models is not None else None,
         "is_operator": principal.is_operator,
     }
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _view(row: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +183,7 @@ class RunService:
         """Approve or deny the tool call an agent run waits on; the run is queued again (a
         denied call is reported to the model, which then answers without it). 409 when the
         run waits for nothing."""
-        if not _is_uuid(run_id):
+        if not is_uuid(run_id):
             raise _not_found(run_id)
         async with self._database.connection() as conn, conn.transaction():
             cur = await conn.execute(_q("lock_run"), {"run_id": run_id, "tenant_id": tenant_id})
@@ -291,7 +283,7 @@ class RunService:
 
     async def _row(self, tenant_id: str, run_id: str) -> dict[str, Any]:
         row = None
-        if _is_uuid(run_id):  # anything else is simply not a run of this tenant
+        if is_uuid(run_id):  # anything else is simply not a run of this tenant
             async with self._database.connection() as conn:
                 cur = await conn.execute(_q("get_run"), {"run_id": run_id, "tenant_id": tenant_id})
                 row = await cur.fetchone()
