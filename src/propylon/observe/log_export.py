@@ -4,6 +4,10 @@ The same filters and the same visibility as ``GET /v1/logs`` (content only with
 ``logs:read``), every matching row newest first, streamed page by page so an export of a
 million rows never sits in memory. The first page is read before the response starts: a
 refused filter is a clear 4xx, never a broken download.
+
+A CSV cell holding text that a spreadsheet would run as a formula (it begins with ``=``,
+``+``, ``-``, ``@``, a tab or a carriage return: a client chooses the model name, the prompt,
+the answer's first words) is written with a leading ``'``, which spreadsheets show as text.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from propylon.principal import Principal
 
 FORMATS = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 MAX_EXPORT_ROWS = 1_000_000
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def export_format(value: str | None) -> str:
@@ -76,4 +81,6 @@ def _csv(columns: list[str], rows: list[dict[str, Any]], *, header: bool) -> byt
 def _cell(value: Any) -> Any:
     if isinstance(value, dict | list):
         return orjson.dumps(value).decode()
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
     return "" if value is None else value

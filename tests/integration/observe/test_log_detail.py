@@ -283,3 +283,24 @@ async def test_the_filtered_log_exports_as_jsonl_and_csv(server: AppServer) -> N
     assert bad.status == 400 and bad.body["error"]["param"] == "format"
     withheld = await call(server, "GET", "/v1/logs/export?q=pelican", key=server.api_key)
     assert withheld.status == 403
+
+
+async def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_exported_as_text(
+    server: AppServer,
+) -> None:
+    """Any client chooses what the log keeps of a refused model's name: in a spreadsheet,
+    `=HYPERLINK(…)` would run."""
+    reader = await reader_key(server)
+    formulas = ['=HYPERLINK("http://evil.example","click")', "+1+1", "-2+3", "@SUM(A1)"]
+    for model in formulas:
+        reply = await call(
+            server,
+            "POST",
+            "/v1/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert reply.status == 404, reply.body
+    await records(server, len(formulas), "status=404")
+    exported = await call(server, "GET", "/v1/logs/export?format=csv&status=404", key=reader)
+    table = list(csv.DictReader(io.StringIO(exported.body)))
+    assert sorted(row["requested_model"] for row in table) == sorted("'" + f for f in formulas)
