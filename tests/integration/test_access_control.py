@@ -476,6 +476,19 @@ async def test_a_request_that_cannot_fit_its_own_reservation_is_told_so(
     assert "lower max_tokens" in refused.error["message"]
     assert upstream.calls.get("/v1/chat/completions", 0) == 0
     assert (await chat(server, key, max_tokens=20)).status == 200, "a smaller one fits"
+    # Each of `n` answers may take max_tokens: twenty answers of 20 tokens do not fit.
+    many = await chat(server, key, max_tokens=20, n=20)
+    assert_openai_error(many, 429, "insufficient_quota", "insufficient_quota")
+    assert "This request alone reserves" in many.error["message"]
+    assert upstream.calls["/v1/chat/completions"] == 1
+
+
+async def test_n_is_bounded_as_openai_bounds_it(server: AppServer, upstream: FakeUpstream) -> None:
+    key = await new_key(server)
+    refused = await chat(server, key, n=129)
+    assert_openai_error(refused, 400, "invalid_request_error", "invalid_request")
+    assert refused.error["param"] == "n" and "at most 128" in refused.error["message"]
+    assert upstream.calls.get("/v1/chat/completions", 0) == 0
 
 
 # -- the database down ----------------------------------------------------------------------

@@ -36,7 +36,7 @@ import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import TypeGuard, TypeVar
 
 import psycopg
 
@@ -198,14 +198,15 @@ class LimitsLayer:
             )
 
         limit = request.get("max_completion_tokens", request.get("max_tokens"))
-        completion = limit if isinstance(limit, int) and limit > 0 else None
+        completion = limit if _positive(limit) else self._policy.completion_estimate
+        choices = request.get("n")  # each of `n` answers may take `max_tokens`
         return await self._admit(
             call,
             feature,
             model,
             "chat",
             prompt,
-            completion if completion is not None else self._policy.completion_estimate,
+            completion * (choices if _positive(choices) else 1),
         )
 
     async def _admit(
@@ -398,6 +399,10 @@ class _SettlingStream:
             await self._inner.aclose()
         finally:
             await self._admission.settle()
+
+
+def _positive(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _has_key(call: CallInfo | None) -> bool:

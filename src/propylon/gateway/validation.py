@@ -10,6 +10,7 @@ from typing import Any
 
 from propylon.errors import InvalidRequest
 
+MAX_CHOICES = 128  # OpenAI's bound on `n`; each answer may take `max_tokens`
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _NUMBER_RANGES: dict[str, tuple[float, float]] = {
     "temperature": (0.0, 2.0),
@@ -45,6 +46,9 @@ def validate_chat_request(body: dict[str, Any], *, max_messages: int = 2048) -> 
         value = body.get(name)
         if value is not None and (not _is_int(value) or value < 1):
             raise InvalidRequest(f"`{name}` must be a positive integer.", param=name)
+    choices = body.get("n")
+    if choices is not None and choices > MAX_CHOICES:
+        raise InvalidRequest(f"`n` must be at most {MAX_CHOICES}.", param="n")
     for name, (low, high) in _NUMBER_RANGES.items():
         value = body.get(name)
         if value is not None and (not _is_number(value) or not low <= value <= high):
