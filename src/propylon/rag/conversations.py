@@ -93,8 +93,8 @@ def parse_conversation_id(value: Any) -> str | None:
     if value == NEW_CONVERSATION:
         return str(uuid.uuid4())
     message = (
-        '`conversation_id` must be "new" (to start a conversation) or the UUID an earlier '
-        "answer returned."
+        '`conversation_id` must be "new" (to start a conversation) or a UUID: one an earlier '
+        "answer returned, or one the client picks (a UUID not yet used starts a conversation)."
     )
     if not isinstance(value, str):
         raise InvalidRequest(message, param="conversation_id")
