@@ -194,19 +194,14 @@ def access_policy(settings: Settings) -> AccessPolicy:
         cache_hits_count_rpm=settings.access.cache_hits_count_rpm,
         internal_counts_against_budget=settings.access.internal_counts_against_budget,
         prices=price_table(settings.observe.prices),
-        open_models=frozenset(
-            m.name for m in settings.models if all(d.provider == "local" for d in m.deployments)
-        ),
+        open_models=frozenset(m.name for m in settings.models if m.open_to_every_key),
     )
 
 
 def _local_model_names(settings: Settings) -> frozenset[str]:
     """Names and aliases of the models served only by local deployments."""
     return frozenset(
-        name
-        for m in settings.models
-        if all(d.provider == "local" for d in m.deployments)
-        for name in (m.name, *m.aliases)
+        name for m in settings.models if m.open_to_every_key for name in (m.name, *m.aliases)
     )
 
 

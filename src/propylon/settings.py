@@ -124,6 +124,12 @@ class ModelConfig(BaseModel):
                 deployment.model = self.name
         return self
 
+    @property
+    def open_to_every_key(self) -> bool:
+        """Served only by the local offline provider (nothing is paid upstream): every valid
+        key may use it, whatever its `models`."""
+        return all(d.provider == "local" for d in self.deployments)
+
 
 class RetrySettings(BaseModel):
     """Retries on one deployment before falling back to the next."""

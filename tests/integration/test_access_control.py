@@ -157,6 +157,14 @@ async def test_a_key_reaches_only_its_models_by_name_or_alias(server: AppServer)
     reply = await chat(server, key, model="gpt-other")
     assert_openai_error(reply, 403, "permission_error", "model_not_allowed")
     assert reply.error["param"] == "model"
+    listed = await request(server, "GET", "/v1/models", key=key)
+    ids = {m["id"] for m in listed.body["data"]}
+    assert "gpt-test" in ids and not ids & {"gpt-other", "embed-test"}, "only what it may use"
+    assert "local/extractive" in ids, "local models are open to every key"
+    one = await request(server, "GET", "/v1/models/gpt-other", key=key)
+    assert_openai_error(one, 403, "permission_error", "model_not_allowed")
+    everything = await request(server, "GET", "/v1/models", key=await new_key(server))
+    assert {m["id"] for m in everything.body["data"]} >= {"gpt-test", "gpt-other", "embed-test"}
 
 
 async def test_a_key_reaches_only_its_features(server: AppServer) -> None:
