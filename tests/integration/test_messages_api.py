@@ -246,6 +246,22 @@ async def test_malformed_messages_get_a_clear_400(
     assert f"{word}:" in str(bad.value)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("stream", "yes"), ("temperature", 1.5), ("top_p", -0.1), ("temperature", "hot")],
+)
+async def test_fields_out_of_anthropics_ranges_get_a_400_naming_them(
+    sdk: anthropic.AsyncAnthropic, field: str, value: Any
+) -> None:
+    """`stream: "yes"` was answered unstreamed; temperature 1.5 was relayed (Anthropic's API
+    takes 0 to 1)."""
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        await sdk.messages.create(
+            model="gpt-test", max_tokens=10, messages=QUESTION, extra_body={field: value}
+        )
+    assert f"{field}:" in str(bad.value)
+
+
 async def test_a_stream_broken_midway_ends_with_an_error_event(
     sdk: anthropic.AsyncAnthropic, upstream: FakeUpstream
 ) -> None:

@@ -403,9 +403,16 @@ def chat_request(body: JSONObject) -> JSONObject:
     for index, turn in enumerate(turns):
         messages.extend(_chat_turns(turn, f"messages.{index}", last=index == len(turns) - 1))
     request: JSONObject = {"model": model, "messages": messages, "max_tokens": max_tokens}
-    for name in ("temperature", "top_p"):
-        if body.get(name) is not None:
-            request[name] = body[name]
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest("stream: must be a boolean", param="stream")
+    for name in ("temperature", "top_p"):  # Anthropic's range for both
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise InvalidRequest(f"{name}: must be a number from 0 to 1", param=name)
+        request[name] = value
     stop = body.get("stop_sequences")
     if stop is not None:
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
