@@ -14,7 +14,7 @@ router = APIRouter(include_in_schema=False)
 STATIC_DIR = str(resources.files("propylon.console").joinpath("static"))
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 async def console_page() -> Response:
     """The console's single page."""
     return FileResponse(f"{STATIC_DIR}/index.html", media_type="text/html")

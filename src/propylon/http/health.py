@@ -11,13 +11,14 @@ from propylon.http.json import json_response
 router = APIRouter()
 
 
-@router.get("/healthz", tags=["health"])
+# HEAD too: uptime checks and load balancers often probe with it (uvicorn sends no body).
+@router.api_route("/healthz", methods=["GET", "HEAD"], tags=["health"])
 async def healthz() -> Response:
     """The process is up and serving HTTP."""
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz", tags=["health"])
+@router.api_route("/readyz", methods=["GET", "HEAD"], tags=["health"])
 async def readyz(request: Request) -> Response:
     """The database answers, every background writer can write and no model failed to load;
     otherwise 503 so a load balancer routes elsewhere (and the body says which). A model not
