@@ -266,6 +266,17 @@ async def test_bad_admin_input_gets_a_400_naming_the_field(server: AppServer) ->
         server, "POST", "/admin/keys", key=ADMIN, json={"tenant": "a", "name": ["k"]}
     )
     assert reply.error["param"] == "name", "not stored as the text of a list"
+    for body, param in (
+        ({"tenant": "a", "expires_at": "2027-01-01"}, "expires_at"),
+        ({"tenant": "a", "limits": {"rps": 5}}, "limits.rps"),
+        ({"tenant": "a", "budget": {"usd": 5}}, "budget.usd"),
+    ):  # dropped unread, they left the caller believing the key expires or is limited
+        reply = await request(server, "POST", "/admin/keys", key=ADMIN, json=body)
+        assert reply.status == 400 and reply.error["param"] == param, (body, reply.body)
+    reply = await request(
+        server, "POST", "/admin/tenants", key=ADMIN, json={"name": "x", "limit": {"rpm": 1}}
+    )
+    assert reply.status == 400 and reply.error["param"] == "limit", reply.body
     missing = await request(server, "GET", "/admin/keys/ppl_nothing/usage", key=ADMIN)
     assert_openai_error(missing, 404, "invalid_request_error", "not_found")
 

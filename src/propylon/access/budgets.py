@@ -27,6 +27,7 @@ class Budget:
         """A budget an operator gives: ``tokens`` a whole number and ``cost_usd`` a number,
         each from 0 to 2^53, else a 400 naming it (``budget.tokens``)."""
         raw = raw or {}
+        amounts.only(raw, ("period", "tokens", "cost_usd"), where)
         period = raw.get("period", "month")
         if period not in ("day", "month"):
             raise InvalidRequest(

@@ -41,6 +41,7 @@ class Limits:
         """Limits an operator gives: each a whole number from 1 to 2^53, else a 400 naming
         it (``limits.rpm``)."""
         raw = raw or {}
+        amounts.only(raw, ("rpm", "tpm"), where)
         return cls(
             rpm=amounts.count(raw, "rpm", where, low=1), tpm=amounts.count(raw, "tpm", where, low=1)
         )

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from propylon.access.amounts import only
 from propylon.access.budgets import Budget
 from propylon.access.limits import Limits
 from propylon.errors import InvalidRequest
@@ -30,6 +31,7 @@ async def create_tenant(request: Request) -> Response:
     await authenticate_operator(request)
     svc = services(request)
     body = await read_json_object(request, svc.settings.max_body_bytes)
+    only(body, ("name", "limits", "budget"), "")
     tenant = await svc.access.create_tenant(
         _str(body, "name"), _policy(Limits, body, "limits"), _policy(Budget, body, "budget")
     )
@@ -54,6 +56,7 @@ async def create_key(request: Request) -> Response:
     principal = await authenticate_admin(request)
     svc = services(request)
     body = await read_json_object(request, svc.settings.max_body_bytes)
+    only(body, ("tenant", "name", "models", "features", "limits", "budget"), "")
     features = _strings(body, "features")
     if principal.is_operator:
         tenant = _str(body, "tenant")
