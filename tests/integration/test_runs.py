@@ -80,9 +80,11 @@ async def call(
         return resp.status, await resp.json()
 
 
-async def wait_for(server: AppServer, run_id: str, states: set[str]) -> dict[str, Any]:
+async def wait_for(
+    server: AppServer, run_id: str, states: set[str], key: str | None = None
+) -> dict[str, Any]:
     async def fetch() -> dict[str, Any]:
-        return (await call(server, "GET", f"/runs/{run_id}"))[1]
+        return (await call(server, "GET", f"/runs/{run_id}", key=key))[1]
 
     return await finished(fetch, f"run {run_id} to reach {states}", frozenset(states))
 
@@ -404,3 +406,38 @@ async def test_a_run_over_another_tenants_or_an_unknown_collection_is_not_found(
     mine = {"type": "answer", "collection": "private-docs", "question": "what is inside?"}
     status, run = await call(runs_app, "POST", "/runs", mine, key=owner)
     assert status == 202, run  # the owner's own collection is accepted
+
+
+async def test_an_answer_run_takes_the_answer_apis_options(
+    runs_app: AppServer, upstream: FakeUpstream
+) -> None:
+    """`model`, `top_k`, `mode` and `filter` as `POST /v1/collections/{id}/answer` takes
+    them: a `model` was ignored (the answer came from `local/extractive`)."""
+    services = runs_app.app.state.services
+    key, record = await services.access.create_key("answer-options")
+    tenant = record.principal().tenant_id
+    await services.collections.create(tenant, name="manual")
+    accepted = await services.collections.add_document(
+        tenant, "manual", content=b"The pump primes in forty seconds.", filename="pump.txt"
+    )
+
+    async def job_view() -> dict[str, Any]:
+        view: dict[str, Any] = (await services.jobs.get(tenant, accepted.job_id)).to_dict()
+        return view
+
+    job = await finished(job_view, "the manual to be ingested")
+    assert job["state"] == "succeeded", job
+    question = "How long does the pump take to prime?"
+    body = {"type": "answer", "collection": "manual", "question": question}
+    status, run = await call(runs_app, "POST", "/runs", {**body, "model": "gpt-test"}, key=key)
+    assert status == 202, run
+    done = await wait_for(runs_app, run["id"], TERMINAL, key)
+    assert done["state"] == "succeeded", done
+    sent = upstream.last_request("/v1/chat/completions")
+    assert sent is not None and question in str(sent.body["messages"]), "gpt-test answered"
+    for bad, param in (({"top_k": 0}, "top_k"), ({"mode": "fuzzy"}, "mode")):
+        status, error = await call(runs_app, "POST", "/runs", {**body, **bad}, key=key)
+        assert status == 400 and error["error"]["param"] == param, error
+    scoped, _ = await services.access.create_key("answer-options", models=["local/extractive"])
+    status, error = await call(runs_app, "POST", "/runs", {**body, "model": "gpt-test"}, scoped)
+    assert status == 403 and error["error"]["param"] == "model", error

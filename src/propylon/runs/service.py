@@ -106,6 +106,9 @@ class RunService:
             if step["kind"] == "model":
                 where = "request" if kind == "chat" else f"steps[{index}].request"
                 self._check_model_use(principal, step["request"]["model"], f"{where}.model")
+            elif step["kind"] == "answer" and isinstance(step.get("model"), str):
+                where = "model" if kind == "answer" else f"steps[{index}].model"
+                self._check_model_use(principal, step["model"], where)
         await self._check_collections(principal.tenant_id, kind, steps)
         async with self._database.connection() as conn:
             cur = await conn.execute(

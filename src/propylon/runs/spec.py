@@ -1,7 +1,8 @@
 """What a run does: `POST /v1/runs` bodies normalised to a list of named steps.
 
     {"type": "chat",   "request": {chat completion body}}
-    {"type": "answer", "collection": "docs", "question": "…"}
+    {"type": "answer", "collection": "docs", "question": "…"}   (+ "model", "top_k", "mode",
+                                                                 "filter", as the answer API)
     {"type": "chain",  "steps": [{"name": "retrieve", "kind": "search", …}, …]}
     {"type": "agent",  "model": "…", "input": "…", "tools": […]}   (``agent_spec``)
 
@@ -19,9 +20,12 @@ from typing import Any
 
 from propylon.errors import InvalidRequest
 from propylon.gateway.validation import validate_chat_request
+from propylon.rag.chat import parse_answer
 from propylon.rag.search import SearchRequest
 
 DEFAULT_TOP_K = 5  # a search step's hits when it names no `top_k`
+# What an answer step may set besides its question, as `POST /v1/collections/{id}/answer`.
+ANSWER_OPTIONS = ("model", "top_k", "mode", "filter")
 
 MAX_STEPS = 20
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
@@ -45,12 +49,14 @@ def normalise(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             raise InvalidRequest("`request` must be a chat completion body.", param="request")
         steps = [{"name": "chat", "kind": "model", "request": request}]
     elif kind == "answer":
+        options = {k: body[k] for k in ANSWER_OPTIONS if body.get(k) is not None}
         steps = [
             {
                 "name": "answer",
                 "kind": "answer",
                 "collection": body.get("collection"),
                 "question": body.get("question"),
+                **options,
             }
         ]
     elif kind == "agent":
@@ -103,6 +109,8 @@ def _check_step(where: str, step: Any, seen: set[str]) -> None:
             )
     if kind == "model":
         _within(_at(where, "request"), validate_chat_request, step["request"])
+    elif kind == "answer":
+        _within(where, lambda s: parse_answer(s["collection"], s), step)
     elif kind == "search":
         _within(where, lambda s: SearchRequest.parse(s, default_top_k=DEFAULT_TOP_K), step)
     if kind == "verify_citations" and step["step"] not in seen - {name}:

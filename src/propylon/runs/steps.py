@@ -18,7 +18,7 @@ from propylon.gateway.protocol import ChatService
 from propylon.principal import Principal
 from propylon.rag.search import SearchRequest, SearchService
 from propylon.runs.events import RunEventLog
-from propylon.runs.spec import DEFAULT_TOP_K
+from propylon.runs.spec import ANSWER_OPTIONS, DEFAULT_TOP_K
 
 TOKEN_FLUSH_S = 0.05
 
@@ -62,6 +62,7 @@ async def answer_step(ctx: StepContext, name: str, params: dict[str, Any]) -> di
         "model": f"rag/{params['collection']}",
         "messages": [{"role": "user", "content": params["question"]}],
         "stream": True,
+        "rag": {k: params[k] for k in ANSWER_OPTIONS if params.get(k) is not None},
     }
     return await _generate(ctx, name, request)
 
