@@ -11,6 +11,7 @@ and the gateway's retry policy reads ``retryable`` instead of matching classes.
     │   ├── ContextWindowExceeded      400 context_length_exceeded
     │   └── PromptInjectionDetected    400 prompt_injection_detected
     ├── RequestTooLarge                413 request_too_large
+    ├── UnsupportedEncoding            415 unsupported_media_type (a compressed body)
     ├── AuthenticationFailed           401 invalid_api_key
     ├── PermissionDenied               403 permission_denied
     ├── NotFound                       404 not_found
@@ -100,6 +101,12 @@ class RequestTooLarge(PropylonError):
     status = 413
     error_type = "invalid_request_error"
     default_code = "request_too_large"
+
+
+class UnsupportedEncoding(PropylonError):
+    status = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_media_type"
 
 
 class AuthenticationFailed(PropylonError):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+
 import aiohttp
+import orjson
 import pytest
 
 from propylon.testing import Behaviour, FakeUpstream, Fault
@@ -53,6 +56,18 @@ async def test_json_nested_past_what_can_be_written_again_is_a_400_naming_the_li
         assert status == 400 and "deeper than 128 levels" in body, (levels, status, body[:300])
     status, body = await post(gateway, nested(100, pad))
     assert status == 200, body[:300]
+
+
+async def test_a_compressed_body_is_a_415_naming_the_encoding(gateway: AppServer) -> None:
+    """It was read as JSON: "str is not valid UTF-8: surrogates not allowed" (400)."""
+    raw = gzip.compress(b'{"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}')
+    status, body = await post(gateway, raw, {"Content-Encoding": "gzip"})
+    assert status == 415, body
+    error = orjson.loads(body)["error"]
+    assert (error["code"], error["param"]) == ("unsupported_media_type", "content-encoding")
+    assert "gzip" in error["message"]
+    status, _ = await post(gateway, gzip.decompress(raw), {"Content-Encoding": "identity"})
+    assert status == 200
 
 
 async def test_an_oversized_header_is_refused_without_a_server_error(gateway: AppServer) -> None:

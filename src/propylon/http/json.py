@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message
 
-from propylon.errors import InvalidJSON, RequestTooLarge
+from propylon.errors import InvalidJSON, RequestTooLarge, UnsupportedEncoding
 from propylon.http.piecewise_json import loads_in_pieces
 from propylon.params import BIGINT_MAX, digits
 from propylon.storable import check_storable
@@ -36,7 +36,15 @@ def json_response(
 def limit_body(request: Request, max_bytes: int, message: str) -> Request:
     """``request`` whose body raises ``RequestTooLarge(message)`` as soon as more than
     ``max_bytes`` have arrived: at once when ``Content-Length`` says so, else while it streams
-    in (chunked uploads declare no length), so nothing past the limit is read or spooled."""
+    in (chunked uploads declare no length), so nothing past the limit is read or spooled.
+    A body with a ``Content-Encoding`` (gzip…) is refused with 415: it is read as sent."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise UnsupportedEncoding(
+            f"Request bodies are read as sent: `Content-Encoding: {encoding}` is not supported; "
+            "send the body uncompressed.",
+            param="content-encoding",
+        )
     declared = _content_length(request)
     if declared is not None and declared > max_bytes:
         raise RequestTooLarge(message)
