@@ -3,6 +3,7 @@ control, streams replayed to the official SDK, Redis failing mid-test, and admin
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -134,6 +135,53 @@ async def test_same_request_twice_is_served_from_cache_without_an_upstream_call(
     assert headers["x-propylon-cache"] == "hit-exact"
     assert upstream_calls(upstream) == calls, "a hit never reaches the upstream"
     assert second == first
+
+
+async def burst(
+    cached: Cached, upstream: FakeUpstream, body: dict[str, Any], count: int
+) -> list[tuple[int, dict[str, str], dict[str, Any]]]:
+    """``count`` identical requests, all of them past their cache lookup while the first is
+    held at the upstream; then the upstream answers."""
+    stats = cached.server.app.state.services.cache.stats
+    misses = stats.misses
+    upstream.hold()
+    first = asyncio.create_task(cached.chat(body))
+    await upstream.wait_held(1)
+    rest = [asyncio.create_task(cached.chat(body)) for _ in range(count - 1)]
+
+    async def all_looked_up() -> bool | None:
+        return True if stats.misses >= misses + count else None
+
+    await eventually(all_looked_up, f"{count} lookups")
+    upstream.release()
+    return await asyncio.gather(first, *rest)
+
+
+async def test_identical_requests_in_flight_together_are_answered_once(
+    cached: Cached, upstream: FakeUpstream
+) -> None:
+    """Fifty identical requests were fifty upstream calls: each missed before the first was
+    stored. The ones that arrive while it is answered now wait for it."""
+    calls = upstream_calls(upstream)
+    coalesced = cached.server.app.state.services.cache.stats.coalesced
+    replies = await burst(cached, upstream, ask("What is a coalesced request?"), 10)
+    assert upstream_calls(upstream) == calls + 1
+    assert [status for status, _, _ in replies] == [200] * 10
+    assert [h["x-propylon-cache"] for _, h, _ in replies] == ["miss"] + ["hit-exact"] * 9
+    assert all(body == replies[0][2] for _, _, body in replies)
+    assert cached.server.app.state.services.cache.stats.coalesced == coalesced + 9
+
+
+async def test_an_answer_the_cache_would_not_keep_is_not_shared(
+    database_url: str, upstream: FakeUpstream
+) -> None:
+    """Larger than `max_entry_bytes`: each waiting request asks for itself."""
+    async with cached_gateway(database_url, upstream, cache={"max_entry_bytes": 64}) as small:
+        calls = upstream_calls(upstream)
+        replies = await burst(small, upstream, ask("Tell me a long story."), 3)
+        assert [status for status, _, _ in replies] == [200] * 3
+        assert [h["x-propylon-cache"] for _, h, _ in replies] == ["miss"] * 3
+        assert upstream_calls(upstream) == calls + 3
 
 
 async def test_an_alias_shares_the_entries_of_its_model(

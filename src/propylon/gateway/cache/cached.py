@@ -13,6 +13,12 @@ reports the observed wrong rate, and the entry's own threshold learns from the v
 (``SemanticCache.learn``): raised above that wording after a wrong answer, eased back after
 right ones. It is stored with the entry, so every replica applies it.
 
+Identical requests in flight together are answered once (in this process): a request that
+misses while the same one (same exact key: tenant, model, body) is being answered waits for
+that answer and is served it as an exact hit, as it would have been a moment later from the
+store; a leader that gets no answer the store would keep (an error, a cut answer) lets each
+waiting request ask for itself. Streams are not coalesced.
+
 Never fails a request because of the cache: a Redis outage, a slow or failing database and
 an embedder error are all misses, logged and counted in ``stats``. Only a malformed
 ``propylon.cache`` extension is the caller's error (400).
@@ -89,6 +95,8 @@ class CachedChatService:
         self._resolve = resolve_model
         self.stats = stats or CacheStats()
         self._skips_logged: set[str] = set()
+        # Exact keys being answered now -> the answer the store would keep (None: none).
+        self._inflight: dict[str, asyncio.Future[bytes | None]] = {}
 
     @property
     def semantic_index(self) -> FirstIndex | None:
@@ -107,10 +115,42 @@ class CachedChatService:
             cached = await self._lookup(plan, call)
             if cached is not None:
                 return cached
+            if plan.directive.store and plan.sampled is None:
+                return await self._coalesced(plan, request, call)
+        return await self._answered(plan, request, call)
+
+    async def _answered(
+        self, plan: _Plan | None, request: JSONObject, call: CallInfo
+    ) -> JSONObject:
         result = await self._inner.complete(request, call)
         if plan is not None:
             await self._finished(plan, result, call)
         return result
+
+    async def _coalesced(self, plan: _Plan, request: JSONObject, call: CallInfo) -> JSONObject:
+        """Answered by the same request already in flight, else by the upstream (and then
+        shared with the same requests that arrive meanwhile)."""
+        key = plan.key.exact
+        leader = self._inflight.get(key)
+        if leader is not None:
+            # Shielded: a waiter that goes away does not cancel the others' wait.
+            shared = await asyncio.shield(leader)
+            if shared is None:
+                return await self._answered(plan, request, call)
+            answer: JSONObject = orjson.loads(shared)  # a copy of its own
+            _served(call, CacheVerdict("hit-exact"), answer)
+            self.stats.coalesced += 1
+            return answer
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        shareable = None
+        try:
+            result = await self._answered(plan, request, call)
+            shareable = self._entry(result)
+            return result
+        finally:
+            del self._inflight[key]
+            future.set_result(shareable)
 
     async def stream(self, request: JSONObject, call: CallInfo | None = None) -> ChatStream:
         call = call or CallInfo()
@@ -272,14 +312,20 @@ class CachedChatService:
                     "timeout" if isinstance(exc, TimeoutError) else "database", "learn", exc
                 )
 
-    async def _store(self, plan: _Plan, response: JSONObject) -> None:
+    def _entry(self, response: JSONObject) -> bytes | None:
+        """``response`` as the exact cache keeps it, or None when it would not keep it (a
+        choice cut or filtered, an answer larger than ``max_entry_bytes``)."""
         choices = response.get("choices")
         if not isinstance(choices, list) or not choices:
-            return
+            return None
         if not all(isinstance(c, dict) and cacheable(c.get("finish_reason")) for c in choices):
-            return
+            return None
         encoded = orjson.dumps(response)
-        if len(encoded) > self._settings.max_entry_bytes:
+        return encoded if len(encoded) <= self._settings.max_entry_bytes else None
+
+    async def _store(self, plan: _Plan, response: JSONObject) -> None:
+        encoded = self._entry(response)
+        if encoded is None:
             return
         ttl = plan.directive.ttl_s
         await self._exact.put(plan.key, response, ttl)

@@ -30,6 +30,8 @@ class CacheStats:
     dropped: int = 0  # semantic entries and lookup records dropped: database away, queue full
     verified: int = 0  # would-be semantic hits answered by the upstream and compared
     verified_wrong: int = 0  # of those, the answers that disagreed
+    # misses served the answer of the same request in flight (recorded as `hit-exact`)
+    coalesced: int = 0
     errors: Counter[str] = field(default_factory=lambda: _zeros(ERROR_SOURCES))
     # semantic entries not stored, by reason: ``unstorable_question`` / ``unstorable_answer``
     # (a NUL PostgreSQL cannot keep as served; the exact cache still holds them)
@@ -49,6 +51,7 @@ class CacheStats:
             "dropped": self.dropped,
             "verified": self.verified,
             "verified_wrong": self.verified_wrong,
+            "coalesced": self.coalesced,
             "observed_wrong_rate": self.verified_wrong / self.verified if self.verified else None,
             "errors": dict(self.errors),
             "skipped": dict(self.skipped),
