@@ -26,6 +26,7 @@ from propylon.access.limited import AccessPolicy, LimitsLayer
 from propylon.access.limits import Limits, MemoryRateLimiter, RateLimiter
 from propylon.access.revocation import KeyRevocation
 from propylon.access.store import AccessStore
+from propylon.access.tenant_deletion import TenantDeletion
 from propylon.access.tickets import SocketTickets
 from propylon.access.usage import UsageRecorder
 from propylon.background import stop_tasks
@@ -636,6 +637,9 @@ async def build_services(
             keys=keys,
             access=store,
             revocation=KeyRevocation(store, runs),
+            tenant_deletion=TenantDeletion(
+                database, keys, lambda tenant_id: cache.purge(tenant_id=tenant_id)
+            ),
             tickets=SocketTickets(database, keys),
             usage=usage,
             limiter=limiter,

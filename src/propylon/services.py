@@ -9,6 +9,7 @@ from propylon.access.directory import KeyDirectory
 from propylon.access.limits import RateLimiter
 from propylon.access.revocation import KeyRevocation
 from propylon.access.store import AccessStore
+from propylon.access.tenant_deletion import TenantDeletion
 from propylon.access.tickets import SocketTickets
 from propylon.access.usage import UsageRecorder
 from propylon.background import WriterLoop
@@ -52,6 +53,7 @@ class Services:
     keys: KeyDirectory
     access: AccessStore
     revocation: KeyRevocation  # revoke a key and cancel its pending runs (API and CLI alike)
+    tenant_deletion: TenantDeletion  # DELETE /admin/tenants/{ref}: a tenant and all its rows
     tickets: SocketTickets  # single-use WebSocket tickets (POST /v1/ws-tickets)
     usage: UsageRecorder  # spend counted per request, written in the background
     limiter: RateLimiter  # ``failures`` counts Redis outages when it is a RedisRateLimiter

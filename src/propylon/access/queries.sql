@@ -4,6 +4,11 @@
 INSERT INTO tenants (name, limits, budget) VALUES (%(name)s, %(limits)s, %(budget)s)
 RETURNING id, name, limits, budget, created_at;
 
+-- name: tenant_by_ref
+-- Locked: keys made for it while it is being deleted wait, then find it gone.
+SELECT id, name FROM tenants WHERE id::text = %(ref)s OR name = %(ref)s
+ORDER BY id::text = %(ref)s DESC LIMIT 1 FOR UPDATE;
+
 -- name: tenant_by_id
 SELECT id, name, limits, budget, created_at FROM tenants WHERE id = %(id)s::uuid;
 

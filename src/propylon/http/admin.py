@@ -38,6 +38,15 @@ async def create_tenant(request: Request) -> Response:
     return json_response(tenant, status=201)
 
 
+@router.delete("/tenants/{ref}")
+async def delete_tenant(request: Request, ref: str) -> Response:
+    """Delete a tenant (by id or name) and everything kept of it: keys, collections and
+    documents, jobs and runs, conversations, responses, MCP servers, cached answers, request
+    log, feedback and traces (operators). The rows removed, per table."""
+    await authenticate_operator(request)
+    return json_response(await services(request).tenant_deletion.delete(ref))
+
+
 @router.get("/tenants")
 async def list_tenants(request: Request) -> Response:
     """Every tenant (operators), or the caller's own (tenant admins)."""
