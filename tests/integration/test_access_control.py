@@ -480,7 +480,7 @@ async def test_concurrent_calls_never_spend_more_than_the_budget_between_them(
     ("spec", "what"),
     [
         ({"budget": {"period": "day", "tokens": 100}}, "budget of 100 tokens per day"),
-        ({"budget": {"cost_usd": 0.1}}, "budget of $0.1000 per month"),
+        ({"budget": {"cost_usd": 0.1}}, "budget of $0.10 per month"),
         ({"limits": {"tpm": 100}}, "limit of 100 tokens per minute"),
     ],
 )

@@ -73,8 +73,16 @@ class Budget:
         if self.tokens is not None and spent_tokens + tokens > self.tokens:
             return f"{spent_tokens} of {self.tokens} tokens this {self.period} already spent"
         if self.cost_usd is not None and spent_cost + cost > self.cost_usd:
-            return f"${spent_cost:.4f} of ${self.cost_usd:.4f} this {self.period} already spent"
+            return f"{usd(spent_cost)} of {usd(self.cost_usd)} this {self.period} already spent"
         return None
+
+
+def usd(value: float) -> str:
+    """Dollars as a person reads them in a refusal: cents at least, and every digit down to
+    10^-10 that is not zero (a budget of $0.0001 was shown as "$0.0000 of $0.0001")."""
+    digits = f"{value:.10f}".rstrip("0")
+    whole, _, cents = digits.partition(".")
+    return f"${whole}.{cents.ljust(2, '0')}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ from typing import TypeGuard, TypeVar
 
 import psycopg
 
-from propylon.access.budgets import PriceTable
+from propylon.access.budgets import PriceTable, usd
 from propylon.access.directory import KeyDirectory
 from propylon.access.keys import KeyRecord
 from propylon.access.limits import Charge, Limits, RateLimiter, rate_limit_headers
@@ -444,4 +444,4 @@ def _refuse_what_cannot_fit(
 
 
 def _amount(charge: Charge, value: float) -> str:
-    return f"${value:.4f}" if charge.kind == "usd" else f"{int(value)} tokens"
+    return usd(value) if charge.kind == "usd" else f"{int(value)} tokens"
