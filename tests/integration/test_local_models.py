@@ -59,6 +59,18 @@ async def test_local_extractive_answers_from_context_with_a_citation(
     assert "[1]" in content
 
 
+async def test_local_extractive_refuses_more_than_one_choice(
+    local_sdk: openai.AsyncOpenAI,
+) -> None:
+    """`n: 2` was answered with one choice, silently."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        await local_sdk.chat.completions.create(
+            model="local/extractive", messages=[{"role": "user", "content": "Hello"}], n=2
+        )
+    assert "`n` must be 1" in str(refused.value)
+    assert isinstance(refused.value.body, dict) and refused.value.body["param"] == "n"
+
+
 async def test_local_extractive_says_plainly_it_is_not_generative(
     local_sdk: openai.AsyncOpenAI,
 ) -> None:

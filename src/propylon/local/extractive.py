@@ -221,6 +221,11 @@ class ExtractiveChatModel:
 
     async def _answer(self, request: JSONObject) -> _Answer:
         context = read_context(request)
+        choices = request.get("n")
+        if choices is not None and choices != 1:  # one answer, the same each time
+            raise InvalidRequest(
+                "This model returns one choice per request: `n` must be 1.", param="n"
+            )
         limit = _max_tokens(request)
         stops = _stop_sequences(request)
         content, citations = await self._reply(context)
