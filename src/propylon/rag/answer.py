@@ -101,6 +101,7 @@ class AnswerRequest:
     conversation_id: str | None = None
     history: list[Turn] | None = None  # client-side history (OpenAI messages), when no id
     instructions: str = ""  # the client's own system prompt (chat completions)
+    max_tokens: int | None = None  # the answer's bound; None: `rag.answer_max_tokens`
 
 
 @dataclass(slots=True)
@@ -144,7 +145,8 @@ class Answerer:
         with self._root(principal, request):
             prepared = await self.prepare(principal, request, call)
             reply = await self._chat.complete(prepared.request, call)
-            message = (reply.get("choices") or [{}])[0].get("message") or {}
+            choice = (reply.get("choices") or [{}])[0]
+            message = choice.get("message") or {}
             content = message.get("content") or ""
             raw = (reply.get("propylon") or {}).get("citations") or []
             with span(self._tracer, "propylon.verify") as verify:
@@ -164,6 +166,7 @@ class Answerer:
             "sources": [_source_json(s) for s in prepared.sources],
             "conversation_id": prepared.conversation.id if prepared.conversation else None,
             "usage": usage,
+            "finish_reason": choice.get("finish_reason") or "stop",  # `length`: cut
         }
 
     async def prepare(
@@ -175,6 +178,7 @@ class Answerer:
         collections = await self._search.resolve(principal.tenant_id, [request.collection])
         info = self._describe(request.model or options.answer_model)
         window = info.context_window or options.default_context_window
+        answer_tokens = request.max_tokens or options.answer_max_tokens
 
         def count(text: str) -> int:
             return self._counter.count_text(text, info.tokenizer_model)
@@ -191,9 +195,7 @@ class Answerer:
         system = system_prompt(self._marker, request.instructions)
         system_tokens = count(system) + 4
         question_tokens = count(f"Question: {request.question}") + 4
-        available = (
-            window - options.answer_max_tokens - system_tokens - question_tokens - FRAMING_TOKENS
-        )
+        available = window - answer_tokens - system_tokens - question_tokens - FRAMING_TOKENS
         if available < 64:
             raise InvalidRequest(
                 f"The question leaves no room for sources in the {window}-token window of "
@@ -233,7 +235,7 @@ class Answerer:
         sources = fence(chosen, marker)
         messages = self._messages(system, plan, sources, request.question)
         # The plan counts parts; the final check counts the messages as the model will.
-        limit = window - options.answer_max_tokens
+        limit = window - answer_tokens
         prompt_tokens = self._counter.count_messages(messages, info.tokenizer_model)
         while prompt_tokens > limit and sources:
             sources = sources[:-1]
@@ -247,7 +249,7 @@ class Answerer:
             "history_tokens": plan.tokens,
             "context_tokens": context_tokens,
             "question_tokens": question_tokens,
-            "reserved_for_answer": options.answer_max_tokens,
+            "reserved_for_answer": answer_tokens,
             "excluded_risky_chunks": [h.chunk_id for h in risky],
             "history": {
                 "verbatim_turns": len(plan.verbatim),
@@ -258,7 +260,7 @@ class Answerer:
         body: JSONObject = {
             "model": info.name,
             "messages": messages,
-            "max_tokens": options.answer_max_tokens,
+            "max_tokens": answer_tokens,
         }
         return Prepared(body, sources, plan, conversation, request.question, usage)
 

@@ -54,7 +54,7 @@ class RagChatService:
                     "index": 0,
                     "message": {"role": "assistant", "content": result["answer"]},
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": result["finish_reason"],
                 }
             ],
             "usage": {
@@ -122,6 +122,18 @@ def parse_chat(request: JSONObject) -> AnswerRequest:
     options = request.get("rag") or {}
     if not isinstance(options, dict):
         raise InvalidRequest("`rag` must be an object.", param="rag")
+    choices = request.get("n")
+    if choices is not None and choices != 1:
+        raise InvalidRequest(
+            "A `rag/` model returns one answer per request: `n` must be 1.", param="n"
+        )
+    response_format = request.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
+        raise InvalidRequest(
+            "A `rag/` model answers in text with numbered citations: `response_format` must "
+            "be `text`.",
+            param="response_format",
+        )
     return AnswerRequest(
         collection=collection,
         question=texts[last][1],
@@ -132,12 +144,13 @@ def parse_chat(request: JSONObject) -> AnswerRequest:
         conversation_id=parse_conversation_id(options.get("conversation_id")),
         history=history,
         instructions=instructions,
+        max_tokens=_max_tokens(request.get("max_completion_tokens", request.get("max_tokens"))),
     )
 
 
 def parse_answer(collection: str, body: dict[str, Any]) -> AnswerRequest:
     """``POST /v1/collections/{id}/answer`` body: ``{"question", "top_k", "mode", "filter",
-    "model", "conversation_id"}``."""
+    "model", "conversation_id", "max_tokens"}``."""
     question = body.get("question", body.get("query"))
     if not isinstance(question, str) or not question.strip():
         raise InvalidRequest(
@@ -151,6 +164,7 @@ def parse_answer(collection: str, body: dict[str, Any]) -> AnswerRequest:
         filter=_filter(body.get("filter")),
         model=_model(body.get("model")),
         conversation_id=parse_conversation_id(body.get("conversation_id")),
+        max_tokens=_max_tokens(body.get("max_tokens")),
     )
 
 
@@ -189,6 +203,14 @@ def _filter(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest("`filter` must be a JSON object (metadata to match).", param="filter")
     check_storable(value, "rag.filter")
+    return value
+
+
+def _max_tokens(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequest("`max_tokens` must be a positive integer.", param="max_tokens")
     return value
 
 

@@ -550,6 +550,30 @@ async def test_a_bad_rag_chat_request_is_a_400(
     assert isinstance(body, dict) and body.get("param") == param
 
 
+async def test_a_rag_chat_keeps_to_max_tokens_and_refuses_what_it_cannot_give(rig: Rig) -> None:
+    """`max_tokens: 3` was answered with 21 tokens, `n: 2` with one choice, and a JSON
+    `response_format` with prose, all silently."""
+    question = [{"role": "user", "content": "How long is the Aletsch Glacier?"}]
+    async with openai.AsyncOpenAI(
+        base_url=rig.server.v1, api_key=rig.server.api_key, max_retries=0
+    ) as sdk:
+        reply = await sdk.chat.completions.create(model="rag/kb", messages=question, max_tokens=3)
+        assert reply.usage is not None and reply.usage.completion_tokens <= 3, reply.usage
+        assert reply.choices[0].finish_reason == "length", reply
+        for refused, param in (
+            ({"n": 2}, "n"),
+            ({"response_format": {"type": "json_object"}}, "response_format"),
+        ):
+            with pytest.raises(openai.BadRequestError) as caught:
+                await sdk.chat.completions.create(
+                    model="rag/kb",
+                    messages=question,
+                    **refused,  # type: ignore[arg-type]
+                )
+            body = caught.value.body
+            assert isinstance(body, dict) and body.get("param") == param, body
+
+
 async def test_rag_models_answer_over_the_responses_and_messages_apis_too(rig: Rig) -> None:
     question = "How long is the Aletsch Glacier?"
     async with openai.AsyncOpenAI(
