@@ -12,6 +12,7 @@ import aiohttp
 import anthropic
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
@@ -553,7 +554,9 @@ async def test_a_bad_rag_chat_request_is_a_400(
 async def test_a_rag_chat_keeps_to_max_tokens_and_refuses_what_it_cannot_give(rig: Rig) -> None:
     """`max_tokens: 3` was answered with 21 tokens, `n: 2` with one choice, and a JSON
     `response_format` with prose, all silently."""
-    question = [{"role": "user", "content": "How long is the Aletsch Glacier?"}]
+    question: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "How long is the Aletsch Glacier?"}
+    ]
     async with openai.AsyncOpenAI(
         base_url=rig.server.v1, api_key=rig.server.api_key, max_retries=0
     ) as sdk:
@@ -566,9 +569,7 @@ async def test_a_rag_chat_keeps_to_max_tokens_and_refuses_what_it_cannot_give(ri
         ):
             with pytest.raises(openai.BadRequestError) as caught:
                 await sdk.chat.completions.create(
-                    model="rag/kb",
-                    messages=question,
-                    **refused,  # type: ignore[arg-type]
+                    model="rag/kb", messages=question, extra_body=refused
                 )
             body = caught.value.body
             assert isinstance(body, dict) and body.get("param") == param, body
