@@ -273,6 +273,13 @@ async def test_bad_admin_input_gets_a_400_naming_the_field(server: AppServer) ->
     ):  # dropped unread, they left the caller believing the key expires or is limited
         reply = await request(server, "POST", "/admin/keys", key=ADMIN, json=body)
         assert reply.status == 400 and reply.error["param"] == param, (body, reply.body)
+    for body, param in (
+        ({"tenant": "acme\u202egnp.exe"}, "tenant"),  # shown as "acmeexe.png"
+        ({"tenant": "acme", "name": "ci\u200b"}, "name"),
+        ({"tenant": "line\nbreak"}, "tenant"),
+    ):
+        reply = await request(server, "POST", "/admin/keys", key=ADMIN, json=body)
+        assert reply.status == 400 and reply.error["param"] == param, (body, reply.body)
     reply = await request(
         server, "POST", "/admin/tenants", key=ADMIN, json={"name": "x", "limit": {"rpm": 1}}
     )

@@ -8,6 +8,7 @@ change) reloads it at once.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,10 @@ class AccessStore:
         """A new key for ``tenant``: a tenant's name (the tenant is created when missing) or
         id (404 when there is none). The key is returned only here."""
         chosen = frozenset(features) if features is not None else DEFAULT_FEATURES
+        if _invisible(name):
+            raise InvalidRequest(
+                "A key's name may not hold control or formatting characters.", param="name"
+            )
         if _looks_like_a_key_ref(name):
             raise InvalidRequest(
                 "A key's name may not look like a key id (a UUID) or a key's display prefix "
@@ -286,7 +291,18 @@ def _clean_name(name: str) -> str:
         raise InvalidRequest("A tenant name must have 1 to 200 characters.", param="tenant")
     if is_uuid(name):  # where a tenant is named, its id is taken too
         raise InvalidRequest("A tenant name may not be a UUID (an id).", param="tenant")
+    if _invisible(name):
+        raise InvalidRequest(
+            "A tenant name may not hold control or formatting characters.", param="tenant"
+        )
     return name
+
+
+def _invisible(name: str) -> bool:
+    """Control characters and format characters (U+202E, right-to-left override; zero-width
+    spaces): names are shown in listings, logs and the console, where they would make one
+    name look like another."""
+    return any(unicodedata.category(c) in ("Cc", "Cf") for c in name)
 
 
 def _looks_like_a_key_ref(name: str) -> bool:
