@@ -10,6 +10,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import openai
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
@@ -22,7 +23,7 @@ from propylon.db.migrator import migrate
 from propylon.local.static import StaticEmbedder
 from propylon.testing import FakeUpstream
 from tests.support.databases import create_database, for_tests_only
-from tests.support.servers import AppServer, serve_app
+from tests.support.servers import AppServer, openai_sdk, serve_app
 
 
 def _postgres_dir() -> Iterator[Path]:
@@ -157,3 +158,10 @@ async def gateway(database_url: str, upstream: FakeUpstream) -> AsyncIterator[Ap
     ]
     async with serve_app(database_url=database_url, models=models, local_models=False) as server:
         yield server
+
+
+@pytest.fixture
+async def sdk(gateway: AppServer) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The official openai SDK, on `gateway` with its key (a module may define its own)."""
+    async with openai_sdk(gateway) as client:
+        yield client

@@ -67,6 +67,7 @@ from propylon.http import (
     collections,
     completions,
     console,
+    conversations,
     embeddings,
     health,
     jobs,
@@ -108,6 +109,7 @@ from propylon.rag.engine import (
 from propylon.rag.ingest import INGEST_KIND, RiskScreen
 from propylon.rag.retrieval import build_retrieval
 from propylon.rag.sources.sync import SYNC_KIND
+from propylon.responses.conversations import ResponseConversations
 from propylon.responses.service import ResponsesService
 from propylon.responses.store import ResponseStore
 from propylon.runs.executor import RunExecutor
@@ -655,7 +657,9 @@ async def build_services(
             runs=runs,
             mcp_servers=mcp_servers,
             writers=[observe.request_log.loop, usage.loop, *cache.writers],
-            responses=ResponsesService(chat, ResponseStore(database)),
+            responses=ResponsesService(
+                chat, ResponseStore(database), ResponseConversations(database)
+            ),
             messages=MessagesService(
                 chat,
                 TokenCounter(),
@@ -782,6 +786,7 @@ def create_app(
         completions,
         embeddings,
         responses,
+        conversations,
         messages,
         moderations,
         rerank,

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from propylon.errors import InvalidRequest
@@ -56,6 +58,19 @@ def time_param(value: str, name: str) -> datetime:
     except ValueError:
         raise InvalidRequest(message, param=name) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def only_fields(raw: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
+    """A 400 naming the first field of ``raw`` that is not one of ``known`` (``limits.rps``;
+    ``where`` empty: a body's own field): a field dropped unread would leave the caller
+    believing it was set."""
+    for name in raw:
+        if name not in known:
+            field = f"{where}.{name}" if where else name
+            raise InvalidRequest(
+                f"`{field}` is not a field here; the fields are {', '.join(known)}.",
+                param=field,
+            )
 
 
 def is_uuid(value: str) -> bool:

@@ -36,12 +36,6 @@ WEATHER: FunctionToolParam = {
 }
 
 
-@pytest.fixture
-async def sdk(gateway: AppServer) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai_sdk(gateway) as client:
-        yield client
-
-
 async def test_plain_response_is_a_chat_completion_told_as_a_response(
     sdk: openai.AsyncOpenAI, upstream: FakeUpstream
 ) -> None:
@@ -244,8 +238,7 @@ async def test_store_false_keeps_nothing(sdk: openai.AsyncOpenAI) -> None:
         ({"model": "gpt-test", "input": "hi", "max_output_tokens": 0}, "max_output_tokens"),
         ({"model": "gpt-test", "input": "hi", "text": {"format": {"type": "xml"}}}, "text.format"),
         ({"model": "gpt-test", "input": "hi", "previous_response_id": 7}, "previous_response_id"),
-        # OpenAI's own stores: answering without them would lose what the client meant.
-        ({"model": "gpt-test", "input": "hi", "conversation": "conv_123"}, "conversation"),
+        # OpenAI's own store of prompts: answering without it would lose what was meant.
         ({"model": "gpt-test", "input": "hi", "prompt": {"id": "pmpt_1"}}, "prompt"),
     ],
 )

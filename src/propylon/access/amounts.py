@@ -18,19 +18,6 @@ from propylon.errors import InvalidRequest
 MAX_AMOUNT = 2**53
 
 
-def only(raw: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
-    """A 400 naming the first field of ``raw`` that is not one of ``known`` (``limits.rps``;
-    ``where`` empty: a body's own field): a field dropped unread would leave the caller
-    believing it was set."""
-    for name in raw:
-        if name not in known:
-            field = f"{where}.{name}" if where else name
-            raise InvalidRequest(
-                f"`{field}` is not a field here; the fields are {', '.join(known)}.",
-                param=field,
-            )
-
-
 def count(raw: Mapping[str, Any], name: str, where: str, *, low: int) -> int | None:
     """``raw[name]`` as a whole number from ``low`` to ``MAX_AMOUNT`` (``None`` when absent);
     anything else is a 400 naming ``where.name``."""

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from propylon.access import amounts
 from propylon.errors import InvalidRequest
+from propylon.params import only_fields
 from propylon.settings import ModelPrice
 
 Period = Literal["day", "month"]
@@ -27,7 +28,7 @@ class Budget:
         """A budget an operator gives: ``tokens`` a whole number and ``cost_usd`` a number,
         each from 0 to 2^53, else a 400 naming it (``budget.tokens``)."""
         raw = raw or {}
-        amounts.only(raw, ("period", "tokens", "cost_usd"), where)
+        only_fields(raw, ("period", "tokens", "cost_usd"), where)
         period = raw.get("period", "month")
         if period not in ("day", "month"):
             raise InvalidRequest(

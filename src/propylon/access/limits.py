@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from propylon.access import amounts
+from propylon.params import only_fields
 
 Kind = Literal["requests", "tokens", "usd"]
 
@@ -41,7 +42,7 @@ class Limits:
         """Limits an operator gives: each a whole number from 1 to 2^53, else a 400 naming
         it (``limits.rpm``)."""
         raw = raw or {}
-        amounts.only(raw, ("rpm", "tpm"), where)
+        only_fields(raw, ("rpm", "tpm"), where)
         return cls(
             rpm=amounts.count(raw, "rpm", where, low=1), tpm=amounts.count(raw, "tpm", where, low=1)
         )

@@ -1,6 +1,6 @@
 -- Every row of one tenant, table by table, in the order `tenant_deletion.delete_tenant`
 -- runs them (one transaction). Tables whose rows belong to these (documents, chunks, uploads,
--- source items, conversation turns, run events, keys, key usage, WebSocket tickets) go with
+-- source items, conversation turns and items, run events, keys, key usage, WebSocket tickets) go with
 -- them by ON DELETE CASCADE. `%(tenant_id)s` is the tenant's id as text: some tables keep it
 -- as text (written before a tenant row is at hand), others as uuid.
 
@@ -22,6 +22,9 @@ DELETE FROM collections WHERE tenant_id = %(tenant_id)s::uuid;
 
 -- name: responses
 DELETE FROM responses WHERE tenant_id = %(tenant_id)s::uuid;
+
+-- name: response_conversations
+DELETE FROM response_conversations WHERE tenant_id = %(tenant_id)s::uuid;
 
 -- name: mcp_servers
 DELETE FROM mcp_servers WHERE tenant_id = %(tenant_id)s::uuid;

@@ -12,7 +12,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from propylon.access.amounts import only
 from propylon.access.budgets import Budget
 from propylon.access.limits import Limits
 from propylon.errors import InvalidRequest
@@ -20,6 +19,7 @@ from propylon.http.auth import authenticate_admin, authenticate_operator, operat
 from propylon.http.context import services
 from propylon.http.json import json_response, read_json_object
 from propylon.http.openapi import JSON_OBJECT_BODY
+from propylon.params import only_fields
 from propylon.principal import TENANT_FEATURES, Principal
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -31,7 +31,7 @@ async def create_tenant(request: Request) -> Response:
     await authenticate_operator(request)
     svc = services(request)
     body = await read_json_object(request, svc.settings.max_body_bytes)
-    only(body, ("name", "limits", "budget"), "")
+    only_fields(body, ("name", "limits", "budget"), "")
     tenant = await svc.access.create_tenant(
         _str(body, "name"), _policy(Limits, body, "limits"), _policy(Budget, body, "budget")
     )
@@ -65,7 +65,7 @@ async def create_key(request: Request) -> Response:
     principal = await authenticate_admin(request)
     svc = services(request)
     body = await read_json_object(request, svc.settings.max_body_bytes)
-    only(body, ("tenant", "name", "models", "features", "limits", "budget"), "")
+    only_fields(body, ("tenant", "name", "models", "features", "limits", "budget"), "")
     features = _strings(body, "features")
     if principal.is_operator:
         tenant = _str(body, "tenant")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from propylon.errors import InvalidRequest, NotFound, PermissionDenied
+from propylon.errors import InvalidRequest, PermissionDenied
 from propylon.gateway.call import CallInfo
 from propylon.http.auth import authenticate
 from propylon.http.client_watch import ClientWatch
@@ -21,7 +21,6 @@ from propylon.http.json import json_response, read_json_object
 from propylon.http.openapi import JSON_OBJECT_BODY
 from propylon.principal import Principal
 from propylon.rag.chat import parse_answer
-from propylon.rag.conversations import NEW_CONVERSATION, parse_conversation_id
 from propylon.rag.search import SearchHit, SearchRequest
 
 router = APIRouter(tags=["retrieval"])
@@ -75,14 +74,3 @@ async def answer(collection_id: str, request: Request) -> Response:
     with ClientWatch(request.receive):
         result = await svc.answers.answer(principal, parse_answer(collection_id, body), call)
     return json_response(result, headers=call.headers())
-
-
-@router.delete("/v1/conversations/{conversation_id}")
-async def delete_conversation(conversation_id: str, request: Request) -> Response:
-    principal = await _principal(request)
-    if conversation_id == NEW_CONVERSATION:  # "new" starts one; there is none to delete
-        raise NotFound(f"No conversation `{conversation_id}`.", param="conversation_id")
-    conversation = parse_conversation_id(conversation_id)
-    assert conversation is not None
-    await services(request).answers.forget(principal.tenant_id, conversation)
-    return json_response({"id": conversation, "object": "conversation.deleted", "deleted": True})

@@ -3,7 +3,8 @@
 A request is translated to a chat request (``translation``), sent through the same layers as
 ``/v1/chat/completions`` (keys and scopes, limits, cache, guard, request log, routing,
 retries, fallback), and the answer translated back. With ``store`` (the default) the response
-and its conversation are kept per tenant, so ``previous_response_id`` continues it.
+and its conversation are kept per tenant, so ``previous_response_id`` continues it; a request
+naming a ``conversation`` (``conversations.py``) continues that one and adds its items to it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from collections.abc import AsyncGenerator
 from propylon.errors import InvalidRequest, NotFound
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService, JSONObject, native_answer, with_native_body
+from propylon.responses.conversations import (
+    ResponseConversations,
+    conversation_ref,
+    normalised,
+)
 from propylon.responses.events import ResponseEvents
 from propylon.responses.store import ResponseStore
 from propylon.responses.translation import (
@@ -33,9 +39,12 @@ log = logging.getLogger(__name__)
 class ResponsesService:
     """Create, get and delete responses for the caller's tenant."""
 
-    def __init__(self, chat: ChatService, store: ResponseStore) -> None:
+    def __init__(
+        self, chat: ChatService, store: ResponseStore, conversations: ResponseConversations
+    ) -> None:
         self._chat = chat
         self._store = store
+        self.conversations = conversations
 
     async def create(self, body: JSONObject, call: CallInfo) -> JSONObject:
         """A non-streamed response."""
@@ -91,7 +100,15 @@ class ResponsesService:
         """The chat request, and the conversation it stands for (to store afterwards)."""
         turns = conversation(body)
         previous = body.get("previous_response_id")
+        named = conversation_ref(body.get("conversation"))
         history: list[JSONObject] = []
+        if named is not None:
+            if previous is not None:
+                raise InvalidRequest(
+                    "Continue either a `conversation` or a `previous_response_id`, not both.",
+                    param="conversation",
+                )
+            history = await self.conversations.history(_tenant(call), named)
         if previous is not None:
             if not isinstance(previous, str) or not previous:
                 raise InvalidRequest(
@@ -107,13 +124,25 @@ class ResponsesService:
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidRequest("`metadata` must be an object.", param="metadata")
         request = chat_request(body, history, turns)
-        if previous is None:  # the upstream knows no stored turns: see docs/architecture.md
-            with_native_body(request, body)
+        if previous is None and named is None:  # the upstream knows no stored turns
+            with_native_body(request, body)  # (see docs/architecture.md)
         return request, [*history, *turns]
 
     async def _keep(
         self, body: JSONObject, call: CallInfo, turns: list[JSONObject], response: JSONObject
     ) -> None:
+        named = conversation_ref(body.get("conversation"))
+        if named is not None:  # the conversation's items, whether the response is stored
+            items = normalised(body.get("input"), "input")
+            items += normalised(response["output"], "output", keep_ids=True)
+            try:
+                await self.conversations.append(_tenant(call), named, items)
+            except Exception:  # deleted meanwhile, or the database away: the answer stands
+                log.warning(
+                    "conversation items not stored",
+                    exc_info=True,
+                    extra={"response": response["id"], "conversation": named},
+                )
         if body.get("store") is False:
             return
         answer = assistant_turn(response["output"])

@@ -6,8 +6,8 @@ continues) into the OpenAI chat request every layer of the request path understa
 (The stream of chunks is translated into typed events by ``responses.events``.)
 
 What the chat path cannot express (built-in tools such as ``web_search``) and what names
-OpenAI's own stores (``conversation``, a stored ``prompt``) is refused with ``InvalidRequest``
-naming the field, before anything is spent. ``reasoning``
+OpenAI's own stores (a stored ``prompt``) is refused with ``InvalidRequest`` naming the field,
+before anything is spent. ``reasoning``
 items a client resends (a reasoning model's earlier output) are left out of the chat request
 and reach a passthrough deployment in the body itself.
 """
@@ -23,12 +23,8 @@ from propylon.gateway.citations import extension_citations, file_citations
 from propylon.gateway.protocol import JSONObject
 
 # Fields whose meaning lives in OpenAI's own stores, which Propylon does not have: ignoring
-# them would answer without the history or prompt the client meant.
-_REFUSED = {
-    "conversation": "continue a conversation with `previous_response_id` (Propylon stores "
-    "every response unless `store` is false).",
-    "prompt": "send the prompt's text as `instructions` and `input`.",
-}
+# them would answer without the prompt the client meant.
+_REFUSED = {"prompt": "send the prompt's text as `instructions` and `input`."}
 _PASSED = (
     "temperature",
     "top_p",
@@ -351,6 +347,7 @@ def response_object(
         "output": output,
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
+        "conversation": _conversation_echo(body.get("conversation")),
         "store": body.get("store", True) is not False,
         "temperature": body.get("temperature"),
         "text": text or {"format": {"type": "text"}},
@@ -360,6 +357,11 @@ def response_object(
         "usage": responses_usage(usage) if usage is not None else None,
         "user": body.get("user"),
     }
+
+
+def _conversation_echo(value: object) -> JSONObject | None:
+    ident = value.get("id") if isinstance(value, dict) else value
+    return {"id": ident} if isinstance(ident, str) else None
 
 
 def responses_usage(usage: Mapping[str, Any]) -> JSONObject:
