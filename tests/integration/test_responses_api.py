@@ -334,3 +334,27 @@ async def test_a_deployment_that_speaks_responses_gets_the_body_itself(
         assert raw.headers["x-propylon-guard"].startswith("pass")
         stored = await sdk.responses.retrieve(response.id)  # kept here too
         assert stored.output_text == response.output_text
+
+
+async def test_a_cut_answer_is_incomplete_in_its_status_its_item_and_its_last_event(
+    sdk: openai.AsyncOpenAI,
+) -> None:
+    """The stream ended with `response.completed` around a response whose status was
+    `incomplete`: clients that switch on the event type missed the cut."""
+    question = "Tell me everything about the history of France in detail"
+    whole = await sdk.responses.create(model="gpt-test", input=question, max_output_tokens=5)
+    assert whole.status == "incomplete", whole
+    assert whole.incomplete_details is not None
+    assert whole.incomplete_details.reason == "max_output_tokens"
+    assert whole.output[0].model_dump()["status"] == "incomplete"
+    stream = await sdk.responses.create(
+        model="gpt-test", input=question, max_output_tokens=5, stream=True
+    )
+    events = [event async for event in stream]
+    assert events[-1].type == "response.incomplete", [e.type for e in events]
+    assert events[-1].response.status == "incomplete"
+    done = [e.model_dump() for e in events if e.type == "response.output_item.done"]
+    assert done and done[0]["item"]["status"] == "incomplete"
+    complete = await sdk.responses.create(model="gpt-test", input="hi", max_output_tokens=500)
+    assert complete.status == "completed"
+    assert complete.output[0].model_dump()["status"] == "completed"

@@ -23,6 +23,7 @@ from propylon.gateway.protocol import ChatStream, JSONObject, native_answer
 from propylon.responses.translation import (
     as_sent,
     function_call_item,
+    item_status,
     message_item,
     new_id,
     response_object,
@@ -98,9 +99,9 @@ class ResponseEvents:
                     yield event
             for event in self._close_items():
                 yield event
-            response = self._response("completed")
+            response = self._response("completed")  # `incomplete` when the answer was cut
             await finished(response)
-            yield self._event("response.completed", response=response)
+            yield self._event(f"response.{response['status']}", response=response)
         except PropylonError as exc:
             error = {"code": exc.code or "server_error", "message": exc.message}
             if relayed is not None:
@@ -217,7 +218,9 @@ class ResponseEvents:
                     )
                 )
                 out.append(self._part_event("response.content_part.done", opened, part))
-                opened.item = message_item(item["id"], text, annotations=annotations)
+                opened.item = message_item(
+                    item["id"], text, item_status(self.finish), annotations=annotations
+                )
             else:
                 out.append(
                     self._event(

@@ -37,6 +37,12 @@ _PASSED = (
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
+def item_status(finish: str | None) -> str:
+    """A finished message item's status: `incomplete` when the answer was cut (the
+    response's ``incomplete_details`` say why), else `completed`."""
+    return "incomplete" if _INCOMPLETE.get(finish or "") else "completed"
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(16)}"
 
@@ -268,9 +274,12 @@ def output_items(completion: JSONObject) -> tuple[list[JSONObject], str | None]:
     message = message if isinstance(message, dict) else {}
     items: list[JSONObject] = []
     text = message.get("content")
+    finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+    finish = finish if isinstance(finish, str) else None
     if isinstance(text, str) and text:
         annotations = file_citations(extension_citations(completion), text)
-        items.append(message_item(new_id("msg"), text, annotations=annotations))
+        status = item_status(finish)
+        items.append(message_item(new_id("msg"), text, status, annotations=annotations))
     for call in message.get("tool_calls") or []:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
@@ -282,8 +291,7 @@ def output_items(completion: JSONObject) -> tuple[list[JSONObject], str | None]:
                     str(function.get("arguments") or ""),
                 )
             )
-    finish = choice.get("finish_reason") if isinstance(choice, dict) else None
-    return items, finish if isinstance(finish, str) else None
+    return items, finish
 
 
 def message_item(
@@ -298,7 +306,7 @@ def message_item(
         "status": status,
         "role": "assistant",
         "content": [{"type": "output_text", "text": text, "annotations": annotations or []}]
-        if status == "completed"
+        if status != "in_progress"
         else [],
     }
 
