@@ -46,8 +46,9 @@ class ContextWindowCheck:
         if prompt + wanted > window:
             raise ContextWindowExceeded(
                 f"This request needs {prompt} prompt tokens plus {wanted} for the completion, "
-                f"more than the {window} tokens `{model.name}` accepts. Shorten the messages "
-                "or lower `max_tokens`.",
+                f"more than the {window} tokens `{model.name}` accepts. Shorten the prompt "
+                "or lower the answer's limit (`max_tokens`; `max_output_tokens` on "
+                "/v1/responses).",
                 param="messages",
             )
 
