@@ -441,3 +441,30 @@ async def test_an_answer_run_takes_the_answer_apis_options(
     scoped, _ = await services.access.create_key("answer-options", models=["local/extractive"])
     status, error = await call(runs_app, "POST", "/runs", {**body, "model": "gpt-test"}, scoped)
     assert status == 403 and error["error"]["param"] == "model", error
+
+
+def _step(name: str, content: str) -> dict[str, Any]:
+    request = {"model": "gpt-test", "messages": [{"role": "user", "content": content}]}
+    return {"name": name, "kind": "model", "request": request}
+
+
+async def test_a_reference_to_no_earlier_step_is_refused_and_to_no_field_fails_the_step(
+    runs_app: AppServer,
+) -> None:
+    """Each became empty text: the run succeeded with an empty prompt."""
+    for steps, where in (
+        ([_step("a", "{{steps.nope.text}}")], "steps[0]"),
+        ([_step("a", "{{steps.b.text}}"), _step("b", "x")], "steps[0]"),  # not yet run
+        ([_step("a", "{{steps.a.text}}")], "steps[0]"),
+        ([_step("a", "{{steps.input.text}}")], "steps[0]"),  # a chain run has no input
+    ):
+        status, error = await call(runs_app, "POST", "/runs", {"type": "chain", "steps": steps})
+        assert status == 400 and error["error"]["param"] == where, (steps, error)
+        assert "names no earlier step" in error["error"]["message"]
+    chain = {"type": "chain", "steps": [_step("a", "hi"), _step("b", "{{steps.a.nofield}}")]}
+    status, run = await call(runs_app, "POST", "/runs", chain)
+    assert status == 202, run
+    done = await wait_for(runs_app, run["id"], TERMINAL)
+    assert done["state"] == "failed", done
+    assert "{{steps.a.nofield}} names no output" in done["error"], done["error"]
+    assert "text" in done["error"]

@@ -25,7 +25,7 @@ from propylon.rag.search import SearchService
 from propylon.runs.agent import AgentLoop, AgentStopped
 from propylon.runs.events import RunEventLog
 from propylon.runs.mcp import McpServers
-from propylon.runs.spec import render
+from propylon.runs.spec import MissingOutput, render
 from propylon.runs.steps import STEPS, Detector, StepContext
 from propylon.runs.tools import BUILT_IN, MCP_PREFIX, Tool, ToolContext
 from propylon.storable import escape_unstorable, storable_json
@@ -195,7 +195,11 @@ class RunExecutor:
         name, kind = step["name"], step["kind"]
         timeout = float(_given(step.get("timeout_s"), DEFAULT_TIMEOUT_S))  # null: the default
         retries = int(_given(step.get("retries"), DEFAULT_RETRIES))
-        params = render(step, ctx.outputs)
+        try:
+            params = render(step, ctx.outputs)
+        except MissingOutput as exc:
+            steps[name]["state"] = "failed"
+            raise JobFailed(f"step `{name}` failed: {exc}") from None
         for attempt in range(retries + 1):
             steps[name]["attempts"] = attempt + 1
             await ctx.log.append(

@@ -63,7 +63,7 @@ def normalise(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         return kind, []
     elif kind == "chain":
         steps = body.get("steps")
-        check_chain(steps, "steps")
+        check_chain(steps, "steps", inputs=())  # a chain run has no input to refer to
         return kind, [dict(step) for step in steps]
     else:
         raise InvalidRequest("`type` must be `chat`, `answer`, `chain` or `agent`.", param="type")
@@ -71,13 +71,15 @@ def normalise(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     return kind, [dict(step) for step in steps]
 
 
-def check_chain(steps: Any, where: str) -> None:
-    """A chain's steps, checked; a malformed one is a 400 naming it (``where``: its field)."""
+def check_chain(steps: Any, where: str, inputs: tuple[str, ...] = ("input",)) -> None:
+    """A chain's steps, checked; a malformed one is a 400 naming it (``where``: its field).
+    ``inputs``: what its steps may refer to besides earlier steps (an agent's chain reads its
+    input as ``{{steps.input.text}}``)."""
     if not isinstance(steps, list) or not steps:
         raise InvalidRequest(f"`{where}` must be a non-empty array of steps.", param=where)
     if len(steps) > MAX_STEPS:
         raise InvalidRequest(f"A chain has at most {MAX_STEPS} steps.", param=where)
-    seen: set[str] = {"input"}  # an agent's chain reads its input as {{steps.input.text}}
+    seen: set[str] = set(inputs)
     for index, step in enumerate(steps):
         _check_step(f"{where}[{index}]", step, seen)
 
@@ -92,7 +94,16 @@ def _check_step(where: str, step: Any, seen: set[str]) -> None:
             f"`{_at(where, 'name')}` must be a unique name of letters, digits, `_` or `-`.",
             param=_at(where, "name"),
         )
+    earlier = set(seen)
     seen.add(name)
+    for ref in _refs(step):
+        if ref[0] not in earlier:
+            named = f"{{{{steps.{ref[0]}.{ref[1]}}}}}"
+            raise InvalidRequest(
+                f"`{where or 'the run'}` refers to {named}, which names no earlier step: a "
+                "step reads the outputs of the steps before it.",
+                param=where or None,
+            )
     kind = step.get("kind")
     if not isinstance(kind, str) or kind not in KIND_FIELDS:
         raise InvalidRequest(
@@ -145,10 +156,37 @@ def _at(where: str, field: str) -> str:
     return f"{where}.{field}" if where else field
 
 
-def render(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
-    """``value`` with every ``{{steps.NAME.FIELD}}`` replaced by that earlier output."""
+class MissingOutput(Exception):
+    """A ``{{steps.NAME.FIELD}}`` whose step has no such output (the step names were checked
+    when the run was made; the fields are known once the step ran)."""
+
+
+def _refs(value: Any) -> list[tuple[str, str]]:
+    """The ``(step, field)`` of every ``{{steps.NAME.FIELD}}`` in ``value``'s strings."""
     if isinstance(value, str):
-        return _REF.sub(lambda m: str(outputs.get(m[1], {}).get(m[2], "")), value)
+        return [(m[1], m[2]) for m in _REF.finditer(value)]
+    if isinstance(value, list):
+        return [ref for item in value for ref in _refs(item)]
+    if isinstance(value, dict):
+        return [ref for item in value.values() for ref in _refs(item)]
+    return []
+
+
+def _output(outputs: dict[str, dict[str, Any]], step: str, field: str) -> str:
+    found = outputs.get(step)
+    if found is None or field not in found:
+        has = ", ".join(sorted(found)) if found else "nothing"
+        raise MissingOutput(
+            f"{{{{steps.{step}.{field}}}}} names no output (step `{step}` has {has})."
+        )
+    return str(found[field])
+
+
+def render(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
+    """``value`` with every ``{{steps.NAME.FIELD}}`` replaced by that earlier output;
+    ``MissingOutput`` when there is none."""
+    if isinstance(value, str):
+        return _REF.sub(lambda m: _output(outputs, m[1], m[2]), value)
     if isinstance(value, list):
         return [render(item, outputs) for item in value]
     if isinstance(value, dict):

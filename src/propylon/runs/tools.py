@@ -25,7 +25,7 @@ from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService
 from propylon.principal import Principal
 from propylon.rag.search import SearchRequest, SearchService
-from propylon.runs.spec import render
+from propylon.runs.spec import MissingOutput, render
 from propylon.runs.steps import STEPS, StepContext
 
 Risk = Literal["read", "network"]
@@ -156,9 +156,11 @@ async def _run_chain(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
     outputs: dict[str, dict[str, Any]] = {"input": {"text": str(args.get("input") or "")}}
     inner = replace(ctx.steps, outputs=outputs)
     for step in steps:
-        outputs[step["name"]] = await STEPS[step["kind"]](
-            inner, step["name"], render(step, outputs)
-        )
+        try:
+            params = render(step, outputs)
+        except MissingOutput as exc:
+            raise ToolFailed(f"the chain `{name}` failed at `{step['name']}`: {exc}") from None
+        outputs[step["name"]] = await STEPS[step["kind"]](inner, step["name"], params)
     last = outputs[steps[-1]["name"]]
     text = last.get("text")
     content = text if isinstance(text, str) else str(last)
