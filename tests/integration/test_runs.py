@@ -296,6 +296,23 @@ async def test_a_step_that_times_out_fails_the_run_with_its_reason(
             {"type": "chain", "steps": [{"name": "v", "kind": "verify_citations", "step": "x"}]},
             "steps[0].step",
         ),
+        (
+            {
+                "type": "chain",
+                "steps": [{"name": "g", "kind": "guard", "text": "t", "retries": 2.5}],
+            },
+            "steps[0].retries",
+        ),
+        (
+            {
+                "type": "agent",
+                "model": "gpt-test",
+                "input": "hi",
+                "tools": [],
+                "limits": {"max_steps": 2.5},
+            },
+            "limits.max_steps",
+        ),
     ],
 )
 async def test_a_malformed_run_is_refused_with_a_clear_error(

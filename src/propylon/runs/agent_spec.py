@@ -26,6 +26,7 @@ LIMITS: dict[str, tuple[float, float, float]] = {
     "max_cost_usd": (5.0, 0.0, 1_000.0),
     "max_seconds": (600.0, 0.1, 86_400.0),
 }
+WHOLE_LIMITS = frozenset({"max_steps", "max_tokens"})
 NOT_AGENTS = ("local/", "rag/")
 """Models that answer but cannot choose tools: the local extractive model, RAG answers."""
 
@@ -94,13 +95,16 @@ def _limits(value: Any) -> dict[str, float]:
     limits: dict[str, float] = {}
     for name, (default, low, high) in LIMITS.items():
         given = value.get(name, default)
+        counted = name in WHOLE_LIMITS  # steps and tokens are counted: 2.5 of them is not one
         if (
             isinstance(given, bool)
             or not isinstance(given, int | float)
             or not low <= given <= high
+            or (counted and given != int(given))
         ):
+            kind = "a whole number" if counted else "a number"
             raise InvalidRequest(
-                f"`limits.{name}` must be a number in [{low:g}, {high:g}].", param=f"limits.{name}"
+                f"`limits.{name}` must be {kind} in [{low:g}, {high:g}].", param=f"limits.{name}"
             )
         limits[name] = float(given)
     return limits

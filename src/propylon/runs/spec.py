@@ -128,15 +128,17 @@ def _check_step(where: str, step: Any, seen: set[str]) -> None:
         raise InvalidRequest(
             f"`{_at(where, 'step')}` must name an earlier step.", param=_at(where, "step")
         )
-    for field, low, high in (("timeout_s", 0.1, 3600), ("retries", 0, 5)):
+    for field, low, high, kinds in (
+        ("timeout_s", 0.1, 3600, (int, float)),
+        ("retries", 0, 5, (int,)),  # attempts are counted: 2.5 retries is not a number of them
+    ):
         value = step.get(field)
         if value is not None and (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not low <= value <= high
+            isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high
         ):
+            kind = "a whole number" if kinds == (int,) else "a number"
             raise InvalidRequest(
-                f"`{_at(where, field)}` must be a number in [{low}, {high}].",
+                f"`{_at(where, field)}` must be {kind} in [{low}, {high}].",
                 param=_at(where, field),
             )
 
