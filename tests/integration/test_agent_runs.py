@@ -134,6 +134,7 @@ async def request(
 async def start(server: AppServer, key: str, **body: Any) -> str:
     status, run = await request(server, "POST", "/runs", {"type": "agent", **body}, key)
     assert status == 202, run
+    assert run["steps"] == [], "an agent's steps are an array from the start, as GET shows them"
     return str(run["id"])
 
 

@@ -1,6 +1,7 @@
 -- name: insert_run
-INSERT INTO runs (tenant_id, kind, spec, principal)
-VALUES (%(tenant_id)s, %(kind)s, %(spec)s, %(principal)s)
+-- `steps`: by name for a chain, an array for an agent (its steps are appended as it goes).
+INSERT INTO runs (tenant_id, kind, spec, principal, steps)
+VALUES (%(tenant_id)s, %(kind)s, %(spec)s, %(principal)s, %(steps)s)
 RETURNING id;
 
 -- name: attach_job

@@ -118,6 +118,7 @@ class RunService:
                     "kind": kind,
                     "spec": Jsonb(spec),
                     "principal": Jsonb(_principal_json(principal)),
+                    "steps": Jsonb([] if kind == "agent" else {}),
                 },
             )
             row = await cur.fetchone()
