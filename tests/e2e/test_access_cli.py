@@ -63,6 +63,22 @@ async def test_an_unknown_key_reference_is_a_clear_error(database_url: str) -> N
         await run_propylon("keys", "revoke", "nothing", env={"DATABASE_URL": database_url})
 
 
+@pytest.mark.parametrize("command", [("keys", "list"), ("migrate",)])
+async def test_a_database_that_does_not_answer_is_one_clear_line_not_a_traceback(
+    command: tuple[str, ...],
+) -> None:
+    """Both waited 30 s, then printed a traceback ending in PoolTimeout; a URL that is not
+    PostgreSQL's was retried as a socket path."""
+    refused = {"DATABASE_URL": "postgresql://nobody:secret@127.0.0.1:1/x"}
+    done = await complete_propylon(*command, env=refused)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "error: Cannot connect to the database at 127.0.0.1:1/x" in done.stderr
+    assert "Connection refused" in done.stderr and "secret" not in done.stderr
+    done = await complete_propylon(*command, env={"DATABASE_URL": "notaurl"})
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "DATABASE_URL is not a PostgreSQL connection URL" in done.stderr
+
+
 async def test_keys_create_refuses_a_directory_without_a_database(tmp_path: Path) -> None:
     # Run where no `propylon serve` ever ran: no new empty database, a clear way out instead.
     done = await complete_propylon("keys", "create", "--tenant", "default", cwd=tmp_path)

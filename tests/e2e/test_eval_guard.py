@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import run_propylon
+from tests.support.processes import complete_propylon, run_propylon
 from tests.support.shared_data import SHARED_DATA
 
 
@@ -44,3 +44,11 @@ async def test_eval_guard_reports_held_out_sources_lengths_and_documents(tmp_pat
     assert "## Prompt-injection detection, unseen sources" in written
     assert "## Attacks inside documents, server defaults" in written
     assert "<!-- bench:guard-documents:start -->" in written
+
+
+async def test_a_data_directory_without_the_datasets_is_one_line_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    done = await complete_propylon("eval", "guard", "--data", str(tmp_path))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "error: no such file:" in done.stderr and str(tmp_path) in done.stderr

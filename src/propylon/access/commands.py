@@ -13,7 +13,6 @@ import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import urlsplit
 
 import typer
 
@@ -101,14 +100,14 @@ def _run_with_settings(
     *,
     create_database: bool = False,
 ) -> T:
-    from propylon.db.connect import open_database
+    from propylon.db.connect import CLI_CONNECT_WAIT_S, open_database
     from propylon.db.migrator import migrate
 
     settings: Settings = cli_edge.settings(config, data_dir=data_dir)
     typer.echo(f"Database: {_describe_database(settings, create=create_database)}", err=True)
 
     async def _go() -> T:
-        async with open_database(settings) as database:
+        async with open_database(settings, connect_wait_s=CLI_CONNECT_WAIT_S) as database:
             await migrate(database)
             return await work(AccessStore(database), settings)
 
@@ -124,8 +123,10 @@ def _describe_database(settings: Settings, *, create: bool) -> str:
     run from the wrong directory, a command would otherwise make an empty database whose
     keys no running server knows."""
     if settings.database_url is not None:
-        url = urlsplit(settings.database_url.get_secret_value())
-        return f"DATABASE_URL ({url.hostname or 'local socket'}{url.path})"
+        from propylon.db.connect import place
+
+        where = place(settings.database_url.get_secret_value())
+        return f"DATABASE_URL ({where or 'not a PostgreSQL URL'})"
     pgdata = (settings.data_dir / "pg").resolve()
     if not pgdata.is_dir() and not create:
         typer.echo(
