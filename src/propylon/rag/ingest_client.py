@@ -61,7 +61,8 @@ class FoundFiles:
 
 
 def find_files(paths: list[Path]) -> FoundFiles:
-    """Every readable file under ``paths``, hidden ones excluded, and the files left out."""
+    """Every readable file under ``paths``, hidden ones excluded, and the files left out: a
+    link to a file outside its folder is one (``../../etc/passwd`` is not the folder's)."""
     found = FoundFiles()
     for root in paths:
         if not root.exists():
@@ -69,9 +70,13 @@ def find_files(paths: list[Path]) -> FoundFiles:
         if root.is_file():
             found.files.append((root, root.name))
             continue
+        inside = root.resolve()
         for path in sorted(root.rglob("*")):
             relative = path.relative_to(root)
             if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+                continue
+            if not path.resolve().is_relative_to(inside):
+                found.unsupported[relative.as_posix()] = "a link to a file outside the folder"
                 continue
             reason = _why_not(path)
             if reason is None:

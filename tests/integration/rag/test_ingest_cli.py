@@ -44,6 +44,21 @@ def test_folders_are_walked_for_readable_files(tmp_path: Path) -> None:
     }
 
 
+def test_a_link_to_a_file_outside_the_folder_is_left_out_and_named(tmp_path: Path) -> None:
+    """`propylon ingest DIR` uploaded what a link in DIR pointed at (/etc/passwd); a folder
+    source, whose walk this is too, skipped it on its own."""
+    outside = tmp_path / "private.md"
+    outside.write_text("# Private\n\nNot the folder's.\n")
+    root = tmp_path / "docs"
+    (root / "sub").mkdir(parents=True)
+    (root / "notes.md").write_text("# Notes\n\nThe folder's own.\n")
+    (root / "escape.md").symlink_to(outside)
+    (root / "sub" / "inside.md").symlink_to(root / "notes.md")  # a link within: kept
+    found = find_files([root])
+    assert [external_id for _, external_id in found.files] == ["notes.md", "sub/inside.md"]
+    assert found.unsupported == {"escape.md": "a link to a file outside the folder"}
+
+
 async def test_ingest_reports_each_file_and_skips_them_the_second_time(
     server: AppServer,
     tmp_path: Path,

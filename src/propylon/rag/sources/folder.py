@@ -64,11 +64,9 @@ class FolderConnector:
             # here, not at the top: the app imports this module, and rich only with a sync
             from propylon.rag.ingest_client import find_files
 
-            found = find_files([self._root])
+            found = find_files([self._root])  # links out of the folder left out
             items = []
             for path, key in found.files:
-                if not path.resolve().is_relative_to(self._root):
-                    continue  # a link out of the folder
                 stat = path.stat()
                 items.append(SourceItem(key, f"{stat.st_mtime_ns}:{stat.st_size}", path.name))
             return items
