@@ -302,7 +302,15 @@ async def test_sources_are_checked_scoped_and_never_show_their_secret(
     for url in ("http://10.0.0.5/", "http://[::1]:8080/docs/", "http://169.254.169.254/"):
         with pytest.raises(InvalidRequest, match="non-public") as refused:
             await sources.service.create(TENANT, "docs", {"type": "url", "config": {"url": url}})
-        assert refused.value.param == "url"
+        assert refused.value.param == "config.url"  # named where the body holds it
+    # A field a source does not read, in `config` or beside it, was dropped unread.
+    for body, param in (
+        ({"type": "url", "config": {"url": "http://127.0.0.1/", "bogus": 1}}, "config.bogus"),
+        ({"type": "url", "config": {"url": "http://127.0.0.1/"}, "schedule": "daily"}, "schedule"),
+    ):
+        with pytest.raises(InvalidRequest) as refused:
+            await sources.service.create(TENANT, "docs", body)
+        assert refused.value.param == param, body
     secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
     source = await sources.service.create(
         TENANT, "docs",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from propylon.errors import InvalidRequest, NotFound
+from propylon.params import only_fields
 from propylon.rag.collections import UUID, CollectionService, JobEnqueuer, collection_gone
 from propylon.rag.sources.connector import InvalidSource
 from propylon.rag.sources.kinds import SourceRules, source_type
@@ -46,6 +47,7 @@ class SourceService:
     ) -> Row:
         """A new source from a request body ``{"type", "config", "interval_s",
         "secret_access_key"}``; its first sync is enqueued at once (``job_id``)."""
+        only_fields(body, ("type", "config", "interval_s", "secret_access_key"), "")
         collection = await self._collections.get(tenant_id, collection_ref)
         kind = source_type(body.get("type"))
         config = body.get("config", {})
@@ -69,7 +71,13 @@ class SourceService:
                 f"{self._rules.min_interval_s} to {MAX_INTERVAL_S}.",
                 param="interval_s",
             )
-        checked = kind.check(config, secret, self._rules)
+        try:
+            checked = kind.check(config, secret, self._rules)
+        except InvalidSource as exc:  # named where the body holds it: `config.url`
+            param = exc.param if exc.param in (None, "secret_access_key") else f"config.{exc.param}"
+            raise InvalidSource(exc.message, param=param, code=exc.code) from None
+        # What the check keeps is all a type reads: anything else would be dropped unread.
+        only_fields(config, tuple(checked), "config")
         if secret is not None and self._rules.secrets is None:
             raise InvalidSource(
                 "An `s3` source's secret key is stored sealed with a key the operator holds, "
