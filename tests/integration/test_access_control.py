@@ -312,6 +312,29 @@ async def test_a_key_named_after_another_keys_id_or_prefix_never_shadows_it(
     assert revoked.status == 200 and revoked.body["id"] == victim_id, revoked.body
 
 
+async def test_a_name_names_one_key_in_use_per_tenant(server: AppServer) -> None:
+    """Two keys named `ci` made revoking `ci` impossible ("matches 2 keys"); a name comes
+    free again once its key is revoked (rotation), and then names the key in use."""
+    body = {"tenant": "rotating", "name": "ci"}
+    first = await request(server, "POST", "/admin/keys", key=ADMIN, json=body)
+    assert first.status == 201, first.body
+    again = await request(server, "POST", "/admin/keys", key=ADMIN, json=body)
+    assert_openai_error(again, 409, "invalid_request_error", "key_name_exists")
+    elsewhere = await request(
+        server, "POST", "/admin/keys", key=ADMIN, json={"tenant": "other-team", "name": "ci"}
+    )
+    assert elsewhere.status == 201, "names are per tenant"
+    revoked = await request(server, "POST", "/admin/keys/ci/revoke", key=ADMIN)
+    assert revoked.status == 400, "two tenants have a key named ci: the id says which"
+    revoked = await request(server, "POST", f"/admin/keys/{first.body['id']}/revoke", key=ADMIN)
+    assert revoked.status == 200
+    rotated = await request(server, "POST", "/admin/keys", key=ADMIN, json=body)
+    assert rotated.status == 201, rotated.body
+    admin = await new_key(server, tenant="rotating", features=["admin"])
+    by_name = await request(server, "GET", "/admin/keys/ci/usage", key=admin)
+    assert by_name.status == 200 and by_name.body["key"]["id"] == rotated.body["id"], by_name.body
+
+
 async def test_a_key_for_a_tenant_named_by_its_id_joins_that_tenant(server: AppServer) -> None:
     made = await request(server, "POST", "/admin/tenants", key=ADMIN, json={"name": "initech"})
     tenant_id = made.body["id"]

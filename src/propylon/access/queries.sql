@@ -28,6 +28,12 @@ SELECT t.id, t.name, t.limits, t.budget, t.created_at,
 FROM tenants t LEFT JOIN api_keys k ON k.tenant_id = t.id
 GROUP BY t.id ORDER BY t.name;
 
+-- name: active_key_named
+-- Under a lock per tenant, so two keys made at once cannot both take a name.
+SELECT pg_advisory_xact_lock(hashtextextended('key-names:' || %(tenant_id)s::text, 0)),
+       EXISTS (SELECT 1 FROM api_keys WHERE tenant_id = %(tenant_id)s AND name = %(name)s
+               AND revoked_at IS NULL) AS taken;
+
 -- name: create_key
 INSERT INTO api_keys (tenant_id, name, prefix, key_hash, models, features, limits, budget)
 VALUES (%(tenant_id)s, %(name)s, %(prefix)s, %(key_hash)s, %(models)s, %(features)s,
@@ -48,8 +54,10 @@ ORDER BY t.name, k.created_at;
 -- name: find_keys
 -- By id, else display prefix, else name: a key named after another key's id or prefix (by
 -- any tenant's admin) never shadows it.
+-- By name, a key in use before the revoked ones of that name (a name is reused on rotation).
 SELECT k.id,
-       CASE WHEN k.id::text = %(ref)s THEN 0 WHEN k.prefix = %(ref)s THEN 1 ELSE 2 END AS rank
+       CASE WHEN k.id::text = %(ref)s THEN 0 WHEN k.prefix = %(ref)s THEN 1
+            WHEN k.revoked_at IS NULL THEN 2 ELSE 3 END AS rank
 FROM api_keys k
 WHERE (k.id::text = %(ref)s OR k.prefix = %(ref)s OR k.name = %(ref)s)
   AND (%(tenant_id)s::uuid IS NULL OR k.tenant_id = %(tenant_id)s::uuid)

@@ -28,7 +28,7 @@ from propylon.access.keys import (
 from propylon.access.limits import Limits
 from propylon.access.queries import query
 from propylon.db.database import Database
-from propylon.errors import InvalidRequest, NotFound
+from propylon.errors import Conflict, InvalidRequest, NotFound
 from propylon.params import is_uuid
 from propylon.principal import FEATURES
 
@@ -132,6 +132,18 @@ class AccessStore:
                 cur = await conn.execute(query("ensure_tenant"), {"name": _clean_name(tenant)})
                 tenant_row = await cur.fetchone()
             assert tenant_row is not None
+            if name:
+                cur = await conn.execute(
+                    query("active_key_named"), {"tenant_id": tenant_row["id"], "name": name}
+                )
+                taken = await cur.fetchone()
+                if taken is not None and taken["taken"]:
+                    raise Conflict(
+                        f"Tenant {tenant_row['name']!r} has a key named {name!r} in use: names "
+                        "find keys to revoke; revoke that one first, or choose another name.",
+                        param="name",
+                        code="key_name_exists",
+                    )
             cur = await conn.execute(
                 query("create_key"),
                 {
