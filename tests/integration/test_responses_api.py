@@ -12,6 +12,7 @@ import aiohttp
 import openai
 import pytest
 from openai.types.responses import FunctionToolParam
+from openai.types.responses.response_input_item_param import FunctionCallOutput
 
 from propylon.testing import Behaviour, FakeUpstream, ScriptedTurn
 from tests.integration.observe.support import serve
@@ -144,6 +145,31 @@ async def test_function_tool_round_trip(sdk: openai.AsyncOpenAI, upstream: FakeU
         "tool_call_id": call.call_id,
         "content": "Sunny, 24 C",
     }
+    # The output as text parts, which OpenAI's API takes too (was a 400 "must be a string").
+    third = await sdk.responses.create(
+        model="gpt-test",
+        input=[
+            {"role": "user", "content": "What is the weather in Paris?"},
+            {
+                "type": "function_call",
+                "call_id": call.call_id,
+                "name": call.name,
+                "arguments": call.arguments,
+            },
+            FunctionCallOutput(
+                type="function_call_output",
+                call_id=call.call_id,
+                output=[
+                    {"type": "input_text", "text": "Sunny, "},
+                    {"type": "input_text", "text": "24 C"},
+                ],
+            ),
+        ],
+        tools=[WEATHER],
+    )
+    assert third.status == "completed"
+    sent = upstream.last_request("/v1/chat/completions")
+    assert sent is not None and sent.body["messages"][2]["content"] == "Sunny, 24 C"
 
 
 async def test_streamed_function_call_arrives_as_argument_deltas(sdk: openai.AsyncOpenAI) -> None:

@@ -183,12 +183,22 @@ def _function_call(item: JSONObject, where: str) -> JSONObject:
     }
 
 
+_TEXT = ("input_text", "output_text")
+
+
 def _function_output(item: JSONObject, where: str) -> JSONObject:
     call_id, output = item.get("call_id"), item.get("output")
     if not isinstance(call_id, str):
         raise InvalidRequest(f"`{where}.call_id` is required.", param=f"{where}.call_id")
+    if isinstance(output, list):  # text parts, as OpenAI's API also takes them
+        texts = [p.get("text") for p in output if isinstance(p, dict) and p.get("type") in _TEXT]
+        if len(texts) == len(output) and all(isinstance(text, str) for text in texts):
+            output = "".join(str(text) for text in texts)
     if not isinstance(output, str):
-        raise InvalidRequest(f"`{where}.output` must be a string.", param=f"{where}.output")
+        raise InvalidRequest(
+            f"`{where}.output` must be a string or an array of input_text parts.",
+            param=f"{where}.output",
+        )
     return {"role": "tool", "tool_call_id": call_id, "content": output}
 
 
