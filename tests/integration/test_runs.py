@@ -485,3 +485,23 @@ async def test_a_reference_to_no_earlier_step_is_refused_and_to_no_field_fails_t
     assert done["state"] == "failed", done
     assert "{{steps.a.nofield}} names no output" in done["error"], done["error"]
     assert "text" in done["error"]
+
+
+async def test_runs_are_listed_newest_first_page_by_page(runs_app: AppServer) -> None:
+    """Only the latest 50 could be seen; `limit` and `after` were ignored."""
+    key, _ = await runs_app.app.state.services.access.create_key("paging-runs")
+    made = []
+    for text in ("one", "two", "three"):
+        status, run = await call(runs_app, "POST", "/runs", chat_run(text), key=key)
+        assert status == 202, run
+        made.append(run["id"])
+    status, first = await call(runs_app, "GET", "/runs?limit=2", key=key)
+    assert status == 200 and [r["id"] for r in first["data"]] == made[:0:-1], first
+    assert first["has_more"] is True and first["last_id"] == made[1]
+    status, rest = await call(runs_app, "GET", f"/runs?limit=2&after={first['last_id']}", key=key)
+    assert [r["id"] for r in rest["data"]] == [made[0]] and rest["has_more"] is False
+    for query, param in (("limit=0", "limit"), (f"after={made[0][:-1]}x", "after")):
+        status, error = await call(runs_app, "GET", f"/runs?{query}", key=key)
+        assert status in (400, 404) and error["error"]["param"] == param, (query, error)
+    status, other = await call(runs_app, "GET", f"/runs?after={made[0]}")  # another tenant
+    assert status == 404 and other["error"]["param"] == "after"

@@ -30,9 +30,13 @@ async def create_run(request: Request) -> Response:
 
 @router.get("/v1/runs")
 async def list_runs(request: Request) -> Response:
+    """The tenant's runs, newest first: `limit` (1-100, default 50) after the run `after`
+    (the last id of the previous page); `has_more` says whether there are older ones."""
     principal = await authenticate(request)
-    runs = await services(request).runs.list_recent(principal.tenant_id)
-    return json_response({"object": "list", "data": runs})
+    limit = int_param(request.query_params.get("limit", "50"), "limit", 1, 100)
+    after = request.query_params.get("after")
+    page = await services(request).runs.list_recent(principal.tenant_id, limit, after)
+    return json_response(page)
 
 
 @router.get("/v1/runs/{run_id}")

@@ -16,10 +16,13 @@ WHERE r.id = %(run_id)s AND r.tenant_id = %(tenant_id)s;
 SELECT * FROM runs WHERE id = %(run_id)s;
 
 -- name: list_runs
+-- Newest first; with `after` (a run of the tenant), those made before it.
 SELECT r.*, j.state AS job_state, j.reason AS job_reason
 FROM runs r LEFT JOIN jobs j ON j.id = r.job_id
 WHERE r.tenant_id = %(tenant_id)s
-ORDER BY r.created_at DESC
+  AND (%(after)s::uuid IS NULL OR (r.created_at, r.id) <
+       (SELECT created_at, id FROM runs WHERE id = %(after)s::uuid))
+ORDER BY r.created_at DESC, r.id DESC
 LIMIT %(limit)s;
 
 -- name: update_run

@@ -176,10 +176,25 @@ class RunService:
                 param = "collection" if kind == "answer" else f"steps[{index}].collection"
                 raise NotFound(exc.message, param=param, code=exc.code) from None
 
-    async def list_recent(self, tenant_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    async def list_recent(
+        self, tenant_id: str, limit: int = 50, after: str | None = None
+    ) -> dict[str, Any]:
+        """A page of the tenant's runs, newest first: ``limit`` of them made before the run
+        ``after`` (404 naming ``after`` when that is not one of the tenant's runs)."""
+        if after is not None:
+            await self._row(tenant_id, after, param="after")
         async with self._database.connection() as conn:
-            cur = await conn.execute(_q("list_runs"), {"tenant_id": tenant_id, "limit": limit})
-            return [_view(row) for row in await cur.fetchall()]
+            cur = await conn.execute(
+                _q("list_runs"), {"tenant_id": tenant_id, "limit": limit + 1, "after": after}
+            )
+            rows = [_view(row) for row in await cur.fetchall()]
+        page = rows[:limit]
+        return {
+            "object": "list",
+            "data": page,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(rows) > limit,
+        }
 
     async def decide(
         self, tenant_id: str, run_id: str, *, approve: bool, note: str | None = None
@@ -285,16 +300,16 @@ class RunService:
         async for event in events.follow(self._database, self._hub, run_id, after, state):
             yield event
 
-    async def _row(self, tenant_id: str, run_id: str) -> dict[str, Any]:
+    async def _row(self, tenant_id: str, run_id: str, param: str = "run_id") -> dict[str, Any]:
         row = None
         if is_uuid(run_id):  # anything else is simply not a run of this tenant
             async with self._database.connection() as conn:
                 cur = await conn.execute(_q("get_run"), {"run_id": run_id, "tenant_id": tenant_id})
                 row = await cur.fetchone()
         if row is None:
-            raise _not_found(run_id)
+            raise _not_found(run_id, param)
         return dict(row)
 
 
-def _not_found(run_id: str) -> NotFound:
-    return NotFound(f"No run `{run_id}`.", param="run_id", code="run_not_found")
+def _not_found(run_id: str, param: str = "run_id") -> NotFound:
+    return NotFound(f"No run `{run_id}`.", param=param, code="run_not_found")
