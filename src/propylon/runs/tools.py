@@ -139,10 +139,17 @@ async def _http_get(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
         ):
             body = await resp.content.read(HTTP_MAX_BYTES)
             charset = resp.charset or "utf-8"
-            status = resp.status
+            status, reason = resp.status, resp.reason or ""
+            location = resp.headers.get("Location")
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise ToolFailed(f"fetching `{url}` failed: {exc or type(exc).__name__}") from None
-    text = body.decode(charset, errors="replace")
+    try:
+        text = body.decode(charset, errors="replace")
+    except LookupError:  # a charset Python does not know
+        text = body.decode("utf-8", errors="replace")
+    if not 200 <= status < 300:  # the model is told, not handed an error page as the answer
+        moved = f" (redirect to {location}, not followed)" if location else ""
+        text = f"HTTP {status} {reason}{moved}\n\n{text}".rstrip()
     return ToolResult(text, {"status": status, "url": url, "bytes": len(body)})
 
 
