@@ -73,6 +73,8 @@ class AgentLoop:
             await self._job.raise_if_cancelled()
             pending = [s for s in self._tool_steps_of_last_turn() if "content" not in s]
             if pending:
+                # No model call could read their results: stop before any of them acts.
+                self._check_limits()
                 runnable = [s for s in pending if s["state"] in RUNNABLE]
                 await asyncio.gather(*(self._tool(step) for step in runnable))
                 if any(s["state"] == "waiting_for_approval" for s in pending):
