@@ -100,13 +100,16 @@ async def add_document(collection_id: str, request: Request) -> Response:
 
 @router.get("/v1/collections/{collection_id}/documents")
 async def list_documents(collection_id: str, request: Request) -> Response:
+    """A page of the collection's documents: `limit` (1-1000, default 100) from `offset`;
+    `has_more` says whether more follow."""
     principal = await rag_principal(request)
     limit = _int_param(request, "limit", 100, 1, 1000)
     offset = _int_param(request, "offset", 0, 0, 10**9)
     rows = await services(request).collections.list_documents(
-        principal.tenant_id, collection_id, limit=limit, offset=offset
-    )
-    return json_response({"object": "list", "data": [_document(row) for row in rows]})
+        principal.tenant_id, collection_id, limit=limit + 1, offset=offset
+    )  # one more than asked tells whether there are more
+    data = [_document(row) for row in rows[:limit]]
+    return json_response({"object": "list", "data": data, "has_more": len(rows) > limit})
 
 
 @router.get("/v1/collections/{collection_id}/documents/{document_id}")
