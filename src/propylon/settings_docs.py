@@ -58,12 +58,21 @@ def _table(model: type[BaseModel], *, env: bool) -> list[str]:
     return rows
 
 
-def render_configuration_docs() -> str:
-    parts: list[Any] = [HEADER, "## Settings", "", *_table(Settings, env=True), ""]
-    for name, field in Settings.model_fields.items():  # every nested section: retry, jobs…
+def _sections(prefix: str, model: type[BaseModel]) -> list[str]:
+    """A table for every section nested in ``model`` (``rag``, then ``rag.sources``…)."""
+    parts: list[str] = []
+    for name, field in model.model_fields.items():
         section = field.annotation
         if isinstance(section, type) and issubclass(section, BaseModel):
-            parts += [f"## `{name}`", "", *_table(section, env=False), ""]
+            path = f"{prefix}{name}"
+            parts += [f"## `{path}`", "", *_table(section, env=False), ""]
+            parts += _sections(f"{path}.", section)
+    return parts
+
+
+def render_configuration_docs() -> str:
+    parts: list[Any] = [HEADER, "## Settings", "", *_table(Settings, env=True), ""]
+    parts += _sections("", Settings)  # every nested section: retry, jobs, rag.sources…
     parts += ["## `models[]`: a public model", "", *_table(ModelConfig, env=False), ""]
     parts += [
         "## `models[].deployments[]`: an upstream serving it",

@@ -123,3 +123,10 @@ def test_configuration_docs_are_current() -> None:
     assert committed.read_text(encoding="utf-8") == render_configuration_docs(), (
         "docs/configuration.md is stale: run `make docs`"
     )
+
+
+def test_sections_nested_in_sections_are_documented_too() -> None:
+    """`rag.sources` (url_hosts, folder_roots…) was "see below" with nothing below."""
+    docs = render_configuration_docs()
+    assert "## `rag.sources`" in docs and "| `url_hosts` |" in docs
+    assert "| `folder_roots` |" in docs
