@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 import openai
 import pytest
+from openai.types import ModerationTextInputParam
 
 from propylon.testing import FakeUpstream
 from tests.integration.observe.support import records, serve
@@ -39,6 +40,14 @@ async def test_the_guard_scores_each_input_for_what_it_detects(
         (record,) = await records(server, 1, f"request_id={raw.headers['x-request-id']}")
         assert record["endpoint"] == "moderations"
         assert record["status"] == 200
+        # Text parts are one input, as OpenAI's API reads them: one result for all of them.
+        texts: list[ModerationTextInputParam] = [
+            {"type": "text", "text": "Summarise this note."},
+            {"type": "text", "text": INJECTION},
+        ]
+        parts = await sdk.moderations.create(input=texts)
+        (together,) = parts.results
+        assert together.flagged
 
 
 async def test_bad_input_and_a_missing_key_get_openai_errors(gateway: AppServer) -> None:
@@ -51,6 +60,11 @@ async def test_bad_input_and_a_missing_key_get_openai_errors(gateway: AppServer)
             assert (await bad.json())["error"]["param"] == "input"
         async with http.post(url, json={"input": []}, headers=gateway.headers) as empty:
             assert empty.status == 400
+        mixed = {"input": ["hi", {"type": "text", "text": "there"}]}
+        async with http.post(url, json=mixed, headers=gateway.headers) as refused:
+            assert (
+                refused.status == 400 and "do not mix" in (await refused.json())["error"]["message"]
+            )
         async with http.post(url, json={"input": "hi"}) as anonymous:
             assert anonymous.status == 401
 

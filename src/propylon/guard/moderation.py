@@ -53,26 +53,27 @@ class Moderator:
 
 
 def _inputs(value: object) -> list[str]:
-    """``input`` as texts: a string, an array of strings, or an array of text parts."""
+    """``input`` as texts: a string, an array of strings (one result each), or an array of
+    text parts (one input, as OpenAI's API reads it: one result for all its parts)."""
     if isinstance(value, str):
         return [value]
     if isinstance(value, list) and value and len(value) <= _MAX_INPUTS:
+        if all(isinstance(item, str) for item in value):
+            return list(value)
         texts: list[str] = []
         for index, item in enumerate(value):
-            if isinstance(item, str):
-                texts.append(item)
-            elif isinstance(item, dict) and item.get("type") == "text":
+            if isinstance(item, dict) and item.get("type") == "text":
                 text = item.get("text")
                 if not isinstance(text, str):
                     raise InvalidRequest(f"`input[{index}].text` must be a string.", param="input")
                 texts.append(text)
             else:
                 raise InvalidRequest(
-                    f"`input[{index}]` must be a string or a text part (images are not "
-                    "moderated by the guard).",
+                    f"`input[{index}]` must be a text part, as the others are (strings and "
+                    "parts do not mix; images are not moderated by the guard).",
                     param="input",
                 )
-        return texts
+        return ["\n".join(texts)]
     raise InvalidRequest(
         f"`input` must be a string or an array of 1 to {_MAX_INPUTS} strings.", param="input"
     )
