@@ -33,8 +33,15 @@ async def server(database_url: str, upstream: FakeUpstream) -> AsyncIterator[App
         }
     ]
     jobs = {"in_process_worker": True, "poll_interval_s": 0.05}
+    # Traces are written after their request's answer, so a count of a tenant's rows would
+    # race with them: not kept here (`spans` is in the deletion's tables all the same, which
+    # the catalog test checks).
     async with serve_app(
-        database_url=database_url, models=models, admin_key=ADMIN, jobs=jobs
+        database_url=database_url,
+        models=models,
+        admin_key=ADMIN,
+        jobs=jobs,
+        observe={"store_traces": False},
     ) as running:
         yield running
 
@@ -143,6 +150,7 @@ async def test_deleting_a_tenant_removes_everything_of_it_and_nothing_of_another
     services = server.app.state.services
     await services.observe.request_log.flush()
     before = await rows_of(database_url, kept)
+    assert all(before[table] >= 1 for table in ("collections", "runs", "request_log")), before
 
     status, refused = await http(server, "DELETE", "/admin/tenants/doomed", doomed_key)
     assert status == 403, refused  # a tenant admin may not delete tenants, its own included
@@ -167,7 +175,8 @@ async def test_deleting_a_tenant_removes_everything_of_it_and_nothing_of_another
     await services.observe.request_log.flush()
     left = {table: n for table, n in (await rows_of(database_url, doomed)).items() if n}
     assert left == {}, left
-    assert await rows_of(database_url, kept) == before, "another tenant's rows are untouched"
+    after = await rows_of(database_url, kept)  # written behind may still arrive: only more
+    assert all(after[table] >= count for table, count in before.items()), (before, after)
     status, still = await http(server, "GET", "/v1/collections/manual", kept_key)
     assert status == 200, still
     status, tenants = await http(server, "GET", "/admin/tenants", ADMIN)
