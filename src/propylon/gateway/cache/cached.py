@@ -145,8 +145,8 @@ class CachedChatService:
         self._inflight[key] = future
         shareable = None
         try:
-            result = await self._answered(plan, request, call)
-            shareable = self._entry(result)
+            result = await self._inner.complete(request, call)
+            shareable = await self._finished(plan, result, call)  # as the store kept it
             return result
         finally:
             del self._inflight[key]
@@ -270,12 +270,12 @@ class CachedChatService:
         )
         return found.hit
 
-    async def _finished(self, plan: _Plan, response: JSONObject, call: CallInfo) -> None:
-        """A complete answer from the upstream: compared if sampled, stored if allowed."""
+    async def _finished(self, plan: _Plan, response: JSONObject, call: CallInfo) -> bytes | None:
+        """A complete answer from the upstream: compared if sampled, stored if allowed; the
+        answer as the exact cache keeps it (None: not kept)."""
         if plan.sampled is not None:
             await self._verify(plan.sampled, response, call)
-        if plan.directive.store:
-            await self._store(plan, response)
+        return await self._store(plan, response) if plan.directive.store else None
 
     async def _verify(self, hit: SemanticHit, response: JSONObject, call: CallInfo) -> None:
         cached, fresh = _answer(hit.response), _answer(response)
@@ -312,31 +312,28 @@ class CachedChatService:
                     "timeout" if isinstance(exc, TimeoutError) else "database", "learn", exc
                 )
 
-    def _entry(self, response: JSONObject) -> bytes | None:
-        """``response`` as the exact cache keeps it, or None when it would not keep it (a
-        choice cut or filtered, an answer larger than ``max_entry_bytes``)."""
+    async def _store(self, plan: _Plan, response: JSONObject) -> bytes | None:
+        """Keep ``response`` (exact, and semantic when asked); it as the exact cache keeps
+        it, or None when it keeps nothing (a choice cut or filtered, an answer larger than
+        ``max_entry_bytes``)."""
         choices = response.get("choices")
         if not isinstance(choices, list) or not choices:
             return None
         if not all(isinstance(c, dict) and cacheable(c.get("finish_reason")) for c in choices):
             return None
         encoded = orjson.dumps(response)
-        return encoded if len(encoded) <= self._settings.max_entry_bytes else None
-
-    async def _store(self, plan: _Plan, response: JSONObject) -> None:
-        encoded = self._entry(response)
-        if encoded is None:
-            return
+        if len(encoded) > self._settings.max_entry_bytes:
+            return None
         ttl = plan.directive.ttl_s
         await self._exact.put(plan.key, response, ttl)
         self.stats.stores += 1
         if not plan.semantic or self._semantic is None:
-            return
+            return encoded
         assert plan.key.question is not None
         reason = _unstorable(plan.key.question, response, encoded)
         if reason is not None:
             self._skipped(reason)
-            return
+            return encoded
         stage = "embedder"
         try:
             async with asyncio.timeout(self._settings.semantic_timeout_s):
@@ -351,6 +348,7 @@ class CachedChatService:
                 )
         except Exception as exc:
             self._failed("timeout" if isinstance(exc, TimeoutError) else stage, "store", exc)
+        return encoded
 
     def _skipped(self, reason: str) -> None:
         self.stats.skipped[reason] += 1
