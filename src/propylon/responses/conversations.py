@@ -20,8 +20,7 @@ from propylon.db.named_queries import named_queries
 from propylon.errors import InvalidRequest, NotFound
 from propylon.gateway.protocol import JSONObject
 from propylon.params import int_param, only_fields
-from propylon.responses.translation import conversation as chat_turns
-from propylon.responses.translation import new_id
+from propylon.responses.translation import chat_turns, new_id
 from propylon.storable import check_storable, storable_json
 
 MAX_NEW_ITEMS = 20  # OpenAI's bound on the items given at once
@@ -55,7 +54,7 @@ class ResponseConversations:
         # `safety_identifier`: OpenAI's abuse monitoring, which has no counterpart here.
         only_fields(body, ("items", "metadata", "safety_identifier"), "")
         metadata = _metadata(body.get("metadata"))
-        items = normalised(body.get("items") or [], "items")
+        items = checked(body.get("items") or [])
         ident = new_id("conv")
         async with self._database.connection() as conn:
             cur = await conn.execute(
@@ -103,13 +102,12 @@ class ResponseConversations:
         after = query.get("after")
         async with self._database.connection() as conn:
             await _row(conn, "get_conversation", tenant_id, ident)
-            if after is not None:
-                await _item(conn, ident, after, param="after")
+            place = None if after is None else (await _item(conn, ident, after, "after"))["seq"]
             cur = await conn.execute(
                 _q("list_items"),
                 {
                     "conversation_id": ident,
-                    "after": after,
+                    "after_seq": place,
                     "descending": order == "desc",
                     "limit": limit + 1,
                 },
@@ -121,7 +119,7 @@ class ResponseConversations:
         only_fields(body, ("items",), "")
         if not body.get("items"):
             raise InvalidRequest("`items` must be a non-empty array of items.", param="items")
-        items = normalised(body["items"], "items")
+        items = checked(body["items"])
         async with self._database.connection() as conn:
             await _row(conn, "lock_conversation", tenant_id, ident)
             await _insert(conn, ident, items)
@@ -130,7 +128,8 @@ class ResponseConversations:
     async def get_item(self, tenant_id: str, ident: str, item_id: str) -> JSONObject:
         async with self._database.connection() as conn:
             await _row(conn, "get_conversation", tenant_id, ident)
-            return await _item(conn, ident, item_id)
+            item: JSONObject = (await _item(conn, ident, item_id))["item"]
+            return item
 
     async def delete_item(self, tenant_id: str, ident: str, item_id: str) -> JSONObject:
         """The conversation, without the item."""
@@ -149,7 +148,7 @@ class ResponseConversations:
             await _row(conn, "get_conversation", tenant_id, ident, param="conversation")
             cur = await conn.execute(_q("all_items"), {"conversation_id": ident})
             items = [row["item"] for row in await cur.fetchall()]
-        return chat_turns({"input": items}) if items else []
+        return chat_turns(items, "items") if items else []
 
     async def append(self, tenant_id: str, ident: str, items: list[JSONObject]) -> None:
         """A response's input and output items, after the conversation's (404 if it was
@@ -159,39 +158,42 @@ class ResponseConversations:
             await _insert(conn, ident, items)
 
 
-def normalised(items: object, where: str, *, keep_ids: bool = False) -> list[JSONObject]:
-    """``items`` (Responses input items, or a string: one user message) as stored: each with
+def checked(items: object) -> list[JSONObject]:
+    """Items a client gives a conversation (``items``: up to 20), checked as ``input`` is,
+    as stored."""
+    if not isinstance(items, str | list):  # a string: one user message, as for `input`
+        raise InvalidRequest("`items` must be an array of items.", param="items")
+    if len(items) > MAX_NEW_ITEMS and isinstance(items, list):
+        raise InvalidRequest(f"At most {MAX_NEW_ITEMS} items at once.", param="items")
+    check_storable(items, "items")
+    if items:
+        chat_turns(items, "items")
+    return stored(items)
+
+
+def stored(items: object, *, keep_ids: bool = False) -> list[JSONObject]:
+    """Responses items (checked already; a string: one user message) as stored: each with
     its type, an id of its own (``keep_ids``: the one it has, for a response's output) and,
-    for a message, its content as parts; checked as ``input`` is."""
+    for a message, its content as parts."""
     if isinstance(items, str):
         items = [{"type": "message", "role": "user", "content": items}]
-    if not isinstance(items, list):
-        raise InvalidRequest(f"`{where}` must be an array of items.", param=where)
-    if len(items) > MAX_NEW_ITEMS and where == "items":
-        raise InvalidRequest(f"At most {MAX_NEW_ITEMS} items at once.", param=where)
-    check_storable(items, where)
-    if items:
-        try:
-            chat_turns({"input": items})
-        except InvalidRequest as exc:
-            param = (exc.param or "input").replace("input", where, 1)
-            raise InvalidRequest(exc.message.replace("input", where, 1), param=param) from None
+    assert isinstance(items, list)
     out: list[JSONObject] = []
     for item in items:
         kind = item.get("type", "message")
         if kind not in _PREFIXES:
             continue  # reasoning items: not kept (chat has no word for them)
-        stored = {**item, "type": kind}
+        kept = {**item, "type": kind}
         ident = item.get("id")
         keep = keep_ids and isinstance(ident, str) and ident
-        stored["id"] = ident if keep else new_id(_PREFIXES[kind])
+        kept["id"] = ident if keep else new_id(_PREFIXES[kind])
         if kind == "message":
             role, content = item.get("role"), item.get("content")
             if isinstance(content, str):
                 part = "output_text" if role == "assistant" else "input_text"
-                stored["content"] = [{"type": part, "text": content}]
-            stored.setdefault("status", "completed")
-        out.append(stored)
+                kept["content"] = [{"type": part, "text": content}]
+            kept.setdefault("status", "completed")
+        out.append(kept)
     return out
 
 
@@ -219,13 +221,13 @@ async def _row(
     return row
 
 
-async def _item(conn: Any, ident: str, item_id: str, *, param: str = "item_id") -> JSONObject:
+async def _item(conn: Any, ident: str, item_id: str, param: str = "item_id") -> dict[str, Any]:
+    """The item's row (``seq``, ``item``); 404 naming ``param`` when it is not there."""
     cur = await conn.execute(_q("get_item"), {"conversation_id": ident, "item_id": item_id})
-    row = await cur.fetchone()
+    row: dict[str, Any] | None = await cur.fetchone()
     if row is None:
         raise NotFound(f"No item `{item_id}` in `{ident}`.", param=param)
-    item: JSONObject = row["item"]
-    return item
+    return row
 
 
 def _missing(ident: str, param: str = "conversation_id") -> NotFound:

@@ -42,20 +42,17 @@ SELECT item FROM response_conversation_items
 WHERE conversation_id = %(conversation_id)s ORDER BY seq;
 
 -- name: list_items
--- A page after the item `after` (by its place), in either order; one more than asked tells
--- whether there are more.
-SELECT i.item FROM response_conversation_items i
-WHERE i.conversation_id = %(conversation_id)s
-  AND (%(after)s::text IS NULL OR CASE WHEN %(descending)s
-        THEN i.seq < (SELECT seq FROM response_conversation_items
-                      WHERE conversation_id = %(conversation_id)s AND id = %(after)s)
-        ELSE i.seq > (SELECT seq FROM response_conversation_items
-                      WHERE conversation_id = %(conversation_id)s AND id = %(after)s) END)
-ORDER BY CASE WHEN %(descending)s THEN -i.seq ELSE i.seq END
+-- A page after the item at `after_seq` (its place), in either order; one more than asked
+-- tells whether there are more.
+SELECT item FROM response_conversation_items
+WHERE conversation_id = %(conversation_id)s
+  AND (%(after_seq)s::bigint IS NULL
+       OR CASE WHEN %(descending)s THEN seq < %(after_seq)s ELSE seq > %(after_seq)s END)
+ORDER BY CASE WHEN %(descending)s THEN -seq ELSE seq END
 LIMIT %(limit)s;
 
 -- name: get_item
-SELECT item FROM response_conversation_items
+SELECT seq, item FROM response_conversation_items
 WHERE conversation_id = %(conversation_id)s AND id = %(item_id)s;
 
 -- name: delete_item

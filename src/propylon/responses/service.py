@@ -19,7 +19,7 @@ from propylon.gateway.protocol import ChatService, JSONObject, native_answer, wi
 from propylon.responses.conversations import (
     ResponseConversations,
     conversation_ref,
-    normalised,
+    stored,
 )
 from propylon.responses.events import ResponseEvents
 from propylon.responses.store import ResponseStore
@@ -133,8 +133,8 @@ class ResponsesService:
     ) -> None:
         named = conversation_ref(body.get("conversation"))
         if named is not None:  # the conversation's items, whether the response is stored
-            items = normalised(body.get("input"), "input")
-            items += normalised(response["output"], "output", keep_ids=True)
+            items = stored(body.get("input"))  # checked as the request was read
+            items += stored(response["output"], keep_ids=True)
             try:
                 await self.conversations.append(_tenant(call), named, items)
             except Exception:  # deleted meanwhile, or the database away: the answer stands

@@ -52,16 +52,21 @@ def new_id(prefix: str) -> str:
 
 def conversation(body: JSONObject) -> list[JSONObject]:
     """The chat turns of ``input`` (without ``instructions``), validated."""
-    value = body.get("input")
+    return chat_turns(body.get("input"), "input")
+
+
+def chat_turns(value: object, field: str) -> list[JSONObject]:
+    """The chat turns of Responses items (a string: one user message), validated; errors
+    name ``field`` (``input``, a conversation's ``items``)."""
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     if not isinstance(value, list) or not value:
         raise InvalidRequest(
-            "`input` must be a string or a non-empty array of items.", param="input"
+            f"`{field}` must be a string or a non-empty array of items.", param=field
         )
     turns: list[JSONObject] = []
     for index, item in enumerate(value):
-        where = f"input[{index}]"
+        where = f"{field}[{index}]"
         if not isinstance(item, dict):
             raise InvalidRequest(f"`{where}` must be an object.", param=where)
         kind = item.get("type", "message")
