@@ -31,7 +31,7 @@ from propylon.access.tickets import SocketTickets
 from propylon.access.usage import UsageRecorder
 from propylon.background import stop_tasks
 from propylon.completions.service import CompletionsService
-from propylon.db.connect import open_database
+from propylon.db.connect import SERVER_CONNECT_WAIT_S, open_database
 from propylon.db.database import Database
 from propylon.db.migrator import migrate
 from propylon.gateway.cache.cached import CachedChatService
@@ -499,7 +499,9 @@ async def build_services(
             if _uses_static(settings)
             else None
         )
-        database = await stack.enter_async_context(open_database(settings))
+        database = await stack.enter_async_context(
+            open_database(settings, connect_wait_s=SERVER_CONNECT_WAIT_S)
+        )
         if settings.migrate_on_start:
             applied = await migrate(database)
             if applied:

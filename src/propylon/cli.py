@@ -151,13 +151,13 @@ def worker(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 @app.command()
 def migrate(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Apply pending database migrations."""
-    from propylon.db.connect import CLI_CONNECT_WAIT_S, open_database
+    from propylon.db.connect import open_database
     from propylon.db.migrator import migrate as apply
 
     settings = cli_edge.settings(config, data_dir=data_dir)
 
     async def _run() -> list[str]:
-        async with open_database(settings, connect_wait_s=CLI_CONNECT_WAIT_S) as database:
+        async with open_database(settings) as database:
             return [f"{m.version:04d}_{m.name}" for m in await apply(database)]
 
     applied = asyncio.run(_run())
@@ -761,7 +761,7 @@ def eval_bm25(
     data_dir: DataDirOpt = None,
 ) -> None:
     """BM25 in PostgreSQL vs `bm25s` (nDCG@10 on the test queries; bm25s is a dev extra)."""
-    from propylon.db.connect import CLI_CONNECT_WAIT_S, open_database
+    from propylon.db.connect import open_database
     from propylon.db.migrator import migrate as apply
     from propylon.rag.bm25 import BM25Params
     from propylon.rag.bm25_eval import BM25Report, evaluate_bm25, load_beir
@@ -772,7 +772,7 @@ def eval_bm25(
     data = load_beir(dataset, max_documents=max_documents)
 
     async def _run() -> BM25Report:
-        async with open_database(settings, connect_wait_s=CLI_CONNECT_WAIT_S) as database:
+        async with open_database(settings) as database:
             await apply(database)
             params = BM25Params(settings.rag.bm25_k1, settings.rag.bm25_b)
             return await evaluate_bm25(database, data, params=params)
@@ -855,7 +855,7 @@ def eval_ingestion(
     import os
     import platform
 
-    from propylon.db.connect import CLI_CONNECT_WAIT_S, open_database
+    from propylon.db.connect import open_database
     from propylon.db.migrator import migrate as apply
     from propylon.rag import ingestion_eval
     from propylon.rag.engine import token_counter
@@ -864,7 +864,7 @@ def eval_ingestion(
     samples = ingestion_eval.build_corpus(seed, scanned_pages)
 
     async def _run() -> list[ingestion_eval.KindScore]:
-        async with open_database(settings, connect_wait_s=CLI_CONNECT_WAIT_S) as database:
+        async with open_database(settings) as database:
             await apply(database)
             return await ingestion_eval.evaluate(samples, token_counter(), database)
 

@@ -22,7 +22,7 @@ from propylon.access.budgets import Budget
 from propylon.access.keys import KeyRecord
 from propylon.access.limits import Limits
 from propylon.access.store import AccessStore
-from propylon.errors import InvalidRequest, PropylonError
+from propylon.errors import InvalidRequest
 from propylon.settings import Settings
 from propylon.storable import unstorable_field
 
@@ -100,22 +100,18 @@ def _run_with_settings(
     *,
     create_database: bool = False,
 ) -> T:
-    from propylon.db.connect import CLI_CONNECT_WAIT_S, open_database
+    from propylon.db.connect import open_database
     from propylon.db.migrator import migrate
 
     settings: Settings = cli_edge.settings(config, data_dir=data_dir)
     typer.echo(f"Database: {_describe_database(settings, create=create_database)}", err=True)
 
     async def _go() -> T:
-        async with open_database(settings, connect_wait_s=CLI_CONNECT_WAIT_S) as database:
+        async with open_database(settings) as database:
             await migrate(database)
             return await work(AccessStore(database), settings)
 
-    try:
-        return asyncio.run(_go())
-    except PropylonError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from None
+    return asyncio.run(_go())  # an error is one line, made by `propylon.cli.main`
 
 
 def _describe_database(settings: Settings, *, create: bool) -> str:

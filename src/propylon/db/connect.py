@@ -20,13 +20,13 @@ from propylon.db.embedded import EmbeddedPostgres
 from propylon.errors import ServiceUnavailable
 from propylon.settings import Settings
 
-CLI_CONNECT_WAIT_S = 3.0  # a command run by hand: say what is wrong soon
+COMMAND_CONNECT_WAIT_S = 3.0  # a command run by hand: say what is wrong soon
 SERVER_CONNECT_WAIT_S = 30.0  # a server may start before its database is up
 
 
 @asynccontextmanager
 async def open_database(
-    settings: Settings, *, connect_wait_s: float = SERVER_CONNECT_WAIT_S
+    settings: Settings, *, connect_wait_s: float = COMMAND_CONNECT_WAIT_S
 ) -> AsyncIterator[Database]:
     """A pool on ``database_url``; without one, on PostgreSQL embedded in ``data_dir``."""
     async with AsyncExitStack() as stack:

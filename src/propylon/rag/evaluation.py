@@ -492,14 +492,14 @@ async def run(
     progress: Any = None,
 ) -> Report:
     """Open the configured database (migrated), load the local models, evaluate."""
-    from propylon.db.connect import CLI_CONNECT_WAIT_S, open_database
+    from propylon.db.connect import open_database
     from propylon.db.migrator import migrate
     from propylon.local.extractive import ExtractiveChatModel
     from propylon.local.minilm import MiniLMEmbedder
 
     embedder = MiniLMEmbedder.load(threads=threads, max_batch=32, int8=int8)
     try:
-        async with open_database(settings, connect_wait_s=CLI_CONNECT_WAIT_S) as database:
+        async with open_database(settings) as database:
             await migrate(database)
             return await evaluate(
                 database,
