@@ -14,6 +14,7 @@ and the gateway's retry policy reads ``retryable`` instead of matching classes.
     ├── UnsupportedEncoding            415 unsupported_media_type (a compressed body)
     ├── AuthenticationFailed           401 invalid_api_key
     ├── PermissionDenied               403 permission_denied
+    │   └── ModelNotAllowed            403 model_not_allowed   (not in the key's `models`)
     ├── NotFound                       404 not_found
     │   └── ModelNotFound              404 model_not_found
     ├── Conflict                       409 conflict             (not in a state that allows it)
@@ -119,6 +120,15 @@ class PermissionDenied(PropylonError):
     status = 403
     error_type = "permission_error"
     default_code = "permission_denied"
+
+
+class ModelNotAllowed(PermissionDenied):
+    """The key's scope does not reach ``model`` (its public name)."""
+
+    default_code = "model_not_allowed"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"This API key may not use the model `{model}`.", param="model")
 
 
 class NotFound(PropylonError):

@@ -47,7 +47,7 @@ from propylon.access.limits import Charge, Limits, RateLimiter, rate_limit_heade
 from propylon.access.spend import Spend, spend_of
 from propylon.access.store import AccessStore
 from propylon.access.usage import UsageRecorder
-from propylon.errors import PermissionDenied, QuotaExceeded, RateLimited
+from propylon.errors import ModelNotAllowed, PermissionDenied, QuotaExceeded, RateLimited
 from propylon.gateway.call import CallInfo, ResponseHeaders
 from propylon.gateway.protocol import (
     ChatService,
@@ -232,11 +232,7 @@ class LimitsLayer:
             )
         model = self._resolve(requested, kind)
         if model not in self._policy.open_models and not principal.can_use_model(model):
-            raise PermissionDenied(
-                f"This API key may not use the model `{model}`.",
-                param="model",
-                code="model_not_allowed",
-            )
+            raise ModelNotAllowed(model)
         limits = record.limits.or_else(self._policy.default_limits)
         tenant_limits = record.tenant_limits
         counted: int | None = None

@@ -93,3 +93,11 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def one_choice(request: dict[str, Any]) -> None:
+    """A 400 naming ``n`` for a model that gives one answer per request (Anthropic's, the
+    local extractive model, `rag/` answers), rather than fewer choices than asked."""
+    choices = request.get("n")
+    if choices is not None and choices != 1:
+        raise InvalidRequest("This model returns one choice per request: `n` must be 1.", param="n")

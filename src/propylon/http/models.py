@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from propylon.errors import PermissionDenied
+from propylon.errors import ModelNotAllowed
 from propylon.http.auth import authenticate
 from propylon.http.context import services
 from propylon.http.json import json_response
@@ -33,11 +33,7 @@ async def retrieve_model(request: Request, model_id: str) -> Response:
     principal = await authenticate(request)
     model = services(request).gateway.registry.find(model_id)
     if not (model.open_to_every_key or principal.can_use_model(model.name)):
-        raise PermissionDenied(
-            f"This API key may not use the model `{model.name}`.",
-            param="model",
-            code="model_not_allowed",
-        )
+        raise ModelNotAllowed(model.name)
     return json_response(_model(model))
 
 

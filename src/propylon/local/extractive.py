@@ -40,6 +40,7 @@ from typing import Any
 
 from propylon.errors import InvalidRequest
 from propylon.gateway.protocol import ChatStream, EmbeddingModel, JSONObject
+from propylon.gateway.validation import one_choice
 from propylon.guard.canary import strip_canaries
 from propylon.local.sentences import RANKING, Ranking, relevance, split_sentences
 
@@ -221,11 +222,7 @@ class ExtractiveChatModel:
 
     async def _answer(self, request: JSONObject) -> _Answer:
         context = read_context(request)
-        choices = request.get("n")
-        if choices is not None and choices != 1:  # one answer, the same each time
-            raise InvalidRequest(
-                "This model returns one choice per request: `n` must be 1.", param="n"
-            )
+        one_choice(request)  # one answer, the same each time
         limit = _max_tokens(request)
         stops = _stop_sequences(request)
         content, citations = await self._reply(context)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncGenerator, Callable
 
-from propylon.errors import PermissionDenied
+from propylon.errors import ModelNotAllowed
 from propylon.gateway.call import CallInfo
 from propylon.gateway.protocol import ChatService, JSONObject, native_answer, with_native_body
 from propylon.gateway.providers.anthropic_translation import (
@@ -74,10 +74,6 @@ class MessagesService:
         model = self._resolve(request["model"])
         principal = call.principal
         if principal is not None and not principal.can_use_model(model):
-            raise PermissionDenied(
-                f"This API key may not use the model `{model}`.",
-                param="model",
-                code="model_not_allowed",
-            )
+            raise ModelNotAllowed(model)
         tokens = self._counter.count_messages(request["messages"], model, request.get("tools"))
         return {"input_tokens": tokens}

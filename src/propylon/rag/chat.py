@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from propylon.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from propylon.gateway.protocol import ChatService, ChatStream, JSONObject
+from propylon.gateway.validation import one_choice
 from propylon.rag.answer import Answerer, AnswerRequest, relay
 from propylon.rag.conversations import Turn, parse_conversation_id
 from propylon.rag.search import MAX_TOP_K, MODES, Mode
@@ -122,11 +123,7 @@ def parse_chat(request: JSONObject) -> AnswerRequest:
     options = request.get("rag") or {}
     if not isinstance(options, dict):
         raise InvalidRequest("`rag` must be an object.", param="rag")
-    choices = request.get("n")
-    if choices is not None and choices != 1:
-        raise InvalidRequest(
-            "A `rag/` model returns one answer per request: `n` must be 1.", param="n"
-        )
+    one_choice(request)
     response_format = request.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
         raise InvalidRequest(

@@ -24,6 +24,7 @@ import orjson
 
 from propylon.errors import InvalidRequest
 from propylon.gateway.protocol import JSONObject
+from propylon.gateway.validation import one_choice
 
 DEFAULT_MAX_TOKENS = 4096
 """Anthropic requires ``max_tokens``; OpenAI clients often leave it out."""
@@ -62,9 +63,7 @@ def messages_request(request: JSONObject, model: str, *, stream: bool) -> JSONOb
             "Legacy `functions` are not supported for this model; use `tools`.",
             param="functions",
         )
-    n = request.get("n")
-    if n is not None and n != 1:
-        raise InvalidRequest("This model returns one choice per request: `n` must be 1.", param="n")
+    one_choice(request)
     for param, asks in UNSUPPORTED.items():
         if asks(request.get(param)):
             raise InvalidRequest(
