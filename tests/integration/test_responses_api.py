@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import openai
 import pytest
-from openai.types.responses import FunctionToolParam
+from openai.types.responses import FunctionToolParam, ResponseInputItemParam
 from openai.types.responses.response_input_item_param import FunctionCallOutput
 
 from propylon.testing import Behaviour, FakeUpstream, ScriptedTurn
@@ -121,9 +121,9 @@ async def test_function_tool_round_trip(sdk: openai.AsyncOpenAI, upstream: FakeU
     assert sent.body["tools"][0]["function"]["name"] == "get_weather"
     assert sent.body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
 
-    second = await sdk.responses.create(
-        model="gpt-test",
-        input=[
+    def answered(output: FunctionCallOutput) -> list[ResponseInputItemParam]:
+        """The question, the model's call, and the call's ``output``."""
+        return [
             {"role": "user", "content": "What is the weather in Paris?"},
             {
                 "type": "function_call",
@@ -131,8 +131,14 @@ async def test_function_tool_round_trip(sdk: openai.AsyncOpenAI, upstream: FakeU
                 "name": call.name,
                 "arguments": call.arguments,
             },
-            {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 24 C"},
-        ],
+            output,
+        ]
+
+    second = await sdk.responses.create(
+        model="gpt-test",
+        input=answered(
+            {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 24 C"}
+        ),
         tools=[WEATHER],
     )
     assert second.status == "completed"
@@ -148,23 +154,16 @@ async def test_function_tool_round_trip(sdk: openai.AsyncOpenAI, upstream: FakeU
     # The output as text parts, which OpenAI's API takes too (was a 400 "must be a string").
     third = await sdk.responses.create(
         model="gpt-test",
-        input=[
-            {"role": "user", "content": "What is the weather in Paris?"},
+        input=answered(
             {
-                "type": "function_call",
+                "type": "function_call_output",
                 "call_id": call.call_id,
-                "name": call.name,
-                "arguments": call.arguments,
-            },
-            FunctionCallOutput(
-                type="function_call_output",
-                call_id=call.call_id,
-                output=[
+                "output": [
                     {"type": "input_text", "text": "Sunny, "},
                     {"type": "input_text", "text": "24 C"},
                 ],
-            ),
-        ],
+            }
+        ),
         tools=[WEATHER],
     )
     assert third.status == "completed"
