@@ -5,7 +5,8 @@ INSERT INTO tenants (name, limits, budget) VALUES (%(name)s, %(limits)s, %(budge
 RETURNING id, name, limits, budget, created_at;
 
 -- name: tenant_by_ref
--- Locked: keys made for it while it is being deleted wait, then find it gone.
+-- Locked until the deletion commits: a key made for it by name meanwhile waits, then makes a
+-- new tenant of that name; one made by its id waits at the key's foreign key, then fails.
 SELECT id, name FROM tenants WHERE id::text = %(ref)s OR name = %(ref)s
 ORDER BY id::text = %(ref)s DESC LIMIT 1 FOR UPDATE;
 
